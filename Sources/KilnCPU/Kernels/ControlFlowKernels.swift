@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum ControlFlowKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

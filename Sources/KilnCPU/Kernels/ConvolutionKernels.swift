@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum ConvolutionKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

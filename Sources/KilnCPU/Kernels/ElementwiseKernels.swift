@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum ElementwiseKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

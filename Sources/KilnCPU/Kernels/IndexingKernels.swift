@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum IndexingKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

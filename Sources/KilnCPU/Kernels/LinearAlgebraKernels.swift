@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum LinearAlgebraKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum MiscKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

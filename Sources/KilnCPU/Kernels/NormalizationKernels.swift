@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum NormalizationKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

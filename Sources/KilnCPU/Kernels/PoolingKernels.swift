@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum PoolingKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum QuantizationKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

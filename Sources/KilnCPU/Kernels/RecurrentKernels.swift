@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum RecurrentKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

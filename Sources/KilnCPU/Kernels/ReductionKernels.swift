@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum ReductionKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

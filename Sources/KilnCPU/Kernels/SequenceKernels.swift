@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum SequenceKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum ShapeKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum SignalKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

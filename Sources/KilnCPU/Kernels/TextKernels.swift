@@ -1,0 +1,6 @@
+import KilnIR
+import KilnRuntime
+
+enum TextKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = []
+}

@@ -1,0 +1,5 @@
+import KilnIR
+
+enum ControlFlowImporters {
+    static let table: [OperatorImporter] = []
+}

@@ -1,0 +1,5 @@
+import KilnIR
+
+enum ConvolutionImporters {
+    static let table: [OperatorImporter] = []
+}

@@ -1,0 +1,5 @@
+import KilnIR
+
+enum ElementwiseImporters {
+    static let table: [OperatorImporter] = []
+}

@@ -1,0 +1,5 @@
+import KilnIR
+
+enum IndexingImporters {
+    static let table: [OperatorImporter] = []
+}

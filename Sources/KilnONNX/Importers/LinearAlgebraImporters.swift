@@ -1,0 +1,5 @@
+import KilnIR
+
+enum LinearAlgebraImporters {
+    static let table: [OperatorImporter] = []
+}

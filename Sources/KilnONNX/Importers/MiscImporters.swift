@@ -1,0 +1,5 @@
+import KilnIR
+
+enum MiscImporters {
+    static let table: [OperatorImporter] = []
+}

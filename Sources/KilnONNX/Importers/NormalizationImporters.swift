@@ -1,0 +1,5 @@
+import KilnIR
+
+enum NormalizationImporters {
+    static let table: [OperatorImporter] = []
+}

@@ -1,0 +1,5 @@
+import KilnIR
+
+enum PoolingImporters {
+    static let table: [OperatorImporter] = []
+}

@@ -1,0 +1,5 @@
+import KilnIR
+
+enum QuantizationImporters {
+    static let table: [OperatorImporter] = []
+}

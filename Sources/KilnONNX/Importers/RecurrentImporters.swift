@@ -1,0 +1,5 @@
+import KilnIR
+
+enum RecurrentImporters {
+    static let table: [OperatorImporter] = []
+}

@@ -1,0 +1,5 @@
+import KilnIR
+
+enum ReductionImporters {
+    static let table: [OperatorImporter] = []
+}

@@ -1,0 +1,5 @@
+import KilnIR
+
+enum SequenceImporters {
+    static let table: [OperatorImporter] = []
+}

@@ -1,0 +1,5 @@
+import KilnIR
+
+enum ShapeImporters {
+    static let table: [OperatorImporter] = []
+}

@@ -1,0 +1,5 @@
+import KilnIR
+
+enum SignalImporters {
+    static let table: [OperatorImporter] = []
+}

@@ -1,0 +1,5 @@
+import KilnIR
+
+enum TextImporters {
+    static let table: [OperatorImporter] = []
+}

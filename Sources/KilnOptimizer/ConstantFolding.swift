@@ -1,0 +1,42 @@
+import KilnIR
+
+/// Evaluates nodes whose inputs are all constants and turns their tensor outputs into initializers.
+/// Random generators, control flow and results over the size limit are left alone.
+public struct ConstantFolding: Pass {
+    public let name = "constant-folding"
+    public init() {}
+
+    public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
+        let graphOutputs = Set(graph.outputs.map(\.name))
+        var changed = false
+        var remaining: [Node] = []
+        for node in graph.nodes {
+            guard node.layer.isDeterministic, node.layer.subgraphs.isEmpty,
+                node.inputs.contains(where: { !$0.isEmpty }),
+                node.inputs.allSatisfy({ $0.isEmpty || graph.initializers[$0] != nil }),
+                !node.outputs.contains(where: { graphOutputs.contains($0) }),
+                let folded = try? context.evaluate(node, node.inputs.map { $0.isEmpty ? nil : graph.initializers[$0].map(Value.tensor) }),
+                folded.count >= node.outputs.count
+            else {
+                remaining.append(node)
+                continue
+            }
+            var tensors: [Tensor] = []
+            for value in folded.prefix(node.outputs.count) {
+                guard case .tensor(let t) = value, t.byteCount <= context.foldingLimitBytes else { break }
+                tensors.append(t)
+            }
+            guard tensors.count == node.outputs.count else {
+                remaining.append(node)
+                continue
+            }
+            for (name, tensor) in zip(node.outputs, tensors) where !name.isEmpty {
+                graph.initializers[name] = tensor
+                graph.valueTypes[name] = .tensor(tensor.type)
+            }
+            changed = true
+        }
+        graph.nodes = remaining
+        return changed
+    }
+}

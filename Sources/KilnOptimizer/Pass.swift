@@ -1,0 +1,52 @@
+import KilnIR
+
+/// What passes may use besides the graph. The optimizer never imports a backend: evaluating a node (for
+/// constant folding) is a closure the builder supplies.
+public struct PassContext: Sendable {
+    /// Computes a node's outputs from constant inputs.
+    public var evaluate: @Sendable (Node, [Value?]) throws -> [Value]
+    /// Constants larger than this (bytes) are left unfolded so models do not grow.
+    public var foldingLimitBytes: Int
+
+    public init(
+        evaluate: @escaping @Sendable (Node, [Value?]) throws -> [Value],
+        foldingLimitBytes: Int = 64 << 20
+    ) {
+        self.evaluate = evaluate
+        self.foldingLimitBytes = foldingLimitBytes
+    }
+}
+
+/// One graph rewrite. Returns true when it changed the graph.
+public protocol Pass: Sendable {
+    var name: String { get }
+    func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool
+}
+
+/// An ordered list of passes, repeated until none changes the graph (bounded).
+public struct Pipeline: Sendable {
+    public var passes: [any Pass]
+    public var maxRounds: Int
+
+    public init(_ passes: [any Pass], maxRounds: Int = 4) {
+        self.passes = passes
+        self.maxRounds = maxRounds
+    }
+
+    /// The standard pipeline, in the order it runs.
+    public static let standard = Pipeline([
+        IdentityElimination(),
+        ConstantFolding(),
+        DeadCodeElimination(),
+    ])
+
+    public func run(_ graph: inout Graph, _ context: PassContext) throws {
+        for _ in 0..<maxRounds {
+            var changed = false
+            for pass in passes {
+                changed = try withErrorContext("pass \(pass.name)") { try pass.run(&graph, context) } || changed
+            }
+            if !changed { return }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import KilnIR
+import KilnOptimizer
+
+/// How to build an engine.
+public struct BuilderConfig: Sendable {
+    /// Run the optimizer's standard pipeline before compiling.
+    public var optimize: Bool = true
+
+    public init(optimize: Bool = true) { self.optimize = optimize }
+}
+
+/// Turns a graph into an engine for one device: verify, infer types, optimize, compile kernels.
+public enum Builder {
+    public static func build(_ graph: Graph, device: any Device, config: BuilderConfig = .init()) throws -> Engine {
+        var graph = graph
+        try graph.verify()
+        try graph.inferTypes()
+        if config.optimize {
+            let evaluator = DeviceEvaluator(device: device)
+            let context = PassContext(evaluate: { node, inputs in try evaluator.evaluate(node, inputs) })
+            try Pipeline.standard.run(&graph, context)
+        }
+        return try Engine(graph: graph, device: device)
+    }
+}
+
+/// Runs single nodes on a device; the optimizer's constant folding uses it without importing a backend.
+struct DeviceEvaluator: Sendable {
+    let device: any Device
+
+    func evaluate(_ node: Node, _ inputs: [Value?]) throws -> [Value] {
+        let kernel = try device.makeKernel(node, subgraphs: DeviceSubgraphCompiler(device: device))
+        return try kernel.execute(inputs, KernelContext(scope: ValueScope(), threads: device.properties.threads))
+    }
+}

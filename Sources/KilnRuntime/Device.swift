@@ -1,0 +1,22 @@
+import KilnIR
+
+/// What a device reports about itself.
+public struct DeviceProperties: Sendable, Hashable {
+    public var name: String
+    public var kind: String
+    public var threads: Int
+
+    public init(name: String, kind: String, threads: Int) {
+        self.name = name
+        self.kind = kind
+        self.threads = threads
+    }
+}
+
+/// A place that runs layers: the CPU, one GPU. The optimizer and builder ask it what it supports; backends
+/// implement layer kinds, never ONNX operators.
+public protocol Device: AnyObject, Sendable {
+    var properties: DeviceProperties { get }
+    func supports(_ node: Node) -> Bool
+    func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel
+}

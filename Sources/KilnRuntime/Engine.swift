@@ -1,0 +1,77 @@
+import KilnIR
+
+/// An optimized graph compiled for one device. Immutable and shareable; inferences run through
+/// `ExecutionContext`s.
+public final class Engine: Sendable {
+    public let graph: Graph
+    public let device: any Device
+    let program: CompiledGraph
+
+    init(graph: Graph, device: any Device) throws {
+        self.graph = graph
+        self.device = device
+        program = try CompiledGraph(graph: graph, device: device)
+    }
+
+    public var inputs: [GraphValue] { graph.inputs }
+    public var outputs: [GraphValue] { graph.outputs }
+
+    public func makeContext() -> ExecutionContext { ExecutionContext(engine: self) }
+}
+
+/// Runs inferences of one engine. Not shared across threads; make one per thread.
+public final class ExecutionContext {
+    public let engine: Engine
+
+    init(engine: Engine) { self.engine = engine }
+
+    /// Runs one inference. Every graph input must be given, with its declared dtype and shape; errors name
+    /// the tensor.
+    public func run(_ inputs: [String: Value]) throws -> [String: Value] {
+        let graph = engine.graph
+        let unknown = Set(inputs.keys).subtracting(graph.inputs.map(\.name))
+        if let name = unknown.sorted().first {
+            throw KilnError.invalidArgument(
+                "the model has no input '\(name)' (inputs: \(graph.inputs.map(\.name).joined(separator: ", ")))")
+        }
+        var symbols: [String: Int] = [:]
+        let ordered = try graph.inputs.map { info -> Value in
+            guard let value = inputs[info.name] else {
+                throw KilnError.invalidArgument("missing value for input '\(info.name)'")
+            }
+            try InputCheck.check(value, against: info, symbols: &symbols)
+            return value
+        }
+        let results = try engine.program.run(ordered)
+        return Dictionary(uniqueKeysWithValues: zip(graph.outputs.map(\.name), results))
+    }
+}
+
+enum InputCheck {
+    /// Checks one input value against its declared type; symbolic dimensions must agree across inputs.
+    static func check(_ value: Value, against info: GraphValue, symbols: inout [String: Int]) throws {
+        guard case .tensor(let declared)? = info.type else { return }
+        guard case .tensor(let tensor) = value else {
+            throw KilnError.typeMismatch("input '\(info.name)': expected a tensor, got a \(value.kindName)")
+        }
+        guard tensor.dtype == declared.dtype else {
+            throw KilnError.typeMismatch(
+                "input '\(info.name)': expected dtype \(declared.dtype.onnxName), got \(tensor.dtype.onnxName)")
+        }
+        guard let dims = declared.shape else { return }
+        let mismatch = KilnError.shapeMismatch("input '\(info.name)': expected shape \(declared), got \(tensor.shape)")
+        guard dims.count == tensor.shape.count else { throw mismatch }
+        for (dim, actual) in zip(dims, tensor.shape) {
+            switch dim {
+            case .value(let v): guard v == actual else { throw mismatch }
+            case .symbol(let s):
+                if let bound = symbols[s], bound != actual {
+                    throw KilnError.shapeMismatch(
+                        "input '\(info.name)': dimension '\(s)' is \(actual) here but \(bound) in another input")
+                }
+                symbols[s] = actual
+            case .unknown: break
+            }
+        }
+    }
+}
