@@ -75,8 +75,17 @@ extension ShapeKernels {
         }
         let result = Tensor(zeros: value.dtype, shape: shape)
         let es = value.dtype.byteSize
-        if value.count > 0 {
-            for i in 0..<n { (result.storage.bytes + i * es).copyMemory(from: value.storage.bytes, byteCount: es) }
+        guard value.count > 0, n > 0 else { return result }
+        let zero = (0..<es).allSatisfy { value.storage.bytes.load(fromByteOffset: $0, as: UInt8.self) == 0 }
+        if zero { return result }
+        // Fill by doubling the filled prefix: O(log n) memcpy calls for large weights.
+        let dst = result.storage.bytes
+        dst.copyMemory(from: value.storage.bytes, byteCount: es)
+        var filled = 1
+        while filled < n {
+            let chunk = min(filled, n - filled)
+            (dst + filled * es).copyMemory(from: dst, byteCount: chunk * es)
+            filled += chunk
         }
         return result
     }

@@ -118,6 +118,33 @@ public struct ReshapeLayer: Layer {
         return .value(p)
     }
 
+    /// prod(dims) / prod(known) when symbols cancel (e.g. [N, 3, 4] / [N] = 12), else unknown.
+    static func symbolicQuotient(_ dims: [Dim], _ known: [Dim]) -> Dim {
+        var symbols: [String] = []
+        var numerator = 1
+        for d in dims {
+            switch d {
+            case .value(let v): numerator *= v
+            case .symbol(let s): symbols.append(s)
+            case .unknown: return .unknown
+            }
+        }
+        var denominator = 1
+        for d in known {
+            switch d {
+            case .value(let v): denominator *= v
+            case .symbol(let s):
+                guard let i = symbols.firstIndex(of: s) else { return .unknown }
+                symbols.remove(at: i)
+            case .unknown: return .unknown
+            }
+        }
+        guard denominator > 0, numerator % denominator == 0 else { return .unknown }
+        if symbols.isEmpty { return .value(numerator / denominator) }
+        if symbols.count == 1 && numerator == denominator { return .symbol(symbols[0]) }
+        return .unknown
+    }
+
     static func reshape(_ dims: [Dim], _ spec: [Int], allowZero: Bool) throws -> [Dim] {
         var out: [Dim] = []
         var inferred: Int? = nil
@@ -136,7 +163,10 @@ public struct ReshapeLayer: Layer {
             }
         }
         if let inferred {
-            guard case .value(let total) = product(dims) else { return out }
+            guard case .value(let total) = product(dims) else {
+                out[inferred] = symbolicQuotient(dims, out.enumerated().filter { $0.offset != inferred }.map(\.element))
+                return out
+            }
             var known = 1
             for (i, d) in out.enumerated() where i != inferred {
                 guard let v = d.value else { return out }
