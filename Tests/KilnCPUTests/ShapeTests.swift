@@ -33,10 +33,9 @@ private func allIndices(_ shape: [Int]) -> [[Int]] {
         #expect(throws: KilnError.self) { try LayerRunner.run(ReshapeLayer(.reshape(shape: [5, -1], allowZero: false)), x) }
     }
 
-    @Test(arguments: [[0, 2, 3, 1], [3, 2, 1, 0], [1, 0, 2, 3], [0, 1, 3, 2]])
-    func transposeMatchesNaive(perm: [Int]) throws {
+    @Test(arguments: [[0, 2, 3, 1], [3, 2, 1, 0], [1, 0, 2, 3], [0, 1, 3, 2]], [[2, 3, 5, 7], [2, 16, 9, 40]])
+    func transposeMatchesNaive(perm: [Int], shape: [Int]) throws {
         var g = SeededGenerator(seed: 2)
-        let shape = [2, 3, 5, 7]
         let x = Tensor.random(shape, using: &g)
         let y = try LayerRunner.run(TransposeLayer(perm: perm), x)
         let outShape = perm.map { shape[$0] }
@@ -48,6 +47,15 @@ private func allIndices(_ shape: [Int]) -> [[Int]] {
             for (o, p) in perm.enumerated() { src[p] = idx[o] }
             #expect(ys[offset(idx, outShape)] == xs[offset(src, shape)])
         }
+    }
+
+    @Test func transposeOfDoublesUsesTiles() throws {
+        let shape = [33, 70]
+        let x = Tensor(shape: shape, scalars: (0..<(33 * 70)).map { Double($0) * 0.5 - 3 })
+        let y = try LayerRunner.run(TransposeLayer(perm: nil), x)
+        let a = x.scalars(as: Double.self)
+        let b = y.scalars(as: Double.self)
+        for r in 0..<33 { for c in 0..<70 { #expect(b[c * 33 + r] == a[r * 70 + c]) } }
     }
 
     @Test func transposeOfStringsAndInt8() throws {

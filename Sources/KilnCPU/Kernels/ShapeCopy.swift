@@ -35,6 +35,14 @@ enum ShapeCopy {
         let es = source.dtype.byteSize
         let src = UnsafeRawPointer(source.storage.bytes)
         let dst = result.storage.bytes
+        if inner.stride != 1, es == 4 || es == 2 || es == 8,
+            let k = outer.lastIndex(where: { $0.stride == 1 }), outer[k].size >= 8, inner.size >= 8
+        {
+            // A real transpose: the source's contiguous axis is not the output's. Copy in square tiles so
+            // reads and writes both stay within a few cache lines.
+            tiled(dims: dims, k: k, src: src + offset * es, dst: dst, es: es, threads: threads)
+            return result
+        }
         let outerCount = n / inner.size
         Parallel.forEach(outerCount, threads: threads, minimumChunk: max(1, 32768 / max(inner.size, 1))) { range in
             var o = range.lowerBound
@@ -44,6 +52,68 @@ enum ShapeCopy {
             }
         }
         return result
+    }
+
+    /// Tiled copy for transposes: axis `k` of `dims` has source stride 1, the last axis has a larger one.
+    static func tiled(
+        dims: [(size: Int, stride: Int)], k: Int, src: UnsafeRawPointer, dst: UnsafeMutableRawPointer, es: Int,
+        threads: Int
+    ) {
+        let last = dims.count - 1
+        var dstStrides = [Int](repeating: 1, count: dims.count)
+        for d in stride(from: last - 1, through: 0, by: -1) { dstStrides[d] = dstStrides[d + 1] * dims[d + 1].size }
+        let rows = dims[k].size
+        let cols = dims[last].size
+        let srcColStride = dims[last].stride
+        let dstRowStride = dstStrides[k]
+        // The remaining axes are walked with both offsets.
+        let rest = (0..<last).filter { $0 != k }
+        let restSizes = rest.map { dims[$0].size }
+        let restCount = restSizes.reduce(1, *)
+        let tile = 32
+        let rowTiles = (rows + tile - 1) / tile
+        Parallel.forEach(restCount * rowTiles, threads: threads, minimumChunk: max(1, 64 / max(cols / tile, 1))) { range in
+            for job in range {
+                var r = job / rowTiles
+                let rt = job % rowTiles
+                var s = 0
+                var t = 0
+                for j in stride(from: rest.count - 1, through: 0, by: -1) {
+                    let i = r % restSizes[j]
+                    r /= restSizes[j]
+                    s += i * dims[rest[j]].stride
+                    t += i * dstStrides[rest[j]]
+                }
+                let r0 = rt * tile
+                let r1 = min(r0 + tile, rows)
+                var c0 = 0
+                while c0 < cols {
+                    let c1 = min(c0 + tile, cols)
+                    for row in r0..<r1 {
+                        let d = t + row * dstRowStride
+                        let sr = s + row
+                        switch es {
+                        case 4:
+                            for c in c0..<c1 {
+                                dst.storeBytes(of: src.load(fromByteOffset: (sr + c * srcColStride) * 4, as: UInt32.self),
+                                    toByteOffset: (d + c) * 4, as: UInt32.self)
+                            }
+                        case 8:
+                            for c in c0..<c1 {
+                                dst.storeBytes(of: src.load(fromByteOffset: (sr + c * srcColStride) * 8, as: UInt64.self),
+                                    toByteOffset: (d + c) * 8, as: UInt64.self)
+                            }
+                        default:
+                            for c in c0..<c1 {
+                                dst.storeBytes(of: src.load(fromByteOffset: (sr + c * srcColStride) * 2, as: UInt16.self),
+                                    toByteOffset: (d + c) * 2, as: UInt16.self)
+                            }
+                        }
+                    }
+                    c0 = c1
+                }
+            }
+        }
     }
 
     /// Calls `body` with the source offset of each outer index in `start..<start+count` (row-major order).
