@@ -14,11 +14,14 @@ public struct PoolLayer: Layer {
     /// nil for global pooling.
     public var window: PoolGeometry?
     public var columnMajorIndices: Bool
+    /// Whether max pooling also produces its indices output (skipped when nothing reads it).
+    public var outputsIndices: Bool
 
-    public init(op: Op, window: PoolGeometry?, columnMajorIndices: Bool = false) {
+    public init(op: Op, window: PoolGeometry?, columnMajorIndices: Bool = false, outputsIndices: Bool = false) {
         self.op = op
         self.window = window
         self.columnMajorIndices = columnMajorIndices
+        self.outputsIndices = outputsIndices
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
@@ -53,7 +56,7 @@ public struct PoolLayer: Layer {
         case .lp(let p): parts = ["op=lp p=\(p)"]
         }
         if let window { parts.append(window.description) } else { parts.append("global") }
-        if columnMajorIndices { parts.append("storage_order=1") }
+        if outputsIndices { parts.append("indices=1" + (columnMajorIndices ? " storage_order=1" : "")) }
         return parts.joined(separator: " ")
     }
 }

@@ -7,7 +7,9 @@ enum PoolingImporters {
         OperatorImporter("MaxPool", since: 1) { c in
             let order = try c.int("storage_order", default: 0)
             guard order == 0 || order == 1 else { throw c.invalid("storage_order must be 0 or 1, is \(order)") }
-            let layer = PoolLayer(op: .max, window: try window(c), columnMajorIndices: order == 1)
+            let indices = c.outputs.count > 1 && !c.outputs[1].isEmpty
+            let layer = PoolLayer(
+                op: .max, window: try window(c), columnMajorIndices: order == 1, outputsIndices: indices)
             c.emit(layer, outputs: Array(c.outputs.prefix(2)))
         },
         .layer("AveragePool", since: 1) { c in
