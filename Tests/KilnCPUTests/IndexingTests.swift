@@ -23,13 +23,15 @@ import Testing
 
     @Test func gatherElementsAndND() throws {
         let data = Tensor(shape: [2, 2], scalars: [Int32(1), 2, 3, 4])
-        let ge = try LayerRunner.run(GatherElementsLayer(axis: 1), data, Tensor(shape: [2, 2], scalars: [Int64(0), 0, 1, 0]))
+        let ge = try LayerRunner.run(
+            GatherElementsLayer(axis: 1), data, Tensor(shape: [2, 2], scalars: [Int64(0), 0, 1, 0]))
         #expect(ge.scalars(as: Int32.self) == [1, 1, 4, 3])
         let nd = try LayerRunner.run(GatherNDLayer(batchDims: 0), data, Tensor(shape: [2, 1], scalars: [Int64(1), 0]))
         #expect(nd.shape == [2, 2])
         #expect(nd.scalars(as: Int32.self) == [3, 4, 1, 2])
         let cube = Tensor(shape: [2, 2, 2], scalars: (0..<8).map { Float($0) })
-        let batched = try LayerRunner.run(GatherNDLayer(batchDims: 1), cube, Tensor(shape: [2, 1], scalars: [Int64(1), 0]))
+        let batched = try LayerRunner.run(
+            GatherNDLayer(batchDims: 1), cube, Tensor(shape: [2, 1], scalars: [Int64(1), 0]))
         #expect(batched.scalars(as: Float.self) == [2, 3, 4, 5])
     }
 
@@ -45,19 +47,22 @@ import Testing
         expected[1] += u[1]
         expected[3] += u[2]
         #expect(y.scalars(as: Float.self) == expected)
-        let nd = try LayerRunner.run(ScatterNDLayer(reduction: .mul), Tensor(shape: [4], scalars: [Int64(1), 2, 3, 4]),
+        let nd = try LayerRunner.run(
+            ScatterNDLayer(reduction: .mul), Tensor(shape: [4], scalars: [Int64(1), 2, 3, 4]),
             Tensor(shape: [2, 1], scalars: [Int64(1), 1]), Tensor(shape: [2], scalars: [Int64(5), 7]))
         #expect(nd.scalars(as: Int64.self) == [1, 70, 3, 4])
     }
 
     @Test func oneHotNonZeroCompress() throws {
-        let oh = try LayerRunner.run(OneHotLayer(axis: -1), Tensor(shape: [3], scalars: [Int64(0), -1, 5]),
+        let oh = try LayerRunner.run(
+            OneHotLayer(axis: -1), Tensor(shape: [3], scalars: [Int64(0), -1, 5]),
             Tensor(scalar: Int64(3)), Tensor(shape: [2], scalars: [Float(-1), 1]))
         #expect(oh.scalars(as: Float.self) == [1, -1, -1, -1, -1, 1, -1, -1, -1])
         let nz = try LayerRunner.run(NonZeroLayer(), Tensor(shape: [2, 2], scalars: [true, false, true, true]))
         #expect(nz.shape == [2, 3])
         #expect(nz.scalars(as: Int64.self) == [0, 1, 1, 0, 0, 1])
-        let cp = try LayerRunner.run(CompressLayer(axis: 0), Tensor(shape: [3, 2], scalars: [Float(1), 2, 3, 4, 5, 6]),
+        let cp = try LayerRunner.run(
+            CompressLayer(axis: 0), Tensor(shape: [3, 2], scalars: [Float(1), 2, 3, 4, 5, 6]),
             Tensor(shape: [2], scalars: [false, true]))
         #expect(cp.scalars(as: Float.self) == [3, 4])
     }

@@ -30,7 +30,9 @@ private func allIndices(_ shape: [Int]) -> [[Int]] {
         #expect(s.shape == [1, 2, 3, 4, 1])
         let q = try LayerRunner.run(ReshapeLayer(.squeeze(axes: nil)), s)
         #expect(q.shape == [2, 3, 4])
-        #expect(throws: KilnError.self) { try LayerRunner.run(ReshapeLayer(.reshape(shape: [5, -1], allowZero: false)), x) }
+        #expect(throws: KilnError.self) {
+            try LayerRunner.run(ReshapeLayer(.reshape(shape: [5, -1], allowZero: false)), x)
+        }
     }
 
     @Test(arguments: [[0, 2, 3, 1], [3, 2, 1, 0], [1, 0, 2, 3], [0, 1, 3, 2]], [[2, 3, 5, 7], [2, 16, 9, 40]])
@@ -80,10 +82,12 @@ private func allIndices(_ shape: [Int]) -> [[Int]] {
         let asx = a.scalars(as: Float.self)
         let bs = b.scalars(as: Float.self)
         for idx in allIndices([2, 8, 4]) {
-            let expected = idx[1] < 3 ? asx[offset(idx, [2, 3, 4])] : bs[offset([idx[0], idx[1] - 3, idx[2]], [2, 5, 4])]
+            let expected =
+                idx[1] < 3 ? asx[offset(idx, [2, 3, 4])] : bs[offset([idx[0], idx[1] - 3, idx[2]], [2, 5, 4])]
             #expect(cs[offset(idx, [2, 8, 4])] == expected)
         }
-        let parts = try LayerRunner.run(SplitLayer(axis: 1, sizes: [3, 5], outputCount: 2), inputs: [.tensor(c)],
+        let parts = try LayerRunner.run(
+            SplitLayer(axis: 1, sizes: [3, 5], outputCount: 2), inputs: [.tensor(c)],
             outputCount: 2)
         #expect(try parts[0].asTensor().scalars(as: Float.self) == asx)
         #expect(try parts[1].asTensor().scalars(as: Float.self) == bs)
@@ -104,7 +108,8 @@ private func allIndices(_ shape: [Int]) -> [[Int]] {
         }
         // The same slice with run-time parameters.
         let dynamic = SliceLayer(starts: nil, ends: nil, axes: nil, steps: nil, isStatic: false)
-        let z = try LayerRunner.run(dynamic, x, .int64([-1, 100]), .int64([-100, 1]), .int64([0, 1]), .int64([-2, -1]))
+        let z = try LayerRunner.run(
+            dynamic, x, .int64([-1, 100]), .int64([-100, 1]), .int64([0, 1]), .int64([-2, -1]))
         #expect(z.scalars(as: Float.self) == ys)
     }
 
@@ -151,8 +156,11 @@ private func allIndices(_ shape: [Int]) -> [[Int]] {
         let expectedRow0: [Float] = [1, 1.25, 1.75, 2]
         #expect(Array(y.scalars(as: Float.self)[0..<4]) == expectedRow0)
         p.mode = .nearest
-        let n = try LayerRunner.run(ResizeLayer(p, scales: nil, sizes: [1, 1, 4, 4]), Tensor(shape: [1, 1, 2, 2],
-            scalars: [Int64(1), 2, 3, 4]))
+        let n = try LayerRunner.run(
+            ResizeLayer(p, scales: nil, sizes: [1, 1, 4, 4]),
+            Tensor(
+                shape: [1, 1, 2, 2],
+                scalars: [Int64(1), 2, 3, 4]))
         #expect(Array(n.scalars(as: Int64.self)[0..<8]) == [1, 1, 2, 2, 1, 1, 2, 2])
     }
 
@@ -160,9 +168,11 @@ private func allIndices(_ shape: [Int]) -> [[Int]] {
         let x = Tensor(zeros: .float32, shape: [2, 3, 4])
         #expect(try LayerRunner.run(ShapeOfLayer(start: 1), x).scalars(as: Int64.self) == [3, 4])
         #expect(try LayerRunner.run(SizeLayer(), x).scalars(as: Int64.self) == [24])
-        let r = try LayerRunner.run(RangeLayer(), Tensor(scalar: Int32(10)), Tensor(scalar: Int32(4)), Tensor(scalar: Int32(-3)))
+        let r = try LayerRunner.run(
+            RangeLayer(), Tensor(scalar: Int32(10)), Tensor(scalar: Int32(4)), Tensor(scalar: Int32(-3)))
         #expect(r.scalars(as: Int32.self) == [10, 7])
-        let t = try LayerRunner.run(TriluLayer(upper: true), Tensor(shape: [2, 3], scalars: [Float(1), 2, 3, 4, 5, 6]))
+        let t = try LayerRunner.run(
+            TriluLayer(upper: true), Tensor(shape: [2, 3], scalars: [Float(1), 2, 3, 4, 5, 6]))
         #expect(t.scalars(as: Float.self) == [1, 2, 3, 0, 5, 6])
         let eye = try LayerRunner.run(EyeLikeLayer(dtype: .int32, k: 1), Tensor(zeros: .float32, shape: [2, 3]))
         #expect(eye.scalars(as: Int32.self) == [0, 1, 0, 0, 0, 1])

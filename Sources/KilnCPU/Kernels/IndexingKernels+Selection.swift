@@ -15,6 +15,7 @@ extension IndexingKernels {
             let a = try ShapeAxes.normalize(layer.axis, rank: indices.rank + 1)
             var shape = indices.shape
             shape.insert(depth, at: a)
+            _ = try ShapeAxes.checkedCount(shape)
             let outer = Tensor.elementCount(Array(indices.shape[..<a]))
             let inner = Tensor.elementCount(Array(indices.shape[a...]))
             let idx = try indices.int64Values()
@@ -35,12 +36,15 @@ extension IndexingKernels {
             let strides = Broadcast.strides(x.shape)
             let hits = flags.indices.filter { flags[$0] }
             let rank = max(x.rank, 1)
-            return [.tensor(Tensor.build(Int64.self, shape: [rank, hits.count]) { out in
-                for (j, e) in hits.enumerated() {
-                    for d in 0..<x.rank { out[d * hits.count + j] = Int64((e / strides[d]) % x.shape[d]) }
-                    if x.rank == 0 { out[j] = 0 }
-                }
-            })]
+            return [
+                .tensor(
+                    Tensor.build(Int64.self, shape: [rank, hits.count]) { out in
+                        for (j, e) in hits.enumerated() {
+                            for d in 0..<x.rank { out[d * hits.count + j] = Int64((e / strides[d]) % x.shape[d]) }
+                            if x.rank == 0 { out[j] = 0 }
+                        }
+                    })
+            ]
         },
         cpuKernel(CompressLayer.self) { layer, inputs, context in
             var data = try inputs.tensor(0)
@@ -52,10 +56,13 @@ extension IndexingKernels {
                 data = try data.reshaped([data.count])
             }
             guard condition.count <= data.shape[axis] else {
-                throw KilnError.shapeMismatch("Compress condition of \(condition.count) for an axis of \(data.shape[axis])")
+                throw KilnError.shapeMismatch(
+                    "Compress condition of \(condition.count) for an axis of \(data.shape[axis])")
             }
             let kept = condition.indices.filter { condition[$0] }
-            return [.tensor(try gather(data, axis: axis, indices: kept, indexShape: [kept.count], threads: context.threads))]
+            return [
+                .tensor(try gather(data, axis: axis, indices: kept, indexShape: [kept.count], threads: context.threads))
+            ]
         },
         cpuKernel(ReverseSequenceLayer.self) { layer, inputs, _ in
             let x = try inputs.tensor(0)
@@ -116,7 +123,9 @@ extension IndexingKernels {
             var key = UniqueKey(numbers: [], strings: [])
             for o in 0..<outer {
                 let base = (o * length + i) * inner
-                if x.dtype == .string { key.strings += strings[base..<(base + inner)] } else {
+                if x.dtype == .string {
+                    key.strings += strings[base..<(base + inner)]
+                } else {
                     key.numbers += numbers[base..<(base + inner)]
                 }
             }

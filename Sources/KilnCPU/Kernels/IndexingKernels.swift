@@ -10,16 +10,20 @@ enum IndexingKernels {
             let data = try inputs.tensor(0)
             let indices = try inputs.tensor(1)
             let a = try ShapeAxes.normalize(layer.axis, rank: data.rank)
-            return [.tensor(try gather(data, axis: a, indices: indices.intValues(), indexShape: indices.shape,
-                threads: context.threads))]
+            return [
+                .tensor(
+                    try gather(
+                        data, axis: a, indices: indices.intValues(), indexShape: indices.shape,
+                        threads: context.threads))
+            ]
         },
         cpuKernel(GatherElementsLayer.self) { layer, inputs, _ in
             let data = try inputs.tensor(0)
             let indices = try inputs.tensor(1)
             let a = try ShapeAxes.normalize(layer.axis, rank: data.rank)
-            guard indices.rank == data.rank else {
-                throw KilnError.shapeMismatch("GatherElements indices \(indices.shape) for data \(data.shape)")
-            }
+            guard indices.rank == data.rank,
+                (0..<data.rank).allSatisfy({ $0 == a || indices.shape[$0] <= data.shape[$0] })
+            else { throw KilnError.shapeMismatch("GatherElements indices \(indices.shape) for data \(data.shape)") }
             let idx = try indices.intValues()
             let ds = Broadcast.strides(data.shape)
             let istr = Broadcast.strides(indices.shape)
@@ -52,7 +56,9 @@ enum IndexingKernels {
             let indices = try inputs.tensor(1)
             let updates = try inputs.tensor(2)
             let a = try ShapeAxes.normalize(layer.axis, rank: data.rank)
-            guard indices.shape == updates.shape, indices.rank == data.rank else {
+            guard indices.shape == updates.shape, indices.rank == data.rank,
+                (0..<data.rank).allSatisfy({ $0 == a || indices.shape[$0] <= data.shape[$0] })
+            else {
                 throw KilnError.shapeMismatch("ScatterElements indices \(indices.shape), updates \(updates.shape)")
             }
             let idx = try indices.intValues()

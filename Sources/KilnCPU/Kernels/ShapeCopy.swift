@@ -72,7 +72,8 @@ enum ShapeCopy {
         let restCount = restSizes.reduce(1, *)
         let tile = 32
         let rowTiles = (rows + tile - 1) / tile
-        Parallel.forEach(restCount * rowTiles, threads: threads, minimumChunk: max(1, 64 / max(cols / tile, 1))) { range in
+        Parallel.forEach(restCount * rowTiles, threads: threads, minimumChunk: max(1, 64 / max(cols / tile, 1))) {
+            range in
             for job in range {
                 var r = job / rowTiles
                 let rt = job % rowTiles
@@ -95,17 +96,20 @@ enum ShapeCopy {
                         switch es {
                         case 4:
                             for c in c0..<c1 {
-                                dst.storeBytes(of: src.load(fromByteOffset: (sr + c * srcColStride) * 4, as: UInt32.self),
+                                dst.storeBytes(
+                                    of: src.load(fromByteOffset: (sr + c * srcColStride) * 4, as: UInt32.self),
                                     toByteOffset: (d + c) * 4, as: UInt32.self)
                             }
                         case 8:
                             for c in c0..<c1 {
-                                dst.storeBytes(of: src.load(fromByteOffset: (sr + c * srcColStride) * 8, as: UInt64.self),
+                                dst.storeBytes(
+                                    of: src.load(fromByteOffset: (sr + c * srcColStride) * 8, as: UInt64.self),
                                     toByteOffset: (d + c) * 8, as: UInt64.self)
                             }
                         default:
                             for c in c0..<c1 {
-                                dst.storeBytes(of: src.load(fromByteOffset: (sr + c * srcColStride) * 2, as: UInt16.self),
+                                dst.storeBytes(
+                                    of: src.load(fromByteOffset: (sr + c * srcColStride) * 2, as: UInt16.self),
                                     toByteOffset: (d + c) * 2, as: UInt16.self)
                             }
                         }
@@ -151,10 +155,26 @@ enum ShapeCopy {
             return
         }
         switch es {
-        case 4: for i in 0..<count { dst.storeBytes(of: src.load(fromByteOffset: i * stride * 4, as: UInt32.self), toByteOffset: i * 4, as: UInt32.self) }
-        case 8: for i in 0..<count { dst.storeBytes(of: src.load(fromByteOffset: i * stride * 8, as: UInt64.self), toByteOffset: i * 8, as: UInt64.self) }
-        case 2: for i in 0..<count { dst.storeBytes(of: src.load(fromByteOffset: i * stride * 2, as: UInt16.self), toByteOffset: i * 2, as: UInt16.self) }
-        case 1: for i in 0..<count { dst.storeBytes(of: src.load(fromByteOffset: i * stride, as: UInt8.self), toByteOffset: i, as: UInt8.self) }
+        case 4:
+            for i in 0..<count {
+                dst.storeBytes(
+                    of: src.load(fromByteOffset: i * stride * 4, as: UInt32.self), toByteOffset: i * 4, as: UInt32.self)
+            }
+        case 8:
+            for i in 0..<count {
+                dst.storeBytes(
+                    of: src.load(fromByteOffset: i * stride * 8, as: UInt64.self), toByteOffset: i * 8, as: UInt64.self)
+            }
+        case 2:
+            for i in 0..<count {
+                dst.storeBytes(
+                    of: src.load(fromByteOffset: i * stride * 2, as: UInt16.self), toByteOffset: i * 2, as: UInt16.self)
+            }
+        case 1:
+            for i in 0..<count {
+                dst.storeBytes(
+                    of: src.load(fromByteOffset: i * stride, as: UInt8.self), toByteOffset: i, as: UInt8.self)
+            }
         default: for i in 0..<count { (dst + i * es).copyMemory(from: src + i * stride * es, byteCount: es) }
         }
     }
@@ -206,7 +226,9 @@ enum ShapeCopy {
             for o in range {
                 let row = dst + o * last.count * es
                 guard let base = rowBase(o) else {
-                    if let fillBytes { for j in 0..<last.count { (row + j * es).copyMemory(from: fillBytes, byteCount: es) } }
+                    if let fillBytes {
+                        for j in 0..<last.count { (row + j * es).copyMemory(from: fillBytes, byteCount: es) }
+                    }
                     continue
                 }
                 for (j, m) in last.enumerated() {

@@ -14,7 +14,7 @@ extension ShapeKernels {
         },
         cpuKernel(ConstantOfShapeLayer.self) { layer, inputs, _ in
             let shape = try inputs.tensor(0).intValues()
-            guard shape.allSatisfy({ $0 >= 0 }) else { throw KilnError.invalidArgument("negative shape \(shape)") }
+            _ = try ShapeAxes.checkedCount(shape)
             return [.tensor(filled(layer.value, shape: shape))]
         },
         cpuKernel(RangeLayer.self) { _, inputs, _ in
@@ -26,13 +26,15 @@ extension ShapeKernels {
         cpuKernel(EyeLikeLayer.self) { layer, inputs, _ in
             let x = try inputs.tensor(0)
             guard x.rank == 2 else { throw KilnError.shapeMismatch("EyeLike needs a 2-D input, got \(x.shape)") }
+            guard abs(layer.k) < 1 << 40 else { throw KilnError.invalidArgument("EyeLike k \(layer.k)") }
             let dtype = layer.dtype ?? x.dtype
             let one = try ShapeCopy.scalar(dtype, 1)
             let result = Tensor(zeros: dtype, shape: x.shape)
             let es = dtype.byteSize
             let (rows, cols) = (x.shape[0], x.shape[1])
             for i in 0..<rows where i + layer.k >= 0 && i + layer.k < cols {
-                (result.storage.bytes + (i * cols + i + layer.k) * es).copyMemory(from: one.storage.bytes, byteCount: es)
+                (result.storage.bytes + (i * cols + i + layer.k) * es).copyMemory(
+                    from: one.storage.bytes, byteCount: es)
             }
             return [.tensor(result)]
         },
@@ -102,8 +104,10 @@ extension ShapeKernels {
             let count: Int
             if T.dtype.isInteger {
                 let (si, li, di) = (try start.int64Values()[0], try limit.int64Values()[0], try delta.int64Values()[0])
-                let span = li - si
+                let (span, overflow) = li.subtractingReportingOverflow(si)
+                guard !overflow, di != Int64.min else { throw KilnError.invalidArgument("Range overflows") }
                 count = Int(max(0, span / di + ((span % di != 0 && (span > 0) == (di > 0)) ? 1 : 0)))
+                _ = try ShapeAxes.checkedCount([count])
                 return Tensor.build(T.self, shape: [count]) { out in
                     for i in 0..<count { out[i] = T(castingFrom: si + Int64(i) * di) }
                 }

@@ -44,7 +44,8 @@ extension ShapeKernels {
         }
         var taps: [AxisTaps?] = Array(repeating: nil, count: rank)
         for a in 0..<rank {
-            let identity = abs(plan.scales[a] - 1) < 1e-9 && plan.shape[a] == x.shape[a]
+            let identity =
+                abs(plan.scales[a] - 1) < 1e-9 && plan.shape[a] == x.shape[a]
                 && abs(roi[a].0) < 1e-9 && abs(roi[a].1 - 1) < 1e-9
             if identity { continue }
             guard x.shape[a] > 0 || plan.shape[a] == 0 else {
@@ -102,6 +103,7 @@ extension ShapeKernels {
             let base = Int(xo.rounded(.up)) - 1
             let ratio = xo - Double(base)
             let coeffs = coefficients(p, ratio: ratio, scale: scale)
+            guard coeffs.count <= 1 << 16 else { throw KilnError.invalidArgument("resize scale \(scale) is too small") }
             if taps.n == 0 { taps.n = coeffs.count }
             guard coeffs.count == taps.n else { throw KilnError.runtime("resize kernel width changed") }
             let first = base - taps.n / 2 + 1
@@ -161,7 +163,9 @@ extension ShapeKernels {
     }
 
     /// One separable pass: resamples `axis` of `data` (row-major `shape`) to `output` entries.
-    static func resample(_ data: [Double], shape: [Int], axis: Int, taps: AxisTaps, output: Int, fill: Double) -> [Double] {
+    static func resample(
+        _ data: [Double], shape: [Int], axis: Int, taps: AxisTaps, output: Int, fill: Double
+    ) -> [Double] {
         let outer = Tensor.elementCount(Array(shape[..<axis]))
         let inner = Tensor.elementCount(Array(shape[(axis + 1)...]))
         let length = shape[axis]

@@ -26,7 +26,8 @@ extension ShapeKernels {
                 for d in 0..<spatial {
                     let normalized = Float(g[(b * points + pt) * spatial + (spatial - 1 - d)])
                     let len = Float(dims[d])
-                    var v = Double(layer.alignCorners ? (normalized + 1) / 2 * (len - 1) : ((normalized + 1) * len - 1) / 2)
+                    var v = Double(
+                        layer.alignCorners ? (normalized + 1) / 2 * (len - 1) : ((normalized + 1) * len - 1) / 2)
                     guard v.isFinite, abs(v) < 1e9 else {
                         taps.append([(-1, 0)])
                         continue
@@ -118,6 +119,7 @@ extension ShapeKernels {
         guard spatial == 2 || spatial == 3, theta.rank == 3, theta.shape[0] == size[0],
             theta.shape[1] == spatial, theta.shape[2] == spatial + 1, size.allSatisfy({ $0 >= 0 })
         else { throw KilnError.shapeMismatch("AffineGrid of theta \(theta.shape) for size \(size)") }
+        _ = try ShapeAxes.checkedCount(size + [spatial])
         let n = size[0]
         let dims = Array(size[2...])
         let t = try theta.doubleValues()

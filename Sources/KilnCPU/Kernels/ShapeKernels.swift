@@ -16,8 +16,12 @@ enum ShapeKernels {
             let x = try inputs.tensor(0)
             let p = try layer.permutation(rank: x.rank)
             let strides = Broadcast.strides(x.shape)
-            return [.tensor(ShapeCopy.strided(x, offset: 0, strides: p.map { strides[$0] },
-                shape: p.map { x.shape[$0] }, threads: context.threads))]
+            return [
+                .tensor(
+                    ShapeCopy.strided(
+                        x, offset: 0, strides: p.map { strides[$0] },
+                        shape: p.map { x.shape[$0] }, threads: context.threads))
+            ]
         },
         cpuKernel(ConcatLayer.self) { layer, inputs, context in
             let parts = try (0..<inputs.count).map { try inputs.tensor($0) }
@@ -33,15 +37,18 @@ enum ShapeKernels {
                 var shape = x.shape
                 shape[a] = n
                 defer { start += n }
-                return .tensor(ShapeCopy.strided(x, offset: start * strides[a], strides: strides, shape: shape,
-                    threads: context.threads))
+                return .tensor(
+                    ShapeCopy.strided(
+                        x, offset: start * strides[a], strides: strides, shape: shape,
+                        threads: context.threads))
             }
         },
         cpuKernel(SliceLayer.self) { layer, inputs, context in
             let x = try inputs.tensor(0)
             let ranges: [SliceLayer.Range]
             if layer.isStatic, let s = layer.starts, let e = layer.ends {
-                ranges = try SliceLayer.resolve(shape: x.shape, starts: s, ends: e, axes: layer.axes, steps: layer.steps)
+                ranges = try SliceLayer.resolve(
+                    shape: x.shape, starts: s, ends: e, axes: layer.axes, steps: layer.steps)
             } else {
                 ranges = try SliceLayer.resolve(
                     shape: x.shape, starts: try layer.starts ?? inputs.tensor(1).intValues(),
@@ -52,15 +59,24 @@ enum ShapeKernels {
             let strides = Broadcast.strides(x.shape)
             var offset = 0
             for (r, s) in zip(ranges, strides) { offset += r.start * s }
-            return [.tensor(ShapeCopy.strided(x, offset: offset, strides: zip(ranges, strides).map { $0.step * $1 },
-                shape: ranges.map(\.count), threads: context.threads))]
+            return [
+                .tensor(
+                    ShapeCopy.strided(
+                        x, offset: offset, strides: zip(ranges, strides).map { $0.step * $1 },
+                        shape: ranges.map(\.count), threads: context.threads))
+            ]
         },
         cpuKernel(ExpandLayer.self) { layer, inputs, context in
             let x = try inputs.tensor(0)
             let spec = try layer.shape ?? inputs.tensor(1).intValues()
             let shape = try Broadcast.shape(x.shape, spec)
-            return [.tensor(ShapeCopy.strided(x, offset: 0, strides: Broadcast.strides(of: x.shape, broadcastTo: shape),
-                shape: shape, threads: context.threads))]
+            _ = try ShapeAxes.checkedCount(shape)
+            return [
+                .tensor(
+                    ShapeCopy.strided(
+                        x, offset: 0, strides: Broadcast.strides(of: x.shape, broadcastTo: shape),
+                        shape: shape, threads: context.threads))
+            ]
         },
         cpuKernel(TileLayer.self) { layer, inputs, context in
             let x = try inputs.tensor(0)
@@ -68,6 +84,8 @@ enum ShapeKernels {
             guard repeats.count == x.rank, repeats.allSatisfy({ $0 >= 0 }) else {
                 throw KilnError.invalidArgument("tile repeats \(repeats) for shape \(x.shape)")
             }
+            _ = try ShapeAxes.checkedCount(
+                zip(x.shape, repeats).map { $0.multipliedReportingOverflow(by: $1).overflow ? -1 : $0 * $1 })
             // Tile is a broadcast of the input viewed as [1, d0, 1, d1, ...] to [r0, d0, r1, d1, ...].
             let strides = Broadcast.strides(x.shape)
             var shape: [Int] = []
@@ -91,7 +109,8 @@ enum ShapeKernels {
                 fill = try ShapeCopy.scalar(x.dtype, layer.value ?? 0)
             }
             if x.dtype == .string, fill.dtype != .string { fill = Tensor(shape: [], strings: [""]) }
-            let maps = try zip(x.shape, per).map { d, p in try padMap(length: d, begin: p.0, end: p.1, mode: layer.mode) }
+            let maps = try zip(x.shape, per).map { d, p in try padMap(length: d, begin: p.0, end: p.1, mode: layer.mode)
+            }
             return [.tensor(ShapeCopy.mapped(x, maps: maps, fill: fill, threads: context.threads))]
         },
         cpuKernel(CenterCropPadLayer.self) { layer, inputs, context in
@@ -101,6 +120,9 @@ enum ShapeKernels {
             guard axes.count == sizes.count, sizes.allSatisfy({ $0 >= 0 }) else {
                 throw KilnError.invalidArgument("center crop shape \(sizes) for axes \(axes)")
             }
+            var target = x.shape
+            for (a, t) in zip(axes, sizes) { target[a] = t }
+            _ = try ShapeAxes.checkedCount(target)
             var maps = x.shape.map { Array(0..<$0) }
             for (a, t) in zip(axes, sizes) {
                 let d = x.shape[a]
@@ -157,7 +179,9 @@ enum ShapeKernels {
 
     /// Source coordinates for one padded axis: -1 where the constant fills.
     static func padMap(length d: Int, begin: Int, end: Int, mode: PadLayer.Mode) throws -> [Int] {
-        let n = d + begin + end
+        let (partial, o1) = d.addingReportingOverflow(begin)
+        let (n, o2) = partial.addingReportingOverflow(end)
+        guard !o1, !o2, n <= 1 << 34 else { throw KilnError.invalidArgument("pads \(begin), \(end) are too large") }
         guard n >= 0 else { throw KilnError.invalidArgument("pads \(begin), \(end) remove more than \(d) elements") }
         if mode != .constant && d == 0 && n > 0 {
             throw KilnError.invalidArgument("\(mode.rawValue) padding of an empty axis")
@@ -182,7 +206,7 @@ enum ShapeKernels {
         guard x.rank == 4 else { throw KilnError.shapeMismatch("\(layer.direction.rawValue) needs a 4-D input") }
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let b = layer.blockSize
-        guard b > 0 else { throw KilnError.invalidArgument("blocksize \(b)") }
+        guard b > 0, b < 1 << 16 else { throw KilnError.invalidArgument("blocksize \(b)") }
         let view: [Int]
         let perm: [Int]
         let out: [Int]
@@ -198,13 +222,16 @@ enum ShapeKernels {
             }
             out = [n, c / (b * b), h * b, w * b]
         case (.spaceToDepth, _):
-            guard h % b == 0, w % b == 0 else { throw KilnError.shapeMismatch("spatial \(h)x\(w) not divisible by \(b)") }
+            guard h % b == 0, w % b == 0 else {
+                throw KilnError.shapeMismatch("spatial \(h)x\(w) not divisible by \(b)")
+            }
             view = [n, c, h / b, b, w / b, b]
             perm = layer.mode == .dcr ? [0, 3, 5, 1, 2, 4] : [0, 1, 3, 5, 2, 4]
             out = [n, c * b * b, h / b, w / b]
         }
         let strides = Broadcast.strides(view)
-        let moved = ShapeCopy.strided(x, offset: 0, strides: perm.map { strides[$0] }, shape: perm.map { view[$0] },
+        let moved = ShapeCopy.strided(
+            x, offset: 0, strides: perm.map { strides[$0] }, shape: perm.map { view[$0] },
             threads: threads)
         return try moved.reshaped(out)
     }

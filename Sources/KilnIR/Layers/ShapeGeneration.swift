@@ -96,7 +96,10 @@ public struct DepthSpaceLayer: Layer {
     public static let kind = LayerKind("depthSpace")
     public enum Direction: String, Sendable { case depthToSpace, spaceToDepth }
     /// DCR: depth-column-row ordering of the channel; CRD: column-row-depth.
-    public enum Mode: String, Sendable { case dcr = "DCR", crd = "CRD" }
+    public enum Mode: String, Sendable {
+        case dcr = "DCR"
+        case crd = "CRD"
+    }
     public var direction: Direction
     public var blockSize: Int
     public var mode: Mode
@@ -114,11 +117,25 @@ public struct DepthSpaceLayer: Layer {
         func scale(_ x: Dim, _ f: (Int) -> Int) -> Dim { x.value.map { .value(f($0)) } ?? .unknown }
         switch direction {
         case .depthToSpace:
-            return [.tensor(TensorType(dtype, [d[0], scale(d[1]) { $0 / (b * b) }, scale(d[2]) { $0 * b },
-                scale(d[3]) { $0 * b }]))]
+            return [
+                .tensor(
+                    TensorType(
+                        dtype,
+                        [
+                            d[0], scale(d[1]) { $0 / (b * b) }, scale(d[2]) { $0 * b },
+                            scale(d[3]) { $0 * b },
+                        ]))
+            ]
         case .spaceToDepth:
-            return [.tensor(TensorType(dtype, [d[0], scale(d[1]) { $0 * b * b }, scale(d[2]) { $0 / b },
-                scale(d[3]) { $0 / b }]))]
+            return [
+                .tensor(
+                    TensorType(
+                        dtype,
+                        [
+                            d[0], scale(d[1]) { $0 * b * b }, scale(d[2]) { $0 / b },
+                            scale(d[3]) { $0 / b },
+                        ]))
+            ]
         }
     }
 }

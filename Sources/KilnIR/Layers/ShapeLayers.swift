@@ -16,6 +16,19 @@ public enum ShapeAxes {
         return result
     }
 
+    /// The element count of a shape computed from run-time data, or an error for negative dims, overflow, or
+    /// an output too large to allocate (2^34 elements), so that hostile shapes fail instead of trapping.
+    public static func checkedCount(_ shape: [Int]) throws -> Int {
+        var n = 1
+        for d in shape {
+            guard d >= 0 else { throw KilnError.invalidArgument("negative dimension in shape \(shape)") }
+            let (p, overflow) = n.multipliedReportingOverflow(by: d)
+            guard !overflow, p <= 1 << 34 else { throw KilnError.invalidArgument("shape \(shape) is too large") }
+            n = p
+        }
+        return n
+    }
+
     /// The static dims of input `i`, when its rank is known.
     static func dims(_ inputs: [LayerInput], _ i: Int) -> [Dim]? {
         i < inputs.count ? inputs[i].tensorType?.shape : nil
@@ -69,6 +82,7 @@ public struct ReshapeLayer: Layer {
         guard let concrete = TensorType(.float32, dims).concreteShape else {
             throw KilnError.invalidArgument("cannot resolve reshape of \(shape)")
         }
+        _ = try ShapeAxes.checkedCount(concrete)
         return concrete
     }
 
@@ -113,7 +127,9 @@ public struct ReshapeLayer: Layer {
         var p = 1
         for d in dims {
             guard let v = d.value else { return dims.count == 1 ? d : .unknown }
-            p *= v
+            let (q, overflow) = p.multipliedReportingOverflow(by: v)
+            guard !overflow else { return .unknown }
+            p = q
         }
         return .value(p)
     }
@@ -124,7 +140,10 @@ public struct ReshapeLayer: Layer {
         var numerator = 1
         for d in dims {
             switch d {
-            case .value(let v): numerator *= v
+            case .value(let v):
+                let (q, overflow) = numerator.multipliedReportingOverflow(by: v)
+                guard !overflow else { return .unknown }
+                numerator = q
             case .symbol(let s): symbols.append(s)
             case .unknown: return .unknown
             }
@@ -132,7 +151,10 @@ public struct ReshapeLayer: Layer {
         var denominator = 1
         for d in known {
             switch d {
-            case .value(let v): denominator *= v
+            case .value(let v):
+                let (q, overflow) = denominator.multipliedReportingOverflow(by: v)
+                guard !overflow else { return .unknown }
+                denominator = q
             case .symbol(let s):
                 guard let i = symbols.firstIndex(of: s) else { return .unknown }
                 symbols.remove(at: i)
@@ -170,7 +192,9 @@ public struct ReshapeLayer: Layer {
             var known = 1
             for (i, d) in out.enumerated() where i != inferred {
                 guard let v = d.value else { return out }
-                known *= v
+                let (q, overflow) = known.multipliedReportingOverflow(by: v)
+                guard !overflow else { throw KilnError.invalidArgument("reshape \(spec) overflows") }
+                known = q
             }
             guard known > 0, total % known == 0 else {
                 throw KilnError.shapeMismatch("cannot reshape \(dims) to \(spec)")
@@ -263,7 +287,7 @@ public struct SplitLayer: Layer {
     /// Piece sizes for an axis of `length`.
     public func pieces(length: Int, runtime: [Int]?) throws -> [Int] {
         if let s = runtime ?? sizes {
-            guard s.count == outputCount, s.allSatisfy({ $0 >= 0 }), s.reduce(0, +) == length else {
+            guard s.count == outputCount, s.allSatisfy({ $0 >= 0 && $0 <= length }), s.reduce(0, +) == length else {
                 throw KilnError.invalidArgument("split sizes \(s) do not cut an axis of \(length) into \(outputCount)")
             }
             return s

@@ -5,14 +5,24 @@ public struct ResizeLayer: Layer {
 
     public enum Mode: String, Sendable { case nearest, linear, cubic }
     public enum CoordinateMode: String, Sendable {
-        case halfPixel = "half_pixel", halfPixelSymmetric = "half_pixel_symmetric"
-        case pytorchHalfPixel = "pytorch_half_pixel", alignCorners = "align_corners", asymmetric
-        case tfCropAndResize = "tf_crop_and_resize", tfHalfPixelForNN = "tf_half_pixel_for_nn"
+        case halfPixel = "half_pixel"
+        case halfPixelSymmetric = "half_pixel_symmetric"
+        case pytorchHalfPixel = "pytorch_half_pixel"
+        case alignCorners = "align_corners"
+        case asymmetric
+        case tfCropAndResize = "tf_crop_and_resize"
+        case tfHalfPixelForNN = "tf_half_pixel_for_nn"
     }
     public enum NearestMode: String, Sendable {
-        case roundPreferFloor = "round_prefer_floor", roundPreferCeil = "round_prefer_ceil", floor, ceil
+        case roundPreferFloor = "round_prefer_floor"
+        case roundPreferCeil = "round_prefer_ceil"
+        case floor, ceil
     }
-    public enum AspectPolicy: String, Sendable { case stretch, notLarger = "not_larger", notSmaller = "not_smaller" }
+    public enum AspectPolicy: String, Sendable {
+        case stretch
+        case notLarger = "not_larger"
+        case notSmaller = "not_smaller"
+    }
 
     public struct Parameters: Sendable {
         public var mode: Mode = .nearest
@@ -48,7 +58,9 @@ public struct ResizeLayer: Layer {
     }
 
     /// Output shape and the per-axis scale used for coordinate mapping, for a concrete input shape.
-    public func plan(shape: [Int], scales runtimeScales: [Double]?, sizes runtimeSizes: [Int]?) throws
+    public func plan(
+        shape: [Int], scales runtimeScales: [Double]?, sizes runtimeSizes: [Int]?
+    ) throws
         -> (shape: [Int], scales: [Double])
     {
         let rank = shape.count
@@ -56,7 +68,12 @@ public struct ResizeLayer: Layer {
         var outScales = Array(repeating: 1.0, count: rank)
         var out = shape
         if let sizes = runtimeSizes ?? sizes, !sizes.isEmpty {
-            guard sizes.count == axes.count else { throw KilnError.invalidArgument("resize sizes \(sizes) for axes \(axes)") }
+            guard sizes.count == axes.count else {
+                throw KilnError.invalidArgument("resize sizes \(sizes) for axes \(axes)")
+            }
+            guard sizes.allSatisfy({ $0 >= 0 }), axes.allSatisfy({ shape[$0] > 0 }) else {
+                throw KilnError.invalidArgument("resize of \(shape) to sizes \(sizes)")
+            }
             switch parameters.aspectPolicy {
             case .stretch:
                 for (a, s) in zip(axes, sizes) {
@@ -66,27 +83,33 @@ public struct ResizeLayer: Layer {
             case .notLarger, .notSmaller:
                 let ratios = zip(axes, sizes).map { Double($1) / Double(shape[$0]) }
                 let r = parameters.aspectPolicy == .notLarger ? (ratios.min() ?? 1) : (ratios.max() ?? 1)
+                guard r < 1e9 else { throw KilnError.invalidArgument("resize ratio \(r) is too large") }
                 for a in axes {
                     out[a] = Int(Double(shape[a]) * r + 0.5)
                     outScales[a] = r
                 }
             }
         } else if let scales = runtimeScales ?? scales, !scales.isEmpty {
-            guard scales.count == axes.count else { throw KilnError.invalidArgument("resize scales \(scales) for axes \(axes)") }
+            guard scales.count == axes.count else {
+                throw KilnError.invalidArgument("resize scales \(scales) for axes \(axes)")
+            }
             for (a, s) in zip(axes, scales) {
-                guard s > 0 else { throw KilnError.invalidArgument("resize scale \(s) is not positive") }
+                guard s > 0, s < 1e9 else { throw KilnError.invalidArgument("resize scale \(s) is out of range") }
                 out[a] = Int((Double(shape[a]) * s).rounded(.down))
                 outScales[a] = s
             }
         } else {
             throw KilnError.invalidArgument("resize needs scales or sizes")
         }
+        _ = try ShapeAxes.checkedCount(out)
         return (out, outScales)
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
         guard let t = inputs.first?.tensorType else { return [nil] }
-        guard let shape = t.concreteShape else { return [.tensor(TensorType(t.dtype, t.shape.map { $0.map { _ in .unknown } }))] }
+        guard let shape = t.concreteShape else {
+            return [.tensor(TensorType(t.dtype, t.shape.map { $0.map { _ in .unknown } }))]
+        }
         var rs: [Double]? = nil
         var rz: [Int]? = nil
         if inputs.count > 2, let c = inputs[2].constant { rs = try? c.doubleValues() }

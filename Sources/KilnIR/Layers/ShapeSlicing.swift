@@ -51,13 +51,15 @@ public struct SliceLayer: Layer {
             if step > 0 {
                 s = min(max(s, 0), d)
                 e = min(max(e, 0), d)
-                count = e > s ? (e - s + step - 1) / step : 0
+                count = e > s ? (e - s - 1) / step + 1 : 0
             } else {
                 s = min(max(s, 0), d - 1)
                 e = min(max(e, -1), d - 1)
-                count = s > e ? (s - e + (-step) - 1) / (-step) : 0
+                let magnitude = step == Int.min ? Int.max : -step
+                count = s > e ? (s - e - 1) / magnitude + 1 : 0
             }
-            ranges[a] = Range(start: count > 0 ? s : 0, step: step, count: count)
+            // With one element the step never applies; 1 keeps later stride products from overflowing.
+            ranges[a] = Range(start: count > 0 ? s : 0, step: count > 1 ? step : 1, count: count)
         }
         return ranges
     }
@@ -169,9 +171,14 @@ public struct PadLayer: Layer {
         let ax = axes ?? (hasAxes ? ShapeAxes.constantInts(inputs, 3) : nil)
         if hasAxes && ax == nil { return [.tensor(TensorType(dtype, dims.map { _ in .unknown }))] }
         let per = try Self.perAxis(pads: p, axes: ax, rank: dims.count)
-        return [.tensor(TensorType(dtype, zip(dims, per).map { d, q in
-            q == (0, 0) ? d : (d.value.map { .value($0 + q.0 + q.1) } ?? .unknown)
-        }))]
+        return [
+            .tensor(
+                TensorType(
+                    dtype,
+                    zip(dims, per).map { d, q in
+                        q == (0, 0) ? d : (d.value.map { .value($0 + q.0 + q.1) } ?? .unknown)
+                    }))
+        ]
     }
 }
 

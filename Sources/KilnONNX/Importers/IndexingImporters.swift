@@ -7,7 +7,8 @@ enum IndexingImporters {
         .layer("Gather") { c in GatherLayer(axis: try c.int("axis", default: 0)) },
         .layer("GatherElements", since: 11) { c in GatherElementsLayer(axis: try c.int("axis", default: 0)) },
         .layer("GatherND", since: 11) { c in GatherNDLayer(batchDims: try c.int("batch_dims", default: 0)) },
-        .layer("Scatter", since: 9) { c in ScatterElementsLayer(axis: try c.int("axis", default: 0), reduction: .none) },
+        .layer("Scatter", since: 9) { c in ScatterElementsLayer(axis: try c.int("axis", default: 0), reduction: .none)
+        },
         .layer("ScatterElements", since: 11) { c in
             ScatterElementsLayer(axis: try c.int("axis", default: 0), reduction: try reduction(c))
         },
@@ -16,7 +17,8 @@ enum IndexingImporters {
         .layer("NonZero", since: 9) { _ in NonZeroLayer() },
         .layer("Compress", since: 9) { c in CompressLayer(axis: try c.optionalInt("axis")) },
         .layer("ReverseSequence", since: 10) { c in
-            ReverseSequenceLayer(batchAxis: try c.int("batch_axis", default: 1), timeAxis: try c.int("time_axis", default: 0))
+            ReverseSequenceLayer(
+                batchAxis: try c.int("batch_axis", default: 1), timeAxis: try c.int("time_axis", default: 0))
         },
         .layer("Unique", since: 11) { c in
             UniqueLayer(sorted: try c.int("sorted", default: 1) != 0, axis: try c.optionalInt("axis"))

@@ -48,14 +48,17 @@ extension ShapeImporters {
         OperatorImporter("Resize", since: 10) { c in
             var p = ResizeLayer.Parameters()
             let modeName = try c.string("mode", default: "nearest")
-            guard let mode = ResizeLayer.Mode(rawValue: modeName) else { throw c.unsupported("Resize mode '\(modeName)'") }
+            guard let mode = ResizeLayer.Mode(rawValue: modeName) else {
+                throw c.unsupported("Resize mode '\(modeName)'")
+            }
             p.mode = mode
             let x = c.inputs[0]
             if c.version < 11 {
                 // Opset 10 resizes like Upsample: asymmetric coordinates, nearest rounds down.
                 p.coordinateMode = .asymmetric
                 p.nearestMode = .floor
-                try emitResize(c, p, inputs: [x, "", c.hasInput(1) ? c.inputs[1] : ""], scalesIndex: 1, sizesIndex: nil)
+                try emitResize(
+                    c, p, inputs: [x, "", c.hasInput(1) ? c.inputs[1] : ""], scalesIndex: 1, sizesIndex: nil)
                 return
             }
             let coordinate = try c.string("coordinate_transformation_mode", default: "half_pixel")
@@ -64,7 +67,9 @@ extension ShapeImporters {
             }
             p.coordinateMode = cm
             let nearest = try c.string("nearest_mode", default: "round_prefer_floor")
-            guard let nm = ResizeLayer.NearestMode(rawValue: nearest) else { throw c.unsupported("nearest_mode '\(nearest)'") }
+            guard let nm = ResizeLayer.NearestMode(rawValue: nearest) else {
+                throw c.unsupported("nearest_mode '\(nearest)'")
+            }
             p.nearestMode = nm
             p.cubicA = Double(try c.float("cubic_coeff_a", default: -0.75))
             p.excludeOutside = try c.int("exclude_outside", default: 0) != 0
@@ -93,7 +98,8 @@ extension ShapeImporters {
                 let scales = try c.floats("scales").map { Double($0) }
                 c.emit(ResizeLayer(p, scales: scales, sizes: nil), inputs: [c.inputs[0]])
             } else {
-                try emitResize(c, p, inputs: [c.inputs[0], "", c.hasInput(1) ? c.inputs[1] : ""], scalesIndex: 1,
+                try emitResize(
+                    c, p, inputs: [c.inputs[0], "", c.hasInput(1) ? c.inputs[1] : ""], scalesIndex: 1,
                     sizesIndex: nil)
             }
         },
@@ -110,9 +116,12 @@ extension ShapeImporters {
             guard let padding = GridSampleLayer.Padding(rawValue: paddingName) else {
                 throw c.unsupported("GridSample padding_mode '\(paddingName)'")
             }
-            return GridSampleLayer(mode: mode, padding: padding, alignCorners: try c.int("align_corners", default: 0) != 0)
+            return GridSampleLayer(
+                mode: mode, padding: padding, alignCorners: try c.int("align_corners", default: 0) != 0)
         },
-        .layer("AffineGrid", since: 20) { c in AffineGridLayer(alignCorners: try c.int("align_corners", default: 0) != 0) },
+        .layer("AffineGrid", since: 20) { c in
+            AffineGridLayer(alignCorners: try c.int("align_corners", default: 0) != 0)
+        },
     ]
 
     /// Emits a resize over inputs normalised to [X, roi, scales, sizes], folding constant scales or sizes.

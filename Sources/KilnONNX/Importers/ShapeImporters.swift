@@ -72,10 +72,12 @@ enum ShapeImporters {
             let ends = try constantInts(c, 2)
             let axes = try constantInts(c, 3)
             let steps = try constantInts(c, 4)
-            let isStatic = starts != nil && ends != nil && (axes != nil || !c.hasInput(3))
+            let isStatic =
+                starts != nil && ends != nil && (axes != nil || !c.hasInput(3))
                 && (steps != nil || !c.hasInput(4))
             if isStatic {
-                c.emit(SliceLayer(starts: starts, ends: ends, axes: axes, steps: steps, isStatic: true),
+                c.emit(
+                    SliceLayer(starts: starts, ends: ends, axes: axes, steps: steps, isStatic: true),
                     inputs: [c.inputs[0]])
             } else {
                 c.emit(SliceLayer(starts: nil, ends: nil, axes: nil, steps: nil, isStatic: false))
