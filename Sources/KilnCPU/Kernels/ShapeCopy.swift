@@ -222,20 +222,27 @@ enum ShapeCopy {
         let dst = result.storage.bytes
         let fillBytes = fill.map { UnsafeRawPointer($0.storage.bytes) }
         defer { withExtendedLifetime(fill) {} }
+        // Runs of the innermost map that read consecutive source elements (or all fill) copy as one block.
+        var runs: [(at: Int, from: Int, count: Int)] = []
+        for (j, m) in last.enumerated() {
+            if let r = runs.last, (m < 0 && r.from < 0) || (m >= 0 && r.from >= 0 && m == r.from + r.count),
+                innerStride == 1 || m < 0
+            {
+                runs[runs.count - 1].count += 1
+            } else {
+                runs.append((j, m, 1))
+            }
+        }
         Parallel.forEach(outerCount, threads: threads, minimumChunk: max(1, 16384 / max(last.count, 1))) { range in
             for o in range {
                 let row = dst + o * last.count * es
-                guard let base = rowBase(o) else {
-                    if let fillBytes {
-                        for j in 0..<last.count { (row + j * es).copyMemory(from: fillBytes, byteCount: es) }
-                    }
-                    continue
-                }
-                for (j, m) in last.enumerated() {
-                    if m >= 0 {
-                        (row + j * es).copyMemory(from: src + (base + m * innerStride) * es, byteCount: es)
+                let base = rowBase(o)
+                for r in runs {
+                    if let base, r.from >= 0 {
+                        (row + r.at * es).copyMemory(
+                            from: src + (base + r.from * innerStride) * es, byteCount: r.count * es)
                     } else if let fillBytes {
-                        (row + j * es).copyMemory(from: fillBytes, byteCount: es)
+                        for j in r.at..<(r.at + r.count) { (row + j * es).copyMemory(from: fillBytes, byteCount: es) }
                     }
                 }
             }

@@ -36,7 +36,13 @@ extension ShapeImporters {
         .layer("Trilu", since: 14) { c in TriluLayer(upper: try c.int("upper", default: 1) != 0) },
         OperatorImporter("Dropout") { c in
             // Before opset 12 ratio was an attribute and inference never drops; later, inputs decide.
-            if c.version < 12 {
+            let wantsMask = c.outputs.count > 1 && !c.outputs[1].isEmpty
+            let trainingFlag = try c.constant(2)?.scalarDouble()
+            let training = c.version >= 12 && c.hasInput(2) && (trainingFlag ?? 1) != 0
+            if !wantsMask && !training {
+                // Inference without a mask is the identity, which the optimizer removes.
+                c.emit(IdentityLayer(), inputs: [c.inputs[0]], outputs: [c.outputs[0]])
+            } else if c.version < 12 {
                 c.emit(DropoutLayer(), inputs: [c.inputs[0]])
             } else {
                 c.emit(DropoutLayer())
