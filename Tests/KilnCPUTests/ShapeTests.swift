@@ -178,6 +178,39 @@ private func allIndices(_ shape: [Int]) -> [[Int]] {
         #expect(eye.scalars(as: Int32.self) == [0, 1, 0, 0, 0, 1])
     }
 
+    @Test func runtimeShapeInputsAndCenterCropPad() throws {
+        var g = SeededGenerator(seed: 7)
+        let x = Tensor.random([4, 6], using: &g)
+        let r = try LayerRunner.run(ReshapeLayer(.reshape(shape: nil, allowZero: false)), x, .int64([3, -1]))
+        #expect(r.shape == [3, 8])
+        let c = try LayerRunner.run(CenterCropPadLayer(axes: nil), x, .int64([2, 9]))
+        #expect(c.shape == [2, 9])
+        let xs = x.scalars(as: Float.self)
+        let cs = c.scalars(as: Float.self)
+        // Rows 1...2 are kept; columns are padded by 1 before and 2 after.
+        for i in 0..<2 {
+            for j in 0..<9 { #expect(cs[i * 9 + j] == (j >= 1 && j < 7 ? xs[(i + 1) * 6 + j - 1] : 0)) }
+        }
+        let out = try LayerRunner.run(DropoutLayer(), inputs: [.tensor(x)], outputCount: 2)
+        #expect(try out[0].asTensor().scalars(as: Float.self) == xs)
+        #expect(try out[1].asTensor().scalars(as: Bool.self).allSatisfy { $0 })
+    }
+
+    @Test func gridSampleWithIdentityGridReproducesInput() throws {
+        var g = SeededGenerator(seed: 8)
+        let x = Tensor.random([1, 2, 3, 4], using: &g)
+        let theta = Tensor(shape: [1, 2, 3], scalars: [Float(1), 0, 0, 0, 1, 0])
+        for align in [false, true] {
+            let grid = try LayerRunner.run(AffineGridLayer(alignCorners: align), theta, .int64([1, 2, 3, 4]))
+            #expect(grid.shape == [1, 3, 4, 2])
+            for mode in [GridSampleLayer.Mode.linear, .nearest, .cubic] {
+                let layer = GridSampleLayer(mode: mode, padding: .border, alignCorners: align)
+                let y = try LayerRunner.run(layer, x, grid)
+                #expect(Comparison.mismatch(y, x, rtol: 1e-5, atol: 1e-5) == nil)
+            }
+        }
+    }
+
     @Test func typeInferenceKeepsSymbols() throws {
         let input = LayerInput(type: .tensor(TensorType(.float32, [.symbol("N"), 3, 4])))
         let flat = try ReshapeLayer(.reshape(shape: [0, -1], allowZero: false)).inferTypes([input])
