@@ -50,7 +50,7 @@ enum ElementwiseImporters {
             case let other: throw c.invalid("Gelu approximate='\(other)' is not 'none' or 'tanh'")
             }
         },
-        .layer("PRelu") { c in try legacyBroadcast(c, BinaryLayer(.prelu)) },
+        OperatorImporter("PRelu") { c in try preluImport(c) },
         OperatorImporter("Clip") { c in
             if c.version < 11 {
                 let low = c.has("min") ? Double(try c.float("min")) : nil
@@ -117,6 +117,19 @@ enum ElementwiseImporters {
             throw c.unsupported("legacy broadcast with axis=\(axis) that is not suffix-aligned")
         }
         return layer
+    }
+
+    /// PRelu before opset 7 applied a 1-D slope of size C along the channel axis (1), not numpy's last axis;
+    /// the slope constant is reshaped to [C, 1, ...] so broadcasting does the same.
+    private static func preluImport(_ c: ImportContext) throws {
+        guard c.version < 7, c.inputs.count == 2, let slope = c.constant(1), slope.rank == 1, slope.count > 1,
+            let shape = c.inputType(0)?.tensorType?.shape, shape.count > 2
+        else {
+            c.emit(BinaryLayer(.prelu))
+            return
+        }
+        let reshaped = try slope.reshaped([slope.count] + Array(repeating: 1, count: shape.count - 2))
+        c.emit(BinaryLayer(.prelu), inputs: [c.inputs[0], c.constant(reshaped, hint: "slope")])
     }
 
     private static func castTarget(_ c: ImportContext) throws -> DType {
