@@ -25,7 +25,7 @@ private func naiveIndex(_ outIndex: Int, out: [Int], input: [Int]) -> Int {
 }
 
 @Suite struct ElementwiseUnaryTests {
-    static let cases: [(UnaryOp, (Double) -> Double)] = [
+    static let cases: [(UnaryOp, @Sendable (Double) -> Double)] = [
         (.relu, { Swift.max($0, 0) }),
         (.exp, { Foundation.exp($0) }),
         (.tanh, { Foundation.tanh($0) }),

@@ -84,9 +84,10 @@ public struct MiniFloatFormat: Sendable {
         if magnitude > maxFinite {
             if saturate || specials == .none {
                 magnitude = maxFinite
-            } else {
+            } else if magnitude.isInfinite {
                 return overflow(sign)
             }
+            // Finite values above the maximum may still round down to it; the check after rounding decides.
         }
         let minimumExponent = 1 - bias
         let exponent = magnitude == 0 ? minimumExponent : Swift.max(Int(magnitude.exponent), minimumExponent)
