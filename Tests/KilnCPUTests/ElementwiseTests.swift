@@ -71,6 +71,14 @@ private func naiveIndex(_ outIndex: Int, out: [Int], input: [Int]) -> Int {
         #expect(throws: KilnError.self) { try LayerRunner.run(UnaryLayer(.exp), i) }
     }
 
+    @Test func integerShrinkAndCastLike() throws {
+        let i = Tensor(shape: [5], scalars: [Int32(-5), -1, 0, 1, 5])
+        let shrunk = try LayerRunner.run(UnaryLayer(.shrink(bias: 1, lambda: 1.5)), i)
+        #expect(shrunk.scalars(as: Int32.self) == [-4, 0, 0, 0, 4])
+        let like = try LayerRunner.run(CastLikeLayer(), Tensor(shape: [2], scalars: [Float(2.7), -1]), Tensor(shape: [0], scalars: [Int8]()))
+        #expect(like.dtype == .int8 && like.scalars(as: Int8.self) == [2, -1])
+    }
+
     @Test func clipBoundsFromInputsAndParameters() throws {
         let x = Tensor(shape: [5], scalars: [Float(-3), -1, 0, 1, 3])
         let both = try LayerRunner.run(ClipLayer(), inputs: [.tensor(x), .tensor(Tensor(scalar: Float(-1))), .tensor(Tensor(scalar: Float(2)))])

@@ -26,6 +26,10 @@ enum ElementwiseKernels {
         cpuKernel(CastLayer.self) { layer, inputs, _ in
             [.tensor(try inputs.tensor(0).cast(to: layer.to, saturate: layer.saturate, rounding: layer.rounding))]
         },
+        cpuKernel(CastLikeLayer.self) { layer, inputs, _ in
+            let target = try inputs.tensor(1).dtype
+            return [.tensor(try inputs.tensor(0).cast(to: target, saturate: layer.saturate, rounding: layer.rounding))]
+        },
     ]
 }
 

@@ -94,12 +94,12 @@ enum ElementwiseImporters {
                       rounding: try rounding(c))
         },
         OperatorImporter("CastLike", since: 15) { c in
+            let saturate = try c.int("saturate", default: 1) != 0
             guard let target = c.inputType(1)?.tensorType?.dtype else {
-                throw c.unsupported("CastLike needs the static element type of its second input")
+                c.emit(CastLikeLayer(saturate: saturate, rounding: try rounding(c)))
+                return
             }
-            let layer = CastLayer(to: target, saturate: try c.int("saturate", default: 1) != 0,
-                                  rounding: try rounding(c))
-            c.emit(layer, inputs: Array(c.inputs.prefix(1)))
+            c.emit(CastLayer(to: target, saturate: saturate, rounding: try rounding(c)), inputs: Array(c.inputs.prefix(1)))
         },
     ]
 
