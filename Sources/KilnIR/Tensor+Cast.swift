@@ -50,7 +50,9 @@ private struct NativeCast: ScalarVisitor {
                     for i in 0..<input.count { out[i] = U(castingFrom: input[i].doubleValue) }
                 } else if S.dtype == .uint64, U.dtype.isFloatingPoint {
                     // Through Int64 the values above Int64.max would turn negative.
-                    for i in 0..<input.count { out[i] = U(castingFrom: Double(UInt64(truncatingIfNeeded: input[i].int64Value))) }
+                    for i in 0..<input.count {
+                        out[i] = U(castingFrom: Double(UInt64(truncatingIfNeeded: input[i].int64Value)))
+                    }
                 } else {
                     for i in 0..<input.count { out[i] = U(castingFrom: input[i].int64Value) }
                 }

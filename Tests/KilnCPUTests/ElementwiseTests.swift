@@ -35,7 +35,10 @@ private func naiveIndex(_ outIndex: Int, out: [Int], input: [Int]) -> Int {
         (.hardSwish, { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) }),
         (.softplus, { Foundation.log(Foundation.exp($0) + 1) }),
         (.gelu(tanh: false), { 0.5 * $0 * (1 + Foundation.erf($0 / 2.0.squareRoot())) }),
-        (.gelu(tanh: true), { 0.5 * $0 * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * ($0 + 0.044715 * $0 * $0 * $0))) }),
+        (
+            .gelu(tanh: true),
+            { 0.5 * $0 * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * ($0 + 0.044715 * $0 * $0 * $0))) }
+        ),
         (.mish, { $0 * Foundation.tanh(Foundation.log(1 + Foundation.exp($0))) }),
         (.round, { $0.rounded(.toNearestOrEven) }),
         (.sign, { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }),
@@ -75,13 +78,15 @@ private func naiveIndex(_ outIndex: Int, out: [Int], input: [Int]) -> Int {
         let i = Tensor(shape: [5], scalars: [Int32(-5), -1, 0, 1, 5])
         let shrunk = try LayerRunner.run(UnaryLayer(.shrink(bias: 1, lambda: 1.5)), i)
         #expect(shrunk.scalars(as: Int32.self) == [-4, 0, 0, 0, 4])
-        let like = try LayerRunner.run(CastLikeLayer(), Tensor(shape: [2], scalars: [Float(2.7), -1]), Tensor(shape: [0], scalars: [Int8]()))
+        let like = try LayerRunner.run(
+            CastLikeLayer(), Tensor(shape: [2], scalars: [Float(2.7), -1]), Tensor(shape: [0], scalars: [Int8]()))
         #expect(like.dtype == .int8 && like.scalars(as: Int8.self) == [2, -1])
     }
 
     @Test func clipBoundsFromInputsAndParameters() throws {
         let x = Tensor(shape: [5], scalars: [Float(-3), -1, 0, 1, 3])
-        let both = try LayerRunner.run(ClipLayer(), inputs: [.tensor(x), .tensor(Tensor(scalar: Float(-1))), .tensor(Tensor(scalar: Float(2)))])
+        let both = try LayerRunner.run(
+            ClipLayer(), inputs: [.tensor(x), .tensor(Tensor(scalar: Float(-1))), .tensor(Tensor(scalar: Float(2)))])
         #expect(try both[0].asTensor().scalars(as: Float.self) == [-1, -1, 0, 1, 2])
         let maxOnly = try LayerRunner.run(ClipLayer(), inputs: [.tensor(x), nil, .tensor(Tensor(scalar: Float(0)))])
         #expect(try maxOnly[0].asTensor().scalars(as: Float.self) == [-3, -1, 0, 0, 0])
@@ -89,7 +94,9 @@ private func naiveIndex(_ outIndex: Int, out: [Int], input: [Int]) -> Int {
         let inverted = try LayerRunner.run(ClipLayer(min: 2, max: 1), x)
         #expect(inverted.scalars(as: Float.self) == [1, 1, 1, 1, 1])
         let ints = Tensor(shape: [3], scalars: [Int64.min, 0, Int64.max])
-        let clipped = try LayerRunner.run(ClipLayer(), inputs: [.tensor(ints), .tensor(Tensor(scalar: Int64.min + 1)), .tensor(Tensor(scalar: Int64.max))])
+        let clipped = try LayerRunner.run(
+            ClipLayer(),
+            inputs: [.tensor(ints), .tensor(Tensor(scalar: Int64.min + 1)), .tensor(Tensor(scalar: Int64.max))])
         #expect(try clipped[0].asTensor().scalars(as: Int64.self) == [Int64.min + 1, 0, Int64.max])
     }
 }
@@ -110,7 +117,8 @@ private func naiveIndex(_ outIndex: Int, out: [Int], input: [Int]) -> Int {
         let av = try values(a)
         let bv = try values(b)
         let ops: [(BinaryOp, (Double, Double) -> Double)] = [
-            (.add, +), (.sub, -), (.mul, *), (.div, /), (.max, { Swift.max($0, $1) }), (.pow, { Foundation.pow(Swift.abs($0), $1) }),
+            (.add, +), (.sub, -), (.mul, *), (.div, /), (.max, { Swift.max($0, $1) }),
+            (.pow, { Foundation.pow(Swift.abs($0), $1) }),
         ]
         for (op, reference) in ops {
             let lhs = op == .pow ? try LayerRunner.run(UnaryLayer(.abs), a) : a
@@ -133,8 +141,10 @@ private func naiveIndex(_ outIndex: Int, out: [Int], input: [Int]) -> Int {
         let a = Tensor(shape: [6], scalars: [Int32(7), -7, 7, -7, 5, Int32.min])
         let b = Tensor(shape: [6], scalars: [Int32(2), 2, -2, -2, 0, -1])
         #expect(try LayerRunner.run(BinaryLayer(.div), a, b).scalars(as: Int32.self) == [3, -3, -3, 3, 0, Int32.min])
-        #expect(try LayerRunner.run(BinaryLayer(.mod(fmod: false)), a, b).scalars(as: Int32.self) == [1, 1, -1, -1, 0, 0])
-        #expect(try LayerRunner.run(BinaryLayer(.mod(fmod: true)), a, b).scalars(as: Int32.self) == [1, -1, 1, -1, 0, 0])
+        #expect(
+            try LayerRunner.run(BinaryLayer(.mod(fmod: false)), a, b).scalars(as: Int32.self) == [1, 1, -1, -1, 0, 0])
+        #expect(
+            try LayerRunner.run(BinaryLayer(.mod(fmod: true)), a, b).scalars(as: Int32.self) == [1, -1, 1, -1, 0, 0])
         let fa = Tensor(shape: [4], scalars: [Float(-3), 3, 0, 5.5])
         let fb = Tensor(shape: [4], scalars: [Float.infinity, -2, -2, 2])
         let m = try LayerRunner.run(BinaryLayer(.mod(fmod: false)), fa, fb).scalars(as: Float.self)
@@ -144,7 +154,8 @@ private func naiveIndex(_ outIndex: Int, out: [Int], input: [Int]) -> Int {
     @Test func powMixedTypesAndShifts() throws {
         let base = Tensor(shape: [3], scalars: [Float(2), 3, 0.5])
         let exponent = Tensor(shape: [3], scalars: [Int64(3), -1, 2])
-        #expect(try LayerRunner.run(BinaryLayer(.pow), base, exponent).scalars(as: Float.self) == [8, Float(1) / 3, 0.25])
+        #expect(
+            try LayerRunner.run(BinaryLayer(.pow), base, exponent).scalars(as: Float.self) == [8, Float(1) / 3, 0.25])
         let ib = Tensor(shape: [3], scalars: [Int32(1), 2, 3])
         let fe = Tensor(shape: [3], scalars: [Float(4), 5, 6])
         #expect(try LayerRunner.run(BinaryLayer(.pow), ib, fe).scalars(as: Int32.self) == [1, 32, 729])
@@ -166,7 +177,8 @@ private func naiveIndex(_ outIndex: Int, out: [Int], input: [Int]) -> Int {
         let sum = try LayerRunner.run(BinaryLayer(.add), h, h)
         #expect(sum.dtype == .float16 && sum.scalars(as: Float16.self) == [3, -4])
         let bf = Tensor(shape: [2], scalars: [BFloat16(1.5), BFloat16(-2)])
-        #expect(try LayerRunner.run(BinaryLayer(.mul), bf, bf).scalars(as: BFloat16.self).map(\.floatValue) == [2.25, 4])
+        #expect(
+            try LayerRunner.run(BinaryLayer(.mul), bf, bf).scalars(as: BFloat16.self).map(\.floatValue) == [2.25, 4])
     }
 
     @Test func typeInference() throws {
@@ -211,11 +223,14 @@ private func naiveIndex(_ outIndex: Int, out: [Int], input: [Int]) -> Int {
         #expect(out.shape == [2, 4, 3])
         let (cv, xv, yv, ov) = (cond.scalars(as: Bool.self), try values(x), try values(y), try values(out))
         for i in ov.indices {
-            let e = cv[naiveIndex(i, out: [2, 4, 3], input: [2, 1, 3])] ? xv[naiveIndex(i, out: [2, 4, 3], input: [4, 3])] : yv[0]
+            let e =
+                cv[naiveIndex(i, out: [2, 4, 3], input: [2, 1, 3])]
+                ? xv[naiveIndex(i, out: [2, 4, 3], input: [4, 3])] : yv[0]
             #expect(ov[i] == e)
         }
-        let s = try LayerRunner.run(SelectLayer(), Tensor(shape: [2], scalars: [true, false]),
-                                    Tensor(shape: [2], strings: ["a", "b"]), Tensor(shape: [], strings: ["z"]))
+        let s = try LayerRunner.run(
+            SelectLayer(), Tensor(shape: [2], scalars: [true, false]),
+            Tensor(shape: [2], strings: ["a", "b"]), Tensor(shape: [], strings: ["z"]))
         #expect(s.strings == ["a", "z"])
     }
 }

@@ -23,7 +23,8 @@ private func bytes(_ t: Tensor) -> [UInt8] { t.withUnsafeRawBytes { Array($0) } 
     }
 
     @Test func float8RoundingNearTheTop() throws {
-        let x = Tensor(shape: [13], scalars: [Float(464), 470, 480, 500, -464, 240, 248, 250, -1e-9, 57344, 61440, 61439, 65000])
+        let x = Tensor(
+            shape: [13], scalars: [Float(464), 470, 480, 500, -464, 240, 248, 250, -1e-9, 57344, 61440, 61439, 65000])
         let expected: [(DType, [UInt8])] = [
             (.float8e4m3fn, [0x7e, 0x7f, 0x7f, 0x7f, 0xfe, 0x77, 0x78, 0x78, 0x80, 0x7f, 0x7f, 0x7f, 0x7f]),
             (.float8e4m3fnuz, [0x80, 0x80, 0x80, 0x80, 0x80, 0x7f, 0x80, 0x80, 0x00, 0x80, 0x80, 0x80, 0x80]),
@@ -49,7 +50,9 @@ private func bytes(_ t: Tensor) -> [UInt8] { t.withUnsafeRawBytes { Array($0) } 
             let back = bytes(try floats.cast(to: dtype, saturate: false))
             let f = floats.scalars(as: Float.self)
             for i in 0..<256 where !f[i].isNaN {
-                #expect(back[i] == codes[i] || (f[i] == 0 && dtype != .float8e4m3fn && dtype != .float8e5m2), "\(dtype) \(i)")
+                #expect(
+                    back[i] == codes[i] || (f[i] == 0 && dtype != .float8e4m3fn && dtype != .float8e5m2),
+                    "\(dtype) \(i)")
             }
         }
     }
@@ -65,7 +68,8 @@ private func bytes(_ t: Tensor) -> [UInt8] { t.withUnsafeRawBytes { Array($0) } 
 
     @Test func subByteIntegersWrap() throws {
         let x = Tensor(shape: [7], scalars: [Float(-9.7), 8.5, 300, -3, -2, 3, .nan])
-        #expect(try x.cast(to: .int4).scalars(as: UInt8.self).map { Int8(bitPattern: $0) } == [7, -8, -4, -3, -2, 3, 0])
+        #expect(
+            try x.cast(to: .int4).scalars(as: UInt8.self).map { Int8(bitPattern: $0) } == [7, -8, -4, -3, -2, 3, 0])
         #expect(try x.cast(to: .uint2).scalars(as: UInt8.self) == [3, 0, 0, 1, 2, 3, 0])
         let i4 = try [UInt8(0xF8), 7].withUnsafeBytes { try Tensor(dtype: .int4, shape: [2], rawBytes: $0) }
         #expect(try i4.cast(to: .float32).scalars(as: Float.self) == [-8, 7])
@@ -88,7 +92,8 @@ private func bytes(_ t: Tensor) -> [UInt8] { t.withUnsafeRawBytes { Array($0) } 
 
     @Test func strings() throws {
         let f = Tensor(shape: [8], scalars: [Float(0.1), 1, -2.5, 1e-5, 1e20, .nan, -.infinity, 123456.79])
-        #expect(try f.cast(to: .string).strings == ["0.1", "1.0", "-2.5", "1e-05", "1e+20", "nan", "-inf", "123456.79"])
+        #expect(
+            try f.cast(to: .string).strings == ["0.1", "1.0", "-2.5", "1e-05", "1e+20", "nan", "-inf", "123456.79"])
         #expect(try Tensor(shape: [2], scalars: [Int64(-3), 40]).cast(to: .string).strings == ["-3", "40"])
         #expect(try Tensor(shape: [2], scalars: [true, false]).cast(to: .string).strings == ["True", "False"])
         let s = Tensor(shape: [6], strings: ["0.5", "NaN", "INF", "-INF", " 12 ", "-1e3"])

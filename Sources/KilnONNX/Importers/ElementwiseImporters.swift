@@ -21,8 +21,10 @@ enum ElementwiseImporters {
         unary("Erf", .erf, since: 9), unary("IsNaN", .isNaN, since: 9), unary("Not", .not),
         unary("BitwiseNot", .bitwiseNot, since: 18),
         .layer("IsInf", since: 10) { c in
-            UnaryLayer(.isInf(negative: try c.int("detect_negative", default: 1) != 0,
-                              positive: try c.int("detect_positive", default: 1) != 0))
+            UnaryLayer(
+                .isInf(
+                    negative: try c.int("detect_negative", default: 1) != 0,
+                    positive: try c.int("detect_positive", default: 1) != 0))
         },
     ]
 
@@ -32,14 +34,18 @@ enum ElementwiseImporters {
         .layer("LeakyRelu") { c in UnaryLayer(.leakyRelu(alpha: try c.float("alpha", default: 0.01))) },
         .layer("Elu") { c in UnaryLayer(.elu(alpha: try c.float("alpha", default: 1))) },
         .layer("Selu") { c in
-            UnaryLayer(.selu(alpha: try c.float("alpha", default: 1.67326319217681884765625),
-                             gamma: try c.float("gamma", default: 1.05070102214813232421875)))
+            UnaryLayer(
+                .selu(
+                    alpha: try c.float("alpha", default: 1.67326319217681884765625),
+                    gamma: try c.float("gamma", default: 1.05070102214813232421875)))
         },
         .layer("Celu", since: 12) { c in UnaryLayer(.celu(alpha: try c.float("alpha", default: 1))) },
         .layer("HardSigmoid") { c in
             UnaryLayer(.hardSigmoid(alpha: try c.float("alpha", default: 0.2), beta: try c.float("beta", default: 0.5)))
         },
-        .layer("ThresholdedRelu", since: 10) { c in UnaryLayer(.thresholdedRelu(alpha: try c.float("alpha", default: 1))) },
+        .layer("ThresholdedRelu", since: 10) { c in
+            UnaryLayer(.thresholdedRelu(alpha: try c.float("alpha", default: 1)))
+        },
         .layer("Shrink", since: 9) { c in
             UnaryLayer(.shrink(bias: try c.float("bias", default: 0), lambda: try c.float("lambd", default: 0.5)))
         },
@@ -90,8 +96,9 @@ enum ElementwiseImporters {
         .layer("Min") { _ in VariadicLayer(.min) },
         .layer("Where", since: 9) { _ in SelectLayer() },
         .layer("Cast") { c in
-            CastLayer(to: try castTarget(c), saturate: try c.int("saturate", default: 1) != 0,
-                      rounding: try rounding(c))
+            CastLayer(
+                to: try castTarget(c), saturate: try c.int("saturate", default: 1) != 0,
+                rounding: try rounding(c))
         },
         OperatorImporter("CastLike", since: 15) { c in
             let saturate = try c.int("saturate", default: 1) != 0
@@ -99,7 +106,8 @@ enum ElementwiseImporters {
                 c.emit(CastLikeLayer(saturate: saturate, rounding: try rounding(c)))
                 return
             }
-            c.emit(CastLayer(to: target, saturate: saturate, rounding: try rounding(c)), inputs: Array(c.inputs.prefix(1)))
+            c.emit(
+                CastLayer(to: target, saturate: saturate, rounding: try rounding(c)), inputs: Array(c.inputs.prefix(1)))
         },
     ]
 
