@@ -50,7 +50,7 @@ import Testing
                  falseBranch: 2, falseIsLeaf: true, missingTracksTrue: false),
         ]
         let layer = TreeEnsembleLayer(
-            nodes: nodes, leafTargets: [0, 1, 0, 1], leafWeights: [5, 7, -1, 0.5], roots: [(0, false), (3, true)],
+            nodes: nodes, leaves: [(0, 5), (1, 7), (0, -1), (1, 0.5)].map { [.init(target: $0, weight: $1)] }, roots: [(0, false), (3, true)],
             targets: 2, aggregate: .sum, postTransform: .none)
         let x = Tensor(shape: [4, 2], scalars: [Double](arrayLiteral: 0, 9, 4, 3, 4, 4, .nan, 0))
         let y = try LayerRunner.run(layer, x)
@@ -60,5 +60,60 @@ import Testing
         logistic.postTransform = .logistic
         let z = try LayerRunner.run(logistic, x).scalars(as: Double.self)
         #expect(abs(z[0] - 1 / (1 + exp(-5.0))) < 1e-12)
+    }
+}
+
+@Suite struct MLLinearTests {
+    @Test func scalerNormalizerImputer() throws {
+        let x = Tensor(shape: [2, 3], scalars: [Double](arrayLiteral: 1, 2, 3, 4, -5, .nan))
+        let scaled = try LayerRunner.run(MLScalerLayer(offset: [1, 0, 1], scale: [2]), x).scalars(as: Float.self)
+        #expect(Array(scaled.prefix(5)) == [0, 4, 4, 6, -10])
+        let imputed = try LayerRunner.run(MLImputerLayer(values: [7, 8, 9], replaced: .nan), x).scalars(as: Double.self)
+        #expect(imputed == [1, 2, 3, 4, -5, 9])
+        let finite = Tensor(shape: [2, 2], scalars: [Float](arrayLiteral: 3, 4, -1, 1))
+        #expect(try LayerRunner.run(MLNormalizerLayer(norm: .l2), finite).scalars(as: Float.self) == [0.6, 0.8, Float(-1 / 2.0.squareRoot()), Float(1 / 2.0.squareRoot())])
+        #expect(try LayerRunner.run(MLNormalizerLayer(norm: .l1), finite).scalars(as: Float.self) == [3.0 / 7, 4.0 / 7, -0.5, 0.5])
+    }
+
+    @Test func linearClassifierBinaryAndMulticlass() throws {
+        let x = Tensor(shape: [2, 2], scalars: [Float](arrayLiteral: 1, 2, -3, 0.5))
+        let binary = LinearModelLayer(
+            coefficients: [1, -1], intercepts: [0.5], classes: 2, postTransform: .none, classLabels: .strings(["no", "yes"]))
+        let b = try LayerRunner.run(binary, inputs: [.tensor(x)], outputCount: 2)
+        #expect(try b[0].asTensor().strings == ["no", "no"])
+        #expect(try b[1].asTensor().scalars(as: Float.self) == [0.5, -0.5, 3, -3])
+        let multi = LinearModelLayer(
+            coefficients: [1, 0, 0, 1, -1, -1], intercepts: [], classes: 3, postTransform: .softmax,
+            classLabels: .int64s([10, 20, 30]))
+        let m = try LayerRunner.run(multi, inputs: [.tensor(x)], outputCount: 2)
+        #expect(try m[0].asTensor().scalars(as: Int64.self) == [20, 30])
+        let s = try m[1].asTensor().scalars(as: Float.self)
+        #expect(abs(s[0] + s[1] + s[2] - 1) < 1e-6)
+        let regressor = LinearModelLayer(coefficients: [2, 3], intercepts: [1], classes: 1, postTransform: .none, classLabels: nil)
+        #expect(try LayerRunner.run(regressor, x).scalars(as: Float.self) == [9, -3.5])
+    }
+
+    @Test func oneHotEncoder() throws {
+        let layer = MLOneHotEncoderLayer(categories: Tensor(shape: [3], strings: ["a", "b", "c"]), zeros: true)
+        let y = try LayerRunner.run(layer, Tensor(shape: [1, 2], strings: ["c", "z"]))
+        #expect(y.shape == [1, 2, 3])
+        #expect(y.scalars(as: Float.self) == [0, 0, 1, 0, 0, 0])
+        var strict = layer
+        strict.zeros = false
+        #expect(throws: KilnError.self) { try LayerRunner.run(strict, Tensor(shape: [1], strings: ["z"])) }
+    }
+
+    @Test func binaryTreeClassifierDerivesTheOtherClass() throws {
+        // One tree: x0 <= 0 ? leaf 0 (class 1 weight -2) : leaf 1 (class 1 weight 2); logistic scores.
+        let node = TreeEnsembleLayer.Node(
+            feature: 0, comparison: .leq, split: 0, members: [], trueBranch: 0, trueIsLeaf: true, falseBranch: 1,
+            falseIsLeaf: true, missingTracksTrue: false)
+        let layer = TreeEnsembleLayer(
+            nodes: [node], leaves: [[.init(target: 1, weight: -2)], [.init(target: 1, weight: 2)]], roots: [(0, false)],
+            targets: 2, aggregate: .sum, postTransform: .logistic, classLabels: .int64s([0, 1]), outputType: .float32)
+        let out = try LayerRunner.run(layer, inputs: [.tensor(Tensor(shape: [2, 1], scalars: [Float](arrayLiteral: -1, 1)))], outputCount: 2)
+        #expect(try out[0].asTensor().scalars(as: Int64.self) == [0, 1])
+        let s = try out[1].asTensor().scalars(as: Float.self)
+        #expect(abs(s[1] - Float(1 / (1 + exp(2.0)))) < 1e-6 && abs(s[0] - Float(1 / (1 + exp(-2.0)))) < 1e-6)
     }
 }

@@ -14,8 +14,8 @@ enum MLKernels {
             let values = try MiscSupport.doubles(x).map { $0 > Double(layer.threshold) ? 1.0 : 0.0 }
             return [.tensor(try MiscSupport.tensor(x.dtype, shape: x.shape, values))]
         },
-        cpuKernel(TreeEnsembleLayer.self) { layer, inputs, _ in [.tensor(try MLTrees.run(layer, try inputs.tensor(0)))] },
-    ]
+        cpuKernel(TreeEnsembleLayer.self) { layer, inputs, _ in try MLTrees.run(layer, try inputs.tensor(0)) },
+    ] + MLLinearKernels.table
 
     /// A table key: strings, or numbers compared as Double (int64 keys beyond 2^53 are not expected).
     enum Key: Hashable {

@@ -16,6 +16,7 @@ enum MiscKernels {
         cpuKernel(ClassificationLossLayer.self) { layer, inputs, _ in try MiscLoss.run(layer, inputs) },
         cpuKernel(OptimizerStepLayer.self) { layer, inputs, _ in try MiscTraining.run(layer, inputs) },
         cpuKernel(RandomLayer.self) { layer, inputs, _ in [.tensor(try MiscRandom.run(layer, inputs))] },
+        cpuKernel(ImageDecoderLayer.self) { layer, inputs, _ in [.tensor(try MiscImageDecoder.run(layer, try inputs.tensor(0)))] },
     ] + MLKernels.table
 
     private struct SwishVisitor: ScalarVisitor {

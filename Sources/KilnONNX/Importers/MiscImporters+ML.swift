@@ -10,7 +10,7 @@ enum MLImporters {
         .layer("ArrayFeatureExtractor", domain: domain) { _ in ArrayFeatureExtractorLayer() },
         .layer("Binarizer", domain: domain) { c in BinarizerLayer(threshold: try c.float("threshold", default: 0)) },
         .layer("TreeEnsemble", domain: domain, since: 5) { c in try treeEnsemble(c) },
-    ]
+    ] + MLLegacyTrees.table + MLLinearImporters.table
 
     private static func labelEncoder(_ c: ImportContext) throws -> LabelEncoderLayer {
         if c.version < 2 {
@@ -138,8 +138,11 @@ enum MLImporters {
         }
         let targets = try c.int("n_targets")
         guard targets > 0 else { throw c.invalid("TreeEnsemble n_targets must be positive") }
+        let leafTargets = try c.ints("leaf_targetids")
+        let leafWeights = try c.tensor("leaf_weights").doubleValues()
+        guard leafTargets.count == leafWeights.count else { throw c.invalid("TreeEnsemble leaf attributes differ in length") }
+        let leaves = zip(leafTargets, leafWeights).map { [TreeEnsembleLayer.LeafWeight(target: $0, weight: $1)] }
         return TreeEnsembleLayer(
-            nodes: nodes, leafTargets: try c.ints("leaf_targetids"), leafWeights: try c.tensor("leaf_weights").doubleValues(),
-            roots: roots, targets: targets, aggregate: aggregate, postTransform: post)
+            nodes: nodes, leaves: leaves, roots: roots, targets: targets, aggregate: aggregate, postTransform: post)
     }
 }
