@@ -27,7 +27,7 @@ private func referenceDFT(_ re: [Double], _ im: [Double], inverse: Bool) -> ([Do
 private func floats(_ t: Tensor) -> [Double] { t.scalars(as: Float.self).map(Double.init) }
 
 @Suite struct SignalTests {
-    @Test(arguments: [8, 10, 16, 7])
+    @Test(arguments: [8, 10, 16, 7, 12, 9, 400, 1, 2])
     func dftMatchesDirectSum(length: Int) throws {
         var g = SeededGenerator(seed: UInt64(length))
         // [batch 2, length, 2]: complex signals along axis 1.
@@ -40,8 +40,8 @@ private func floats(_ t: Tensor) -> [Double] { t.scalars(as: Float.self).map(Dou
             let im = (0..<length).map { xv[(b * length + $0) * 2 + 1] }
             let (er, ei) = referenceDFT(re, im, inverse: false)
             for k in 0..<length {
-                #expect(abs(yv[(b * length + k) * 2] - er[k]) < 1e-4)
-                #expect(abs(yv[(b * length + k) * 2 + 1] - ei[k]) < 1e-4)
+                #expect(abs(yv[(b * length + k) * 2] - er[k]) < 1e-3)
+                #expect(abs(yv[(b * length + k) * 2 + 1] - ei[k]) < 1e-3)
             }
         }
     }

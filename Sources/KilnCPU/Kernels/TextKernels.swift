@@ -59,8 +59,10 @@ enum TextKernels {
                     throw KilnError.runtime("regexFullMatch kernel got \(type(of: layer))")
                 }
                 let regex: NSRegularExpression
+                // RE2 spells named groups (?P<name>...); ICU, behind NSRegularExpression, spells them (?<name>...).
+                let pattern = typed.pattern.replacingOccurrences(of: "(?P<", with: "(?<")
                 do {
-                    regex = try NSRegularExpression(pattern: "(?:\(typed.pattern))\\z", options: [])
+                    regex = try NSRegularExpression(pattern: "(?:\(pattern))\\z", options: [])
                 } catch {
                     throw KilnError.invalidArgument("invalid regular expression \(typed.pattern.debugDescription)")
                 }
