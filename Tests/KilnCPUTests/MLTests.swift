@@ -117,3 +117,37 @@ import Testing
         #expect(abs(s[1] - Float(1 / (1 + exp(2.0)))) < 1e-6 && abs(s[0] - Float(1 / (1 + exp(-2.0)))) < 1e-6)
     }
 }
+
+@Suite struct MLVectorTests {
+    @Test func featureVectorizerPadsAndTruncates() throws {
+        let a = Tensor(shape: [2, 3], scalars: [Float](arrayLiteral: 1, 2, 3, 4, 5, 6))
+        let b = Tensor(shape: [2], scalars: [Int64](arrayLiteral: 7, 8))
+        let y = try LayerRunner.run(MLFeatureVectorizerLayer(inputDimensions: [2, 2]), a, b)
+        #expect(y.shape == [2, 4])
+        #expect(y.scalars(as: Float.self) == [1, 2, 7, 0, 4, 5, 8, 0])
+    }
+
+    @Test func svmRegressorKernels() throws {
+        var g = SeededGenerator(seed: 12)
+        let x = Tensor.random([3, 2], using: &g)
+        let sv: [Float] = [0.5, -0.5, 1, 1]
+        let layer = SVMRegressorLayer(
+            kernel: .rbf, gamma: 0.7, coef0: 0, degree: 0, supportVectors: sv, supports: 2, coefficients: [2, -1],
+            rho: 0.25, oneClass: false)
+        let y = try LayerRunner.run(layer, x).scalars(as: Float.self)
+        let xv = x.scalars(as: Float.self).map(Double.init)
+        for r in 0..<3 {
+            var expected = 0.25
+            for (j, c) in [2.0, -1].enumerated() {
+                let d0 = xv[r * 2] - Double(sv[j * 2]), d1 = xv[r * 2 + 1] - Double(sv[j * 2 + 1])
+                expected += c * exp(-0.7 * (d0 * d0 + d1 * d1))
+            }
+            #expect(abs(Double(y[r]) - expected) < 1e-5)
+        }
+        let linear = SVMRegressorLayer(
+            kernel: .linear, gamma: 0, coef0: 0, degree: 0, supportVectors: [], supports: 0, coefficients: [1, 2], rho: -1,
+            oneClass: true)
+        let signs = try LayerRunner.run(linear, Tensor(shape: [2, 2], scalars: [Float](arrayLiteral: 1, 1, 0, 0)))
+        #expect(signs.scalars(as: Float.self) == [1, -1])
+    }
+}

@@ -102,7 +102,7 @@ enum MLKernels {
         }
         let rows = x.count / max(width, 1)
         var flat: [Int] = []
-        flat.reserveCapacity(rows * picks.count)
+        flat.reserveCapacity(try MiscSupport.checkedCount([rows, picks.count], "ArrayFeatureExtractor output"))
         for r in 0..<rows { for p in picks { flat.append(r * width + p) } }
         let shape = x.rank == 1 ? [1, picks.count] : Array(x.shape.dropLast()) + [picks.count]
         let source = try x.reshaped([x.count])

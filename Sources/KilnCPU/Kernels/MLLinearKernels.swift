@@ -49,6 +49,8 @@ enum MLLinearKernels {
             return [.tensor(try MiscSupport.tensor(x.dtype, shape: x.shape, v))]
         },
         cpuKernel(LinearModelLayer.self) { layer, inputs, _ in try linear(layer, try inputs.tensor(0)) },
+        cpuKernel(MLFeatureVectorizerLayer.self) { layer, inputs, _ in [.tensor(try featureVectorizer(layer, inputs))] },
+        cpuKernel(SVMRegressorLayer.self) { layer, inputs, _ in [.tensor(try svmRegressor(layer, try inputs.tensor(0)))] },
         cpuKernel(MLOneHotEncoderLayer.self) { layer, inputs, _ in
             let x = try inputs.tensor(0)
             let categories = try MLKernels.keys(layer.categories)
@@ -66,6 +68,67 @@ enum MLLinearKernels {
             return [.tensor(try MiscSupport.tensor(.float32, shape: x.shape + [k], out))]
         },
     ]
+
+    static func featureVectorizer(_ layer: MLFeatureVectorizerLayer, _ inputs: [Value?]) throws -> Tensor {
+        guard inputs.count == layer.inputDimensions.count else {
+            throw KilnError.invalidArgument("FeatureVectorizer has \(inputs.count) inputs, \(layer.inputDimensions.count) dimensions")
+        }
+        let tensors = try inputs.indices.map { try inputs.tensor($0) }
+        guard let rows = tensors.first.map({ $0.rank == 0 ? 1 : $0.shape[0] }) else {
+            throw KilnError.invalidArgument("FeatureVectorizer needs inputs")
+        }
+        let width = layer.inputDimensions.reduce(0, +)
+        var out = [Double](repeating: 0, count: try MiscSupport.checkedCount([rows, width], "FeatureVectorizer output"))
+        var column = 0
+        for (t, cut) in zip(tensors, layer.inputDimensions) {
+            guard t.rank <= 2, (t.rank == 0 ? 1 : t.shape[0]) == rows, cut >= 0 else {
+                throw KilnError.shapeMismatch("FeatureVectorizer inputs must be [\(rows), d] or [\(rows)], got \(t.shape)")
+            }
+            let d = t.rank == 2 ? t.shape[1] : 1
+            let v = try MiscSupport.doubles(t)
+            for r in 0..<rows {
+                for c in 0..<min(d, cut) { out[r * width + column + c] = v[r * d + c] }
+            }
+            column += cut
+        }
+        return try MiscSupport.tensor(.float32, shape: [rows, width], out)
+    }
+
+    static func svmRegressor(_ layer: SVMRegressorLayer, _ x: Tensor) throws -> Tensor {
+        let rows = x.rank == 2 ? x.shape[0] : 1
+        let features = max(x.shape.last ?? 1, 1)
+        let linearOnly = layer.supports == 0
+        guard x.rank <= 2,
+            linearOnly
+                ? layer.coefficients.count == features
+                : layer.supportVectors.count == layer.supports * features && layer.coefficients.count >= layer.supports
+        else { throw KilnError.shapeMismatch("SVMRegressor weights do not match \(features) features") }
+        let v = try MiscSupport.doubles(x)
+        func kernel(_ row: Int, _ vector: [Float], _ offset: Int) -> Double {
+            var dot = 0.0, distance = 0.0
+            for f in 0..<features {
+                let a = v[row * features + f], b = Double(vector[offset + f])
+                dot += a * b
+                distance += (a - b) * (a - b)
+            }
+            switch linearOnly ? .linear : layer.kernel {
+            case .linear: return dot
+            case .poly: return pow(dot * layer.gamma + layer.coef0, Double(layer.degree))
+            case .sigmoid: return tanh(dot * layer.gamma + layer.coef0)
+            case .rbf: return exp(-layer.gamma * distance)
+            }
+        }
+        let out = (0..<rows).map { r -> Double in
+            var s = Double(layer.rho)
+            if linearOnly {
+                s += kernel(r, layer.coefficients, 0)
+            } else {
+                for j in 0..<layer.supports { s += Double(layer.coefficients[j]) * kernel(r, layer.supportVectors, j * features) }
+            }
+            return layer.oneClass ? (s > 0 ? 1 : -1) : s
+        }
+        return try MiscSupport.tensor(.float32, shape: [rows, 1], out)
+    }
 
     static func linear(_ layer: LinearModelLayer, _ x: Tensor) throws -> [Value] {
         let rows = x.rank == 2 ? x.shape[0] : 1

@@ -14,7 +14,7 @@ enum MiscImageDecoder {
     }
 
     /// Images larger than this many pixels are refused rather than allocated.
-    static let maxPixels = 1 << 28
+    static let maxPixels = 1 << 26
 
     static func run(_ layer: ImageDecoderLayer, _ encoded: Tensor) throws -> Tensor {
         guard encoded.dtype == .uint8, encoded.rank == 1 else {

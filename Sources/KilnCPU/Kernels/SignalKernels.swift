@@ -38,7 +38,8 @@ enum SignalKernels {
         outShape[axis] = outAxis
         outShape[rank - 1] = outChannels
         let values = try MiscSupport.doubles(x)
-        var out = [Double](repeating: 0, count: outer * outAxis * inner * outChannels)
+        var out = [Double](
+            repeating: 0, count: try MiscSupport.checkedCount([outer, outAxis, inner, outChannels], "DFT output"))
         let plan = FourierPlan(length: length, inverse: layer.inverse)
         values.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
@@ -107,7 +108,7 @@ enum SignalKernels {
         let frames = 1 + (total - frameLength) / step
         let bins = layer.onesided ? frameLength / 2 + 1 : frameLength
         let values = try MiscSupport.doubles(x)
-        var out = [Double](repeating: 0, count: batch * frames * bins * 2)
+        var out = [Double](repeating: 0, count: try MiscSupport.checkedCount([batch, frames, bins, 2], "STFT output"))
         let plan = FourierPlan(length: frameLength, inverse: false)
         values.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
@@ -143,7 +144,7 @@ enum SignalKernels {
         let size = try MiscSupport.scalarInt(sizeTensor, "window size")
         guard size >= 0 else { throw KilnError.invalidArgument("window size must not be negative, is \(size)") }
         let period = Double(layer.periodic ? size : size - 1)
-        var values = [Double](repeating: 1, count: size)
+        var values = [Double](repeating: 1, count: try MiscSupport.checkedCount([size], "window"))
         if period > 0 {
             for n in 0..<size {
                 let phase = 2 * Double.pi * Double(n) / period
@@ -176,7 +177,7 @@ enum SignalKernels {
             let hz = 700 * (pow(10, (Double(i) * melStep + lowMel) / 2595) - 1)
             return Int((Double(dftLength + 1) * hz / sampleRate).rounded(.down))
         }
-        var out = [Double](repeating: 0, count: spectrumBins * melBins)
+        var out = [Double](repeating: 0, count: try MiscSupport.checkedCount([spectrumBins, melBins], "mel matrix"))
         func set(_ row: Int, _ col: Int, _ v: Double) throws {
             guard row >= 0, row < spectrumBins else {
                 throw KilnError.invalidArgument("mel edge \(row) falls outside the \(spectrumBins) spectrum bins")
@@ -185,6 +186,7 @@ enum SignalKernels {
         }
         for i in 0..<melBins {
             let (left, center, right) = (edges[i], edges[i + 1], edges[i + 2])
+            guard left <= center, center <= right else { throw KilnError.invalidArgument("mel edges are not ordered") }
             if center == left {
                 try set(center, i, 1)
             } else {

@@ -103,3 +103,58 @@ public struct MLOneHotEncoderLayer: Layer {
 
     public var description: String { "categories=\(categories.count) zeros=\(zeros)" }
 }
+
+/// Concatenates [N, d_i] (or [N]) inputs column-wise into float [N, Σ dims], truncating or zero-padding input
+/// i to `inputDimensions[i]` columns (ai.onnx.ml FeatureVectorizer).
+public struct MLFeatureVectorizerLayer: Layer {
+    public static let kind = LayerKind("ml.featureVectorizer")
+    public var inputDimensions: [Int]
+
+    public init(inputDimensions: [Int]) { self.inputDimensions = inputDimensions }
+
+    public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
+        let rows = inputs.first?.tensorType?.shape?.first ?? .unknown
+        return [.tensor(TensorType(.float32, [rows, .value(inputDimensions.reduce(0, +))]))]
+    }
+
+    public var description: String { "inputdimensions=\(inputDimensions)" }
+}
+
+/// Support-vector regression over [N, F] rows into float [N, 1] (ai.onnx.ml SVMRegressor).
+public struct SVMRegressorLayer: Layer {
+    public enum Kernel: String, Sendable { case linear = "LINEAR", poly = "POLY", rbf = "RBF", sigmoid = "SIGMOID" }
+    public static let kind = LayerKind("ml.svmRegressor")
+    public var kernel: Kernel
+    public var gamma: Double
+    public var coef0: Double
+    public var degree: Int
+    /// Row-major [supports, features]; empty for a linear model whose coefficients are the weights.
+    public var supportVectors: [Float]
+    public var supports: Int
+    public var coefficients: [Float]
+    public var rho: Float
+    /// One-class models output +1 / -1 by the sign of the score.
+    public var oneClass: Bool
+
+    public init(
+        kernel: Kernel, gamma: Double, coef0: Double, degree: Int, supportVectors: [Float], supports: Int,
+        coefficients: [Float], rho: Float, oneClass: Bool
+    ) {
+        self.kernel = kernel
+        self.gamma = gamma
+        self.coef0 = coef0
+        self.degree = degree
+        self.supportVectors = supportVectors
+        self.supports = supports
+        self.coefficients = coefficients
+        self.rho = rho
+        self.oneClass = oneClass
+    }
+
+    public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
+        let rows: Dim = inputs.first?.tensorType?.shape.flatMap { $0.count == 2 ? $0[0] : .value(1) } ?? .unknown
+        return [.tensor(TensorType(.float32, [rows, 1]))]
+    }
+
+    public var description: String { "kernel=\(kernel.rawValue) supports=\(supports) oneClass=\(oneClass)" }
+}

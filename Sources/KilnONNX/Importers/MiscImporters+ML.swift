@@ -10,7 +10,7 @@ enum MLImporters {
         .layer("ArrayFeatureExtractor", domain: domain) { _ in ArrayFeatureExtractorLayer() },
         .layer("Binarizer", domain: domain) { c in BinarizerLayer(threshold: try c.float("threshold", default: 0)) },
         .layer("TreeEnsemble", domain: domain, since: 5) { c in try treeEnsemble(c) },
-    ] + MLLegacyTrees.table + MLLinearImporters.table
+    ] + MLLegacyTrees.table + MLLinearImporters.table + MLLinearImporters.more
 
     private static func labelEncoder(_ c: ImportContext) throws -> LabelEncoderLayer {
         if c.version < 2 {

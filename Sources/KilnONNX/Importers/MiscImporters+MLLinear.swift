@@ -64,6 +64,26 @@ enum MLLinearImporters {
         },
     ]
 
+    static let more: [OperatorImporter] = [
+        .layer("FeatureVectorizer", domain: domain) { c in
+            MLFeatureVectorizerLayer(inputDimensions: try c.ints("inputdimensions"))
+        },
+        .layer("SVMRegressor", domain: domain) { c in
+            let text = try c.string("kernel_type", default: "LINEAR")
+            guard let kernel = SVMRegressorLayer.Kernel(rawValue: text) else {
+                throw c.invalid("kernel_type '\(text)' is not defined")
+            }
+            let params = try c.floats("kernel_params", default: [])
+            guard try postTransform(c) == .none else { throw c.unsupported("SVMRegressor post_transform other than NONE") }
+            return SVMRegressorLayer(
+                kernel: kernel, gamma: params.count > 0 ? Double(params[0]) : 0,
+                coef0: params.count > 1 ? Double(params[1]) : 0, degree: params.count > 2 ? Int(params[2]) : 0,
+                supportVectors: try c.floats("support_vectors", default: []), supports: try c.int("n_supports", default: 0),
+                coefficients: try c.floats("coefficients"), rho: try c.floats("rho", default: [0]).first ?? 0,
+                oneClass: try c.int("one_class", default: 0) != 0)
+        },
+    ]
+
     static func postTransform(_ c: ImportContext) throws -> TreeEnsembleLayer.PostTransform {
         let text = try c.string("post_transform", default: "NONE")
         let posts: [String: TreeEnsembleLayer.PostTransform] = [
