@@ -36,8 +36,11 @@ import Testing
         let x = try MiscSupportForTests.cast(base, to: dtype)
         let y = try LayerRunner.run(SwishLayer(alpha: 1.5), x)
         #expect(y.dtype == dtype)
-        let xv = try x.doubleValues(), yv = try y.doubleValues()
-        for i in xv.indices { #expect(abs(yv[i] - xv[i] / (1 + exp(-1.5 * xv[i]))) < (dtype == .float16 ? 1e-2 : 1e-5)) }
+        let xv = try x.doubleValues()
+        let yv = try y.doubleValues()
+        for i in xv.indices {
+            #expect(abs(yv[i] - xv[i] / (1 + exp(-1.5 * xv[i]))) < (dtype == .float16 ? 1e-2 : 1e-5))
+        }
     }
 
     @Test func softmaxCrossEntropyMatchesManualComputation() throws {
@@ -48,8 +51,11 @@ import Testing
         let out = try LayerRunner.run(
             ClassificationLossLayer(softmax: true, reduction: .mean, ignoreIndex: -1),
             inputs: [.tensor(scores), .tensor(labels), .tensor(weights)], outputCount: 2)
-        let s = try scores.doubleValues(), l = try labels.int64Values(), w = try weights.doubleValues()
-        var total = 0.0, weightSum = 0.0
+        let s = try scores.doubleValues()
+        let l = try labels.int64Values()
+        let w = try weights.doubleValues()
+        var total = 0.0
+        var weightSum = 0.0
         var logProb = [Double](repeating: 0, count: 24)
         for n in 0..<3 {
             for d in 0..<2 {
@@ -63,7 +69,9 @@ import Testing
             }
         }
         #expect(abs(try out[0].asTensor().scalarDouble() - total / weightSum) < 1e-5)
-        #expect(try out[1].asTensor().doubleValues().enumerated().allSatisfy { abs($0.element - logProb[$0.offset]) < 1e-5 })
+        #expect(
+            try out[1].asTensor().doubleValues().enumerated().allSatisfy { abs($0.element - logProb[$0.offset]) < 1e-5 }
+        )
         // Without softmax the scores are taken as log-probabilities; 'none' keeps the label shape.
         let nll = try LayerRunner.run(
             ClassificationLossLayer(softmax: false, reduction: .none, ignoreIndex: -1),
@@ -77,19 +85,23 @@ import Testing
     }
 
     @Test func optimizersFollowTheirUpdateRules() throws {
-        let r = Tensor(scalar: Float(0.1)), t = Tensor(scalar: Int64(2))
-        let x = Tensor(shape: [2], scalars: [Float](arrayLiteral: 1, -2)), grad = Tensor(shape: [2], scalars: [Float](arrayLiteral: 0.5, 3))
+        let r = Tensor(scalar: Float(0.1))
+        let t = Tensor(scalar: Int64(2))
+        let x = Tensor(shape: [2], scalars: [Float](arrayLiteral: 1, -2))
+        let grad = Tensor(shape: [2], scalars: [Float](arrayLiteral: 0.5, 3))
         let h = Tensor(shape: [2], scalars: [Float](arrayLiteral: 1, 2))
         let adagrad = OptimizerStepLayer(algorithm: .adagrad(decayFactor: 0.1, epsilon: 1e-6, normCoefficient: 0.01))
         let out = try LayerRunner.run(adagrad, inputs: [r, t, x, grad, h].map { .tensor($0) }, outputCount: 2)
-        let xs = try out[0].asTensor().doubleValues(), hs = try out[1].asTensor().doubleValues()
+        let xs = try out[0].asTensor().doubleValues()
+        let hs = try out[1].asTensor().doubleValues()
         for (i, (xi, gi, hi)) in zip([1.0, -2], zip([0.5, 3.0], [1.0, 2])).map({ ($0, $1.0, $1.1) }).enumerated() {
             let gr = 0.01 * xi + gi
             let hNew = hi + gr * gr
             #expect(abs(hs[i] - hNew) < 1e-5)
             #expect(abs(xs[i] - (xi - 0.1 / 1.2 * gr / (hNew.squareRoot() + 1e-6))) < 1e-5)
         }
-        let momentum = OptimizerStepLayer(algorithm: .momentum(alpha: 0.9, beta: 0.5, normCoefficient: 0, nesterov: true))
+        let momentum = OptimizerStepLayer(
+            algorithm: .momentum(alpha: 0.9, beta: 0.5, normCoefficient: 0, nesterov: true))
         let m = try LayerRunner.run(momentum, inputs: [r, t, x, grad, h].map { .tensor($0) }, outputCount: 2)
         let v0 = 0.9 * 1 + 0.5 * 0.5
         #expect(abs(try m[1].asTensor().doubleValues()[0] - v0) < 1e-6)
@@ -97,7 +109,8 @@ import Testing
         let adam = OptimizerStepLayer(
             algorithm: .adam(alpha: 0.9, beta: 0.999, epsilon: 1e-6, normCoefficient: 0, normCoefficientPost: 0))
         let a = try LayerRunner.run(adam, inputs: [r, t, x, grad, h, h].map { .tensor($0) }, outputCount: 3)
-        let v = 0.9 * 1 + 0.1 * 0.5, hh = 0.999 * 1 + 0.001 * 0.25
+        let v = 0.9 * 1 + 0.1 * 0.5
+        let hh = 0.999 * 1 + 0.001 * 0.25
         let rate = 0.1 * (1 - pow(0.999, 2)).squareRoot() / (1 - pow(0.9, 2))
         #expect(abs(try a[0].asTensor().doubleValues()[0] - (1 - rate * v / (hh.squareRoot() + 1e-6))) < 1e-5)
     }
@@ -118,7 +131,8 @@ import Testing
         let bern = try LayerRunner.run(RandomLayer(distribution: .bernoulli, dtype: .int32, shape: nil, seed: nil), p)
         #expect(bern.scalars(as: Int32.self) == [0, 1, 0, 1])
         let logits = Tensor(shape: [2, 3], scalars: [Float](arrayLiteral: 0, -100, -100, -100, -100, 0))
-        let draws = try LayerRunner.run(RandomLayer(distribution: .multinomial(samples: 5), dtype: .int64, shape: nil, seed: 3), logits)
+        let draws = try LayerRunner.run(
+            RandomLayer(distribution: .multinomial(samples: 5), dtype: .int64, shape: nil, seed: 3), logits)
         #expect(draws.shape == [2, 5])
         #expect(draws.scalars(as: Int64.self) == [0, 0, 0, 0, 0, 2, 2, 2, 2, 2])
     }

@@ -34,7 +34,8 @@ private func floats(_ t: Tensor) -> [Double] { t.scalars(as: Float.self).map(Dou
         let x = Tensor.random([2, length, 2], using: &g)
         let y = try LayerRunner.run(DFTLayer(axis: 1, inverse: false, onesided: false), x)
         #expect(y.shape == [2, length, 2])
-        let xv = floats(x), yv = floats(y)
+        let xv = floats(x)
+        let yv = floats(y)
         for b in 0..<2 {
             let re = (0..<length).map { xv[(b * length + $0) * 2] }
             let im = (0..<length).map { xv[(b * length + $0) * 2 + 1] }
@@ -52,9 +53,11 @@ private func floats(_ t: Tensor) -> [Double] { t.scalars(as: Float.self).map(Dou
         // Axis -2 (opset 20 spelling) is axis 1 here; onesided keeps 6/2+1 bins.
         let y = try LayerRunner.run(DFTLayer(axis: -2, inverse: false, onesided: true), x)
         #expect(y.shape == [3, 4, 2])
-        let xv = floats(x), yv = floats(y)
+        let xv = floats(x)
+        let yv = floats(y)
         for b in 0..<3 {
-            let (er, ei) = referenceDFT((0..<6).map { xv[b * 6 + $0] }, [Double](repeating: 0, count: 6), inverse: false)
+            let (er, ei) = referenceDFT(
+                (0..<6).map { xv[b * 6 + $0] }, [Double](repeating: 0, count: 6), inverse: false)
             for k in 0..<4 {
                 #expect(abs(yv[(b * 4 + k) * 2] - er[k]) < 1e-4)
                 #expect(abs(yv[(b * 4 + k) * 2 + 1] - ei[k]) < 1e-4)
@@ -81,7 +84,8 @@ private func floats(_ t: Tensor) -> [Double] { t.scalars(as: Float.self).map(Dou
             DFTLayer(axis: nil, inverse: false, onesided: false),
             inputs: [.tensor(x), .tensor(Tensor(scalar: Int64(5))), .tensor(Tensor(scalar: Int64(1)))])[0].asTensor()
         #expect(y.shape == [2, 5, 2])
-        let xv = floats(x), yv = floats(y)
+        let xv = floats(x)
+        let yv = floats(y)
         let (er, _) = referenceDFT([xv[0], xv[1], xv[2], 0, 0], [Double](repeating: 0, count: 5), inverse: false)
         for k in 0..<5 { #expect(abs(yv[k * 2] - er[k]) < 1e-4) }
     }
@@ -94,7 +98,9 @@ private func floats(_ t: Tensor) -> [Double] { t.scalars(as: Float.self).map(Dou
             STFTLayer(onesided: true), inputs: [.tensor(signal), .tensor(Tensor(scalar: Int64(4))), .tensor(window)]
         )[0].asTensor()
         #expect(y.shape == [1, 4, 5, 2])
-        let s = floats(signal), w = floats(window), yv = floats(y)
+        let s = floats(signal)
+        let w = floats(window)
+        let yv = floats(y)
         for f in 0..<4 {
             let frame = (0..<8).map { s[f * 4 + $0] * w[$0] }
             let (er, ei) = referenceDFT(frame, [Double](repeating: 0, count: 8), inverse: false)
@@ -108,7 +114,8 @@ private func floats(_ t: Tensor) -> [Double] { t.scalars(as: Float.self).map(Dou
     @Test func windowsFollowTheirFormulas() throws {
         let size = Tensor(scalar: Int32(10))
         let hann = floats(try LayerRunner.run(WindowLayer(function: .hann, periodic: true, dtype: .float32), size))
-        let hamming = floats(try LayerRunner.run(WindowLayer(function: .hamming, periodic: false, dtype: .float32), size))
+        let hamming = floats(
+            try LayerRunner.run(WindowLayer(function: .hamming, periodic: false, dtype: .float32), size))
         let blackman = try LayerRunner.run(WindowLayer(function: .blackman, periodic: true, dtype: .float64), size)
         #expect(blackman.dtype == .float64)
         let b = blackman.scalars(as: Double.self)
@@ -143,7 +150,9 @@ private func floats(_ t: Tensor) -> [Double] { t.scalars(as: Float.self).map(Dou
         let u = try irfft.inferTypes([LayerInput(type: .tensor(TensorType(.float32, dims: [1, 6, 2])))])
         #expect(u[0] == .tensor(TensorType(.float32, dims: [1, 10, 1])))
         let window = WindowLayer(function: .hann, periodic: true, dtype: .float16)
-        let w = try window.inferTypes([LayerInput(type: .tensor(TensorType(.int64, dims: [])), constant: Tensor(scalar: Int64(7)))])
+        let w = try window.inferTypes([
+            LayerInput(type: .tensor(TensorType(.int64, dims: [])), constant: Tensor(scalar: Int64(7)))
+        ])
         #expect(w[0] == .tensor(TensorType(.float16, dims: [7])))
         let stft = STFTLayer(onesided: true)
         let s = try stft.inferTypes([

@@ -8,11 +8,13 @@ private func strings(_ shape: [Int], _ s: [String]) -> Tensor { Tensor(shape: sh
 @Suite struct TextTests {
     @Test func normalizerRemovesStopwordsAndChangesCase() throws {
         let x = strings([1, 4], ["Monday", "tuesday", "MONDAY", "Été"])
-        let insensitive = StringNormalizerLayer(caseAction: .upper, caseSensitive: false, stopwords: ["monday"], locale: "en_US")
+        let insensitive = StringNormalizerLayer(
+            caseAction: .upper, caseSensitive: false, stopwords: ["monday"], locale: "en_US")
         let y = try LayerRunner.run(insensitive, x)
         #expect(y.shape == [1, 2])
         #expect(y.strings == ["TUESDAY", "ÉTÉ"])
-        let sensitive = StringNormalizerLayer(caseAction: .lower, caseSensitive: true, stopwords: ["Monday"], locale: "en_US")
+        let sensitive = StringNormalizerLayer(
+            caseAction: .lower, caseSensitive: true, stopwords: ["Monday"], locale: "en_US")
         #expect(try LayerRunner.run(sensitive, x).strings == ["tuesday", "monday", "été"])
         let everything = StringNormalizerLayer(caseAction: .none, caseSensitive: false, stopwords: ["a"], locale: "")
         let empty = try LayerRunner.run(everything, strings([2], ["a", "A"]))
@@ -35,11 +37,13 @@ private func strings(_ shape: [Int], _ s: [String]) -> Tensor { Tensor(shape: sh
 
     @Test func splitFollowsPythonRules() throws {
         let x = strings([3], ["a,b,,c", " two  words ", ""])
-        let comma = try LayerRunner.run(StringSplitLayer(delimiter: ",", maxSplit: nil), inputs: [.tensor(x)], outputCount: 2)
+        let comma = try LayerRunner.run(
+            StringSplitLayer(delimiter: ",", maxSplit: nil), inputs: [.tensor(x)], outputCount: 2)
         #expect(try comma[0].asTensor().shape == [3, 4])
         #expect(try comma[0].asTensor().strings == ["a", "b", "", "c", " two  words ", "", "", "", "", "", "", ""])
         #expect(try comma[1].asTensor().scalars(as: Int64.self) == [4, 1, 1])
-        let space = try LayerRunner.run(StringSplitLayer(delimiter: "", maxSplit: 1), inputs: [.tensor(x)], outputCount: 2)
+        let space = try LayerRunner.run(
+            StringSplitLayer(delimiter: "", maxSplit: 1), inputs: [.tensor(x)], outputCount: 2)
         #expect(try space[0].asTensor().strings == ["a,b,,c", "", "two", "words ", "", ""])
         #expect(try space[1].asTensor().scalars(as: Int64.self) == [1, 2, 0])
     }

@@ -49,8 +49,10 @@ enum MLLinearKernels {
             return [.tensor(try MiscSupport.tensor(x.dtype, shape: x.shape, v))]
         },
         cpuKernel(LinearModelLayer.self) { layer, inputs, _ in try linear(layer, try inputs.tensor(0)) },
-        cpuKernel(MLFeatureVectorizerLayer.self) { layer, inputs, _ in [.tensor(try featureVectorizer(layer, inputs))] },
-        cpuKernel(SVMRegressorLayer.self) { layer, inputs, _ in [.tensor(try svmRegressor(layer, try inputs.tensor(0)))] },
+        cpuKernel(MLFeatureVectorizerLayer.self) { layer, inputs, _ in [.tensor(try featureVectorizer(layer, inputs))]
+        },
+        cpuKernel(SVMRegressorLayer.self) { layer, inputs, _ in [.tensor(try svmRegressor(layer, try inputs.tensor(0)))]
+        },
         cpuKernel(MLOneHotEncoderLayer.self) { layer, inputs, _ in
             let x = try inputs.tensor(0)
             let categories = try MLKernels.keys(layer.categories)
@@ -71,18 +73,21 @@ enum MLLinearKernels {
 
     static func featureVectorizer(_ layer: MLFeatureVectorizerLayer, _ inputs: [Value?]) throws -> Tensor {
         guard inputs.count == layer.inputDimensions.count else {
-            throw KilnError.invalidArgument("FeatureVectorizer has \(inputs.count) inputs, \(layer.inputDimensions.count) dimensions")
+            throw KilnError.invalidArgument(
+                "FeatureVectorizer has \(inputs.count) inputs, \(layer.inputDimensions.count) dimensions")
         }
         let tensors = try inputs.indices.map { try inputs.tensor($0) }
         guard let rows = tensors.first.map({ $0.rank == 0 ? 1 : $0.shape[0] }) else {
             throw KilnError.invalidArgument("FeatureVectorizer needs inputs")
         }
         let width = layer.inputDimensions.reduce(0, +)
-        var out = [Double](repeating: 0, count: try MiscSupport.checkedCount([rows, width], "FeatureVectorizer output"))
+        var out = [Double](
+            repeating: 0, count: try MiscSupport.checkedCount([rows, width], "FeatureVectorizer output"))
         var column = 0
         for (t, cut) in zip(tensors, layer.inputDimensions) {
             guard t.rank <= 2, (t.rank == 0 ? 1 : t.shape[0]) == rows, cut >= 0 else {
-                throw KilnError.shapeMismatch("FeatureVectorizer inputs must be [\(rows), d] or [\(rows)], got \(t.shape)")
+                throw KilnError.shapeMismatch(
+                    "FeatureVectorizer inputs must be [\(rows), d] or [\(rows)], got \(t.shape)")
             }
             let d = t.rank == 2 ? t.shape[1] : 1
             let v = try MiscSupport.doubles(t)
@@ -105,9 +110,11 @@ enum MLLinearKernels {
         else { throw KilnError.shapeMismatch("SVMRegressor weights do not match \(features) features") }
         let v = try MiscSupport.doubles(x)
         func kernel(_ row: Int, _ vector: [Float], _ offset: Int) -> Double {
-            var dot = 0.0, distance = 0.0
+            var dot = 0.0
+            var distance = 0.0
             for f in 0..<features {
-                let a = v[row * features + f], b = Double(vector[offset + f])
+                let a = v[row * features + f]
+                let b = Double(vector[offset + f])
                 dot += a * b
                 distance += (a - b) * (a - b)
             }
@@ -123,7 +130,9 @@ enum MLLinearKernels {
             if linearOnly {
                 s += kernel(r, layer.coefficients, 0)
             } else {
-                for j in 0..<layer.supports { s += Double(layer.coefficients[j]) * kernel(r, layer.supportVectors, j * features) }
+                for j in 0..<layer.supports {
+                    s += Double(layer.coefficients[j]) * kernel(r, layer.supportVectors, j * features)
+                }
             }
             return layer.oneClass ? (s > 0 ? 1 : -1) : s
         }
@@ -172,17 +181,21 @@ enum MLLinearKernels {
         let labelTensor: Tensor
         switch labels {
         case .int64s(let names):
-            labelTensor = Tensor(shape: [rows], scalars: try picks.map { i -> Int64 in
-                if i < 0 { return 0 }
-                guard i < names.count else { throw KilnError.invalidModel("linear classifier has too few labels") }
-                return names[i]
-            })
+            labelTensor = Tensor(
+                shape: [rows],
+                scalars: try picks.map { i -> Int64 in
+                    if i < 0 { return 0 }
+                    guard i < names.count else { throw KilnError.invalidModel("linear classifier has too few labels") }
+                    return names[i]
+                })
         case .strings(let names):
-            labelTensor = Tensor(shape: [rows], strings: try picks.map { i -> String in
-                if i < 0 { return "" }
-                guard i < names.count else { throw KilnError.invalidModel("linear classifier has too few labels") }
-                return names[i]
-            })
+            labelTensor = Tensor(
+                shape: [rows],
+                strings: try picks.map { i -> String in
+                    if i < 0 { return "" }
+                    guard i < names.count else { throw KilnError.invalidModel("linear classifier has too few labels") }
+                    return names[i]
+                })
         }
         return [.tensor(labelTensor), .tensor(scoreTensor)]
     }

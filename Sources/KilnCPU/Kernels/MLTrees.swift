@@ -13,7 +13,8 @@ enum MLTrees {
         let values = try MiscSupport.doubles(x)
         let targets = layer.targets
         guard layer.baseValues.isEmpty || layer.baseValues.count == targets else {
-            throw KilnError.invalidModel("tree ensemble has \(layer.baseValues.count) base values for \(targets) targets")
+            throw KilnError.invalidModel(
+                "tree ensemble has \(layer.baseValues.count) base values for \(targets) targets")
         }
         var out = [Double](repeating: 0, count: rows * targets)
         let start: Double
@@ -32,7 +33,9 @@ enum MLTrees {
                 }
                 for contribution in layer.leaves[leaf] {
                     let t = contribution.target
-                    guard t >= 0, t < targets else { throw KilnError.invalidModel("tree ensemble target \(t) out of range") }
+                    guard t >= 0, t < targets else {
+                        throw KilnError.invalidModel("tree ensemble target \(t) out of range")
+                    }
                     let p = r * targets + t
                     switch layer.aggregate {
                     case .sum: out[p] += contribution.weight

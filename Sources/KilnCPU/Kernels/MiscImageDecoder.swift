@@ -90,7 +90,9 @@ enum MiscImageDecoder {
         let height = Int(rawHeight.magnitude)
         try checkedSize(width, height)
         let stride = (width * bpp / 8 + 3) / 4 * 4
-        guard offset >= 0, offset + stride * height <= b.count else { throw KilnError.invalidArgument("BMP data is truncated") }
+        guard offset >= 0, offset + stride * height <= b.count else {
+            throw KilnError.invalidArgument("BMP data is truncated")
+        }
         var pixels = [UInt8](repeating: 0, count: width * height * 3)
         for y in 0..<height {
             // Rows are stored bottom-up unless the height is negative.
@@ -132,9 +134,13 @@ enum MiscImageDecoder {
             return value
         }
         let channels = b[1] == UInt8(ascii: "6") ? 3 : 1
-        let width = try number(), height = try number(), maxValue = try number()
+        let width = try number()
+        let height = try number()
+        let maxValue = try number()
         try checkedSize(width, height)
-        guard maxValue > 0, maxValue < 256 else { throw KilnError.unsupported("PNM with maxval \(maxValue) is not supported") }
+        guard maxValue > 0, maxValue < 256 else {
+            throw KilnError.unsupported("PNM with maxval \(maxValue) is not supported")
+        }
         position += 1
         let count = width * height * channels
         guard position + count <= b.count else { throw KilnError.invalidArgument("PNM data is truncated") }

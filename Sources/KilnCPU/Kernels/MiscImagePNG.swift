@@ -12,7 +12,9 @@ extension MiscImageDecoder {
             let length = try u32(b, position, bigEndian: true)
             let type = String(decoding: b[(position + 4)..<(position + 8)], as: UTF8.self)
             let start = position + 8
-            guard length >= 0, start + length + 4 <= b.count else { throw KilnError.invalidArgument("PNG chunk is truncated") }
+            guard length >= 0, start + length + 4 <= b.count else {
+                throw KilnError.invalidArgument("PNG chunk is truncated")
+            }
             let body = b[start..<(start + length)]
             switch type {
             case "IHDR":
@@ -40,11 +42,15 @@ extension MiscImageDecoder {
         case 6: samplesPerPixel = 4
         default: throw KilnError.invalidArgument("PNG colour type \(h.color) is not defined")
         }
-        guard h.depth == 8 || h.depth == 16 else { throw KilnError.unsupported("PNG bit depth \(h.depth) is not supported") }
+        guard h.depth == 8 || h.depth == 16 else {
+            throw KilnError.unsupported("PNG bit depth \(h.depth) is not supported")
+        }
         let bytesPerPixel = samplesPerPixel * h.depth / 8
         let stride = h.width * bytesPerPixel
         let raw = try Inflater.zlib(compressed, limit: (stride + 1) * h.height)
-        guard raw.count == (stride + 1) * h.height else { throw KilnError.invalidArgument("PNG image data is truncated") }
+        guard raw.count == (stride + 1) * h.height else {
+            throw KilnError.invalidArgument("PNG image data is truncated")
+        }
         var current = [UInt8](repeating: 0, count: stride)
         var previous = [UInt8](repeating: 0, count: stride)
         let channels = h.color == 2 || h.color == 3 || h.color == 6 ? 3 : 1
@@ -72,7 +78,9 @@ extension MiscImageDecoder {
                 let q = (y * h.width + x) * channels
                 if h.color == 3 {
                     let index = Int(sample(0)) * 3
-                    guard index + 3 <= palette.count else { throw KilnError.invalidArgument("PNG palette index out of range") }
+                    guard index + 3 <= palette.count else {
+                        throw KilnError.invalidArgument("PNG palette index out of range")
+                    }
                     pixels[q] = palette[index]
                     pixels[q + 1] = palette[index + 1]
                     pixels[q + 2] = palette[index + 2]

@@ -20,7 +20,8 @@ enum MiscRandom {
 
     static func run(_ layer: RandomLayer, _ inputs: [Value?]) throws -> Tensor {
         var generator = Generator(
-            state: layer.seed.map { UInt64($0.bitPattern) &* 0x2545_F491_4F6C_DD1D } ?? UInt64.random(in: .min ... .max))
+            state: layer.seed.map { UInt64($0.bitPattern) &* 0x2545_F491_4F6C_DD1D } ?? UInt64.random(in: .min ... .max)
+        )
         let input = try inputs.optionalTensor(0)
         switch layer.distribution {
         case .normal(let mean, let scale):
@@ -48,7 +49,9 @@ enum MiscRandom {
                 throw KilnError.invalidArgument("Multinomial needs a [batch, classes] input")
             }
             let (batch, classes) = (input.shape[0], input.shape[1])
-            guard classes > 0, samples >= 0 else { throw KilnError.invalidArgument("Multinomial needs classes and samples") }
+            guard classes > 0, samples >= 0 else {
+                throw KilnError.invalidArgument("Multinomial needs classes and samples")
+            }
             let logits = try MiscSupport.doubles(input)
             var values: [Double] = []
             values.reserveCapacity(try MiscSupport.checkedCount([batch, samples], "Multinomial output"))

@@ -60,7 +60,9 @@ enum MiscSupport {
     /// Normalises a possibly negative axis into `0..<rank`.
     static func axis(_ axis: Int, rank: Int, _ what: String = "axis") throws -> Int {
         let a = axis < 0 ? axis + rank : axis
-        guard a >= 0, a < rank else { throw KilnError.invalidArgument("\(what) \(axis) is out of range for rank \(rank)") }
+        guard a >= 0, a < rank else {
+            throw KilnError.invalidArgument("\(what) \(axis) is out of range for rank \(rank)")
+        }
         return a
     }
 

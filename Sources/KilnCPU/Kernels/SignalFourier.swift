@@ -94,10 +94,12 @@ struct FourierPlan {
         let m = count / p
         if m == 1 {
             for k in 0..<count {
-                var sr = 0.0, si = 0.0
+                var sr = 0.0
+                var si = 0.0
                 for t in 0..<count {
                     let index = (t * k % count) * step
-                    let c = cosTable[index], sn = sign * sinTable[index]
+                    let c = cosTable[index]
+                    let sn = sign * sinTable[index]
                     sr += inRe[t * s] * c - inIm[t * s] * sn
                     si += inRe[t * s] * sn + inIm[t * s] * c
                 }
@@ -107,15 +109,19 @@ struct FourierPlan {
             return
         }
         for r in 0..<p {
-            mixed(inRe + r * s, inIm + r * s, stride: s * p, count: m, outRe + r * m, outIm + r * m, sign: sign, temp: temp)
+            mixed(
+                inRe + r * s, inIm + r * s, stride: s * p, count: m, outRe + r * m, outIm + r * m, sign: sign,
+                temp: temp)
         }
         for k in 0..<m {
             for q in 0..<p {
                 let j = k + q * m
-                var sr = 0.0, si = 0.0
+                var sr = 0.0
+                var si = 0.0
                 for r in 0..<p {
                     let index = (r * j % count) * step
-                    let c = cosTable[index], sn = sign * sinTable[index]
+                    let c = cosTable[index]
+                    let sn = sign * sinTable[index]
                     let (yr, yi) = (outRe[r * m + k], outIm[r * m + k])
                     sr += yr * c - yi * sn
                     si += yr * sn + yi * c

@@ -5,7 +5,8 @@ import KilnRuntime
 /// Kernels for DFT, STFT, window functions and the mel weight matrix. All compute in Double.
 enum SignalKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
-        cpuKernel(DFTLayer.self) { layer, inputs, context in [.tensor(try dft(layer, inputs, threads: context.threads))] },
+        cpuKernel(DFTLayer.self) { layer, inputs, context in [.tensor(try dft(layer, inputs, threads: context.threads))]
+        },
         cpuKernel(STFTLayer.self) { layer, inputs, context in
             [.tensor(try stft(layer, inputs, threads: context.threads))]
         },
@@ -24,7 +25,9 @@ enum SignalKernels {
         var axis = layer.axis ?? -2
         if layer.axis == nil, let t = try inputs.optionalTensor(2) { axis = try MiscSupport.scalarInt(t, "DFT axis") }
         axis = try MiscSupport.axis(axis, rank: rank, "DFT axis")
-        guard axis < rank - 1 else { throw KilnError.invalidArgument("DFT axis cannot be the last (complex) dimension") }
+        guard axis < rank - 1 else {
+            throw KilnError.invalidArgument("DFT axis cannot be the last (complex) dimension")
+        }
         let n = x.shape[axis]
         let halfInverse = layer.inverse && layer.onesided
         var length = halfInverse ? 2 * (n - 1) : n
@@ -44,10 +47,14 @@ enum SignalKernels {
         values.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 let dst = UncheckedSendable(dst)
-                Parallel.forEach(outer * inner, threads: threads, minimumChunk: max(1, 4096 / max(length, 1))) { lines in
+                Parallel.forEach(outer * inner, threads: threads, minimumChunk: max(1, 4096 / max(length, 1))) {
+                    lines in
                     let work = UnsafeMutablePointer<Double>.allocate(capacity: 4 * length)
                     defer { work.deallocate() }
-                    let re = work, im = work + length, sr = work + 2 * length, si = work + 3 * length
+                    let re = work
+                    let im = work + length
+                    let sr = work + 2 * length
+                    let si = work + 3 * length
                     for line in lines {
                         let o = line / inner
                         let i = line % inner
@@ -116,8 +123,10 @@ enum SignalKernels {
                 Parallel.forEach(batch * frames, threads: threads) { range in
                     let work = UnsafeMutablePointer<Double>.allocate(capacity: 4 * frameLength)
                     defer { work.deallocate() }
-                    let re = work, im = work + frameLength
-                    let sr = work + 2 * frameLength, si = work + 3 * frameLength
+                    let re = work
+                    let im = work + frameLength
+                    let sr = work + 2 * frameLength
+                    let si = work + 3 * frameLength
                     for job in range {
                         let b = job / frames
                         let f = job % frames

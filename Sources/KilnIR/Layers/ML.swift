@@ -27,12 +27,13 @@ public struct ArrayFeatureExtractorLayer: Layer {
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
         guard let x = inputs.first?.tensorType else { return [nil] }
-        let k: Dim = (inputs.count > 1 ? inputs[1].tensorType?.shape : nil).flatMap { dims in
-            dims.reduce(Dim.value(1)) { acc, d in
-                if case .value(let a) = acc, case .value(let b) = d { return .value(a * b) }
-                return .unknown
-            }
-        } ?? .unknown
+        let k: Dim =
+            (inputs.count > 1 ? inputs[1].tensorType?.shape : nil).flatMap { dims in
+                dims.reduce(Dim.value(1)) { acc, d in
+                    if case .value(let a) = acc, case .value(let b) = d { return .value(a * b) }
+                    return .unknown
+                }
+            } ?? .unknown
         guard let shape = x.shape else { return [.tensor(TensorType(x.dtype, nil))] }
         return [.tensor(TensorType(x.dtype, shape.count <= 1 ? [1, k] : Array(shape.dropLast()) + [k]))]
     }
@@ -52,9 +53,18 @@ public struct BinarizerLayer: Layer {
 /// A tree ensemble evaluated per row of a [N, F] input into [N, targets] (ai.onnx.ml TreeEnsemble v5 and the
 /// older TreeEnsembleRegressor / TreeEnsembleClassifier, whose leaves may feed several targets).
 public struct TreeEnsembleLayer: Layer {
-    public enum Comparison: Int, Sendable { case leq = 0, lt, gte, gt, eq, neq, member }
-    public enum Aggregate: Int, Sendable { case average = 0, sum, min, max }
-    public enum PostTransform: Int, Sendable { case none = 0, softmax, logistic, softmaxZero, probit }
+    public enum Comparison: Int, Sendable {
+        case leq = 0
+        case lt, gte, gt, eq, neq, member
+    }
+    public enum Aggregate: Int, Sendable {
+        case average = 0
+        case sum, min, max
+    }
+    public enum PostTransform: Int, Sendable {
+        case none = 0
+        case softmax, logistic, softmaxZero, probit
+    }
 
     /// One interior node. A branch is a node index, or a leaf index when the matching `*IsLeaf` is set.
     public struct Node: Sendable {

@@ -18,7 +18,11 @@ public struct MLScalerLayer: Layer {
 
 /// Normalises each row by its max, L1 or L2 norm (ai.onnx.ml Normalizer).
 public struct MLNormalizerLayer: Layer {
-    public enum Norm: String, Sendable { case max = "MAX", l1 = "L1", l2 = "L2" }
+    public enum Norm: String, Sendable {
+        case max = "MAX"
+        case l1 = "L1"
+        case l2 = "L2"
+    }
     public static let kind = LayerKind("ml.normalizer")
     public var norm: Norm
 
@@ -122,7 +126,12 @@ public struct MLFeatureVectorizerLayer: Layer {
 
 /// Support-vector regression over [N, F] rows into float [N, 1] (ai.onnx.ml SVMRegressor).
 public struct SVMRegressorLayer: Layer {
-    public enum Kernel: String, Sendable { case linear = "LINEAR", poly = "POLY", rbf = "RBF", sigmoid = "SIGMOID" }
+    public enum Kernel: String, Sendable {
+        case linear = "LINEAR"
+        case poly = "POLY"
+        case rbf = "RBF"
+        case sigmoid = "SIGMOID"
+    }
     public static let kind = LayerKind("ml.svmRegressor")
     public var kernel: Kernel
     public var gamma: Double

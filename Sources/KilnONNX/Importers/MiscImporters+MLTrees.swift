@@ -19,10 +19,13 @@ enum MLLegacyTrees {
     }
 
     static func convert(_ c: ImportContext, classifier: Bool) throws -> TreeEnsembleLayer {
-        let trees = try c.ints("nodes_treeids"), ids = try c.ints("nodes_nodeids")
-        let features = try c.ints("nodes_featureids"), modes = try c.strings("nodes_modes")
+        let trees = try c.ints("nodes_treeids")
+        let ids = try c.ints("nodes_nodeids")
+        let features = try c.ints("nodes_featureids")
+        let modes = try c.strings("nodes_modes")
         let splits = try doubles(c, "nodes_values")
-        let trueIds = try c.ints("nodes_truenodeids"), falseIds = try c.ints("nodes_falsenodeids")
+        let trueIds = try c.ints("nodes_truenodeids")
+        let falseIds = try c.ints("nodes_falsenodeids")
         let missing = try c.ints("nodes_missing_value_tracks_true", default: [])
         let n = trees.count
         guard [ids.count, features.count, modes.count, trueIds.count, falseIds.count].allSatisfy({ $0 == n }),
@@ -48,7 +51,9 @@ enum MLLegacyTrees {
         ]
         var nodes: [TreeEnsembleLayer.Node] = []
         for i in 0..<n where modes[i] != "LEAF" {
-            guard let comparison = comparisons[modes[i]] else { throw c.invalid("tree node mode '\(modes[i])' is not defined") }
+            guard let comparison = comparisons[modes[i]] else {
+                throw c.invalid("tree node mode '\(modes[i])' is not defined")
+            }
             let (t, tLeaf) = try reference(trees[i], trueIds[i])
             let (f, fLeaf) = try reference(trees[i], falseIds[i])
             nodes.append(
@@ -71,15 +76,19 @@ enum MLLegacyTrees {
             roots.append((index, isLeaf))
         }
         let prefix = classifier ? "class" : "target"
-        let leafTrees = try c.ints("\(prefix)_treeids"), leafNodes = try c.ints("\(prefix)_nodeids")
-        let leafTargets = try c.ints("\(prefix)_ids"), weights = try doubles(c, "\(prefix)_weights")
+        let leafTrees = try c.ints("\(prefix)_treeids")
+        let leafNodes = try c.ints("\(prefix)_nodeids")
+        let leafTargets = try c.ints("\(prefix)_ids")
+        let weights = try doubles(c, "\(prefix)_weights")
         guard [leafNodes.count, leafTargets.count, weights.count].allSatisfy({ $0 == leafTrees.count }) else {
             throw c.invalid("tree ensemble \(prefix) attributes have different lengths")
         }
         var leaves = [[TreeEnsembleLayer.LeafWeight]](repeating: [], count: leafOf.count)
         for j in leafTrees.indices {
             let (leaf, isLeaf) = try reference(leafTrees[j], leafNodes[j])
-            guard isLeaf else { throw c.invalid("tree \(leafTrees[j]) node \(leafNodes[j]) has weights but is not a leaf") }
+            guard isLeaf else {
+                throw c.invalid("tree \(leafTrees[j]) node \(leafNodes[j]) has weights but is not a leaf")
+            }
             leaves[leaf].append(.init(target: leafTargets[j], weight: weights[j]))
         }
         let post = try c.string("post_transform", default: "NONE")
@@ -100,7 +109,9 @@ enum MLLegacyTrees {
         } else {
             targets = try c.int("n_targets", default: (leafTargets.max() ?? 0) + 1)
             let text = try c.string("aggregate_function", default: "SUM")
-            let aggregates: [String: TreeEnsembleLayer.Aggregate] = ["AVERAGE": .average, "SUM": .sum, "MIN": .min, "MAX": .max]
+            let aggregates: [String: TreeEnsembleLayer.Aggregate] = [
+                "AVERAGE": .average, "SUM": .sum, "MIN": .min, "MAX": .max,
+            ]
             guard let parsed = aggregates[text] else { throw c.invalid("aggregate_function '\(text)' is not defined") }
             aggregate = parsed
         }
