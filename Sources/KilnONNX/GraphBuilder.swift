@@ -15,9 +15,18 @@ final class GraphBuilder {
         self.parent = parent
     }
 
+    /// Adds a node and records its outputs' types right away, so later importers can read them
+    /// (`ImportContext.inputType`). Inference errors surface later, with context, in `Graph.inferTypes`.
     func append(_ node: Node) {
         nodes.append(node)
         names.formUnion(node.outputs)
+        let inputs = node.inputs.map { name -> LayerInput in
+            name.isEmpty ? .absent : LayerInput(type: type(of: name), constant: constant(named: name))
+        }
+        guard let types = try? node.layer.inferTypes(inputs) else { return }
+        for (output, type) in zip(node.outputs, types) where !output.isEmpty {
+            if let type, valueTypes[output] == nil { valueTypes[output] = type }
+        }
     }
 
     func addInitializer(_ name: String, _ tensor: Tensor) {
