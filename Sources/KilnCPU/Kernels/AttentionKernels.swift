@@ -76,7 +76,7 @@ enum AttentionKernel {
         if threeD && (layer.qNumHeads == nil || layer.kvNumHeads == nil) {
             throw KilnError.invalidModel("3-D attention inputs need q_num_heads and kv_num_heads")
         }
-        let q = try AttentionHeads(qt, heads: layer.qNumHeads, "Q")
+        var q = try AttentionHeads(qt, heads: layer.qNumHeads, "Q")
         var k = try AttentionHeads(inputs.tensor(1), heads: layer.kvNumHeads, "K")
         var v = try AttentionHeads(inputs.tensor(2), heads: layer.kvNumHeads, "V")
         let pastKey = try inputs.optionalTensor(4)
@@ -106,7 +106,13 @@ enum AttentionKernel {
             throw KilnError.shapeMismatch("nonpad_kv_seqlen has \(nonpad.count) entries for batch \(batch)")
         }
         let mask = try AttentionMask(inputs.optionalTensor(3), batch: batch, heads: qHeads, queries: s, keys: total)
+        // As the reference: Q and K are each multiplied by sqrt(scale) in the input type, and every step rounds
+        // to that type (a no-op for float32), so float16 results match bit for bit in most places.
         let scale = layer.scale ?? 1 / Float(q.dim).squareRoot()
+        let root = QuantValues.narrowed(scale.squareRoot(), dtype)
+        for i in q.data.indices { q.data[i] = QuantValues.narrowed(q.data[i] * root, dtype) }
+        var scaledK = k.data
+        for i in scaledK.indices { scaledK[i] = QuantValues.narrowed(scaledK[i] * root, dtype) }
         let group = qHeads / kvHeads
         let vd = v.dim
         var y = [Float](repeating: 0, count: batch * qHeads * s * vd)
@@ -142,20 +148,24 @@ enum AttentionKernel {
                             for j in 0..<total {
                                 let kBase = ((b * kvHeads + kvh) * total + j) * k.dim
                                 var dot: Float = 0
-                                for d in 0..<q.dim { dot += q.data[qBase + d] * k.data[kBase + d] }
-                                var score = dot * scale
-                                if layer.softcap > 0 { score = layer.softcap * tanhf(score / layer.softcap) }
+                                for d in 0..<q.dim { dot += q.data[qBase + d] * scaledK[kBase + d] }
+                                var score = QuantValues.narrowed(dot, dtype)
+                                if layer.softcap > 0 {
+                                    let t = tanhf(QuantValues.narrowed(score / layer.softcap, dtype))
+                                    score = QuantValues.narrowed(layer.softcap * QuantValues.narrowed(t, dtype), dtype)
+                                }
                                 let row = (job * s + i) * total + j
-                                scoreOut.value[row] = layer.scoreOutput == .withBias ? score + bias[j] : score
-                                x[j] = score + bias[j]
+                                x[j] = QuantValues.narrowed(score + bias[j], dtype)
+                                scoreOut.value[row] = layer.scoreOutput == .withBias ? x[j] : score
                                 if x[j].isNaN { sawNaN = true } else if x[j] > m { m = x[j] }
                             }
                             if sawNaN { m = .nan }
                             var sum: Float = 0
                             for j in 0..<total {
-                                x[j] = m == -.infinity ? 0 : expf(x[j] - m)
+                                x[j] = m == -.infinity ? 0 : QuantValues.narrowed(expf(QuantValues.narrowed(x[j] - m, dtype)), dtype)
                                 sum += x[j]
                             }
+                            sum = QuantValues.narrowed(sum, dtype)
                             if sum == 0 { sum = 1 }
                             for j in 0..<total {
                                 let p = allMasked ? 0 : QuantValues.narrowed(x[j] / sum, dtype)
@@ -166,7 +176,7 @@ enum AttentionKernel {
                             for d in 0..<vd {
                                 var acc: Float = 0
                                 for j in 0..<total { acc += x[j] * v.data[((b * kvHeads + kvh) * total + j) * vd + d] }
-                                yOut.value[yBase + d] = acc
+                                yOut.value[yBase + d] = QuantValues.narrowed(acc, dtype)
                             }
                         }
                     }

@@ -24,7 +24,7 @@ enum QuantizationKernels {
         let index = try QuantParamIndex(x.shape, scaleTensor.shape, axis: layer.axis, blockSize: layer.blockSize)
         var zeros: [Float] = []
         if let zeroTensor {
-            guard zeroTensor.shape == scaleTensor.shape else {
+            guard zeroTensor.count == scaleTensor.count else {
                 throw KilnError.shapeMismatch("zero point shape \(zeroTensor.shape) differs from scale \(scaleTensor.shape)")
             }
             zeros = try QuantValues.floats(zeroTensor)
@@ -66,7 +66,7 @@ enum QuantizationKernels {
         // Float8 zero points must be zero and are ignored, as in the reference.
         var zeros: [Float] = []
         if let zeroTensor, MiniFloatFormat.format(x.dtype) == nil || x.dtype == .float4e2m1 {
-            guard zeroTensor.shape == scaleTensor.shape else {
+            guard zeroTensor.count == scaleTensor.count else {
                 throw KilnError.shapeMismatch("zero point shape \(zeroTensor.shape) differs from scale \(scaleTensor.shape)")
             }
             zeros = try QuantValues.floats(zeroTensor)
