@@ -23,7 +23,9 @@ struct AttentionTests {
                 let g = h / (qh / kvh)
                 for i in 0..<s {
                     var scores = (0..<t).map { j -> Float in
-                        (0..<d).reduce(0) { $0 + qv[((bi * qh + h) * s + i) * d + $1] * kv[((bi * kvh + g) * t + j) * d + $1] }
+                        (0..<d).reduce(0) {
+                            $0 + qv[((bi * qh + h) * s + i) * d + $1] * kv[((bi * kvh + g) * t + j) * d + $1]
+                        }
                             * scale
                     }
                     if causal { for j in 0..<t where j > i { scores[j] = -.infinity } }
@@ -37,7 +39,9 @@ struct AttentionTests {
                 }
             }
         }
-        #expect(Comparison.mismatch(try outs[0].asTensor(), Tensor(shape: [b, qh, s, d], scalars: expected), atol: 1e-6) == nil)
+        #expect(
+            Comparison.mismatch(try outs[0].asTensor(), Tensor(shape: [b, qh, s, d], scalars: expected), atol: 1e-6)
+                == nil)
     }
 
     @Test func attentionTypesFor3DInputsWithPast() throws {

@@ -35,10 +35,14 @@ struct ControlFlowTests {
                 GraphValue(name: "c", type: .tensor(TensorType(.bool, []))),
                 GraphValue(name: "x", type: .tensor(TensorType(.float32, [3]))),
             ],
-            outputs: [GraphValue(name: "c_out", type: nil), GraphValue(name: "x_out", type: nil), GraphValue(name: "i_out", type: nil)],
+            outputs: [
+                GraphValue(name: "c_out", type: nil), GraphValue(name: "x_out", type: nil),
+                GraphValue(name: "i_out", type: nil),
+            ],
             nodes: [identity("c", "c_out"), identity("x", "x_out"), identity("i", "i_out")])
         let outs = try LayerRunner.run(
-            LoopLayer(body: body), inputs: [.tensor(Tensor(scalar: Int64(4))), .tensor(Tensor(scalar: true)), .tensor(x)],
+            LoopLayer(body: body),
+            inputs: [.tensor(Tensor(scalar: Int64(4))), .tensor(Tensor(scalar: true)), .tensor(x)],
             outputCount: 2)
         #expect(Comparison.mismatch(try outs[0].asTensor(), x) == nil)
         let iterations = try outs[1].asTensor()

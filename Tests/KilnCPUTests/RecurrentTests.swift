@@ -10,7 +10,9 @@ struct RecurrentTests {
         (0..<cols).reduce(0) { $0 + m[rowOffset * cols + $1] * v[$1] }
     }
 
-    @Test(arguments: [RecurrentDirection.forward, .reverse]) func rnnMatchesReference(direction: RecurrentDirection) throws {
+    @Test(arguments: [RecurrentDirection.forward, .reverse]) func rnnMatchesReference(
+        direction: RecurrentDirection
+    ) throws {
         var gen = SeededGenerator(seed: 31)
         let (seq, batch, input, hidden) = (4, 2, 3, 5)
         let x = Tensor.random([seq, batch, input], using: &gen)
@@ -19,7 +21,9 @@ struct RecurrentTests {
         let b = Tensor.random([1, 2 * hidden], using: &gen)
         let layer = RecurrentLayer(cell: .rnn, direction: direction, hiddenSize: hidden, activations: [.init(.tanh)])
         let outs = try LayerRunner.run(layer, inputs: [x, w, r, b].map { .tensor($0) }, outputCount: 2)
-        let (xv, wv, rv, bv) = (x.scalars(as: Float.self), w.scalars(as: Float.self), r.scalars(as: Float.self), b.scalars(as: Float.self))
+        let (xv, wv, rv, bv) = (
+            x.scalars(as: Float.self), w.scalars(as: Float.self), r.scalars(as: Float.self), b.scalars(as: Float.self)
+        )
         var expectedY = [Float](repeating: 0, count: seq * batch * hidden)
         var expectedH = [Float](repeating: 0, count: batch * hidden)
         for bi in 0..<batch {
@@ -34,8 +38,11 @@ struct RecurrentTests {
             }
             for j in 0..<hidden { expectedH[bi * hidden + j] = h[j] }
         }
-        #expect(Comparison.mismatch(try outs[0].asTensor(), Tensor(shape: [seq, 1, batch, hidden], scalars: expectedY)) == nil)
-        #expect(Comparison.mismatch(try outs[1].asTensor(), Tensor(shape: [1, batch, hidden], scalars: expectedH)) == nil)
+        #expect(
+            Comparison.mismatch(try outs[0].asTensor(), Tensor(shape: [seq, 1, batch, hidden], scalars: expectedY))
+                == nil)
+        #expect(
+            Comparison.mismatch(try outs[1].asTensor(), Tensor(shape: [1, batch, hidden], scalars: expectedH)) == nil)
     }
 
     @Test func lstmSingleStepMatchesReference() throws {
@@ -47,12 +54,15 @@ struct RecurrentTests {
         let h0 = Tensor.random([1, 1, hidden], using: &gen)
         let c0 = Tensor.random([1, 1, hidden], using: &gen)
         let layer = RecurrentLayer(
-            cell: .lstm, direction: .forward, hiddenSize: hidden, activations: [.init(.sigmoid), .init(.tanh), .init(.tanh)])
+            cell: .lstm, direction: .forward, hiddenSize: hidden,
+            activations: [.init(.sigmoid), .init(.tanh), .init(.tanh)])
         let outs = try LayerRunner.run(
             layer, inputs: [.tensor(x), .tensor(w), .tensor(r), nil, nil, .tensor(h0), .tensor(c0)], outputCount: 3)
         let (xv, wv, rv) = (x.scalars(as: Float.self), w.scalars(as: Float.self), r.scalars(as: Float.self))
         let (hv, cv) = (h0.scalars(as: Float.self), c0.scalars(as: Float.self))
-        func gate(_ g: Int, _ j: Int) -> Float { matVec(wv, g * hidden + j, input, xv) + matVec(rv, g * hidden + j, hidden, hv) }
+        func gate(_ g: Int, _ j: Int) -> Float {
+            matVec(wv, g * hidden + j, input, xv) + matVec(rv, g * hidden + j, hidden, hv)
+        }
         func sigmoid(_ v: Float) -> Float { 1 / (1 + exp(-v)) }
         var expectedH: [Float] = []
         var expectedC: [Float] = []

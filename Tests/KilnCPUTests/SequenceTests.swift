@@ -46,7 +46,8 @@ struct SequenceTests {
     @Test func splitSizesAndTypeInference() throws {
         var gen = SeededGenerator(seed: 13)
         let x = Tensor.random([5, 2], using: &gen)
-        let pieces = try run(SplitToSequenceLayer(axis: 0, keepDims: true), [.tensor(x), .tensor(Tensor(scalar: Int64(2)))])
+        let pieces = try run(
+            SplitToSequenceLayer(axis: 0, keepDims: true), [.tensor(x), .tensor(Tensor(scalar: Int64(2)))])
         #expect(try pieces.asSequence().map { try $0.asTensor().shape } == [[2, 2], [2, 2], [1, 2]])
         let types = try SplitToSequenceLayer(axis: 1, keepDims: false).inferTypes([
             LayerInput(type: .tensor(TensorType(.float32, [.symbol("N"), 2])))

@@ -42,7 +42,9 @@ struct AttentionHeads {
         for bi in 0..<b {
             for li in 0..<l {
                 for h in 0..<heads {
-                    for di in 0..<d { data[((bi * heads + h) * l + li) * d + di] = values[(bi * l + li) * heads * d + h * d + di] }
+                    for di in 0..<d {
+                        data[((bi * heads + h) * l + li) * d + di] = values[(bi * l + li) * heads * d + h * d + di]
+                    }
                 }
             }
         }
@@ -52,7 +54,8 @@ struct AttentionHeads {
     /// `past` followed by `self` along the length axis.
     func appending(to past: AttentionHeads) throws -> AttentionHeads {
         guard past.batch == batch, past.heads == heads, past.dim == dim else {
-            throw KilnError.shapeMismatch("past cache [\(past.batch),\(past.heads),_,\(past.dim)] does not match [\(batch),\(heads),_,\(dim)]")
+            throw KilnError.shapeMismatch(
+                "past cache [\(past.batch),\(past.heads),_,\(past.dim)] does not match [\(batch),\(heads),_,\(dim)]")
         }
         let total = past.length + length
         var data = [Float](repeating: 0, count: batch * heads * total * dim)
@@ -61,7 +64,9 @@ struct AttentionHeads {
                 for d in 0..<dim { data[(bh * total + l) * dim + d] = past.data[(bh * past.length + l) * dim + d] }
             }
             for l in 0..<length {
-                for d in 0..<dim { data[(bh * total + past.length + l) * dim + d] = self.data[(bh * length + l) * dim + d] }
+                for d in 0..<dim {
+                    data[(bh * total + past.length + l) * dim + d] = self.data[(bh * length + l) * dim + d]
+                }
             }
         }
         return AttentionHeads(data: data, batch: batch, heads: heads, length: total, dim: dim)
@@ -99,7 +104,8 @@ enum AttentionKernel {
         guard k.batch == batch, v.batch == batch, v.heads == kvHeads, v.length == total, k.dim == q.dim,
             kvHeads > 0, qHeads % kvHeads == 0
         else {
-            throw KilnError.shapeMismatch("Q, K and V shapes do not agree (heads \(qHeads)/\(kvHeads), head size \(q.dim)/\(k.dim))")
+            throw KilnError.shapeMismatch(
+                "Q, K and V shapes do not agree (heads \(qHeads)/\(kvHeads), head size \(q.dim)/\(k.dim))")
         }
         let nonpad = try inputs.optionalTensor(6)?.intValues()
         if let nonpad, nonpad.count != batch {
@@ -162,7 +168,9 @@ enum AttentionKernel {
                             if sawNaN { m = .nan }
                             var sum: Float = 0
                             for j in 0..<total {
-                                x[j] = m == -.infinity ? 0 : QuantValues.narrowed(expf(QuantValues.narrowed(x[j] - m, dtype)), dtype)
+                                x[j] =
+                                    m == -.infinity
+                                    ? 0 : QuantValues.narrowed(expf(QuantValues.narrowed(x[j] - m, dtype)), dtype)
                                 sum += x[j]
                             }
                             sum = QuantValues.narrowed(sum, dtype)
@@ -189,7 +197,9 @@ enum AttentionKernel {
             for b in 0..<batch {
                 for h in 0..<qHeads {
                     for i in 0..<s {
-                        for d in 0..<vd { permuted[((b * s + i) * qHeads + h) * vd + d] = y[((b * qHeads + h) * s + i) * vd + d] }
+                        for d in 0..<vd {
+                            permuted[((b * s + i) * qHeads + h) * vd + d] = y[((b * qHeads + h) * s + i) * vd + d]
+                        }
                     }
                 }
             }
@@ -219,7 +229,8 @@ struct AttentionMask {
             return
         }
         guard tensor.rank >= 1, tensor.rank <= 4, let last = tensor.shape.last, last <= keys else {
-            throw KilnError.shapeMismatch("attn_mask of shape \(tensor.shape) does not fit [\(batch),\(heads),\(queries),\(keys)]")
+            throw KilnError.shapeMismatch(
+                "attn_mask of shape \(tensor.shape) does not fit [\(batch),\(heads),\(queries),\(keys)]")
         }
         let target = [batch, heads, queries, last]
         for (i, d) in tensor.shape.enumerated() {
@@ -249,13 +260,17 @@ enum RotaryKernel {
         let cos = try QuantValues.floats(inputs.tensor(1))
         let sin = try QuantValues.floats(inputs.tensor(2))
         let positions = try inputs.optionalTensor(3)?.intValues()
-        let batch: Int, heads: Int, seq: Int, dim: Int
+        let batch: Int
+        let heads: Int
+        let seq: Int
+        let dim: Int
         if xt.rank == 4 {
             (batch, heads, seq, dim) = (xt.shape[0], xt.shape[1], xt.shape[2], xt.shape[3])
         } else if xt.rank == 3, layer.numHeads > 0, xt.shape[2] % layer.numHeads == 0 {
             (batch, seq, heads, dim) = (xt.shape[0], xt.shape[1], layer.numHeads, xt.shape[2] / layer.numHeads)
         } else {
-            throw KilnError.shapeMismatch("RotaryEmbedding input of shape \(xt.shape) needs rank 4, or rank 3 with num_heads")
+            throw KilnError.shapeMismatch(
+                "RotaryEmbedding input of shape \(xt.shape) needs rank 4, or rank 3 with num_heads")
         }
         let rotary = layer.rotaryDim == 0 ? dim : layer.rotaryDim
         guard rotary % 2 == 0, rotary <= dim else {
@@ -283,7 +298,8 @@ enum RotaryKernel {
                 for h in 0..<heads {
                     let base = xt.rank == 4 ? ((b * heads + h) * seq + t) * dim : ((b * seq + t) * heads + h) * dim
                     for i in 0..<half {
-                        let (i1, i2) = layer.interleaved ? (base + 2 * i, base + 2 * i + 1) : (base + i, base + i + half)
+                        let (i1, i2) =
+                            layer.interleaved ? (base + 2 * i, base + 2 * i + 1) : (base + i, base + i + half)
                         let c = cos[row + i]
                         let s = sin[row + i]
                         out[i1] = c * x[i1] - s * x[i2]

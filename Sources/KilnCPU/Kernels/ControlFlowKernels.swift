@@ -53,7 +53,8 @@ enum ControlFlowKernels {
                 condition = try TensorSlicing.condition(outs[0].asTensor())
                 carried = Array(outs[1..<(1 + carried.count)])
                 for k in 0..<scanCount {
-                    scans[k].append(try withErrorContext("scan output \(k)") { try outs[1 + carried.count + k].asTensor() })
+                    scans[k].append(
+                        try withErrorContext("scan output \(k)") { try outs[1 + carried.count + k].asTensor() })
                 }
                 iteration += 1
             }
@@ -90,7 +91,9 @@ enum ScanKernel {
         }
     }
 
-    static func run(_ layer: ScanLayer, _ body: CompiledGraph, _ inputs: [Value?], _ context: KernelContext) throws
+    static func run(
+        _ layer: ScanLayer, _ body: CompiledGraph, _ inputs: [Value?], _ context: KernelContext
+    ) throws
         -> [Value]
     {
         let states = layer.numStates
@@ -143,7 +146,9 @@ enum ScanKernel {
 
     /// Opset 8: input 0 is the optional sequence lengths; every other input and every output has a leading
     /// batch axis, and the scan axis is 1.
-    static func runBatched(_ layer: ScanLayer, _ body: CompiledGraph, _ inputs: [Value?], _ context: KernelContext)
+    static func runBatched(
+        _ layer: ScanLayer, _ body: CompiledGraph, _ inputs: [Value?], _ context: KernelContext
+    )
         throws -> [Value]
     {
         let rest = try (1..<max(inputs.count, 1)).map { try inputs.tensor($0) }
@@ -161,7 +166,8 @@ enum ScanKernel {
                 let scanned = rest[layer.numStates].shape
                 let full = scanned.count > 1 ? scanned[1] : 0
                 guard lengths[b] == full else {
-                    throw KilnError.unsupported("Scan sequence_lens shorter than the scan axis (\(lengths[b]) < \(full))")
+                    throw KilnError.unsupported(
+                        "Scan sequence_lens shorter than the scan axis (\(lengths[b]) < \(full))")
                 }
             }
             perBatch.append(try run(layer, body, slices, context))

@@ -13,7 +13,9 @@ public struct QuantizeLayer: Layer {
     /// The type the division is computed in; nil: the input's type.
     public var precision: DType?
 
-    public init(axis: Int = 1, blockSize: Int = 0, outputType: DType = .uint8, saturate: Bool = true, precision: DType? = nil) {
+    public init(
+        axis: Int = 1, blockSize: Int = 0, outputType: DType = .uint8, saturate: Bool = true, precision: DType? = nil
+    ) {
         self.axis = axis
         self.blockSize = blockSize
         self.outputType = outputType
@@ -157,7 +159,8 @@ public struct QLinearConvGeometry: Sendable {
             throw KilnError.invalidModel("QLinearConv attributes do not match \(spatial) spatial axes")
         }
         guard layer.group >= 1, input[1] == weight[1] * layer.group, weight[0] % layer.group == 0 else {
-            throw KilnError.shapeMismatch("QLinearConv channels: input \(input), weight \(weight), group \(layer.group)")
+            throw KilnError.shapeMismatch(
+                "QLinearConv channels: input \(input), weight \(weight), group \(layer.group)")
         }
         var out = [input[0], weight[0]]
         for i in 0..<spatial {
