@@ -75,6 +75,28 @@ struct ControlFlowTests {
         #expect(Comparison.mismatch(try outs[1].asTensor(), Tensor(shape: [2, 4], scalars: expected)) == nil)
     }
 
+    @Test func batchedScanHonoursSequenceLengths() throws {
+        var gen = SeededGenerator(seed: 5)
+        let state = Tensor.random([2, 1], using: &gen)
+        let input = Tensor.random([2, 3, 2], using: &gen)
+        let body = Graph(
+            name: "body",
+            inputs: [GraphValue(name: "s", type: nil), GraphValue(name: "x", type: nil)],
+            outputs: [GraphValue(name: "s_out", type: nil), GraphValue(name: "y", type: nil)],
+            nodes: [identity("s", "s_out"), identity("x", "y")])
+        let layer = ScanLayer(
+            body: body, numScanInputs: 1, inputAxes: [0], inputReversed: [false], outputAxes: [0],
+            outputReversed: [false], batched: true)
+        let lengths = Tensor(shape: [2], scalars: [Int64(3), 1])
+        let outs = try LayerRunner.run(
+            layer, inputs: [.tensor(lengths), .tensor(state), .tensor(input)], outputCount: 2)
+        let values = input.scalars(as: Float.self)
+        // Batch 1 keeps its first step and is zero-padded after it.
+        let expected = Array(values[0..<6]) + Array(values[6..<8]) + [0, 0, 0, 0]
+        #expect(Comparison.mismatch(try outs[1].asTensor(), Tensor(shape: [2, 3, 2], scalars: expected)) == nil)
+        #expect(Comparison.mismatch(try outs[0].asTensor(), state) == nil)
+    }
+
     @Test func sequenceMapAppliesTheBodyToEachElement() throws {
         var gen = SeededGenerator(seed: 4)
         let elements = [Tensor.random([2], using: &gen), Tensor.random([3], using: &gen)]
