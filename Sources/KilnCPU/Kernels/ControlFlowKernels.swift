@@ -97,6 +97,9 @@ enum ScanKernel {
         -> [Value]
     {
         let states = layer.numStates
+        guard states >= 0, layer.body.outputs.count >= states else {
+            throw KilnError.invalidModel("Scan body has too few inputs or outputs for its scan inputs")
+        }
         guard inputs.count == states + layer.numScanInputs else {
             throw KilnError.invalidArgument("Scan takes \(states + layer.numScanInputs) inputs, got \(inputs.count)")
         }
@@ -156,7 +159,7 @@ enum ScanKernel {
         let lengths = try inputs.optionalTensor(0)?.intValues()
         var perBatch: [[Value]] = []
         let states = layer.numStates
-        let full = states < rest.count && rest[states].rank > 1 ? rest[states].shape[1] : 0
+        let full = states >= 0 && states < rest.count && rest[states].rank > 1 ? rest[states].shape[1] : 0
         if let lengths {
             guard lengths.count == batch, lengths.allSatisfy({ $0 >= 0 && $0 <= full }) else {
                 throw KilnError.invalidArgument("sequence_lens \(lengths) must have \(batch) entries in 0...\(full)")

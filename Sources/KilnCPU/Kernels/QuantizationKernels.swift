@@ -87,7 +87,8 @@ enum QuantizationKernels {
         let maxValue = max(0, values.max() ?? 0)
         let minValue = min(0, values.min() ?? 0)
         let scale = (maxValue == minValue ? 1 : maxValue - minValue) / 255
-        let zero = (min(255, max(0, 0 - minValue / scale))).rounded(.toNearestOrEven)
+        var zero = (min(255, max(0, 0 - minValue / scale))).rounded(.toNearestOrEven)
+        if !zero.isFinite { zero = 0 }  // NaN inputs: keep the conversion below in range
         let q = values.map { v -> UInt8 in
             let r = (v / scale).rounded(.toNearestOrEven) + zero
             return r.isNaN ? 0 : UInt8(min(255, max(0, r)))
