@@ -11,6 +11,7 @@ enum AttentionKernels {
             try AttentionKernel.run(layer, inputs, threads: context.threads)
         },
         cpuKernel(RotaryEmbeddingLayer.self) { layer, inputs, _ in [.tensor(try RotaryKernel.run(layer, inputs))] },
+        cpuKernel(LinearAttentionLayer.self) { layer, inputs, _ in try LinearAttentionKernel.run(layer, inputs) },
     ]
 }
 

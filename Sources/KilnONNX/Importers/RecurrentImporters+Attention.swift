@@ -1,6 +1,6 @@
 import KilnIR
 
-/// Attention (opsets 23-25) and RotaryEmbedding, listed in the recurrent family's table.
+/// Attention (opsets 23-25), LinearAttention and RotaryEmbedding, listed in the recurrent family's table.
 enum AttentionImporters {
     static let table: [OperatorImporter] = [
         .layer("Attention", since: 23) { c in
@@ -16,6 +16,16 @@ enum AttentionImporters {
                 kvNumHeads: try c.optionalInt("kv_num_heads"),
                 scale: c.has("scale") ? try c.float("scale") : nil, softcap: try c.float("softcap", default: 0),
                 scoreOutput: scoreOutput, leftWindow: left, rightWindow: right)
+        },
+        .layer("LinearAttention", since: 27) { c in
+            let rule = try c.string("update_rule", default: "gated_delta")
+            guard let update = LinearAttentionLayer.Update(rawValue: rule) else {
+                throw c.invalid("unknown update_rule '\(rule)'")
+            }
+            let scale = c.has("scale") ? try c.float("scale") : 0
+            return LinearAttentionLayer(
+                update: update, qNumHeads: try c.int("q_num_heads"), kvNumHeads: try c.int("kv_num_heads"),
+                scale: scale == 0 ? nil : scale)
         },
         .layer("RotaryEmbedding", since: 23) { c in
             RotaryEmbeddingLayer(
