@@ -12,6 +12,7 @@ enum AttentionKernels {
         },
         cpuKernel(RotaryEmbeddingLayer.self) { layer, inputs, _ in [.tensor(try RotaryKernel.run(layer, inputs))] },
         cpuKernel(LinearAttentionLayer.self) { layer, inputs, _ in try LinearAttentionKernel.run(layer, inputs) },
+        (FlexAttentionLayer.kind, FlexAttentionKernel.factory),
     ]
 }
 

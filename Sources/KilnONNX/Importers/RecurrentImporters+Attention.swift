@@ -1,6 +1,7 @@
 import KilnIR
 
-/// Attention (opsets 23-25), LinearAttention and RotaryEmbedding, listed in the recurrent family's table.
+/// Attention (opsets 23-25), LinearAttention, FlexAttention (ai.onnx.preview) and RotaryEmbedding, listed
+/// in the recurrent family's table.
 enum AttentionImporters {
     static let table: [OperatorImporter] = [
         .layer("Attention", since: 23) { c in
@@ -26,6 +27,14 @@ enum AttentionImporters {
             return LinearAttentionLayer(
                 update: update, qNumHeads: try c.int("q_num_heads"), kvNumHeads: try c.int("kv_num_heads"),
                 scale: scale == 0 ? nil : scale)
+        },
+        .layer("FlexAttention", domain: "ai.onnx.preview", since: 1) { c in
+            let precision = try c.int("softmax_precision", default: 0)
+            return FlexAttentionLayer(
+                scale: c.has("scale") ? try c.float("scale") : nil,
+                scoreMod: c.has("score_mod") ? try c.graph("score_mod") : nil,
+                probMod: c.has("prob_mod") ? try c.graph("prob_mod") : nil,
+                softmaxPrecision: precision == 0 ? nil : DType(rawValue: precision))
         },
         .layer("RotaryEmbedding", since: 23) { c in
             RotaryEmbeddingLayer(
