@@ -80,4 +80,48 @@ struct AttentionTests {
         }
         #expect(Comparison.mismatch(out, Tensor(shape: [b, h, s, d], scalars: expected)) == nil)
     }
+
+    @Test func linearAttentionAccumulatesOuterProducts() throws {
+        var gen = SeededGenerator(seed: 43)
+        let (t, dk, dv) = (3, 2, 3)
+        let q = Tensor.random([1, t, dk], using: &gen)
+        let k = Tensor.random([1, t, dk], using: &gen)
+        let v = Tensor.random([1, t, dv], using: &gen)
+        let outs = try LayerRunner.run(
+            LinearAttentionLayer(update: .linear, qNumHeads: 1, kvNumHeads: 1, scale: 0.5),
+            inputs: [q, k, v].map { .tensor($0) }, outputCount: 2)
+        let (qv, kv, vv) = (q.scalars(as: Float.self), k.scalars(as: Float.self), v.scalars(as: Float.self))
+        var state = [Float](repeating: 0, count: dk * dv)
+        var expected: [Float] = []
+        for step in 0..<t {
+            for d in 0..<dk { for m in 0..<dv { state[d * dv + m] += kv[step * dk + d] * vv[step * dv + m] } }
+            for m in 0..<dv {
+                expected.append(0.5 * (0..<dk).reduce(0) { $0 + qv[step * dk + $1] * state[$1 * dv + m] })
+            }
+        }
+        #expect(Comparison.mismatch(try outs[0].asTensor(), Tensor(shape: [1, t, dv], scalars: expected)) == nil)
+        #expect(Comparison.mismatch(try outs[1].asTensor(), Tensor(shape: [1, 1, dk, dv], scalars: state)) == nil)
+    }
+
+    @Test func flexAttentionWithoutModsIsPlainAttention() throws {
+        var gen = SeededGenerator(seed: 44)
+        let q = Tensor.random([1, 2, 3, 4], using: &gen)
+        let k = Tensor.random([1, 1, 5, 4], using: &gen)
+        let v = Tensor.random([1, 1, 5, 2], using: &gen)
+        let flex = try LayerRunner.run(FlexAttentionLayer(scale: 0.3), q, k, v)
+        let (qv, kv, vv) = (q.scalars(as: Float.self), k.scalars(as: Float.self), v.scalars(as: Float.self))
+        var expected: [Float] = []
+        for h in 0..<2 {
+            for i in 0..<3 {
+                let scores = (0..<5).map { j in
+                    0.3 * (0..<4).reduce(Float(0)) { $0 + qv[(h * 3 + i) * 4 + $1] * kv[j * 4 + $1] }
+                }
+                let m = scores.max() ?? 0
+                let e = scores.map { exp($0 - m) }
+                let sum = e.reduce(0, +)
+                for c in 0..<2 { expected.append((0..<5).reduce(0) { $0 + e[$1] / sum * vv[$1 * 2 + c] }) }
+            }
+        }
+        #expect(Comparison.mismatch(flex, Tensor(shape: [1, 2, 3, 2], scalars: expected), atol: 1e-6) == nil)
+    }
 }
