@@ -13,9 +13,11 @@ public enum ONNXImporter {
     /// Imports the model file at `url`; external data is read relative to its folder.
     public static func load(contentsOf url: URL) throws -> ONNXModel {
         try withErrorContext(url.path) {
-            guard FileManager.default.fileExists(atPath: url.path) else {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
                 throw KilnError.io("no such file")
             }
+            guard !isDirectory.boolValue else { throw KilnError.io("is a folder, not an ONNX model file") }
             let data: Data
             do {
                 data = try Data(contentsOf: url)

@@ -1,0 +1,96 @@
+/// Normalizes exponentials along an axis: ONNX Softmax, LogSoftmax and Hardmax.
+///
+/// Opset 13 normalizes along `axis` alone; older opsets flatten the input to 2-D at `axis` and normalize each
+/// row of the flattened tail (`flattenTail`).
+public struct SoftmaxLayer: Layer {
+    public static let kind = LayerKind("softmax")
+
+    public enum Variant: String, Sendable { case softmax, logSoftmax, hardmax }
+
+    public var variant: Variant
+    public var axis: Int
+    public var flattenTail: Bool
+
+    public init(variant: Variant, axis: Int = -1, flattenTail: Bool = false) {
+        self.variant = variant
+        self.axis = axis
+        self.flattenTail = flattenTail
+    }
+
+    public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
+        guard let input = inputs.first?.tensorType else { return [nil] }
+        guard input.dtype.isFloatingPoint else {
+            throw KilnError.typeMismatch("\(variant.rawValue) needs a floating-point input, got \(input.dtype)")
+        }
+        if let rank = input.rank, rank > 0 { _ = try reductionAxis(axis, rank: rank) }
+        return [.tensor(input)]
+    }
+
+    public var description: String {
+        "variant=\(variant.rawValue) axis=\(axis)" + (flattenTail ? " flatten=1" : "")
+    }
+}
+
+/// Running sums along an axis (ONNX CumSum). Inputs: `x`, and `axis` (a scalar) when `axis` is nil.
+public struct CumulativeSumLayer: Layer {
+    public static let kind = LayerKind("cumulativeSum")
+
+    public var axis: Int?
+    public var exclusive: Bool
+    public var reverse: Bool
+
+    public init(axis: Int?, exclusive: Bool = false, reverse: Bool = false) {
+        self.axis = axis
+        self.exclusive = exclusive
+        self.reverse = reverse
+    }
+
+    public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
+        [inputs.first?.type]
+    }
+
+    public var description: String {
+        var parts: [String] = []
+        if let axis { parts.append("axis=\(axis)") }
+        if exclusive { parts.append("exclusive=1") }
+        if reverse { parts.append("reverse=1") }
+        return parts.joined(separator: " ")
+    }
+}
+
+/// The k largest or smallest elements along an axis with their int64 indices (ONNX TopK). Inputs: `x`, and
+/// `k` (1-D, one element) when `k` is nil. Ties keep the lower index first.
+public struct TopKLayer: Layer {
+    public static let kind = LayerKind("topK")
+
+    public var k: Int?
+    public var axis: Int
+    public var largest: Bool
+    public var sorted: Bool
+
+    public init(k: Int?, axis: Int = -1, largest: Bool = true, sorted: Bool = true) {
+        self.k = k
+        self.axis = axis
+        self.largest = largest
+        self.sorted = sorted
+    }
+
+    public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
+        guard let input = inputs.first?.tensorType else { return [nil, nil] }
+        guard let shape = input.shape else {
+            return [.tensor(TensorType(input.dtype, nil)), .tensor(TensorType(.int64, nil))]
+        }
+        let a = try reductionAxis(axis, rank: shape.count)
+        var count = k
+        if count == nil, inputs.count > 1, let constant = inputs[1].constant {
+            count = try constant.intValues().first
+        }
+        var out = shape
+        out[a] = count.map { .value($0) } ?? .unknown
+        return [.tensor(TensorType(input.dtype, out)), .tensor(TensorType(.int64, out))]
+    }
+
+    public var description: String {
+        (k.map { "k=\($0) " } ?? "") + "axis=\(axis) largest=\(largest ? 1 : 0) sorted=\(sorted ? 1 : 0)"
+    }
+}

@@ -1,0 +1,15 @@
+import ArgumentParser
+
+@main
+struct Kiln: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kiln",
+        abstract: "Kiln: a deep-learning inference optimizer and runtime.",
+        version: KilnVersion.string,
+        subcommands: [RunCommand.self, VerifyCommand.self, InspectCommand.self]
+    )
+}
+
+enum KilnVersion {
+    static let string = "0.1.0"
+}

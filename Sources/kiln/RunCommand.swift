@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import KilnCPU
+import KilnIR
+import KilnONNX
+import KilnRuntime
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a model on the CPU and write each output as NAME.npy.",
+        discussion: "Inputs not given are filled with seeded random values of the declared dtype and shape."
+    )
+
+    @Argument(help: "The ONNX model file.")
+    var model: String
+
+    @Option(name: .customLong("input"), help: "NAME=FILE.npy; repeat for several inputs.")
+    var inputFiles: [String] = []
+
+    @Option(help: "An .npz archive whose members are named after the inputs.")
+    var inputs: String?
+
+    @Option(name: .customLong("shape"), help: "NAME=1x3x224x224: the shape of a random input; repeatable.")
+    var shapes: [String] = []
+
+    @Option(help: "Write outputs here (created if missing).")
+    var outputDir: String?
+
+    @Option(help: "Seed for random inputs.")
+    var seed: UInt64 = 0
+
+    func run() throws {
+        let url = ModelPath.resolve(model)
+        let imported = try ONNXImporter.load(contentsOf: url)
+        let device = CPUDevice()
+        let engine = try withErrorContext(model) { try Builder.build(imported.graph, device: device) }
+        let feeds = try InputFeeds(
+            engine: engine, files: inputFiles, archive: inputs, shapes: shapes, seed: seed
+        ).values()
+        let start = Date()
+        let outputs = try withErrorContext(model) { try engine.makeContext().run(feeds) }
+        let elapsed = Date().timeIntervalSince(start)
+        print("ran \(url.lastPathComponent) on \(device.properties.name) in \(String(format: "%.1f", elapsed * 1000)) ms")
+        var files: [(String, Data)] = []
+        for info in engine.outputs {
+            guard let value = outputs[info.name] else { continue }
+            print(OutputSummary.line(name: info.name, value: value))
+            if outputDir != nil, case .tensor(let t) = value {
+                files.append((OutputSummary.fileName(info.name), try withErrorContext("output '\(info.name)'") { try NPY.encode(t) }))
+            }
+        }
+        if let outputDir { try OutputSummary.write(files, to: outputDir) }
+    }
+}
