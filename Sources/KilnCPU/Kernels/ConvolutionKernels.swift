@@ -8,8 +8,8 @@ enum ConvolutionKernels {
         cpuKernel(ConvolutionIntegerLayer.self) { layer, inputs, _ in
             [.tensor(try ConvolutionReference.integer(layer.parameters, inputs))]
         },
-        cpuKernel(DeconvolutionLayer.self) { layer, inputs, _ in
-            [.tensor(try ConvolutionReference.deconvolution(layer, inputs))]
+        cpuKernel(DeconvolutionLayer.self) { layer, inputs, context in
+            [.tensor(try DeconvolutionKernel.run(layer, inputs, threads: context.threads))]
         },
         cpuKernel(DeformableConvolutionLayer.self) { layer, inputs, _ in
             [.tensor(try DeformableConvolution.run(layer, inputs))]

@@ -30,15 +30,27 @@ enum SGEMM {
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
             return
         }
-        let mTiles = (m + mc - 1) / mc
-        let nTiles = (n + nc - 1) / nc
-        let work = m * n * a.depth
-        let useThreads = work < 64 * 64 * 64 ? 1 : threads
+        let useThreads = m * n * a.depth < 64 * 64 * 64 ? 1 : threads
+        // Enough tasks to balance the threads: shrink the tiles along the long side when the defaults give few.
+        var rowsPerTile = mc
+        var columnsPerTile = nc
+        let wanted = useThreads > 1 ? 3 * useThreads : 1
+        if (m + mc - 1) / mc * ((n + nc - 1) / nc) < wanted {
+            if m >= n {
+                rowsPerTile = max(mr, ((m + wanted - 1) / wanted + mr - 1) / mr * mr)
+            } else {
+                columnsPerTile = max(nr, ((n + wanted - 1) / wanted + nr - 1) / nr * nr)
+            }
+        }
+        let mTiles = (m + rowsPerTile - 1) / rowsPerTile
+        let nTiles = (n + columnsPerTile - 1) / columnsPerTile
         let shared = UncheckedSendable((a, b, c))
         Parallel.forEach(mTiles * nTiles, threads: useThreads) { range in
             let (a, b, c) = shared.value
             for t in range {
-                tile(a, b, c, ldc: ldc, rowTile: t / nTiles, columnTile: t % nTiles, alpha: alpha, accumulate: accumulate)
+                let rows = (t / nTiles * rowsPerTile / mr)..<min((t / nTiles + 1) * rowsPerTile / mr, a.panelCount)
+                let columns = (t % nTiles * columnsPerTile / nr)..<min((t % nTiles + 1) * columnsPerTile / nr, b.panelCount)
+                tile(a, b, c, ldc: ldc, rowPanels: rows, columnPanels: columns, alpha: alpha, accumulate: accumulate)
             }
         }
     }
@@ -60,10 +72,8 @@ enum SGEMM {
 
     private static func tile(
         _ a: PackedPanels, _ b: PackedPanels, _ c: UnsafeMutablePointer<Float>, ldc: Int,
-        rowTile: Int, columnTile: Int, alpha: Float, accumulate: Bool
+        rowPanels: Range<Int>, columnPanels: Range<Int>, alpha: Float, accumulate: Bool
     ) {
-        let rowPanels = (rowTile * mc / mr)..<min((rowTile + 1) * mc / mr, a.panelCount)
-        let columnPanels = (columnTile * nc / nr)..<min((columnTile + 1) * nc / nr, b.panelCount)
         for p in 0..<a.blockCount {
             let depth = a.blockDepth(p)
             let add = accumulate || p > 0

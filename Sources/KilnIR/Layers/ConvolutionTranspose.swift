@@ -43,8 +43,10 @@ public struct DeconvolutionLayer: Layer {
             let extent = (kernel[i] - 1) * dilations[i] + 1
             let full = strides[i] * (input[i] - 1) + outPad[i] + extent
             if let shape {
+                // Floor division, as the ONNX reference computes it: a negative total pads the end.
                 let total = full - shape[i]
-                begin[i] = p.autoPad == .sameUpper ? total / 2 : total - total / 2
+                let half = total >= 0 ? total / 2 : -((-total + 1) / 2)
+                begin[i] = p.autoPad == .sameUpper ? half : total - half
                 end[i] = total - begin[i]
             } else if p.autoPad == .sameUpper || p.autoPad == .sameLower {
                 let total = full - input[i] * strides[i]
