@@ -67,13 +67,17 @@ struct ConvCase: CustomStringConvertible, Sendable {
     static let cases: [ConvCase] = [
         ConvCase(x: [1, 3, 9, 7], w: [5, 3, 3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1]),
         ConvCase(x: [2, 4, 11, 10], w: [6, 4, 3, 2], strides: [2, 3], dilations: [2, 1], pads: [0, 1, 2, 0]),
-        ConvCase(x: [1, 6, 8, 8], w: [4, 3, 3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1], group: 2),
-        ConvCase(x: [1, 5, 7, 6], w: [5, 1, 3, 3], strides: [2, 2], dilations: [1, 1], pads: [1, 1, 1, 1], group: 5),
+        ConvCase(
+            x: [1, 6, 8, 8], w: [4, 3, 3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1], group: 2),
+        ConvCase(
+            x: [1, 5, 7, 6], w: [5, 1, 3, 3], strides: [2, 2], dilations: [1, 1], pads: [1, 1, 1, 1], group: 5),
         ConvCase(x: [2, 16, 5, 9], w: [13, 16, 1, 1], strides: [1, 1], dilations: [1, 1], pads: [0, 0, 0, 0]),
-        ConvCase(x: [1, 8, 9, 9], w: [7, 8, 1, 1], strides: [2, 2], dilations: [1, 1], pads: [0, 0, 0, 0], bias: false),
+        ConvCase(
+            x: [1, 8, 9, 9], w: [7, 8, 1, 1], strides: [2, 2], dilations: [1, 1], pads: [0, 0, 0, 0], bias: false),
         ConvCase(x: [1, 64, 14, 14], w: [70, 64, 3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1]),
         ConvCase(x: [2, 3, 20], w: [4, 3, 5], strides: [2], dilations: [1], pads: [2, 1]),
-        ConvCase(x: [1, 2, 5, 6, 4], w: [3, 2, 2, 3, 2], strides: [1, 2, 1], dilations: [1, 1, 2], pads: [1, 0, 1, 0, 1, 1]),
+        ConvCase(
+            x: [1, 2, 5, 6, 4], w: [3, 2, 2, 3, 2], strides: [1, 2, 1], dilations: [1, 1, 2], pads: [1, 0, 1, 0, 1, 1]),
     ]
 
     @Test(arguments: cases)

@@ -52,7 +52,9 @@ private func naiveMatMul(_ a: [Double], _ aShape: [Int], _ b: [Double], _ bShape
         #expect(y.shape == shape)
         let worst = zip(try y.doubleValues(), expected).map { abs($0 - $1) }.max() ?? 0
         #expect(worst < 1e-4)
-        let inferred = try MatMulLayer().inferTypes([LayerInput(type: .tensor(a.type)), LayerInput(type: .tensor(b.type))])
+        let inferred = try MatMulLayer().inferTypes([
+            LayerInput(type: .tensor(a.type)), LayerInput(type: .tensor(b.type)),
+        ])
         #expect(inferred[0] == .tensor(TensorType(.float32, dims: shape)))
         // double and int32 take the reference loop.
         let a64 = Tensor(shape: shapes.0, scalars: try a.doubleValues())
@@ -83,7 +85,8 @@ private func naiveMatMul(_ a: [Double], _ aShape: [Int], _ b: [Double], _ bShape
     }
 
     @Test(arguments: [
-        ("ij,jk->ik", [[3, 4], [4, 5]]), ("ii->i", [[4, 4]]), ("...ij->...ji", [[2, 3, 4]]), ("bij,bjk->bik", [[2, 3, 4], [2, 4, 5]]),
+        ("ij,jk->ik", [[3, 4], [4, 5]]), ("ii->i", [[4, 4]]), ("...ij->...ji", [[2, 3, 4]]),
+        ("bij,bjk->bik", [[2, 3, 4], [2, 4, 5]]),
         ("ij,jk", [[3, 4], [4, 2]]), ("i,i", [[5], [5]]), ("ij->", [[3, 4]]), ("bii->bi", [[2, 3, 3]]),
     ])
     func einsum(_ equation: String, _ shapes: [[Int]]) throws {
@@ -112,7 +115,8 @@ private func naiveMatMul(_ a: [Double], _ aShape: [Int], _ b: [Double], _ bShape
     }
 
     @Test func determinant() throws {
-        let x = Tensor(shape: [2, 3, 3], scalars: [Float](arrayLiteral: 2, 0, 1, 1, 3, 2, 1, 1, 2, 0, 1, 0, 1, 0, 0, 0, 0, 4))
+        let x = Tensor(
+            shape: [2, 3, 3], scalars: [Float](arrayLiteral: 2, 0, 1, 1, 3, 2, 1, 1, 2, 0, 1, 0, 1, 0, 0, 0, 0, 4))
         let y = try LayerRunner.run(DeterminantLayer(), x)
         #expect(y.shape == [2])
         let d = y.scalars(as: Float.self)

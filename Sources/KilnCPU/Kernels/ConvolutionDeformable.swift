@@ -48,7 +48,8 @@ enum DeformableConvolution {
                     let maskRow = ((n * offsetGroups + og) * taps + t) * positions
                     for p in 0..<positions {
                         let (oy, ox) = (p / ow, p % ow)
-                        let y = Double(oy * g.r.strides[0] - g.r.padsBegin[0] + ky * g.r.dilations[0]) + ov[offsetRow + p]
+                        let y =
+                            Double(oy * g.r.strides[0] - g.r.padsBegin[0] + ky * g.r.dilations[0]) + ov[offsetRow + p]
                         let xx =
                             Double(ox * g.r.strides[1] - g.r.padsBegin[1] + kx * g.r.dilations[1])
                             + ov[offsetRow + positions + p]

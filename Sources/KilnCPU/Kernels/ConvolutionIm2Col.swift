@@ -9,7 +9,8 @@ enum Im2Col {
         switch spatial.count {
         case 1:
             return pack2D(
-                x, channels: channels, height: 1, width: spatial[0], kernel: (1, r.kernel[0]), strides: (1, r.strides[0]),
+                x, channels: channels, height: 1, width: spatial[0], kernel: (1, r.kernel[0]),
+                strides: (1, r.strides[0]),
                 dilations: (1, r.dilations[0]), pads: (0, r.padsBegin[0]), output: (1, r.output[0]), threads: threads)
         case 2:
             return pack2D(

@@ -96,7 +96,9 @@ final class ConvolutionKernel: Kernel {
         let pack = {
             w.withUnsafeBuffer(as: Float.self) { wb in
                 (0..<g.group).map { group in
-                    guard let base = wb.baseAddress else { return PackedPanels(extent: mg, depth: depth, width: SGEMM.mr) }
+                    guard let base = wb.baseAddress else {
+                        return PackedPanels(extent: mg, depth: depth, width: SGEMM.mr)
+                    }
                     return PackedPanels.pack(
                         FloatMatrix(base: base + group * mg * depth, rowStride: depth, columnStride: 1),
                         extent: mg, depth: depth, width: SGEMM.mr, threads: threads)
@@ -117,7 +119,9 @@ final class ConvolutionKernel: Kernel {
                         let xg = xp + (n * g.inChannels + group * cg) * g.inSize
                         let og = o + (n * g.outChannels + group * mg) * outSize
                         if let bias {
-                            for row in 0..<mg { (og + row * outSize).update(repeating: bias[group * mg + row], count: outSize) }
+                            for row in 0..<mg {
+                                (og + row * outSize).update(repeating: bias[group * mg + row], count: outSize)
+                            }
                         }
                         let columns: PackedPanels
                         if pointwise {

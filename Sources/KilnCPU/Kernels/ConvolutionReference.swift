@@ -82,12 +82,14 @@ enum ConvolutionReference {
         try LinearAlgebraSupport.requireSameType([x, w] + (b.map { [$0] } ?? []), "deconvolution")
         guard x.dtype.isFloatingPoint else { throw KilnError.unsupported("deconvolution of \(x.dtype.onnxName)") }
         guard x.rank >= 3, w.rank == x.rank else {
-            throw KilnError.shapeMismatch("deconvolution needs X [N, C, ...] and W of the same rank, got \(x.shape), \(w.shape)")
+            throw KilnError.shapeMismatch(
+                "deconvolution needs X [N, C, ...] and W of the same rank, got \(x.shape), \(w.shape)")
         }
         let group = layer.parameters.group
         let (batch, inChannels) = (x.shape[0], x.shape[1])
         guard group > 0, w.shape[0] == inChannels, inChannels % group == 0 else {
-            throw KilnError.shapeMismatch("deconvolution with group \(group): X \(x.shape) and W \(w.shape) do not match")
+            throw KilnError.shapeMismatch(
+                "deconvolution with group \(group): X \(x.shape) and W \(w.shape) do not match")
         }
         let mg = w.shape[1]
         let outChannels = mg * group
@@ -146,7 +148,9 @@ enum ConvolutionReference {
         }
         func list(_ l: [Int], _ n: Int, _ d: Int) throws -> [Int] {
             if l.isEmpty { return Array(repeating: d, count: n) }
-            guard l.count == n else { throw KilnError.shapeMismatch("col2im attribute has \(l.count) entries, \(n) expected") }
+            guard l.count == n else {
+                throw KilnError.shapeMismatch("col2im attribute has \(l.count) entries, \(n) expected")
+            }
             return l
         }
         let strides = try list(layer.strides, rank, 1)
@@ -154,7 +158,8 @@ enum ConvolutionReference {
         let pads = try list(layer.pads, 2 * rank, 0)
         let blockSize = block.reduce(1, *)
         guard x.shape[1] % blockSize == 0, strides.allSatisfy({ $0 > 0 }) else {
-            throw KilnError.shapeMismatch("col2im: channel axis \(x.shape[1]) is not a multiple of the block size \(blockSize)")
+            throw KilnError.shapeMismatch(
+                "col2im: channel axis \(x.shape[1]) is not a multiple of the block size \(blockSize)")
         }
         let channels = x.shape[1] / blockSize
         var grid = [Int](repeating: 0, count: rank)

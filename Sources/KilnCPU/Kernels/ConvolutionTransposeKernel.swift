@@ -14,12 +14,14 @@ enum DeconvolutionKernel {
         }
         try LinearAlgebraSupport.requireSameType([x, w] + (b.map { [$0] } ?? []), "deconvolution")
         guard x.rank >= 3, w.rank == x.rank else {
-            throw KilnError.shapeMismatch("deconvolution needs X [N, C, ...] and W of the same rank, got \(x.shape), \(w.shape)")
+            throw KilnError.shapeMismatch(
+                "deconvolution needs X [N, C, ...] and W of the same rank, got \(x.shape), \(w.shape)")
         }
         let group = layer.parameters.group
         let (batch, inChannels) = (x.shape[0], x.shape[1])
         guard group > 0, w.shape[0] == inChannels, inChannels % group == 0 else {
-            throw KilnError.shapeMismatch("deconvolution with group \(group): X \(x.shape) and W \(w.shape) do not match")
+            throw KilnError.shapeMismatch(
+                "deconvolution with group \(group): X \(x.shape) and W \(w.shape) do not match")
         }
         let mg = w.shape[1]
         let outChannels = mg * group
@@ -73,7 +75,8 @@ enum DeconvolutionKernel {
                             SGEMM.gemm(
                                 m: rows, n: inSize, k: cg,
                                 a: FloatMatrix(base: wp + g * cg * rows, rowStride: 1, columnStride: rows),
-                                b: FloatMatrix(base: xp + (n * inChannels + g * cg) * inSize, rowStride: inSize, columnStride: 1),
+                                b: FloatMatrix(
+                                    base: xp + (n * inChannels + g * cg) * inSize, rowStride: inSize, columnStride: 1),
                                 c: columns, ldc: inSize, threads: threads)
                             for co in 0..<mg {
                                 let dst = o + (n * outChannels + g * mg + co) * outSize

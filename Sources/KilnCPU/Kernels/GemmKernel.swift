@@ -49,7 +49,8 @@ enum SGEMM {
             let (a, b, c) = shared.value
             for t in range {
                 let rows = (t / nTiles * rowsPerTile / mr)..<min((t / nTiles + 1) * rowsPerTile / mr, a.panelCount)
-                let columns = (t % nTiles * columnsPerTile / nr)..<min((t % nTiles + 1) * columnsPerTile / nr, b.panelCount)
+                let columns =
+                    (t % nTiles * columnsPerTile / nr)..<min((t % nTiles + 1) * columnsPerTile / nr, b.panelCount)
                 tile(a, b, c, ldc: ldc, rowPanels: rows, columnPanels: columns, alpha: alpha, accumulate: accumulate)
             }
         }

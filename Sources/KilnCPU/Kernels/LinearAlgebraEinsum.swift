@@ -16,19 +16,21 @@ struct EinsumEvaluator {
 
     func evaluate(_ tensors: [Tensor]) throws -> Tensor {
         guard tensors.count == equation.inputs.count else {
-            throw KilnError.invalidArgument("einsum '\(equation)' takes \(equation.inputs.count) inputs, got \(tensors.count)")
+            throw KilnError.invalidArgument(
+                "einsum '\(equation)' takes \(equation.inputs.count) inputs, got \(tensors.count)")
         }
         try LinearAlgebraSupport.requireSameType(tensors, "einsum")
         let plan = try makePlan(tensors.map(\.shape))
         let dtype = tensors.first?.dtype ?? .float32
         if dtype.isFloatingPoint {
             let values = try tensors.map { try $0.doubleValues() }
-            let result = run(plan, values, zero: 0.0, one: 1.0) { $0 + $1 * $2 } multiply: { $0 * $1 }
+            let result = run(plan, values, zero: 0.0, one: 1.0, multiplyAdd: { $0 + $1 * $2 }, multiply: { $0 * $1 })
             return try Tensor.fromDoubles(result, shape: plan.outShape, dtype: dtype)
         }
         guard dtype.isInteger else { throw KilnError.unsupported("einsum of \(dtype.onnxName)") }
         let values = try tensors.map { try $0.int64Values() }
-        let result = run(plan, values, zero: Int64(0), one: Int64(1)) { $0 &+ $1 &* $2 } multiply: { $0 &* $1 }
+        let result = run(
+            plan, values, zero: Int64(0), one: Int64(1), multiplyAdd: { $0 &+ $1 &* $2 }, multiply: { $0 &* $1 })
         return try dtype.visit(IntegerTensorBuilder(values: result, shape: plan.outShape))
     }
 
@@ -91,7 +93,7 @@ struct EinsumEvaluator {
     }
 
     private func run<T>(
-        _ plan: Plan, _ inputs: [[T]], zero: T, one: T, _ multiplyAdd: (T, T, T) -> T, multiply: (T, T) -> T
+        _ plan: Plan, _ inputs: [[T]], zero: T, one: T, multiplyAdd: (T, T, T) -> T, multiply: (T, T) -> T
     ) -> [T] {
         let outShape = plan.outShape
         let innerShape = Array(plan.sizes.dropFirst(plan.outputCount))

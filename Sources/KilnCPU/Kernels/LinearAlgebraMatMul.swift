@@ -105,7 +105,11 @@ final class MatMulKernel: Kernel {
                     }
                     if g.sharedB {
                         let pack = {
-                            [PackedPanels.pack(SGEMM.transposedView(bView(0)), extent: n, depth: k, width: SGEMM.nr, threads: threads)]
+                            [
+                                PackedPanels.pack(
+                                    SGEMM.transposedView(bView(0)), extent: n, depth: k, width: SGEMM.nr,
+                                    threads: threads)
+                            ]
                         }
                         let pb = cache ? packedB.panels(for: b, pack)[0] : pack()[0]
                         let rows = g.foldableA ? g.batchCount * m : m
@@ -156,20 +160,26 @@ struct ReferenceMatMul: NumericVisitor {
     func visitFloat<T: TensorScalar & BinaryFloatingPoint>(_ type: T.Type) throws -> Tensor {
         let alpha = Double(layer.alpha)
         let beta = Double(layer.beta)
-        return run(T.self, { $0 + $1 * $2 }) { acc, bias in T(alpha * acc.doubleValue + beta * bias.doubleValue) }
+        return run(
+            T.self, multiplyAdd: { $0 + $1 * $2 },
+            finish: { acc, bias in
+                T(alpha * acc.doubleValue + beta * bias.doubleValue)
+            })
     }
 
     func visitInteger<T: TensorScalar & FixedWidthInteger>(_ type: T.Type) throws -> Tensor {
         let alpha = layer.alpha
         let beta = layer.beta
-        return run(T.self, { $0 &+ $1 &* $2 }) { acc, bias in
-            if alpha == 1 && beta == 1 { return acc &+ bias }
-            return T(castingFrom: Double(alpha) * acc.doubleValue + Double(beta) * bias.doubleValue)
-        }
+        return run(
+            T.self, multiplyAdd: { $0 &+ $1 &* $2 },
+            finish: { acc, bias in
+                if alpha == 1 && beta == 1 { return acc &+ bias }
+                return T(castingFrom: Double(alpha) * acc.doubleValue + Double(beta) * bias.doubleValue)
+            })
     }
 
     private func run<T: TensorScalar>(
-        _ type: T.Type, _ multiplyAdd: (T, T, T) -> T, _ finish: (T, T) -> T
+        _ type: T.Type, multiplyAdd: (T, T, T) -> T, finish: (T, T) -> T
     ) -> Tensor {
         let biasOffsets = c.map {
             LinearAlgebraSupport.broadcastOffsets(g.outShape, Broadcast.strides(of: $0.shape, broadcastTo: g.outShape))

@@ -14,7 +14,8 @@ enum LinearAlgebraSupport {
             }
         case .bfloat16:
             return t.withUnsafeBuffer(as: BFloat16.self) { src in
-                Tensor.build(Float.self, shape: t.shape) { dst in for i in 0..<src.count { dst[i] = src[i].floatValue } }
+                Tensor.build(Float.self, shape: t.shape) { dst in for i in 0..<src.count { dst[i] = src[i].floatValue }
+                }
             }
         default: return t
         }
@@ -26,7 +27,8 @@ enum LinearAlgebraSupport {
         switch dtype {
         case .float16:
             return t.withUnsafeBuffer(as: Float.self) { src in
-                Tensor.build(Float16.self, shape: t.shape) { dst in for i in 0..<src.count { dst[i] = Float16(src[i]) } }
+                Tensor.build(Float16.self, shape: t.shape) { dst in for i in 0..<src.count { dst[i] = Float16(src[i]) }
+                }
             }
         case .bfloat16:
             return t.withUnsafeBuffer(as: Float.self) { src in

@@ -59,7 +59,8 @@ public struct DeconvolutionLayer: Layer {
             output[i] = full - begin[i] - end[i]
             guard output[i] >= 0 else { throw KilnError.shapeMismatch("negative deconvolution output on axis \(i)") }
         }
-        return .init(kernel: kernel, strides: strides, dilations: dilations, padsBegin: begin, padsEnd: end, output: output)
+        return .init(
+            kernel: kernel, strides: strides, dilations: dilations, padsBegin: begin, padsEnd: end, output: output)
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
