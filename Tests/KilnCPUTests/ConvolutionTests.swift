@@ -177,4 +177,19 @@ struct ConvCase: CustomStringConvertible, Sendable {
         #expect(y.dtype == .int32)
         #expect(y.scalars(as: Int32.self) == [12, 16, 24, 28])
     }
+
+    @Test func causalConvolutionCarriesState() throws {
+        // One channel, kernel [1, 2, 3]: y[t] = 1*seq[t] + 2*seq[t+1] + 3*seq[t+2] + bias, seq = past ++ x.
+        let x = Tensor(shape: [1, 1, 3], scalars: [Float](arrayLiteral: 1, 2, 3))
+        let w = Tensor(shape: [1, 1, 3], scalars: [Float](arrayLiteral: 1, 2, 3))
+        let b = Tensor(shape: [1], scalars: [Float](arrayLiteral: 0.5))
+        let past = Tensor(shape: [1, 1, 2], scalars: [Float](arrayLiteral: -1, 4))
+        let out = try LayerRunner.run(
+            CausalConvolutionLayer(), inputs: [.tensor(x), .tensor(w), .tensor(b), .tensor(past)], outputCount: 2)
+        // seq = [-1, 4, 1, 2, 3]
+        let expected: [Float] = [10.5, 12.5, 14.5]
+        #expect(try out[0].asTensor().scalars(as: Float.self) == expected)
+        let state: [Float] = [2, 3]
+        #expect(try out[1].asTensor().scalars(as: Float.self) == state)
+    }
 }

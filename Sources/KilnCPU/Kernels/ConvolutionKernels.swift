@@ -1,7 +1,8 @@
 import KilnIR
 import KilnRuntime
 
-/// Kernels for convolution, convolution.integer, convolution.deformable, deconvolution and col2im.
+/// Kernels for convolution, convolution.integer, convolution.deformable, convolution.causal, deconvolution and
+/// col2im.
 enum ConvolutionKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
         LinearAlgebraKernels.statefulKernel(ConvolutionLayer.self) { ConvolutionKernel($0) },
@@ -14,6 +15,7 @@ enum ConvolutionKernels {
         cpuKernel(DeformableConvolutionLayer.self) { layer, inputs, _ in
             [.tensor(try DeformableConvolution.run(layer, inputs))]
         },
+        cpuKernel(CausalConvolutionLayer.self) { layer, inputs, _ in try CausalConvolution.run(layer, inputs) },
         cpuKernel(Col2ImLayer.self) { layer, inputs, _ in [.tensor(try ConvolutionReference.col2im(layer, inputs))] },
     ]
 }

@@ -1,6 +1,6 @@
 import KilnIR
 
-/// Conv, ConvInteger, ConvTranspose, DeformConv and Col2Im.
+/// Conv, ConvInteger, ConvTranspose, DeformConv, CausalConvWithState and Col2Im.
 enum ConvolutionImporters {
     static let table: [OperatorImporter] = [
         .layer("Conv") { c in ConvolutionLayer(try parameters(c)) },
@@ -12,6 +12,13 @@ enum ConvolutionImporters {
         },
         .layer("DeformConv", since: 19) { c in
             DeformableConvolutionLayer(try parameters(c), offsetGroup: try c.int("offset_group", default: 1))
+        },
+        .layer("CausalConvWithState", since: 27) { c in
+            switch try c.string("activation", default: "none") {
+            case "none": return CausalConvolutionLayer(activation: .none)
+            case "silu", "swish": return CausalConvolutionLayer(activation: .silu)
+            case let other: throw c.unsupported("CausalConvWithState activation '\(other)'")
+            }
         },
         .layer("Col2Im", since: 18) { c in
             Col2ImLayer(
