@@ -22,14 +22,16 @@ final class PackedPanels: @unchecked Sendable {
     let paddedExtent: Int
     let data: UnsafeMutablePointer<Float>
 
-    init(extent: Int, depth: Int, width: Int) {
+    /// Allocates the panels, zero-filled unless the caller writes every element itself (`zeroed: false`).
+    init(extent: Int, depth: Int, width: Int, zeroed: Bool = true) {
         self.extent = extent
         self.depth = depth
         self.width = width
         paddedExtent = (extent + width - 1) / width * width
         let count = max(paddedExtent * depth, 1)
         data = UnsafeMutablePointer<Float>.allocate(capacity: count)
-        data.initialize(repeating: 0, count: count)
+        // Float is trivial, so uninitialized memory may be written later without initialize.
+        if zeroed || count == 1 { data.initialize(repeating: 0, count: count) }
     }
 
     deinit { data.deallocate() }
@@ -47,7 +49,7 @@ final class PackedPanels: @unchecked Sendable {
 
     /// Packs `source`, whose element (e, d) is row/column `e` of the extent at depth `d`. Parallel over panels.
     static func pack(_ source: FloatMatrix, extent: Int, depth: Int, width: Int, threads: Int) -> PackedPanels {
-        let packed = PackedPanels(extent: extent, depth: depth, width: width)
+        let packed = PackedPanels(extent: extent, depth: depth, width: width, zeroed: false)
         let shared = UncheckedSendable(packed)
         Parallel.forEach(packed.panelCount, threads: threads, minimumChunk: max(1, 4096 / max(depth * width, 1))) {
             range in
@@ -77,6 +79,8 @@ final class PackedPanels: @unchecked Sendable {
                         (dst + d * width).update(from: src, count: width)
                     }
                 } else {
+                    // A partial panel: its padding rows/columns must read as zero.
+                    dst.update(repeating: 0, count: dn * width)
                     for d in 0..<dn {
                         for e in 0..<valid { dst[d * width + e] = source[e0 + e, d0 + d] }
                     }
