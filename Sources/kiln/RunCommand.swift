@@ -31,10 +31,10 @@ struct RunCommand: ParsableCommand {
     var seed: UInt64 = 0
 
     @Option(help: "Run the inference this many times and report the median time (outputs are from the last run).")
-    var repeat: Int = 1
+    var `repeat`: Int = 1
 
     func validate() throws {
-        guard repeat >= 1 else { throw ValidationError("--repeat must be at least 1") }
+        guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
     }
 
     func run() throws {
@@ -48,13 +48,13 @@ struct RunCommand: ParsableCommand {
         let context = engine.makeContext()
         var times: [Double] = []
         var outputs: [String: Value] = [:]
-        for _ in 0..<repeat {
+        for _ in 0..<`repeat` {
             let start = Date()
             outputs = try withErrorContext(model) { try context.run(feeds) }
             times.append(Date().timeIntervalSince(start) * 1000)
         }
         let median = times.sorted()[times.count / 2]
-        let runs = repeat == 1 ? "" : " (median of \(repeat) runs, first \(String(format: "%.1f", times[0])) ms)"
+        let runs = `repeat` == 1 ? "" : " (median of \(`repeat`) runs, first \(String(format: "%.1f", times[0])) ms)"
         print("ran \(url.lastPathComponent) on \(device.properties.name) in \(String(format: "%.1f", median)) ms\(runs)")
         var files: [(String, Data)] = []
         for info in engine.outputs {
