@@ -41,11 +41,18 @@ private struct NativeCast: ScalarVisitor {
     private func convert<S: TensorScalar, U: TensorScalar>(_ s: S.Type, to u: U.Type) throws -> Tensor {
         source.withUnsafeBuffer(as: S.self) { input in
             Tensor.build(U.self, shape: source.shape) { out in
-                if S.dtype.isFloatingPoint {
+                if S.dtype.isFloatingPoint && U.dtype.isInteger {
+                    let target = U.dtype
+                    for i in 0..<input.count {
+                        out[i] = U(castingFrom: NumpyTruncation.integer(input[i].doubleValue, to: target))
+                    }
+                } else if S.dtype.isFloatingPoint {
                     for i in 0..<input.count { out[i] = U(castingFrom: input[i].doubleValue) }
                 } else if S.dtype == .uint64, U.dtype.isFloatingPoint {
                     // Through Int64 the values above Int64.max would turn negative.
-                    for i in 0..<input.count { out[i] = U(castingFrom: Double(UInt64(truncatingIfNeeded: input[i].int64Value))) }
+                    for i in 0..<input.count {
+                        out[i] = U(castingFrom: Double(UInt64(truncatingIfNeeded: input[i].int64Value)))
+                    }
                 } else {
                     for i in 0..<input.count { out[i] = U(castingFrom: input[i].int64Value) }
                 }
@@ -122,7 +129,7 @@ struct CastCarrier {
     var count: Int { isFloat ? doubles.count : integers.count }
 
     func double(_ i: Int) -> Double { isFloat ? doubles[i] : Double(integers[i]) }
-    func int64(_ i: Int) -> Int64 { isFloat ? Int64(castingFrom: doubles[i]) : integers[i] }
+    func int64(_ i: Int) -> Int64 { isFloat ? NumpyTruncation.integer(doubles[i], to: .int32) : integers[i] }
 
     func make(_ target: DType, shape: [Int], saturate: Bool, rounding: E8M0Rounding) throws -> Tensor {
         var bytes = [UInt8](repeating: 0, count: count)
@@ -153,11 +160,33 @@ private struct CarrierToNative: ScalarVisitor {
 
     func visit<U: TensorScalar>(_ type: U.Type) throws -> Tensor {
         Tensor.build(U.self, shape: shape) { out in
-            if carrier.isFloat {
+            if carrier.isFloat && U.dtype.isInteger {
+                for i in 0..<out.count {
+                    out[i] = U(castingFrom: NumpyTruncation.integer(carrier.doubles[i], to: U.dtype))
+                }
+            } else if carrier.isFloat {
                 for i in 0..<out.count { out[i] = U(castingFrom: carrier.doubles[i]) }
             } else {
                 for i in 0..<out.count { out[i] = U(castingFrom: carrier.integers[i]) }
             }
+        }
+    }
+}
+
+/// Float-to-integer conversion as the ONNX reference (numpy on x86-64) does it: truncate toward zero; types up
+/// to 32 bits convert through int32 and 64-bit ones through int64, where out-of-range values and NaN become
+/// the most negative value; the result then wraps to the target width.
+enum NumpyTruncation {
+    static func integer(_ value: Double, to target: DType) -> Int64 {
+        let t = value.rounded(.towardZero)
+        switch target {
+        case .uint64:
+            if t >= 0 && t < 1.8446744073709552e19 { return Int64(bitPattern: UInt64(t)) }
+            return t >= -9.223372036854775808e18 && t < 0 ? Int64(t) : Int64.min
+        case .int64, .uint32:
+            return t >= -9.223372036854775808e18 && t < 9.223372036854775808e18 ? Int64(t) : Int64.min
+        default:
+            return t >= -2147483648 && t < 2147483648 ? Int64(t) : Int64(Int32.min)
         }
     }
 }

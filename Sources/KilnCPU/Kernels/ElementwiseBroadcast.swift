@@ -81,7 +81,9 @@ struct BroadcastPlan {
 
     /// Calls `body` for ranges of rows on up to `threads` threads.
     func forEachRows(threads: Int, _ body: (Range<Int>) -> Void) {
-        Parallel.forEach(rows, threads: threads, minimumChunk: Swift.max(1, elementwiseParallelThreshold / Swift.max(inner, 1)), body)
+        Parallel.forEach(
+            rows, threads: threads, minimumChunk: Swift.max(1, elementwiseParallelThreshold / Swift.max(inner, 1)), body
+        )
     }
 }
 

@@ -15,16 +15,27 @@ enum ElementwiseKernels {
             return [.tensor(try ElementwiseUnary.clip(x, low: low, high: high, threads: context.threads))]
         },
         cpuKernel(BinaryLayer.self) { layer, inputs, context in
-            [.tensor(try ElementwiseBinary.apply(layer.op, inputs.tensor(0), inputs.tensor(1), threads: context.threads))]
+            [
+                .tensor(
+                    try ElementwiseBinary.apply(layer.op, inputs.tensor(0), inputs.tensor(1), threads: context.threads))
+            ]
         },
         cpuKernel(VariadicLayer.self) { layer, inputs, context in
             [.tensor(try ElementwiseVariadic.apply(layer.op, inputs, threads: context.threads))]
         },
         cpuKernel(SelectLayer.self) { _, inputs, context in
-            [.tensor(try ElementwiseSelect.apply(inputs.tensor(0), inputs.tensor(1), inputs.tensor(2), threads: context.threads))]
+            [
+                .tensor(
+                    try ElementwiseSelect.apply(
+                        inputs.tensor(0), inputs.tensor(1), inputs.tensor(2), threads: context.threads))
+            ]
         },
         cpuKernel(CastLayer.self) { layer, inputs, _ in
             [.tensor(try inputs.tensor(0).cast(to: layer.to, saturate: layer.saturate, rounding: layer.rounding))]
+        },
+        cpuKernel(CastLikeLayer.self) { layer, inputs, _ in
+            let target = try inputs.tensor(1).dtype
+            return [.tensor(try inputs.tensor(0).cast(to: target, saturate: layer.saturate, rounding: layer.rounding))]
         },
     ]
 }

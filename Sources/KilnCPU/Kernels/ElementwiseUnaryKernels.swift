@@ -170,6 +170,10 @@ enum ElementwiseUnary {
             guard x.dtype == .bool else { throw KilnError.typeMismatch("not is not defined on \(x.dtype.onnxName)") }
             return runUnary(Map<Bool, Bool>(body: { !$0 }), x, threads: threads)
         }
+        if case .shrink = op, x.dtype.isInteger {
+            // Integer Shrink: exact in double, then back (bias and lambda are floats in ONNX).
+            return try apply(op, x.cast(to: .float64), threads: threads).cast(to: x.dtype)
+        }
         let compute = x.dtype.computeType
         let input = compute == x.dtype ? x : try x.cast(to: compute)
         let result = try compute.visitKernelNumber(UnaryDispatch(op: op, x: input, threads: threads))

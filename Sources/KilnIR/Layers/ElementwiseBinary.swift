@@ -56,7 +56,9 @@ public struct BinaryLayer: Layer {
     public init(_ op: BinaryOp) { self.op = op }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
-        guard inputs.count == 2 else { throw KilnError.invalidModel("binary \(op) takes 2 inputs, got \(inputs.count)") }
+        guard inputs.count == 2 else {
+            throw KilnError.invalidModel("binary \(op) takes 2 inputs, got \(inputs.count)")
+        }
         guard let a = inputs[0].tensorType, let b = inputs[1].tensorType else { return [nil] }
         if op != .pow && a.dtype != b.dtype {
             throw KilnError.typeMismatch("\(op) of \(a.dtype.onnxName) and \(b.dtype.onnxName)")

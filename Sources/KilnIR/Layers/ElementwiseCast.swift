@@ -30,3 +30,29 @@ public struct CastLayer: Layer {
         return text
     }
 }
+
+/// Cast to the element type of the second input (`cast.like`), for ONNX CastLike when that type is not known at
+/// import; when it is, the importer emits a plain `cast`.
+public struct CastLikeLayer: Layer {
+    public static let kind = LayerKind("cast.like")
+    public var saturate: Bool
+    public var rounding: E8M0Rounding
+
+    public init(saturate: Bool = true, rounding: E8M0Rounding = .up) {
+        self.saturate = saturate
+        self.rounding = rounding
+    }
+
+    public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
+        guard inputs.count == 2 else { throw KilnError.invalidModel("cast.like takes 2 inputs, got \(inputs.count)") }
+        guard let target = inputs[1].tensorType?.dtype else { return [nil] }
+        return [.tensor(TensorType(target, inputs[0].tensorType?.shape))]
+    }
+
+    public var description: String {
+        var parts: [String] = []
+        if !saturate { parts.append("saturate=0") }
+        if rounding != .up { parts.append("round_mode=\(rounding.rawValue)") }
+        return parts.joined(separator: " ")
+    }
+}

@@ -48,11 +48,13 @@ public struct MiniFloatFormat: Sendable {
         let magnitude = Int(bits & (sign &- 1))
         let exponentField = magnitude >> mantissaBits
         let mantissa = magnitude & ((1 << mantissaBits) - 1)
+        // NaNs keep their sign bit, as ml_dtypes does, so a round trip through float gives the same byte.
+        let nan = negative ? -Double.nan : Double.nan
         switch specials {
-        case .finiteWithNaN where magnitude == Int(sign &- 1): return .nan
-        case .unsignedZero where bits == 0x80: return .nan
+        case .finiteWithNaN where magnitude == Int(sign &- 1): return nan
+        case .unsignedZero where bits == 0x80: return nan
         case .ieee where exponentField == (1 << exponentBits) - 1:
-            return mantissa == 0 ? (negative ? -.infinity : .infinity) : .nan
+            return mantissa == 0 ? (negative ? -.infinity : .infinity) : nan
         default: break
         }
         let value: Double
@@ -84,9 +86,10 @@ public struct MiniFloatFormat: Sendable {
         if magnitude > maxFinite {
             if saturate || specials == .none {
                 magnitude = maxFinite
-            } else {
+            } else if magnitude.isInfinite {
                 return overflow(sign)
             }
+            // Finite values above the maximum may still round down to it; the check after rounding decides.
         }
         let minimumExponent = 1 - bias
         let exponent = magnitude == 0 ? minimumExponent : Swift.max(Int(magnitude.exponent), minimumExponent)

@@ -36,7 +36,7 @@ public enum UnaryOp: Sendable, Hashable, CustomStringConvertible {
     /// The ops defined on integers (besides floating point).
     public var acceptsIntegers: Bool {
         switch self {
-        case .abs, .neg, .sign, .relu, .bitwiseNot: true
+        case .abs, .neg, .sign, .relu, .bitwiseNot, .shrink: true
         default: false
         }
     }

@@ -21,8 +21,10 @@ enum ElementwiseImporters {
         unary("Erf", .erf, since: 9), unary("IsNaN", .isNaN, since: 9), unary("Not", .not),
         unary("BitwiseNot", .bitwiseNot, since: 18),
         .layer("IsInf", since: 10) { c in
-            UnaryLayer(.isInf(negative: try c.int("detect_negative", default: 1) != 0,
-                              positive: try c.int("detect_positive", default: 1) != 0))
+            UnaryLayer(
+                .isInf(
+                    negative: try c.int("detect_negative", default: 1) != 0,
+                    positive: try c.int("detect_positive", default: 1) != 0))
         },
     ]
 
@@ -32,14 +34,18 @@ enum ElementwiseImporters {
         .layer("LeakyRelu") { c in UnaryLayer(.leakyRelu(alpha: try c.float("alpha", default: 0.01))) },
         .layer("Elu") { c in UnaryLayer(.elu(alpha: try c.float("alpha", default: 1))) },
         .layer("Selu") { c in
-            UnaryLayer(.selu(alpha: try c.float("alpha", default: 1.67326319217681884765625),
-                             gamma: try c.float("gamma", default: 1.05070102214813232421875)))
+            UnaryLayer(
+                .selu(
+                    alpha: try c.float("alpha", default: 1.67326319217681884765625),
+                    gamma: try c.float("gamma", default: 1.05070102214813232421875)))
         },
         .layer("Celu", since: 12) { c in UnaryLayer(.celu(alpha: try c.float("alpha", default: 1))) },
         .layer("HardSigmoid") { c in
             UnaryLayer(.hardSigmoid(alpha: try c.float("alpha", default: 0.2), beta: try c.float("beta", default: 0.5)))
         },
-        .layer("ThresholdedRelu", since: 10) { c in UnaryLayer(.thresholdedRelu(alpha: try c.float("alpha", default: 1))) },
+        .layer("ThresholdedRelu", since: 10) { c in
+            UnaryLayer(.thresholdedRelu(alpha: try c.float("alpha", default: 1)))
+        },
         .layer("Shrink", since: 9) { c in
             UnaryLayer(.shrink(bias: try c.float("bias", default: 0), lambda: try c.float("lambd", default: 0.5)))
         },
@@ -50,7 +56,7 @@ enum ElementwiseImporters {
             case let other: throw c.invalid("Gelu approximate='\(other)' is not 'none' or 'tanh'")
             }
         },
-        .layer("PRelu") { c in try legacyBroadcast(c, BinaryLayer(.prelu)) },
+        OperatorImporter("PRelu") { c in try preluImport(c) },
         OperatorImporter("Clip") { c in
             if c.version < 11 {
                 let low = c.has("min") ? Double(try c.float("min")) : nil
@@ -90,16 +96,18 @@ enum ElementwiseImporters {
         .layer("Min") { _ in VariadicLayer(.min) },
         .layer("Where", since: 9) { _ in SelectLayer() },
         .layer("Cast") { c in
-            CastLayer(to: try castTarget(c), saturate: try c.int("saturate", default: 1) != 0,
-                      rounding: try rounding(c))
+            CastLayer(
+                to: try castTarget(c), saturate: try c.int("saturate", default: 1) != 0,
+                rounding: try rounding(c))
         },
         OperatorImporter("CastLike", since: 15) { c in
+            let saturate = try c.int("saturate", default: 1) != 0
             guard let target = c.inputType(1)?.tensorType?.dtype else {
-                throw c.unsupported("CastLike needs the static element type of its second input")
+                c.emit(CastLikeLayer(saturate: saturate, rounding: try rounding(c)))
+                return
             }
-            let layer = CastLayer(to: target, saturate: try c.int("saturate", default: 1) != 0,
-                                  rounding: try rounding(c))
-            c.emit(layer, inputs: Array(c.inputs.prefix(1)))
+            c.emit(
+                CastLayer(to: target, saturate: saturate, rounding: try rounding(c)), inputs: Array(c.inputs.prefix(1)))
         },
     ]
 
@@ -117,6 +125,19 @@ enum ElementwiseImporters {
             throw c.unsupported("legacy broadcast with axis=\(axis) that is not suffix-aligned")
         }
         return layer
+    }
+
+    /// PRelu before opset 7 applied a 1-D slope of size C along the channel axis (1), not numpy's last axis;
+    /// the slope constant is reshaped to [C, 1, ...] so broadcasting does the same.
+    private static func preluImport(_ c: ImportContext) throws {
+        guard c.version < 7, c.inputs.count == 2, let slope = c.constant(1), slope.rank == 1, slope.count > 1,
+            let shape = c.inputType(0)?.tensorType?.shape, shape.count > 2
+        else {
+            c.emit(BinaryLayer(.prelu))
+            return
+        }
+        let reshaped = try slope.reshaped([slope.count] + Array(repeating: 1, count: shape.count - 2))
+        c.emit(BinaryLayer(.prelu), inputs: [c.inputs[0], c.constant(reshaped, hint: "slope")])
     }
 
     private static func castTarget(_ c: ImportContext) throws -> DType {
