@@ -9,31 +9,52 @@ extension PoolingKernels {
             throw KilnError.shapeMismatch("MaxUnpool indices \(indices.shape) do not match input \(x.shape)")
         }
         try layer.window.validate(spatialRank: x.rank - 2)
-        let outShape = shape ?? Array(x.shape[..<2]) + layer.defaultOutput(Array(x.shape[2...]))
-        guard outShape.count == x.rank, outShape.allSatisfy({ $0 >= 0 }) else {
+        let natural = Array(x.shape[..<2]) + layer.defaultOutput(Array(x.shape[2...]))
+        let outShape = shape ?? natural
+        guard outShape.count == x.rank, outShape.allSatisfy({ $0 >= 0 }), natural.allSatisfy({ $0 >= 0 }) else {
             throw KilnError.invalidArgument("MaxUnpool output shape \(outShape) does not fit input \(x.shape)")
         }
         let positions = try indices.int64Values()
-        let total = outShape.reduce(1, *)
+        // Indices address the natural (inverse-pool) shape; a given output shape pads or crops it at the end of
+        // each axis, as the ONNX reference does.
+        let total = natural.reduce(1, *)
+        let targets: [Int]
+        if outShape == natural {
+            targets = try positions.map { p in
+                guard p >= 0, p < Int64(total) else {
+                    throw KilnError.invalidArgument("MaxUnpool index \(p) is outside the output (\(total) elements)")
+                }
+                return Int(p)
+            }
+        } else {
+            let from = Broadcast.strides(natural)
+            let to = Broadcast.strides(outShape)
+            targets = try positions.map { p in
+                guard p >= 0, p < Int64(total) else {
+                    throw KilnError.invalidArgument("MaxUnpool index \(p) is outside the output (\(total) elements)")
+                }
+                var offset = 0
+                for d in natural.indices {
+                    let i = (Int(p) / from[d]) % natural[d]
+                    guard i < outShape[d] else { return -1 }
+                    offset += i * to[d]
+                }
+                return offset
+            }
+        }
         struct Scatter: ScalarVisitor {
             let x: Tensor
-            let positions: [Int64]
+            let targets: [Int]
             let shape: [Int]
-            let total: Int
             func visit<T: TensorScalar>(_ type: T.Type) throws -> Tensor {
-                try x.withUnsafeBuffer(as: T.self) { src in
-                    try Tensor.build(T.self, shape: shape) { out in
-                        for (i, p) in positions.enumerated() {
-                            guard p >= 0, p < Int64(total) else {
-                                throw KilnError.invalidArgument("MaxUnpool index \(p) is outside the output (\(total))")
-                            }
-                            out[Int(p)] = src[i]
-                        }
+                x.withUnsafeBuffer(as: T.self) { src in
+                    Tensor.build(T.self, shape: shape) { out in
+                        for (i, t) in targets.enumerated() where t >= 0 { out[t] = src[i] }
                     }
                 }
             }
         }
-        return try x.dtype.visit(Scatter(x: x, positions: positions, shape: outShape, total: total))
+        return try x.dtype.visit(Scatter(x: x, targets: targets, shape: outShape))
     }
 
     static func roiPool(_ layer: RoiPoolLayer, _ inputs: [Value?], _ threads: Int) throws -> Tensor {
