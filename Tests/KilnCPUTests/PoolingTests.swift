@@ -86,7 +86,8 @@ func pool2DMatchesReference(kernel: Int, stride: Int, pad: Int, dilation: Int) t
 
 @Test func geometryResolution() throws {
     let same = PoolGeometry(kernel: [3], strides: [2], autoPad: .sameUpper)
-    #expect(try same.resolve([7]) == .init(output: [4], padBegin: [1], paddedEnd: [9]))
+    let resolved = try same.resolve([7])
+    #expect(resolved.output == [4] && resolved.padBegin == [1] && resolved.paddedEnd == [9])
     let lower = PoolGeometry(kernel: [2], strides: [1], autoPad: .sameLower)
     #expect(try lower.resolve([4]).padBegin == [1])
     let ceil = PoolGeometry(kernel: [3], strides: [2], ceilMode: true)
