@@ -23,7 +23,8 @@ private func standardize(_ values: [Float], epsilon: Float) -> [Float] {
     let bias = Tensor.random([3], using: &g)
     let mean = Tensor.random([3], using: &g)
     let variance = Tensor.random([3], in: 0.5...2, using: &g)
-    let y = try LayerRunner.run(NormalizationLayer(method: .batch(training: false, momentum: 0.9)), x, scale, bias, mean, variance)
+    let y = try LayerRunner.run(
+        NormalizationLayer(method: .batch(training: false, momentum: 0.9)), x, scale, bias, mean, variance)
     let (xv, s, b, m, v) = (
         x.scalars(as: Float.self), scale.scalars(as: Float.self), bias.scalars(as: Float.self),
         mean.scalars(as: Float.self), variance.scalars(as: Float.self)
@@ -128,6 +129,8 @@ func layerNormalizationWithStatistics(axis: Int) throws {
     let types = try layer.inferTypes([LayerInput(type: .tensor(TensorType(.float32, [.symbol("B"), 3, 4])))])
     #expect(types[1] == .tensor(TensorType(.float32, [.symbol("B"), 1, 1])))
     #expect(throws: KilnError.self) {
-        try NormalizationLayer(method: .instance).inferTypes([LayerInput(type: .tensor(TensorType(.int32, dims: [1, 2])))])
+        try NormalizationLayer(method: .instance).inferTypes([
+            LayerInput(type: .tensor(TensorType(.int32, dims: [1, 2])))
+        ])
     }
 }

@@ -62,7 +62,8 @@ func pool2DMatchesReference(kernel: Int, stride: Int, pad: Int, dilation: Int) t
 @Test func maxPoolIndicesBothOrders() throws {
     let x = Tensor(shape: [1, 1, 2, 3], scalars: [Float(1), 9, 2, 8, 3, 7])
     let window = PoolGeometry(kernel: [2, 2], strides: [1, 1])
-    let rows = try LayerRunner.run(PoolLayer(op: .max, window: window, outputsIndices: true), inputs: [.tensor(x)], outputCount: 2)
+    let rows = try LayerRunner.run(
+        PoolLayer(op: .max, window: window, outputsIndices: true), inputs: [.tensor(x)], outputCount: 2)
     #expect(try rows[0].asTensor().scalars(as: Float.self) == [9, 9])
     #expect(try rows[1].asTensor().scalars(as: Int64.self) == [1, 1])
     let cols = try LayerRunner.run(

@@ -81,7 +81,10 @@ func reduceMatchesReference(op: ReduceLayer.Op, axes: [Int]) throws {
     let s = try LayerRunner.run(ReduceLayer(op: .sum, axes: [1], keepDims: false), ints)
     #expect(s.scalars(as: Int32.self) == [2, 3])
     let bools = Tensor(shape: [2, 2], scalars: [true, false, false, false])
-    #expect(try LayerRunner.run(ReduceLayer(op: .max, axes: [1], keepDims: false), bools).scalars(as: Bool.self) == [true, false])
+    #expect(
+        try LayerRunner.run(ReduceLayer(op: .max, axes: [1], keepDims: false), bools).scalars(as: Bool.self) == [
+            true, false,
+        ])
 }
 
 @Test func reduceTypeInference() throws {
@@ -133,7 +136,8 @@ func softmaxMatchesReference(axis: Int) throws {
 @Test func cumulativeSumModes() throws {
     let x = Tensor(shape: [2, 3], scalars: [Float(1), 2, 3, 4, 5, 6])
     func run(_ axis: Int, _ exclusive: Bool, _ reverse: Bool) throws -> [Float] {
-        try LayerRunner.run(CumulativeSumLayer(axis: axis, exclusive: exclusive, reverse: reverse), x).scalars(as: Float.self)
+        try LayerRunner.run(CumulativeSumLayer(axis: axis, exclusive: exclusive, reverse: reverse), x).scalars(
+            as: Float.self)
     }
     #expect(try run(1, false, false) == [1, 3, 6, 4, 9, 15])
     #expect(try run(1, true, false) == [0, 1, 3, 0, 4, 9])

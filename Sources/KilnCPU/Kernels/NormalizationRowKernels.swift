@@ -8,9 +8,11 @@ extension NormalizationRun {
     func rows<T: ReductionFloat>(
         _ type: T.Type, count: Int, length: Int, segment: Int, affineCount: Int, affineBase: (Int) -> Int
     ) throws -> Tensor {
-        let scale = try NormalizationKernels.parameters(inputs, 1, count: affineCount, name: "scale")
+        let scale =
+            try NormalizationKernels.parameters(inputs, 1, count: affineCount, name: "scale")
             ?? Array(repeating: 1, count: affineCount)
-        let bias = try NormalizationKernels.parameters(inputs, 2, count: affineCount, name: "bias")
+        let bias =
+            try NormalizationKernels.parameters(inputs, 2, count: affineCount, name: "bias")
             ?? Array(repeating: 0, count: affineCount)
         let sa = scale.map { T.Acc($0) }
         let ba = bias.map { T.Acc($0) }
@@ -49,9 +51,11 @@ extension NormalizationRun {
         let tail = Array(x.shape[axis...])
         let outer = x.shape[..<axis].reduce(1, *)
         let inner = tail.reduce(1, *)
-        let scale = (try NormalizationKernels.broadcastParameter(inputs, 1, to: tail, name: "scale"))?.map { T.Acc($0) }
+        let scale =
+            (try NormalizationKernels.broadcastParameter(inputs, 1, to: tail, name: "scale"))?.map { T.Acc($0) }
             ?? Array(repeating: 1, count: inner)
-        let bias = center
+        let bias =
+            center
             ? (try NormalizationKernels.broadcastParameter(inputs, 2, to: tail, name: "bias"))?.map { T.Acc($0) } : nil
         let eps = T.Acc(layer.epsilon)
         var means = [Double](repeating: 0, count: outer)

@@ -104,16 +104,21 @@ enum PoolingKernels {
         let plan = try Plan(layer, shape: x.shape)
         switch layer.op {
         case .max:
-            let run = MaxPoolRun(x: x, plan: plan, threads: threads, indices: layer.outputsIndices,
-                                 columnMajor: layer.columnMajorIndices)
+            let run = MaxPoolRun(
+                x: x, plan: plan, threads: threads, indices: layer.outputsIndices,
+                columnMajor: layer.columnMajorIndices)
             if x.dtype == .bfloat16 { return run.typed(BFloat16.self) }
             return try x.dtype.visitNumeric(run)
         case .average(let include):
-            return [try x.dtype.visitReductionFloat(
-                AveragePoolRun(x: x, plan: plan, threads: threads, lp: nil, countIncludePad: include), op: "pool")]
+            return [
+                try x.dtype.visitReductionFloat(
+                    AveragePoolRun(x: x, plan: plan, threads: threads, lp: nil, countIncludePad: include), op: "pool")
+            ]
         case .lp(let p):
-            return [try x.dtype.visitReductionFloat(
-                AveragePoolRun(x: x, plan: plan, threads: threads, lp: p, countIncludePad: false), op: "pool")]
+            return [
+                try x.dtype.visitReductionFloat(
+                    AveragePoolRun(x: x, plan: plan, threads: threads, lp: p, countIncludePad: false), op: "pool")
+            ]
         }
     }
 
@@ -139,7 +144,9 @@ enum PoolingKernels {
                 Tensor.build(T.self, shape: plan.outputShape) { out in
                     positions = Tensor.build(Int64.self, shape: positions.shape) { idx in
                         plan.withViews { d, h, w in
-                            Parallel.forEach(plan.planes, threads: threads, minimumChunk: max(1, 4096 / max(outPlane, 1))) {
+                            Parallel.forEach(
+                                plan.planes, threads: threads, minimumChunk: max(1, 4096 / max(outPlane, 1))
+                            ) {
                                 range in
                                 for p in range {
                                     guard let input = src.baseAddress, let output = out.baseAddress else { return }
@@ -286,7 +293,8 @@ enum PoolingKernels {
                                 for kw in wlo..<whi { sum += row[kw * w.dilation].acc }
                             }
                         }
-                        let count = countIncludePad
+                        let count =
+                            countIncludePad
                             ? d.padded(od) * h.padded(oh) * w.padded(ow) : (dhi - dlo) * (hhi - hlo) * (whi - wlo)
                         out[o] = T(acc: count > 0 ? sum / T.Acc(count) : 0)
                         o += 1

@@ -86,7 +86,8 @@ extension ReductionKernels {
         if x.rank == 0 { return x }
         let axis = try reductionAxis(raw, rank: x.rank)
         let (outer, n, inner) = reductionSplit(x.shape, axis: axis)
-        let run = CumulativeRun(x: x, outer: outer, n: n, inner: inner, exclusive: layer.exclusive, reverse: layer.reverse)
+        let run = CumulativeRun(
+            x: x, outer: outer, n: n, inner: inner, exclusive: layer.exclusive, reverse: layer.reverse)
         switch x.dtype {
         case .float32, .float64, .float16, .bfloat16: return try x.dtype.visitReductionFloat(run, op: "CumSum")
         default: return try x.dtype.visitNumeric(run)
