@@ -97,6 +97,11 @@ step suite "ONNX conformance suite -> $SUITE"
 scripts/conformance/make-suite.sh "$SUITE"
 
 # ---------------------------------------------------------------------------
+step cli "bad inputs on the command line; the bundled default model against its reference output"
+scripts/cli-tests.sh "$KILN" "$SUITE/.venv/bin/python"
+"$KILN" verify models
+
+# ---------------------------------------------------------------------------
 step conformance "kiln verify $SUITE --jobs $JOBS, then check against $EXPECTED"
 rm -f "$RESULTS"
 verify_rc=0

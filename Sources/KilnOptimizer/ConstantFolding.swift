@@ -7,14 +7,12 @@ public struct ConstantFolding: Pass {
     public init() {}
 
     public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
-        let graphOutputs = Set(graph.outputs.map(\.name))
         var changed = false
         var remaining: [Node] = []
         for node in graph.nodes {
             guard node.layer.isDeterministic, node.layer.subgraphs.isEmpty,
                 node.inputs.contains(where: { !$0.isEmpty }),
                 node.inputs.allSatisfy({ $0.isEmpty || graph.initializers[$0] != nil }),
-                !node.outputs.contains(where: { graphOutputs.contains($0) }),
                 let folded = try? context.evaluate(node, node.inputs.map { $0.isEmpty ? nil : graph.initializers[$0].map(Value.tensor) }),
                 folded.count >= node.outputs.count
             else {

@@ -224,11 +224,16 @@ def main() -> int:
             f"conformance check FAILED: {len(unexpected)} unexpected, {len(now_passing)} now passing, "
             f"{len(missing)} missing ({passed} of {len(results)} cases pass)"
         )
+        bad = len(unexpected) + len(now_passing) + len(missing)
+        # The closing line counts expectations: a case meets its expectation when it passes and is not listed,
+        # or fails and is listed.
+        print(f"expectations: {len(results) - len(unexpected) - len(now_passing)} passed, {bad} failed")
         return 1
     print(
         f"conformance check OK: {passed} of {len(results)} cases pass, "
         f"{len(results) - passed} listed as expected failures"
     )
+    print(f"expectations: {len(results)} passed, 0 failed")
     return 0
 
 

@@ -1,0 +1,68 @@
+import KilnIR
+import KilnOptimizer
+import Testing
+
+/// Doubles its input; folding evaluates it through the test's closure, as the builder does through a device.
+struct DoubleLayer: Layer {
+    static let kind = LayerKind("test.double")
+    func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] { [inputs.first?.type] }
+}
+
+@Suite struct PassTests {
+    let context = PassContext(evaluate: { node, inputs in
+        guard node.kind == DoubleLayer.kind, let first = inputs.first, let t = try first?.asTensor() else {
+            throw KilnError.unsupported("test evaluator")
+        }
+        return [.tensor(Tensor(shape: t.shape, scalars: t.scalars(as: Float.self).map { $0 * 2 }))]
+    })
+
+    func graph() -> Graph {
+        Graph(
+            name: "g",
+            inputs: [GraphValue(name: "x", type: .tensor(TensorType(.float32, dims: [2])))],
+            outputs: [GraphValue(name: "out", type: nil)],
+            initializers: ["c": Tensor(shape: [2], scalars: [Float(1), 2])],
+            nodes: [
+                Node(name: "fold-me", layer: DoubleLayer(), inputs: ["c"], outputs: ["c2"]),
+                Node(name: "copy", layer: IdentityLayer(), inputs: ["x"], outputs: ["x2"]),
+                Node(name: "unused", layer: DoubleLayer(), inputs: ["x2"], outputs: ["dead"]),
+                Node(name: "use", layer: DoubleLayer(), inputs: ["x2"], outputs: ["out"]),
+                Node(name: "also", layer: DoubleLayer(), inputs: ["c2"], outputs: ["out2"]),
+            ])
+    }
+
+    @Test func standardPipeline() throws {
+        var g = graph()
+        g.outputs.append(GraphValue(name: "out2", type: nil))
+        try Pipeline.standard.run(&g, context)
+        let expected = """
+            graph g(x: f32[2]) -> (out: ?, out2: ?)
+              const out2: f32[2]
+              out = test.double(x)    # use : ?
+            """
+        #expect(g.textForm() == expected)
+        #expect(g.initializers["out2"]?.scalars(as: Float.self) == [4, 8])
+    }
+
+    @Test func identityEliminationRewiresConsumers() throws {
+        var g = graph()
+        let changed = try IdentityElimination().run(&g, context)
+        #expect(changed)
+        #expect(!g.nodes.contains { $0.kind == IdentityLayer.kind })
+        #expect(g.nodes.first { $0.name == "use" }?.inputs == ["x"])
+    }
+
+    @Test func constantFoldingMakesInitializers() throws {
+        var g = graph()
+        #expect(try ConstantFolding().run(&g, context))
+        #expect(g.initializers["c2"]?.scalars(as: Float.self) == [2, 4])
+        #expect(!g.nodes.contains { $0.name == "fold-me" })
+    }
+
+    @Test func deadCodeRemovesUnusedNodesAndConstants() throws {
+        var g = graph()
+        #expect(try DeadCodeElimination().run(&g, context))
+        #expect(g.nodes.map(\.name) == ["copy", "use"])
+        #expect(g.initializers.isEmpty)
+    }
+}

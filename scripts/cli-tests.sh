@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Command-line checks of bad input: each must exit with status 1, print one error line that names the file,
+# node or tensor, and leave no output file behind.
+#
+#   usage: scripts/cli-tests.sh KILN_BINARY PYTHON
+set -uo pipefail
+KILN="$1"
+PY="$2"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MODEL="$ROOT/models/tinycnn/model.onnx"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+passed=0
+failed=0
+
+# expect NAME STATUS PATTERN -- command...: runs the command, checks its exit status and that its stderr is at
+# most one line matching PATTERN ('-' for no pattern).
+expect() {
+    local name="$1" status="$2" pattern="$3"
+    shift 4
+    "$@" >"$WORK/out" 2>"$WORK/err"
+    local rc=$?
+    if [ "$rc" -eq "$status" ] && { [ "$pattern" = "-" ] || grep -Eq -- "$pattern" "$WORK/err"; } &&
+        [ "$(wc -l <"$WORK/err")" -le 1 ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL $name: exit $rc (want $status), stderr: $(head -c 400 "$WORK/err")"
+    fi
+}
+
+# no_outputs NAME DIR: the failed command must not have written any file.
+no_outputs() {
+    if [ -z "$(ls -A "$2" 2>/dev/null)" ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL $1: output files were written: $(ls -A "$2")"
+    fi
+}
+
+head -c 5000 "$MODEL" >"$WORK/truncated.onnx"
+printf 'definitely not protobuf' >"$WORK/garbage.onnx"
+"$PY" - "$WORK" <<'PYEOF'
+import sys, numpy as np, onnx
+from onnx import helper, TensorProto
+w = sys.argv[1]
+np.save(f"{w}/small.npy", np.ones((1, 3, 16, 16), np.float32))
+np.save(f"{w}/ints.npy", np.ones((1, 3, 32, 32), np.int64))
+def save(name, nodes, opset=17, domains=()):
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    ops = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in domains]
+    m = helper.make_model(g, opset_imports=ops)
+    m.ir_version = 8
+    open(f"{w}/{name}.onnx", "wb").write(m.SerializeToString())
+save("unknown-op", [helper.make_node("Frobnicate", ["x"], ["y"], name="frob")])
+save("unknown-domain", [helper.make_node("Thing", ["x"], ["y"], name="thing", domain="com.example")], domains=["com.example"])
+save("new-opset", [helper.make_node("Identity", ["x"], ["y"], name="id")], opset=40)
+save("cycle", [helper.make_node("Identity", ["z"], ["t"], name="a"), helper.make_node("Identity", ["t"], ["z"], name="b"),
+               helper.make_node("Identity", ["x"], ["y"], name="c")])
+save("dangling", [helper.make_node("Identity", ["ghost"], ["y"], name="haunted")])
+t = helper.make_tensor("w", TensorProto.FLOAT, [2], [0.0, 0.0])
+del t.float_data[:]
+t.data_location = TensorProto.EXTERNAL
+e = t.external_data.add(); e.key = "location"; e.value = "missing-weights.bin"
+g = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"], name="add")], "g",
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], [t])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]); m.ir_version = 8
+open(f"{w}/external.onnx", "wb").write(m.SerializeToString())
+PYEOF
+
+mkdir -p "$WORK/o"
+expect "nonexistent path" 1 "nowhere.onnx.*no such file" -- "$KILN" run "$WORK/nowhere.onnx"
+expect "truncated file" 1 "truncated.onnx.*not a valid ONNX model" -- "$KILN" run "$WORK/truncated.onnx" --output-dir "$WORK/o"
+expect "corrupt file" 1 "garbage.onnx.*not a valid ONNX model" -- "$KILN" inspect "$WORK/garbage.onnx"
+expect "unknown operator" 1 "node 0 'frob' \(Frobnicate\).*not supported" -- "$KILN" run "$WORK/unknown-op.onnx"
+expect "unknown domain" 1 "unknown operator domain 'com.example'" -- "$KILN" run "$WORK/unknown-domain.onnx"
+expect "opset too new" 1 "opset 40 is newer than Kiln supports" -- "$KILN" inspect "$WORK/new-opset.onnx"
+expect "cycle" 1 "node [0-9] '[ab]'.*cycle" -- "$KILN" run "$WORK/cycle.onnx"
+expect "dangling name" 1 "node 0 'haunted'.*'ghost'" -- "$KILN" run "$WORK/dangling.onnx"
+expect "missing external data" 1 "tensor 'w'.*missing-weights.bin" -- "$KILN" run "$WORK/external.onnx"
+expect "wrong input shape" 1 "input 'image'.*shape" -- "$KILN" run "$MODEL" --input "image=$WORK/small.npy" --output-dir "$WORK/o"
+expect "wrong input dtype" 1 "input 'image'.*dtype" -- "$KILN" run "$MODEL" --input "image=$WORK/ints.npy" --output-dir "$WORK/o"
+expect "unknown input name" 1 "no input 'picture'" -- "$KILN" run "$MODEL" --input "picture=$WORK/small.npy"
+expect "missing input file" 1 "absent.npy.*no such file" -- "$KILN" run "$MODEL" --input "image=$WORK/absent.npy"
+expect "verify of a missing folder" 1 "no such folder" -- "$KILN" verify "$WORK/no-suite"
+no_outputs "no partial outputs" "$WORK/o"
+
+# The main job works: outputs written, one line per output.
+expect "run the default model" 0 - -- "$KILN" run "$MODEL" --output-dir "$WORK/good" --seed 3
+if [ -f "$WORK/good/probabilities.npy" ]; then passed=$((passed + 1)); else
+    failed=$((failed + 1))
+    echo "FAIL run the default model: probabilities.npy not written"
+fi
+
+echo "cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
