@@ -30,6 +30,13 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Seed for random inputs.")
     var seed: UInt64 = 0
 
+    @Option(help: "Run the inference this many times and report the median time (outputs are from the last run).")
+    var repeat: Int = 1
+
+    func validate() throws {
+        guard repeat >= 1 else { throw ValidationError("--repeat must be at least 1") }
+    }
+
     func run() throws {
         let url = ModelPath.resolve(model)
         let imported = try ONNXImporter.load(contentsOf: url)
@@ -38,10 +45,17 @@ struct RunCommand: ParsableCommand {
         let feeds = try InputFeeds(
             engine: engine, files: inputFiles, archive: inputs, shapes: shapes, seed: seed
         ).values()
-        let start = Date()
-        let outputs = try withErrorContext(model) { try engine.makeContext().run(feeds) }
-        let elapsed = Date().timeIntervalSince(start)
-        print("ran \(url.lastPathComponent) on \(device.properties.name) in \(String(format: "%.1f", elapsed * 1000)) ms")
+        let context = engine.makeContext()
+        var times: [Double] = []
+        var outputs: [String: Value] = [:]
+        for _ in 0..<repeat {
+            let start = Date()
+            outputs = try withErrorContext(model) { try context.run(feeds) }
+            times.append(Date().timeIntervalSince(start) * 1000)
+        }
+        let median = times.sorted()[times.count / 2]
+        let runs = repeat == 1 ? "" : " (median of \(repeat) runs, first \(String(format: "%.1f", times[0])) ms)"
+        print("ran \(url.lastPathComponent) on \(device.properties.name) in \(String(format: "%.1f", median)) ms\(runs)")
         var files: [(String, Data)] = []
         for info in engine.outputs {
             guard let value = outputs[info.name] else { continue }
