@@ -170,28 +170,29 @@ extension NormalizationRun {
                     range in
                     var sums = [T.Acc](repeating: 0, count: s)
                     sums.withUnsafeMutableBufferPointer { sums in
+                        // Pointer rows and plain 0..<s loops (no checked index arithmetic) so the loops vectorize.
+                        guard let acc = sums.baseAddress, let input = src.baseAddress, let output = out.baseAddress
+                        else { return }
                         for plane in range {
                             let (n, ch) = (plane / c, plane % c)
-                            for i in 0..<s { sums[i] = 0 }
+                            for i in 0..<s { acc[i] = 0 }
                             for other in max(0, ch - before)...min(c - 1, ch + after) {
-                                let base = (n * c + other) * s
+                                let row = input + (n * c + other) * s
                                 for i in 0..<s {
-                                    let v = src[base + i].acc
-                                    sums[i] += v * v
+                                    let v = row[i].acc
+                                    acc[i] += v * v
                                 }
                             }
-                            let base = plane * s
+                            let xs = input + plane * s
+                            let ys = output + plane * s
                             if beta == 0.75 {
                                 // x^-0.75 = 1 / (sqrt(x) * sqrt(sqrt(x))): much cheaper than pow.
                                 for i in 0..<s {
-                                    let d = bias + k * sums[i]
-                                    let r = d.squareRoot()
-                                    out[base + i] = T(acc: src[base + i].acc / (r * r.squareRoot()))
+                                    let r = (bias + k * acc[i]).squareRoot()
+                                    ys[i] = T(acc: xs[i].acc / (r * r.squareRoot()))
                                 }
                             } else {
-                                for i in 0..<s {
-                                    out[base + i] = T(acc: src[base + i].acc / T.Acc.rPow(bias + k * sums[i], beta))
-                                }
+                                for i in 0..<s { ys[i] = T(acc: xs[i].acc / T.Acc.rPow(bias + k * acc[i], beta)) }
                             }
                         }
                     }

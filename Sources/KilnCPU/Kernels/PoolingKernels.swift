@@ -180,10 +180,16 @@ enum PoolingKernels {
                         for kd in dlo..<dhi {
                             let id = ds + kd * d.dilation
                             for kh in hlo..<hhi {
-                                let row = src + (id * h.input + hs + kh * h.dilation) * w.input + ws
-                                for kw in wlo..<whi {
-                                    let v = row[kw * w.dilation]
-                                    if v > best { best = v }
+                                // Wrapping arithmetic: indices are bounded by the tensor, and unchecked math
+                                // keeps the tap loop branch-free.
+                                let row = src + ((id &* h.input &+ hs &+ kh &* h.dilation) &* w.input &+ ws)
+                                if w.dilation == 1 {
+                                    for kw in wlo..<whi where row[kw] > best { best = row[kw] }
+                                } else {
+                                    for kw in wlo..<whi {
+                                        let v = row[kw &* w.dilation]
+                                        if v > best { best = v }
+                                    }
                                 }
                             }
                         }
@@ -289,8 +295,12 @@ enum PoolingKernels {
                         for kd in dlo..<dhi {
                             let id = ds + kd * d.dilation
                             for kh in hlo..<hhi {
-                                let row = src + (id * h.input + hs + kh * h.dilation) * w.input + ws
-                                for kw in wlo..<whi { sum += row[kw * w.dilation].acc }
+                                let row = src + ((id &* h.input &+ hs &+ kh &* h.dilation) &* w.input &+ ws)
+                                if w.dilation == 1 {
+                                    for kw in wlo..<whi { sum += row[kw].acc }
+                                } else {
+                                    for kw in wlo..<whi { sum += row[kw &* w.dilation].acc }
+                                }
                             }
                         }
                         let count =

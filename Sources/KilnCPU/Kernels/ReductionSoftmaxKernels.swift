@@ -46,7 +46,7 @@ extension ReductionKernels {
             var m = src[base].acc
             var at = 0
             for i in 1..<n {
-                let v = src[base + i * step].acc
+                let v = src[base &+ i &* step].acc
                 if v > m {
                     m = v
                     at = i
@@ -54,27 +54,27 @@ extension ReductionKernels {
             }
             switch variant {
             case .hardmax:
-                for i in 0..<n { out[base + i * step] = T(acc: i == at ? 1 : 0) }
+                for i in 0..<n { out[base &+ i &* step] = T(acc: i == at ? 1 : 0) }
             case .softmax:
                 var sum: T.Acc = 0
                 if T.self == Float.self {
                     // Keep the exponentials in the output so the loop reads the input once.
                     for i in 0..<n {
-                        let e = T.Acc.rExp(src[base + i * step].acc - m)
-                        out[base + i * step] = T(acc: e)
+                        let e = T.Acc.rExp(src[base &+ i &* step].acc - m)
+                        out[base &+ i &* step] = T(acc: e)
                         sum += e
                     }
                     let r = 1 / sum
-                    for i in 0..<n { out[base + i * step] = T(acc: out[base + i * step].acc * r) }
+                    for i in 0..<n { out[base &+ i &* step] = T(acc: out[base &+ i &* step].acc * r) }
                 } else {
-                    for i in 0..<n { sum += T.Acc.rExp(src[base + i * step].acc - m) }
-                    for i in 0..<n { out[base + i * step] = T(acc: T.Acc.rExp(src[base + i * step].acc - m) / sum) }
+                    for i in 0..<n { sum += T.Acc.rExp(src[base &+ i &* step].acc - m) }
+                    for i in 0..<n { out[base &+ i &* step] = T(acc: T.Acc.rExp(src[base &+ i &* step].acc - m) / sum) }
                 }
             case .logSoftmax:
                 var sum: T.Acc = 0
-                for i in 0..<n { sum += T.Acc.rExp(src[base + i * step].acc - m) }
+                for i in 0..<n { sum += T.Acc.rExp(src[base &+ i &* step].acc - m) }
                 let shift = m + T.Acc.rLog(sum)
-                for i in 0..<n { out[base + i * step] = T(acc: src[base + i * step].acc - shift) }
+                for i in 0..<n { out[base &+ i &* step] = T(acc: src[base &+ i &* step].acc - shift) }
             }
         }
     }
