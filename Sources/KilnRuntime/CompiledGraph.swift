@@ -2,7 +2,7 @@ import KilnIR
 
 /// A graph with a kernel for every node, in execution order, and the point after which each value can be
 /// released. Immutable; `run` may be called from many threads at once.
-public final class CompiledGraph: Sendable {
+public final class CompiledGraph: GraphExecutable {
     public let graph: Graph
     let kernels: [any Kernel]
     /// For each node, the values (of this graph) whose last use is that node.

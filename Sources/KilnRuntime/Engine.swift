@@ -5,12 +5,12 @@ import KilnIR
 public final class Engine: Sendable {
     public let graph: Graph
     public let device: any Device
-    let program: CompiledGraph
+    let program: any GraphExecutable
 
     init(graph: Graph, device: any Device) throws {
         self.graph = graph
         self.device = device
-        program = try CompiledGraph(graph: graph, device: device)
+        program = try device.compile(graph)
     }
 
     public var inputs: [GraphValue] { graph.inputs }
@@ -42,7 +42,7 @@ public final class ExecutionContext {
             try InputCheck.check(value, against: info, symbols: &symbols)
             return value
         }
-        let results = try engine.program.run(ordered)
+        let results = try engine.program.run(ordered, outer: nil)
         return Dictionary(uniqueKeysWithValues: zip(graph.outputs.map(\.name), results))
     }
 }

@@ -4,18 +4,19 @@ import KilnRuntime
 
 /// Kernels of the ai.onnx.ml operators (registered through `MiscKernels.table`).
 enum MLKernels {
-    static let table: [(LayerKind, CPUKernelFactory)] = [
-        labelEncoderKernel(),
-        cpuKernel(ArrayFeatureExtractorLayer.self) { _, inputs, _ in
-            [.tensor(try arrayFeatureExtractor(try inputs.tensor(0), try inputs.tensor(1)))]
-        },
-        cpuKernel(BinarizerLayer.self) { layer, inputs, _ in
-            let x = try inputs.tensor(0)
-            let values = try MiscSupport.doubles(x).map { $0 > Double(layer.threshold) ? 1.0 : 0.0 }
-            return [.tensor(try MiscSupport.tensor(x.dtype, shape: x.shape, values))]
-        },
-        cpuKernel(TreeEnsembleLayer.self) { layer, inputs, _ in [.tensor(try MLTrees.run(layer, try inputs.tensor(0)))] },
-    ]
+    static let table: [(LayerKind, CPUKernelFactory)] =
+        [
+            labelEncoderKernel(),
+            cpuKernel(ArrayFeatureExtractorLayer.self) { _, inputs, _ in
+                [.tensor(try arrayFeatureExtractor(try inputs.tensor(0), try inputs.tensor(1)))]
+            },
+            cpuKernel(BinarizerLayer.self) { layer, inputs, _ in
+                let x = try inputs.tensor(0)
+                let values = try MiscSupport.doubles(x).map { $0 > Double(layer.threshold) ? 1.0 : 0.0 }
+                return [.tensor(try MiscSupport.tensor(x.dtype, shape: x.shape, values))]
+            },
+            cpuKernel(TreeEnsembleLayer.self) { layer, inputs, _ in try MLTrees.run(layer, try inputs.tensor(0)) },
+        ] + MLLinearKernels.table
 
     /// A table key: strings, or numbers compared as Double (int64 keys beyond 2^53 are not expected).
     enum Key: Hashable {
@@ -37,7 +38,8 @@ enum MLKernels {
                 }
                 let keyList = try keys(typed.keys)
                 guard keyList.count == typed.values.count else {
-                    throw KilnError.invalidModel("LabelEncoder has \(keyList.count) keys and \(typed.values.count) values")
+                    throw KilnError.invalidModel(
+                        "LabelEncoder has \(keyList.count) keys and \(typed.values.count) values")
                 }
                 guard typed.defaultValue.count == 1, typed.defaultValue.dtype == typed.values.dtype else {
                     throw KilnError.invalidModel("LabelEncoder default must be one value of the values' type")
@@ -50,7 +52,8 @@ enum MLKernels {
                 return ClosureKernel { inputs, _ in
                     let x = try inputs.tensor(0)
                     if (x.dtype == .string) != (typed.keys.dtype == .string) {
-                        throw KilnError.typeMismatch("LabelEncoder input is \(x.dtype.onnxName), keys are \(typed.keys.dtype.onnxName)")
+                        throw KilnError.typeMismatch(
+                            "LabelEncoder input is \(x.dtype.onnxName), keys are \(typed.keys.dtype.onnxName)")
                     }
                     let picks = try keys(x).map { lookup[$0] ?? fallback }
                     return [.tensor(try gather(source, picks, shape: x.shape))]
@@ -102,7 +105,7 @@ enum MLKernels {
         }
         let rows = x.count / max(width, 1)
         var flat: [Int] = []
-        flat.reserveCapacity(rows * picks.count)
+        flat.reserveCapacity(try MiscSupport.checkedCount([rows, picks.count], "ArrayFeatureExtractor output"))
         for r in 0..<rows { for p in picks { flat.append(r * width + p) } }
         let shape = x.rank == 1 ? [1, picks.count] : Array(x.shape.dropLast()) + [picks.count]
         let source = try x.reshaped([x.count])

@@ -6,17 +6,26 @@ import KilnRuntime
 /// training optimizer steps and random generators, plus the ai.onnx.ml family (registered here because the
 /// registry has one table per family file and ML belongs to this engineer's family).
 enum MiscKernels {
-    static let table: [(LayerKind, CPUKernelFactory)] = [
-        cpuKernel(NonMaxSuppressionLayer.self) { layer, inputs, _ in [.tensor(try nonMaxSuppression(layer, inputs))] },
-        cpuKernel(SwishLayer.self) { layer, inputs, context in
-            let x = try inputs.tensor(0)
-            guard x.dtype.isFloatingPoint else { throw KilnError.typeMismatch("Swish needs a floating-point input") }
-            return [.tensor(try x.dtype.visit(SwishVisitor(x: x, alpha: Double(layer.alpha), threads: context.threads)))]
-        },
-        cpuKernel(ClassificationLossLayer.self) { layer, inputs, _ in try MiscLoss.run(layer, inputs) },
-        cpuKernel(OptimizerStepLayer.self) { layer, inputs, _ in try MiscTraining.run(layer, inputs) },
-        cpuKernel(RandomLayer.self) { layer, inputs, _ in [.tensor(try MiscRandom.run(layer, inputs))] },
-    ] + MLKernels.table
+    static let table: [(LayerKind, CPUKernelFactory)] =
+        [
+            cpuKernel(NonMaxSuppressionLayer.self) { layer, inputs, _ in [.tensor(try nonMaxSuppression(layer, inputs))]
+            },
+            cpuKernel(SwishLayer.self) { layer, inputs, context in
+                let x = try inputs.tensor(0)
+                guard x.dtype.isFloatingPoint else {
+                    throw KilnError.typeMismatch("Swish needs a floating-point input")
+                }
+                return [
+                    .tensor(try x.dtype.visit(SwishVisitor(x: x, alpha: Double(layer.alpha), threads: context.threads)))
+                ]
+            },
+            cpuKernel(ClassificationLossLayer.self) { layer, inputs, _ in try MiscLoss.run(layer, inputs) },
+            cpuKernel(OptimizerStepLayer.self) { layer, inputs, _ in try MiscTraining.run(layer, inputs) },
+            cpuKernel(RandomLayer.self) { layer, inputs, _ in [.tensor(try MiscRandom.run(layer, inputs))] },
+            cpuKernel(ImageDecoderLayer.self) { layer, inputs, _ in
+                [.tensor(try MiscImageDecoder.run(layer, try inputs.tensor(0)))]
+            },
+        ] + MLKernels.table
 
     private struct SwishVisitor: ScalarVisitor {
         let x: Tensor
@@ -93,7 +102,9 @@ enum MiscKernels {
                 let base = (b * classes + c) * count
                 var candidates = (0..<count).filter { i in scoreThreshold.map { scores[base + i] > $0 } ?? true }
                 // Highest score first; equal scores keep the lower box index first.
-                candidates.sort { scores[base + $0] > scores[base + $1] || (scores[base + $0] == scores[base + $1] && $0 < $1) }
+                candidates.sort {
+                    scores[base + $0] > scores[base + $1] || (scores[base + $0] == scores[base + $1] && $0 < $1)
+                }
                 var kept: [Int] = []
                 for i in candidates {
                     if kept.count >= maxPerClass { break }

@@ -15,7 +15,8 @@ enum MiscLoss {
         let spatialShape = Array(scoresTensor.shape.dropFirst(2))
         let spatial = spatialShape.reduce(1, *)
         guard labelsTensor.shape == [n] + spatialShape else {
-            throw KilnError.shapeMismatch("loss labels have shape \(labelsTensor.shape), expected \([n] + spatialShape)")
+            throw KilnError.shapeMismatch(
+                "loss labels have shape \(labelsTensor.shape), expected \([n] + spatialShape)")
         }
         guard labelsTensor.dtype.isInteger else { throw KilnError.typeMismatch("loss labels must be integers") }
         var scores = try MiscSupport.doubles(scoresTensor)
@@ -62,7 +63,9 @@ enum MiscLoss {
             loss = try MiscSupport.tensor(scoresTensor.dtype, shape: [], [weightSum == 0 ? 0 : total / weightSum])
         }
         var outputs: [Value] = [.tensor(loss)]
-        if layer.softmax { outputs.append(.tensor(try MiscSupport.tensor(scoresTensor.dtype, shape: scoresTensor.shape, scores))) }
+        if layer.softmax {
+            outputs.append(.tensor(try MiscSupport.tensor(scoresTensor.dtype, shape: scoresTensor.shape, scores)))
+        }
         return outputs
     }
 }

@@ -20,12 +20,13 @@ enum MiscRandom {
 
     static func run(_ layer: RandomLayer, _ inputs: [Value?]) throws -> Tensor {
         var generator = Generator(
-            state: layer.seed.map { UInt64($0.bitPattern) &* 0x2545_F491_4F6C_DD1D } ?? UInt64.random(in: .min ... .max))
+            state: layer.seed.map { UInt64($0.bitPattern) &* 0x2545_F491_4F6C_DD1D } ?? UInt64.random(in: .min ... .max)
+        )
         let input = try inputs.optionalTensor(0)
         switch layer.distribution {
         case .normal(let mean, let scale):
             let (dtype, shape) = try outputTypeAndShape(layer, input)
-            let values = (0..<Tensor.elementCount(shape)).map { _ -> Double in
+            let values = (0..<(try MiscSupport.checkedCount(shape, "random output"))).map { _ -> Double in
                 // Box-Muller; 1 - u keeps the logarithm's argument in (0, 1].
                 let u1 = 1 - generator.unit()
                 let u2 = generator.unit()
@@ -34,7 +35,7 @@ enum MiscRandom {
             return try MiscSupport.tensor(dtype, shape: shape, values)
         case .uniform(let low, let high):
             let (dtype, shape) = try outputTypeAndShape(layer, input)
-            let values = (0..<Tensor.elementCount(shape)).map { _ in
+            let values = (0..<(try MiscSupport.checkedCount(shape, "random output"))).map { _ in
                 Double(low) + (Double(high) - Double(low)) * generator.unit()
             }
             return try MiscSupport.tensor(dtype, shape: shape, values)
@@ -48,10 +49,12 @@ enum MiscRandom {
                 throw KilnError.invalidArgument("Multinomial needs a [batch, classes] input")
             }
             let (batch, classes) = (input.shape[0], input.shape[1])
-            guard classes > 0, samples >= 0 else { throw KilnError.invalidArgument("Multinomial needs classes and samples") }
+            guard classes > 0, samples >= 0 else {
+                throw KilnError.invalidArgument("Multinomial needs classes and samples")
+            }
             let logits = try MiscSupport.doubles(input)
             var values: [Double] = []
-            values.reserveCapacity(batch * samples)
+            values.reserveCapacity(try MiscSupport.checkedCount([batch, samples], "Multinomial output"))
             var cumulative = [Double](repeating: 0, count: classes)
             for b in 0..<batch {
                 let row = logits[(b * classes)..<((b + 1) * classes)]

@@ -39,10 +39,30 @@ enum MiscSupport {
         return Int(v)
     }
 
+    /// Outputs whose size comes from input values (window length, DFT length, sample counts) are capped so a
+    /// hostile or mistaken value fails with an error instead of exhausting memory.
+    static let maxGeneratedElements = 1 << 30
+
+    /// `dims` multiplied with overflow and size checks.
+    static func checkedCount(_ dims: [Int], _ what: String) throws -> Int {
+        var total = 1
+        for d in dims {
+            guard d >= 0 else { throw KilnError.invalidArgument("\(what) has a negative size in \(dims)") }
+            let (product, overflow) = total.multipliedReportingOverflow(by: d)
+            guard !overflow, product <= maxGeneratedElements else {
+                throw KilnError.invalidArgument("\(what) of shape \(dims) is too large")
+            }
+            total = product
+        }
+        return total
+    }
+
     /// Normalises a possibly negative axis into `0..<rank`.
     static func axis(_ axis: Int, rank: Int, _ what: String = "axis") throws -> Int {
         let a = axis < 0 ? axis + rank : axis
-        guard a >= 0, a < rank else { throw KilnError.invalidArgument("\(what) \(axis) is out of range for rank \(rank)") }
+        guard a >= 0, a < rank else {
+            throw KilnError.invalidArgument("\(what) \(axis) is out of range for rank \(rank)")
+        }
         return a
     }
 

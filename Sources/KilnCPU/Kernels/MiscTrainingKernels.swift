@@ -16,9 +16,12 @@ enum MiscTraining {
         for p in 0..<n {
             let xT = try inputs.tensor(2 + p)
             let gT = try inputs.tensor(2 + n + p)
-            let stateTensors = try (0..<layer.algorithm.statesPerParameter).map { try inputs.tensor(2 + (2 + $0) * n + p) }
+            let stateTensors = try (0..<layer.algorithm.statesPerParameter).map {
+                try inputs.tensor(2 + (2 + $0) * n + p)
+            }
             for t in [gT] + stateTensors where t.shape != xT.shape {
-                throw KilnError.shapeMismatch("optimizer tensors for parameter \(p) differ in shape: \(t.shape) vs \(xT.shape)")
+                throw KilnError.shapeMismatch(
+                    "optimizer tensors for parameter \(p) differ in shape: \(t.shape) vs \(xT.shape)")
             }
             var x = try MiscSupport.doubles(xT)
             let g = try MiscSupport.doubles(gT)

@@ -1,8 +1,8 @@
 import Foundation
 
 /// One-dimensional complex Fourier transforms in Double on split real/imaginary buffers. Powers of two use an
-/// in-place radix-2 FFT; other lengths a direct O(n²) sum over a precomputed twiddle table, exact enough for
-/// the reference backend.
+/// in-place radix-2 FFT; other lengths a recursive mixed-radix Cooley-Tukey over their prime factors (so n_fft
+/// = 400, common in speech models, costs n·Σfactors rather than n²), with direct sums for prime lengths.
 struct FourierPlan {
     let n: Int
     let inverse: Bool
@@ -37,29 +37,101 @@ struct FourierPlan {
         if powerOfTwo {
             radix2(re, im, sign: sign)
         } else {
-            for k in 0..<n {
-                var sr = 0.0
-                var si = 0.0
-                var index = 0
-                for t in 0..<n {
-                    let c = cosTable[index]
-                    let s = sign * sinTable[index]
-                    sr += re[t] * c - im[t] * s
-                    si += re[t] * s + im[t] * c
-                    index += k
-                    if index >= n { index -= n }
-                }
-                scratchRe[k] = sr
-                scratchIm[k] = si
+            scratchRe.update(from: re, count: n)
+            scratchIm.update(from: im, count: n)
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * largestPrimeFactor(n)) { temp in
+                // `temp` holds the outputs of one p-point combination step.
+                guard let t = temp.baseAddress else { return }
+                mixed(scratchRe, scratchIm, stride: 1, count: n, re, im, sign: sign, temp: t)
             }
-            re.update(from: scratchRe, count: n)
-            im.update(from: scratchIm, count: n)
         }
         if inverse {
             let scale = 1 / Double(n)
             for k in 0..<n {
                 re[k] *= scale
                 im[k] *= scale
+            }
+        }
+    }
+
+    private func smallestFactor(_ n: Int) -> Int {
+        if n % 2 == 0 { return 2 }
+        var f = 3
+        while f * f <= n {
+            if n % f == 0 { return f }
+            f += 2
+        }
+        return n
+    }
+
+    private func largestPrimeFactor(_ n: Int) -> Int {
+        var rest = n
+        var largest = 1
+        while rest > 1 {
+            let f = smallestFactor(rest)
+            largest = max(largest, f)
+            rest /= f
+        }
+        return largest
+    }
+
+    /// Decimation in time: the length-`count` transform of the input read with `stride` is written contiguously
+    /// to `outRe`/`outIm`. Splits off the smallest prime factor p: p sub-transforms of the interleaved
+    /// sequences, then for each k one p-point combination with twiddles. Roots of unity of length `count` are
+    /// the table's entries at multiples of n / count.
+    private func mixed(
+        _ inRe: UnsafePointer<Double>, _ inIm: UnsafePointer<Double>, stride s: Int, count: Int,
+        _ outRe: UnsafeMutablePointer<Double>, _ outIm: UnsafeMutablePointer<Double>, sign: Double,
+        temp: UnsafeMutablePointer<Double>
+    ) {
+        if count == 1 {
+            outRe[0] = inRe[0]
+            outIm[0] = inIm[0]
+            return
+        }
+        let step = n / count
+        let p = smallestFactor(count)
+        let m = count / p
+        if m == 1 {
+            for k in 0..<count {
+                var sr = 0.0
+                var si = 0.0
+                for t in 0..<count {
+                    let index = (t * k % count) * step
+                    let c = cosTable[index]
+                    let sn = sign * sinTable[index]
+                    sr += inRe[t * s] * c - inIm[t * s] * sn
+                    si += inRe[t * s] * sn + inIm[t * s] * c
+                }
+                outRe[k] = sr
+                outIm[k] = si
+            }
+            return
+        }
+        for r in 0..<p {
+            mixed(
+                inRe + r * s, inIm + r * s, stride: s * p, count: m, outRe + r * m, outIm + r * m, sign: sign,
+                temp: temp)
+        }
+        for k in 0..<m {
+            for q in 0..<p {
+                let j = k + q * m
+                var sr = 0.0
+                var si = 0.0
+                for r in 0..<p {
+                    let index = (r * j % count) * step
+                    let c = cosTable[index]
+                    let sn = sign * sinTable[index]
+                    let (yr, yi) = (outRe[r * m + k], outIm[r * m + k])
+                    sr += yr * c - yi * sn
+                    si += yr * sn + yi * c
+                }
+                temp[2 * q] = sr
+                temp[2 * q + 1] = si
+            }
+            for q in 0..<p {
+                outRe[k + q * m] = temp[2 * q]
+                outIm[k + q * m] = temp[2 * q + 1]
             }
         }
     }

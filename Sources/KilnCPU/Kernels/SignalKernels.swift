@@ -5,7 +5,8 @@ import KilnRuntime
 /// Kernels for DFT, STFT, window functions and the mel weight matrix. All compute in Double.
 enum SignalKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
-        cpuKernel(DFTLayer.self) { layer, inputs, context in [.tensor(try dft(layer, inputs, threads: context.threads))] },
+        cpuKernel(DFTLayer.self) { layer, inputs, context in [.tensor(try dft(layer, inputs, threads: context.threads))]
+        },
         cpuKernel(STFTLayer.self) { layer, inputs, context in
             [.tensor(try stft(layer, inputs, threads: context.threads))]
         },
@@ -24,7 +25,9 @@ enum SignalKernels {
         var axis = layer.axis ?? -2
         if layer.axis == nil, let t = try inputs.optionalTensor(2) { axis = try MiscSupport.scalarInt(t, "DFT axis") }
         axis = try MiscSupport.axis(axis, rank: rank, "DFT axis")
-        guard axis < rank - 1 else { throw KilnError.invalidArgument("DFT axis cannot be the last (complex) dimension") }
+        guard axis < rank - 1 else {
+            throw KilnError.invalidArgument("DFT axis cannot be the last (complex) dimension")
+        }
         let n = x.shape[axis]
         let halfInverse = layer.inverse && layer.onesided
         var length = halfInverse ? 2 * (n - 1) : n
@@ -38,15 +41,20 @@ enum SignalKernels {
         outShape[axis] = outAxis
         outShape[rank - 1] = outChannels
         let values = try MiscSupport.doubles(x)
-        var out = [Double](repeating: 0, count: outer * outAxis * inner * outChannels)
+        var out = [Double](
+            repeating: 0, count: try MiscSupport.checkedCount([outer, outAxis, inner, outChannels], "DFT output"))
         let plan = FourierPlan(length: length, inverse: layer.inverse)
         values.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 let dst = UncheckedSendable(dst)
-                Parallel.forEach(outer * inner, threads: threads, minimumChunk: max(1, 4096 / max(length, 1))) { lines in
+                Parallel.forEach(outer * inner, threads: threads, minimumChunk: max(1, 4096 / max(length, 1))) {
+                    lines in
                     let work = UnsafeMutablePointer<Double>.allocate(capacity: 4 * length)
                     defer { work.deallocate() }
-                    let re = work, im = work + length, sr = work + 2 * length, si = work + 3 * length
+                    let re = work
+                    let im = work + length
+                    let sr = work + 2 * length
+                    let si = work + 3 * length
                     for line in lines {
                         let o = line / inner
                         let i = line % inner
@@ -107,7 +115,7 @@ enum SignalKernels {
         let frames = 1 + (total - frameLength) / step
         let bins = layer.onesided ? frameLength / 2 + 1 : frameLength
         let values = try MiscSupport.doubles(x)
-        var out = [Double](repeating: 0, count: batch * frames * bins * 2)
+        var out = [Double](repeating: 0, count: try MiscSupport.checkedCount([batch, frames, bins, 2], "STFT output"))
         let plan = FourierPlan(length: frameLength, inverse: false)
         values.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
@@ -115,8 +123,10 @@ enum SignalKernels {
                 Parallel.forEach(batch * frames, threads: threads) { range in
                     let work = UnsafeMutablePointer<Double>.allocate(capacity: 4 * frameLength)
                     defer { work.deallocate() }
-                    let re = work, im = work + frameLength
-                    let sr = work + 2 * frameLength, si = work + 3 * frameLength
+                    let re = work
+                    let im = work + frameLength
+                    let sr = work + 2 * frameLength
+                    let si = work + 3 * frameLength
                     for job in range {
                         let b = job / frames
                         let f = job % frames
@@ -143,7 +153,7 @@ enum SignalKernels {
         let size = try MiscSupport.scalarInt(sizeTensor, "window size")
         guard size >= 0 else { throw KilnError.invalidArgument("window size must not be negative, is \(size)") }
         let period = Double(layer.periodic ? size : size - 1)
-        var values = [Double](repeating: 1, count: size)
+        var values = [Double](repeating: 1, count: try MiscSupport.checkedCount([size], "window"))
         if period > 0 {
             for n in 0..<size {
                 let phase = 2 * Double.pi * Double(n) / period
@@ -176,7 +186,7 @@ enum SignalKernels {
             let hz = 700 * (pow(10, (Double(i) * melStep + lowMel) / 2595) - 1)
             return Int((Double(dftLength + 1) * hz / sampleRate).rounded(.down))
         }
-        var out = [Double](repeating: 0, count: spectrumBins * melBins)
+        var out = [Double](repeating: 0, count: try MiscSupport.checkedCount([spectrumBins, melBins], "mel matrix"))
         func set(_ row: Int, _ col: Int, _ v: Double) throws {
             guard row >= 0, row < spectrumBins else {
                 throw KilnError.invalidArgument("mel edge \(row) falls outside the \(spectrumBins) spectrum bins")
@@ -185,6 +195,7 @@ enum SignalKernels {
         }
         for i in 0..<melBins {
             let (left, center, right) = (edges[i], edges[i + 1], edges[i + 2])
+            guard left <= center, center <= right else { throw KilnError.invalidArgument("mel edges are not ordered") }
             if center == left {
                 try set(center, i, 1)
             } else {

@@ -5,7 +5,9 @@ import KilnRuntime
 /// Kernels for the string operators: normalize, regex match, concat, split, and the TF-IDF vectorizer.
 enum TextKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
-        cpuKernel(StringNormalizerLayer.self) { layer, inputs, _ in [.tensor(try normalize(layer, try inputs.tensor(0)))] },
+        cpuKernel(StringNormalizerLayer.self) { layer, inputs, _ in
+            [.tensor(try normalize(layer, try inputs.tensor(0)))]
+        },
         regexKernel(),
         cpuKernel(StringConcatLayer.self) { _, inputs, _ in
             [.tensor(try concat(try strings(inputs.tensor(0)), try strings(inputs.tensor(1))))]
@@ -25,7 +27,9 @@ enum TextKernels {
     ]
 
     static func strings(_ t: Tensor) throws -> Tensor {
-        guard t.dtype == .string else { throw KilnError.typeMismatch("expected a string tensor, got \(t.dtype.onnxName)") }
+        guard t.dtype == .string else {
+            throw KilnError.typeMismatch("expected a string tensor, got \(t.dtype.onnxName)")
+        }
         return t
     }
 
@@ -59,8 +63,10 @@ enum TextKernels {
                     throw KilnError.runtime("regexFullMatch kernel got \(type(of: layer))")
                 }
                 let regex: NSRegularExpression
+                // RE2 spells named groups (?P<name>...); ICU, behind NSRegularExpression, spells them (?<name>...).
+                let pattern = typed.pattern.replacingOccurrences(of: "(?P<", with: "(?<")
                 do {
-                    regex = try NSRegularExpression(pattern: "(?:\(typed.pattern))\\z", options: [])
+                    regex = try NSRegularExpression(pattern: "(?:\(pattern))\\z", options: [])
                 } catch {
                     throw KilnError.invalidArgument("invalid regular expression \(typed.pattern.debugDescription)")
                 }
@@ -81,12 +87,14 @@ enum TextKernels {
         let shape = try Broadcast.shape(a.shape, b.shape)
         let sa = Broadcast.strides(of: a.shape, broadcastTo: shape)
         let sb = Broadcast.strides(of: b.shape, broadcastTo: shape)
-        let av = a.strings, bv = b.strings
+        let av = a.strings
+        let bv = b.strings
         let count = Tensor.elementCount(shape)
         var out: [String] = []
         out.reserveCapacity(count)
         var index = [Int](repeating: 0, count: shape.count)
-        var ia = 0, ib = 0
+        var ia = 0
+        var ib = 0
         for _ in 0..<count {
             out.append(av[ia] + bv[ib])
             // Odometer increment keeping both read offsets in step.
@@ -115,7 +123,9 @@ enum TextKernels {
             flat.append(contentsOf: repeatElement("", count: width - p.count))
         }
         let counts = pieces.map { Int64($0.count) }
-        return [.tensor(Tensor(shape: x.shape + [width], strings: flat)), .tensor(Tensor(shape: x.shape, scalars: counts))]
+        return [
+            .tensor(Tensor(shape: x.shape + [width], strings: flat)), .tensor(Tensor(shape: x.shape, scalars: counts)),
+        ]
     }
 
     /// Python's `str.split` semantics: with a delimiter, every occurrence splits (empty pieces kept); without,

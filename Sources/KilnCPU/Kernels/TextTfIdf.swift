@@ -64,7 +64,8 @@ struct TfIdfCounter {
         case 2: (rows, width) = (x.shape[0], x.shape[1])
         default: throw KilnError.shapeMismatch("TfIdfVectorizer input must be [C] or [B, C], is \(x.shape)")
         }
-        var counts = [Double](repeating: 0, count: rows * outputSize)
+        var counts = [Double](
+            repeating: 0, count: try MiscSupport.checkedCount([rows, outputSize], "TfIdfVectorizer output"))
         var gram: [Int64] = []
         gram.reserveCapacity(max(layer.maxGram, 1))
         if !grams.isEmpty && layer.maxGram >= 1 {

@@ -27,12 +27,13 @@ public struct ArrayFeatureExtractorLayer: Layer {
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
         guard let x = inputs.first?.tensorType else { return [nil] }
-        let k: Dim = (inputs.count > 1 ? inputs[1].tensorType?.shape : nil).flatMap { dims in
-            dims.reduce(Dim.value(1)) { acc, d in
-                if case .value(let a) = acc, case .value(let b) = d { return .value(a * b) }
-                return .unknown
-            }
-        } ?? .unknown
+        let k: Dim =
+            (inputs.count > 1 ? inputs[1].tensorType?.shape : nil).flatMap { dims in
+                dims.reduce(Dim.value(1)) { acc, d in
+                    if case .value(let a) = acc, case .value(let b) = d { return .value(a * b) }
+                    return .unknown
+                }
+            } ?? .unknown
         guard let shape = x.shape else { return [.tensor(TensorType(x.dtype, nil))] }
         return [.tensor(TensorType(x.dtype, shape.count <= 1 ? [1, k] : Array(shape.dropLast()) + [k]))]
     }
@@ -49,11 +50,21 @@ public struct BinarizerLayer: Layer {
     public var description: String { "threshold=\(threshold)" }
 }
 
-/// A tree ensemble evaluated per row of a [N, F] input into [N, targets] (ai.onnx.ml TreeEnsemble, v5).
+/// A tree ensemble evaluated per row of a [N, F] input into [N, targets] (ai.onnx.ml TreeEnsemble v5 and the
+/// older TreeEnsembleRegressor / TreeEnsembleClassifier, whose leaves may feed several targets).
 public struct TreeEnsembleLayer: Layer {
-    public enum Comparison: Int, Sendable { case leq = 0, lt, gte, gt, eq, neq, member }
-    public enum Aggregate: Int, Sendable { case average = 0, sum, min, max }
-    public enum PostTransform: Int, Sendable { case none = 0, softmax, logistic, softmaxZero, probit }
+    public enum Comparison: Int, Sendable {
+        case leq = 0
+        case lt, gte, gt, eq, neq, member
+    }
+    public enum Aggregate: Int, Sendable {
+        case average = 0
+        case sum, min, max
+    }
+    public enum PostTransform: Int, Sendable {
+        case none = 0
+        case softmax, logistic, softmaxZero, probit
+    }
 
     /// One interior node. A branch is a node index, or a leaf index when the matching `*IsLeaf` is set.
     public struct Node: Sendable {
@@ -85,37 +96,71 @@ public struct TreeEnsembleLayer: Layer {
         }
     }
 
+    /// What one leaf adds to one target.
+    public struct LeafWeight: Sendable {
+        public var target: Int
+        public var weight: Double
+        public init(target: Int, weight: Double) {
+            self.target = target
+            self.weight = weight
+        }
+    }
+
+    /// TreeEnsembleClassifier's labels: the output label is the class with the highest score.
+    public enum ClassLabels: Sendable {
+        case int64s([Int64])
+        case strings([String])
+        public var count: Int {
+            switch self {
+            case .int64s(let v): v.count
+            case .strings(let v): v.count
+            }
+        }
+    }
+
     public static let kind = LayerKind("ml.treeEnsemble")
     public var nodes: [Node]
-    public var leafTargets: [Int]
-    public var leafWeights: [Double]
+    public var leaves: [[LeafWeight]]
     /// Root of each tree: a node index, or a leaf index when the tree is a single leaf.
     public var roots: [(index: Int, isLeaf: Bool)]
     public var targets: Int
     public var aggregate: Aggregate
     public var postTransform: PostTransform
+    /// Added per target after aggregation (empty = none).
+    public var baseValues: [Double]
+    /// Set for TreeEnsembleClassifier, which outputs (labels, scores).
+    public var classLabels: ClassLabels?
+    /// Output element type; nil = the input's floating-point type.
+    public var outputType: DType?
 
     public init(
-        nodes: [Node], leafTargets: [Int], leafWeights: [Double], roots: [(index: Int, isLeaf: Bool)], targets: Int,
-        aggregate: Aggregate, postTransform: PostTransform
+        nodes: [Node], leaves: [[LeafWeight]], roots: [(index: Int, isLeaf: Bool)], targets: Int,
+        aggregate: Aggregate, postTransform: PostTransform, baseValues: [Double] = [], classLabels: ClassLabels? = nil,
+        outputType: DType? = nil
     ) {
         self.nodes = nodes
-        self.leafTargets = leafTargets
-        self.leafWeights = leafWeights
+        self.leaves = leaves
         self.roots = roots
         self.targets = targets
         self.aggregate = aggregate
         self.postTransform = postTransform
+        self.baseValues = baseValues
+        self.classLabels = classLabels
+        self.outputType = outputType
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
-        guard let x = inputs.first?.tensorType else { return [nil] }
-        let rows: Dim = x.shape.flatMap { $0.count == 2 ? $0[0] : nil } ?? .unknown
-        return [.tensor(TensorType(x.dtype, [rows, .value(targets)]))]
+        guard let x = inputs.first?.tensorType else { return [nil, nil] }
+        let rows: Dim = x.shape.flatMap { $0.count == 2 ? $0[0] : ($0.count == 1 ? .value(1) : nil) } ?? .unknown
+        let scoreType = outputType ?? (x.dtype.isFloatingPoint ? x.dtype : .float32)
+        let scores = ValueType.tensor(TensorType(scoreType, [rows, .value(targets)]))
+        guard let classLabels else { return [scores] }
+        let labelType: DType = if case .strings = classLabels { .string } else { .int64 }
+        return [.tensor(TensorType(labelType, [rows])), scores]
     }
 
     public var description: String {
-        "trees=\(roots.count) nodes=\(nodes.count) leaves=\(leafWeights.count) targets=\(targets) "
-            + "aggregate=\(aggregate) post=\(postTransform)"
+        "trees=\(roots.count) nodes=\(nodes.count) leaves=\(leaves.count) targets=\(targets) "
+            + "aggregate=\(aggregate) post=\(postTransform)" + (classLabels == nil ? "" : " classifier")
     }
 }

@@ -114,3 +114,23 @@ public struct OptimizerStepLayer: Layer {
 
     public var description: String { "\(algorithm)" }
 }
+
+/// Decodes one encoded image (a 1-D uint8 tensor) into uint8 [H, W, C] (ONNX ImageDecoder). Kiln reads
+/// PNG, BMP, PNM (P5/P6) and uncompressed TIFF itself; JPEG, JPEG 2000 and WebP are reported unsupported.
+public struct ImageDecoderLayer: Layer {
+    public enum PixelFormat: String, Sendable {
+        case rgb = "RGB"
+        case bgr = "BGR"
+        case grayscale = "Grayscale"
+    }
+    public static let kind = LayerKind("misc.imageDecoder")
+    public var pixelFormat: PixelFormat
+
+    public init(pixelFormat: PixelFormat) { self.pixelFormat = pixelFormat }
+
+    public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
+        [.tensor(TensorType(.uint8, [.unknown, .unknown, .value(pixelFormat == .grayscale ? 1 : 3)]))]
+    }
+
+    public var description: String { "pixelFormat=\(pixelFormat.rawValue)" }
+}

@@ -54,7 +54,9 @@ public struct DFTLayer: Layer {
         return out
     }
 
-    public var description: String { "axis=\(axis.map(String.init) ?? "input") inverse=\(inverse) onesided=\(onesided)" }
+    public var description: String {
+        "axis=\(axis.map(String.init) ?? "input") inverse=\(inverse) onesided=\(onesided)"
+    }
 }
 
 /// Short-time Fourier transform of a [batch, length, 1|2] signal into [batch, frames, bins, 2].

@@ -88,7 +88,11 @@ public struct StringSplitLayer: Layer {
 /// Counts n-grams (with skips) of a pool in each row of a [C] or [B, C] int or string tensor and weights the
 /// counts (ONNX TfIdfVectorizer). Output: float [outputSize] or [B, outputSize].
 public struct TfIdfVectorizerLayer: Layer {
-    public enum Mode: String, Sendable { case tf = "TF", idf = "IDF", tfidf = "TFIDF" }
+    public enum Mode: String, Sendable {
+        case tf = "TF"
+        case idf = "IDF"
+        case tfidf = "TFIDF"
+    }
     public static let kind = LayerKind("text.tfidf")
     public var mode: Mode
     public var minGram: Int

@@ -5,12 +5,14 @@ import KilnIR
 enum MLImporters {
     static let domain = "ai.onnx.ml"
 
-    static let table: [OperatorImporter] = [
-        .layer("LabelEncoder", domain: domain) { c in try labelEncoder(c) },
-        .layer("ArrayFeatureExtractor", domain: domain) { _ in ArrayFeatureExtractorLayer() },
-        .layer("Binarizer", domain: domain) { c in BinarizerLayer(threshold: try c.float("threshold", default: 0)) },
-        .layer("TreeEnsemble", domain: domain, since: 5) { c in try treeEnsemble(c) },
-    ]
+    static let table: [OperatorImporter] =
+        [
+            .layer("LabelEncoder", domain: domain) { c in try labelEncoder(c) },
+            .layer("ArrayFeatureExtractor", domain: domain) { _ in ArrayFeatureExtractorLayer() },
+            .layer("Binarizer", domain: domain) { c in BinarizerLayer(threshold: try c.float("threshold", default: 0))
+            },
+            .layer("TreeEnsemble", domain: domain, since: 5) { c in try treeEnsemble(c) },
+        ] + MLLegacyTrees.table + MLLinearImporters.table + MLLinearImporters.more
 
     private static func labelEncoder(_ c: ImportContext) throws -> LabelEncoderLayer {
         if c.version < 2 {
@@ -21,7 +23,8 @@ enum MLImporters {
             let names = Tensor(shape: [classes.count], strings: classes)
             if c.inputType(0)?.tensorType?.dtype == .string {
                 return LabelEncoderLayer(
-                    keys: names, values: indices, defaultValue: Tensor(scalar: Int64(try c.int("default_int64", default: -1))))
+                    keys: names, values: indices,
+                    defaultValue: Tensor(scalar: Int64(try c.int("default_int64", default: -1))))
             }
             return LabelEncoderLayer(
                 keys: indices, values: names,
@@ -95,8 +98,9 @@ enum MLImporters {
         let falseLeafs = try c.ints("nodes_falseleafs")
         let missing = try c.ints("nodes_missing_value_tracks_true", default: [])
         let count = features.count
-        guard [modes.count, splits.count, trueIds.count, falseIds.count, trueLeafs.count, falseLeafs.count]
-            .allSatisfy({ $0 == count }), missing.isEmpty || missing.count == count
+        guard
+            [modes.count, splits.count, trueIds.count, falseIds.count, trueLeafs.count, falseLeafs.count]
+                .allSatisfy({ $0 == count }), missing.isEmpty || missing.count == count
         else {
             throw c.invalid("TreeEnsemble node attributes have different lengths")
         }
@@ -115,7 +119,9 @@ enum MLImporters {
             }
             var members: Set<Double> = []
             if comparison == .member {
-                guard nextGroup < memberGroups.count else { throw c.invalid("TreeEnsemble has too few membership sets") }
+                guard nextGroup < memberGroups.count else {
+                    throw c.invalid("TreeEnsemble has too few membership sets")
+                }
                 members = memberGroups[nextGroup]
                 nextGroup += 1
             }
@@ -138,8 +144,13 @@ enum MLImporters {
         }
         let targets = try c.int("n_targets")
         guard targets > 0 else { throw c.invalid("TreeEnsemble n_targets must be positive") }
+        let leafTargets = try c.ints("leaf_targetids")
+        let leafWeights = try c.tensor("leaf_weights").doubleValues()
+        guard leafTargets.count == leafWeights.count else {
+            throw c.invalid("TreeEnsemble leaf attributes differ in length")
+        }
+        let leaves = zip(leafTargets, leafWeights).map { [TreeEnsembleLayer.LeafWeight(target: $0, weight: $1)] }
         return TreeEnsembleLayer(
-            nodes: nodes, leafTargets: try c.ints("leaf_targetids"), leafWeights: try c.tensor("leaf_weights").doubleValues(),
-            roots: roots, targets: targets, aggregate: aggregate, postTransform: post)
+            nodes: nodes, leaves: leaves, roots: roots, targets: targets, aggregate: aggregate, postTransform: post)
     }
 }

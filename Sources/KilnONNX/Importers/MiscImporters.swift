@@ -15,8 +15,12 @@ enum MiscImporters {
                 // Gradient needs symbolic differentiation of the graph it names; Kiln is an inference engine.
                 throw c.unsupported("Gradient (training-time automatic differentiation) is not supported by Kiln")
             },
-            OperatorImporter("ImageDecoder", since: 20) { c in
-                throw c.unsupported("ImageDecoder needs JPEG/PNG/BMP/TIFF/WebP codecs, which Kiln does not include")
+            .layer("ImageDecoder", since: 20) { c in
+                let format = try c.string("pixel_format", default: "RGB")
+                guard let parsed = ImageDecoderLayer.PixelFormat(rawValue: format) else {
+                    throw c.invalid("pixel_format must be RGB, BGR or Grayscale, is '\(format)'")
+                }
+                return ImageDecoderLayer(pixelFormat: parsed)
             },
         ] + MiscImporters.training + MiscImporters.random + MLImporters.table
 

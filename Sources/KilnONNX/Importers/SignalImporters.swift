@@ -7,9 +7,13 @@ enum SignalImporters {
         .layer("DFT", since: 17) { c in
             let inverse = try c.int("inverse", default: 0) != 0
             let onesided = try c.int("onesided", default: 0) != 0
-            if c.version < 20 { return DFTLayer(axis: try c.int("axis", default: 1), inverse: inverse, onesided: onesided) }
+            if c.version < 20 {
+                return DFTLayer(axis: try c.int("axis", default: 1), inverse: inverse, onesided: onesided)
+            }
             if !c.hasInput(2) { return DFTLayer(axis: -2, inverse: inverse, onesided: onesided) }
-            if let axis = c.constant(2) { return DFTLayer(axis: try axis.scalarInt(), inverse: inverse, onesided: onesided) }
+            if let axis = c.constant(2) {
+                return DFTLayer(axis: try axis.scalarInt(), inverse: inverse, onesided: onesided)
+            }
             return DFTLayer(axis: nil, inverse: inverse, onesided: onesided)
         },
         .layer("STFT", since: 17) { c in STFTLayer(onesided: try c.int("onesided", default: 1) != 0) },
