@@ -110,3 +110,34 @@ func pool2DMatchesReference(kernel: Int, stride: Int, pad: Int, dilation: Int) t
     let bad = Tensor(shape: [1, 1, 1, 2], scalars: [Int64(1), 9])
     #expect(throws: KilnError.self) { try LayerRunner.run(layer, x, bad) }
 }
+
+@Test func poolingOtherElementTypes() throws {
+    var g = SeededGenerator(seed: 12)
+    let x = Tensor.random([1, 2, 4, 4], using: &g)
+    let xv = x.scalars(as: Float.self)
+    let window = PoolGeometry(kernel: [2, 2], strides: [2, 2])
+    let reference = try LayerRunner.run(PoolLayer(op: .average(countIncludePad: false), window: window), x)
+        .scalars(as: Float.self)
+    let half = Tensor(shape: x.shape, scalars: xv.map { Float16($0) })
+    let got = try LayerRunner.run(PoolLayer(op: .average(countIncludePad: false), window: window), half)
+    #expect(got.dtype == .float16)
+    #expect(zip(got.scalars(as: Float16.self), reference).allSatisfy { abs(Float($0) - $1) < 1e-2 })
+    let bytes = Tensor(shape: [1, 1, 2, 2], scalars: [UInt8(3), 200, 7, 1])
+    let maxed = try LayerRunner.run(PoolLayer(op: .max, window: PoolGeometry(kernel: [2, 2])), bytes)
+    #expect(maxed.scalars(as: UInt8.self) == [200])
+}
+
+@Test func roiAlignAveragesBilinearSamples() throws {
+    // A linear ramp: bilinear samples of a linear function average to its value at the bin centre.
+    let x = Tensor(shape: [1, 1, 4, 4], scalars: (0..<16).map { Float($0 % 4) })
+    let rois = Tensor(shape: [1, 4], scalars: [Float(0), 0, 2, 2])
+    let batch = Tensor(shape: [1], scalars: [Int64(0)])
+    let layer = RoiPoolLayer(
+        method: .align(max: false, samplingRatio: 2, halfPixel: false), outputHeight: 1, outputWidth: 2,
+        spatialScale: 1)
+    let y = try LayerRunner.run(layer, x, rois, batch)
+    #expect(y.shape == [1, 1, 1, 2])
+    #expect(zip(y.scalars(as: Float.self), [Float(0.5), 1.5]).allSatisfy { abs($0 - $1) < 1e-5 })
+    let bad = Tensor(shape: [1, 4], scalars: [Float.nan, 0, .infinity, 2])
+    #expect(try LayerRunner.run(layer, x, bad, batch).shape == [1, 1, 1, 2])
+}

@@ -159,3 +159,20 @@ func softmaxMatchesReference(axis: Int) throws {
     #expect(try small[1].asTensor().scalars(as: Int64.self) == [0, 3, 1, 0, 1, 3])
     #expect(throws: KilnError.self) { try LayerRunner.run(TopKLayer(k: 5, axis: 1), x) }
 }
+
+@Test func reductionOtherElementTypes() throws {
+    var g = SeededGenerator(seed: 13)
+    let x = Tensor.random([3, 8], in: -2...2, using: &g)
+    let xv = x.scalars(as: Float.self)
+    let reference = try LayerRunner.run(SoftmaxLayer(variant: .softmax, axis: 1), x).scalars(as: Float.self)
+    let half = Tensor(shape: x.shape, scalars: xv.map { Float16($0) })
+    let got = try LayerRunner.run(SoftmaxLayer(variant: .softmax, axis: 1), half).scalars(as: Float16.self)
+    #expect(zip(got, reference).allSatisfy { abs(Float($0) - $1) < 2e-3 })
+    let brain = Tensor(shape: x.shape, scalars: xv.map { BFloat16($0) })
+    let sum = try LayerRunner.run(ReduceLayer(op: .sum, axes: [1], keepDims: false), brain)
+    let expected = (0..<3).map { r in xv[(r * 8)..<(r * 8 + 8)].reduce(0, +) }
+    #expect(zip(sum.scalars(as: BFloat16.self), expected).allSatisfy { abs($0.floatValue - $1) < 0.05 })
+    let wide = Tensor(shape: [2, 2], scalars: [UInt64.max, 1, 5, 7])
+    let top = try LayerRunner.run(TopKLayer(k: 1, axis: 1), inputs: [.tensor(wide)], outputCount: 2)
+    #expect(try top[0].asTensor().scalars(as: UInt64.self) == [UInt64.max, 7])
+}
