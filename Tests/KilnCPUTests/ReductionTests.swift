@@ -136,7 +136,7 @@ func softmaxMatchesReference(axis: Int) throws {
 @Test func cumulativeSumModes() throws {
     let x = Tensor(shape: [2, 3], scalars: [Float(1), 2, 3, 4, 5, 6])
     func run(_ axis: Int, _ exclusive: Bool, _ reverse: Bool) throws -> [Float] {
-        try LayerRunner.run(CumulativeSumLayer(axis: axis, exclusive: exclusive, reverse: reverse), x).scalars(
+        try LayerRunner.run(CumulativeLayer(axis: axis, exclusive: exclusive, reverse: reverse), x).scalars(
             as: Float.self)
     }
     #expect(try run(1, false, false) == [1, 3, 6, 4, 9, 15])
@@ -145,8 +145,12 @@ func softmaxMatchesReference(axis: Int) throws {
     #expect(try run(0, true, true) == [4, 5, 6, 0, 0, 0])
     let ints = Tensor(shape: [3], scalars: [Int32(1), 2, 3])
     let axis = Tensor(scalar: Int32(0))
-    let r = try LayerRunner.run(CumulativeSumLayer(axis: nil), inputs: [.tensor(ints), .tensor(axis)])[0].asTensor()
+    let r = try LayerRunner.run(CumulativeLayer(axis: nil), inputs: [.tensor(ints), .tensor(axis)])[0].asTensor()
     #expect(r.scalars(as: Int32.self) == [1, 3, 6])
+    let product = try LayerRunner.run(CumulativeLayer(op: .prod, axis: 1, exclusive: true), x)
+    #expect(product.scalars(as: Float.self) == [1, 1, 2, 1, 4, 20])
+    let intProduct = try LayerRunner.run(CumulativeLayer(op: .prod, axis: 0, reverse: true), ints)
+    #expect(intProduct.scalars(as: Int32.self) == [6, 6, 3])
 }
 
 @Test func topKOrdersTiesByIndex() throws {

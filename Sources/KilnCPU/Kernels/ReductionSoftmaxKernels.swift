@@ -79,17 +79,18 @@ extension ReductionKernels {
         }
     }
 
-    static func cumulativeSum(_ layer: CumulativeSumLayer, _ x: Tensor, axis given: [Int]?) throws -> Tensor {
+    static func cumulativeSum(_ layer: CumulativeLayer, _ x: Tensor, axis given: [Int]?) throws -> Tensor {
         guard let raw = layer.axis ?? given?.first, layer.axis != nil || given?.count == 1 else {
-            throw KilnError.invalidArgument("CumSum needs one axis")
+            throw KilnError.invalidArgument("cumulative \(layer.op.rawValue) needs one axis")
         }
         if x.rank == 0 { return x }
         let axis = try reductionAxis(raw, rank: x.rank)
         let (outer, n, inner) = reductionSplit(x.shape, axis: axis)
         let run = CumulativeRun(
-            x: x, outer: outer, n: n, inner: inner, exclusive: layer.exclusive, reverse: layer.reverse)
+            x: x, outer: outer, n: n, inner: inner, product: layer.op == .prod, exclusive: layer.exclusive,
+            reverse: layer.reverse)
         switch x.dtype {
-        case .float32, .float64, .float16, .bfloat16: return try x.dtype.visitReductionFloat(run, op: "CumSum")
+        case .float32, .float64, .float16, .bfloat16: return try x.dtype.visitReductionFloat(run, op: "cumulative")
         default: return try x.dtype.visitNumeric(run)
         }
     }
@@ -99,6 +100,7 @@ extension ReductionKernels {
         let outer: Int
         let n: Int
         let inner: Int
+        let product: Bool
         let exclusive: Bool
         let reverse: Bool
 
@@ -118,17 +120,14 @@ extension ReductionKernels {
         func visit<T: ReductionFloat>(_ type: T.Type) throws -> Tensor {
             x.withUnsafeBuffer(as: T.self) { src in
                 Tensor.build(T.self, shape: x.shape) { out in
-                    var acc: T.Acc = 0
+                    let identity: T.Acc = product ? 1 : 0
+                    var acc = identity
                     scan { index, first in
-                        if first { acc = 0 }
+                        if first { acc = identity }
                         let v = src[index].acc
-                        if exclusive {
-                            out[index] = T(acc: acc)
-                            acc += v
-                        } else {
-                            acc += v
-                            out[index] = T(acc: acc)
-                        }
+                        if exclusive { out[index] = T(acc: acc) }
+                        if product { acc *= v } else { acc += v }
+                        if !exclusive { out[index] = T(acc: acc) }
                     }
                 }
             }
@@ -141,16 +140,13 @@ extension ReductionKernels {
         func visitInteger<T: TensorScalar & FixedWidthInteger>(_ type: T.Type) throws -> Tensor {
             x.withUnsafeBuffer(as: T.self) { src in
                 Tensor.build(T.self, shape: x.shape) { out in
-                    var acc: T = 0
+                    let identity: T = product ? 1 : 0
+                    var acc = identity
                     scan { index, first in
-                        if first { acc = 0 }
-                        if exclusive {
-                            out[index] = acc
-                            acc &+= src[index]
-                        } else {
-                            acc &+= src[index]
-                            out[index] = acc
-                        }
+                        if first { acc = identity }
+                        if exclusive { out[index] = acc }
+                        if product { acc &*= src[index] } else { acc &+= src[index] }
+                        if !exclusive { out[index] = acc }
                     }
                 }
             }
