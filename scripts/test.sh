@@ -8,7 +8,7 @@
 #
 # Steps (stops at the first failure):
 #   1. swift format lint --strict   (.swift-format; generated code excluded)
-#   2. swift build, swift test      (debug, unit tests)
+#   2. swift build --product KilnPackageTests, swift test --skip-build (debug, unit tests)
 #   3. swift build -c release --product kiln
 #   4. conformance suite into .conformance/suite (cached; see make-suite.sh)
 #   5. kiln verify on the suite, then check_expected.py against
@@ -77,11 +77,12 @@ if ! swift format lint --strict --parallel "${SWIFT_FILES[@]}"; then
 fi
 
 # ---------------------------------------------------------------------------
-step build "swift build (debug)"
-swift build
+# Building the test product alone keeps SwiftPM from also building swift-protobuf's own tools (a C++ protoc).
+step build "swift build --product KilnPackageTests (debug: the library and its unit tests)"
+swift build --product KilnPackageTests
 
 step unit-tests "swift test (debug)"
-swift test
+swift test --skip-build
 
 # ---------------------------------------------------------------------------
 step release "swift build -c release --product kiln"
