@@ -37,6 +37,10 @@ public struct Pipeline: Sendable {
     public static let standard = Pipeline([
         IdentityElimination(),
         ConstantFolding(),
+        // Folding first makes batch-norm parameters and biases constants; BatchNorm before epilogues so the
+        // activation after a normalization meets the convolution.
+        BatchNormFolding(),
+        EpilogueFusion(),
         DeadCodeElimination(),
     ])
 

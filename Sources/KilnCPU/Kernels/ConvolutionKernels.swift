@@ -74,14 +74,22 @@ final class ConvolutionKernel: Kernel {
         if let b, b.count != g.outChannels {
             throw KilnError.shapeMismatch("convolution bias has \(b.count) elements, \(g.outChannels) expected")
         }
+        let residual = layer.epilogue.residual ? try inputs.tensor(3) : nil
+        if let residual {
+            guard residual.dtype == x.dtype, residual.shape == g.outShape else {
+                throw KilnError.shapeMismatch(
+                    "convolution residual is \(residual.dtype.onnxName)\(residual.shape), expected \(g.outShape)")
+            }
+        }
         switch x.dtype {
         case .float32:
-            return [.tensor(floatConvolution(x, w, b, g, threads: context.threads, cache: true))]
+            return [.tensor(floatConvolution(x, w, b, residual, g, threads: context.threads, cache: true))]
         case .float16, .bfloat16:
             let f = LinearAlgebraSupport.widened
-            let y = floatConvolution(f(x), f(w), b.map(f), g, threads: context.threads, cache: false)
+            let y = floatConvolution(
+                f(x), f(w), b.map(f), residual.map(f), g, threads: context.threads, cache: false)
             return [.tensor(LinearAlgebraSupport.narrowed(y, to: x.dtype))]
-        case .float64:
+        case .float64 where layer.epilogue.isEmpty:
             return [.tensor(try ConvolutionReference.forward(g, x, w, b))]
         default:
             throw KilnError.unsupported("convolution of \(x.dtype.onnxName)")
@@ -89,7 +97,8 @@ final class ConvolutionKernel: Kernel {
     }
 
     private func floatConvolution(
-        _ x: Tensor, _ w: Tensor, _ b: Tensor?, _ g: ConvolutionGeometry, threads: Int, cache: Bool
+        _ x: Tensor, _ w: Tensor, _ b: Tensor?, _ residual: Tensor?, _ g: ConvolutionGeometry, threads: Int,
+        cache: Bool
     ) -> Tensor {
         let mg = g.groupOutChannels
         let cg = g.groupInChannels
@@ -113,18 +122,20 @@ final class ConvolutionKernel: Kernel {
             && g.r.padsBegin.allSatisfy { $0 == 0 }
         return Tensor.build(Float.self, shape: g.outShape) { out in
             guard let o = out.baseAddress, out.count > 0 else { return }
-            let bias = b?.scalars(as: Float.self)
             x.withUnsafeBuffer(as: Float.self) { xb in
                 guard let xp = xb.baseAddress else { return }
+                withFloats(b) { bias in
+                withFloats(residual) { residual in
                 for n in 0..<g.batch {
                     for group in 0..<g.group {
                         let xg = xp + (n * g.inChannels + group * cg) * g.inSize
-                        let og = o + (n * g.outChannels + group * mg) * outSize
-                        if let bias {
-                            for row in 0..<mg {
-                                (og + row * outSize).update(repeating: bias[group * mg + row], count: outSize)
-                            }
-                        }
+                        let first = (n * g.outChannels + group * mg) * outSize
+                        let og = o + first
+                        // Bias, residual and activation are applied per tile inside the GEMM, not in passes of their
+                        // own over the output.
+                        let epilogue = GemmEpilogue(
+                            rowBias: bias.map { $0 + group * mg }, residual: residual.map { $0 + first },
+                            residualStride: outSize, activation: layer.epilogue.activation)
                         let columns: PackedPanels
                         if pointwise {
                             columns = PackedPanels.pack(
@@ -134,10 +145,18 @@ final class ConvolutionKernel: Kernel {
                             columns = Im2Col.pack(xg, channels: cg, spatial: g.inSpatial, g.r, threads: threads)
                         }
                         SGEMM.multiply(
-                            weights[group], columns, into: og, ldc: outSize, accumulate: bias != nil, threads: threads)
+                            weights[group], columns, into: og, ldc: outSize, epilogue: epilogue, threads: threads)
                     }
+                }
+                }
                 }
             }
         }
+    }
+
+    /// The float elements of an optional tensor, nil when absent or empty.
+    private func withFloats<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let t, t.count > 0 else { return body(nil) }
+        return t.withUnsafeBuffer(as: Float.self) { body($0.baseAddress) }
     }
 }

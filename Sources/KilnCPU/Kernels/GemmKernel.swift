@@ -22,16 +22,18 @@ enum SGEMM {
     static let broadcastWidth = 4
 
     /// Multiplies packed operands into `c` (row-major with row stride `ldc`). `a.extent` rows, `b.extent`
-    /// columns, common depth. With `accumulate` the product is added to C, otherwise it replaces C.
+    /// columns, common depth. With `accumulate` the product is added to C, otherwise it replaces C. The
+    /// epilogue runs on each tile of C right after its last depth block, while the tile is in cache.
     static func multiply(
         _ a: PackedPanels, _ b: PackedPanels, into c: UnsafeMutablePointer<Float>, ldc: Int,
-        alpha: Float = 1, accumulate: Bool = false, threads: Int
+        alpha: Float = 1, accumulate: Bool = false, epilogue: GemmEpilogue = GemmEpilogue(), threads: Int
     ) {
         let m = a.extent
         let n = b.extent
         guard m > 0, n > 0 else { return }
         if a.depth == 0 {
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+            if !epilogue.isEmpty { epilogue.apply(c, ldc: ldc, row: 0, column: 0, rows: m, cols: n) }
             return
         }
         let useThreads = m * n * a.depth < 64 * 64 * 64 ? 1 : threads
@@ -48,9 +50,9 @@ enum SGEMM {
         }
         let mTiles = (m + rowsPerTile - 1) / rowsPerTile
         let nTiles = (n + columnsPerTile - 1) / columnsPerTile
-        let shared = UncheckedSendable((a, b, c))
+        let shared = UncheckedSendable((a, b, c, epilogue))
         Parallel.forEach(mTiles * nTiles, threads: useThreads) { range in
-            let (a, b, c) = shared.value
+            let (a, b, c, epilogue) = shared.value
             // One scratch tile of broadcast A per thread, reused for every tile it computes.
             let panels = min(rowsPerTile / mr, a.panelCount)
             let bytes = max(panels * kc * mr * broadcastWidth, 1) * MemoryLayout<Float>.stride
@@ -63,7 +65,7 @@ enum SGEMM {
                     (t % nTiles * columnsPerTile / nr)..<min((t % nTiles + 1) * columnsPerTile / nr, b.panelCount)
                 tile(
                     a, b, c, ldc: ldc, rowPanels: rows, columnPanels: columns, scratch: scratch, alpha: alpha,
-                    accumulate: accumulate)
+                    accumulate: accumulate, epilogue: epilogue)
             }
         }
     }
@@ -71,11 +73,11 @@ enum SGEMM {
     /// Packs and multiplies: `C[m x n] = alpha * A[m x k] x B[k x n] (+ C)` for strided views A and B.
     static func gemm(
         m: Int, n: Int, k: Int, a: FloatMatrix, b: FloatMatrix, c: UnsafeMutablePointer<Float>, ldc: Int,
-        alpha: Float = 1, accumulate: Bool = false, threads: Int
+        alpha: Float = 1, accumulate: Bool = false, epilogue: GemmEpilogue = GemmEpilogue(), threads: Int
     ) {
         let pa = PackedPanels.pack(a, extent: m, depth: k, width: mr, threads: threads)
         let pb = PackedPanels.pack(transposedView(b), extent: n, depth: k, width: nr, threads: threads)
-        multiply(pa, pb, into: c, ldc: ldc, alpha: alpha, accumulate: accumulate, threads: threads)
+        multiply(pa, pb, into: c, ldc: ldc, alpha: alpha, accumulate: accumulate, epilogue: epilogue, threads: threads)
     }
 
     /// B as the packer reads it: element (column, depth).
@@ -86,12 +88,14 @@ enum SGEMM {
     private static func tile(
         _ a: PackedPanels, _ b: PackedPanels, _ c: UnsafeMutablePointer<Float>, ldc: Int,
         rowPanels: Range<Int>, columnPanels: Range<Int>, scratch: UnsafeMutablePointer<Float>, alpha: Float,
-        accumulate: Bool
+        accumulate: Bool, epilogue: GemmEpilogue
     ) {
         let step = mr * broadcastWidth
+        let finishing = !epilogue.isEmpty
         for p in 0..<a.blockCount {
             let depth = a.blockDepth(p)
             let add = accumulate || p > 0
+            let last = finishing && p == a.blockCount - 1
             // Expand this depth block of the A tile so each element fills a whole SSE register: the micro-kernel
             // then loads instead of shuffling, which leaves the FP pipes to the multiplies and adds.
             for (n, i) in rowPanels.enumerated() {
@@ -111,6 +115,9 @@ enum SGEMM {
                     microKernel(
                         depth, UnsafePointer(scratch + n * depth * step), bp, c + row * ldc + col, ldc: ldc,
                         rows: rows, cols: cols, alpha: alpha, accumulate: add)
+                    if last {
+                        epilogue.apply(c + row * ldc + col, ldc: ldc, row: row, column: col, rows: rows, cols: cols)
+                    }
                 }
             }
         }

@@ -75,6 +75,9 @@ final class MatMulKernel: Kernel {
             let r = floatProduct(w(a), w(b), bias.map(w), g, threads: context.threads, cache: false)
             return [.tensor(LinearAlgebraSupport.narrowed(r, to: a.dtype))]
         default:
+            guard layer.epilogue.isEmpty else {
+                throw KilnError.unsupported("matMul epilogue on \(a.dtype.onnxName)")
+            }
             return [.tensor(try a.dtype.visitNumeric(ReferenceMatMul(a: a, b: b, c: bias, g: g, layer: layer)))]
         }
     }
@@ -84,6 +87,7 @@ final class MatMulKernel: Kernel {
     ) -> Tensor {
         let (m, n, k) = (g.m, g.n, g.k)
         let alpha = layer.alpha
+        let activation = layer.epilogue.activation
         return Tensor.build(Float.self, shape: g.outShape) { out in
             guard let o = out.baseAddress, out.count > 0 else { return }
             var accumulate = false
@@ -95,6 +99,7 @@ final class MatMulKernel: Kernel {
                 b.withUnsafeBuffer(as: Float.self) { bb in
                     guard let ap = ab.baseAddress, let bp = bb.baseAddress else {
                         if !accumulate { out.update(repeating: 0) }
+                        if let activation { GemmEpilogue.activate(o, count: out.count, activation) }
                         return
                     }
                     let aView = { (offset: Int) in
@@ -119,7 +124,7 @@ final class MatMulKernel: Kernel {
                                 aView(g.aOffsets[batch]), extent: rows, depth: k, width: SGEMM.mr, threads: threads)
                             SGEMM.multiply(
                                 pa, pb, into: o + batch * m * n, ldc: n, alpha: alpha, accumulate: accumulate,
-                                threads: threads)
+                                epilogue: GemmEpilogue(activation: activation), threads: threads)
                         }
                         return
                     }
@@ -131,7 +136,7 @@ final class MatMulKernel: Kernel {
                             SGEMM.gemm(
                                 m: m, n: n, k: k, a: aView(g.aOffsets[batch]), b: bView(g.bOffsets[batch]),
                                 c: o + batch * m * n, ldc: n, alpha: alpha, accumulate: accumulate,
-                                threads: small ? 1 : threads)
+                                epilogue: GemmEpilogue(activation: activation), threads: small ? 1 : threads)
                         }
                     }
                 }

@@ -121,12 +121,17 @@ func weightGeometry(_ w: TensorType?) -> (channels: Dim, kernel: [Int]?) {
 }
 
 /// A forward N-D convolution (ONNX Conv): inputs X `[N, C, spatial...]`, W `[M, C/group, k...]`, optional
-/// bias B `[M]`.
+/// bias B `[M]`, and (with `epilogue.residual`) a residual R of the output's shape added after the bias.
 public struct ConvolutionLayer: Layer {
     public static let kind = LayerKind("convolution")
     public var parameters: ConvolutionParameters
+    /// Residual add and activation fused in by the optimizer.
+    public var epilogue: Epilogue
 
-    public init(_ parameters: ConvolutionParameters) { self.parameters = parameters }
+    public init(_ parameters: ConvolutionParameters, epilogue: Epilogue = Epilogue()) {
+        self.parameters = parameters
+        self.epilogue = epilogue
+    }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
         let w = weightGeometry(inputs.count > 1 ? inputs[1].tensorType : nil)
@@ -140,7 +145,11 @@ public struct ConvolutionLayer: Layer {
         ]
     }
 
-    public var description: String { parameters.description }
+    public var description: String {
+        let geometry = parameters.description
+        guard !epilogue.isEmpty else { return geometry }
+        return (geometry.isEmpty ? "" : geometry + ",") + "epilogue=\(epilogue)"
+    }
 }
 
 /// ONNX ConvInteger: a convolution of 8-bit data after subtracting zero points, accumulated in int32. Inputs: X, W,

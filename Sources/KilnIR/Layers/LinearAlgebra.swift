@@ -7,12 +7,18 @@ public struct MatMulLayer: Layer {
     public var transposeB: Bool
     public var alpha: Float
     public var beta: Float
+    /// The activation fused in by the optimizer (bias and residual adds fold into C).
+    public var epilogue: Epilogue
 
-    public init(transposeA: Bool = false, transposeB: Bool = false, alpha: Float = 1, beta: Float = 1) {
+    public init(
+        transposeA: Bool = false, transposeB: Bool = false, alpha: Float = 1, beta: Float = 1,
+        epilogue: Epilogue = Epilogue()
+    ) {
         self.transposeA = transposeA
         self.transposeB = transposeB
         self.alpha = alpha
         self.beta = beta
+        self.epilogue = epilogue
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
@@ -46,6 +52,7 @@ public struct MatMulLayer: Layer {
         if transposeB { parts.append("transB") }
         if alpha != 1 { parts.append("alpha=\(alpha)") }
         if beta != 1 { parts.append("beta=\(beta)") }
+        if !epilogue.isEmpty { parts.append("epilogue=\(epilogue)") }
         return parts.joined(separator: ",")
     }
 }

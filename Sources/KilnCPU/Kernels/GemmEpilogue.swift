@@ -1,0 +1,55 @@
+import KilnIR
+
+/// What SGEMM does to each finished tile of C while the tile is still in L1, instead of another pass over
+/// memory: add a per-row bias (a convolution's output channel), add a residual laid out like C, then apply an
+/// activation. The order is the IR's `Epilogue` order.
+struct GemmEpilogue {
+    var rowBias: UnsafePointer<Float>?
+    var residual: UnsafePointer<Float>?
+    var residualStride = 0
+    var activation: EpilogueActivation?
+
+    var isEmpty: Bool { rowBias == nil && residual == nil && activation == nil }
+
+    /// Applies to the `rows` x `cols` block at `c` whose top-left element is C[row, column].
+    @inline(__always)
+    func apply(_ c: UnsafeMutablePointer<Float>, ldc: Int, row: Int, column: Int, rows: Int, cols: Int) {
+        for r in 0..<rows {
+            let dst = c + r * ldc
+            if let rowBias {
+                let b = rowBias[row + r]
+                for j in 0..<cols { dst[j] += b }
+            }
+            if let residual {
+                let src = residual + (row + r) * residualStride + column
+                for j in 0..<cols { dst[j] += src[j] }
+            }
+            if let activation { Self.activate(dst, count: cols, activation) }
+        }
+    }
+
+    /// The same formulas as the standalone pointwise kernels, so fusing does not change results.
+    @inline(__always)
+    static func activate(_ p: UnsafeMutablePointer<Float>, count: Int, _ activation: EpilogueActivation) {
+        switch activation {
+        case .relu:
+            for j in 0..<count where p[j] < 0 { p[j] = 0 }
+        case .clip(let lo, let hi):
+            let f = ClampFn<Float>(low: lo ?? -.infinity, high: hi ?? .infinity)
+            for j in 0..<count { p[j] = f(p[j]) }
+        case .leakyRelu(let alpha):
+            for j in 0..<count where p[j] < 0 { p[j] *= alpha }
+        case .sigmoid:
+            let f = SigmoidFn<Float>()
+            for j in 0..<count { p[j] = f(p[j]) }
+        case .tanh:
+            for j in 0..<count { p[j] = Float.tanh(p[j]) }
+        case .gelu(let approximate):
+            let f = GeluFn<Float>(approximate: approximate)
+            for j in 0..<count { p[j] = f(p[j]) }
+        case .silu:
+            let f = SigmoidFn<Float>()
+            for j in 0..<count { p[j] *= f(p[j]) }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import KilnIR
+
+extension Graph {
+    /// `base`, or `base_2`, `base_3`, ... : a value name no initializer, input or typed value uses yet.
+    func freshName(_ base: String) -> String {
+        func taken(_ n: String) -> Bool {
+            initializers[n] != nil || valueTypes[n] != nil || inputs.contains { $0.name == n }
+                || outputs.contains { $0.name == n }
+        }
+        var name = base
+        var k = 2
+        while taken(name) {
+            name = "\(base)_\(k)"
+            k += 1
+        }
+        return name
+    }
+
+    /// Adds a constant under a fresh name derived from `base` and returns the name.
+    mutating func addConstant(_ tensor: Tensor, named base: String) -> String {
+        let name = freshName(base)
+        initializers[name] = tensor
+        valueTypes[name] = .tensor(tensor.type)
+        return name
+    }
+
+    /// Index of the only node that reads `value`, when exactly one node reads it once and it is no graph
+    /// output: then a fusion may make the value disappear.
+    func soleConsumer(of value: String, _ uses: [String: Int]) -> Int? {
+        guard uses[value] == 1, !outputs.contains(where: { $0.name == value }) else { return nil }
+        return nodes.firstIndex { $0.inputs.contains(value) }
+    }
+
+    /// Replaces `producer` and its sole `consumer` by `fused`, which takes the consumer's place in the node
+    /// order (it may read values the consumer reads, computed after the producer). The producer's output,
+    /// now internal, loses its recorded type.
+    mutating func fuse(producer: Int, consumer: Int, into fused: Node, removing value: String) {
+        nodes[consumer] = fused
+        nodes.remove(at: producer)
+        valueTypes[value] = nil
+    }
+}
+
+/// Whether a convolution or matMul of this element type runs through the float kernels that implement
+/// epilogues and folded weights.
+func isFusibleFloat(_ dtype: DType?) -> Bool {
+    dtype == .float32 || dtype == .float16 || dtype == .bfloat16
+}
+
+/// `conv1 + bn1`: the ONNX nodes a fused layer covers, for `kiln inspect`.
+func fusedName(_ a: Node, _ b: Node) -> String { "\(a.name) + \(b.name)" }
