@@ -46,6 +46,8 @@ public struct BatchNormFolding: Pass {
         else { return false }
         var producer = graph.nodes[p]
         guard isFusibleFloat(graph.type(of: x)?.tensorType?.dtype) else { return false }
+        // The folded constants are named after the value the fused layer now produces.
+        producer.outputs = bn.outputs.prefix(1).map { $0 }
         let folded: Bool
         if let conv = producer.layer as? ConvolutionLayer, conv.epilogue.isEmpty {
             folded = try foldConvolution(&producer, scale: scale, shift: shift, &graph)
@@ -56,7 +58,6 @@ public struct BatchNormFolding: Pass {
         }
         guard folded else { return false }
         producer.name = fusedName(producer, bn)
-        producer.outputs = bn.outputs.prefix(1).map { $0 }
         graph.fuse(producer: p, consumer: index, into: producer, removing: x)
         return true
     }
@@ -78,9 +79,10 @@ public struct BatchNormFolding: Pass {
         var weights = try w.doubleValues()
         for i in weights.indices { weights[i] *= scale[i / perChannel] }
         let newBias = b.indices.map { b[$0] * scale[$0] + shift[$0] }
-        let wName = graph.addConstant(try Tensor(shape: w.shape, scalars: weights).cast(to: w.dtype), named: node.inputs[1])
+        let wName = graph.addConstant(
+            try Tensor(shape: w.shape, scalars: weights).cast(to: w.dtype), named: node.outputs[0] + ".weight")
         let bName = graph.addConstant(
-            try Tensor(shape: [scale.count], scalars: newBias).cast(to: w.dtype), named: bias ?? node.outputs[0] + ".bias")
+            try Tensor(shape: [scale.count], scalars: newBias).cast(to: w.dtype), named: node.outputs[0] + ".bias")
         node.inputs = [node.inputs[0], wName, bName]
         return true
     }
@@ -106,7 +108,8 @@ public struct BatchNormFolding: Pass {
         }
         var weights = try b.doubleValues()
         for i in weights.indices { weights[i] *= scale[layer.transposeB ? i / cols : i % cols] }
-        let bName = graph.addConstant(try Tensor(shape: b.shape, scalars: weights).cast(to: b.dtype), named: node.inputs[1])
+        let bName = graph.addConstant(
+            try Tensor(shape: b.shape, scalars: weights).cast(to: b.dtype), named: node.outputs[0] + ".weight")
         let cName = graph.addConstant(
             try Tensor(shape: [n], scalars: (0..<n).map { c[$0] * scale[$0] + shift[$0] }).cast(to: b.dtype),
             named: node.outputs[0] + ".bias")

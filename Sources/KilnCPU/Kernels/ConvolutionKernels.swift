@@ -125,30 +125,31 @@ final class ConvolutionKernel: Kernel {
             x.withUnsafeBuffer(as: Float.self) { xb in
                 guard let xp = xb.baseAddress else { return }
                 withFloats(b) { bias in
-                withFloats(residual) { residual in
-                for n in 0..<g.batch {
-                    for group in 0..<g.group {
-                        let xg = xp + (n * g.inChannels + group * cg) * g.inSize
-                        let first = (n * g.outChannels + group * mg) * outSize
-                        let og = o + first
-                        // Bias, residual and activation are applied per tile inside the GEMM, not in passes of their
-                        // own over the output.
-                        let epilogue = GemmEpilogue(
-                            rowBias: bias.map { $0 + group * mg }, residual: residual.map { $0 + first },
-                            residualStride: outSize, activation: layer.epilogue.activation)
-                        let columns: PackedPanels
-                        if pointwise {
-                            columns = PackedPanels.pack(
-                                FloatMatrix(base: xg, rowStride: 1, columnStride: outSize), extent: outSize,
-                                depth: cg, width: SGEMM.nr, threads: threads)
-                        } else {
-                            columns = Im2Col.pack(xg, channels: cg, spatial: g.inSpatial, g.r, threads: threads)
+                    withFloats(residual) { residual in
+                        for n in 0..<g.batch {
+                            for group in 0..<g.group {
+                                let xg = xp + (n * g.inChannels + group * cg) * g.inSize
+                                let first = (n * g.outChannels + group * mg) * outSize
+                                let og = o + first
+                                // Bias, residual and activation are applied per tile inside the GEMM,
+                                // not in passes of their own over the output.
+                                let epilogue = GemmEpilogue(
+                                    rowBias: bias.map { $0 + group * mg }, residual: residual.map { $0 + first },
+                                    residualStride: outSize, activation: layer.epilogue.activation)
+                                let columns: PackedPanels
+                                if pointwise {
+                                    columns = PackedPanels.pack(
+                                        FloatMatrix(base: xg, rowStride: 1, columnStride: outSize), extent: outSize,
+                                        depth: cg, width: SGEMM.nr, threads: threads)
+                                } else {
+                                    columns = Im2Col.pack(xg, channels: cg, spatial: g.inSpatial, g.r, threads: threads)
+                                }
+                                SGEMM.multiply(
+                                    weights[group], columns, into: og, ldc: outSize, epilogue: epilogue,
+                                    threads: threads)
+                            }
                         }
-                        SGEMM.multiply(
-                            weights[group], columns, into: og, ldc: outSize, epilogue: epilogue, threads: threads)
                     }
-                }
-                }
                 }
             }
         }
