@@ -49,8 +49,7 @@ public struct EpilogueFusion: Pass {
         if let activation = activation(of: consumer, graph), consumer.inputs.first == out {
             return withActivation(producer, activation)
         }
-        guard let add = consumer.layer as? BinaryLayer, add.op == .add, consumer.inputs.count == 2,
-            consumer.inputs.filter({ $0 == out }).count == 1
+        guard isAdd(consumer), consumer.inputs.count == 2, consumer.inputs.filter({ $0 == out }).count == 1
         else { return nil }
         let other = consumer.inputs[0] == out ? consumer.inputs[1] : consumer.inputs[0]
         var node = producer
@@ -79,6 +78,13 @@ public struct EpilogueFusion: Pass {
         node.layer = mm
         node.inputs = Array(node.inputs.prefix(2)) + [other]
         return node
+    }
+
+    /// A binary add, or a two-input sum (ONNX Sum, as Caffe2-exported ResNets write their residual adds).
+    private func isAdd(_ node: Node) -> Bool {
+        if let binary = node.layer as? BinaryLayer { return binary.op == .add }
+        if let variadic = node.layer as? VariadicLayer { return variadic.op == .sum }
+        return false
     }
 
     /// A constant `[M]` from an add operand that broadcasts along the output's channel axis 1 only

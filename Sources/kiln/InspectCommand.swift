@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import KilnCPU
 import KilnIR
 import KilnONNX
+import KilnRuntime
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,9 +17,17 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
+    @Flag(help: "Show the layer graph as imported, before the optimizer fuses layers.")
+    var noOptimize = false
+
     func run() throws {
         let imported = try ONNXImporter.load(contentsOf: ModelPath.resolve(model))
-        let report = ModelReport(imported)
+        // By default the graph is the one the engine runs: each fused layer's name lists the ONNX nodes it covers.
+        let graph =
+            noOptimize
+            ? imported.graph
+            : try withErrorContext(model) { try Builder.build(imported.graph, device: CPUDevice()).graph }
+        let report = ModelReport(imported, graph: graph)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -45,8 +55,8 @@ struct ModelReport: Encodable {
     var parameters: Int
     var graph: String
 
-    init(_ model: ONNXModel) {
-        let g = model.graph
+    init(_ model: ONNXModel, graph optimizedGraph: Graph? = nil) {
+        let g = optimizedGraph ?? model.graph
         producer = [model.producerName, model.producerVersion].filter { !$0.isEmpty }.joined(separator: " ")
         irVersion = model.irVersion
         opsets = Dictionary(uniqueKeysWithValues: model.opsets.map { ($0.key.isEmpty ? "ai.onnx" : $0.key, $0.value) })
@@ -63,7 +73,9 @@ struct ModelReport: Encodable {
         var lines: [String] = []
         lines.append("producer:     \(producer.isEmpty ? "(unknown)" : producer)")
         lines.append("IR version:   \(irVersion)")
-        lines.append("opsets:       " + opsets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        lines.append(
+            "opsets:       " + opsets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        )
         lines.append("inputs:")
         for p in inputs { lines.append("  \(p.name): \(p.type)") }
         lines.append("outputs:")
