@@ -3,7 +3,7 @@ import KilnIR
 import KilnRuntime
 
 /// Kernels for the newest ONNX operators' layers: bitCast, gatedActivation, cumulativeProduct, tensorScatter,
-/// causalConvWithState and linearAttention.
+/// causalConvWithState, linearAttention and flexAttention.
 enum NewestKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
         cpuKernel(BitCastLayer.self) { layer, inputs, _ in
@@ -35,6 +35,7 @@ enum NewestKernels {
             let (y, state) = try linearAttention(layer, inputs, threads: context.threads)
             return [.tensor(y), .tensor(state)]
         },
+        (FlexAttentionLayer.kind, flexAttentionFactory),
     ]
 
     // MARK: BitCast

@@ -1,7 +1,7 @@
 import KilnIR
 
 /// The newest ONNX operators (onnx 1.23, opsets 24-28): BitCast, SwiGLU, CumProd, TensorScatter,
-/// CausalConvWithState and LinearAttention, each onto one layer.
+/// CausalConvWithState, LinearAttention and (ai.onnx.preview) FlexAttention, each onto one layer.
 enum NewestImporters {
     static let table: [OperatorImporter] = [
         .layer("BitCast", since: 26) { c in
@@ -60,6 +60,19 @@ enum NewestImporters {
             }
             return LinearAttentionLayer(
                 queryHeads: q, keyValueHeads: kv, scale: try c.float("scale", default: 0), rule: rule)
+        },
+        .layer("FlexAttention", domain: "ai.onnx.preview", since: 1) { c in
+            var precision: DType? = nil
+            if let raw = try c.optionalInt("softmax_precision") {
+                guard let dtype = DType(rawValue: raw), [.float32, .float64, .float16, .bfloat16].contains(dtype) else {
+                    throw c.unsupported("FlexAttention softmax_precision \(raw)")
+                }
+                precision = dtype
+            }
+            return FlexAttentionLayer(
+                scale: c.has("scale") ? try c.float("scale") : nil, softmaxPrecision: precision,
+                scoreModifier: c.has("score_mod") ? try c.graph("score_mod") : nil,
+                probabilityModifier: c.has("prob_mod") ? try c.graph("prob_mod") : nil)
         },
     ]
 
