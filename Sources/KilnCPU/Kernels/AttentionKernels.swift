@@ -11,6 +11,8 @@ enum AttentionKernels {
             try AttentionKernel.run(layer, inputs, threads: context.threads)
         },
         cpuKernel(RotaryEmbeddingLayer.self) { layer, inputs, _ in [.tensor(try RotaryKernel.run(layer, inputs))] },
+        cpuKernel(LinearAttentionLayer.self) { layer, inputs, _ in try LinearAttentionKernel.run(layer, inputs) },
+        (FlexAttentionLayer.kind, FlexAttentionKernel.factory),
     ]
 }
 
@@ -42,7 +44,9 @@ struct AttentionHeads {
         for bi in 0..<b {
             for li in 0..<l {
                 for h in 0..<heads {
-                    for di in 0..<d { data[((bi * heads + h) * l + li) * d + di] = values[(bi * l + li) * heads * d + h * d + di] }
+                    for di in 0..<d {
+                        data[((bi * heads + h) * l + li) * d + di] = values[(bi * l + li) * heads * d + h * d + di]
+                    }
                 }
             }
         }
@@ -52,7 +56,8 @@ struct AttentionHeads {
     /// `past` followed by `self` along the length axis.
     func appending(to past: AttentionHeads) throws -> AttentionHeads {
         guard past.batch == batch, past.heads == heads, past.dim == dim else {
-            throw KilnError.shapeMismatch("past cache [\(past.batch),\(past.heads),_,\(past.dim)] does not match [\(batch),\(heads),_,\(dim)]")
+            throw KilnError.shapeMismatch(
+                "past cache [\(past.batch),\(past.heads),_,\(past.dim)] does not match [\(batch),\(heads),_,\(dim)]")
         }
         let total = past.length + length
         var data = [Float](repeating: 0, count: batch * heads * total * dim)
@@ -61,7 +66,9 @@ struct AttentionHeads {
                 for d in 0..<dim { data[(bh * total + l) * dim + d] = past.data[(bh * past.length + l) * dim + d] }
             }
             for l in 0..<length {
-                for d in 0..<dim { data[(bh * total + past.length + l) * dim + d] = self.data[(bh * length + l) * dim + d] }
+                for d in 0..<dim {
+                    data[(bh * total + past.length + l) * dim + d] = self.data[(bh * length + l) * dim + d]
+                }
             }
         }
         return AttentionHeads(data: data, batch: batch, heads: heads, length: total, dim: dim)
@@ -76,7 +83,7 @@ enum AttentionKernel {
         if threeD && (layer.qNumHeads == nil || layer.kvNumHeads == nil) {
             throw KilnError.invalidModel("3-D attention inputs need q_num_heads and kv_num_heads")
         }
-        let q = try AttentionHeads(qt, heads: layer.qNumHeads, "Q")
+        var q = try AttentionHeads(qt, heads: layer.qNumHeads, "Q")
         var k = try AttentionHeads(inputs.tensor(1), heads: layer.kvNumHeads, "K")
         var v = try AttentionHeads(inputs.tensor(2), heads: layer.kvNumHeads, "V")
         let pastKey = try inputs.optionalTensor(4)
@@ -99,14 +106,21 @@ enum AttentionKernel {
         guard k.batch == batch, v.batch == batch, v.heads == kvHeads, v.length == total, k.dim == q.dim,
             kvHeads > 0, qHeads % kvHeads == 0
         else {
-            throw KilnError.shapeMismatch("Q, K and V shapes do not agree (heads \(qHeads)/\(kvHeads), head size \(q.dim)/\(k.dim))")
+            throw KilnError.shapeMismatch(
+                "Q, K and V shapes do not agree (heads \(qHeads)/\(kvHeads), head size \(q.dim)/\(k.dim))")
         }
         let nonpad = try inputs.optionalTensor(6)?.intValues()
         if let nonpad, nonpad.count != batch {
             throw KilnError.shapeMismatch("nonpad_kv_seqlen has \(nonpad.count) entries for batch \(batch)")
         }
         let mask = try AttentionMask(inputs.optionalTensor(3), batch: batch, heads: qHeads, queries: s, keys: total)
+        // As the reference: Q and K are each multiplied by sqrt(scale) in the input type, and every step rounds
+        // to that type (a no-op for float32), so float16 results match bit for bit in most places.
         let scale = layer.scale ?? 1 / Float(q.dim).squareRoot()
+        let root = QuantValues.narrowed(scale.squareRoot(), dtype)
+        for i in q.data.indices { q.data[i] = QuantValues.narrowed(q.data[i] * root, dtype) }
+        var scaledK = k.data
+        for i in scaledK.indices { scaledK[i] = QuantValues.narrowed(scaledK[i] * root, dtype) }
         let group = qHeads / kvHeads
         let vd = v.dim
         var y = [Float](repeating: 0, count: batch * qHeads * s * vd)
@@ -142,20 +156,26 @@ enum AttentionKernel {
                             for j in 0..<total {
                                 let kBase = ((b * kvHeads + kvh) * total + j) * k.dim
                                 var dot: Float = 0
-                                for d in 0..<q.dim { dot += q.data[qBase + d] * k.data[kBase + d] }
-                                var score = dot * scale
-                                if layer.softcap > 0 { score = layer.softcap * tanhf(score / layer.softcap) }
+                                for d in 0..<q.dim { dot += q.data[qBase + d] * scaledK[kBase + d] }
+                                var score = QuantValues.narrowed(dot, dtype)
+                                if layer.softcap > 0 {
+                                    let t = tanhf(QuantValues.narrowed(score / layer.softcap, dtype))
+                                    score = QuantValues.narrowed(layer.softcap * QuantValues.narrowed(t, dtype), dtype)
+                                }
                                 let row = (job * s + i) * total + j
-                                scoreOut.value[row] = layer.scoreOutput == .withBias ? score + bias[j] : score
-                                x[j] = score + bias[j]
+                                x[j] = QuantValues.narrowed(score + bias[j], dtype)
+                                scoreOut.value[row] = layer.scoreOutput == .withBias ? x[j] : score
                                 if x[j].isNaN { sawNaN = true } else if x[j] > m { m = x[j] }
                             }
                             if sawNaN { m = .nan }
                             var sum: Float = 0
                             for j in 0..<total {
-                                x[j] = m == -.infinity ? 0 : expf(x[j] - m)
+                                x[j] =
+                                    m == -.infinity
+                                    ? 0 : QuantValues.narrowed(expf(QuantValues.narrowed(x[j] - m, dtype)), dtype)
                                 sum += x[j]
                             }
+                            sum = QuantValues.narrowed(sum, dtype)
                             if sum == 0 { sum = 1 }
                             for j in 0..<total {
                                 let p = allMasked ? 0 : QuantValues.narrowed(x[j] / sum, dtype)
@@ -166,7 +186,7 @@ enum AttentionKernel {
                             for d in 0..<vd {
                                 var acc: Float = 0
                                 for j in 0..<total { acc += x[j] * v.data[((b * kvHeads + kvh) * total + j) * vd + d] }
-                                yOut.value[yBase + d] = acc
+                                yOut.value[yBase + d] = QuantValues.narrowed(acc, dtype)
                             }
                         }
                     }
@@ -179,7 +199,9 @@ enum AttentionKernel {
             for b in 0..<batch {
                 for h in 0..<qHeads {
                     for i in 0..<s {
-                        for d in 0..<vd { permuted[((b * s + i) * qHeads + h) * vd + d] = y[((b * qHeads + h) * s + i) * vd + d] }
+                        for d in 0..<vd {
+                            permuted[((b * s + i) * qHeads + h) * vd + d] = y[((b * qHeads + h) * s + i) * vd + d]
+                        }
                     }
                 }
             }
@@ -209,7 +231,8 @@ struct AttentionMask {
             return
         }
         guard tensor.rank >= 1, tensor.rank <= 4, let last = tensor.shape.last, last <= keys else {
-            throw KilnError.shapeMismatch("attn_mask of shape \(tensor.shape) does not fit [\(batch),\(heads),\(queries),\(keys)]")
+            throw KilnError.shapeMismatch(
+                "attn_mask of shape \(tensor.shape) does not fit [\(batch),\(heads),\(queries),\(keys)]")
         }
         let target = [batch, heads, queries, last]
         for (i, d) in tensor.shape.enumerated() {
@@ -239,13 +262,17 @@ enum RotaryKernel {
         let cos = try QuantValues.floats(inputs.tensor(1))
         let sin = try QuantValues.floats(inputs.tensor(2))
         let positions = try inputs.optionalTensor(3)?.intValues()
-        let batch: Int, heads: Int, seq: Int, dim: Int
+        let batch: Int
+        let heads: Int
+        let seq: Int
+        let dim: Int
         if xt.rank == 4 {
             (batch, heads, seq, dim) = (xt.shape[0], xt.shape[1], xt.shape[2], xt.shape[3])
         } else if xt.rank == 3, layer.numHeads > 0, xt.shape[2] % layer.numHeads == 0 {
             (batch, seq, heads, dim) = (xt.shape[0], xt.shape[1], layer.numHeads, xt.shape[2] / layer.numHeads)
         } else {
-            throw KilnError.shapeMismatch("RotaryEmbedding input of shape \(xt.shape) needs rank 4, or rank 3 with num_heads")
+            throw KilnError.shapeMismatch(
+                "RotaryEmbedding input of shape \(xt.shape) needs rank 4, or rank 3 with num_heads")
         }
         let rotary = layer.rotaryDim == 0 ? dim : layer.rotaryDim
         guard rotary % 2 == 0, rotary <= dim else {
@@ -273,7 +300,8 @@ enum RotaryKernel {
                 for h in 0..<heads {
                     let base = xt.rank == 4 ? ((b * heads + h) * seq + t) * dim : ((b * seq + t) * heads + h) * dim
                     for i in 0..<half {
-                        let (i1, i2) = layer.interleaved ? (base + 2 * i, base + 2 * i + 1) : (base + i, base + i + half)
+                        let (i1, i2) =
+                            layer.interleaved ? (base + 2 * i, base + 2 * i + 1) : (base + i, base + i + half)
                         let c = cos[row + i]
                         let s = sin[row + i]
                         out[i1] = c * x[i1] - s * x[i2]

@@ -53,7 +53,8 @@ enum ControlFlowKernels {
                 condition = try TensorSlicing.condition(outs[0].asTensor())
                 carried = Array(outs[1..<(1 + carried.count)])
                 for k in 0..<scanCount {
-                    scans[k].append(try withErrorContext("scan output \(k)") { try outs[1 + carried.count + k].asTensor() })
+                    scans[k].append(
+                        try withErrorContext("scan output \(k)") { try outs[1 + carried.count + k].asTensor() })
                 }
                 iteration += 1
             }
@@ -90,10 +91,15 @@ enum ScanKernel {
         }
     }
 
-    static func run(_ layer: ScanLayer, _ body: CompiledGraph, _ inputs: [Value?], _ context: KernelContext) throws
+    static func run(
+        _ layer: ScanLayer, _ body: CompiledGraph, _ inputs: [Value?], _ context: KernelContext
+    ) throws
         -> [Value]
     {
         let states = layer.numStates
+        guard states >= 0, layer.body.outputs.count >= states else {
+            throw KilnError.invalidModel("Scan body has too few inputs or outputs for its scan inputs")
+        }
         guard inputs.count == states + layer.numScanInputs else {
             throw KilnError.invalidArgument("Scan takes \(states + layer.numScanInputs) inputs, got \(inputs.count)")
         }
@@ -143,28 +149,47 @@ enum ScanKernel {
 
     /// Opset 8: input 0 is the optional sequence lengths; every other input and every output has a leading
     /// batch axis, and the scan axis is 1.
-    static func runBatched(_ layer: ScanLayer, _ body: CompiledGraph, _ inputs: [Value?], _ context: KernelContext)
+    static func runBatched(
+        _ layer: ScanLayer, _ body: CompiledGraph, _ inputs: [Value?], _ context: KernelContext
+    )
         throws -> [Value]
     {
         let rest = try (1..<max(inputs.count, 1)).map { try inputs.tensor($0) }
         guard let batch = rest.first?.shape.first else { throw KilnError.invalidArgument("Scan needs inputs") }
         let lengths = try inputs.optionalTensor(0)?.intValues()
         var perBatch: [[Value]] = []
+        let states = layer.numStates
+        let full = states >= 0 && states < rest.count && rest[states].rank > 1 ? rest[states].shape[1] : 0
+        if let lengths {
+            guard lengths.count == batch, lengths.allSatisfy({ $0 >= 0 && $0 <= full }) else {
+                throw KilnError.invalidArgument("sequence_lens \(lengths) must have \(batch) entries in 0...\(full)")
+            }
+        }
         for b in 0..<batch {
-            let slices = try rest.map { t -> Value? in
+            let length = lengths?[b] ?? full
+            // Scan inputs of a shorter sequence are cut to its length; its scan outputs are zero-padded back.
+            let slices = try rest.enumerated().map { index, t -> Value? in
                 guard t.shape.first == batch else {
                     throw KilnError.shapeMismatch("input of shape \(t.shape) does not have batch size \(batch)")
                 }
-                return .tensor(try TensorSlicing.slice(t, axis: 0, start: b, length: 1, dropAxis: true))
+                var slice = try TensorSlicing.slice(t, axis: 0, start: b, length: 1, dropAxis: true)
+                if index >= states && length < full {
+                    slice = try TensorSlicing.slice(slice, axis: 0, start: 0, length: length)
+                }
+                return .tensor(slice)
             }
-            if let lengths, b < lengths.count, layer.numStates < rest.count {
-                let scanned = rest[layer.numStates].shape
-                let full = scanned.count > 1 ? scanned[1] : 0
-                guard lengths[b] == full else {
-                    throw KilnError.unsupported("Scan sequence_lens shorter than the scan axis (\(lengths[b]) < \(full))")
+            var results = try run(layer, body, slices, context)
+            if length < full {
+                for k in states..<results.count {
+                    let produced = try results[k].asTensor()
+                    guard produced.rank >= 1 else { continue }
+                    var padShape = produced.shape
+                    padShape[0] = full - length
+                    let padding = Tensor(zeros: produced.dtype, shape: padShape)
+                    results[k] = .tensor(try TensorSlicing.concat([produced, padding], axis: 0))
                 }
             }
-            perBatch.append(try run(layer, body, slices, context))
+            perBatch.append(results)
         }
         guard let first = perBatch.first else { throw KilnError.unsupported("Scan with batch size 0") }
         return try first.indices.map { k in

@@ -1,6 +1,143 @@
 import KilnIR
 import KilnRuntime
 
+/// Kernels for convolution, convolution.integer, convolution.deformable, convolution.causal, deconvolution and
+/// col2im.
 enum ConvolutionKernels {
-    static let table: [(LayerKind, CPUKernelFactory)] = []
+    static let table: [(LayerKind, CPUKernelFactory)] = [
+        LinearAlgebraKernels.statefulKernel(ConvolutionLayer.self) { ConvolutionKernel($0) },
+        cpuKernel(ConvolutionIntegerLayer.self) { layer, inputs, _ in
+            [.tensor(try ConvolutionReference.integer(layer.parameters, inputs))]
+        },
+        cpuKernel(DeconvolutionLayer.self) { layer, inputs, context in
+            [.tensor(try DeconvolutionKernel.run(layer, inputs, threads: context.threads))]
+        },
+        cpuKernel(DeformableConvolutionLayer.self) { layer, inputs, _ in
+            [.tensor(try DeformableConvolution.run(layer, inputs))]
+        },
+        cpuKernel(CausalConvolutionLayer.self) { layer, inputs, _ in try CausalConvolution.run(layer, inputs) },
+        cpuKernel(Col2ImLayer.self) { layer, inputs, _ in [.tensor(try ConvolutionReference.col2im(layer, inputs))] },
+    ]
+}
+
+/// The validated shapes of one forward convolution: X `[N, C, spatial...]`, W `[M, C/group, kernel...]`.
+struct ConvolutionGeometry {
+    let batch: Int
+    let inChannels: Int
+    let outChannels: Int
+    let group: Int
+    let inSpatial: [Int]
+    let r: ConvolutionParameters.Resolved
+
+    init(_ p: ConvolutionParameters, x: [Int], w: [Int]) throws {
+        guard x.count >= 3, w.count == x.count else {
+            throw KilnError.shapeMismatch("convolution needs X [N, C, ...] and W of the same rank, got \(x) and \(w)")
+        }
+        batch = x[0]
+        inChannels = x[1]
+        outChannels = w[0]
+        group = p.group
+        guard group > 0, inChannels == w[1] * group, outChannels % group == 0 else {
+            throw KilnError.shapeMismatch("convolution with group \(group): X \(x) and W \(w) do not match")
+        }
+        inSpatial = Array(x.dropFirst(2))
+        let weightKernel = Array(w.dropFirst(2))
+        r = try p.resolve(input: inSpatial, kernel: weightKernel)
+        guard r.kernel == weightKernel else {
+            throw KilnError.shapeMismatch("kernel_shape \(r.kernel) does not match the weights \(weightKernel)")
+        }
+    }
+
+    var outShape: [Int] { [batch, outChannels] + r.output }
+    var inSize: Int { inSpatial.reduce(1, *) }
+    var outSize: Int { r.output.reduce(1, *) }
+    var kernelSize: Int { r.kernel.reduce(1, *) }
+    var groupInChannels: Int { inChannels / group }
+    var groupOutChannels: Int { outChannels / group }
+}
+
+/// Forward convolution. float32 runs as im2col + SGEMM with the weights packed once per weight tensor (1x1
+/// stride-1 convolutions read the input directly); float16/bfloat16 compute in float32; double uses the
+/// direct reference loop.
+final class ConvolutionKernel: Kernel {
+    let layer: ConvolutionLayer
+    let packedWeights = PackedWeightCache()
+
+    init(_ layer: ConvolutionLayer) { self.layer = layer }
+
+    func execute(_ inputs: [Value?], _ context: KernelContext) throws -> [Value] {
+        let x = try inputs.tensor(0)
+        let w = try inputs.tensor(1)
+        let b = try inputs.optionalTensor(2)
+        try LinearAlgebraSupport.requireSameType([x, w] + (b.map { [$0] } ?? []), "convolution")
+        let g = try ConvolutionGeometry(layer.parameters, x: x.shape, w: w.shape)
+        if let b, b.count != g.outChannels {
+            throw KilnError.shapeMismatch("convolution bias has \(b.count) elements, \(g.outChannels) expected")
+        }
+        switch x.dtype {
+        case .float32:
+            return [.tensor(floatConvolution(x, w, b, g, threads: context.threads, cache: true))]
+        case .float16, .bfloat16:
+            let f = LinearAlgebraSupport.widened
+            let y = floatConvolution(f(x), f(w), b.map(f), g, threads: context.threads, cache: false)
+            return [.tensor(LinearAlgebraSupport.narrowed(y, to: x.dtype))]
+        case .float64:
+            return [.tensor(try ConvolutionReference.forward(g, x, w, b))]
+        default:
+            throw KilnError.unsupported("convolution of \(x.dtype.onnxName)")
+        }
+    }
+
+    private func floatConvolution(
+        _ x: Tensor, _ w: Tensor, _ b: Tensor?, _ g: ConvolutionGeometry, threads: Int, cache: Bool
+    ) -> Tensor {
+        let mg = g.groupOutChannels
+        let cg = g.groupInChannels
+        let depth = cg * g.kernelSize
+        let outSize = g.outSize
+        let pack = {
+            w.withUnsafeBuffer(as: Float.self) { wb in
+                (0..<g.group).map { group in
+                    guard let base = wb.baseAddress else {
+                        return PackedPanels(extent: mg, depth: depth, width: SGEMM.mr)
+                    }
+                    return PackedPanels.pack(
+                        FloatMatrix(base: base + group * mg * depth, rowStride: depth, columnStride: 1),
+                        extent: mg, depth: depth, width: SGEMM.mr, threads: threads)
+                }
+            }
+        }
+        let weights = cache ? packedWeights.panels(for: w, pack) : pack()
+        let pointwise =
+            g.r.kernel.allSatisfy { $0 == 1 } && g.r.strides.allSatisfy { $0 == 1 }
+            && g.r.padsBegin.allSatisfy { $0 == 0 }
+        return Tensor.build(Float.self, shape: g.outShape) { out in
+            guard let o = out.baseAddress, out.count > 0 else { return }
+            let bias = b?.scalars(as: Float.self)
+            x.withUnsafeBuffer(as: Float.self) { xb in
+                guard let xp = xb.baseAddress else { return }
+                for n in 0..<g.batch {
+                    for group in 0..<g.group {
+                        let xg = xp + (n * g.inChannels + group * cg) * g.inSize
+                        let og = o + (n * g.outChannels + group * mg) * outSize
+                        if let bias {
+                            for row in 0..<mg {
+                                (og + row * outSize).update(repeating: bias[group * mg + row], count: outSize)
+                            }
+                        }
+                        let columns: PackedPanels
+                        if pointwise {
+                            columns = PackedPanels.pack(
+                                FloatMatrix(base: xg, rowStride: 1, columnStride: outSize), extent: outSize,
+                                depth: cg, width: SGEMM.nr, threads: threads)
+                        } else {
+                            columns = Im2Col.pack(xg, channels: cg, spatial: g.inSpatial, g.r, threads: threads)
+                        }
+                        SGEMM.multiply(
+                            weights[group], columns, into: og, ldc: outSize, accumulate: bias != nil, threads: threads)
+                    }
+                }
+            }
+        }
+    }
 }

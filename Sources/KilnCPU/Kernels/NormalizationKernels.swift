@@ -24,7 +24,8 @@ enum NormalizationKernels {
     }
 
     /// A parameter broadcast (unidirectionally) to `shape`, flattened.
-    static func broadcastParameter(_ inputs: [Value?], _ index: Int, to shape: [Int], name: String) throws -> [Double]? {
+    static func broadcastParameter(_ inputs: [Value?], _ index: Int, to shape: [Int], name: String) throws -> [Double]?
+    {
         guard let t = try inputs.optionalTensor(index) else { return nil }
         let values = try t.doubleValues()
         guard t.rank <= shape.count, (try? Broadcast.shape(t.shape, shape)) == shape else {
@@ -90,7 +91,8 @@ struct NormalizationRun: ReductionFloatVisitor {
             let per = c / groups
             if perGroup {
                 return [
-                    try rows(T.self, count: x.shape[0] * groups, length: per * s, segment: per * s, affineCount: groups) {
+                    try rows(T.self, count: x.shape[0] * groups, length: per * s, segment: per * s, affineCount: groups)
+                    {
                         $0 % groups
                     }
                 ]
@@ -110,6 +112,7 @@ struct NormalizationRun: ReductionFloatVisitor {
             return [try lp(T.self, axis: axis, p: p)]
         case .lrn(let size, let alpha, let beta, let bias):
             try requireChannels()
+            guard size > 0, size <= Int(Int32.max) else { throw KilnError.invalidArgument("LRN size \(size)") }
             return [try lrn(T.self, size: size, alpha: T.Acc(alpha), beta: T.Acc(beta), bias: T.Acc(bias))]
         }
     }

@@ -8,9 +8,11 @@ extension NormalizationRun {
     func rows<T: ReductionFloat>(
         _ type: T.Type, count: Int, length: Int, segment: Int, affineCount: Int, affineBase: (Int) -> Int
     ) throws -> Tensor {
-        let scale = try NormalizationKernels.parameters(inputs, 1, count: affineCount, name: "scale")
+        let scale =
+            try NormalizationKernels.parameters(inputs, 1, count: affineCount, name: "scale")
             ?? Array(repeating: 1, count: affineCount)
-        let bias = try NormalizationKernels.parameters(inputs, 2, count: affineCount, name: "bias")
+        let bias =
+            try NormalizationKernels.parameters(inputs, 2, count: affineCount, name: "bias")
             ?? Array(repeating: 0, count: affineCount)
         let sa = scale.map { T.Acc($0) }
         let ba = bias.map { T.Acc($0) }
@@ -49,9 +51,11 @@ extension NormalizationRun {
         let tail = Array(x.shape[axis...])
         let outer = x.shape[..<axis].reduce(1, *)
         let inner = tail.reduce(1, *)
-        let scale = (try NormalizationKernels.broadcastParameter(inputs, 1, to: tail, name: "scale"))?.map { T.Acc($0) }
+        let scale =
+            (try NormalizationKernels.broadcastParameter(inputs, 1, to: tail, name: "scale"))?.map { T.Acc($0) }
             ?? Array(repeating: 1, count: inner)
-        let bias = center
+        let bias =
+            center
             ? (try NormalizationKernels.broadcastParameter(inputs, 2, to: tail, name: "bias"))?.map { T.Acc($0) } : nil
         let eps = T.Acc(layer.epsilon)
         var means = [Double](repeating: 0, count: outer)
@@ -166,28 +170,29 @@ extension NormalizationRun {
                     range in
                     var sums = [T.Acc](repeating: 0, count: s)
                     sums.withUnsafeMutableBufferPointer { sums in
+                        // Pointer rows and plain 0..<s loops (no checked index arithmetic) so the loops vectorize.
+                        guard let acc = sums.baseAddress, let input = src.baseAddress, let output = out.baseAddress
+                        else { return }
                         for plane in range {
                             let (n, ch) = (plane / c, plane % c)
-                            for i in 0..<s { sums[i] = 0 }
+                            for i in 0..<s { acc[i] = 0 }
                             for other in max(0, ch - before)...min(c - 1, ch + after) {
-                                let base = (n * c + other) * s
+                                let row = input + (n * c + other) * s
                                 for i in 0..<s {
-                                    let v = src[base + i].acc
-                                    sums[i] += v * v
+                                    let v = row[i].acc
+                                    acc[i] += v * v
                                 }
                             }
-                            let base = plane * s
+                            let xs = input + plane * s
+                            let ys = output + plane * s
                             if beta == 0.75 {
                                 // x^-0.75 = 1 / (sqrt(x) * sqrt(sqrt(x))): much cheaper than pow.
                                 for i in 0..<s {
-                                    let d = bias + k * sums[i]
-                                    let r = d.squareRoot()
-                                    out[base + i] = T(acc: src[base + i].acc / (r * r.squareRoot()))
+                                    let r = (bias + k * acc[i]).squareRoot()
+                                    ys[i] = T(acc: xs[i].acc / (r * r.squareRoot()))
                                 }
                             } else {
-                                for i in 0..<s {
-                                    out[base + i] = T(acc: src[base + i].acc / T.Acc.rPow(bias + k * sums[i], beta))
-                                }
+                                for i in 0..<s { ys[i] = T(acc: xs[i].acc / T.Acc.rPow(bias + k * acc[i], beta)) }
                             }
                         }
                     }

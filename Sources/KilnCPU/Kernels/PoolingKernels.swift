@@ -16,36 +16,41 @@ enum PoolingKernels {
         },
     ]
 
-    /// One spatial axis of a resolved window: per output position, the window start and the valid tap range.
+    /// One spatial axis of a resolved window: per output position, the window start, the valid tap range
+    /// lo..<hi, and the taps inside input plus padding (the divisor of averages with count_include_pad), stored
+    /// four Ints per position so kernels read them through one pointer.
     struct Axis {
         var input: Int
         var output: Int
         var dilation: Int
-        var start: [Int]
-        var lo: [Int]
-        var hi: [Int]
-        /// Taps inside input plus padding, the divisor of averages with count_include_pad.
-        var padded: [Int]
+        var table: [Int]
 
         init(input: Int, output: Int, kernel: Int, stride: Int, dilation: Int, padBegin: Int, paddedEnd: Int) {
             self.input = input
             self.output = output
             self.dilation = dilation
-            start = []
-            lo = []
-            hi = []
-            padded = []
+            table = []
+            table.reserveCapacity(output * 4)
             for o in 0..<output {
                 let s = o * stride - padBegin
                 let first = s >= 0 ? 0 : (-s + dilation - 1) / dilation
                 let last = s >= input ? 0 : min(kernel, (input - 1 - s) / dilation + 1)
                 let limit = paddedEnd - padBegin - s
-                start.append(s)
-                lo.append(first)
-                hi.append(max(first, last))
-                padded.append(limit <= 0 ? 0 : min(kernel, (limit + dilation - 1) / dilation))
+                table += [s, first, max(first, last), limit <= 0 ? 0 : min(kernel, (limit + dilation - 1) / dilation)]
             }
         }
+    }
+
+    /// An Axis seen through a pointer, for hot loops.
+    struct AxisView {
+        let input: Int
+        let output: Int
+        let dilation: Int
+        let table: UnsafeBufferPointer<Int>
+        @inline(__always) func start(_ o: Int) -> Int { table[4 * o] }
+        @inline(__always) func lo(_ o: Int) -> Int { table[4 * o + 1] }
+        @inline(__always) func hi(_ o: Int) -> Int { table[4 * o + 2] }
+        @inline(__always) func padded(_ o: Int) -> Int { table[4 * o + 3] }
     }
 
     /// The resolved geometry of one pooling call, as three axes (leading ones of size 1 for 1-D and 2-D).
@@ -54,6 +59,20 @@ enum PoolingKernels {
         var planes: Int
         var outputShape: [Int]
         var inputPlane: Int { axes.reduce(1) { $0 * $1.input } }
+
+        /// Runs `body` with pointer views of the three axes.
+        func withViews<R>(_ body: (AxisView, AxisView, AxisView) -> R) -> R {
+            axes[0].table.withUnsafeBufferPointer { t0 in
+                axes[1].table.withUnsafeBufferPointer { t1 in
+                    axes[2].table.withUnsafeBufferPointer { t2 in
+                        func view(_ a: Axis, _ t: UnsafeBufferPointer<Int>) -> AxisView {
+                            AxisView(input: a.input, output: a.output, dilation: a.dilation, table: t)
+                        }
+                        return body(view(axes[0], t0), view(axes[1], t1), view(axes[2], t2))
+                    }
+                }
+            }
+        }
         var outputPlane: Int { axes.reduce(1) { $0 * $1.output } }
 
         init(_ layer: PoolLayer, shape: [Int]) throws {
@@ -85,16 +104,21 @@ enum PoolingKernels {
         let plan = try Plan(layer, shape: x.shape)
         switch layer.op {
         case .max:
-            let run = MaxPoolRun(x: x, plan: plan, threads: threads, indices: layer.outputsIndices,
-                                 columnMajor: layer.columnMajorIndices)
+            let run = MaxPoolRun(
+                x: x, plan: plan, threads: threads, indices: layer.outputsIndices,
+                columnMajor: layer.columnMajorIndices)
             if x.dtype == .bfloat16 { return run.typed(BFloat16.self) }
             return try x.dtype.visitNumeric(run)
         case .average(let include):
-            return [try x.dtype.visitReductionFloat(
-                AveragePoolRun(x: x, plan: plan, threads: threads, lp: nil, countIncludePad: include), op: "pool")]
+            return [
+                try x.dtype.visitReductionFloat(
+                    AveragePoolRun(x: x, plan: plan, threads: threads, lp: nil, countIncludePad: include), op: "pool")
+            ]
         case .lp(let p):
-            return [try x.dtype.visitReductionFloat(
-                AveragePoolRun(x: x, plan: plan, threads: threads, lp: p, countIncludePad: false), op: "pool")]
+            return [
+                try x.dtype.visitReductionFloat(
+                    AveragePoolRun(x: x, plan: plan, threads: threads, lp: p, countIncludePad: false), op: "pool")
+            ]
         }
     }
 
@@ -114,40 +138,22 @@ enum PoolingKernels {
         func typed(_ type: BFloat16.Type) -> [Tensor] { typed(BFloat16.self, lowest: BFloat16(-Float.infinity)) }
 
         func typed<T: TensorScalar & Comparable>(_ type: T.Type, lowest: T) -> [Tensor] {
-            let (d, h, w) = (plan.axes[0], plan.axes[1], plan.axes[2])
             let (inPlane, outPlane) = (plan.inputPlane, plan.outputPlane)
             var positions = Tensor(zeros: .int64, shape: indices ? plan.outputShape : [0])
             let values = x.withUnsafeBuffer(as: T.self) { src in
                 Tensor.build(T.self, shape: plan.outputShape) { out in
                     positions = Tensor.build(Int64.self, shape: positions.shape) { idx in
-                        let want = indices
-                        Parallel.forEach(plan.planes, threads: threads, minimumChunk: max(1, 4096 / max(outPlane, 1))) {
-                            range in
-                            for p in range {
-                                let inBase = p * inPlane
-                                var o = p * outPlane
-                                for od in 0..<d.output {
-                                    for oh in 0..<h.output {
-                                        for ow in 0..<w.output {
-                                            var best = lowest
-                                            var at = -1
-                                            for kd in d.lo[od]..<d.hi[od] {
-                                                let id = d.start[od] + kd * d.dilation
-                                                for kh in h.lo[oh]..<h.hi[oh] {
-                                                    let row = inBase + (id * h.input + h.start[oh] + kh * h.dilation) * w.input
-                                                    for kw in w.lo[ow]..<w.hi[ow] {
-                                                        let v = src[row + w.start[ow] + kw * w.dilation]
-                                                        if v > best || at < 0 {
-                                                            best = v
-                                                            at = row + w.start[ow] + kw * w.dilation
-                                                        }
-                                                    }
-                                                }
-                                            }
-                                            out[o] = best
-                                            if want { idx[o] = Int64(at < 0 ? 0 : index(at - inBase, p)) }
-                                            o += 1
-                                        }
+                        plan.withViews { d, h, w in
+                            Parallel.forEach(
+                                plan.planes, threads: threads, minimumChunk: max(1, 4096 / max(outPlane, 1))
+                            ) {
+                                range in
+                                for p in range {
+                                    guard let input = src.baseAddress, let output = out.baseAddress else { return }
+                                    if indices {
+                                        planeWithIndices(input, output, idx, p, inPlane, outPlane, d, h, w, lowest)
+                                    } else {
+                                        plane(input + p * inPlane, output + p * outPlane, d, h, w, lowest)
                                     }
                                 }
                             }
@@ -156,6 +162,74 @@ enum PoolingKernels {
                 }
             }
             return indices ? [values, positions] : [values]
+        }
+
+        @inline(__always)
+        private func plane<T: TensorScalar & Comparable>(
+            _ src: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>, _ d: AxisView, _ h: AxisView, _ w: AxisView,
+            _ lowest: T
+        ) {
+            var o = 0
+            for od in 0..<d.output {
+                let (ds, dlo, dhi) = (d.start(od), d.lo(od), d.hi(od))
+                for oh in 0..<h.output {
+                    let (hs, hlo, hhi) = (h.start(oh), h.lo(oh), h.hi(oh))
+                    for ow in 0..<w.output {
+                        let (ws, wlo, whi) = (w.start(ow), w.lo(ow), w.hi(ow))
+                        var best = lowest
+                        for kd in dlo..<dhi {
+                            let id = ds + kd * d.dilation
+                            for kh in hlo..<hhi {
+                                // Wrapping arithmetic: indices are bounded by the tensor, and unchecked math
+                                // keeps the tap loop branch-free.
+                                let row = src + ((id &* h.input &+ hs &+ kh &* h.dilation) &* w.input &+ ws)
+                                if w.dilation == 1 {
+                                    for kw in wlo..<whi where row[kw] > best { best = row[kw] }
+                                } else {
+                                    for kw in wlo..<whi {
+                                        let v = row[kw &* w.dilation]
+                                        if v > best { best = v }
+                                    }
+                                }
+                            }
+                        }
+                        out[o] = best
+                        o += 1
+                    }
+                }
+            }
+        }
+
+        private func planeWithIndices<T: TensorScalar & Comparable>(
+            _ src: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>, _ idx: UnsafeMutableBufferPointer<Int64>,
+            _ p: Int, _ inPlane: Int, _ outPlane: Int, _ d: AxisView, _ h: AxisView, _ w: AxisView, _ lowest: T
+        ) {
+            let inBase = p * inPlane
+            var o = p * outPlane
+            for od in 0..<d.output {
+                for oh in 0..<h.output {
+                    for ow in 0..<w.output {
+                        var best = lowest
+                        var at = -1
+                        for kd in d.lo(od)..<d.hi(od) {
+                            let id = d.start(od) + kd * d.dilation
+                            for kh in h.lo(oh)..<h.hi(oh) {
+                                let row = (id * h.input + h.start(oh) + kh * h.dilation) * w.input + w.start(ow)
+                                for kw in w.lo(ow)..<w.hi(ow) {
+                                    let v = src[inBase + row + kw * w.dilation]
+                                    if v > best || at < 0 {
+                                        best = v
+                                        at = row + kw * w.dilation
+                                    }
+                                }
+                            }
+                        }
+                        out[o] = best
+                        idx[o] = Int64(at < 0 ? 0 : index(at, p))
+                        o += 1
+                    }
+                }
+            }
         }
 
         /// The ONNX index of in-plane offset `offset` in plane `p`: row-major, or column-major over spatial axes.
@@ -185,49 +259,81 @@ enum PoolingKernels {
         let countIncludePad: Bool
 
         func visit<T: ReductionFloat>(_ type: T.Type) throws -> Tensor {
-            let (d, h, w) = (plan.axes[0], plan.axes[1], plan.axes[2])
             let (inPlane, outPlane) = (plan.inputPlane, plan.outputPlane)
             let p = lp.map { T.Acc($0) }
-            let include = countIncludePad
             return x.withUnsafeBuffer(as: T.self) { src in
                 Tensor.build(T.self, shape: plan.outputShape) { out in
-                    Parallel.forEach(plan.planes, threads: threads, minimumChunk: max(1, 4096 / max(outPlane, 1))) {
-                        range in
-                        for plane in range {
-                            let inBase = plane * inPlane
-                            var o = plane * outPlane
-                            for od in 0..<d.output {
-                                for oh in 0..<h.output {
-                                    for ow in 0..<w.output {
-                                        var sum: T.Acc = 0
-                                        for kd in d.lo[od]..<d.hi[od] {
-                                            let id = d.start[od] + kd * d.dilation
-                                            for kh in h.lo[oh]..<h.hi[oh] {
-                                                let row = inBase + (id * h.input + h.start[oh] + kh * h.dilation) * w.input
-                                                    + w.start[ow]
-                                                if let p {
-                                                    for kw in w.lo[ow]..<w.hi[ow] {
-                                                        let v = abs(src[row + kw * w.dilation].acc)
-                                                        sum += p == 2 ? v * v : T.Acc.rPow(v, p)
-                                                    }
-                                                } else {
-                                                    for kw in w.lo[ow]..<w.hi[ow] { sum += src[row + kw * w.dilation].acc }
-                                                }
-                                            }
-                                        }
-                                        if let p {
-                                            out[o] = T(acc: p == 2 ? sum.squareRoot() : T.Acc.rPow(sum, 1 / p))
-                                        } else {
-                                            let count = include
-                                                ? d.padded[od] * h.padded[oh] * w.padded[ow]
-                                                : (d.hi[od] - d.lo[od]) * (h.hi[oh] - h.lo[oh]) * (w.hi[ow] - w.lo[ow])
-                                            out[o] = T(acc: count > 0 ? sum / T.Acc(count) : 0)
-                                        }
-                                        o += 1
-                                    }
+                    plan.withViews { d, h, w in
+                        Parallel.forEach(plan.planes, threads: threads, minimumChunk: max(1, 4096 / max(outPlane, 1))) {
+                            range in
+                            guard let input = src.baseAddress, let output = out.baseAddress else { return }
+                            for plane in range {
+                                if let p {
+                                    lpPlane(input + plane * inPlane, output + plane * outPlane, d, h, w, p)
+                                } else {
+                                    averagePlane(input + plane * inPlane, output + plane * outPlane, d, h, w)
                                 }
                             }
                         }
+                    }
+                }
+            }
+        }
+
+        @inline(__always)
+        private func averagePlane<T: ReductionFloat>(
+            _ src: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>, _ d: AxisView, _ h: AxisView, _ w: AxisView
+        ) {
+            var o = 0
+            for od in 0..<d.output {
+                let (ds, dlo, dhi) = (d.start(od), d.lo(od), d.hi(od))
+                for oh in 0..<h.output {
+                    let (hs, hlo, hhi) = (h.start(oh), h.lo(oh), h.hi(oh))
+                    for ow in 0..<w.output {
+                        let (ws, wlo, whi) = (w.start(ow), w.lo(ow), w.hi(ow))
+                        var sum: T.Acc = 0
+                        for kd in dlo..<dhi {
+                            let id = ds + kd * d.dilation
+                            for kh in hlo..<hhi {
+                                let row = src + ((id &* h.input &+ hs &+ kh &* h.dilation) &* w.input &+ ws)
+                                if w.dilation == 1 {
+                                    for kw in wlo..<whi { sum += row[kw].acc }
+                                } else {
+                                    for kw in wlo..<whi { sum += row[kw &* w.dilation].acc }
+                                }
+                            }
+                        }
+                        let count =
+                            countIncludePad
+                            ? d.padded(od) * h.padded(oh) * w.padded(ow) : (dhi - dlo) * (hhi - hlo) * (whi - wlo)
+                        out[o] = T(acc: count > 0 ? sum / T.Acc(count) : 0)
+                        o += 1
+                    }
+                }
+            }
+        }
+
+        private func lpPlane<T: ReductionFloat>(
+            _ src: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>, _ d: AxisView, _ h: AxisView, _ w: AxisView,
+            _ p: T.Acc
+        ) {
+            var o = 0
+            for od in 0..<d.output {
+                for oh in 0..<h.output {
+                    for ow in 0..<w.output {
+                        var sum: T.Acc = 0
+                        for kd in d.lo(od)..<d.hi(od) {
+                            let id = d.start(od) + kd * d.dilation
+                            for kh in h.lo(oh)..<h.hi(oh) {
+                                let row = src + (id * h.input + h.start(oh) + kh * h.dilation) * w.input + w.start(ow)
+                                for kw in w.lo(ow)..<w.hi(ow) {
+                                    let v = abs(row[kw * w.dilation].acc)
+                                    sum += p == 2 ? v * v : T.Acc.rPow(v, p)
+                                }
+                            }
+                        }
+                        out[o] = T(acc: p == 2 ? sum.squareRoot() : T.Acc.rPow(sum, 1 / p))
+                        o += 1
                     }
                 }
             }

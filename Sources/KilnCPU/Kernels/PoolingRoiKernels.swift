@@ -2,44 +2,83 @@ import Foundation
 import KilnIR
 import KilnRuntime
 
+/// A Double from a roi tensor as an Int, saturating instead of trapping on NaN, infinities and huge values.
+func roiInt(_ value: Double) -> Int {
+    guard value.isFinite else { return 0 }
+    return Int(max(min(value, 1e15), -1e15))
+}
+
 extension PoolingKernels {
     static func maxUnpool(_ layer: MaxUnpoolLayer, _ x: Tensor, _ indices: Tensor, _ shape: [Int]?) throws -> Tensor {
-        guard x.rank >= 3 else { throw KilnError.shapeMismatch("MaxUnpool needs an N x C x spatial input, got \(x.shape)") }
+        guard x.rank >= 3 else {
+            throw KilnError.shapeMismatch("MaxUnpool needs an N x C x spatial input, got \(x.shape)")
+        }
         guard indices.shape == x.shape else {
             throw KilnError.shapeMismatch("MaxUnpool indices \(indices.shape) do not match input \(x.shape)")
         }
         try layer.window.validate(spatialRank: x.rank - 2)
-        let outShape = shape ?? Array(x.shape[..<2]) + layer.defaultOutput(Array(x.shape[2...]))
-        guard outShape.count == x.rank, outShape.allSatisfy({ $0 >= 0 }) else {
+        let natural = Array(x.shape[..<2]) + layer.defaultOutput(Array(x.shape[2...]))
+        let outShape = shape ?? natural
+        guard outShape.count == x.rank, outShape.allSatisfy({ $0 >= 0 }), natural.allSatisfy({ $0 >= 0 }) else {
             throw KilnError.invalidArgument("MaxUnpool output shape \(outShape) does not fit input \(x.shape)")
         }
+        var elements = 1
+        for d in outShape {
+            let (product, overflow) = elements.multipliedReportingOverflow(by: d)
+            guard !overflow, product <= 1 << 40 else {
+                throw KilnError.invalidArgument("MaxUnpool output shape \(outShape) is too large")
+            }
+            elements = product
+        }
         let positions = try indices.int64Values()
-        let total = outShape.reduce(1, *)
+        // Indices address the natural (inverse-pool) shape; a given output shape pads or crops it at the end of
+        // each axis, as the ONNX reference does.
+        let total = natural.reduce(1, *)
+        let targets: [Int]
+        if outShape == natural {
+            targets = try positions.map { p in
+                guard p >= 0, p < Int64(total) else {
+                    throw KilnError.invalidArgument("MaxUnpool index \(p) is outside the output (\(total) elements)")
+                }
+                return Int(p)
+            }
+        } else {
+            let from = Broadcast.strides(natural)
+            let to = Broadcast.strides(outShape)
+            targets = try positions.map { p in
+                guard p >= 0, p < Int64(total) else {
+                    throw KilnError.invalidArgument("MaxUnpool index \(p) is outside the output (\(total) elements)")
+                }
+                var offset = 0
+                for d in natural.indices {
+                    let i = (Int(p) / from[d]) % natural[d]
+                    guard i < outShape[d] else { return -1 }
+                    offset += i * to[d]
+                }
+                return offset
+            }
+        }
         struct Scatter: ScalarVisitor {
             let x: Tensor
-            let positions: [Int64]
+            let targets: [Int]
             let shape: [Int]
-            let total: Int
             func visit<T: TensorScalar>(_ type: T.Type) throws -> Tensor {
-                try x.withUnsafeBuffer(as: T.self) { src in
-                    try Tensor.build(T.self, shape: shape) { out in
-                        for (i, p) in positions.enumerated() {
-                            guard p >= 0, p < Int64(total) else {
-                                throw KilnError.invalidArgument("MaxUnpool index \(p) is outside the output (\(total))")
-                            }
-                            out[Int(p)] = src[i]
-                        }
+                x.withUnsafeBuffer(as: T.self) { src in
+                    Tensor.build(T.self, shape: shape) { out in
+                        for (i, t) in targets.enumerated() where t >= 0 { out[t] = src[i] }
                     }
                 }
             }
         }
-        return try x.dtype.visit(Scatter(x: x, positions: positions, shape: outShape, total: total))
+        return try x.dtype.visit(Scatter(x: x, targets: targets, shape: outShape))
     }
 
     static func roiPool(_ layer: RoiPoolLayer, _ inputs: [Value?], _ threads: Int) throws -> Tensor {
         let x = try inputs.tensor(0)
         let rois = try inputs.tensor(1)
-        guard x.rank == 4 else { throw KilnError.shapeMismatch("roi pooling needs an N x C x H x W input, got \(x.shape)") }
+        guard x.rank == 4 else {
+            throw KilnError.shapeMismatch("roi pooling needs an N x C x H x W input, got \(x.shape)")
+        }
         let width = layer.method == .quantizedMax ? 5 : 4
         guard rois.rank == 2, rois.shape[1] == width else {
             throw KilnError.shapeMismatch("rois must be R x \(width), got \(rois.shape)")
@@ -48,7 +87,7 @@ extension PoolingKernels {
         let boxes = try rois.doubleValues()
         var batches: [Int]
         if layer.method == .quantizedMax {
-            batches = (0..<r).map { Int(boxes[$0 * 5]) }
+            batches = (0..<r).map { roiInt(boxes[$0 * 5]) }
         } else {
             batches = try inputs.tensor(2).intValues()
             guard batches.count == r else {
@@ -101,8 +140,10 @@ extension PoolingKernels {
             _ roi: Int, _ py: Int, _ px: Int, _ h: Int, _ w: Int, _ scale: Double, _ at: (Int, Int) -> Double
         ) -> Double {
             let b = roi * 5
-            let x1 = Int((boxes[b + 1] * scale).rounded()), y1 = Int((boxes[b + 2] * scale).rounded())
-            let x2 = Int((boxes[b + 3] * scale).rounded()), y2 = Int((boxes[b + 4] * scale).rounded())
+            let x1 = roiInt((boxes[b + 1] * scale).rounded())
+            let y1 = roiInt((boxes[b + 2] * scale).rounded())
+            let x2 = roiInt((boxes[b + 3] * scale).rounded())
+            let y2 = roiInt((boxes[b + 4] * scale).rounded())
             let binH = Double(max(y2 - y1 + 1, 1)) / Double(layer.outputHeight)
             let binW = Double(max(x2 - x1 + 1, 1)) / Double(layer.outputWidth)
             let hs = min(max(Int((Double(py) * binH).rounded(.down)) + y1, 0), h)
@@ -122,7 +163,8 @@ extension PoolingKernels {
         ) -> Double {
             let offset = halfPixel ? 0.5 : 0
             let b = roi * 4
-            let x1 = boxes[b] * scale - offset, y1 = boxes[b + 1] * scale - offset
+            let x1 = boxes[b] * scale - offset
+            let y1 = boxes[b + 1] * scale - offset
             var roiW = boxes[b + 2] * scale - offset - x1
             var roiH = boxes[b + 3] * scale - offset - y1
             if !halfPixel {
@@ -131,8 +173,12 @@ extension PoolingKernels {
             }
             let binH = roiH / Double(layer.outputHeight)
             let binW = roiW / Double(layer.outputWidth)
-            let gridH = ratio > 0 ? ratio : Int((roiH / Double(layer.outputHeight)).rounded(.up))
-            let gridW = ratio > 0 ? ratio : Int((roiW / Double(layer.outputWidth)).rounded(.up))
+            // Adaptive grids are capped so a corrupt roi cannot make a bin take forever.
+            func adaptive(_ extent: Double, _ bins: Int) -> Int {
+                min(max(roiInt((extent / Double(bins)).rounded(.up)), 0), 1 << 12)
+            }
+            let gridH = ratio > 0 ? ratio : adaptive(roiH, layer.outputHeight)
+            let gridW = ratio > 0 ? ratio : adaptive(roiW, layer.outputWidth)
             let count = Double(Swift.max(gridH * gridW, 1))
             var sum = 0.0
             var best = -Double.infinity
@@ -140,14 +186,16 @@ extension PoolingKernels {
                 var y = y1 + Double(py) * binH + (Double(iy) + 0.5) * binH / Double(gridH)
                 for ix in 0..<gridW {
                     var x = x1 + Double(px) * binW + (Double(ix) + 0.5) * binW / Double(gridW)
-                    if y < -1 || y > Double(h) || x < -1 || x > Double(w) {
+                    if !(y >= -1 && y <= Double(h) && x >= -1 && x <= Double(w)) {
                         if useMax { best = Swift.max(best, 0) }
                         continue
                     }
                     y = Swift.max(y, 0)
                     x = Swift.max(x, 0)
-                    var yl = Int(y), xl = Int(x)
-                    var yh = yl + 1, xh = xl + 1
+                    var yl = Int(y)
+                    var xl = Int(x)
+                    var yh = yl + 1
+                    var xh = xl + 1
                     if yl >= h - 1 {
                         yl = h - 1
                         yh = yl
@@ -158,10 +206,14 @@ extension PoolingKernels {
                         xh = xl
                         x = Double(xl)
                     }
-                    let ly = y - Double(yl), lx = x - Double(xl)
-                    let hy = 1 - ly, hx = 1 - lx
-                    let v1 = hy * hx * at(yl, xl), v2 = hy * lx * at(yl, xh)
-                    let v3 = ly * hx * at(yh, xl), v4 = ly * lx * at(yh, xh)
+                    let ly = y - Double(yl)
+                    let lx = x - Double(xl)
+                    let hy = 1 - ly
+                    let hx = 1 - lx
+                    let v1 = hy * hx * at(yl, xl)
+                    let v2 = hy * lx * at(yl, xh)
+                    let v3 = ly * hx * at(yh, xl)
+                    let v4 = ly * lx * at(yh, xh)
                     if useMax {
                         best = Swift.max(best, v1, v2, v3, v4)
                     } else {

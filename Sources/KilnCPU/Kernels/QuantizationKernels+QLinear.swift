@@ -23,7 +23,9 @@ enum QLinearKernels {
     static func matMul(_ inputs: [Value?]) throws -> Tensor {
         let a = try inputs.tensor(0)
         let b = try inputs.tensor(3)
-        guard a.rank >= 2, b.rank >= 2 else { throw KilnError.unsupported("QLinearMatMul needs inputs of rank 2 or more") }
+        guard a.rank >= 2, b.rank >= 2 else {
+            throw KilnError.unsupported("QLinearMatMul needs inputs of rank 2 or more")
+        }
         let m = a.shape[a.rank - 2]
         let k = a.shape[a.rank - 1]
         let n = b.shape[b.rank - 1]

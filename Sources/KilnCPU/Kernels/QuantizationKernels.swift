@@ -7,7 +7,8 @@ enum QuantizationKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
         cpuKernel(QuantizeLayer.self) { layer, inputs, _ in [.tensor(try quantize(layer, inputs))] },
         cpuKernel(DequantizeLayer.self) { layer, inputs, _ in [.tensor(try dequantize(layer, inputs))] },
-        cpuKernel(DynamicQuantizeLayer.self) { _, inputs, _ in try dynamicQuantize(inputs.tensor(0)).map { .tensor($0) } },
+        cpuKernel(DynamicQuantizeLayer.self) { _, inputs, _ in try dynamicQuantize(inputs.tensor(0)).map { .tensor($0) }
+        },
         cpuKernel(QLinearMatMulLayer.self) { _, inputs, _ in [.tensor(try QLinearKernels.matMul(inputs))] },
         cpuKernel(QLinearConvLayer.self) { layer, inputs, context in
             [.tensor(try QLinearKernels.conv(layer, inputs, threads: context.threads))]
@@ -24,8 +25,9 @@ enum QuantizationKernels {
         let index = try QuantParamIndex(x.shape, scaleTensor.shape, axis: layer.axis, blockSize: layer.blockSize)
         var zeros: [Float] = []
         if let zeroTensor {
-            guard zeroTensor.shape == scaleTensor.shape else {
-                throw KilnError.shapeMismatch("zero point shape \(zeroTensor.shape) differs from scale \(scaleTensor.shape)")
+            guard zeroTensor.count == scaleTensor.count else {
+                throw KilnError.shapeMismatch(
+                    "zero point shape \(zeroTensor.shape) differs from scale \(scaleTensor.shape)")
             }
             zeros = try QuantValues.floats(zeroTensor)
         }
@@ -46,7 +48,7 @@ enum QuantizationKernels {
             }
             return QuantValues.integerTensor(outType, shape: x.shape, out)
         }
-        guard MiniFloatFormat.format(outType) != nil else {
+        guard QuantValues.isMiniFloat(outType) else {
             throw KilnError.unsupported("QuantizeLinear to \(outType.onnxName) is not supported")
         }
         if outType == .float4e2m1 && !zeros.isEmpty {
@@ -65,9 +67,10 @@ enum QuantizationKernels {
         let index = try QuantParamIndex(x.shape, scaleTensor.shape, axis: layer.axis, blockSize: layer.blockSize)
         // Float8 zero points must be zero and are ignored, as in the reference.
         var zeros: [Float] = []
-        if let zeroTensor, MiniFloatFormat.format(x.dtype) == nil || x.dtype == .float4e2m1 {
-            guard zeroTensor.shape == scaleTensor.shape else {
-                throw KilnError.shapeMismatch("zero point shape \(zeroTensor.shape) differs from scale \(scaleTensor.shape)")
+        if let zeroTensor, !QuantValues.isMiniFloat(x.dtype) || x.dtype == .float4e2m1 {
+            guard zeroTensor.count == scaleTensor.count else {
+                throw KilnError.shapeMismatch(
+                    "zero point shape \(zeroTensor.shape) differs from scale \(scaleTensor.shape)")
             }
             zeros = try QuantValues.floats(zeroTensor)
         }
@@ -84,7 +87,8 @@ enum QuantizationKernels {
         let maxValue = max(0, values.max() ?? 0)
         let minValue = min(0, values.min() ?? 0)
         let scale = (maxValue == minValue ? 1 : maxValue - minValue) / 255
-        let zero = (min(255, max(0, 0 - minValue / scale))).rounded(.toNearestOrEven)
+        var zero = (min(255, max(0, 0 - minValue / scale))).rounded(.toNearestOrEven)
+        if !zero.isFinite { zero = 0 }  // NaN inputs: keep the conversion below in range
         let q = values.map { v -> UInt8 in
             let r = (v / scale).rounded(.toNearestOrEven) + zero
             return r.isNaN ? 0 : UInt8(min(255, max(0, r)))
@@ -120,7 +124,8 @@ struct QuantParamIndex {
         inner = shape[(axis + 1)...].reduce(1, *)
         if blockSize <= 0 {
             guard param.count == 1, param[0] == dim else {
-                throw KilnError.shapeMismatch("per-axis scale of shape \(param) does not match axis \(axis) of \(shape)")
+                throw KilnError.shapeMismatch(
+                    "per-axis scale of shape \(param) does not match axis \(axis) of \(shape)")
             }
             mode = .axis
             block = 1
@@ -131,7 +136,8 @@ struct QuantParamIndex {
                 param.indices.allSatisfy({ $0 == axis ? param[$0] == expected : param[$0] == shape[$0] })
             else {
                 throw KilnError.shapeMismatch(
-                    "blocked scale of shape \(param) does not match \(shape) with block size \(blockSize) on axis \(axis)")
+                    "blocked scale of shape \(param) does not match \(shape) "
+                        + "with block size \(blockSize) on axis \(axis)")
             }
             mode = .blocked
             block = blockSize

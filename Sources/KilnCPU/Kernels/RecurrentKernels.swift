@@ -54,7 +54,9 @@ private struct RecurrentKernel {
         let rows = gates * hidden
         func load(_ index: Int, _ shape: [Int], _ name: String) throws -> [Float]? {
             guard let t = try inputs.optionalTensor(index) else { return nil }
-            guard t.shape == shape else { throw KilnError.shapeMismatch("\(name) has shape \(t.shape), expected \(shape)") }
+            guard t.shape == shape else {
+                throw KilnError.shapeMismatch("\(name) has shape \(t.shape), expected \(shape)")
+            }
             return try QuantValues.floats(t)
         }
         x = try QuantValues.floats(xt)
@@ -170,7 +172,8 @@ private struct RecurrentKernel {
                 h = scratch
             }
             for j in 0..<hidden {
-                let index = layer.batchFirst
+                let index =
+                    layer.batchFirst
                     ? ((b * seq + t) * dirs + d) * hidden + j : ((t * dirs + d) * batch + b) * hidden + j
                 y[index] = h[j]
             }

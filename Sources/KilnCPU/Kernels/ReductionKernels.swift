@@ -2,7 +2,7 @@ import Foundation
 import KilnIR
 import KilnRuntime
 
-/// Kernels for reduce and argReduce, plus the softmax, cumulativeSum and topK layers of the same family.
+/// Kernels for reduce and argReduce, plus the softmax, cumulative and topK layers of the same family.
 enum ReductionKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
         cpuKernel(ReduceLayer.self) { layer, inputs, context in
@@ -14,7 +14,7 @@ enum ReductionKernels {
         cpuKernel(SoftmaxLayer.self) { layer, inputs, context in
             [.tensor(try softmax(layer, try inputs.tensor(0), context.threads))]
         },
-        cpuKernel(CumulativeSumLayer.self) { layer, inputs, _ in
+        cpuKernel(CumulativeLayer.self) { layer, inputs, _ in
             [.tensor(try cumulativeSum(layer, try inputs.tensor(0), axis: try inputs.reductionInts(1)))]
         },
         cpuKernel(TopKLayer.self) { layer, inputs, _ in

@@ -46,7 +46,7 @@ extension ReductionKernels {
             var m = src[base].acc
             var at = 0
             for i in 1..<n {
-                let v = src[base + i * step].acc
+                let v = src[base &+ i &* step].acc
                 if v > m {
                     m = v
                     at = i
@@ -54,41 +54,43 @@ extension ReductionKernels {
             }
             switch variant {
             case .hardmax:
-                for i in 0..<n { out[base + i * step] = T(acc: i == at ? 1 : 0) }
+                for i in 0..<n { out[base &+ i &* step] = T(acc: i == at ? 1 : 0) }
             case .softmax:
                 var sum: T.Acc = 0
                 if T.self == Float.self {
                     // Keep the exponentials in the output so the loop reads the input once.
                     for i in 0..<n {
-                        let e = T.Acc.rExp(src[base + i * step].acc - m)
-                        out[base + i * step] = T(acc: e)
+                        let e = T.Acc.rExp(src[base &+ i &* step].acc - m)
+                        out[base &+ i &* step] = T(acc: e)
                         sum += e
                     }
                     let r = 1 / sum
-                    for i in 0..<n { out[base + i * step] = T(acc: out[base + i * step].acc * r) }
+                    for i in 0..<n { out[base &+ i &* step] = T(acc: out[base &+ i &* step].acc * r) }
                 } else {
-                    for i in 0..<n { sum += T.Acc.rExp(src[base + i * step].acc - m) }
-                    for i in 0..<n { out[base + i * step] = T(acc: T.Acc.rExp(src[base + i * step].acc - m) / sum) }
+                    for i in 0..<n { sum += T.Acc.rExp(src[base &+ i &* step].acc - m) }
+                    for i in 0..<n { out[base &+ i &* step] = T(acc: T.Acc.rExp(src[base &+ i &* step].acc - m) / sum) }
                 }
             case .logSoftmax:
                 var sum: T.Acc = 0
-                for i in 0..<n { sum += T.Acc.rExp(src[base + i * step].acc - m) }
+                for i in 0..<n { sum += T.Acc.rExp(src[base &+ i &* step].acc - m) }
                 let shift = m + T.Acc.rLog(sum)
-                for i in 0..<n { out[base + i * step] = T(acc: src[base + i * step].acc - shift) }
+                for i in 0..<n { out[base &+ i &* step] = T(acc: src[base &+ i &* step].acc - shift) }
             }
         }
     }
 
-    static func cumulativeSum(_ layer: CumulativeSumLayer, _ x: Tensor, axis given: [Int]?) throws -> Tensor {
+    static func cumulativeSum(_ layer: CumulativeLayer, _ x: Tensor, axis given: [Int]?) throws -> Tensor {
         guard let raw = layer.axis ?? given?.first, layer.axis != nil || given?.count == 1 else {
-            throw KilnError.invalidArgument("CumSum needs one axis")
+            throw KilnError.invalidArgument("cumulative \(layer.op.rawValue) needs one axis")
         }
         if x.rank == 0 { return x }
         let axis = try reductionAxis(raw, rank: x.rank)
         let (outer, n, inner) = reductionSplit(x.shape, axis: axis)
-        let run = CumulativeRun(x: x, outer: outer, n: n, inner: inner, exclusive: layer.exclusive, reverse: layer.reverse)
+        let run = CumulativeRun(
+            x: x, outer: outer, n: n, inner: inner, product: layer.op == .prod, exclusive: layer.exclusive,
+            reverse: layer.reverse)
         switch x.dtype {
-        case .float32, .float64, .float16, .bfloat16: return try x.dtype.visitReductionFloat(run, op: "CumSum")
+        case .float32, .float64, .float16, .bfloat16: return try x.dtype.visitReductionFloat(run, op: "cumulative")
         default: return try x.dtype.visitNumeric(run)
         }
     }
@@ -98,6 +100,7 @@ extension ReductionKernels {
         let outer: Int
         let n: Int
         let inner: Int
+        let product: Bool
         let exclusive: Bool
         let reverse: Bool
 
@@ -117,17 +120,14 @@ extension ReductionKernels {
         func visit<T: ReductionFloat>(_ type: T.Type) throws -> Tensor {
             x.withUnsafeBuffer(as: T.self) { src in
                 Tensor.build(T.self, shape: x.shape) { out in
-                    var acc: T.Acc = 0
+                    let identity: T.Acc = product ? 1 : 0
+                    var acc = identity
                     scan { index, first in
-                        if first { acc = 0 }
+                        if first { acc = identity }
                         let v = src[index].acc
-                        if exclusive {
-                            out[index] = T(acc: acc)
-                            acc += v
-                        } else {
-                            acc += v
-                            out[index] = T(acc: acc)
-                        }
+                        if exclusive { out[index] = T(acc: acc) }
+                        if product { acc *= v } else { acc += v }
+                        if !exclusive { out[index] = T(acc: acc) }
                     }
                 }
             }
@@ -140,16 +140,13 @@ extension ReductionKernels {
         func visitInteger<T: TensorScalar & FixedWidthInteger>(_ type: T.Type) throws -> Tensor {
             x.withUnsafeBuffer(as: T.self) { src in
                 Tensor.build(T.self, shape: x.shape) { out in
-                    var acc: T = 0
+                    let identity: T = product ? 1 : 0
+                    var acc = identity
                     scan { index, first in
-                        if first { acc = 0 }
-                        if exclusive {
-                            out[index] = acc
-                            acc &+= src[index]
-                        } else {
-                            acc &+= src[index]
-                            out[index] = acc
-                        }
+                        if first { acc = identity }
+                        if exclusive { out[index] = acc }
+                        if product { acc &*= src[index] } else { acc &+= src[index] }
+                        if !exclusive { out[index] = acc }
                     }
                 }
             }

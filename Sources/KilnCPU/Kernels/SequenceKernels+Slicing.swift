@@ -16,7 +16,8 @@ enum TensorSlicing {
     static func slice(_ tensor: Tensor, axis: Int, start: Int, length: Int, dropAxis: Bool = false) throws -> Tensor {
         let a = try self.axis(axis, rank: tensor.rank)
         guard start >= 0, length >= 0, start + length <= tensor.shape[a] else {
-            throw KilnError.invalidArgument("slice \(start)..<\(start + length) is outside axis \(a) of \(tensor.shape)")
+            throw KilnError.invalidArgument(
+                "slice \(start)..<\(start + length) is outside axis \(a) of \(tensor.shape)")
         }
         let outer = tensor.shape[..<a].reduce(1, *)
         let inner = tensor.shape[(a + 1)...].reduce(1, *)
@@ -32,7 +33,9 @@ enum TensorSlicing {
             let source = tensor.strings
             var out: [String] = []
             out.reserveCapacity(outer * rowOut)
-            for o in 0..<outer { out.append(contentsOf: source[(o * rowIn + start * inner)..<(o * rowIn + (start + length) * inner)]) }
+            for o in 0..<outer {
+                out.append(contentsOf: source[(o * rowIn + start * inner)..<(o * rowIn + (start + length) * inner)])
+            }
             return Tensor(shape: shape, strings: out)
         }
         let result = Tensor(zeros: tensor.dtype, shape: shape)
@@ -40,7 +43,8 @@ enum TensorSlicing {
         let source = tensor.storage.bytes
         let target = result.storage.bytes
         for o in 0..<outer where rowOut > 0 {
-            (target + o * rowOut * size).copyMemory(from: source + (o * rowIn + start * inner) * size, byteCount: rowOut * size)
+            (target + o * rowOut * size).copyMemory(
+                from: source + (o * rowIn + start * inner) * size, byteCount: rowOut * size)
         }
         return result
     }

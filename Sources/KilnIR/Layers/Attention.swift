@@ -53,7 +53,8 @@ public struct AttentionLayer: Layer {
             throw KilnError.shapeMismatch("Q, K and V must all be 3-D or all 4-D")
         }
         let dtype = q.dtype
-        let pastLength: Dim? = inputs.count > 4 ? inputs[4].tensorType?.shape.flatMap { $0.count == 4 ? $0[2] : nil } : nil
+        let pastLength: Dim? =
+            inputs.count > 4 ? inputs[4].tensorType?.shape.flatMap { $0.count == 4 ? $0[2] : nil } : nil
         let hasPast = inputs.count > 4 && inputs[4].isPresent
         func add(_ a: Dim, _ b: Dim?) -> Dim {
             guard hasPast else { return a }
@@ -65,7 +66,12 @@ public struct AttentionLayer: Layer {
             return .value(x / b)
         }
         let batch = qs[0]
-        let qHeads: Dim, kvHeads: Dim, qLen: Dim, kvLen: Dim, headK: Dim, headV: Dim
+        let qHeads: Dim
+        let kvHeads: Dim
+        let qLen: Dim
+        let kvLen: Dim
+        let headK: Dim
+        let headV: Dim
         if qs.count == 4 {
             (qHeads, qLen, kvHeads, kvLen, headK, headV) = (qs[1], qs[2], ks[1], ks[2], ks[3], vs[3])
         } else {

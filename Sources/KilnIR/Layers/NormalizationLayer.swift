@@ -51,11 +51,15 @@ public struct NormalizationLayer: Layer {
             return [.tensor(input), .tensor(TensorType(stats, [channel])), .tensor(TensorType(stats, [channel]))]
         case .layer(let axis):
             guard let shape = input.shape else {
-                return [.tensor(input), .tensor(TensorType(statisticsType, nil)), .tensor(TensorType(statisticsType, nil))]
+                return [
+                    .tensor(input), .tensor(TensorType(statisticsType, nil)), .tensor(TensorType(statisticsType, nil)),
+                ]
             }
             let a = try reductionAxis(axis, rank: shape.count)
             let stats = Array(shape[..<a]) + Array(repeating: Dim.value(1), count: shape.count - a)
-            return [.tensor(input), .tensor(TensorType(statisticsType, stats)), .tensor(TensorType(statisticsType, stats))]
+            return [
+                .tensor(input), .tensor(TensorType(statisticsType, stats)), .tensor(TensorType(statisticsType, stats)),
+            ]
         case .rms(let axis), .lp(let axis, _):
             if let rank = input.rank { _ = try reductionAxis(axis, rank: rank) }
             return [.tensor(input)]

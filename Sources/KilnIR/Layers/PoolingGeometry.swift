@@ -46,6 +46,11 @@ public struct PoolGeometry: Sendable, Equatable, CustomStringConvertible {
         else {
             throw KilnError.invalidArgument("pool window \(self) has a non-positive size, stride or dilation")
         }
+        // Bounded so that window arithmetic (kernel * dilation, output * stride) cannot overflow.
+        let limit = Int(Int32.max)
+        guard (kernel + strides + dilations + pads).allSatisfy({ $0 <= limit }) else {
+            throw KilnError.invalidArgument("pool window \(self) has a size beyond \(limit)")
+        }
     }
 
     /// Output sizes and begin pads for input spatial sizes `input`.

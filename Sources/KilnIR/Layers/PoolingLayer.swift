@@ -86,7 +86,9 @@ public struct MaxUnpoolLayer: Layer {
         guard let shape = input.shape, shape.count >= 2 else { return [.tensor(TensorType(input.dtype, nil))] }
         let spatial = shape[2...].compactMap(\.value)
         guard spatial.count == shape.count - 2 else {
-            return [.tensor(TensorType(input.dtype, Array(shape[..<2]) + Array(repeating: .unknown, count: spatial.count)))]
+            return [
+                .tensor(TensorType(input.dtype, Array(shape[..<2]) + Array(repeating: .unknown, count: spatial.count)))
+            ]
         }
         return [.tensor(TensorType(input.dtype, Array(shape[..<2]) + defaultOutput(spatial).map { Dim.value($0) }))]
     }

@@ -13,7 +13,9 @@ public struct QuantizeLayer: Layer {
     /// The type the division is computed in; nil: the input's type.
     public var precision: DType?
 
-    public init(axis: Int = 1, blockSize: Int = 0, outputType: DType = .uint8, saturate: Bool = true, precision: DType? = nil) {
+    public init(
+        axis: Int = 1, blockSize: Int = 0, outputType: DType = .uint8, saturate: Bool = true, precision: DType? = nil
+    ) {
         self.axis = axis
         self.blockSize = blockSize
         self.outputType = outputType
@@ -153,11 +155,15 @@ public struct QLinearConvGeometry: Sendable {
         strides = layer.strides.isEmpty ? Array(repeating: 1, count: spatial) : layer.strides
         dilations = layer.dilations.isEmpty ? Array(repeating: 1, count: spatial) : layer.dilations
         var pads = layer.pads.isEmpty ? Array(repeating: 0, count: 2 * spatial) : layer.pads
-        guard strides.count == spatial, dilations.count == spatial, pads.count == 2 * spatial else {
-            throw KilnError.invalidModel("QLinearConv attributes do not match \(spatial) spatial axes")
+        guard strides.count == spatial, dilations.count == spatial, pads.count == 2 * spatial,
+            strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }), pads.allSatisfy({ $0 >= 0 })
+        else {
+            throw KilnError.invalidModel(
+                "QLinearConv strides/dilations/pads must be positive and match \(spatial) spatial axes")
         }
         guard layer.group >= 1, input[1] == weight[1] * layer.group, weight[0] % layer.group == 0 else {
-            throw KilnError.shapeMismatch("QLinearConv channels: input \(input), weight \(weight), group \(layer.group)")
+            throw KilnError.shapeMismatch(
+                "QLinearConv channels: input \(input), weight \(weight), group \(layer.group)")
         }
         var out = [input[0], weight[0]]
         for i in 0..<spatial {

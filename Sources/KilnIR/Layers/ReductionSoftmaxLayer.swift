@@ -31,15 +31,20 @@ public struct SoftmaxLayer: Layer {
     }
 }
 
-/// Running sums along an axis (ONNX CumSum). Inputs: `x`, and `axis` (a scalar) when `axis` is nil.
-public struct CumulativeSumLayer: Layer {
-    public static let kind = LayerKind("cumulativeSum")
+/// Running sums or products along an axis (ONNX CumSum, CumProd). Inputs: `x`, and `axis` (a scalar) when
+/// `axis` is nil.
+public struct CumulativeLayer: Layer {
+    public static let kind = LayerKind("cumulative")
 
+    public enum Op: String, Sendable { case sum, prod }
+
+    public var op: Op
     public var axis: Int?
     public var exclusive: Bool
     public var reverse: Bool
 
-    public init(axis: Int?, exclusive: Bool = false, reverse: Bool = false) {
+    public init(op: Op = .sum, axis: Int?, exclusive: Bool = false, reverse: Bool = false) {
+        self.op = op
         self.axis = axis
         self.exclusive = exclusive
         self.reverse = reverse
@@ -50,7 +55,7 @@ public struct CumulativeSumLayer: Layer {
     }
 
     public var description: String {
-        var parts: [String] = []
+        var parts = ["op=\(op.rawValue)"]
         if let axis { parts.append("axis=\(axis)") }
         if exclusive { parts.append("exclusive=1") }
         if reverse { parts.append("reverse=1") }

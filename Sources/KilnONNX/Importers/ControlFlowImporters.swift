@@ -6,12 +6,18 @@ enum ControlFlowImporters {
         .layer("If") { c in
             IfLayer(thenBranch: try c.graph("then_branch"), elseBranch: try c.graph("else_branch"))
         },
-        .layer("Loop") { c in LoopLayer(body: try c.graph("body")) },
+        .layer("Loop") { c in
+            let carried = c.inputElementDTypes().dropFirst(2).map { $0 }
+            return LoopLayer(body: try c.graph("body", inputTypes: [.int64, .bool] + carried))
+        },
         OperatorImporter("Scan", since: 8) { c in try importScan(c) },
     ]
 
     private static func importScan(_ c: ImportContext) throws {
-        let body = try c.graph("body")
+        // Body inputs are the states then one slice per scan input: the same element types as the Scan's inputs
+        // (after the optional sequence_lens of opset 8).
+        let first = c.version == 8 ? 1 : 0
+        let body = try c.graph("body", inputTypes: Array(c.inputElementDTypes().dropFirst(first)))
         let scans = try c.int("num_scan_inputs")
         guard scans >= 1, scans <= body.inputs.count else {
             throw c.invalid("num_scan_inputs \(scans) does not fit a body with \(body.inputs.count) inputs")

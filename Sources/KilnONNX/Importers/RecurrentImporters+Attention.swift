@@ -1,6 +1,7 @@
 import KilnIR
 
-/// Attention (opsets 23-25) and RotaryEmbedding, listed in the recurrent family's table.
+/// Attention (opsets 23-25), LinearAttention, FlexAttention (ai.onnx.preview) and RotaryEmbedding, listed
+/// in the recurrent family's table.
 enum AttentionImporters {
     static let table: [OperatorImporter] = [
         .layer("Attention", since: 23) { c in
@@ -16,6 +17,24 @@ enum AttentionImporters {
                 kvNumHeads: try c.optionalInt("kv_num_heads"),
                 scale: c.has("scale") ? try c.float("scale") : nil, softcap: try c.float("softcap", default: 0),
                 scoreOutput: scoreOutput, leftWindow: left, rightWindow: right)
+        },
+        .layer("LinearAttention", since: 27) { c in
+            let rule = try c.string("update_rule", default: "gated_delta")
+            guard let update = LinearAttentionLayer.Update(rawValue: rule) else {
+                throw c.invalid("unknown update_rule '\(rule)'")
+            }
+            let scale = c.has("scale") ? try c.float("scale") : 0
+            return LinearAttentionLayer(
+                update: update, qNumHeads: try c.int("q_num_heads"), kvNumHeads: try c.int("kv_num_heads"),
+                scale: scale == 0 ? nil : scale)
+        },
+        .layer("FlexAttention", domain: "ai.onnx.preview", since: 1) { c in
+            let precision = try c.int("softmax_precision", default: 0)
+            return FlexAttentionLayer(
+                scale: c.has("scale") ? try c.float("scale") : nil,
+                scoreMod: c.has("score_mod") ? try c.graph("score_mod") : nil,
+                probMod: c.has("prob_mod") ? try c.graph("prob_mod") : nil,
+                softmaxPrecision: precision == 0 ? nil : DType(rawValue: precision))
         },
         .layer("RotaryEmbedding", since: 23) { c in
             RotaryEmbeddingLayer(

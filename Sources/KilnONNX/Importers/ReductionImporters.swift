@@ -1,7 +1,7 @@
 import KilnIR
 
-/// Reduce*, ArgMax/ArgMin, Softmax/LogSoftmax/Hardmax, CumSum and TopK onto the reduce, argReduce, softmax,
-/// cumulativeSum and topK layers.
+/// Reduce*, ArgMax/ArgMin, Softmax/LogSoftmax/Hardmax, CumSum/CumProd and TopK onto the reduce, argReduce,
+/// softmax, cumulative and topK layers.
 enum ReductionImporters {
     static let table: [OperatorImporter] =
         reduceOps.map { name, op, axesInputVersion in
@@ -12,17 +12,8 @@ enum ReductionImporters {
             softmax("Softmax", .softmax),
             softmax("LogSoftmax", .logSoftmax),
             softmax("Hardmax", .hardmax),
-            OperatorImporter("CumSum", since: 11) { c in
-                let exclusive = try c.int("exclusive", default: 0) != 0
-                let reverse = try c.int("reverse", default: 0) != 0
-                if let axis = c.constant(1) {
-                    c.emit(
-                        CumulativeSumLayer(axis: try axis.scalarInt(), exclusive: exclusive, reverse: reverse),
-                        inputs: [c.inputs[0]])
-                } else {
-                    c.emit(CumulativeSumLayer(axis: nil, exclusive: exclusive, reverse: reverse))
-                }
-            },
+            cumulative("CumSum", .sum, since: 11),
+            cumulative("CumProd", .prod, since: 26),
             OperatorImporter("TopK", since: 1) { c in
                 let axis = try c.int("axis", default: -1)
                 let largest = try c.int("largest", default: 1) != 0
@@ -64,6 +55,19 @@ enum ReductionImporters {
             c.emit(layer, inputs: [c.inputs[0]])
         } else {
             c.emit(ReduceLayer(op: op, axes: nil, keepDims: keepDims, noopWithEmptyAxes: noop))
+        }
+    }
+
+    private static func cumulative(_ name: String, _ op: CumulativeLayer.Op, since: Int) -> OperatorImporter {
+        OperatorImporter(name, since: since) { c in
+            let exclusive = try c.int("exclusive", default: 0) != 0
+            let reverse = try c.int("reverse", default: 0) != 0
+            if let axis = c.constant(1) {
+                let layer = CumulativeLayer(op: op, axis: try axis.scalarInt(), exclusive: exclusive, reverse: reverse)
+                c.emit(layer, inputs: [c.inputs[0]])
+            } else {
+                c.emit(CumulativeLayer(op: op, axis: nil, exclusive: exclusive, reverse: reverse))
+            }
         }
     }
 

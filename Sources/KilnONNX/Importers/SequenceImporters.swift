@@ -19,7 +19,9 @@ enum SequenceImporters {
         .layer("ConcatFromSequence", since: 11) { c in
             ConcatFromSequenceLayer(axis: try c.int("axis"), newAxis: try c.int("new_axis", default: 0) != 0)
         },
-        .layer("SequenceMap", since: 17) { c in SequenceMapLayer(body: try c.graph("body")) },
+        .layer("SequenceMap", since: 17) { c in
+            SequenceMapLayer(body: try c.graph("body", inputTypes: c.inputElementDTypes()))
+        },
         .layer("Optional", since: 15) { c in
             var type: ValueType? = nil
             if case .typeProto(let proto)? = c.attribute("type") { type = try ValueType(proto: proto) }

@@ -1,0 +1,124 @@
+import KilnIR
+
+/// im2col straight into the SGEMM's packed right-operand layout: column `p` is an output position, depth `k`
+/// is (input channel, kernel offset). Writing the panels directly saves a copy of the (large) column matrix.
+enum Im2Col {
+    static func pack(
+        _ x: UnsafePointer<Float>, channels: Int, spatial: [Int], _ r: ConvolutionParameters.Resolved, threads: Int
+    ) -> PackedPanels {
+        switch spatial.count {
+        case 1:
+            return pack2D(
+                x, channels: channels, height: 1, width: spatial[0], kernel: (1, r.kernel[0]),
+                strides: (1, r.strides[0]),
+                dilations: (1, r.dilations[0]), pads: (0, r.padsBegin[0]), output: (1, r.output[0]), threads: threads)
+        case 2:
+            return pack2D(
+                x, channels: channels, height: spatial[0], width: spatial[1], kernel: (r.kernel[0], r.kernel[1]),
+                strides: (r.strides[0], r.strides[1]), dilations: (r.dilations[0], r.dilations[1]),
+                pads: (r.padsBegin[0], r.padsBegin[1]), output: (r.output[0], r.output[1]), threads: threads)
+        default:
+            return packGeneric(x, channels: channels, spatial: spatial, r, threads: threads)
+        }
+    }
+
+    @inline(__always) private static func floorDiv(_ a: Int, _ b: Int) -> Int {
+        a >= 0 ? a / b : -((-a + b - 1) / b)
+    }
+
+    // swift-format-ignore: FunctionParameterCount
+    private static func pack2D(
+        _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, kernel: (Int, Int), strides: (Int, Int),
+        dilations: (Int, Int), pads: (Int, Int), output: (Int, Int), threads: Int
+    ) -> PackedPanels {
+        let (kh, kw) = kernel
+        let (oh, ow) = output
+        let positions = oh * ow
+        let depth = channels * kh * kw
+        let packed = PackedPanels(extent: positions, depth: depth, width: SGEMM.nr)
+        let shared = UncheckedSendable((packed, x))
+        Parallel.forEach(depth, threads: threads, minimumChunk: max(1, 16384 / max(positions, 1))) { range in
+            let (packed, x) = shared.value
+            let nr = SGEMM.nr
+            for k in range {
+                let c = k / (kh * kw)
+                let ky = (k / kw) % kh
+                let kx = k % kw
+                let block = k / SGEMM.kc
+                let blockDepth = packed.blockDepth(block)
+                let dst = packed.data + block * SGEMM.kc * packed.paddedExtent + (k - block * SGEMM.kc) * nr
+                let panelStride = blockDepth * nr
+                let src = x + c * height * width
+                let xOffset = kx * dilations.1 - pads.1
+                // Output columns whose input column lies inside the image.
+                let lo = xOffset >= 0 ? 0 : (-xOffset + strides.1 - 1) / strides.1
+                let hi = min(ow, floorDiv(width - 1 - xOffset, strides.1) + 1)
+                guard lo < hi else { continue }
+                for oy in 0..<oh {
+                    let iy = oy * strides.0 - pads.0 + ky * dilations.0
+                    guard iy >= 0, iy < height else { continue }
+                    let row = src + iy * width
+                    var p = oy * ow + lo
+                    if strides.1 == 1 {
+                        for ox in lo..<hi {
+                            dst[(p / nr) * panelStride + (p % nr)] = row[ox + xOffset]
+                            p += 1
+                        }
+                    } else {
+                        for ox in lo..<hi {
+                            dst[(p / nr) * panelStride + (p % nr)] = row[ox * strides.1 + xOffset]
+                            p += 1
+                        }
+                    }
+                }
+            }
+        }
+        return packed
+    }
+
+    /// Any number of spatial axes (3-D and up), one element at a time.
+    private static func packGeneric(
+        _ x: UnsafePointer<Float>, channels: Int, spatial: [Int], _ r: ConvolutionParameters.Resolved, threads: Int
+    ) -> PackedPanels {
+        let rank = spatial.count
+        let kernelSize = r.kernel.reduce(1, *)
+        let positions = r.output.reduce(1, *)
+        let inSize = spatial.reduce(1, *)
+        let depth = channels * kernelSize
+        let inStrides = Broadcast.strides(spatial)
+        let packed = PackedPanels(extent: positions, depth: depth, width: SGEMM.nr)
+        let shared = UncheckedSendable((packed, x))
+        Parallel.forEach(depth, threads: threads) { range in
+            let (packed, x) = shared.value
+            var kIndex = [Int](repeating: 0, count: rank)
+            var oIndex = [Int](repeating: 0, count: rank)
+            for k in range {
+                let c = k / kernelSize
+                var rest = k % kernelSize
+                for a in stride(from: rank - 1, through: 0, by: -1) {
+                    kIndex[a] = rest % r.kernel[a]
+                    rest /= r.kernel[a]
+                }
+                let block = k / SGEMM.kc
+                let dst = packed.data + block * SGEMM.kc * packed.paddedExtent + (k - block * SGEMM.kc) * SGEMM.nr
+                let panelStride = packed.blockDepth(block) * SGEMM.nr
+                for a in 0..<rank { oIndex[a] = 0 }
+                for p in 0..<positions {
+                    var offset = c * inSize
+                    var inside = true
+                    for a in 0..<rank {
+                        let i = oIndex[a] * r.strides[a] - r.padsBegin[a] + kIndex[a] * r.dilations[a]
+                        if i < 0 || i >= spatial[a] {
+                            inside = false
+                            break
+                        }
+                        offset += i * inStrides[a]
+                    }
+                    if inside { dst[(p / SGEMM.nr) * panelStride + p % SGEMM.nr] = x[offset] }
+                    _ = LinearAlgebraSupport.increment(&oIndex, r.output)
+                }
+            }
+        }
+        return packed
+    }
+}
