@@ -35,26 +35,6 @@ private func floats(_ t: Tensor) -> [Double] { t.scalars(as: Float.self).map(Dou
         }
     }
 
-    @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
-    func cumulativeProductAlongAxis(exclusive: Bool, reverse: Bool) throws {
-        var g = SeededGenerator(seed: 3)
-        let x = Tensor.random([2, 5, 3], in: 0.5...1.5, using: &g)
-        let y = floats(try LayerRunner.run(CumulativeProductLayer(axis: -2, exclusive: exclusive, reverse: reverse), x))
-        let xv = floats(x)
-        for o in 0..<2 {
-            for j in 0..<3 {
-                for i in 0..<5 {
-                    let range = reverse ? (exclusive ? (i + 1)..<5 : i..<5) : (exclusive ? 0..<i : 0..<(i + 1))
-                    let want = range.reduce(1.0) { $0 * xv[(o * 5 + $1) * 3 + j] }
-                    #expect(abs(y[(o * 5 + i) * 3 + j] - want) < 1e-5)
-                }
-            }
-        }
-        let ints = Tensor(shape: [4], scalars: [Int32(2), 3, -1, 4])
-        let yi = try LayerRunner.run(CumulativeProductLayer(axis: nil), ints, Tensor(scalar: Int64(0)))
-        #expect(yi.scalars(as: Int32.self) == [2, 6, -6, -24])
-    }
-
     @Test func tensorScatterLinearAndCircular() throws {
         // cache [2, 4, 2] (batch, seq, dim), update [2, 2, 2].
         let past = Tensor(shape: [2, 4, 2], scalars: (0..<16).map { Float($0) })

@@ -2,7 +2,7 @@ import Foundation
 import KilnIR
 import KilnRuntime
 
-/// Kernels for the newest ONNX operators' layers: bitCast, gatedActivation, cumulativeProduct, tensorScatter,
+/// Kernels for the newest ONNX operators' layers: bitCast, gatedActivation, tensorScatter,
 /// causalConvWithState, linearAttention and flexAttention.
 enum NewestKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
@@ -11,11 +11,6 @@ enum NewestKernels {
         },
         cpuKernel(GatedActivationLayer.self) { layer, inputs, context in
             [.tensor(try gatedActivation(layer, try inputs.tensor(0), try inputs.tensor(1), threads: context.threads))]
-        },
-        cpuKernel(CumulativeProductLayer.self) { layer, inputs, _ in
-            let x = try inputs.tensor(0)
-            let given = try inputs.optionalTensor(1).map { try $0.intValues() }
-            return [.tensor(try cumulativeProduct(layer, x, axis: given))]
         },
         cpuKernel(TensorScatterLayer.self) { layer, inputs, _ in
             [
@@ -89,89 +84,6 @@ enum NewestKernels {
                                 let gate = x / (1 + Foundation.exp(-alpha * x))
                                 shared.value[i] = T(castingFrom: gate * pb[i].doubleValue)
                             }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    // MARK: CumProd
-
-    static func cumulativeProduct(_ layer: CumulativeProductLayer, _ x: Tensor, axis given: [Int]?) throws -> Tensor {
-        guard let raw = layer.axis ?? given?.first, layer.axis != nil || given?.count == 1 else {
-            throw KilnError.invalidArgument("CumProd needs one axis")
-        }
-        if x.rank == 0 { return x }
-        guard raw >= -x.rank, raw < x.rank else {
-            throw KilnError.invalidArgument("CumProd axis \(raw) is out of range for rank \(x.rank)")
-        }
-        let axis = raw < 0 ? raw + x.rank : raw
-        let n = x.shape[axis]
-        let inner = x.shape[(axis + 1)...].reduce(1, *)
-        let outer = x.shape[..<axis].reduce(1, *)
-        let run = ProductRun(x: x, outer: outer, n: n, inner: inner, exclusive: layer.exclusive, reverse: layer.reverse)
-        switch x.dtype {
-        case .float32, .float64, .float16, .bfloat16: return try x.dtype.visit(run)
-        default: return try x.dtype.visitNumeric(run)
-        }
-    }
-
-    struct ProductRun: ScalarVisitor, NumericVisitor {
-        let x: Tensor
-        let outer: Int
-        let n: Int
-        let inner: Int
-        let exclusive: Bool
-        let reverse: Bool
-
-        /// Scans every line along the axis, calling `step(index, first)` in scan order.
-        @inline(__always)
-        private func scan(_ step: (_ index: Int, _ first: Bool) -> Void) {
-            for o in 0..<outer {
-                for j in 0..<inner {
-                    for t in 0..<n {
-                        let i = reverse ? n - 1 - t : t
-                        step((o * n + i) * inner + j, t == 0)
-                    }
-                }
-            }
-        }
-
-        /// Floating types accumulate in Double and round once per element.
-        func visit<T: TensorScalar>(_ type: T.Type) throws -> Tensor {
-            x.withUnsafeBuffer(as: T.self) { src in
-                Tensor.build(T.self, shape: x.shape) { out in
-                    var acc = 1.0
-                    scan { index, first in
-                        if first { acc = 1 }
-                        if exclusive {
-                            out[index] = T(castingFrom: acc)
-                            acc *= src[index].doubleValue
-                        } else {
-                            acc *= src[index].doubleValue
-                            out[index] = T(castingFrom: acc)
-                        }
-                    }
-                }
-            }
-        }
-
-        func visitFloat<T: TensorScalar & BinaryFloatingPoint>(_ type: T.Type) throws -> Tensor { try visit(type) }
-
-        /// Integers wrap on overflow, as two's-complement hardware does.
-        func visitInteger<T: TensorScalar & FixedWidthInteger>(_ type: T.Type) throws -> Tensor {
-            x.withUnsafeBuffer(as: T.self) { src in
-                Tensor.build(T.self, shape: x.shape) { out in
-                    var acc: T = 1
-                    scan { index, first in
-                        if first { acc = 1 }
-                        if exclusive {
-                            out[index] = acc
-                            acc = acc &* src[index]
-                        } else {
-                            acc = acc &* src[index]
-                            out[index] = acc
                         }
                     }
                 }

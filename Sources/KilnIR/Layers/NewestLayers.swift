@@ -1,5 +1,5 @@
-/// Layers for the newest ONNX operators (opsets 24-28) that no older layer kind expresses: BitCast, SwiGLU,
-/// CumProd and TensorScatter. The sequence-model layers are in `NewestSequenceLayers.swift`.
+/// Layers for the newest ONNX operators (opsets 24-28) that no older layer kind expresses: BitCast, SwiGLU and
+/// TensorScatter (CumProd is the reduction family's cumulative layer). Sequence-model layers: NewestSequenceLayers.swift.
 
 /// Reinterprets the bytes of a tensor as another element type of the same width (ONNX BitCast).
 public struct BitCastLayer: Layer {
@@ -54,31 +54,6 @@ public struct GatedActivationLayer: Layer {
     }
 
     public var description: String { "gate=\(gate.rawValue) alpha=\(alpha)" }
-}
-
-/// Running products along an axis (ONNX CumProd). Inputs: `x`, and `axis` (a scalar) when `axis` is nil.
-public struct CumulativeProductLayer: Layer {
-    public static let kind = LayerKind("cumulativeProduct")
-
-    public var axis: Int?
-    public var exclusive: Bool
-    public var reverse: Bool
-
-    public init(axis: Int?, exclusive: Bool = false, reverse: Bool = false) {
-        self.axis = axis
-        self.exclusive = exclusive
-        self.reverse = reverse
-    }
-
-    public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] { [inputs.first?.type] }
-
-    public var description: String {
-        var parts: [String] = []
-        if let axis { parts.append("axis=\(axis)") }
-        if exclusive { parts.append("exclusive=1") }
-        if reverse { parts.append("reverse=1") }
-        return parts.joined(separator: " ")
-    }
 }
 
 /// Writes `update` into a copy of a fixed-size cache along its sequence axis, at a per-batch start index

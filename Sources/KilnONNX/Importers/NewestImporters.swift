@@ -1,6 +1,6 @@
 import KilnIR
 
-/// The newest ONNX operators (onnx 1.23, opsets 24-28): BitCast, SwiGLU, CumProd, TensorScatter,
+/// The newest ONNX operators (onnx 1.23, opsets 24-28): BitCast, SwiGLU, TensorScatter,
 /// CausalConvWithState, LinearAttention and (ai.onnx.preview) FlexAttention, each onto one layer.
 enum NewestImporters {
     static let table: [OperatorImporter] = [
@@ -13,17 +13,6 @@ enum NewestImporters {
         },
         .layer("SwiGLU", since: 28) { c in
             GatedActivationLayer(gate: .swish, alpha: try c.float("alpha", default: 1))
-        },
-        OperatorImporter("CumProd", since: 26) { c in
-            let exclusive = try c.int("exclusive", default: 0) != 0
-            let reverse = try c.int("reverse", default: 0) != 0
-            if let axis = c.constant(1) {
-                c.emit(
-                    CumulativeProductLayer(axis: try axis.scalarInt(), exclusive: exclusive, reverse: reverse),
-                    inputs: [c.inputs[0]])
-            } else {
-                c.emit(CumulativeProductLayer(axis: nil, exclusive: exclusive, reverse: reverse))
-            }
         },
         .layer("TensorScatter", since: 24) { c in
             let mode = try c.string("mode", default: "linear")
