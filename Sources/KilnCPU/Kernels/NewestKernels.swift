@@ -2,8 +2,7 @@ import Foundation
 import KilnIR
 import KilnRuntime
 
-/// Kernels for the newest ONNX operators' layers: bitCast, gatedActivation, tensorScatter,
-/// causalConvWithState, linearAttention and flexAttention.
+/// Kernels for the newest ONNX operators' layers: bitCast, gatedActivation and tensorScatter.
 enum NewestKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
         cpuKernel(BitCastLayer.self) { layer, inputs, _ in
@@ -20,17 +19,6 @@ enum NewestKernels {
                         writeIndices: try inputs.optionalTensor(2)))
             ]
         },
-        cpuKernel(CausalConvWithStateLayer.self) { layer, inputs, context in
-            let (y, state) = try causalConv(
-                layer, x: try inputs.tensor(0), weight: try inputs.tensor(1), bias: try inputs.optionalTensor(2),
-                past: try inputs.optionalTensor(3), threads: context.threads)
-            return [.tensor(y), .tensor(state)]
-        },
-        cpuKernel(LinearAttentionLayer.self) { layer, inputs, context in
-            let (y, state) = try linearAttention(layer, inputs, threads: context.threads)
-            return [.tensor(y), .tensor(state)]
-        },
-        (FlexAttentionLayer.kind, flexAttentionFactory),
     ]
 
     // MARK: BitCast
@@ -54,7 +42,9 @@ enum NewestKernels {
 
     // MARK: SwiGLU
 
-    static func gatedActivation(_ layer: GatedActivationLayer, _ a: Tensor, _ b: Tensor, threads: Int) throws -> Tensor {
+    static func gatedActivation(
+        _ layer: GatedActivationLayer, _ a: Tensor, _ b: Tensor, threads: Int
+    ) throws -> Tensor {
         guard a.dtype == b.dtype else {
             throw KilnError.typeMismatch("gatedActivation inputs have types \(a.dtype) and \(b.dtype)")
         }
@@ -101,7 +91,8 @@ enum NewestKernels {
         }
         let rank = past.rank
         guard rank >= 2, update.rank == rank, layer.axis >= -rank, layer.axis < rank else {
-            throw KilnError.shapeMismatch("tensorScatter cache \(past.shape), update \(update.shape), axis \(layer.axis)")
+            throw KilnError.shapeMismatch(
+                "tensorScatter cache \(past.shape), update \(update.shape), axis \(layer.axis)")
         }
         let axis = layer.axis < 0 ? layer.axis + rank : layer.axis
         guard axis > 0 else { throw KilnError.invalidArgument("tensorScatter axis must not be the batch axis") }
@@ -121,7 +112,8 @@ enum NewestKernels {
         if let writeIndices {
             let values = try writeIndices.intValues()
             guard values.count == batch else {
-                throw KilnError.shapeMismatch("tensorScatter write_indices has \(values.count) entries, batch is \(batch)")
+                throw KilnError.shapeMismatch(
+                    "tensorScatter write_indices has \(values.count) entries, batch is \(batch)")
             }
             starts = values
         }

@@ -1,5 +1,5 @@
 /// Layers for the newest ONNX operators (opsets 24-28) that no older layer kind expresses: BitCast, SwiGLU and
-/// TensorScatter (CumProd is the reduction family's cumulative layer). Sequence-model layers: NewestSequenceLayers.swift.
+/// TensorScatter.
 
 /// Reinterprets the bytes of a tensor as another element type of the same width (ONNX BitCast).
 public struct BitCastLayer: Layer {
