@@ -17,7 +17,8 @@ struct InputFeeds {
         func checkName(_ name: String, _ source: String) throws {
             guard names.contains(name) else {
                 throw KilnError.invalidArgument(
-                    "\(source): the model has no input '\(name)' (inputs: \(engine.inputs.map(\.name).joined(separator: ", ")))")
+                    "\(source): the model has no input '\(name)' (inputs: \(engine.inputs.map(\.name).joined(separator: ", ")))"
+                )
             }
         }
         if let archive {
@@ -85,12 +86,15 @@ struct RandomInputs {
         guard case .tensor(let type)? = info.type else {
             throw KilnError.invalidArgument("input '\(info.name)' is not a tensor of known type; give it with --input")
         }
-        let shape = try override ?? (type.shape ?? []).map { dim -> Int in
-            if case .value(let v) = dim { return v }
-            return 1
-        }
+        let shape =
+            try override
+            ?? (type.shape ?? []).map { dim -> Int in
+                if case .value(let v) = dim { return v }
+                return 1
+            }
         if let declared = type.shape, declared.count != shape.count {
-            throw KilnError.shapeMismatch("--shape for '\(info.name)' has rank \(shape.count), the model declares \(type)")
+            throw KilnError.shapeMismatch(
+                "--shape for '\(info.name)' has rank \(shape.count), the model declares \(type)")
         }
         let count = Tensor.elementCount(shape)
         let values = (0..<count).map { _ in unit() }

@@ -63,7 +63,9 @@ struct ModelReport: Encodable {
         var lines: [String] = []
         lines.append("producer:     \(producer.isEmpty ? "(unknown)" : producer)")
         lines.append("IR version:   \(irVersion)")
-        lines.append("opsets:       " + opsets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        lines.append(
+            "opsets:       " + opsets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        )
         lines.append("inputs:")
         for p in inputs { lines.append("  \(p.name): \(p.type)") }
         lines.append("outputs:")
