@@ -1,8 +1,9 @@
 import Foundation
 import KilnIR
 
-/// The random generators. A given seed gives the same values on every run (the generator restarts from it);
-/// without one each run draws fresh values from the system generator.
+/// The random generators. A given seed gives the same values on every run (the generator restarts from it).
+/// Without one, ONNX lets the runtime choose; Kiln chooses a fixed seed so that results are reproducible from
+/// run to run (a model that wants fresh values each call takes a seed input or varies its inputs).
 enum MiscRandom {
     /// SplitMix64: small, fast and good enough for sampling; not cryptographic.
     struct Generator: RandomNumberGenerator {
@@ -18,9 +19,11 @@ enum MiscRandom {
         mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
     }
 
+    static let defaultSeed: UInt64 = 0x4B49_4C4E_5345_4544
+
     static func run(_ layer: RandomLayer, _ inputs: [Value?]) throws -> Tensor {
         var generator = Generator(
-            state: layer.seed.map { UInt64($0.bitPattern) &* 0x2545_F491_4F6C_DD1D } ?? UInt64.random(in: .min ... .max)
+            state: layer.seed.map { UInt64($0.bitPattern) &* 0x2545_F491_4F6C_DD1D } ?? defaultSeed
         )
         let input = try inputs.optionalTensor(0)
         switch layer.distribution {
