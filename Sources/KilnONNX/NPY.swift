@@ -40,25 +40,23 @@ public enum NPY {
 
     public static func encode(_ tensor: Tensor) throws -> Data {
         if tensor.dtype == .string { return try encodeStrings(tensor) }
-        let shape =
-            tensor.shape.isEmpty
-            ? "()"
-            : "(" + tensor.shape.map(String.init).joined(separator: ", ")
-                + (tensor.shape.count == 1 ? ",)" : ")")
+        let shape = pythonTuple(tensor.shape)
         var data = header("{'descr': '\(try descr(tensor.dtype))', 'fortran_order': False, 'shape': \(shape), }")
         tensor.withUnsafeRawBytes { data.append(contentsOf: $0) }
         return data
+    }
+
+    /// A shape as Python writes a tuple: `()`, `(3,)`, `(2, 3)`.
+    private static func pythonTuple(_ shape: [Int]) -> String {
+        let items = shape.map(String.init).joined(separator: ", ")
+        return shape.count == 1 ? "(\(items),)" : "(\(items))"
     }
 
     /// Strings are written as fixed-width UTF-32 (`<U n`), which is how NumPy stores str arrays.
     private static func encodeStrings(_ tensor: Tensor) throws -> Data {
         let scalars = tensor.strings.map { Array($0.unicodeScalars) }
         let width = max(1, scalars.map(\.count).max() ?? 1)
-        let shape =
-            tensor.shape.isEmpty
-            ? "()"
-            : "(" + tensor.shape.map(String.init).joined(separator: ", ")
-                + (tensor.shape.count == 1 ? ",)" : ")")
+        let shape = pythonTuple(tensor.shape)
         var data = header("{'descr': '<U\(width)', 'fortran_order': False, 'shape': \(shape), }")
         for s in scalars {
             for i in 0..<width {

@@ -68,19 +68,11 @@ struct InputFeeds {
 
 /// Seeded random tensors of an input's declared type; symbolic or unknown dimensions default to 1.
 struct RandomInputs {
-    var state: UInt64
+    var generator: SeededGenerator
 
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    init(seed: UInt64) { generator = SeededGenerator(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    mutating func unit() -> Double { generator.unit() }
 
     mutating func make(_ info: GraphValue, shape override: [Int]?) throws -> Tensor {
         guard case .tensor(let type)? = info.type else {
