@@ -20,9 +20,11 @@ lines = [
 ]
 for domain in sorted({d for d, _ in versions}):
     lines.append(f'        "{domain}": [')
-    for (d, name) in sorted(k for k in versions if k[0] == domain):
+    ops = sorted(k for k in versions if k[0] == domain)
+    for (d, name) in ops:
         vs = ", ".join(str(v) for v in sorted(versions[(d, name)]))
-        lines.append(f'            "{name}": [{vs}],')
+        # swift-format wants a trailing comma only in collections of several elements.
+        lines.append(f'            "{name}": [{vs}]' + ("," if len(ops) > 1 else ""))
     lines.append("        ],")
 lines += ["    ]", "}", ""]
 out = pathlib.Path(__file__).resolve().parent.parent / "Sources/KilnONNX/ONNXSchemaVersions.swift"

@@ -24,7 +24,8 @@ public func cpuKernel<L: Layer>(
         L.kind,
         { layer, _ in
             guard let typed = layer as? L else {
-                throw KilnError.runtime("layer of kind \(L.kind) has unexpected parameter type \(Swift.type(of: layer))")
+                throw KilnError.runtime(
+                    "layer of kind \(L.kind) has unexpected parameter type \(Swift.type(of: layer))")
             }
             return ClosureKernel { inputs, context in try body(typed, inputs, context) }
         }

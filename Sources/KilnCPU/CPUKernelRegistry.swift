@@ -19,6 +19,7 @@ enum CPUKernelRegistry {
         SignalKernels.table,
         TextKernels.table,
         MiscKernels.table,
+        NewestKernels.table,
     ]
 
     static var all: [LayerKind: CPUKernelFactory] {

@@ -12,8 +12,10 @@ extension Graph {
         for (index, node) in nodes.enumerated() {
             let location = "node \(index) '\(node.name)' (\(node.kind))"
             for input in node.inputs where !input.isEmpty && !defined.contains(input) {
-                throw KilnError.invalidModel("input '\(input)' is not defined by any earlier node, initializer or graph input")
-                    .within(location)
+                throw KilnError.invalidModel(
+                    "input '\(input)' is not defined by any earlier node, initializer or graph input"
+                )
+                .within(location)
             }
             for sub in node.layer.subgraphs {
                 try withErrorContext("\(location): subgraph '\(sub.name)'") { try sub.verify(outerScope: defined) }
@@ -57,8 +59,10 @@ extension Graph {
                     if available.contains(name) { continue }
                     guard let p = producer[name] else {
                         let node = nodes[top.node]
-                        throw KilnError.invalidModel("input '\(name)' is not produced by any node, initializer or graph input")
-                            .within("node \(top.node) '\(node.name)' (\(node.kind))")
+                        throw KilnError.invalidModel(
+                            "input '\(name)' is not produced by any node, initializer or graph input"
+                        )
+                        .within("node \(top.node) '\(node.name)' (\(node.kind))")
                     }
                     if state[p] == 1 {
                         let node = nodes[p]

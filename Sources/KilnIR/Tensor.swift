@@ -51,7 +51,8 @@ public struct Tensor: Sendable, CustomStringConvertible {
     public init(dtype: DType, shape: [Int], rawBytes raw: UnsafeRawBufferPointer) throws {
         let expected = Tensor.elementCount(shape) * dtype.byteSize
         guard raw.count == expected else {
-            throw KilnError.invalidModel("tensor data has \(raw.count) bytes, \(expected) expected for \(dtype)\(shape)")
+            throw KilnError.invalidModel(
+                "tensor data has \(raw.count) bytes, \(expected) expected for \(dtype)\(shape)")
         }
         self.init(zeros: dtype, shape: shape)
         if expected > 0 { storage.bytes.copyMemory(from: raw.baseAddress!, byteCount: expected) }

@@ -27,7 +27,8 @@ public final class ImportContext {
     private func missing(_ name: String) -> KilnError { KilnError.invalidModel("missing required attribute '\(name)'") }
 
     private func wrongType(_ name: String, _ want: String) -> KilnError {
-        KilnError.invalidModel("attribute '\(name)' should be \(want), is \(node.attributes[name]?.typeName ?? "absent")")
+        KilnError.invalidModel(
+            "attribute '\(name)' should be \(want), is \(node.attributes[name]?.typeName ?? "absent")")
     }
 
     public func int(_ name: String, default value: Int? = nil) throws -> Int {

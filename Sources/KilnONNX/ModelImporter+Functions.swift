@@ -7,7 +7,9 @@ extension ModelImporter {
     func inline(_ function: Onnx_FunctionProto, call: ONNXNode, into builder: GraphBuilder) throws {
         var rename: [String: String] = [:]
         for (i, formal) in function.input.enumerated() { rename[formal] = i < call.inputs.count ? call.inputs[i] : "" }
-        for (i, formal) in function.output.enumerated() where i < call.outputs.count { rename[formal] = call.outputs[i] }
+        for (i, formal) in function.output.enumerated() where i < call.outputs.count {
+            rename[formal] = call.outputs[i]
+        }
         var defaults: [String: Onnx_AttributeProto] = [:]
         for a in function.attributeProto { defaults[a.name] = a }
         var functionOpsets = opsets
@@ -25,9 +27,14 @@ extension ModelImporter {
                     return resolved
                 }
                 if function.attribute.contains(a.refAttrName) { return nil }
-                throw KilnError.invalidModel("function '\(function.name)' refers to unknown attribute '\(a.refAttrName)'")
+                throw KilnError.invalidModel(
+                    "function '\(function.name)' refers to unknown attribute '\(a.refAttrName)'")
             }
-            if p.name.isEmpty { p.name = "\(call.name)/\(p.opType)_\(index)" } else { p.name = "\(call.name)/\(p.name)" }
+            if p.name.isEmpty {
+                p.name = "\(call.name)/\(p.opType)_\(index)"
+            } else {
+                p.name = "\(call.name)/\(p.name)"
+            }
             let node = try decodeNode(p, index: index)
             try withErrorContext("function '\(function.name)': \(node.location)") {
                 try importNode(node, into: builder, opsets: functionOpsets)
@@ -35,7 +42,9 @@ extension ModelImporter {
         }
     }
 
-    private func mapped(_ name: String, _ rename: inout [String: String], _ builder: GraphBuilder, _ call: ONNXNode) -> String {
+    private func mapped(
+        _ name: String, _ rename: inout [String: String], _ builder: GraphBuilder, _ call: ONNXNode
+    ) -> String {
         if let m = rename[name] { return m }
         let fresh = builder.uniqueName("\(call.name)/\(name)")
         rename[name] = fresh
@@ -48,17 +57,39 @@ extension ModelImporter {
         var a = Onnx_AttributeProto()
         a.name = name
         switch value {
-        case .float(let v): a.type = .float; a.f = v
-        case .int(let v): a.type = .int; a.i = v
-        case .string(let v): a.type = .string; a.s = Data(v.utf8)
-        case .floats(let v): a.type = .floats; a.floats = v
-        case .ints(let v): a.type = .ints; a.ints = v
-        case .strings(let v): a.type = .strings; a.strings = v.map { Data($0.utf8) }
-        case .graph(let g): a.type = .graph; a.g = g
-        case .graphs(let g): a.type = .graphs; a.graphs = g
-        case .typeProto(let t): a.type = .typeProto; a.tp = t
-        case .tensor(let t): a.type = .tensor; a.t = TensorEncoding.proto(t)
-        case .tensors(let ts): a.type = .tensors; a.tensors = ts.map { TensorEncoding.proto($0) }
+        case .float(let v):
+            a.type = .float
+            a.f = v
+        case .int(let v):
+            a.type = .int
+            a.i = v
+        case .string(let v):
+            a.type = .string
+            a.s = Data(v.utf8)
+        case .floats(let v):
+            a.type = .floats
+            a.floats = v
+        case .ints(let v):
+            a.type = .ints
+            a.ints = v
+        case .strings(let v):
+            a.type = .strings
+            a.strings = v.map { Data($0.utf8) }
+        case .graph(let g):
+            a.type = .graph
+            a.g = g
+        case .graphs(let g):
+            a.type = .graphs
+            a.graphs = g
+        case .typeProto(let t):
+            a.type = .typeProto
+            a.tp = t
+        case .tensor(let t):
+            a.type = .tensor
+            a.t = TensorEncoding.proto(t)
+        case .tensors(let ts):
+            a.type = .tensors
+            a.tensors = ts.map { TensorEncoding.proto($0) }
         }
         return a
     }

@@ -40,19 +40,23 @@ public enum NPY {
 
     public static func encode(_ tensor: Tensor) throws -> Data {
         if tensor.dtype == .string { return try encodeStrings(tensor) }
-        let shape = tensor.shape.isEmpty ? "()" : "(" + tensor.shape.map(String.init).joined(separator: ", ")
-            + (tensor.shape.count == 1 ? ",)" : ")")
+        let shape = pythonTuple(tensor.shape)
         var data = header("{'descr': '\(try descr(tensor.dtype))', 'fortran_order': False, 'shape': \(shape), }")
         tensor.withUnsafeRawBytes { data.append(contentsOf: $0) }
         return data
+    }
+
+    /// A shape as Python writes a tuple: `()`, `(3,)`, `(2, 3)`.
+    private static func pythonTuple(_ shape: [Int]) -> String {
+        let items = shape.map(String.init).joined(separator: ", ")
+        return shape.count == 1 ? "(\(items),)" : "(\(items))"
     }
 
     /// Strings are written as fixed-width UTF-32 (`<U n`), which is how NumPy stores str arrays.
     private static func encodeStrings(_ tensor: Tensor) throws -> Data {
         let scalars = tensor.strings.map { Array($0.unicodeScalars) }
         let width = max(1, scalars.map(\.count).max() ?? 1)
-        let shape = tensor.shape.isEmpty ? "()" : "(" + tensor.shape.map(String.init).joined(separator: ", ")
-            + (tensor.shape.count == 1 ? ",)" : ")")
+        let shape = pythonTuple(tensor.shape)
         var data = header("{'descr': '<U\(width)', 'fortran_order': False, 'shape': \(shape), }")
         for s in scalars {
             for i in 0..<width {
@@ -82,7 +86,8 @@ public enum NPY {
         let major = bytes[6]
         let headerStart = major == 1 ? 10 : 12
         guard bytes.count >= headerStart else { throw KilnError.invalidArgument("truncated .npy header") }
-        let length = major == 1
+        let length =
+            major == 1
             ? Int(bytes[8]) | Int(bytes[9]) << 8
             : Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
         guard headerStart + length <= bytes.count else { throw KilnError.invalidArgument("truncated .npy header") }
@@ -108,7 +113,8 @@ public enum NPY {
                 var s = String.UnicodeScalarView()
                 for j in 0..<width {
                     let o = (i * width + j) * 4
-                    let v = UInt32(values[o]) | UInt32(values[o + 1]) << 8 | UInt32(values[o + 2]) << 16
+                    let v =
+                        UInt32(values[o]) | UInt32(values[o + 1]) << 8 | UInt32(values[o + 2]) << 16
                         | UInt32(values[o + 3]) << 24
                     if v == 0 { break }
                     if let u = Unicode.Scalar(v) { s.append(u) }
@@ -119,7 +125,8 @@ public enum NPY {
         }
         let dtype = try self.dtype(descr)
         guard body.count == count * dtype.byteSize else {
-            throw KilnError.invalidArgument(".npy data has \(body.count) bytes, shape \(shape) of \(descr) needs \(count * dtype.byteSize)")
+            throw KilnError.invalidArgument(
+                ".npy data has \(body.count) bytes, shape \(shape) of \(descr) needs \(count * dtype.byteSize)")
         }
         return try Array(body).withUnsafeBytes { try Tensor(dtype: dtype, shape: shape, rawBytes: $0) }
     }

@@ -21,22 +21,31 @@ public enum NPZ {
         var offset = try u32(eocd + 16)
         var members: [(String, Tensor)] = []
         for _ in 0..<entries {
-            guard try u32(offset) == 0x0201_4B50 else { throw KilnError.invalidArgument("corrupt .npz central directory") }
+            guard try u32(offset) == 0x0201_4B50 else {
+                throw KilnError.invalidArgument("corrupt .npz central directory")
+            }
             let method = try u16(offset + 10)
             let compressed = try u32(offset + 20)
             let nameLength = try u16(offset + 28)
             let extraLength = try u16(offset + 30)
             let commentLength = try u16(offset + 32)
             let local = try u32(offset + 42)
-            guard offset + 46 + nameLength <= bytes.count else { throw KilnError.invalidArgument("truncated .npz archive") }
+            guard offset + 46 + nameLength <= bytes.count else {
+                throw KilnError.invalidArgument("truncated .npz archive")
+            }
             let name = String(decoding: bytes[(offset + 46)..<(offset + 46 + nameLength)], as: UTF8.self)
             offset += 46 + nameLength + extraLength + commentLength
             guard method == 0 else {
-                throw KilnError.unsupported("member '\(name)' is compressed; write the archive with np.savez, not np.savez_compressed")
+                throw KilnError.unsupported(
+                    "member '\(name)' is compressed; write the archive with np.savez, not np.savez_compressed")
             }
-            guard try u32(local) == 0x0403_4B50 else { throw KilnError.invalidArgument("corrupt .npz member '\(name)'") }
+            guard try u32(local) == 0x0403_4B50 else {
+                throw KilnError.invalidArgument("corrupt .npz member '\(name)'")
+            }
             let start = local + 30 + (try u16(local + 26)) + (try u16(local + 28))
-            guard start + compressed <= bytes.count else { throw KilnError.invalidArgument("truncated .npz member '\(name)'") }
+            guard start + compressed <= bytes.count else {
+                throw KilnError.invalidArgument("truncated .npz member '\(name)'")
+            }
             let tensor = try withErrorContext("member '\(name)'") {
                 try NPY.decode(Data(bytes[start..<(start + compressed)]))
             }

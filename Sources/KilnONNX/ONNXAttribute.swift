@@ -33,15 +33,25 @@ public enum ONNXAttribute: Sendable {
         case .typeProto: self = .typeProto(a.tp)
         case .undefined:
             // Old models omit the type; infer it from the one field that is set.
-            if a.hasF { self = .float(a.f) }
-            else if a.hasI { self = .int(a.i) }
-            else if a.hasS { self = .string(text(a.s)) }
-            else if a.hasT { self = .tensor(try Tensor(proto: a.t, directory: directory)) }
-            else if a.hasG { self = .graph(a.g) }
-            else if !a.floats.isEmpty { self = .floats(a.floats) }
-            else if !a.ints.isEmpty { self = .ints(a.ints) }
-            else if !a.strings.isEmpty { self = .strings(a.strings.map(text)) }
-            else { throw KilnError.invalidModel("attribute '\(a.name)' has no type and no value") }
+            if a.hasF {
+                self = .float(a.f)
+            } else if a.hasI {
+                self = .int(a.i)
+            } else if a.hasS {
+                self = .string(text(a.s))
+            } else if a.hasT {
+                self = .tensor(try Tensor(proto: a.t, directory: directory))
+            } else if a.hasG {
+                self = .graph(a.g)
+            } else if !a.floats.isEmpty {
+                self = .floats(a.floats)
+            } else if !a.ints.isEmpty {
+                self = .ints(a.ints)
+            } else if !a.strings.isEmpty {
+                self = .strings(a.strings.map(text))
+            } else {
+                throw KilnError.invalidModel("attribute '\(a.name)' has no type and no value")
+            }
         default:
             throw KilnError.unsupported("attribute '\(a.name)' has unsupported type \(a.type)")
         }
@@ -81,7 +91,9 @@ enum SparseTensor {
             flat = indices.map { Int($0) }
         } else if indices.count == nnz * shape.count {
             let strides = Broadcast.strides(shape)
-            flat = (0..<nnz).map { i in (0..<shape.count).reduce(0) { $0 + Int(indices[i * shape.count + $1]) * strides[$1] } }
+            flat = (0..<nnz).map { i in
+                (0..<shape.count).reduce(0) { $0 + Int(indices[i * shape.count + $1]) * strides[$1] }
+            }
         } else {
             throw KilnError.invalidModel("sparse tensor indices do not match its \(nnz) values")
         }

@@ -8,7 +8,9 @@ public enum ONNXImporter {
     /// The newest default-domain opset Kiln reads.
     public static let maxOpset = 28
     /// Newest supported versions of the other domains.
-    public static let maxDomainVersions: [String: Int] = ["ai.onnx.ml": 5, "ai.onnx.preview.training": 1, "ai.onnx.preview": 1]
+    public static let maxDomainVersions: [String: Int] = [
+        "ai.onnx.ml": 5, "ai.onnx.preview.training": 1, "ai.onnx.preview": 1,
+    ]
 
     /// Imports the model file at `url`; external data is read relative to its folder.
     public static func load(contentsOf url: URL) throws -> ONNXModel {
@@ -70,7 +72,8 @@ final class ModelImporter {
         if proto.opsetImport.isEmpty { opsets[""] = 1 }
         if let v = opsets[""], v > ONNXImporter.maxOpset {
             throw KilnError.unsupported(
-                "opset \(v) is newer than Kiln supports (ai.onnx up to \(ONNXImporter.maxOpset)); export the model at a lower opset")
+                "opset \(v) is newer than Kiln supports (ai.onnx up to \(ONNXImporter.maxOpset)); export the model at a lower opset"
+            )
         }
         for (domain, v) in opsets where !domain.isEmpty {
             if let max = ONNXImporter.maxDomainVersions[domain], v > max {
@@ -78,7 +81,8 @@ final class ModelImporter {
             }
         }
         for function in proto.functions {
-            functions[FunctionKey(domain: function.domain, name: function.name, overload: function.overload).text] = function
+            functions[FunctionKey(domain: function.domain, name: function.name, overload: function.overload).text] =
+                function
         }
         collectNames(proto.graph)
         let graph = try importGraph(proto.graph, parent: nil)
@@ -112,18 +116,24 @@ final class ModelImporter {
         let builder = GraphBuilder(model: self, parent: parent)
         let graphName = g.name.isEmpty ? "graph" : g.name
         for t in g.initializer {
-            guard !t.name.isEmpty else { throw KilnError.invalidModel("graph '\(graphName)' has an unnamed initializer") }
+            guard !t.name.isEmpty else {
+                throw KilnError.invalidModel("graph '\(graphName)' has an unnamed initializer")
+            }
             builder.addInitializer(t.name, try Tensor(proto: t, directory: directory))
         }
         for s in g.sparseInitializer {
             let name = s.values.name
-            builder.addInitializer(name, try withErrorContext("sparse initializer '\(name)'") {
-                try SparseTensor.densify(s, directory: directory)
-            })
+            builder.addInitializer(
+                name,
+                try withErrorContext("sparse initializer '\(name)'") {
+                    try SparseTensor.densify(s, directory: directory)
+                })
         }
         var inputs: [GraphValue] = []
         for info in g.input where builder.constant(named: info.name) == nil || parent != nil {
-            let type = try withErrorContext("input '\(info.name)'") { info.hasType ? try ValueType(proto: info.type) : nil }
+            let type = try withErrorContext("input '\(info.name)'") {
+                info.hasType ? try ValueType(proto: info.type) : nil
+            }
             if builder.initializers[info.name] != nil { continue }
             inputs.append(GraphValue(name: info.name, type: type))
             builder.reserve(info.name)
@@ -138,7 +148,9 @@ final class ModelImporter {
         }
         var outputs: [GraphValue] = []
         for info in g.output {
-            let type = try withErrorContext("output '\(info.name)'") { info.hasType ? try ValueType(proto: info.type) : nil }
+            let type = try withErrorContext("output '\(info.name)'") {
+                info.hasType ? try ValueType(proto: info.type) : nil
+            }
             outputs.append(GraphValue(name: info.name, type: type))
         }
         var graph = Graph(
@@ -191,11 +203,13 @@ final class ModelImporter {
         }
         let versions = ONNXSchemaVersions.table[node.domain]?[node.opType] ?? [importer.minimumVersion]
         guard let version = versions.last(where: { $0 <= opset }) else {
-            throw KilnError.invalidModel("'\(node.opType)' does not exist at opset \(opset) (first version \(versions[0]))")
+            throw KilnError.invalidModel(
+                "'\(node.opType)' does not exist at opset \(opset) (first version \(versions[0]))")
         }
         guard version >= importer.minimumVersion else {
             throw KilnError.unsupported(
-                "'\(node.opType)' version \(version) (opset \(opset)) is not supported; Kiln implements version \(importer.minimumVersion) and later")
+                "'\(node.opType)' version \(version) (opset \(opset)) is not supported; Kiln implements version \(importer.minimumVersion) and later"
+            )
         }
         let context = ImportContext(node: node, opset: opset, version: version, builder: builder)
         try importer.body(context)

@@ -39,7 +39,8 @@ public struct OperatorImporter: Sendable {
 
     /// An importer that maps the node one-to-one onto the layer `make` builds.
     public static func layer(
-        _ op: String, domain: String = "", since: Int = 1, _ make: @escaping @Sendable (ImportContext) throws -> any Layer
+        _ op: String, domain: String = "", since: Int = 1,
+        _ make: @escaping @Sendable (ImportContext) throws -> any Layer
     ) -> OperatorImporter {
         OperatorImporter(op, domain: domain, since: since) { context in try context.emit(make(context)) }
     }

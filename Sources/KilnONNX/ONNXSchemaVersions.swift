@@ -230,7 +230,7 @@ enum ONNXSchemaVersions {
             "ZipMap": [1],
         ],
         "ai.onnx.preview": [
-            "FlexAttention": [1],
+            "FlexAttention": [1]
         ],
         "ai.onnx.preview.training": [
             "Adagrad": [1],

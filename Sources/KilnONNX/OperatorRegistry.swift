@@ -17,6 +17,7 @@ enum OperatorRegistry {
         SignalImporters.table,
         TextImporters.table,
         MiscImporters.table,
+        NewestImporters.table,
     ]
 
     /// Importers by domain ("" for ai.onnx) and op type.

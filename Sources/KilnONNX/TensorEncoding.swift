@@ -47,7 +47,8 @@ public enum ValueFile {
 
     static func value(_ s: Onnx_SequenceProto) throws -> Value {
         switch s.elemType {
-        case 1: return .sequence(try s.tensorValues.map { .tensor(try Tensor(proto: $0, directory: nil)) }, element: nil)
+        case 1:
+            return .sequence(try s.tensorValues.map { .tensor(try Tensor(proto: $0, directory: nil)) }, element: nil)
         case 3: return .sequence(try s.sequenceValues.map(value), element: nil)
         case 5: return .sequence(try s.optionalValues.map(value), element: nil)
         case 0: return .sequence([], element: nil)
@@ -57,7 +58,8 @@ public enum ValueFile {
 
     static func value(_ o: Onnx_OptionalProto) throws -> Value {
         switch o.elemType {
-        case 1 where o.hasTensorValue: return .optional(.tensor(try Tensor(proto: o.tensorValue, directory: nil)), element: nil)
+        case 1 where o.hasTensorValue:
+            return .optional(.tensor(try Tensor(proto: o.tensorValue, directory: nil)), element: nil)
         case 3 where o.hasSequenceValue: return .optional(try value(o.sequenceValue), element: nil)
         case 5 where o.hasOptionalValue: return .optional(try value(o.optionalValue), element: nil)
         default: return .optional(nil, element: nil)

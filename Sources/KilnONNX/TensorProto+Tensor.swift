@@ -20,7 +20,9 @@ extension Tensor {
             let (p, o) = acc.0.multipliedReportingOverflow(by: d)
             return (p, acc.1 || o)
         }
-        guard !overflow, count < (1 << 36) else { throw KilnError.invalidModel("tensor of shape \(shape) is too large") }
+        guard !overflow, count < (1 << 36) else {
+            throw KilnError.invalidModel("tensor of shape \(shape) is too large")
+        }
         if proto.hasSegment { throw KilnError.unsupported("segmented tensors are not supported") }
 
         if dtype == .string {
@@ -44,7 +46,8 @@ extension Tensor {
         if let perByte = dtype.elementsPerPackedByte {
             let needed = (count + perByte - 1) / perByte
             guard data.count == needed else {
-                throw KilnError.invalidModel("raw data has \(data.count) bytes, \(needed) expected for \(dtype.onnxName)\(shape)")
+                throw KilnError.invalidModel(
+                    "raw data has \(data.count) bytes, \(needed) expected for \(dtype.onnxName)\(shape)")
             }
             return unpack(Array(data), dtype: dtype, shape: shape, count: count)
         }
@@ -68,7 +71,8 @@ extension Tensor {
         }
     }
 
-    private static func fromTypedFields(_ p: Onnx_TensorProto, dtype: DType, shape: [Int], count: Int) throws -> Tensor {
+    private static func fromTypedFields(_ p: Onnx_TensorProto, dtype: DType, shape: [Int], count: Int) throws -> Tensor
+    {
         func check(_ n: Int, _ field: String, expected: Int = count) throws {
             guard n == expected else {
                 throw KilnError.invalidModel("\(field) has \(n) values, shape \(shape) needs \(expected)")
@@ -108,10 +112,12 @@ extension Tensor {
             return Tensor(shape: shape, scalars: p.int32Data.map { $0 != 0 })
         case .float16:
             try check(p.int32Data.count, "int32_data")
-            return Tensor(shape: shape, scalars: p.int32Data.map { Float16(bitPattern: UInt16(truncatingIfNeeded: $0)) })
+            return Tensor(
+                shape: shape, scalars: p.int32Data.map { Float16(bitPattern: UInt16(truncatingIfNeeded: $0)) })
         case .bfloat16:
             try check(p.int32Data.count, "int32_data")
-            return Tensor(shape: shape, scalars: p.int32Data.map { BFloat16(bitPattern: UInt16(truncatingIfNeeded: $0)) })
+            return Tensor(
+                shape: shape, scalars: p.int32Data.map { BFloat16(bitPattern: UInt16(truncatingIfNeeded: $0)) })
         case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0:
             try check(p.int32Data.count, "int32_data")
             let bytes = p.int32Data.map { UInt8(truncatingIfNeeded: $0) }

@@ -13,7 +13,8 @@ public struct ConstantFolding: Pass {
             guard node.layer.isDeterministic, node.layer.subgraphs.isEmpty,
                 node.inputs.contains(where: { !$0.isEmpty }),
                 node.inputs.allSatisfy({ $0.isEmpty || graph.initializers[$0] != nil }),
-                let folded = try? context.evaluate(node, node.inputs.map { $0.isEmpty ? nil : graph.initializers[$0].map(Value.tensor) }),
+                let folded = try? context.evaluate(
+                    node, node.inputs.map { $0.isEmpty ? nil : graph.initializers[$0].map(Value.tensor) }),
                 folded.count >= node.outputs.count
             else {
                 remaining.append(node)

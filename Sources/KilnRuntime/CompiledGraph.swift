@@ -25,7 +25,8 @@ public final class CompiledGraph: GraphExecutable {
     /// `outer` supplies values captured from enclosing graphs.
     public func run(_ inputs: [Value], outer: ValueScope? = nil) throws -> [Value] {
         guard inputs.count == graph.inputs.count else {
-            throw KilnError.invalidArgument("graph '\(graph.name)' takes \(graph.inputs.count) inputs, got \(inputs.count)")
+            throw KilnError.invalidArgument(
+                "graph '\(graph.name)' takes \(graph.inputs.count) inputs, got \(inputs.count)")
         }
         let scope = ValueScope(parent: outer)
         for (name, tensor) in graph.initializers { scope.set(name, .tensor(tensor)) }

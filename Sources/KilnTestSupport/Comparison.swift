@@ -3,7 +3,9 @@ import KilnIR
 /// The ONNX backend runner's rule: same dtype and shape, |a - e| <= atol + rtol * |e| element-wise, NaN equals
 /// NaN, strings equal. Returns nil when equal, or a one-line reason.
 public enum Comparison {
-    public static func mismatch(_ actual: Tensor, _ expected: Tensor, rtol: Double = 1e-3, atol: Double = 1e-7) -> String? {
+    public static func mismatch(
+        _ actual: Tensor, _ expected: Tensor, rtol: Double = 1e-3, atol: Double = 1e-7
+    ) -> String? {
         guard actual.dtype == expected.dtype else {
             return "dtype \(actual.dtype.onnxName), expected \(expected.dtype.onnxName)"
         }
@@ -36,11 +38,13 @@ public enum Comparison {
             }
         }
         guard let worst else { return nil }
-        return "\(bad) of \(a.count) elements differ; worst at \(worst.index): \(a[worst.index]) vs expected \(e[worst.index])"
+        return
+            "\(bad) of \(a.count) elements differ; worst at \(worst.index): \(a[worst.index]) vs expected \(e[worst.index])"
     }
 
     /// Compares values recursively (sequences and optionals element by element).
-    public static func mismatch(_ actual: Value, _ expected: Value, rtol: Double = 1e-3, atol: Double = 1e-7) -> String? {
+    public static func mismatch(_ actual: Value, _ expected: Value, rtol: Double = 1e-3, atol: Double = 1e-7) -> String?
+    {
         switch (actual, expected) {
         case (.tensor(let a), .tensor(let e)): return mismatch(a, e, rtol: rtol, atol: atol)
         case (.sequence(let a, _), .sequence(let e, _)):

@@ -26,7 +26,8 @@ public enum LayerRunner {
         let graph = Graph(
             name: "test", inputs: graphInputs, outputs: outputs.map { GraphValue(name: $0, type: nil) },
             nodes: [Node(name: "node", layer: layer, inputs: names, outputs: outputs)])
-        let engine = try Builder.build(graph, device: CPUDevice(threads: threads), config: BuilderConfig(optimize: false))
+        let engine = try Builder.build(
+            graph, device: CPUDevice(threads: threads), config: BuilderConfig(optimize: false))
         let results = try engine.makeContext().run(feeds)
         return try outputs.map { name in
             guard let v = results[name] else { throw KilnError.runtime("missing output \(name)") }

@@ -69,9 +69,10 @@ public struct ONNXTestCase: Sendable {
             guard let data = try? Data(contentsOf: url) else {
                 throw KilnError.io("\(dataSet.lastPathComponent)/\(prefix)_\(i).pb is missing")
             }
-            values.append(try withErrorContext("\(dataSet.lastPathComponent)/\(prefix)_\(i).pb") {
-                try ValueFile.read(data, type: type)
-            })
+            values.append(
+                try withErrorContext("\(dataSet.lastPathComponent)/\(prefix)_\(i).pb") {
+                    try ValueFile.read(data, type: type)
+                })
         }
         return values
     }

@@ -17,7 +17,8 @@ struct InputFeeds {
         func checkName(_ name: String, _ source: String) throws {
             guard names.contains(name) else {
                 throw KilnError.invalidArgument(
-                    "\(source): the model has no input '\(name)' (inputs: \(engine.inputs.map(\.name).joined(separator: ", ")))")
+                    "\(source): the model has no input '\(name)' (inputs: \(engine.inputs.map(\.name).joined(separator: ", ")))"
+                )
             }
         }
         if let archive {
@@ -67,30 +68,25 @@ struct InputFeeds {
 
 /// Seeded random tensors of an input's declared type; symbolic or unknown dimensions default to 1.
 struct RandomInputs {
-    var state: UInt64
+    var generator: SeededGenerator
 
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    init(seed: UInt64) { generator = SeededGenerator(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    mutating func unit() -> Double { generator.unit() }
 
     mutating func make(_ info: GraphValue, shape override: [Int]?) throws -> Tensor {
         guard case .tensor(let type)? = info.type else {
             throw KilnError.invalidArgument("input '\(info.name)' is not a tensor of known type; give it with --input")
         }
-        let shape = try override ?? (type.shape ?? []).map { dim -> Int in
-            if case .value(let v) = dim { return v }
-            return 1
-        }
+        let shape =
+            try override
+            ?? (type.shape ?? []).map { dim -> Int in
+                if case .value(let v) = dim { return v }
+                return 1
+            }
         if let declared = type.shape, declared.count != shape.count {
-            throw KilnError.shapeMismatch("--shape for '\(info.name)' has rank \(shape.count), the model declares \(type)")
+            throw KilnError.shapeMismatch(
+                "--shape for '\(info.name)' has rank \(shape.count), the model declares \(type)")
         }
         let count = Tensor.elementCount(shape)
         let values = (0..<count).map { _ in unit() }

@@ -55,13 +55,18 @@ struct RunCommand: ParsableCommand {
         }
         let median = times.sorted()[times.count / 2]
         let runs = `repeat` == 1 ? "" : " (median of \(`repeat`) runs, first \(String(format: "%.1f", times[0])) ms)"
-        print("ran \(url.lastPathComponent) on \(device.properties.name) in \(String(format: "%.1f", median)) ms\(runs)")
+        print(
+            "ran \(url.lastPathComponent) on \(device.properties.name) in \(String(format: "%.1f", median)) ms\(runs)")
         var files: [(String, Data)] = []
         for info in engine.outputs {
             guard let value = outputs[info.name] else { continue }
             print(OutputSummary.line(name: info.name, value: value))
             if outputDir != nil, case .tensor(let t) = value {
-                files.append((OutputSummary.fileName(info.name), try withErrorContext("output '\(info.name)'") { try NPY.encode(t) }))
+                files.append(
+                    (
+                        OutputSummary.fileName(info.name),
+                        try withErrorContext("output '\(info.name)'") { try NPY.encode(t) }
+                    ))
             }
         }
         if let outputDir { try OutputSummary.write(files, to: outputDir) }

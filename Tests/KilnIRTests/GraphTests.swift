@@ -5,7 +5,8 @@ import Testing
 struct TestAddLayer: Layer {
     static let kind = LayerKind("test.add")
     func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
-        guard let a = inputs.first?.tensorType, let b = inputs.last?.tensorType, let sa = a.shape, let sb = b.shape else {
+        guard let a = inputs.first?.tensorType, let b = inputs.last?.tensorType, let sa = a.shape, let sb = b.shape
+        else {
             return [nil]
         }
         return [.tensor(TensorType(a.dtype, try Broadcast.dims(sa, sb)))]

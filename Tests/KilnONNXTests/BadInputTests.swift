@@ -39,7 +39,10 @@ import Testing
 
     @Test func unknownOperatorNamesTheNode() throws {
         let model = ModelFactory.model(
-            nodes: [ModelFactory.node("Identity", ["x"], ["t"], name: "a"), ModelFactory.node("Frobnicate", ["t"], ["y"], name: "bad")],
+            nodes: [
+                ModelFactory.node("Identity", ["x"], ["t"], name: "a"),
+                ModelFactory.node("Frobnicate", ["t"], ["y"], name: "bad"),
+            ],
             inputs: [ModelFactory.value("x", 1, [2])], outputs: [ModelFactory.value("y", 1, [2])])
         let message = importError(try ModelFactory.bytes(model)) ?? ""
         #expect(message.contains("node 1 'bad' (Frobnicate)"), "\(message)")
@@ -120,7 +123,9 @@ import Testing
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let values: [Float] = [1.5, -2, 3.25, 9]
-        try values.withUnsafeBytes { try Data([0, 0, 0, 0] + Array($0)).write(to: directory.appendingPathComponent("w.bin")) }
+        try values.withUnsafeBytes {
+            try Data([0, 0, 0, 0] + Array($0)).write(to: directory.appendingPathComponent("w.bin"))
+        }
         var tensor = Onnx_TensorProto()
         tensor.name = "w"
         tensor.dims = [2, 2]

@@ -21,7 +21,9 @@ enum ModelFactory {
         return info
     }
 
-    static func node(_ op: String, _ inputs: [String], _ outputs: [String], name: String = "", domain: String = "")
+    static func node(
+        _ op: String, _ inputs: [String], _ outputs: [String], name: String = "", domain: String = ""
+    )
         -> Onnx_NodeProto
     {
         var n = Onnx_NodeProto()

@@ -1,26 +1,15 @@
 import Foundation
 import KilnIR
 
-/// The random generators. A given seed gives the same values on every run (the generator restarts from it);
-/// without one each run draws fresh values from the system generator.
+/// The random generators. A given seed gives the same values on every run (the generator restarts from it).
+/// Without one, ONNX lets the runtime choose; Kiln chooses a fixed seed so that results are reproducible from
+/// run to run (a model that wants fresh values each call takes a seed input or varies its inputs).
 enum MiscRandom {
-    /// SplitMix64: small, fast and good enough for sampling; not cryptographic.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        /// Uniform in [0, 1) with 53 random bits.
-        mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
-    }
+    static let defaultSeed: UInt64 = 0x4B49_4C4E_5345_4544
 
     static func run(_ layer: RandomLayer, _ inputs: [Value?]) throws -> Tensor {
-        var generator = Generator(
-            state: layer.seed.map { UInt64($0.bitPattern) &* 0x2545_F491_4F6C_DD1D } ?? UInt64.random(in: .min ... .max)
+        var generator = SeededGenerator(
+            seed: layer.seed.map { UInt64($0.bitPattern) &* 0x2545_F491_4F6C_DD1D } ?? defaultSeed
         )
         let input = try inputs.optionalTensor(0)
         switch layer.distribution {

@@ -16,7 +16,7 @@ public struct RandomLayer: Layer {
     public var dtype: DType?
     /// Output shape for the generators without an input.
     public var shape: [Int]?
-    /// A fixed seed makes every run produce the same values; nil seeds from the system.
+    /// A fixed seed makes every run produce the same values; nil uses the backend's fixed default seed.
     public var seed: Float?
 
     public init(distribution: Distribution, dtype: DType?, shape: [Int]?, seed: Float?) {
