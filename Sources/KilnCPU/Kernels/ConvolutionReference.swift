@@ -79,55 +79,29 @@ enum ConvolutionReference {
         let x = try inputs.tensor(0)
         let w = try inputs.tensor(1)
         let b = try inputs.optionalTensor(2)
-        try LinearAlgebraSupport.requireSameType([x, w] + (b.map { [$0] } ?? []), "deconvolution")
         guard x.dtype.isFloatingPoint else { throw KilnError.unsupported("deconvolution of \(x.dtype.onnxName)") }
-        guard x.rank >= 3, w.rank == x.rank else {
-            throw KilnError.shapeMismatch(
-                "deconvolution needs X [N, C, ...] and W of the same rank, got \(x.shape), \(w.shape)")
-        }
-        let group = layer.parameters.group
-        let (batch, inChannels) = (x.shape[0], x.shape[1])
-        guard group > 0, w.shape[0] == inChannels, inChannels % group == 0 else {
-            throw KilnError.shapeMismatch(
-                "deconvolution with group \(group): X \(x.shape) and W \(w.shape) do not match")
-        }
-        let mg = w.shape[1]
-        let outChannels = mg * group
-        let cg = inChannels / group
-        let inSpatial = Array(x.shape.dropFirst(2))
-        let weightKernel = Array(w.shape.dropFirst(2))
-        let r = try layer.resolve(input: inSpatial, kernel: weightKernel)
-        guard r.kernel == weightKernel else {
-            throw KilnError.shapeMismatch("kernel_shape \(r.kernel) does not match the weights \(weightKernel)")
-        }
-        if let b, b.count != outChannels {
-            throw KilnError.shapeMismatch("deconvolution bias has \(b.count) elements, \(outChannels) expected")
-        }
+        let geometry = try DeconvolutionGeometry(layer, x: x, w: w, b: b)
+        let (batch, inChannels, outChannels) = (geometry.batch, geometry.inChannels, geometry.outChannels)
+        let (mg, cg, r) = (geometry.mg, geometry.cg, geometry.resolved)
         let xv = try x.doubleValues()
         let wv = try w.doubleValues()
         let bv = try b?.doubleValues()
         let outSize = r.output.reduce(1, *)
-        let outStrides = Broadcast.strides(r.output)
-        let inPositions = indices(inSpatial)
-        let kernelPositions = indices(r.kernel)
+        let inSize = geometry.inSpatial.reduce(1, *)
+        let kernelSize = r.kernel.reduce(1, *)
+        let targets = geometry.targets()
         var out = [Double](repeating: 0, count: batch * outChannels * outSize)
         for n in 0..<batch {
             for m in 0..<outChannels { for o in 0..<outSize { out[(n * outChannels + m) * outSize + o] = bv?[m] ?? 0 } }
-            for (ip, position) in inPositions.enumerated() {
-                for (kp, kernel) in kernelPositions.enumerated() {
-                    var offset = 0
-                    var inside = true
-                    for a in 0..<position.count {
-                        let o = position[a] * r.strides[a] - r.padsBegin[a] + kernel[a] * r.dilations[a]
-                        if o < 0 || o >= r.output[a] { inside = false }
-                        offset += o * outStrides[a]
-                    }
-                    guard inside else { continue }
+            for kp in 0..<kernelSize {
+                for ip in 0..<inSize {
+                    let offset = targets[kp * inSize + ip]
+                    guard offset >= 0 else { continue }
                     for ci in 0..<inChannels {
-                        let v = xv[(n * inChannels + ci) * inPositions.count + ip]
+                        let v = xv[(n * inChannels + ci) * inSize + ip]
                         let group = ci / cg
                         for co in 0..<mg {
-                            let wi = (ci * mg + co) * kernelPositions.count + kp
+                            let wi = (ci * mg + co) * kernelSize + kp
                             out[(n * outChannels + group * mg + co) * outSize + offset] += v * wv[wi]
                         }
                     }

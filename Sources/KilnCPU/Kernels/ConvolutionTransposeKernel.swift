@@ -12,53 +12,17 @@ enum DeconvolutionKernel {
         guard x.dtype == .float32 || LinearAlgebraSupport.isHalf(x.dtype) else {
             return try ConvolutionReference.deconvolution(layer, inputs)
         }
-        try LinearAlgebraSupport.requireSameType([x, w] + (b.map { [$0] } ?? []), "deconvolution")
-        guard x.rank >= 3, w.rank == x.rank else {
-            throw KilnError.shapeMismatch(
-                "deconvolution needs X [N, C, ...] and W of the same rank, got \(x.shape), \(w.shape)")
-        }
-        let group = layer.parameters.group
-        let (batch, inChannels) = (x.shape[0], x.shape[1])
-        guard group > 0, w.shape[0] == inChannels, inChannels % group == 0 else {
-            throw KilnError.shapeMismatch(
-                "deconvolution with group \(group): X \(x.shape) and W \(w.shape) do not match")
-        }
-        let mg = w.shape[1]
-        let outChannels = mg * group
-        let cg = inChannels / group
-        let inSpatial = Array(x.shape.dropFirst(2))
-        let weightKernel = Array(w.shape.dropFirst(2))
-        let r = try layer.resolve(input: inSpatial, kernel: weightKernel)
-        guard r.kernel == weightKernel else {
-            throw KilnError.shapeMismatch("kernel_shape \(r.kernel) does not match the weights \(weightKernel)")
-        }
-        if let b, b.count != outChannels {
-            throw KilnError.shapeMismatch("deconvolution bias has \(b.count) elements, \(outChannels) expected")
-        }
+        let geometry = try DeconvolutionGeometry(layer, x: x, w: w, b: b)
+        let (batch, inChannels, outChannels) = (geometry.batch, geometry.inChannels, geometry.outChannels)
+        let (mg, cg, group, r) = (geometry.mg, geometry.cg, layer.parameters.group, geometry.resolved)
         let xf = LinearAlgebraSupport.widened(x)
         let wf = LinearAlgebraSupport.widened(w)
         let bias = b.map { LinearAlgebraSupport.widened($0).scalars(as: Float.self) }
         let kernelSize = r.kernel.reduce(1, *)
-        let inSize = inSpatial.reduce(1, *)
+        let inSize = geometry.inSpatial.reduce(1, *)
         let outSize = r.output.reduce(1, *)
         let rows = mg * kernelSize
-        let kernelPositions = ConvolutionReference.indices(r.kernel)
-        let inPositions = ConvolutionReference.indices(inSpatial)
-        let outStrides = Broadcast.strides(r.output)
-        // For each (kernel position, input position): the output offset, or -1 when it falls in the padding.
-        var targets = [Int](repeating: -1, count: kernelSize * inSize)
-        for (kp, kernel) in kernelPositions.enumerated() {
-            for (ip, position) in inPositions.enumerated() {
-                var offset = 0
-                var inside = true
-                for a in 0..<position.count {
-                    let o = position[a] * r.strides[a] - r.padsBegin[a] + kernel[a] * r.dilations[a]
-                    if o < 0 || o >= r.output[a] { inside = false }
-                    offset += o * outStrides[a]
-                }
-                if inside { targets[kp * inSize + ip] = offset }
-            }
-        }
+        let targets = geometry.targets()
         let columns = UnsafeMutablePointer<Float>.allocate(capacity: max(rows * inSize, 1))
         defer { columns.deallocate() }
         let y = Tensor.build(Float.self, shape: [batch, outChannels] + r.output) { out in
