@@ -9,16 +9,7 @@ public struct BatchNormFolding: Pass {
     public init() {}
 
     public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
-        var changed = false
-        var index = 0
-        while index < graph.nodes.count {
-            if try fold(at: index, &graph) {
-                changed = true
-            } else {
-                index += 1
-            }
-        }
-        return changed
+        try graph.rewriteEachNode { index, graph in try fold(at: index, &graph) }
     }
 
     /// The per-channel affine map of the batch normalization at `index`, when its parameters are constants.

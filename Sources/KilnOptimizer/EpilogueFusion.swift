@@ -10,16 +10,7 @@ public struct EpilogueFusion: Pass {
     public init() {}
 
     public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
-        var changed = false
-        var index = 0
-        while index < graph.nodes.count {
-            if try fuse(at: index, &graph) {
-                changed = true
-            } else {
-                index += 1
-            }
-        }
-        return changed
+        try graph.rewriteEachNode { index, graph in try fuse(at: index, &graph) }
     }
 
     /// Tries to fuse the node at `index` with the consumer of its output. The fused node replaces both.

@@ -1,6 +1,21 @@
 import KilnIR
 
 extension Graph {
+    /// Offers each node in turn to `rewrite`; after a rewrite the same index is offered again (it now holds
+    /// the rewritten node), otherwise the walk moves on. Returns whether anything changed.
+    mutating func rewriteEachNode(_ rewrite: (Int, inout Graph) throws -> Bool) rethrows -> Bool {
+        var changed = false
+        var index = 0
+        while index < nodes.count {
+            if try rewrite(index, &self) {
+                changed = true
+            } else {
+                index += 1
+            }
+        }
+        return changed
+    }
+
     /// `base`, or `base_2`, `base_3`, ... : a value name no initializer, input or typed value uses yet.
     func freshName(_ base: String) -> String {
         func taken(_ n: String) -> Bool {
