@@ -15,34 +15,10 @@ extension ImportContext {
         return try withErrorContext("attribute '\(name)'") { try builder.importSubgraph(proto) }
     }
 
-    /// The static types of the node's inputs. The builder knows only declared types (graph inputs,
-    /// initializers, value_info), so the types of earlier nodes' outputs are inferred here over the nodes
-    /// emitted so far.
-    func inferredInputTypes() -> [ValueType?] {
-        var outer: [String: ValueType] = [:]
-        var chain: [GraphBuilder] = []
-        var current: GraphBuilder? = builder
-        while let b = current {
-            chain.append(b)
-            current = b.parent
-        }
-        for b in chain.dropFirst().reversed() {
-            for (name, type) in b.valueTypes { outer[name] = type }
-            for (name, tensor) in b.initializers { outer[name] = .tensor(tensor.type) }
-        }
-        var partial = Graph(
-            name: "partial", initializers: builder.initializers, nodes: builder.nodes, valueTypes: builder.valueTypes)
-        // A node whose inference fails leaves later types unknown; the body import then works with less.
-        try? partial.inferTypes(outerTypes: outer)
-        return node.inputs.map { name in
-            guard !name.isEmpty else { return nil }
-            return partial.type(of: name) ?? outer[name] ?? builder.type(of: name)
-        }
-    }
-
     /// Element types of tensor inputs and of the elements of sequence inputs.
     func inputElementDTypes() -> [DType?] {
-        inferredInputTypes().map { type in
+        // The builder infers each node's output types as it is emitted, so earlier outputs are typed here.
+        node.inputs.indices.map { inputType($0) }.map { type in
             switch type {
             case .tensor(let t)?: t.dtype
             case .sequence(let element)?: element?.tensorType?.dtype
