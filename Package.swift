@@ -5,7 +5,7 @@ let package = Package(
     name: "Kiln",
     platforms: [.macOS(.v14)],
     products: [
-        .library(name: "Kiln", targets: ["KilnIR", "KilnONNX", "KilnOptimizer", "KilnRuntime", "KilnCPU"]),
+        .library(name: "Kiln", targets: ["KilnIR", "KilnONNX", "KilnOptimizer", "KilnRuntime", "KilnCPU", "KilnCUDA"]),
         .executable(name: "kiln", targets: ["kiln"]),
     ],
     dependencies: [
@@ -22,11 +22,12 @@ let package = Package(
         .target(name: "KilnOptimizer", dependencies: ["KilnIR"]),
         .target(name: "KilnRuntime", dependencies: ["KilnIR", "KilnOptimizer"]),
         .target(name: "KilnCPU", dependencies: ["KilnIR", "KilnRuntime"]),
+        .target(name: "KilnCUDA", dependencies: ["KilnIR", "KilnOptimizer", "KilnRuntime", "KilnCPU"]),
         .target(name: "KilnTestSupport", dependencies: ["KilnIR", "KilnONNX", "KilnRuntime", "KilnCPU"]),
         .executableTarget(
             name: "kiln",
             dependencies: [
-                "KilnIR", "KilnONNX", "KilnOptimizer", "KilnRuntime", "KilnCPU", "KilnTestSupport",
+                "KilnIR", "KilnONNX", "KilnOptimizer", "KilnRuntime", "KilnCPU", "KilnCUDA", "KilnTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -34,6 +35,7 @@ let package = Package(
         .testTarget(name: "KilnONNXTests", dependencies: ["KilnONNX", "KilnTestSupport"]),
         .testTarget(name: "KilnOptimizerTests", dependencies: ["KilnOptimizer", "KilnCPU", "KilnTestSupport"]),
         .testTarget(name: "KilnCPUTests", dependencies: ["KilnCPU", "KilnTestSupport"]),
+        .testTarget(name: "KilnCUDATests", dependencies: ["KilnCUDA", "KilnCPU", "KilnTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,6 @@
+import KilnIR
+
+/// Lowerings of the Elementwise family.
+enum CUDAElementwiseLowerings {
+    static let all: [(LayerKind, CUDALoweringFunction)] = []
+}

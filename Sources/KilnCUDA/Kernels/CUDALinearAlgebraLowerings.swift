@@ -1,0 +1,6 @@
+import KilnIR
+
+/// Lowerings of the LinearAlgebra family.
+enum CUDALinearAlgebraLowerings {
+    static let all: [(LayerKind, CUDALoweringFunction)] = []
+}

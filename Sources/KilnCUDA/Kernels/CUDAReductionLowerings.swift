@@ -1,0 +1,6 @@
+import KilnIR
+
+/// Lowerings of the Reduction family.
+enum CUDAReductionLowerings {
+    static let all: [(LayerKind, CUDALoweringFunction)] = []
+}

@@ -1,0 +1,6 @@
+import KilnIR
+
+/// Lowerings of the Shape family.
+enum CUDAShapeLowerings {
+    static let all: [(LayerKind, CUDALoweringFunction)] = []
+}

@@ -1,0 +1,210 @@
+import KilnIR
+
+/// A buffer one step reads or writes, named relative to the node being lowered: one of its inputs or outputs,
+/// scratch memory the lowering asked for, or a constant tensor the lowering derived (e.g. repacked weights).
+/// The executor turns operands into device addresses; lowerings never see memory.
+public enum CUDAOperand: Hashable, Sendable {
+    case input(Int)
+    case output(Int)
+    case scratch(Int)
+    case constant(Int)
+}
+
+/// One argument of a kernel launch, in the order of the CUDA C function's parameters.
+public enum CUDAArgument: Sendable, Hashable {
+    /// A device pointer to the operand's first byte plus `offset` bytes.
+    case pointer(CUDAOperand, offset: Int)
+    case int32(Int32)
+    case int64(Int64)
+    case float32(Float)
+    case float64(Double)
+    /// Up to `KilnDims.capacity` sizes or strides, passed by value as the prelude's `KilnDims` struct.
+    case dims([Int])
+
+    public static func pointer(_ operand: CUDAOperand) -> CUDAArgument { .pointer(operand, offset: 0) }
+    public static func int(_ value: Int) -> CUDAArgument { .int64(Int64(value)) }
+}
+
+/// Grid or block size.
+public struct CUDADim3: Sendable, Hashable, CustomStringConvertible {
+    public var x: Int
+    public var y: Int
+    public var z: Int
+
+    public init(_ x: Int, _ y: Int = 1, _ z: Int = 1) {
+        self.x = x
+        self.y = y
+        self.z = z
+    }
+
+    public var description: String { "\(x)x\(y)x\(z)" }
+}
+
+/// CUDA C source for one module, compiled by NVRTC for the device's architecture. Two lowerings that emit the
+/// same code share one compiled module, so sources should depend on dtypes and operators, not on shapes
+/// (pass sizes as arguments).
+public struct CUDASource: Sendable, Hashable {
+    /// A short readable name for logs and compile errors (`pointwise_add_f32`).
+    public var name: String
+    /// The whole translation unit; `CUDAPrelude.text` is prepended by the compiler, not here.
+    public var code: String
+
+    public init(name: String, code: String) {
+        self.name = name
+        self.code = code
+    }
+}
+
+/// A launch of one `extern "C" __global__` function of a module.
+public struct CUDALaunch: Sendable, Hashable {
+    public var source: CUDASource
+    public var function: String
+    public var grid: CUDADim3
+    public var block: CUDADim3
+    public var sharedBytes: Int
+    public var arguments: [CUDAArgument]
+
+    public init(
+        source: CUDASource, function: String, grid: CUDADim3, block: CUDADim3, sharedBytes: Int = 0,
+        arguments: [CUDAArgument]
+    ) {
+        self.source = source
+        self.function = function
+        self.grid = grid
+        self.block = block
+        self.sharedBytes = sharedBytes
+        self.arguments = arguments
+    }
+}
+
+/// A device-to-device copy of `bytes` bytes.
+public struct CUDACopy: Sendable, Hashable {
+    public var destination: CUDAOperand
+    public var destinationOffset: Int
+    public var source: CUDAOperand
+    public var sourceOffset: Int
+    public var bytes: Int
+
+    public init(
+        destination: CUDAOperand, destinationOffset: Int = 0, source: CUDAOperand, sourceOffset: Int = 0,
+        bytes: Int
+    ) {
+        self.destination = destination
+        self.destinationOffset = destinationOffset
+        self.source = source
+        self.sourceOffset = sourceOffset
+        self.bytes = bytes
+    }
+}
+
+/// One unit of device work, in stream order.
+public enum CUDAStep: Sendable {
+    case launch(CUDALaunch)
+    case matMul(CUDAMatMul)
+    case convolution(CUDAConvolution)
+    case copy(CUDACopy)
+}
+
+/// What a node becomes on the GPU: steps run in order on one stream.
+public struct CUDALowering: Sendable {
+    public var steps: [CUDAStep]
+    /// Size in bytes of each `.scratch(i)` buffer; scratch lives only while the node runs.
+    public var scratchBytes: [Int]
+    /// Tensors uploaded once when the engine is built; `.constant(i)` refers to `constants[i]`.
+    public var constants: [Tensor]
+    /// Output index -> input index for outputs that are the input's bytes under another shape (reshape,
+    /// flatten, squeeze): no copy, no steps.
+    public var aliases: [Int: Int]
+
+    public init(
+        steps: [CUDAStep] = [], scratchBytes: [Int] = [], constants: [Tensor] = [], aliases: [Int: Int] = [:]
+    ) {
+        self.steps = steps
+        self.scratchBytes = scratchBytes
+        self.constants = constants
+        self.aliases = aliases
+    }
+
+    public init(_ steps: CUDAStep...) { self.init(steps: steps) }
+}
+
+/// Build options that change which kernels are correct to use.
+public struct CUDAOptions: Sendable, Hashable {
+    /// Let float32 matrix products and convolutions use TF32 tensor cores (about 1e-3 relative error).
+    public var allowTF32: Bool
+
+    public init(allowTF32: Bool = false) { self.allowTF32 = allowTF32 }
+}
+
+/// What a lowering knows about one node: its layer and every input and output type, all shapes concrete
+/// (the executor specializes the graph to the shapes of the inputs before lowering).
+public struct CUDANodeInfo: Sendable {
+    public let node: Node
+    /// nil for an omitted optional input.
+    public let inputs: [TensorType?]
+    public let outputs: [TensorType]
+    /// The value of each input that is a constant (an initializer), else nil.
+    public let constants: [Tensor?]
+    /// Compute capability as major * 10 + minor (90 on Hopper).
+    public let architecture: Int
+    public let options: CUDAOptions
+
+    public init(
+        node: Node, inputs: [TensorType?], outputs: [TensorType], constants: [Tensor?], architecture: Int,
+        options: CUDAOptions
+    ) {
+        self.node = node
+        self.inputs = inputs
+        self.outputs = outputs
+        self.constants = constants
+        self.architecture = architecture
+        self.options = options
+    }
+
+    public var inputCount: Int { inputs.count }
+    public func hasInput(_ index: Int) -> Bool { index < inputs.count && inputs[index] != nil }
+
+    /// Input `index`'s type; throws when it is absent.
+    public func input(_ index: Int) throws -> TensorType {
+        guard index < inputs.count, let type = inputs[index] else {
+            throw KilnError.invalidArgument("input \(index) of '\(node.name)' is missing")
+        }
+        return type
+    }
+
+    /// Input `index`'s concrete dimensions.
+    public func inputShape(_ index: Int) throws -> [Int] {
+        let type = try input(index)
+        guard let dims = type.concreteShape else {
+            throw KilnError.unsupported("input \(index) of '\(node.name)' has no static shape (\(type))")
+        }
+        return dims
+    }
+
+    /// Output `index`'s concrete dimensions.
+    public func outputShape(_ index: Int) throws -> [Int] {
+        guard index < outputs.count, let dims = outputs[index].concreteShape else {
+            throw KilnError.unsupported("output \(index) of '\(node.name)' has no static shape")
+        }
+        return dims
+    }
+}
+
+/// Lowers one node, or throws `unsupported` (with the reason) when this backend cannot run its parameters
+/// or dtypes; the executor then falls back to the CPU if allowed.
+public typealias CUDALoweringFunction = @Sendable (CUDANodeInfo) throws -> CUDALowering
+
+/// One registry entry: layer type `L` lowered by `body`.
+public func cudaLowering<L: Layer>(
+    _ type: L.Type, _ body: @escaping @Sendable (L, CUDANodeInfo) throws -> CUDALowering
+) -> (LayerKind, CUDALoweringFunction) {
+    (
+        L.kind,
+        { info in
+            guard let layer = info.node.layer as? L else {
+                throw KilnError.runtime("layer of kind \(L.kind) has unexpected type \(Swift.type(of: info.node.layer))")
+            }
+            return try body(layer, info)
+        }
+    )
+}
