@@ -1,1 +1,353 @@
+import Foundation
+import KilnIR
 import Testing
+
+@testable import KilnCPU
+@testable import KilnCUDA
+
+/// A node info for `layer` with float32 inputs of `shapes` (nil: absent) and outputs from the layer's own type
+/// inference; `constants` gives constant inputs by index.
+private func info(
+    _ layer: any Layer, _ shapes: [[Int]?], dtype: DType = .float32, outputs: [String] = ["y"],
+    constants: [Int: Tensor] = [:]
+) throws -> CUDANodeInfo {
+    let types = shapes.map { $0.map { TensorType(dtype, dims: $0) } }
+    let layerInputs: [LayerInput] = types.enumerated().map { i, t in
+        t == nil ? LayerInput.absent : LayerInput(type: t.map { .tensor($0) }, constant: constants[i])
+    }
+    let inferred = try layer.inferTypes(layerInputs).prefix(outputs.count).map { v -> TensorType in
+        guard case .tensor(let t)? = v else { throw KilnError.runtime("no output type") }
+        return t
+    }
+    let node = Node(
+        name: "n", layer: layer, inputs: shapes.indices.map { shapes[$0] == nil ? "" : "i\($0)" }, outputs: outputs)
+    return CUDANodeInfo(
+        node: node, inputs: types, outputs: inferred, constants: shapes.indices.map { constants[$0] },
+        architecture: 90, options: CUDAOptions())
+}
+
+private func lower(_ info: CUDANodeInfo) throws -> CUDALowering {
+    guard let lowering = CUDALoweringRegistry.all[info.node.kind] else {
+        throw KilnError.runtime("no lowering for \(info.node.kind)")
+    }
+    return try lowering(info)
+}
+
+private func onlyLaunch(_ lowering: CUDALowering) throws -> CUDALaunch {
+    guard lowering.steps.count == 1, case .launch(let launch) = lowering.steps[0] else {
+        throw KilnError.runtime("expected one launch, got \(lowering.steps.count) steps")
+    }
+    return launch
+}
+
+/// A small deterministic generator so failures reproduce.
+private struct SplitMix {
+    var state: UInt64
+    mutating func next(_ bound: Int) -> Int {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Int((z ^ (z >> 31)) % UInt64(bound))
+    }
+}
+
+@Suite struct ReductionIndexTests {
+    /// Every (output, reduced) pair of the [outer, reduced, inner] view reads the element the CPU plan reads.
+    @Test func factorizationMatchesCPUPlan() throws {
+        var rng = SplitMix(state: 7)
+        var checked = 0
+        for _ in 0..<400 {
+            let rank = 1 + rng.next(5)
+            let shape = (0..<rank).map { _ in 1 + rng.next(4) }
+            let axes = (0..<rank).filter { _ in rng.next(2) == 1 }
+            guard !axes.isEmpty else { continue }
+            let cpu = ReductionKernels.ReducePlan(shape: shape, reduced: axes, keepDims: false)
+            guard let plan = CUDAReduceFactorization.make(shape: shape, axes: axes) else {
+                // Only a reduced run broken by a kept axis longer than 1 may be refused.
+                let significant = shape.indices.filter { shape[$0] != 1 }
+                let flags = significant.map { axes.contains($0) }
+                let runs = zip(flags, flags.dropFirst()).filter { $0 != $1 }.count + (flags.first == true ? 1 : 0)
+                #expect(runs > 2 || (runs == 2 && flags.first == true), "refused \(shape) \(axes)")
+                continue
+            }
+            #expect(plan.outputCount == cpu.outputCount)
+            #expect(plan.reduced == cpu.reducedCount)
+            for q in 0..<plan.outputCount {
+                let (o, j) = (q / plan.inner, q % plan.inner)
+                for r in 0..<plan.reduced {
+                    let ours = (o * plan.reduced + r) * plan.inner + j
+                    let theirs = cpu.base(q) + (cpu.offsets?[r] ?? r)
+                    #expect(ours == theirs, "shape \(shape) axes \(axes) q \(q) r \(r)")
+                }
+            }
+            checked += 1
+        }
+        #expect(checked > 100)
+    }
+
+    /// The pooling taps match the CPU kernel's per-axis tables, and the output shape matches type inference.
+    @Test func poolGeometryMatchesCPU() throws {
+        var rng = SplitMix(state: 11)
+        for _ in 0..<300 {
+            let spatial = 1 + rng.next(3)
+            let input = (0..<spatial).map { _ in 1 + rng.next(9) }
+            let kernel = (0..<spatial).map { _ in 1 + rng.next(3) }
+            let strides = (0..<spatial).map { _ in 1 + rng.next(3) }
+            let dilations = (0..<spatial).map { _ in 1 + rng.next(2) }
+            let pads = (0..<(2 * spatial)).map { i in min(rng.next(3), kernel[i % spatial] - 1) }
+            let autoPad: PoolGeometry.AutoPad = [.explicit, .explicit, .sameUpper, .sameLower, .valid][rng.next(5)]
+            let window = PoolGeometry(
+                kernel: kernel, strides: strides, dilations: dilations, pads: pads, autoPad: autoPad,
+                ceilMode: rng.next(2) == 1)
+            let layer = PoolLayer(op: .average(countIncludePad: true), window: window)
+            let shape = [2, 3] + input
+            guard let cpu = try? PoolingKernels.Plan(layer, shape: shape) else { continue }
+            let ours = try CUDAPoolGeometry(window: window, shape: shape)
+            #expect(ours.outputShape == cpu.outputShape)
+            for axis in 0..<3 {
+                #expect(ours.output[axis] == cpu.axes[axis].output)
+                for o in 0..<ours.output[axis] {
+                    let t = ours.taps(axis: axis, o)
+                    let table = Array(cpu.axes[axis].table[(4 * o)..<(4 * o + 4)])
+                    #expect([t.start, t.lo, t.hi, t.padded] == table, "\(window) axis \(axis) o \(o)")
+                }
+            }
+        }
+    }
+}
+
+@Suite struct ReductionLoweringTests {
+    @Test func reduceLastAxisUsesOneWarpPerRow() throws {
+        let launch = try onlyLaunch(try lower(try info(ReduceLayer(op: .sum, axes: [-1]), [[8, 1000]])))
+        #expect(launch.function == "reduce_rows_warp")
+        #expect(launch.source.name == "reduce_sum_f32")
+        #expect(launch.block == CUDADim3(256))
+        #expect(launch.grid == CUDADim3(1))
+        #expect(launch.arguments == [.pointer(.input(0)), .pointer(.output(0)), .int64(8), .int64(1000)])
+    }
+
+    @Test func reduceLongRowsUseOneBlockPerRow() throws {
+        let layer = ReduceLayer(op: .mean, axes: [2, 3], keepDims: true)
+        let launch = try onlyLaunch(try lower(try info(layer, [[2, 64, 56, 56]])))
+        #expect(launch.function == "reduce_rows_block")
+        #expect(launch.grid == CUDADim3(128))
+        #expect(launch.arguments == [.pointer(.input(0)), .pointer(.output(0)), .int64(128), .int64(3136)])
+    }
+
+    @Test func reduceMiddleAxisUsesColumns() throws {
+        let layer = ReduceLayer(op: .logSumExp, axes: [1], keepDims: false)
+        let launch = try onlyLaunch(try lower(try info(layer, [[4, 256, 49]])))
+        #expect(launch.function == "reduce_columns")
+        #expect(launch.block == CUDADim3(32, 8))
+        #expect(launch.grid == CUDADim3(7))
+        #expect(launch.arguments == [.pointer(.input(0)), .pointer(.output(0)), .int64(4), .int64(256), .int64(49)])
+    }
+
+    @Test func reduceAxesFromConstantInputAndNoop() throws {
+        let axes = Tensor(shape: [1], scalars: [Int64(0)])
+        let launch = try onlyLaunch(
+            try lower(try info(ReduceLayer(op: .max, axes: nil), [[5, 7], [1]], constants: [1: axes])))
+        #expect(launch.function == "reduce_columns")
+        #expect(launch.arguments[2...] == [.int64(1), .int64(5), .int64(7)])
+        let empty = Tensor(shape: [0], scalars: [Int64]())
+        let noop = try lower(
+            try info(ReduceLayer(op: .sum, axes: nil, noopWithEmptyAxes: true), [[5, 7], [0]], constants: [1: empty]))
+        #expect(noop.steps.isEmpty && noop.aliases == [0: 0])
+    }
+
+    @Test func reduceRefusesWhatItCannotRun() throws {
+        #expect(throws: KilnError.self) { try lower(try info(ReduceLayer(op: .sum, axes: [0, 2]), [[3, 4, 5]])) }
+        #expect(throws: KilnError.self) {
+            try lower(try info(ReduceLayer(op: .sum, axes: [1]), [[3, 4]], dtype: .int32))
+        }
+        #expect(throws: KilnError.self) { try lower(try info(ReduceLayer(op: .sum, axes: nil), [[3, 4], [1]])) }
+    }
+
+    @Test func softmaxPicksKernelByRowLength() throws {
+        let attention = try onlyLaunch(try lower(try info(SoftmaxLayer(variant: .softmax), [[2, 12, 128, 128]])))
+        #expect(attention.function == "softmax_warp_4")
+        #expect(attention.grid == CUDADim3(3072 / 8))
+        #expect(attention.arguments == [.pointer(.input(0)), .pointer(.output(0)), .int64(3072), .int64(128)])
+        let logits = try onlyLaunch(try lower(try info(SoftmaxLayer(variant: .logSoftmax), [[4, 3000]])))
+        #expect(logits.function == "softmax_block_8")
+        #expect(logits.source.name == "logSoftmax_f32")
+        let huge = try onlyLaunch(try lower(try info(SoftmaxLayer(variant: .softmax), [[2, 50000]])))
+        #expect(huge.function == "softmax_block_0")
+        let channels = try onlyLaunch(try lower(try info(SoftmaxLayer(variant: .softmax, axis: 1), [[2, 10, 7, 7]])))
+        #expect(channels.function == "softmax_columns")
+        #expect(channels.arguments[2...] == [.int64(2), .int64(10), .int64(49)])
+        let flat = try onlyLaunch(
+            try lower(try info(SoftmaxLayer(variant: .hardmax, axis: 1, flattenTail: true), [[2, 10, 7]])))
+        #expect(flat.function == "hardmax_rows")
+        #expect(flat.arguments[2...] == [.int64(2), .int64(70)])
+    }
+
+    @Test func layerNormUsesVectorWarpKernel() throws {
+        let layer = NormalizationLayer(method: .layer(axis: -1), epsilon: 1e-12)
+        let lowering = try lower(try info(layer, [[1, 128, 768], [768], [768]]))
+        let launch = try onlyLaunch(lowering)
+        #expect(launch.function == "norm_warp4_6")
+        #expect(launch.source.name == "layer_norm_f32")
+        #expect(launch.grid == CUDADim3(32) && launch.block == CUDADim3(128))
+        #expect(
+            launch.arguments == [
+                .pointer(.input(0)), .pointer(.input(1)), .pointer(.input(2)), .pointer(.output(0)), .int64(128),
+                .int64(768), .int64(1), .int64(1), .float32(1e-12),
+            ])
+        #expect(lowering.constants.isEmpty)
+    }
+
+    @Test func layerNormStatisticsBiasAndLongRows() throws {
+        let layer = NormalizationLayer(method: .layer(axis: 1))
+        // No bias (a zero constant), the mean output named, the inverse std-dev output unnamed (scratch).
+        let lowering = try lower(try info(layer, [[6, 30, 50], [30, 50], nil], outputs: ["y", "mean", ""]))
+        let launch = try onlyLaunch(lowering)
+        #expect(launch.function == "norm_block")
+        #expect(launch.source.name == "layer_norm_stats_f32")
+        #expect(lowering.constants.count == 1 && lowering.scratchBytes == [24])
+        #expect(
+            launch.arguments == [
+                .pointer(.input(0)), .pointer(.input(1)), .pointer(.constant(0)), .pointer(.output(0)),
+                .pointer(.output(1)), .pointer(.scratch(0)), .int64(6), .int64(1500), .int64(1), .int64(0),
+                .float32(1e-5),
+            ])
+        let rms = try onlyLaunch(try lower(try info(NormalizationLayer(method: .rms(axis: -1)), [[4, 10], [10]])))
+        #expect(rms.function == "norm_warp1_1" && rms.source.name == "rms_norm_f32")
+    }
+
+    @Test func groupInstanceAndBatchNorm() throws {
+        let group = try onlyLaunch(
+            try lower(
+                try info(
+                    NormalizationLayer(method: .group(groups: 4, perGroupAffine: false)), [[2, 8, 5, 5], [8], [8]])))
+        #expect(group.function == "rows")
+        #expect(group.arguments[4...9] == [.int64(8), .int64(50), .int64(25), .int64(4), .int64(2), .int64(1)])
+        let instance = try onlyLaunch(
+            try lower(try info(NormalizationLayer(method: .instance), [[2, 3, 4, 4], [3], [1]])))
+        #expect(instance.arguments[4...10] == [.int64(6), .int64(16), .int64(16), .int64(3), .int64(1), .int64(1), .int64(0)])
+        let batch = try onlyLaunch(
+            try lower(
+                try info(
+                    NormalizationLayer(method: .batch(training: false, momentum: 0.9)),
+                    [[2, 3, 4, 4], [3], [3], [3], [3]])))
+        #expect(batch.function == "batch_norm")
+        #expect(batch.arguments[6...9] == [.int64(96), .int64(3), .int64(16), .dims([1, 1, 1, 1])])
+        #expect(throws: KilnError.self) {
+            try lower(try info(NormalizationLayer(method: .lrn(size: 3, alpha: 1, beta: 1, bias: 1)), [[1, 3, 2, 2]]))
+        }
+    }
+
+    @Test func poolingLaunches() throws {
+        let maxPool = PoolLayer(op: .max, window: PoolGeometry(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1]))
+        let launch = try onlyLaunch(try lower(try info(maxPool, [[1, 64, 112, 112]])))
+        #expect(launch.function == "pool_max")
+        let total = 64 * 56 * 56
+        #expect(launch.grid == CUDADim3(total / 256) && launch.block == CUDADim3(256))
+        #expect(
+            launch.arguments == [
+                .pointer(.input(0)), .pointer(.output(0)), .int64(Int64(total)), .dims([1, 112, 112, 1, 56, 56, 0, 0]),
+                .dims([1, 3, 3, 1, 2, 2, 1, 1]), .dims([1, 0, 1, 1, 1, 114, 114, 0]),
+            ])
+        let global = try onlyLaunch(try lower(try info(PoolLayer(op: .average(countIncludePad: false), window: nil), [[2, 2048, 7, 7]])))
+        #expect(global.function == "reduce_rows_warp" && global.source.name == "reduce_mean_f32")
+        #expect(global.arguments[2...] == [.int64(4096), .int64(49)])
+        let globalMax = try onlyLaunch(try lower(try info(PoolLayer(op: .max, window: nil), [[1, 8, 3, 3]])))
+        #expect(globalMax.source.name == "reduce_maxIgnoringNaN_f32")
+        let indices = PoolLayer(op: .max, window: PoolGeometry(kernel: [2]), outputsIndices: true)
+        let withIndices = try onlyLaunch(try lower(try info(indices, [[1, 2, 8]], outputs: ["y", "i"])))
+        #expect(withIndices.function == "pool_max_indices")
+        #expect(withIndices.arguments[2] == .pointer(.output(1)))
+    }
+}
+
+/// Compiles CUDA C with NVRTC for sm_90, as the executor will (prelude prepended). NVRTC is found through
+/// `KILN_CUDA_LIBS` or the usual CUDA folders; nil when it is not installed.
+enum ReductionNVRTC {
+    typealias Create = @convention(c) (
+        UnsafeMutablePointer<OpaquePointer?>, UnsafePointer<CChar>, UnsafePointer<CChar>, Int32,
+        UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<UnsafePointer<CChar>?>?
+    ) -> Int32
+    typealias Compile = @convention(c) (OpaquePointer?, Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> Int32
+    typealias LogSize = @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int>) -> Int32
+    typealias Log = @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>) -> Int32
+    typealias Destroy = @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Int32
+
+    static let library: DynamicLibrary? = try? DynamicLibrary.open(
+        ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"], what: "NVRTC")
+
+    /// nil on success, else the log; throws when NVRTC is unusable.
+    static func compile(_ source: CUDASource) throws -> String? {
+        guard let library else { throw KilnError.unsupported("NVRTC not found") }
+        let create: Create = try library.function("nvrtcCreateProgram")
+        let compile: Compile = try library.function("nvrtcCompileProgram")
+        let logSize: LogSize = try library.function("nvrtcGetProgramLogSize")
+        let getLog: Log = try library.function("nvrtcGetProgramLog")
+        let destroy: Destroy = try library.function("nvrtcDestroyProgram")
+        var program: OpaquePointer?
+        let text = CUDAPrelude.text + source.code
+        guard create(&program, text, source.name, 0, nil, nil) == 0 else { throw KilnError.runtime("nvrtc create") }
+        defer { _ = destroy(&program) }
+        let flags = ["--gpu-architecture=sm_90", "-default-device", "--std=c++17"]
+        let options: [UnsafeMutablePointer<CChar>?] = flags.map { strdup($0) }
+        defer { options.forEach { free($0) } }
+        let pointers: [UnsafePointer<CChar>?] = options.map { $0.map { UnsafePointer($0) } }
+        let status = pointers.withUnsafeBufferPointer { compile(program, Int32(pointers.count), $0.baseAddress) }
+        var size = 0
+        _ = logSize(program, &size)
+        var log = [CChar](repeating: 0, count: max(size, 1))
+        _ = getLog(program, &log)
+        let message = String(cString: log)
+        if status != 0 { return message.isEmpty ? "status \(status)" : message }
+        // Warnings count as failures: generated code should compile cleanly.
+        return message.contains("warning") ? message : nil
+    }
+}
+
+@Suite struct ReductionSourceTests {
+    /// Every module the family can emit.
+    static func allSources() throws -> [CUDASource] {
+        var sources: [CUDASource] = []
+        for dtype in [DType.float32, .float64] {
+            for op in CUDAReduceOp.allCases { sources.append(try CUDAReductionSources.reduce(op, dtype)) }
+            for variant in [SoftmaxLayer.Variant.softmax, .logSoftmax, .hardmax] {
+                sources.append(try CUDASoftmaxLowering.source(variant, dtype))
+            }
+            for (center, stats) in [(true, false), (true, true), (false, false)] {
+                sources.append(try CUDANormalizationSources.trailing(dtype, center: center, stats: stats))
+            }
+            sources.append(try CUDANormalizationSources.planes(dtype))
+            sources.append(try CUDAPoolLowering.source(dtype))
+        }
+        return sources
+    }
+
+    @Test func sourcesDoNotDependOnSizes() throws {
+        let a = try onlyLaunch(try lower(try info(SoftmaxLayer(variant: .softmax), [[3, 100]])))
+        let b = try onlyLaunch(try lower(try info(SoftmaxLayer(variant: .softmax), [[7, 2000]])))
+        #expect(a.source == b.source)
+        let names = try Self.allSources().map(\.name)
+        #expect(Set(names).count == names.count)
+    }
+
+    @Test func everySourceCompilesWithNVRTC() throws {
+        let sources = try Self.allSources()
+        // Kept for inspection and for the command-line check (tools/nvrtc_check.py).
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-cuda-reduce")
+        try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for source in sources {
+            try? source.code.write(to: folder.appendingPathComponent(source.name + ".cu"), atomically: true, encoding: .utf8)
+        }
+        guard ReductionNVRTC.library != nil else {
+            print("SKIPPED: NVRTC not found (set KILN_CUDA_LIBS); \(sources.count) reduction sources NOT compiled")
+            withKnownIssue("NVRTC is not installed here: the reduction kernels were not compile-checked") {
+                Issue.record("NVRTC missing")
+            }
+            return
+        }
+        for source in sources {
+            let failure = try ReductionNVRTC.compile(source)
+            #expect(failure == nil, "\(source.name): \(failure ?? "")")
+        }
+    }
+}
