@@ -351,3 +351,115 @@ enum ReductionNVRTC {
         }
     }
 }
+
+/// Writes representative lowerings as JSON for a GPU check (`KILN_REDUCE_CASES=file`): each case names the
+/// node (for a reference computed elsewhere), its shapes, and its steps, scratch and constants.
+@Suite struct ReductionCaseDump {
+    static func cases() throws -> [(String, CUDANodeInfo)] {
+        let f32 = DType.float32
+        func c(_ tag: String, _ layer: any Layer, _ shapes: [[Int]?], _ dtype: DType = f32, outputs: [String] = ["y"])
+            throws -> (String, CUDANodeInfo)
+        {
+            (tag, try info(layer, shapes, dtype: dtype, outputs: outputs))
+        }
+        var list: [(String, CUDANodeInfo)] = []
+        list.append(try c("reduce sum -1", ReduceLayer(op: .sum, axes: [-1]), [[8, 1000]]))
+        list.append(try c("reduce mean 2,3", ReduceLayer(op: .mean, axes: [2, 3]), [[2, 64, 56, 56]]))
+        list.append(try c("reduce logSumExp 1", ReduceLayer(op: .logSumExp, axes: [1]), [[4, 256, 49]]))
+        list.append(try c("reduce max 0", ReduceLayer(op: .max, axes: [0]), [[5, 7]]))
+        list.append(try c("reduce min -1", ReduceLayer(op: .min, axes: [-1]), [[3, 5000]]))
+        list.append(try c("reduce prod -1", ReduceLayer(op: .prod, axes: [-1]), [[6, 10]]))
+        for op in [ReduceLayer.Op.l1, .l2, .sumSquare, .logSum] {
+            list.append(try c("reduce \(op.rawValue) -1", ReduceLayer(op: op, axes: [-1]), [[16, 300]]))
+        }
+        list.append(try c("reduce sum all", ReduceLayer(op: .sum, axes: nil), [[37, 41]]))
+        list.append(try c("reduce logSumExp 1,2", ReduceLayer(op: .logSumExp, axes: [1, 2]), [[3, 40, 50, 2]], .float64))
+        list.append(try c("softmax -1", SoftmaxLayer(variant: .softmax), [[2, 12, 128, 128]]))
+        list.append(try c("logSoftmax -1", SoftmaxLayer(variant: .logSoftmax), [[4, 3000]]))
+        list.append(try c("softmax -1", SoftmaxLayer(variant: .softmax), [[2, 50000]]))
+        list.append(try c("softmax 1", SoftmaxLayer(variant: .softmax, axis: 1), [[2, 10, 7, 7]]))
+        list.append(try c("logSoftmax -1", SoftmaxLayer(variant: .logSoftmax), [[5, 1000]], .float64))
+        list.append(try c("hardmax flat 1", SoftmaxLayer(variant: .hardmax, axis: 1, flattenTail: true), [[2, 10, 7]]))
+        list.append(try c("layer -1", NormalizationLayer(method: .layer(axis: -1), epsilon: 1e-12), [[2, 128, 768], [768], [768]]))
+        list.append(
+            try c("layer 1 stats", NormalizationLayer(method: .layer(axis: 1)), [[6, 30, 50], [30, 50], nil],
+                outputs: ["y", "mean", "inv"]))
+        list.append(try c("layer -1", NormalizationLayer(method: .layer(axis: -1)), [[3, 1000], [1000], [1000]]))
+        list.append(try c("layer -1", NormalizationLayer(method: .layer(axis: -1)), [[5, 1001], [1001], [1001]]))
+        list.append(try c("layer -1", NormalizationLayer(method: .layer(axis: -1)), [[5, 100], [100], [100]], .float64))
+        list.append(try c("rms -1", NormalizationLayer(method: .rms(axis: -1)), [[4, 10], [10]]))
+        list.append(
+            try c("group 4", NormalizationLayer(method: .group(groups: 4, perGroupAffine: false)), [[2, 8, 5, 5], [8], [8]]))
+        list.append(try c("instance", NormalizationLayer(method: .instance), [[2, 3, 4, 4], [3], [3]]))
+        list.append(
+            try c("batch", NormalizationLayer(method: .batch(training: false, momentum: 0.9)),
+                [[2, 3, 4, 4], [3], [3], [3], [3]]))
+        let g = PoolGeometry(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1])
+        list.append(try c("maxpool k3s2p1", PoolLayer(op: .max, window: g), [[2, 64, 112, 112]]))
+        let ceil = PoolGeometry(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], ceilMode: true)
+        list.append(try c("avgpool k3s2p1 ceil", PoolLayer(op: .average(countIncludePad: false), window: ceil), [[1, 3, 10, 10]]))
+        list.append(
+            try c("avgpool k3s2p1 ceil include", PoolLayer(op: .average(countIncludePad: true), window: ceil), [[1, 3, 10, 10]]))
+        list.append(try c("global avg", PoolLayer(op: .average(countIncludePad: false), window: nil), [[2, 2048, 7, 7]]))
+        list.append(try c("global max", PoolLayer(op: .max, window: nil), [[2, 16, 9, 9]]))
+        list.append(
+            try c("maxpool1d indices", PoolLayer(op: .max, window: PoolGeometry(kernel: [2], strides: [2]), outputsIndices: true),
+                [[1, 2, 8]], outputs: ["y", "i"]))
+        list.append(try c("avgpool3d k2", PoolLayer(op: .average(countIncludePad: false), window: PoolGeometry(kernel: [2, 2, 2])), [[1, 2, 5, 6, 7]]))
+        list.append(try c("lppool p3 k2", PoolLayer(op: .lp(p: 3), window: PoolGeometry(kernel: [2, 2], strides: [2, 2])), [[1, 2, 6, 6]]))
+        return list
+    }
+
+    static func json(_ operand: CUDAOperand) -> String {
+        switch operand {
+        case .input(let i): "\"input\(i)\""
+        case .output(let i): "\"output\(i)\""
+        case .scratch(let i): "\"scratch\(i)\""
+        case .constant(let i): "\"constant\(i)\""
+        }
+    }
+
+    static func json(_ argument: CUDAArgument) -> String {
+        switch argument {
+        case .pointer(let operand, let offset): "{\"ptr\": \(json(operand)), \"offset\": \(offset)}"
+        case .int32(let v): "{\"i32\": \(v)}"
+        case .int64(let v): "{\"i64\": \(v)}"
+        case .float32(let v): "{\"f32\": \(v)}"
+        case .float64(let v): "{\"f64\": \(v)}"
+        case .dims(let v): "{\"dims\": \(v)}"
+        }
+    }
+
+    @Test func dumpCases() throws {
+        guard let path = ProcessInfo.processInfo.environment["KILN_REDUCE_CASES"] else { return }
+        var entries: [String] = []
+        var sources: [String: CUDASource] = [:]
+        for (tag, node) in try Self.cases() {
+            let lowering = try lower(node)
+            var launches: [String] = []
+            for step in lowering.steps {
+                guard case .launch(let l) = step else { throw KilnError.runtime("not a launch") }
+                sources[l.source.name] = l.source
+                launches.append(
+                    "{\"source\": \"\(l.source.name)\", \"function\": \"\(l.function)\", \"grid\": [\(l.grid.x), "
+                        + "\(l.grid.y), \(l.grid.z)], \"block\": [\(l.block.x), \(l.block.y), \(l.block.z)], "
+                        + "\"args\": [\(l.arguments.map(Self.json).joined(separator: ", "))]}")
+            }
+            let constants = try lowering.constants.map { "\(try $0.doubleValues())" }
+            let inputs = node.inputs.map { $0?.concreteShape.map { "\($0)" } ?? "null" }
+            let outputs = node.outputs.map { "\($0.concreteShape ?? [])" }
+            entries.append(
+                "{\"tag\": \"\(tag)\", \"layer\": \"\(node.node.layer.description)\", \"dtype\": "
+                    + "\"\(node.inputs[0]?.dtype.onnxName ?? "")\", \"inputs\": [\(inputs.joined(separator: ", "))], "
+                    + "\"outputs\": [\(outputs.joined(separator: ", "))], \"scratch\": \(lowering.scratchBytes), "
+                    + "\"constants\": [\(constants.joined(separator: ", "))], \"aliases\": \(lowering.aliases.count), "
+                    + "\"launches\": [\(launches.joined(separator: ", "))]}")
+        }
+        try ("[\n" + entries.joined(separator: ",\n") + "\n]\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let folder = (path as NSString).deletingLastPathComponent
+        for (name, source) in sources {
+            try (CUDAPrelude.text + source.code).write(
+                toFile: folder + "/" + name + ".cu", atomically: true, encoding: .utf8)
+        }
+    }
+}
