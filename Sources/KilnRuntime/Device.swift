@@ -96,6 +96,12 @@ public struct EngineReport: Sendable {
         public var kind: LayerKind
         /// How the device runs it (`cuda: 2 launches`, `cublasLt`, `cpu fallback: reason`).
         public var implementation: String
+
+        public init(name: String, kind: LayerKind, implementation: String) {
+            self.name = name
+            self.kind = kind
+            self.implementation = implementation
+        }
     }
 
     public var layers: [Layer]

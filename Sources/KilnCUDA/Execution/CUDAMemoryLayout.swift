@@ -70,7 +70,6 @@ struct CUDAMemoryLayout {
         var requests = names.map {
             MemoryPlanner.Request(bytes: bytes[$0] ?? 0, first: first[$0] ?? 0, last: last[$0] ?? end)
         }
-        let valueCount = requests.count
         var scratchIndex: [[Int]] = []
         for (index, lowered) in nodes.enumerated() {
             scratchIndex.append(
@@ -79,10 +78,10 @@ struct CUDAMemoryLayout {
                     return requests.count - 1
                 })
         }
-        plan = MemoryPlanner.plan(requests)
-        for (i, name) in names.enumerated() { locations[name] = .arena(offset: plan.offsets[i]) }
-        scratchOffsets = scratchIndex.map { $0.map { plan.offsets[$0] } }
-        _ = valueCount
+        let placed = MemoryPlanner.plan(requests)
+        plan = placed
+        for (i, name) in names.enumerated() { locations[name] = .arena(offset: placed.offsets[i]) }
+        scratchOffsets = scratchIndex.map { $0.map { placed.offsets[$0] } }
     }
 
     private static func byteCount(_ type: TensorType) -> Int {

@@ -95,10 +95,14 @@ struct CUDAPlanBuilder {
                                 arguments: launch.arguments, resolve: resolve))
                     case .matMul(let product):
                         work = .library(
-                            try device.libraries.bind(product, resolve: resolve, workspace: workspace))
+                            try device.libraries.bind(
+                                product, resolve: resolve, workspace: workspace,
+                                allowTF32: device.options.kernels.allowTF32))
                     case .convolution(let convolution):
                         work = .library(
-                            try device.libraries.bind(convolution, resolve: resolve, workspace: workspace))
+                            try device.libraries.bind(
+                                convolution, resolve: resolve, workspace: workspace,
+                                allowTF32: device.options.kernels.allowTF32))
                     case .copy(let copy):
                         work = .copy(
                             to: try resolve(copy.destination) + UInt64(copy.destinationOffset),
