@@ -261,49 +261,6 @@ private struct SplitMix {
     }
 }
 
-/// Compiles CUDA C with NVRTC for sm_90, as the executor will (prelude prepended). NVRTC is found through
-/// `KILN_CUDA_LIBS` or the usual CUDA folders; nil when it is not installed.
-enum ReductionNVRTC {
-    typealias Create = @convention(c) (
-        UnsafeMutablePointer<OpaquePointer?>, UnsafePointer<CChar>, UnsafePointer<CChar>, Int32,
-        UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<UnsafePointer<CChar>?>?
-    ) -> Int32
-    typealias Compile = @convention(c) (OpaquePointer?, Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> Int32
-    typealias LogSize = @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int>) -> Int32
-    typealias Log = @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>) -> Int32
-    typealias Destroy = @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Int32
-
-    static let library: DynamicLibrary? = try? DynamicLibrary.open(
-        ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"], what: "NVRTC")
-
-    /// nil on success, else the log; throws when NVRTC is unusable.
-    static func compile(_ source: CUDASource) throws -> String? {
-        guard let library else { throw KilnError.unsupported("NVRTC not found") }
-        let create: Create = try library.function("nvrtcCreateProgram")
-        let compile: Compile = try library.function("nvrtcCompileProgram")
-        let logSize: LogSize = try library.function("nvrtcGetProgramLogSize")
-        let getLog: Log = try library.function("nvrtcGetProgramLog")
-        let destroy: Destroy = try library.function("nvrtcDestroyProgram")
-        var program: OpaquePointer?
-        let text = CUDAPrelude.text + source.code
-        guard create(&program, text, source.name, 0, nil, nil) == 0 else { throw KilnError.runtime("nvrtc create") }
-        defer { _ = destroy(&program) }
-        let flags = ["--gpu-architecture=sm_90", "-default-device", "--std=c++17"]
-        let options: [UnsafeMutablePointer<CChar>?] = flags.map { strdup($0) }
-        defer { options.forEach { free($0) } }
-        let pointers: [UnsafePointer<CChar>?] = options.map { $0.map { UnsafePointer($0) } }
-        let status = pointers.withUnsafeBufferPointer { compile(program, Int32(pointers.count), $0.baseAddress) }
-        var size = 0
-        _ = logSize(program, &size)
-        var log = [CChar](repeating: 0, count: max(size, 1))
-        _ = getLog(program, &log)
-        let message = String(cString: log)
-        if status != 0 { return message.isEmpty ? "status \(status)" : message }
-        // Warnings count as failures: generated code should compile cleanly.
-        return message.contains("warning") ? message : nil
-    }
-}
-
 @Suite struct ReductionSourceTests {
     /// Every module the family can emit.
     static func allSources() throws -> [CUDASource] {
@@ -338,7 +295,7 @@ enum ReductionNVRTC {
         for source in sources {
             try? source.code.write(to: folder.appendingPathComponent(source.name + ".cu"), atomically: true, encoding: .utf8)
         }
-        guard ReductionNVRTC.library != nil else {
+        guard let nvrtc = try? NVRTC.shared() else {
             print("SKIPPED: NVRTC not found (set KILN_CUDA_LIBS); \(sources.count) reduction sources NOT compiled")
             withKnownIssue("NVRTC is not installed here: the reduction kernels were not compile-checked") {
                 Issue.record("NVRTC missing")
@@ -346,8 +303,7 @@ enum ReductionNVRTC {
             return
         }
         for source in sources {
-            let failure = try ReductionNVRTC.compile(source)
-            #expect(failure == nil, "\(source.name): \(failure ?? "")")
+            #expect(throws: Never.self, "\(source.name)") { _ = try nvrtc.compile(source, architecture: 90) }
         }
     }
 }
@@ -427,6 +383,17 @@ enum ReductionNVRTC {
         case .float32(let v): "{\"f32\": \(v)}"
         case .float64(let v): "{\"f64\": \(v)}"
         case .dims(let v): "{\"dims\": \(v)}"
+        }
+    }
+
+    /// Every representative launch fits the device limits and passes arguments the packer accepts.
+    @Test func everyCaseLaunchIsValid() throws {
+        for (tag, node) in try Self.cases() {
+            for step in try lower(node).steps {
+                guard case .launch(let l) = step else { continue }
+                try CUDAFunction.validate(grid: l.grid, block: l.block, sharedBytes: l.sharedBytes, function: tag)
+                _ = try KernelArgumentPacker.pack(l.arguments, resolve: { _ in 256 })
+            }
         }
     }
 
