@@ -195,7 +195,9 @@ enum CUDASoftmaxLowering {
 
     /// Warp and block folds of max and sum (every thread gets the result).
     static let common = """
-        #define KILN_MAX(a, b) ((b) > (a) ? (b) : (a))
+        /* A function, not a macro: a macro would evaluate a shuffle argument twice, on some lanes only. */
+        __device__ __forceinline__ A kiln_max(A a, A b) { return b > a ? b : a; }
+        #define KILN_MAX(a, b) kiln_max(a, b)
         __device__ __forceinline__ A kiln_warp_max(A v) {
             for (int o = 16; o > 0; o >>= 1) v = KILN_MAX(v, __shfl_xor_sync(0xffffffffu, v, o));
             return v;
