@@ -52,7 +52,9 @@ enum PointwiseUnary {
             body = "return a0 != a0;"
         case .isInf(let negative, let positive):
             output = .bool
-            body = "return \(m("fabs"))(a0) == (T)INFINITY && (a0 < (T)0 ? \(negative) : \(positive));"
+            // Above the largest finite value (NaN compares false).
+            let largest = dtype == .float32 ? "3.40282346638528859812e+38f" : "1.7976931348623157e+308"
+            body = "return \(m("fabs"))(a0) > (T)\(largest) && (a0 < (T)0 ? \(negative) : \(positive));"
         case .relu: body = "return a0 < (T)0 ? (T)0 : a0;"
         case .leakyRelu(let alpha):
             param(alpha)
