@@ -58,6 +58,19 @@ import Testing
         #expect((step.m, step.n, step.k, step.batch, step.strideA, step.strideB) == (7, 3, 5, 4, 0, 15))
     }
 
+    @Test func vectorOperands() throws {
+        let left = try #require(matMul(try lower(MatMulLayer(), [[8], [3, 8, 16]], [3, 16])))
+        #expect((left.m, left.n, left.k, left.batch, left.strideA, left.strideB) == (1, 16, 8, 3, 0, 128))
+        let right = try #require(matMul(try lower(MatMulLayer(), [[3, 4, 8], [8]], [3, 4])))
+        #expect((right.m, right.n, right.k, right.batch) == (12, 1, 8, 1))
+    }
+
+    @Test func zeroBetaIgnoresC() throws {
+        let lowering = try lower(MatMulLayer(beta: 0), [[4, 8], [8, 16], [4, 1]], [4, 16])
+        let step = try #require(matMul(lowering))
+        #expect(lowering.steps.count == 1 && step.c == nil && step.bias == nil)
+    }
+
     @Test func partialBatchBroadcastIsUnsupported() {
         #expect(throws: KilnError.self) {
             try lower(MatMulLayer(), [[2, 1, 4, 5], [1, 3, 5, 6]], [2, 3, 4, 6])

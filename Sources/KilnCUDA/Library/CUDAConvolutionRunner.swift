@@ -23,6 +23,8 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
     private let dnn: CUDNN
     private let owned: Resources
     private let fused: Bool
+    /// Set when cuDNN answered NOT_SUPPORTED to the fused call, so later calls go straight to the unfused path.
+    private var fusedRefused = false
     private let lock = NSLock()
 
     /// Creates the descriptors and picks the first algorithm from `cudnnGetConvolutionForwardAlgorithm_v7` that
@@ -124,17 +126,22 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         try dnn.check(
             dnn.forwardAlgorithmV7(dnn.handle, owned.x, owned.w, conv, owned.y, Int32(count), &returned, perf),
             "cudnnGetConvolutionForwardAlgorithm_v7")
+        var seen: [String] = []
         for i in 0..<min(Int(returned), count) {
             let base = i * CUDNN.perfBytes
             let status = perf.load(fromByteOffset: base + CUDNN.perfStatusOffset, as: Int32.self)
             let memory = perf.load(fromByteOffset: base + CUDNN.perfMemoryOffset, as: Int.self)
             let math = perf.load(fromByteOffset: base + CUDNN.perfMathTypeOffset, as: Int32.self)
+            let algorithm = perf.load(fromByteOffset: base + CUDNN.perfAlgoOffset, as: Int32.self)
+            seen.append("algo \(algorithm) status \(status) math \(math) memory \(memory)")
             guard status == CUDNN.success, memory <= limit else { continue }
             if strict && math != CUDNN.fmaMath { continue }
             if math == CUDNN.tensorOpMathAllowConversion { continue }
-            return (perf.load(fromByteOffset: base + CUDNN.perfAlgoOffset, as: Int32.self), math)
+            return (algorithm, math)
         }
-        throw KilnError.unsupported("cuDNN has no \(strict ? "FP32 (FMA)" : "") forward algorithm within \(limit) bytes")
+        throw KilnError.unsupported(
+            "cuDNN has no \(strict ? "FMA-math " : "")forward algorithm within \(limit) bytes; heuristics gave: "
+                + seen.joined(separator: "; "))
     }
 
     /// The descriptors one runner created, destroyed together (also when `init` throws half-way).
@@ -197,7 +204,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         var zero: Float = 0
         let p = libraryDevicePointer
         let (xd, yd, wd, conv) = (owned.x, owned.y, owned.w, owned.conv)
-        if fused {
+        if fused && !fusedRefused {
             let hasResidual = step.residual != nil
             var alpha2: Float = hasResidual ? 1 : 0
             let z = hasResidual ? residual : y
@@ -209,6 +216,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
                 return
             }
             // Not supported for this configuration: the unfused sequence below gives the same result.
+            fusedRefused = true
         }
         try dnn.check(
             dnn.convolutionForward(
