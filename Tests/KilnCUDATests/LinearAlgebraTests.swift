@@ -165,64 +165,16 @@ import Testing
     }
 
     @Test func epilogueKernelCompilesForSM90() throws {
-        let source = CUDAPrelude.text + CUDALinearAlgebraEpilogue.source.code
-        try? source.write(toFile: "/tmp/kiln_linalg_epilogue_f32.cu", atomically: true, encoding: .utf8)
-        guard let compiler = try? NVRTCCheck() else {
+        let source = CUDALinearAlgebraEpilogue.source
+        try? (CUDAPrelude.text + source.code).write(
+            toFile: "/tmp/kiln_linalg_epilogue_f32.cu", atomically: true, encoding: .utf8)
+        guard let nvrtc = try? NVRTC.shared() else {
             withKnownIssue("NVRTC not found (set KILN_CUDA_LIBS): the epilogue kernel was NOT compile-checked") {
                 Issue.record("NVRTC unavailable")
             }
             return
         }
-        let log = try compiler.compile(source, name: "linalg_epilogue_f32.cu")
-        #expect(log == nil, "\(log ?? "")")
-    }
-}
-
-/// A minimal NVRTC compile check for the tests (the driver engineer's binding replaces it once on main).
-struct NVRTCCheck {
-    typealias CreateFn = @convention(c) (
-        UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32,
-        UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<UnsafePointer<CChar>?>?
-    ) -> Int32
-    typealias CompileFn = @convention(c) (OpaquePointer?, Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> Int32
-    typealias LogSizeFn = @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int>?) -> Int32
-    typealias LogFn = @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?) -> Int32
-    typealias DestroyFn = @convention(c) (UnsafeMutablePointer<OpaquePointer?>?) -> Int32
-
-    let create: CreateFn
-    let compileProgram: CompileFn
-    let logSize: LogSizeFn
-    let log: LogFn
-    let destroy: DestroyFn
-
-    init() throws {
-        let lib = try DynamicLibrary.open(["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"], what: "NVRTC")
-        create = try lib.function("nvrtcCreateProgram")
-        compileProgram = try lib.function("nvrtcCompileProgram")
-        logSize = try lib.function("nvrtcGetProgramLogSize")
-        log = try lib.function("nvrtcGetProgramLog")
-        destroy = try lib.function("nvrtcDestroyProgram")
-    }
-
-    /// nil when the source compiles for sm_90 without a log; else the log (errors or warnings).
-    func compile(_ source: String, name: String) throws -> String? {
-        var program: OpaquePointer?
-        guard create(&program, source, name, 0, nil, nil) == 0 else {
-            throw KilnError.runtime("nvrtcCreateProgram failed")
-        }
-        defer { _ = destroy(&program) }
-        let options = ["--gpu-architecture=sm_90", "-default-device", "--std=c++17"]
-        let cOptions = options.map { strdup($0) }
-        defer { cOptions.forEach { free($0) } }
-        let result = cOptions.map { UnsafePointer($0) }.withUnsafeBufferPointer {
-            compileProgram(program, Int32(options.count), $0.baseAddress)
-        }
-        var size = 0
-        _ = logSize(program, &size)
-        var buffer = [CChar](repeating: 0, count: max(size, 1))
-        _ = log(program, &buffer)
-        let text = String(cString: buffer).trimmingCharacters(in: .whitespacesAndNewlines)
-        if result != 0 { return "compile failed (\(result)): \(text)" }
-        return text.isEmpty ? nil : text
+        let cubin = try nvrtc.compile(source, architecture: 90)
+        #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46])
     }
 }

@@ -12,8 +12,8 @@ import KilnIR
 /// Math: strict float32 uses CUDNN_FMA_MATH, because CUDNN_DEFAULT_MATH lets cuDNN run float32 as TF32 on
 /// Ampere and newer; `allowTF32` uses CUDNN_TENSOR_OP_MATH (never ..._ALLOW_CONVERSION, which may go to FP16).
 ///
-/// Thread safety: the `CUDNN` handle is not thread-safe; calls are serialized per runner with a lock, and one
-/// `CUDNN` should serve one stream/context at a time.
+/// Thread safety: the `CUDNN` handle is not thread-safe; `enqueue` holds the handle's lock from `cudnnSetStream`
+/// to its last call, so runners sharing one `CUDNN` may be used from several threads.
 public final class CUDAConvolutionRunner: @unchecked Sendable {
     public let step: CUDAConvolution
     /// Bytes of device workspace `enqueue` needs.
@@ -25,7 +25,6 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
     private let fused: Bool
     /// Set when cuDNN answered NOT_SUPPORTED to the fused call, so later calls go straight to the unfused path.
     private var fusedRefused = false
-    private let lock = NSLock()
 
     /// Creates the descriptors and picks the first algorithm from `cudnnGetConvolutionForwardAlgorithm_v7` that
     /// succeeds, fits `maxWorkspaceBytes`, and (strict mode) uses FMA math. Throws `unsupported` for non-float32,
@@ -197,8 +196,8 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         guard workspaceBytes == 0 || workspace != 0 else {
             throw KilnError.invalidArgument("cuDNN convolution needs \(workspaceBytes) bytes of workspace")
         }
-        lock.lock()
-        defer { lock.unlock() }
+        dnn.lock.lock()
+        defer { dnn.lock.unlock() }
         try dnn.check(dnn.setStream(dnn.handle, stream), "cudnnSetStream")
         var one: Float = 1
         var zero: Float = 0
