@@ -3,8 +3,9 @@ import KilnIR
 
 /// cuDNN 9 (legacy convolution API) opened at run time, owning one `cudnnHandle_t`.
 ///
-/// A cuDNN handle is not thread-safe and holds the stream work is enqueued on (`cudnnSetStream`): use one
-/// `CUDNN` per execution context (stream) and never call it from two threads at once. cuDNN is optional: when
+/// A cuDNN handle is not thread-safe and holds the stream work is enqueued on (`cudnnSetStream`): every
+/// `cudnnSetStream` + call sequence must hold `lock` (the runners do), so one `CUDNN` may serve several streams,
+/// one enqueue at a time; one `CUDNN` per execution context avoids that contention. cuDNN is optional: when
 /// `init` throws `unsupported`, convolutions fall back and nothing else is affected.
 ///
 /// Enum values and struct layouts are those of cuDNN 9's `cudnn_graph.h`, `cudnn_ops.h`, `cudnn_cnn.h`.
@@ -123,6 +124,8 @@ public final class CUDNN: @unchecked Sendable {
     let activationForward: ActivationForwardFn
     /// The cudnnHandle_t.
     let handle: OpaquePointer
+    /// Serializes use of `handle` (stream binding + the calls enqueued on that stream).
+    let lock = NSLock()
 
     /// Opens libcudnn.so.9 and creates a handle (on the current CUDA context, which must exist). Throws
     /// `unsupported` when cuDNN is not installed, `runtime` when cudnnCreate fails.
