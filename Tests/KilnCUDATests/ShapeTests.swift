@@ -217,3 +217,20 @@ import Testing
         try Self.check(ConstantOfShapeLayer(value: value), [.int64([3, 5])], constants: [0])
     }
 }
+
+extension ShapeTests {
+    /// The CPU throws on an out-of-range index; a kernel cannot, so the GPU writes zeros for that slice.
+    @Test func gatherOutOfRangeWritesZeros() throws {
+        let data = Tensor(shape: [3, 2], scalars: [Float(1), 2, 3, 4, 5, 6])
+        let indices = Tensor(shape: [3], scalars: [Int32(-1), 7, -4])
+        let node = Node(name: "g", layer: GatherLayer(axis: 0), inputs: ["d", "i"], outputs: ["y"])
+        let info = CUDANodeInfo(
+            node: node, inputs: [TensorType(.float32, dims: [3, 2]), TensorType(.int32, dims: [3])],
+            outputs: [TensorType(.float32, dims: [3, 2])], constants: [nil, nil], architecture: 90,
+            options: CUDAOptions())
+        guard let lower = CUDALoweringRegistry.all[GatherLayer.kind] else { throw KilnError.unsupported("gather") }
+        let lowering = try lower(info)
+        let out = try ShapeEmulator.run(lowering, inputs: [Self.bytes(data), Self.bytes(indices)], outputSizes: [24])
+        #expect(out[0] == Self.bytes(Tensor(shape: [3, 2], scalars: [Float(5), 6, 0, 0, 0, 0])))
+    }
+}
