@@ -36,6 +36,7 @@ public struct Pipeline: Sendable {
     /// The standard pipeline, in the order it runs.
     public static let standard = Pipeline([
         IdentityElimination(),
+        ShapeFolding(),
         ConstantFolding(),
         // Folding first makes batch-norm parameters and biases constants; BatchNorm before epilogues so the
         // activation after a normalization meets the convolution.

@@ -1,3 +1,4 @@
+import Dispatch
 import KilnIR
 
 /// A graph with a kernel for every node, in execution order, and the point after which each value can be
@@ -24,6 +25,22 @@ public final class CompiledGraph: GraphExecutable {
     /// Runs the graph on `inputs` (one per graph input, in order) and returns its outputs in order.
     /// `outer` supplies values captured from enclosing graphs.
     public func run(_ inputs: [Value], outer: ValueScope? = nil) throws -> [Value] {
+        try run(inputs, outer: outer, onLayer: nil)
+    }
+
+    /// One run timing every node with the host clock.
+    public func profile(_ inputs: [Value]) throws -> [LayerTiming] {
+        var timings: [LayerTiming] = []
+        let nodes = graph.nodes
+        _ = try run(inputs, outer: nil) { index, milliseconds in
+            timings.append(LayerTiming(name: nodes[index].name, kind: nodes[index].kind, milliseconds: milliseconds))
+        }
+        return timings
+    }
+
+    private func run(
+        _ inputs: [Value], outer: ValueScope?, onLayer: ((Int, Double) -> Void)?
+    ) throws -> [Value] {
         guard inputs.count == graph.inputs.count else {
             throw KilnError.invalidArgument(
                 "graph '\(graph.name)' takes \(graph.inputs.count) inputs, got \(inputs.count)")
@@ -33,6 +50,7 @@ public final class CompiledGraph: GraphExecutable {
         for (info, value) in zip(graph.inputs, inputs) { scope.set(info.name, value) }
         let context = KernelContext(scope: scope, threads: threads)
         for (index, node) in graph.nodes.enumerated() {
+            let start = onLayer == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             try withErrorContext("node \(index) '\(node.name)' (\(node.kind))") {
                 let args = try node.inputs.map { name -> Value? in
                     guard !name.isEmpty else { return nil }
@@ -49,6 +67,7 @@ public final class CompiledGraph: GraphExecutable {
                     scope.set(name, results[i])
                 }
             }
+            if let onLayer { onLayer(index, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) }
             for name in releases[index] { scope.remove(name) }
         }
         return try graph.outputs.map { output in

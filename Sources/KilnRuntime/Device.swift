@@ -1,3 +1,4 @@
+import Dispatch
 import KilnIR
 
 /// What a device reports about itself.
@@ -33,4 +34,89 @@ extension Device {
 /// A compiled graph: runs on host values given in graph-input order and returns graph outputs in order.
 public protocol GraphExecutable: Sendable {
     func run(_ inputs: [Value], outer: ValueScope?) throws -> [Value]
+    /// One inference with its time split into upload, compute and download.
+    func runTimed(_ inputs: [Value]) throws -> (outputs: [Value], timings: RunTimings)
+    /// One inference timed layer by layer (slower than `run`: each layer is waited for).
+    func profile(_ inputs: [Value]) throws -> [LayerTiming]
+    /// The layers as the device runs them for these input shapes.
+    func describe(inputShapes: [[Int]]) throws -> EngineReport
+}
+
+extension GraphExecutable {
+    public func runTimed(_ inputs: [Value]) throws -> (outputs: [Value], timings: RunTimings) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let outputs = try run(inputs, outer: nil)
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        return (outputs, RunTimings(compute: elapsed))
+    }
+
+    public func profile(_ inputs: [Value]) throws -> [LayerTiming] {
+        throw KilnError.unsupported("this device does not profile layers")
+    }
+
+    public func describe(inputShapes: [[Int]]) throws -> EngineReport {
+        throw KilnError.unsupported("this device does not describe compiled engines")
+    }
+}
+
+/// Where the time of one inference went, in milliseconds.
+public struct RunTimings: Sendable, Hashable {
+    /// Copying inputs to the device (0 on the CPU).
+    public var upload: Double
+    public var compute: Double
+    /// Copying outputs back (0 on the CPU).
+    public var download: Double
+
+    public init(upload: Double = 0, compute: Double, download: Double = 0) {
+        self.upload = upload
+        self.compute = compute
+        self.download = download
+    }
+
+    public var total: Double { upload + compute + download }
+}
+
+/// The time one engine layer took in a profiling run.
+public struct LayerTiming: Sendable, Hashable {
+    public var name: String
+    public var kind: LayerKind
+    public var milliseconds: Double
+
+    public init(name: String, kind: LayerKind, milliseconds: Double) {
+        self.name = name
+        self.kind = kind
+        self.milliseconds = milliseconds
+    }
+}
+
+/// What a compiled engine looks like for one set of input shapes: its layers as the device runs them.
+public struct EngineReport: Sendable {
+    public struct Layer: Sendable {
+        public var name: String
+        public var kind: LayerKind
+        /// How the device runs it (`cuda: 2 launches`, `cublasLt`, `cpu fallback: reason`).
+        public var implementation: String
+
+        public init(name: String, kind: LayerKind, implementation: String) {
+            self.name = name
+            self.kind = kind
+            self.implementation = implementation
+        }
+    }
+
+    public var layers: [Layer]
+    /// Device bytes for activations after planning, and one buffer per value.
+    public var activationBytes: Int
+    public var naiveActivationBytes: Int
+    public var weightBytes: Int
+    /// Kernel launches and library calls per inference.
+    public var launches: Int
+
+    public init(layers: [Layer], activationBytes: Int, naiveActivationBytes: Int, weightBytes: Int, launches: Int) {
+        self.layers = layers
+        self.activationBytes = activationBytes
+        self.naiveActivationBytes = naiveActivationBytes
+        self.weightBytes = weightBytes
+        self.launches = launches
+    }
 }

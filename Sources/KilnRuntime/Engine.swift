@@ -28,6 +28,31 @@ public final class ExecutionContext {
     /// Runs one inference. Every graph input must be given, with its declared dtype and shape; errors name
     /// the tensor.
     public func run(_ inputs: [String: Value]) throws -> [String: Value] {
+        try runTimed(inputs).outputs
+    }
+
+    /// One inference, with where its time went.
+    public func runTimed(_ inputs: [String: Value]) throws -> (outputs: [String: Value], timings: RunTimings) {
+        let ordered = try orderedInputs(inputs)
+        let (results, timings) = try engine.program.runTimed(ordered)
+        return (Dictionary(uniqueKeysWithValues: zip(engine.graph.outputs.map(\.name), results)), timings)
+    }
+
+    /// One inference timed layer by layer.
+    public func profile(_ inputs: [String: Value]) throws -> [LayerTiming] {
+        try engine.program.profile(try orderedInputs(inputs))
+    }
+
+    /// The layers as the device runs them for these inputs' shapes.
+    public func report(for inputs: [String: Value]) throws -> EngineReport {
+        let shapes = try orderedInputs(inputs).map { value -> [Int] in
+            guard case .tensor(let t) = value else { return [] }
+            return t.shape
+        }
+        return try engine.program.describe(inputShapes: shapes)
+    }
+
+    private func orderedInputs(_ inputs: [String: Value]) throws -> [Value] {
         let graph = engine.graph
         let unknown = Set(inputs.keys).subtracting(graph.inputs.map(\.name))
         if let name = unknown.sorted().first {
@@ -42,8 +67,7 @@ public final class ExecutionContext {
             try InputCheck.check(value, against: info, symbols: &symbols)
             return value
         }
-        let results = try engine.program.run(ordered, outer: nil)
-        return Dictionary(uniqueKeysWithValues: zip(graph.outputs.map(\.name), results))
+        return ordered
     }
 }
 

@@ -20,6 +20,9 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Show the layer graph as imported, before the optimizer fuses layers.")
     var noOptimize = false
 
+    @Option(help: "Show the graph specialized to this batch (each input's leading symbolic dimension), as a GPU engine compiles it.")
+    var batch: Int?
+
     func run() throws {
         let imported = try ONNXImporter.load(contentsOf: ModelPath.resolve(model))
         // By default the graph is the one the engine runs: each fused layer's name lists the ONNX nodes it covers.
@@ -27,6 +30,7 @@ struct InspectCommand: ParsableCommand {
         if !noOptimize {
             do {
                 graph = try Builder.build(imported.graph, device: CPUDevice()).graph
+                if let batch { graph = try specialize(graph, batch: batch) }
             } catch {
                 // A model the engine cannot build is still worth describing as imported.
                 FileHandle.standardError.write(Data("note: showing the imported graph: \(error)\n".utf8))
@@ -40,6 +44,16 @@ struct InspectCommand: ParsableCommand {
         } else {
             print(report.text)
         }
+    }
+
+    private func specialize(_ graph: Graph, batch: Int) throws -> Graph {
+        let shapes = try graph.inputs.map { info -> [Int] in
+            guard let dims = info.type?.tensorType?.shape else {
+                throw KilnError.invalidArgument("input '\(info.name)' has no known shape to specialize")
+            }
+            return dims.enumerated().map { index, dim in dim.value ?? (index == 0 ? batch : 1) }
+        }
+        return try graph.specialized(toInputShapes: shapes, evaluator: CPUDevice())
     }
 }
 

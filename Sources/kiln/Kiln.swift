@@ -6,7 +6,7 @@ struct Kiln: ParsableCommand {
         commandName: "kiln",
         abstract: "Kiln: a deep-learning inference optimizer and runtime.",
         version: KilnVersion.string,
-        subcommands: [RunCommand.self, VerifyCommand.self, InspectCommand.self]
+        subcommands: [RunCommand.self, BenchCommand.self, VerifyCommand.self, InspectCommand.self, CompareCommand.self]
     )
 }
 

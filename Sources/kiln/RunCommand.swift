@@ -8,7 +8,7 @@ import KilnRuntime
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run a model on the CPU and write each output as NAME.npy.",
+        abstract: "Run a model on the CPU or a GPU and write each output as NAME.npy.",
         discussion: "Inputs not given are filled with seeded random values of the declared dtype and shape."
     )
 
@@ -30,6 +30,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Seed for random inputs.")
     var seed: UInt64 = 0
 
+    @OptionGroup var deviceOptions: DeviceOptions
+
     @Option(help: "Run the inference this many times and report the median time (outputs are from the last run).")
     var `repeat`: Int = 1
 
@@ -40,7 +42,7 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let url = ModelPath.resolve(model)
         let imported = try ONNXImporter.load(contentsOf: url)
-        let device = CPUDevice()
+        let device = try deviceOptions.make()
         let engine = try withErrorContext(model) { try Builder.build(imported.graph, device: device) }
         let feeds = try InputFeeds(
             engine: engine, files: inputFiles, archive: inputs, shapes: shapes, seed: seed

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KilnCPU
 import KilnIR
+import KilnRuntime
 import KilnTestSupport
 
 struct VerifyCommand: ParsableCommand {
@@ -27,6 +28,8 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Cases to run at once.")
     var jobs: Int = 1
 
+    @OptionGroup var deviceOptions: DeviceOptions
+
     @Flag(help: "Print every case, not only failures.")
     var verbose = false
 
@@ -47,7 +50,13 @@ struct VerifyCommand: ParsableCommand {
             }
         }
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        let runner = TestCaseRunner(device: CPUDevice(threads: max(1, cores / jobs)))
+        let device: any Device
+        if deviceOptions.device == .cpu {
+            device = CPUDevice(threads: max(1, cores / jobs))
+        } else {
+            device = try deviceOptions.make()
+        }
+        let runner = TestCaseRunner(device: device)
         let collected = ResultCollector(total: cases.count, verbose: verbose)
         let shared = cases
         DispatchQueue.concurrentPerform(iterations: jobs) { worker in

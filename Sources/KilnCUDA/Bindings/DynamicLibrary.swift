@@ -22,8 +22,9 @@ final class DynamicLibrary: @unchecked Sendable {
 
     /// Opens the first of `sonames` that loads, looking in `KILN_CUDA_LIBS` (a colon-separated list of
     /// folders) first, then wherever the system loader looks (`LD_LIBRARY_PATH`, `ld.so.conf`), then the
-    /// usual CUDA folders. Throws `unsupported` naming the library when none loads.
-    static func open(_ sonames: [String], what: String) throws -> DynamicLibrary {
+    /// usual CUDA folders. Throws `unsupported("no <what> found (<shownAs>)")` when none loads; `shownAs`
+    /// defaults to the first soname.
+    static func open(_ sonames: [String], what: String, shownAs: String? = nil) throws -> DynamicLibrary {
         let env = ProcessInfo.processInfo.environment
         let overrides = (env["KILN_CUDA_LIBS"] ?? "").split(separator: ":").map(String.init)
         var candidates: [String] = []
@@ -35,7 +36,7 @@ final class DynamicLibrary: @unchecked Sendable {
                 return DynamicLibrary(name: what, path: path, handle: handle)
             }
         }
-        throw KilnError.unsupported("no \(what) found (\(sonames[0]))")
+        throw KilnError.unsupported("no \(what) found (\(shownAs ?? sonames.first ?? what))")
     }
 
     static let standardFolders = [

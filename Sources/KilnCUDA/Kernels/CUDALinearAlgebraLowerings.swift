@@ -1,6 +1,10 @@
 import KilnIR
 
-/// Lowerings of the LinearAlgebra family.
+/// Lowerings of the LinearAlgebra family: matrix products on cuBLASLt, convolutions on cuDNN, each followed by
+/// Kiln's epilogue kernel where the library cannot apply the layer's epilogue exactly.
 enum CUDALinearAlgebraLowerings {
-    static let all: [(LayerKind, CUDALoweringFunction)] = []
+    static let all: [(LayerKind, CUDALoweringFunction)] = [
+        cudaLowering(MatMulLayer.self) { layer, info in try CUDALinearAlgebraMatMul.lower(layer, info) },
+        cudaLowering(ConvolutionLayer.self) { layer, info in try CUDAConvolutionLowering.lower(layer, info) },
+    ]
 }

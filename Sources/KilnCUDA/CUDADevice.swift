@@ -1,0 +1,61 @@
+import Foundation
+import KilnCPU
+import KilnIR
+import KilnRuntime
+
+/// How the CUDA backend builds and runs engines.
+public struct CUDADeviceOptions: Sendable, Hashable {
+    /// Kernel choices that change numerics (TF32).
+    public var kernels: CUDAOptions
+    /// Run layers the GPU cannot on the CPU (copying their data across) instead of refusing to build.
+    public var allowCPUFallback: Bool
+    /// Replay each shape's launches as one CUDA graph after the first run (off when a layer falls back).
+    public var useCUDAGraphs: Bool
+
+    public init(kernels: CUDAOptions = .init(), allowCPUFallback: Bool = false, useCUDAGraphs: Bool = false) {
+        self.kernels = kernels
+        self.allowCPUFallback = allowCPUFallback
+        self.useCUDAGraphs = useCUDAGraphs
+    }
+}
+
+/// One NVIDIA GPU. Engines built for it keep weights and activations in device memory and run every layer as
+/// CUDA kernels (Kiln's own, compiled by NVRTC for this GPU's architecture, or cuBLASLt and cuDNN calls).
+/// Graphs are compiled per input shape on first use; the optimizer's constant folding runs on the CPU.
+public final class CUDADevice: Device {
+    public let properties: DeviceProperties
+    public let options: CUDADeviceOptions
+    let context: CUDAContext
+    let modules: CUDAModuleCache
+    let libraries: CUDALibraries
+    /// Evaluates folded constants and runs fallback layers.
+    let host: CPUDevice
+
+    /// Opens GPU `ordinal`. Throws `unsupported` with one clear line when there is no driver or GPU.
+    public init(ordinal: Int = 0, options: CUDADeviceOptions = .init()) throws {
+        context = try CUDAContext.open(ordinal: ordinal)
+        let compiler = try NVRTC.shared()
+        modules = CUDAModuleCache(context: context, compiler: compiler)
+        libraries = try CUDALibraries(context: context)
+        host = CPUDevice()
+        self.options = options
+        let memory = Double(context.totalMemory) / Double(1 << 30)
+        properties = DeviceProperties(
+            name: "\(context.name) (sm_\(context.computeCapability), \(String(format: "%.0f", memory)) GiB)",
+            kind: "cuda", threads: host.properties.threads)
+    }
+
+    public func supports(_ node: Node) -> Bool { CUDALoweringRegistry.all[node.kind] != nil }
+
+    /// Host kernels, for constant folding at build time; the engine itself runs on the GPU (`compile`).
+    public func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel {
+        try host.makeKernel(node, subgraphs: subgraphs)
+    }
+
+    public func compile(_ graph: Graph) throws -> any GraphExecutable {
+        try CUDAProgram(graph: graph, device: self)
+    }
+
+    /// Device memory in use and in total, in bytes (all processes).
+    public func memoryInfo() throws -> (free: Int, total: Int) { try context.memoryInfo() }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import KilnIR
+
+/// Compiles and loads each distinct `CUDASource` once for one context. Thread-safe. `prepare` compiles many
+/// sources in parallel, which keeps engine builds fast (NVRTC takes tens of milliseconds a module).
+public final class CUDAModuleCache: @unchecked Sendable {
+    public let context: CUDAContext
+    public let compiler: NVRTC
+    /// Compute capability the cubins are built for (the context's).
+    public let architecture: Int
+    private let lock = NSLock()
+    private var modules: [CUDASource: CUDAModule] = [:]
+    private var images: [CUDASource: [UInt8]] = [:]
+
+    public init(context: CUDAContext, compiler: NVRTC) {
+        self.context = context
+        self.compiler = compiler
+        architecture = context.computeCapability
+    }
+
+    /// The loaded module of `source`, compiling it on first use.
+    public func module(for source: CUDASource) throws -> CUDAModule {
+        if let module = lock.withLock({ modules[source] }) { return module }
+        let image = try compiler.compile(source, architecture: architecture)
+        return try insert(source, image: image)
+    }
+
+    /// The cubin of a source compiled or loaded through this cache, for saving in a plan.
+    public func image(for source: CUDASource) -> [UInt8]? {
+        lock.withLock { images[source] }
+    }
+
+    /// Loads a cubin compiled earlier (from a plan file) as `source`'s module, without NVRTC.
+    @discardableResult
+    public func load(_ source: CUDASource, image: [UInt8]) throws -> CUDAModule {
+        try insert(source, image: image)
+    }
+
+    /// Compiles (in parallel) and loads every source not cached yet. Throws the first failure in `sources`
+    /// order after all compilations finished; sources that compiled stay cached.
+    public func prepare(_ sources: [CUDASource]) throws {
+        var seen = Set<CUDASource>()
+        let missing = lock.withLock { sources.filter { modules[$0] == nil && seen.insert($0).inserted } }
+        guard !missing.isEmpty else { return }
+        let results = ResultSlots<[UInt8]>(count: missing.count)
+        let compiler = self.compiler
+        let architecture = self.architecture
+        DispatchQueue.concurrentPerform(iterations: missing.count) { index in
+            results.set(index, Result { try compiler.compile(missing[index], architecture: architecture) })
+        }
+        var firstError: (any Error)?
+        for (index, source) in missing.enumerated() {
+            do {
+                _ = try insert(source, image: try results.get(index).get())
+            } catch {
+                if firstError == nil { firstError = error }
+            }
+        }
+        if let firstError { throw firstError }
+    }
+
+    /// Loads `image` unless another thread loaded `source` first, and returns the cached module.
+    private func insert(_ source: CUDASource, image: [UInt8]) throws -> CUDAModule {
+        if let module = lock.withLock({ modules[source] }) { return module }
+        let module = try withErrorContext("module '\(source.name)'") { try context.loadModule(image: image) }
+        return lock.withLock {
+            if let existing = modules[source] { return existing }
+            modules[source] = module
+            images[source] = image
+            return module
+        }
+    }
+}
+
+/// Fixed slots written from concurrent iterations (each index by one writer), read after they all finish.
+private final class ResultSlots<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [Result<T, any Error>?]
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ value: Result<T, any Error>) {
+        lock.withLock { slots[index] = value }
+    }
+
+    func get(_ index: Int) -> Result<T, any Error> {
+        lock.withLock { slots[index] } ?? .failure(KilnError.runtime("compilation \(index) produced no result"))
+    }
+}

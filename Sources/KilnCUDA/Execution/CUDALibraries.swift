@@ -1,0 +1,82 @@
+import Foundation
+import KilnIR
+
+/// cuBLASLt and cuDNN for one device, opened on first use: a model without convolutions never needs cuDNN,
+/// and a machine without cuDNN still runs everything else.
+final class CUDALibraries: @unchecked Sendable {
+    private let context: CUDAContext
+    private let lock = NSLock()
+    private var blas: Result<CUBLASLt, Error>?
+    private var dnn: Result<CUDNN, Error>?
+
+    init(context: CUDAContext) throws { self.context = context }
+
+    private func cublasLt() throws -> CUBLASLt {
+        lock.lock()
+        defer { lock.unlock() }
+        if blas == nil {
+            blas = Result {
+                try context.makeCurrent()
+                return try CUBLASLt()
+            }
+        }
+        return try blas!.get()
+    }
+
+    private func cudnn() throws -> CUDNN {
+        lock.lock()
+        defer { lock.unlock() }
+        if dnn == nil {
+            dnn = Result {
+                try context.makeCurrent()
+                return try CUDNN()
+            }
+        }
+        return try dnn!.get()
+    }
+
+    /// A cuBLASLt call for `step` with its operands bound through `resolve`.
+    func bind(
+        _ step: CUDAMatMul, resolve: (CUDAOperand) throws -> UInt64, workspace: CUDAWorkspace, allowTF32: Bool
+    ) throws -> any CUDALibraryCall {
+        let runner = try CUDAMatMulRunner(step: step, library: try cublasLt(), allowTF32: allowTF32)
+        workspace.reserve(runner.workspaceBytes)
+        return MatMulCall(
+            runner: runner, a: try resolve(step.a), b: try resolve(step.b), c: try step.c.map(resolve) ?? 0,
+            bias: try step.bias.map(resolve) ?? 0, d: try resolve(step.d), workspace: workspace)
+    }
+
+    /// A cuDNN call for `step` with its operands bound through `resolve`.
+    func bind(
+        _ step: CUDAConvolution, resolve: (CUDAOperand) throws -> UInt64, workspace: CUDAWorkspace,
+        allowTF32: Bool
+    ) throws -> any CUDALibraryCall {
+        let runner = try CUDAConvolutionRunner(step: step, library: try cudnn(), allowTF32: allowTF32)
+        workspace.reserve(runner.workspaceBytes)
+        return ConvolutionCall(
+            runner: runner, x: try resolve(step.x), w: try resolve(step.w), bias: try step.bias.map(resolve) ?? 0,
+            residual: try step.residual.map(resolve) ?? 0, y: try resolve(step.y), workspace: workspace)
+    }
+}
+
+private struct MatMulCall: CUDALibraryCall {
+    let runner: CUDAMatMulRunner
+    let a, b, c, bias, d: UInt64
+    let workspace: CUDAWorkspace
+
+    func enqueue(on stream: CUDAStream) throws {
+        try runner.enqueue(
+            a: a, b: b, c: c, bias: bias, d: d, workspace: workspace.address, stream: stream.handle)
+    }
+}
+
+private struct ConvolutionCall: CUDALibraryCall {
+    let runner: CUDAConvolutionRunner
+    let x, w, bias, residual, y: UInt64
+    let workspace: CUDAWorkspace
+
+    func enqueue(on stream: CUDAStream) throws {
+        try runner.enqueue(
+            x: x, w: w, bias: bias, residual: residual, y: y, workspace: workspace.address, stream: stream.handle)
+    }
+}

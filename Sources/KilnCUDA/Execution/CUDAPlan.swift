@@ -1,0 +1,217 @@
+import Foundation
+import KilnIR
+import KilnRuntime
+
+/// A graph specialized to one set of input shapes, ready to run: every step bound to device addresses.
+/// Runs are serialized (one arena); uploads inputs, enqueues the steps on one stream (or replays them as a
+/// CUDA graph), downloads outputs.
+final class CUDAPlan: @unchecked Sendable {
+    enum Work {
+        case launch(PreparedLaunch)
+        case library(any CUDALibraryCall)
+        case copy(to: UInt64, from: UInt64, bytes: Int)
+        /// A layer the GPU cannot run: its inputs come to the host, the CPU kernel runs, its outputs go back.
+        case host(any Kernel)
+    }
+
+    struct Step {
+        var node: Int
+        var work: Work
+    }
+
+    let graph: Graph
+    let nodes: [CUDAPlanBuilder.LoweredNode]
+    let steps: [Step]
+    let memory: CUDAMemoryLayout
+    let workspace: CUDAWorkspace
+    let device: CUDADevice
+    private let stream: CUDAStream
+    private let events: [CUDAEvent]
+    private let lock = NSLock()
+    private var graphExec: CUDAGraphExec?
+    private var runs = 0
+
+    init(
+        graph: Graph, nodes: [CUDAPlanBuilder.LoweredNode], steps: [Step], memory: CUDAMemoryLayout,
+        workspace: CUDAWorkspace, device: CUDADevice
+    ) throws {
+        self.graph = graph
+        self.nodes = nodes
+        self.steps = steps
+        self.memory = memory
+        self.workspace = workspace
+        self.device = device
+        stream = try device.context.makeStream()
+        events = try (0..<4).map { _ in try device.context.makeEvent() }
+    }
+
+    var hasHostSteps: Bool { nodes.contains { $0.lowering == nil } }
+
+    var report: EngineReport {
+        let launches = steps.filter { if case .host = $0.work { false } else { true } }.count
+        let layers = nodes.enumerated().map { index, lowered -> EngineReport.Layer in
+            let count = steps.filter { $0.node == index }.count
+            let implementation: String
+            if let reason = lowered.fallbackReason {
+                implementation = "cpu fallback: \(reason)"
+            } else if let lowering = lowered.lowering, lowering.steps.isEmpty {
+                implementation = lowering.aliases.isEmpty ? "no work" : "view (no copy)"
+            } else {
+                implementation = "cuda: \(count) step\(count == 1 ? "" : "s")"
+            }
+            return EngineReport.Layer(name: lowered.node.name, kind: lowered.node.kind, implementation: implementation)
+        }
+        return EngineReport(
+            layers: layers, activationBytes: memory.plan.arenaBytes, naiveActivationBytes: memory.plan.naiveBytes,
+            weightBytes: memory.weightBytes, launches: launches)
+    }
+
+    func run(_ inputs: [Tensor]) throws -> (outputs: [Tensor], timings: RunTimings) {
+        lock.lock()
+        defer { lock.unlock() }
+        try device.context.makeCurrent()
+        try stream.record(events[0])
+        try upload(inputs)
+        try stream.record(events[1])
+        if let graphExec {
+            try graphExec.launch(on: stream)
+        } else {
+            try enqueueSteps(timing: nil)
+        }
+        try stream.record(events[2])
+        let outputs = try download()
+        try stream.record(events[3])
+        try stream.synchronize()
+        runs += 1
+        if runs == 1, device.options.useCUDAGraphs, !hasHostSteps { try capture() }
+        let timings = RunTimings(
+            upload: try events[1].milliseconds(since: events[0]),
+            compute: try events[2].milliseconds(since: events[1]),
+            download: try events[3].milliseconds(since: events[2]))
+        return (outputs, timings)
+    }
+
+    /// One run with an event after every layer; returns each layer's time.
+    func profile(_ inputs: [Tensor]) throws -> [LayerTiming] {
+        lock.lock()
+        defer { lock.unlock() }
+        try device.context.makeCurrent()
+        try upload(inputs)
+        let marks = try (0...nodes.count).map { _ in try device.context.makeEvent() }
+        try stream.record(marks[0])
+        try enqueueSteps(timing: marks)
+        try stream.synchronize()
+        return try nodes.indices.map { index in
+            LayerTiming(
+                name: nodes[index].node.name, kind: nodes[index].node.kind,
+                milliseconds: try marks[index + 1].milliseconds(since: marks[index]))
+        }
+    }
+
+    private func upload(_ inputs: [Tensor]) throws {
+        for (info, tensor) in zip(graph.inputs, inputs) where tensor.byteCount > 0 {
+            guard tensor.dtype != .string else { throw KilnError.unsupported("string inputs cannot go to the GPU") }
+            try stream.copy(
+                toDevice: try memory.address(ofValue: info.name), from: tensor.storage.bytes, bytes: tensor.byteCount)
+        }
+    }
+
+    private func download() throws -> [Tensor] {
+        try graph.outputs.map { output in
+            if let constant = graph.initializers[output.name] { return constant }
+            guard let type = graph.type(of: output.name)?.tensorType, let shape = type.concreteShape else {
+                throw KilnError.runtime("output '\(output.name)' has no static shape")
+            }
+            let tensor = Tensor(zeros: type.dtype, shape: shape)
+            if tensor.byteCount > 0 {
+                try stream.copy(
+                    toHost: tensor.storage.bytes, from: try memory.address(ofValue: output.name),
+                    bytes: tensor.byteCount)
+            }
+            return tensor
+        }
+    }
+
+    /// Enqueues every step; with `timing`, records `timing[i + 1]` after layer i.
+    private func enqueueSteps(timing: [CUDAEvent]?) throws {
+        var next = 0
+        for index in nodes.indices {
+            try withErrorContext("layer \(index) '\(nodes[index].node.name)' (\(nodes[index].node.kind))") {
+                while next < steps.count, steps[next].node == index {
+                    try enqueue(steps[next].work, node: index)
+                    next += 1
+                }
+            }
+            if let timing { try stream.record(timing[index + 1]) }
+        }
+    }
+
+    private func enqueue(_ work: Work, node: Int) throws {
+        switch work {
+        case .launch(let launch): try launch.enqueue(on: stream)
+        case .library(let call): try call.enqueue(on: stream)
+        case .copy(let to, let from, let bytes): try stream.copy(device: to, from: from, bytes: bytes)
+        case .host(let kernel): try runOnHost(kernel, node: node)
+        }
+    }
+
+    private func runOnHost(_ kernel: any Kernel, node index: Int) throws {
+        let node = nodes[index].node
+        try stream.synchronize()
+        let inputs = try node.inputs.map { name -> Value? in
+            guard !name.isEmpty else { return nil }
+            if let constant = graph.initializers[name] { return .tensor(constant) }
+            guard let type = graph.type(of: name)?.tensorType, let shape = type.concreteShape else {
+                throw KilnError.runtime("value '\(name)' has no static shape")
+            }
+            let tensor = Tensor(zeros: type.dtype, shape: shape)
+            if tensor.byteCount > 0 {
+                try stream.copy(toHost: tensor.storage.bytes, from: try memory.address(ofValue: name), bytes: tensor.byteCount)
+            }
+            return .tensor(tensor)
+        }
+        try stream.synchronize()
+        let outputs = try kernel.execute(inputs, KernelContext(scope: ValueScope(), threads: device.host.properties.threads))
+        for (name, value) in zip(node.outputs, outputs) where !name.isEmpty {
+            guard case .tensor(let tensor) = value else {
+                throw KilnError.unsupported("the CPU fallback of '\(node.name)' produced a \(value.kindName)")
+            }
+            if tensor.byteCount > 0 {
+                try stream.copy(toDevice: try memory.address(ofValue: name), from: tensor.storage.bytes, bytes: tensor.byteCount)
+            }
+            try stream.synchronize()
+        }
+    }
+
+    private func capture() throws {
+        try stream.beginCapture()
+        do {
+            try enqueueSteps(timing: nil)
+        } catch {
+            _ = try? stream.endCapture()
+            throw error
+        }
+        graphExec = try stream.endCapture()
+    }
+}
+
+/// One workspace for every library call of a plan: they run one at a time on the plan's stream.
+final class CUDAWorkspace: @unchecked Sendable {
+    private(set) var bytes = 0
+    private var buffer: DeviceBuffer?
+
+    func reserve(_ bytes: Int) { self.bytes = max(self.bytes, bytes) }
+
+    func allocate(on context: CUDAContext) throws {
+        guard bytes > 0 else { return }
+        buffer = try context.allocate(bytes: bytes)
+    }
+
+    /// The workspace's address once allocated (0 when no call needs one).
+    var address: UInt64 { buffer?.address ?? 0 }
+}
+
+/// A bound cuBLASLt or cuDNN call.
+protocol CUDALibraryCall: Sendable {
+    func enqueue(on stream: CUDAStream) throws
+}

@@ -1,0 +1,84 @@
+import KilnIR
+
+/// Convolution -> one cuDNN `.convolution` step (bias, residual and ReLU inside it), plus the epilogue kernel
+/// for any other activation. Semantics: the CPU reference (ConvolutionKernels.swift): inputs X, W, optional bias
+/// B [M], and with `epilogue.residual` a residual (input 3) of the output's shape, added after the bias.
+enum CUDAConvolutionLowering {
+    static func lower(_ layer: ConvolutionLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
+        let residualIndex = 3
+        var used = [0, 1]
+        if info.hasInput(2) { used.append(2) }
+        if layer.epilogue.residual { used.append(residualIndex) }
+        for index in used {
+            let dtype = try info.input(index).dtype
+            guard dtype == .float32 else {
+                throw KilnError.unsupported("CUDA convolution handles float32 only, not \(dtype.onnxName)")
+            }
+        }
+        let x = try info.inputShape(0)
+        let w = try info.inputShape(1)
+        let out = try info.outputShape(0)
+        let group = layer.parameters.group
+        guard x.count >= 3, w.count == x.count else {
+            throw KilnError.shapeMismatch("convolution needs X [N, C, ...] and W of the same rank, got \(x) and \(w)")
+        }
+        guard group > 0, x[1] == w[1] * group, w[0] % group == 0 else {
+            throw KilnError.shapeMismatch("convolution with group \(group): X \(x) and W \(w) do not match")
+        }
+        let weightKernel = Array(w.dropFirst(2))
+        let r = try layer.parameters.resolve(input: Array(x.dropFirst(2)), kernel: weightKernel)
+        guard r.kernel == weightKernel else {
+            throw KilnError.shapeMismatch("kernel_shape \(r.kernel) does not match the weights \(weightKernel)")
+        }
+        guard [x[0], w[0]] + r.output == out else {
+            throw KilnError.shapeMismatch("convolution output is \([x[0], w[0]] + r.output), the graph says \(out)")
+        }
+        guard r.padsBegin == r.padsEnd else {
+            throw KilnError.unsupported(
+                "CUDA convolution with asymmetric pads \(r.padsBegin) / \(r.padsEnd) is not implemented yet")
+        }
+        if info.hasInput(2) {
+            let bias = try info.inputShape(2)
+            guard bias.reduce(1, *) == w[0] else {
+                throw KilnError.shapeMismatch("convolution bias \(bias) does not have \(w[0]) elements")
+            }
+        }
+        if layer.epilogue.residual {
+            let residual = try info.inputShape(residualIndex)
+            guard residual == out else {
+                throw KilnError.shapeMismatch("convolution residual is \(residual), expected \(out)")
+            }
+        }
+        let total = out.reduce(1, *)
+        if total == 0 { return CUDALowering(steps: []) }
+
+        // cuDNN takes 2-D and 3-D convolutions; a 1-D one is a 2-D one of height 1.
+        var (xs, ws, ys) = (x, w, out)
+        var (pads, strides, dilations) = (r.padsBegin, r.strides, r.dilations)
+        switch x.count {
+        case 3:
+            xs.insert(1, at: 2)
+            ws.insert(1, at: 2)
+            ys.insert(1, at: 2)
+            pads.insert(0, at: 0)
+            strides.insert(1, at: 0)
+            dilations.insert(1, at: 0)
+        case 4, 5:
+            break
+        default:
+            throw KilnError.unsupported("CUDA convolution over \(x.count - 2) spatial axes")
+        }
+
+        let activation = layer.epilogue.activation
+        let libraryActivation: EpilogueActivation? = activation == .relu ? .relu : nil
+        let step = CUDAConvolution(
+            x: .input(0), w: .input(1), bias: info.hasInput(2) ? .input(2) : nil,
+            residual: layer.epilogue.residual ? .input(residualIndex) : nil, y: .output(0), inputShape: xs,
+            weightShape: ws, outputShape: ys, pads: pads, strides: strides, dilations: dilations, groups: group,
+            activation: libraryActivation)
+        guard let activation, activation != .relu else { return CUDALowering(.convolution(step)) }
+        let launch = try CUDALinearAlgebraEpilogue.launch(
+            output: .output(0), count: total, addend: .none, activation: activation)
+        return CUDALowering(.convolution(step), .launch(launch))
+    }
+}

@@ -1,0 +1,98 @@
+import KilnIR
+
+/// MatMul/Gemm -> one cuBLASLt `.matMul` step, plus the epilogue kernel when cuBLASLt cannot finish exactly.
+///
+/// Semantics (the CPU reference, LinearAlgebraMatMul.swift): `Y = act(alpha * op(A)·op(B) + beta * C)` with numpy
+/// batch broadcasting, 1-D operands promoted ([k] -> [1, k] for A, [k] -> [k, 1] for B) and C broadcast to Y.
+/// C is ignored when beta is 0.
+enum CUDALinearAlgebraMatMul {
+    static func lower(_ layer: MatMulLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
+        for index in 0..<min(info.inputCount, 3) where info.hasInput(index) {
+            let dtype = try info.input(index).dtype
+            guard dtype == .float32 else {
+                throw KilnError.unsupported("CUDA matMul handles float32 only, not \(dtype.onnxName)")
+            }
+        }
+        let a = try info.inputShape(0)
+        let b = try info.inputShape(1)
+        let out = try info.outputShape(0)
+        guard !a.isEmpty, !b.isEmpty else { throw KilnError.shapeMismatch("matMul operands must have rank >= 1") }
+        let a2 = a.count == 1 ? [1, a[0]] : a
+        let b2 = b.count == 1 ? [b[0], 1] : b
+        let (ar, ac) = (a2[a2.count - 2], a2[a2.count - 1])
+        let (br, bc) = (b2[b2.count - 2], b2[b2.count - 1])
+        let m = layer.transposeA ? ac : ar
+        let k = layer.transposeA ? ar : ac
+        let n = layer.transposeB ? br : bc
+        guard k == (layer.transposeB ? bc : br) else {
+            throw KilnError.shapeMismatch("matMul inner dimensions differ: \(a) x \(b)")
+        }
+        let aBatch = Array(a2.dropLast(2))
+        let bBatch = Array(b2.dropLast(2))
+        let batchShape = try Broadcast.shape(aBatch, bBatch)
+        let expected = batchShape + (a.count != 1 ? [m] : []) + (b.count != 1 ? [n] : [])
+        guard expected == out else {
+            throw KilnError.shapeMismatch("matMul of \(a) x \(b) gives \(expected), the graph says \(out)")
+        }
+        let batch = batchShape.reduce(1, *)
+        let total = out.reduce(1, *)
+        if total == 0 { return CUDALowering(steps: []) }
+        guard k > 0 else { throw KilnError.unsupported("CUDA matMul with an empty inner dimension") }
+
+        // Each operand is either one matrix for every batch entry or one per entry; cuBLASLt's strided batch
+        // cannot express partial broadcasts such as [2, 1, m, k] x [1, 3, k, n].
+        let aCount = aBatch.reduce(1, *)
+        let bCount = bBatch.reduce(1, *)
+        guard aCount == 1 || aCount == batch, bCount == 1 || bCount == batch else {
+            throw KilnError.unsupported("CUDA matMul cannot broadcast batches \(aBatch) against \(bBatch)")
+        }
+        var step = CUDAMatMul(
+            a: .input(0), b: .input(1), d: .output(0), m: m, n: n, k: k, transposeA: layer.transposeA,
+            transposeB: layer.transposeB, batch: batch, strideA: aCount == 1 ? 0 : m * k,
+            strideB: bCount == 1 ? 0 : k * n, strideD: m * n, alpha: layer.alpha)
+        if batch > 1, bCount == 1, aCount == batch, !layer.transposeA {
+            // A's batches are consecutive m×k row-major blocks: one (batch·m)×k matrix times the shared B.
+            step.m = batch * m
+            step.batch = 1
+            step.strideA = 0
+            step.strideD = 0
+        } else if batch == 1 {
+            (step.strideA, step.strideB, step.strideD) = (0, 0, 0)
+        }
+
+        var addend = CUDALinearAlgebraEpilogue.Addend.none
+        if info.hasInput(2), layer.beta != 0 {
+            let c = try info.inputShape(2)
+            guard try Broadcast.shape(c, out) == out else {
+                throw KilnError.shapeMismatch("matMul C \(c) does not broadcast to the output \(out)")
+            }
+            let cCount = c.reduce(1, *)
+            let rowVector = cCount == n && (n == 1 || (b.count != 1 && c.last == n))
+            if cCount == total {
+                step.c = .input(2)
+                step.beta = layer.beta
+                step.strideC = step.strideD
+            } else if rowVector && layer.beta == 1 {
+                // cuBLASLt's bias epilogue adds the vector unscaled.
+                step.bias = .input(2)
+            } else if rowVector {
+                addend = .row(.input(2), length: n, beta: layer.beta)
+            } else {
+                let strides = Broadcast.strides(of: c, broadcastTo: out)
+                let collapsed = CUDALinearAlgebraEpilogue.collapse(sizes: out, strides: strides)
+                addend = .broadcast(.input(2), sizes: collapsed.sizes, strides: collapsed.strides, beta: layer.beta)
+            }
+        }
+
+        let activation = layer.epilogue.activation
+        // Only ReLU goes to cuBLASLt: its GELU is the tanh form and the rest have no library epilogue. Once the
+        // kernel runs anyway, it applies the activation too.
+        guard addend != .none || (activation != nil && activation != .relu) else {
+            step.activation = activation
+            return CUDALowering(.matMul(step))
+        }
+        let launch = try CUDALinearAlgebraEpilogue.launch(
+            output: .output(0), count: total, addend: addend, activation: activation)
+        return CUDALowering(.matMul(step), .launch(launch))
+    }
+}

@@ -1,0 +1,220 @@
+import KilnIR
+
+/// The window geometry of one pooling call as three axes (depth, height, width; leading axes of size 1 for
+/// 1-D and 2-D pooling, as the CPU kernel does), packed into the kernels' `KilnDims` arguments.
+struct CUDAPoolGeometry: Sendable, Equatable {
+    var input: [Int]
+    var output: [Int]
+    var kernel: [Int]
+    var strides: [Int]
+    var dilations: [Int]
+    var padBegin: [Int]
+    /// The padded extent that counts toward averages with count_include_pad (input plus both pads).
+    var paddedEnd: [Int]
+    var planes: Int
+    var spatialRank: Int
+    /// N x C x output spatial sizes (the real spatial axes only).
+    var outputShape: [Int]
+
+    init(window: PoolGeometry?, shape: [Int]) throws {
+        guard shape.count >= 3 else {
+            throw KilnError.shapeMismatch("pooling needs an N x C x spatial input, got shape \(shape)")
+        }
+        let spatial = Array(shape[2...])
+        guard spatial.count <= 3 else {
+            throw KilnError.unsupported("CUDA pooling over \(spatial.count) spatial axes")
+        }
+        let window = window ?? PoolGeometry(kernel: spatial)
+        let resolved = try window.resolve(spatial)
+        let lead = 3 - spatial.count
+        let ones = Array(repeating: 1, count: lead)
+        let zeros = Array(repeating: 0, count: lead)
+        input = ones + spatial
+        output = ones + resolved.output
+        kernel = ones + window.kernel
+        strides = ones + window.strides
+        dilations = ones + window.dilations
+        padBegin = zeros + resolved.padBegin
+        paddedEnd = ones + resolved.paddedEnd
+        planes = shape[0] * shape[1]
+        spatialRank = spatial.count
+        outputShape = Array(shape[..<2]) + resolved.output
+    }
+
+    var outputCount: Int { planes * output.reduce(1, *) }
+
+    /// [input dims, output dims], [kernel, strides, dilation d/h], [dilation w, pad begins, padded ends].
+    var arguments: [CUDAArgument] {
+        [
+            .dims(input + output + [0, 0]), .dims(kernel + strides + Array(dilations[..<2])),
+            .dims([dilations[2]] + padBegin + paddedEnd + [0]),
+        ]
+    }
+
+    /// Per-axis window placement of output position `o` on axis `axis` (the CPU kernel's table): the window
+    /// start, the valid tap range lo..<hi and the taps inside input plus padding. Mirrors `kiln_axis`.
+    func taps(axis: Int, _ o: Int) -> (start: Int, lo: Int, hi: Int, padded: Int) {
+        let (n, k, d) = (input[axis], kernel[axis], dilations[axis])
+        let s = o * strides[axis] - padBegin[axis]
+        let lo = s >= 0 ? 0 : (-s + d - 1) / d
+        let last = s >= n ? 0 : min(k, (n - 1 - s) / d + 1)
+        let limit = paddedEnd[axis] - padBegin[axis] - s
+        return (s, lo, max(lo, last), limit <= 0 ? 0 : min(k, (limit + d - 1) / d))
+    }
+}
+
+/// Lowers max, average and Lp pooling (1-D to 3-D, every window option PoolGeometry resolves, max pooling's
+/// indices output) and their global forms. Global average and max pooling fold each plane one warp per plane
+/// with the reduce kernels; windowed pooling runs one thread per output element.
+enum CUDAPoolLowering {
+    static let threads = 256
+
+    static func lower(_ layer: PoolLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
+        let shape = try info.inputShape(0)
+        let dtype = try info.input(0).dtype
+        _ = try CUDAReductionTypes.require(dtype, "pooling")
+        let geometry = try CUDAPoolGeometry(window: layer.window, shape: shape)
+        guard geometry.outputCount > 0 else { return CUDALowering() }
+        let indices = layer.outputsIndices && layer.op == .max && info.hasOutput(1)
+        let plane = geometry.input.reduce(1, *)
+        if layer.window == nil, !indices, plane > 0 {
+            let plan = CUDAReduceFactorization(outer: geometry.planes, reduced: plane, inner: 1)
+            switch layer.op {
+            case .max:
+                return CUDALowering(
+                    steps: try CUDAReductionLowerings.reduceSteps(
+                        .maxIgnoringNaN, dtype, plan, input: .input(0), output: .output(0)))
+            case .average:
+                return CUDALowering(
+                    steps: try CUDAReductionLowerings.reduceSteps(
+                        .mean, dtype, plan, input: .input(0), output: .output(0)))
+            case .lp(let p) where p == 2:
+                return CUDALowering(
+                    steps: try CUDAReductionLowerings.reduceSteps(.l2, dtype, plan, input: .input(0), output: .output(0)))
+            case .lp:
+                break
+            }
+        }
+        let source = try self.source(dtype)
+        let total = geometry.outputCount
+        var arguments: [CUDAArgument] = [.pointer(.input(0)), .pointer(.output(0))]
+        let function: String
+        switch layer.op {
+        case .max where indices:
+            function = "pool_max_indices"
+            arguments.append(.pointer(.output(1)))
+            arguments += [.int(total)] + geometry.arguments
+            arguments += [.int32(Int32(geometry.spatialRank)), .int32(layer.columnMajorIndices ? 1 : 0)]
+        case .max:
+            function = "pool_max"
+            arguments += [.int(total)] + geometry.arguments
+        case .average(let include):
+            function = "pool_average"
+            arguments += [.int(total)] + geometry.arguments + [.int32(include ? 1 : 0)]
+        case .lp(let p):
+            function = "pool_lp"
+            arguments += [.int(total)] + geometry.arguments + [dtype == .float64 ? .float64(Double(p)) : .float32(p)]
+        }
+        return CUDALowering(
+            .launch(
+                CUDALaunch(
+                    source: source, function: function,
+                    grid: CUDADim3(CUDALaunchMath.blocks(total, perBlock: threads)), block: CUDADim3(threads),
+                    arguments: arguments)))
+    }
+
+    static func source(_ dtype: DType) throws -> CUDASource {
+        let (t, a) = try CUDAReductionTypes.require(dtype, "pooling")
+        return CUDASource(
+            name: "pool_\(CUDAReductionTypes.suffix(dtype))",
+            code: CUDAReductionSources.mathHeader(element: t, accumulator: a) + kernels)
+    }
+
+    /// One thread per output element; `KILN_POOL_SETUP` decodes the output position and each axis's taps.
+    private static let kernels = """
+        struct KilnTaps { i64 start, lo, hi, padded; };
+        __device__ __forceinline__ KilnTaps kiln_axis(i64 o, i64 n, i64 k, i64 stride, i64 d, i64 pb, i64 pe) {
+            KilnTaps t;
+            t.start = o * stride - pb;
+            t.lo = t.start >= 0 ? 0 : (-t.start + d - 1) / d;
+            i64 last = t.start >= n ? 0 : min(k, (n - 1 - t.start) / d + 1);
+            t.hi = max(t.lo, last);
+            const i64 limit = pe - pb - t.start;
+            t.padded = limit <= 0 ? 0 : min(k, (limit + d - 1) / d);
+            return t;
+        }
+
+        #define KILN_POOL_PARAMS i64 total, KilnDims g0, KilnDims g1, KilnDims g2
+        #define KILN_POOL_SETUP \\
+            const i64 D = g0.v[0], H = g0.v[1], W = g0.v[2], OD = g0.v[3], OH = g0.v[4], OW = g0.v[5]; \\
+            const i64 ow = q % OW; i64 rest = q / OW; const i64 oh = rest % OH; rest /= OH; \\
+            const i64 od = rest % OD; const i64 plane = rest / OD; \\
+            const KilnTaps td = kiln_axis(od, D, g1.v[0], g1.v[3], g1.v[6], g2.v[1], g2.v[4]); \\
+            const KilnTaps th = kiln_axis(oh, H, g1.v[1], g1.v[4], g1.v[7], g2.v[2], g2.v[5]); \\
+            const KilnTaps tw = kiln_axis(ow, W, g1.v[2], g1.v[5], g2.v[0], g2.v[3], g2.v[6]); \\
+            const i64 dd = g1.v[6], dh = g1.v[7], dw = g2.v[0]; \\
+            const T* src = x + plane * D * H * W;
+        #define KILN_POOL_LOOP(BODY) \\
+            for (i64 kd = td.lo; kd < td.hi; ++kd) { \\
+                const i64 id = td.start + kd * dd; \\
+                for (i64 kh = th.lo; kh < th.hi; ++kh) { \\
+                    const i64 rowAt = (id * H + th.start + kh * dh) * W + tw.start; \\
+                    for (i64 kw = tw.lo; kw < tw.hi; ++kw) { const i64 at = rowAt + kw * dw; BODY } \\
+                } \\
+            }
+        #define KILN_GRID_LOOP(q) \\
+            for (i64 q = (i64)blockIdx.x * blockDim.x + threadIdx.x; q < total; q += (i64)gridDim.x * blockDim.x)
+
+        /* A NaN tap never wins and an empty window gives -inf, as on the CPU. */
+        extern "C" __global__ void pool_max(const T* __restrict__ x, T* __restrict__ y, KILN_POOL_PARAMS) {
+            KILN_GRID_LOOP(q) {
+                KILN_POOL_SETUP
+                A best = KILN_NEG_INF;
+                KILN_POOL_LOOP({ const A v = (A)src[at]; if (v > best) best = v; })
+                y[q] = (T)best;
+            }
+        }
+
+        /* Indices into the flattened input: row-major, or column-major over the spatial axes. */
+        extern "C" __global__ void pool_max_indices(
+            const T* __restrict__ x, T* __restrict__ y, i64* __restrict__ indices, KILN_POOL_PARAMS, int spatialRank,
+            int columnMajor) {
+            KILN_GRID_LOOP(q) {
+                KILN_POOL_SETUP
+                A best = KILN_NEG_INF;
+                i64 found = -1;
+                KILN_POOL_LOOP({ const A v = (A)src[at]; if (v > best || found < 0) { best = v; found = at; } })
+                y[q] = (T)best;
+                if (found < 0) found = 0;
+                i64 index = found;
+                if (columnMajor) {
+                    const i64 iw = found % W, ih = (found / W) % H, id = found / (W * H);
+                    index = spatialRank == 1 ? iw : spatialRank == 2 ? ih + iw * H : id + ih * D + iw * D * H;
+                }
+                indices[q] = plane * D * H * W + index;
+            }
+        }
+
+        extern "C" __global__ void pool_average(
+            const T* __restrict__ x, T* __restrict__ y, KILN_POOL_PARAMS, int countIncludePad) {
+            KILN_GRID_LOOP(q) {
+                KILN_POOL_SETUP
+                A sum = 0;
+                KILN_POOL_LOOP({ sum += (A)src[at]; })
+                const i64 count = countIncludePad ? td.padded * th.padded * tw.padded
+                                                  : (td.hi - td.lo) * (th.hi - th.lo) * (tw.hi - tw.lo);
+                y[q] = (T)(count > 0 ? sum / (A)count : (A)0);
+            }
+        }
+
+        extern "C" __global__ void pool_lp(const T* __restrict__ x, T* __restrict__ y, KILN_POOL_PARAMS, A p) {
+            KILN_GRID_LOOP(q) {
+                KILN_POOL_SETUP
+                A sum = 0;
+                KILN_POOL_LOOP({ const A v = KILN_ABS((A)src[at]); sum += p == (A)2 ? v * v : KILN_POW(v, p); })
+                y[q] = (T)(p == (A)2 ? KILN_SQRT(sum) : KILN_POW(sum, (A)1 / p));
+            }
+        }
+
+        """
+}

@@ -1,0 +1,236 @@
+import Foundation
+import KilnIR
+
+/// Runs one `CUDAConvolution` step with cuDNN's legacy API: `y = relu?(conv(x, w) + bias + residual)`.
+///
+/// With a bias and ReLU it is one `cudnnConvolutionBiasActivationForward` (the residual as its `z` input); every
+/// other combination is `cudnnConvolutionForward` then `cudnnAddTensor` for the bias and the residual, then
+/// `cudnnActivationForward` for ReLU. cuDNN's fused call takes only RELU or IDENTITY, and IDENTITY only with
+/// IMPLICIT_PRECOMP_GEMM, so the fused path is used for ReLU only. Other activations are not this runner's
+/// job: the lowering launches its own epilogue kernel after the step.
+///
+/// Math: strict float32 uses CUDNN_FMA_MATH, because CUDNN_DEFAULT_MATH lets cuDNN run float32 as TF32 on
+/// Ampere and newer; `allowTF32` uses CUDNN_TENSOR_OP_MATH (never ..._ALLOW_CONVERSION, which may go to FP16).
+///
+/// Thread safety: the `CUDNN` handle is not thread-safe; `enqueue` holds the handle's lock from `cudnnSetStream`
+/// to its last call, so runners sharing one `CUDNN` may be used from several threads.
+public final class CUDAConvolutionRunner: @unchecked Sendable {
+    public let step: CUDAConvolution
+    /// Bytes of device workspace `enqueue` needs.
+    public let workspaceBytes: Int
+    /// The cudnnConvolutionFwdAlgo_t chosen by the heuristics.
+    public let algorithm: Int32
+    private let dnn: CUDNN
+    private let owned: Resources
+    private let fused: Bool
+    /// Set when cuDNN answered NOT_SUPPORTED to the fused call, so later calls go straight to the unfused path.
+    private var fusedRefused = false
+
+    /// Creates the descriptors and picks the first algorithm from `cudnnGetConvolutionForwardAlgorithm_v7` that
+    /// succeeds, fits `maxWorkspaceBytes`, and (strict mode) uses FMA math. Throws `unsupported` for non-float32,
+    /// spatial rank other than 2 or 3, activations other than ReLU, or when no algorithm qualifies.
+    public init(
+        step: CUDAConvolution, library: CUDNN, allowTF32: Bool, maxWorkspaceBytes: Int = 256 << 20
+    ) throws {
+        self.step = step
+        dnn = library
+        let dnn = library
+        guard step.dtype == .float32 else {
+            throw KilnError.unsupported("cuDNN convolution runner handles float32 only, not \(step.dtype.onnxName)")
+        }
+        let rank = step.inputShape.count
+        let spatial = rank - 2
+        guard rank == 4 || rank == 5, step.weightShape.count == rank, step.outputShape.count == rank,
+            step.pads.count == spatial, step.strides.count == spatial, step.dilations.count == spatial
+        else {
+            throw KilnError.unsupported("cuDNN convolution needs 4-D or 5-D NCHW tensors, got \(step.inputShape)")
+        }
+        switch step.activation {
+        case nil, .relu?: break
+        case let other?:
+            throw KilnError.unsupported("cuDNN convolution runner applies only relu, not \(other)")
+        }
+        let all = step.inputShape + step.weightShape + step.outputShape + step.pads + step.strides + step.dilations
+        guard all.allSatisfy({ $0 >= 0 && $0 <= Int(Int32.max) }), step.groups > 0 else {
+            throw KilnError.unsupported("cuDNN convolution sizes exceed int32: \(step.inputShape)")
+        }
+        let owned = Resources(library)
+        self.owned = owned
+        let x = try owned.tensor(step.inputShape)
+        let y = try owned.tensor(step.outputShape)
+        owned.x = x
+        owned.y = y
+        var biasShape = [Int](repeating: 1, count: rank)
+        biasShape[1] = step.outputShape[1]
+        owned.bias = step.bias == nil ? nil : try owned.tensor(biasShape)
+
+        var w: OpaquePointer?
+        try dnn.check(dnn.createFilterDescriptor(&w), "cudnnCreateFilterDescriptor")
+        owned.w = w
+        let weightDims = step.weightShape.map { Int32($0) }
+        try dnn.check(
+            dnn.setFilterNd(w, CUDNN.dataFloat, CUDNN.formatNCHW, Int32(rank), weightDims),
+            "cudnnSetFilterNdDescriptor")
+
+        var conv: OpaquePointer?
+        try dnn.check(dnn.createConvolutionDescriptor(&conv), "cudnnCreateConvolutionDescriptor")
+        owned.conv = conv
+        try dnn.check(
+            dnn.setConvolutionNd(
+                conv, Int32(spatial), step.pads.map { Int32($0) }, step.strides.map { Int32($0) },
+                step.dilations.map { Int32($0) }, CUDNN.crossCorrelation, CUDNN.dataFloat),
+            "cudnnSetConvolutionNdDescriptor")
+        try dnn.check(dnn.setConvolutionGroupCount(conv, Int32(step.groups)), "cudnnSetConvolutionGroupCount")
+        let math = allowTF32 ? CUDNN.tensorOpMath : CUDNN.fmaMath
+        try dnn.check(dnn.setConvolutionMathType(conv, math), "cudnnSetConvolutionMathType")
+
+        var expected = [Int32](repeating: 0, count: rank)
+        try dnn.check(dnn.outputDim(conv, x, w, Int32(rank), &expected), "cudnnGetConvolutionNdForwardOutputDim")
+        guard expected.map({ Int($0) }) == step.outputShape else {
+            throw KilnError.shapeMismatch("cuDNN computes output \(expected) for a step that says \(step.outputShape)")
+        }
+
+        let choice = try Self.chooseAlgorithm(dnn, owned, conv: conv, strict: !allowTF32, limit: maxWorkspaceBytes)
+        algorithm = choice.algorithm
+        // The heuristics may report the math type an algorithm really uses; run it with that one.
+        if choice.math != math {
+            try dnn.check(dnn.setConvolutionMathType(conv, choice.math), "cudnnSetConvolutionMathType")
+        }
+        var bytes = 0
+        try dnn.check(
+            dnn.forwardWorkspaceSize(dnn.handle, x, w, conv, y, choice.algorithm, &bytes),
+            "cudnnGetConvolutionForwardWorkspaceSize")
+        workspaceBytes = bytes
+
+        if step.activation == .relu {
+            var activation: OpaquePointer?
+            try dnn.check(dnn.createActivationDescriptor(&activation), "cudnnCreateActivationDescriptor")
+            owned.activation = activation
+            // PROPAGATE_NAN keeps NaN as NaN, like the reference ReLU (NaN < 0 is false).
+            try dnn.check(
+                dnn.setActivationDescriptor(activation, CUDNN.activationRelu, CUDNN.propagateNaN, 0),
+                "cudnnSetActivationDescriptor")
+        }
+        fused = step.bias != nil && step.activation == .relu
+    }
+
+    private static func chooseAlgorithm(
+        _ dnn: CUDNN, _ owned: Resources, conv: OpaquePointer?, strict: Bool, limit: Int
+    ) throws -> (algorithm: Int32, math: Int32) {
+        let count = CUDNN.forwardAlgorithmCount
+        let perf = UnsafeMutableRawPointer.allocate(byteCount: CUDNN.perfBytes * count, alignment: 16)
+        defer { perf.deallocate() }
+        perf.initializeMemory(as: UInt8.self, repeating: 0, count: CUDNN.perfBytes * count)
+        var returned: Int32 = 0
+        try dnn.check(
+            dnn.forwardAlgorithmV7(dnn.handle, owned.x, owned.w, conv, owned.y, Int32(count), &returned, perf),
+            "cudnnGetConvolutionForwardAlgorithm_v7")
+        var seen: [String] = []
+        for i in 0..<min(Int(returned), count) {
+            let base = i * CUDNN.perfBytes
+            let status = perf.load(fromByteOffset: base + CUDNN.perfStatusOffset, as: Int32.self)
+            let memory = perf.load(fromByteOffset: base + CUDNN.perfMemoryOffset, as: Int.self)
+            let math = perf.load(fromByteOffset: base + CUDNN.perfMathTypeOffset, as: Int32.self)
+            let algorithm = perf.load(fromByteOffset: base + CUDNN.perfAlgoOffset, as: Int32.self)
+            seen.append("algo \(algorithm) status \(status) math \(math) memory \(memory)")
+            guard status == CUDNN.success, memory <= limit else { continue }
+            if strict && math != CUDNN.fmaMath { continue }
+            if math == CUDNN.tensorOpMathAllowConversion { continue }
+            return (algorithm, math)
+        }
+        throw KilnError.unsupported(
+            "cuDNN has no \(strict ? "FMA-math " : "")forward algorithm within \(limit) bytes; heuristics gave: "
+                + seen.joined(separator: "; "))
+    }
+
+    /// The descriptors one runner created, destroyed together (also when `init` throws half-way).
+    private final class Resources {
+        let dnn: CUDNN
+        var tensors: [OpaquePointer] = []
+        var x: OpaquePointer?
+        var y: OpaquePointer?
+        var bias: OpaquePointer?
+        var w: OpaquePointer?
+        var conv: OpaquePointer?
+        var activation: OpaquePointer?
+
+        init(_ dnn: CUDNN) { self.dnn = dnn }
+
+        deinit {
+            for t in tensors { _ = dnn.destroyTensorDescriptor(t) }
+            if let w { _ = dnn.destroyFilterDescriptor(w) }
+            if let conv { _ = dnn.destroyConvolutionDescriptor(conv) }
+            if let activation { _ = dnn.destroyActivationDescriptor(activation) }
+        }
+
+        /// A dense NCHW float32 tensor descriptor.
+        func tensor(_ shape: [Int]) throws -> OpaquePointer {
+            var desc: OpaquePointer?
+            try dnn.check(dnn.createTensorDescriptor(&desc), "cudnnCreateTensorDescriptor")
+            guard let desc else { throw KilnError.runtime("cudnn cudnnCreateTensorDescriptor returned nil") }
+            tensors.append(desc)
+            var strides = [Int32](repeating: 1, count: shape.count)
+            var running = 1
+            for axis in shape.indices.reversed() {
+                guard running <= Int(Int32.max) else {
+                    throw KilnError.unsupported("cuDNN tensor \(shape) has strides beyond int32")
+                }
+                strides[axis] = Int32(running)
+                running *= max(shape[axis], 1)
+            }
+            try dnn.check(
+                dnn.setTensorNd(desc, CUDNN.dataFloat, Int32(shape.count), shape.map { Int32($0) }, strides),
+                "cudnnSetTensorNdDescriptor")
+            return desc
+        }
+    }
+
+    /// Enqueues the convolution and its epilogue on `stream` (a CUstream). Pass 0 for `bias`/`residual` when the
+    /// step has none; `workspace` must hold `workspaceBytes`. `residual` may not alias `y` unless they are equal.
+    public func enqueue(
+        x: UInt64, w: UInt64, bias: UInt64, residual: UInt64, y: UInt64, workspace: UInt64, stream: OpaquePointer?
+    ) throws {
+        guard x != 0, w != 0, y != 0, step.bias == nil || bias != 0, step.residual == nil || residual != 0 else {
+            throw KilnError.invalidArgument("cuDNN convolution: a required device address is 0")
+        }
+        guard workspaceBytes == 0 || workspace != 0 else {
+            throw KilnError.invalidArgument("cuDNN convolution needs \(workspaceBytes) bytes of workspace")
+        }
+        dnn.lock.lock()
+        defer { dnn.lock.unlock() }
+        try dnn.check(dnn.setStream(dnn.handle, stream), "cudnnSetStream")
+        var one: Float = 1
+        var zero: Float = 0
+        let p = libraryDevicePointer
+        let (xd, yd, wd, conv) = (owned.x, owned.y, owned.w, owned.conv)
+        if fused && !fusedRefused {
+            let hasResidual = step.residual != nil
+            var alpha2: Float = hasResidual ? 1 : 0
+            let z = hasResidual ? residual : y
+            let status = dnn.biasActivationForward(
+                dnn.handle, &one, xd, p(x), wd, p(w), conv, algorithm, p(workspace), workspaceBytes, &alpha2, yd,
+                p(z), owned.bias, p(bias), owned.activation, yd, p(y))
+            if !CUDNN.notSupported.contains(status) {
+                try dnn.check(status, "cudnnConvolutionBiasActivationForward")
+                return
+            }
+            // Not supported for this configuration: the unfused sequence below gives the same result.
+            fusedRefused = true
+        }
+        try dnn.check(
+            dnn.convolutionForward(
+                dnn.handle, &one, xd, p(x), wd, p(w), conv, algorithm, p(workspace), workspaceBytes, &zero, yd, p(y)),
+            "cudnnConvolutionForward")
+        if step.bias != nil {
+            try dnn.check(dnn.addTensor(dnn.handle, &one, owned.bias, p(bias), &one, yd, p(y)), "cudnnAddTensor(bias)")
+        }
+        if step.residual != nil {
+            try dnn.check(dnn.addTensor(dnn.handle, &one, yd, p(residual), &one, yd, p(y)), "cudnnAddTensor(residual)")
+        }
+        if step.activation == .relu {
+            try dnn.check(
+                dnn.activationForward(dnn.handle, owned.activation, &one, yd, p(y), &zero, yd, p(y)),
+                "cudnnActivationForward")
+        }
+    }
+}

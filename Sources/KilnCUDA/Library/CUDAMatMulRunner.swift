@@ -1,0 +1,180 @@
+import Foundation
+import KilnIR
+
+/// Runs one `CUDAMatMul` step with cuBLASLt. Descriptors, layouts and the algorithm are chosen once here; each
+/// `enqueue` is one `cublasLtMatmul` call.
+///
+/// Row-major trick: a row-major m×n matrix is the column-major n×m matrix with the same bytes, so the runner
+/// computes `D^T = op(B)^T · op(A)^T` in column-major terms: cuBLASLt's "A" is our B and its "B" is our A, its
+/// m is our n and its n our m. The bias epilogue adds a vector along cuBLASLt's rows, i.e. our columns (length n),
+/// exactly the row vector `CUDAMatMul.bias` describes.
+///
+/// Thread safety: `enqueue` rewrites the bias pointer in the shared operation descriptor, so calls are serialized
+/// with a lock; the work itself is asynchronous on `stream`.
+public final class CUDAMatMulRunner: @unchecked Sendable {
+    public let step: CUDAMatMul
+    /// Bytes of device workspace `enqueue` needs (0 when the algorithm needs none).
+    public let workspaceBytes: Int
+    private let lib: CUBLASLt
+    /// Owns every descriptor, so a throwing `init` releases what it created.
+    private let owned: Resources
+    private let operation: OpaquePointer
+    private let layoutA: OpaquePointer
+    private let layoutB: OpaquePointer
+    private let layoutC: OpaquePointer
+    private let layoutD: OpaquePointer
+    private let lock = NSLock()
+
+    /// Builds the descriptors for `step` and picks cuBLASLt's first heuristic algorithm that fits in
+    /// `maxWorkspaceBytes`. Throws `unsupported` for a dtype other than float32, an activation cuBLASLt cannot
+    /// apply exactly (only relu and tanh-GELU), sizes beyond int32, or when no algorithm is found.
+    public init(
+        step: CUDAMatMul, library: CUBLASLt, allowTF32: Bool, maxWorkspaceBytes: Int = 32 << 20
+    ) throws {
+        self.step = step
+        lib = library
+        let lib = library
+        guard step.dtype == .float32 else {
+            throw KilnError.unsupported("cuBLASLt matMul runner handles float32 only, not \(step.dtype.onnxName)")
+        }
+        let limit = Int(Int32.max)
+        guard step.m > 0, step.n > 0, step.k > 0, step.batch > 0, step.m <= limit, step.n <= limit,
+            step.k <= limit, step.batch <= limit
+        else {
+            throw KilnError.unsupported("cuBLASLt matMul sizes m=\(step.m) n=\(step.n) k=\(step.k) b=\(step.batch)")
+        }
+        let epilogue = try Self.epilogue(step.activation, bias: step.bias != nil)
+        let owned = Resources(library)
+        self.owned = owned
+
+        var op: OpaquePointer?
+        let compute = allowTF32 ? CUBLASLt.compute32FFastTF32 : CUBLASLt.compute32F
+        try lib.check(lib.matmulDescCreate(&op, compute, CUBLASLt.dataR32F), "cublasLtMatmulDescCreate")
+        guard let op else { throw KilnError.runtime("cublasLt cublasLtMatmulDescCreate returned no descriptor") }
+        owned.operation = op
+        operation = op
+
+        // cuBLASLt A = our B (n×k after op), cuBLASLt B = our A (k×m after op).
+        let setDesc = lib.matmulDescSetAttribute
+        try lib.setAttribute(
+            setDesc, op, CUBLASLt.descTransA, step.transposeB ? CUBLASLt.opT : CUBLASLt.opN,
+            "cublasLtMatmulDescSetAttribute(TRANSA)")
+        try lib.setAttribute(
+            setDesc, op, CUBLASLt.descTransB, step.transposeA ? CUBLASLt.opT : CUBLASLt.opN,
+            "cublasLtMatmulDescSetAttribute(TRANSB)")
+        try lib.setAttribute(setDesc, op, CUBLASLt.descEpilogue, epilogue, "cublasLtMatmulDescSetAttribute(EPILOGUE)")
+
+        let (n, m, k) = (step.n, step.m, step.k)
+        // Stored shapes in column-major terms (rows, cols, ld = rows: dense).
+        layoutA = try owned.layout(
+            rows: step.transposeB ? k : n, cols: step.transposeB ? n : k, batch: step.batch, stride: step.strideB)
+        layoutB = try owned.layout(
+            rows: step.transposeA ? m : k, cols: step.transposeA ? k : m, batch: step.batch, stride: step.strideA)
+        let d = try owned.layout(rows: n, cols: m, batch: step.batch, stride: step.strideD)
+        layoutD = d
+        layoutC = step.c == nil ? d : try owned.layout(rows: n, cols: m, batch: step.batch, stride: step.strideC)
+
+        var preference: OpaquePointer?
+        try lib.check(lib.preferenceCreate(&preference), "cublasLtMatmulPreferenceCreate")
+        defer { _ = lib.preferenceDestroy(preference) }
+        try lib.setAttribute(
+            lib.preferenceSetAttribute, preference, CUBLASLt.preferenceMaxWorkspaceBytes, UInt64(maxWorkspaceBytes),
+            "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)")
+        var found: Int32 = 0
+        try lib.check(
+            lib.algoGetHeuristic(
+                lib.handle, op, layoutA, layoutB, layoutC, layoutD, preference, 1, owned.heuristic, &found),
+            "cublasLtMatmulAlgoGetHeuristic")
+        let state = owned.heuristic.load(fromByteOffset: CUBLASLt.heuristicStateOffset, as: Int32.self)
+        guard found >= 1, state == CUBLASLt.success else {
+            throw KilnError.unsupported(
+                "cuBLASLt has no algorithm for m=\(m) n=\(n) k=\(k) batch=\(step.batch) epilogue=\(epilogue)")
+        }
+        let workspace = owned.heuristic.load(fromByteOffset: CUBLASLt.heuristicWorkspaceOffset, as: UInt64.self)
+        workspaceBytes = Int(workspace)
+    }
+
+    /// The descriptors one runner created, destroyed together.
+    private final class Resources {
+        let lib: CUBLASLt
+        var operation: OpaquePointer?
+        var layouts: [OpaquePointer] = []
+        /// The chosen cublasLtMatmulHeuristicResult_t; its first 64 bytes are the cublasLtMatmulAlgo_t.
+        let heuristic: UnsafeMutableRawPointer
+
+        init(_ lib: CUBLASLt) {
+            self.lib = lib
+            heuristic = UnsafeMutableRawPointer.allocate(byteCount: CUBLASLt.heuristicResultBytes, alignment: 16)
+            heuristic.initializeMemory(as: UInt8.self, repeating: 0, count: CUBLASLt.heuristicResultBytes)
+        }
+
+        deinit {
+            for layout in layouts { _ = lib.matrixLayoutDestroy(layout) }
+            if let operation { _ = lib.matmulDescDestroy(operation) }
+            heuristic.deallocate()
+        }
+
+        /// A dense column-major float32 layout (ld = rows), strided-batched when `batch` > 1.
+        func layout(rows: Int, cols: Int, batch: Int, stride: Int) throws -> OpaquePointer {
+            var layout: OpaquePointer?
+            try lib.check(
+                lib.matrixLayoutCreate(&layout, CUBLASLt.dataR32F, UInt64(rows), UInt64(cols), Int64(rows)),
+                "cublasLtMatrixLayoutCreate")
+            guard let layout else { throw KilnError.runtime("cublasLt cublasLtMatrixLayoutCreate returned no layout") }
+            layouts.append(layout)
+            if batch > 1 {
+                try lib.setAttribute(
+                    lib.matrixLayoutSetAttribute, layout, CUBLASLt.layoutBatchCount, Int32(batch),
+                    "cublasLtMatrixLayoutSetAttribute(BATCH_COUNT)")
+                try lib.setAttribute(
+                    lib.matrixLayoutSetAttribute, layout, CUBLASLt.layoutStridedBatchOffset, Int64(stride),
+                    "cublasLtMatrixLayoutSetAttribute(STRIDED_BATCH_OFFSET)")
+            }
+            return layout
+        }
+    }
+
+    /// The cublasLtEpilogue_t for an activation, with or without the bias vector.
+    static func epilogue(_ activation: EpilogueActivation?, bias: Bool) throws -> UInt32 {
+        switch activation {
+        case nil: return bias ? CUBLASLt.epilogueBias : CUBLASLt.epilogueDefault
+        case .relu: return bias ? CUBLASLt.epilogueReluBias : CUBLASLt.epilogueRelu
+        // cuBLASLt's GELU epilogue is the tanh approximation, so only that form maps onto it.
+        case .gelu(tanh: true): return bias ? CUBLASLt.epilogueGeluBias : CUBLASLt.epilogueGelu
+        case let other?:
+            throw KilnError.unsupported("cuBLASLt has no \(other) epilogue; the lowering must apply it in a kernel")
+        }
+    }
+
+    /// Enqueues `D = activation(alpha * op(A)·op(B) + beta * C + bias)` on `stream` (a CUstream; nil is the
+    /// default stream). Pass 0 for `c` and `bias` when the step has none; `workspace` must hold `workspaceBytes`.
+    public func enqueue(
+        a: UInt64, b: UInt64, c: UInt64, bias: UInt64, d: UInt64, workspace: UInt64, stream: OpaquePointer?
+    ) throws {
+        guard step.bias == nil || bias != 0, step.c == nil || c != 0, a != 0, b != 0, d != 0 else {
+            throw KilnError.invalidArgument("cuBLASLt matMul: a required device address is 0")
+        }
+        guard workspaceBytes == 0 || workspace != 0 else {
+            throw KilnError.invalidArgument("cuBLASLt matMul needs \(workspaceBytes) bytes of workspace")
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        if step.bias != nil {
+            try lib.setAttribute(
+                lib.matmulDescSetAttribute, operation, CUBLASLt.descBiasPointer, libraryDevicePointer(bias),
+                "cublasLtMatmulDescSetAttribute(BIAS_POINTER)")
+        }
+        var alpha = step.alpha
+        var beta: Float = step.c == nil ? 0 : step.beta
+        let cAddress = step.c == nil ? d : c
+        let status = withUnsafePointer(to: &alpha) { alphaPointer in
+            withUnsafePointer(to: &beta) { betaPointer in
+                lib.matmul(
+                    lib.handle, operation, alphaPointer, libraryDevicePointer(b), layoutA, libraryDevicePointer(a),
+                    layoutB, betaPointer, libraryDevicePointer(cAddress), layoutC, libraryDevicePointer(d), layoutD,
+                    owned.heuristic, libraryDevicePointer(workspace), workspaceBytes, stream)
+            }
+        }
+        try lib.check(status, "cublasLtMatmul")
+    }
+}
