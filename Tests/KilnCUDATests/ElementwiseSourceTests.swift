@@ -82,10 +82,11 @@ enum ElementwiseCatalog {
 
 /// NVRTC through dlopen, enough to compile a translation unit for sm_90 and read the log.
 struct NVRTCChecker {
-    typealias Create = @convention(c) (
-        UnsafeMutablePointer<OpaquePointer?>, UnsafePointer<CChar>, UnsafePointer<CChar>, Int32,
-        UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<UnsafePointer<CChar>?>?
-    ) -> Int32
+    typealias Create =
+        @convention(c) (
+            UnsafeMutablePointer<OpaquePointer?>, UnsafePointer<CChar>, UnsafePointer<CChar>, Int32,
+            UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<UnsafePointer<CChar>?>?
+        ) -> Int32
     typealias Compile = @convention(c) (OpaquePointer?, Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> Int32
     typealias LogSize = @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int>) -> Int32
     typealias Log = @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>) -> Int32
@@ -152,7 +153,8 @@ struct ElementwiseSourceTests {
             let slice = sources[start..<min(start + batch, sources.count)]
             var unit = CUDAPrelude.text
             for (i, s) in slice.enumerated() { unit += "namespace kiln_unit\(i) {\n\(s.code)\n}\n" }
-            try? unit.write(to: folder.appendingPathComponent("batch\(start / batch).cu"), atomically: true, encoding: .utf8)
+            try? unit.write(
+                to: folder.appendingPathComponent("batch\(start / batch).cu"), atomically: true, encoding: .utf8)
             if let log = nvrtc.check(unit, name: "batch\(start / batch).cu") {
                 Issue.record("batch \(start / batch) (\(slice.first?.name ?? "")...): \(log.prefix(4000))")
             }
@@ -175,8 +177,10 @@ struct ElementwiseSourceTests {
             for vector in [1, 4] {
                 let plan = try PointwisePlan.make(inputShapes: shapes, output: output, vector: vector)
                 let n = Tensor.elementCount(output)
-                let full = shapes.map { Tensor.elementCount($0) == 1 ? output.map { _ in 0 } :
-                    Broadcast.strides(of: $0, broadcastTo: output) }
+                let full = shapes.map {
+                    Tensor.elementCount($0) == 1
+                        ? output.map { _ in 0 } : Broadcast.strides(of: $0, broadcastTo: output)
+                }
                 let outStrides = Broadcast.strides(output)
                 func expected(_ k: Int, _ i: Int) -> Int {
                     output.indices.reduce(0) { $0 + (i / outStrides[$1]) % output[$1] * full[k][$1] }

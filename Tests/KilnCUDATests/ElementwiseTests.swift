@@ -4,7 +4,7 @@ import Testing
 @testable import KilnCUDA
 
 /// Lowers one node with concrete input types through the registry's elementwise table.
-func lowerElementwise(
+private func lowerElementwise(
     _ layer: any Layer, _ inputs: [TensorType?], output: TensorType, constants: [Tensor?]? = nil
 ) throws -> CUDALowering {
     let names = inputs.indices.map { "in\($0)" }
@@ -18,16 +18,16 @@ func lowerElementwise(
     return try lowering(info)
 }
 
-func launches(_ lowering: CUDALowering) -> [CUDALaunch] {
+private func launches(_ lowering: CUDALowering) -> [CUDALaunch] {
     lowering.steps.compactMap { step in
         if case .launch(let launch) = step { return launch }
         return nil
     }
 }
 
-func f32(_ dims: [Int]) -> TensorType { TensorType(.float32, dims: dims) }
+private func f32(_ dims: [Int]) -> TensorType { TensorType(.float32, dims: dims) }
 
-func expectUnsupported(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) {
+private func expectUnsupported(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) {
     do {
         try body()
         Issue.record("expected unsupported", sourceLocation: sourceLocation)
@@ -41,7 +41,8 @@ func expectUnsupported(_ body: () throws -> Void, sourceLocation: SourceLocation
 @Suite("CUDA elementwise lowerings")
 struct ElementwiseLoweringTests {
     @Test func sameShapeAddIsOneFlatVectorizedLaunch() throws {
-        let lowering = try lowerElementwise(BinaryLayer(.add), [f32([8, 768]), f32([8, 768])], output: f32([8, 768]))
+        let lowering = try lowerElementwise(
+            BinaryLayer(.add), [f32([8, 768]), f32([8, 768])], output: f32([8, 768]))
         let all = launches(lowering)
         #expect(all.count == 1)
         let launch = try #require(all.first)
@@ -86,7 +87,9 @@ struct ElementwiseLoweringTests {
         let launch = try #require(launches(lowering).first)
         #expect(launch.function == "kiln_pw_sub_f32_b4_sa_v1_i32")
         #expect(
-            launch.arguments.suffix(4) == [.int64(120), .dims([2, 4, 3, 5]), .dims([3, 0, 1, 0]), .dims([0, 5, 0, 1])])
+            launch.arguments.suffix(4) == [
+                .int64(120), .dims([2, 4, 3, 5]), .dims([3, 0, 1, 0]), .dims([0, 5, 0, 1]),
+            ])
         #expect(launch.grid.x == 1)
     }
 
@@ -96,7 +99,8 @@ struct ElementwiseLoweringTests {
             BinaryLayer(.add), [f32([2, 12, 128, 128]), f32([2, 1, 1, 128])], output: f32([2, 12, 128, 128]))
         let launch = try #require(launches(lowering).first)
         #expect(launch.function == "kiln_pw_add_f32_b3_aa_v4_i32")
-        #expect(launch.arguments.suffix(3) == [.dims([2, 12 * 128, 128]), .dims([196_608, 128, 1]), .dims([128, 0, 1])])
+        #expect(
+            launch.arguments.suffix(3) == [.dims([2, 12 * 128, 128]), .dims([196_608, 128, 1]), .dims([128, 0, 1])])
     }
 
     @Test func selectBroadcastsThreeOperands() throws {
@@ -151,8 +155,11 @@ struct ElementwiseLoweringTests {
         #expect(all.count == 2)
         #expect(all.first?.function == "kiln_pw_sum8_f32_flat4")
         #expect(all.last?.function == "kiln_pw_mean3_f32_flat4")
-        #expect(all.last?.arguments.prefix(5) == [.pointer(.output(0)), .pointer(.output(0)), .pointer(.input(8)),
-            .pointer(.input(9)), .float32(10)])
+        #expect(
+            all.last?.arguments.prefix(5) == [
+                .pointer(.output(0)), .pointer(.output(0)), .pointer(.input(8)),
+                .pointer(.input(9)), .float32(10),
+            ])
         let one = try lowerElementwise(VariadicLayer(.max), [f32([16])], output: f32([16]))
         #expect(one.steps.count == 1 && launches(one).isEmpty)
     }
@@ -164,8 +171,11 @@ struct ElementwiseLoweringTests {
 
     @Test func unsupportedCombinationsThrowUnsupported() {
         expectUnsupported { _ = try lowerElementwise(UnaryLayer(.not), [f32([2])], output: f32([2])) }
-        expectUnsupported { _ = try lowerElementwise(UnaryLayer(.exp), [TensorType(.int32, dims: [2])],
-            output: TensorType(.int32, dims: [2])) }
+        expectUnsupported {
+            _ = try lowerElementwise(
+                UnaryLayer(.exp), [TensorType(.int32, dims: [2])],
+                output: TensorType(.int32, dims: [2]))
+        }
         expectUnsupported {
             let h = TensorType(.float16, dims: [2])
             _ = try lowerElementwise(BinaryLayer(.add), [h, h], output: h)
