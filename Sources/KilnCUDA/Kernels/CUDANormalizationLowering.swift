@@ -185,7 +185,7 @@ enum CUDANormalizationLowering {
             }
             params.append(try parameter(info, i + 1, count: c, fill: 0, dtype: dtype, constants: &constants, name: name))
         }
-        guard total > 0 else { return CUDALowering() }
+        guard total > 0 else { return CUDALowering(steps: []) }
         let eps: CUDAArgument = dtype == .float64 ? .float64(Double(layer.epsilon)) : .float32(layer.epsilon)
         let launch = CUDALaunch(
             source: try CUDANormalizationSources.planes(dtype), function: "batch_norm",

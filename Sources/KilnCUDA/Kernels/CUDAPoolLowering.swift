@@ -74,7 +74,7 @@ enum CUDAPoolLowering {
         let dtype = try info.input(0).dtype
         _ = try CUDAReductionTypes.require(dtype, "pooling")
         let geometry = try CUDAPoolGeometry(window: layer.window, shape: shape)
-        guard geometry.outputCount > 0 else { return CUDALowering() }
+        guard geometry.outputCount > 0 else { return CUDALowering(steps: []) }
         let indices = layer.outputsIndices && layer.op == .max && info.hasOutput(1)
         let plane = geometry.input.reduce(1, *)
         if layer.window == nil, !indices, plane > 0 {

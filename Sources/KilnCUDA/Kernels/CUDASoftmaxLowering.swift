@@ -23,7 +23,7 @@ enum CUDASoftmaxLowering {
             plan = CUDAReduceFactorization.around(shape: shape, axis: axis)
             if layer.flattenTail { plan = .init(outer: plan.outer, reduced: plan.reduced * plan.inner, inner: 1) }
         }
-        guard plan.outer * plan.reduced * plan.inner > 0 else { return CUDALowering() }
+        guard plan.outer * plan.reduced * plan.inner > 0 else { return CUDALowering(steps: []) }
         return CUDALowering(launch(source, layer.variant, plan))
     }
 
