@@ -103,7 +103,7 @@ enum CUDANormalizationLowering {
             center
             ? try parameter(info, 2, count: n, tail: tail, fill: 0, dtype: dtype, constants: &constants, name: "bias")
             : try parameter(info, nil, count: n, fill: 0, dtype: dtype, constants: &constants, name: "bias")
-        let stats = center && (info.hasOutput(1) || info.hasOutput(2))
+        let stats = center && (info.reductionHasOutput(1) || info.reductionHasOutput(2))
         if stats {
             guard layer.statisticsType == dtype else {
                 throw KilnError.unsupported(
@@ -119,7 +119,7 @@ enum CUDANormalizationLowering {
             // An output nobody reads still needs a place to go: scratch of the statistics' size.
             let bytes = rows * dtype.byteSize
             for i in 1...2 {
-                if info.hasOutput(i) {
+                if info.reductionHasOutput(i) {
                     arguments.append(.pointer(.output(i)))
                 } else {
                     scratch.append(bytes)
@@ -134,15 +134,15 @@ enum CUDANormalizationLowering {
         let block: CUDADim3
         if n <= warpRowLimit {
             if dtype == .float32 && n % 4 == 0 {
-                function = "norm_warp4_\(CUDALaunchMath.ceilDiv(n, 128))"
+                function = "norm_warp4_\(CUDAReductionLaunch.ceilDiv(n, 128))"
             } else {
-                function = "norm_warp1_\(CUDALaunchMath.powerOfTwo(atLeast: CUDALaunchMath.ceilDiv(n, 32)))"
+                function = "norm_warp1_\(CUDAReductionLaunch.powerOfTwo(atLeast: CUDAReductionLaunch.ceilDiv(n, 32)))"
             }
-            grid = CUDADim3(CUDALaunchMath.blocks(rows, perBlock: warpsPerBlock))
+            grid = CUDADim3(CUDAReductionLaunch.blocks(rows, perBlock: warpsPerBlock))
             block = CUDADim3(32 * warpsPerBlock)
         } else {
             function = "norm_block"
-            grid = CUDADim3(CUDALaunchMath.blocks(rows, perBlock: 1))
+            grid = CUDADim3(CUDAReductionLaunch.blocks(rows, perBlock: 1))
             block = CUDADim3(rowBlockThreads)
         }
         let launch = CUDALaunch(
@@ -159,10 +159,10 @@ enum CUDANormalizationLowering {
         let bias = try parameter(info, 2, count: affine, fill: 0, dtype: dtype, constants: &constants, name: "bias")
         guard rows > 0, length > 0 else { return CUDALowering(constants: constants) }
         let eps: CUDAArgument = dtype == .float64 ? .float64(Double(layer.epsilon)) : .float32(layer.epsilon)
-        let threads = min(rowBlockThreads, max(32, CUDALaunchMath.powerOfTwo(atLeast: CUDALaunchMath.ceilDiv(length, 4))))
+        let threads = min(rowBlockThreads, max(32, CUDAReductionLaunch.powerOfTwo(atLeast: CUDAReductionLaunch.ceilDiv(length, 4))))
         let launch = CUDALaunch(
             source: try CUDANormalizationSources.planes(dtype), function: "rows",
-            grid: CUDADim3(CUDALaunchMath.blocks(rows, perBlock: 1)), block: CUDADim3(threads),
+            grid: CUDADim3(CUDAReductionLaunch.blocks(rows, perBlock: 1)), block: CUDADim3(threads),
             arguments: [
                 .pointer(.input(0)), .pointer(scale.operand), .pointer(bias.operand), .pointer(.output(0)), .int(rows),
                 .int(length), .int(segment), .int(groups), .int(perGroup), .int(scale.stride), .int(bias.stride), eps,
@@ -189,7 +189,7 @@ enum CUDANormalizationLowering {
         let eps: CUDAArgument = dtype == .float64 ? .float64(Double(layer.epsilon)) : .float32(layer.epsilon)
         let launch = CUDALaunch(
             source: try CUDANormalizationSources.planes(dtype), function: "batch_norm",
-            grid: CUDADim3(CUDALaunchMath.blocks(total, perBlock: 256)), block: CUDADim3(256),
+            grid: CUDADim3(CUDAReductionLaunch.blocks(total, perBlock: 256)), block: CUDADim3(256),
             arguments: [.pointer(.input(0))] + params.map { .pointer($0.operand) } + [
                 .pointer(.output(0)), .int(total), .int(c), .int(spatial), .dims(params.map(\.stride)), eps,
             ])

@@ -75,7 +75,7 @@ enum CUDAPoolLowering {
         _ = try CUDAReductionTypes.require(dtype, "pooling")
         let geometry = try CUDAPoolGeometry(window: layer.window, shape: shape)
         guard geometry.outputCount > 0 else { return CUDALowering(steps: []) }
-        let indices = layer.outputsIndices && layer.op == .max && info.hasOutput(1)
+        let indices = layer.outputsIndices && layer.op == .max && info.reductionHasOutput(1)
         let plane = geometry.input.reduce(1, *)
         if layer.window == nil, !indices, plane > 0 {
             let plan = CUDAReduceFactorization(outer: geometry.planes, reduced: plane, inner: 1)
@@ -119,7 +119,7 @@ enum CUDAPoolLowering {
             .launch(
                 CUDALaunch(
                     source: source, function: function,
-                    grid: CUDADim3(CUDALaunchMath.blocks(total, perBlock: threads)), block: CUDADim3(threads),
+                    grid: CUDADim3(CUDAReductionLaunch.blocks(total, perBlock: threads)), block: CUDADim3(threads),
                     arguments: arguments)))
     }
 

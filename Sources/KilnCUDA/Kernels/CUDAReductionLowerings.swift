@@ -48,12 +48,12 @@ enum CUDAReductionLowerings {
         guard plan.outputCount > 0 else { return [] }
         let source = try CUDAReductionSources.reduce(op, dtype)
         if plan.inner > 1 {
-            let tiles = CUDALaunchMath.ceilDiv(plan.outputCount, 32)
+            let tiles = CUDAReductionLaunch.ceilDiv(plan.outputCount, 32)
             return [
                 .launch(
                     CUDALaunch(
                         source: source, function: "reduce_columns",
-                        grid: CUDADim3(CUDALaunchMath.blocks(tiles, perBlock: 1)),
+                        grid: CUDADim3(CUDAReductionLaunch.blocks(tiles, perBlock: 1)),
                         block: CUDADim3(32, CUDAReductionSources.columnSplit),
                         arguments: [
                             .pointer(input), .pointer(output), .int(plan.outer), .int(plan.reduced), .int(plan.inner),
@@ -61,13 +61,13 @@ enum CUDAReductionLowerings {
             ]
         }
         let rows = plan.outer
-        let manyRows = rows >= CUDALaunchMath.multiprocessors * 4 * warpsPerBlock
+        let manyRows = rows >= CUDAReductionLaunch.multiprocessors * 4 * warpsPerBlock
         if plan.reduced <= warpRowLimit || manyRows {
             return [
                 .launch(
                     CUDALaunch(
                         source: source, function: "reduce_rows_warp",
-                        grid: CUDADim3(CUDALaunchMath.blocks(rows, perBlock: warpsPerBlock)),
+                        grid: CUDADim3(CUDAReductionLaunch.blocks(rows, perBlock: warpsPerBlock)),
                         block: CUDADim3(32 * warpsPerBlock),
                         arguments: [.pointer(input), .pointer(output), .int(rows), .int(plan.reduced)]))
             ]
@@ -76,7 +76,7 @@ enum CUDAReductionLowerings {
             .launch(
                 CUDALaunch(
                     source: source, function: "reduce_rows_block",
-                    grid: CUDADim3(CUDALaunchMath.blocks(rows, perBlock: 1)), block: CUDADim3(rowBlockThreads),
+                    grid: CUDADim3(CUDAReductionLaunch.blocks(rows, perBlock: 1)), block: CUDADim3(rowBlockThreads),
                     arguments: [.pointer(input), .pointer(output), .int(rows), .int(plan.reduced)]))
         ]
     }

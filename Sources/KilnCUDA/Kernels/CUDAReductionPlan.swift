@@ -51,7 +51,7 @@ struct CUDAReduceFactorization: Sendable, Hashable {
 }
 
 /// Launch-shape arithmetic shared by the reduction-family lowerings.
-enum CUDALaunchMath {
+enum CUDAReductionLaunch {
     /// Streaming multiprocessors of the largest target (H100 SXM has 132); used only to size grids.
     static let multiprocessors = 132
     /// The most blocks a 1-D grid-stride launch uses: enough to fill every SM several times over.
@@ -91,7 +91,7 @@ enum CUDAReductionTypes {
 
 extension CUDANodeInfo {
     /// Whether output `index` exists and something names it (ONNX leaves unused optional outputs unnamed).
-    func hasOutput(_ index: Int) -> Bool {
+    func reductionHasOutput(_ index: Int) -> Bool {
         index < outputs.count && index < node.outputs.count && !node.outputs[index].isEmpty
     }
 }

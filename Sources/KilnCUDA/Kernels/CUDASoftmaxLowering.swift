@@ -37,12 +37,12 @@ enum CUDASoftmaxLowering {
             return .launch(
                 CUDALaunch(
                     source: source, function: variant == .hardmax ? "hardmax_columns" : "softmax_columns",
-                    grid: CUDADim3(CUDALaunchMath.blocks(columns, perBlock: 256)), block: CUDADim3(256),
+                    grid: CUDADim3(CUDAReductionLaunch.blocks(columns, perBlock: 256)), block: CUDADim3(256),
                     arguments: [.pointer(.input(0)), .pointer(.output(0)), .int(plan.outer), .int(n), .int(plan.inner)]
                 ))
         }
         let arguments: [CUDAArgument] = [.pointer(.input(0)), .pointer(.output(0)), .int(rows), .int(n)]
-        let warpGrid = CUDADim3(CUDALaunchMath.blocks(rows, perBlock: warpsPerBlock))
+        let warpGrid = CUDADim3(CUDAReductionLaunch.blocks(rows, perBlock: warpsPerBlock))
         let warpBlock = CUDADim3(32 * warpsPerBlock)
         if variant == .hardmax {
             return .launch(
@@ -50,18 +50,18 @@ enum CUDASoftmaxLowering {
                     source: source, function: "hardmax_rows", grid: warpGrid, block: warpBlock, arguments: arguments))
         }
         if n <= 32 * (warpVariants.last ?? 1) {
-            let v = CUDALaunchMath.powerOfTwo(atLeast: CUDALaunchMath.ceilDiv(n, 32))
+            let v = CUDAReductionLaunch.powerOfTwo(atLeast: CUDAReductionLaunch.ceilDiv(n, 32))
             return .launch(
                 CUDALaunch(
                     source: source, function: "softmax_warp_\(v)", grid: warpGrid, block: warpBlock,
                     arguments: arguments))
         }
-        let perThread = CUDALaunchMath.powerOfTwo(atLeast: CUDALaunchMath.ceilDiv(n, blockThreads))
+        let perThread = CUDAReductionLaunch.powerOfTwo(atLeast: CUDAReductionLaunch.ceilDiv(n, blockThreads))
         let v = perThread <= (blockVariants.last ?? 1) ? perThread : 0
         return .launch(
             CUDALaunch(
                 source: source, function: "softmax_block_\(v)",
-                grid: CUDADim3(CUDALaunchMath.blocks(rows, perBlock: 1)), block: CUDADim3(blockThreads),
+                grid: CUDADim3(CUDAReductionLaunch.blocks(rows, perBlock: 1)), block: CUDADim3(blockThreads),
                 arguments: arguments))
     }
 
