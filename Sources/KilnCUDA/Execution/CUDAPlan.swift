@@ -83,7 +83,12 @@ final class CUDAPlan: @unchecked Sendable {
         try stream.record(events[3])
         try stream.synchronize()
         runs += 1
-        if runs == 1, device.options.useCUDAGraphs, !hasHostSteps { try capture() }
+        if runs == 1, device.options.useCUDAGraphs, !hasHostSteps {
+            // A graph only removes launch overhead: if capture fails, keep running the steps one by one.
+            do { try capture() } catch {
+                FileHandle.standardError.write(Data("note: CUDA graph capture failed, running without: \(error)\n".utf8))
+            }
+        }
         let timings = RunTimings(
             upload: try events[1].milliseconds(since: events[0]),
             compute: try events[2].milliseconds(since: events[1]),
