@@ -197,7 +197,11 @@ enum CUDASoftmaxLowering {
     static let common = """
         #define KILN_MAX(a, b) ((b) > (a) ? (b) : (a))
         __device__ __forceinline__ A kiln_warp_max(A v) {
-            for (int o = 16; o > 0; o >>= 1) v = KILN_MAX(v, __shfl_xor_sync(0xffffffffu, v, o));
+            /* The shuffle must run on every lane: never inside KILN_MAX, whose ternary evaluates it on some. */
+            for (int o = 16; o > 0; o >>= 1) {
+                const A other = __shfl_xor_sync(0xffffffffu, v, o);
+                v = KILN_MAX(v, other);
+            }
             return v;
         }
         __device__ __forceinline__ A kiln_warp_sum(A v) {
