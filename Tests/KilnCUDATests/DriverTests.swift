@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-    import Glibc
-#endif
 import Foundation
 import KilnIR
 import Testing
 
 @testable import KilnCUDA
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Whether this machine has a CUDA driver, found independently of the code under test.
 private let driverInstalled: Bool = {
@@ -42,8 +43,9 @@ private let probeSource = CUDASource(
             return
         }
         let context = try CUDAContext.open()
-        print("device: \(context.name), sm_\(context.computeCapability), \(context.multiprocessors) SMs, "
-            + "\(context.totalMemory >> 20) MiB, driver \(context.driverVersion)")
+        print(
+            "device: \(context.name), sm_\(context.computeCapability), \(context.multiprocessors) SMs, "
+                + "\(context.totalMemory >> 20) MiB, driver \(context.driverVersion)")
         #expect(context.computeCapability >= 50)
         #expect(context.multiprocessors > 0)
         #expect(context.totalMemory > 0)
@@ -204,8 +206,9 @@ private let probeSource = CUDASource(
     }
 
     @Test func launchSizesAreChecked() throws {
-        try CUDAFunction.validate(grid: CUDADim3(Int(Int32.max), 65535, 65535), block: CUDADim3(32, 32),
-                                  sharedBytes: 0, function: "ok")
+        try CUDAFunction.validate(
+            grid: CUDADim3(Int(Int32.max), 65535, 65535), block: CUDADim3(32, 32),
+            sharedBytes: 0, function: "ok")
         let bad: [(CUDADim3, CUDADim3)] = [
             (CUDADim3(Int(Int32.max) + 1), CUDADim3(1)), (CUDADim3(1, 65536), CUDADim3(1)),
             (CUDADim3(0), CUDADim3(1)), (CUDADim3(1), CUDADim3(1025)), (CUDADim3(1), CUDADim3(64, 32)),

@@ -115,7 +115,7 @@ struct NVRTCChecker {
         defer { _ = destroy(&program) }
         let flags: [String] = ["--gpu-architecture=sm_90", "--std=c++17"]
         let options: [UnsafeMutablePointer<CChar>?] = flags.map { strdup($0) }
-        defer { options.forEach { free($0) } }
+        defer { for option in options { free(option) } }
         let pointers: [UnsafePointer<CChar>?] = options.map { p in p.map { UnsafePointer<CChar>($0) } }
         let result = pointers.withUnsafeBufferPointer { compile(program, Int32($0.count), $0.baseAddress) }
         var size = 0

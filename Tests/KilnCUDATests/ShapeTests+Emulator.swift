@@ -26,7 +26,9 @@ enum ShapeEmulator {
         for step in lowering.steps {
             switch step {
             case .copy(let c):
-                guard case .output(let o) = c.destination else { throw Failure(description: "copy into \(c.destination)") }
+                guard case .output(let o) = c.destination else {
+                    throw Failure(description: "copy into \(c.destination)")
+                }
                 let src = try read(c.source)
                 guard c.sourceOffset >= 0, c.sourceOffset + c.bytes <= src.count,
                     c.destinationOffset + c.bytes <= outputs[o].count
@@ -130,7 +132,9 @@ enum ShapeEmulator {
         } else if name.hasPrefix("kiln_transpose_") {
             let b = try field(name, "b")
             let src = try read(try a.pointer())
-            let (rows, cols, colStride, rowStride, offset) = (try a.int(), try a.int(), try a.int(), try a.int(), try a.int())
+            let (rows, cols, colStride, rowStride, offset) = (
+                try a.int(), try a.int(), try a.int(), try a.int(), try a.int()
+            )
             let (sizes, bsrc, bdst, tiles) = (try a.dims(), try a.dims(), try a.dims(), try a.int())
             let (rowTiles, colTiles) = ((rows + 31) / 32, (cols + 31) / 32)
             for t in 0..<tiles {
@@ -164,7 +168,9 @@ enum ShapeEmulator {
         } else if name.hasPrefix("kiln_pad_") {
             let rank = try field(name, "r")
             let src = try read(try a.pointer())
-            let (count, outSizes, inSizes, begins, inStrides) = (try a.int(), try a.dims(), try a.dims(), try a.dims(), try a.dims())
+            let (count, outSizes, inSizes, begins, inStrides) = (
+                try a.int(), try a.dims(), try a.dims(), try a.dims(), try a.dims()
+            )
             let bits = UInt64(bitPattern: Int64(try a.int()))
             for i in 0..<count {
                 var (rem, s, inside) = (i, 0, true)
@@ -197,7 +203,9 @@ enum ShapeEmulator {
             let rank = try field(name, "r")
             let wide = name.hasSuffix("_i64")
             let (data, indices) = (try read(try a.pointer()), try read(try a.pointer()))
-            let (count, sizes, strides, axis, length) = (try a.int(), try a.dims(), try a.dims(), try a.int(), try a.int())
+            let (count, sizes, strides, axis, length) = (
+                try a.int(), try a.dims(), try a.dims(), try a.int(), try a.int()
+            )
             for i in 0..<count {
                 var (rem, s, inside) = (i, 0, true)
                 for d in stride(from: rank - 1, through: 0, by: -1) {

@@ -16,8 +16,10 @@ import Testing
         _ layer: any Layer, _ inputs: [Tensor?], constants: Set<Int> = [], outputCount: Int = 1,
         sourceLocation: SourceLocation = #_sourceLocation
     ) throws -> CUDALowering {
-        let expected = try LayerRunner.run(layer, inputs: inputs.map { $0.map { .tensor($0) } }, outputCount: outputCount)
-            .map { try $0.asTensor() }
+        let expected = try LayerRunner.run(
+            layer, inputs: inputs.map { $0.map { .tensor($0) } }, outputCount: outputCount
+        )
+        .map { try $0.asTensor() }
         let node = Node(
             name: "n", layer: layer, inputs: inputs.indices.map { inputs[$0] == nil ? "" : "in\($0)" },
             outputs: (0..<outputCount).map { "out\($0)" })
@@ -130,7 +132,9 @@ import Testing
         // Computed starts cannot be lowered.
         let info = CUDANodeInfo(
             node: Node(name: "s", layer: layer, inputs: ["x", "s", "e"], outputs: ["y"]),
-            inputs: [TensorType(.float32, dims: x.shape), TensorType(.int64, dims: [1]), TensorType(.int64, dims: [1])],
+            inputs: [
+                TensorType(.float32, dims: x.shape), TensorType(.int64, dims: [1]), TensorType(.int64, dims: [1]),
+            ],
             outputs: [TensorType(.float32, dims: [1, 10, 6])], constants: [nil, nil, nil], architecture: 90,
             options: CUDAOptions())
         #expect(throws: KilnError.self) { _ = try CUDALoweringRegistry.all[SliceLayer.kind]?(info) }
@@ -145,7 +149,9 @@ import Testing
             try Self.check(TileLayer(repeats: [3, 2, 2, 2]), [try Self.random(dtype, [2, 3, 2, 5], &g)])
             for direction in [DepthSpaceLayer.Direction.depthToSpace, .spaceToDepth] {
                 for mode in [DepthSpaceLayer.Mode.dcr, .crd] {
-                    try Self.check(DepthSpaceLayer(direction, blockSize: 2, mode: mode), [try Self.random(dtype, [2, 8, 4, 6], &g)])
+                    try Self.check(
+                        DepthSpaceLayer(direction, blockSize: 2, mode: mode),
+                        [try Self.random(dtype, [2, 8, 4, 6], &g)])
                 }
             }
         }
@@ -179,7 +185,9 @@ import Testing
                 try Self.check(PadLayer(mode: mode, pads: [0, 2, 3, 1, 1, 4], value: 1.5, axes: nil), [x])
                 try Self.check(PadLayer(mode: mode, pads: [-1, 2, 0, -2], value: nil, axes: [2, 1]), [x])
             }
-            try Self.check(PadLayer(mode: .constant, pads: nil, value: nil, axes: nil), [x, .int64([1, 0, 0, 0, 2, 1])], constants: [1])
+            try Self.check(
+                PadLayer(mode: .constant, pads: nil, value: nil, axes: nil), [x, .int64([1, 0, 0, 0, 2, 1])],
+                constants: [1])
         }
     }
 

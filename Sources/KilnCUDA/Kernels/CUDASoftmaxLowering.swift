@@ -28,7 +28,9 @@ enum CUDASoftmaxLowering {
     }
 
     /// The launch for a [outer, n, inner] view; pure so tests can check the choice of kernel.
-    static func launch(_ source: CUDASource, _ variant: SoftmaxLayer.Variant, _ plan: CUDAReduceFactorization)
+    static func launch(
+        _ source: CUDASource, _ variant: SoftmaxLayer.Variant, _ plan: CUDAReduceFactorization
+    )
         -> CUDAStep
     {
         let (rows, n) = (plan.outer, plan.reduced)
