@@ -20,7 +20,8 @@ extension Graph {
         try graph.inferTypes()
         let device = DeviceEvaluator(device: evaluator)
         let context = PassContext(evaluate: { node, inputs in try device.evaluate(node, inputs) })
-        try Pipeline(Pipeline.standard.passes, maxRounds: 8).run(&graph, context)
+        // Each round can only fold what the previous round made concrete (layer after layer in a deep model).
+        try Pipeline(Pipeline.standard.passes, maxRounds: 100).run(&graph, context)
         try graph.inferTypes()
         for index in graph.outputs.indices {
             graph.outputs[index].type = graph.type(of: graph.outputs[index].name) ?? outputs[index].type

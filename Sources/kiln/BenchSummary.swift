@@ -33,9 +33,10 @@ struct LatencyStats {
 
     func line(_ label: String) -> String {
         let values = [min, mean, median, p90, p95, p99, max].map { String(format: "%.3f", $0) }
-        return "  \(label.padding(toLength: 12, withPad: " ", startingAt: 0))" + values.map {
-            $0.padding(toLength: 10, withPad: " ", startingAt: 0)
-        }.joined()
+        return "  \(label.padding(toLength: 12, withPad: " ", startingAt: 0))"
+            + values.map {
+                $0.padding(toLength: 10, withPad: " ", startingAt: 0)
+            }.joined()
     }
 }
 
@@ -55,7 +56,8 @@ struct BenchSummary {
     var inferencesPerSecond: Double { Double(samples.count) / wallSeconds }
 
     func print() {
-        Console.line("\(model) on \(device), batch \(batch): \(samples.count) runs in \(String(format: "%.2f", wallSeconds)) s")
+        Console.line(
+            "\(model) on \(device), batch \(batch): \(samples.count) runs in \(String(format: "%.2f", wallSeconds)) s")
         Console.line(
             "  throughput  \(String(format: "%.1f", inferencesPerSecond)) inferences/s, "
                 + "\(String(format: "%.1f", inferencesPerSecond * Double(batch))) items/s")
@@ -75,7 +77,9 @@ struct BenchSummary {
     func writeJSON(to path: String, profile: [ProfileRow]) throws {
         let object: [String: Any] = [
             "model": model, "device": device, "batch": batch, "runs": samples.count, "wall_s": wallSeconds,
-            "throughput": ["inferences_per_s": inferencesPerSecond, "items_per_s": inferencesPerSecond * Double(batch)],
+            "throughput": [
+                "inferences_per_s": inferencesPerSecond, "items_per_s": inferencesPerSecond * Double(batch),
+            ],
             "latency_ms": [
                 "end_to_end": endToEnd.json, "upload": upload.json, "compute": compute.json,
                 "download": download.json,

@@ -46,7 +46,9 @@ struct CompareCommand: ParsableCommand {
         var feeds: [String: Value]
         var expected: [String: Tensor] = [:]
         if let reference {
-            let members = try withErrorContext(reference) { try NPZ.decode(try Data(contentsOf: URL(fileURLWithPath: reference))) }
+            let members = try withErrorContext(reference) {
+                try NPZ.decode(try Data(contentsOf: URL(fileURLWithPath: reference)))
+            }
             feeds = [:]
             for (name, tensor) in members {
                 if name.hasPrefix("input__") { feeds[String(name.dropFirst(7))] = .tensor(tensor) }
@@ -89,7 +91,9 @@ struct CompareCommand: ParsableCommand {
                 "\(info.name): \(want.type) rel. error \(String(format: "%.2e", relative)), max abs. diff "
                     + "\(String(format: "%.2e", maxAbs)) \(ok ? "ok" : "FAIL")")
         }
-        Console.line("\(url.lastPathComponent) on \(device.properties.name): \(failed ? "FAIL" : "ok") (worst rel. error \(String(format: "%.2e", worst)), tolerance \(tolerance))")
+        Console.line(
+            "\(url.lastPathComponent) on \(device.properties.name): \(failed ? "FAIL" : "ok") (worst rel. error \(String(format: "%.2e", worst)), tolerance \(tolerance))"
+        )
         if failed { throw ExitCode(1) }
     }
 

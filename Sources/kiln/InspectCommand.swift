@@ -20,7 +20,10 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Show the layer graph as imported, before the optimizer fuses layers.")
     var noOptimize = false
 
-    @Option(help: "Show the graph specialized to this batch (each input's leading symbolic dimension), as a GPU engine compiles it.")
+    @Option(
+        help:
+            "Show the graph specialized to this batch (each input's leading symbolic dimension), as a GPU engine compiles it."
+    )
     var batch: Int?
 
     func run() throws {

@@ -1,1 +1,180 @@
+import Foundation
+import KilnIR
 import Testing
+
+@testable import KilnCUDA
+
+/// Lowerings of matMul and convolution (no GPU needed) and an NVRTC compile of the epilogue kernel.
+@Suite struct LinearAlgebraTests {
+    func info(_ layer: any Layer, _ inputs: [[Int]?], _ output: [Int], tf32: Bool = false) -> CUDANodeInfo {
+        let types = inputs.map { shape in shape.map { TensorType(.float32, dims: $0) } }
+        let node = Node(
+            name: "n", layer: layer, inputs: inputs.indices.map { "i\($0)" }, outputs: ["y"])
+        return CUDANodeInfo(
+            node: node, inputs: types, outputs: [TensorType(.float32, dims: output)],
+            constants: inputs.map { _ in nil }, architecture: 90, options: CUDAOptions(allowTF32: tf32))
+    }
+
+    func lower(_ layer: any Layer, _ inputs: [[Int]?], _ output: [Int]) throws -> CUDALowering {
+        guard let lowering = CUDALoweringRegistry.all[type(of: layer).kind] else {
+            throw KilnError.runtime("no lowering for \(type(of: layer).kind)")
+        }
+        return try lowering(info(layer, inputs, output))
+    }
+
+    func matMul(_ lowering: CUDALowering) -> CUDAMatMul? {
+        if case .matMul(let step)? = lowering.steps.first { return step }
+        return nil
+    }
+
+    func launch(_ lowering: CUDALowering) -> CUDALaunch? {
+        if lowering.steps.count > 1, case .launch(let launch) = lowering.steps[1] { return launch }
+        return nil
+    }
+
+    @Test func plainMatrixProduct() throws {
+        let lowering = try lower(MatMulLayer(), [[4, 8], [8, 16]], [4, 16])
+        let step = try #require(matMul(lowering))
+        #expect(lowering.steps.count == 1)
+        #expect((step.m, step.n, step.k, step.batch) == (4, 16, 8, 1))
+        #expect(!step.transposeA && !step.transposeB && step.c == nil && step.bias == nil)
+        #expect(step.a == .input(0) && step.b == .input(1) && step.d == .output(0))
+    }
+
+    @Test func batchedTimesMatrixFoldsIntoRows() throws {
+        let step = try #require(matMul(try lower(MatMulLayer(), [[2, 5, 8], [8, 16]], [2, 5, 16])))
+        #expect((step.m, step.n, step.k, step.batch) == (10, 16, 8, 1))
+    }
+
+    @Test func attentionLikeBatchedProduct() throws {
+        let lowering = try lower(MatMulLayer(), [[2, 3, 7, 5], [2, 3, 5, 7]], [2, 3, 7, 7])
+        let step = try #require(matMul(lowering))
+        #expect((step.m, step.n, step.k, step.batch) == (7, 7, 5, 6))
+        #expect((step.strideA, step.strideB, step.strideD) == (35, 35, 49))
+    }
+
+    @Test func sharedLeftOperandBroadcasts() throws {
+        let step = try #require(matMul(try lower(MatMulLayer(), [[7, 5], [4, 5, 3]], [4, 7, 3])))
+        #expect((step.m, step.n, step.k, step.batch, step.strideA, step.strideB) == (7, 3, 5, 4, 0, 15))
+    }
+
+    @Test func vectorOperands() throws {
+        let left = try #require(matMul(try lower(MatMulLayer(), [[8], [3, 8, 16]], [3, 16])))
+        #expect((left.m, left.n, left.k, left.batch, left.strideA, left.strideB) == (1, 16, 8, 3, 0, 128))
+        let right = try #require(matMul(try lower(MatMulLayer(), [[3, 4, 8], [8]], [3, 4])))
+        #expect((right.m, right.n, right.k, right.batch) == (12, 1, 8, 1))
+    }
+
+    @Test func zeroBetaIgnoresC() throws {
+        let lowering = try lower(MatMulLayer(beta: 0), [[4, 8], [8, 16], [4, 1]], [4, 16])
+        let step = try #require(matMul(lowering))
+        #expect(lowering.steps.count == 1 && step.c == nil && step.bias == nil)
+    }
+
+    @Test func partialBatchBroadcastIsUnsupported() {
+        #expect(throws: KilnError.self) {
+            try lower(MatMulLayer(), [[2, 1, 4, 5], [1, 3, 5, 6]], [2, 3, 4, 6])
+        }
+    }
+
+    @Test func gemmWithTransposedWeightsAndBias() throws {
+        let layer = MatMulLayer(transposeB: true, alpha: 0.5, beta: 1)
+        let lowering = try lower(layer, [[4, 8], [16, 8], [16]], [4, 16])
+        let step = try #require(matMul(lowering))
+        #expect(lowering.steps.count == 1)
+        #expect((step.m, step.n, step.k) == (4, 16, 8))
+        #expect(step.transposeB && !step.transposeA && step.alpha == 0.5)
+        #expect(step.bias == .input(2) && step.c == nil)
+    }
+
+    @Test func scaledBiasGoesToTheEpilogueKernel() throws {
+        let layer = MatMulLayer(transposeB: true, beta: 0.5, epilogue: Epilogue(activation: .gelu(tanh: false)))
+        let lowering = try lower(layer, [[4, 8], [16, 8], [1, 16]], [4, 16])
+        let step = try #require(matMul(lowering))
+        #expect(step.bias == nil && step.c == nil && step.activation == nil)
+        let kernel = try #require(launch(lowering))
+        #expect(kernel.function == "kiln_linalg_epilogue_f32_gelu_erf")
+        #expect(kernel.arguments[3] == .int32(2) && kernel.arguments[4] == .float32(0.5))
+        #expect(kernel.arguments[5] == .int64(16))
+    }
+
+    @Test func residualMatrixUsesCWithBeta() throws {
+        let layer = MatMulLayer(beta: 2, epilogue: Epilogue(activation: .relu))
+        let lowering = try lower(layer, [[3, 4, 8], [8, 16], [3, 4, 16]], [3, 4, 16])
+        let step = try #require(matMul(lowering))
+        #expect(lowering.steps.count == 1)
+        #expect(step.c == .input(2) && step.beta == 2 && step.activation == .relu && step.m == 12)
+    }
+
+    @Test func columnBiasBroadcastsThroughTheKernel() throws {
+        let lowering = try lower(MatMulLayer(), [[4, 8], [8, 16], [4, 1]], [4, 16])
+        let kernel = try #require(launch(lowering))
+        #expect(kernel.function == "kiln_linalg_epilogue_f32_none")
+        #expect(kernel.arguments[3] == .int32(3))
+        #expect(kernel.arguments[6] == .dims([4, 16]) && kernel.arguments[7] == .dims([1, 0]))
+    }
+
+    @Test func convolutionWithBiasResidualRelu() throws {
+        let layer = ConvolutionLayer(
+            ConvolutionParameters(pads: [1, 1, 1, 1]), epilogue: Epilogue(residual: true, activation: .relu))
+        let lowering = try lower(
+            layer, [[2, 8, 10, 10], [16, 8, 3, 3], [16], [2, 16, 10, 10]], [2, 16, 10, 10])
+        #expect(lowering.steps.count == 1)
+        guard case .convolution(let step)? = lowering.steps.first else {
+            Issue.record("expected a convolution step")
+            return
+        }
+        #expect(step.bias == .input(2) && step.residual == .input(3) && step.activation == .relu)
+        #expect(step.pads == [1, 1] && step.strides == [1, 1] && step.dilations == [1, 1] && step.groups == 1)
+        #expect(step.outputShape == [2, 16, 10, 10])
+    }
+
+    @Test func depthwiseConvolutionWithClipRunsTheKernel() throws {
+        let layer = ConvolutionLayer(
+            ConvolutionParameters(strides: [2, 2], pads: [1, 1, 1, 1], group: 32),
+            epilogue: Epilogue(activation: .clip(min: 0, max: 6)))
+        let lowering = try lower(layer, [[1, 32, 16, 16], [32, 1, 3, 3], [32]], [1, 32, 8, 8])
+        guard case .convolution(let step)? = lowering.steps.first else {
+            Issue.record("expected a convolution step")
+            return
+        }
+        #expect(step.activation == nil && step.groups == 32)
+        let kernel = try #require(launch(lowering))
+        #expect(kernel.function == "kiln_linalg_epilogue_f32_clip")
+        #expect(kernel.arguments[9] == .float32(0) && kernel.arguments[10] == .float32(6))
+        #expect(kernel.arguments[3] == .int32(0) && kernel.arguments[2] == .int64(32 * 64))
+    }
+
+    @Test func asymmetricPadsAreUnsupported() {
+        let layer = ConvolutionLayer(ConvolutionParameters(strides: [2, 2], autoPad: .sameUpper))
+        // SAME_UPPER, 16 -> 8 with a 3x3 kernel and stride 2: 0 pixels before, 1 after.
+        #expect(throws: KilnError.self) {
+            try lower(layer, [[1, 4, 16, 16], [8, 4, 3, 3]], [1, 8, 8, 8])
+        }
+    }
+
+    @Test func oneDimensionalConvolutionBecomesTwoDimensional() throws {
+        let layer = ConvolutionLayer(ConvolutionParameters(dilations: [2], pads: [2, 2]))
+        let lowering = try lower(layer, [[1, 4, 20], [6, 4, 3]], [1, 6, 20])
+        guard case .convolution(let step)? = lowering.steps.first else {
+            Issue.record("expected a convolution step")
+            return
+        }
+        #expect(step.inputShape == [1, 4, 1, 20] && step.weightShape == [6, 4, 1, 3])
+        #expect(step.pads == [0, 2] && step.dilations == [1, 2] && step.outputShape == [1, 6, 1, 20])
+    }
+
+    @Test func epilogueKernelCompilesForSM90() throws {
+        let source = CUDALinearAlgebraEpilogue.source
+        try? (CUDAPrelude.text + source.code).write(
+            toFile: "/tmp/kiln_linalg_epilogue_f32.cu", atomically: true, encoding: .utf8)
+        guard let nvrtc = try? NVRTC.shared() else {
+            withKnownIssue("NVRTC not found (set KILN_CUDA_LIBS): the epilogue kernel was NOT compile-checked") {
+                Issue.record("NVRTC unavailable")
+            }
+            return
+        }
+        let cubin = try nvrtc.compile(source, architecture: 90)
+        #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46])
+    }
+}

@@ -225,7 +225,10 @@ private struct SplitMix {
         #expect(group.arguments[4...9] == [.int64(8), .int64(50), .int64(25), .int64(4), .int64(2), .int64(1)])
         let instance = try onlyLaunch(
             try lower(try info(NormalizationLayer(method: .instance), [[2, 3, 4, 4], [3], [1]])))
-        #expect(instance.arguments[4...10] == [.int64(6), .int64(16), .int64(16), .int64(3), .int64(1), .int64(1), .int64(0)])
+        #expect(
+            instance.arguments[4...10] == [
+                .int64(6), .int64(16), .int64(16), .int64(3), .int64(1), .int64(1), .int64(0),
+            ])
         let batch = try onlyLaunch(
             try lower(
                 try info(
@@ -249,7 +252,8 @@ private struct SplitMix {
                 .pointer(.input(0)), .pointer(.output(0)), .int64(Int64(total)), .dims([1, 112, 112, 1, 56, 56, 0, 0]),
                 .dims([1, 3, 3, 1, 2, 2, 1, 1]), .dims([1, 0, 1, 1, 1, 114, 114, 0]),
             ])
-        let global = try onlyLaunch(try lower(try info(PoolLayer(op: .average(countIncludePad: false), window: nil), [[2, 2048, 7, 7]])))
+        let global = try onlyLaunch(
+            try lower(try info(PoolLayer(op: .average(countIncludePad: false), window: nil), [[2, 2048, 7, 7]])))
         #expect(global.function == "reduce_rows_warp" && global.source.name == "reduce_mean_f32")
         #expect(global.arguments[2...] == [.int64(4096), .int64(49)])
         let globalMax = try onlyLaunch(try lower(try info(PoolLayer(op: .max, window: nil), [[1, 8, 3, 3]])))
@@ -293,7 +297,8 @@ private struct SplitMix {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-cuda-reduce")
         try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         for source in sources {
-            try? source.code.write(to: folder.appendingPathComponent(source.name + ".cu"), atomically: true, encoding: .utf8)
+            try? source.code.write(
+                to: folder.appendingPathComponent(source.name + ".cu"), atomically: true, encoding: .utf8)
         }
         guard let nvrtc = try? NVRTC.shared() else {
             print("SKIPPED: NVRTC not found (set KILN_CUDA_LIBS); \(sources.count) reduction sources NOT compiled")
@@ -313,7 +318,9 @@ private struct SplitMix {
 @Suite struct ReductionCaseDump {
     static func cases() throws -> [(String, CUDANodeInfo)] {
         let f32 = DType.float32
-        func c(_ tag: String, _ layer: any Layer, _ shapes: [[Int]?], _ dtype: DType = f32, outputs: [String] = ["y"])
+        func c(
+            _ tag: String, _ layer: any Layer, _ shapes: [[Int]?], _ dtype: DType = f32, outputs: [String] = ["y"]
+        )
             throws -> (String, CUDANodeInfo)
         {
             (tag, try info(layer, shapes, dtype: dtype, outputs: outputs))
@@ -329,40 +336,63 @@ private struct SplitMix {
             list.append(try c("reduce \(op.rawValue) -1", ReduceLayer(op: op, axes: [-1]), [[16, 300]]))
         }
         list.append(try c("reduce sum all", ReduceLayer(op: .sum, axes: nil), [[37, 41]]))
-        list.append(try c("reduce logSumExp 1,2", ReduceLayer(op: .logSumExp, axes: [1, 2]), [[3, 40, 50, 2]], .float64))
+        list.append(
+            try c("reduce logSumExp 1,2", ReduceLayer(op: .logSumExp, axes: [1, 2]), [[3, 40, 50, 2]], .float64))
         list.append(try c("softmax -1", SoftmaxLayer(variant: .softmax), [[2, 12, 128, 128]]))
         list.append(try c("logSoftmax -1", SoftmaxLayer(variant: .logSoftmax), [[4, 3000]]))
         list.append(try c("softmax -1", SoftmaxLayer(variant: .softmax), [[2, 50000]]))
         list.append(try c("softmax 1", SoftmaxLayer(variant: .softmax, axis: 1), [[2, 10, 7, 7]]))
         list.append(try c("logSoftmax -1", SoftmaxLayer(variant: .logSoftmax), [[5, 1000]], .float64))
         list.append(try c("hardmax flat 1", SoftmaxLayer(variant: .hardmax, axis: 1, flattenTail: true), [[2, 10, 7]]))
-        list.append(try c("layer -1", NormalizationLayer(method: .layer(axis: -1), epsilon: 1e-12), [[2, 128, 768], [768], [768]]))
         list.append(
-            try c("layer 1 stats", NormalizationLayer(method: .layer(axis: 1)), [[6, 30, 50], [30, 50], nil],
+            try c(
+                "layer -1", NormalizationLayer(method: .layer(axis: -1), epsilon: 1e-12),
+                [[2, 128, 768], [768], [768]]))
+        list.append(
+            try c(
+                "layer 1 stats", NormalizationLayer(method: .layer(axis: 1)), [[6, 30, 50], [30, 50], nil],
                 outputs: ["y", "mean", "inv"]))
         list.append(try c("layer -1", NormalizationLayer(method: .layer(axis: -1)), [[3, 1000], [1000], [1000]]))
         list.append(try c("layer -1", NormalizationLayer(method: .layer(axis: -1)), [[5, 1001], [1001], [1001]]))
-        list.append(try c("layer -1", NormalizationLayer(method: .layer(axis: -1)), [[5, 100], [100], [100]], .float64))
+        list.append(
+            try c("layer -1", NormalizationLayer(method: .layer(axis: -1)), [[5, 100], [100], [100]], .float64))
         list.append(try c("rms -1", NormalizationLayer(method: .rms(axis: -1)), [[4, 10], [10]]))
         list.append(
-            try c("group 4", NormalizationLayer(method: .group(groups: 4, perGroupAffine: false)), [[2, 8, 5, 5], [8], [8]]))
+            try c(
+                "group 4", NormalizationLayer(method: .group(groups: 4, perGroupAffine: false)),
+                [[2, 8, 5, 5], [8], [8]]))
         list.append(try c("instance", NormalizationLayer(method: .instance), [[2, 3, 4, 4], [3], [3]]))
         list.append(
-            try c("batch", NormalizationLayer(method: .batch(training: false, momentum: 0.9)),
+            try c(
+                "batch", NormalizationLayer(method: .batch(training: false, momentum: 0.9)),
                 [[2, 3, 4, 4], [3], [3], [3], [3]]))
         let g = PoolGeometry(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1])
         list.append(try c("maxpool k3s2p1", PoolLayer(op: .max, window: g), [[2, 64, 112, 112]]))
         let ceil = PoolGeometry(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], ceilMode: true)
-        list.append(try c("avgpool k3s2p1 ceil", PoolLayer(op: .average(countIncludePad: false), window: ceil), [[1, 3, 10, 10]]))
         list.append(
-            try c("avgpool k3s2p1 ceil include", PoolLayer(op: .average(countIncludePad: true), window: ceil), [[1, 3, 10, 10]]))
-        list.append(try c("global avg", PoolLayer(op: .average(countIncludePad: false), window: nil), [[2, 2048, 7, 7]]))
+            try c(
+                "avgpool k3s2p1 ceil", PoolLayer(op: .average(countIncludePad: false), window: ceil), [[1, 3, 10, 10]]))
+        list.append(
+            try c(
+                "avgpool k3s2p1 ceil include", PoolLayer(op: .average(countIncludePad: true), window: ceil),
+                [[1, 3, 10, 10]]))
+        list.append(
+            try c("global avg", PoolLayer(op: .average(countIncludePad: false), window: nil), [[2, 2048, 7, 7]]))
         list.append(try c("global max", PoolLayer(op: .max, window: nil), [[2, 16, 9, 9]]))
         list.append(
-            try c("maxpool1d indices", PoolLayer(op: .max, window: PoolGeometry(kernel: [2], strides: [2]), outputsIndices: true),
+            try c(
+                "maxpool1d indices",
+                PoolLayer(op: .max, window: PoolGeometry(kernel: [2], strides: [2]), outputsIndices: true),
                 [[1, 2, 8]], outputs: ["y", "i"]))
-        list.append(try c("avgpool3d k2", PoolLayer(op: .average(countIncludePad: false), window: PoolGeometry(kernel: [2, 2, 2])), [[1, 2, 5, 6, 7]]))
-        list.append(try c("lppool p3 k2", PoolLayer(op: .lp(p: 3), window: PoolGeometry(kernel: [2, 2], strides: [2, 2])), [[1, 2, 6, 6]]))
+        list.append(
+            try c(
+                "avgpool3d k2",
+                PoolLayer(op: .average(countIncludePad: false), window: PoolGeometry(kernel: [2, 2, 2])),
+                [[1, 2, 5, 6, 7]]))
+        list.append(
+            try c(
+                "lppool p3 k2", PoolLayer(op: .lp(p: 3), window: PoolGeometry(kernel: [2, 2], strides: [2, 2])),
+                [[1, 2, 6, 6]]))
         return list
     }
 

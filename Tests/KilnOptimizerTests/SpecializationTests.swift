@@ -11,13 +11,17 @@ import Testing
     /// y = reshape(x, concat(shape(x)[0:1], [-1])): flattens all but the batch axis.
     func flattenByShape() -> Graph {
         Graph(
-            inputs: [GraphValue(name: "x", type: .tensor(TensorType(.float32, [.symbol("batch"), .value(3), .value(4)])))],
+            inputs: [
+                GraphValue(name: "x", type: .tensor(TensorType(.float32, [.symbol("batch"), .value(3), .value(4)])))
+            ],
             outputs: [GraphValue(name: "y", type: nil)],
             initializers: ["minus1": Tensor(shape: [1], scalars: [Int64(-1)])],
             nodes: [
                 Node(name: "shape", layer: ShapeOfLayer(start: 0, end: 1), inputs: ["x"], outputs: ["b"]),
                 Node(name: "cat", layer: ConcatLayer(axis: 0), inputs: ["b", "minus1"], outputs: ["dims"]),
-                Node(name: "flat", layer: ReshapeLayer(.reshape(shape: nil, allowZero: false)), inputs: ["x", "dims"], outputs: ["y"]),
+                Node(
+                    name: "flat", layer: ReshapeLayer(.reshape(shape: nil, allowZero: false)), inputs: ["x", "dims"],
+                    outputs: ["y"]),
             ])
     }
 

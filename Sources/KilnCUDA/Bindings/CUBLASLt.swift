@@ -44,17 +44,20 @@ public final class CUBLASLt: @unchecked Sendable {
     typealias DestroyFn = @convention(c) (OpaquePointer?) -> Int32
     typealias DescCreateFn = @convention(c) (UnsafeMutablePointer<OpaquePointer?>?, Int32, Int32) -> Int32
     typealias SetAttributeFn = @convention(c) (OpaquePointer?, Int32, UnsafeRawPointer?, Int) -> Int32
-    typealias LayoutCreateFn = @convention(c) (UnsafeMutablePointer<OpaquePointer?>?, Int32, UInt64, UInt64, Int64)
+    typealias LayoutCreateFn =
+        @convention(c) (UnsafeMutablePointer<OpaquePointer?>?, Int32, UInt64, UInt64, Int64)
         -> Int32
-    typealias HeuristicFn = @convention(c) (
-        OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?,
-        OpaquePointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?
-    ) -> Int32
-    typealias MatmulFn = @convention(c) (
-        OpaquePointer?, OpaquePointer?, UnsafeRawPointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?,
-        OpaquePointer?, UnsafeRawPointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeMutableRawPointer?,
-        OpaquePointer?, UnsafeRawPointer?, UnsafeMutableRawPointer?, Int, OpaquePointer?
-    ) -> Int32
+    typealias HeuristicFn =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?,
+            OpaquePointer?, Int32, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?
+        ) -> Int32
+    typealias MatmulFn =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, UnsafeRawPointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?,
+            OpaquePointer?, UnsafeRawPointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeMutableRawPointer?,
+            OpaquePointer?, UnsafeRawPointer?, UnsafeMutableRawPointer?, Int, OpaquePointer?
+        ) -> Int32
     typealias StatusNameFn = @convention(c) (Int32) -> UnsafePointer<CChar>?
 
     let library: DynamicLibrary

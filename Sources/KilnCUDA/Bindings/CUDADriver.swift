@@ -56,10 +56,11 @@ final class CUDADriver: @unchecked Sendable {
     typealias ModuleLoadData = @convention(c) (HandleOut, UnsafeRawPointer?) -> CUresult
     typealias ModuleGetFunction = @convention(c) (HandleOut, OpaquePointer?, UnsafePointer<CChar>?) -> CUresult
     typealias FuncSetAttribute = @convention(c) (OpaquePointer?, Int32, Int32) -> CUresult
-    typealias LaunchKernel = @convention(c) (
-        OpaquePointer?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, OpaquePointer?,
-        UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
-    ) -> CUresult
+    typealias LaunchKernel =
+        @convention(c) (
+            OpaquePointer?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, OpaquePointer?,
+            UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?
+        ) -> CUresult
 
     let library: DynamicLibrary
     /// `cuDriverGetVersion`: 1000 * major + 10 * minor (13000 for CUDA 13.0).

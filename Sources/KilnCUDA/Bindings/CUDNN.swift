@@ -3,8 +3,9 @@ import KilnIR
 
 /// cuDNN 9 (legacy convolution API) opened at run time, owning one `cudnnHandle_t`.
 ///
-/// A cuDNN handle is not thread-safe and holds the stream work is enqueued on (`cudnnSetStream`): use one
-/// `CUDNN` per execution context (stream) and never call it from two threads at once. cuDNN is optional: when
+/// A cuDNN handle is not thread-safe and holds the stream work is enqueued on (`cudnnSetStream`): every
+/// `cudnnSetStream` + call sequence must hold `lock` (the runners do), so one `CUDNN` may serve several streams,
+/// one enqueue at a time; one `CUDNN` per execution context avoids that contention. cuDNN is optional: when
 /// `init` throws `unsupported`, convolutions fall back and nothing else is affected.
 ///
 /// Enum values and struct layouts are those of cuDNN 9's `cudnn_graph.h`, `cudnn_ops.h`, `cudnn_cnn.h`.
@@ -43,57 +44,66 @@ public final class CUDNN: @unchecked Sendable {
     typealias SetStreamFn = @convention(c) (OpaquePointer?, OpaquePointer?) -> Int32
     typealias ErrorStringFn = @convention(c) (Int32) -> UnsafePointer<CChar>?
     /// cudnnSetTensorNdDescriptor(desc, dataType, nbDims, dimA, strideA)
-    typealias SetTensorNdFn = @convention(c) (
-        OpaquePointer?, Int32, Int32, UnsafePointer<Int32>?, UnsafePointer<Int32>?
-    ) -> Int32
+    typealias SetTensorNdFn =
+        @convention(c) (
+            OpaquePointer?, Int32, Int32, UnsafePointer<Int32>?, UnsafePointer<Int32>?
+        ) -> Int32
     /// cudnnSetFilterNdDescriptor(desc, dataType, format, nbDims, filterDimA)
     typealias SetFilterNdFn = @convention(c) (OpaquePointer?, Int32, Int32, Int32, UnsafePointer<Int32>?) -> Int32
     /// cudnnSetConvolutionNdDescriptor(desc, arrayLength, padA, filterStrideA, dilationA, mode, computeType)
-    typealias SetConvolutionNdFn = @convention(c) (
-        OpaquePointer?, Int32, UnsafePointer<Int32>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?, Int32, Int32
-    ) -> Int32
+    typealias SetConvolutionNdFn =
+        @convention(c) (
+            OpaquePointer?, Int32, UnsafePointer<Int32>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?, Int32, Int32
+        ) -> Int32
     /// cudnnSetConvolutionGroupCount / cudnnSetConvolutionMathType(desc, int)
     typealias SetIntFn = @convention(c) (OpaquePointer?, Int32) -> Int32
     /// cudnnGetConvolutionNdForwardOutputDim(convDesc, xDesc, wDesc, nbDims, tensorOutputDimA)
-    typealias OutputDimFn = @convention(c) (
-        OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32, UnsafeMutablePointer<Int32>?
-    ) -> Int32
+    typealias OutputDimFn =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32, UnsafeMutablePointer<Int32>?
+        ) -> Int32
     /// cudnnGetConvolutionForwardAlgorithm_v7(handle, xDesc, wDesc, convDesc, yDesc, requested, returned, perf)
-    typealias AlgorithmV7Fn = @convention(c) (
-        OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32,
-        UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?
-    ) -> Int32
+    typealias AlgorithmV7Fn =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32,
+            UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?
+        ) -> Int32
     /// cudnnGetConvolutionForwardWorkspaceSize(handle, xDesc, wDesc, convDesc, yDesc, algo, sizeInBytes)
-    typealias WorkspaceSizeFn = @convention(c) (
-        OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32,
-        UnsafeMutablePointer<Int>?
-    ) -> Int32
+    typealias WorkspaceSizeFn =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, Int32,
+            UnsafeMutablePointer<Int>?
+        ) -> Int32
     /// cudnnConvolutionForward(handle, alpha, xDesc, x, wDesc, w, convDesc, algo, workSpace, workSpaceSize, beta,
     /// yDesc, y)
-    typealias ForwardFn = @convention(c) (
-        OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?,
-        OpaquePointer?, Int32, UnsafeMutableRawPointer?, Int, UnsafeRawPointer?, OpaquePointer?,
-        UnsafeMutableRawPointer?
-    ) -> Int32
+    typealias ForwardFn =
+        @convention(c) (
+            OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?,
+            OpaquePointer?, Int32, UnsafeMutableRawPointer?, Int, UnsafeRawPointer?, OpaquePointer?,
+            UnsafeMutableRawPointer?
+        ) -> Int32
     /// cudnnConvolutionBiasActivationForward(handle, alpha1, xDesc, x, wDesc, w, convDesc, algo, workSpace,
     /// workSpaceSize, alpha2, zDesc, z, biasDesc, bias, activationDesc, yDesc, y)
-    typealias BiasActivationForwardFn = @convention(c) (
-        OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?,
-        OpaquePointer?, Int32, UnsafeMutableRawPointer?, Int, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?,
-        OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, OpaquePointer?, UnsafeMutableRawPointer?
-    ) -> Int32
+    typealias BiasActivationForwardFn =
+        @convention(c) (
+            OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?,
+            OpaquePointer?, Int32, UnsafeMutableRawPointer?, Int, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?,
+            OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, OpaquePointer?, UnsafeMutableRawPointer?
+        ) -> Int32
     /// cudnnAddTensor(handle, alpha, aDesc, A, beta, cDesc, C)
-    typealias AddTensorFn = @convention(c) (
-        OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?, UnsafeRawPointer?, OpaquePointer?,
-        UnsafeMutableRawPointer?
-    ) -> Int32
+    typealias AddTensorFn =
+        @convention(c) (
+            OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?, UnsafeRawPointer?, OpaquePointer?,
+            UnsafeMutableRawPointer?
+        ) -> Int32
     /// cudnnSetActivationDescriptor(desc, mode, reluNanOpt, double coef)
     typealias SetActivationFn = @convention(c) (OpaquePointer?, Int32, Int32, Double) -> Int32
     /// cudnnActivationForward(handle, activationDesc, alpha, xDesc, x, beta, yDesc, y)
-    typealias ActivationForwardFn = @convention(c) (
-        OpaquePointer?, OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?, UnsafeRawPointer?,
-        OpaquePointer?, UnsafeMutableRawPointer?
-    ) -> Int32
+    typealias ActivationForwardFn =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeRawPointer?, UnsafeRawPointer?,
+            OpaquePointer?, UnsafeMutableRawPointer?
+        ) -> Int32
 
     let library: DynamicLibrary
     let create: CreateFn
@@ -123,6 +133,8 @@ public final class CUDNN: @unchecked Sendable {
     let activationForward: ActivationForwardFn
     /// The cudnnHandle_t.
     let handle: OpaquePointer
+    /// Serializes use of `handle` (stream binding + the calls enqueued on that stream).
+    let lock = NSLock()
 
     /// Opens libcudnn.so.9 and creates a handle (on the current CUDA context, which must exist). Throws
     /// `unsupported` when cuDNN is not installed, `runtime` when cudnnCreate fails.

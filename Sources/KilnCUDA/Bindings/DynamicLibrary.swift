@@ -1,10 +1,11 @@
+import Foundation
+import KilnIR
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Foundation
-import KilnIR
 
 /// A shared library opened at run time, so Kiln needs no CUDA at link time: the same binary runs where no
 /// GPU or driver is installed and says so.

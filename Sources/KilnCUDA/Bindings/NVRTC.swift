@@ -6,10 +6,11 @@ public final class NVRTC: @unchecked Sendable {
     typealias Result = Int32
     typealias Version = @convention(c) (UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> Result
     typealias ErrorString = @convention(c) (Result) -> UnsafePointer<CChar>?
-    typealias CreateProgram = @convention(c) (
-        UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32,
-        UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<UnsafePointer<CChar>?>?
-    ) -> Result
+    typealias CreateProgram =
+        @convention(c) (
+            UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32,
+            UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<UnsafePointer<CChar>?>?
+        ) -> Result
     typealias DestroyProgram = @convention(c) (UnsafeMutablePointer<OpaquePointer?>?) -> Result
     typealias CompileProgram = @convention(c) (OpaquePointer?, Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> Result
     typealias GetSize = @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int>?) -> Result
@@ -139,6 +140,6 @@ public final class NVRTC: @unchecked Sendable {
 /// Calls `body` with NUL-terminated copies of `strings` that live for the call.
 func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) throws -> R) rethrows -> R {
     let copies = strings.map { strdup($0) }
-    defer { copies.forEach { free($0) } }
+    defer { for copy in copies { free(copy) } }
     return try body(copies.map { $0.map { UnsafePointer($0) } })
 }

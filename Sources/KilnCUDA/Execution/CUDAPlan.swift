@@ -83,7 +83,13 @@ final class CUDAPlan: @unchecked Sendable {
         try stream.record(events[3])
         try stream.synchronize()
         runs += 1
-        if runs == 1, device.options.useCUDAGraphs, !hasHostSteps { try capture() }
+        if runs == 1, device.options.useCUDAGraphs, !hasHostSteps {
+            // A graph only removes launch overhead: if capture fails, keep running the steps one by one.
+            do { try capture() } catch {
+                FileHandle.standardError.write(
+                    Data("note: CUDA graph capture failed, running without: \(error)\n".utf8))
+            }
+        }
         let timings = RunTimings(
             upload: try events[1].milliseconds(since: events[0]),
             compute: try events[2].milliseconds(since: events[1]),
@@ -166,18 +172,21 @@ final class CUDAPlan: @unchecked Sendable {
             }
             let tensor = Tensor(zeros: type.dtype, shape: shape)
             if tensor.byteCount > 0 {
-                try stream.copy(toHost: tensor.storage.bytes, from: try memory.address(ofValue: name), bytes: tensor.byteCount)
+                try stream.copy(
+                    toHost: tensor.storage.bytes, from: try memory.address(ofValue: name), bytes: tensor.byteCount)
             }
             return .tensor(tensor)
         }
         try stream.synchronize()
-        let outputs = try kernel.execute(inputs, KernelContext(scope: ValueScope(), threads: device.host.properties.threads))
+        let outputs = try kernel.execute(
+            inputs, KernelContext(scope: ValueScope(), threads: device.host.properties.threads))
         for (name, value) in zip(node.outputs, outputs) where !name.isEmpty {
             guard case .tensor(let tensor) = value else {
                 throw KilnError.unsupported("the CPU fallback of '\(node.name)' produced a \(value.kindName)")
             }
             if tensor.byteCount > 0 {
-                try stream.copy(toDevice: try memory.address(ofValue: name), from: tensor.storage.bytes, bytes: tensor.byteCount)
+                try stream.copy(
+                    toDevice: try memory.address(ofValue: name), from: tensor.storage.bytes, bytes: tensor.byteCount)
             }
             try stream.synchronize()
         }

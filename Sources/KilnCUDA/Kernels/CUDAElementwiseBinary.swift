@@ -9,7 +9,8 @@ enum PointwiseBinary {
     static func function(_ op: BinaryOp, _ a: DType, _ b: DType) throws -> PointwiseFunction {
         _ = try CUDAPrelude.requireTypeName(a)
         _ = try CUDAPrelude.requireTypeName(b)
-        if case .pow = op {} else if a != b {
+        if case .pow = op {
+        } else if a != b {
             throw KilnError.unsupported("\(op) of \(a.onnxName) and \(b.onnxName)")
         }
         let name = "\(opName(op))_\(a)" + (a == b ? "" : "_\(b)")
@@ -97,7 +98,8 @@ enum PointwiseBinary {
             let left = op == .shiftLeft
             let bits = a.byteSize * 8
             // The count's bit pattern read as unsigned (signed counts masked to the width first), as the CPU.
-            let count = signed
+            let count =
+                signed
                 ? "(u64)(long long)a1 & (~0ULL >> \(64 - bits))" : "(u64)a1"
             let outside = left || !signed ? "(T)0" : "(a0 < (T)0 ? (T)-1 : (T)0)"
             let shift = left ? "(T)((typename KilnWide<T>::type)a0 << c)" : "(T)(a0 >> c)"
@@ -111,7 +113,8 @@ enum PointwiseBinary {
                 return "const double r = pow(\(x), \(y));\n    return \(back);"
             }
             let e = try PointwiseHelpers.convert("a1", from: b, to: a)
-            let negative = signed
+            let negative =
+                signed
                 ? """
                 if (e < (T)0) {
                         if (a0 == (T)1) return (T)1;

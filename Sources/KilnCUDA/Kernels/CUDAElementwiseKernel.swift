@@ -197,7 +197,9 @@ enum PointwiseKernel {
             let ix = wide ? "u64" : "unsigned int"
             var walk = ""
             for d in stride(from: rank - 1, through: 1, by: -1) {
-                walk += "            { const ix size = (ix)shape.v[\(d)]; const ix q = rem / size; const ix c = rem - q * size;"
+                walk +=
+                    "            { const ix size = (ix)shape.v[\(d)]; const ix q = rem / size;"
+                    + " const ix c = rem - q * size;"
                 walk += (0..<k).map { " o\($0) += c * (ix)st\($0).v[\(d)];" }.joined() + " rem = q; }\n"
             }
             walk += "           " + (0..<k).map { " o\($0) += rem * (ix)st\($0).v[0];" }.joined() + "\n"

@@ -105,7 +105,9 @@ enum CUDAElementwiseLowerings {
             guard try info.inputShape(0) == output else { throw KilnError.shapeMismatch("\(op.rawValue) shape") }
             let bytes = Tensor.elementCount(output) * dtype.byteSize
             _ = try CUDAPrelude.requireTypeName(dtype)
-            return bytes == 0 ? CUDALowering(steps: []) : CUDALowering(.copy(CUDACopy(destination: .output(0), source: .input(0), bytes: bytes)))
+            return bytes == 0
+                ? CUDALowering(steps: [])
+                : CUDALowering(.copy(CUDACopy(destination: .output(0), source: .input(0), bytes: bytes)))
         }
         var steps: [CUDAStep] = []
         var next = 0

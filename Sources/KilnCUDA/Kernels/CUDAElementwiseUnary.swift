@@ -31,7 +31,8 @@ enum PointwiseUnary {
         }
     }
 
-    private static func float(_ op: UnaryOp, _ dtype: DType, name: String) throws -> (PointwiseFunction, [CUDAArgument]) {
+    private static func float(_ op: UnaryOp, _ dtype: DType, name: String) throws -> (PointwiseFunction, [CUDAArgument])
+    {
         func m(_ f: String) -> String { PointwiseHelpers.math(f, dtype) }
         var params: [(String, CUDAArgument)] = []
         func param(_ v: Float) { params.append(PointwiseHelpers.floatParameter(v, dtype)) }
@@ -52,7 +53,9 @@ enum PointwiseUnary {
             body = "return a0 != a0;"
         case .isInf(let negative, let positive):
             output = .bool
-            body = "return \(m("fabs"))(a0) == (T)INFINITY && (a0 < (T)0 ? \(negative) : \(positive));"
+            // Above the largest finite value (NaN compares false).
+            let largest = dtype == .float32 ? "3.40282346638528859812e+38f" : "1.7976931348623157e+308"
+            body = "return \(m("fabs"))(a0) > (T)\(largest) && (a0 < (T)0 ? \(negative) : \(positive));"
         case .relu: body = "return a0 < (T)0 ? (T)0 : a0;"
         case .leakyRelu(let alpha):
             param(alpha)
@@ -83,7 +86,8 @@ enum PointwiseUnary {
         case .softsign: body = "return a0 / ((T)1 + \(m("fabs"))(a0));"
         case .gelu(let tanh):
             // The CPU rounds these constants to float first, for double too.
-            body = tanh
+            body =
+                tanh
                 ? """
                 const T inner = (T)0.7978845608028654f * (a0 + (T)0.044715f * a0 * a0 * a0);
                     return (T)0.5 * a0 * ((T)1 + \(m("tanh"))(inner));
@@ -105,7 +109,9 @@ enum PointwiseUnary {
         return (function, params.map(\.1))
     }
 
-    private static func integer(_ op: UnaryOp, _ dtype: DType, name: String) throws -> (
+    private static func integer(
+        _ op: UnaryOp, _ dtype: DType, name: String
+    ) throws -> (
         PointwiseFunction, [CUDAArgument]
     ) {
         let signed = dtype.isSignedInteger
@@ -115,7 +121,8 @@ enum PointwiseUnary {
         case .relu: body = signed ? "return a0 < (T)0 ? (T)0 : a0;" : "return a0;"
         case .abs: body = signed ? "return a0 < (T)0 ? kiln_neg(a0) : a0;" : "return a0;"
         case .neg: body = "return kiln_neg(a0);"
-        case .sign: body = signed ? "return a0 > (T)0 ? (T)1 : (a0 < (T)0 ? (T)-1 : (T)0);" : "return a0 > (T)0 ? (T)1 : (T)0;"
+        case .sign:
+            body = signed ? "return a0 > (T)0 ? (T)1 : (a0 < (T)0 ? (T)-1 : (T)0);" : "return a0 > (T)0 ? (T)1 : (T)0;"
         case .bitwiseNot: body = "return (T)~a0;"
         case .shrink(let bias, let lambda):
             // Exact in double, then back with the cast's truncation, as the CPU kernel.
@@ -161,7 +168,8 @@ enum PointwiseUnary {
                 return y > hi ? hi : y;
             """
         let tag = (lowFromInput ? "i" : "p") + (highFromInput ? "i" : "p")
-        return PointwiseFunction(name: "clip\(tag)_\(dtype)", inputs: inputs, output: dtype, parameterTypes: params,
+        return PointwiseFunction(
+            name: "clip\(tag)_\(dtype)", inputs: inputs, output: dtype, parameterTypes: params,
             body: body)
     }
 }

@@ -33,7 +33,8 @@ enum CUDAIndexingLowerings {
                     arguments: [
                         .pointer(.output(0)), .pointer(.input(0)), .pointer(.input(1)), .int(outer), .int(count),
                         .int(innerUnits), .int(data[a]),
-                    ]))])
+                    ]))
+        ])
     }
 
     static func gatherElements(_ layer: GatherElementsLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
@@ -60,7 +61,8 @@ enum CUDAIndexingLowerings {
                     arguments: [
                         .pointer(.output(0)), .pointer(.input(0)), .pointer(.input(1)), .int(count),
                         .dims(indexShape), .dims(Broadcast.strides(data)), .int(a), .int(data[a]),
-                    ]))])
+                    ]))
+        ])
     }
 
     static func indexSuffix(_ indexType: String) -> String { indexType == "int" ? "i32" : "i64" }
@@ -70,26 +72,26 @@ enum CUDAIndexingLowerings {
         let name = "kiln_gather_u\(unit)_\(indexSuffix(indexType))"
         let code =
             CUDAShapeKernels.unitDeclaration(unit) + """
-            extern "C" __global__ void \(name)(
-                T* __restrict__ out, const T* __restrict__ data, const \(indexType)* __restrict__ indices, i64 outer,
-                i64 count, i64 innerUnits, i64 axisLength)
-            {
-                const i64 total = outer * count * innerUnits;
-                const i64 step = (i64)gridDim.x * blockDim.x;
-                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
-                    const i64 r = i / innerUnits;
-                    const i64 c = i - r * innerUnits;
-                    const i64 o = r / count;
-                    const i64 k = r - o * count;
-                    i64 index = (i64)indices[k];
-                    if (index < 0) index += axisLength;
-                    T value{};
-                    if (index >= 0 && index < axisLength) value = data[(o * axisLength + index) * innerUnits + c];
-                    out[i] = value;
+                extern "C" __global__ void \(name)(
+                    T* __restrict__ out, const T* __restrict__ data, const \(indexType)* __restrict__ indices, i64 outer,
+                    i64 count, i64 innerUnits, i64 axisLength)
+                {
+                    const i64 total = outer * count * innerUnits;
+                    const i64 step = (i64)gridDim.x * blockDim.x;
+                    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                        const i64 r = i / innerUnits;
+                        const i64 c = i - r * innerUnits;
+                        const i64 o = r / count;
+                        const i64 k = r - o * count;
+                        i64 index = (i64)indices[k];
+                        if (index < 0) index += axisLength;
+                        T value{};
+                        if (index >= 0 && index < axisLength) value = data[(o * axisLength + index) * innerUnits + c];
+                        out[i] = value;
+                    }
                 }
-            }
 
-            """
+                """
         return CUDASource(name: name, code: code)
     }
 
@@ -98,34 +100,34 @@ enum CUDAIndexingLowerings {
         let name = "kiln_gather_elements_u\(unit)_r\(rank)_\(indexSuffix(indexType))"
         let code =
             CUDAShapeKernels.unitDeclaration(unit) + """
-            extern "C" __global__ void \(name)(
-                T* __restrict__ out, const T* __restrict__ data, const \(indexType)* __restrict__ indices, i64 count,
-                KilnDims sizes, KilnDims dataStrides, int axis, i64 axisLength)
-            {
-                const i64 step = (i64)gridDim.x * blockDim.x;
-                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += step) {
-                    i64 rem = i;
-                    i64 src = 0;
-                    bool inside = true;
-                    #pragma unroll
-                    for (int d = \(rank - 1); d >= 0; --d) {
-                        const i64 q = rem / sizes.v[d];
-                        i64 c = rem - q * sizes.v[d];
-                        rem = q;
-                        if (d == axis) {
-                            c = (i64)indices[i];
-                            if (c < 0) c += axisLength;
-                            if (c < 0 || c >= axisLength) inside = false;
+                extern "C" __global__ void \(name)(
+                    T* __restrict__ out, const T* __restrict__ data, const \(indexType)* __restrict__ indices, i64 count,
+                    KilnDims sizes, KilnDims dataStrides, int axis, i64 axisLength)
+                {
+                    const i64 step = (i64)gridDim.x * blockDim.x;
+                    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += step) {
+                        i64 rem = i;
+                        i64 src = 0;
+                        bool inside = true;
+                        #pragma unroll
+                        for (int d = \(rank - 1); d >= 0; --d) {
+                            const i64 q = rem / sizes.v[d];
+                            i64 c = rem - q * sizes.v[d];
+                            rem = q;
+                            if (d == axis) {
+                                c = (i64)indices[i];
+                                if (c < 0) c += axisLength;
+                                if (c < 0 || c >= axisLength) inside = false;
+                            }
+                            src += c * dataStrides.v[d];
                         }
-                        src += c * dataStrides.v[d];
+                        T value{};
+                        if (inside) value = data[src];
+                        out[i] = value;
                     }
-                    T value{};
-                    if (inside) value = data[src];
-                    out[i] = value;
                 }
-            }
 
-            """
+                """
         return CUDASource(name: name, code: code)
     }
 }

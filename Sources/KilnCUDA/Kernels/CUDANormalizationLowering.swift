@@ -68,7 +68,8 @@ enum CUDANormalizationLowering {
         constants: inout [Tensor], name: String
     ) throws -> Parameter {
         guard let index, info.hasInput(index) else {
-            constants.append(dtype == .float64 ? Tensor(shape: [1], scalars: [fill]) : Tensor(shape: [1], scalars: [Float(fill)]))
+            constants.append(
+                dtype == .float64 ? Tensor(shape: [1], scalars: [fill]) : Tensor(shape: [1], scalars: [Float(fill)]))
             return Parameter(operand: .constant(constants.count - 1), stride: 0)
         }
         let shape = try info.inputShape(index)
@@ -159,7 +160,8 @@ enum CUDANormalizationLowering {
         let bias = try parameter(info, 2, count: affine, fill: 0, dtype: dtype, constants: &constants, name: "bias")
         guard rows > 0, length > 0 else { return CUDALowering(constants: constants) }
         let eps: CUDAArgument = dtype == .float64 ? .float64(Double(layer.epsilon)) : .float32(layer.epsilon)
-        let threads = min(rowBlockThreads, max(32, CUDAReductionLaunch.powerOfTwo(atLeast: CUDAReductionLaunch.ceilDiv(length, 4))))
+        let threads = min(
+            rowBlockThreads, max(32, CUDAReductionLaunch.powerOfTwo(atLeast: CUDAReductionLaunch.ceilDiv(length, 4))))
         let launch = CUDALaunch(
             source: try CUDANormalizationSources.planes(dtype), function: "rows",
             grid: CUDADim3(CUDAReductionLaunch.blocks(rows, perBlock: 1)), block: CUDADim3(threads),
@@ -183,7 +185,8 @@ enum CUDANormalizationLowering {
             guard info.hasInput(i + 1) else {
                 throw KilnError.invalidArgument("batch normalization needs scale, bias, mean and variance")
             }
-            params.append(try parameter(info, i + 1, count: c, fill: 0, dtype: dtype, constants: &constants, name: name))
+            params.append(
+                try parameter(info, i + 1, count: c, fill: 0, dtype: dtype, constants: &constants, name: name))
         }
         guard total > 0 else { return CUDALowering(steps: []) }
         let eps: CUDAArgument = dtype == .float64 ? .float64(Double(layer.epsilon)) : .float32(layer.epsilon)
@@ -196,4 +199,3 @@ enum CUDANormalizationLowering {
         return CUDALowering(steps: [.launch(launch)])
     }
 }
-

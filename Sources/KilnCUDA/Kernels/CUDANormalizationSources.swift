@@ -17,7 +17,8 @@ enum CUDANormalizationSources {
     /// per-row mean and inverse standard deviation.
     static func trailing(_ dtype: DType, center: Bool, stats: Bool) throws -> CUDASource {
         let (t, a) = try CUDAReductionTypes.require(dtype, "normalization")
-        let name = (center ? "layer_norm" : "rms_norm") + (stats ? "_stats" : "") + "_"
+        let name =
+            (center ? "layer_norm" : "rms_norm") + (stats ? "_stats" : "") + "_"
             + CUDAReductionTypes.suffix(dtype)
         let flags = "\(center ? "true" : "false"), \(stats ? "true" : "false")"
         let statsParams = "T* __restrict__ meanOut, T* __restrict__ invOut, "
@@ -154,42 +155,43 @@ enum CUDANormalizationSources {
     /// normalization; `strides` holds the four parameters' strides (1, or 0 for one broadcast value).
     static func planes(_ dtype: DType) throws -> CUDASource {
         let (t, a) = try CUDAReductionTypes.require(dtype, "normalization")
-        let code = CUDAReductionSources.mathHeader(element: t, accumulator: a) + CUDASoftmaxLowering.common + """
-            extern "C" __global__ void rows(
-                const T* __restrict__ x, const T* __restrict__ scale, const T* __restrict__ bias, T* __restrict__ y,
-                i64 rows, i64 n, i64 segment, i64 groups, i64 perGroup, i64 scaleStride, i64 biasStride, A eps) {
-                __shared__ A red[32];
-                for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
-                    const T* p = x + row * n;
-                    T* q = y + row * n;
-                    A sum = 0;
-                    for (i64 k = threadIdx.x; k < n; k += blockDim.x) sum += (A)p[k];
-                    const A mean = kiln_block_all(sum, red, false) / (A)n;
-                    A sq = 0;
-                    for (i64 k = threadIdx.x; k < n; k += blockDim.x) { const A d = (A)p[k] - mean; sq += d * d; }
-                    const A inv = (A)1 / KILN_SQRT(kiln_block_all(sq, red, false) / (A)n + eps);
-                    const i64 first = (row % groups) * perGroup;
-                    for (i64 k = threadIdx.x; k < n; k += blockDim.x) {
-                        const i64 at = first + k / segment;
-                        const A g = (A)scale[at * scaleStride] * inv;
-                        q[k] = (T)((A)p[k] * g + ((A)bias[at * biasStride] - mean * g));
+        let code =
+            CUDAReductionSources.mathHeader(element: t, accumulator: a) + CUDASoftmaxLowering.common + """
+                extern "C" __global__ void rows(
+                    const T* __restrict__ x, const T* __restrict__ scale, const T* __restrict__ bias, T* __restrict__ y,
+                    i64 rows, i64 n, i64 segment, i64 groups, i64 perGroup, i64 scaleStride, i64 biasStride, A eps) {
+                    __shared__ A red[32];
+                    for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+                        const T* p = x + row * n;
+                        T* q = y + row * n;
+                        A sum = 0;
+                        for (i64 k = threadIdx.x; k < n; k += blockDim.x) sum += (A)p[k];
+                        const A mean = kiln_block_all(sum, red, false) / (A)n;
+                        A sq = 0;
+                        for (i64 k = threadIdx.x; k < n; k += blockDim.x) { const A d = (A)p[k] - mean; sq += d * d; }
+                        const A inv = (A)1 / KILN_SQRT(kiln_block_all(sq, red, false) / (A)n + eps);
+                        const i64 first = (row % groups) * perGroup;
+                        for (i64 k = threadIdx.x; k < n; k += blockDim.x) {
+                            const i64 at = first + k / segment;
+                            const A g = (A)scale[at * scaleStride] * inv;
+                            q[k] = (T)((A)p[k] * g + ((A)bias[at * biasStride] - mean * g));
+                        }
                     }
                 }
-            }
 
-            extern "C" __global__ void batch_norm(
-                const T* __restrict__ x, const T* __restrict__ scale, const T* __restrict__ bias,
-                const T* __restrict__ mean, const T* __restrict__ var, T* __restrict__ y,
-                i64 total, i64 channels, i64 spatial, KilnDims strides, A eps) {
-                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
-                    const i64 c = (i / spatial) % channels;
-                    const A g = (A)scale[c * strides.v[0]] / KILN_SQRT((A)var[c * strides.v[3]] + eps);
-                    const A b = (A)bias[c * strides.v[1]] - (A)mean[c * strides.v[2]] * g;
-                    y[i] = (T)((A)x[i] * g + b);
+                extern "C" __global__ void batch_norm(
+                    const T* __restrict__ x, const T* __restrict__ scale, const T* __restrict__ bias,
+                    const T* __restrict__ mean, const T* __restrict__ var, T* __restrict__ y,
+                    i64 total, i64 channels, i64 spatial, KilnDims strides, A eps) {
+                    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
+                        const i64 c = (i / spatial) % channels;
+                        const A g = (A)scale[c * strides.v[0]] / KILN_SQRT((A)var[c * strides.v[3]] + eps);
+                        const A b = (A)bias[c * strides.v[1]] - (A)mean[c * strides.v[2]] * g;
+                        y[i] = (T)((A)x[i] * g + b);
+                    }
                 }
-            }
 
-            """
+                """
         return CUDASource(name: "norm_planes_\(CUDAReductionTypes.suffix(dtype))", code: code)
     }
 }

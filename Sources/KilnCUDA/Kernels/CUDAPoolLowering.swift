@@ -90,7 +90,8 @@ enum CUDAPoolLowering {
                         .mean, dtype, plan, input: .input(0), output: .output(0)))
             case .lp(let p) where p == 2:
                 return CUDALowering(
-                    steps: try CUDAReductionLowerings.reduceSteps(.l2, dtype, plan, input: .input(0), output: .output(0)))
+                    steps: try CUDAReductionLowerings.reduceSteps(
+                        .l2, dtype, plan, input: .input(0), output: .output(0)))
             case .lp:
                 break
             }

@@ -104,7 +104,8 @@ enum CUDAReductionSources {
         case .prod: (initial, combine) = ("1", "a * b")
         case .max: (initial, combine) = ("KILN_NEG_INF", "(b > a || isnan(b)) ? b : a")
         case .min: (initial, combine) = ("-KILN_NEG_INF", "(b < a || isnan(b)) ? b : a")
-        case .maxIgnoringNaN: (initial, load, combine) = ("KILN_NEG_INF", "isnan(v) ? KILN_NEG_INF : v", "b > a ? b : a")
+        case .maxIgnoringNaN:
+            (initial, load, combine) = ("KILN_NEG_INF", "isnan(v) ? KILN_NEG_INF : v", "b > a ? b : a")
         case .logSumExp: break
         }
         return """

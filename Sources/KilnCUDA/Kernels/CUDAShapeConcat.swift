@@ -29,7 +29,8 @@ enum CUDAShapeConcat {
                 steps: parts.map { part in
                     defer { at += part.bytes }
                     return .copy(
-                        CUDACopy(destination: .output(0), destinationOffset: at, source: .input(part.index),
+                        CUDACopy(
+                            destination: .output(0), destinationOffset: at, source: .input(part.index),
                             bytes: part.bytes))
                 })
         }

@@ -70,27 +70,27 @@ enum CUDAShapeKernels {
         let name = stridedName(unit: unit, rank: rank, wide: wide)
         let code =
             unitDeclaration(unit) + indexDeclaration(wide: wide) + """
-            extern "C" __global__ void \(name)(
-                T* __restrict__ out, const T* __restrict__ in, i64 count, i64 offset, KilnDims sizes,
-                KilnDims strides)
-            {
-                const i64 step = (i64)gridDim.x * blockDim.x;
-                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += step) {
-                    IDX rem = (IDX)i;
-                    i64 src = offset;
-                    #pragma unroll
-                    for (int d = \(rank - 1); d > 0; --d) {
-                        const IDX n = (IDX)sizes.v[d];
-                        const IDX q = rem / n;
-                        src += (i64)(rem - q * n) * strides.v[d];
-                        rem = q;
+                extern "C" __global__ void \(name)(
+                    T* __restrict__ out, const T* __restrict__ in, i64 count, i64 offset, KilnDims sizes,
+                    KilnDims strides)
+                {
+                    const i64 step = (i64)gridDim.x * blockDim.x;
+                    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += step) {
+                        IDX rem = (IDX)i;
+                        i64 src = offset;
+                        #pragma unroll
+                        for (int d = \(rank - 1); d > 0; --d) {
+                            const IDX n = (IDX)sizes.v[d];
+                            const IDX q = rem / n;
+                            src += (i64)(rem - q * n) * strides.v[d];
+                            rem = q;
+                        }
+                        src += (i64)rem * strides.v[0];
+                        out[i] = in[src];
                     }
-                    src += (i64)rem * strides.v[0];
-                    out[i] = in[src];
                 }
-            }
 
-            """
+                """
         return CUDASource(name: name, code: code)
     }
 
@@ -109,46 +109,46 @@ enum CUDAShapeKernels {
         let name = transposeName(unit: unit, batchRank: batchRank)
         let code =
             unitDeclaration(unit) + """
-            extern "C" __global__ void \(name)(
-                T* __restrict__ out, const T* __restrict__ in, i64 rows, i64 cols, i64 srcColStride,
-                i64 dstRowStride, i64 offset, KilnDims batchSizes, KilnDims batchSrc, KilnDims batchDst, i64 tiles)
-            {
-                __shared__ T tile[32][33];
-                const i64 rowTiles = (rows + 31) / 32;
-                const i64 colTiles = (cols + 31) / 32;
-                for (i64 t = blockIdx.x; t < tiles; t += gridDim.x) {
-                    const i64 ct = t % colTiles;
-                    i64 rest = t / colTiles;
-                    const i64 rt = rest % rowTiles;
-                    rest /= rowTiles;
-                    i64 s = offset;
-                    i64 o = 0;
-                    #pragma unroll
-                    for (int d = \(batchRank) - 1; d >= 0; --d) {
-                        const i64 q = rest / batchSizes.v[d];
-                        const i64 c = rest - q * batchSizes.v[d];
-                        s += c * batchSrc.v[d];
-                        o += c * batchDst.v[d];
-                        rest = q;
+                extern "C" __global__ void \(name)(
+                    T* __restrict__ out, const T* __restrict__ in, i64 rows, i64 cols, i64 srcColStride,
+                    i64 dstRowStride, i64 offset, KilnDims batchSizes, KilnDims batchSrc, KilnDims batchDst, i64 tiles)
+                {
+                    __shared__ T tile[32][33];
+                    const i64 rowTiles = (rows + 31) / 32;
+                    const i64 colTiles = (cols + 31) / 32;
+                    for (i64 t = blockIdx.x; t < tiles; t += gridDim.x) {
+                        const i64 ct = t % colTiles;
+                        i64 rest = t / colTiles;
+                        const i64 rt = rest % rowTiles;
+                        rest /= rowTiles;
+                        i64 s = offset;
+                        i64 o = 0;
+                        #pragma unroll
+                        for (int d = \(batchRank) - 1; d >= 0; --d) {
+                            const i64 q = rest / batchSizes.v[d];
+                            const i64 c = rest - q * batchSizes.v[d];
+                            s += c * batchSrc.v[d];
+                            o += c * batchDst.v[d];
+                            rest = q;
+                        }
+                        const i64 r0 = rt * 32;
+                        const i64 c0 = ct * 32;
+                        for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+                            const i64 r = r0 + threadIdx.x;
+                            const i64 c = c0 + j;
+                            if (r < rows && c < cols) tile[j][threadIdx.x] = in[s + r + c * srcColStride];
+                        }
+                        __syncthreads();
+                        for (int j = threadIdx.y; j < 32; j += blockDim.y) {
+                            const i64 r = r0 + j;
+                            const i64 c = c0 + threadIdx.x;
+                            if (r < rows && c < cols) out[o + r * dstRowStride + c] = tile[threadIdx.x][j];
+                        }
+                        __syncthreads();
                     }
-                    const i64 r0 = rt * 32;
-                    const i64 c0 = ct * 32;
-                    for (int j = threadIdx.y; j < 32; j += blockDim.y) {
-                        const i64 r = r0 + threadIdx.x;
-                        const i64 c = c0 + j;
-                        if (r < rows && c < cols) tile[j][threadIdx.x] = in[s + r + c * srcColStride];
-                    }
-                    __syncthreads();
-                    for (int j = threadIdx.y; j < 32; j += blockDim.y) {
-                        const i64 r = r0 + j;
-                        const i64 c = c0 + threadIdx.x;
-                        if (r < rows && c < cols) out[o + r * dstRowStride + c] = tile[threadIdx.x][j];
-                    }
-                    __syncthreads();
                 }
-            }
 
-            """
+                """
         return CUDASource(name: name, code: code)
     }
 
@@ -168,27 +168,27 @@ enum CUDAShapeKernels {
         let pick = (1..<concatInputs).map { "j == \($0) ? p\($0) : " }.joined() + "p0"
         let code =
             unitDeclaration(unit) + """
-            extern "C" __global__ void \(name)(
-                T* __restrict__ out, \(params), KilnDims ends, int parts, i64 rows, i64 rowUnits, i64 groupOffset,
-                i64 groupUnits)
-            {
-                const i64 total = rows * groupUnits;
-                const i64 step = (i64)gridDim.x * blockDim.x;
-                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
-                    const i64 row = i / groupUnits;
-                    const i64 c = i - row * groupUnits;
-                    int j = 0;
-                    i64 start = 0;
-                    #pragma unroll
-                    for (int k = 0; k < \(concatInputs - 1); ++k) {
-                        if (k + 1 < parts && c >= ends.v[k]) { j = k + 1; start = ends.v[k]; }
+                extern "C" __global__ void \(name)(
+                    T* __restrict__ out, \(params), KilnDims ends, int parts, i64 rows, i64 rowUnits, i64 groupOffset,
+                    i64 groupUnits)
+                {
+                    const i64 total = rows * groupUnits;
+                    const i64 step = (i64)gridDim.x * blockDim.x;
+                    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                        const i64 row = i / groupUnits;
+                        const i64 c = i - row * groupUnits;
+                        int j = 0;
+                        i64 start = 0;
+                        #pragma unroll
+                        for (int k = 0; k < \(concatInputs - 1); ++k) {
+                            if (k + 1 < parts && c >= ends.v[k]) { j = k + 1; start = ends.v[k]; }
+                        }
+                        const T* p = \(pick);
+                        out[row * rowUnits + groupOffset + c] = p[row * (ends.v[j] - start) + (c - start)];
                     }
-                    const T* p = \(pick);
-                    out[row * rowUnits + groupOffset + c] = p[row * (ends.v[j] - start) + (c - start)];
                 }
-            }
 
-            """
+                """
         return CUDASource(name: name, code: code)
     }
 
@@ -201,13 +201,13 @@ enum CUDAShapeKernels {
         let name = fillName(unit: unit)
         let code =
             unitDeclaration(unit) + """
-            extern "C" __global__ void \(name)(T* __restrict__ out, i64 count, u64 bits) {
-                const T value = *reinterpret_cast<const T*>(&bits);
-                const i64 step = (i64)gridDim.x * blockDim.x;
-                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += step) out[i] = value;
-            }
+                extern "C" __global__ void \(name)(T* __restrict__ out, i64 count, u64 bits) {
+                    const T value = *reinterpret_cast<const T*>(&bits);
+                    const i64 step = (i64)gridDim.x * blockDim.x;
+                    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += step) out[i] = value;
+                }
 
-            """
+                """
         return CUDASource(name: name, code: code)
     }
 
@@ -235,30 +235,30 @@ enum CUDAShapeKernels {
         }
         let code =
             unitDeclaration(unit) + """
-            extern "C" __global__ void \(name)(
-                T* __restrict__ out, const T* __restrict__ in, i64 count, KilnDims outSizes, KilnDims inSizes,
-                KilnDims begins, KilnDims inStrides, u64 fillBits)
-            {
-                const T fill = *reinterpret_cast<const T*>(&fillBits);
-                const i64 step = (i64)gridDim.x * blockDim.x;
-                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += step) {
-                    i64 rem = i;
-                    i64 src = 0;
-                    bool inside = true;
-                    #pragma unroll
-                    for (int d = \(rank - 1); d >= 0; --d) {
-                        const i64 q = rem / outSizes.v[d];
-                        i64 x = rem - q * outSizes.v[d] - begins.v[d];
-                        rem = q;
-                        const i64 n = inSizes.v[d];
-                        \(map)
-                        src += x * inStrides.v[d];
+                extern "C" __global__ void \(name)(
+                    T* __restrict__ out, const T* __restrict__ in, i64 count, KilnDims outSizes, KilnDims inSizes,
+                    KilnDims begins, KilnDims inStrides, u64 fillBits)
+                {
+                    const T fill = *reinterpret_cast<const T*>(&fillBits);
+                    const i64 step = (i64)gridDim.x * blockDim.x;
+                    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += step) {
+                        i64 rem = i;
+                        i64 src = 0;
+                        bool inside = true;
+                        #pragma unroll
+                        for (int d = \(rank - 1); d >= 0; --d) {
+                            const i64 q = rem / outSizes.v[d];
+                            i64 x = rem - q * outSizes.v[d] - begins.v[d];
+                            rem = q;
+                            const i64 n = inSizes.v[d];
+                            \(map)
+                            src += x * inStrides.v[d];
+                        }
+                        out[i] = inside ? in[src] : fill;
                     }
-                    out[i] = inside ? in[src] : fill;
                 }
-            }
 
-            """
+                """
         return CUDASource(name: name, code: code)
     }
 }

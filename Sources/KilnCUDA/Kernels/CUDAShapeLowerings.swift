@@ -140,7 +140,9 @@ enum CUDAShapeLowerings {
                 perm = [0, 1, 4, 2, 5, 3]
             }
         case .spaceToDepth:
-            guard h % b == 0, w % b == 0 else { throw KilnError.shapeMismatch("spatial \(h)x\(w) not divisible by \(b)") }
+            guard h % b == 0, w % b == 0 else {
+                throw KilnError.shapeMismatch("spatial \(h)x\(w) not divisible by \(b)")
+            }
             view = [n, c, h / b, b, w / b, b]
             perm = layer.mode == .dcr ? [0, 3, 5, 1, 2, 4] : [0, 1, 3, 5, 2, 4]
         }

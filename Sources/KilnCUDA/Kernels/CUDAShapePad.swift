@@ -36,7 +36,8 @@ enum CUDAShapePad {
                     arguments: [
                         .pointer(.output(0)), .pointer(.input(0)), .int(count), .dims(out), .dims(shape),
                         .dims(per.map(\.0)), .dims(Broadcast.strides(shape)), .int64(Int64(bitPattern: bits)),
-                    ]))])
+                    ]))
+        ])
     }
 
     /// The fill element's bytes, little-endian in the low bytes, as the CPU picks it: input 2 when it is a

@@ -95,7 +95,8 @@ enum CUDAStridedCopy {
         let rows = axes[k].size
         let cols = axes[lastIndex].size
         let tile = CUDAShapeKernels.tile
-        let tiles = Tensor.elementCount(batch.map { axes[$0].size }) * ((rows + tile - 1) / tile)
+        let tiles =
+            Tensor.elementCount(batch.map { axes[$0].size }) * ((rows + tile - 1) / tile)
             * ((cols + tile - 1) / tile)
         let kernel = CUDAShapeKernels.transpose(unit: es, batchRank: batch.count)
         return .launch(

@@ -28,7 +28,9 @@ enum CUDASoftmaxLowering {
     }
 
     /// The launch for a [outer, n, inner] view; pure so tests can check the choice of kernel.
-    static func launch(_ source: CUDASource, _ variant: SoftmaxLayer.Variant, _ plan: CUDAReduceFactorization)
+    static func launch(
+        _ source: CUDASource, _ variant: SoftmaxLayer.Variant, _ plan: CUDAReduceFactorization
+    )
         -> CUDAStep
     {
         let (rows, n) = (plan.outer, plan.reduced)
@@ -199,7 +201,11 @@ enum CUDASoftmaxLowering {
         __device__ __forceinline__ A kiln_max(A a, A b) { return b > a ? b : a; }
         #define KILN_MAX(a, b) kiln_max(a, b)
         __device__ __forceinline__ A kiln_warp_max(A v) {
-            for (int o = 16; o > 0; o >>= 1) v = KILN_MAX(v, __shfl_xor_sync(0xffffffffu, v, o));
+            /* The shuffle must run on every lane: never inside KILN_MAX, whose ternary evaluates it on some. */
+            for (int o = 16; o > 0; o >>= 1) {
+                const A other = __shfl_xor_sync(0xffffffffu, v, o);
+                v = KILN_MAX(v, other);
+            }
             return v;
         }
         __device__ __forceinline__ A kiln_warp_sum(A v) {

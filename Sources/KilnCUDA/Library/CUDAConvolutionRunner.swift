@@ -12,8 +12,8 @@ import KilnIR
 /// Math: strict float32 uses CUDNN_FMA_MATH, because CUDNN_DEFAULT_MATH lets cuDNN run float32 as TF32 on
 /// Ampere and newer; `allowTF32` uses CUDNN_TENSOR_OP_MATH (never ..._ALLOW_CONVERSION, which may go to FP16).
 ///
-/// Thread safety: the `CUDNN` handle is not thread-safe; calls are serialized per runner with a lock, and one
-/// `CUDNN` should serve one stream/context at a time.
+/// Thread safety: the `CUDNN` handle is not thread-safe; `enqueue` holds the handle's lock from `cudnnSetStream`
+/// to its last call, so runners sharing one `CUDNN` may be used from several threads.
 public final class CUDAConvolutionRunner: @unchecked Sendable {
     public let step: CUDAConvolution
     /// Bytes of device workspace `enqueue` needs.
@@ -23,7 +23,8 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
     private let dnn: CUDNN
     private let owned: Resources
     private let fused: Bool
-    private let lock = NSLock()
+    /// Set when cuDNN answered NOT_SUPPORTED to the fused call, so later calls go straight to the unfused path.
+    private var fusedRefused = false
 
     /// Creates the descriptors and picks the first algorithm from `cudnnGetConvolutionForwardAlgorithm_v7` that
     /// succeeds, fits `maxWorkspaceBytes`, and (strict mode) uses FMA math. Throws `unsupported` for non-float32,
@@ -124,17 +125,22 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         try dnn.check(
             dnn.forwardAlgorithmV7(dnn.handle, owned.x, owned.w, conv, owned.y, Int32(count), &returned, perf),
             "cudnnGetConvolutionForwardAlgorithm_v7")
+        var seen: [String] = []
         for i in 0..<min(Int(returned), count) {
             let base = i * CUDNN.perfBytes
             let status = perf.load(fromByteOffset: base + CUDNN.perfStatusOffset, as: Int32.self)
             let memory = perf.load(fromByteOffset: base + CUDNN.perfMemoryOffset, as: Int.self)
             let math = perf.load(fromByteOffset: base + CUDNN.perfMathTypeOffset, as: Int32.self)
+            let algorithm = perf.load(fromByteOffset: base + CUDNN.perfAlgoOffset, as: Int32.self)
+            seen.append("algo \(algorithm) status \(status) math \(math) memory \(memory)")
             guard status == CUDNN.success, memory <= limit else { continue }
             if strict && math != CUDNN.fmaMath { continue }
             if math == CUDNN.tensorOpMathAllowConversion { continue }
-            return (perf.load(fromByteOffset: base + CUDNN.perfAlgoOffset, as: Int32.self), math)
+            return (algorithm, math)
         }
-        throw KilnError.unsupported("cuDNN has no \(strict ? "FP32 (FMA)" : "") forward algorithm within \(limit) bytes")
+        throw KilnError.unsupported(
+            "cuDNN has no \(strict ? "FMA-math " : "")forward algorithm within \(limit) bytes; heuristics gave: "
+                + seen.joined(separator: "; "))
     }
 
     /// The descriptors one runner created, destroyed together (also when `init` throws half-way).
@@ -190,14 +196,14 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         guard workspaceBytes == 0 || workspace != 0 else {
             throw KilnError.invalidArgument("cuDNN convolution needs \(workspaceBytes) bytes of workspace")
         }
-        lock.lock()
-        defer { lock.unlock() }
+        dnn.lock.lock()
+        defer { dnn.lock.unlock() }
         try dnn.check(dnn.setStream(dnn.handle, stream), "cudnnSetStream")
         var one: Float = 1
         var zero: Float = 0
         let p = libraryDevicePointer
         let (xd, yd, wd, conv) = (owned.x, owned.y, owned.w, owned.conv)
-        if fused {
+        if fused && !fusedRefused {
             let hasResidual = step.residual != nil
             var alpha2: Float = hasResidual ? 1 : 0
             let z = hasResidual ? residual : y
@@ -209,6 +215,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
                 return
             }
             // Not supported for this configuration: the unfused sequence below gives the same result.
+            fusedRefused = true
         }
         try dnn.check(
             dnn.convolutionForward(

@@ -202,7 +202,8 @@ public func cudaLowering<L: Layer>(
         L.kind,
         { info in
             guard let layer = info.node.layer as? L else {
-                throw KilnError.runtime("layer of kind \(L.kind) has unexpected type \(Swift.type(of: info.node.layer))")
+                throw KilnError.runtime(
+                    "layer of kind \(L.kind) has unexpected type \(Swift.type(of: info.node.layer))")
             }
             return try body(layer, info)
         }
