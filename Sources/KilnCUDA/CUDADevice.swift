@@ -30,6 +30,8 @@ public final class CUDADevice: Device {
     let libraries: CUDALibraries
     /// Evaluates folded constants and runs fallback layers.
     let host: CPUDevice
+    /// Weights and derived constants are copied on this one stream, not a new stream per tensor.
+    let uploadStream: CUDAStream
 
     /// Opens GPU `ordinal`. Throws `unsupported` with one clear line when there is no driver or GPU.
     public init(ordinal: Int = 0, options: CUDADeviceOptions = .init()) throws {
@@ -37,6 +39,7 @@ public final class CUDADevice: Device {
         let compiler = try NVRTC.shared()
         modules = CUDAModuleCache(context: context, compiler: compiler)
         libraries = try CUDALibraries(context: context)
+        uploadStream = try context.makeStream()
         host = CPUDevice()
         self.options = options
         let memory = Double(context.totalMemory) / Double(1 << 30)

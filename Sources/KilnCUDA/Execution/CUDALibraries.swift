@@ -11,28 +11,22 @@ final class CUDALibraries: @unchecked Sendable {
 
     init(context: CUDAContext) throws { self.context = context }
 
-    private func cublasLt() throws -> CUBLASLt {
-        lock.lock()
-        defer { lock.unlock() }
-        if blas == nil {
-            blas = Result {
-                try context.makeCurrent()
-                return try CUBLASLt()
-            }
-        }
-        return try blas!.get()
-    }
+    private func cublasLt() throws -> CUBLASLt { try opened(&blas) { try CUBLASLt() } }
+    private func cudnn() throws -> CUDNN { try opened(&dnn) { try CUDNN() } }
 
-    private func cudnn() throws -> CUDNN {
+    /// The library in `slot`, opening it (with the context current) on first use; a failure is kept too,
+    /// so a missing library is reported the same way every time without retrying the load.
+    private func opened<L>(_ slot: inout Result<L, Error>?, _ open: () throws -> L) throws -> L {
         lock.lock()
         defer { lock.unlock() }
-        if dnn == nil {
-            dnn = Result {
+        if slot == nil {
+            slot = Result {
                 try context.makeCurrent()
-                return try CUDNN()
+                return try open()
             }
         }
-        return try dnn!.get()
+        guard let result = slot else { throw KilnError.runtime("library slot left empty") }
+        return try result.get()
     }
 
     /// A cuBLASLt call for `step` with its operands bound through `resolve`.

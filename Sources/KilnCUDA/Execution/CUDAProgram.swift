@@ -73,9 +73,8 @@ extension CUDADevice {
         }
         let buffer = try context.allocate(bytes: max(tensor.byteCount, 1))
         if tensor.byteCount > 0 {
-            let stream = try context.makeStream()
-            try stream.copy(toDevice: buffer.address, from: tensor.storage.bytes, bytes: tensor.byteCount)
-            try stream.synchronize()
+            try uploadStream.copy(toDevice: buffer.address, from: tensor.storage.bytes, bytes: tensor.byteCount)
+            try uploadStream.synchronize()
         }
         return buffer
     }
