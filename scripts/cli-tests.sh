@@ -14,12 +14,14 @@ passed=0
 failed=0
 
 # expect NAME STATUS PATTERN -- command...: runs the command, checks its exit status and that its stderr is at
-# most one line matching PATTERN ('-' for no pattern).
+# most one line matching PATTERN ('-' for no pattern), besides the "device: ..." line that says which device
+# `--device auto` chose.
 expect() {
     local name="$1" status="$2" pattern="$3"
     shift 4
-    "$@" >"$WORK/out" 2>"$WORK/err"
+    "$@" >"$WORK/out" 2>"$WORK/all-err"
     local rc=$?
+    grep -v '^device: ' "$WORK/all-err" >"$WORK/err"
     if [ "$rc" -eq "$status" ] && { [ "$pattern" = "-" ] || grep -Eq -- "$pattern" "$WORK/err"; } &&
         [ "$(wc -l <"$WORK/err")" -le 1 ]; then
         passed=$((passed + 1))

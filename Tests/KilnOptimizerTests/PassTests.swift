@@ -36,9 +36,9 @@ struct DoubleLayer: Layer {
         g.outputs.append(GraphValue(name: "out2", type: nil))
         try Pipeline.standard.run(&g, context)
         let expected = """
-            graph g(x: f32[2]) -> (out: ?, out2: ?)
+            graph g(x: f32[2]) -> (out: f32[2], out2: f32[2])
               const out2: f32[2]
-              out = test.double(x)    # use : ?
+              out = test.double(x)    # use : f32[2]
             """
         #expect(g.textForm() == expected)
         #expect(g.initializers["out2"]?.scalars(as: Float.self) == [4, 8])
