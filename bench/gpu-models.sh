@@ -5,6 +5,7 @@
 #
 # Use: bench/gpu-models.sh KILN BASELINES_PY OUT_DIR [MODELS] [BATCHES] [-- extra baselines.py options]
 #   MODELS: comma list (default all four); BATCHES: space-separated in one argument (default "1 64").
+# Kiln is timed twice per model and batch: strict FP32 (kiln_fp32) and with --tf32 (kiln_tf32).
 # Writes OUT_DIR/base.json, base.log, compare.log, bench.log and kiln.json (all Kiln result rows).
 set -uo pipefail
 kiln=$1
@@ -32,11 +33,15 @@ for m in ${models//,/ }; do
         || status=1
 done
 
-echo "== kiln bench"
+echo "== kiln bench (strict FP32, then TF32)"
 for m in ${models//,/ }; do
     for b in $batches; do
-        "$kiln" bench "$work/$m.onnx" --device cuda --batch "$b" --cuda-graph --duration 2 \
-            --json "$work/kiln-$m-b$b.json" 2>&1 | tee -a "$out/bench.log" || status=1
+        for precision in fp32 tf32; do
+            flag=()
+            [[ $precision == tf32 ]] && flag=(--tf32)
+            "$kiln" bench "$work/$m.onnx" --device cuda --batch "$b" --cuda-graph --duration 2 "${flag[@]}" \
+                --json "$work/kiln-$m-b$b-$precision.json" 2>&1 | tee -a "$out/bench.log" || status=1
+        done
     done
 done
 python3 - "$out/kiln.json" "$work"/kiln-*.json <<'PY'

@@ -2,7 +2,7 @@ import KilnIR
 
 /// Folds the pointwise work after a convolution or matMul into its epilogue, so the result is written once:
 /// a constant per-channel bias add (when the layer has no bias yet), a residual add of a tensor of the output's
-/// shape, and an activation (relu, clip/relu6, leaky relu, sigmoid, tanh, GELU, SiLU `x * sigmoid(x)`), in that
+/// shape (a matMul's C input, or its input 3 when C already holds a bias), and an activation (relu, clip/relu6, leaky relu, sigmoid, tanh, GELU, SiLU `x * sigmoid(x)`), in that
 /// order. Each step needs the layer's output to be read only by the fused node, and an epilogue stage that
 /// comes later not to be filled in yet.
 public struct EpilogueFusion: Pass {
@@ -58,9 +58,17 @@ public struct EpilogueFusion: Pass {
             node.inputs = Array(node.inputs.prefix(2)) + [hasBias ? node.inputs[2] : "", other]
             return node
         }
-        // matMul: bias and residual both become C, which the kernel adds before the activation.
-        guard var mm = producer.layer as? MatMulLayer, mm.epilogue.isEmpty,
-            node.inputs.count < 3 || node.inputs[2].isEmpty,
+        // matMul: a bias or residual becomes C, which the kernel adds before the activation; once C holds a
+        // bias, a residual of the output's type becomes input 3.
+        guard var mm = producer.layer as? MatMulLayer, mm.epilogue.isEmpty else { return nil }
+        if node.inputs.count >= 3, !node.inputs[2].isEmpty {
+            guard graph.type(of: other)?.tensorType == type else { return nil }
+            mm.epilogue.residual = true
+            node.layer = mm
+            node.inputs = Array(node.inputs.prefix(3)) + [other]
+            return node
+        }
+        guard
             let otherType = graph.type(of: other)?.tensorType, otherType.dtype == type.dtype,
             let otherShape = otherType.shape, let shape = type.shape,
             (try? Broadcast.dims(shape, otherShape)) == shape

@@ -38,9 +38,13 @@ public struct Pipeline: Sendable {
         IdentityElimination(),
         ShapeFolding(),
         ConstantFolding(),
+        // Patterns read constants, so they come after folding.
+        GeluRecognition(),
         // Folding first makes batch-norm parameters and biases constants; BatchNorm before epilogues so the
         // activation after a normalization meets the convolution.
         BatchNormFolding(),
+        ScaleFolding(),
+        TransposeFolding(),
         EpilogueFusion(),
         DeadCodeElimination(),
     ])

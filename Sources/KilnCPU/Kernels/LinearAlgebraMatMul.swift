@@ -67,12 +67,19 @@ final class MatMulKernel: Kernel {
         let g = try MatMulGeometry(a.shape, b.shape, transposeA: layer.transposeA, transposeB: layer.transposeB)
         let bias = layer.beta == 0 ? nil : c
         if let bias { _ = try Broadcast.shape(bias.shape, g.outShape) }
+        let residual = layer.epilogue.residual ? try inputs.tensor(3) : nil
+        if let residual {
+            guard residual.shape == g.outShape, residual.dtype == a.dtype else {
+                throw KilnError.shapeMismatch("matMul residual \(residual.shape) must be the output \(g.outShape)")
+            }
+        }
         switch a.dtype {
         case .float32:
-            return [.tensor(floatProduct(a, b, bias, g, threads: context.threads))]
+            return [.tensor(floatProduct(a, b, bias, residual, g, threads: context.threads))]
         case .float16, .bfloat16:
             let w = LinearAlgebraSupport.widened
-            let r = floatProduct(w(a), w(b), bias.map(w), g, threads: context.threads, cache: false)
+            let r = floatProduct(
+                w(a), w(b), bias.map(w), residual.map(w), g, threads: context.threads, cache: false)
             return [.tensor(LinearAlgebraSupport.narrowed(r, to: a.dtype))]
         default:
             guard layer.epilogue.isEmpty else {
@@ -83,7 +90,8 @@ final class MatMulKernel: Kernel {
     }
 
     private func floatProduct(
-        _ a: Tensor, _ b: Tensor, _ c: Tensor?, _ g: MatMulGeometry, threads: Int, cache: Bool = true
+        _ a: Tensor, _ b: Tensor, _ c: Tensor?, _ residual: Tensor?, _ g: MatMulGeometry, threads: Int,
+        cache: Bool = true
     ) -> Tensor {
         let (m, n, k) = (g.m, g.n, g.k)
         let alpha = layer.alpha
@@ -93,6 +101,12 @@ final class MatMulKernel: Kernel {
             var accumulate = false
             if let c {
                 fillBias(o, shape: g.outShape, c)
+                accumulate = true
+            }
+            if let residual {
+                residual.withUnsafeBuffer(as: Float.self) { r in
+                    for i in 0..<out.count { o[i] = accumulate ? o[i] + r[i] : r[i] }
+                }
                 accumulate = true
             }
             a.withUnsafeBuffer(as: Float.self) { ab in

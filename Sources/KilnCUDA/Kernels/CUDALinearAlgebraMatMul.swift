@@ -84,15 +84,36 @@ enum CUDALinearAlgebraMatMul {
             }
         }
 
+        // The fused residual (input 3, the output's shape) is added after beta * C: in cuBLASLt's C slot when
+        // that is free, else by the epilogue kernel.
+        var addends = addend == .none ? [] : [addend]
+        if layer.epilogue.residual {
+            guard info.hasInput(3), try info.inputShape(3) == out else {
+                throw KilnError.shapeMismatch("matMul residual must have the output's shape \(out)")
+            }
+            if step.c == nil {
+                step.c = .input(3)
+                step.beta = 1
+                step.strideC = step.strideD
+            } else {
+                addends.append(.full(.input(3), beta: 1))
+            }
+        }
         let activation = layer.epilogue.activation
         // Only ReLU goes to cuBLASLt: its GELU is the tanh form and the rest have no library epilogue. Once the
         // kernel runs anyway, it applies the activation too.
-        guard addend != .none || (activation != nil && activation != .relu) else {
+        guard !addends.isEmpty || (activation != nil && activation != .relu) else {
             step.activation = activation
             return CUDALowering(.matMul(step))
         }
-        let launch = try CUDALinearAlgebraEpilogue.launch(
-            output: .output(0), count: total, addend: addend, activation: activation)
-        return CUDALowering(.matMul(step), .launch(launch))
+        var steps: [CUDAStep] = [.matMul(step)]
+        for (i, next) in (addends.isEmpty ? [.none] : addends).enumerated() {
+            let last = i == max(addends.count, 1) - 1
+            steps.append(
+                .launch(
+                    try CUDALinearAlgebraEpilogue.launch(
+                        output: .output(0), count: total, addend: next, activation: last ? activation : nil)))
+        }
+        return CUDALowering(steps: steps)
     }
 }

@@ -29,7 +29,8 @@ public enum EpilogueActivation: Sendable, Hashable, CustomStringConvertible {
 /// in; an empty epilogue is the plain layer.
 ///
 /// - convolution: the residual is input 3, a tensor of the output's shape.
-/// - matMul: bias and residual are both the C input (beta * C), so only the activation lives here.
+/// - matMul: a bias or a residual becomes the C input (beta * C); when C is taken (a bias), a residual of the
+///   output's shape is input 3, added after beta * C.
 public struct Epilogue: Sendable, Hashable, CustomStringConvertible {
     public var residual: Bool
     public var activation: EpilogueActivation?
