@@ -45,6 +45,7 @@ public struct Pipeline: Sendable {
         BatchNormFolding(),
         ScaleFolding(),
         TransposeFolding(),
+        SoftmaxNaNGuardFolding(),
         EpilogueFusion(),
         DeadCodeElimination(),
     ])

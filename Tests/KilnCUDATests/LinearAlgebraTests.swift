@@ -129,6 +129,35 @@ import Testing
         #expect(step.outputShape == [2, 16, 10, 10])
     }
 
+    /// A 1×1 convolution is a strided-batched product W · X[n]; the residual is C, the bias and ReLU6 one pass.
+    @Test func pointwiseConvolutionBecomesAMatMul() throws {
+        let layer = ConvolutionLayer(
+            ConvolutionParameters(), epilogue: Epilogue(residual: true, activation: .clip(min: 0, max: 6)))
+        let lowering = try lower(layer, [[2, 8, 5, 6], [16, 8, 1, 1], [16], [2, 16, 5, 6]], [2, 16, 5, 6])
+        let step = try #require(matMul(lowering))
+        #expect((step.m, step.n, step.k, step.batch) == (16, 30, 8, 2))
+        #expect(step.a == .input(1) && step.b == .input(0) && step.strideA == 0 && step.strideB == 8 * 30)
+        #expect(step.c == .input(3) && step.beta == 1 && step.strideC == 16 * 30 && step.strideD == 16 * 30)
+        let kernel = try #require(launch(lowering))
+        #expect(kernel.function == "kiln_linalg_epilogue_f32_clip")
+        #expect(kernel.arguments[1] == .pointer(.input(2)) && kernel.arguments[3] == .int32(4))
+        #expect(kernel.arguments[5] == .int64(30) && kernel.arguments[6] == .dims([16]))
+    }
+
+    /// Without a bias, a 1×1 convolution's ReLU is cuBLASLt's epilogue; strided or padded ones stay on cuDNN.
+    @Test func pointwiseConvolutionReluAndNonPointwiseCases() throws {
+        let relu = ConvolutionLayer(ConvolutionParameters(), epilogue: Epilogue(activation: .relu))
+        let lowering = try lower(relu, [[1, 8, 4, 4], [4, 8, 1, 1]], [1, 4, 4, 4])
+        #expect(lowering.steps.count == 1)
+        #expect(matMul(lowering)?.activation == .relu)
+        let strided = ConvolutionLayer(ConvolutionParameters(strides: [2, 2]))
+        let other = try lower(strided, [[1, 8, 4, 4], [4, 8, 1, 1]], [1, 4, 2, 2])
+        guard case .convolution? = other.steps.first else {
+            Issue.record("a strided 1x1 convolution should stay a cuDNN convolution")
+            return
+        }
+    }
+
     @Test func depthwiseConvolutionWithClipRunsTheKernel() throws {
         let layer = ConvolutionLayer(
             ConvolutionParameters(strides: [2, 2], pads: [1, 1, 1, 1], group: 32),

@@ -274,6 +274,7 @@ private struct SplitMix {
             for variant in [SoftmaxLayer.Variant.softmax, .logSoftmax, .hardmax] {
                 sources.append(try CUDASoftmaxLowering.source(variant, dtype))
             }
+            sources.append(try CUDASoftmaxLowering.source(.softmax, dtype, zeroNaN: true))
             for (center, stats) in [(true, false), (true, true), (false, false)] {
                 sources.append(try CUDANormalizationSources.trailing(dtype, center: center, stats: stats))
             }

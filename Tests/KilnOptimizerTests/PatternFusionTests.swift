@@ -178,7 +178,8 @@ import Testing
             ], extra: ["b": .random([4], using: &rng)])
         g.inputs.append(GraphValue(name: "skip", type: FusionGraphs.f32([3, 4])))
         try g.inferTypes()
-        let fused = try checkSameOutputs(g, ["a": .random([3, 5], using: &rng), "skip": .random([3, 4], using: &rng)])
+        let fused = try checkSameOutputs(
+            g, ["a": .random([3, 5], using: &rng), "skip": .random([3, 4], using: &rng)])
         #expect(fused.nodes.count == 1)
         let mm = try #require(fused.nodes.first?.layer as? MatMulLayer)
         #expect(mm.epilogue == Epilogue(residual: true, activation: .relu))
@@ -196,7 +197,8 @@ import Testing
             ],
             outputs: [GraphValue(name: "y", type: nil)],
             initializers: [
-                "s1": Tensor(shape: [3], scalars: [Int64(3), 5, 4]), "s2": Tensor(shape: [4], scalars: [Int64(1), 3, 4, 5]),
+                "s1": Tensor(shape: [3], scalars: [Int64(3), 5, 4]),
+                "s2": Tensor(shape: [4], scalars: [Int64(1), 3, 4, 5]),
             ],
             nodes: [
                 node("r1", ReshapeLayer(.reshape(shape: nil, allowZero: false)), ["k", "s1"], "k3"),
@@ -217,7 +219,10 @@ import Testing
     @Test func otherTransposeStays() throws {
         var g = Graph(
             name: "g",
-            inputs: [GraphValue(name: "q", type: FusionGraphs.f32([2, 3, 4])), GraphValue(name: "k", type: FusionGraphs.f32([3, 2, 4]))],
+            inputs: [
+                GraphValue(name: "q", type: FusionGraphs.f32([2, 3, 4])),
+                GraphValue(name: "k", type: FusionGraphs.f32([3, 2, 4])),
+            ],
             outputs: [GraphValue(name: "y", type: nil)], initializers: [:],
             nodes: [
                 node("t", TransposeLayer(perm: [1, 2, 0]), ["k"], "kt"),
@@ -225,5 +230,29 @@ import Testing
             ])
         try g.inferTypes()
         #expect(try !TransposeFolding().run(&g, context))
+    }
+
+    /// `Where(IsNaN(softmax(x)), 0, softmax(x))` is one softmax that writes 0 for NaN; a fully masked row (all
+    /// -inf) gives zeros, as the unfused graph does.
+    @Test func softmaxNaNGuardFolds() throws {
+        var g = Graph(
+            name: "g", inputs: [GraphValue(name: "x", type: FusionGraphs.f32([3, 4]))],
+            outputs: [GraphValue(name: "y", type: nil)], initializers: ["zero": Self.scalar(0)],
+            nodes: [
+                node("softmax", SoftmaxLayer(variant: .softmax), ["x"], "s"),
+                node("isnan", UnaryLayer(.isNaN), ["s"], "bad"),
+                node("where", SelectLayer(), ["bad", "zero", "s"], "y"),
+            ])
+        try g.inferTypes()
+        var rng = SeededGenerator(seed: 47)
+        var x = Tensor.random([3, 4], using: &rng).scalars(as: Float.self)
+        for i in 4..<8 { x[i] = -.infinity }
+        let fused = try checkSameOutputs(g, ["x": Tensor(shape: [3, 4], scalars: x)])
+        #expect(fused.nodes.count == 1)
+        #expect((fused.nodes.first?.layer as? SoftmaxLayer)?.zeroNaN == true)
+        let out = try Builder.build(g, device: CPUDevice(threads: 1)).makeContext().run(
+            ["x": .tensor(Tensor(shape: [3, 4], scalars: x))])
+        let y = try #require(try out["y"]?.asTensor()).scalars(as: Float.self)
+        #expect(Array(y[4..<8]) == [0, 0, 0, 0])
     }
 }

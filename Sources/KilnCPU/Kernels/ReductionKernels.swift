@@ -12,7 +12,8 @@ enum ReductionKernels {
             [.tensor(try argReduce(layer, try inputs.tensor(0), context.threads))]
         },
         cpuKernel(SoftmaxLayer.self) { layer, inputs, context in
-            [.tensor(try softmax(layer, try inputs.tensor(0), context.threads))]
+            let y = try softmax(layer, try inputs.tensor(0), context.threads)
+            return [.tensor(layer.zeroNaN ? try zeroingNaN(y) : y)]
         },
         cpuKernel(CumulativeLayer.self) { layer, inputs, _ in
             [.tensor(try cumulativeSum(layer, try inputs.tensor(0), axis: try inputs.reductionInts(1)))]

@@ -2,6 +2,14 @@ import KilnIR
 import KilnRuntime
 
 extension ReductionKernels {
+    /// `y` with NaN elements replaced by 0.
+    static func zeroingNaN(_ y: Tensor) throws -> Tensor {
+        if y.dtype == .float32 {
+            return Tensor(shape: y.shape, scalars: y.scalars(as: Float.self).map { $0.isNaN ? 0 : $0 })
+        }
+        return try Tensor(shape: y.shape, scalars: try y.doubleValues().map { $0.isNaN ? 0 : $0 }).cast(to: y.dtype)
+    }
+
     static func softmax(_ layer: SoftmaxLayer, _ x: Tensor, _ threads: Int) throws -> Tensor {
         if x.rank == 0 { return try softmax(layer, try x.reshaped([1]), threads).reshaped([]) }
         let axis = try reductionAxis(layer.axis, rank: x.rank)

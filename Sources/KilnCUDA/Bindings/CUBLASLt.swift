@@ -7,6 +7,10 @@ import KilnIR
 /// Enum values and struct layouts below are those of `cublasLt.h` / `cublas_api.h` / `library_types.h`
 /// (CUDA 11.x-13.x; unchanged across those versions).
 public final class CUBLASLt: @unchecked Sendable {
+    /// The heuristic rank of the fastest algorithm measured per matMul signature (see
+    /// `CUDAMatMulRunner.tune`), so repeated shapes are timed once per process. Guarded by `tuningLock`.
+    var tunedRanks: [String: Int] = [:]
+    let tuningLock = NSLock()
     // cublasStatus_t
     static let success: Int32 = 0
     // cudaDataType_t

@@ -31,9 +31,11 @@ final class CUDALibraries: @unchecked Sendable {
 
     /// A cuBLASLt call for `step` with its operands bound through `resolve`.
     func bind(
-        _ step: CUDAMatMul, resolve: (CUDAOperand) throws -> UInt64, workspace: CUDAWorkspace, allowTF32: Bool
+        _ step: CUDAMatMul, resolve: (CUDAOperand) throws -> UInt64, workspace: CUDAWorkspace, allowTF32: Bool,
+        tune: Bool
     ) throws -> any CUDALibraryCall {
         let runner = try CUDAMatMulRunner(step: step, library: try cublasLt(), allowTF32: allowTF32)
+        if tune { try runner.tune(context: context) }
         workspace.reserve(runner.workspaceBytes)
         return MatMulCall(
             runner: runner, a: try resolve(step.a), b: try resolve(step.b), c: try step.c.map(resolve) ?? 0,

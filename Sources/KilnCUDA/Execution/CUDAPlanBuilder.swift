@@ -97,7 +97,8 @@ struct CUDAPlanBuilder {
                         work = .library(
                             try device.libraries.bind(
                                 product, resolve: resolve, workspace: workspace,
-                                allowTF32: device.options.kernels.allowTF32))
+                                allowTF32: device.options.kernels.allowTF32,
+                                tune: device.options.kernels.tuneLibraries))
                     case .convolution(let convolution):
                         work = .library(
                             try device.libraries.bind(

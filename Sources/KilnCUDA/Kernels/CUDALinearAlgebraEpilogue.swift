@@ -13,6 +13,9 @@ enum CUDALinearAlgebraEpilogue {
         case row(CUDAOperand, length: Int, beta: Float)
         /// Any broadcast: `sizes` (row-major, collapsed) and `c`'s strides on each, 0 where broadcast.
         case broadcast(CUDAOperand, sizes: [Int], strides: [Int], beta: Float)
+        /// A per-channel vector of `channels` elements, each repeated over `inner` consecutive outputs
+        /// (offset = (i / inner) % channels): a convolution's bias in NCHW.
+        case channel(CUDAOperand, channels: Int, inner: Int, beta: Float)
     }
 
     static let threadsPerBlock = 256
@@ -67,8 +70,13 @@ enum CUDALinearAlgebraEpilogue {
                 throw KilnError.unsupported("epilogue broadcast of rank \(s.count) (at most \(CUDAPrelude.maxRank))")
             }
             (mode, c, beta, sizes, strides) = (3, operand, b, s, t)
+        case .channel(let operand, let channels, let inner, let b):
+            guard channels > 0, inner > 0 else {
+                throw KilnError.invalidArgument("epilogue channel count and inner size must be positive")
+            }
+            (mode, c, beta, rowLength, sizes) = (4, operand, b, inner, [channels])
         }
-        let vectorized = count % 4 == 0 && (mode <= 1 || (mode == 2 && rowLength % 4 == 0))
+        let vectorized = count % 4 == 0 && (mode <= 1 || ((mode == 2 || mode == 4) && rowLength % 4 == 0))
         let work = vectorized ? count / 4 : count
         let blocks = max(1, min((work + threadsPerBlock - 1) / threadsPerBlock, maxBlocks))
         let (p0, p1) = parameters(activation)
@@ -124,7 +132,7 @@ enum CUDALinearAlgebraEpilogue {
         }
 
         /* mode 0: y = act(y); 1: c has y's shape; 2: c repeats along the last axis (i % rowLength);
-           3: general broadcast through sizes/strides. */
+           3: general broadcast through sizes/strides; 4: per channel, c[(i / rowLength) % sizes[0]]. */
         template <int ACT>
         __device__ __forceinline__ void kiln_linalg_epilogue(
             float* __restrict__ y, const float* __restrict__ c, i64 count, int mode, float beta, i64 rowLength,
@@ -132,13 +140,17 @@ enum CUDALinearAlgebraEpilogue {
         {
             const i64 step = (i64)gridDim.x * blockDim.x;
             const i64 first = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-            const bool vectorized = (count & 3) == 0 && (mode <= 1 || (mode == 2 && (rowLength & 3) == 0));
+            const bool vectorized =
+                (count & 3) == 0 && (mode <= 1 || ((mode == 2 || mode == 4) && (rowLength & 3) == 0));
             if (vectorized) {
                 float4* y4 = reinterpret_cast<float4*>(y);
                 const i64 count4 = count >> 2;
                 for (i64 i = first; i < count4; i += step) {
                     float4 v = y4[i];
-                    if (mode != 0) {
+                    if (mode == 4) {
+                        const float a = beta * c[((i << 2) / rowLength) % sizes.v[0]];
+                        v.x += a; v.y += a; v.z += a; v.w += a;
+                    } else if (mode != 0) {
                         const i64 at = mode == 1 ? (i << 2) : ((i << 2) % rowLength);
                         const float4 a = *reinterpret_cast<const float4*>(c + at);
                         v.x += beta * a.x; v.y += beta * a.y; v.z += beta * a.z; v.w += beta * a.w;
@@ -157,6 +169,8 @@ enum CUDALinearAlgebraEpilogue {
                     v += beta * c[i];
                 } else if (mode == 2) {
                     v += beta * c[i % rowLength];
+                } else if (mode == 4) {
+                    v += beta * c[(i / rowLength) % sizes.v[0]];
                 } else if (mode == 3) {
                     i64 rest = i, offset = 0;
                     for (int d = rank - 1; d >= 0; --d) {

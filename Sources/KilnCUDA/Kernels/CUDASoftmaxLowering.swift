@@ -16,7 +16,7 @@ enum CUDASoftmaxLowering {
     static func lower(_ layer: SoftmaxLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
         let shape = try info.inputShape(0)
         let dtype = try info.input(0).dtype
-        let source = try self.source(layer.variant, dtype)
+        let source = try self.source(layer.variant, dtype, zeroNaN: layer.zeroNaN)
         var plan = CUDAReduceFactorization(outer: 1, reduced: 1, inner: 1)
         if !shape.isEmpty {
             let axis = try reductionAxis(layer.axis, rank: shape.count)
@@ -67,18 +67,21 @@ enum CUDASoftmaxLowering {
                 arguments: arguments))
     }
 
-    static func source(_ variant: SoftmaxLayer.Variant, _ dtype: DType) throws -> CUDASource {
+    static func source(_ variant: SoftmaxLayer.Variant, _ dtype: DType, zeroNaN: Bool = false) throws -> CUDASource {
         let (t, a) = try CUDAReductionTypes.require(dtype, variant.rawValue)
         let header = CUDAReductionSources.mathHeader(element: t, accumulator: a)
-        let name = "\(variant.rawValue)_\(CUDAReductionTypes.suffix(dtype))"
+        let name = "\(variant.rawValue)_\(CUDAReductionTypes.suffix(dtype))" + (zeroNaN ? "_zero_nan" : "")
         if variant == .hardmax { return CUDASource(name: name, code: header + hardmaxKernels) }
         let log = variant == .logSoftmax
-        // How a cached exponent-shifted value becomes the output: `v` holds x (log) or exp(x - m) (softmax).
-        let write = log ? "(T)(v[i] - shift)" : "(T)(v[i] * scale)"
+        // How a cached exponent-shifted value becomes the output: `v` holds x (log) or exp(x - m) (softmax); with
+        // zeroNaN a NaN result (a row of -inf) is written as 0.
+        func guarded(_ e: String) -> String { zeroNaN ? "kiln_zero_nan(\(e))" : e }
+        let write = guarded(log ? "(A)(v[i] - shift)" : "(A)(v[i] * scale)")
         let finish = log ? "const A shift = m + KILN_LOG(s);" : "const A scale = (A)1 / s;"
         let keep = log ? "s += KILN_EXP(v[i] - m);" : "v[i] = KILN_EXP(v[i] - m); s += v[i];"
-        let direct = log ? "(T)(xv - shift)" : "(T)(KILN_EXP(xv - m) * scale)"
+        let direct = guarded(log ? "(A)(xv - shift)" : "(A)(KILN_EXP(xv - m) * scale)")
         var code = header + common
+        code += "__device__ __forceinline__ A kiln_zero_nan(A v) { return v != v ? (A)0 : v; }\n"
         code += """
             template <int V>
             __device__ __forceinline__ void softmax_warp(const T* __restrict__ x, T* __restrict__ y, i64 rows, i64 n) {
@@ -106,7 +109,7 @@ enum CUDASoftmaxLowering {
                     #pragma unroll
                     for (int i = 0; i < V; ++i) {
                         const i64 k = (i64)i * 32 + lane;
-                        if (k < n) q[k] = \(write);
+                        if (k < n) q[k] = (T)\(write);
                     }
                 }
             }
@@ -146,12 +149,12 @@ enum CUDASoftmaxLowering {
                         #pragma unroll
                         for (int i = 0; i < V; ++i) {
                             const i64 k = (i64)i * blockDim.x + threadIdx.x;
-                            if (k < n) q[k] = \(write);
+                            if (k < n) q[k] = (T)\(write);
                         }
                     } else {
                         for (i64 k = threadIdx.x; k < n; k += blockDim.x) {
                             const A xv = (A)p[k];
-                            q[k] = \(direct);
+                            q[k] = (T)\(direct);
                         }
                     }
                 }
@@ -170,7 +173,7 @@ enum CUDASoftmaxLowering {
                     \(finish)
                     for (i64 r = 0; r < n; ++r) {
                         const A xv = (A)x[base + r * inner];
-                        y[base + r * inner] = \(direct);
+                        y[base + r * inner] = (T)\(direct);
                     }
                 }
             }

@@ -14,7 +14,13 @@ import KilnIR
 public final class CUDAMatMulRunner: @unchecked Sendable {
     public let step: CUDAMatMul
     /// Bytes of device workspace `enqueue` needs (0 when the algorithm needs none).
-    public let workspaceBytes: Int
+    public private(set) var workspaceBytes: Int
+    /// How many algorithms the heuristics offered (`candidates` holds them, best ranked first).
+    private let candidateCount: Int
+    /// Heuristic results to choose from by measurement: `candidateCount` entries of `heuristicResultBytes`.
+    private let candidates: UnsafeMutableRawPointer
+    /// The signature under which a measured choice is remembered.
+    private let signature: String
     private let lib: CUBLASLt
     /// Owns every descriptor, so a throwing `init` releases what it created.
     private let owned: Resources
@@ -25,8 +31,11 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
     private let layoutD: OpaquePointer
     private let lock = NSLock()
 
+    /// The most algorithms `tune` measures.
+    static let maxCandidates = 8
+
     /// Builds the descriptors for `step` and picks cuBLASLt's first heuristic algorithm that fits in
-    /// `maxWorkspaceBytes`. Throws `unsupported` for a dtype other than float32, an activation cuBLASLt cannot
+    /// `maxWorkspaceBytes` (`tune` may replace it by a faster one). Throws `unsupported` for a dtype other than float32, an activation cuBLASLt cannot
     /// apply exactly (only relu and tanh-GELU), sizes beyond int32, or when no algorithm is found.
     public init(
         step: CUDAMatMul, library: CUBLASLt, allowTF32: Bool, maxWorkspaceBytes: Int = 32 << 20
@@ -81,17 +90,103 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             lib.preferenceSetAttribute, preference, CUBLASLt.preferenceMaxWorkspaceBytes, UInt64(maxWorkspaceBytes),
             "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)")
         var found: Int32 = 0
+        let results = UnsafeMutableRawPointer.allocate(
+            byteCount: CUBLASLt.heuristicResultBytes * Self.maxCandidates, alignment: 16)
+        results.initializeMemory(
+            as: UInt8.self, repeating: 0, count: CUBLASLt.heuristicResultBytes * Self.maxCandidates)
+        owned.candidates = results
+        candidates = results
         try lib.check(
             lib.algoGetHeuristic(
-                lib.handle, op, layoutA, layoutB, layoutC, layoutD, preference, 1, owned.heuristic, &found),
+                lib.handle, op, layoutA, layoutB, layoutC, layoutD, preference, Int32(Self.maxCandidates), results,
+                &found),
             "cublasLtMatmulAlgoGetHeuristic")
-        let state = owned.heuristic.load(fromByteOffset: CUBLASLt.heuristicStateOffset, as: Int32.self)
+        let state = results.load(fromByteOffset: CUBLASLt.heuristicStateOffset, as: Int32.self)
         guard found >= 1, state == CUBLASLt.success else {
             throw KilnError.unsupported(
                 "cuBLASLt has no algorithm for m=\(m) n=\(n) k=\(k) batch=\(step.batch) epilogue=\(epilogue)")
         }
+        candidateCount = Int(found)
+        signature =
+            "m\(m) n\(n) k\(k) b\(step.batch) s\([step.strideA, step.strideB, step.strideC, step.strideD]) "
+            + "t\(step.transposeA)\(step.transposeB) e\(epilogue) c\(step.c != nil) tf32 \(allowTF32) "
+            + "ws \(maxWorkspaceBytes)"
+        owned.heuristic.copyMemory(from: results, byteCount: CUBLASLt.heuristicResultBytes)
         let workspace = owned.heuristic.load(fromByteOffset: CUBLASLt.heuristicWorkspaceOffset, as: UInt64.self)
         workspaceBytes = Int(workspace)
+    }
+
+    /// Measures the algorithms the heuristics offered on scratch buffers of the step's sizes (a warm-up run,
+    /// then the median of `runs`) and keeps the fastest. The choice is remembered per signature, so a model's
+    /// repeated shapes are timed once. Scratch memory is released before returning.
+    public func tune(context: CUDAContext, runs: Int = 5) throws {
+        lib.tuningLock.lock()
+        let known = lib.tunedRanks[signature]
+        lib.tuningLock.unlock()
+        if let known {
+            choose(rank: known)
+            return
+        }
+        guard candidateCount > 1 else { return }
+        let elementBytes = 4
+        func span(_ rows: Int, _ cols: Int, _ stride: Int) -> Int {
+            (rows * cols + (step.batch > 1 ? stride * (step.batch - 1) : 0)) * elementBytes
+        }
+        let a = try context.allocate(bytes: span(step.m, step.k, step.strideA))
+        let b = try context.allocate(bytes: span(step.k, step.n, step.strideB))
+        let d = try context.allocate(bytes: span(step.m, step.n, step.strideD))
+        let c = try step.c.map { _ in try context.allocate(bytes: span(step.m, step.n, step.strideC)) }
+        let bias = try step.bias.map { _ in try context.allocate(bytes: step.n * elementBytes) }
+        let largest = (0..<candidateCount).map { workspace(ofRank: $0) }.max() ?? 0
+        let scratch = try context.allocate(bytes: max(largest, 1))
+        let stream = try context.makeStream()
+        for buffer in [a, b, d] + [c, bias].compactMap({ $0 }) {
+            // Small positive values: no denormals, no overflow.
+            try stream.fill(device: buffer.address, byte: 0x3c, bytes: buffer.bytes)
+        }
+        let start = try context.makeEvent()
+        let end = try context.makeEvent()
+        var best = (rank: 0, milliseconds: Double.infinity)
+        for rank in 0..<candidateCount {
+            choose(rank: rank)
+            var times: [Double] = []
+            do {
+                for run in 0...runs {
+                    try stream.record(start)
+                    try enqueue(
+                        a: a.address, b: b.address, c: c?.address ?? 0, bias: bias?.address ?? 0, d: d.address,
+                        workspace: scratch.address, stream: stream.handle)
+                    try stream.record(end)
+                    try end.synchronize()
+                    if run > 0 { times.append(try end.milliseconds(since: start)) }
+                }
+            } catch {
+                continue  // an algorithm that fails to launch is not a candidate
+            }
+            let median = times.sorted()[times.count / 2]
+            if median < best.milliseconds { best = (rank, median) }
+        }
+        choose(rank: best.rank)
+        lib.tuningLock.lock()
+        lib.tunedRanks[signature] = best.rank
+        lib.tuningLock.unlock()
+    }
+
+    private func workspace(ofRank rank: Int) -> Int {
+        Int(
+            candidates.load(
+                fromByteOffset: rank * CUBLASLt.heuristicResultBytes + CUBLASLt.heuristicWorkspaceOffset,
+                as: UInt64.self))
+    }
+
+    /// Makes the heuristic result of `rank` the algorithm `enqueue` runs.
+    private func choose(rank: Int) {
+        let r = min(max(rank, 0), candidateCount - 1)
+        lock.lock()
+        defer { lock.unlock() }
+        owned.heuristic.copyMemory(
+            from: candidates + r * CUBLASLt.heuristicResultBytes, byteCount: CUBLASLt.heuristicResultBytes)
+        workspaceBytes = workspace(ofRank: r)
     }
 
     /// The descriptors one runner created, destroyed together.
@@ -99,6 +194,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         let lib: CUBLASLt
         var operation: OpaquePointer?
         var layouts: [OpaquePointer] = []
+        var candidates: UnsafeMutableRawPointer?
         /// The chosen cublasLtMatmulHeuristicResult_t; its first 64 bytes are the cublasLtMatmulAlgo_t.
         let heuristic: UnsafeMutableRawPointer
 
@@ -112,6 +208,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             for layout in layouts { _ = lib.matrixLayoutDestroy(layout) }
             if let operation { _ = lib.matmulDescDestroy(operation) }
             heuristic.deallocate()
+            candidates?.deallocate()
         }
 
         /// A dense column-major float32 layout (ld = rows), strided-batched when `batch` > 1.

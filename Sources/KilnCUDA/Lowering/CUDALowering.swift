@@ -132,8 +132,14 @@ public struct CUDALowering: Sendable {
 public struct CUDAOptions: Sendable, Hashable {
     /// Let float32 matrix products and convolutions use TF32 tensor cores (about 1e-3 relative error).
     public var allowTF32: Bool
+    /// Time the library algorithms the heuristics offer on the real sizes and keep the fastest (cuBLASLt);
+    /// off, the heuristics' first choice runs.
+    public var tuneLibraries: Bool
 
-    public init(allowTF32: Bool = false) { self.allowTF32 = allowTF32 }
+    public init(allowTF32: Bool = false, tuneLibraries: Bool = true) {
+        self.allowTF32 = allowTF32
+        self.tuneLibraries = tuneLibraries
+    }
 }
 
 /// What a lowering knows about one node: its layer and every input and output type, all shapes concrete

@@ -10,11 +10,15 @@ public struct SoftmaxLayer: Layer {
     public var variant: Variant
     public var axis: Int
     public var flattenTail: Bool
+    /// Writes 0 where the result is NaN (a row of all -inf, such as a fully masked attention row). The optimizer
+    /// sets it in place of the `Where(IsNaN(y), 0, y)` that attention exports put after the softmax.
+    public var zeroNaN: Bool
 
-    public init(variant: Variant, axis: Int = -1, flattenTail: Bool = false) {
+    public init(variant: Variant, axis: Int = -1, flattenTail: Bool = false, zeroNaN: Bool = false) {
         self.variant = variant
         self.axis = axis
         self.flattenTail = flattenTail
+        self.zeroNaN = zeroNaN
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
@@ -27,7 +31,7 @@ public struct SoftmaxLayer: Layer {
     }
 
     public var description: String {
-        "variant=\(variant.rawValue) axis=\(axis)" + (flattenTail ? " flatten=1" : "")
+        "variant=\(variant.rawValue) axis=\(axis)" + (flattenTail ? " flatten=1" : "") + (zeroNaN ? " zero_nan=1" : "")
     }
 }
 

@@ -1,0 +1,210 @@
+import Foundation
+import KilnCPU
+import KilnIR
+import KilnRuntime
+import KilnTestSupport
+import Testing
+
+@testable import KilnCUDA
+
+/// Whether a CUDA GPU can run these tests here (driver, device and NVRTC); printed once when it cannot.
+let gpuUsable: Bool = {
+    do {
+        _ = try sharedGPU()
+        return true
+    } catch {
+        print("skipped: GPU layer tests need a CUDA GPU, its driver and NVRTC: \(error)")
+        return false
+    }
+}()
+
+/// One CUDA device for every GPU test in the process.
+func sharedGPU() throws -> CUDADevice {
+    try GPUHolder.device.get()
+}
+
+private enum GPUHolder {
+    static let device = Result { try CUDADevice() }
+}
+
+/// One input of a case: random floats in a range, random integers, random booleans, or a given tensor.
+enum InputSpec {
+    case float([Int], ClosedRange<Float> = -1...1)
+    case int64([Int], ClosedRange<Int64>)
+    case bool([Int])
+    case tensor(Tensor)
+    case none
+
+    func make(_ rng: inout SeededGenerator) -> Tensor? {
+        switch self {
+        case .float(let shape, let range): .random(shape, in: range, using: &rng)
+        case .int64(let shape, let range): .randomIntegers(Int64.self, shape, in: range, using: &rng)
+        case .bool(let shape):
+            Tensor(shape: shape, scalars: (0..<Tensor.elementCount(shape)).map { _ in Bool.random(using: &rng) })
+        case .tensor(let t): t
+        case .none: nil
+        }
+    }
+}
+
+/// A layer run on the GPU and on the CPU reference with the same fresh random inputs.
+struct GPUCase: CustomTestStringConvertible, Sendable {
+    var name: String
+    var layer: any Layer
+    var inputs: [InputSpec]
+    /// Relative and absolute tolerance; products and convolutions sum in another order than the CPU.
+    var rtol: Double = 1e-5
+    var atol: Double = 1e-6
+
+    var testDescription: String { name }
+}
+
+extension InputSpec: @unchecked Sendable {}
+
+/// Every CUDA lowering family against the CPU reference, on fresh random inputs each run (the seed is printed
+/// with a failure). Disabled, with the reason printed, where there is no GPU.
+@Suite struct LayerGPUTests {
+    static let cases: [GPUCase] = {
+        var cases: [GPUCase] = []
+        func add(_ name: String, _ layer: any Layer, _ inputs: [InputSpec], rtol: Double = 1e-5, atol: Double = 1e-6) {
+            cases.append(GPUCase(name: name, layer: layer, inputs: inputs, rtol: rtol, atol: atol))
+        }
+        for op in [UnaryOp.relu, .sigmoid, .tanh, .erf, .exp, .gelu(tanh: false), .gelu(tanh: true), .abs] {
+            add("unary \(op)", UnaryLayer(op), [.float([3, 257], -3...3)], rtol: 1e-5, atol: 1e-6)
+        }
+        add("unary sqrt", UnaryLayer(.sqrt), [.float([1000], 0.01...4)])
+        add("add broadcast", BinaryLayer(.add), [.float([4, 1, 33]), .float([5, 33])])
+        add("mul row", BinaryLayer(.mul), [.float([64, 768]), .float([768])])
+        add("div", BinaryLayer(.div), [.float([7, 9]), .float([7, 9], 0.5...2)])
+        add("pow", BinaryLayer(.pow), [.float([50], 0.1...3), .float([50], -2...2)])
+        add("select", SelectLayer(), [.bool([2, 3, 17]), .float([2, 3, 17]), .float([17])])
+        add("softmax rows", SoftmaxLayer(variant: .softmax), [.float([6, 200], -8...8)])
+        add("softmax long rows", SoftmaxLayer(variant: .softmax), [.float([3, 5000], -8...8)])
+        add("logSoftmax inner axis", SoftmaxLayer(variant: .logSoftmax, axis: 1), [.float([2, 7, 5], -4...4)])
+        var masked = [Float](repeating: 0.25, count: 4 * 128)
+        for i in 128..<256 { masked[i] = -.infinity }
+        add(
+            "softmax zeroNaN, a fully masked row", SoftmaxLayer(variant: .softmax, zeroNaN: true),
+            [.tensor(Tensor(shape: [4, 128], scalars: masked))])
+        add(
+            "layer norm", NormalizationLayer(method: .layer(axis: -1), epsilon: 1e-12),
+            [.float([2, 16, 768]), .float([768]), .float([768])], rtol: 1e-4, atol: 1e-5)
+        add(
+            "batch norm", NormalizationLayer(method: .batch(training: false, momentum: 0.9)),
+            [.float([2, 3, 5, 5]), .float([3]), .float([3]), .float([3]), .float([3], 0.5...2)], rtol: 1e-4,
+            atol: 1e-5)
+        add("reduce sum", ReduceLayer(op: .sum, axes: [1]), [.float([4, 300, 3])], rtol: 1e-4, atol: 1e-5)
+        add("reduce max", ReduceLayer(op: .max, axes: [2], keepDims: false), [.float([4, 3, 77])])
+        add("transpose heads", TransposeLayer(perm: [0, 2, 1, 3]), [.float([2, 128, 12, 64])])
+        add("transpose last two", TransposeLayer(perm: [0, 2, 1]), [.float([3, 65, 33])])
+        add("concat", ConcatLayer(axis: 1), [.float([2, 3, 4]), .float([2, 5, 4])])
+        add("gather rows", GatherLayer(axis: 0), [.float([100, 16]), .int64([2, 7], 0...99)])
+        add(
+            "slice with steps",
+            SliceLayer(starts: [1, 0], ends: [9, 20], axes: [0, 1], steps: [2, 3], isStatic: true),
+            [.float([10, 20])])
+        add("expand", ExpandLayer(shape: [3, 4, 5]), [.float([4, 1])])
+        add("matMul plain", MatMulLayer(), [.float([37, 65]), .float([65, 19])], rtol: 1e-4, atol: 1e-5)
+        add(
+            "matMul batched transB", MatMulLayer(transposeB: true), [.float([2, 3, 8, 16]), .float([2, 3, 8, 16])],
+            rtol: 1e-4, atol: 1e-5)
+        add(
+            "matMul bias residual gelu",
+            MatMulLayer(epilogue: Epilogue(residual: true, activation: .gelu(tanh: false))),
+            [.float([2, 9, 32]), .float([32, 24]), .float([24]), .float([2, 9, 24])], rtol: 1e-4, atol: 1e-5)
+        add(
+            "matMul alpha and broadcast mask", MatMulLayer(alpha: 0.125),
+            [.float([2, 4, 16, 8]), .float([2, 4, 8, 16]), .float([2, 1, 1, 16])], rtol: 1e-4, atol: 1e-5)
+        add(
+            "conv 3x3 bias relu",
+            ConvolutionLayer(ConvolutionParameters(pads: [1, 1, 1, 1]), epilogue: .init(activation: .relu)),
+            [.float([2, 8, 9, 9]), .float([16, 8, 3, 3]), .float([16])], rtol: 1e-4, atol: 1e-5)
+        add(
+            "conv 1x1 bias residual relu6",
+            ConvolutionLayer(
+                ConvolutionParameters(), epilogue: .init(residual: true, activation: .clip(min: 0, max: 6))),
+            [.float([2, 24, 7, 9]), .float([40, 24, 1, 1]), .float([40]), .float([2, 40, 7, 9])], rtol: 1e-4,
+            atol: 1e-5)
+        add(
+            "conv 1x1 relu, no bias", ConvolutionLayer(ConvolutionParameters(), epilogue: .init(activation: .relu)),
+            [.float([3, 16, 5, 5]), .float([8, 16, 1, 1])], rtol: 1e-4, atol: 1e-5)
+        add(
+            "conv depthwise stride 2 clip",
+            ConvolutionLayer(
+                ConvolutionParameters(strides: [2, 2], pads: [1, 1, 1, 1], group: 8),
+                epilogue: .init(activation: .clip(min: 0, max: 6))),
+            [.float([2, 8, 10, 10]), .float([8, 1, 3, 3]), .float([8])], rtol: 1e-4, atol: 1e-5)
+        add(
+            "max pool 3x3 stride 2",
+            PoolLayer(op: .max, window: PoolGeometry(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1])),
+            [.float([2, 4, 11, 11])])
+        add(
+            "global average pool", PoolLayer(op: .average(countIncludePad: false), window: nil), [.float([2, 5, 7, 7])])
+        return cases
+    }()
+
+    @Test(.enabled(if: gpuUsable), arguments: cases)
+    func matchesTheCPUReference(_ c: GPUCase) throws {
+        let seed = UInt64(Date().timeIntervalSince1970 * 1000) ^ UInt64(truncatingIfNeeded: c.name.hashValue)
+        var rng = SeededGenerator(seed: seed)
+        let tensors = c.inputs.map { $0.make(&rng) }
+        var graphInputs: [GraphValue] = []
+        var names: [String] = []
+        var feeds: [String: Value] = [:]
+        for (i, t) in tensors.enumerated() {
+            guard let t else {
+                names.append("")
+                continue
+            }
+            names.append("in\(i)")
+            graphInputs.append(GraphValue(name: "in\(i)", type: .tensor(t.type)))
+            feeds["in\(i)"] = .tensor(t)
+        }
+        let graph = Graph(
+            name: "case", inputs: graphInputs, outputs: [GraphValue(name: "y", type: nil)],
+            nodes: [Node(name: c.name, layer: c.layer, inputs: names, outputs: ["y"])])
+        let config = BuilderConfig(optimize: false)
+        let expected = try Builder.build(graph, device: CPUDevice(threads: 2), config: config).makeContext().run(feeds)
+        let actual = try Builder.build(graph, device: try sharedGPU(), config: config).makeContext().run(feeds)
+        let e = try #require(expected["y"])
+        let a = try #require(actual["y"])
+        let problem = Comparison.mismatch(a, e, rtol: c.rtol, atol: c.atol)
+        #expect(problem == nil, "\(c.name) (seed \(seed)): \(problem ?? "")")
+    }
+
+    /// An absurd allocation fails with an out-of-memory error, the process goes on, and device memory returns to
+    /// where it was.
+    @Test(.enabled(if: gpuUsable)) func outOfMemoryIsAnErrorAndMemoryIsReleased() throws {
+        let gpu = try sharedGPU()
+        // x [4] expanded to [2^36, 4] floats: 1 TiB of activations, more than any GPU has.
+        let graph = Graph(
+            name: "oom", inputs: [GraphValue(name: "x", type: .tensor(TensorType(.float32, dims: [4])))],
+            outputs: [GraphValue(name: "y", type: nil)],
+            nodes: [
+                Node(name: "huge", layer: ExpandLayer(shape: [1 << 36, 4]), inputs: ["x"], outputs: ["e"]),
+                Node(
+                    name: "sum", layer: ReduceLayer(op: .sum, axes: nil, keepDims: false), inputs: ["e"], outputs: ["y"]
+                ),
+            ])
+        let feeds: [String: Value] = ["x": .tensor(Tensor(shape: [4], scalars: [Float(1), 2, 3, 4]))]
+        let before = try gpu.memoryInfo().free
+        do {
+            let engine = try Builder.build(graph, device: gpu, config: BuilderConfig(optimize: false))
+            _ = try engine.makeContext().run(feeds)
+            Issue.record("a 1 TiB activation arena was allocated")
+        } catch {
+            let text = "\(error)".lowercased()
+            #expect(text.contains("out of device memory"), "\(error)")
+        }
+        let after = try gpu.memoryInfo().free
+        // Allow 64 MiB for module and library state that stays loaded.
+        #expect(after >= before - (64 << 20), "free device memory \(before) before, \(after) after")
+        // The device still works.
+        let small = Graph(
+            name: "ok", inputs: [GraphValue(name: "x", type: .tensor(TensorType(.float32, dims: [4])))],
+            outputs: [GraphValue(name: "y", type: nil)],
+            nodes: [Node(name: "relu", layer: UnaryLayer(.relu), inputs: ["x"], outputs: ["y"])])
+        let out = try Builder.build(small, device: gpu, config: BuilderConfig(optimize: false)).makeContext().run(feeds)
+        #expect(try out["y"]?.asTensor().scalars(as: Float.self) == [1, 2, 3, 4])
+    }
+}
