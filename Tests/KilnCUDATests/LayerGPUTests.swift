@@ -33,6 +33,8 @@ enum InputSpec {
     case int64([Int], ClosedRange<Int64>)
     case bool([Int])
     case tensor(Tensor)
+    /// A weight: an initializer of the graph, not an input.
+    case constant(Tensor)
     case none
 
     func make(_ rng: inout SeededGenerator) -> Tensor? {
@@ -41,7 +43,7 @@ enum InputSpec {
         case .int64(let shape, let range): .randomIntegers(Int64.self, shape, in: range, using: &rng)
         case .bool(let shape):
             Tensor(shape: shape, scalars: (0..<Tensor.elementCount(shape)).map { _ in Bool.random(using: &rng) })
-        case .tensor(let t): t
+        case .tensor(let t), .constant(let t): t
         case .none: nil
         }
     }
@@ -100,6 +102,9 @@ extension InputSpec: @unchecked Sendable {}
         add("concat", ConcatLayer(axis: 1), [.float([2, 3, 4]), .float([2, 5, 4])])
         add("gather rows", GatherLayer(axis: 0), [.float([100, 16]), .int64([2, 7], 0...99)])
         add(
+            "gather one block by a constant index (a view)", GatherLayer(axis: 0),
+            [.float([3, 5, 16]), .constant(Tensor(shape: [], scalars: [Int64(-2)]))])
+        add(
             "slice with steps",
             SliceLayer(starts: [1, 0], ends: [9, 20], axes: [0, 1], steps: [2, 3], isStatic: true),
             [.float([10, 20])])
@@ -135,6 +140,25 @@ extension InputSpec: @unchecked Sendable {}
                 epilogue: .init(activation: .clip(min: 0, max: 6))),
             [.float([2, 8, 10, 10]), .float([8, 1, 3, 3]), .float([8])], rtol: 1e-4, atol: 1e-5)
         add(
+            "conv depthwise 3x3 bias residual relu",
+            ConvolutionLayer(
+                ConvolutionParameters(pads: [1, 1, 1, 1], group: 12),
+                epilogue: .init(residual: true, activation: .relu)),
+            [.float([3, 12, 13, 11]), .float([12, 1, 3, 3]), .float([12]), .float([3, 12, 13, 11])], rtol: 1e-4,
+            atol: 1e-5)
+        add(
+            "conv depthwise 5x5 dilated, no bias",
+            ConvolutionLayer(ConvolutionParameters(dilations: [2, 1], pads: [4, 2, 4, 2], group: 6)),
+            [.float([1, 6, 9, 8]), .float([6, 1, 5, 5])], rtol: 1e-4, atol: 1e-5)
+        add(
+            "conv patches 4x4 stride 4 with bias (patch embedding)",
+            ConvolutionLayer(ConvolutionParameters(kernelShape: [4, 4], strides: [4, 4])),
+            [.float([2, 3, 17, 16]), .float([10, 3, 4, 4]), .float([10])], rtol: 1e-4, atol: 1e-5)
+        add(
+            "conv grouped, 2 channels per group",
+            ConvolutionLayer(ConvolutionParameters(pads: [1, 1, 1, 1], group: 4)),
+            [.float([2, 8, 6, 6]), .float([8, 2, 3, 3])], rtol: 1e-4, atol: 1e-5)
+        add(
             "max pool 3x3 stride 2",
             PoolLayer(op: .max, window: PoolGeometry(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1])),
             [.float([2, 4, 11, 11])])
@@ -151,17 +175,22 @@ extension InputSpec: @unchecked Sendable {}
         var graphInputs: [GraphValue] = []
         var names: [String] = []
         var feeds: [String: Value] = [:]
+        var initializers: [String: Tensor] = [:]
         for (i, t) in tensors.enumerated() {
             guard let t else {
                 names.append("")
                 continue
             }
             names.append("in\(i)")
+            if case .constant = c.inputs[i] {
+                initializers["in\(i)"] = t
+                continue
+            }
             graphInputs.append(GraphValue(name: "in\(i)", type: .tensor(t.type)))
             feeds["in\(i)"] = .tensor(t)
         }
         let graph = Graph(
-            name: "case", inputs: graphInputs, outputs: [GraphValue(name: "y", type: nil)],
+            name: "case", inputs: graphInputs, outputs: [GraphValue(name: "y", type: nil)], initializers: initializers,
             nodes: [Node(name: c.name, layer: c.layer, inputs: names, outputs: ["y"])])
         let config = BuilderConfig(optimize: false)
         let expected = try Builder.build(graph, device: CPUDevice(threads: 2), config: config).makeContext().run(feeds)

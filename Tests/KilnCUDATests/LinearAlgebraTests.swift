@@ -158,20 +158,53 @@ import Testing
         }
     }
 
-    @Test func depthwiseConvolutionWithClipRunsTheKernel() throws {
+    /// A depthwise convolution is one launch of Kiln's kernel with the bias and ReLU6 inside.
+    @Test func depthwiseConvolutionWithClipRunsKilnsKernel() throws {
         let layer = ConvolutionLayer(
             ConvolutionParameters(strides: [2, 2], pads: [1, 1, 1, 1], group: 32),
             epilogue: Epilogue(activation: .clip(min: 0, max: 6)))
         let lowering = try lower(layer, [[1, 32, 16, 16], [32, 1, 3, 3], [32]], [1, 32, 8, 8])
-        guard case .convolution(let step)? = lowering.steps.first else {
-            Issue.record("expected a convolution step")
+        #expect(lowering.steps.count == 1)
+        guard case .launch(let kernel)? = lowering.steps.first else {
+            Issue.record("expected a kernel launch")
             return
         }
-        #expect(step.activation == nil && step.groups == 32)
-        let kernel = try #require(launch(lowering))
-        #expect(kernel.function == "kiln_linalg_epilogue_f32_clip")
-        #expect(kernel.arguments[9] == .float32(0) && kernel.arguments[10] == .float32(6))
-        #expect(kernel.arguments[3] == .int32(0) && kernel.arguments[2] == .int64(32 * 64))
+        #expect(kernel.function == "kiln_depthwise_conv2d_f32_act2")
+        #expect(kernel.arguments[5] == .dims([1, 32, 16, 16, 8, 8]))
+        #expect(kernel.arguments[6] == .dims([3, 3, 2, 2, 1, 1]))
+        #expect(kernel.arguments[8] == .int32(1) && kernel.arguments[9] == .int32(0))
+        #expect(kernel.arguments[10] == .float32(0) && kernel.arguments[11] == .float32(6))
+    }
+
+    /// A patch embedding (kernel = stride, no padding) copies the patches into scratch rows, then one product.
+    @Test func patchConvolutionBecomesCopyThenMatMul() throws {
+        let layer = ConvolutionLayer(ConvolutionParameters(kernelShape: [16, 16], strides: [16, 16]))
+        let lowering = try lower(layer, [[2, 3, 224, 224], [768, 3, 16, 16], [768]], [2, 768, 14, 14])
+        #expect(lowering.scratchBytes == [2 * 196 * 768 * 4])
+        let products = lowering.steps.compactMap { step -> CUDAMatMul? in
+            if case .matMul(let m) = step { return m }
+            return nil
+        }
+        let product = try #require(products.first)
+        #expect(products.count == 1 && lowering.steps.count == 3)
+        #expect((product.m, product.n, product.k, product.batch) == (768, 196, 768, 2))
+        #expect(product.b == .scratch(0) && product.transposeB && product.strideA == 0)
+        guard case .launch(let epilogue) = lowering.steps[2] else {
+            Issue.record("expected the bias epilogue last")
+            return
+        }
+        #expect(epilogue.function == "kiln_linalg_epilogue_f32_none")
+    }
+
+    /// A grouped convolution that is not depthwise (two channels per group) stays on cuDNN.
+    @Test func groupedConvolutionStaysOnCuDNN() throws {
+        let layer = ConvolutionLayer(ConvolutionParameters(pads: [1, 1, 1, 1], group: 16))
+        let lowering = try lower(layer, [[1, 32, 8, 8], [32, 2, 3, 3]], [1, 32, 8, 8])
+        guard case .convolution(let step)? = lowering.steps.first else {
+            Issue.record("expected a cuDNN convolution step")
+            return
+        }
+        #expect(step.groups == 16)
     }
 
     @Test func asymmetricPadsAreUnsupported() {
@@ -193,17 +226,16 @@ import Testing
         #expect(step.pads == [0, 2] && step.dilations == [1, 2] && step.outputShape == [1, 6, 1, 20])
     }
 
-    @Test func epilogueKernelCompilesForSM90() throws {
-        let source = CUDALinearAlgebraEpilogue.source
-        try? (CUDAPrelude.text + source.code).write(
-            toFile: "/tmp/kiln_linalg_epilogue_f32.cu", atomically: true, encoding: .utf8)
+    @Test func epilogueAndDepthwiseKernelsCompileForSM90() throws {
         guard let nvrtc = try? NVRTC.shared() else {
-            withKnownIssue("NVRTC not found (set KILN_CUDA_LIBS): the epilogue kernel was NOT compile-checked") {
+            withKnownIssue("NVRTC not found (set KILN_CUDA_LIBS): the epilogue kernels were NOT compile-checked") {
                 Issue.record("NVRTC unavailable")
             }
             return
         }
-        let cubin = try nvrtc.compile(source, architecture: 90)
-        #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46])
+        for source in [CUDALinearAlgebraEpilogue.source, CUDADepthwiseConvolution.source] {
+            let cubin = try nvrtc.compile(source, architecture: 90)
+            #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "\(source.name)")
+        }
     }
 }

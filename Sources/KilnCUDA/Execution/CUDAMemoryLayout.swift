@@ -14,6 +14,8 @@ struct CUDAMemoryLayout {
     private let nodeOutputs: [[String]]
     /// Value name -> the value whose bytes it shares (itself unless aliased).
     private var roots: [String: String] = [:]
+    /// Value name -> where its bytes start inside its root's, for aliases that view a block of their input.
+    private var rootOffsets: [String: Int] = [:]
     private var locations: [String: Location] = [:]
     private var scratchOffsets: [[Int]]
     private var constants: [[DeviceBuffer]]
@@ -35,7 +37,10 @@ struct CUDAMemoryLayout {
                     throw KilnError.runtime("alias \(output) -> \(input) names a missing value (layer \(index))")
                 }
                 let name = lowered.node.outputs[output]
-                roots[name] = roots[lowered.node.inputs[input]] ?? lowered.node.inputs[input]
+                let source = lowered.node.inputs[input]
+                roots[name] = roots[source] ?? source
+                let offset = (rootOffsets[source] ?? 0) + (lowered.lowering?.aliasOffsets[output] ?? 0)
+                if offset != 0 { rootOffsets[name] = offset }
             }
         }
         // Liveness of every activation root: defined at its producer, alive through its last reader. Graph
@@ -111,11 +116,12 @@ struct CUDAMemoryLayout {
     /// The device address of a value by name (graph inputs and outputs included).
     func address(ofValue name: String) throws -> UInt64 {
         let root = roots[name] ?? name
+        let view = UInt64(rootOffsets[name] ?? 0)
         switch locations[root] {
         case .arena(let offset)?:
             guard let arena else { throw KilnError.runtime("activation memory is not allocated") }
-            return arena.address + UInt64(offset)
-        case .buffer(let buffer)?: return buffer.address
+            return arena.address + UInt64(offset) + view
+        case .buffer(let buffer)?: return buffer.address + view
         case nil: throw KilnError.runtime("value '\(name)' has no device memory")
         }
     }

@@ -1,7 +1,8 @@
 import KilnIR
 
 /// Convolution -> one cuDNN `.convolution` step (bias, residual and ReLU inside it), plus the epilogue kernel
-/// for any other activation. Semantics: the CPU reference (ConvolutionKernels.swift): inputs X, W, optional bias
+/// for any other activation; a 1×1 convolution becomes a cuBLASLt product and a depthwise one Kiln's own
+/// kernel (CUDADepthwiseConvolution). Semantics: the CPU reference (ConvolutionKernels.swift): inputs X, W, optional bias
 /// B [M], and with `epilogue.residual` a residual (input 3) of the output's shape, added after the bias.
 enum CUDAConvolutionLowering {
     static func lower(_ layer: ConvolutionLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
@@ -69,11 +70,17 @@ enum CUDAConvolutionLowering {
             throw KilnError.unsupported("CUDA convolution over \(x.count - 2) spatial axes")
         }
 
+        if let depthwise = try CUDADepthwiseConvolution.launch(
+            layer, x: x, w: w, out: out, resolved: r, hasBias: info.hasInput(2))
+        {
+            return CUDALowering(.launch(depthwise))
+        }
         if let gemm = try pointwiseAsMatMul(
             layer, x: x, w: w, out: out, kernel: r.kernel, strides: r.strides, pads: r.padsBegin, info: info)
         {
             return gemm
         }
+        if let gemm = try patchesAsMatMul(layer, x: x, w: w, out: out, resolved: r, info: info) { return gemm }
         let activation = layer.epilogue.activation
         let libraryActivation: EpilogueActivation? = activation == .relu ? .relu : nil
         let step = CUDAConvolution(
@@ -125,5 +132,46 @@ enum CUDAConvolutionLowering {
         let launch = try CUDALinearAlgebraEpilogue.launch(
             output: .output(0), count: out.reduce(1, *), addend: addend, activation: activation)
         return CUDALowering(.matMul(step), .launch(launch))
+    }
+
+    /// A convolution whose windows tile the input without overlap or padding (kernel = stride, as a vision
+    /// transformer's patch embedding): the patches are copied once into rows `[N, OH·OW, C·kh·kw]`, then
+    /// `Y[n] = W · patches[n]ᵀ` is one strided-batched cuBLASLt product, with the bias and activation in one
+    /// epilogue pass. Nil for any other convolution.
+    static func patchesAsMatMul(
+        _ layer: ConvolutionLayer, x: [Int], w: [Int], out: [Int], resolved r: ConvolutionParameters.Resolved,
+        info: CUDANodeInfo
+    ) throws -> CUDALowering? {
+        guard x.count == 4, layer.parameters.group == 1, r.kernel == r.strides, r.kernel.reduce(1, *) > 1,
+            r.padsBegin.allSatisfy({ $0 == 0 }), r.padsEnd.allSatisfy({ $0 == 0 }),
+            r.dilations.allSatisfy({ $0 == 1 }), !layer.epilogue.residual
+        else { return nil }
+        let (n, c, h, wd) = (x[0], x[1], x[2], x[3])
+        let (kh, kw) = (r.kernel[0], r.kernel[1])
+        let (oh, ow) = (out[2], out[3])
+        let (m, k, p) = (w[0], c * kh * kw, oh * ow)
+        guard n > 0, m > 0, p > 0, oh * kh <= h, ow * kw <= wd else { return nil }
+        // patches[n, oh, ow, c, i, j] = x[n, c, oh·kh + i, ow·kw + j]
+        let gather = try CUDAStridedCopy.steps(
+            source: .input(0), destination: .scratch(0), shape: [n, oh, ow, c, kh, kw],
+            strides: [c * h * wd, kh * wd, kw, h * wd, wd, 1], offset: 0, elementSize: 4)
+        var step = CUDAMatMul(
+            a: .input(1), b: .scratch(0), d: .output(0), m: m, n: p, k: k, transposeA: false, transposeB: true,
+            batch: n, strideA: 0, strideB: n == 1 ? 0 : p * k, strideD: n == 1 ? 0 : m * p, alpha: 1)
+        let activation = layer.epilogue.activation
+        var steps = gather
+        guard info.hasInput(2) || (activation != nil && activation != .relu) else {
+            step.activation = activation
+            steps.append(.matMul(step))
+            return CUDALowering(steps: steps, scratchBytes: [n * p * k * 4])
+        }
+        steps.append(.matMul(step))
+        let addend: CUDALinearAlgebraEpilogue.Addend =
+            info.hasInput(2) ? .channel(.input(2), channels: m, inner: p, beta: 1) : .none
+        steps.append(
+            .launch(
+                try CUDALinearAlgebraEpilogue.launch(
+                    output: .output(0), count: out.reduce(1, *), addend: addend, activation: activation)))
+        return CUDALowering(steps: steps, scratchBytes: [n * p * k * 4])
     }
 }

@@ -22,6 +22,14 @@ enum CUDAIndexingLowerings {
         let innerBytes = inner * es
         let total = outer * count * innerBytes
         guard total > 0 else { return CUDALowering(steps: []) }
+        // One constant index with nothing before the axis: the output is a contiguous block of the data.
+        if outer == 1, count == 1, let indices = info.constants[1], let raw = try? indices.doubleValues().first {
+            let index = Int(raw) < 0 ? Int(raw) + data[a] : Int(raw)
+            guard (0..<data[a]).contains(index) else {
+                throw KilnError.invalidArgument("gather index \(Int(raw)) is out of range for axis size \(data[a])")
+            }
+            return CUDALowering(aliases: [0: 0], aliasOffsets: [0: index * innerBytes])
+        }
         let unit = CUDAShapeKernels.unit(dividing: [innerBytes])
         let innerUnits = innerBytes / unit
         let source = gatherSource(unit: unit, indexType: indexType)

@@ -109,7 +109,9 @@ enum CUDALinearAlgebraEpilogue {
 
     static let source = CUDASource(name: "linalg_epilogue_f32", code: code)
 
-    private static let code = """
+    /// The activations, `kiln_linalg_act<ACT>(x, p0, p1)` with ACT the index `activationIndex` gives; shared by
+    /// the kernels that finish a convolution or product.
+    static let activationCode = """
         /* Same formulas as the CPU reference (GemmEpilogue.activate): sigmoid split by sign so exp never
            overflows; clip clamps below first so min > max gives max; NaN passes through relu. */
         __device__ __forceinline__ float kiln_linalg_sigmoid(float x) {
@@ -131,74 +133,92 @@ enum CUDALinearAlgebraEpilogue {
             return x;
         }
 
-        /* mode 0: y = act(y); 1: c has y's shape; 2: c repeats along the last axis (i % rowLength);
-           3: general broadcast through sizes/strides; 4: per channel, c[(i / rowLength) % sizes[0]]. */
-        template <int ACT>
-        __device__ __forceinline__ void kiln_linalg_epilogue(
-            float* __restrict__ y, const float* __restrict__ c, i64 count, int mode, float beta, i64 rowLength,
-            const KilnDims& sizes, const KilnDims& strides, int rank, float p0, float p1)
-        {
-            const i64 step = (i64)gridDim.x * blockDim.x;
-            const i64 first = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-            const bool vectorized =
-                (count & 3) == 0 && (mode <= 1 || ((mode == 2 || mode == 4) && (rowLength & 3) == 0));
-            if (vectorized) {
-                float4* y4 = reinterpret_cast<float4*>(y);
-                const i64 count4 = count >> 2;
-                for (i64 i = first; i < count4; i += step) {
-                    float4 v = y4[i];
-                    if (mode == 4) {
-                        const float a = beta * c[((i << 2) / rowLength) % sizes.v[0]];
-                        v.x += a; v.y += a; v.z += a; v.w += a;
-                    } else if (mode != 0) {
-                        const i64 at = mode == 1 ? (i << 2) : ((i << 2) % rowLength);
-                        const float4 a = *reinterpret_cast<const float4*>(c + at);
-                        v.x += beta * a.x; v.y += beta * a.y; v.z += beta * a.z; v.w += beta * a.w;
-                    }
-                    v.x = kiln_linalg_act<ACT>(v.x, p0, p1);
-                    v.y = kiln_linalg_act<ACT>(v.y, p0, p1);
-                    v.z = kiln_linalg_act<ACT>(v.z, p0, p1);
-                    v.w = kiln_linalg_act<ACT>(v.w, p0, p1);
-                    y4[i] = v;
-                }
-                return;
-            }
-            for (i64 i = first; i < count; i += step) {
-                float v = y[i];
-                if (mode == 1) {
-                    v += beta * c[i];
-                } else if (mode == 2) {
-                    v += beta * c[i % rowLength];
-                } else if (mode == 4) {
-                    v += beta * c[(i / rowLength) % sizes.v[0]];
-                } else if (mode == 3) {
-                    i64 rest = i, offset = 0;
-                    for (int d = rank - 1; d >= 0; --d) {
-                        const i64 size = sizes.v[d];
-                        offset += (rest % size) * strides.v[d];
-                        rest /= size;
-                    }
-                    v += beta * c[offset];
-                }
-                y[i] = kiln_linalg_act<ACT>(v, p0, p1);
-            }
-        }
-
-        #define KILN_LINALG_EPILOGUE(NAME, ACT) \\
-            extern "C" __global__ void kiln_linalg_epilogue_f32_##NAME( \\
-                float* __restrict__ y, const float* __restrict__ c, i64 count, int mode, float beta, \\
-                i64 rowLength, KilnDims sizes, KilnDims strides, int rank, float p0, float p1) \\
-            { kiln_linalg_epilogue<ACT>(y, c, count, mode, beta, rowLength, sizes, strides, rank, p0, p1); }
-
-        KILN_LINALG_EPILOGUE(none, 0)
-        KILN_LINALG_EPILOGUE(relu, 1)
-        KILN_LINALG_EPILOGUE(clip, 2)
-        KILN_LINALG_EPILOGUE(leaky_relu, 3)
-        KILN_LINALG_EPILOGUE(sigmoid, 4)
-        KILN_LINALG_EPILOGUE(tanh, 5)
-        KILN_LINALG_EPILOGUE(gelu_erf, 6)
-        KILN_LINALG_EPILOGUE(gelu_tanh, 7)
-        KILN_LINALG_EPILOGUE(silu, 8)
-
         """
+
+    /// The ACT template argument of `kiln_linalg_act` for an activation (0: none).
+    static func activationIndex(_ activation: EpilogueActivation?) -> Int {
+        switch activation {
+        case nil: 0
+        case .relu?: 1
+        case .clip?: 2
+        case .leakyRelu?: 3
+        case .sigmoid?: 4
+        case .tanh?: 5
+        case .gelu(let approximate)?: approximate ? 7 : 6
+        case .silu?: 8
+        }
+    }
+
+    private static let code =
+        activationCode + """
+            /* mode 0: y = act(y); 1: c has y's shape; 2: c repeats along the last axis (i % rowLength);
+               3: general broadcast through sizes/strides; 4: per channel, c[(i / rowLength) % sizes[0]]. */
+            template <int ACT>
+            __device__ __forceinline__ void kiln_linalg_epilogue(
+                float* __restrict__ y, const float* __restrict__ c, i64 count, int mode, float beta, i64 rowLength,
+                const KilnDims& sizes, const KilnDims& strides, int rank, float p0, float p1)
+            {
+                const i64 step = (i64)gridDim.x * blockDim.x;
+                const i64 first = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+                const bool vectorized =
+                    (count & 3) == 0 && (mode <= 1 || ((mode == 2 || mode == 4) && (rowLength & 3) == 0));
+                if (vectorized) {
+                    float4* y4 = reinterpret_cast<float4*>(y);
+                    const i64 count4 = count >> 2;
+                    for (i64 i = first; i < count4; i += step) {
+                        float4 v = y4[i];
+                        if (mode == 4) {
+                            const float a = beta * c[((i << 2) / rowLength) % sizes.v[0]];
+                            v.x += a; v.y += a; v.z += a; v.w += a;
+                        } else if (mode != 0) {
+                            const i64 at = mode == 1 ? (i << 2) : ((i << 2) % rowLength);
+                            const float4 a = *reinterpret_cast<const float4*>(c + at);
+                            v.x += beta * a.x; v.y += beta * a.y; v.z += beta * a.z; v.w += beta * a.w;
+                        }
+                        v.x = kiln_linalg_act<ACT>(v.x, p0, p1);
+                        v.y = kiln_linalg_act<ACT>(v.y, p0, p1);
+                        v.z = kiln_linalg_act<ACT>(v.z, p0, p1);
+                        v.w = kiln_linalg_act<ACT>(v.w, p0, p1);
+                        y4[i] = v;
+                    }
+                    return;
+                }
+                for (i64 i = first; i < count; i += step) {
+                    float v = y[i];
+                    if (mode == 1) {
+                        v += beta * c[i];
+                    } else if (mode == 2) {
+                        v += beta * c[i % rowLength];
+                    } else if (mode == 4) {
+                        v += beta * c[(i / rowLength) % sizes.v[0]];
+                    } else if (mode == 3) {
+                        i64 rest = i, offset = 0;
+                        for (int d = rank - 1; d >= 0; --d) {
+                            const i64 size = sizes.v[d];
+                            offset += (rest % size) * strides.v[d];
+                            rest /= size;
+                        }
+                        v += beta * c[offset];
+                    }
+                    y[i] = kiln_linalg_act<ACT>(v, p0, p1);
+                }
+            }
+
+            #define KILN_LINALG_EPILOGUE(NAME, ACT) \\
+                extern "C" __global__ void kiln_linalg_epilogue_f32_##NAME( \\
+                    float* __restrict__ y, const float* __restrict__ c, i64 count, int mode, float beta, \\
+                    i64 rowLength, KilnDims sizes, KilnDims strides, int rank, float p0, float p1) \\
+                { kiln_linalg_epilogue<ACT>(y, c, count, mode, beta, rowLength, sizes, strides, rank, p0, p1); }
+
+            KILN_LINALG_EPILOGUE(none, 0)
+            KILN_LINALG_EPILOGUE(relu, 1)
+            KILN_LINALG_EPILOGUE(clip, 2)
+            KILN_LINALG_EPILOGUE(leaky_relu, 3)
+            KILN_LINALG_EPILOGUE(sigmoid, 4)
+            KILN_LINALG_EPILOGUE(tanh, 5)
+            KILN_LINALG_EPILOGUE(gelu_erf, 6)
+            KILN_LINALG_EPILOGUE(gelu_tanh, 7)
+            KILN_LINALG_EPILOGUE(silu, 8)
+
+            """
 }

@@ -115,14 +115,19 @@ public struct CUDALowering: Sendable {
     /// Output index -> input index for outputs that are the input's bytes under another shape (reshape,
     /// flatten, squeeze): no copy, no steps.
     public var aliases: [Int: Int]
+    /// For an aliased output: where its bytes start inside the input's, in bytes (0 when absent). A contiguous
+    /// block of the input, such as `Gather(axis 0, constant index)`, is a view too.
+    public var aliasOffsets: [Int: Int]
 
     public init(
-        steps: [CUDAStep] = [], scratchBytes: [Int] = [], constants: [Tensor] = [], aliases: [Int: Int] = [:]
+        steps: [CUDAStep] = [], scratchBytes: [Int] = [], constants: [Tensor] = [], aliases: [Int: Int] = [:],
+        aliasOffsets: [Int: Int] = [:]
     ) {
         self.steps = steps
         self.scratchBytes = scratchBytes
         self.constants = constants
         self.aliases = aliases
+        self.aliasOffsets = aliasOffsets
     }
 
     public init(_ steps: CUDAStep...) { self.init(steps: steps) }
