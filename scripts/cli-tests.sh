@@ -80,6 +80,8 @@ expect "corrupt file" 1 "garbage.onnx.*not a valid ONNX model" -- "$KILN" inspec
 expect "unknown operator" 1 "node 0 'frob' \(Frobnicate\).*not supported" -- "$KILN" run "$WORK/unknown-op.onnx"
 expect "unknown domain" 1 "unknown operator domain 'com.example'" -- "$KILN" run "$WORK/unknown-domain.onnx"
 expect "opset too new" 1 "opset 40 is newer than Kiln supports" -- "$KILN" inspect "$WORK/new-opset.onnx"
+expect "unknown optimizer pass" 1 "no optimizer pass 'bogus'; the passes are identity-elimination" -- \
+    "$KILN" inspect "$MODEL" --no-fuse bogus
 expect "cycle" 1 "node [0-9] '[ab]'.*cycle" -- "$KILN" run "$WORK/cycle.onnx"
 expect "dangling name" 1 "node 0 'haunted'.*'ghost'" -- "$KILN" run "$WORK/dangling.onnx"
 expect "missing external data" 1 "tensor 'w'.*missing-weights.bin" -- "$KILN" run "$WORK/external.onnx"

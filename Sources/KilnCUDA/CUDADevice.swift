@@ -11,11 +11,17 @@ public struct CUDADeviceOptions: Sendable, Hashable {
     public var allowCPUFallback: Bool
     /// Replay each shape's launches as one CUDA graph after the first run (off when a layer falls back).
     public var useCUDAGraphs: Bool
+    /// Optimizer passes left out when a graph is specialized to its input shapes (as `BuilderConfig` says).
+    public var disabledPasses: Set<String>
 
-    public init(kernels: CUDAOptions = .init(), allowCPUFallback: Bool = false, useCUDAGraphs: Bool = false) {
+    public init(
+        kernels: CUDAOptions = .init(), allowCPUFallback: Bool = false, useCUDAGraphs: Bool = false,
+        disabledPasses: Set<String> = []
+    ) {
         self.kernels = kernels
         self.allowCPUFallback = allowCPUFallback
         self.useCUDAGraphs = useCUDAGraphs
+        self.disabledPasses = disabledPasses
     }
 }
 

@@ -50,6 +50,20 @@ public struct Pipeline: Sendable {
         DeadCodeElimination(),
     ])
 
+    /// The names of the standard pipeline's passes, in order (what `--passes` and `--no-fuse` accept).
+    public static var standardPassNames: [String] { standard.passes.map(\.name) }
+
+    /// This pipeline without the passes named in `names`, to bisect a numerical problem or measure a pass.
+    /// An unknown name is an error that lists the known ones.
+    public func disabling(_ names: Set<String>) throws -> Pipeline {
+        let known = Set(passes.map(\.name))
+        if let unknown = names.subtracting(known).sorted().first {
+            throw KilnError.invalidArgument(
+                "no optimizer pass '\(unknown)'; the passes are \(passes.map(\.name).joined(separator: ", "))")
+        }
+        return Pipeline(passes.filter { !names.contains($0.name) }, maxRounds: maxRounds)
+    }
+
     public func run(_ graph: inout Graph, _ context: PassContext) throws {
         for _ in 0..<maxRounds {
             var changed = false

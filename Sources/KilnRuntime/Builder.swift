@@ -5,8 +5,13 @@ import KilnOptimizer
 public struct BuilderConfig: Sendable {
     /// Run the optimizer's standard pipeline before compiling.
     public var optimize: Bool = true
+    /// Passes of the standard pipeline to leave out (by name).
+    public var disabledPasses: Set<String> = []
 
-    public init(optimize: Bool = true) { self.optimize = optimize }
+    public init(optimize: Bool = true, disabledPasses: Set<String> = []) {
+        self.optimize = optimize
+        self.disabledPasses = disabledPasses
+    }
 }
 
 /// Turns a graph into an engine for one device: verify, infer types, optimize, compile kernels.
@@ -18,7 +23,7 @@ public enum Builder {
         if config.optimize {
             let evaluator = DeviceEvaluator(device: device)
             let context = PassContext(evaluate: { node, inputs in try evaluator.evaluate(node, inputs) })
-            try Pipeline.standard.run(&graph, context)
+            try Pipeline.standard.disabling(config.disabledPasses).run(&graph, context)
         }
         return try Engine(graph: graph, device: device)
     }

@@ -4,8 +4,11 @@ import KilnOptimizer
 extension Graph {
     /// The graph with every tensor input's shape fixed to `shapes` (in input order) and optimized again, so
     /// that shape computations fold and every layer sees concrete shapes. Backends that compile per shape
-    /// (the GPU) build from this. `evaluator` runs constant folding.
-    public func specialized(toInputShapes shapes: [[Int]], evaluator: any Device) throws -> Graph {
+    /// (the GPU) build from this. `evaluator` runs constant folding; `disabledPasses` are left out of the
+    /// standard pipeline, as the builder left them out.
+    public func specialized(
+        toInputShapes shapes: [[Int]], evaluator: any Device, disabledPasses: Set<String> = []
+    ) throws -> Graph {
         guard shapes.count == inputs.count else {
             throw KilnError.invalidArgument("specialization needs \(inputs.count) input shapes, got \(shapes.count)")
         }
@@ -21,7 +24,8 @@ extension Graph {
         let device = DeviceEvaluator(device: evaluator)
         let context = PassContext(evaluate: { node, inputs in try device.evaluate(node, inputs) })
         // Each round can only fold what the previous round made concrete (layer after layer in a deep model).
-        try Pipeline(Pipeline.standard.passes, maxRounds: 100).run(&graph, context)
+        let pipeline = try Pipeline.standard.disabling(disabledPasses)
+        try Pipeline(pipeline.passes, maxRounds: 100).run(&graph, context)
         try graph.inferTypes()
         for index in graph.outputs.indices {
             graph.outputs[index].type = graph.type(of: graph.outputs[index].name) ?? outputs[index].type

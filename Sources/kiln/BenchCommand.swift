@@ -20,6 +20,7 @@ struct BenchCommand: ParsableCommand {
     var model: String
 
     @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var optimizerOptions: OptimizerOptions
 
     @Option(help: "Batch size: the value of each input's leading symbolic dimension.")
     var batch: Int = 1
@@ -66,8 +67,11 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         let url = ModelPath.resolve(model)
         let imported = try withErrorContext(model) { try ONNXImporter.load(contentsOf: url) }
-        let device = try deviceOptions.make(cudaGraphs: cudaGraph)
-        let engine = try withErrorContext(model) { try Builder.build(imported.graph, device: device) }
+        let device = try deviceOptions.make(
+            cudaGraphs: cudaGraph, disabledPasses: try optimizerOptions.disabledPasses())
+        let engine = try withErrorContext(model) {
+            try Builder.build(imported.graph, device: device, config: try optimizerOptions.builderConfig())
+        }
         let feeds = try InputFeeds(
             engine: engine, files: [], archive: inputs, shapes: shapes + batchShapes(engine), seed: seed
         ).values()
@@ -78,6 +82,9 @@ struct BenchCommand: ParsableCommand {
         _ = try withErrorContext(model) { try context.runTimed(feeds) }
         let firstRun = Date().timeIntervalSince(buildStart) * 1000
         Console.line("\(name): first run (compiles for these shapes) \(String(format: "%.1f", firstRun)) ms")
+        // Devices that compile per shape describe the engine they built (the CPU interprets the graph).
+        let built = try? context.report(for: feeds)
+        if let built { Console.line(built.summaryLine) }
 
         let warmupEnd = Date().addingTimeInterval(warmup / 1000)
         while Date() < warmupEnd { _ = try context.runTimed(feeds) }
@@ -98,7 +105,7 @@ struct BenchCommand: ParsableCommand {
 
         let summary = BenchSummary(
             model: name, device: device.properties.name, batch: batch, samples: samples, wallSeconds: wall,
-            mode: mode(device))
+            mode: mode(device), engine: built)
         summary.print()
         var profileRows: [ProfileRow] = []
         if profile {

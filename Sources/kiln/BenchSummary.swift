@@ -48,6 +48,8 @@ struct BenchSummary {
     let samples: [BenchSample]
     let wallSeconds: Double
     let mode: String
+    /// The engine the device built for these shapes, when it describes one.
+    let engine: EngineReport?
 
     var endToEnd: LatencyStats { LatencyStats(samples.map(\.wall)) }
     var compute: LatencyStats { LatencyStats(samples.map(\.timings.compute)) }
@@ -85,6 +87,7 @@ struct BenchSummary {
                 "download": download.json,
             ],
             "profile": profile.map(\.json),
+            "engine": engine?.json ?? NSNull(),
             "results": [
                 [
                     "model": model, "batch": batch, "mode": mode, "median_ms": compute.median,
@@ -135,5 +138,23 @@ struct ProfileRow {
                     + row.kind.name.padding(toLength: 22, withPad: " ", startingAt: 0) + " " + row.name)
         }
         Console.line(String(format: "  sum of medians %.3f ms", all))
+    }
+}
+
+extension EngineReport {
+    /// `engine: 176 layers (52 views), 238 kernel launches and library calls per inference; ...`
+    var summaryLine: String {
+        let views = layers.filter { $0.implementation.hasPrefix("view") || $0.implementation == "no work" }.count
+        func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+        return "engine: \(layers.count) layers (\(views) views, no work), \(launches) kernel launches and library "
+            + "calls per inference; activations \(mib(activationBytes)) planned (\(mib(naiveActivationBytes)) "
+            + "one buffer per value), weights \(mib(weightBytes))"
+    }
+
+    var json: [String: Any] {
+        [
+            "layers": layers.count, "launches": launches, "activation_bytes": activationBytes,
+            "naive_activation_bytes": naiveActivationBytes, "weight_bytes": weightBytes,
+        ]
     }
 }

@@ -22,6 +22,7 @@ struct CompareCommand: ParsableCommand {
     var model: String
 
     @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var optimizerOptions: OptimizerOptions
 
     @Option(help: "Expected outputs (and inputs) as input__NAME / output__NAME members of an .npz.")
     var reference: String?
@@ -41,8 +42,10 @@ struct CompareCommand: ParsableCommand {
     func run() throws {
         let url = ModelPath.resolve(model)
         let imported = try withErrorContext(model) { try ONNXImporter.load(contentsOf: url) }
-        let device = try deviceOptions.make()
-        let engine = try withErrorContext(model) { try Builder.build(imported.graph, device: device) }
+        let device = try deviceOptions.make(disabledPasses: try optimizerOptions.disabledPasses())
+        let engine = try withErrorContext(model) {
+            try Builder.build(imported.graph, device: device, config: try optimizerOptions.builderConfig())
+        }
         var feeds: [String: Value]
         var expected: [String: Tensor] = [:]
         if let reference {

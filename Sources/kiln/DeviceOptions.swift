@@ -20,9 +20,12 @@ struct DeviceOptions: ParsableArguments {
     var tf32 = false
 
     /// Opens the device; `auto` falls back to the CPU when CUDA is unusable and says why. Prints the choice.
-    func make(cudaGraphs: Bool = false, quiet: Bool = false) throws -> any Device {
+    func make(
+        cudaGraphs: Bool = false, quiet: Bool = false, disabledPasses: Set<String> = []
+    ) throws -> any Device {
         let options = CUDADeviceOptions(
-            kernels: CUDAOptions(allowTF32: tf32), allowCPUFallback: allowCPUFallback, useCUDAGraphs: cudaGraphs)
+            kernels: CUDAOptions(allowTF32: tf32), allowCPUFallback: allowCPUFallback, useCUDAGraphs: cudaGraphs,
+            disabledPasses: disabledPasses)
         let chosen: any Device
         switch device {
         case .cpu:

@@ -26,14 +26,18 @@ struct InspectCommand: ParsableCommand {
     )
     var batch: Int?
 
+    @OptionGroup var optimizerOptions: OptimizerOptions
+
     func run() throws {
         let imported = try ONNXImporter.load(contentsOf: ModelPath.resolve(model))
         // By default the graph is the one the engine runs: each fused layer's name lists the ONNX nodes it covers.
         var graph = imported.graph
+        let disabled = try optimizerOptions.disabledPasses()
         if !noOptimize {
             do {
-                graph = try Builder.build(imported.graph, device: CPUDevice()).graph
-                if let batch { graph = try specialize(graph, batch: batch) }
+                let config = BuilderConfig(disabledPasses: disabled)
+                graph = try Builder.build(imported.graph, device: CPUDevice(), config: config).graph
+                if let batch { graph = try specialize(graph, batch: batch, disabled: disabled) }
             } catch {
                 // A model the engine cannot build is still worth describing as imported.
                 FileHandle.standardError.write(Data("note: showing the imported graph: \(error)\n".utf8))
@@ -49,14 +53,14 @@ struct InspectCommand: ParsableCommand {
         }
     }
 
-    private func specialize(_ graph: Graph, batch: Int) throws -> Graph {
+    private func specialize(_ graph: Graph, batch: Int, disabled: Set<String>) throws -> Graph {
         let shapes = try graph.inputs.map { info -> [Int] in
             guard let dims = info.type?.tensorType?.shape else {
                 throw KilnError.invalidArgument("input '\(info.name)' has no known shape to specialize")
             }
             return dims.enumerated().map { index, dim in dim.value ?? (index == 0 ? batch : 1) }
         }
-        return try graph.specialized(toInputShapes: shapes, evaluator: CPUDevice())
+        return try graph.specialized(toInputShapes: shapes, evaluator: CPUDevice(), disabledPasses: disabled)
     }
 }
 

@@ -31,6 +31,7 @@ struct RunCommand: ParsableCommand {
     var seed: UInt64 = 0
 
     @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var optimizerOptions: OptimizerOptions
 
     @Option(help: "Run the inference this many times and report the median time (outputs are from the last run).")
     var `repeat`: Int = 1
@@ -42,8 +43,10 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let url = ModelPath.resolve(model)
         let imported = try ONNXImporter.load(contentsOf: url)
-        let device = try deviceOptions.make()
-        let engine = try withErrorContext(model) { try Builder.build(imported.graph, device: device) }
+        let device = try deviceOptions.make(disabledPasses: try optimizerOptions.disabledPasses())
+        let engine = try withErrorContext(model) {
+            try Builder.build(imported.graph, device: device, config: try optimizerOptions.builderConfig())
+        }
         let feeds = try InputFeeds(
             engine: engine, files: inputFiles, archive: inputs, shapes: shapes, seed: seed
         ).values()

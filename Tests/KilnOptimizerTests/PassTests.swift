@@ -65,4 +65,16 @@ struct DoubleLayer: Layer {
         #expect(g.nodes.map(\.name) == ["copy", "use"])
         #expect(g.initializers.isEmpty)
     }
+
+    /// `--no-fuse`/`--passes` leave passes out by name; an unknown name is an error naming the known ones.
+    @Test func disablingPassesByName() throws {
+        let pipeline = try Pipeline.standard.disabling(["epilogue-fusion", "gelu-recognition"])
+        #expect(pipeline.passes.count == Pipeline.standard.passes.count - 2)
+        #expect(!pipeline.passes.contains { $0.name == "epilogue-fusion" })
+        #expect(throws: KilnError.self) { try Pipeline.standard.disabling(["no-such-pass"]) }
+        var g = graph()
+        g.outputs.append(GraphValue(name: "out2", type: nil))
+        try Pipeline.standard.disabling(["constant-folding"]).run(&g, context)
+        #expect(g.nodes.contains { $0.name == "fold-me" })
+    }
 }

@@ -17,7 +17,8 @@ struct CUDAPlanBuilder {
     }
 
     func build() throws -> CUDAPlan {
-        let graph = try program.graph.specialized(toInputShapes: inputShapes, evaluator: device.host)
+        let graph = try program.graph.specialized(
+            toInputShapes: inputShapes, evaluator: device.host, disabledPasses: device.options.disabledPasses)
         let lowered = try graph.nodes.enumerated().map { index, node in
             try lower(node, index: index, in: graph)
         }
