@@ -40,6 +40,8 @@ public struct Pipeline: Sendable {
         ConstantFolding(),
         // Patterns read constants, so they come after folding.
         GeluRecognition(),
+        NormalizationRecognition(),
+        SoftmaxRecognition(),
         // Folding first makes batch-norm parameters and biases constants; BatchNorm before epilogues so the
         // activation after a normalization meets the convolution.
         BatchNormFolding(),
