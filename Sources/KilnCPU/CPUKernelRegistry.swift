@@ -5,6 +5,7 @@ enum CPUKernelRegistry {
     static let families: [[(LayerKind, CPUKernelFactory)]] = [
         BasicKernels.table,
         ElementwiseKernels.table,
+        FusedPointwiseKernels.table,
         ReductionKernels.table,
         NormalizationKernels.table,
         LinearAlgebraKernels.table,

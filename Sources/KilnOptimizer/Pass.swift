@@ -49,6 +49,8 @@ public struct Pipeline: Sendable {
         TransposeFolding(),
         SoftmaxNaNGuardFolding(),
         EpilogueFusion(),
+        // After the epilogues, so what a convolution or matMul absorbs is not fused here instead.
+        PointwiseFusion(),
         DeadCodeElimination(),
     ])
 

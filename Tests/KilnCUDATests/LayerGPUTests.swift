@@ -80,6 +80,25 @@ extension InputSpec: @unchecked Sendable {}
         add("div", BinaryLayer(.div), [.float([7, 9]), .float([7, 9], 0.5...2)])
         add("pow", BinaryLayer(.pow), [.float([50], 0.1...3), .float([50], -2...2)])
         add("select", SelectLayer(), [.bool([2, 3, 17]), .float([2, 3, 17]), .float([17])])
+        add(
+            "fused chain: where(x > 0, relu(erf(x * s) + b), x)",
+            FusedPointwiseLayer(steps: [
+                .init(layer: BinaryLayer(.mul), operands: [.input(0), .input(1)]),
+                .init(layer: UnaryLayer(.erf), operands: [.step(0)]),
+                .init(layer: BinaryLayer(.add), operands: [.step(1), .input(2)]),
+                .init(layer: UnaryLayer(.relu), operands: [.step(2)]),
+                .init(layer: BinaryLayer(.greater), operands: [.input(0), .input(3)]),
+                .init(layer: SelectLayer(), operands: [.step(4), .step(3), .input(0)]),
+            ]),
+            [.float([3, 64, 33], -2...2), .float([1]), .float([33]), .float([1])])
+        add(
+            "fused chain, flat: gelu by hand",
+            FusedPointwiseLayer(steps: [
+                .init(layer: UnaryLayer(.erf), operands: [.input(0)]),
+                .init(layer: BinaryLayer(.add), operands: [.step(0), .input(1)]),
+                .init(layer: BinaryLayer(.mul), operands: [.step(1), .input(0)]),
+            ]),
+            [.float([4096], -3...3), .float([4096])], rtol: 1e-5, atol: 1e-6)
         add("softmax rows", SoftmaxLayer(variant: .softmax), [.float([6, 200], -8...8)])
         add("softmax long rows", SoftmaxLayer(variant: .softmax), [.float([3, 5000], -8...8)])
         add("logSoftmax inner axis", SoftmaxLayer(variant: .logSoftmax, axis: 1), [.float([2, 7, 5], -4...4)])
@@ -199,6 +218,31 @@ extension InputSpec: @unchecked Sendable {}
         let a = try #require(actual["y"])
         let problem = Comparison.mismatch(a, e, rtol: c.rtol, atol: c.atol)
         #expect(problem == nil, "\(c.name) (seed \(seed)): \(problem ?? "")")
+    }
+
+    /// The fused kernel's source compiles (here, wherever NVRTC is present) and is one launch.
+    @Test func fusedChainLowersToOneCompilingKernel() throws {
+        let layer = FusedPointwiseLayer(steps: [
+            .init(layer: BinaryLayer(.mul), operands: [.input(0), .input(1)]),
+            .init(layer: UnaryLayer(.leakyRelu(alpha: 0.1)), operands: [.step(0)]),
+            .init(layer: BinaryLayer(.greater), operands: [.step(1), .input(1)]),
+            .init(layer: SelectLayer(), operands: [.step(2), .step(1), .input(0)]),
+        ])
+        let (function, parameters) = try CUDAElementwiseFused.compose(layer, inputs: [.float32, .float32])
+        #expect(function.output == .float32 && parameters.count == 1)
+        #expect(function.helpers.contains("kiln_step3") && function.body.contains("return t3;"))
+        let plan = try PointwiseKernel.plan(function, inputShapes: [[64, 8], [8]], output: [64, 8])
+        let launch = try #require(
+            try PointwiseKernel.launch(
+                function, plan: plan, inputs: [.input(0), .input(1)], output: .output(0), parameters: parameters))
+        guard let nvrtc = try? NVRTC.shared() else {
+            withKnownIssue("NVRTC not found (set KILN_CUDA_LIBS): the fused kernel was NOT compile-checked") {
+                Issue.record("NVRTC unavailable")
+            }
+            return
+        }
+        let cubin = try nvrtc.compile(launch.source, architecture: 90)
+        #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46])
     }
 
     /// An absurd allocation fails with an out-of-memory error, the process goes on, and device memory returns to

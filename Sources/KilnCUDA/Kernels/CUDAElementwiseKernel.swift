@@ -12,6 +12,8 @@ struct PointwiseFunction: Hashable, Sendable {
     var parameterTypes: [String] = []
     /// The function body; reads `a0`, `a1`, ... and `p0`, `p1`, ...; `T` is input 0's C type, `R` the output's.
     var body: String
+    /// Device functions the body calls (a fused chain's steps), emitted before it.
+    var helpers: String = ""
 }
 
 /// How a kernel walks the output. Shapes are first collapsed (neighbouring axes merged where every operand
@@ -153,7 +155,7 @@ enum PointwiseKernel {
         let params = function.parameterTypes.enumerated().map { "\($1) p\($0)" }
         let fnParams = (inTypes.enumerated().map { "\($1) a\($0)" } + params).joined(separator: ", ")
         let firstType = inTypes.first ?? outType
-        var code = PointwiseHelpers.text
+        var code = PointwiseHelpers.text + function.helpers
         code += """
             __device__ __forceinline__ \(outType) kiln_op(\(fnParams)) {
                 typedef \(firstType) T;

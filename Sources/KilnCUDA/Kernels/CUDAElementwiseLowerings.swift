@@ -29,6 +29,7 @@ enum CUDAElementwiseLowerings {
         },
         cudaLowering(CastLayer.self) { layer, info in try cast(to: layer.to, info) },
         cudaLowering(CastLikeLayer.self) { _, info in try cast(to: info.input(1).dtype, info) },
+        cudaLowering(FusedPointwiseLayer.self) { layer, info in try CUDAElementwiseFused.lower(layer, info) },
     ]
 
     /// One kernel computing output 0 from the listed inputs.

@@ -1,0 +1,91 @@
+import KilnCPU
+import KilnIR
+import KilnOptimizer
+import KilnRuntime
+import KilnTestSupport
+import Testing
+
+/// Chains of pointwise layers become one fused layer that computes what the chain computes.
+@Suite struct PointwiseFusionTests {
+    func node(_ name: String, _ layer: any Layer, _ inputs: [String], _ output: String) -> Node {
+        Node(name: name, layer: layer, inputs: inputs, outputs: [output])
+    }
+
+    func run(_ g: Graph, _ feeds: [String: Tensor]) throws -> (fused: Graph, plain: Value, actual: Value) {
+        let device = CPUDevice(threads: 2)
+        let plain = try Builder.build(g, device: device, config: BuilderConfig(optimize: false))
+        let fused = try Builder.build(g, device: device)
+        let values = feeds.mapValues(Value.tensor)
+        let e = try #require(try plain.makeContext().run(values)["y"])
+        let a = try #require(try fused.makeContext().run(values)["y"])
+        return (fused.graph, e, a)
+    }
+
+    /// `relu(erf(x · s) + b) → where(x > 0, ·, x)`: one layer, x read once as an input by several steps.
+    @Test func chainWithBroadcastAndSharedInputIsOneLayer() throws {
+        var rng = SeededGenerator(seed: 61)
+        var g = Graph(
+            name: "g",
+            inputs: [
+                GraphValue(name: "x", type: FusionGraphs.f32([3, 4, 5])),
+                GraphValue(name: "b", type: FusionGraphs.f32([5])),
+            ],
+            outputs: [GraphValue(name: "y", type: nil)],
+            initializers: [
+                "s": Tensor(shape: [], scalars: [Float(0.7)]), "zero": Tensor(shape: [], scalars: [Float(0)]),
+            ],
+            nodes: [
+                node("scale", BinaryLayer(.mul), ["x", "s"], "xs"),
+                node("erf", UnaryLayer(.erf), ["xs"], "e"),
+                node("bias", BinaryLayer(.add), ["e", "b"], "eb"),
+                node("relu", UnaryLayer(.relu), ["eb"], "r"),
+                node("positive", BinaryLayer(.greater), ["x", "zero"], "p"),
+                node("where", SelectLayer(), ["p", "r", "x"], "y"),
+            ])
+        try g.inferTypes()
+        let (fused, e, a) = try run(
+            g, ["x": .random([3, 4, 5], in: -2...2, using: &rng), "b": .random([5], using: &rng)])
+        #expect(Comparison.mismatch(a, e, rtol: 1e-6, atol: 1e-7) == nil)
+        #expect(fused.nodes.count == 1, "\(fused.textForm())")
+        let layer = try #require(fused.nodes.first?.layer as? FusedPointwiseLayer)
+        #expect(layer.steps.count == 6)
+        #expect(Set(fused.nodes[0].inputs) == ["x", "s", "b", "zero"])
+    }
+
+    /// A value read twice outside the chain stays a tensor: the chain is cut there.
+    @Test func sharedIntermediateCutsTheChain() throws {
+        var rng = SeededGenerator(seed: 62)
+        var g = Graph(
+            name: "g", inputs: [GraphValue(name: "x", type: FusionGraphs.f32([8]))],
+            outputs: [GraphValue(name: "y", type: nil), GraphValue(name: "t", type: nil)],
+            nodes: [
+                node("exp", UnaryLayer(.exp), ["x"], "t"),
+                node("neg", UnaryLayer(.neg), ["t"], "y"),
+            ])
+        try g.inferTypes()
+        let (fused, e, a) = try run(g, ["x": .random([8], using: &rng)])
+        #expect(fused.nodes.count == 2)
+        #expect(Comparison.mismatch(a, e) == nil)
+    }
+
+    /// A broadcasting step whose result is larger than its producer's output is not fused into it (the
+    /// producer would be recomputed per output element, and its shape differs).
+    @Test func shapeChangeCutsTheChain() throws {
+        var rng = SeededGenerator(seed: 63)
+        var g = Graph(
+            name: "g",
+            inputs: [
+                GraphValue(name: "x", type: FusionGraphs.f32([5])),
+                GraphValue(name: "z", type: FusionGraphs.f32([4, 5])),
+            ],
+            outputs: [GraphValue(name: "y", type: nil)],
+            nodes: [
+                node("exp", UnaryLayer(.exp), ["x"], "t"),
+                node("add", BinaryLayer(.add), ["t", "z"], "y"),
+            ])
+        try g.inferTypes()
+        let (fused, e, a) = try run(g, ["x": .random([5], using: &rng), "z": .random([4, 5], using: &rng)])
+        #expect(fused.nodes.count == 2)
+        #expect(Comparison.mismatch(a, e) == nil)
+    }
+}
