@@ -9,18 +9,9 @@ import Testing
 /// optimizer on seeded random inputs.
 @Suite struct FusionCorrectnessTests {
     func compare(_ graph: Graph, _ inputs: [String: Tensor], fusedLayers: Int) throws {
-        let device = CPUDevice(threads: 2)
-        let plain = try Builder.build(graph, device: device, config: BuilderConfig(optimize: false))
-        let fused = try Builder.build(graph, device: device, config: BuilderConfig(optimize: true))
-        #expect(fused.graph.nodes.count == fusedLayers)
-        let feeds = inputs.mapValues(Value.tensor)
-        let expected = try plain.makeContext().run(feeds)
-        let actual = try fused.makeContext().run(feeds)
-        for output in graph.outputs {
-            let e = try #require(expected[output.name])
-            let a = try #require(actual[output.name])
-            #expect(Comparison.mismatch(a, e, rtol: 1e-4, atol: 1e-5) == nil)
-        }
+        let run = try OptimizedVersusPlain(graph, inputs)
+        #expect(run.optimized.nodes.count == fusedLayers)
+        run.expectSameOutputs()
     }
 
     @Test func convBatchNormAddRelu() throws {

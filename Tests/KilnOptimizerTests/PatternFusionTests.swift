@@ -16,18 +16,9 @@ import Testing
     /// graph.
     @discardableResult
     func checkSameOutputs(_ graph: Graph, _ inputs: [String: Tensor]) throws -> Graph {
-        let device = CPUDevice(threads: 2)
-        let plain = try Builder.build(graph, device: device, config: BuilderConfig(optimize: false))
-        let fused = try Builder.build(graph, device: device, config: BuilderConfig(optimize: true))
-        let feeds = inputs.mapValues(Value.tensor)
-        let expected = try plain.makeContext().run(feeds)
-        let actual = try fused.makeContext().run(feeds)
-        for output in graph.outputs {
-            let e = try #require(expected[output.name])
-            let a = try #require(actual[output.name])
-            #expect(Comparison.mismatch(a, e, rtol: 1e-4, atol: 1e-5) == nil, "output \(output.name)")
-        }
-        return fused.graph
+        let run = try OptimizedVersusPlain(graph, inputs)
+        run.expectSameOutputs()
+        return run.optimized
     }
 
     /// `m = a · w`, then the nodes of `tail` (ending in "y"), with the GELU constants as initializers.

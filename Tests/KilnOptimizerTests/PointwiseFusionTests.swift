@@ -11,14 +11,10 @@ import Testing
         Node(name: name, layer: layer, inputs: inputs, outputs: [output])
     }
 
+    /// The optimized graph and output "y" (the first output) without and with the optimizer.
     func run(_ g: Graph, _ feeds: [String: Tensor]) throws -> (fused: Graph, plain: Value, actual: Value) {
-        let device = CPUDevice(threads: 2)
-        let plain = try Builder.build(g, device: device, config: BuilderConfig(optimize: false))
-        let fused = try Builder.build(g, device: device)
-        let values = feeds.mapValues(Value.tensor)
-        let e = try #require(try plain.makeContext().run(values)["y"])
-        let a = try #require(try fused.makeContext().run(values)["y"])
-        return (fused.graph, e, a)
+        let run = try OptimizedVersusPlain(g, feeds)
+        return (run.optimized, run.outputs[0].expected, run.outputs[0].actual)
     }
 
     /// `relu(erf(x · s) + b) → where(x > 0, ·, x)`: one layer, x read once as an input by several steps.

@@ -31,15 +31,10 @@ import Testing
     @discardableResult
     func check(_ g: Graph, kind: LayerKind, input: [Int] = [2, 5, 8]) throws -> Graph {
         var rng = SeededGenerator(seed: 52)
-        let device = CPUDevice(threads: 2)
-        let plain = try Builder.build(g, device: device, config: BuilderConfig(optimize: false))
-        let fused = try Builder.build(g, device: device)
-        let feeds: [String: Value] = ["x": .tensor(.random(input, in: -3...3, using: &rng))]
-        let e = try #require(try plain.makeContext().run(feeds)["y"])
-        let a = try #require(try fused.makeContext().run(feeds)["y"])
-        #expect(Comparison.mismatch(a, e, rtol: 1e-4, atol: 1e-5) == nil)
-        #expect(fused.graph.nodes.map(\.kind) == [kind], "\(fused.graph.textForm())")
-        return fused.graph
+        let run = try OptimizedVersusPlain(g, ["x": .random(input, in: -3...3, using: &rng)])
+        run.expectSameOutputs()
+        #expect(run.optimized.nodes.map(\.kind) == [kind], "\(run.optimized.textForm())")
+        return run.optimized
     }
 
     /// The pre-opset-17 export: mean, sub, pow, mean, add ε, sqrt, div, · γ, + β.
@@ -101,15 +96,10 @@ import Testing
             node("div", BinaryLayer(.div), ["d", "s"], "y"),
         ])
         var rng = SeededGenerator(seed: 53)
-        let device = CPUDevice(threads: 2)
-        let plain = try Builder.build(g, device: device, config: BuilderConfig(optimize: false))
-        let fused = try Builder.build(g, device: device)
-        #expect(fused.graph.nodes.map(\.kind) == [ReduceLayer.kind, BinaryLayer.kind, NormalizationLayer.kind])
-        #expect((fused.graph.nodes.last?.layer as? NormalizationLayer)?.method == .rms(axis: -1))
-        let feeds: [String: Value] = ["x": .tensor(.random([2, 5, 8], using: &rng))]
-        let e = try #require(try plain.makeContext().run(feeds)["y"])
-        let a = try #require(try fused.makeContext().run(feeds)["y"])
-        #expect(Comparison.mismatch(a, e, rtol: 1e-4, atol: 1e-5) == nil)
+        let run = try OptimizedVersusPlain(g, ["x": .random([2, 5, 8], using: &rng)])
+        run.expectSameOutputs()
+        #expect(run.optimized.nodes.map(\.kind) == [ReduceLayer.kind, BinaryLayer.kind, NormalizationLayer.kind])
+        #expect((run.optimized.nodes.last?.layer as? NormalizationLayer)?.method == .rms(axis: -1))
     }
 
     @Test(arguments: [true, false])
