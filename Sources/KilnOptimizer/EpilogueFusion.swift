@@ -10,11 +10,11 @@ public struct EpilogueFusion: Pass {
     public init() {}
 
     public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
-        try graph.rewriteEachNode { index, graph in try fuse(at: index, &graph) }
+        try graph.rewriteEachNode { index, graph in try fuse(at: index, &graph, context) }
     }
 
     /// Tries to fuse the node at `index` with the consumer of its output. The fused node replaces both.
-    private func fuse(at index: Int, _ graph: inout Graph) throws -> Bool {
+    private func fuse(at index: Int, _ graph: inout Graph, _ context: PassContext) throws -> Bool {
         let producer = graph.nodes[index]
         guard producer.kind == ConvolutionLayer.kind || producer.kind == MatMulLayer.kind,
             producer.outputs.count == 1, let outType = graph.type(of: producer.outputs[0])?.tensorType,
@@ -23,11 +23,33 @@ public struct EpilogueFusion: Pass {
         let out = producer.outputs[0]
         let uses = graph.useCounts
         if let silu = try fuseSiLU(index, out, uses, &graph) { return silu }
-        guard let c = graph.soleConsumer(of: out, uses) else { return false }
+        let epilogue = (producer.layer as? ConvolutionLayer)?.epilogue ?? (producer.layer as? MatMulLayer)?.epilogue
+        // After an activation nothing more can join the epilogue, so there is nothing to explain.
+        let open = epilogue?.activation == nil
+        guard let c = graph.soleConsumer(of: out, uses) else {
+            let candidates = graph.nodes.filter { $0.inputs.contains(out) && isCandidate($0, graph) }.map(\.name)
+            if open, !candidates.isEmpty {
+                let why =
+                    graph.outputs.contains { $0.name == out }
+                    ? "its output '\(out)' is a graph output"
+                    : "its output '\(out)' is read by \(uses[out] ?? 0) layers"
+                context.rejected?(
+                    producer.name, "\(candidates.joined(separator: ", ")) not fused into its epilogue: \(why)")
+            }
+            return false
+        }
         let consumer = graph.nodes[c]
         guard consumer.outputs.count == 1, graph.type(of: consumer.outputs[0])?.tensorType == outType,
             var fused = try rewrite(producer, consumer, outType, &graph)
-        else { return false }
+        else {
+            if open, isCandidate(consumer, graph) {
+                context.rejected?(
+                    producer.name,
+                    "\(consumer.name) (\(consumer.kind)) not fused: the epilogue (\(epilogue?.description ?? "")) has that "
+                        + "stage or a later one filled, or the operand's shape or dtype does not fit")
+            }
+            return false
+        }
         fused.name = fusedName(producer, consumer)
         fused.outputs = consumer.outputs
         graph.fuse(producer: index, consumer: c, into: fused, removing: out)
@@ -77,6 +99,11 @@ public struct EpilogueFusion: Pass {
         node.layer = mm
         node.inputs = Array(node.inputs.prefix(2)) + [other]
         return node
+    }
+
+    /// A layer the epilogue could take: an activation it implements or an add.
+    private func isCandidate(_ node: Node, _ graph: Graph) -> Bool {
+        activation(of: node, graph) != nil || isAdd(node)
     }
 
     /// A binary add, or a two-input sum (ONNX Sum, as Caffe2-exported ResNets write their residual adds).

@@ -7,13 +7,18 @@ public struct PassContext: Sendable {
     public var evaluate: @Sendable (Node, [Value?]) throws -> [Value]
     /// Constants larger than this (bytes) are left unfolded so models do not grow.
     public var foldingLimitBytes: Int
+    /// Hears each fusion a pass considered and did not make: the node it would have extended and why
+    /// (`kiln inspect --verbose`). A later round may still make it.
+    public var rejected: (@Sendable (_ node: String, _ reason: String) -> Void)?
 
     public init(
         evaluate: @escaping @Sendable (Node, [Value?]) throws -> [Value],
-        foldingLimitBytes: Int = 64 << 20
+        foldingLimitBytes: Int = 64 << 20,
+        rejected: (@Sendable (_ node: String, _ reason: String) -> Void)? = nil
     ) {
         self.evaluate = evaluate
         self.foldingLimitBytes = foldingLimitBytes
+        self.rejected = rejected
     }
 }
 

@@ -12,7 +12,7 @@ public struct PointwiseFusion: Pass {
     public init(maxSteps: Int = 16) { self.maxSteps = maxSteps }
 
     public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
-        try graph.rewriteEachNode { index, graph in fuse(at: index, &graph) }
+        try graph.rewriteEachNode { index, graph in fuse(at: index, &graph, context) }
     }
 
     /// The steps a pointwise node stands for, reading its own inputs in order; nil for other layers.
@@ -24,17 +24,22 @@ public struct PointwiseFusion: Pass {
         return [FusedPointwiseLayer.Step(layer: node.layer, operands: node.inputs.indices.map { .input($0) })]
     }
 
-    private func fuse(at index: Int, _ graph: inout Graph) -> Bool {
+    private func fuse(at index: Int, _ graph: inout Graph, _ context: PassContext) -> Bool {
         let producer = graph.nodes[index]
         guard producer.outputs.count == 1, let producerSteps = Self.steps(of: producer),
             let shape = graph.type(of: producer.outputs[0])?.tensorType?.shape,
             let c = graph.soleConsumer(of: producer.outputs[0], graph.useCounts)
         else { return false }
         let consumer = graph.nodes[c]
-        guard consumer.outputs.count == 1, let consumerSteps = Self.steps(of: consumer),
-            producerSteps.count + consumerSteps.count <= maxSteps,
-            graph.type(of: consumer.outputs[0])?.tensorType?.shape == shape
-        else { return false }
+        guard consumer.outputs.count == 1, let consumerSteps = Self.steps(of: consumer) else { return false }
+        guard graph.type(of: consumer.outputs[0])?.tensorType?.shape == shape else {
+            context.rejected?(producer.name, "\(consumer.name) not fused: it broadcasts to another shape")
+            return false
+        }
+        guard producerSteps.count + consumerSteps.count <= maxSteps else {
+            context.rejected?(producer.name, "\(consumer.name) not fused: the chain would exceed \(maxSteps) steps")
+            return false
+        }
         var inputs: [String] = []
         func input(_ name: String) -> FusedPointwiseLayer.Operand {
             if let i = inputs.firstIndex(of: name) { return .input(i) }

@@ -7,10 +7,16 @@ public struct BuilderConfig: Sendable {
     public var optimize: Bool = true
     /// Passes of the standard pipeline to leave out (by name).
     public var disabledPasses: Set<String> = []
+    /// Hears the fusions the passes considered and did not make (`PassContext.rejected`).
+    public var rejectedFusions: (@Sendable (_ node: String, _ reason: String) -> Void)?
 
-    public init(optimize: Bool = true, disabledPasses: Set<String> = []) {
+    public init(
+        optimize: Bool = true, disabledPasses: Set<String> = [],
+        rejectedFusions: (@Sendable (_ node: String, _ reason: String) -> Void)? = nil
+    ) {
         self.optimize = optimize
         self.disabledPasses = disabledPasses
+        self.rejectedFusions = rejectedFusions
     }
 }
 
@@ -22,7 +28,8 @@ public enum Builder {
         try graph.inferTypes()
         if config.optimize {
             let evaluator = DeviceEvaluator(device: device)
-            let context = PassContext(evaluate: { node, inputs in try evaluator.evaluate(node, inputs) })
+            let context = PassContext(
+                evaluate: { node, inputs in try evaluator.evaluate(node, inputs) }, rejected: config.rejectedFusions)
             try Pipeline.standard.disabling(config.disabledPasses).run(&graph, context)
         }
         return try Engine(graph: graph, device: device)

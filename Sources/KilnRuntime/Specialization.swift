@@ -7,7 +7,8 @@ extension Graph {
     /// (the GPU) build from this. `evaluator` runs constant folding; `disabledPasses` are left out of the
     /// standard pipeline, as the builder left them out.
     public func specialized(
-        toInputShapes shapes: [[Int]], evaluator: any Device, disabledPasses: Set<String> = []
+        toInputShapes shapes: [[Int]], evaluator: any Device, disabledPasses: Set<String> = [],
+        rejectedFusions: (@Sendable (_ node: String, _ reason: String) -> Void)? = nil
     ) throws -> Graph {
         guard shapes.count == inputs.count else {
             throw KilnError.invalidArgument("specialization needs \(inputs.count) input shapes, got \(shapes.count)")
@@ -22,7 +23,8 @@ extension Graph {
         for index in graph.outputs.indices { graph.outputs[index].type = nil }
         try graph.inferTypes()
         let device = DeviceEvaluator(device: evaluator)
-        let context = PassContext(evaluate: { node, inputs in try device.evaluate(node, inputs) })
+        let context = PassContext(
+            evaluate: { node, inputs in try device.evaluate(node, inputs) }, rejected: rejectedFusions)
         // Each round can only fold what the previous round made concrete (layer after layer in a deep model).
         let pipeline = try Pipeline.standard.disabling(disabledPasses)
         try Pipeline(pipeline.passes, maxRounds: 100).run(&graph, context)

@@ -28,16 +28,22 @@ struct InspectCommand: ParsableCommand {
 
     @OptionGroup var optimizerOptions: OptimizerOptions
 
+    @Flag(help: "Also list each fusion the optimizer considered and did not make, with the reason.")
+    var verbose = false
+
     func run() throws {
         let imported = try ONNXImporter.load(contentsOf: ModelPath.resolve(model))
         // By default the graph is the one the engine runs: each fused layer's name lists the ONNX nodes it covers.
         var graph = imported.graph
         let disabled = try optimizerOptions.disabledPasses()
+        let rejections = RejectedFusions()
+        let hear: @Sendable (String, String) -> Void = { node, reason in rejections.add(node, reason) }
+        let listen = verbose ? hear : nil
         if !noOptimize {
             do {
-                let config = BuilderConfig(disabledPasses: disabled)
+                let config = BuilderConfig(disabledPasses: disabled, rejectedFusions: listen)
                 graph = try Builder.build(imported.graph, device: CPUDevice(), config: config).graph
-                if let batch { graph = try specialize(graph, batch: batch, disabled: disabled) }
+                if let batch { graph = try specialize(graph, batch: batch, disabled: disabled, listen: listen) }
             } catch {
                 // A model the engine cannot build is still worth describing as imported.
                 FileHandle.standardError.write(Data("note: showing the imported graph: \(error)\n".utf8))
@@ -51,16 +57,20 @@ struct InspectCommand: ParsableCommand {
         } else {
             print(report.text)
         }
+        if verbose { print(rejections.text(standingIn: graph)) }
     }
 
-    private func specialize(_ graph: Graph, batch: Int, disabled: Set<String>) throws -> Graph {
+    private func specialize(
+        _ graph: Graph, batch: Int, disabled: Set<String>, listen: (@Sendable (String, String) -> Void)?
+    ) throws -> Graph {
         let shapes = try graph.inputs.map { info -> [Int] in
             guard let dims = info.type?.tensorType?.shape else {
                 throw KilnError.invalidArgument("input '\(info.name)' has no known shape to specialize")
             }
             return dims.enumerated().map { index, dim in dim.value ?? (index == 0 ? batch : 1) }
         }
-        return try graph.specialized(toInputShapes: shapes, evaluator: CPUDevice(), disabledPasses: disabled)
+        return try graph.specialized(
+            toInputShapes: shapes, evaluator: CPUDevice(), disabledPasses: disabled, rejectedFusions: listen)
     }
 }
 
@@ -118,5 +128,29 @@ struct ModelReport: Encodable {
         lines.append("")
         lines.append(graph)
         return lines.joined(separator: "\n")
+    }
+}
+
+/// The fusions the optimizer reported as not made, in the order first heard, each once.
+final class RejectedFusions: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [(node: String, reason: String)] = []
+
+    func add(_ node: String, _ reason: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        if !entries.contains(where: { $0.node == node && $0.reason == reason }) { entries.append((node, reason)) }
+    }
+
+    /// The rejections whose node is still a layer of its own in `graph` (a later round may have fused it after
+    /// all), one line each.
+    func text(standingIn graph: Graph) -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        let standing = Set(graph.nodes.map(\.name))
+        let kept = entries.filter { standing.contains($0.node) }
+        guard !kept.isEmpty else { return "fusions considered and not made: none" }
+        return (["fusions considered and not made:"] + kept.map { "  \($0.node): \($0.reason)" })
+            .joined(separator: "\n")
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import KilnCPU
 import KilnIR
 import KilnOptimizer
@@ -83,5 +84,28 @@ import Testing
         let (fused, e, a) = try run(g, ["x": .random([5], using: &rng), "z": .random([4, 5], using: &rng)])
         #expect(fused.nodes.count == 2)
         #expect(Comparison.mismatch(a, e) == nil)
+    }
+
+    /// A fusion the passes consider and cannot make is reported with its reason (`kiln inspect --verbose`).
+    @Test func rejectedFusionsAreReported() throws {
+        final class Heard: @unchecked Sendable {
+            var lines: [String] = []
+        }
+        let heard = Heard()
+        let lock = NSLock()
+        var g = FusionGraphs.convThen([
+            node("relu", UnaryLayer(.relu), ["c"], "y"),
+            node("also", UnaryLayer(.neg), ["c"], "z"),
+        ])
+        g.outputs.append(GraphValue(name: "z", type: nil))
+        let context = PassContext(
+            evaluate: { _, _ in throw KilnError.unsupported("no folding") },
+            rejected: { node, reason in
+                lock.lock()
+                heard.lines.append("\(node): \(reason)")
+                lock.unlock()
+            })
+        #expect(try !EpilogueFusion().run(&g, context))
+        #expect(heard.lines == ["conv: relu not fused into its epilogue: its output 'c' is read by 2 layers"])
     }
 }
