@@ -126,16 +126,9 @@ public struct GeluRecognition: Pass {
     }
 
     private func replace(_ match: Match, _ graph: inout Graph) {
-        var root = graph.nodes[match.root]
-        let covered = match.nodes.sorted()
-        root.name = covered.map { graph.nodes[$0].name }.joined(separator: " + ")
-        root.layer = UnaryLayer(.gelu(tanh: match.approximate))
-        root.inputs = [match.input]
-        for i in covered where i != match.root {
-            for output in graph.nodes[i].outputs { graph.valueTypes[output] = nil }
-        }
-        graph.nodes[match.root] = root
-        for i in covered.reversed() where i != match.root { graph.nodes.remove(at: i) }
+        graph.replace(
+            covering: match.nodes, root: match.root, with: UnaryLayer(.gelu(tanh: match.approximate)),
+            inputs: [match.input])
     }
 }
 

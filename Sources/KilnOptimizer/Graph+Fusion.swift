@@ -56,6 +56,24 @@ extension Graph {
     }
 }
 
+extension Graph {
+    /// Replaces the matched nodes `covered` by one node computing `layer` from `inputs`: it takes the place of
+    /// `root` (the node producing the pattern's result, so every input is computed before it) and keeps its
+    /// outputs; the other nodes go, with their outputs' recorded types. The name lists the covered nodes.
+    mutating func replace(covering covered: Set<Int>, root: Int, with layer: any Layer, inputs: [String]) {
+        let order = covered.union([root]).sorted()
+        var node = nodes[root]
+        node.name = order.map { nodes[$0].name }.joined(separator: " + ")
+        node.layer = layer
+        node.inputs = inputs
+        for i in order where i != root {
+            for output in nodes[i].outputs { valueTypes[output] = nil }
+        }
+        nodes[root] = node
+        for i in order.reversed() where i != root { nodes.remove(at: i) }
+    }
+}
+
 /// Whether a convolution or matMul of this element type runs through the float kernels that implement
 /// epilogues and folded weights.
 func isFusibleFloat(_ dtype: DType?) -> Bool {

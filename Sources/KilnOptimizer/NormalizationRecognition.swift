@@ -111,26 +111,19 @@ public struct NormalizationRecognition: Pass {
         guard trailing.count == variance.rank - variance.first else { return nil }
         // Optional · γ and + β (constants that broadcast over the trailing axes only).
         var root = normalized
-        var scale: String?
-        var bias: String?
-        if let next = view.soleConsumer(of: view.graph.nodes[root].outputs[0]),
-            let mul = view.graph.nodes[next].layer as? BinaryLayer, mul.op == .mul,
-            let gamma = trailingConstant(
-                view.graph.nodes[next].inputs, excluding: view.graph.nodes[root].outputs[0], trailing, dtype, view)
-        {
-            scale = gamma
+        /// The constant the root's sole consumer combines it with by `op`, making that consumer the new root.
+        func absorb(_ op: BinaryOp) -> String? {
+            let value = view.graph.nodes[root].outputs[0]
+            guard let next = view.soleConsumer(of: value), let binary = view.graph.nodes[next].layer as? BinaryLayer,
+                binary.op == op,
+                let constant = trailingConstant(view.graph.nodes[next].inputs, excluding: value, trailing, dtype, view)
+            else { return nil }
             root = next
             nodes.insert(next)
-            if centered, let after = view.soleConsumer(of: view.graph.nodes[root].outputs[0]),
-                let plus = view.graph.nodes[after].layer as? BinaryLayer, plus.op == .add,
-                let beta = trailingConstant(
-                    view.graph.nodes[after].inputs, excluding: view.graph.nodes[root].outputs[0], trailing, dtype, view)
-            {
-                bias = beta
-                root = after
-                nodes.insert(after)
-            }
+            return constant
         }
+        let scale = absorb(.mul)
+        let bias = centered && scale != nil ? absorb(.add) : nil
         return Match(
             input: x, axis: variance.first - variance.rank, epsilon: Float(epsilon), centered: centered,
             scale: scale, bias: bias, trailing: trailing, dtype: dtype, nodes: nodes, root: root)
@@ -161,30 +154,24 @@ public struct NormalizationRecognition: Pass {
     }
 
     private func replace(_ match: Match, _ graph: inout Graph) throws {
-        var root = graph.nodes[match.root]
-        let covered = match.nodes.sorted()
-        root.name = covered.map { graph.nodes[$0].name }.joined(separator: " + ")
-        root.layer = NormalizationLayer(
-            method: match.centered ? .layer(axis: match.axis) : .rms(axis: match.axis), epsilon: match.epsilon)
-        func parameter(_ name: String?, fill: Double, base: String) throws -> String {
-            let count = match.trailing.reduce(1, *)
-            if let name, let t = graph.initializers[name], t.count == count {
-                return graph.addConstant(try t.reshaped(match.trailing), named: name + ".row")
+        let count = match.trailing.reduce(1, *)
+        let output = graph.nodes[match.root].outputs[0]
+        /// γ or β as a row of the trailing shape: the constant itself, or `fill` (or its one value) repeated.
+        func row(_ name: String?, fill: Double, suffix: String) throws -> String {
+            let given = name.flatMap { graph.initializers[$0] }
+            if let given, given.count == count {
+                return graph.addConstant(try given.reshaped(match.trailing), named: output + suffix)
             }
-            var value = fill
-            if let name, let t = graph.initializers[name] { value = try t.doubleValues().first ?? fill }
-            let row = try Tensor(shape: match.trailing, scalars: [Double](repeating: value, count: count))
+            let value = try given?.doubleValues().first ?? fill
+            let tensor = try Tensor(shape: match.trailing, scalars: [Double](repeating: value, count: count))
                 .cast(to: match.dtype)
-            return graph.addConstant(row, named: base)
+            return graph.addConstant(tensor, named: output + suffix)
         }
-        let scale = try parameter(match.scale, fill: 1, base: root.name + ".scale")
-        root.inputs = [match.input, scale]
-        if match.centered { root.inputs.append(try parameter(match.bias, fill: 0, base: root.name + ".bias")) }
-        for i in covered where i != match.root {
-            for output in graph.nodes[i].outputs { graph.valueTypes[output] = nil }
-        }
-        graph.nodes[match.root] = root
-        for i in covered.reversed() where i != match.root { graph.nodes.remove(at: i) }
+        var inputs = [match.input, try row(match.scale, fill: 1, suffix: ".scale")]
+        if match.centered { inputs.append(try row(match.bias, fill: 0, suffix: ".bias")) }
+        let layer = NormalizationLayer(
+            method: match.centered ? .layer(axis: match.axis) : .rms(axis: match.axis), epsilon: match.epsilon)
+        graph.replace(covering: match.nodes, root: match.root, with: layer, inputs: inputs)
     }
 }
 

@@ -11,16 +11,8 @@ public struct SoftmaxRecognition: Pass {
     public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
         var changed = false
         while let (input, axis, nodes, root) = findMatch(graph) {
-            var node = graph.nodes[root]
-            let covered = nodes.sorted()
-            node.name = covered.map { graph.nodes[$0].name }.joined(separator: " + ")
-            node.layer = SoftmaxLayer(variant: .softmax, axis: axis)
-            node.inputs = [input]
-            for i in covered where i != root {
-                for output in graph.nodes[i].outputs { graph.valueTypes[output] = nil }
-            }
-            graph.nodes[root] = node
-            for i in covered.reversed() where i != root { graph.nodes.remove(at: i) }
+            graph.replace(
+                covering: nodes, root: root, with: SoftmaxLayer(variant: .softmax, axis: axis), inputs: [input])
             changed = true
         }
         return changed

@@ -123,9 +123,6 @@ public final class CUDNN: @unchecked Sendable {
     let setConvolutionMathType: SetIntFn
     let outputDim: OutputDimFn
     let forwardAlgorithmV7: AlgorithmV7Fn
-    /// cudnnFindConvolutionForwardAlgorithm: same arguments as the v7 heuristics; runs and times every algorithm
-    /// (cuDNN allocates the buffers itself) and returns them fastest first.
-    let findForwardAlgorithm: AlgorithmV7Fn
     let forwardWorkspaceSize: WorkspaceSizeFn
     let convolutionForward: ForwardFn
     let biasActivationForward: BiasActivationForwardFn
@@ -138,9 +135,6 @@ public final class CUDNN: @unchecked Sendable {
     let handle: OpaquePointer
     /// Serializes use of `handle` (stream binding + the calls enqueued on that stream).
     let lock = NSLock()
-    /// Algorithms already measured with `findForwardAlgorithm`, by convolution signature, so a model's repeated
-    /// convolutions (and later builds in the same process) are timed once. Guarded by `lock`.
-    var measuredAlgorithms: [String: (algorithm: Int32, math: Int32)] = [:]
 
     /// Opens libcudnn.so.9 and creates a handle (on the current CUDA context, which must exist). Throws
     /// `unsupported` when cuDNN is not installed, `runtime` when cudnnCreate fails.
@@ -164,7 +158,6 @@ public final class CUDNN: @unchecked Sendable {
         setConvolutionMathType = try lib.function("cudnnSetConvolutionMathType")
         outputDim = try lib.function("cudnnGetConvolutionNdForwardOutputDim")
         forwardAlgorithmV7 = try lib.function("cudnnGetConvolutionForwardAlgorithm_v7")
-        findForwardAlgorithm = try lib.function("cudnnFindConvolutionForwardAlgorithm")
         forwardWorkspaceSize = try lib.function("cudnnGetConvolutionForwardWorkspaceSize")
         convolutionForward = try lib.function("cudnnConvolutionForward")
         biasActivationForward = try lib.function("cudnnConvolutionBiasActivationForward")

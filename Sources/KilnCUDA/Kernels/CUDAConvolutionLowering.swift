@@ -122,16 +122,25 @@ enum CUDAConvolutionLowering {
             step.beta = 1
             step.strideC = step.strideD
         }
+        return CUDALowering(steps: try finishProduct(step, layer, info, out: out, spatial: p))
+    }
+
+    /// The product of a convolution lowered to a matMul, and its epilogue: a lone ReLU in cuBLASLt; a bias
+    /// (per output channel, `spatial` outputs each per image) and any other activation in one epilogue pass.
+    static func finishProduct(
+        _ product: CUDAMatMul, _ layer: ConvolutionLayer, _ info: CUDANodeInfo, out: [Int], spatial: Int
+    ) throws -> [CUDAStep] {
+        var step = product
         let activation = layer.epilogue.activation
         guard info.hasInput(2) || (activation != nil && activation != .relu) else {
             step.activation = activation
-            return CUDALowering(.matMul(step))
+            return [.matMul(step)]
         }
         let addend: CUDALinearAlgebraEpilogue.Addend =
-            info.hasInput(2) ? .channel(.input(2), channels: m, inner: p, beta: 1) : .none
+            info.hasInput(2) ? .channel(.input(2), channels: step.m, inner: spatial, beta: 1) : .none
         let launch = try CUDALinearAlgebraEpilogue.launch(
             output: .output(0), count: out.reduce(1, *), addend: addend, activation: activation)
-        return CUDALowering(.matMul(step), .launch(launch))
+        return [.matMul(step), .launch(launch)]
     }
 
     /// A convolution whose windows tile the input without overlap or padding (kernel = stride, as a vision
@@ -155,23 +164,10 @@ enum CUDAConvolutionLowering {
         let gather = try CUDAStridedCopy.steps(
             source: .input(0), destination: .scratch(0), shape: [n, oh, ow, c, kh, kw],
             strides: [c * h * wd, kh * wd, kw, h * wd, wd, 1], offset: 0, elementSize: 4)
-        var step = CUDAMatMul(
+        let step = CUDAMatMul(
             a: .input(1), b: .scratch(0), d: .output(0), m: m, n: p, k: k, transposeA: false, transposeB: true,
             batch: n, strideA: 0, strideB: n == 1 ? 0 : p * k, strideD: n == 1 ? 0 : m * p, alpha: 1)
-        let activation = layer.epilogue.activation
-        var steps = gather
-        guard info.hasInput(2) || (activation != nil && activation != .relu) else {
-            step.activation = activation
-            steps.append(.matMul(step))
-            return CUDALowering(steps: steps, scratchBytes: [n * p * k * 4])
-        }
-        steps.append(.matMul(step))
-        let addend: CUDALinearAlgebraEpilogue.Addend =
-            info.hasInput(2) ? .channel(.input(2), channels: m, inner: p, beta: 1) : .none
-        steps.append(
-            .launch(
-                try CUDALinearAlgebraEpilogue.launch(
-                    output: .output(0), count: out.reduce(1, *), addend: addend, activation: activation)))
-        return CUDALowering(steps: steps, scratchBytes: [n * p * k * 4])
+        return CUDALowering(
+            steps: gather + (try finishProduct(step, layer, info, out: out, spatial: p)), scratchBytes: [n * p * k * 4])
     }
 }

@@ -36,20 +36,8 @@ enum CUDAElementwiseFused {
             guard function.inputs.count == step.operands.count else {
                 throw KilnError.invalidArgument("fused step \(index) has \(step.operands.count) operands")
             }
-            let inTypes = try function.inputs.map(CUDAPrelude.requireTypeName)
             let outType = try CUDAPrelude.requireTypeName(function.output)
-            let declared =
-                inTypes.enumerated().map { "\($1) a\($0)" }
-                + function.parameterTypes.enumerated().map { "\($1) p\($0)" }
-            helpers += """
-                __device__ __forceinline__ \(outType) kiln_step\(index)(\(declared.joined(separator: ", "))) {
-                    typedef \(inTypes.first ?? outType) T;
-                    typedef \(outType) R;
-                    (void)sizeof(T); (void)sizeof(R);
-                \(function.body)
-                }
-
-                """
+            helpers += try PointwiseKernel.deviceFunction(function, named: "kiln_step\(index)")
             let first = parameterTypes.count
             parameterTypes += function.parameterTypes
             parameters += values

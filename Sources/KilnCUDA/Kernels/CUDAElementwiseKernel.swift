@@ -147,24 +147,30 @@ enum PointwiseKernel {
         "kiln_pw_\(function.name)_\(path)"
     }
 
-    /// The module for `function` on `path`: helpers, the function, the kernel.
-    static func source(_ function: PointwiseFunction, path: PointwisePath) throws -> CUDASource {
+    /// `function` as a device function `R name(A0 a0, ..., P0 p0, ...)`, with `T` and `R` defined for its body.
+    static func deviceFunction(_ function: PointwiseFunction, named name: String) throws -> String {
         let inTypes = try function.inputs.map(CUDAPrelude.requireTypeName)
         let outType = try CUDAPrelude.requireTypeName(function.output)
-        let k = inTypes.count
-        let params = function.parameterTypes.enumerated().map { "\($1) p\($0)" }
-        let fnParams = (inTypes.enumerated().map { "\($1) a\($0)" } + params).joined(separator: ", ")
-        let firstType = inTypes.first ?? outType
-        var code = PointwiseHelpers.text + function.helpers
-        code += """
-            __device__ __forceinline__ \(outType) kiln_op(\(fnParams)) {
-                typedef \(firstType) T;
+        let declared =
+            inTypes.enumerated().map { "\($1) a\($0)" } + function.parameterTypes.enumerated().map { "\($1) p\($0)" }
+        return """
+            __device__ __forceinline__ \(outType) \(name)(\(declared.joined(separator: ", "))) {
+                typedef \(inTypes.first ?? outType) T;
                 typedef \(outType) R;
                 (void)sizeof(T); (void)sizeof(R);
             \(function.body)
             }
 
             """
+    }
+
+    /// The module for `function` on `path`: helpers, the function, the kernel.
+    static func source(_ function: PointwiseFunction, path: PointwisePath) throws -> CUDASource {
+        let inTypes = try function.inputs.map(CUDAPrelude.requireTypeName)
+        let outType = try CUDAPrelude.requireTypeName(function.output)
+        let k = inTypes.count
+        let params = function.parameterTypes.enumerated().map { "\($1) p\($0)" }
+        var code = PointwiseHelpers.text + function.helpers + (try deviceFunction(function, named: "kiln_op"))
         let name = kernelName(function, path)
         let pointerParams = ["\(outType)* out"] + inTypes.enumerated().map { "const \($1)* in\($0)" }
         var signature = (pointerParams + params + ["i64 n"]).joined(separator: ", ")

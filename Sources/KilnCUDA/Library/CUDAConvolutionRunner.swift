@@ -18,7 +18,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
     public let step: CUDAConvolution
     /// Bytes of device workspace `enqueue` needs.
     public let workspaceBytes: Int
-    /// The cudnnConvolutionFwdAlgo_t chosen by measurement or the heuristics.
+    /// The cudnnConvolutionFwdAlgo_t chosen by the heuristics.
     public let algorithm: Int32
     private let dnn: CUDNN
     private let owned: Resources
@@ -26,14 +26,11 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
     /// Set when cuDNN answered NOT_SUPPORTED to the fused call, so later calls go straight to the unfused path.
     private var fusedRefused = false
 
-    /// Creates the descriptors and picks the algorithm: with `measure`, the fastest that
-    /// `cudnnFindConvolutionForwardAlgorithm` times on this device (once per signature); otherwise, or when
-    /// measuring fails, the first from `cudnnGetConvolutionForwardAlgorithm_v7`. It must succeed, fit
-    /// `maxWorkspaceBytes`, and (strict mode) use FMA math. Throws `unsupported` for non-float32, spatial rank
-    /// other than 2 or 3, activations other than ReLU, or when no algorithm qualifies.
+    /// Creates the descriptors and picks the first algorithm from `cudnnGetConvolutionForwardAlgorithm_v7` that
+    /// succeeds, fits `maxWorkspaceBytes`, and (strict mode) uses FMA math. Throws `unsupported` for non-float32,
+    /// spatial rank other than 2 or 3, activations other than ReLU, or when no algorithm qualifies.
     public init(
-        step: CUDAConvolution, library: CUDNN, allowTF32: Bool, measure: Bool = false,
-        maxWorkspaceBytes: Int = 256 << 20
+        step: CUDAConvolution, library: CUDNN, allowTF32: Bool, maxWorkspaceBytes: Int = 256 << 20
     ) throws {
         self.step = step
         dnn = library
@@ -93,14 +90,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
             throw KilnError.shapeMismatch("cuDNN computes output \(expected) for a step that says \(step.outputShape)")
         }
 
-        let signature =
-            measure
-            ? "\(step.inputShape) \(step.weightShape) \(step.pads) \(step.strides) \(step.dilations) g\(step.groups) "
-                + "tf32 \(allowTF32) ws \(maxWorkspaceBytes)" : nil
-        dnn.lock.lock()
-        defer { dnn.lock.unlock() }
-        let choice = try Self.chooseAlgorithm(
-            dnn, owned, conv: conv, strict: !allowTF32, limit: maxWorkspaceBytes, signature: signature)
+        let choice = try Self.chooseAlgorithm(dnn, owned, conv: conv, strict: !allowTF32, limit: maxWorkspaceBytes)
         algorithm = choice.algorithm
         // The heuristics may report the math type an algorithm really uses; run it with that one.
         if choice.math != math {
@@ -124,29 +114,8 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         fused = step.bias != nil && step.activation == .relu
     }
 
-    /// The algorithm to run: the fastest that cuDNN measured (`cudnnFindConvolutionForwardAlgorithm`, once per
-    /// convolution signature and handle), else the first that its heuristics rank. Either way it must fit `limit`
-    /// and, in strict mode, use FMA math.
     private static func chooseAlgorithm(
-        _ dnn: CUDNN, _ owned: Resources, conv: OpaquePointer?, strict: Bool, limit: Int, signature: String?
-    ) throws -> (algorithm: Int32, math: Int32) {
-        guard let signature else {
-            return try pick(dnn, owned, conv: conv, strict: strict, limit: limit, call: dnn.forwardAlgorithmV7)
-        }
-        if let known = dnn.measuredAlgorithms[signature] { return known }
-        // Measure on the default stream, not on a stream an earlier enqueue left bound to the handle.
-        try dnn.check(dnn.setStream(dnn.handle, nil), "cudnnSetStream")
-        let measured =
-            (try? pick(dnn, owned, conv: conv, strict: strict, limit: limit, call: dnn.findForwardAlgorithm))
-        let choice =
-            try measured ?? pick(dnn, owned, conv: conv, strict: strict, limit: limit, call: dnn.forwardAlgorithmV7)
-        dnn.measuredAlgorithms[signature] = choice
-        return choice
-    }
-
-    /// The first acceptable entry of the performance list that `call` (heuristics or measurement) returns.
-    private static func pick(
-        _ dnn: CUDNN, _ owned: Resources, conv: OpaquePointer?, strict: Bool, limit: Int, call: CUDNN.AlgorithmV7Fn
+        _ dnn: CUDNN, _ owned: Resources, conv: OpaquePointer?, strict: Bool, limit: Int
     ) throws -> (algorithm: Int32, math: Int32) {
         let count = CUDNN.forwardAlgorithmCount
         let perf = UnsafeMutableRawPointer.allocate(byteCount: CUDNN.perfBytes * count, alignment: 16)
@@ -154,8 +123,8 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         perf.initializeMemory(as: UInt8.self, repeating: 0, count: CUDNN.perfBytes * count)
         var returned: Int32 = 0
         try dnn.check(
-            call(dnn.handle, owned.x, owned.w, conv, owned.y, Int32(count), &returned, perf),
-            "cudnnGetConvolutionForwardAlgorithm")
+            dnn.forwardAlgorithmV7(dnn.handle, owned.x, owned.w, conv, owned.y, Int32(count), &returned, perf),
+            "cudnnGetConvolutionForwardAlgorithm_v7")
         var seen: [String] = []
         for i in 0..<min(Int(returned), count) {
             let base = i * CUDNN.perfBytes
@@ -170,7 +139,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
             return (algorithm, math)
         }
         throw KilnError.unsupported(
-            "cuDNN has no \(strict ? "FMA-math " : "")forward algorithm within \(limit) bytes; it gave: "
+            "cuDNN has no \(strict ? "FMA-math " : "")forward algorithm within \(limit) bytes; heuristics gave: "
                 + seen.joined(separator: "; "))
     }
 
