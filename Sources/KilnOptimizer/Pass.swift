@@ -54,6 +54,9 @@ public struct Pipeline: Sendable {
         TransposeFolding(),
         SoftmaxNaNGuardFolding(),
         EpilogueFusion(),
+        // After the epilogues (biases are inside the products; a mask add may be the scores' C input).
+        HorizontalFusion(),
+        AttentionFusion(),
         // After the epilogues, so what a convolution or matMul absorbs is not fused here instead.
         PointwiseFusion(),
         DeadCodeElimination(),

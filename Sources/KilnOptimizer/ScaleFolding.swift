@@ -2,8 +2,9 @@ import KilnIR
 
 /// Folds a multiplication (or division) by a one-element constant into the matMul that reads the result as A or
 /// B: `(s · A) · B = s · (A · B)`, so the scale becomes part of the matMul's alpha and costs no pass over memory.
-/// Attention exports scale Q and K this way before `Q · Kᵀ`. The scaled value must be read only by that matMul,
-/// and both must be floating point.
+/// Attention exports scale Q and K this way before `Q · Kᵀ`, or scale the product after it: a scaled matMul
+/// result folds the same way when the product has no C input or activation. The scaled value must be read only
+/// by that matMul, and both must be floating point.
 public struct ScaleFolding: Pass {
     public let name = "scale-folding"
     public init() {}
@@ -22,12 +23,26 @@ public struct ScaleFolding: Pass {
         guard let (constant, operand) = view.constantAndOther(node.inputs),
             binary.op == .mul || constant == node.inputs[1],
             graph.type(of: operand)?.tensorType == outType,
-            let scale = try? graph.initializers[constant]?.doubleValues().first, scale.isFinite, scale != 0,
-            let c = view.soleConsumer(of: node.outputs[0]), var mm = graph.nodes[c].layer as? MatMulLayer
+            let scale = try? graph.initializers[constant]?.doubleValues().first, scale.isFinite, scale != 0
         else { return false }
+        let factor = Float(binary.op == .mul ? scale : 1 / scale)
+        if let p = view.internalProducer(of: operand), var mm = graph.nodes[p].layer as? MatMulLayer,
+            graph.nodes[p].inputs.count == 2, mm.epilogue.isEmpty
+        {
+            mm.alpha *= factor
+            var product = graph.nodes[p]
+            product.layer = mm
+            product.outputs = node.outputs
+            product.name = "\(product.name) + \(node.name)"
+            graph.fuse(producer: p, consumer: index, into: product, removing: operand)
+            return true
+        }
+        guard let c = view.soleConsumer(of: node.outputs[0]), var mm = graph.nodes[c].layer as? MatMulLayer else {
+            return false
+        }
         let reads = graph.nodes[c].inputs.indices.filter { graph.nodes[c].inputs[$0] == node.outputs[0] }
         guard reads.count == 1, reads[0] < 2 else { return false }
-        mm.alpha *= Float(binary.op == .mul ? scale : 1 / scale)
+        mm.alpha *= factor
         var consumer = graph.nodes[c]
         consumer.layer = mm
         consumer.inputs[reads[0]] = operand

@@ -188,36 +188,7 @@ extension InputSpec: @unchecked Sendable {}
 
     @Test(.enabled(if: gpuUsable), arguments: cases)
     func matchesTheCPUReference(_ c: GPUCase) throws {
-        let seed = UInt64(Date().timeIntervalSince1970 * 1000) ^ UInt64(truncatingIfNeeded: c.name.hashValue)
-        var rng = SeededGenerator(seed: seed)
-        let tensors = c.inputs.map { $0.make(&rng) }
-        var graphInputs: [GraphValue] = []
-        var names: [String] = []
-        var feeds: [String: Value] = [:]
-        var initializers: [String: Tensor] = [:]
-        for (i, t) in tensors.enumerated() {
-            guard let t else {
-                names.append("")
-                continue
-            }
-            names.append("in\(i)")
-            if case .constant = c.inputs[i] {
-                initializers["in\(i)"] = t
-                continue
-            }
-            graphInputs.append(GraphValue(name: "in\(i)", type: .tensor(t.type)))
-            feeds["in\(i)"] = .tensor(t)
-        }
-        let graph = Graph(
-            name: "case", inputs: graphInputs, outputs: [GraphValue(name: "y", type: nil)], initializers: initializers,
-            nodes: [Node(name: c.name, layer: c.layer, inputs: names, outputs: ["y"])])
-        let config = BuilderConfig(optimize: false)
-        let expected = try Builder.build(graph, device: CPUDevice(threads: 2), config: config).makeContext().run(feeds)
-        let actual = try Builder.build(graph, device: try sharedGPU(), config: config).makeContext().run(feeds)
-        let e = try #require(expected["y"])
-        let a = try #require(actual["y"])
-        let problem = Comparison.mismatch(a, e, rtol: c.rtol, atol: c.atol)
-        #expect(problem == nil, "\(c.name) (seed \(seed)): \(problem ?? "")")
+        try expectGPUMatchesCPU(c)
     }
 
     /// The fused kernel's source compiles (here, wherever NVRTC is present) and is one launch.
@@ -280,4 +251,39 @@ extension InputSpec: @unchecked Sendable {}
         let out = try Builder.build(small, device: gpu, config: BuilderConfig(optimize: false)).makeContext().run(feeds)
         #expect(try out["y"]?.asTensor().scalars(as: Float.self) == [1, 2, 3, 4])
     }
+}
+
+/// Runs the case's layer on the CPU reference and on the GPU with the same fresh random inputs and records a
+/// mismatch (with the seed).
+func expectGPUMatchesCPU(_ c: GPUCase) throws {
+    let seed = UInt64(Date().timeIntervalSince1970 * 1000) ^ UInt64(truncatingIfNeeded: c.name.hashValue)
+    var rng = SeededGenerator(seed: seed)
+    let tensors = c.inputs.map { $0.make(&rng) }
+    var graphInputs: [GraphValue] = []
+    var names: [String] = []
+    var feeds: [String: Value] = [:]
+    var initializers: [String: Tensor] = [:]
+    for (i, t) in tensors.enumerated() {
+        guard let t else {
+            names.append("")
+            continue
+        }
+        names.append("in\(i)")
+        if case .constant = c.inputs[i] {
+            initializers["in\(i)"] = t
+            continue
+        }
+        graphInputs.append(GraphValue(name: "in\(i)", type: .tensor(t.type)))
+        feeds["in\(i)"] = .tensor(t)
+    }
+    let graph = Graph(
+        name: "case", inputs: graphInputs, outputs: [GraphValue(name: "y", type: nil)], initializers: initializers,
+        nodes: [Node(name: c.name, layer: c.layer, inputs: names, outputs: ["y"])])
+    let config = BuilderConfig(optimize: false)
+    let expected = try Builder.build(graph, device: CPUDevice(threads: 2), config: config).makeContext().run(feeds)
+    let actual = try Builder.build(graph, device: try sharedGPU(), config: config).makeContext().run(feeds)
+    let e = try #require(expected["y"])
+    let a = try #require(actual["y"])
+    let problem = Comparison.mismatch(a, e, rtol: c.rtol, atol: c.atol)
+    #expect(problem == nil, "\(c.name) (seed \(seed)): \(problem ?? "")")
 }

@@ -13,6 +13,9 @@ enum AttentionKernels {
         cpuKernel(RotaryEmbeddingLayer.self) { layer, inputs, _ in [.tensor(try RotaryKernel.run(layer, inputs))] },
         cpuKernel(LinearAttentionLayer.self) { layer, inputs, _ in try LinearAttentionKernel.run(layer, inputs) },
         (FlexAttentionLayer.kind, FlexAttentionKernel.factory),
+        cpuKernel(FusedAttentionLayer.self) { layer, inputs, context in
+            [.tensor(try FusedAttentionKernel.run(layer, inputs, threads: context.threads))]
+        },
     ]
 }
 

@@ -28,6 +28,12 @@ public struct SliceLayer: Layer {
         public var start: Int
         public var step: Int
         public var count: Int
+
+        public init(start: Int, step: Int, count: Int) {
+            self.start = start
+            self.step = step
+            self.count = count
+        }
     }
 
     /// Resolves ONNX slice parameters against a concrete shape, clamping as the spec says.

@@ -1,0 +1,262 @@
+import KilnIR
+
+/// The optimizer's fused attention as one kernel in the flash-attention style: a block takes 64 queries of one
+/// (batch, head), walks the keys 32 at a time, and keeps the running row maximum, row sum and output in
+/// registers (online softmax), so the [queries, keys] scores never reach device memory. Q, K, V and the output
+/// are read and written in place through the layer's views (any strides; 16-byte vector accesses where the
+/// head axis is contiguous and aligned). FP32 throughout; the mask is added in FP32 before the exponent.
+enum CUDAAttention {
+    static let blockRows = 64
+    static let blockKeys = 32
+    static let threads = 128
+    static let headTiles = [32, 64, 128, 256]
+
+    static func lower(_ layer: FusedAttentionLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
+        for index in 0..<min(info.inputCount, 4) where try info.input(index).dtype != .float32 {
+            throw KilnError.unsupported("fused attention on CUDA is float32 only (input \(index))")
+        }
+        let width = max(layer.headSize, layer.valueHeadSize)
+        guard let tile = headTiles.first(where: { $0 >= width }) else {
+            throw KilnError.unsupported("fused attention on CUDA takes head sizes up to \(headTiles.last ?? 0)")
+        }
+        let views = [layer.query, layer.key, layer.value, layer.output]
+        guard views.allSatisfy({ $0.strides.count == 4 }) else {
+            throw KilnError.invalidArgument("fused attention views need 4 strides")
+        }
+        let hasMask = info.hasInput(3)
+        let maskStrides =
+            hasMask ? Broadcast.strides(of: try info.inputShape(3), broadcastTo: layer.scoreShape) : [0, 0, 0, 0]
+        // Bit i: view i (Q, K, V, output) can move 4 floats at a time along the head axis.
+        var vector: Int32 = 0
+        for (i, (view, size)) in zip(views, [layer.headSize, layer.headSize, layer.valueHeadSize, layer.valueHeadSize])
+            .enumerated()
+        where view.strides[3] == 1 && size % 4 == 0 && view.offset % 4 == 0 && view.strides[0..<3].allSatisfy({ $0 % 4 == 0 }) {
+            vector |= 1 << i
+        }
+        func dims(_ v: FusedAttentionLayer.View) -> CUDAArgument { .dims([v.offset] + v.strides) }
+        let grid = CUDADim3(
+            (layer.queryLength + blockRows - 1) / blockRows, layer.heads, layer.batch)
+        guard layer.batch <= 65535, layer.heads <= 65535 else {
+            throw KilnError.unsupported("fused attention on CUDA takes batch and heads up to 65535")
+        }
+        return CUDALowering(
+            .launch(
+                CUDALaunch(
+                    source: source, function: "kiln_attention_f32_d\(tile)", grid: grid, block: CUDADim3(threads),
+                    sharedBytes: sharedBytes(tile),
+                    arguments: [
+                        .pointer(.input(0)), .pointer(.input(1)), .pointer(.input(2)),
+                        .pointer(hasMask ? .input(3) : .input(0)), .pointer(.output(0)),
+                        .dims([
+                            layer.batch, layer.heads, layer.queryLength, layer.keyLength, layer.headSize,
+                            layer.valueHeadSize,
+                        ]),
+                        dims(layer.query), dims(layer.key), dims(layer.value), dims(layer.output), .dims(maskStrides),
+                        .float32(layer.scale), .int32(hasMask ? 1 : 0), .int32(layer.zeroMaskedRows ? 1 : 0),
+                        .int32(vector),
+                    ])))
+    }
+
+    /// Q, K and V tiles with rows padded by 4 floats, and the probabilities tile padded by 8.
+    static func sharedBytes(_ tile: Int) -> Int {
+        ((blockRows + 2 * blockKeys) * (tile + 4) + blockRows * (blockKeys + 8)) * 4
+    }
+
+    static let source = CUDASource(name: "attention_f32", code: code)
+
+    private static let code = """
+        #define KILN_BM 64
+        #define KILN_BN 32
+        #define KILN_TX 8                 /* threads across a key tile: 4 keys each */
+        #define KILN_TY 16                /* row groups: 4 query rows each (rows ty, ty+16, ty+32, ty+48) */
+        #define KILN_PS (KILN_BN + 8)     /* row stride of the probabilities tile */
+
+        /* Loads `rows` rows of `width` elements (zero beyond `valid` rows or `size` columns) into a padded tile. */
+        template <int DT>
+        __device__ __forceinline__ void kiln_attention_tile(
+            float* tile, const float* __restrict__ src, i64 base, i64 rowStride, i64 colStride, int rows, int valid,
+            int size, bool vector)
+        {
+            const int stride = DT + 4;
+            if (vector) {
+                for (int e = threadIdx.x; e < rows * (DT / 4); e += blockDim.x) {
+                    const int r = e / (DT / 4), c = (e % (DT / 4)) * 4;
+                    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+                    if (r < valid && c < size) v = *(const float4*)(src + base + r * rowStride + c);
+                    *(float4*)(tile + r * stride + c) = v;
+                }
+            } else {
+                for (int e = threadIdx.x; e < rows * DT; e += blockDim.x) {
+                    const int r = e / DT, c = e % DT;
+                    tile[r * stride + c] = (r < valid && c < size) ? src[base + r * rowStride + c * colStride] : 0.f;
+                }
+            }
+        }
+
+        /* size: B, H, Sq, Sk, D, Dv. Views: offset, then strides of batch, head, sequence, head axis. */
+        template <int DT>
+        __device__ __forceinline__ void kiln_attention(
+            const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+            const float* __restrict__ mask, float* __restrict__ out, const KilnDims& size, const KilnDims& qv,
+            const KilnDims& kv, const KilnDims& vv, const KilnDims& ov, const KilnDims& mv, float scale, int hasMask,
+            int zeroMasked, int vector)
+        {
+            extern __shared__ float4 kiln_attention_shared[];
+            float* Qs = (float*)kiln_attention_shared;
+            float* Ks = Qs + KILN_BM * (DT + 4);
+            float* Vs = Ks + KILN_BN * (DT + 4);
+            float* Ps = Vs + KILN_BN * (DT + 4);
+            const int Sq = (int)size.v[2], Sk = (int)size.v[3], D = (int)size.v[4], Dv = (int)size.v[5];
+            const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * KILN_BM;
+            const int tx = threadIdx.x % KILN_TX, ty = threadIdx.x / KILN_TX;
+            const float LOG2E = 1.4426950408889634f;
+            const float NEG_INF = __int_as_float(0xff800000);
+
+            kiln_attention_tile<DT>(Qs, q, qv.v[0] + b * qv.v[1] + h * qv.v[2] + (i64)q0 * qv.v[3], qv.v[3], qv.v[4],
+                KILN_BM, Sq - q0, D, vector & 1);
+            const i64 kBase = kv.v[0] + b * kv.v[1] + h * kv.v[2];
+            const i64 vBase = vv.v[0] + b * vv.v[1] + h * vv.v[2];
+            const i64 mBase = b * mv.v[0] + h * mv.v[1];
+
+            float o[4][DT / 8];
+            float m[4], l[4];
+            #pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                m[r] = NEG_INF;
+                l[r] = 0.f;
+                #pragma unroll
+                for (int c = 0; c < DT / 8; ++c) o[r][c] = 0.f;
+            }
+
+            for (int k0 = 0; k0 < Sk; k0 += KILN_BN) {
+                const int keys = min(KILN_BN, Sk - k0);
+                __syncthreads();
+                kiln_attention_tile<DT>(Ks, k, kBase + (i64)k0 * kv.v[3], kv.v[3], kv.v[4], KILN_BN, keys, D, vector & 2);
+                kiln_attention_tile<DT>(Vs, v, vBase + (i64)k0 * vv.v[3], vv.v[3], vv.v[4], KILN_BN, keys, Dv, vector & 4);
+                __syncthreads();
+
+                float s[4][4];
+                #pragma unroll
+                for (int r = 0; r < 4; ++r)
+                    #pragma unroll
+                    for (int c = 0; c < 4; ++c) s[r][c] = 0.f;
+                #pragma unroll 4
+                for (int d = 0; d < DT; d += 4) {
+                    float4 a[4], w[4];
+                    #pragma unroll
+                    for (int r = 0; r < 4; ++r) a[r] = *(const float4*)(Qs + (ty + 16 * r) * (DT + 4) + d);
+                    #pragma unroll
+                    for (int c = 0; c < 4; ++c) w[c] = *(const float4*)(Ks + (tx + 8 * c) * (DT + 4) + d);
+                    #pragma unroll
+                    for (int r = 0; r < 4; ++r)
+                        #pragma unroll
+                        for (int c = 0; c < 4; ++c) {
+                            s[r][c] = fmaf(a[r].x, w[c].x, s[r][c]);
+                            s[r][c] = fmaf(a[r].y, w[c].y, s[r][c]);
+                            s[r][c] = fmaf(a[r].z, w[c].z, s[r][c]);
+                            s[r][c] = fmaf(a[r].w, w[c].w, s[r][c]);
+                        }
+                }
+
+                #pragma unroll
+                for (int r = 0; r < 4; ++r) {
+                    const int i = q0 + ty + 16 * r;
+                    float top = NEG_INF;
+                    #pragma unroll
+                    for (int c = 0; c < 4; ++c) {
+                        const int j = tx + 8 * c;
+                        float x = NEG_INF;
+                        if (j < keys) {
+                            x = s[r][c] * scale;
+                            if (hasMask && i < Sq) x += mask[mBase + i * mv.v[2] + (i64)(k0 + j) * mv.v[3]];
+                        }
+                        s[r][c] = x;
+                        top = fmaxf(top, x);
+                    }
+                    #pragma unroll
+                    for (int lane = 1; lane < KILN_TX; lane <<= 1) top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, lane));
+                    const float next = fmaxf(m[r], top);
+                    const float shift = next == NEG_INF ? 0.f : next;
+                    const float rescale = exp2f((m[r] - shift) * LOG2E);
+                    float sum = 0.f;
+                    #pragma unroll
+                    for (int c = 0; c < 4; ++c) {
+                        const float p = exp2f((s[r][c] - shift) * LOG2E);
+                        sum += p;
+                        Ps[(ty + 16 * r) * KILN_PS + tx + 8 * c] = p;
+                    }
+                    #pragma unroll
+                    for (int lane = 1; lane < KILN_TX; lane <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, lane);
+                    l[r] = l[r] * rescale + sum;
+                    m[r] = next;
+                    #pragma unroll
+                    for (int c = 0; c < DT / 8; ++c) o[r][c] *= rescale;
+                }
+                __syncthreads();
+
+                for (int j = 0; j < keys; j += 4) {
+                    float4 p[4];
+                    #pragma unroll
+                    for (int r = 0; r < 4; ++r) p[r] = *(const float4*)(Ps + (ty + 16 * r) * KILN_PS + j);
+                    #pragma unroll
+                    for (int jj = 0; jj < 4; ++jj) {
+                        #pragma unroll
+                        for (int g = 0; g < DT / 32; ++g) {
+                            const float4 w = *(const float4*)(Vs + (j + jj) * (DT + 4) + 32 * g + 4 * tx);
+                            #pragma unroll
+                            for (int r = 0; r < 4; ++r) {
+                                const float pr = jj == 0 ? p[r].x : jj == 1 ? p[r].y : jj == 2 ? p[r].z : p[r].w;
+                                o[r][4 * g + 0] = fmaf(pr, w.x, o[r][4 * g + 0]);
+                                o[r][4 * g + 1] = fmaf(pr, w.y, o[r][4 * g + 1]);
+                                o[r][4 * g + 2] = fmaf(pr, w.z, o[r][4 * g + 2]);
+                                o[r][4 * g + 3] = fmaf(pr, w.w, o[r][4 * g + 3]);
+                            }
+                        }
+                    }
+                }
+            }
+
+            const i64 oBase = ov.v[0] + b * ov.v[1] + h * ov.v[2];
+            #pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const int i = q0 + ty + 16 * r;
+                if (i >= Sq) continue;
+                const bool empty = !(l[r] > 0.f);  /* every key masked, or a NaN */
+                const float inv = empty ? 0.f : 1.f / l[r];
+                const float fill = zeroMasked ? 0.f : __int_as_float(0x7fc00000);
+                float* row = out + oBase + i * ov.v[3];
+                #pragma unroll
+                for (int g = 0; g < DT / 32; ++g) {
+                    const int c = 32 * g + 4 * tx;
+                    if (c >= Dv) continue;
+                    float4 y;
+                    y.x = empty ? fill : o[r][4 * g + 0] * inv;
+                    y.y = empty ? fill : o[r][4 * g + 1] * inv;
+                    y.z = empty ? fill : o[r][4 * g + 2] * inv;
+                    y.w = empty ? fill : o[r][4 * g + 3] * inv;
+                    if (vector & 8) {
+                        *(float4*)(row + c) = y;
+                    } else {
+                        const float e[4] = {y.x, y.y, y.z, y.w};
+                        for (int t = 0; t < 4 && c + t < Dv; ++t) row[(i64)(c + t) * ov.v[4]] = e[t];
+                    }
+                }
+            }
+        }
+
+        #define KILN_ATTENTION(DT) \\
+            extern "C" __global__ void __launch_bounds__(128) kiln_attention_f32_d##DT( \\
+                const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v, \\
+                const float* __restrict__ mask, float* __restrict__ out, KilnDims size, KilnDims qv, KilnDims kv, \\
+                KilnDims vv, KilnDims ov, KilnDims mv, float scale, int hasMask, int zeroMasked, int vector) \\
+            { \\
+                kiln_attention<DT>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, hasMask, zeroMasked, vector); \\
+            }
+
+        KILN_ATTENTION(32)
+        KILN_ATTENTION(64)
+        KILN_ATTENTION(128)
+        KILN_ATTENTION(256)
+
+        """
+}

@@ -1,0 +1,107 @@
+import Foundation
+import KilnIR
+import KilnTestSupport
+import Testing
+
+@testable import KilnCUDA
+
+/// The fused attention kernel against the CPU reference on fresh random inputs, in the layouts the optimizer
+/// produces (packed BERT and sequence-first projections, dense heads, a transposed K), with and without masks,
+/// for every head-size tile, and with query and key counts that do not fill the kernel's tiles.
+@Suite struct AttentionGPUTests {
+    typealias View = FusedAttentionLayer.View
+
+    /// Q, K, V as column blocks of one packed [B, S, 3·H·D] tensor (BERT after horizontal fusion); the result
+    /// [B, S, H·D].
+    static func packed(batch: Int, seq: Int, heads: Int, head: Int, zeroMaskedRows: Bool = false) -> FusedAttentionLayer {
+        let e = heads * head
+        func view(_ block: Int) -> View { View(offset: block * e, strides: [seq * 3 * e, head, 3 * e, 1]) }
+        return FusedAttentionLayer(
+            batch: batch, heads: heads, queryLength: seq, keyLength: seq, headSize: head, valueHeadSize: head,
+            query: view(0), key: view(1), value: view(2), output: View(strides: [seq * e, head, e, 1]),
+            outputShape: [batch, seq, e], scale: 1 / Float(head).squareRoot(), zeroMaskedRows: zeroMaskedRows)
+    }
+
+    /// Sequence-first [S, B, 3·H·D] (torch's MultiheadAttention, ViT); the result [S·B, H·D].
+    static func sequenceFirst(batch: Int, seq: Int, heads: Int, head: Int) -> FusedAttentionLayer {
+        let e = heads * head
+        func view(_ block: Int) -> View { View(offset: block * e, strides: [3 * e, head, batch * 3 * e, 1]) }
+        return FusedAttentionLayer(
+            batch: batch, heads: heads, queryLength: seq, keyLength: seq, headSize: head, valueHeadSize: head,
+            query: view(0), key: view(1), value: view(2), output: View(strides: [e, head, batch * e, 1]),
+            outputShape: [seq * batch, e], scale: 0.125)
+    }
+
+    /// Dense [B, H, S, D] operands (K stored [B, H, D, Sk] when `transposedKey`), any sizes.
+    static func dense(
+        batch: Int, heads: Int, queries: Int, keys: Int, head: Int, valueHead: Int, transposedKey: Bool = false
+    ) -> FusedAttentionLayer {
+        let key =
+            transposedKey
+            ? View(strides: [heads * head * keys, head * keys, 1, keys])
+            : View(strides: [heads * keys * head, keys * head, head, 1])
+        return FusedAttentionLayer(
+            batch: batch, heads: heads, queryLength: queries, keyLength: keys, headSize: head,
+            valueHeadSize: valueHead, query: View(strides: [heads * queries * head, queries * head, head, 1]),
+            key: key, value: View(strides: [heads * keys * valueHead, keys * valueHead, valueHead, 1]),
+            output: View(strides: [heads * queries * valueHead, queries * valueHead, valueHead, 1]),
+            outputShape: [batch, heads, queries, valueHead], scale: 0.3)
+    }
+
+    /// A [B, 1, 1, S] additive mask: batch b sees its first `visible[b]` keys (0: a fully masked row).
+    static func paddingMask(_ visible: [Int], seq: Int) -> Tensor {
+        var values = [Float](repeating: -.infinity, count: visible.count * seq)
+        for (b, n) in visible.enumerated() { for j in 0..<n { values[b * seq + j] = 0 } }
+        return Tensor(shape: [visible.count, 1, 1, seq], scalars: values)
+    }
+
+    static let cases: [GPUCase] = {
+        var cases: [GPUCase] = []
+        func add(_ name: String, _ layer: FusedAttentionLayer, _ inputs: [InputSpec]) {
+            cases.append(GPUCase(name: name, layer: layer, inputs: inputs, rtol: 1e-4, atol: 1e-5))
+        }
+        let bert = packed(batch: 3, seq: 77, heads: 4, head: 64, zeroMaskedRows: true)
+        let x: InputSpec = .float([3, 77, 3 * 256], -2...2)
+        add("packed BERT heads, padding mask with a fully masked row", bert, [x, x, x, .tensor(paddingMask([77, 40, 0], seq: 77))])
+        add("packed BERT heads, no mask", packed(batch: 2, seq: 128, heads: 2, head: 64), [.float([2, 128, 384], -2...2)] * 3)
+        let vit = sequenceFirst(batch: 3, seq: 197, heads: 2, head: 64)
+        add("sequence-first packed (ViT)", vit, [.float([197, 3, 384], -2...2)] * 3)
+        add(
+            "dense heads d=32, random [Sq, Sk] mask",
+            dense(batch: 2, heads: 3, queries: 33, keys: 65, head: 32, valueHead: 32),
+            [.float([2, 3, 33, 32]), .float([2, 3, 65, 32]), .float([2, 3, 65, 32]), .float([33, 65], -3...3)])
+        add(
+            "transposed K, d=40, dv=24 (scalar loads)",
+            dense(batch: 2, heads: 2, queries: 70, keys: 31, head: 40, valueHead: 24, transposedKey: true),
+            [.float([2, 2, 70, 40]), .float([2, 2, 40, 31]), .float([2, 2, 31, 24])])
+        add(
+            "d=80 (128 tile)", dense(batch: 1, heads: 3, queries: 65, keys: 100, head: 80, valueHead: 80),
+            [.float([1, 3, 65, 80]), .float([1, 3, 100, 80]), .float([1, 3, 100, 80])])
+        add(
+            "d=160 (256 tile), one query", dense(batch: 2, heads: 1, queries: 1, keys: 50, head: 160, valueHead: 160),
+            [.float([2, 1, 1, 160]), .float([2, 1, 50, 160]), .float([2, 1, 50, 160])])
+        return cases
+    }()
+
+    @Test(.enabled(if: gpuUsable), arguments: cases)
+    func matchesTheCPUReference(_ c: GPUCase) throws {
+        try expectGPUMatchesCPU(c)
+    }
+
+    /// Every head-size tile of the kernel source compiles (here, wherever NVRTC is present).
+    @Test func kernelCompiles() throws {
+        guard let nvrtc = try? NVRTC.shared() else {
+            withKnownIssue("NVRTC not found (set KILN_CUDA_LIBS): the attention kernel was NOT compile-checked") {
+                Issue.record("NVRTC unavailable")
+            }
+            return
+        }
+        let cubin = try nvrtc.compile(CUDAAttention.source, architecture: 90)
+        #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46])
+        #expect(CUDAAttention.sharedBytes(64) <= 48 << 10)
+    }
+}
+
+extension Array where Element == InputSpec {
+    static func * (spec: [InputSpec], count: Int) -> [InputSpec] { Array((0..<count).map { _ in spec }.joined()) }
+}
