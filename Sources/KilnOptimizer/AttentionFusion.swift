@@ -107,7 +107,7 @@ public struct AttentionFusion: Pass {
     private func storedSource(of value: String, _ view: PatternView) -> (base: String, view: StridedView, nodes: Set<Int>)? {
         var chain: [Int] = []
         var current = value
-        while chain.count < 8, let p = view.producers[current], isShuffle(view.graph.nodes[p], view.graph),
+        while chain.count < 12, let p = view.producers[current], isShuffle(view.graph.nodes[p], view.graph),
             let input = view.graph.nodes[p].inputs.first
         {
             chain.append(p)
@@ -146,7 +146,7 @@ public struct AttentionFusion: Pass {
     {
         var chain: [Int] = []
         var current = value
-        while chain.count < 8, let c = view.soleConsumer(of: current),
+        while chain.count < 12, let c = view.soleConsumer(of: current),
             view.graph.nodes[c].layer is ReshapeLayer || view.graph.nodes[c].layer is TransposeLayer,
             view.graph.nodes[c].inputs.first == current, let next = view.graph.nodes[c].outputs.first
         {

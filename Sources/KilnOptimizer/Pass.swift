@@ -56,6 +56,8 @@ public struct Pipeline: Sendable {
         EpilogueFusion(),
         // After the epilogues (biases are inside the products; a mask add may be the scores' C input).
         HorizontalFusion(),
+        // After the epilogues, so a product's bias add no longer hides that only shuffles read it.
+        RowShuffleMotion(),
         AttentionFusion(),
         // After the epilogues, so what a convolution or matMul absorbs is not fused here instead.
         PointwiseFusion(),

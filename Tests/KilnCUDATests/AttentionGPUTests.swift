@@ -74,6 +74,11 @@ import Testing
             "transposed K, d=40, dv=24 (scalar loads)",
             dense(batch: 2, heads: 2, queries: 70, keys: 31, head: 40, valueHead: 24, transposedKey: true),
             [.float([2, 2, 70, 40]), .float([2, 2, 40, 31]), .float([2, 2, 31, 24])])
+        // 2 x 80 heads x 2 tiles of 64 queries fill the GPU: the 64-query blocks (the others take 32).
+        add(
+            "many heads, 64-query blocks, d=32",
+            dense(batch: 2, heads: 80, queries: 100, keys: 90, head: 32, valueHead: 32),
+            [.float([2, 80, 100, 32]), .float([2, 80, 90, 32]), .float([2, 80, 90, 32])])
         add(
             "d=80 (128 tile)", dense(batch: 1, heads: 3, queries: 65, keys: 100, head: 80, valueHead: 80),
             [.float([1, 3, 65, 80]), .float([1, 3, 100, 80]), .float([1, 3, 100, 80])])
@@ -99,6 +104,27 @@ import Testing
         let cubin = try nvrtc.compile(CUDAAttention.source, architecture: 90)
         #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46])
         #expect(CUDAAttention.sharedBytes(64) <= 48 << 10)
+        // Which block size each grid gets.
+        let big = try CUDAAttention.lower(
+            Self.dense(batch: 2, heads: 80, queries: 100, keys: 90, head: 32, valueHead: 32), Self.info(inputs: 3))
+        let small = try CUDAAttention.lower(Self.packed(batch: 1, seq: 128, heads: 12, head: 64), Self.info(inputs: 3))
+        guard case .launch(let b)? = big.steps.first, case .launch(let s)? = small.steps.first else {
+            Issue.record("attention lowers to one launch")
+            return
+        }
+        #expect(b.function == "kiln_attention_f32_d32_r4" && b.grid.x == 2)
+        #expect(s.function == "kiln_attention_f32_d64_r2" && s.grid.x == 4)
+    }
+}
+
+extension AttentionGPUTests {
+    /// Node facts for lowering a layer whose inputs are all float32 (the views carry the rest).
+    static func info(inputs: Int) -> CUDANodeInfo {
+        CUDANodeInfo(
+            node: Node(name: "attention", layer: IdentityLayer(), inputs: [], outputs: []),
+            inputs: Array(repeating: TensorType(.float32, dims: [1]), count: inputs),
+            outputs: [TensorType(.float32, dims: [1])], constants: Array(repeating: nil, count: inputs),
+            architecture: 90, options: CUDAOptions())
     }
 }
 

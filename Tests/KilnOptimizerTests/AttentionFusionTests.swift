@@ -89,9 +89,11 @@ import Testing
         #expect(values[(seq * embed)...].allSatisfy { $0 == 0 })
     }
 
-    /// torch.nn.MultiheadAttention (ViT): sequence-first x [S, B, E], one packed in-projection made
-    /// [3, S, B, E] and indexed for Q, K and V, heads as [S, B·H, D] → [B·H, S, D] → [B, H, S, D], and the result permuted to
-    /// [S, B, H, D] and flattened to [S·B, E] for the out-projection.
+    /// torch.nn.MultiheadAttention in a batch-first model (ViT): x [B, S, E] transposed to sequence-first,
+    /// one packed in-projection made [3, S, B, E] and indexed for Q, K and V, heads as [S, B·H, D] → [B·H, S, D]
+    /// → [B, H, S, D], the result permuted to [S, B, H, D] and flattened to [S·B, E] for the out-projection,
+    /// which is transposed back to [B, S, E] and added to x. The boundary transposes move across the
+    /// projections into the attention's views, and the residual add joins the out-projection.
     @Test func sequenceFirstPackedAttention() throws {
         var rng = SeededGenerator(seed: 62)
         let initializers: [String: Tensor] = [
@@ -100,7 +102,8 @@ import Testing
             "i1": Tensor(shape: [], scalars: [Int64(1)]), "i2": Tensor(shape: [], scalars: [Int64(-1)]),
         ]
         var nodes = [
-            node("in_mm", MatMulLayer(), ["x", "w_in"], "lin"),
+            node("seq_first", TransposeLayer(perm: [1, 0, 2]), ["x"], "x_sb"),
+            node("in_mm", MatMulLayer(), ["x_sb", "w_in"], "lin"),
             node("in_bias", BinaryLayer(.add), ["lin", "b_in"], "packed"),
             node("unflatten", reshape([seq, batch, 3, embed]), ["packed"], "packed4"),
             node("qkv_first", TransposeLayer(perm: [2, 0, 1, 3]), ["packed4"], "qkv"),
@@ -120,15 +123,21 @@ import Testing
             node("context", MatMulLayer(), ["p", "v_h"], "o"),
             node("permute", TransposeLayer(perm: [2, 0, 1, 3]), ["o"], "o_sb"),
             node("flatten", reshape([seq * batch, embed]), ["o_sb"], "o_2"),
-            node("out_mm", MatMulLayer(), ["o_2", "w_out"], "y"),
+            node("out_mm", MatMulLayer(), ["o_2", "w_out"], "proj"),
+            node("unflatten_out", reshape([seq, batch, embed]), ["proj"], "proj_sb"),
+            node("batch_first", TransposeLayer(perm: [1, 0, 2]), ["proj_sb"], "proj_bs"),
+            node("residual", BinaryLayer(.add), ["proj_bs", "x"], "y"),
         ]
-        let g = graph([("x", [seq, batch, embed])], nodes, initializers)
-        let run = try OptimizedVersusPlain(g, ["x": .random([seq, batch, embed], using: &rng)])
+        let g = graph([("x", [batch, seq, embed])], nodes, initializers)
+        let run = try OptimizedVersusPlain(g, ["x": .random([batch, seq, embed], using: &rng)])
         run.expectSameOutputs()
         #expect(run.optimized.nodes.map(\.kind) == [MatMulLayer.kind, FusedAttentionLayer.kind, MatMulLayer.kind])
         let layer = try #require(run.optimized.nodes[1].layer as? FusedAttentionLayer)
-        #expect(layer.query == .init(offset: 0, strides: [3 * embed, head, batch * 3 * embed, 1]))
-        #expect(layer.output == .init(offset: 0, strides: [embed, head, batch * embed, 1]))
+        // Read from the batch-first packed product [B, S, 3E]; written batch-first [B, S, E].
+        #expect(layer.query == .init(offset: 0, strides: [seq * 3 * embed, head, 3 * embed, 1]))
+        #expect(layer.output == .init(offset: 0, strides: [seq * embed, head, embed, 1]))
+        // The residual x is the out-projection's C input.
+        #expect(run.optimized.nodes[2].inputs.last == "x")
         #expect(layer.key.offset == embed && layer.value.offset == 2 * embed)
         #expect(layer.scale == 0.5 && !layer.zeroMaskedRows)
     }

@@ -1,12 +1,14 @@
 import KilnIR
 
 /// The optimizer's fused attention as one kernel in the flash-attention style: a block takes 64 queries of one
-/// (batch, head), walks the keys 32 at a time, and keeps the running row maximum, row sum and output in
+/// (batch, head) (32 when 64 would leave the GPU's multiprocessors idle), walks the keys 32 at a time, and keeps the running row maximum, row sum and output in
 /// registers (online softmax), so the [queries, keys] scores never reach device memory. Q, K, V and the output
 /// are read and written in place through the layer's views (any strides; 16-byte vector accesses where the
 /// head axis is contiguous and aligned). FP32 throughout; the mask is added in FP32 before the exponent.
 enum CUDAAttention {
     static let blockRows = 64
+    /// Below this many blocks of 64 queries, blocks take 32 (132 multiprocessors on an H100 SXM).
+    static let smallGrid = 2 * 132
     static let blockKeys = 32
     static let threads = 128
     static let headTiles = [32, 64, 128, 256]
@@ -34,16 +36,17 @@ enum CUDAAttention {
             vector |= 1 << i
         }
         func dims(_ v: FusedAttentionLayer.View) -> CUDAArgument { .dims([v.offset] + v.strides) }
-        let grid = CUDADim3(
-            (layer.queryLength + blockRows - 1) / blockRows, layer.heads, layer.batch)
+        let heads = layer.batch * layer.heads
+        let rows = (layer.queryLength + blockRows - 1) / blockRows * heads < smallGrid ? blockRows / 2 : blockRows
+        let grid = CUDADim3((layer.queryLength + rows - 1) / rows, layer.heads, layer.batch)
         guard layer.batch <= 65535, layer.heads <= 65535 else {
             throw KilnError.unsupported("fused attention on CUDA takes batch and heads up to 65535")
         }
         return CUDALowering(
             .launch(
                 CUDALaunch(
-                    source: source, function: "kiln_attention_f32_d\(tile)", grid: grid, block: CUDADim3(threads),
-                    sharedBytes: sharedBytes(tile),
+                    source: source, function: "kiln_attention_f32_d\(tile)_r\(rows / 16)", grid: grid,
+                    block: CUDADim3(threads), sharedBytes: sharedBytes(tile, rows: rows),
                     arguments: [
                         .pointer(.input(0)), .pointer(.input(1)), .pointer(.input(2)),
                         .pointer(hasMask ? .input(3) : .input(0)), .pointer(.output(0)),
@@ -58,17 +61,16 @@ enum CUDAAttention {
     }
 
     /// Q, K and V tiles with rows padded by 4 floats, and the probabilities tile padded by 8.
-    static func sharedBytes(_ tile: Int) -> Int {
-        ((blockRows + 2 * blockKeys) * (tile + 4) + blockRows * (blockKeys + 8)) * 4
+    static func sharedBytes(_ tile: Int, rows: Int = blockRows) -> Int {
+        ((rows + 2 * blockKeys) * (tile + 4) + rows * (blockKeys + 8)) * 4
     }
 
     static let source = CUDASource(name: "attention_f32", code: code)
 
     private static let code = """
-        #define KILN_BM 64
-        #define KILN_BN 32
+                #define KILN_BN 32
         #define KILN_TX 8                 /* threads across a key tile: 4 keys each */
-        #define KILN_TY 16                /* row groups: 4 query rows each (rows ty, ty+16, ty+32, ty+48) */
+        #define KILN_TY 16                /* row groups: R query rows each (rows ty, ty+16, ...) */
         #define KILN_PS (KILN_BN + 8)     /* row stride of the probabilities tile */
 
         /* Loads `rows` rows of `width` elements (zero beyond `valid` rows or `size` columns) into a padded tile. */
@@ -93,8 +95,9 @@ enum CUDAAttention {
             }
         }
 
-        /* size: B, H, Sq, Sk, D, Dv. Views: offset, then strides of batch, head, sequence, head axis. */
-        template <int DT>
+        /* size: B, H, Sq, Sk, D, Dv. Views: offset, then strides of batch, head, sequence, head axis.
+           A block takes 16·R queries: R = 4 normally, 2 when the grid would be too small to fill the GPU. */
+        template <int DT, int R>
         __device__ __forceinline__ void kiln_attention(
             const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
             const float* __restrict__ mask, float* __restrict__ out, const KilnDims& size, const KilnDims& qv,
@@ -103,25 +106,25 @@ enum CUDAAttention {
         {
             extern __shared__ float4 kiln_attention_shared[];
             float* Qs = (float*)kiln_attention_shared;
-            float* Ks = Qs + KILN_BM * (DT + 4);
+            float* Ks = Qs + 16 * R * (DT + 4);
             float* Vs = Ks + KILN_BN * (DT + 4);
             float* Ps = Vs + KILN_BN * (DT + 4);
             const int Sq = (int)size.v[2], Sk = (int)size.v[3], D = (int)size.v[4], Dv = (int)size.v[5];
-            const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * KILN_BM;
+            const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * 16 * R;
             const int tx = threadIdx.x % KILN_TX, ty = threadIdx.x / KILN_TX;
             const float LOG2E = 1.4426950408889634f;
             const float NEG_INF = __int_as_float(0xff800000);
 
             kiln_attention_tile<DT>(Qs, q, qv.v[0] + b * qv.v[1] + h * qv.v[2] + (i64)q0 * qv.v[3], qv.v[3], qv.v[4],
-                KILN_BM, Sq - q0, D, vector & 1);
+                16 * R, Sq - q0, D, vector & 1);
             const i64 kBase = kv.v[0] + b * kv.v[1] + h * kv.v[2];
             const i64 vBase = vv.v[0] + b * vv.v[1] + h * vv.v[2];
             const i64 mBase = b * mv.v[0] + h * mv.v[1];
 
-            float o[4][DT / 8];
-            float m[4], l[4];
+            float o[R][DT / 8];
+            float m[R], l[R];
             #pragma unroll
-            for (int r = 0; r < 4; ++r) {
+            for (int r = 0; r < R; ++r) {
                 m[r] = NEG_INF;
                 l[r] = 0.f;
                 #pragma unroll
@@ -135,20 +138,20 @@ enum CUDAAttention {
                 kiln_attention_tile<DT>(Vs, v, vBase + (i64)k0 * vv.v[3], vv.v[3], vv.v[4], KILN_BN, keys, Dv, vector & 4);
                 __syncthreads();
 
-                float s[4][4];
+                float s[R][4];
                 #pragma unroll
-                for (int r = 0; r < 4; ++r)
+                for (int r = 0; r < R; ++r)
                     #pragma unroll
                     for (int c = 0; c < 4; ++c) s[r][c] = 0.f;
                 #pragma unroll 4
                 for (int d = 0; d < DT; d += 4) {
-                    float4 a[4], w[4];
+                    float4 a[R], w[4];
                     #pragma unroll
-                    for (int r = 0; r < 4; ++r) a[r] = *(const float4*)(Qs + (ty + 16 * r) * (DT + 4) + d);
+                    for (int r = 0; r < R; ++r) a[r] = *(const float4*)(Qs + (ty + 16 * r) * (DT + 4) + d);
                     #pragma unroll
                     for (int c = 0; c < 4; ++c) w[c] = *(const float4*)(Ks + (tx + 8 * c) * (DT + 4) + d);
                     #pragma unroll
-                    for (int r = 0; r < 4; ++r)
+                    for (int r = 0; r < R; ++r)
                         #pragma unroll
                         for (int c = 0; c < 4; ++c) {
                             s[r][c] = fmaf(a[r].x, w[c].x, s[r][c]);
@@ -159,7 +162,7 @@ enum CUDAAttention {
                 }
 
                 #pragma unroll
-                for (int r = 0; r < 4; ++r) {
+                for (int r = 0; r < R; ++r) {
                     const int i = q0 + ty + 16 * r;
                     float top = NEG_INF;
                     #pragma unroll
@@ -195,16 +198,16 @@ enum CUDAAttention {
                 __syncthreads();
 
                 for (int j = 0; j < keys; j += 4) {
-                    float4 p[4];
+                    float4 p[R];
                     #pragma unroll
-                    for (int r = 0; r < 4; ++r) p[r] = *(const float4*)(Ps + (ty + 16 * r) * KILN_PS + j);
+                    for (int r = 0; r < R; ++r) p[r] = *(const float4*)(Ps + (ty + 16 * r) * KILN_PS + j);
                     #pragma unroll
                     for (int jj = 0; jj < 4; ++jj) {
                         #pragma unroll
                         for (int g = 0; g < DT / 32; ++g) {
                             const float4 w = *(const float4*)(Vs + (j + jj) * (DT + 4) + 32 * g + 4 * tx);
                             #pragma unroll
-                            for (int r = 0; r < 4; ++r) {
+                            for (int r = 0; r < R; ++r) {
                                 const float pr = jj == 0 ? p[r].x : jj == 1 ? p[r].y : jj == 2 ? p[r].z : p[r].w;
                                 o[r][4 * g + 0] = fmaf(pr, w.x, o[r][4 * g + 0]);
                                 o[r][4 * g + 1] = fmaf(pr, w.y, o[r][4 * g + 1]);
@@ -218,7 +221,7 @@ enum CUDAAttention {
 
             const i64 oBase = ov.v[0] + b * ov.v[1] + h * ov.v[2];
             #pragma unroll
-            for (int r = 0; r < 4; ++r) {
+            for (int r = 0; r < R; ++r) {
                 const int i = q0 + ty + 16 * r;
                 if (i >= Sq) continue;
                 const bool empty = !(l[r] > 0.f);  /* every key masked, or a NaN */
@@ -244,19 +247,23 @@ enum CUDAAttention {
             }
         }
 
-        #define KILN_ATTENTION(DT) \\
-            extern "C" __global__ void __launch_bounds__(128) kiln_attention_f32_d##DT( \\
+        #define KILN_ATTENTION(DT, R) \\
+            extern "C" __global__ void __launch_bounds__(128) kiln_attention_f32_d##DT##_r##R( \\
                 const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v, \\
                 const float* __restrict__ mask, float* __restrict__ out, KilnDims size, KilnDims qv, KilnDims kv, \\
                 KilnDims vv, KilnDims ov, KilnDims mv, float scale, int hasMask, int zeroMasked, int vector) \\
             { \\
-                kiln_attention<DT>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, hasMask, zeroMasked, vector); \\
+                kiln_attention<DT, R>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, hasMask, zeroMasked, vector); \\
             }
 
-        KILN_ATTENTION(32)
-        KILN_ATTENTION(64)
-        KILN_ATTENTION(128)
-        KILN_ATTENTION(256)
+        KILN_ATTENTION(32, 2)
+        KILN_ATTENTION(32, 4)
+        KILN_ATTENTION(64, 2)
+        KILN_ATTENTION(64, 4)
+        KILN_ATTENTION(128, 2)
+        KILN_ATTENTION(128, 4)
+        KILN_ATTENTION(256, 2)
+        KILN_ATTENTION(256, 4)
 
         """
 }
