@@ -7,6 +7,7 @@
 #   MODELS: comma list (default all four); BATCHES: space-separated in one argument (default "1 64").
 # Kiln is timed twice per model and batch: strict FP32 (kiln_fp32) and with --tf32 (kiln_tf32).
 # Writes OUT_DIR/base.json, base.log, compare.log, bench.log and kiln.json (all Kiln result rows).
+# KILN_MODELS_DIR=DIR keeps the exported models (and references) there for later runs.
 set -uo pipefail
 kiln=$1
 baselines=$2
@@ -17,8 +18,13 @@ shift $(($# < 5 ? $# : 5))
 [[ ${1:-} == "--" ]] && shift
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+if [[ -n ${KILN_MODELS_DIR:-} ]]; then
+    work=$KILN_MODELS_DIR
+    mkdir -p "$work"
+else
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+fi
 
 echo "== baselines (export + PyTorch timings)"
 # shellcheck disable=SC2086
