@@ -72,7 +72,8 @@ public struct AttentionFusion: Pass {
         guard let p = view.internalProducer(of: scores) else { return nil }
         let node = view.graph.nodes[p]
         if let mm = node.layer as? MatMulLayer {
-            guard !mm.transposeA, mm.epilogue.isEmpty, node.inputs.count == 2 || (node.inputs.count == 3 && mm.beta == 1)
+            guard !mm.transposeA, mm.epilogue.isEmpty,
+                node.inputs.count == 2 || (node.inputs.count == 3 && mm.beta == 1)
             else { return nil }
             return (p, node.inputs.count == 3 ? node.inputs[2] : nil, [p])
         }
@@ -87,7 +88,9 @@ public struct AttentionFusion: Pass {
 
     /// A product operand as a [batch, heads, rows, columns] view of the tensor it is stored in (columns and rows
     /// swapped when `swapLast`), looking through the shuffles that produce it.
-    private func operand(_ value: String, batch: [Int], swapLast: Bool, _ view: PatternView)
+    private func operand(
+        _ value: String, batch: [Int], swapLast: Bool, _ view: PatternView
+    )
         -> (base: String, view: StridedView, nodes: Set<Int>)?
     {
         guard let source = storedSource(of: value, view) else { return nil }
@@ -104,7 +107,9 @@ public struct AttentionFusion: Pass {
     /// The stored tensor `value` is a view of, through the longest chain of reshapes, transposes, static slices
     /// and constant-index gathers that composes into one view. The chain's nodes whose results only the chain
     /// reads are returned for removal; the others stay for their other readers.
-    private func storedSource(of value: String, _ view: PatternView) -> (base: String, view: StridedView, nodes: Set<Int>)? {
+    private func storedSource(
+        of value: String, _ view: PatternView
+    ) -> (base: String, view: StridedView, nodes: Set<Int>)? {
         var chain: [Int] = []
         var current = value
         while chain.count < 12, let p = view.producers[current], isShuffle(view.graph.nodes[p], view.graph),
@@ -141,7 +146,9 @@ public struct AttentionFusion: Pass {
 
     /// Where the product's result, of logical shape [batch, heads, queries, values], lands in the tensor that the
     /// reshapes and transposes after it (each read once) produce.
-    private func resultView(of value: String, _ producer: Int, batch: Int, heads: Int, _ view: PatternView)
+    private func resultView(
+        of value: String, _ producer: Int, batch: Int, heads: Int, _ view: PatternView
+    )
         -> (view: StridedView, shape: [Int], root: Int, nodes: Set<Int>)?
     {
         var chain: [Int] = []

@@ -97,11 +97,16 @@ public struct HorizontalFusion: Pass {
     }
 
     /// A new constant joining the named constants along `axis`.
-    private func concatenate(_ names: [String], axis: Int, _ graph: inout Graph, _ context: PassContext) throws
+    private func concatenate(
+        _ names: [String], axis: Int, _ graph: inout Graph, _ context: PassContext
+    ) throws
         -> String
     {
         let node = Node(name: "horizontal-fusion", layer: ConcatLayer(axis: axis), inputs: names, outputs: ["joined"])
-        guard case .tensor(let joined)? = try context.evaluate(node, names.map { graph.initializers[$0].map(Value.tensor) }).first
+        guard
+            case .tensor(let joined)? = try context.evaluate(
+                node, names.map { graph.initializers[$0].map(Value.tensor) }
+            ).first
         else { throw KilnError.runtime("concatenating \(names) gave no tensor") }
         return graph.addConstant(joined, named: names[0] + "_joined")
     }

@@ -55,7 +55,8 @@ public struct RowShuffleMotion: Pass {
             !graph.outputs.contains(where: { $0.name == node.outputs[0] })
         else { return false }
         let rows = graph.freshName(node.outputs[0] + "_rows")
-        graph.valueTypes[rows] = .tensor(TensorType(outType.dtype, Array(xShape.dropLast()) + [outShape[outShape.count - 1]]))
+        graph.valueTypes[rows] = .tensor(
+            TensorType(outType.dtype, Array(xShape.dropLast()) + [outShape[outShape.count - 1]]))
         var product = node
         product.inputs[0] = x
         product.outputs = [rows]

@@ -13,7 +13,8 @@ import Testing
 
     /// Q, K, V as column blocks of one packed [B, S, 3·H·D] tensor (BERT after horizontal fusion); the result
     /// [B, S, H·D].
-    static func packed(batch: Int, seq: Int, heads: Int, head: Int, zeroMaskedRows: Bool = false) -> FusedAttentionLayer {
+    static func packed(batch: Int, seq: Int, heads: Int, head: Int, zeroMaskedRows: Bool = false) -> FusedAttentionLayer
+    {
         let e = heads * head
         func view(_ block: Int) -> View { View(offset: block * e, strides: [seq * 3 * e, head, 3 * e, 1]) }
         return FusedAttentionLayer(
@@ -62,8 +63,12 @@ import Testing
         }
         let bert = packed(batch: 3, seq: 77, heads: 4, head: 64, zeroMaskedRows: true)
         let x: InputSpec = .float([3, 77, 3 * 256], -2...2)
-        add("packed BERT heads, padding mask with a fully masked row", bert, [x, x, x, .tensor(paddingMask([77, 40, 0], seq: 77))])
-        add("packed BERT heads, no mask", packed(batch: 2, seq: 128, heads: 2, head: 64), [.float([2, 128, 384], -2...2)] * 3)
+        add(
+            "packed BERT heads, padding mask with a fully masked row", bert,
+            [x, x, x, .tensor(paddingMask([77, 40, 0], seq: 77))])
+        add(
+            "packed BERT heads, no mask", packed(batch: 2, seq: 128, heads: 2, head: 64),
+            [.float([2, 128, 384], -2...2)] * 3)
         let vit = sequenceFirst(batch: 3, seq: 197, heads: 2, head: 64)
         add("sequence-first packed (ViT)", vit, [.float([197, 3, 384], -2...2)] * 3)
         add(

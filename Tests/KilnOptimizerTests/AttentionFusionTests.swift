@@ -1,9 +1,10 @@
 import KilnCPU
 import KilnIR
-@testable import KilnOptimizer
 import KilnRuntime
 import KilnTestSupport
 import Testing
+
+@testable import KilnOptimizer
 
 /// Multi-head attention in primitive layers (the exports of BERT and of torch's MultiheadAttention) becomes one
 /// fused attention layer with the head shuffles folded into views, and computes what the primitives compute

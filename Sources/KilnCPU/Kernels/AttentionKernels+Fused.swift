@@ -50,7 +50,9 @@ enum FusedAttentionKernel {
                             var dot: Float = 0
                             for c in 0..<d { dot += query[c] * keys[j * d + c] }
                             var s = dot * layer.scale
-                            if let mask, let ms = maskStrides { s += mask[b * ms[0] + h * ms[1] + i * ms[2] + j * ms[3]] }
+                            if let mask, let ms = maskStrides {
+                                s += mask[b * ms[0] + h * ms[1] + i * ms[2] + j * ms[3]]
+                            }
                             scores[j] = s
                             if s > top { top = s }
                         }

@@ -32,7 +32,9 @@ enum CUDAAttention {
         var vector: Int32 = 0
         for (i, (view, size)) in zip(views, [layer.headSize, layer.headSize, layer.valueHeadSize, layer.valueHeadSize])
             .enumerated()
-        where view.strides[3] == 1 && size % 4 == 0 && view.offset % 4 == 0 && view.strides[0..<3].allSatisfy({ $0 % 4 == 0 }) {
+        where view.strides[3] == 1 && size % 4 == 0 && view.offset % 4 == 0
+            && view.strides[0..<3].allSatisfy({ $0 % 4 == 0 })
+        {
             vector |= 1 << i
         }
         func dims(_ v: FusedAttentionLayer.View) -> CUDAArgument { .dims([v.offset] + v.strides) }

@@ -85,7 +85,8 @@ public struct FusedAttentionLayer: Layer {
             }
             guard let count = inputs[index].tensorType?.concreteShape?.reduce(1, *) else { continue }
             if let last = view.lastIndex(shape), view.offset < 0 || last >= count {
-                throw KilnError.shapeMismatch("fused attention \(name) view \(view) of \(shape) exceeds \(count) elements")
+                throw KilnError.shapeMismatch(
+                    "fused attention \(name) view \(view) of \(shape) exceeds \(count) elements")
             }
         }
         if inputs.count == 4, let mask = inputs[3].tensorType?.concreteShape {
