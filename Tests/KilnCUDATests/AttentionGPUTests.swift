@@ -90,6 +90,17 @@ import Testing
         add(
             "d=160 (256 tile), one query", dense(batch: 2, heads: 1, queries: 1, keys: 50, head: 160, valueHead: 160),
             [.float([2, 1, 1, 160]), .float([2, 1, 50, 160]), .float([2, 1, 50, 160])])
+        // The ONNX operator on the same kernel: grouped K/V heads, causal, a float [Sq, Sk] mask; 3-D operands.
+        cases.append(
+            GPUCase(
+                name: "ONNX Attention 4-D, grouped heads, causal, mask", layer: AttentionLayer(isCausal: true),
+                inputs: [
+                    .float([2, 4, 9, 16]), .float([2, 2, 11, 16]), .float([2, 2, 11, 8]), .float([9, 11], -2...2),
+                ], rtol: 1e-4, atol: 1e-5))
+        cases.append(
+            GPUCase(
+                name: "ONNX Attention 3-D, 3 heads", layer: AttentionLayer(qNumHeads: 3, kvNumHeads: 3, scale: 0.2),
+                inputs: [.float([2, 7, 24]), .float([2, 10, 24]), .float([2, 10, 12])], rtol: 1e-4, atol: 1e-5))
         return cases
     }()
 

@@ -13,7 +13,13 @@ enum CUDAAttention {
     static let threads = 128
     static let headTiles = [32, 64, 128, 256]
 
-    static func lower(_ layer: FusedAttentionLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
+    /// `group` query heads share one K/V head (grouped-query attention); `causal` masks keys after the query's
+    /// position.
+    static func lower(
+        _ layer: FusedAttentionLayer, _ info: CUDANodeInfo, causal: Bool = false, group: Int = 1
+    )
+        throws -> CUDALowering
+    {
         for index in 0..<min(info.inputCount, 4) where try info.input(index).dtype != .float32 {
             throw KilnError.unsupported("fused attention on CUDA is float32 only (input \(index))")
         }
@@ -26,6 +32,9 @@ enum CUDAAttention {
             throw KilnError.invalidArgument("fused attention views need 4 strides")
         }
         let hasMask = info.hasInput(3)
+        if hasMask, try Broadcast.shape(try info.inputShape(3), layer.scoreShape) != layer.scoreShape {
+            throw KilnError.unsupported("attention mask \(try info.inputShape(3)) for scores \(layer.scoreShape)")
+        }
         let maskStrides =
             hasMask ? Broadcast.strides(of: try info.inputShape(3), broadcastTo: layer.scoreShape) : [0, 0, 0, 0]
         // Bit i: view i (Q, K, V, output) can move 4 floats at a time along the head axis.
@@ -58,8 +67,51 @@ enum CUDAAttention {
                         ]),
                         dims(layer.query), dims(layer.key), dims(layer.value), dims(layer.output), .dims(maskStrides),
                         .float32(layer.scale), .int32(hasMask ? 1 : 0), .int32(layer.zeroMaskedRows ? 1 : 0),
-                        .int32(vector),
+                        .int32(vector), .int32(causal ? 1 : 0), .int32(Int32(group)),
                     ])))
+    }
+
+    /// ONNX Attention (float32, no KV cache, no softcap or window, only the first output) on the same kernel:
+    /// 4-D [batch, heads, sequence, head] or 3-D [batch, sequence, heads · head] operands become views, grouped
+    /// K/V heads a head mapping. A fully masked row gives zeros, as the operator's reference does.
+    static func lower(_ layer: AttentionLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
+        guard (4..<max(4, info.inputCount)).allSatisfy({ !info.hasInput($0) }) else {
+            throw KilnError.unsupported("attention with a KV cache or non-pad lengths on CUDA")
+        }
+        guard layer.softcap == 0, layer.leftWindow < 0, layer.rightWindow < 0 else {
+            throw KilnError.unsupported("attention with softcap or a sliding window on CUDA")
+        }
+        guard info.node.outputs.dropFirst().allSatisfy(\.isEmpty) else {
+            throw KilnError.unsupported("attention's present key/value or score outputs on CUDA")
+        }
+        let (q, k, v) = (try info.inputShape(0), try info.inputShape(1), try info.inputShape(2))
+        guard q.count == k.count, q.count == v.count, q.count == 3 || q.count == 4 else {
+            throw KilnError.unsupported("attention operands of rank \(q.count) on CUDA")
+        }
+        let qHeads = q.count == 4 ? q[1] : layer.qNumHeads ?? 0
+        let kvHeads = q.count == 4 ? k[1] : layer.kvNumHeads ?? 0
+        guard qHeads > 0, kvHeads > 0, qHeads % kvHeads == 0 else {
+            throw KilnError.shapeMismatch("attention heads \(qHeads) and \(kvHeads) do not group")
+        }
+        typealias View = FusedAttentionLayer.View
+        /// The view of a [batch, heads, length, size] operand stored 4-D or 3-D.
+        func view(_ shape: [Int], heads: Int) -> (View, length: Int, size: Int) {
+            if shape.count == 4 {
+                return (View(strides: Broadcast.strides(shape)), shape[2], shape[3])
+            }
+            let size = shape[2] / heads
+            return (View(strides: [shape[1] * shape[2], size, shape[2], 1]), shape[1], size)
+        }
+        let qv = view(q, heads: qHeads)
+        let kv = view(k, heads: kvHeads)
+        let vv = view(v, heads: kvHeads)
+        let out = try info.outputShape(0)
+        let ov = view(out, heads: qHeads)
+        let fused = FusedAttentionLayer(
+            batch: q[0], heads: qHeads, queryLength: qv.length, keyLength: kv.length, headSize: qv.size,
+            valueHeadSize: vv.size, query: qv.0, key: kv.0, value: vv.0, output: ov.0, outputShape: out,
+            scale: layer.scale ?? 1 / Float(qv.size).squareRoot(), zeroMaskedRows: true)
+        return try lower(fused, info, causal: layer.isCausal, group: qHeads / kvHeads)
     }
 
     /// Q, K and V tiles with rows padded by 4 floats, and the probabilities tile padded by 8.
@@ -104,7 +156,7 @@ enum CUDAAttention {
             const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
             const float* __restrict__ mask, float* __restrict__ out, const KilnDims& size, const KilnDims& qv,
             const KilnDims& kv, const KilnDims& vv, const KilnDims& ov, const KilnDims& mv, float scale, int hasMask,
-            int zeroMasked, int vector)
+            int zeroMasked, int vector, int causal, int group)
         {
             extern __shared__ float4 kiln_attention_shared[];
             float* Qs = (float*)kiln_attention_shared;
@@ -119,8 +171,9 @@ enum CUDAAttention {
 
             kiln_attention_tile<DT>(Qs, q, qv.v[0] + b * qv.v[1] + h * qv.v[2] + (i64)q0 * qv.v[3], qv.v[3], qv.v[4],
                 16 * R, Sq - q0, D, vector & 1);
-            const i64 kBase = kv.v[0] + b * kv.v[1] + h * kv.v[2];
-            const i64 vBase = vv.v[0] + b * vv.v[1] + h * vv.v[2];
+            const int hk = h / group;  /* the K/V head of this query head */
+            const i64 kBase = kv.v[0] + b * kv.v[1] + hk * kv.v[2];
+            const i64 vBase = vv.v[0] + b * vv.v[1] + hk * vv.v[2];
             const i64 mBase = b * mv.v[0] + h * mv.v[1];
 
             float o[R][DT / 8];
@@ -171,7 +224,7 @@ enum CUDAAttention {
                     for (int c = 0; c < 4; ++c) {
                         const int j = tx + 8 * c;
                         float x = NEG_INF;
-                        if (j < keys) {
+                        if (j < keys && !(causal && k0 + j > i)) {
                             x = s[r][c] * scale;
                             if (hasMask && i < Sq) x += mask[mBase + i * mv.v[2] + (i64)(k0 + j) * mv.v[3]];
                         }
@@ -253,9 +306,11 @@ enum CUDAAttention {
             extern "C" __global__ void __launch_bounds__(128) kiln_attention_f32_d##DT##_r##R( \\
                 const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v, \\
                 const float* __restrict__ mask, float* __restrict__ out, KilnDims size, KilnDims qv, KilnDims kv, \\
-                KilnDims vv, KilnDims ov, KilnDims mv, float scale, int hasMask, int zeroMasked, int vector) \\
+                KilnDims vv, KilnDims ov, KilnDims mv, float scale, int hasMask, int zeroMasked, int vector, \\
+                int causal, int group) \\
             { \\
-                kiln_attention<DT, R>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, hasMask, zeroMasked, vector); \\
+                kiln_attention<DT, R>( \\
+                    q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, hasMask, zeroMasked, vector, causal, group); \\
             }
 
         KILN_ATTENTION(32, 2)

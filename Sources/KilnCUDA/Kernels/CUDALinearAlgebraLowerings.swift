@@ -8,5 +8,6 @@ enum CUDALinearAlgebraLowerings {
         cudaLowering(MatMulLayer.self) { layer, info in try CUDALinearAlgebraMatMul.lower(layer, info) },
         cudaLowering(ConvolutionLayer.self) { layer, info in try CUDAConvolutionLowering.lower(layer, info) },
         cudaLowering(FusedAttentionLayer.self) { layer, info in try CUDAAttention.lower(layer, info) },
+        cudaLowering(AttentionLayer.self) { layer, info in try CUDAAttention.lower(layer, info) },
     ]
 }
