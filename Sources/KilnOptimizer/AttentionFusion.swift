@@ -37,8 +37,8 @@ public struct AttentionFusion: Pass {
         let (batch, heads) = scores.count == 4 ? (scores[0], scores[1]) : (scores[0], 1)
         let (sq, sk) = (scores[scores.count - 2], scores[scores.count - 1])
         let qk = graph.nodes[product.node]
-        let qk4 = qk.layer as! MatMulLayer
-        guard let q = operand(qk.inputs[0], batch: [batch, heads], swapLast: false, view),
+        guard let qk4 = qk.layer as? MatMulLayer,
+            let q = operand(qk.inputs[0], batch: [batch, heads], swapLast: false, view),
             let k = operand(qk.inputs[1], batch: [batch, heads], swapLast: !qk4.transposeB, view),
             let v = operand(graph.nodes[pvIndex].inputs[1], batch: [batch, heads], swapLast: false, view)
         else { return reject("Q, K or V is not a strided view of a stored tensor") }
