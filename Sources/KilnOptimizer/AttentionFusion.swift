@@ -110,38 +110,33 @@ public struct AttentionFusion: Pass {
     private func storedSource(
         of value: String, _ view: PatternView
     ) -> (base: String, view: StridedView, nodes: Set<Int>)? {
+        let graph = view.graph
         var chain: [Int] = []
         var current = value
-        while chain.count < 12, let p = view.producers[current], isShuffle(view.graph.nodes[p], view.graph),
-            let input = view.graph.nodes[p].inputs.first
-        {
+        while chain.count < 12, let p = view.producers[current], StridedView.isView(graph.nodes[p], in: graph) {
             chain.append(p)
-            current = input
+            current = graph.nodes[p].inputs[0]
         }
-        for length in stride(from: chain.count, through: 0, by: -1) {
-            let nodes = Array(chain.prefix(length))
-            let base = length == 0 ? value : view.graph.nodes[nodes[length - 1]].inputs[0]
-            guard let shape = concreteShape(base, view.graph) else { continue }
-            var v: StridedView? = StridedView(dense: shape)
-            for p in nodes.reversed() {
-                guard let current = v, let out = concreteShape(view.graph.nodes[p].outputs[0], view.graph) else {
-                    v = nil
-                    break
+        return longestPrefix(of: chain) { nodes in
+            let base = nodes.last.map { graph.nodes[$0].inputs[0] } ?? value
+            guard let shape = concreteShape(base, graph) else { return nil }
+            // From the base outward, each step to the node's result.
+            let composed = nodes.reversed().reduce(StridedView(dense: shape) as StridedView?) { v, p in
+                concreteShape(graph.nodes[p].outputs[0], graph).flatMap {
+                    v?.through(graph.nodes[p], giving: $0, in: graph)
                 }
-                v = apply(view.graph.nodes[p], to: current, giving: out, view.graph)
             }
-            guard let v else { continue }
+            guard let composed else { return nil }
             // Removable: the nodes up to the first result that something outside the chain also reads.
             var removable: Set<Int> = []
             var result = value
             for p in nodes {
                 guard view.internalProducer(of: result) == p else { break }
                 removable.insert(p)
-                result = view.graph.nodes[p].inputs[0]
+                result = graph.nodes[p].inputs[0]
             }
-            return (base, v, removable)
+            return (base, composed, removable)
         }
-        return nil
     }
 
     /// Where the product's result, of logical shape [batch, heads, queries, values], lands in the tensor that the
@@ -151,67 +146,34 @@ public struct AttentionFusion: Pass {
     )
         -> (view: StridedView, shape: [Int], root: Int, nodes: Set<Int>)?
     {
+        let graph = view.graph
         var chain: [Int] = []
         var current = value
         while chain.count < 12, let c = view.soleConsumer(of: current),
-            view.graph.nodes[c].layer is ReshapeLayer || view.graph.nodes[c].layer is TransposeLayer,
-            view.graph.nodes[c].inputs.first == current, let next = view.graph.nodes[c].outputs.first
+            graph.nodes[c].layer is ReshapeLayer || graph.nodes[c].layer is TransposeLayer,
+            graph.nodes[c].inputs.first == current
         {
             chain.append(c)
-            current = next
+            current = graph.nodes[c].outputs[0]
         }
+        return longestPrefix(of: chain) { nodes in
+            let last = nodes.last.map { graph.nodes[$0].outputs[0] } ?? value
+            guard let shape = concreteShape(last, graph) else { return nil }
+            // From the stored result inward, each step back to the node's input.
+            let composed = nodes.reversed().reduce(StridedView(dense: shape) as StridedView?) { v, p in
+                concreteShape(graph.nodes[p].inputs[0], graph).flatMap { v?.before(graph.nodes[p], input: $0) }
+            }
+            guard let heads4 = composed?.asHeads(batch: [batch, heads]) else { return nil }
+            return (heads4, shape, nodes.last ?? producer, Set(nodes))
+        }
+    }
+
+    /// `make`'s result for the longest prefix of `chain` (nodes nearest the product first) it accepts.
+    private func longestPrefix<T>(of chain: [Int], _ make: ([Int]) -> T?) -> T? {
         for length in stride(from: chain.count, through: 0, by: -1) {
-            let nodes = Array(chain.prefix(length))
-            let last = length == 0 ? value : view.graph.nodes[nodes[length - 1]].outputs[0]
-            guard let shape = concreteShape(last, view.graph) else { continue }
-            var v: StridedView? = StridedView(dense: shape)
-            for p in nodes.reversed() {
-                guard let current = v, let input = concreteShape(view.graph.nodes[p].inputs[0], view.graph) else {
-                    v = nil
-                    break
-                }
-                if let t = view.graph.nodes[p].layer as? TransposeLayer {
-                    v = (try? t.permutation(rank: input.count)).map { current.untransposed($0) }
-                } else {
-                    v = current.reshaped(input)
-                }
-            }
-            if let v, let heads4 = v.asHeads(batch: [batch, heads]) {
-                return (heads4, shape, nodes.last ?? producer, Set(nodes))
-            }
+            if let result = make(Array(chain.prefix(length))) { return result }
         }
         return nil
-    }
-
-    private func isShuffle(_ node: Node, _ graph: Graph) -> Bool {
-        if let slice = node.layer as? SliceLayer { return slice.isStatic }
-        if node.layer is GatherLayer { return node.inputs.count == 2 && graph.initializers[node.inputs[1]]?.count == 1 }
-        return node.layer is ReshapeLayer || node.layer is TransposeLayer
-    }
-
-    /// `view` after one shuffle node whose result has shape `out`.
-    private func apply(_ node: Node, to view: StridedView, giving out: [Int], _ graph: Graph) -> StridedView? {
-        let layer = node.layer
-        if let gather = layer as? GatherLayer {
-            let rank = view.shape.count
-            guard let index = graph.initializers[node.inputs[1]], var i = try? index.intValues().first,
-                let axis = try? ShapeAxes.normalize(gather.axis, rank: rank)
-            else { return nil }
-            if i < 0 { i += view.shape[axis] }
-            return view.selecting(i, of: axis, keep: index.rank > 0)
-        }
-        if let t = layer as? TransposeLayer {
-            guard let perm = try? t.permutation(rank: view.shape.count) else { return nil }
-            return view.transposed(perm)
-        }
-        if let s = layer as? SliceLayer {
-            guard let starts = s.starts, let ends = s.ends,
-                let ranges = try? SliceLayer.resolve(
-                    shape: view.shape, starts: starts, ends: ends, axes: s.axes, steps: s.steps)
-            else { return nil }
-            return view.sliced(ranges)
-        }
-        return view.reshaped(out)
     }
 
     private func concreteShape(_ value: String, _ graph: Graph) -> [Int]? {

@@ -46,7 +46,7 @@ public struct HorizontalFusion: Pass {
             let inputShape = graph.type(of: node.inputs[0])?.tensorType?.shape, inputShape.count >= 2,
             graph.initializers[node.inputs[0]] == nil, isFusibleFloat(weights.dtype)
         else { return nil }
-        let outputs = mm.transposeB ? weights.shape[0] : weights.shape[1]
+        let outputs = Self.outputCount(weights, mm)
         if node.inputs.count == 3 {
             guard let bias = graph.initializers[node.inputs[2]], bias.rank == 1, bias.shape[0] == outputs,
                 bias.dtype == weights.dtype
@@ -74,7 +74,7 @@ public struct HorizontalFusion: Pass {
         }
         let wide = graph.freshName(first.outputs[0] + "_wide")
         let counts = nodes.map { node in
-            graph.initializers[node.inputs[1]].map { mm.transposeB ? $0.shape[0] : $0.shape[1] } ?? 0
+            graph.initializers[node.inputs[1]].map { Self.outputCount($0, mm) } ?? 0
         }
         // Typed now, so later passes of the same round see the wide result's shape.
         if let t = graph.type(of: first.outputs[0])?.tensorType, var dims = t.shape, !dims.isEmpty {
@@ -94,6 +94,11 @@ public struct HorizontalFusion: Pass {
             start += count
         }
         return result
+    }
+
+    /// The columns a product with these 2-D weights computes.
+    private static func outputCount(_ weights: Tensor, _ mm: MatMulLayer) -> Int {
+        mm.transposeB ? weights.shape[0] : weights.shape[1]
     }
 
     /// A new constant joining the named constants along `axis`.

@@ -11,7 +11,8 @@ import KilnIR
 ///   fused attention) and the chain's result is read by something else (the output projection after
 ///   attention: the attention then writes the final layout itself and the residual add meets the product).
 ///
-/// The two directions never undo each other: down needs X not to come from a shuffle, up needs it to.
+/// "Shuffle" in the conditions means a view node (`StridedView.isView`). The two directions never undo each
+/// other: down needs X not to come from a shuffle, up needs it to.
 public struct RowShuffleMotion: Pass {
     public let name = "row-shuffle-motion"
     public init() {}
@@ -30,11 +31,6 @@ public struct RowShuffleMotion: Pass {
         return mm
     }
 
-    private func isShuffle(_ node: Node) -> Bool {
-        node.layer is ReshapeLayer || node.layer is TransposeLayer || node.layer is SliceLayer
-            || node.layer is GatherLayer
-    }
-
     private func keepsLastAxis(_ t: TransposeLayer, rank: Int) -> Bool {
         guard let perm = try? t.permutation(rank: rank) else { return false }
         return perm.last == rank - 1
@@ -47,11 +43,11 @@ public struct RowShuffleMotion: Pass {
             let transpose = graph.nodes[t].layer as? TransposeLayer, let x = graph.nodes[t].inputs.first,
             let xType = graph.type(of: x)?.tensorType, let xShape = xType.shape, xShape.count >= 2,
             keepsLastAxis(transpose, rank: xShape.count),
-            view.producers[x].map({ !isShuffle(graph.nodes[$0]) }) ?? true,
+            view.producers[x].map({ !StridedView.isView(graph.nodes[$0], in: graph) }) ?? true,
             let outType = graph.type(of: node.outputs[0])?.tensorType, let outShape = outType.shape
         else { return false }
         let readers = graph.nodes.filter { $0.inputs.contains(node.outputs[0]) }
-        guard !readers.isEmpty, readers.allSatisfy(isShuffle),
+        guard !readers.isEmpty, readers.allSatisfy({ StridedView.isView($0, in: graph) }),
             !graph.outputs.contains(where: { $0.name == node.outputs[0] })
         else { return false }
         let rows = graph.freshName(node.outputs[0] + "_rows")
@@ -73,7 +69,8 @@ public struct RowShuffleMotion: Pass {
         let node = graph.nodes[index]
         let view = PatternView(graph)
         guard let mm = rowwise(node, graph), let aProducer = view.producers[node.inputs[0]],
-            isShuffle(graph.nodes[aProducer]) || graph.nodes[aProducer].layer is FusedAttentionLayer,
+            StridedView.isView(graph.nodes[aProducer], in: graph)
+                || graph.nodes[aProducer].layer is FusedAttentionLayer,
             let aShape = graph.type(of: node.inputs[0])?.tensorType?.concreteShape, let depth = aShape.last
         else { return false }
         // The row shuffles after the product, each read only by the next.
@@ -88,7 +85,7 @@ public struct RowShuffleMotion: Pass {
         }
         guard let last = chain.last else { return false }
         let readers = graph.nodes.filter { $0.inputs.contains(current) }
-        guard readers.isEmpty || !readers.allSatisfy(isShuffle) else { return false }
+        guard readers.isEmpty || !readers.allSatisfy({ StridedView.isView($0, in: graph) }) else { return false }
         // The same shuffles on A: reshape targets keep their rows and take A's depth as the last axis.
         var moved: [Node] = []
         var value = node.inputs[0]

@@ -109,6 +109,45 @@ struct StridedView: Equatable {
         return v
     }
 
+    /// Whether `node` is a shuffle whose result is a view of its first input: a reshape, transpose, static slice or
+    /// gather of one constant index.
+    static func isView(_ node: Node, in graph: Graph) -> Bool {
+        if let slice = node.layer as? SliceLayer { return slice.isStatic }
+        if node.layer is GatherLayer { return node.inputs.count == 2 && graph.initializers[node.inputs[1]]?.count == 1 }
+        return node.layer is ReshapeLayer || node.layer is TransposeLayer
+    }
+
+    /// This view after the view node `node` (see `isView`), whose result has shape `out`.
+    func through(_ node: Node, giving out: [Int], in graph: Graph) -> StridedView? {
+        switch node.layer {
+        case let gather as GatherLayer:
+            guard let index = graph.initializers[node.inputs[1]], var i = try? index.intValues().first,
+                let axis = try? ShapeAxes.normalize(gather.axis, rank: shape.count)
+            else { return nil }
+            if i < 0 { i += shape[axis] }
+            return selecting(i, of: axis, keep: index.rank > 0)
+        case let transpose as TransposeLayer:
+            return (try? transpose.permutation(rank: shape.count)).map(transposed)
+        case let slice as SliceLayer:
+            guard let starts = slice.starts, let ends = slice.ends,
+                let ranges = try? SliceLayer.resolve(
+                    shape: shape, starts: starts, ends: ends, axes: slice.axes, steps: slice.steps)
+            else { return nil }
+            return sliced(ranges)
+        default:
+            return reshaped(out)
+        }
+    }
+
+    /// The view of `node`'s input whose step through the reshape or transpose `node` (of input shape `input`)
+    /// is this view: the same step taken backwards, for results written through a chain of shuffles.
+    func before(_ node: Node, input: [Int]) -> StridedView? {
+        if let transpose = node.layer as? TransposeLayer {
+            return (try? transpose.permutation(rank: input.count)).map(untransposed)
+        }
+        return reshaped(input)
+    }
+
     /// Parts joined where the outer one continues exactly where the inner one ends; size-1 parts dropped.
     private static func merged(_ parts: [Part]) -> [Part] {
         var result: [Part] = []

@@ -11,24 +11,21 @@ enum FusedAttentionKernel {
         let q = try QuantValues.floats(qt)
         let k = try QuantValues.floats(inputs.tensor(1))
         let v = try QuantValues.floats(inputs.tensor(2))
-        let mask = try inputs.optionalTensor(3).map { try QuantValues.floats($0) }
-        let maskStrides = try inputs.optionalTensor(3).map {
-            Broadcast.strides(of: $0.shape, broadcastTo: layer.scoreShape)
-        }
-        for (values, view, shape, name) in [
-            (q, layer.query, layer.queryShape, "Q"), (k, layer.key, layer.keyShape, "K"),
-            (v, layer.value, layer.valueShape, "V"),
-        ] {
-            if let last = view.lastIndex(shape), last >= values.count || view.offset < 0 {
-                throw KilnError.shapeMismatch("fused attention \(name) view \(view) exceeds \(values.count) elements")
+        let mask = try inputs.optionalTensor(3).map { t in
+            guard try Broadcast.shape(t.shape, layer.scoreShape) == layer.scoreShape else {
+                throw KilnError.shapeMismatch(
+                    "fused attention mask \(t.shape) does not broadcast to \(layer.scoreShape)")
             }
+            return (
+                values: try QuantValues.floats(t),
+                strides: Broadcast.strides(of: t.shape, broadcastTo: layer.scoreShape)
+            )
         }
+        try layer.checkViews(inputCounts: [q.count, k.count, v.count])
         let (heads, sq, sk) = (layer.heads, layer.queryLength, layer.keyLength)
         let (d, dv) = (layer.headSize, layer.valueHeadSize)
+        let (qs, os) = (layer.query.strides, layer.output.strides)
         var out = [Float](repeating: 0, count: layer.outputShape.reduce(1, *))
-        if let last = layer.output.lastIndex(layer.resultShape), last >= out.count || layer.output.offset < 0 {
-            throw KilnError.shapeMismatch("fused attention output view \(layer.output) exceeds \(layer.outputShape)")
-        }
         out.withUnsafeMutableBufferPointer { buffer in
             let result = UncheckedSendable(buffer)
             Parallel.forEach(layer.batch * heads, threads: threads) { jobs in
@@ -42,7 +39,6 @@ enum FusedAttentionKernel {
                     gather(k, layer.key, b, h, rows: sk, width: d, into: &keys)
                     gather(v, layer.value, b, h, rows: sk, width: dv, into: &values)
                     for i in 0..<sq {
-                        let qs = layer.query.strides
                         let qBase = layer.query.offset + b * qs[0] + h * qs[1] + i * qs[2]
                         for c in 0..<d { query[c] = q[qBase + c * qs[3]] }
                         var top = -Float.infinity
@@ -50,8 +46,9 @@ enum FusedAttentionKernel {
                             var dot: Float = 0
                             for c in 0..<d { dot += query[c] * keys[j * d + c] }
                             var s = dot * layer.scale
-                            if let mask, let ms = maskStrides {
-                                s += mask[b * ms[0] + h * ms[1] + i * ms[2] + j * ms[3]]
+                            if let mask {
+                                let ms = mask.strides
+                                s += mask.values[b * ms[0] + h * ms[1] + i * ms[2] + j * ms[3]]
                             }
                             scores[j] = s
                             if s > top { top = s }
@@ -63,18 +60,15 @@ enum FusedAttentionKernel {
                                 sum += scores[j]
                             }
                         }
+                        // Every key masked, or a NaN score: zeros with the folded guard, NaN as softmax gives.
                         let empty = top == -.infinity || sum.isNaN
-                        for c in 0..<dv { row[c] = 0 }
-                        if empty {
-                            let fill: Float = layer.zeroMaskedRows ? 0 : .nan
-                            for c in 0..<dv { row[c] = fill }
-                        } else {
+                        for c in 0..<dv { row[c] = empty && !layer.zeroMaskedRows ? .nan : 0 }
+                        if !empty {
                             for j in 0..<sk {
                                 let p = scores[j] / sum
                                 for c in 0..<dv { row[c] += p * values[j * dv + c] }
                             }
                         }
-                        let os = layer.output.strides
                         let oBase = layer.output.offset + b * os[0] + h * os[1] + i * os[2]
                         for c in 0..<dv { result.value[oBase + c * os[3]] = row[c] }
                     }

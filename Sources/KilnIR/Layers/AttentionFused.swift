@@ -78,23 +78,31 @@ public struct FusedAttentionLayer: Layer {
             throw KilnError.invalidArgument("fused attention takes Q, K, V and an optional mask, got \(inputs.count)")
         }
         guard let q = inputs[0].tensorType else { return [nil] }
-        let views = [(query, queryShape, "Q"), (key, keyShape, "K"), (value, valueShape, "V")]
-        for (index, (view, shape, name)) in views.enumerated() {
-            guard view.strides.count == 4 else {
-                throw KilnError.invalidArgument("fused attention \(name) view needs 4 strides")
-            }
-            guard let count = inputs[index].tensorType?.concreteShape?.reduce(1, *) else { continue }
-            if let last = view.lastIndex(shape), view.offset < 0 || last >= count {
-                throw KilnError.shapeMismatch(
-                    "fused attention \(name) view \(view) of \(shape) exceeds \(count) elements")
-            }
-        }
+        try checkViews(inputCounts: inputs.prefix(3).map { $0.tensorType?.concreteShape?.reduce(1, *) })
         if inputs.count == 4, let mask = inputs[3].tensorType?.concreteShape {
             guard try Broadcast.shape(mask, scoreShape) == scoreShape else {
                 throw KilnError.shapeMismatch("fused attention mask \(mask) does not broadcast to \(scoreShape)")
             }
         }
         return [.tensor(TensorType(q.dtype, dims: outputShape))]
+    }
+
+    /// Throws unless every view has 4 strides and stays inside its tensor: Q, K and V inside inputs of
+    /// `inputCounts` elements (nil: not known yet), the result inside `outputShape`.
+    public func checkViews(inputCounts: [Int?]) throws {
+        let views = [
+            (query, queryShape, "Q"), (key, keyShape, "K"), (value, valueShape, "V"), (output, resultShape, "output"),
+        ]
+        let counts = inputCounts + [outputShape.reduce(1, *)]
+        for ((view, shape, name), count) in zip(views, counts) {
+            guard view.strides.count == 4 else {
+                throw KilnError.invalidArgument("fused attention \(name) view needs 4 strides")
+            }
+            if let count, let last = view.lastIndex(shape), view.offset < 0 || last >= count {
+                throw KilnError.shapeMismatch(
+                    "fused attention \(name) view \(view) of \(shape) exceeds \(count) elements")
+            }
+        }
     }
 
     public var description: String {
