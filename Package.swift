@@ -20,7 +20,11 @@ let package = Package(
             exclude: ["onnx.proto"]
         ),
         .target(name: "KilnOptimizer", dependencies: ["KilnIR"]),
-        .target(name: "KilnRuntime", dependencies: ["KilnIR", "KilnOptimizer"]),
+        .target(
+            name: "KilnRuntime",
+            dependencies: ["KilnIR", "KilnOptimizer", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Plan/plan.proto"]
+        ),
         .target(name: "KilnCPU", dependencies: ["KilnIR", "KilnRuntime"]),
         .target(name: "KilnCUDA", dependencies: ["KilnIR", "KilnOptimizer", "KilnRuntime", "KilnCPU"]),
         .target(name: "KilnTestSupport", dependencies: ["KilnIR", "KilnONNX", "KilnRuntime", "KilnCPU"]),

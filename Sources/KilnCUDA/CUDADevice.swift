@@ -42,8 +42,7 @@ public final class CUDADevice: Device {
     /// Opens GPU `ordinal`. Throws `unsupported` with one clear line when there is no driver or GPU.
     public init(ordinal: Int = 0, options: CUDADeviceOptions = .init()) throws {
         context = try CUDAContext.open(ordinal: ordinal)
-        let compiler = try NVRTC.shared()
-        modules = CUDAModuleCache(context: context, compiler: compiler)
+        modules = CUDAModuleCache(context: context)
         libraries = try CUDALibraries(context: context)
         uploadStream = try context.makeStream()
         host = CPUDevice()
@@ -63,6 +62,18 @@ public final class CUDADevice: Device {
 
     public func compile(_ graph: Graph) throws -> any GraphExecutable {
         try CUDAProgram(graph: graph, device: self)
+    }
+
+    /// Plans run where the compute capability is the same (their cubins are for it).
+    public var fingerprint: DeviceFingerprint {
+        let nvrtc = (try? NVRTC.shared()).map { "NVRTC \($0.version.major).\($0.version.minor)" } ?? "no NVRTC"
+        return DeviceFingerprint(
+            kind: "cuda", name: context.name, architecture: "sm_\(context.computeCapability)",
+            software: "driver \(context.driverVersion / 1000).\(context.driverVersion % 1000 / 10), \(nvrtc)")
+    }
+
+    public func preload(_ code: [CompiledCode]) throws {
+        modules.preload(code.map { ($0.name, $0.bytes) })
     }
 
     /// Device memory in use and in total, in bytes (all processes).

@@ -1,6 +1,6 @@
 /// Element types of tensors. Raw values are ONNX's `TensorProto.DataType` numbers so that import and export
 /// need no table.
-public enum DType: Int, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+public enum DType: Int, Sendable, Hashable, Codable, CaseIterable, CustomStringConvertible {
     case float32 = 1
     case uint8 = 2
     case int8 = 3

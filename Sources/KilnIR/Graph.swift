@@ -1,5 +1,5 @@
 /// A named, typed value at a graph boundary.
-public struct GraphValue: Sendable, Hashable, CustomStringConvertible {
+public struct GraphValue: Sendable, Hashable, Codable, CustomStringConvertible {
     public var name: String
     public var type: ValueType?
 
@@ -13,7 +13,7 @@ public struct GraphValue: Sendable, Hashable, CustomStringConvertible {
 
 /// The IR: a dataflow graph of layers in execution order. A value type (copy-on-write through its arrays), so
 /// passes work on their own copy.
-public struct Graph: Sendable {
+public struct Graph: Sendable, Codable {
     public var name: String
     public var inputs: [GraphValue]
     public var outputs: [GraphValue]

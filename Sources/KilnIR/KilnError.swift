@@ -3,6 +3,8 @@
 public struct KilnError: Error, CustomStringConvertible, Sendable, Equatable {
     public enum Kind: String, Sendable {
         case invalidModel = "invalid model"
+        /// A plan file that is corrupt, truncated, or built for another device or Kiln.
+        case invalidPlan = "invalid plan"
         case unsupported = "unsupported"
         case shapeMismatch = "shape mismatch"
         case typeMismatch = "type mismatch"
@@ -35,6 +37,7 @@ public struct KilnError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     public static func invalidModel(_ message: String) -> KilnError { KilnError(.invalidModel, message) }
+    public static func invalidPlan(_ message: String) -> KilnError { KilnError(.invalidPlan, message) }
     public static func unsupported(_ message: String) -> KilnError { KilnError(.unsupported, message) }
     public static func invalidArgument(_ message: String) -> KilnError { KilnError(.invalidArgument, message) }
     public static func shapeMismatch(_ message: String) -> KilnError { KilnError(.shapeMismatch, message) }

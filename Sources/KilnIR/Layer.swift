@@ -27,7 +27,7 @@ public struct LayerInput: Sendable {
 }
 
 /// A layer: its kind plus typed parameters, parsed once at import. Layers are plain values.
-public protocol Layer: Sendable, CustomStringConvertible {
+public protocol Layer: Sendable, CustomStringConvertible, Codable {
     static var kind: LayerKind { get }
     /// The output types given the inputs. Return nil for an output whose type cannot be known statically
     /// (data-dependent shape); throw when the inputs are invalid for this layer.

@@ -1,5 +1,5 @@
 /// One dimension of a tensor type: a known size, a named symbol (`batch`), or unknown.
-public enum Dim: Sendable, Hashable, CustomStringConvertible, ExpressibleByIntegerLiteral {
+public enum Dim: Sendable, Hashable, Codable, CustomStringConvertible, ExpressibleByIntegerLiteral {
     case value(Int)
     case symbol(String)
     case unknown
@@ -21,7 +21,7 @@ public enum Dim: Sendable, Hashable, CustomStringConvertible, ExpressibleByInteg
 }
 
 /// The static type of a tensor: element type and shape. `shape == nil` means the rank is unknown.
-public struct TensorType: Sendable, Hashable, CustomStringConvertible {
+public struct TensorType: Sendable, Hashable, Codable, CustomStringConvertible {
     public var dtype: DType
     public var shape: [Dim]?
 
@@ -56,7 +56,7 @@ public struct TensorType: Sendable, Hashable, CustomStringConvertible {
 
 /// The static type of any value that flows along a graph edge: ONNX has tensors, sequences of tensors,
 /// optionals and (in ai.onnx.ml) maps.
-public indirect enum ValueType: Sendable, Hashable, CustomStringConvertible {
+public indirect enum ValueType: Sendable, Hashable, Codable, CustomStringConvertible {
     case tensor(TensorType)
     case sequence(ValueType?)
     case optional(ValueType?)

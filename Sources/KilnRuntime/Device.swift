@@ -23,11 +23,26 @@ public protocol Device: AnyObject, Sendable {
     /// Compiles a whole graph. The default runs one host kernel per node (`CompiledGraph`); a device whose
     /// tensors live in its own memory returns its own program, which takes and returns host values.
     func compile(_ graph: Graph) throws -> any GraphExecutable
+    /// What a plan built here records, and what a plan must match to load here.
+    var fingerprint: DeviceFingerprint { get }
+    /// Makes code compiled earlier (a plan's) available to `compile`, so that it need not compile it again.
+    func preload(_ code: [CompiledCode]) throws
 }
 
 extension Device {
     public func compile(_ graph: Graph) throws -> any GraphExecutable {
         try CompiledGraph(graph: graph, device: self)
+    }
+
+    public var fingerprint: DeviceFingerprint {
+        DeviceFingerprint(
+            kind: properties.kind, name: properties.name, architecture: DeviceFingerprint.hostArchitecture)
+    }
+
+    public func preload(_ code: [CompiledCode]) throws {
+        guard code.isEmpty else {
+            throw KilnError.invalidPlan("the plan holds compiled code, which a \(properties.kind) device does not run")
+        }
     }
 }
 
@@ -40,6 +55,10 @@ public protocol GraphExecutable: Sendable {
     func profile(_ inputs: [Value]) throws -> [LayerTiming]
     /// The layers as the device runs them for these input shapes.
     func describe(inputShapes: [[Int]]) throws -> EngineReport
+    /// Compiles everything these input shapes need now rather than on the first run.
+    func prepare(inputShapes: [[Int]]) throws
+    /// The device code compiled so far, for a plan file.
+    var compiledCode: [CompiledCode] { get }
 }
 
 extension GraphExecutable {
@@ -57,6 +76,10 @@ extension GraphExecutable {
     public func describe(inputShapes: [[Int]]) throws -> EngineReport {
         throw KilnError.unsupported("this device does not describe compiled engines")
     }
+
+    public func prepare(inputShapes: [[Int]]) throws {}
+
+    public var compiledCode: [CompiledCode] { [] }
 }
 
 /// Where the time of one inference went, in milliseconds.
@@ -111,12 +134,18 @@ public struct EngineReport: Sendable {
     public var weightBytes: Int
     /// Kernel launches and library calls per inference.
     public var launches: Int
+    /// Scratch memory of library calls (cuBLASLt, cuDNN), one per context.
+    public var workspaceBytes: Int
 
-    public init(layers: [Layer], activationBytes: Int, naiveActivationBytes: Int, weightBytes: Int, launches: Int) {
+    public init(
+        layers: [Layer], activationBytes: Int, naiveActivationBytes: Int, weightBytes: Int, launches: Int,
+        workspaceBytes: Int = 0
+    ) {
         self.layers = layers
         self.activationBytes = activationBytes
         self.naiveActivationBytes = naiveActivationBytes
         self.weightBytes = weightBytes
         self.launches = launches
+        self.workspaceBytes = workspaceBytes
     }
 }

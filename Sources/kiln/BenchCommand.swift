@@ -16,7 +16,7 @@ struct BenchCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "The ONNX model file.")
+    @Argument(help: "The ONNX model file or a plan built by `kiln build`.")
     var model: String
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -65,18 +65,14 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let url = ModelPath.resolve(model)
-        let imported = try withErrorContext(model) { try ONNXImporter.load(contentsOf: url) }
-        let device = try deviceOptions.make(
-            cudaGraphs: cudaGraph, disabledPasses: try optimizerOptions.disabledPasses())
-        let engine = try withErrorContext(model) {
-            try Builder.build(imported.graph, device: device, config: try optimizerOptions.builderConfig())
-        }
+        let source = try EngineSource.load(
+            model, deviceOptions: deviceOptions, optimizerOptions: optimizerOptions, cudaGraphs: cudaGraph)
+        let (engine, device) = (source.engine, source.device)
         let feeds = try InputFeeds(
             engine: engine, files: [], archive: inputs, shapes: shapes + batchShapes(engine), seed: seed
         ).values()
         let context = engine.makeContext()
-        let name = url.deletingPathExtension().lastPathComponent
+        let name = source.name
 
         let buildStart = Date()
         _ = try withErrorContext(model) { try context.runTimed(feeds) }

@@ -23,18 +23,34 @@ struct DeviceOptions: ParsableArguments {
     func make(
         cudaGraphs: Bool = false, quiet: Bool = false, disabledPasses: Set<String> = []
     ) throws -> any Device {
-        let options = CUDADeviceOptions(
-            kernels: CUDAOptions(allowTF32: tf32), allowCPUFallback: allowCPUFallback, useCUDAGraphs: cudaGraphs,
-            disabledPasses: disabledPasses)
+        try open(
+            device, options: BuildOptions(disabledPasses: disabledPasses, tf32: tf32, allowCPUFallback: allowCPUFallback),
+            cudaGraphs: cudaGraphs, quiet: quiet)
+    }
+
+    /// Opens the device a plan was built for (or the one `--device` names) with the plan's build options.
+    func make(for plan: EnginePlan, cudaGraphs: Bool = false, quiet: Bool = false) throws -> any Device {
+        if tf32 || allowCPUFallback {
+            throw ValidationError(
+                "--tf32 and --allow-cpu-fallback are build options; a plan keeps those it was built with")
+        }
+        let choice = device == .auto ? Choice(rawValue: plan.device.kind) ?? .auto : device
+        return try open(choice, options: plan.options, cudaGraphs: cudaGraphs, quiet: quiet)
+    }
+
+    private func open(_ choice: Choice, options: BuildOptions, cudaGraphs: Bool, quiet: Bool) throws -> any Device {
+        let cudaOptions = CUDADeviceOptions(
+            kernels: CUDAOptions(allowTF32: options.tf32), allowCPUFallback: options.allowCPUFallback,
+            useCUDAGraphs: cudaGraphs, disabledPasses: options.disabledPasses)
         let chosen: any Device
-        switch device {
+        switch choice {
         case .cpu:
             chosen = CPUDevice()
         case .cuda:
-            chosen = try CUDADevice(options: options)
+            chosen = try CUDADevice(options: cudaOptions)
         case .auto:
             do {
-                chosen = try CUDADevice(options: options)
+                chosen = try CUDADevice(options: cudaOptions)
             } catch let error as KilnError where error.kind == .unsupported {
                 if !quiet { Console.error("device: CPU (\(error.message))") }
                 return CPUDevice()

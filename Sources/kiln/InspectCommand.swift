@@ -8,10 +8,10 @@ import KilnRuntime
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Describe an ONNX model: producer, opsets, inputs and outputs, operators, and the layer graph."
+        abstract: "Describe an ONNX model (producer, opsets, inputs and outputs, operators, the layer graph) or a plan."
     )
 
-    @Argument(help: "The ONNX model file.")
+    @Argument(help: "The ONNX model file, or a plan built by `kiln build`.")
     var model: String
 
     @Flag(help: "Print JSON instead of text.")
@@ -32,7 +32,14 @@ struct InspectCommand: ParsableCommand {
     var verbose = false
 
     func run() throws {
-        let imported = try ONNXImporter.load(contentsOf: ModelPath.resolve(model))
+        let url = ModelPath.resolve(model)
+        if let plan = try EngineSource.readPlan(url) {
+            let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
+            let report = PlanReport(plan, fileBytes: size)
+            print(json ? try report.jsonText() : report.text)
+            return
+        }
+        let imported = try ONNXImporter.load(contentsOf: url)
         // By default the graph is the one the engine runs: each fused layer's name lists the ONNX nodes it covers.
         var graph = imported.graph
         let disabled = try optimizerOptions.disabledPasses()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import KilnRuntime
 
 @main
 struct Kiln: ParsableCommand {
@@ -6,10 +7,6 @@ struct Kiln: ParsableCommand {
         commandName: "kiln",
         abstract: "Kiln: a deep-learning inference optimizer and runtime.",
         version: KilnVersion.string,
-        subcommands: [RunCommand.self, BenchCommand.self, VerifyCommand.self, InspectCommand.self, CompareCommand.self]
+        subcommands: [BuildCommand.self, RunCommand.self, BenchCommand.self, VerifyCommand.self, InspectCommand.self, CompareCommand.self]
     )
-}
-
-enum KilnVersion {
-    static let string = "0.1.0"
 }

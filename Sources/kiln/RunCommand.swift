@@ -12,7 +12,7 @@ struct RunCommand: ParsableCommand {
         discussion: "Inputs not given are filled with seeded random values of the declared dtype and shape."
     )
 
-    @Argument(help: "The ONNX model file.")
+    @Argument(help: "The ONNX model file or a plan built by `kiln build`.")
     var model: String
 
     @Option(name: .customLong("input"), help: "NAME=FILE.npy; repeat for several inputs.")
@@ -41,12 +41,8 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
-        let url = ModelPath.resolve(model)
-        let imported = try ONNXImporter.load(contentsOf: url)
-        let device = try deviceOptions.make(disabledPasses: try optimizerOptions.disabledPasses())
-        let engine = try withErrorContext(model) {
-            try Builder.build(imported.graph, device: device, config: try optimizerOptions.builderConfig())
-        }
+        let source = try EngineSource.load(model, deviceOptions: deviceOptions, optimizerOptions: optimizerOptions)
+        let (engine, device) = (source.engine, source.device)
         let feeds = try InputFeeds(
             engine: engine, files: inputFiles, archive: inputs, shapes: shapes, seed: seed
         ).values()
@@ -61,7 +57,7 @@ struct RunCommand: ParsableCommand {
         let median = times.sorted()[times.count / 2]
         let runs = `repeat` == 1 ? "" : " (median of \(`repeat`) runs, first \(String(format: "%.1f", times[0])) ms)"
         print(
-            "ran \(url.lastPathComponent) on \(device.properties.name) in \(String(format: "%.1f", median)) ms\(runs)")
+            "ran \(ModelPath.resolve(model).lastPathComponent) on \(device.properties.name) in \(String(format: "%.1f", median)) ms\(runs)")
         var files: [(String, Data)] = []
         for info in engine.outputs {
             guard let value = outputs[info.name] else { continue }

@@ -61,7 +61,7 @@ import Testing
         ]
         let layer = TreeEnsembleLayer(
             nodes: nodes, leaves: [(0, 5), (1, 7), (0, -1), (1, 0.5)].map { [.init(target: $0, weight: $1)] },
-            roots: [(0, false), (3, true)],
+            roots: [.init(index: 0, isLeaf: false), .init(index: 3, isLeaf: true)],
             targets: 2, aggregate: .sum, postTransform: .none)
         let x = Tensor(shape: [4, 2], scalars: [Double](arrayLiteral: 0, 9, 4, 3, 4, 4, .nan, 0))
         let y = try LayerRunner.run(layer, x)
@@ -128,7 +128,7 @@ import Testing
             feature: 0, comparison: .leq, split: 0, members: [], trueBranch: 0, trueIsLeaf: true, falseBranch: 1,
             falseIsLeaf: true, missingTracksTrue: false)
         let layer = TreeEnsembleLayer(
-            nodes: [node], leaves: [[.init(target: 1, weight: -2)], [.init(target: 1, weight: 2)]], roots: [(0, false)],
+            nodes: [node], leaves: [[.init(target: 1, weight: -2)], [.init(target: 1, weight: 2)]], roots: [.init(index: 0, isLeaf: false)],
             targets: 2, aggregate: .sum, postTransform: .logistic, classLabels: .int64s([0, 1]), outputType: .float32)
         let out = try LayerRunner.run(
             layer, inputs: [.tensor(Tensor(shape: [2, 1], scalars: [Float](arrayLiteral: -1, 1)))], outputCount: 2)

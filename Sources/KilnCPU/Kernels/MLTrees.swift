@@ -106,9 +106,9 @@ enum MLTrees {
 
     /// The leaf index a row reaches from `root`. Bounded by the node count so a cyclic model cannot hang.
     static func walk(
-        _ layer: TreeEnsembleLayer, _ root: (index: Int, isLeaf: Bool), _ row: ArraySlice<Double>, features: Int
+        _ layer: TreeEnsembleLayer, _ root: TreeEnsembleLayer.Root, _ row: ArraySlice<Double>, features: Int
     ) throws -> Int {
-        var (index, isLeaf) = root
+        var (index, isLeaf) = (root.index, root.isLeaf)
         var steps = 0
         while !isLeaf {
             guard index >= 0, index < layer.nodes.count, steps <= layer.nodes.count else {

@@ -2,27 +2,51 @@ import Foundation
 import KilnIR
 
 /// Compiles and loads each distinct `CUDASource` once for one context. Thread-safe. `prepare` compiles many
-/// sources in parallel, which keeps engine builds fast (NVRTC takes tens of milliseconds a module).
+/// sources in parallel, which keeps engine builds fast (NVRTC takes tens of milliseconds a module). Cubins
+/// from a plan file (`preload`) are used before anything is compiled, so a plan runs without NVRTC.
 public final class CUDAModuleCache: @unchecked Sendable {
     public let context: CUDAContext
-    public let compiler: NVRTC
     /// Compute capability the cubins are built for (the context's).
     public let architecture: Int
+    private let loadCompiler: @Sendable () throws -> NVRTC
     private let lock = NSLock()
     private var modules: [CUDASource: CUDAModule] = [:]
     private var images: [CUDASource: [UInt8]] = [:]
+    /// Cubins from a plan, by `CUDASource.planName`.
+    private var preloaded: [String: [UInt8]] = [:]
+    /// How many sources NVRTC compiled (plans loaded with all their code compile none).
+    public private(set) var compilations = 0
 
-    public init(context: CUDAContext, compiler: NVRTC) {
+    /// `compiler` is asked for NVRTC only when a source has to be compiled.
+    public init(context: CUDAContext, compiler: @escaping @Sendable () throws -> NVRTC = { try NVRTC.shared() }) {
         self.context = context
-        self.compiler = compiler
+        loadCompiler = compiler
         architecture = context.computeCapability
     }
 
     /// The loaded module of `source`, compiling it on first use.
     public func module(for source: CUDASource) throws -> CUDAModule {
         if let module = lock.withLock({ modules[source] }) { return module }
-        let image = try compiler.compile(source, architecture: architecture)
+        let image = try lock.withLock({ preloaded[source.planName] }) ?? compile(source)
         return try insert(source, image: image)
+    }
+
+    /// Keeps compiled cubins (from a plan file) for the sources named by their `planName`.
+    public func preload(_ code: [(name: String, image: [UInt8])]) {
+        lock.withLock { for (name, image) in code { preloaded[name] = image } }
+    }
+
+    private func compile(_ source: CUDASource) throws -> [UInt8] {
+        let compiler: NVRTC
+        do {
+            compiler = try loadCompiler()
+        } catch {
+            throw KilnError.unsupported(
+                "kernel '\(source.name)' is not compiled in the plan and NVRTC is unavailable (\(error)): build the "
+                    + "plan with `--shape` for these input shapes, or install NVRTC")
+        }
+        lock.withLock { compilations += 1 }
+        return try compiler.compile(source, architecture: architecture)
     }
 
     /// The cubin of a source compiled or loaded through this cache, for saving in a plan.
@@ -43,10 +67,10 @@ public final class CUDAModuleCache: @unchecked Sendable {
         let missing = lock.withLock { sources.filter { modules[$0] == nil && seen.insert($0).inserted } }
         guard !missing.isEmpty else { return }
         let results = ResultSlots<[UInt8]>(count: missing.count)
-        let compiler = self.compiler
-        let architecture = self.architecture
         DispatchQueue.concurrentPerform(iterations: missing.count) { index in
-            results.set(index, Result { try compiler.compile(missing[index], architecture: architecture) })
+            let source = missing[index]
+            results.set(
+                index, Result { try self.lock.withLock({ self.preloaded[source.planName] }) ?? self.compile(source) })
         }
         var firstError: (any Error)?
         for (index, source) in missing.enumerated() {

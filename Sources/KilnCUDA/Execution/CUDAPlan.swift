@@ -63,7 +63,7 @@ final class CUDAPlan: @unchecked Sendable {
         }
         return EngineReport(
             layers: layers, activationBytes: memory.plan.arenaBytes, naiveActivationBytes: memory.plan.naiveBytes,
-            weightBytes: memory.weightBytes, launches: launches)
+            weightBytes: memory.weightBytes, launches: launches, workspaceBytes: workspace.bytes)
     }
 
     func run(_ inputs: [Tensor]) throws -> (outputs: [Tensor], timings: RunTimings) {

@@ -35,6 +35,20 @@ final class CUDAProgram: GraphExecutable, @unchecked Sendable {
         try plan(for: inputShapes).report
     }
 
+    func prepare(inputShapes: [[Int]]) throws {
+        _ = try plan(for: inputShapes)
+    }
+
+    /// The cubins of every plan built so far, by `CUDASource.planName`.
+    var compiledCode: [CompiledCode] {
+        let sources = lock.withLock { plans.values.flatMap { plan in plan.nodes.flatMap { $0.lowering?.launchSources ?? [] } } }
+        var code: [String: [UInt8]] = [:]
+        for source in sources where code[source.planName] == nil {
+            if let image = device.modules.image(for: source) { code[source.planName] = image }
+        }
+        return code.sorted { $0.key < $1.key }.map { CompiledCode(name: $0.key, bytes: $0.value) }
+    }
+
     /// The plan for these input shapes, building it (and uploading the weights it needs) on first use.
     func plan(for shapes: [[Int]]) throws -> CUDAPlan {
         lock.lock()

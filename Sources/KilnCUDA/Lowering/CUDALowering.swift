@@ -1,4 +1,5 @@
 import KilnIR
+import KilnRuntime
 
 /// A buffer one step reads or writes, named relative to the node being lowered: one of its inputs or outputs,
 /// scratch memory the lowering asked for, or a constant tensor the lowering derived (e.g. repacked weights).
@@ -53,6 +54,9 @@ public struct CUDASource: Sendable, Hashable {
         self.name = name
         self.code = code
     }
+
+    /// The name its cubin has in a plan file: readable, and the same in every process for the same code.
+    public var planName: String { "\(name).\(StableHash.of(code).hex)" }
 }
 
 /// A launch of one `extern "C" __global__` function of a module.

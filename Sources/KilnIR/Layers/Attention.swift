@@ -5,7 +5,7 @@ public struct AttentionLayer: Layer {
     public static let kind = LayerKind("attention")
 
     /// Which intermediate the fourth output exposes.
-    public enum ScoreOutput: Int, Sendable, Hashable {
+    public enum ScoreOutput: Int, Sendable, Hashable, Codable {
         /// The scaled Q·Kᵀ product (after softcap, when set).
         case product = 0
         case afterSoftcap = 1

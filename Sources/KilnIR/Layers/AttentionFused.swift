@@ -14,7 +14,7 @@ public struct FusedAttentionLayer: Layer {
     /// Where the elements of a logical [batch, heads, sequence, head] tensor lie in a stored tensor: element
     /// (b, h, s, d) is at `offset + b·strides[0] + h·strides[1] + s·strides[2] + d·strides[3]`. A stride of 0
     /// repeats the axis (a K or V shared by every head).
-    public struct View: Sendable, Hashable, CustomStringConvertible {
+    public struct View: Sendable, Hashable, CustomStringConvertible, Codable {
         public var offset: Int
         public var strides: [Int]
 

@@ -6,7 +6,7 @@ public struct LinearAttentionLayer: Layer {
 
     /// How the state is updated at each step: plain accumulation, with a decay gate, with the delta rule, or
     /// both.
-    public enum Update: String, Sendable, Hashable {
+    public enum Update: String, Sendable, Hashable, Codable {
         case linear, gated, delta
         case gatedDelta = "gated_delta"
 

@@ -1,12 +1,12 @@
 /// How a convolution chooses its padding: explicit pads, or computed so the output is `ceil(input / stride)`
 /// with the odd pixel at the end (`sameUpper`) or the start (`sameLower`), or no padding (`valid`).
-public enum ConvolutionAutoPad: String, Sendable, Hashable {
+public enum ConvolutionAutoPad: String, Sendable, Hashable, Codable {
     case explicit, sameUpper, sameLower, valid
 }
 
 /// The geometry shared by the convolution layers. Empty arrays mean the default (kernel shape from the weights,
 /// strides and dilations 1, pads 0). `pads` lists every spatial axis's begin padding, then every end padding.
-public struct ConvolutionParameters: Sendable, Hashable, CustomStringConvertible {
+public struct ConvolutionParameters: Sendable, Hashable, CustomStringConvertible, Codable {
     public var kernelShape: [Int]
     public var strides: [Int]
     public var dilations: [Int]
@@ -27,7 +27,7 @@ public struct ConvolutionParameters: Sendable, Hashable, CustomStringConvertible
     }
 
     /// Concrete geometry for one input: every array has one entry per spatial axis.
-    public struct Resolved: Sendable, Hashable {
+    public struct Resolved: Sendable, Hashable, Codable {
         public var kernel: [Int]
         public var strides: [Int]
         public var dilations: [Int]

@@ -4,7 +4,7 @@
 public struct CausalConvolutionLayer: Layer {
     public static let kind = LayerKind("convolution.causal")
 
-    public enum Activation: String, Sendable, Hashable {
+    public enum Activation: String, Sendable, Hashable, Codable {
         case none
         /// x * sigmoid(x); ONNX also calls it swish.
         case silu

@@ -1,5 +1,5 @@
 /// The operation of a `BinaryLayer`.
-public enum BinaryOp: Sendable, Hashable, CustomStringConvertible {
+public enum BinaryOp: Sendable, Hashable, CustomStringConvertible, Codable {
     case add, sub, mul
     /// Integer division truncates toward zero.
     case div
@@ -72,7 +72,7 @@ public struct BinaryLayer: Layer {
 }
 
 /// The reduction of a `VariadicLayer`.
-public enum VariadicOp: String, Sendable, Hashable {
+public enum VariadicOp: String, Sendable, Hashable, Codable {
     case sum, mean, max, min
 }
 

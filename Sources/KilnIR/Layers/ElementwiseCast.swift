@@ -1,5 +1,5 @@
 /// How a conversion to float8e8m0 (a power of two) rounds values between two powers.
-public enum E8M0Rounding: String, Sendable, Hashable {
+public enum E8M0Rounding: String, Sendable, Hashable, Codable {
     case up, down, nearest
 }
 

@@ -5,14 +5,14 @@
 public struct FusedPointwiseLayer: Layer {
     public static let kind = LayerKind("pointwise.fused")
 
-    public enum Operand: Sendable, Hashable {
+    public enum Operand: Sendable, Hashable, Codable {
         /// Input `i` of the fused layer.
         case input(Int)
         /// The result of step `i` (an earlier step).
         case step(Int)
     }
 
-    public struct Step: Sendable {
+    public struct Step: Sendable, Codable {
         public var layer: any Layer
         public var operands: [Operand]
 

@@ -1,7 +1,7 @@
 /// The 8- and 4-bit floating-point formats ONNX defines, held one per byte. Encoding rounds to nearest even
 /// and follows the ONNX reference (numpy + ml_dtypes) bit for bit, including where NaN and overflow go.
-public struct MiniFloatFormat: Sendable {
-    enum Specials {
+public struct MiniFloatFormat: Sendable, Codable {
+    enum Specials: Codable {
         /// e4m3fn: no infinity; NaN is the all-ones pattern (either sign).
         case finiteWithNaN
         /// e5m2: IEEE-like infinities and NaNs.

@@ -1,6 +1,6 @@
 /// The operation of a `UnaryLayer`, with its parameters. One case per distinct formula; ONNX ops that are the
 /// same formula with other constants (Selu, Elu, Celu) keep their own case so the text form reads naturally.
-public enum UnaryOp: Sendable, Hashable, CustomStringConvertible {
+public enum UnaryOp: Sendable, Hashable, CustomStringConvertible, Codable {
     case abs, neg, exp, log, sqrt, reciprocal, floor, ceil, round, sign
     case sin, cos, tan, asin, acos, atan, sinh, cosh, tanh, asinh, acosh, atanh, erf
     case isNaN

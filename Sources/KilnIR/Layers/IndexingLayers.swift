@@ -1,5 +1,5 @@
 /// How a scatter combines an update with the value already there.
-public enum ScatterReduction: String, Sendable, Hashable {
+public enum ScatterReduction: String, Sendable, Hashable, Codable {
     case none, add, mul, max, min
 }
 

@@ -1,7 +1,7 @@
 /// A parsed Einstein-summation equation such as `bij,bjk->bik` or `...ii->...i`. Labels are letters; `...`
 /// stands for the broadcast axes. When the equation has no `->`, the output is every label used once, in
 /// alphabetical order, after the ellipsis axes (numpy's implicit mode).
-public struct EinsumEquation: Sendable, Hashable, CustomStringConvertible {
+public struct EinsumEquation: Sendable, Hashable, CustomStringConvertible, Codable {
     public enum Term: Sendable, Hashable {
         case label(Character)
         case ellipsis
@@ -36,6 +36,16 @@ public struct EinsumEquation: Sendable, Hashable, CustomStringConvertible {
             let hasEllipsis = inputs.contains { $0.contains(.ellipsis) }
             output = (hasEllipsis ? [.ellipsis] : []) + counts.filter { $0.value == 1 }.keys.sorted().map { .label($0) }
         }
+    }
+
+    /// Encoded as its text, parsed again (and so checked again) when decoded.
+    public init(from decoder: any Decoder) throws {
+        try self.init(parsing: try decoder.singleValueContainer().decode(String.self))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(text)
     }
 
     private static func terms(_ text: String, in equation: String) throws -> [Term] {

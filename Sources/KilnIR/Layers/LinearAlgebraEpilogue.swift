@@ -1,5 +1,5 @@
 /// The activation a convolution or matMul applies to its result before writing it out.
-public enum EpilogueActivation: Sendable, Hashable, CustomStringConvertible {
+public enum EpilogueActivation: Sendable, Hashable, CustomStringConvertible, Codable {
     case relu
     /// Clamp to [min, max] (ReLU6 is `clip(0, 6)`); nil bounds do not clamp.
     case clip(min: Float?, max: Float?)
@@ -31,7 +31,7 @@ public enum EpilogueActivation: Sendable, Hashable, CustomStringConvertible {
 /// - convolution: the residual is input 3, a tensor of the output's shape.
 /// - matMul: a bias or a residual becomes the C input (beta * C); when C is taken (a bias), a residual of the
 ///   output's shape is input 3, added after beta * C.
-public struct Epilogue: Sendable, Hashable, CustomStringConvertible {
+public struct Epilogue: Sendable, Hashable, CustomStringConvertible, Codable {
     public var residual: Bool
     public var activation: EpilogueActivation?
 

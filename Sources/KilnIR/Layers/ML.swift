@@ -53,21 +53,21 @@ public struct BinarizerLayer: Layer {
 /// A tree ensemble evaluated per row of a [N, F] input into [N, targets] (ai.onnx.ml TreeEnsemble v5 and the
 /// older TreeEnsembleRegressor / TreeEnsembleClassifier, whose leaves may feed several targets).
 public struct TreeEnsembleLayer: Layer {
-    public enum Comparison: Int, Sendable {
+    public enum Comparison: Int, Sendable, Codable {
         case leq = 0
         case lt, gte, gt, eq, neq, member
     }
-    public enum Aggregate: Int, Sendable {
+    public enum Aggregate: Int, Sendable, Codable {
         case average = 0
         case sum, min, max
     }
-    public enum PostTransform: Int, Sendable {
+    public enum PostTransform: Int, Sendable, Codable {
         case none = 0
         case softmax, logistic, softmaxZero, probit
     }
 
     /// One interior node. A branch is a node index, or a leaf index when the matching `*IsLeaf` is set.
-    public struct Node: Sendable {
+    public struct Node: Sendable, Codable {
         public var feature: Int
         public var comparison: Comparison
         public var split: Double
@@ -94,10 +94,24 @@ public struct TreeEnsembleLayer: Layer {
             self.falseIsLeaf = falseIsLeaf
             self.missingTracksTrue = missingTracksTrue
         }
+
+        /// Members sorted, so that equal layers encode to equal bytes (a set's order varies between runs).
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(feature, forKey: .feature)
+            try c.encode(comparison, forKey: .comparison)
+            try c.encode(split, forKey: .split)
+            try c.encode(members.sorted(), forKey: .members)
+            try c.encode(trueBranch, forKey: .trueBranch)
+            try c.encode(trueIsLeaf, forKey: .trueIsLeaf)
+            try c.encode(falseBranch, forKey: .falseBranch)
+            try c.encode(falseIsLeaf, forKey: .falseIsLeaf)
+            try c.encode(missingTracksTrue, forKey: .missingTracksTrue)
+        }
     }
 
     /// What one leaf adds to one target.
-    public struct LeafWeight: Sendable {
+    public struct LeafWeight: Sendable, Codable {
         public var target: Int
         public var weight: Double
         public init(target: Int, weight: Double) {
@@ -107,7 +121,7 @@ public struct TreeEnsembleLayer: Layer {
     }
 
     /// TreeEnsembleClassifier's labels: the output label is the class with the highest score.
-    public enum ClassLabels: Sendable {
+    public enum ClassLabels: Sendable, Codable {
         case int64s([Int64])
         case strings([String])
         public var count: Int {
@@ -118,11 +132,21 @@ public struct TreeEnsembleLayer: Layer {
         }
     }
 
+    /// The root of one tree: a node index, or a leaf index when the tree is a single leaf.
+    public struct Root: Sendable, Codable {
+        public var index: Int
+        public var isLeaf: Bool
+        public init(index: Int, isLeaf: Bool) {
+            self.index = index
+            self.isLeaf = isLeaf
+        }
+    }
+
     public static let kind = LayerKind("ml.treeEnsemble")
     public var nodes: [Node]
     public var leaves: [[LeafWeight]]
     /// Root of each tree: a node index, or a leaf index when the tree is a single leaf.
-    public var roots: [(index: Int, isLeaf: Bool)]
+    public var roots: [Root]
     public var targets: Int
     public var aggregate: Aggregate
     public var postTransform: PostTransform
@@ -134,7 +158,7 @@ public struct TreeEnsembleLayer: Layer {
     public var outputType: DType?
 
     public init(
-        nodes: [Node], leaves: [[LeafWeight]], roots: [(index: Int, isLeaf: Bool)], targets: Int,
+        nodes: [Node], leaves: [[LeafWeight]], roots: [Root], targets: Int,
         aggregate: Aggregate, postTransform: PostTransform, baseValues: [Double] = [], classLabels: ClassLabels? = nil,
         outputType: DType? = nil
     ) {

@@ -18,7 +18,7 @@ public struct MLScalerLayer: Layer {
 
 /// Normalises each row by its max, L1 or L2 norm (ai.onnx.ml Normalizer).
 public struct MLNormalizerLayer: Layer {
-    public enum Norm: String, Sendable {
+    public enum Norm: String, Sendable, Codable {
         case max = "MAX"
         case l1 = "L1"
         case l2 = "L2"
@@ -126,7 +126,7 @@ public struct MLFeatureVectorizerLayer: Layer {
 
 /// Support-vector regression over [N, F] rows into float [N, 1] (ai.onnx.ml SVMRegressor).
 public struct SVMRegressorLayer: Layer {
-    public enum Kernel: String, Sendable {
+    public enum Kernel: String, Sendable, Codable {
         case linear = "LINEAR"
         case poly = "POLY"
         case rbf = "RBF"

@@ -36,7 +36,7 @@ public struct SwishLayer: Layer {
 }
 
 /// How a per-element loss is reduced to the output.
-public enum LossReduction: String, Sendable { case none, sum, mean }
+public enum LossReduction: String, Sendable, Codable { case none, sum, mean }
 
 /// Negative log-likelihood loss, optionally after a log-softmax over the class axis (ONNX
 /// NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss). Inputs: scores [N, C, d...], int labels [N, d...],
@@ -80,7 +80,7 @@ public struct ClassificationLossLayer: Layer {
 /// Inputs: learning rate R, step count T, then n parameters X, n gradients G, and the n (Adagrad, Momentum)
 /// or 2n (Adam: V then H) state tensors. Outputs: the n new X, then the new states in the same order.
 public struct OptimizerStepLayer: Layer {
-    public enum Algorithm: Sendable, Equatable {
+    public enum Algorithm: Sendable, Equatable, Codable {
         case adagrad(decayFactor: Float, epsilon: Float, normCoefficient: Float)
         case adam(alpha: Float, beta: Float, epsilon: Float, normCoefficient: Float, normCoefficientPost: Float)
         case momentum(alpha: Float, beta: Float, normCoefficient: Float, nesterov: Bool)
@@ -118,7 +118,7 @@ public struct OptimizerStepLayer: Layer {
 /// Decodes one encoded image (a 1-D uint8 tensor) into uint8 [H, W, C] (ONNX ImageDecoder). Kiln reads
 /// PNG, BMP, PNM (P5/P6) and uncompressed TIFF itself; JPEG, JPEG 2000 and WebP are reported unsupported.
 public struct ImageDecoderLayer: Layer {
-    public enum PixelFormat: String, Sendable {
+    public enum PixelFormat: String, Sendable, Codable {
         case rgb = "RGB"
         case bgr = "BGR"
         case grayscale = "Grayscale"

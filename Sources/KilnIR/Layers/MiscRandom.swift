@@ -1,7 +1,7 @@
 /// Random generators (ONNX RandomNormal[Like], RandomUniform[Like], Bernoulli, Multinomial). Their outputs are
 /// not a function of their inputs, so the optimizer never folds them.
 public struct RandomLayer: Layer {
-    public enum Distribution: Sendable, Equatable {
+    public enum Distribution: Sendable, Equatable, Codable {
         case normal(mean: Float, scale: Float)
         case uniform(low: Float, high: Float)
         /// 1 with the probability given by each input element, else 0.

@@ -25,7 +25,7 @@ public struct GatedActivationLayer: Layer {
     public static let kind = LayerKind("gatedActivation")
 
     /// The gate's activation.
-    public enum Gate: String, Sendable {
+    public enum Gate: String, Sendable, Codable {
         /// `a * sigmoid(alpha * a)`.
         case swish
     }

@@ -13,7 +13,7 @@
 public struct NormalizationLayer: Layer {
     public static let kind = LayerKind("normalization")
 
-    public enum Method: Sendable, Equatable {
+    public enum Method: Sendable, Equatable, Codable {
         case batch(training: Bool, momentum: Float)
         case instance
         case layer(axis: Int)

@@ -1,7 +1,7 @@
 /// The window geometry shared by max, average and Lp pooling (and usable by convolution-like layers):
 /// kernel, strides, dilations and padding over the spatial axes (everything after N and C).
-public struct PoolGeometry: Sendable, Equatable, CustomStringConvertible {
-    public enum AutoPad: String, Sendable {
+public struct PoolGeometry: Sendable, Equatable, CustomStringConvertible, Codable {
+    public enum AutoPad: String, Sendable, Codable {
         case explicit, sameUpper, sameLower, valid
     }
 
@@ -26,7 +26,7 @@ public struct PoolGeometry: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The window placement for concrete spatial sizes.
-    public struct Resolved: Sendable, Equatable {
+    public struct Resolved: Sendable, Equatable, Codable {
         public var output: [Int]
         public var padBegin: [Int]
         /// The padded extent that counts toward averages with `count_include_pad` (input plus both pads).

@@ -4,7 +4,7 @@
 public struct PoolLayer: Layer {
     public static let kind = LayerKind("pool")
 
-    public enum Op: Sendable, Equatable {
+    public enum Op: Sendable, Equatable, Codable {
         case max
         case average(countIncludePad: Bool)
         case lp(p: Float)
@@ -101,7 +101,7 @@ public struct MaxUnpoolLayer: Layer {
 public struct RoiPoolLayer: Layer {
     public static let kind = LayerKind("roiPool")
 
-    public enum Method: Sendable, Equatable {
+    public enum Method: Sendable, Equatable, Codable {
         /// MaxRoiPool: rois are (batch, x1, y1, x2, y2), quantized to the feature grid.
         case quantizedMax
         /// RoiAlign: bilinear samples averaged or maxed per bin.

@@ -141,7 +141,7 @@ public struct QLinearConvLayer: Layer {
 }
 
 /// The resolved geometry of a QLinearConv: per-axis stride, dilation, begin pad and output size.
-public struct QLinearConvGeometry: Sendable {
+public struct QLinearConvGeometry: Sendable, Codable {
     public var strides: [Int]
     public var dilations: [Int]
     public var padsBegin: [Int]

@@ -1,5 +1,5 @@
 /// The cell a recurrent layer runs at each step.
-public enum RecurrentCell: String, Sendable, Hashable {
+public enum RecurrentCell: String, Sendable, Hashable, Codable {
     case rnn, gru, lstm
 
     /// Gates per hidden unit: rows of W and R are `gates * hiddenSize`.
@@ -21,14 +21,14 @@ public enum RecurrentCell: String, Sendable, Hashable {
     }
 }
 
-public enum RecurrentDirection: String, Sendable, Hashable {
+public enum RecurrentDirection: String, Sendable, Hashable, Codable {
     case forward, reverse, bidirectional
     public var count: Int { self == .bidirectional ? 2 : 1 }
 }
 
 /// An activation function of a recurrent cell, with its parameters resolved at import.
-public struct RecurrentActivation: Sendable, Hashable, CustomStringConvertible {
-    public enum Kind: String, Sendable, Hashable, CaseIterable {
+public struct RecurrentActivation: Sendable, Hashable, CustomStringConvertible, Codable {
+    public enum Kind: String, Sendable, Hashable, CaseIterable, Codable {
         case relu, tanh, sigmoid, affine, leakyRelu, thresholdedRelu, scaledTanh, hardSigmoid, elu, softsign, softplus
     }
     public var kind: Kind

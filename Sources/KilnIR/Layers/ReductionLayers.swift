@@ -14,7 +14,7 @@ public func reductionAxis(_ axis: Int, rank: Int, what: String = "axis") throws 
 public struct ReduceLayer: Layer {
     public static let kind = LayerKind("reduce")
 
-    public enum Op: String, Sendable, CaseIterable {
+    public enum Op: String, Sendable, CaseIterable, Codable {
         case sum, mean, max, min, prod, l1, l2, logSum, logSumExp, sumSquare
     }
 
@@ -81,7 +81,7 @@ public struct ReduceLayer: Layer {
 public struct ArgReduceLayer: Layer {
     public static let kind = LayerKind("argReduce")
 
-    public enum Op: String, Sendable { case max, min }
+    public enum Op: String, Sendable, Codable { case max, min }
 
     public var op: Op
     public var axis: Int

@@ -5,7 +5,7 @@
 public struct SoftmaxLayer: Layer {
     public static let kind = LayerKind("softmax")
 
-    public enum Variant: String, Sendable { case softmax, logSoftmax, hardmax }
+    public enum Variant: String, Sendable, Codable { case softmax, logSoftmax, hardmax }
 
     public var variant: Variant
     public var axis: Int
@@ -40,7 +40,7 @@ public struct SoftmaxLayer: Layer {
 public struct CumulativeLayer: Layer {
     public static let kind = LayerKind("cumulative")
 
-    public enum Op: String, Sendable { case sum, prod }
+    public enum Op: String, Sendable, Codable { case sum, prod }
 
     public var op: Op
     public var axis: Int?

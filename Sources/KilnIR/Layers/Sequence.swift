@@ -1,5 +1,5 @@
 /// The simple operations on sequences of tensors.
-public enum SequenceOp: Sendable, Hashable, CustomStringConvertible {
+public enum SequenceOp: Sendable, Hashable, CustomStringConvertible, Codable {
     /// A sequence of all inputs (which share one dtype).
     case construct
     /// An empty sequence whose elements would have this dtype.
@@ -135,7 +135,7 @@ public struct SequenceMapLayer: Layer {
 }
 
 /// The operations on optional values.
-public enum OptionalOp: Sendable, Hashable, CustomStringConvertible {
+public enum OptionalOp: Sendable, Hashable, CustomStringConvertible, Codable {
     /// Wraps the input (or, without input, makes an empty optional of this element type).
     case wrap(ValueType?)
     /// Whether the input holds a value (false for an absent input).

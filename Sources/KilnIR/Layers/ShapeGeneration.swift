@@ -94,9 +94,9 @@ public struct DropoutLayer: Layer {
 /// Moves blocks between the channel axis and the spatial axes (ONNX DepthToSpace / SpaceToDepth).
 public struct DepthSpaceLayer: Layer {
     public static let kind = LayerKind("depthSpace")
-    public enum Direction: String, Sendable { case depthToSpace, spaceToDepth }
+    public enum Direction: String, Sendable, Codable { case depthToSpace, spaceToDepth }
     /// DCR: depth-column-row ordering of the channel; CRD: column-row-depth.
-    public enum Mode: String, Sendable {
+    public enum Mode: String, Sendable, Codable {
         case dcr = "DCR"
         case crd = "CRD"
     }

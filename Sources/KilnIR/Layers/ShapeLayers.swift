@@ -54,7 +54,7 @@ public enum ShapeAxes {
 public struct ReshapeLayer: Layer {
     public static let kind = LayerKind("reshape")
 
-    public enum Op: Sendable, Hashable {
+    public enum Op: Sendable, Hashable, Codable {
         /// ONNX Reshape: 0 copies the input dim (unless `allowZero`), -1 is inferred.
         case reshape(shape: [Int]?, allowZero: Bool)
         /// To 2-D: dims before `axis` and from `axis` on.

@@ -3,8 +3,8 @@
 public struct ResizeLayer: Layer {
     public static let kind = LayerKind("resize")
 
-    public enum Mode: String, Sendable { case nearest, linear, cubic }
-    public enum CoordinateMode: String, Sendable {
+    public enum Mode: String, Sendable, Codable { case nearest, linear, cubic }
+    public enum CoordinateMode: String, Sendable, Codable {
         case halfPixel = "half_pixel"
         case halfPixelSymmetric = "half_pixel_symmetric"
         case pytorchHalfPixel = "pytorch_half_pixel"
@@ -13,18 +13,18 @@ public struct ResizeLayer: Layer {
         case tfCropAndResize = "tf_crop_and_resize"
         case tfHalfPixelForNN = "tf_half_pixel_for_nn"
     }
-    public enum NearestMode: String, Sendable {
+    public enum NearestMode: String, Sendable, Codable {
         case roundPreferFloor = "round_prefer_floor"
         case roundPreferCeil = "round_prefer_ceil"
         case floor, ceil
     }
-    public enum AspectPolicy: String, Sendable {
+    public enum AspectPolicy: String, Sendable, Codable {
         case stretch
         case notLarger = "not_larger"
         case notSmaller = "not_smaller"
     }
 
-    public struct Parameters: Sendable {
+    public struct Parameters: Sendable, Codable {
         public var mode: Mode = .nearest
         public var coordinateMode: CoordinateMode = .halfPixel
         public var nearestMode: NearestMode = .roundPreferFloor
@@ -124,8 +124,8 @@ public struct ResizeLayer: Layer {
 /// Samples input 0 at the normalised coordinates of grid input 1 (ONNX GridSample), 4-D or 5-D.
 public struct GridSampleLayer: Layer {
     public static let kind = LayerKind("gridSample")
-    public enum Mode: String, Sendable { case linear, nearest, cubic }
-    public enum Padding: String, Sendable { case zeros, border, reflection }
+    public enum Mode: String, Sendable, Codable { case linear, nearest, cubic }
+    public enum Padding: String, Sendable, Codable { case zeros, border, reflection }
     public var mode: Mode
     public var padding: Padding
     public var alignCorners: Bool

@@ -24,7 +24,7 @@ public struct SliceLayer: Layer {
     }
 
     /// One resolved axis: first index, step and element count.
-    public struct Range: Sendable, Hashable {
+    public struct Range: Sendable, Hashable, Codable {
         public var start: Int
         public var step: Int
         public var count: Int
@@ -142,7 +142,7 @@ public struct TileLayer: Layer {
 /// (1 pads, 2 constant value, 3 axes).
 public struct PadLayer: Layer {
     public static let kind = LayerKind("pad")
-    public enum Mode: String, Sendable { case constant, reflect, edge, wrap }
+    public enum Mode: String, Sendable, Codable { case constant, reflect, edge, wrap }
     public var mode: Mode
     public var pads: [Int]?
     public var value: Double?

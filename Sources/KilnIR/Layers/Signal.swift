@@ -91,7 +91,7 @@ public struct STFTLayer: Layer {
 
 /// A window function of the length given by a scalar input (Hann, Hamming, Blackman).
 public struct WindowLayer: Layer {
-    public enum Function: String, Sendable { case hann, hamming, blackman }
+    public enum Function: String, Sendable, Codable { case hann, hamming, blackman }
     public static let kind = LayerKind("signal.window")
     public var function: Function
     /// Periodic windows have period `size` (for spectral analysis); symmetric ones have period `size - 1`.

@@ -1,7 +1,7 @@
 /// Removes stop words from a [C] or [1, C] string tensor and changes case (ONNX StringNormalizer). The output
 /// keeps the input's rank; when every element is removed it holds one empty string.
 public struct StringNormalizerLayer: Layer {
-    public enum CaseAction: String, Sendable { case none, lower, upper }
+    public enum CaseAction: String, Sendable, Codable { case none, lower, upper }
     public static let kind = LayerKind("text.normalize")
     public var caseAction: CaseAction
     public var caseSensitive: Bool
@@ -88,7 +88,7 @@ public struct StringSplitLayer: Layer {
 /// Counts n-grams (with skips) of a pool in each row of a [C] or [B, C] int or string tensor and weights the
 /// counts (ONNX TfIdfVectorizer). Output: float [outputSize] or [B, outputSize].
 public struct TfIdfVectorizerLayer: Layer {
-    public enum Mode: String, Sendable {
+    public enum Mode: String, Sendable, Codable {
         case tf = "TF"
         case idf = "IDF"
         case tfidf = "TFIDF"

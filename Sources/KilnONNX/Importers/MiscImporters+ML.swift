@@ -131,11 +131,11 @@ enum MLImporters {
                     trueBranch: trueIds[i], trueIsLeaf: trueLeafs[i] != 0, falseBranch: falseIds[i],
                     falseIsLeaf: falseLeafs[i] != 0, missingTracksTrue: !missing.isEmpty && missing[i] != 0))
         }
-        let roots = try c.ints("tree_roots").map { r -> (index: Int, isLeaf: Bool) in
+        let roots = try c.ints("tree_roots").map { r -> TreeEnsembleLayer.Root in
             guard r >= 0, r < count else { throw c.invalid("TreeEnsemble root \(r) is not a node") }
             // A tree that is a single leaf is written as a root whose two branches are the same leaf.
             let single = trueLeafs[r] != 0 && falseLeafs[r] != 0 && trueIds[r] == falseIds[r]
-            return single ? (trueIds[r], true) : (r, false)
+            return single ? .init(index: trueIds[r], isLeaf: true) : .init(index: r, isLeaf: false)
         }
         guard let aggregate = TreeEnsembleLayer.Aggregate(rawValue: try c.int("aggregate_function", default: 1)),
             let post = TreeEnsembleLayer.PostTransform(rawValue: try c.int("post_transform", default: 0))

@@ -68,12 +68,12 @@ enum MLLegacyTrees {
             children.insert(Key(tree: trees[i], node: trueIds[i]))
             children.insert(Key(tree: trees[i], node: falseIds[i]))
         }
-        var roots: [(index: Int, isLeaf: Bool)] = []
+        var roots: [TreeEnsembleLayer.Root] = []
         var seen = Set<Int>()
         for i in 0..<n where !seen.contains(trees[i]) && !children.contains(Key(tree: trees[i], node: ids[i])) {
             seen.insert(trees[i])
             let (index, isLeaf) = try reference(trees[i], ids[i])
-            roots.append((index, isLeaf))
+            roots.append(.init(index: index, isLeaf: isLeaf))
         }
         let prefix = classifier ? "class" : "target"
         let leafTrees = try c.ints("\(prefix)_treeids")

@@ -1,0 +1,53 @@
+import Foundation
+import KilnIR
+
+extension Engine {
+    /// The engine as a plan: its graph, the device code compiled so far (compile the shapes you want kept
+    /// with `prepare(inputShapes:)` first) and `options` as given to the build.
+    public func plan(options: BuildOptions, memory: [MemoryReport] = []) -> EnginePlan {
+        EnginePlan(
+            device: device.fingerprint, options: options, graph: graph, code: program.compiledCode, memory: memory)
+    }
+
+    /// Loads a plan on `device`: checks that the device can run it, gives the device the plan's compiled
+    /// code, and compiles the plan's shapes. The graph is not optimized again.
+    public convenience init(plan: EnginePlan, device: any Device) throws {
+        let here = device.fingerprint
+        guard here.canRun(plan.device) else {
+            throw KilnError.invalidPlan(
+                "the plan was built for \(plan.device.summary) with Kiln \(plan.kilnVersion); this device is "
+                    + "\(here.summary): rebuild it here with `kiln build MODEL --device \(here.kind)`")
+        }
+        var graph = plan.graph
+        try withErrorContext("plan graph") {
+            try graph.verify()
+            try graph.inferTypes()
+        }
+        try device.preload(plan.code)
+        try self.init(graph: graph, device: device)
+        let shapes = try plan.options.shapes.isEmpty ? nil : orderedShapes(plan.options.shapes)
+        if let shapes { try program.prepare(inputShapes: shapes) }
+    }
+
+    /// Compiles everything these input shapes need now (a GPU engine compiles per shape on first use).
+    public func prepare(inputShapes: [[Int]]) throws { try program.prepare(inputShapes: inputShapes) }
+
+    /// The layers as the device runs them for these input shapes, with the memory they need.
+    public func describe(inputShapes: [[Int]]) throws -> EngineReport {
+        try program.describe(inputShapes: inputShapes)
+    }
+
+    /// `shapes` in graph-input order; every tensor input must be named once.
+    public func orderedShapes(_ shapes: [BuildOptions.InputShape]) throws -> [[Int]] {
+        let byName = Dictionary(shapes.map { ($0.name, $0.dims) }, uniquingKeysWith: { first, _ in first })
+        if let unknown = byName.keys.sorted().first(where: { name in !inputs.contains { $0.name == name } }) {
+            throw KilnError.invalidArgument(
+                "the model has no input '\(unknown)' (inputs: \(inputs.map(\.name).joined(separator: ", ")))")
+        }
+        return try inputs.map { info in
+            if let dims = byName[info.name] { return dims }
+            if let dims = info.type?.tensorType?.concreteShape { return dims }
+            throw KilnError.invalidArgument("no shape for input '\(info.name)' (declared \(info.type.map(\.description) ?? "?"))")
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import ArgumentParser
+import Foundation
+import KilnIR
+import KilnONNX
+import KilnRuntime
+
+struct BuildCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "build",
+        abstract: "Optimize a model for one device and save the engine as a plan file.",
+        discussion: """
+            The plan holds the optimized graph, its weights and, for each --shape set, the GPU code compiled for
+            it, so `kiln run`, `bench` and `inspect` load it without the ONNX file or NVRTC. The same model,
+            options and device give a byte-identical plan.
+            """
+    )
+
+    @Argument(help: "The ONNX model file.")
+    var model: String
+
+    @Option(name: .shortAndLong, help: "The plan file to write (FILE.kiln).")
+    var output: String
+
+    @Option(
+        name: .customLong("shape"),
+        help: "NAME=64x3x224x224: compile the engine for this input shape now; repeatable (one set per build).")
+    var shapes: [String] = []
+
+    @Option(help: "Compile for this batch (each input's leading symbolic dimension) when --shape does not say.")
+    var batch: Int?
+
+    @Flag(help: "Print the device memory one execution context needs for the compiled shapes.")
+    var memoryReport = false
+
+    @OptionGroup var deviceOptions: DeviceOptions
+    @OptionGroup var optimizerOptions: OptimizerOptions
+
+    func validate() throws {
+        if let batch, batch < 1 { throw ValidationError("--batch must be at least 1") }
+    }
+
+    func run() throws {
+        let start = Date()
+        let url = ModelPath.resolve(model)
+        let imported = try withErrorContext(model) { try ONNXImporter.load(contentsOf: url) }
+        let disabled = try optimizerOptions.disabledPasses()
+        let device = try deviceOptions.make(disabledPasses: disabled)
+        let engine = try withErrorContext(model) {
+            try Builder.build(imported.graph, device: device, config: try optimizerOptions.builderConfig())
+        }
+        let inputShapes = try compiledShapes(engine)
+        let options = BuildOptions(
+            disabledPasses: disabled, tf32: deviceOptions.tf32, allowCPUFallback: deviceOptions.allowCPUFallback,
+            shapes: inputShapes)
+        var memory: [MemoryReport] = []
+        if !inputShapes.isEmpty {
+            let ordered = try engine.orderedShapes(inputShapes)
+            try withErrorContext(model) { try engine.prepare(inputShapes: ordered) }
+            // Devices that plan an arena per shape (the GPU) describe it; the CPU allocates as layers run.
+            if let report = try? engine.describe(inputShapes: ordered) {
+                memory.append(MemoryReport(shapes: inputShapes, report: report))
+            }
+        }
+        let plan = engine.plan(options: options, memory: memory)
+        let data = try plan.encoded()
+        do { try data.write(to: URL(fileURLWithPath: output)) } catch {
+            throw KilnError.io("\(output): cannot write: \(error.localizedDescription)")
+        }
+        let seconds = Date().timeIntervalSince(start)
+        print(
+            "built \(url.lastPathComponent) for \(device.properties.name): \(engine.graph.nodes.count) layers, "
+                + "\(plan.code.count) compiled kernels; wrote \(output) (\(Self.mib(data.count))) in "
+                + String(format: "%.1f s", seconds))
+        if memoryReport { print(Self.memoryText(plan)) }
+    }
+
+    /// The shapes to compile: --shape entries, then --batch for the inputs they leave out.
+    private func compiledShapes(_ engine: Engine) throws -> [BuildOptions.InputShape] {
+        var byName: [String: [Int]] = [:]
+        for spec in shapes {
+            guard let eq = spec.lastIndex(of: "="), eq != spec.startIndex else {
+                throw ValidationError("--shape \(spec): expected NAME=1x3x224x224")
+            }
+            let dims = spec[spec.index(after: eq)...].split(separator: "x").map { Int($0) }
+            guard !dims.isEmpty, dims.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+                throw ValidationError("--shape \(spec): dimensions must look like 1x3x224x224")
+            }
+            byName[String(spec[..<eq])] = dims.compactMap { $0 }
+        }
+        if let batch {
+            for info in engine.inputs where byName[info.name] == nil {
+                guard let dims = info.type?.tensorType?.shape else { continue }
+                byName[info.name] = dims.enumerated().map { index, dim in dim.value ?? (index == 0 ? batch : 1) }
+            }
+        }
+        return engine.inputs.compactMap { info in byName[info.name].map { .init(name: info.name, dims: $0) } }
+            + byName.keys.filter { name in !engine.inputs.contains { $0.name == name } }.sorted()
+            .map { .init(name: $0, dims: byName[$0] ?? []) }
+    }
+
+    /// The plan's memory reports, or why it has none.
+    static func memoryText(_ plan: EnginePlan) -> String {
+        guard !plan.memory.isEmpty else {
+            let weights = plan.graph.initializers.values.reduce(0) { $0 + $1.byteCount }
+            let note =
+                plan.options.shapes.isEmpty
+                ? "compile a shape (--shape or --batch) to plan activation memory"
+                : "the \(plan.device.kind) backend allocates activations as layers run (no arena to plan)"
+            return "memory: weights \(mib(weights)); \(note)"
+        }
+        return plan.memory.map { report in
+            let shapes = report.shapes.map { "\($0.name)=\($0.dims.map(String.init).joined(separator: "x"))" }
+            let ratio =
+                report.naiveActivationBytes > 0
+                ? String(
+                    format: " (%.2f of %@, one buffer per value)",
+                    Double(report.activationBytes) / Double(report.naiveActivationBytes),
+                    mib(report.naiveActivationBytes)) : ""
+            return """
+                memory for \(shapes.joined(separator: " ")):
+                  weights      \(mib(report.weightBytes)) (shared by every context)
+                  activations  \(mib(report.activationBytes))\(ratio)
+                  workspace    \(mib(report.workspaceBytes))
+                  per context  \(mib(report.perContextBytes))
+                """
+        }.joined(separator: "\n")
+    }
+
+    static func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import KilnIR
+import KilnRuntime
+
+/// What `kiln inspect PLAN` reports, as text or JSON; read from the file alone (no device is opened).
+struct PlanReport: Encodable {
+    struct Port: Encodable {
+        var name: String
+        var type: String
+    }
+    struct Memory: Encodable {
+        var shapes: [String: [Int]]
+        var weightBytes: Int
+        var activationBytes: Int
+        var naiveActivationBytes: Int
+        var workspaceBytes: Int
+        var perContextBytes: Int
+        var launches: Int
+    }
+
+    var formatVersion: UInt32
+    var kilnVersion: String
+    var device: String
+    var deviceSoftware: String
+    var fileBytes: Int
+    var options: [String: String]
+    var inputs: [Port]
+    var outputs: [Port]
+    var layers: [String: Int]
+    var weightBytes: Int
+    var compiledKernels: Int
+    var memory: [Memory]
+    var graph: String
+
+    init(_ plan: EnginePlan, fileBytes: Int) {
+        let g = plan.graph
+        formatVersion = EnginePlan.formatVersion
+        kilnVersion = plan.kilnVersion
+        device = plan.device.summary
+        deviceSoftware = plan.device.software
+        self.fileBytes = fileBytes
+        let shapes = plan.options.shapes.map { "\($0.name)=\($0.dims.map(String.init).joined(separator: "x"))" }
+        options = [
+            "tf32": plan.options.tf32 ? "on" : "off",
+            "cpu fallback": plan.options.allowCPUFallback ? "allowed" : "off",
+            "passes left out": plan.options.disabledPasses.isEmpty
+                ? "none" : plan.options.disabledPasses.sorted().joined(separator: ", "),
+            "compiled shapes": shapes.isEmpty ? "none (compiled on first use)" : shapes.joined(separator: " "),
+        ]
+        inputs = g.inputs.map { Port(name: $0.name, type: $0.type?.description ?? "?") }
+        outputs = g.outputs.map { Port(name: $0.name, type: $0.type?.description ?? "?") }
+        layers = Dictionary(uniqueKeysWithValues: g.kindHistogram.map { ($0.key.name, $0.value) })
+        weightBytes = g.initializers.values.reduce(0) { $0 + $1.byteCount }
+        compiledKernels = plan.code.count
+        memory = plan.memory.map { report in
+            Memory(
+                shapes: Dictionary(report.shapes.map { ($0.name, $0.dims) }, uniquingKeysWith: { a, _ in a }),
+                weightBytes: report.weightBytes, activationBytes: report.activationBytes,
+                naiveActivationBytes: report.naiveActivationBytes, workspaceBytes: report.workspaceBytes,
+                perContextBytes: report.perContextBytes, launches: report.launches)
+        }
+        graph = g.textForm()
+    }
+
+    var text: String {
+        func mib(_ bytes: Int) -> String { BuildCommand.mib(bytes) }
+        var lines: [String] = []
+        lines.append("plan:             format \(formatVersion), built by Kiln \(kilnVersion), \(mib(fileBytes))")
+        lines.append("device:           \(device)\(deviceSoftware.isEmpty ? "" : ", \(deviceSoftware)")")
+        for (key, value) in options.sorted(by: { $0.key < $1.key }) {
+            lines.append("\((key + ":").padding(toLength: 18, withPad: " ", startingAt: 0))\(value)")
+        }
+        lines.append("inputs:")
+        for p in inputs { lines.append("  \(p.name): \(p.type)") }
+        lines.append("outputs:")
+        for p in outputs { lines.append("  \(p.name): \(p.type)") }
+        lines.append("weights:          \(mib(weightBytes)); compiled kernels: \(compiledKernels)")
+        for m in memory {
+            let shapes = m.shapes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.map(String.init).joined(separator: "x"))" }
+            lines.append(
+                "memory (\(shapes.joined(separator: " "))): activations \(mib(m.activationBytes)) planned, "
+                    + "\(mib(m.naiveActivationBytes)) one buffer per value; workspace \(mib(m.workspaceBytes)); "
+                    + "\(mib(m.perContextBytes)) per context; \(m.launches) launches per inference")
+        }
+        lines.append("layers:")
+        for (kind, n) in layers.sorted(by: { ($1.value, $0.key) < ($0.value, $1.key) }) {
+            lines.append("  \(kind.padding(toLength: 28, withPad: " ", startingAt: 0)) \(n)")
+        }
+        lines.append("")
+        lines.append(graph)
+        return lines.joined(separator: "\n")
+    }
+
+    func jsonText() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+}
