@@ -99,5 +99,24 @@ if [ -f "$WORK/good/probabilities.npy" ]; then passed=$((passed + 1)); else
     echo "FAIL run the default model: probabilities.npy not written"
 fi
 
+# Plan files: two builds in two processes give the same bytes; the plan runs as the model does; damaged,
+# foreign and misused plans are refused with one line.
+expect "build a plan" 0 - -- "$KILN" build "$MODEL" -o "$WORK/a.kiln" --device cpu --batch 2 --memory-report
+expect "build it again" 0 - -- "$KILN" build "$MODEL" -o "$WORK/b.kiln" --device cpu --batch 2
+if cmp -s "$WORK/a.kiln" "$WORK/b.kiln"; then passed=$((passed + 1)); else
+    failed=$((failed + 1))
+    echo "FAIL plan determinism: two builds of the same model differ"
+fi
+expect "run the plan" 0 - -- "$KILN" run "$WORK/a.kiln" --output-dir "$WORK/from-plan" --seed 3
+if cmp -s "$WORK/good/probabilities.npy" "$WORK/from-plan/probabilities.npy"; then passed=$((passed + 1)); else
+    failed=$((failed + 1))
+    echo "FAIL run the plan: outputs differ from the ONNX model's"
+fi
+expect "inspect the plan" 0 - -- "$KILN" inspect "$WORK/a.kiln" --json
+head -c 3000 "$WORK/a.kiln" >"$WORK/cut.kiln"
+expect "truncated plan" 1 "cut.kiln.*corrupt or truncated.*kiln build" -- "$KILN" run "$WORK/cut.kiln"
+expect "optimizer options with a plan" 1 "a plan is already optimized" -- "$KILN" run "$WORK/a.kiln" --no-fuse gelu
+expect "plan to a missing folder" 1 "cannot write" -- "$KILN" build "$MODEL" -o "$WORK/none/x.kiln" --device cpu
+
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

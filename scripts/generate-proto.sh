@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates Sources/KilnONNX/Generated/*.pb.swift from
-# Sources/KilnONNX/onnx.proto.
+# Regenerates the committed protobuf code:
+#   Sources/KilnONNX/Generated/onnx.pb.swift         from Sources/KilnONNX/onnx.proto (public)
+#   Sources/KilnRuntime/Plan/Generated/plan.pb.swift from Sources/KilnRuntime/Plan/plan.proto (internal)
 #
 # Needs:
 #   protoc             (3.21 or newer)
@@ -42,16 +43,20 @@ fi
 echo "protoc:           $(protoc --version)"
 echo "protoc-gen-swift: $PLUGIN ($("$PLUGIN" --version 2>/dev/null || echo unknown version))"
 
-mkdir -p "$OUT_DIR"
-rm -f "$OUT_DIR"/*.pb.swift
+generate() {
+    local src_dir="$1" out_dir="$2" visibility="$3"
+    mkdir -p "$out_dir"
+    rm -f "$out_dir"/*.pb.swift
+    protoc \
+        --plugin=protoc-gen-swift="$PLUGIN" \
+        --proto_path="$src_dir" \
+        --swift_out="$out_dir" \
+        --swift_opt=Visibility="$visibility" \
+        --swift_opt=FileNaming=FullPath \
+        "$src_dir"/*.proto
+    echo "Generated:"
+    ls -1 "$out_dir"/*.pb.swift
+}
 
-protoc \
-  --plugin=protoc-gen-swift="$PLUGIN" \
-  --proto_path="$SRC_DIR" \
-  --swift_out="$OUT_DIR" \
-  --swift_opt=Visibility=Public \
-  --swift_opt=FileNaming=FullPath \
-  "$SRC_DIR"/*.proto
-
-echo "Generated:"
-ls -1 "$OUT_DIR"/*.pb.swift
+generate "$SRC_DIR" "$OUT_DIR" Public
+generate "$ROOT/Sources/KilnRuntime/Plan" "$ROOT/Sources/KilnRuntime/Plan/Generated" Internal

@@ -13,5 +13,5 @@ for d in Sources Tests; do
     [ -d "$d" ] && dirs+=("$d")
 done
 if [ ${#dirs[@]} -gt 0 ]; then
-    find "${dirs[@]}" -name '*.swift' -type f -not -path 'Sources/KilnONNX/Generated/*' | LC_ALL=C sort
+    find "${dirs[@]}" -name '*.swift' -type f -not -path '*/Generated/*' | LC_ALL=C sort
 fi

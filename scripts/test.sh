@@ -11,7 +11,8 @@
 #   2. swift build --product KilnPackageTests, swift test --skip-build (debug, unit tests)
 #   3. swift build -c release --product kiln
 #   4. conformance suite into .conformance/suite (cached; see make-suite.sh)
-#   5. kiln verify on the suite, then check_expected.py against
+#   5. kiln verify --through-plan on the suite (each engine saved as a plan and
+#      loaded back before it runs), then check_expected.py against
 #      Tests/Conformance/expected-failures.txt
 #
 # Environment:
@@ -68,7 +69,7 @@ echo "    $(swift --version 2>&1 | head -n 1)"
 echo "    $("$PYTHON" --version 2>&1)"
 
 # ---------------------------------------------------------------------------
-step lint "swift format lint --strict (Sources, Tests, Package.swift; not Sources/KilnONNX/Generated)"
+step lint "swift format lint --strict (Sources, Tests, Package.swift; not the generated protobuf code)"
 mapfile -t SWIFT_FILES < <(scripts/swift-sources.sh)
 echo "    ${#SWIFT_FILES[@]} files"
 if ! swift format lint --strict --parallel "${SWIFT_FILES[@]}"; then
@@ -107,7 +108,7 @@ step conformance "kiln verify $SUITE --jobs $JOBS, then check against $EXPECTED"
 rm -f "$RESULTS"
 verify_rc=0
 timeout --kill-after=30 "$VERIFY_TIMEOUT" \
-    "$KILN" verify "$SUITE" --jobs "$JOBS" --results "$RESULTS" || verify_rc=$?
+    "$KILN" verify "$SUITE" --jobs "$JOBS" --through-plan --results "$RESULTS" || verify_rc=$?
 if [ $verify_rc -eq 124 ] || [ $verify_rc -eq 137 ]; then
     echo "kiln verify did not finish within ${VERIFY_TIMEOUT} s" >&2
     exit 1

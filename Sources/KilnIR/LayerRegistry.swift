@@ -11,6 +11,7 @@ public enum LayerRegistry {
         BitCastLayer.self,
         CastLayer.self,
         CastLikeLayer.self,
+        Col2ImLayer.self,
         CausalConvolutionLayer.self,
         CenterCropPadLayer.self,
         ClassificationLossLayer.self,

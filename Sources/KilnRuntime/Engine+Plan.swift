@@ -47,7 +47,8 @@ extension Engine {
         return try inputs.map { info in
             if let dims = byName[info.name] { return dims }
             if let dims = info.type?.tensorType?.concreteShape { return dims }
-            throw KilnError.invalidArgument("no shape for input '\(info.name)' (declared \(info.type.map(\.description) ?? "?"))")
+            throw KilnError.invalidArgument(
+                "no shape for input '\(info.name)' (declared \(info.type.map(\.description) ?? "?"))")
         }
     }
 }

@@ -15,8 +15,13 @@ public struct CaseResult: Sendable {
 /// Runs ONNX backend test cases the way onnx's backend runner judges them.
 public struct TestCaseRunner: Sendable {
     public let device: any Device
+    /// Save each engine as a plan and run the engine loaded from it, which checks plan files on every case.
+    public let throughPlan: Bool
 
-    public init(device: any Device) { self.device = device }
+    public init(device: any Device, throughPlan: Bool = false) {
+        self.device = device
+        self.throughPlan = throughPlan
+    }
 
     public func run(_ testCase: ONNXTestCase) -> CaseResult {
         let start = Date()
@@ -37,7 +42,13 @@ public struct TestCaseRunner: Sendable {
         let dataSets = testCase.dataSets()
         guard !dataSets.isEmpty else { return (.skip, "no test_data_set folders") }
         let model = try ONNXImporter.load(contentsOf: testCase.directory.appendingPathComponent("model.onnx"))
-        let engine = try Builder.build(model.graph, device: device)
+        var engine = try Builder.build(model.graph, device: device)
+        if throughPlan {
+            let file = try engine.plan(options: BuildOptions()).encoded()
+            engine = try withErrorContext("through a plan") {
+                try Engine(plan: EnginePlan(decoding: file), device: device)
+            }
+        }
         let context = engine.makeContext()
         var (rtol, atol) = testCase.tolerances()
         for dataSet in dataSets {

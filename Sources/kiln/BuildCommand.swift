@@ -79,11 +79,11 @@ struct BuildCommand: ParsableCommand {
         var byName: [String: [Int]] = [:]
         for spec in shapes {
             guard let eq = spec.lastIndex(of: "="), eq != spec.startIndex else {
-                throw ValidationError("--shape \(spec): expected NAME=1x3x224x224")
+                throw KilnError.invalidArgument("--shape \(spec): expected NAME=1x3x224x224")
             }
             let dims = spec[spec.index(after: eq)...].split(separator: "x").map { Int($0) }
             guard !dims.isEmpty, dims.allSatisfy({ ($0 ?? -1) >= 0 }) else {
-                throw ValidationError("--shape \(spec): dimensions must look like 1x3x224x224")
+                throw KilnError.invalidArgument("--shape \(spec): dimensions must look like 1x3x224x224")
             }
             byName[String(spec[..<eq])] = dims.compactMap { $0 }
         }

@@ -24,14 +24,15 @@ struct DeviceOptions: ParsableArguments {
         cudaGraphs: Bool = false, quiet: Bool = false, disabledPasses: Set<String> = []
     ) throws -> any Device {
         try open(
-            device, options: BuildOptions(disabledPasses: disabledPasses, tf32: tf32, allowCPUFallback: allowCPUFallback),
+            device,
+            options: BuildOptions(disabledPasses: disabledPasses, tf32: tf32, allowCPUFallback: allowCPUFallback),
             cudaGraphs: cudaGraphs, quiet: quiet)
     }
 
     /// Opens the device a plan was built for (or the one `--device` names) with the plan's build options.
     func make(for plan: EnginePlan, cudaGraphs: Bool = false, quiet: Bool = false) throws -> any Device {
         if tf32 || allowCPUFallback {
-            throw ValidationError(
+            throw KilnError.invalidArgument(
                 "--tf32 and --allow-cpu-fallback are build options; a plan keeps those it was built with")
         }
         let choice = device == .auto ? Choice(rawValue: plan.device.kind) ?? .auto : device

@@ -21,14 +21,16 @@ struct EngineSource {
         let name = url.deletingPathExtension().lastPathComponent
         if let plan = try readPlan(url) {
             if optimizerOptions.isSet {
-                throw ValidationError("--no-fuse and --passes apply when building; a plan is already optimized")
+                throw KilnError.invalidArgument(
+                    "--no-fuse and --passes apply when building; a plan is already optimized")
             }
             let device = try deviceOptions.make(for: plan, cudaGraphs: cudaGraphs)
             let engine = try withErrorContext(path) { try Engine(plan: plan, device: device) }
             return EngineSource(engine: engine, device: device, name: name, plan: plan)
         }
         let imported = try withErrorContext(path) { try ONNXImporter.load(contentsOf: url) }
-        let device = try deviceOptions.make(cudaGraphs: cudaGraphs, disabledPasses: try optimizerOptions.disabledPasses())
+        let device = try deviceOptions.make(
+            cudaGraphs: cudaGraphs, disabledPasses: try optimizerOptions.disabledPasses())
         let engine = try withErrorContext(path) {
             try Builder.build(imported.graph, device: device, config: try optimizerOptions.builderConfig())
         }
@@ -42,7 +44,9 @@ struct EngineSource {
         try? handle.close()
         guard let start, EnginePlan.looksLikePlan(start) else { return nil }
         let data = try withErrorContext(url.path) {
-            do { return try Data(contentsOf: url) } catch { throw KilnError.io("cannot read: \(error.localizedDescription)") }
+            do { return try Data(contentsOf: url) } catch {
+                throw KilnError.io("cannot read: \(error.localizedDescription)")
+            }
         }
         return try withErrorContext(url.path) { try EnginePlan(decoding: data) }
     }

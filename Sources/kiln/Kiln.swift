@@ -7,6 +7,9 @@ struct Kiln: ParsableCommand {
         commandName: "kiln",
         abstract: "Kiln: a deep-learning inference optimizer and runtime.",
         version: KilnVersion.string,
-        subcommands: [BuildCommand.self, RunCommand.self, BenchCommand.self, VerifyCommand.self, InspectCommand.self, CompareCommand.self]
+        subcommands: [
+            BuildCommand.self, RunCommand.self, BenchCommand.self, VerifyCommand.self, InspectCommand.self,
+            CompareCommand.self,
+        ]
     )
 }

@@ -76,7 +76,9 @@ struct PlanReport: Encodable {
         for p in outputs { lines.append("  \(p.name): \(p.type)") }
         lines.append("weights:          \(mib(weightBytes)); compiled kernels: \(compiledKernels)")
         for m in memory {
-            let shapes = m.shapes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.map(String.init).joined(separator: "x"))" }
+            let shapes = m.shapes.sorted { $0.key < $1.key }.map {
+                "\($0.key)=\($0.value.map(String.init).joined(separator: "x"))"
+            }
             lines.append(
                 "memory (\(shapes.joined(separator: " "))): activations \(mib(m.activationBytes)) planned, "
                     + "\(mib(m.naiveActivationBytes)) one buffer per value; workspace \(mib(m.workspaceBytes)); "

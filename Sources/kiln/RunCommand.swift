@@ -57,7 +57,8 @@ struct RunCommand: ParsableCommand {
         let median = times.sorted()[times.count / 2]
         let runs = `repeat` == 1 ? "" : " (median of \(`repeat`) runs, first \(String(format: "%.1f", times[0])) ms)"
         print(
-            "ran \(ModelPath.resolve(model).lastPathComponent) on \(device.properties.name) in \(String(format: "%.1f", median)) ms\(runs)")
+            "ran \(ModelPath.resolve(model).lastPathComponent) on \(device.properties.name) in \(String(format: "%.1f", median)) ms\(runs)"
+        )
         var files: [(String, Data)] = []
         for info in engine.outputs {
             guard let value = outputs[info.name] else { continue }

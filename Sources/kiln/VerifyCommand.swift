@@ -30,6 +30,9 @@ struct VerifyCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
 
+    @Flag(help: "Save each built engine as a plan and run the engine loaded from it.")
+    var throughPlan = false
+
     @Flag(help: "Print every case, not only failures.")
     var verbose = false
 
@@ -56,7 +59,7 @@ struct VerifyCommand: ParsableCommand {
         } else {
             device = try deviceOptions.make()
         }
-        let runner = TestCaseRunner(device: device)
+        let runner = TestCaseRunner(device: device, throughPlan: throughPlan)
         let collected = ResultCollector(total: cases.count, verbose: verbose)
         let shared = cases
         DispatchQueue.concurrentPerform(iterations: jobs) { worker in

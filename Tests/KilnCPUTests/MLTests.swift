@@ -128,7 +128,8 @@ import Testing
             feature: 0, comparison: .leq, split: 0, members: [], trueBranch: 0, trueIsLeaf: true, falseBranch: 1,
             falseIsLeaf: true, missingTracksTrue: false)
         let layer = TreeEnsembleLayer(
-            nodes: [node], leaves: [[.init(target: 1, weight: -2)], [.init(target: 1, weight: 2)]], roots: [.init(index: 0, isLeaf: false)],
+            nodes: [node], leaves: [[.init(target: 1, weight: -2)], [.init(target: 1, weight: 2)]],
+            roots: [.init(index: 0, isLeaf: false)],
             targets: 2, aggregate: .sum, postTransform: .logistic, classLabels: .int64s([0, 1]), outputType: .float32)
         let out = try LayerRunner.run(
             layer, inputs: [.tensor(Tensor(shape: [2, 1], scalars: [Float](arrayLiteral: -1, 1)))], outputCount: 2)

@@ -79,7 +79,7 @@ private let probeSource = CUDASource(
 
     @Test(.enabled(if: driverInstalled && nvrtcLoads)) func kernelLaunchesAndGraphsRun() throws {
         let context = try CUDAContext.open()
-        let cache = CUDAModuleCache(context: context, compiler: try NVRTC.shared())
+        let cache = CUDAModuleCache(context: context)
         try cache.prepare([probeSource, probeSource])
         let function = try cache.module(for: probeSource).function("probe")
         #expect(cache.image(for: probeSource)?.isEmpty == false)

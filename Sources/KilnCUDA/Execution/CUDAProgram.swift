@@ -41,7 +41,9 @@ final class CUDAProgram: GraphExecutable, @unchecked Sendable {
 
     /// The cubins of every plan built so far, by `CUDASource.planName`.
     var compiledCode: [CompiledCode] {
-        let sources = lock.withLock { plans.values.flatMap { plan in plan.nodes.flatMap { $0.lowering?.launchSources ?? [] } } }
+        let sources = lock.withLock {
+            plans.values.flatMap { plan in plan.nodes.flatMap { $0.lowering?.launchSources ?? [] } }
+        }
         var code: [String: [UInt8]] = [:]
         for source in sources where code[source.planName] == nil {
             if let image = device.modules.image(for: source) { code[source.planName] = image }

@@ -21,7 +21,8 @@ extension EnginePlan {
         var hash = StableHash()
         file.prefix(file.count - 8).withUnsafeBytes { hash.combine($0) }
         guard hash.value == stored else {
-            throw KilnError.invalidPlan("the plan is corrupt or truncated (checksum mismatch): rebuild it with `kiln build`")
+            throw KilnError.invalidPlan(
+                "the plan is corrupt or truncated (checksum mismatch): rebuild it with `kiln build`")
         }
         let header = try Self.message(Kiln_Plan_PlanHeader.self, try reader.bytes(try reader.length()), "header")
         let body = try Self.message(Kiln_Plan_PlanBody.self, try reader.bytes(try reader.length()), "metadata")

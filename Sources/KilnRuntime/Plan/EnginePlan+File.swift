@@ -18,7 +18,9 @@ extension EnginePlan {
         body.graphName = graph.name
         body.inputs = try graph.inputs.map { try PlanCoding.namedType($0.name, $0.type) }
         body.outputs = try graph.outputs.map { try PlanCoding.namedType($0.name, $0.type) }
-        body.valueTypes = try graph.valueTypes.sorted { $0.key < $1.key }.map { try PlanCoding.namedType($0.key, $0.value) }
+        body.valueTypes = try graph.valueTypes.sorted { $0.key < $1.key }.map {
+            try PlanCoding.namedType($0.key, $0.value)
+        }
         body.nodes = try graph.nodes.map { node in
             try withErrorContext("node '\(node.name)'") {
                 var entry = Kiln_Plan_PlanNode()
@@ -92,7 +94,9 @@ extension EnginePlan {
 struct DataSection {
     var bytes = Data()
 
-    static func padding(_ count: Int) -> Int { (EnginePlan.alignment - count % EnginePlan.alignment) % EnginePlan.alignment }
+    static func padding(_ count: Int) -> Int {
+        (EnginePlan.alignment - count % EnginePlan.alignment) % EnginePlan.alignment
+    }
 
     mutating func append(_ blob: Data) -> (offset: UInt64, length: UInt64) {
         bytes.append(Data(count: Self.padding(bytes.count)))

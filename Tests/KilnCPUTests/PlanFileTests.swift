@@ -1,0 +1,130 @@
+import Foundation
+import KilnCPU
+import KilnIR
+import KilnONNX
+import KilnRuntime
+import KilnTestSupport
+import Testing
+
+/// Plan files: an engine saved and loaded runs as built, equal builds give equal bytes, and damaged or foreign
+/// plans are refused with a message, never a crash.
+@Suite struct PlanFileTests {
+    static func model() throws -> Graph {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        return try ONNXImporter.load(contentsOf: root.appendingPathComponent("models/tinycnn/model.onnx")).graph
+    }
+
+    static func planBytes() throws -> Data {
+        let engine = try Builder.build(try model(), device: CPUDevice())
+        return try engine.plan(options: BuildOptions(shapes: [.init(name: "image", dims: [2, 3, 32, 32])])).encoded()
+    }
+
+    static func feeds(_ engine: Engine, seed: UInt64) -> [String: Value] {
+        var generator = SeededGenerator(seed: seed)
+        return [engine.inputs[0].name: .tensor(Tensor.random([2, 3, 32, 32], using: &generator))]
+    }
+
+    @Test func loadedPlanRunsLikeTheBuiltEngine() throws {
+        let built = try Builder.build(try Self.model(), device: CPUDevice())
+        let plan = try EnginePlan(decoding: try built.plan(options: BuildOptions()).encoded())
+        #expect(plan.kilnVersion == KilnVersion.string)
+        #expect(plan.device.kind == "cpu")
+        #expect(plan.graph.nodes.map(\.description) == built.graph.nodes.map(\.description))
+        let loaded = try Engine(plan: plan, device: CPUDevice())
+        let feeds = Self.feeds(built, seed: 7)
+        let want = try built.makeContext().run(feeds)
+        let got = try loaded.makeContext().run(feeds)
+        for output in built.outputs {
+            guard case .tensor(let a)? = want[output.name], case .tensor(let b)? = got[output.name] else {
+                Issue.record("output '\(output.name)' missing")
+                continue
+            }
+            #expect(a.scalars(as: Float.self) == b.scalars(as: Float.self))
+        }
+    }
+
+    @Test func equalBuildsGiveEqualBytes() throws {
+        let first = try Self.planBytes()
+        let second = try Self.planBytes()
+        #expect(first == second)
+        // Saving a loaded plan again changes nothing either.
+        let reloaded = try Engine(plan: EnginePlan(decoding: first), device: CPUDevice())
+        let plan = try EnginePlan(decoding: first)
+        #expect(try reloaded.plan(options: plan.options).encoded() == first)
+    }
+
+    @Test func aPlanForAnotherDeviceIsRefusedWithWhatToDo() throws {
+        var plan = try EnginePlan(decoding: try Self.planBytes())
+        plan.device = DeviceFingerprint(kind: "cuda", name: "NVIDIA H100", architecture: "sm_90")
+        let error = #expect(throws: KilnError.self) { try Engine(plan: plan, device: CPUDevice()) }
+        #expect(error?.kind == .invalidPlan)
+        #expect(error?.message.contains("built for NVIDIA H100 (cuda sm_90)") == true)
+        #expect(error?.message.contains("kiln build MODEL --device cpu") == true)
+    }
+
+    @Test func anotherFormatVersionIsRefusedWithWhatToDo() throws {
+        var bytes = [UInt8](try Self.planBytes())
+        bytes[4] = 99
+        let error = #expect(throws: KilnError.self) { try EnginePlan(decoding: Data(bytes)) }
+        #expect(error?.message.contains("format version 99") == true)
+        #expect(error?.message.contains("rebuild") == true)
+    }
+
+    @Test func notAPlanAndTruncatedPlansAreRefused() throws {
+        let bytes = try Self.planBytes()
+        #expect(throws: KilnError.self) { try EnginePlan(decoding: Data("ONNX model".utf8)) }
+        #expect(throws: KilnError.self) { try EnginePlan(decoding: Data()) }
+        let error = #expect(throws: KilnError.self) { try EnginePlan(decoding: bytes.prefix(bytes.count / 2)) }
+        #expect(error?.message.contains("corrupt or truncated") == true)
+    }
+
+    /// Thousands of damaged plans: raw damage (the checksum must catch it) and damage with the checksum made
+    /// valid again (the decoders and the graph checks must catch it). Each loads or throws; a plan that loads
+    /// must also run or throw.
+    @Test(arguments: 0..<4)
+    func damagedPlansNeverTrap(round: Int) throws {
+        let original = [UInt8](try Self.planBytes())
+        var generator = SeededGenerator(seed: UInt64(2000 + round))
+        let iterations = 600
+        var rejected = 0
+        for iteration in 0..<iterations {
+            var bytes = Array(original.dropLast(8))
+            switch Int.random(in: 0..<4, using: &generator) {
+            case 0:
+                for _ in 0..<Int.random(in: 1...8, using: &generator) {
+                    let i = Int.random(in: 0..<bytes.count, using: &generator)
+                    bytes[i] ^= UInt8(1) << UInt8.random(in: 0..<8, using: &generator)
+                }
+            case 1:
+                bytes = Array(bytes.prefix(Int.random(in: 0..<bytes.count, using: &generator)))
+            case 2:
+                let i = Int.random(in: 0..<bytes.count, using: &generator)
+                for j in i..<min(bytes.count, i + 4) { bytes[j] = UInt8.random(in: 0...255, using: &generator) }
+            default:
+                let i = Int.random(in: 0..<bytes.count, using: &generator)
+                bytes.insert(
+                    contentsOf: (0..<Int.random(in: 1...16, using: &generator)).map { _ in
+                        UInt8.random(in: 0...255, using: &generator)
+                    }, at: i)
+            }
+            var file = Data(bytes)
+            if iteration % 2 == 0 {
+                var hash = StableHash()
+                file.withUnsafeBytes { hash.combine($0) }
+                withUnsafeBytes(of: hash.value.littleEndian) { file.append(contentsOf: $0) }
+            } else {
+                file.append(contentsOf: original.suffix(8))
+            }
+            do {
+                let engine = try Engine(plan: EnginePlan(decoding: file), device: CPUDevice())
+                _ = try? engine.makeContext().run(Self.feeds(engine, seed: 1))
+            } catch is KilnError {
+                rejected += 1
+            }
+        }
+        // Every raw damage is caught by the checksum; damage behind a valid checksum is often a valid plan
+        // (a changed weight), so only a floor is asserted.
+        #expect(rejected >= iterations / 2)
+    }
+}

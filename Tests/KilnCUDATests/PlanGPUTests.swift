@@ -1,0 +1,45 @@
+import Foundation
+import KilnCPU
+import KilnIR
+import KilnONNX
+import KilnRuntime
+import KilnTestSupport
+import Testing
+
+@testable import KilnCUDA
+
+/// A CUDA plan carries the cubins of the shapes compiled at build time: loaded on a fresh device it compiles
+/// nothing and gives the outputs of the engine it was saved from.
+@Suite(.enabled(if: gpuUsable)) struct PlanGPUTests {
+    @Test func loadedPlanCompilesNothingAndMatches() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let graph = try ONNXImporter.load(contentsOf: root.appendingPathComponent("models/tinycnn/model.onnx")).graph
+        let shapes = [BuildOptions.InputShape(name: graph.inputs[0].name, dims: [4, 3, 32, 32])]
+        let built = try Builder.build(graph, device: try CUDADevice())
+        try built.prepare(inputShapes: [[4, 3, 32, 32]])
+        let file = try built.plan(options: BuildOptions(shapes: shapes)).encoded()
+        let plan = try EnginePlan(decoding: file)
+        #expect(!plan.code.isEmpty)
+        #expect(plan.memory.isEmpty)
+
+        let fresh = try CUDADevice()
+        let loaded = try Engine(plan: plan, device: fresh)
+        var generator = SeededGenerator(seed: 5)
+        let feeds: [String: Value] = [graph.inputs[0].name: .tensor(Tensor.random([4, 3, 32, 32], using: &generator))]
+        let got = try loaded.makeContext().run(feeds)
+        #expect(fresh.modules.compilations == 0)
+        let want = try built.makeContext().run(feeds)
+        for output in built.outputs {
+            guard case .tensor(let a)? = want[output.name], case .tensor(let b)? = got[output.name] else {
+                Issue.record("output '\(output.name)' missing")
+                continue
+            }
+            #expect(a.scalars(as: Float.self) == b.scalars(as: Float.self))
+        }
+        // The same build on the same device gives the same bytes (cubins included).
+        let again = try Builder.build(graph, device: try CUDADevice())
+        try again.prepare(inputShapes: [[4, 3, 32, 32]])
+        #expect(try again.plan(options: BuildOptions(shapes: shapes)).encoded() == file)
+    }
+}
