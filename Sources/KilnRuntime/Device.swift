@@ -59,6 +59,9 @@ public protocol GraphExecutable: Sendable {
     func prepare(inputShapes: [[Int]]) throws
     /// The device code compiled so far, for a plan file.
     var compiledCode: [CompiledCode] { get }
+    /// What one execution context runs: the same executable where runs share nothing mutable (the CPU), or
+    /// one with its own device memory and stream (a GPU), so that contexts run concurrently.
+    func makeContextExecutable() throws -> any GraphExecutable
 }
 
 extension GraphExecutable {
@@ -80,6 +83,8 @@ extension GraphExecutable {
     public func prepare(inputShapes: [[Int]]) throws {}
 
     public var compiledCode: [CompiledCode] { [] }
+
+    public func makeContextExecutable() throws -> any GraphExecutable { self }
 }
 
 /// Where the time of one inference went, in milliseconds.

@@ -19,11 +19,21 @@ public final class Engine: Sendable {
     public func makeContext() -> ExecutionContext { ExecutionContext(engine: self) }
 }
 
-/// Runs inferences of one engine. Not shared across threads; make one per thread.
+/// Runs inferences of one engine. Not shared across threads; make one per thread. Each context owns its
+/// activation memory and (on a GPU) its stream, allocated on its first run, so contexts of one engine run
+/// concurrently.
 public final class ExecutionContext {
     public let engine: Engine
+    private var executable: (any GraphExecutable)?
 
     init(engine: Engine) { self.engine = engine }
+
+    private func program() throws -> any GraphExecutable {
+        if let executable { return executable }
+        let made = try engine.program.makeContextExecutable()
+        executable = made
+        return made
+    }
 
     /// Runs one inference. Every graph input must be given, with its declared dtype and shape; errors name
     /// the tensor.
@@ -34,13 +44,13 @@ public final class ExecutionContext {
     /// One inference, with where its time went.
     public func runTimed(_ inputs: [String: Value]) throws -> (outputs: [String: Value], timings: RunTimings) {
         let ordered = try orderedInputs(inputs)
-        let (results, timings) = try engine.program.runTimed(ordered)
+        let (results, timings) = try program().runTimed(ordered)
         return (Dictionary(uniqueKeysWithValues: zip(engine.graph.outputs.map(\.name), results)), timings)
     }
 
     /// One inference timed layer by layer.
     public func profile(_ inputs: [String: Value]) throws -> [LayerTiming] {
-        try engine.program.profile(try orderedInputs(inputs))
+        try program().profile(try orderedInputs(inputs))
     }
 
     /// The layers as the device runs them for these inputs' shapes.

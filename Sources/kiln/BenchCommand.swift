@@ -40,11 +40,11 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Timed runs; overrides --duration.")
     var iterations: Int?
 
-    @Option(help: "Concurrent execution contexts, each on its own stream.")
+    @Option(help: "Concurrent execution contexts, each with its own memory and stream, each run by its own thread.")
     var streams: Int = 1
 
-    @Flag(help: "Replay each inference's launches as one CUDA graph.")
-    var cudaGraph = false
+    @Flag(inversion: .prefixedNo, help: "Replay each inference's launches as one CUDA graph (GPU; on by default).")
+    var cudaGraph = true
 
     @Flag(help: "After timing, profile each layer in a separate run.")
     var profile = false
@@ -59,9 +59,7 @@ struct BenchCommand: ParsableCommand {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard warmup >= 0, duration > 0 else { throw ValidationError("--warmup and --duration must be positive") }
         if let iterations, iterations < 1 { throw ValidationError("--iterations must be at least 1") }
-        guard streams == 1 else {
-            throw ValidationError("--streams: only 1 execution context per engine is supported so far")
-        }
+        guard streams >= 1 else { throw ValidationError("--streams must be at least 1") }
     }
 
     func run() throws {
@@ -71,7 +69,8 @@ struct BenchCommand: ParsableCommand {
         let feeds = try InputFeeds(
             engine: engine, files: [], archive: inputs, shapes: shapes + batchShapes(engine), seed: seed
         ).values()
-        let context = engine.makeContext()
+        let contexts = (0..<streams).map { _ in engine.makeContext() }
+        let context = contexts[0]
         let name = source.name
 
         let buildStart = Date()
@@ -83,25 +82,34 @@ struct BenchCommand: ParsableCommand {
         if let built { Console.line(built.summaryLine) }
 
         let warmupEnd = Date().addingTimeInterval(warmup / 1000)
-        while Date() < warmupEnd { _ = try context.runTimed(feeds) }
+        try Self.concurrently(contexts) { context in
+            repeat { _ = try context.runTimed(feeds) } while Date() < warmupEnd
+        }
 
-        var samples: [BenchSample] = []
         let progress = ProgressLine(enabled: isatty(STDOUT_FILENO) != 0)
         let start = Date()
-        while true {
-            let t0 = Date()
-            let (_, timings) = try context.runTimed(feeds)
-            samples.append(BenchSample(wall: Date().timeIntervalSince(t0) * 1000, timings: timings))
-            let elapsed = Date().timeIntervalSince(start)
-            if let iterations { if samples.count >= iterations { break } } else if elapsed >= duration { break }
-            progress.update("\(samples.count) runs, \(String(format: "%.1f", elapsed)) s")
+        let perStream = iterations.map { ($0 + streams - 1) / streams }
+        let collected = try Self.concurrently(contexts) { context -> [BenchSample] in
+            var samples: [BenchSample] = []
+            while true {
+                let t0 = Date()
+                let (_, timings) = try context.runTimed(feeds)
+                samples.append(BenchSample(wall: Date().timeIntervalSince(t0) * 1000, timings: timings))
+                let elapsed = Date().timeIntervalSince(start)
+                if let perStream { if samples.count >= perStream { break } } else if elapsed >= duration { break }
+                if context === contexts[0] {
+                    progress.update("\(samples.count * contexts.count) runs, \(String(format: "%.1f", elapsed)) s")
+                }
+            }
+            return samples
         }
+        let samples = collected.flatMap { $0 }
         let wall = Date().timeIntervalSince(start)
         progress.finish()
 
         let summary = BenchSummary(
             model: name, device: device.properties.name, batch: batch, samples: samples, wallSeconds: wall,
-            mode: mode(device), engine: built)
+            mode: mode(device, plan: source.plan), engine: built, streams: streams)
         summary.print()
         var profileRows: [ProfileRow] = []
         if profile {
@@ -109,6 +117,22 @@ struct BenchCommand: ParsableCommand {
             ProfileRow.print(profileRows)
         }
         if let json { try summary.writeJSON(to: json, profile: profileRows) }
+    }
+
+    /// Runs `body` once per context, each on its own thread, and returns the results in context order; the
+    /// first error is rethrown after every thread finished.
+    private static func concurrently<T>(
+        _ contexts: [ExecutionContext], _ body: (ExecutionContext) throws -> T
+    ) throws -> [T] {
+        let slots = Slots<T>(contexts.count)
+        try withoutActuallyEscaping(body) { body in
+            // Each context is used by exactly one thread, which is what ExecutionContext asks.
+            let work = UncheckedSendable(value: (contexts, body))
+            DispatchQueue.concurrentPerform(iterations: contexts.count) { index in
+                slots.set(index, Result { try work.value.1(work.value.0[index]) })
+            }
+        }
+        return try slots.values()
     }
 
     /// `NAME=NxD1x...` for every input whose leading dimension is symbolic and whose other dimensions are known.
@@ -123,9 +147,31 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    private func mode(_ device: any Device) -> String {
-        let precision = deviceOptions.tf32 ? "tf32" : "fp32"
-        return device.properties.kind == "cpu" ? "kiln_cpu_\(precision)" : "kiln_\(precision)"
+    private func mode(_ device: any Device, plan: EnginePlan?) -> String {
+        let precision = (plan?.options.tf32 ?? deviceOptions.tf32) ? "tf32" : "fp32"
+        let streamsSuffix = streams > 1 ? "_s\(streams)" : ""
+        return (device.properties.kind == "cpu" ? "kiln_cpu_\(precision)" : "kiln_\(precision)") + streamsSuffix
+    }
+}
+
+private struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+}
+
+/// One result per thread, written by that thread only, read after all finished.
+private final class Slots<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Result<T, any Error>?]
+
+    init(_ count: Int) { results = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ result: Result<T, any Error>) { lock.withLock { results[index] = result } }
+
+    func values() throws -> [T] {
+        try lock.withLock { results }.map { slot in
+            guard let slot else { throw KilnError.runtime("a benchmark thread produced no result") }
+            return try slot.get()
+        }
     }
 }
 

@@ -29,29 +29,43 @@ final class CUDALibraries: @unchecked Sendable {
         return try result.get()
     }
 
-    /// A cuBLASLt call for `step` with its operands bound through `resolve`.
-    func bind(
-        _ step: CUDAMatMul, resolve: (CUDAOperand) throws -> UInt64, workspace: CUDAWorkspace, allowTF32: Bool,
-        tune: Bool
-    ) throws -> any CUDALibraryCall {
+    /// The cuBLASLt algorithm for `step`, timed among the heuristic's candidates when `tune` is set.
+    func runner(for step: CUDAMatMul, allowTF32: Bool, tune: Bool) throws -> CUDAMatMulRunner {
         let runner = try CUDAMatMulRunner(step: step, library: try cublasLt(), allowTF32: allowTF32)
         if tune { try runner.tune(context: context) }
-        workspace.reserve(runner.workspaceBytes)
-        return MatMulCall(
-            runner: runner, a: try resolve(step.a), b: try resolve(step.b), c: try step.c.map(resolve) ?? 0,
-            bias: try step.bias.map(resolve) ?? 0, d: try resolve(step.d), workspace: workspace)
+        return runner
     }
 
-    /// A cuDNN call for `step` with its operands bound through `resolve`.
-    func bind(
-        _ step: CUDAConvolution, resolve: (CUDAOperand) throws -> UInt64, workspace: CUDAWorkspace,
-        allowTF32: Bool
-    ) throws -> any CUDALibraryCall {
-        let runner = try CUDAConvolutionRunner(step: step, library: try cudnn(), allowTF32: allowTF32)
-        workspace.reserve(runner.workspaceBytes)
-        return ConvolutionCall(
-            runner: runner, x: try resolve(step.x), w: try resolve(step.w), bias: try step.bias.map(resolve) ?? 0,
-            residual: try step.residual.map(resolve) ?? 0, y: try resolve(step.y), workspace: workspace)
+    /// The cuDNN algorithm for `step`.
+    func runner(for step: CUDAConvolution, allowTF32: Bool) throws -> CUDAConvolutionRunner {
+        try CUDAConvolutionRunner(step: step, library: try cudnn(), allowTF32: allowTF32)
+    }
+}
+
+/// A library algorithm chosen once per shape and shared by every context that binds it.
+enum CUDALibraryRunner {
+    case matMul(CUDAMatMulRunner, CUDAMatMul)
+    case convolution(CUDAConvolutionRunner, CUDAConvolution)
+
+    var workspaceBytes: Int {
+        switch self {
+        case .matMul(let runner, _): runner.workspaceBytes
+        case .convolution(let runner, _): runner.workspaceBytes
+        }
+    }
+
+    /// The call with one context's operand addresses and workspace.
+    func bind(resolve: (CUDAOperand) throws -> UInt64, workspace: CUDAWorkspace) throws -> any CUDALibraryCall {
+        switch self {
+        case .matMul(let runner, let step):
+            return MatMulCall(
+                runner: runner, a: try resolve(step.a), b: try resolve(step.b), c: try step.c.map(resolve) ?? 0,
+                bias: try step.bias.map(resolve) ?? 0, d: try resolve(step.d), workspace: workspace)
+        case .convolution(let runner, let step):
+            return ConvolutionCall(
+                runner: runner, x: try resolve(step.x), w: try resolve(step.w), bias: try step.bias.map(resolve) ?? 0,
+                residual: try step.residual.map(resolve) ?? 0, y: try resolve(step.y), workspace: workspace)
+        }
     }
 }
 

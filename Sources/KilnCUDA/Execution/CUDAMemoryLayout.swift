@@ -2,8 +2,9 @@ import KilnIR
 import KilnRuntime
 
 /// Where every value of a specialized graph lives on the device: activations at planned offsets of one
-/// arena (liveness over the execution order), weights in their own buffers shared by all plans, and each
-/// node's scratch and derived constants. Reshape-like outputs share their input's bytes.
+/// arena (liveness over the execution order; one arena per execution context), weights and each node's
+/// derived constants in buffers shared by every context, and each node's scratch in the arena. Reshape-like
+/// outputs share their input's bytes.
 struct CUDAMemoryLayout {
     enum Location {
         case arena(offset: Int)
@@ -103,14 +104,20 @@ struct CUDAMemoryLayout {
         }
     }
 
-    /// Allocates the arena and uploads derived constants.
-    mutating func allocate(on device: CUDADevice) throws {
-        arena = try withErrorContext("allocating \(plan.arenaBytes) bytes of activations") {
-            try device.context.allocate(bytes: max(plan.arenaBytes, 256))
-        }
+    /// Uploads derived constants (once per shape; contexts share them).
+    mutating func uploadConstants(on device: CUDADevice) throws {
         for (index, tensors) in pendingConstants.enumerated() {
             constants[index] = try tensors.map { try device.upload($0) }
         }
+    }
+
+    /// This layout with an arena of its own (one per execution context).
+    func withArena(on device: CUDADevice) throws -> CUDAMemoryLayout {
+        var copy = self
+        copy.arena = try withErrorContext("allocating \(plan.arenaBytes) bytes of activations") {
+            try device.context.allocate(bytes: max(plan.arenaBytes, 256))
+        }
+        return copy
     }
 
     /// The device address of a value by name (graph inputs and outputs included).

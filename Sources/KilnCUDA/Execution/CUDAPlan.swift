@@ -2,9 +2,9 @@ import Foundation
 import KilnIR
 import KilnRuntime
 
-/// A graph specialized to one set of input shapes, ready to run: every step bound to device addresses.
-/// Runs are serialized (one arena); uploads inputs, enqueues the steps on one stream (or replays them as a
-/// CUDA graph), downloads outputs.
+/// One execution context's copy of a `CUDAShapeProgram`: every step bound to the context's own arena and
+/// workspace, run on its own stream. Runs of one plan are serialized; plans of different contexts run
+/// concurrently. Uploads inputs, enqueues the steps (or replays them as a CUDA graph), downloads outputs.
 final class CUDAPlan: @unchecked Sendable {
     enum Work {
         case launch(PreparedLaunch)
@@ -19,52 +19,28 @@ final class CUDAPlan: @unchecked Sendable {
         var work: Work
     }
 
-    let graph: Graph
-    let nodes: [CUDAPlanBuilder.LoweredNode]
+    let shape: CUDAShapeProgram
     let steps: [Step]
     let memory: CUDAMemoryLayout
     let workspace: CUDAWorkspace
-    let device: CUDADevice
     private let stream: CUDAStream
     private let events: [CUDAEvent]
     private let lock = NSLock()
     private var graphExec: CUDAGraphExec?
     private var runs = 0
 
-    init(
-        graph: Graph, nodes: [CUDAPlanBuilder.LoweredNode], steps: [Step], memory: CUDAMemoryLayout,
-        workspace: CUDAWorkspace, device: CUDADevice
-    ) throws {
-        self.graph = graph
-        self.nodes = nodes
+    init(shape: CUDAShapeProgram, steps: [Step], memory: CUDAMemoryLayout, workspace: CUDAWorkspace) throws {
+        self.shape = shape
         self.steps = steps
         self.memory = memory
         self.workspace = workspace
-        self.device = device
-        stream = try device.context.makeStream()
-        events = try (0..<4).map { _ in try device.context.makeEvent() }
+        stream = try shape.device.context.makeStream()
+        events = try (0..<4).map { _ in try shape.device.context.makeEvent() }
     }
 
-    var hasHostSteps: Bool { nodes.contains { $0.lowering == nil } }
-
-    var report: EngineReport {
-        let launches = steps.filter { if case .host = $0.work { false } else { true } }.count
-        let layers = nodes.enumerated().map { index, lowered -> EngineReport.Layer in
-            let count = steps.filter { $0.node == index }.count
-            let implementation: String
-            if let reason = lowered.fallbackReason {
-                implementation = "cpu fallback: \(reason)"
-            } else if let lowering = lowered.lowering, lowering.steps.isEmpty {
-                implementation = lowering.aliases.isEmpty ? "no work" : "view (no copy)"
-            } else {
-                implementation = "cuda: \(count) step\(count == 1 ? "" : "s")"
-            }
-            return EngineReport.Layer(name: lowered.node.name, kind: lowered.node.kind, implementation: implementation)
-        }
-        return EngineReport(
-            layers: layers, activationBytes: memory.plan.arenaBytes, naiveActivationBytes: memory.plan.naiveBytes,
-            weightBytes: memory.weightBytes, launches: launches, workspaceBytes: workspace.bytes)
-    }
+    var graph: Graph { shape.graph }
+    var nodes: [CUDAPlanBuilder.LoweredNode] { shape.nodes }
+    var device: CUDADevice { shape.device }
 
     func run(_ inputs: [Tensor]) throws -> (outputs: [Tensor], timings: RunTimings) {
         lock.lock()
@@ -83,7 +59,7 @@ final class CUDAPlan: @unchecked Sendable {
         try stream.record(events[3])
         try stream.synchronize()
         runs += 1
-        if runs == 1, device.options.useCUDAGraphs, !hasHostSteps {
+        if runs == 1, device.options.useCUDAGraphs, !shape.hasHostSteps {
             // A graph only removes launch overhead: if capture fails, keep running the steps one by one.
             do { try capture() } catch {
                 FileHandle.standardError.write(

@@ -2,8 +2,9 @@ import Foundation
 import KilnIR
 import KilnRuntime
 
-/// Builds the plan for one set of input shapes: specialize the graph to the shapes, lower every node, place
-/// activations in one arena, upload weights and derived constants, compile kernels, bind addresses.
+/// Builds what one set of input shapes needs, for every context: specialize the graph to the shapes, lower
+/// every node, lay out the arena, upload weights and derived constants, compile kernels, choose library
+/// algorithms. Contexts bind the result to their own memory (`CUDAShapeProgram.bind`).
 struct CUDAPlanBuilder {
     let program: CUDAProgram
     let inputShapes: [[Int]]
@@ -16,7 +17,7 @@ struct CUDAPlanBuilder {
         var fallbackReason: String?
     }
 
-    func build() throws -> CUDAPlan {
+    func build() throws -> CUDAShapeProgram {
         let graph = try program.graph.specialized(
             toInputShapes: inputShapes, evaluator: device.host, disabledPasses: device.options.disabledPasses)
         let lowered = try graph.nodes.enumerated().map { index, node in
@@ -24,13 +25,10 @@ struct CUDAPlanBuilder {
         }
         var memory = try CUDAMemoryLayout(graph: graph, nodes: lowered)
         try memory.bindWeights { name, tensor in try program.weight(name, tensor) }
-        try memory.allocate(on: device)
+        try memory.uploadConstants(on: device)
         try device.modules.prepare(lowered.flatMap { $0.lowering?.launchSources ?? [] })
-        let workspace = CUDAWorkspace()
-        let steps = try bindSteps(lowered, graph: graph, memory: memory, workspace: workspace)
-        try workspace.allocate(on: device.context)
-        return try CUDAPlan(
-            graph: graph, nodes: lowered, steps: steps, memory: memory, workspace: workspace, device: device)
+        let steps = try prepareSteps(lowered)
+        return CUDAShapeProgram(graph: graph, nodes: lowered, steps: steps, memory: memory, device: device)
     }
 
     private func lower(_ node: Node, index: Int, in graph: Graph) throws -> LoweredNode {
@@ -70,47 +68,35 @@ struct CUDAPlanBuilder {
             architecture: device.context.computeCapability, options: device.options.kernels)
     }
 
-    private func bindSteps(
-        _ nodes: [LoweredNode], graph: Graph, memory: CUDAMemoryLayout, workspace: CUDAWorkspace
-    ) throws -> [CUDAPlan.Step] {
-        var steps: [CUDAPlan.Step] = []
+    /// Each step with its compiled function or chosen library algorithm; addresses come later, per context.
+    private func prepareSteps(_ nodes: [LoweredNode]) throws -> [CUDAShapeProgram.Step] {
+        var steps: [CUDAShapeProgram.Step] = []
+        let kernels = device.options.kernels
         for (index, lowered) in nodes.enumerated() {
             try withErrorContext("layer \(index) '\(lowered.node.name)' (\(lowered.node.kind))") {
                 guard let lowering = lowered.lowering else {
                     let kernel = try device.host.makeKernel(lowered.node, subgraphs: HostSubgraphs(device: device.host))
-                    steps.append(CUDAPlan.Step(node: index, work: .host(kernel)))
+                    steps.append(CUDAShapeProgram.Step(node: index, work: .host(kernel)))
                     return
                 }
-                let resolve = { (operand: CUDAOperand) throws -> UInt64 in
-                    try memory.address(of: operand, node: index)
-                }
                 for step in lowering.steps {
-                    let work: CUDAPlan.Work
+                    let work: CUDAShapeProgram.Work
                     switch step {
                     case .launch(let launch):
                         let function = try device.modules.module(for: launch.source).function(launch.function)
                         if launch.sharedBytes > 48 << 10 { try function.setMaxDynamicSharedMemory(launch.sharedBytes) }
-                        work = .launch(
-                            try function.prepare(
-                                grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes,
-                                arguments: launch.arguments, resolve: resolve))
+                        work = .launch(function, launch)
                     case .matMul(let product):
-                        work = .library(
-                            try device.libraries.bind(
-                                product, resolve: resolve, workspace: workspace,
-                                allowTF32: device.options.kernels.allowTF32,
-                                tune: device.options.kernels.tuneLibraries))
+                        let runner = try device.libraries.runner(
+                            for: product, allowTF32: kernels.allowTF32, tune: kernels.tuneLibraries)
+                        work = .library(.matMul(runner, product))
                     case .convolution(let convolution):
-                        work = .library(
-                            try device.libraries.bind(
-                                convolution, resolve: resolve, workspace: workspace,
-                                allowTF32: device.options.kernels.allowTF32))
+                        let runner = try device.libraries.runner(for: convolution, allowTF32: kernels.allowTF32)
+                        work = .library(.convolution(runner, convolution))
                     case .copy(let copy):
-                        work = .copy(
-                            to: try resolve(copy.destination) + UInt64(copy.destinationOffset),
-                            from: try resolve(copy.source) + UInt64(copy.sourceOffset), bytes: copy.bytes)
+                        work = .copy(copy)
                     }
-                    steps.append(CUDAPlan.Step(node: index, work: work))
+                    steps.append(CUDAShapeProgram.Step(node: index, work: work))
                 }
             }
         }

@@ -2,23 +2,84 @@ import Foundation
 import KilnIR
 import KilnRuntime
 
-/// A graph compiled for one GPU: weights uploaded once, and one `CUDAPlan` per distinct set of input shapes,
-/// built on first use. Runs take and return host values.
+/// A graph compiled for one GPU: weights uploaded once, one `CUDAShapeProgram` per distinct set of input
+/// shapes (built on first use, shared by every context), and a default context for runs through the engine
+/// itself. Runs take and return host values.
 final class CUDAProgram: GraphExecutable, @unchecked Sendable {
     let graph: Graph
     let device: CUDADevice
     private let lock = NSLock()
-    private var plans: [[[Int]]: CUDAPlan] = [:]
+    private var shapes: [[[Int]]: CUDAShapeProgram] = [:]
     private var weights: [String: DeviceBuffer] = [:]
+    private var defaultContext: CUDAExecution?
 
     init(graph: Graph, device: CUDADevice) throws {
         self.graph = graph
         self.device = device
     }
 
-    func run(_ inputs: [Value], outer: ValueScope?) throws -> [Value] {
-        try runTimed(inputs).outputs
+    func makeContextExecutable() throws -> any GraphExecutable { CUDAExecution(program: self) }
+
+    private func context() -> CUDAExecution {
+        lock.withLock {
+            if let defaultContext { return defaultContext }
+            let made = CUDAExecution(program: self)
+            defaultContext = made
+            return made
+        }
     }
+
+    func run(_ inputs: [Value], outer: ValueScope?) throws -> [Value] { try context().run(inputs, outer: outer) }
+    func runTimed(_ inputs: [Value]) throws -> (outputs: [Value], timings: RunTimings) {
+        try context().runTimed(inputs)
+    }
+    func profile(_ inputs: [Value]) throws -> [LayerTiming] { try context().profile(inputs) }
+
+    func describe(inputShapes: [[Int]]) throws -> EngineReport { try shape(for: inputShapes).report }
+
+    func prepare(inputShapes: [[Int]]) throws { _ = try shape(for: inputShapes) }
+
+    /// The cubins of every shape built so far, by `CUDASource.planName`.
+    var compiledCode: [CompiledCode] {
+        let sources = lock.withLock { shapes.values.flatMap { $0.nodes.flatMap { $0.lowering?.launchSources ?? [] } } }
+        var code: [String: [UInt8]] = [:]
+        for source in sources where code[source.planName] == nil {
+            if let image = device.modules.image(for: source) { code[source.planName] = image }
+        }
+        return code.sorted { $0.key < $1.key }.map { CompiledCode(name: $0.key, bytes: $0.value) }
+    }
+
+    /// The program for these input shapes, building it (and uploading the weights it needs) on first use.
+    /// Builds are serialized: a second context asking for a shape being built waits for it.
+    func shape(for inputShapes: [[Int]]) throws -> CUDAShapeProgram {
+        lock.lock()
+        defer { lock.unlock() }
+        if let shape = shapes[inputShapes] { return shape }
+        let shape = try CUDAPlanBuilder(program: self, inputShapes: inputShapes).build()
+        shapes[inputShapes] = shape
+        return shape
+    }
+
+    /// The device copy of initializer `name`; called with the lock held, from the plan builder.
+    func weight(_ name: String, _ tensor: Tensor) throws -> DeviceBuffer {
+        if let buffer = weights[name] { return buffer }
+        let buffer = try withErrorContext("uploading weight '\(name)' (\(tensor.type))") {
+            try device.upload(tensor)
+        }
+        weights[name] = buffer
+        return buffer
+    }
+}
+
+/// One execution context of a CUDA engine: a plan (arena, workspace, stream) per input shape it has run.
+final class CUDAExecution: GraphExecutable, @unchecked Sendable {
+    let program: CUDAProgram
+    private let lock = NSLock()
+    private var plans: [[[Int]]: CUDAPlan] = [:]
+
+    init(program: CUDAProgram) { self.program = program }
+
+    func run(_ inputs: [Value], outer: ValueScope?) throws -> [Value] { try runTimed(inputs).outputs }
 
     func runTimed(_ inputs: [Value]) throws -> (outputs: [Value], timings: RunTimings) {
         let tensors = try Self.tensors(inputs)
@@ -31,44 +92,15 @@ final class CUDAProgram: GraphExecutable, @unchecked Sendable {
         return try plan(for: tensors.map(\.shape)).profile(tensors)
     }
 
-    func describe(inputShapes: [[Int]]) throws -> EngineReport {
-        try plan(for: inputShapes).report
-    }
+    func describe(inputShapes: [[Int]]) throws -> EngineReport { try program.describe(inputShapes: inputShapes) }
 
-    func prepare(inputShapes: [[Int]]) throws {
-        _ = try plan(for: inputShapes)
-    }
-
-    /// The cubins of every plan built so far, by `CUDASource.planName`.
-    var compiledCode: [CompiledCode] {
-        let sources = lock.withLock {
-            plans.values.flatMap { plan in plan.nodes.flatMap { $0.lowering?.launchSources ?? [] } }
-        }
-        var code: [String: [UInt8]] = [:]
-        for source in sources where code[source.planName] == nil {
-            if let image = device.modules.image(for: source) { code[source.planName] = image }
-        }
-        return code.sorted { $0.key < $1.key }.map { CompiledCode(name: $0.key, bytes: $0.value) }
-    }
-
-    /// The plan for these input shapes, building it (and uploading the weights it needs) on first use.
-    func plan(for shapes: [[Int]]) throws -> CUDAPlan {
+    private func plan(for shapes: [[Int]]) throws -> CUDAPlan {
         lock.lock()
         defer { lock.unlock() }
         if let plan = plans[shapes] { return plan }
-        let plan = try CUDAPlanBuilder(program: self, inputShapes: shapes).build()
+        let plan = try program.shape(for: shapes).bind()
         plans[shapes] = plan
         return plan
-    }
-
-    /// The device copy of initializer `name`; called with the lock held, from the plan builder.
-    func weight(_ name: String, _ tensor: Tensor) throws -> DeviceBuffer {
-        if let buffer = weights[name] { return buffer }
-        let buffer = try withErrorContext("uploading weight '\(name)' (\(tensor.type))") {
-            try device.upload(tensor)
-        }
-        weights[name] = buffer
-        return buffer
     }
 
     private static func tensors(_ inputs: [Value]) throws -> [Tensor] {
