@@ -18,7 +18,7 @@ struct CompareCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "The ONNX model file.")
+    @Argument(help: "The ONNX model file or a plan built by `kiln build`.")
     var model: String
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -41,11 +41,8 @@ struct CompareCommand: ParsableCommand {
 
     func run() throws {
         let url = ModelPath.resolve(model)
-        let imported = try withErrorContext(model) { try ONNXImporter.load(contentsOf: url) }
-        let device = try deviceOptions.make(disabledPasses: try optimizerOptions.disabledPasses())
-        let engine = try withErrorContext(model) {
-            try Builder.build(imported.graph, device: device, config: try optimizerOptions.builderConfig())
-        }
+        let source = try EngineSource.load(model, deviceOptions: deviceOptions, optimizerOptions: optimizerOptions)
+        let (engine, device) = (source.engine, source.device)
         var feeds: [String: Value]
         var expected: [String: Tensor] = [:]
         if let reference {
@@ -64,7 +61,9 @@ struct CompareCommand: ParsableCommand {
         }
         let outputs = try withErrorContext(model) { try engine.makeContext().run(feeds) }
         if reference == nil {
-            let cpu = try Builder.build(imported.graph, device: CPUDevice())
+            // The CPU reference runs the graph as imported, or a plan's graph as it was saved.
+            let graph = try source.plan?.graph ?? ONNXImporter.load(contentsOf: url).graph
+            let cpu = try Builder.build(graph, device: CPUDevice())
             for (name, value) in try cpu.makeContext().run(feeds) {
                 if case .tensor(let t) = value { expected[name] = t }
             }
