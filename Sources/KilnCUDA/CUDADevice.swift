@@ -72,6 +72,10 @@ public final class CUDADevice: Device {
             software: "driver \(context.driverVersion / 1000).\(context.driverVersion % 1000 / 10), \(nvrtc)")
     }
 
+    public var tactics: [String: String] { libraries.tactics }
+
+    public func preloadTactics(_ tactics: [String: String]) { libraries.preload(tactics) }
+
     public func preload(_ code: [CompiledCode]) throws {
         modules.preload(code.map { ($0.name, $0.bytes) })
     }

@@ -27,6 +27,10 @@ public protocol Device: AnyObject, Sendable {
     var fingerprint: DeviceFingerprint { get }
     /// Makes code compiled earlier (a plan's) available to `compile`, so that it need not compile it again.
     func preload(_ code: [CompiledCode]) throws
+    /// The tactics this device chose by timing so far, by layer signature (see `TimingCache`).
+    var tactics: [String: String] { get }
+    /// Tactics chosen earlier (a plan's or a timing cache's): a layer with a known signature is not timed.
+    func preloadTactics(_ tactics: [String: String])
 }
 
 extension Device {
@@ -38,6 +42,10 @@ extension Device {
         DeviceFingerprint(
             kind: properties.kind, name: properties.name, architecture: DeviceFingerprint.hostArchitecture)
     }
+
+    public var tactics: [String: String] { [:] }
+
+    public func preloadTactics(_ tactics: [String: String]) {}
 
     public func preload(_ code: [CompiledCode]) throws {
         guard code.isEmpty else {

@@ -6,7 +6,8 @@ extension Engine {
     /// with `prepare(inputShapes:)` first) and `options` as given to the build.
     public func plan(options: BuildOptions, memory: [MemoryReport] = []) -> EnginePlan {
         EnginePlan(
-            device: device.fingerprint, options: options, graph: graph, code: program.compiledCode, memory: memory)
+            device: device.fingerprint, options: options, graph: graph, code: program.compiledCode, memory: memory,
+            tactics: device.tactics)
     }
 
     /// Loads a plan on `device`: checks that the device can run it, gives the device the plan's compiled
@@ -24,6 +25,7 @@ extension Engine {
             try graph.inferTypes()
         }
         try device.preload(plan.code)
+        device.preloadTactics(plan.tactics)
         try self.init(graph: graph, device: device)
         let shapes = try plan.options.shapes.isEmpty ? nil : orderedShapes(plan.options.shapes)
         if let shapes { try program.prepare(inputShapes: shapes) }

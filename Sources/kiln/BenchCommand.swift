@@ -117,6 +117,7 @@ struct BenchCommand: ParsableCommand {
             ProfileRow.print(profileRows)
         }
         if let json { try summary.writeJSON(to: json, profile: profileRows) }
+        if source.plan == nil { try deviceOptions.saveTimingCache(device) }
     }
 
     /// Runs `body` once per context, each on its own thread, and returns the results in context order; the

@@ -51,7 +51,7 @@ struct BuildCommand: ParsableCommand {
         let inputShapes = try compiledShapes(engine)
         let options = BuildOptions(
             disabledPasses: disabled, tf32: deviceOptions.tf32, allowCPUFallback: deviceOptions.allowCPUFallback,
-            shapes: inputShapes)
+            shapes: inputShapes, level: deviceOptions.level)
         var memory: [MemoryReport] = []
         if !inputShapes.isEmpty {
             let ordered = try engine.orderedShapes(inputShapes)
@@ -61,6 +61,7 @@ struct BuildCommand: ParsableCommand {
                 memory.append(MemoryReport(shapes: inputShapes, report: report))
             }
         }
+        try deviceOptions.saveTimingCache(device)
         let plan = engine.plan(options: options, memory: memory)
         let data = try plan.encoded()
         do { try data.write(to: URL(fileURLWithPath: output)) } catch {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import KilnCPU
 import KilnCUDA
 import KilnIR
@@ -19,30 +20,54 @@ struct DeviceOptions: ParsableArguments {
     @Flag(name: .customLong("tf32"), help: "Let float32 matrix products and convolutions use TF32 tensor cores.")
     var tf32 = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Optimization level: 0 times no tactic (heuristics only); 1-5 time 2, 4, 8, 16, 32 candidates per layer.",
+            valueName: "0-5"))
+    var level: Int = BuildOptions.defaultLevel
+
+    @Option(help: "Read tactic timings from this file and add new ones to it (made if missing).")
+    var timingCache: String?
+
+    func validate() throws {
+        guard (0...5).contains(level) else { throw ValidationError("--level must be 0 to 5") }
+    }
+
+    /// Writes the device's tactics to `--timing-cache`, when given (after a build timed them).
+    func saveTimingCache(_ device: any Device) throws {
+        guard let timingCache else { return }
+        try TimingCache(device: device.fingerprint, tactics: device.tactics).save(URL(fileURLWithPath: timingCache))
+    }
+
     /// Opens the device; `auto` falls back to the CPU when CUDA is unusable and says why. Prints the choice.
     func make(
         cudaGraphs: Bool = false, quiet: Bool = false, disabledPasses: Set<String> = []
     ) throws -> any Device {
         try open(
             device,
-            options: BuildOptions(disabledPasses: disabledPasses, tf32: tf32, allowCPUFallback: allowCPUFallback),
-            cudaGraphs: cudaGraphs, quiet: quiet)
+            options: BuildOptions(
+                disabledPasses: disabledPasses, tf32: tf32, allowCPUFallback: allowCPUFallback, level: level),
+            cudaGraphs: cudaGraphs, quiet: quiet, timingCache: timingCache)
     }
 
     /// Opens the device a plan was built for (or the one `--device` names) with the plan's build options.
     func make(for plan: EnginePlan, cudaGraphs: Bool = false, quiet: Bool = false) throws -> any Device {
-        if tf32 || allowCPUFallback {
+        if tf32 || allowCPUFallback || level != BuildOptions.defaultLevel || timingCache != nil {
             throw KilnError.invalidArgument(
-                "--tf32 and --allow-cpu-fallback are build options; a plan keeps those it was built with")
+                "--tf32, --allow-cpu-fallback, --level and --timing-cache are build options; a plan keeps those it "
+                    + "was built with")
         }
         let choice = device == .auto ? Choice(rawValue: plan.device.kind) ?? .auto : device
-        return try open(choice, options: plan.options, cudaGraphs: cudaGraphs, quiet: quiet)
+        return try open(choice, options: plan.options, cudaGraphs: cudaGraphs, quiet: quiet, timingCache: nil)
     }
 
-    private func open(_ choice: Choice, options: BuildOptions, cudaGraphs: Bool, quiet: Bool) throws -> any Device {
+    private func open(
+        _ choice: Choice, options: BuildOptions, cudaGraphs: Bool, quiet: Bool, timingCache: String?
+    ) throws -> any Device {
         let cudaOptions = CUDADeviceOptions(
-            kernels: CUDAOptions(allowTF32: options.tf32), allowCPUFallback: options.allowCPUFallback,
-            useCUDAGraphs: cudaGraphs, disabledPasses: options.disabledPasses)
+            kernels: CUDAOptions(allowTF32: options.tf32, level: options.level),
+            allowCPUFallback: options.allowCPUFallback, useCUDAGraphs: cudaGraphs,
+            disabledPasses: options.disabledPasses)
         let chosen: any Device
         switch choice {
         case .cpu:
@@ -58,6 +83,13 @@ struct DeviceOptions: ParsableArguments {
             }
         }
         if !quiet { Console.error("device: \(chosen.properties.name)") }
+        if let timingCache,
+            let cache = try TimingCache.load(
+                URL(fileURLWithPath: timingCache), for: chosen.fingerprint, note: { Console.error("note: \($0)") })
+        {
+            chosen.preloadTactics(cache.tactics)
+            if !quiet { Console.error("timing cache: \(cache.tactics.count) tactics from \(timingCache)") }
+        }
         return chosen
     }
 }

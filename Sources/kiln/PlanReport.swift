@@ -42,6 +42,7 @@ struct PlanReport: Encodable {
         let shapes = plan.options.shapes.map { "\($0.name)=\($0.dims.map(String.init).joined(separator: "x"))" }
         options = [
             "tf32": plan.options.tf32 ? "on" : "off",
+            "level": "\(plan.options.level), \(plan.tactics.count) timed tactics",
             "cpu fallback": plan.options.allowCPUFallback ? "allowed" : "off",
             "passes left out": plan.options.disabledPasses.isEmpty
                 ? "none" : plan.options.disabledPasses.sorted().joined(separator: ", "),

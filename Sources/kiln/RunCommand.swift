@@ -72,5 +72,6 @@ struct RunCommand: ParsableCommand {
             }
         }
         if let outputDir { try OutputSummary.write(files, to: outputDir) }
+        if source.plan == nil { try deviceOptions.saveTimingCache(device) }
     }
 }

@@ -11,7 +11,47 @@ final class CUDALibraries: @unchecked Sendable {
 
     init(context: CUDAContext) throws { self.context = context }
 
-    private func cublasLt() throws -> CUBLASLt { try opened(&blas) { try CUBLASLt() } }
+    /// cuBLASLt algorithm ranks chosen before the library opened (from a plan or a timing cache).
+    private var pendingRanks: [String: Int] = [:]
+
+    private func cublasLt() throws -> CUBLASLt {
+        try opened(&blas) {
+            let library = try CUBLASLt()
+            library.tunedRanks.merge(pendingRanks) { _, given in given }
+            return library
+        }
+    }
+
+    private static let matMulPrefix = "cublasLt.matmul "
+
+    /// Timed choices as tactics: `cublasLt.matmul <signature>` -> the rank of the heuristic's candidate.
+    var tactics: [String: String] {
+        lock.lock()
+        defer { lock.unlock() }
+        guard case .success(let library)? = blas else {
+            return Dictionary(uniqueKeysWithValues: pendingRanks.map { (Self.matMulPrefix + $0.key, String($0.value)) })
+        }
+        library.tuningLock.lock()
+        defer { library.tuningLock.unlock() }
+        return Dictionary(
+            uniqueKeysWithValues: library.tunedRanks.map { (Self.matMulPrefix + $0.key, String($0.value)) })
+    }
+
+    /// Takes the tactics this backend knows; others (another backend's) are left alone.
+    func preload(_ tactics: [String: String]) {
+        var ranks: [String: Int] = [:]
+        for (key, value) in tactics where key.hasPrefix(Self.matMulPrefix) {
+            if let rank = Int(value) { ranks[String(key.dropFirst(Self.matMulPrefix.count))] = rank }
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        pendingRanks.merge(ranks) { _, given in given }
+        if case .success(let library)? = blas {
+            library.tuningLock.lock()
+            library.tunedRanks.merge(ranks) { _, given in given }
+            library.tuningLock.unlock()
+        }
+    }
     private func cudnn() throws -> CUDNN { try opened(&dnn) { try CUDNN() } }
 
     /// The library in `slot`, opening it (with the context current) on first use; a failure is kept too,
@@ -30,8 +70,9 @@ final class CUDALibraries: @unchecked Sendable {
     }
 
     /// The cuBLASLt algorithm for `step`, timed among the heuristic's candidates when `tune` is set.
-    func runner(for step: CUDAMatMul, allowTF32: Bool, tune: Bool) throws -> CUDAMatMulRunner {
-        let runner = try CUDAMatMulRunner(step: step, library: try cublasLt(), allowTF32: allowTF32)
+    func runner(for step: CUDAMatMul, allowTF32: Bool, tune: Bool, candidates: Int) throws -> CUDAMatMulRunner {
+        let runner = try CUDAMatMulRunner(
+            step: step, library: try cublasLt(), allowTF32: allowTF32, candidates: tune ? candidates : 1)
         if tune { try runner.tune(context: context) }
         return runner
     }

@@ -88,7 +88,8 @@ struct CUDAPlanBuilder {
                         work = .launch(function, launch)
                     case .matMul(let product):
                         let runner = try device.libraries.runner(
-                            for: product, allowTF32: kernels.allowTF32, tune: kernels.tuneLibraries)
+                            for: product, allowTF32: kernels.allowTF32, tune: kernels.tuneLibraries,
+                            candidates: kernels.tacticCandidates)
                         work = .library(.matMul(runner, product))
                     case .convolution(let convolution):
                         let runner = try device.libraries.runner(for: convolution, allowTF32: kernels.allowTF32)

@@ -31,16 +31,18 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
     private let layoutD: OpaquePointer
     private let lock = NSLock()
 
-    /// The most algorithms `tune` measures.
-    static let maxCandidates = 8
+    /// The most algorithms the heuristics are asked for (and `tune` measures).
+    let maxCandidates: Int
 
     /// Builds the descriptors for `step` and picks cuBLASLt's first heuristic algorithm that fits in
     /// `maxWorkspaceBytes` (`tune` may replace it by a faster one). Throws `unsupported` for a dtype other than float32, an activation cuBLASLt cannot
     /// apply exactly (only relu and tanh-GELU), sizes beyond int32, or when no algorithm is found.
     public init(
-        step: CUDAMatMul, library: CUBLASLt, allowTF32: Bool, maxWorkspaceBytes: Int = 32 << 20
+        step: CUDAMatMul, library: CUBLASLt, allowTF32: Bool, maxWorkspaceBytes: Int = 32 << 20,
+        candidates maxCandidates: Int = 8
     ) throws {
         self.step = step
+        self.maxCandidates = max(1, maxCandidates)
         lib = library
         let lib = library
         guard step.dtype == .float32 else {
@@ -91,14 +93,14 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)")
         var found: Int32 = 0
         let results = UnsafeMutableRawPointer.allocate(
-            byteCount: CUBLASLt.heuristicResultBytes * Self.maxCandidates, alignment: 16)
+            byteCount: CUBLASLt.heuristicResultBytes * maxCandidates, alignment: 16)
         results.initializeMemory(
-            as: UInt8.self, repeating: 0, count: CUBLASLt.heuristicResultBytes * Self.maxCandidates)
+            as: UInt8.self, repeating: 0, count: CUBLASLt.heuristicResultBytes * maxCandidates)
         owned.candidates = results
         candidates = results
         try lib.check(
             lib.algoGetHeuristic(
-                lib.handle, op, layoutA, layoutB, layoutC, layoutD, preference, Int32(Self.maxCandidates), results,
+                lib.handle, op, layoutA, layoutB, layoutC, layoutD, preference, Int32(maxCandidates), results,
                 &found),
             "cublasLtMatmulAlgoGetHeuristic")
         let state = results.load(fromByteOffset: CUBLASLt.heuristicStateOffset, as: Int32.self)
@@ -123,7 +125,8 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         lib.tuningLock.lock()
         let known = lib.tunedRanks[signature]
         lib.tuningLock.unlock()
-        if let known {
+        // A rank found among more candidates (a higher level's cache) is timed again here.
+        if let known, known < candidateCount {
             choose(rank: known)
             return
         }

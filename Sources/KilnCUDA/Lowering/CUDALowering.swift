@@ -144,10 +144,20 @@ public struct CUDAOptions: Sendable, Hashable {
     /// Time the library algorithms the heuristics offer on the real sizes and keep the fastest (cuBLASLt);
     /// off, the heuristics' first choice runs.
     public var tuneLibraries: Bool
+    /// How many of the heuristics' algorithms are timed (when tuning).
+    public var tacticCandidates: Int
 
-    public init(allowTF32: Bool = false, tuneLibraries: Bool = true) {
+    public init(allowTF32: Bool = false, tuneLibraries: Bool = true, tacticCandidates: Int = 8) {
         self.allowTF32 = allowTF32
         self.tuneLibraries = tuneLibraries
+        self.tacticCandidates = tacticCandidates
+    }
+
+    /// The builder's optimization level: 0 times nothing (the heuristics' first choice), 1-5 time 2, 4, 8,
+    /// 16 and 32 candidates per layer; 3 is the default.
+    public init(allowTF32: Bool, level: Int) {
+        self.init(
+            allowTF32: allowTF32, tuneLibraries: level > 0, tacticCandidates: 1 << min(max(level, 1), 5))
     }
 }
 

@@ -36,11 +36,12 @@ extension EnginePlan {
         options = BuildOptions(
             optimize: header.options.optimize, disabledPasses: Set(header.options.disabledPasses),
             tf32: header.options.tf32, allowCPUFallback: header.options.allowCpuFallback,
-            shapes: try header.options.shapes.map(Self.inputShape))
+            shapes: try header.options.shapes.map(Self.inputShape), level: Int(header.options.level))
         graph = try Self.graph(body, data: data)
         code = try body.code.map { section in
             CompiledCode(name: section.name, bytes: Array(try Self.slice(section, of: data)))
         }
+        tactics = Dictionary(body.tactics.map { ($0.signature, $0.choice) }, uniquingKeysWith: { first, _ in first })
         memory = try body.memory.map { entry in
             MemoryReport(
                 shapes: try entry.shapes.map(Self.inputShape), weightBytes: try PlanReader.int(entry.weightBytes),

@@ -58,6 +58,13 @@ extension EnginePlan {
             return entry
         }
 
+        body.tactics = tactics.sorted { $0.key < $1.key }.map { signature, choice in
+            var entry = Kiln_Plan_Tactic()
+            entry.signature = signature
+            entry.choice = choice
+            return entry
+        }
+
         var file = Data(Self.magic)
         file.appendInteger(Self.formatVersion)
         let header = try headerMessage.serializedData()
@@ -86,6 +93,7 @@ extension EnginePlan {
         header.options.tf32 = options.tf32
         header.options.allowCpuFallback = options.allowCPUFallback
         header.options.shapes = options.shapes.map(PlanCoding.inputShape)
+        header.options.level = Int32(options.level)
         return header
     }
 }

@@ -14,11 +14,14 @@ public struct EnginePlan: Sendable {
     public var code: [CompiledCode]
     /// What one execution context needs for the shapes compiled at build time.
     public var memory: [MemoryReport]
+    /// Tactics chosen by timing at build time, by layer signature; loading reuses them instead of timing.
+    public var tactics: [String: String]
 
     public init(
         kilnVersion: String = KilnVersion.string, device: DeviceFingerprint, options: BuildOptions, graph: Graph,
-        code: [CompiledCode] = [], memory: [MemoryReport] = []
+        code: [CompiledCode] = [], memory: [MemoryReport] = [], tactics: [String: String] = [:]
     ) {
+        self.tactics = tactics
         self.kilnVersion = kilnVersion
         self.device = device
         self.options = options
@@ -80,11 +83,15 @@ public struct BuildOptions: Sendable, Hashable {
     public var allowCPUFallback: Bool
     /// Input shapes compiled at build time (their device code is in the plan).
     public var shapes: [InputShape]
+    /// How hard the builder searched for tactics: 0 = heuristics only, 5 = every candidate.
+    public var level: Int
+    public static let defaultLevel = 3
 
     public init(
         optimize: Bool = true, disabledPasses: Set<String> = [], tf32: Bool = false, allowCPUFallback: Bool = false,
-        shapes: [InputShape] = []
+        shapes: [InputShape] = [], level: Int = BuildOptions.defaultLevel
     ) {
+        self.level = level
         self.optimize = optimize
         self.disabledPasses = disabledPasses
         self.tf32 = tf32

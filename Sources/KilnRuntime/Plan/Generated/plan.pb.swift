@@ -102,6 +102,9 @@ nonisolated struct Kiln_Plan_BuildOptions: Sendable {
   /// shapes compiled at build time
   var shapes: [Kiln_Plan_InputShape] = []
 
+  /// optimization level, 0-5
+  var level: Int32 = 0
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -145,6 +148,24 @@ nonisolated struct Kiln_Plan_PlanBody: Sendable {
 
   /// one per compiled shape set
   var memory: [Kiln_Plan_MemoryReport] = []
+
+  /// sorted by signature
+  var tactics: [Kiln_Plan_Tactic] = []
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+}
+
+/// The implementation chosen by timing for one layer signature.
+nonisolated struct Kiln_Plan_Tactic: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var signature: String = String()
+
+  var choice: String = String()
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -326,7 +347,7 @@ nonisolated extension Kiln_Plan_DeviceFingerprint: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Kiln_Plan_BuildOptions: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".BuildOptions"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}optimize\0\u{3}disabled_passes\0\u{1}tf32\0\u{3}allow_cpu_fallback\0\u{1}shapes\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}optimize\0\u{3}disabled_passes\0\u{1}tf32\0\u{3}allow_cpu_fallback\0\u{1}shapes\0\u{1}level\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -339,6 +360,7 @@ nonisolated extension Kiln_Plan_BuildOptions: SwiftProtobuf.Message, SwiftProtob
       case 3: try { try decoder.decodeSingularBoolField(value: &self.tf32) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.allowCpuFallback) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.shapes) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.level) }()
       default: break
       }
     }
@@ -360,6 +382,9 @@ nonisolated extension Kiln_Plan_BuildOptions: SwiftProtobuf.Message, SwiftProtob
     if !self.shapes.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.shapes, fieldNumber: 5)
     }
+    if self.level != 0 {
+      try visitor.visitSingularInt32Field(value: self.level, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -369,6 +394,7 @@ nonisolated extension Kiln_Plan_BuildOptions: SwiftProtobuf.Message, SwiftProtob
     if lhs.tf32 != rhs.tf32 {return false}
     if lhs.allowCpuFallback != rhs.allowCpuFallback {return false}
     if lhs.shapes != rhs.shapes {return false}
+    if lhs.level != rhs.level {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -411,7 +437,7 @@ nonisolated extension Kiln_Plan_InputShape: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Kiln_Plan_PlanBody: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".PlanBody"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}graph_name\0\u{1}inputs\0\u{1}outputs\0\u{1}nodes\0\u{3}value_types\0\u{1}weights\0\u{1}code\0\u{1}memory\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}graph_name\0\u{1}inputs\0\u{1}outputs\0\u{1}nodes\0\u{3}value_types\0\u{1}weights\0\u{1}code\0\u{1}memory\0\u{1}tactics\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -427,6 +453,7 @@ nonisolated extension Kiln_Plan_PlanBody: SwiftProtobuf.Message, SwiftProtobuf._
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.weights) }()
       case 7: try { try decoder.decodeRepeatedMessageField(value: &self.code) }()
       case 8: try { try decoder.decodeRepeatedMessageField(value: &self.memory) }()
+      case 9: try { try decoder.decodeRepeatedMessageField(value: &self.tactics) }()
       default: break
       }
     }
@@ -457,6 +484,9 @@ nonisolated extension Kiln_Plan_PlanBody: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.memory.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.memory, fieldNumber: 8)
     }
+    if !self.tactics.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tactics, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -469,6 +499,42 @@ nonisolated extension Kiln_Plan_PlanBody: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.weights != rhs.weights {return false}
     if lhs.code != rhs.code {return false}
     if lhs.memory != rhs.memory {return false}
+    if lhs.tactics != rhs.tactics {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kiln_Plan_Tactic: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".Tactic"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}signature\0\u{1}choice\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.signature) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.choice) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.signature.isEmpty {
+      try visitor.visitSingularStringField(value: self.signature, fieldNumber: 1)
+    }
+    if !self.choice.isEmpty {
+      try visitor.visitSingularStringField(value: self.choice, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Kiln_Plan_Tactic, rhs: Kiln_Plan_Tactic) -> Bool {
+    if lhs.signature != rhs.signature {return false}
+    if lhs.choice != rhs.choice {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
