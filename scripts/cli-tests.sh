@@ -58,6 +58,7 @@ def save(name, nodes, opset=17, domains=()):
     open(f"{w}/{name}.onnx", "wb").write(m.SerializeToString())
 save("unknown-op", [helper.make_node("Frobnicate", ["x"], ["y"], name="frob")])
 save("unknown-domain", [helper.make_node("Thing", ["x"], ["y"], name="thing", domain="com.example")], domains=["com.example"])
+save("identity", [helper.make_node("Identity", ["x"], ["y"], name="id")])
 save("new-opset", [helper.make_node("Identity", ["x"], ["y"], name="id")], opset=40)
 save("cycle", [helper.make_node("Identity", ["z"], ["t"], name="a"), helper.make_node("Identity", ["t"], ["z"], name="b"),
                helper.make_node("Identity", ["x"], ["y"], name="c")])
@@ -117,6 +118,13 @@ head -c 3000 "$WORK/a.kiln" >"$WORK/cut.kiln"
 expect "truncated plan" 1 "cut.kiln.*corrupt or truncated.*kiln build" -- "$KILN" run "$WORK/cut.kiln"
 expect "optimizer options with a plan" 1 "a plan is already optimized" -- "$KILN" run "$WORK/a.kiln" --no-fuse gelu
 expect "plan to a missing folder" 1 "cannot write" -- "$KILN" build "$MODEL" -o "$WORK/none/x.kiln" --device cpu
+expect "refit with the same weights" 0 - -- "$KILN" refit "$WORK/a.kiln" --from "$MODEL" -o "$WORK/c.kiln"
+if cmp -s "$WORK/a.kiln" "$WORK/c.kiln"; then passed=$((passed + 1)); else
+    failed=$((failed + 1))
+    echo "FAIL refit with the same weights: the plan changed"
+fi
+expect "refit from another network" 1 "not the network this plan was built from" -- \
+    "$KILN" refit "$WORK/a.kiln" --from "$WORK/identity.onnx" -o "$WORK/d.kiln"
 
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -23,6 +23,12 @@ public struct BuilderConfig: Sendable {
 /// Turns a graph into an engine for one device: verify, infer types, optimize, compile kernels.
 public enum Builder {
     public static func build(_ graph: Graph, device: any Device, config: BuilderConfig = .init()) throws -> Engine {
+        try Engine(graph: try optimize(graph, device: device, config: config), device: device)
+    }
+
+    /// The graph an engine built with `config` runs: verified, typed and (unless `config.optimize` is off)
+    /// optimized, with constants folded on `device`.
+    public static func optimize(_ graph: Graph, device: any Device, config: BuilderConfig = .init()) throws -> Graph {
         var graph = graph
         try graph.verify()
         try graph.inferTypes()
@@ -32,7 +38,7 @@ public enum Builder {
                 evaluate: { node, inputs in try evaluator.evaluate(node, inputs) }, rejected: config.rejectedFusions)
             try Pipeline.standard.disabling(config.disabledPasses).run(&graph, context)
         }
-        return try Engine(graph: graph, device: device)
+        return graph
     }
 }
 

@@ -128,3 +128,60 @@ import Testing
         #expect(rejected >= iterations / 2)
     }
 }
+
+/// Refit: a plan takes the weights of another model of the same network and runs as an engine built from it.
+@Suite struct RefitTests {
+    /// The bundled model with every float weight scaled.
+    static func reweighted(_ graph: Graph, by factor: Float) -> Graph {
+        var graph = graph
+        for (name, tensor) in graph.initializers where tensor.dtype == .float32 {
+            graph.initializers[name] = Tensor(
+                shape: tensor.shape, scalars: tensor.scalars(as: Float.self).map { $0 * factor })
+        }
+        return graph
+    }
+
+    @Test func refittedPlanRunsLikeAnEngineBuiltFromTheNewModel() throws {
+        let original = try PlanFileTests.model()
+        let plan = try EnginePlan(decoding: try PlanFileTests.planBytes())
+        let other = Self.reweighted(original, by: 1.5)
+        let refitted = try plan.refitted(from: other, evaluator: CPUDevice())
+        let loaded = try Engine(plan: EnginePlan(decoding: try refitted.encoded()), device: CPUDevice())
+        let direct = try Builder.build(other, device: CPUDevice())
+        let feeds = PlanFileTests.feeds(direct, seed: 3)
+        let want = try direct.makeContext().run(feeds)
+        let got = try loaded.makeContext().run(feeds)
+        let before = try Engine(plan: plan, device: CPUDevice()).makeContext().run(feeds)
+        for output in direct.outputs {
+            guard case .tensor(let a)? = want[output.name], case .tensor(let b)? = got[output.name],
+                case .tensor(let c)? = before[output.name]
+            else {
+                Issue.record("output '\(output.name)' missing")
+                continue
+            }
+            #expect(a.scalars(as: Float.self) == b.scalars(as: Float.self))
+            #expect(a.scalars(as: Float.self) != c.scalars(as: Float.self))
+        }
+    }
+
+    @Test func anotherNetworkIsRefusedWithTheFirstDifference() throws {
+        let plan = try EnginePlan(decoding: try PlanFileTests.planBytes())
+        var other = try PlanFileTests.model()
+        guard let index = other.nodes.firstIndex(where: { $0.kind == PoolLayer.kind }) else {
+            Issue.record("the bundled model has no pooling layer")
+            return
+        }
+        other.nodes[index].name = "renamed"
+        let error = #expect(throws: KilnError.self) { try plan.refitted(from: other, evaluator: CPUDevice()) }
+        #expect(error?.message.contains("not the network this plan was built from") == true)
+        #expect(error?.message.contains("'renamed'") == true)
+
+        var reshaped = try PlanFileTests.model()
+        if let name = reshaped.initializers.keys.sorted().first(where: { $0.hasSuffix("b") || $0.hasSuffix("bias") }),
+            let bias = reshaped.initializers[name]
+        {
+            reshaped.initializers[name] = Tensor(zeros: bias.dtype, shape: [bias.count + 1])
+        }
+        #expect(throws: KilnError.self) { try plan.refitted(from: reshaped, evaluator: CPUDevice()) }
+    }
+}
