@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "Kiln", targets: ["KilnIR", "KilnONNX", "KilnOptimizer", "KilnRuntime", "KilnCPU", "KilnCUDA"]),
         .executable(name: "kiln", targets: ["kiln"]),
+        .executable(name: "network-example", targets: ["NetworkExample"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -35,6 +36,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "NetworkExample", dependencies: ["KilnIR", "KilnRuntime", "KilnCPU", "KilnCUDA"],
+            path: "Examples/NetworkExample"),
         .testTarget(name: "KilnIRTests", dependencies: ["KilnIR", "KilnTestSupport"]),
         .testTarget(name: "KilnONNXTests", dependencies: ["KilnONNX", "KilnTestSupport"]),
         .testTarget(name: "KilnOptimizerTests", dependencies: ["KilnOptimizer", "KilnCPU", "KilnTestSupport"]),

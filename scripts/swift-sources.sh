@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Print the Swift files that swift-format owns, one per line, relative to the
-# repository root: Package.swift and every .swift file under Sources/ and
-# Tests/, except generated code (Sources/KilnONNX/Generated/).
+# repository root: Package.swift and every .swift file under Sources/, Tests/
+# and Examples/, except generated protobuf code (*/Generated/).
 #
 # Used by scripts/test.sh (lint) and scripts/format.sh (format in place).
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo Package.swift
 dirs=()
-for d in Sources Tests; do
+for d in Sources Tests Examples; do
     [ -d "$d" ] && dirs+=("$d")
 done
 if [ ${#dirs[@]} -gt 0 ]; then

@@ -86,8 +86,9 @@ step unit-tests "swift test (debug)"
 swift test --skip-build
 
 # ---------------------------------------------------------------------------
-step release "swift build -c release --product kiln"
+step release "swift build -c release --product kiln, --product network-example"
 swift build -c release --product kiln
+swift build -c release --product network-example
 KILN="$(swift build -c release --show-bin-path)/kiln"
 [ -x "$KILN" ] || {
     echo "release build produced no $KILN" >&2
@@ -102,6 +103,9 @@ scripts/conformance/make-suite.sh "$SUITE"
 step cli "bad inputs on the command line; the bundled default model against its reference output"
 scripts/cli-tests.sh "$KILN" "$SUITE/.venv/bin/python"
 "$KILN" verify models
+EXAMPLE_PLAN="$(mktemp -d)"
+"$(swift build -c release --show-bin-path)/network-example" "$EXAMPLE_PLAN/small-cnn.kiln"
+rm -rf "$EXAMPLE_PLAN"
 
 # ---------------------------------------------------------------------------
 step conformance "kiln verify $SUITE --jobs $JOBS, then check against $EXPECTED"

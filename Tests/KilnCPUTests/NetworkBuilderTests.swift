@@ -1,0 +1,57 @@
+import KilnCPU
+import KilnIR
+import KilnRuntime
+import KilnTestSupport
+import Testing
+
+/// Networks defined in Swift: the graph they give runs as written, and mistakes are errors that name the value.
+struct NetworkBuilderTests {
+    @Test func aTwoLayerPerceptronComputesWhatItSays() throws {
+        var generator = SeededGenerator(seed: 9)
+        let w = Tensor.random([4, 3], using: &generator)
+        let b = Tensor.random([3], using: &generator)
+        var network = NetworkBuilder(name: "mlp")
+        let x = network.addInput("x", .float32, [.symbol("batch"), 4])
+        let y = try network.relu(
+            try network.matMul(x, network.addConstant("w", w), bias: network.addConstant("b", b)))
+        try network.markOutput(y, as: "y")
+        let graph = try network.build()
+        #expect(graph.outputs.map(\.name) == ["y"])
+        #expect(graph.outputs.first?.type?.description == "f32[batch,3]")
+
+        let input = Tensor.random([2, 4], using: &generator)
+        let outputs = try Builder.build(graph, device: CPUDevice()).makeContext().run(["x": .tensor(input)])
+        guard case .tensor(let got)? = outputs["y"] else {
+            Issue.record("no output y")
+            return
+        }
+        let (xs, ws, bs) = (input.scalars(as: Float.self), w.scalars(as: Float.self), b.scalars(as: Float.self))
+        var want: [Float] = []
+        for row in 0..<2 {
+            for col in 0..<3 {
+                let dot = (0..<4).reduce(Float(0)) { $0 + xs[row * 4 + $1] * ws[$1 * 3 + col] }
+                want.append(max(0, dot + bs[col]))
+            }
+        }
+        let values = got.scalars(as: Float.self)
+        #expect(values.count == want.count)
+        for (g, e) in zip(values, want) { #expect(abs(g - e) <= 1e-5 * max(1, abs(e))) }
+    }
+
+    @Test func mistakesAreErrors() throws {
+        var network = NetworkBuilder()
+        let x = network.addInput("x", .float32, [2, 4])
+        let w = network.addConstant("w", Tensor(shape: [5, 3], scalars: [Float](repeating: 1, count: 15)))
+        // Inner dimensions 4 and 5 do not match: the layer is refused and the network is unchanged.
+        #expect(throws: KilnError.self) { try network.matMul(x, w) }
+        var other = NetworkBuilder(name: "other")
+        let stranger = other.addInput("z", .float32, [2])
+        let error = #expect(throws: KilnError.self) { try network.relu(stranger) }
+        #expect(error?.message.contains("'z' is not a value of network") == true)
+        #expect(throws: KilnError.self) { try network.build() }  // no outputs yet
+        let y = try network.relu(x)
+        #expect(throws: KilnError.self) { try network.markOutput(y, as: "x") }  // a taken name
+        try network.markOutput(y)
+        #expect(try network.build().nodes.count == 1)
+    }
+}
