@@ -118,6 +118,10 @@ head -c 3000 "$WORK/a.kiln" >"$WORK/cut.kiln"
 expect "truncated plan" 1 "cut.kiln.*corrupt or truncated.*kiln build" -- "$KILN" run "$WORK/cut.kiln"
 expect "optimizer options with a plan" 1 "a plan is already optimized" -- "$KILN" run "$WORK/a.kiln" --no-fuse gelu
 expect "plan to a missing folder" 1 "cannot write" -- "$KILN" build "$MODEL" -o "$WORK/none/x.kiln" --device cpu
+expect "build with a profile" 0 - -- "$KILN" build "$MODEL" -o "$WORK/p.kiln" --device cpu \
+    --profile image=1x3x32x32:2x3x32x32:4x3x32x32
+expect "a shape outside the profile" 1 "input 'image' has shape \[8, 3, 32, 32\], outside every profile" -- \
+    "$KILN" run "$WORK/p.kiln" --shape image=8x3x32x32
 expect "refit with the same weights" 0 - -- "$KILN" refit "$WORK/a.kiln" --from "$MODEL" -o "$WORK/c.kiln"
 if cmp -s "$WORK/a.kiln" "$WORK/c.kiln"; then passed=$((passed + 1)); else
     failed=$((failed + 1))

@@ -9,6 +9,9 @@ public struct BuilderConfig: Sendable {
     public var disabledPasses: Set<String> = []
     /// Hears the fusions the passes considered and did not make (`PassContext.rejected`).
     public var rejectedFusions: (@Sendable (_ node: String, _ reason: String) -> Void)?
+    /// The input shapes the engine must accept; each profile's opt, min and max shapes are compiled at build
+    /// time (opt first, where tactics are timed).
+    public var profiles: [ShapeProfile] = []
 
     public init(
         optimize: Bool = true, disabledPasses: Set<String> = [],
@@ -23,7 +26,14 @@ public struct BuilderConfig: Sendable {
 /// Turns a graph into an engine for one device: verify, infer types, optimize, compile kernels.
 public enum Builder {
     public static func build(_ graph: Graph, device: any Device, config: BuilderConfig = .init()) throws -> Engine {
-        try Engine(graph: try optimize(graph, device: device, config: config), device: device)
+        let engine = try Engine(
+            graph: try optimize(graph, device: device, config: config), device: device, profiles: config.profiles)
+        for profile in config.profiles {
+            for set in profile.compiledShapeSets(graphInputs: engine.inputs) {
+                try engine.prepare(inputShapes: try engine.orderedShapes(set))
+            }
+        }
+        return engine
     }
 
     /// The graph an engine built with `config` runs: verified, typed and (unless `config.optimize` is off)

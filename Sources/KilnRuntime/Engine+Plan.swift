@@ -26,9 +26,11 @@ extension Engine {
         }
         try device.preload(plan.code)
         device.preloadTactics(plan.tactics)
-        try self.init(graph: graph, device: device)
-        let shapes = try plan.options.shapes.isEmpty ? nil : orderedShapes(plan.options.shapes)
-        if let shapes { try program.prepare(inputShapes: shapes) }
+        try self.init(graph: graph, device: device, profiles: plan.options.profiles)
+        let sets = plan.options.profiles.flatMap { $0.compiledShapeSets(graphInputs: graph.inputs) }
+        for set in (plan.options.shapes.isEmpty ? [] : [plan.options.shapes]) + sets {
+            try program.prepare(inputShapes: try orderedShapes(set))
+        }
     }
 
     /// Compiles everything these input shapes need now (a GPU engine compiles per shape on first use).

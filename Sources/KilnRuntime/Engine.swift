@@ -6,10 +6,14 @@ public final class Engine: Sendable {
     public let graph: Graph
     public let device: any Device
     let program: any GraphExecutable
+    /// The input shapes the engine accepts; empty: any shape its graph allows.
+    public let profiles: [ShapeProfile]
 
-    init(graph: Graph, device: any Device) throws {
+    init(graph: Graph, device: any Device, profiles: [ShapeProfile] = []) throws {
+        for profile in profiles { try profile.check(against: graph.inputs) }
         self.graph = graph
         self.device = device
+        self.profiles = profiles
         program = try device.compile(graph)
     }
 
@@ -77,7 +81,26 @@ public final class ExecutionContext {
             try InputCheck.check(value, against: info, symbols: &symbols)
             return value
         }
+        try checkProfiles(ordered)
         return ordered
+    }
+}
+
+extension ExecutionContext {
+    /// A shape outside every profile is an error naming the input and the ranges, never a silent rebuild.
+    fileprivate func checkProfiles(_ ordered: [Value]) throws {
+        let profiles = engine.profiles
+        guard !profiles.isEmpty else { return }
+        var shapes: [String: [Int]] = [:]
+        for (info, value) in zip(engine.graph.inputs, ordered) {
+            if case .tensor(let tensor) = value { shapes[info.name] = tensor.shape }
+        }
+        guard !profiles.contains(where: { $0.contains(shapes) }) else { return }
+        let outside = profiles[0].inputs.first { range in !(shapes[range.name].map(range.contains) ?? false) }
+        let name = outside?.name ?? profiles[0].inputs.first?.name ?? "?"
+        throw KilnError.shapeMismatch(
+            "input '\(name)' has shape \(shapes[name] ?? []), outside every profile of this engine ("
+                + profiles.map { $0.description }.joined(separator: "; ") + "): rebuild with a profile that covers it")
     }
 }
 

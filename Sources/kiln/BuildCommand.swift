@@ -29,6 +29,14 @@ struct BuildCommand: ParsableCommand {
     @Option(help: "Compile for this batch (each input's leading symbolic dimension) when --shape does not say.")
     var batch: Int?
 
+    @Option(
+        name: .customLong("profile"),
+        help: ArgumentHelp(
+            "NAME=MIN:OPT:MAX (dims like 1x3x224x224), comma-separated for several inputs: the shapes the engine "
+                + "accepts; repeat for several profiles. OPT, MIN and MAX are compiled now.",
+            valueName: "profile"))
+    var profiles: [String] = []
+
     @Flag(help: "Print the device memory one execution context needs for the compiled shapes.")
     var memoryReport = false
 
@@ -45,20 +53,25 @@ struct BuildCommand: ParsableCommand {
         let imported = try withErrorContext(model) { try ONNXImporter.load(contentsOf: url) }
         let disabled = try optimizerOptions.disabledPasses()
         let device = try deviceOptions.make(disabledPasses: disabled)
-        let engine = try withErrorContext(model) {
-            try Builder.build(imported.graph, device: device, config: try optimizerOptions.builderConfig())
-        }
+        var config = try optimizerOptions.builderConfig()
+        config.profiles = try profiles.map(Self.parseProfile)
+        let engine = try withErrorContext(model) { try Builder.build(imported.graph, device: device, config: config) }
         let inputShapes = try compiledShapes(engine)
-        let options = BuildOptions(
+        var options = BuildOptions(
             disabledPasses: disabled, tf32: deviceOptions.tf32, allowCPUFallback: deviceOptions.allowCPUFallback,
             shapes: inputShapes, level: deviceOptions.level)
-        var memory: [MemoryReport] = []
+        options.profiles = config.profiles
         if !inputShapes.isEmpty {
-            let ordered = try engine.orderedShapes(inputShapes)
-            try withErrorContext(model) { try engine.prepare(inputShapes: ordered) }
+            try withErrorContext(model) { try engine.prepare(inputShapes: try engine.orderedShapes(inputShapes)) }
+        }
+        var memory: [MemoryReport] = []
+        let compiled =
+            (inputShapes.isEmpty ? [] : [inputShapes])
+            + config.profiles.flatMap { $0.compiledShapeSets(graphInputs: engine.inputs) }
+        for set in compiled {
             // Devices that plan an arena per shape (the GPU) describe it; the CPU allocates as layers run.
-            if let report = try? engine.describe(inputShapes: ordered) {
-                memory.append(MemoryReport(shapes: inputShapes, report: report))
+            if let report = try? engine.describe(inputShapes: try engine.orderedShapes(set)) {
+                memory.append(MemoryReport(shapes: set, report: report))
             }
         }
         try deviceOptions.saveTimingCache(device)
@@ -73,6 +86,29 @@ struct BuildCommand: ParsableCommand {
                 + "\(plan.code.count) compiled kernels; wrote \(output) (\(Self.mib(data.count))) in "
                 + String(format: "%.1f s", seconds))
         if memoryReport { print(Self.memoryText(plan)) }
+    }
+
+    /// `input=1x3x224x224:8x3x224x224:64x3x224x224,mask=...`
+    static func parseProfile(_ text: String) throws -> ShapeProfile {
+        func dims(_ part: Substring) throws -> [Int] {
+            let values = part.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+            guard !values.isEmpty, values.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+                throw KilnError.invalidArgument("--profile \(text): dimensions must look like 1x3x224x224")
+            }
+            return values.compactMap { $0 }
+        }
+        let ranges = try text.split(separator: ",").map { entry -> ShapeProfile.Range in
+            guard let eq = entry.lastIndex(of: "="), eq != entry.startIndex else {
+                throw KilnError.invalidArgument("--profile \(text): expected NAME=MIN:OPT:MAX")
+            }
+            let parts = entry[entry.index(after: eq)...].split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 3 else {
+                throw KilnError.invalidArgument("--profile \(text): expected NAME=MIN:OPT:MAX")
+            }
+            return ShapeProfile.Range(
+                name: String(entry[..<eq]), min: try dims(parts[0]), opt: try dims(parts[1]), max: try dims(parts[2]))
+        }
+        return ShapeProfile(inputs: ranges)
     }
 
     /// The shapes to compile: --shape entries, then --batch for the inputs they leave out.

@@ -47,6 +47,9 @@ struct PlanReport: Encodable {
             "passes left out": plan.options.disabledPasses.isEmpty
                 ? "none" : plan.options.disabledPasses.sorted().joined(separator: ", "),
             "compiled shapes": shapes.isEmpty ? "none (compiled on first use)" : shapes.joined(separator: " "),
+            "profiles": plan.options.profiles.isEmpty
+                ? "none (any shape the graph allows)"
+                : plan.options.profiles.map(\.description).joined(separator: "; "),
         ]
         inputs = g.inputs.map { Port(name: $0.name, type: $0.type?.description ?? "?") }
         outputs = g.outputs.map { Port(name: $0.name, type: $0.type?.description ?? "?") }

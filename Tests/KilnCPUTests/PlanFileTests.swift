@@ -185,3 +185,50 @@ import Testing
         #expect(throws: KilnError.self) { try plan.refitted(from: reshaped, evaluator: CPUDevice()) }
     }
 }
+
+/// Shape profiles: an engine accepts the shapes inside one of its profiles and names the range otherwise; the
+/// profiles travel in the plan.
+@Suite struct ShapeProfileTests {
+    static let profile = ShapeProfile(inputs: [
+        .init(name: "image", min: [1, 3, 32, 32], opt: [4, 3, 32, 32], max: [8, 3, 32, 32])
+    ])
+
+    @Test func shapesOutsideEveryProfileAreRefused() throws {
+        var config = BuilderConfig()
+        config.profiles = [Self.profile]
+        let engine = try Builder.build(try PlanFileTests.model(), device: CPUDevice(), config: config)
+        var generator = SeededGenerator(seed: 4)
+        let inside = try engine.makeContext().run(["image": .tensor(Tensor.random([8, 3, 32, 32], using: &generator))])
+        #expect(inside.count == 1)
+        let error = #expect(throws: KilnError.self) {
+            try engine.makeContext().run(["image": .tensor(Tensor.random([9, 3, 32, 32], using: &generator))])
+        }
+        #expect(error?.message.contains("input 'image' has shape [9, 3, 32, 32], outside every profile") == true)
+        #expect(error?.message.contains("image=1x3x32x32:4x3x32x32:8x3x32x32") == true)
+    }
+
+    @Test func profilesTravelInThePlan() throws {
+        var config = BuilderConfig()
+        config.profiles = [Self.profile]
+        let engine = try Builder.build(try PlanFileTests.model(), device: CPUDevice(), config: config)
+        var options = BuildOptions()
+        options.profiles = [Self.profile]
+        let loaded = try Engine(
+            plan: EnginePlan(decoding: try engine.plan(options: options).encoded()), device: CPUDevice())
+        #expect(loaded.profiles == [Self.profile])
+    }
+
+    @Test func badProfilesAreRefused() throws {
+        let model = try PlanFileTests.model()
+        for range in [
+            ShapeProfile.Range(name: "picture", min: [1, 3, 32, 32], opt: [1, 3, 32, 32], max: [1, 3, 32, 32]),
+            ShapeProfile.Range(name: "image", min: [4, 3, 32, 32], opt: [2, 3, 32, 32], max: [8, 3, 32, 32]),
+            ShapeProfile.Range(name: "image", min: [1, 3, 32, 32], opt: [1, 3, 32, 32], max: [1, 3, 16, 32]),
+            ShapeProfile.Range(name: "image", min: [1, 3, 32], opt: [1, 3, 32], max: [1, 3, 32]),
+        ] {
+            var config = BuilderConfig()
+            config.profiles = [ShapeProfile(inputs: [range])]
+            #expect(throws: KilnError.self) { try Builder.build(model, device: CPUDevice(), config: config) }
+        }
+    }
+}

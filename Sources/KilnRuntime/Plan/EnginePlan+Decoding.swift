@@ -37,6 +37,15 @@ extension EnginePlan {
             optimize: header.options.optimize, disabledPasses: Set(header.options.disabledPasses),
             tf32: header.options.tf32, allowCPUFallback: header.options.allowCpuFallback,
             shapes: try header.options.shapes.map(Self.inputShape), level: Int(header.options.level))
+        options.profiles = try header.options.profiles.map { entry in
+            ShapeProfile(
+                inputs: try entry.inputs.map { range in
+                    ShapeProfile.Range(
+                        name: range.name, min: try range.min.map(PlanReader.int),
+                        opt: try range.opt.map(PlanReader.int),
+                        max: try range.max.map(PlanReader.int))
+                })
+        }
         graph = try Self.graph(body, data: data)
         code = try body.code.map { section in
             CompiledCode(name: section.name, bytes: Array(try Self.slice(section, of: data)))

@@ -94,6 +94,18 @@ extension EnginePlan {
         header.options.allowCpuFallback = options.allowCPUFallback
         header.options.shapes = options.shapes.map(PlanCoding.inputShape)
         header.options.level = Int32(options.level)
+        header.options.profiles = options.profiles.map { profile in
+            var entry = Kiln_Plan_Profile()
+            entry.inputs = profile.inputs.map { range in
+                var input = Kiln_Plan_InputRange()
+                input.name = range.name
+                input.min = range.min.map(Int64.init)
+                input.opt = range.opt.map(Int64.init)
+                input.max = range.max.map(Int64.init)
+                return input
+            }
+            return entry
+        }
         return header
     }
 }

@@ -85,6 +85,8 @@ public struct BuildOptions: Sendable, Hashable {
     public var shapes: [InputShape]
     /// How hard the builder searched for tactics: 0 = heuristics only, 5 = every candidate.
     public var level: Int
+    /// The input shapes the engine accepts (see `ShapeProfile`); their opt, min and max shapes are compiled.
+    public var profiles: [ShapeProfile] = []
     public static let defaultLevel = 3
 
     public init(

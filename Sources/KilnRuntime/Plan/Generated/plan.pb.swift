@@ -105,6 +105,39 @@ nonisolated struct Kiln_Plan_BuildOptions: Sendable {
   /// optimization level, 0-5
   var level: Int32 = 0
 
+  /// shapes the engine accepts
+  var profiles: [Kiln_Plan_Profile] = []
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+}
+
+nonisolated struct Kiln_Plan_Profile: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var inputs: [Kiln_Plan_InputRange] = []
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+}
+
+nonisolated struct Kiln_Plan_InputRange: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var name: String = String()
+
+  var min: [Int64] = []
+
+  var opt: [Int64] = []
+
+  var max: [Int64] = []
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -347,7 +380,7 @@ nonisolated extension Kiln_Plan_DeviceFingerprint: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Kiln_Plan_BuildOptions: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".BuildOptions"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}optimize\0\u{3}disabled_passes\0\u{1}tf32\0\u{3}allow_cpu_fallback\0\u{1}shapes\0\u{1}level\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}optimize\0\u{3}disabled_passes\0\u{1}tf32\0\u{3}allow_cpu_fallback\0\u{1}shapes\0\u{1}level\0\u{1}profiles\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -361,6 +394,7 @@ nonisolated extension Kiln_Plan_BuildOptions: SwiftProtobuf.Message, SwiftProtob
       case 4: try { try decoder.decodeSingularBoolField(value: &self.allowCpuFallback) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.shapes) }()
       case 6: try { try decoder.decodeSingularInt32Field(value: &self.level) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.profiles) }()
       default: break
       }
     }
@@ -385,6 +419,9 @@ nonisolated extension Kiln_Plan_BuildOptions: SwiftProtobuf.Message, SwiftProtob
     if self.level != 0 {
       try visitor.visitSingularInt32Field(value: self.level, fieldNumber: 6)
     }
+    if !self.profiles.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.profiles, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -395,6 +432,82 @@ nonisolated extension Kiln_Plan_BuildOptions: SwiftProtobuf.Message, SwiftProtob
     if lhs.allowCpuFallback != rhs.allowCpuFallback {return false}
     if lhs.shapes != rhs.shapes {return false}
     if lhs.level != rhs.level {return false}
+    if lhs.profiles != rhs.profiles {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kiln_Plan_Profile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".Profile"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inputs\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.inputs) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.inputs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.inputs, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Kiln_Plan_Profile, rhs: Kiln_Plan_Profile) -> Bool {
+    if lhs.inputs != rhs.inputs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kiln_Plan_InputRange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".InputRange"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}min\0\u{1}opt\0\u{1}max\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeRepeatedInt64Field(value: &self.min) }()
+      case 3: try { try decoder.decodeRepeatedInt64Field(value: &self.opt) }()
+      case 4: try { try decoder.decodeRepeatedInt64Field(value: &self.max) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.min.isEmpty {
+      try visitor.visitPackedInt64Field(value: self.min, fieldNumber: 2)
+    }
+    if !self.opt.isEmpty {
+      try visitor.visitPackedInt64Field(value: self.opt, fieldNumber: 3)
+    }
+    if !self.max.isEmpty {
+      try visitor.visitPackedInt64Field(value: self.max, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Kiln_Plan_InputRange, rhs: Kiln_Plan_InputRange) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.min != rhs.min {return false}
+    if lhs.opt != rhs.opt {return false}
+    if lhs.max != rhs.max {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
