@@ -29,8 +29,15 @@ struct DeviceOptions: ParsableArguments {
     @Option(help: "Read tactic timings from this file and add new ones to it (made if missing).")
     var timingCache: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Stop timing tactics this many seconds into the build; what is left takes known or heuristic choices.",
+            valueName: "seconds"))
+    var buildBudget: Double?
+
     func validate() throws {
         guard (0...5).contains(level) else { throw ValidationError("--level must be 0 to 5") }
+        if let buildBudget, buildBudget < 0 { throw ValidationError("--build-budget must not be negative") }
     }
 
     /// Writes the device's tactics to `--timing-cache`, when given (after a build timed them).
@@ -52,10 +59,10 @@ struct DeviceOptions: ParsableArguments {
 
     /// Opens the device a plan was built for (or the one `--device` names) with the plan's build options.
     func make(for plan: EnginePlan, cudaGraphs: Bool = false, quiet: Bool = false) throws -> any Device {
-        if tf32 || allowCPUFallback || level != BuildOptions.defaultLevel || timingCache != nil {
+        if tf32 || allowCPUFallback || level != BuildOptions.defaultLevel || timingCache != nil || buildBudget != nil {
             throw KilnError.invalidArgument(
-                "--tf32, --allow-cpu-fallback, --level and --timing-cache are build options; a plan keeps those it "
-                    + "was built with")
+                "--tf32, --allow-cpu-fallback, --level, --timing-cache and --build-budget are build options; a plan "
+                    + "keeps those it was built with")
         }
         let choice = device == .auto ? Choice(rawValue: plan.device.kind) ?? .auto : device
         return try open(choice, options: plan.options, cudaGraphs: cudaGraphs, quiet: quiet, timingCache: nil)
@@ -64,8 +71,10 @@ struct DeviceOptions: ParsableArguments {
     private func open(
         _ choice: Choice, options: BuildOptions, cudaGraphs: Bool, quiet: Bool, timingCache: String?
     ) throws -> any Device {
+        var kernels = CUDAOptions(allowTF32: options.tf32, level: options.level)
+        kernels.tuningDeadline = buildBudget.map { Date().addingTimeInterval($0) }
         let cudaOptions = CUDADeviceOptions(
-            kernels: CUDAOptions(allowTF32: options.tf32, level: options.level),
+            kernels: kernels,
             allowCPUFallback: options.allowCPUFallback, useCUDAGraphs: cudaGraphs,
             disabledPasses: options.disabledPasses)
         let chosen: any Device

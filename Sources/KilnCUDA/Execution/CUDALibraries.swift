@@ -70,10 +70,14 @@ final class CUDALibraries: @unchecked Sendable {
     }
 
     /// The cuBLASLt algorithm for `step`, timed among the heuristic's candidates when `tune` is set.
-    func runner(for step: CUDAMatMul, allowTF32: Bool, tune: Bool, candidates: Int) throws -> CUDAMatMulRunner {
+    /// Past `deadline` (the build budget) nothing more is timed: known choices apply, others take the
+    /// heuristics' first.
+    func runner(
+        for step: CUDAMatMul, allowTF32: Bool, tune: Bool, candidates: Int, deadline: Date?
+    ) throws -> CUDAMatMulRunner {
         let runner = try CUDAMatMulRunner(
             step: step, library: try cublasLt(), allowTF32: allowTF32, candidates: tune ? candidates : 1)
-        if tune { try runner.tune(context: context) }
+        if tune { try runner.tune(context: context, measure: deadline.map { Date() < $0 } ?? true) }
         return runner
     }
 

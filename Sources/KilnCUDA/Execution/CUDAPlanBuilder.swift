@@ -89,7 +89,7 @@ struct CUDAPlanBuilder {
                     case .matMul(let product):
                         let runner = try device.libraries.runner(
                             for: product, allowTF32: kernels.allowTF32, tune: kernels.tuneLibraries,
-                            candidates: kernels.tacticCandidates)
+                            candidates: kernels.tacticCandidates, deadline: kernels.tuningDeadline)
                         work = .library(.matMul(runner, product))
                     case .convolution(let convolution):
                         let runner = try device.libraries.runner(for: convolution, allowTF32: kernels.allowTF32)

@@ -121,7 +121,8 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
     /// Measures the algorithms the heuristics offered on scratch buffers of the step's sizes (a warm-up run,
     /// then the median of `runs`) and keeps the fastest. The choice is remembered per signature, so a model's
     /// repeated shapes are timed once. Scratch memory is released before returning.
-    public func tune(context: CUDAContext, runs: Int = 5) throws {
+    /// With `measure` off (the build budget is spent), only a choice already known for the signature applies.
+    public func tune(context: CUDAContext, runs: Int = 5, measure: Bool = true) throws {
         lib.tuningLock.lock()
         let known = lib.tunedRanks[signature]
         lib.tuningLock.unlock()
@@ -130,7 +131,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             choose(rank: known)
             return
         }
-        guard candidateCount > 1 else { return }
+        guard candidateCount > 1, measure else { return }
         let elementBytes = 4
         func span(_ rows: Int, _ cols: Int, _ stride: Int) -> Int {
             (rows * cols + (step.batch > 1 ? stride * (step.batch - 1) : 0)) * elementBytes

@@ -1,3 +1,4 @@
+import Foundation
 import KilnIR
 import KilnRuntime
 
@@ -146,6 +147,8 @@ public struct CUDAOptions: Sendable, Hashable {
     public var tuneLibraries: Bool
     /// How many of the heuristics' algorithms are timed (when tuning).
     public var tacticCandidates: Int
+    /// The build budget: after this moment nothing more is timed (known choices still apply).
+    public var tuningDeadline: Date?
 
     public init(allowTF32: Bool = false, tuneLibraries: Bool = true, tacticCandidates: Int = 8) {
         self.allowTF32 = allowTF32
