@@ -83,10 +83,6 @@ struct InspectCommand: ParsableCommand {
 
 /// What `kiln inspect` reports, as text or JSON.
 struct ModelReport: Encodable {
-    struct Port: Encodable {
-        var name: String
-        var type: String
-    }
     var producer: String
     var irVersion: Int
     var opsets: [String: Int]
@@ -103,10 +99,10 @@ struct ModelReport: Encodable {
         producer = [model.producerName, model.producerVersion].filter { !$0.isEmpty }.joined(separator: " ")
         irVersion = model.irVersion
         opsets = Dictionary(uniqueKeysWithValues: model.opsets.map { ($0.key.isEmpty ? "ai.onnx" : $0.key, $0.value) })
-        inputs = g.inputs.map { Port(name: $0.name, type: $0.type?.description ?? "?") }
-        outputs = g.outputs.map { Port(name: $0.name, type: $0.type?.description ?? "?") }
+        inputs = Port.list(g.inputs)
+        outputs = Port.list(g.outputs)
         operators = model.operatorHistogram
-        layers = Dictionary(uniqueKeysWithValues: g.kindHistogram.map { ($0.key.name, $0.value) })
+        layers = ReportLines.layerCounts(g)
         initializers = g.initializers.count
         parameters = g.initializers.values.reduce(0) { $0 + $1.count }
         graph = g.textForm()
@@ -119,19 +115,9 @@ struct ModelReport: Encodable {
         lines.append(
             "opsets:       " + opsets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         )
-        lines.append("inputs:")
-        for p in inputs { lines.append("  \(p.name): \(p.type)") }
-        lines.append("outputs:")
-        for p in outputs { lines.append("  \(p.name): \(p.type)") }
+        lines += ReportLines.ports("inputs", inputs) + ReportLines.ports("outputs", outputs)
         lines.append("constants:    \(initializers) tensors, \(parameters) elements")
-        lines.append("operators:")
-        for (op, n) in operators.sorted(by: { ($1.value, $0.key) < ($0.value, $1.key) }) {
-            lines.append("  \(op.padding(toLength: 28, withPad: " ", startingAt: 0)) \(n)")
-        }
-        lines.append("layers:")
-        for (kind, n) in layers.sorted(by: { ($1.value, $0.key) < ($0.value, $1.key) }) {
-            lines.append("  \(kind.padding(toLength: 28, withPad: " ", startingAt: 0)) \(n)")
-        }
+        lines += ReportLines.counts("operators", operators) + ReportLines.counts("layers", layers)
         lines.append("")
         lines.append(graph)
         return lines.joined(separator: "\n")

@@ -4,10 +4,6 @@ import KilnRuntime
 
 /// What `kiln inspect PLAN` reports, as text or JSON; read from the file alone (no device is opened).
 struct PlanReport: Encodable {
-    struct Port: Encodable {
-        var name: String
-        var type: String
-    }
     struct Memory: Encodable {
         var shapes: [String: [Int]]
         var weightBytes: Int
@@ -51,9 +47,9 @@ struct PlanReport: Encodable {
                 ? "none (any shape the graph allows)"
                 : plan.options.profiles.map(\.description).joined(separator: "; "),
         ]
-        inputs = g.inputs.map { Port(name: $0.name, type: $0.type?.description ?? "?") }
-        outputs = g.outputs.map { Port(name: $0.name, type: $0.type?.description ?? "?") }
-        layers = Dictionary(uniqueKeysWithValues: g.kindHistogram.map { ($0.key.name, $0.value) })
+        inputs = Port.list(g.inputs)
+        outputs = Port.list(g.outputs)
+        layers = ReportLines.layerCounts(g)
         weightBytes = g.initializers.values.reduce(0) { $0 + $1.byteCount }
         compiledKernels = plan.code.count
         memory = plan.memory.map { report in
@@ -74,10 +70,7 @@ struct PlanReport: Encodable {
         for (key, value) in options.sorted(by: { $0.key < $1.key }) {
             lines.append("\((key + ":").padding(toLength: 18, withPad: " ", startingAt: 0))\(value)")
         }
-        lines.append("inputs:")
-        for p in inputs { lines.append("  \(p.name): \(p.type)") }
-        lines.append("outputs:")
-        for p in outputs { lines.append("  \(p.name): \(p.type)") }
+        lines += ReportLines.ports("inputs", inputs) + ReportLines.ports("outputs", outputs)
         lines.append("weights:          \(mib(weightBytes)); compiled kernels: \(compiledKernels)")
         for m in memory {
             let shapes = m.shapes.sorted { $0.key < $1.key }.map {
@@ -88,10 +81,7 @@ struct PlanReport: Encodable {
                     + "\(mib(m.naiveActivationBytes)) one buffer per value; workspace \(mib(m.workspaceBytes)); "
                     + "\(mib(m.perContextBytes)) per context; \(m.launches) launches per inference")
         }
-        lines.append("layers:")
-        for (kind, n) in layers.sorted(by: { ($1.value, $0.key) < ($0.value, $1.key) }) {
-            lines.append("  \(kind.padding(toLength: 28, withPad: " ", startingAt: 0)) \(n)")
-        }
+        lines += ReportLines.counts("layers", layers)
         lines.append("")
         lines.append(graph)
         return lines.joined(separator: "\n")

@@ -35,13 +35,7 @@ import Testing
         let feeds = Self.feeds(built, seed: 7)
         let want = try built.makeContext().run(feeds)
         let got = try loaded.makeContext().run(feeds)
-        for output in built.outputs {
-            guard case .tensor(let a)? = want[output.name], case .tensor(let b)? = got[output.name] else {
-                Issue.record("output '\(output.name)' missing")
-                continue
-            }
-            #expect(a.scalars(as: Float.self) == b.scalars(as: Float.self))
-        }
+        #expect(Comparison.differingOutputs(want, got, names: built.outputs.map(\.name)) == [])
     }
 
     @Test func equalBuildsGiveEqualBytes() throws {
@@ -90,24 +84,7 @@ import Testing
         var rejected = 0
         for iteration in 0..<iterations {
             var bytes = Array(original.dropLast(8))
-            switch Int.random(in: 0..<4, using: &generator) {
-            case 0:
-                for _ in 0..<Int.random(in: 1...8, using: &generator) {
-                    let i = Int.random(in: 0..<bytes.count, using: &generator)
-                    bytes[i] ^= UInt8(1) << UInt8.random(in: 0..<8, using: &generator)
-                }
-            case 1:
-                bytes = Array(bytes.prefix(Int.random(in: 0..<bytes.count, using: &generator)))
-            case 2:
-                let i = Int.random(in: 0..<bytes.count, using: &generator)
-                for j in i..<min(bytes.count, i + 4) { bytes[j] = UInt8.random(in: 0...255, using: &generator) }
-            default:
-                let i = Int.random(in: 0..<bytes.count, using: &generator)
-                bytes.insert(
-                    contentsOf: (0..<Int.random(in: 1...16, using: &generator)).map { _ in
-                        UInt8.random(in: 0...255, using: &generator)
-                    }, at: i)
-            }
+            Damage.apply(to: &bytes, using: &generator)
             var file = Data(bytes)
             if iteration % 2 == 0 {
                 var hash = StableHash()
@@ -152,16 +129,9 @@ import Testing
         let want = try direct.makeContext().run(feeds)
         let got = try loaded.makeContext().run(feeds)
         let before = try Engine(plan: plan, device: CPUDevice()).makeContext().run(feeds)
-        for output in direct.outputs {
-            guard case .tensor(let a)? = want[output.name], case .tensor(let b)? = got[output.name],
-                case .tensor(let c)? = before[output.name]
-            else {
-                Issue.record("output '\(output.name)' missing")
-                continue
-            }
-            #expect(a.scalars(as: Float.self) == b.scalars(as: Float.self))
-            #expect(a.scalars(as: Float.self) != c.scalars(as: Float.self))
-        }
+        let names = direct.outputs.map(\.name)
+        #expect(Comparison.differingOutputs(want, got, names: names) == [])
+        #expect(Comparison.differingOutputs(want, before, names: names).count == names.count)
     }
 
     @Test func anotherNetworkIsRefusedWithTheFirstDifference() throws {

@@ -35,14 +35,9 @@ import Testing
             }
         }
         for index in contexts.indices {
-            let got = try results.get(index)
-            for output in engine.outputs {
-                guard case .tensor(let a)? = want[index][output.name], case .tensor(let b)? = got[output.name] else {
-                    Issue.record("output '\(output.name)' missing")
-                    continue
-                }
-                #expect(a.scalars(as: Float.self) == b.scalars(as: Float.self))
-            }
+            #expect(
+                Comparison.differingOutputs(want[index], try results.get(index), names: engine.outputs.map(\.name))
+                    == [])
         }
     }
 }

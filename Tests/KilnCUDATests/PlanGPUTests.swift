@@ -30,13 +30,7 @@ import Testing
         let got = try loaded.makeContext().run(feeds)
         #expect(fresh.modules.compilations == 0)
         let want = try built.makeContext().run(feeds)
-        for output in built.outputs {
-            guard case .tensor(let a)? = want[output.name], case .tensor(let b)? = got[output.name] else {
-                Issue.record("output '\(output.name)' missing")
-                continue
-            }
-            #expect(a.scalars(as: Float.self) == b.scalars(as: Float.self))
-        }
+        #expect(Comparison.differingOutputs(want, got, names: built.outputs.map(\.name)) == [])
         // The same build on the same device with the same tactics (as a timing cache gives them) gives the same
         // bytes, cubins included. Without them, timing may pick other algorithms, which the plan records.
         let another = try CUDADevice()
