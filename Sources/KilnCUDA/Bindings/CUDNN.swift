@@ -135,6 +135,10 @@ public final class CUDNN: @unchecked Sendable {
     let handle: OpaquePointer
     /// Serializes use of `handle` (stream binding + the calls enqueued on that stream).
     let lock = NSLock()
+    /// The algorithm timed fastest per convolution signature (`CUDAConvolutionRunner.tune`), so repeated shapes
+    /// are timed once per process. Guarded by `tuningLock`.
+    var tunedAlgorithms: [String: Int32] = [:]
+    let tuningLock = NSLock()
 
     /// Opens libcudnn.so.9 and creates a handle (on the current CUDA context, which must exist). Throws
     /// `unsupported` when cuDNN is not installed, `runtime` when cudnnCreate fails.

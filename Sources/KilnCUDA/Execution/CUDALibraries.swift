@@ -11,8 +11,10 @@ final class CUDALibraries: @unchecked Sendable {
 
     init(context: CUDAContext) throws { self.context = context }
 
-    /// cuBLASLt algorithm ranks chosen before the library opened (from a plan or a timing cache).
+    /// cuBLASLt algorithm ranks and cuDNN algorithms chosen before the library opened (from a plan or a
+    /// timing cache).
     private var pendingRanks: [String: Int] = [:]
+    private var pendingAlgorithms: [String: Int32] = [:]
 
     private func cublasLt() throws -> CUBLASLt {
         try opened(&blas) {
@@ -23,36 +25,57 @@ final class CUDALibraries: @unchecked Sendable {
     }
 
     private static let matMulPrefix = "cublasLt.matmul "
+    private static let convolutionPrefix = "cudnn.conv "
 
-    /// Timed choices as tactics: `cublasLt.matmul <signature>` -> the rank of the heuristic's candidate.
+    /// Timed choices as tactics: `cublasLt.matmul <signature>` -> the rank of the heuristic's candidate,
+    /// `cudnn.conv <signature>` -> the cudnnConvolutionFwdAlgo_t.
     var tactics: [String: String] {
         lock.lock()
         defer { lock.unlock() }
-        guard case .success(let library)? = blas else {
-            return Dictionary(uniqueKeysWithValues: pendingRanks.map { (Self.matMulPrefix + $0.key, String($0.value)) })
+        var ranks = pendingRanks
+        if case .success(let library)? = blas {
+            library.tuningLock.withLock { ranks.merge(library.tunedRanks) { _, tuned in tuned } }
         }
-        library.tuningLock.lock()
-        defer { library.tuningLock.unlock() }
-        return Dictionary(
-            uniqueKeysWithValues: library.tunedRanks.map { (Self.matMulPrefix + $0.key, String($0.value)) })
+        var algorithms = pendingAlgorithms
+        if case .success(let library)? = dnn {
+            library.tuningLock.withLock { algorithms.merge(library.tunedAlgorithms) { _, tuned in tuned } }
+        }
+        var all: [String: String] = [:]
+        for (signature, rank) in ranks { all[Self.matMulPrefix + signature] = String(rank) }
+        for (signature, algorithm) in algorithms { all[Self.convolutionPrefix + signature] = String(algorithm) }
+        return all
     }
 
     /// Takes the tactics this backend knows; others (another backend's) are left alone.
     func preload(_ tactics: [String: String]) {
         var ranks: [String: Int] = [:]
-        for (key, value) in tactics where key.hasPrefix(Self.matMulPrefix) {
-            if let rank = Int(value) { ranks[String(key.dropFirst(Self.matMulPrefix.count))] = rank }
+        var algorithms: [String: Int32] = [:]
+        for (key, value) in tactics {
+            if key.hasPrefix(Self.matMulPrefix), let rank = Int(value) {
+                ranks[String(key.dropFirst(Self.matMulPrefix.count))] = rank
+            } else if key.hasPrefix(Self.convolutionPrefix), let algorithm = Int32(value) {
+                algorithms[String(key.dropFirst(Self.convolutionPrefix.count))] = algorithm
+            }
         }
         lock.lock()
         defer { lock.unlock() }
         pendingRanks.merge(ranks) { _, given in given }
+        pendingAlgorithms.merge(algorithms) { _, given in given }
         if case .success(let library)? = blas {
-            library.tuningLock.lock()
-            library.tunedRanks.merge(ranks) { _, given in given }
-            library.tuningLock.unlock()
+            library.tuningLock.withLock { library.tunedRanks.merge(ranks) { _, given in given } }
+        }
+        if case .success(let library)? = dnn {
+            library.tuningLock.withLock { library.tunedAlgorithms.merge(algorithms) { _, given in given } }
         }
     }
-    private func cudnn() throws -> CUDNN { try opened(&dnn) { try CUDNN() } }
+
+    private func cudnn() throws -> CUDNN {
+        try opened(&dnn) {
+            let library = try CUDNN()
+            library.tunedAlgorithms.merge(pendingAlgorithms) { _, given in given }
+            return library
+        }
+    }
 
     /// The library in `slot`, opening it (with the context current) on first use; a failure is kept too,
     /// so a missing library is reported the same way every time without retrying the load.
@@ -81,9 +104,13 @@ final class CUDALibraries: @unchecked Sendable {
         return runner
     }
 
-    /// The cuDNN algorithm for `step`.
-    func runner(for step: CUDAConvolution, allowTF32: Bool) throws -> CUDAConvolutionRunner {
-        try CUDAConvolutionRunner(step: step, library: try cudnn(), allowTF32: allowTF32)
+    /// The cuDNN algorithm for `step`: the heuristics' first, or with `tune` the fastest that gives the same
+    /// result (nothing more is timed past `deadline`).
+    func runner(for step: CUDAConvolution, allowTF32: Bool, tune: Bool, deadline: Date?) throws -> CUDAConvolutionRunner
+    {
+        let runner = try CUDAConvolutionRunner(step: step, library: try cudnn(), allowTF32: allowTF32)
+        if tune { try runner.tune(context: context, measure: deadline.map { Date() < $0 } ?? true) }
+        return runner
     }
 }
 

@@ -92,7 +92,9 @@ struct CUDAPlanBuilder {
                             candidates: kernels.tacticCandidates, deadline: kernels.tuningDeadline)
                         work = .library(.matMul(runner, product))
                     case .convolution(let convolution):
-                        let runner = try device.libraries.runner(for: convolution, allowTF32: kernels.allowTF32)
+                        let runner = try device.libraries.runner(
+                            for: convolution, allowTF32: kernels.allowTF32, tune: kernels.tuneLibraries,
+                            deadline: kernels.tuningDeadline)
                         work = .library(.convolution(runner, convolution))
                     case .copy(let copy):
                         work = .copy(copy)

@@ -17,14 +17,17 @@ import KilnIR
 public final class CUDAConvolutionRunner: @unchecked Sendable {
     public let step: CUDAConvolution
     /// Bytes of device workspace `enqueue` needs.
-    public let workspaceBytes: Int
-    /// The cudnnConvolutionFwdAlgo_t chosen by the heuristics.
-    public let algorithm: Int32
-    private let dnn: CUDNN
-    private let owned: Resources
-    private let fused: Bool
+    public internal(set) var workspaceBytes: Int
+    /// The cudnnConvolutionFwdAlgo_t chosen: the heuristics' first, or the fastest `tune` measured.
+    public internal(set) var algorithm: Int32
+    /// The algorithms the heuristics offered that qualify (math, workspace), in their order.
+    let candidates: [(algorithm: Int32, math: Int32)]
+    let dnn: CUDNN
+    let owned: Resources
+    let fused: Bool
+    let requestedMath: Int32
     /// Set when cuDNN answered NOT_SUPPORTED to the fused call, so later calls go straight to the unfused path.
-    private var fusedRefused = false
+    var fusedRefused = false
 
     /// Creates the descriptors and picks the first algorithm from `cudnnGetConvolutionForwardAlgorithm_v7` that
     /// succeeds, fits `maxWorkspaceBytes`, and (strict mode) uses FMA math. Throws `unsupported` for non-float32,
@@ -90,17 +93,10 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
             throw KilnError.shapeMismatch("cuDNN computes output \(expected) for a step that says \(step.outputShape)")
         }
 
-        let choice = try Self.chooseAlgorithm(dnn, owned, conv: conv, strict: !allowTF32, limit: maxWorkspaceBytes)
-        algorithm = choice.algorithm
-        // The heuristics may report the math type an algorithm really uses; run it with that one.
-        if choice.math != math {
-            try dnn.check(dnn.setConvolutionMathType(conv, choice.math), "cudnnSetConvolutionMathType")
-        }
-        var bytes = 0
-        try dnn.check(
-            dnn.forwardWorkspaceSize(dnn.handle, x, w, conv, y, choice.algorithm, &bytes),
-            "cudnnGetConvolutionForwardWorkspaceSize")
-        workspaceBytes = bytes
+        candidates = try Self.qualifyingAlgorithms(dnn, owned, conv: conv, strict: !allowTF32, limit: maxWorkspaceBytes)
+        requestedMath = math
+        algorithm = candidates[0].algorithm
+        workspaceBytes = 0
 
         if step.activation == .relu {
             var activation: OpaquePointer?
@@ -112,11 +108,27 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
                 "cudnnSetActivationDescriptor")
         }
         fused = step.bias != nil && step.activation == .relu
+        try choose(0)
     }
 
-    private static func chooseAlgorithm(
+    /// Makes candidate `index` the algorithm `enqueue` runs, with the math type the heuristics reported for it.
+    func choose(_ index: Int) throws {
+        let choice = candidates[min(max(index, 0), candidates.count - 1)]
+        try dnn.check(dnn.setConvolutionMathType(owned.conv, choice.math), "cudnnSetConvolutionMathType")
+        var bytes = 0
+        try dnn.check(
+            dnn.forwardWorkspaceSize(dnn.handle, owned.x, owned.w, owned.conv, owned.y, choice.algorithm, &bytes),
+            "cudnnGetConvolutionForwardWorkspaceSize")
+        algorithm = choice.algorithm
+        workspaceBytes = bytes
+        fusedRefused = false
+    }
+
+    /// Every algorithm of `cudnnGetConvolutionForwardAlgorithm_v7` that succeeds, fits `limit`, and (strict mode)
+    /// uses FMA math, in the heuristics' order; at least one, or `unsupported`.
+    private static func qualifyingAlgorithms(
         _ dnn: CUDNN, _ owned: Resources, conv: OpaquePointer?, strict: Bool, limit: Int
-    ) throws -> (algorithm: Int32, math: Int32) {
+    ) throws -> [(algorithm: Int32, math: Int32)] {
         let count = CUDNN.forwardAlgorithmCount
         let perf = UnsafeMutableRawPointer.allocate(byteCount: CUDNN.perfBytes * count, alignment: 16)
         defer { perf.deallocate() }
@@ -126,6 +138,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
             dnn.forwardAlgorithmV7(dnn.handle, owned.x, owned.w, conv, owned.y, Int32(count), &returned, perf),
             "cudnnGetConvolutionForwardAlgorithm_v7")
         var seen: [String] = []
+        var qualifying: [(algorithm: Int32, math: Int32)] = []
         for i in 0..<min(Int(returned), count) {
             let base = i * CUDNN.perfBytes
             let status = perf.load(fromByteOffset: base + CUDNN.perfStatusOffset, as: Int32.self)
@@ -136,15 +149,16 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
             guard status == CUDNN.success, memory <= limit else { continue }
             if strict && math != CUDNN.fmaMath { continue }
             if math == CUDNN.tensorOpMathAllowConversion { continue }
-            return (algorithm, math)
+            qualifying.append((algorithm, math))
         }
+        if !qualifying.isEmpty { return qualifying }
         throw KilnError.unsupported(
             "cuDNN has no \(strict ? "FMA-math " : "")forward algorithm within \(limit) bytes; heuristics gave: "
                 + seen.joined(separator: "; "))
     }
 
     /// The descriptors one runner created, destroyed together (also when `init` throws half-way).
-    private final class Resources {
+    final class Resources {
         let dnn: CUDNN
         var tensors: [OpaquePointer] = []
         var x: OpaquePointer?

@@ -1,0 +1,98 @@
+import Foundation
+import KilnIR
+
+extension CUDAConvolutionRunner {
+    /// What identifies this convolution for the timing cache: shapes, geometry, epilogue and math.
+    var signature: String {
+        "x\(step.inputShape) w\(step.weightShape) p\(step.pads) s\(step.strides) d\(step.dilations) g\(step.groups) "
+            + "b\(step.bias != nil) r\(step.residual != nil) a\(step.activation.map { "\($0)" } ?? "-") "
+            + "m\(requestedMath)"
+    }
+
+    /// Times the qualifying algorithms on random data of the step's sizes (a warm-up run, then the median of
+    /// `runs`) and keeps the fastest whose output matches the heuristics' first choice (relative L2 error at
+    /// most 1e-5 in FP32 math, 1e-3 with TF32). A choice known for the signature (this process, a plan, a timing cache) applies
+    /// without timing; with `measure` off nothing else is timed. Scratch memory is released before returning.
+    func tune(context: CUDAContext, measure: Bool = true, runs: Int = 5) throws {
+        let tolerance = requestedMath == CUDNN.fmaMath ? 1e-5 : 1e-3
+        let known = dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] }
+        if let known, let index = candidates.firstIndex(where: { $0.algorithm == known }) {
+            try choose(index)
+            return
+        }
+        guard candidates.count > 1, measure else { return }
+        let stream = try context.makeStream()
+        func buffer(_ count: Int, seed: UInt64) throws -> DeviceBuffer {
+            var generator = SeededGenerator(seed: seed)
+            let values = (0..<max(count, 1)).map { _ in Float(generator.unit() * 2 - 1) }
+            let buffer = try context.allocate(bytes: values.count * 4)
+            try values.withUnsafeBytes { bytes in
+                guard let base = bytes.baseAddress else { return }
+                try stream.copy(toDevice: buffer.address, from: base, bytes: bytes.count)
+            }
+            try stream.synchronize()
+            return buffer
+        }
+        let outputCount = step.outputShape.reduce(1, *)
+        let x = try buffer(step.inputShape.reduce(1, *), seed: 1)
+        let w = try buffer(step.weightShape.reduce(1, *), seed: 2)
+        let bias = try step.bias.map { _ in try buffer(step.outputShape[1], seed: 3) }
+        let residual = try step.residual.map { _ in try buffer(outputCount, seed: 4) }
+        let y = try context.allocate(bytes: max(outputCount, 1) * 4)
+        let largest =
+            try candidates.indices.map { index -> Int in
+                try choose(index)
+                return workspaceBytes
+            }.max() ?? 0
+        let scratch = try context.allocate(bytes: max(largest, 1))
+        let start = try context.makeEvent()
+        let end = try context.makeEvent()
+        var reference: [Float] = []
+        var best = (index: 0, milliseconds: Double.infinity)
+        for index in candidates.indices {
+            try choose(index)
+            var times: [Double] = []
+            do {
+                for run in 0...runs {
+                    try stream.record(start)
+                    try enqueue(
+                        x: x.address, w: w.address, bias: bias?.address ?? 0, residual: residual?.address ?? 0,
+                        y: y.address, workspace: scratch.address, stream: stream.handle)
+                    try stream.record(end)
+                    try end.synchronize()
+                    if run > 0 { times.append(try end.milliseconds(since: start)) }
+                }
+            } catch {
+                continue  // an algorithm that fails to run is not a candidate
+            }
+            var output = [Float](repeating: 0, count: max(outputCount, 1))
+            try output.withUnsafeMutableBytes { bytes in
+                guard let base = bytes.baseAddress else { return }
+                try stream.copy(toHost: base, from: y.address, bytes: min(bytes.count, outputCount * 4))
+            }
+            try stream.synchronize()
+            if reference.isEmpty {
+                reference = output
+            } else if Self.relativeError(output, reference) > tolerance {
+                continue  // faster is no use if the result differs
+            }
+            let median = times.sorted()[times.count / 2]
+            if median < best.milliseconds { best = (index, median) }
+        }
+        try choose(best.index)
+        let chosen = algorithm
+        dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] = chosen }
+    }
+
+    static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+        var difference = 0.0
+        var norm = 0.0
+        for (x, y) in zip(a, b) {
+            let d = Double(x) - Double(y)
+            difference += d * d
+            norm += Double(y) * Double(y)
+        }
+        if !difference.isFinite { return .infinity }
+        return norm == 0 ? (difference == 0 ? 0 : .infinity) : (difference / norm).squareRoot()
+    }
+}
