@@ -9,8 +9,8 @@ extension CUDAConvolutionRunner {
             + "m\(requestedMath)"
     }
 
-    /// Times the qualifying algorithms on random data of the step's sizes (a warm-up burst, then the median of
-    /// `runs` bursts of back-to-back calls) and keeps the fastest (by at least `margin`) whose output matches the heuristics' first choice (relative L2 error at
+    /// Times the qualifying algorithms on random data of the step's sizes (a warm-up run, then the median of
+    /// `runs`, each after the L2 cache is flushed) and keeps the fastest (by at least `margin`) whose output matches the heuristics' first choice (relative L2 error at
     /// most 1e-5 in FP32 math, 1e-3 with TF32). A choice known for the signature (this process, a plan, a timing cache) applies
     /// without timing; with `measure` off nothing else is timed. Scratch memory is released before returning.
     func tune(context: CUDAContext, measure: Bool = true, runs: Int = 5) throws {
@@ -22,6 +22,7 @@ extension CUDAConvolutionRunner {
         }
         guard candidates.count > 1, measure else { return }
         let stream = try context.makeStream()
+        let flush = try CUDACacheFlush.buffer(context)
         func buffer(_ count: Int, seed: UInt64) throws -> DeviceBuffer {
             var generator = SeededGenerator(seed: seed)
             let values = (0..<max(count, 1)).map { _ in Float(generator.unit() * 2 - 1) }
@@ -53,18 +54,15 @@ extension CUDAConvolutionRunner {
             try choose(index)
             var times: [Double] = []
             do {
-                // Each sample is a burst of back-to-back calls, as a model runs them: one call between two
-                // events measures mostly launch overhead for small layers.
                 for run in 0...runs {
+                    try CUDACacheFlush.flush(flush, on: stream)
                     try stream.record(start)
-                    for _ in 0..<Self.burst {
-                        try enqueue(
-                            x: x.address, w: w.address, bias: bias?.address ?? 0, residual: residual?.address ?? 0,
-                            y: y.address, workspace: scratch.address, stream: stream.handle)
-                    }
+                    try enqueue(
+                        x: x.address, w: w.address, bias: bias?.address ?? 0, residual: residual?.address ?? 0,
+                        y: y.address, workspace: scratch.address, stream: stream.handle)
                     try stream.record(end)
                     try end.synchronize()
-                    if run > 0 { times.append(try end.milliseconds(since: start) / Double(Self.burst)) }
+                    if run > 0 { times.append(try end.milliseconds(since: start)) }
                 }
             } catch {
                 continue  // an algorithm that fails to run is not a candidate
@@ -92,8 +90,6 @@ extension CUDAConvolutionRunner {
         dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] = chosen }
     }
 
-    /// Calls per timing sample.
-    static let burst = 10
     /// How much faster than the current best another algorithm must be to replace it: differences within
     /// timing noise should not move the heuristics' choice.
     static let margin = 0.03

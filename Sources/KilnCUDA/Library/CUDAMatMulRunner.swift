@@ -144,6 +144,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         let largest = (0..<candidateCount).map { workspace(ofRank: $0) }.max() ?? 0
         let scratch = try context.allocate(bytes: max(largest, 1))
         let stream = try context.makeStream()
+        let flush = try CUDACacheFlush.buffer(context)
         for buffer in [a, b, d] + [c, bias].compactMap({ $0 }) {
             // Small positive values: no denormals, no overflow.
             try stream.fill(device: buffer.address, byte: 0x3c, bytes: buffer.bytes)
@@ -156,6 +157,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             var times: [Double] = []
             do {
                 for run in 0...runs {
+                    try CUDACacheFlush.flush(flush, on: stream)
                     try stream.record(start)
                     try enqueue(
                         a: a.address, b: b.address, c: c?.address ?? 0, bias: bias?.address ?? 0, d: d.address,
