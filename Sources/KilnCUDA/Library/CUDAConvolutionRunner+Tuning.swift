@@ -21,8 +21,8 @@ extension CUDAConvolutionRunner {
             return
         }
         guard candidates.count > 1, measure else { return }
-        let stream = try context.makeStream()
-        let flush = try CUDACacheFlush.buffer(context)
+        let timer = try CUDATacticTimer(context: context)
+        let stream = timer.stream
         func buffer(_ count: Int, seed: UInt64) throws -> DeviceBuffer {
             var generator = SeededGenerator(seed: seed)
             let values = (0..<max(count, 1)).map { _ in Float(generator.unit() * 2 - 1) }
@@ -46,23 +46,16 @@ extension CUDAConvolutionRunner {
                 return workspaceBytes
             }.max() ?? 0
         let scratch = try context.allocate(bytes: max(largest, 1))
-        let start = try context.makeEvent()
-        let end = try context.makeEvent()
         var reference: [Float] = []
         var best = (index: 0, milliseconds: Double.infinity)
         for index in candidates.indices {
             try choose(index)
-            var times: [Double] = []
+            let median: Double
             do {
-                for run in 0...runs {
-                    try CUDACacheFlush.flush(flush, on: stream)
-                    try stream.record(start)
+                median = try timer.median(runs: runs) {
                     try enqueue(
                         x: x.address, w: w.address, bias: bias?.address ?? 0, residual: residual?.address ?? 0,
                         y: y.address, workspace: scratch.address, stream: stream.handle)
-                    try stream.record(end)
-                    try end.synchronize()
-                    if run > 0 { times.append(try end.milliseconds(since: start)) }
                 }
             } catch {
                 continue  // an algorithm that fails to run is not a candidate
@@ -78,7 +71,6 @@ extension CUDAConvolutionRunner {
             } else if Self.relativeError(output, reference) > tolerance {
                 continue  // faster is no use if the result differs
             }
-            let median = times.sorted()[times.count / 2]
             if best.milliseconds.isInfinite {
                 best = (index, median)  // the reference: the heuristics' first choice that runs
             } else if median < best.milliseconds * (1 - Self.margin) {

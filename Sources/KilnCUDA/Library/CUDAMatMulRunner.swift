@@ -143,33 +143,24 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         let bias = try step.bias.map { _ in try context.allocate(bytes: step.n * elementBytes) }
         let largest = (0..<candidateCount).map { workspace(ofRank: $0) }.max() ?? 0
         let scratch = try context.allocate(bytes: max(largest, 1))
-        let stream = try context.makeStream()
-        let flush = try CUDACacheFlush.buffer(context)
+        let timer = try CUDATacticTimer(context: context)
         for buffer in [a, b, d] + [c, bias].compactMap({ $0 }) {
             // Small positive values: no denormals, no overflow.
-            try stream.fill(device: buffer.address, byte: 0x3c, bytes: buffer.bytes)
+            try timer.stream.fill(device: buffer.address, byte: 0x3c, bytes: buffer.bytes)
         }
-        let start = try context.makeEvent()
-        let end = try context.makeEvent()
         var best = (rank: 0, milliseconds: Double.infinity)
         for rank in 0..<candidateCount {
             choose(rank: rank)
-            var times: [Double] = []
+            let median: Double
             do {
-                for run in 0...runs {
-                    try CUDACacheFlush.flush(flush, on: stream)
-                    try stream.record(start)
+                median = try timer.median(runs: runs) {
                     try enqueue(
                         a: a.address, b: b.address, c: c?.address ?? 0, bias: bias?.address ?? 0, d: d.address,
-                        workspace: scratch.address, stream: stream.handle)
-                    try stream.record(end)
-                    try end.synchronize()
-                    if run > 0 { times.append(try end.milliseconds(since: start)) }
+                        workspace: scratch.address, stream: timer.stream.handle)
                 }
             } catch {
                 continue  // an algorithm that fails to launch is not a candidate
             }
-            let median = times.sorted()[times.count / 2]
             if median < best.milliseconds { best = (rank, median) }
         }
         choose(rank: best.rank)
