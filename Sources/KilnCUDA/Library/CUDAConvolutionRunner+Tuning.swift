@@ -10,7 +10,7 @@ extension CUDAConvolutionRunner {
     }
 
     /// Times the qualifying algorithms on random data of the step's sizes (a warm-up run, then the median of
-    /// `runs`, each after the L2 cache is flushed) and keeps the fastest (by at least `margin`) whose output matches the heuristics' first choice (relative L2 error at
+    /// `runs`, each after the L2 cache is flushed) and keeps the fastest (by at least `CUDATacticTimer.margin`) whose output matches the heuristics' first choice (relative L2 error at
     /// most 1e-5 in FP32 math, 1e-3 with TF32). A choice known for the signature (this process, a plan, a timing cache) applies
     /// without timing; with `measure` off nothing else is timed. Scratch memory is released before returning.
     func tune(context: CUDAContext, measure: Bool = true, runs: Int = 5) throws {
@@ -73,7 +73,7 @@ extension CUDAConvolutionRunner {
             }
             if best.milliseconds.isInfinite {
                 best = (index, median)  // the reference: the heuristics' first choice that runs
-            } else if median < best.milliseconds * (1 - Self.margin) {
+            } else if median < best.milliseconds * (1 - CUDATacticTimer.margin) {
                 best = (index, median)
             }
         }
@@ -81,10 +81,6 @@ extension CUDAConvolutionRunner {
         let chosen = algorithm
         dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] = chosen }
     }
-
-    /// How much faster than the current best another algorithm must be to replace it: differences within
-    /// timing noise should not move the heuristics' choice.
-    static let margin = 0.03
 
     static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
         var difference = 0.0

@@ -7,6 +7,9 @@ import KilnIR
 struct CUDATacticTimer {
     /// Bytes written before each call: twice the largest L2 of current GPUs (H100/H200: 50-60 MiB).
     static let flushBytes = 128 << 20
+    /// How much faster than the current choice another algorithm must be to replace it: differences within
+    /// timing noise should not move the heuristics' choice.
+    static let margin = 0.03
 
     let stream: CUDAStream
     private let flush: DeviceBuffer
