@@ -52,7 +52,8 @@ extension CUDAConvolutionRunner {
             try choose(index)
             let median: Double
             do {
-                median = try timer.median(runs: runs) {
+                let hot = [(x.address, x.bytes)] + (residual.map { [($0.address, $0.bytes)] } ?? [])
+                median = try timer.median(runs: runs, hot: hot) {
                     try enqueue(
                         x: x.address, w: w.address, bias: bias?.address ?? 0, residual: residual?.address ?? 0,
                         y: y.address, workspace: scratch.address, stream: stream.handle)
