@@ -52,8 +52,7 @@ extension CUDAConvolutionRunner {
             try choose(index)
             let median: Double
             do {
-                let hot = [(x.address, x.bytes)] + (residual.map { [($0.address, $0.bytes)] } ?? [])
-                median = try timer.median(runs: runs, hot: hot) {
+                median = try timer.median(runs: runs) {
                     try enqueue(
                         x: x.address, w: w.address, bias: bias?.address ?? 0, residual: residual?.address ?? 0,
                         y: y.address, workspace: scratch.address, stream: stream.handle)

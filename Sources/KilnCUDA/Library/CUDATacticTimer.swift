@@ -23,17 +23,11 @@ struct CUDATacticTimer {
         end = try context.makeEvent()
     }
 
-    /// The median milliseconds of `call` (which enqueues on `stream`) over `runs` timed runs. `hot` buffers
-    /// (address, bytes) are read back into the cache after each flush, as a layer finds the activations its
-    /// predecessor just wrote, while weights come from device memory.
-    func median(runs: Int, hot: [(address: UInt64, bytes: Int)] = [], _ call: () throws -> Void) throws -> Double {
+    /// The median milliseconds of `call` (which enqueues on `stream`) over `runs` timed runs.
+    func median(runs: Int, _ call: () throws -> Void) throws -> Double {
         var times: [Double] = []
         for run in 0...max(runs, 1) {
             try stream.fill(device: flush.address, byte: 0, bytes: flush.bytes)
-            for buffer in hot where buffer.bytes > 0 {
-                // Copied into the start of the flush buffer: reading the source is what warms the cache.
-                try stream.copy(device: flush.address, from: buffer.address, bytes: min(buffer.bytes, flush.bytes))
-            }
             try stream.record(start)
             try call()
             try stream.record(end)
