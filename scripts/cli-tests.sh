@@ -114,6 +114,11 @@ if cmp -s "$WORK/good/probabilities.npy" "$WORK/from-plan/probabilities.npy"; th
     echo "FAIL run the plan: outputs differ from the ONNX model's"
 fi
 expect "inspect the plan" 0 - -- "$KILN" inspect "$WORK/a.kiln" --json
+expect "inspect the plan's tactics" 0 - -- "$KILN" inspect "$WORK/a.kiln" --verbose
+if grep -q "^timed tactics" "$WORK/out"; then passed=$((passed + 1)); else
+    failed=$((failed + 1))
+    echo "FAIL inspect the plan's tactics: no tactics section"
+fi
 head -c 3000 "$WORK/a.kiln" >"$WORK/cut.kiln"
 expect "truncated plan" 1 "cut.kiln.*corrupt or truncated.*kiln build" -- "$KILN" run "$WORK/cut.kiln"
 expect "optimizer options with a plan" 1 "a plan is already optimized" -- "$KILN" run "$WORK/a.kiln" --no-fuse gelu

@@ -28,7 +28,10 @@ struct InspectCommand: ParsableCommand {
 
     @OptionGroup var optimizerOptions: OptimizerOptions
 
-    @Flag(help: "Also list each fusion the optimizer considered and did not make, with the reason.")
+    @Flag(
+        help:
+            "Also list each fusion the optimizer considered and did not make, with the reason (for a plan: its timed tactics)."
+    )
     var verbose = false
 
     func run() throws {
@@ -37,6 +40,7 @@ struct InspectCommand: ParsableCommand {
             let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
             let report = PlanReport(plan, fileBytes: size)
             print(json ? try report.jsonText() : report.text)
+            if verbose && !json { print(report.tacticsText) }
             return
         }
         let imported = try ONNXImporter.load(contentsOf: url)

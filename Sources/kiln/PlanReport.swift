@@ -25,6 +25,8 @@ struct PlanReport: Encodable {
     var layers: [String: Int]
     var weightBytes: Int
     var compiledKernels: Int
+    /// Layer signature -> the implementation timing chose.
+    var tactics: [String: String]
     var memory: [Memory]
     var graph: String
 
@@ -52,6 +54,7 @@ struct PlanReport: Encodable {
         layers = ReportLines.layerCounts(g)
         weightBytes = g.initializers.values.reduce(0) { $0 + $1.byteCount }
         compiledKernels = plan.code.count
+        tactics = plan.tactics
         memory = plan.memory.map { report in
             Memory(
                 shapes: Dictionary(report.shapes.map { ($0.name, $0.dims) }, uniquingKeysWith: { a, _ in a }),
@@ -60,6 +63,15 @@ struct PlanReport: Encodable {
                 perContextBytes: report.perContextBytes, launches: report.launches)
         }
         graph = g.textForm()
+    }
+
+    /// The timed tactics, one line each (`kiln inspect PLAN --verbose`).
+    var tacticsText: String {
+        guard !tactics.isEmpty else { return "timed tactics: none" }
+        return
+            (["timed tactics (signature -> choice):"]
+            + tactics.sorted { $0.key < $1.key }.map { "  \($0.key) -> \($0.value)" })
+            .joined(separator: "\n")
     }
 
     var text: String {
