@@ -3,15 +3,7 @@
 # equal bytes, load time, outputs vs the reference); batch-1 latency with and without CUDA graphs;
 # --streams 1/2/4 throughput.
 set -u
-D=.device
-K=$D/kiln
-xz -dc $D/kiln.xz > $K && chmod +x $K
-mkdir -p $D/gt && tar -xJf $D/gputests.tar.xz -C $D/gt
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-echo "== GPU tests"
-LD_LIBRARY_PATH=$D/gt/lib timeout 240 $D/gt/KilnPackageTests.xctest --testing-library swift-testing --filter "KilnCUDATests" > $OUT/gputests.log 2>&1; echo "rc=$?"
-grep -E "✘|Test run with|recorded an issue" $OUT/gputests.log | head -20
-M=/tmp/m; mkdir -p $M
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 python3 $D/baselines.py --export $M --models resnet50,bert-base --batches 1 --no-compile --quick --no-ceilings > $OUT/export.log 2>&1 || tail -5 $OUT/export.log
 for m in resnet50 bert-base; do
   echo "== $m: plan for batch 64: cold (NVRTC, cuBLASLt timing), then warm (same timing cache)"

@@ -2,14 +2,7 @@
 # Device run: GPU tests; ResNet-50 with a shape profile; refit; build budget; the ONNX suite
 # on CUDA with every engine saved as a plan and loaded back.
 set -u
-D=.device
-K=$D/kiln
-xz -dc $D/kiln.xz > $K && chmod +x $K
-mkdir -p $D/gt && tar -xJf $D/gputests.tar.xz -C $D/gt
-echo "== GPU tests"
-LD_LIBRARY_PATH=$D/gt/lib timeout 240 $D/gt/KilnPackageTests.xctest --testing-library swift-testing --filter "KilnCUDATests" > $OUT/gputests.log 2>&1; echo "rc=$?"
-grep -E "✘|Test run with|recorded an issue" $OUT/gputests.log | head -20
-M=/tmp/m; mkdir -p $M
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 python3 $D/baselines.py --export $M --models resnet50 --batches 1 --no-compile --quick --no-ceilings > $OUT/export.log 2>&1 || tail -5 $OUT/export.log
 echo "== ResNet-50 with the profile input=1:8:32 (x3x224x224)"
 s=$(date +%s.%N); $K build $M/resnet50.onnx --device cuda --profile input=1x3x224x224:8x3x224x224:32x3x224x224 --memory-report -o /tmp/rp.kiln 2>&1 | grep -v "^device"; e=$(date +%s.%N)

@@ -2,14 +2,7 @@
 # Device run: GPU tests; cuDNN algorithm timing on ResNet-50 and MobileNetV2: level 0 (heuristics only) against
 # level 3 (timed), correctness, and PyTorch eager in the same call.
 set -u
-D=.device
-K=$D/kiln
-xz -dc $D/kiln.xz > $K && chmod +x $K
-mkdir -p $D/gt && tar -xJf $D/gputests.tar.xz -C $D/gt
-echo "== GPU tests"
-LD_LIBRARY_PATH=$D/gt/lib timeout 240 $D/gt/KilnPackageTests.xctest --testing-library swift-testing --filter "KilnCUDATests" > $OUT/gputests.log 2>&1; echo "rc=$?"
-grep -E "✘|Test run with|recorded an issue" $OUT/gputests.log | head -20
-M=/tmp/m; mkdir -p $M
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 echo "== baselines (export + PyTorch eager)"
 python3 $D/baselines.py --export $M --models resnet50,mobilenet_v2 --batches 1 64 --no-compile --no-ceilings --quick --json $OUT/base.json > $OUT/base.log 2>&1 || tail -5 $OUT/base.log
 grep -E "eager|ort" $OUT/base.log | head -20
