@@ -14,7 +14,7 @@ extension CUDAConvolutionRunner {
     /// most 1e-5 in FP32 math, 1e-3 with TF32). A choice known for the signature (this process, a plan, a timing cache) applies
     /// without timing; with `measure` off nothing else is timed. Scratch memory is released before returning.
     func tune(context: CUDAContext, measure: Bool = true, runs: Int = 5) throws {
-        let tolerance = requestedMath == CUDNN.fmaMath ? 1e-5 : 1e-3
+        let tolerance = CUDATacticTimer.tolerance(tf32: requestedMath != CUDNN.fmaMath)
         let known = dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] }
         if let known, let index = candidates.firstIndex(where: { $0.algorithm == known }) {
             try choose(index)
@@ -24,15 +24,7 @@ extension CUDAConvolutionRunner {
         let timer = try CUDATacticTimer(context: context)
         let stream = timer.stream
         func buffer(_ count: Int, seed: UInt64) throws -> DeviceBuffer {
-            var generator = SeededGenerator(seed: seed)
-            let values = (0..<max(count, 1)).map { _ in Float(generator.unit() * 2 - 1) }
-            let buffer = try context.allocate(bytes: values.count * 4)
-            try values.withUnsafeBytes { bytes in
-                guard let base = bytes.baseAddress else { return }
-                try stream.copy(toDevice: buffer.address, from: base, bytes: bytes.count)
-            }
-            try stream.synchronize()
-            return buffer
+            try timer.randomBuffer(context, count: count, seed: seed)
         }
         let outputCount = step.outputShape.reduce(1, *)
         let x = try buffer(step.inputShape.reduce(1, *), seed: 1)
@@ -60,15 +52,10 @@ extension CUDAConvolutionRunner {
             } catch {
                 continue  // an algorithm that fails to run is not a candidate
             }
-            var output = [Float](repeating: 0, count: max(outputCount, 1))
-            try output.withUnsafeMutableBytes { bytes in
-                guard let base = bytes.baseAddress else { return }
-                try stream.copy(toHost: base, from: y.address, bytes: min(bytes.count, outputCount * 4))
-            }
-            try stream.synchronize()
+            let output = try timer.download(y, count: outputCount)
             if reference.isEmpty {
                 reference = output
-            } else if Self.relativeError(output, reference) > tolerance {
+            } else if CUDATacticTimer.relativeError(output, reference) > tolerance {
                 continue  // faster is no use if the result differs
             }
             if best.milliseconds.isInfinite {
@@ -82,15 +69,4 @@ extension CUDAConvolutionRunner {
         dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] = chosen }
     }
 
-    static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        var difference = 0.0
-        var norm = 0.0
-        for (x, y) in zip(a, b) {
-            let d = Double(x) - Double(y)
-            difference += d * d
-            norm += Double(y) * Double(y)
-        }
-        if !difference.isFinite { return .infinity }
-        return norm == 0 ? (difference == 0 ? 0 : .infinity) : (difference / norm).squareRoot()
-    }
 }

@@ -33,6 +33,8 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
 
     /// The most algorithms the heuristics are asked for (and `tune` measures).
     let maxCandidates: Int
+    /// Products may run in TF32 (their candidates are compared with a looser tolerance).
+    let allowTF32: Bool
 
     /// Builds the descriptors for `step` and picks cuBLASLt's first heuristic algorithm that fits in
     /// `maxWorkspaceBytes` (`tune` may replace it by a faster one). Throws `unsupported` for a dtype other than float32, an activation cuBLASLt cannot
@@ -43,6 +45,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
     ) throws {
         self.step = step
         self.maxCandidates = max(1, maxCandidates)
+        self.allowTF32 = allowTF32
         lib = library
         let lib = library
         guard step.dtype == .float32 else {
@@ -136,18 +139,18 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         func span(_ rows: Int, _ cols: Int, _ stride: Int) -> Int {
             (rows * cols + (step.batch > 1 ? stride * (step.batch - 1) : 0)) * elementBytes
         }
-        let a = try context.allocate(bytes: span(step.m, step.k, step.strideA))
-        let b = try context.allocate(bytes: span(step.k, step.n, step.strideB))
+        let timer = try CUDATacticTimer(context: context)
+        let a = try timer.randomBuffer(context, count: span(step.m, step.k, step.strideA) / elementBytes, seed: 1)
+        let b = try timer.randomBuffer(context, count: span(step.k, step.n, step.strideB) / elementBytes, seed: 2)
         let d = try context.allocate(bytes: span(step.m, step.n, step.strideD))
-        let c = try step.c.map { _ in try context.allocate(bytes: span(step.m, step.n, step.strideC)) }
-        let bias = try step.bias.map { _ in try context.allocate(bytes: step.n * elementBytes) }
+        let c = try step.c.map { _ in
+            try timer.randomBuffer(context, count: span(step.m, step.n, step.strideC) / elementBytes, seed: 3)
+        }
+        let bias = try step.bias.map { _ in try timer.randomBuffer(context, count: step.n, seed: 4) }
         let largest = (0..<candidateCount).map { workspace(ofRank: $0) }.max() ?? 0
         let scratch = try context.allocate(bytes: max(largest, 1))
-        let timer = try CUDATacticTimer(context: context)
-        for buffer in [a, b, d] + [c, bias].compactMap({ $0 }) {
-            // Small positive values: no denormals, no overflow.
-            try timer.stream.fill(device: buffer.address, byte: 0x3c, bytes: buffer.bytes)
-        }
+        let outputCount = span(step.m, step.n, step.strideD) / elementBytes
+        var reference: [Float] = []
         var best = (rank: 0, milliseconds: Double.infinity)
         for rank in 0..<candidateCount {
             choose(rank: rank)
@@ -161,7 +164,14 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             } catch {
                 continue  // an algorithm that fails to launch is not a candidate
             }
-            // The heuristics' first that runs is the reference; another must beat it clearly, not by noise.
+            // Each candidate must give the result of the heuristics' first choice that runs (the reference).
+            let output = try timer.download(d, count: outputCount)
+            if reference.isEmpty {
+                reference = output
+            } else if CUDATacticTimer.relativeError(output, reference) > CUDATacticTimer.tolerance(tf32: allowTF32) {
+                continue
+            }
+            // The reference is also the time to beat; another must beat it clearly, not by noise.
             if best.milliseconds.isInfinite || median < best.milliseconds * (1 - CUDATacticTimer.margin) {
                 best = (rank, median)
             }

@@ -23,6 +23,47 @@ struct CUDATacticTimer {
         end = try context.makeEvent()
     }
 
+    /// A device buffer of `count` seeded random floats in [-1, 1) (at least one), copied before returning.
+    func randomBuffer(_ context: CUDAContext, count: Int, seed: UInt64) throws -> DeviceBuffer {
+        var generator = SeededGenerator(seed: seed)
+        let values = (0..<max(count, 1)).map { _ in Float(generator.unit() * 2 - 1) }
+        let buffer = try context.allocate(bytes: values.count * 4)
+        try values.withUnsafeBytes { bytes in
+            guard let base = bytes.baseAddress else { return }
+            try stream.copy(toDevice: buffer.address, from: base, bytes: bytes.count)
+        }
+        try stream.synchronize()
+        return buffer
+    }
+
+    /// The first `count` floats of `buffer`, after the stream's work so far.
+    func download(_ buffer: DeviceBuffer, count: Int) throws -> [Float] {
+        var values = [Float](repeating: 0, count: max(min(count, buffer.bytes / 4), 1))
+        try values.withUnsafeMutableBytes { bytes in
+            guard let base = bytes.baseAddress else { return }
+            try stream.copy(toHost: base, from: buffer.address, bytes: min(bytes.count, buffer.bytes))
+        }
+        try stream.synchronize()
+        return values
+    }
+
+    /// ||a - b|| / ||b|| in double precision (infinite when either holds a non-finite difference).
+    static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+        var difference = 0.0
+        var norm = 0.0
+        for (x, y) in zip(a, b) {
+            let d = Double(x) - Double(y)
+            difference += d * d
+            norm += Double(y) * Double(y)
+        }
+        if !difference.isFinite { return .infinity }
+        return norm == 0 ? (difference == 0 ? 0 : .infinity) : (difference / norm).squareRoot()
+    }
+
+    /// How far a candidate's result may be from the reference algorithm's: FP32 math differs only in the
+    /// order of additions; TF32 rounds its inputs.
+    static func tolerance(tf32: Bool) -> Double { tf32 ? 1e-3 : 1e-5 }
+
     /// The median milliseconds of `call` (which enqueues on `stream`) over `runs` timed runs.
     func median(runs: Int, _ call: () throws -> Void) throws -> Double {
         var times: [Double] = []
