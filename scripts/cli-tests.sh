@@ -127,6 +127,16 @@ expect "build with a profile" 0 - -- "$KILN" build "$MODEL" -o "$WORK/p.kiln" --
     --profile image=1x3x32x32:2x3x32x32:4x3x32x32
 expect "a shape outside the profile" 1 "input 'image' has shape \[8, 3, 32, 32\], outside every profile" -- \
     "$KILN" run "$WORK/p.kiln" --shape image=8x3x32x32
+printf '{"format":1,"kiln":"0.1.0","device":{"kind":"cuda","name":"GPU","architecture":"sm_90","software":""},"tactics":{"k":"1"}}' >"$WORK/other-cache.json"
+cp "$WORK/other-cache.json" "$WORK/other-cache.orig"
+expect "another device's timing cache" 0 - -- "$KILN" build "$MODEL" -o "$WORK/e.kiln" --device cpu \
+    --timing-cache "$WORK/other-cache.json"
+if cmp -s "$WORK/other-cache.json" "$WORK/other-cache.orig"; then passed=$((passed + 1)); else
+    failed=$((failed + 1))
+    echo "FAIL another device's timing cache: it was overwritten"
+fi
+expect "refit of a missing plan" 1 "nosuch.kiln: no such file" -- \
+    "$KILN" refit "$WORK/nosuch.kiln" --from "$MODEL" -o "$WORK/f.kiln"
 expect "refit with the same weights" 0 - -- "$KILN" refit "$WORK/a.kiln" --from "$MODEL" -o "$WORK/c.kiln"
 if cmp -s "$WORK/a.kiln" "$WORK/c.kiln"; then passed=$((passed + 1)); else
     failed=$((failed + 1))

@@ -67,6 +67,8 @@ public protocol GraphExecutable: Sendable {
     func prepare(inputShapes: [[Int]]) throws
     /// The device code compiled so far, for a plan file.
     var compiledCode: [CompiledCode] { get }
+    /// The keys of the device tactics this program's layers use (nil: it cannot tell, keep them all).
+    var tacticKeys: Set<String>? { get }
     /// What one execution context runs: the same executable where runs share nothing mutable (the CPU), or
     /// one with its own device memory and stream (a GPU), so that contexts run concurrently.
     func makeContextExecutable() throws -> any GraphExecutable
@@ -91,6 +93,8 @@ extension GraphExecutable {
     public func prepare(inputShapes: [[Int]]) throws {}
 
     public var compiledCode: [CompiledCode] { [] }
+
+    public var tacticKeys: Set<String>? { nil }
 
     public func makeContextExecutable() throws -> any GraphExecutable { self }
 }

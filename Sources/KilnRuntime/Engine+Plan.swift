@@ -4,10 +4,13 @@ import KilnIR
 extension Engine {
     /// The engine as a plan: its graph, the device code compiled so far (compile the shapes you want kept
     /// with `prepare(inputShapes:)` first) and `options` as given to the build.
+    /// Only the tactics of this engine's layers go in (a device, or a timing cache, may know others).
     public func plan(options: BuildOptions, memory: [MemoryReport] = []) -> EnginePlan {
-        EnginePlan(
+        var tactics = device.tactics
+        if let used = program.tacticKeys { tactics = tactics.filter { used.contains($0.key) } }
+        return EnginePlan(
             device: device.fingerprint, options: options, graph: graph, code: program.compiledCode, memory: memory,
-            tactics: device.tactics)
+            tactics: tactics)
     }
 
     /// Loads a plan on `device`: checks that the device can run it, gives the device the plan's compiled
@@ -41,6 +44,18 @@ extension Engine {
         try program.describe(inputShapes: inputShapes)
     }
 
+    /// A shape to compile must have the input's rank, its fixed dimensions, and a size that can exist.
+    static func check(_ dims: [Int], fits info: GraphValue) throws {
+        _ = try Tensor.checkedCount(dims)
+        guard let declared = info.type?.tensorType?.shape else { return }
+        guard declared.count == dims.count,
+            zip(declared, dims).allSatisfy({ dim, size in dim.value.map { $0 == size } ?? true })
+        else {
+            throw KilnError.shapeMismatch(
+                "shape \(dims) does not fit input '\(info.name)', declared \(info.type.map(\.description) ?? "?")")
+        }
+    }
+
     /// `shapes` in graph-input order; every tensor input must be named once.
     public func orderedShapes(_ shapes: [BuildOptions.InputShape]) throws -> [[Int]] {
         let byName = Dictionary(shapes.map { ($0.name, $0.dims) }, uniquingKeysWith: { first, _ in first })
@@ -49,7 +64,10 @@ extension Engine {
                 "the model has no input '\(unknown)' (inputs: \(inputs.map(\.name).joined(separator: ", ")))")
         }
         return try inputs.map { info in
-            if let dims = byName[info.name] { return dims }
+            if let dims = byName[info.name] {
+                try Self.check(dims, fits: info)
+                return dims
+            }
             if let dims = info.type?.tensorType?.concreteShape { return dims }
             throw KilnError.invalidArgument(
                 "no shape for input '\(info.name)' (declared \(info.type.map(\.description) ?? "?"))")

@@ -49,7 +49,9 @@ public final class ExecutionContext {
     public func runTimed(_ inputs: [String: Value]) throws -> (outputs: [String: Value], timings: RunTimings) {
         let ordered = try orderedInputs(inputs)
         let (results, timings) = try program().runTimed(ordered)
-        return (Dictionary(uniqueKeysWithValues: zip(engine.graph.outputs.map(\.name), results)), timings)
+        // A graph may list one value as two outputs; the dictionary keeps it once.
+        let named = Dictionary(zip(engine.graph.outputs.map(\.name), results), uniquingKeysWith: { first, _ in first })
+        return (named, timings)
     }
 
     /// One inference timed layer by layer.

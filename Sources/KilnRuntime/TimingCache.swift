@@ -35,14 +35,18 @@ public struct TimingCache: Sendable, Equatable {
             throw KilnError.io("\(url.path): not a Kiln timing cache (\(error)); delete it to start a new one")
         }
         guard file.format == formatVersion else {
-            note("timing cache \(url.lastPathComponent) has format \(file.format), not \(formatVersion): not used")
+            note(
+                "timing cache \(url.lastPathComponent) has format \(file.format), not \(formatVersion): not used or changed"
+            )
             return nil
         }
         let cached = DeviceFingerprint(
             kind: file.device["kind"] ?? "", name: file.device["name"] ?? "",
             architecture: file.device["architecture"] ?? "", software: file.device["software"] ?? "")
         guard cached == device else {
-            note("timing cache \(url.lastPathComponent) was made on \(cached.summary), \(cached.software): not used")
+            note(
+                "timing cache \(url.lastPathComponent) was made on \(cached.summary), \(cached.software): not used "
+                    + "or changed")
             return nil
         }
         return TimingCache(device: device, tactics: file.tactics)
@@ -57,7 +61,7 @@ public struct TimingCache: Sendable, Equatable {
             ], tactics: tactics)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        do { try encoder.encode(file).write(to: url) } catch {
+        do { try encoder.encode(file).write(to: url, options: .atomic) } catch {
             throw KilnError.io("\(url.path): cannot write the timing cache: \(error.localizedDescription)")
         }
     }

@@ -118,7 +118,8 @@ struct BuildCommand: ParsableCommand {
             guard let eq = spec.lastIndex(of: "="), eq != spec.startIndex else {
                 throw KilnError.invalidArgument("--shape \(spec): expected NAME=1x3x224x224")
             }
-            let dims = spec[spec.index(after: eq)...].split(separator: "x").map { Int($0) }
+            let dims = spec[spec.index(after: eq)...].split(separator: "x", omittingEmptySubsequences: false)
+                .map { Int($0) }
             guard !dims.isEmpty, dims.allSatisfy({ ($0 ?? -1) >= 0 }) else {
                 throw KilnError.invalidArgument("--shape \(spec): dimensions must look like 1x3x224x224")
             }

@@ -40,10 +40,17 @@ struct DeviceOptions: ParsableArguments {
         if let buildBudget, buildBudget < 0 { throw ValidationError("--build-budget must not be negative") }
     }
 
-    /// Writes the device's tactics to `--timing-cache`, when given (after a build timed them).
+    /// Writes the device's tactics to `--timing-cache`, when given (after a build timed them). A cache that
+    /// belongs to another device is left as it is.
     func saveTimingCache(_ device: any Device) throws {
         guard let timingCache else { return }
-        try TimingCache(device: device.fingerprint, tactics: device.tactics).save(URL(fileURLWithPath: timingCache))
+        let url = URL(fileURLWithPath: timingCache)
+        if FileManager.default.fileExists(atPath: timingCache),
+            try TimingCache.load(url, for: device.fingerprint, note: { _ in }) == nil
+        {
+            return  // opening the device already said why it is not used
+        }
+        try TimingCache(device: device.fingerprint, tactics: device.tactics).save(url)
     }
 
     /// Opens the device; `auto` falls back to the CPU when CUDA is unusable and says why. Prints the choice.

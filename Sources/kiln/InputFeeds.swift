@@ -38,7 +38,7 @@ struct InputFeeds {
         for spec in shapes {
             let (name, dims) = try split(spec, option: "--shape")
             try checkName(name, "--shape \(spec)")
-            let parsed = dims.split(separator: "x").map { Int($0) }
+            let parsed = dims.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
             guard !parsed.isEmpty, parsed.allSatisfy({ ($0 ?? -1) >= 0 }) else {
                 throw KilnError.invalidArgument("--shape \(spec): dimensions must look like 1x3x224x224")
             }

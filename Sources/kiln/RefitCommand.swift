@@ -26,6 +26,7 @@ struct RefitCommand: ParsableCommand {
 
     func run() throws {
         let start = Date()
+        guard FileManager.default.fileExists(atPath: plan) else { throw KilnError.io("\(plan): no such file") }
         guard let built = try EngineSource.readPlan(URL(fileURLWithPath: plan)) else {
             throw KilnError.invalidArgument("\(plan): not a Kiln plan (build one with `kiln build`)")
         }

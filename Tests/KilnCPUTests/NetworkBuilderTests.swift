@@ -55,3 +55,37 @@ struct NetworkBuilderTests {
         #expect(try network.build().nodes.count == 1)
     }
 }
+
+/// Inputs that once trapped: a fused step reading a negative operand, one value marked as two outputs, a
+/// compiled shape that does not fit its input.
+struct HostileInputTests {
+    @Test func aNegativeFusedOperandIsAnError() {
+        let layer = FusedPointwiseLayer(steps: [.init(layer: UnaryLayer(.relu), operands: [.input(-1)])])
+        let input = LayerInput(type: .tensor(TensorType(.float32, dims: [2])))
+        #expect(throws: KilnError.self) { try layer.inferTypes([input]) }
+        let step = FusedPointwiseLayer(steps: [.init(layer: UnaryLayer(.relu), operands: [.step(-1)])])
+        #expect(throws: KilnError.self) { try step.inferTypes([input]) }
+    }
+
+    @Test func oneValueMarkedTwiceRuns() throws {
+        var network = NetworkBuilder()
+        let x = network.addInput("x", .float32, [2])
+        let y = try network.relu(x)
+        try network.markOutput(y)
+        try network.markOutput(y)
+        let engine = try Builder.build(try network.build(), device: CPUDevice())
+        let outputs = try engine.makeContext().run(["x": .tensor(Tensor(shape: [2], scalars: [Float(-1), 2]))])
+        #expect(outputs.count == 1)
+    }
+
+    @Test func aCompiledShapeMustFitItsInput() throws {
+        var network = NetworkBuilder()
+        let x = network.addInput("x", .float32, [.symbol("batch"), 4])
+        try network.markOutput(try network.relu(x))
+        let engine = try Builder.build(try network.build(), device: CPUDevice())
+        #expect(try engine.orderedShapes([.init(name: "x", dims: [8, 4])]) == [[8, 4]])
+        #expect(throws: KilnError.self) { try engine.orderedShapes([.init(name: "x", dims: [8, 5])]) }
+        #expect(throws: KilnError.self) { try engine.orderedShapes([.init(name: "x", dims: [8])]) }
+        #expect(throws: KilnError.self) { try engine.orderedShapes([.init(name: "x", dims: [1 << 40, 1 << 40])]) }
+    }
+}

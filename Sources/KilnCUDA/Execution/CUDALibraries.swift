@@ -24,8 +24,8 @@ final class CUDALibraries: @unchecked Sendable {
         }
     }
 
-    private static let matMulPrefix = "cublasLt.matmul "
-    private static let convolutionPrefix = "cudnn.conv "
+    static let matMulPrefix = "cublasLt.matmul "
+    static let convolutionPrefix = "cudnn.conv "
 
     /// Timed choices as tactics: `cublasLt.matmul <signature>` -> the rank of the heuristic's candidate,
     /// `cudnn.conv <signature>` -> the cudnnConvolutionFwdAlgo_t.
@@ -118,6 +118,14 @@ final class CUDALibraries: @unchecked Sendable {
 enum CUDALibraryRunner {
     case matMul(CUDAMatMulRunner, CUDAMatMul)
     case convolution(CUDAConvolutionRunner, CUDAConvolution)
+
+    /// The key of this layer's choice among a device's tactics.
+    var tacticKey: String {
+        switch self {
+        case .matMul(let runner, _): CUDALibraries.matMulPrefix + runner.signature
+        case .convolution(let runner, _): CUDALibraries.convolutionPrefix + runner.signature
+        }
+    }
 
     var workspaceBytes: Int {
         switch self {

@@ -39,6 +39,19 @@ final class CUDAProgram: GraphExecutable, @unchecked Sendable {
 
     func prepare(inputShapes: [[Int]]) throws { _ = try shape(for: inputShapes) }
 
+    /// The tactic keys of the library calls of every shape built so far.
+    var tacticKeys: Set<String>? {
+        lock.withLock {
+            Set(
+                shapes.values.flatMap { shape in
+                    shape.steps.compactMap { step -> String? in
+                        if case .library(let runner) = step.work { return runner.tacticKey }
+                        return nil
+                    }
+                })
+        }
+    }
+
     /// The cubins of every shape built so far, by `CUDASource.planName`.
     var compiledCode: [CompiledCode] {
         let sources = lock.withLock { shapes.values.flatMap { $0.nodes.flatMap { $0.lowering?.launchSources ?? [] } } }

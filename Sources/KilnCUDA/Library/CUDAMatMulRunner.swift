@@ -20,7 +20,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
     /// Heuristic results to choose from by measurement: `candidateCount` entries of `heuristicResultBytes`.
     private let candidates: UnsafeMutableRawPointer
     /// The signature under which a measured choice is remembered.
-    private let signature: String
+    let signature: String
     private let lib: CUBLASLt
     /// Owns every descriptor, so a throwing `init` releases what it created.
     private let owned: Resources

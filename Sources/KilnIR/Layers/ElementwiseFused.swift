@@ -32,12 +32,12 @@ public struct FusedPointwiseLayer: Layer {
             let operands = try step.operands.map { operand -> LayerInput in
                 switch operand {
                 case .input(let i):
-                    guard i < inputs.count else {
+                    guard inputs.indices.contains(i) else {
                         throw KilnError.invalidArgument("fused step \(index) reads input \(i) of \(inputs.count)")
                     }
                     return inputs[i]
                 case .step(let s):
-                    guard s < results.count else {
+                    guard results.indices.contains(s) else {
                         throw KilnError.invalidArgument("fused step \(index) reads step \(s), not computed yet")
                     }
                     return results[s]

@@ -164,7 +164,10 @@ struct PlanReader {
     /// A u64 length that must fit what is left.
     mutating func length() throws -> Int {
         let value = try integer(UInt64.self)
-        guard value <= UInt64(data.count - position) else { throw KilnError.invalidPlan("the plan is truncated") }
+        // The last 8 bytes are the checksum, never part of a section.
+        guard value <= UInt64(max(0, data.count - 8 - position)) else {
+            throw KilnError.invalidPlan("the plan is truncated")
+        }
         return Int(value)
     }
 
@@ -182,8 +185,11 @@ struct PlanReader {
         return Int(value)
     }
 
+    /// A byte count or count from the plan: at most 2^56, so that sums of a few never overflow.
     static func int(_ value: UInt64) throws -> Int {
-        guard let int = Int(exactly: value) else { throw KilnError.invalidPlan("size \(value) is out of range") }
+        guard value <= 1 << 56, let int = Int(exactly: value) else {
+            throw KilnError.invalidPlan("size \(value) is out of range")
+        }
         return int
     }
 }
