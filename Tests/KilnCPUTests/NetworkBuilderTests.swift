@@ -67,6 +67,14 @@ struct HostileInputTests {
         #expect(throws: KilnError.self) { try step.inferTypes([input]) }
     }
 
+    /// Found by mutating plans: an integer start with a fractional float delta divided by zero.
+    @Test func rangeOfMixedDtypesIsAnError() {
+        let inputs: [Value] = [
+            .tensor(Tensor(scalar: Int8(1))), .tensor(Tensor(scalar: Float(5))), .tensor(Tensor(scalar: Float(0.5))),
+        ]
+        #expect(throws: KilnError.self) { try LayerRunner.run(RangeLayer(), inputs: inputs, outputCount: 1) }
+    }
+
     @Test func oneValueMarkedTwiceRuns() throws {
         var network = NetworkBuilder()
         let x = network.addInput("x", .float32, [2])

@@ -100,6 +100,11 @@ extension ShapeKernels {
             let s = try start.scalarDouble()
             let l = try limit.scalarDouble()
             let d = try delta.scalarDouble()
+            guard start.dtype == limit.dtype, start.dtype == delta.dtype else {
+                throw KilnError.typeMismatch(
+                    "Range needs one dtype, got \(start.dtype.onnxName), \(limit.dtype.onnxName), \(delta.dtype.onnxName)"
+                )
+            }
             guard d != 0 else { throw KilnError.invalidArgument("Range delta is 0") }
             let count: Int
             if T.dtype.isInteger {
