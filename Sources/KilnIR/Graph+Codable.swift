@@ -11,7 +11,7 @@ extension Tensor: Codable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let dtype = try c.decode(DType.self, forKey: .dtype)
         let shape = try c.decode([Int].self, forKey: .shape)
-        let count = try Tensor.checkedCount(shape)
+        let count = try ShapeAxes.checkedCount(shape)
         if dtype == .string {
             let strings = try c.decode([String].self, forKey: .strings)
             guard strings.count == count else {
@@ -33,18 +33,6 @@ extension Tensor: Codable {
             try c.encode(strings, forKey: .strings)
         } else {
             try c.encode(Data(bytes: storage.bytes, count: byteCount), forKey: .data)
-        }
-    }
-
-    /// The element count of `shape`, or an error for a negative dimension or a count that overflows.
-    public static func checkedCount(_ shape: [Int]) throws -> Int {
-        try shape.reduce(1) { count, dim in
-            guard dim >= 0 else { throw KilnError.invalidModel("tensor shape \(shape) has a negative dimension") }
-            let (product, overflow) = count.multipliedReportingOverflow(by: dim)
-            guard !overflow, product <= Int(Int32.max) * 64 else {
-                throw KilnError.invalidModel("tensor shape \(shape) is too large")
-            }
-            return product
         }
     }
 }

@@ -46,7 +46,7 @@ extension Engine {
 
     /// A shape to compile must have the input's rank, its fixed dimensions, and a size that can exist.
     static func check(_ dims: [Int], fits info: GraphValue) throws {
-        _ = try Tensor.checkedCount(dims)
+        _ = try ShapeAxes.checkedCount(dims)
         guard let declared = info.type?.tensorType?.shape else { return }
         guard declared.count == dims.count,
             zip(declared, dims).allSatisfy({ dim, size in dim.value.map { $0 == size } ?? true })

@@ -65,7 +65,7 @@ public final class ExecutionContext {
             guard case .tensor(let t) = value else { return [] }
             return t.shape
         }
-        return try engine.program.describe(inputShapes: shapes)
+        return try engine.describe(inputShapes: shapes)
     }
 
     private func orderedInputs(_ inputs: [String: Value]) throws -> [Value] {

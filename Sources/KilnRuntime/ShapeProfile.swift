@@ -47,7 +47,7 @@ public struct ShapeProfile: Sendable, Hashable, CustomStringConvertible {
             }
             let declared = input.type?.tensorType?.shape
             for dims in [range.min, range.opt, range.max] {
-                _ = try Tensor.checkedCount(dims)
+                _ = try ShapeAxes.checkedCount(dims)
                 guard dims.count == range.min.count, declared.map({ $0.count == dims.count }) ?? true else {
                     throw KilnError.invalidArgument("profile \(range): the ranks differ from the input's \(input)")
                 }

@@ -90,23 +90,15 @@ struct BuildCommand: ParsableCommand {
 
     /// `input=1x3x224x224:8x3x224x224:64x3x224x224,mask=...`
     static func parseProfile(_ text: String) throws -> ShapeProfile {
-        func dims(_ part: Substring) throws -> [Int] {
-            let values = part.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
-            guard !values.isEmpty, values.allSatisfy({ ($0 ?? -1) >= 0 }) else {
-                throw KilnError.invalidArgument("--profile \(text): dimensions must look like 1x3x224x224")
-            }
-            return values.compactMap { $0 }
-        }
+        func dims(_ part: Substring) throws -> [Int] { try ShapeText.dims(part, in: text, option: "--profile") }
         let ranges = try text.split(separator: ",").map { entry -> ShapeProfile.Range in
-            guard let eq = entry.lastIndex(of: "="), eq != entry.startIndex else {
-                throw KilnError.invalidArgument("--profile \(text): expected NAME=MIN:OPT:MAX")
-            }
-            let parts = entry[entry.index(after: eq)...].split(separator: ":", omittingEmptySubsequences: false)
+            let (name, value) = try ShapeText.nameValue(String(entry), option: "--profile")
+            let parts = value.split(separator: ":", omittingEmptySubsequences: false)
             guard parts.count == 3 else {
                 throw KilnError.invalidArgument("--profile \(text): expected NAME=MIN:OPT:MAX")
             }
             return ShapeProfile.Range(
-                name: String(entry[..<eq]), min: try dims(parts[0]), opt: try dims(parts[1]), max: try dims(parts[2]))
+                name: name, min: try dims(parts[0]), opt: try dims(parts[1]), max: try dims(parts[2]))
         }
         return ShapeProfile(inputs: ranges)
     }
@@ -115,20 +107,13 @@ struct BuildCommand: ParsableCommand {
     private func compiledShapes(_ engine: Engine) throws -> [BuildOptions.InputShape] {
         var byName: [String: [Int]] = [:]
         for spec in shapes {
-            guard let eq = spec.lastIndex(of: "="), eq != spec.startIndex else {
-                throw KilnError.invalidArgument("--shape \(spec): expected NAME=1x3x224x224")
-            }
-            let dims = spec[spec.index(after: eq)...].split(separator: "x", omittingEmptySubsequences: false)
-                .map { Int($0) }
-            guard !dims.isEmpty, dims.allSatisfy({ ($0 ?? -1) >= 0 }) else {
-                throw KilnError.invalidArgument("--shape \(spec): dimensions must look like 1x3x224x224")
-            }
-            byName[String(spec[..<eq])] = dims.compactMap { $0 }
+            let (name, value) = try ShapeText.nameValue(spec, option: "--shape")
+            byName[name] = try ShapeText.dims(value, in: spec, option: "--shape")
         }
         if let batch {
             for info in engine.inputs where byName[info.name] == nil {
                 guard let dims = info.type?.tensorType?.shape else { continue }
-                byName[info.name] = dims.enumerated().map { index, dim in dim.value ?? (index == 0 ? batch : 1) }
+                byName[info.name] = ShapeText.batchShape(dims, batch: batch)
             }
         }
         return engine.inputs.compactMap { info in byName[info.name].map { .init(name: info.name, dims: $0) } }

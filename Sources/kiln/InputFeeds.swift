@@ -29,33 +29,23 @@ struct InputFeeds {
             }
         }
         for spec in files {
-            let (name, path) = try split(spec, option: "--input")
+            let (name, value) = try ShapeText.nameValue(spec, option: "--input")
+            let path = String(value)
             try checkName(name, "--input \(spec)")
             let data = try read(path)
             feeds[name] = .tensor(try withErrorContext(path) { try NPY.decode(data) })
         }
         var shapeOverrides: [String: [Int]] = [:]
         for spec in shapes {
-            let (name, dims) = try split(spec, option: "--shape")
+            let (name, value) = try ShapeText.nameValue(spec, option: "--shape")
             try checkName(name, "--shape \(spec)")
-            let parsed = dims.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
-            guard !parsed.isEmpty, parsed.allSatisfy({ ($0 ?? -1) >= 0 }) else {
-                throw KilnError.invalidArgument("--shape \(spec): dimensions must look like 1x3x224x224")
-            }
-            shapeOverrides[name] = parsed.compactMap { $0 }
+            shapeOverrides[name] = try ShapeText.dims(value, in: spec, option: "--shape")
         }
         var generator = RandomInputs(seed: seed)
         for info in engine.inputs where feeds[info.name] == nil {
             feeds[info.name] = .tensor(try generator.make(info, shape: shapeOverrides[info.name]))
         }
         return feeds
-    }
-
-    private func split(_ spec: String, option: String) throws -> (String, String) {
-        guard let eq = spec.lastIndex(of: "="), eq != spec.startIndex else {
-            throw KilnError.invalidArgument("\(option) \(spec): expected NAME=VALUE")
-        }
-        return (String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
     }
 
     private func read(_ path: String) throws -> Data {

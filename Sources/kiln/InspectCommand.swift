@@ -78,7 +78,7 @@ struct InspectCommand: ParsableCommand {
             guard let dims = info.type?.tensorType?.shape else {
                 throw KilnError.invalidArgument("input '\(info.name)' has no known shape to specialize")
             }
-            return dims.enumerated().map { index, dim in dim.value ?? (index == 0 ? batch : 1) }
+            return ShapeText.batchShape(dims, batch: batch)
         }
         return try graph.specialized(
             toInputShapes: shapes, evaluator: CPUDevice(), disabledPasses: disabled, rejectedFusions: listen)

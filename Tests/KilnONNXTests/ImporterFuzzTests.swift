@@ -26,20 +26,12 @@ import Testing
         let iterations = 800
         for _ in 0..<iterations {
             var bytes = original
-            switch Int.random(in: 0..<4, using: &generator) {
-            case 0:  // bit flips
-                for _ in 0..<Int.random(in: 1...8, using: &generator) {
-                    let i = Int.random(in: 0..<bytes.count, using: &generator)
-                    bytes[i] ^= UInt8(1) << UInt8.random(in: 0..<8, using: &generator)
-                }
-            case 1:  // truncation
-                bytes = Array(bytes.prefix(Int.random(in: 0..<bytes.count, using: &generator)))
-            case 2:  // varint corruption: continuation bits set on a run of bytes
+            if Int.random(in: 0..<5, using: &generator) == 0 {
+                // Varint corruption, which protobuf decoding meets first: continuation bits set on a run of bytes.
                 let i = Int.random(in: 0..<bytes.count, using: &generator)
                 for j in i..<min(bytes.count, i + Int.random(in: 1...10, using: &generator)) { bytes[j] |= 0x80 }
-            default:  // random byte overwrite of a small window
-                let i = Int.random(in: 0..<bytes.count, using: &generator)
-                for j in i..<min(bytes.count, i + 4) { bytes[j] = UInt8.random(in: 0...255, using: &generator) }
+            } else {
+                Damage.apply(to: &bytes, using: &generator)  // bit flips, truncation, overwrites, insertions
             }
             do {
                 _ = try ONNXImporter.load(data: Data(bytes), directory: nil)

@@ -112,12 +112,12 @@ extension EnginePlan {
         let bytes = try slice(section, of: data)
         if dtype == .string {
             let strings = try decoder.decode([String].self, from: bytes)
-            guard strings.count == (try Tensor.checkedCount(shape)) else {
+            guard strings.count == (try ShapeAxes.checkedCount(shape)) else {
                 throw KilnError.invalidPlan("\(strings.count) strings for shape \(shape)")
             }
             return Tensor(shape: shape, strings: strings)
         }
-        _ = try Tensor.checkedCount(shape)
+        _ = try ShapeAxes.checkedCount(shape)
         return try bytes.withUnsafeBytes { try Tensor(dtype: dtype, shape: shape, rawBytes: $0) }
     }
 
