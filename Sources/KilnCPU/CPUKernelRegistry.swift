@@ -16,6 +16,7 @@ enum CPUKernelRegistry {
         ControlFlowKernels.table,
         SequenceKernels.table,
         QuantizationKernels.table,
+        QuantizedProductKernels.table,
         RecurrentKernels.table,
         SignalKernels.table,
         TextKernels.table,

@@ -67,6 +67,8 @@ public enum LayerRegistry {
         PadLayer.self,
         PoolLayer.self,
         QLinearConvLayer.self,
+        QuantizedConvolutionLayer.self,
+        QuantizedMatMulLayer.self,
         QLinearMatMulLayer.self,
         QuantizeLayer.self,
         RandomLayer.self,

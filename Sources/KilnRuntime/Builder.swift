@@ -12,6 +12,8 @@ public struct BuilderConfig: Sendable {
     /// The input shapes the engine must accept; each profile's opt, min and max shapes are compiled at build
     /// time (opt first, where tactics are timed).
     public var profiles: [ShapeProfile] = []
+    /// Build in int8 (post-training quantization with calibration); nil: float32.
+    public var int8: Int8Config?
 
     public init(
         optimize: Bool = true, disabledPasses: Set<String> = [],
@@ -26,8 +28,12 @@ public struct BuilderConfig: Sendable {
 /// Turns a graph into an engine for one device: verify, infer types, optimize, compile kernels.
 public enum Builder {
     public static func build(_ graph: Graph, device: any Device, config: BuilderConfig = .init()) throws -> Engine {
-        let engine = try Engine(
-            graph: try optimize(graph, device: device, config: config), device: device, profiles: config.profiles)
+        var optimized = try optimize(graph, device: device, config: config)
+        var precision: PrecisionReport?
+        if let int8 = config.int8 {
+            (optimized, precision) = try Int8Planner(config: int8, device: device).run(optimized)
+        }
+        let engine = try Engine(graph: optimized, device: device, profiles: config.profiles, precision: precision)
         for profile in config.profiles {
             for set in profile.compiledShapeSets(graphInputs: engine.inputs) {
                 try engine.prepare(inputShapes: try engine.orderedShapes(set))

@@ -10,7 +10,7 @@ extension Engine {
         if let used = program.tacticKeys { tactics = tactics.filter { used.contains($0.key) } }
         return EnginePlan(
             device: device.fingerprint, options: options, graph: graph, code: program.compiledCode, memory: memory,
-            tactics: tactics)
+            tactics: tactics, precision: precision)
     }
 
     /// Loads a plan on `device`: checks that the device can run it, gives the device the plan's compiled
@@ -29,7 +29,7 @@ extension Engine {
         }
         try device.preload(plan.code)
         device.preloadTactics(plan.tactics)
-        try self.init(graph: graph, device: device, profiles: plan.options.profiles)
+        try self.init(graph: graph, device: device, profiles: plan.options.profiles, precision: plan.precision)
         let sets = plan.options.profiles.flatMap { $0.compiledShapeSets(graphInputs: graph.inputs) }
         for set in (plan.options.shapes.isEmpty ? [] : [plan.options.shapes]) + sets {
             try program.prepare(inputShapes: try orderedShapes(set))

@@ -8,9 +8,12 @@ public final class Engine: Sendable {
     let program: any GraphExecutable
     /// The input shapes the engine accepts; empty: any shape its graph allows.
     public let profiles: [ShapeProfile]
+    /// How the builder chose each layer's precision (int8 builds); nil for float32 engines.
+    public let precision: PrecisionReport?
 
-    init(graph: Graph, device: any Device, profiles: [ShapeProfile] = []) throws {
+    init(graph: Graph, device: any Device, profiles: [ShapeProfile] = [], precision: PrecisionReport? = nil) throws {
         for profile in profiles { try profile.check(against: graph.inputs) }
+        self.precision = precision
         self.graph = graph
         self.device = device
         self.profiles = profiles

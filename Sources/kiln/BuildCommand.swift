@@ -42,6 +42,7 @@ struct BuildCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var optimizerOptions: OptimizerOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
 
     func validate() throws {
         if let batch, batch < 1 { throw ValidationError("--batch must be at least 1") }
@@ -55,6 +56,7 @@ struct BuildCommand: ParsableCommand {
         let device = try deviceOptions.make(disabledPasses: disabled)
         var config = try optimizerOptions.builderConfig()
         config.profiles = try profiles.map(Self.parseProfile)
+        config.int8 = try precisionOptions.int8Config(inputs: imported.graph.inputs)
         let engine = try withErrorContext(model) { try Builder.build(imported.graph, device: device, config: config) }
         let inputShapes = try compiledShapes(engine)
         var options = BuildOptions(
@@ -85,6 +87,7 @@ struct BuildCommand: ParsableCommand {
             "built \(url.lastPathComponent) for \(device.properties.name): \(engine.graph.nodes.count) layers, "
                 + "\(plan.code.count) compiled kernels; wrote \(output) (\(Self.mib(data.count))) in "
                 + String(format: "%.1f s", seconds))
+        if let precision = plan.precision { print(PrecisionText.lines(precision).joined(separator: "\n")) }
         if memoryReport { print(Self.memoryText(plan)) }
     }
 

@@ -15,11 +15,16 @@ struct EngineSource {
     let plan: EnginePlan?
 
     static func load(
-        _ path: String, deviceOptions: DeviceOptions, optimizerOptions: OptimizerOptions, cudaGraphs: Bool = false
+        _ path: String, deviceOptions: DeviceOptions, optimizerOptions: OptimizerOptions,
+        precisionOptions: PrecisionOptions? = nil, cudaGraphs: Bool = false
     ) throws -> EngineSource {
         let url = ModelPath.resolve(path)
         let name = url.deletingPathExtension().lastPathComponent
         if let plan = try readPlan(url) {
+            if precisionOptions?.isSet == true {
+                throw KilnError.invalidArgument(
+                    "--int8 and its options apply when building; a plan keeps its precision")
+            }
             if optimizerOptions.isSet {
                 throw KilnError.invalidArgument(
                     "--no-fuse and --passes apply when building; a plan is already optimized")
@@ -32,7 +37,9 @@ struct EngineSource {
         let device = try deviceOptions.make(
             cudaGraphs: cudaGraphs, disabledPasses: try optimizerOptions.disabledPasses())
         let engine = try withErrorContext(path) {
-            try Builder.build(imported.graph, device: device, config: try optimizerOptions.builderConfig())
+            var config = try optimizerOptions.builderConfig()
+            config.int8 = try precisionOptions?.int8Config(inputs: imported.graph.inputs)
+            return try Builder.build(imported.graph, device: device, config: config)
         }
         return EngineSource(engine: engine, device: device, name: name, plan: nil)
     }

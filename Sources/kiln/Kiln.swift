@@ -8,7 +8,8 @@ struct Kiln: ParsableCommand {
         abstract: "Kiln: a deep-learning inference optimizer and runtime.",
         version: KilnVersion.string,
         subcommands: [
-            BuildCommand.self, RunCommand.self, RefitCommand.self, BenchCommand.self, VerifyCommand.self,
+            DemoCommand.self, BuildCommand.self, RunCommand.self, RefitCommand.self, BenchCommand.self,
+            VerifyCommand.self,
             InspectCommand.self,
             CompareCommand.self,
         ]

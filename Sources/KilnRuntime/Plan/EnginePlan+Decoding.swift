@@ -50,6 +50,12 @@ extension EnginePlan {
         code = try body.code.map { section in
             CompiledCode(name: section.name, bytes: Array(try Self.slice(section, of: data)))
         }
+        precision =
+            body.precision.isEmpty
+            ? nil
+            : try Self.decoded("the precision report") {
+                try PlanCoding.decoder().decode(PrecisionReport.self, from: body.precision)
+            }
         tactics = Dictionary(body.tactics.map { ($0.signature, $0.choice) }, uniquingKeysWith: { first, _ in first })
         memory = try body.memory.map { entry in
             MemoryReport(

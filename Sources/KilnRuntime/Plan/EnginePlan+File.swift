@@ -65,6 +65,8 @@ extension EnginePlan {
             return entry
         }
 
+        if let precision { body.precision = try PlanCoding.encoder().encode(precision) }
+
         var file = Data(Self.magic)
         file.appendInteger(Self.formatVersion)
         let header = try headerMessage.serializedData()

@@ -16,12 +16,16 @@ public struct EnginePlan: Sendable {
     public var memory: [MemoryReport]
     /// Tactics chosen by timing at build time, by layer signature; loading reuses them instead of timing.
     public var tactics: [String: String]
+    /// The precision decisions of an int8 build, with the accuracy guard's measurements.
+    public var precision: PrecisionReport?
 
     public init(
         kilnVersion: String = KilnVersion.string, device: DeviceFingerprint, options: BuildOptions, graph: Graph,
-        code: [CompiledCode] = [], memory: [MemoryReport] = [], tactics: [String: String] = [:]
+        code: [CompiledCode] = [], memory: [MemoryReport] = [], tactics: [String: String] = [:],
+        precision: PrecisionReport? = nil
     ) {
         self.tactics = tactics
+        self.precision = precision
         self.kilnVersion = kilnVersion
         self.device = device
         self.options = options

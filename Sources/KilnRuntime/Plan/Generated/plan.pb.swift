@@ -185,6 +185,9 @@ nonisolated struct Kiln_Plan_PlanBody: Sendable {
   /// sorted by signature
   var tactics: [Kiln_Plan_Tactic] = []
 
+  /// PrecisionReport as JSON (sorted keys); empty for float32 engines
+  var precision: Data = Data()
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -550,7 +553,7 @@ nonisolated extension Kiln_Plan_InputShape: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Kiln_Plan_PlanBody: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".PlanBody"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}graph_name\0\u{1}inputs\0\u{1}outputs\0\u{1}nodes\0\u{3}value_types\0\u{1}weights\0\u{1}code\0\u{1}memory\0\u{1}tactics\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}graph_name\0\u{1}inputs\0\u{1}outputs\0\u{1}nodes\0\u{3}value_types\0\u{1}weights\0\u{1}code\0\u{1}memory\0\u{1}tactics\0\u{1}precision\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -567,6 +570,7 @@ nonisolated extension Kiln_Plan_PlanBody: SwiftProtobuf.Message, SwiftProtobuf._
       case 7: try { try decoder.decodeRepeatedMessageField(value: &self.code) }()
       case 8: try { try decoder.decodeRepeatedMessageField(value: &self.memory) }()
       case 9: try { try decoder.decodeRepeatedMessageField(value: &self.tactics) }()
+      case 10: try { try decoder.decodeSingularBytesField(value: &self.precision) }()
       default: break
       }
     }
@@ -600,6 +604,9 @@ nonisolated extension Kiln_Plan_PlanBody: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.tactics.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.tactics, fieldNumber: 9)
     }
+    if !self.precision.isEmpty {
+      try visitor.visitSingularBytesField(value: self.precision, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -613,6 +620,7 @@ nonisolated extension Kiln_Plan_PlanBody: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.code != rhs.code {return false}
     if lhs.memory != rhs.memory {return false}
     if lhs.tactics != rhs.tactics {return false}
+    if lhs.precision != rhs.precision {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,238 @@
+import Foundation
+import KilnIR
+import KilnRuntime
+
+/// Kernels for convolution.int8 and matMul.int8: the float input is quantized once per call, products are
+/// integer dot products with int32 accumulation, and each output row is dequantized and finished (bias,
+/// residual, activation) while it is in cache.
+enum QuantizedProductKernels {
+    static let table: [(LayerKind, CPUKernelFactory)] = [
+        LinearAlgebraKernels.statefulKernel(QuantizedConvolutionLayer.self) { QuantizedConvolutionKernel($0) },
+        LinearAlgebraKernels.statefulKernel(QuantizedMatMulLayer.self) { QuantizedMatMulKernel($0) },
+    ]
+}
+
+/// The int8 weights widened once to int16 (what the dot product reads), kept per weight tensor.
+final class WidenedWeightCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storage: TensorStorage?
+    private var widened: [Int16] = []
+
+    func weights(for tensor: Tensor) -> [Int16] {
+        lock.lock()
+        defer { lock.unlock() }
+        if let storage, storage === tensor.storage, widened.count == tensor.count { return widened }
+        widened = tensor.withUnsafeBuffer(as: Int8.self) { $0.map { Int16($0) } }
+        storage = tensor.storage
+        return widened
+    }
+}
+
+/// Integer arithmetic shared by both kernels.
+enum Int8Arithmetic {
+    /// `q - zeroPoint` for every element, with `q = saturate(roundHalfEven(x / scale) + zeroPoint)`.
+    static func quantize(_ x: UnsafeBufferPointer<Float>, _ q: ActivationQuantization) -> [Int16] {
+        let low = Float(q.range.lowerBound - q.zeroPoint)
+        let high = Float(q.range.upperBound - q.zeroPoint)
+        return x.map { value in
+            let r = (value / q.scale).rounded(.toNearestOrEven)
+            // NaN saturates to 0 (the zero point), as a float-to-int conversion must not trap.
+            return r.isNaN ? 0 : Int16(min(max(r, low), high))
+        }
+    }
+
+    /// `Σ a[k] * b[k]` over `depth` elements in int32 (no overflow: |a| <= 255, |b| <= 128, depth < 2^16 per
+    /// 2^31 / (255 * 128) = 65,793 terms; deeper products are checked by the callers).
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Int16>, _ b: UnsafePointer<Int16>, _ depth: Int) -> Int32 {
+        var sum: Int32 = 0
+        for k in 0..<depth { sum &+= Int32(a[k]) &* Int32(b[k]) }
+        return sum
+    }
+
+    static let maximumDepth = 65_793
+
+    static func checkDepth(_ depth: Int, _ layer: String) throws {
+        guard depth <= maximumDepth else {
+            throw KilnError.unsupported("\(layer) sums \(depth) products; int32 accumulation holds \(maximumDepth)")
+        }
+    }
+
+    static func floats(_ inputs: [Value?], _ index: Int, count: Int, _ what: String) throws -> [Float]? {
+        guard let t = try inputs.optionalTensor(index), t.count > 0 else { return nil }
+        guard t.dtype == .float32, t.count == count else {
+            throw KilnError.shapeMismatch("\(what) is \(t.dtype.onnxName)\(t.shape), \(count) float32 values expected")
+        }
+        return t.withUnsafeBuffer(as: Float.self) { Array($0) }
+    }
+}
+
+final class QuantizedConvolutionKernel: Kernel {
+    let layer: QuantizedConvolutionLayer
+    let cache = WidenedWeightCache()
+
+    init(_ layer: QuantizedConvolutionLayer) { self.layer = layer }
+
+    func execute(_ inputs: [Value?], _ context: KernelContext) throws -> [Value] {
+        try layer.input.validate()
+        let x = try inputs.tensor(0)
+        let w = try inputs.tensor(1)
+        guard x.dtype == .float32, w.dtype == .int8 else {
+            throw KilnError.invalidArgument(
+                "convolution.int8 needs float32 X and int8 W, got \(x.dtype) and \(w.dtype)")
+        }
+        let g = try ConvolutionGeometry(layer.parameters, x: x.shape, w: w.shape)
+        guard let scales = try Int8Arithmetic.floats(inputs, 2, count: g.outChannels, "weight scales") else {
+            throw KilnError.invalidArgument("convolution.int8 has no weight scales")
+        }
+        let bias = try Int8Arithmetic.floats(inputs, 3, count: g.outChannels, "bias")
+        let residual = layer.epilogue.residual ? try inputs.tensor(4) : nil
+        if let residual, residual.dtype != .float32 || residual.shape != g.outShape {
+            throw KilnError.shapeMismatch("convolution.int8 residual is \(residual.shape), \(g.outShape) expected")
+        }
+        let depth = g.groupInChannels * g.kernelSize
+        try Int8Arithmetic.checkDepth(depth, "convolution.int8")
+        let weights = cache.weights(for: w)
+        let xq = x.withUnsafeBuffer(as: Float.self) { Int8Arithmetic.quantize($0, layer.input) }
+        let outSize = g.outSize
+        let columnScale = scales.map { $0 * layer.input.scale }
+        let activation = layer.epilogue.activation
+        let y = Tensor.build(Float.self, shape: g.outShape) { out in
+            guard let o = out.baseAddress, out.count > 0 else { return }
+            let residualBuffer = residual.map { r in r.withUnsafeBuffer(as: Float.self) { Array($0) } }
+            for n in 0..<g.batch {
+                for group in 0..<g.group {
+                    let first = (n * g.inChannels + group * g.groupInChannels) * g.inSize
+                    let columns = xq.withUnsafeBufferPointer { q in
+                        Self.columns(q.baseAddress! + first, g, depth: depth)
+                    }
+                    let outFirst = (n * g.outChannels + group * g.groupOutChannels) * outSize
+                    let shared = UncheckedSendable(o + outFirst)
+                    weights.withUnsafeBufferPointer { wb in
+                        columns.withUnsafeBufferPointer { cb in
+                            Parallel.forEach(g.groupOutChannels, threads: context.threads) { rows in
+                                for row in rows {
+                                    let m = group * g.groupOutChannels + row
+                                    let dst = shared.value + row * outSize
+                                    let wRow = wb.baseAddress! + m * depth
+                                    for p in 0..<outSize {
+                                        let acc = Int8Arithmetic.dot(wRow, cb.baseAddress! + p * depth, depth)
+                                        dst[p] = Float(acc) * columnScale[m] + (bias?[m] ?? 0)
+                                    }
+                                    if let residualBuffer {
+                                        let start = outFirst + row * outSize
+                                        for p in 0..<outSize { dst[p] += residualBuffer[start + p] }
+                                    }
+                                    if let activation { GemmEpilogue.activate(dst, count: outSize, activation) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return [.tensor(y)]
+    }
+
+    /// The input patches as rows: row `p` (an output position) holds (channel, kernel offset) in the weights'
+    /// order; padding reads 0, which is a real 0 after the zero point is subtracted.
+    static func columns(_ x: UnsafePointer<Int16>, _ g: ConvolutionGeometry, depth: Int) -> [Int16] {
+        let rank = g.inSpatial.count
+        let r = g.r
+        var result = [Int16](repeating: 0, count: g.outSize * depth)
+        var outIndex = [Int](repeating: 0, count: rank)
+        var kernelIndex = [Int](repeating: 0, count: rank)
+        result.withUnsafeMutableBufferPointer { dst in
+            for p in 0..<g.outSize {
+                var rest = p
+                for axis in stride(from: rank - 1, through: 0, by: -1) {
+                    outIndex[axis] = rest % r.output[axis]
+                    rest /= r.output[axis]
+                }
+                for offset in 0..<g.kernelSize {
+                    var k = offset
+                    var inside = true
+                    var position = 0
+                    for axis in stride(from: rank - 1, through: 0, by: -1) {
+                        kernelIndex[axis] = k % r.kernel[axis]
+                        k /= r.kernel[axis]
+                    }
+                    for axis in 0..<rank {
+                        let coordinate =
+                            outIndex[axis] * r.strides[axis] - r.padsBegin[axis] + kernelIndex[axis] * r.dilations[axis]
+                        if coordinate < 0 || coordinate >= g.inSpatial[axis] { inside = false }
+                        position = position * g.inSpatial[axis] + coordinate
+                    }
+                    guard inside else { continue }
+                    for c in 0..<g.groupInChannels {
+                        dst[p * depth + c * g.kernelSize + offset] = x[c * g.inSize + position]
+                    }
+                }
+            }
+        }
+        return result
+    }
+}
+
+final class QuantizedMatMulKernel: Kernel {
+    let layer: QuantizedMatMulLayer
+    let cache = WidenedWeightCache()
+
+    init(_ layer: QuantizedMatMulLayer) { self.layer = layer }
+
+    func execute(_ inputs: [Value?], _ context: KernelContext) throws -> [Value] {
+        try layer.input.validate()
+        let a = try inputs.tensor(0)
+        let b = try inputs.tensor(1)
+        guard a.dtype == .float32, b.dtype == .int8, b.shape.count == 2, let depth = a.shape.last,
+            b.shape[1] == depth
+        else {
+            throw KilnError.shapeMismatch(
+                "matMul.int8 needs float32 A [..., K] and int8 B [N, K], got \(a.dtype)\(a.shape) and \(b.dtype)\(b.shape)"
+            )
+        }
+        try Int8Arithmetic.checkDepth(depth, "matMul.int8")
+        let columns = b.shape[0]
+        guard let scales = try Int8Arithmetic.floats(inputs, 2, count: columns, "weight scales") else {
+            throw KilnError.invalidArgument("matMul.int8 has no weight scales")
+        }
+        let bias = try Int8Arithmetic.floats(inputs, 3, count: columns, "bias")
+        let outShape = Array(a.shape.dropLast()) + [columns]
+        let residual = layer.epilogue.residual ? try inputs.tensor(4) : nil
+        if let residual, residual.dtype != .float32 || residual.shape != outShape {
+            throw KilnError.shapeMismatch("matMul.int8 residual is \(residual.shape), \(outShape) expected")
+        }
+        let rows = depth == 0 ? a.shape.dropLast().reduce(1, *) : a.count / depth
+        let weights = cache.weights(for: b)
+        let aq = a.withUnsafeBuffer(as: Float.self) { Int8Arithmetic.quantize($0, layer.input) }
+        let columnScale = scales.map { $0 * layer.input.scale }
+        let residualBuffer = residual.map { r in r.withUnsafeBuffer(as: Float.self) { Array($0) } }
+        let activation = layer.epilogue.activation
+        let y = Tensor.build(Float.self, shape: outShape) { out in
+            guard let o = out.baseAddress, out.count > 0 else { return }
+            let shared = UncheckedSendable(o)
+            aq.withUnsafeBufferPointer { ab in
+                weights.withUnsafeBufferPointer { wb in
+                    Parallel.forEach(rows, threads: context.threads) { range in
+                        for row in range {
+                            let dst = shared.value + row * columns
+                            for n in 0..<columns {
+                                let acc =
+                                    depth == 0
+                                    ? 0
+                                    : Int8Arithmetic.dot(
+                                        ab.baseAddress! + row * depth, wb.baseAddress! + n * depth, depth)
+                                dst[n] = Float(acc) * columnScale[n] + (bias?[n] ?? 0)
+                            }
+                            if let residualBuffer {
+                                for n in 0..<columns { dst[n] += residualBuffer[row * columns + n] }
+                            }
+                            if let activation { GemmEpilogue.activate(dst, count: columns, activation) }
+                        }
+                    }
+                }
+            }
+        }
+        return [.tensor(y)]
+    }
+}

@@ -1,0 +1,125 @@
+/// How a quantized layer turns its float input into 8-bit integers on the fly:
+/// `q = saturate(roundHalfEven(x / scale) + zeroPoint)` in `type`'s range (ONNX QuantizeLinear's rule), so an
+/// explicitly quantized model and a calibrated one run the same layers.
+public struct ActivationQuantization: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var scale: Float
+    public var zeroPoint: Int
+    /// `.int8` (symmetric calibration) or `.uint8` (zero points from quantized ONNX models).
+    public var type: DType
+
+    public init(scale: Float, zeroPoint: Int = 0, type: DType = .int8) {
+        self.scale = scale
+        self.zeroPoint = zeroPoint
+        self.type = type
+    }
+
+    /// The smallest and largest quantized value.
+    public var range: ClosedRange<Int> { type == .uint8 ? 0...255 : -128...127 }
+
+    /// Throws unless the scale is positive and finite, the type is 8-bit and the zero point is in its range.
+    public func validate() throws {
+        guard scale.isFinite, scale > 0 else {
+            throw KilnError.invalidArgument("activation scale \(scale) is not a positive finite number")
+        }
+        guard type == .int8 || type == .uint8 else {
+            throw KilnError.unsupported("activations quantized to \(type) (int8 and uint8 are supported)")
+        }
+        guard range.contains(zeroPoint) else {
+            throw KilnError.invalidArgument("zero point \(zeroPoint) is outside \(type)'s range")
+        }
+    }
+
+    public var description: String {
+        zeroPoint == 0 && type == .int8 ? "x/\(scale)" : "x/\(scale)+\(zeroPoint):\(type)"
+    }
+}
+
+/// A convolution in 8-bit integers: the float input is quantized with `input`, multiplied by int8 weights
+/// (symmetric, one scale per output channel) with int32 accumulation, and the sum is dequantized
+/// (`acc * inputScale * weightScale[m]`) before the bias, the residual and the activation, which stay float.
+/// Inputs: X float `[N, C, spatial...]`, W int8 `[M, C/group, k...]`, weight scales float `[M]`, optional bias
+/// float `[M]`, and with `epilogue.residual` a residual (input 4) of the output's shape.
+public struct QuantizedConvolutionLayer: Layer {
+    public static let kind = LayerKind("convolution.int8")
+    public var parameters: ConvolutionParameters
+    public var epilogue: Epilogue
+    public var input: ActivationQuantization
+
+    public init(_ parameters: ConvolutionParameters, input: ActivationQuantization, epilogue: Epilogue = Epilogue()) {
+        self.parameters = parameters
+        self.input = input
+        self.epilogue = epilogue
+    }
+
+    public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
+        try input.validate()
+        try checkWeights(inputs, rank: nil)
+        let w = weightGeometry(inputs.count > 1 ? inputs[1].tensorType : nil)
+        guard let kernel = w.kernel ?? (parameters.kernelShape.isEmpty ? nil : parameters.kernelShape) else {
+            return [inputs.first?.tensorType.map { .tensor(TensorType($0.dtype, nil)) }]
+        }
+        return [
+            try convolutionOutputType(inputs.first?.tensorType, channels: w.channels) {
+                try parameters.resolve(input: $0, kernel: kernel).output
+            }
+        ]
+    }
+
+    public var description: String {
+        var parts = [parameters.description, "input=\(input)"].filter { !$0.isEmpty }
+        if !epilogue.isEmpty { parts.append("epilogue=\(epilogue)") }
+        return parts.joined(separator: ",")
+    }
+}
+
+/// A matrix product in 8-bit integers: `A [..., K]` (float, quantized with `input`) times the int8 weights
+/// `B [N, K]` (one row per output column, symmetric, one scale per row), int32 accumulation, dequantized
+/// before the bias, the residual and the activation. Inputs: A float, B int8 `[N, K]`, weight scales float
+/// `[N]`, optional bias float `[N]`, and with `epilogue.residual` a residual (input 4) of the output's shape.
+public struct QuantizedMatMulLayer: Layer {
+    public static let kind = LayerKind("matMul.int8")
+    public var epilogue: Epilogue
+    public var input: ActivationQuantization
+
+    public init(input: ActivationQuantization, epilogue: Epilogue = Epilogue()) {
+        self.input = input
+        self.epilogue = epilogue
+    }
+
+    public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
+        try input.validate()
+        try checkWeights(inputs, rank: 2)
+        guard let a = inputs.first?.tensorType, inputs.count > 1, let b = inputs[1].tensorType else { return [nil] }
+        guard var shape = a.shape, let sb = b.shape, !shape.isEmpty else { return [.tensor(TensorType(a.dtype, nil))] }
+        if let k = shape.last?.value, let kb = sb[1].value, k != kb {
+            throw KilnError.shapeMismatch("matMul.int8: A has \(k) columns, the weights \(kb)")
+        }
+        shape[shape.count - 1] = sb[0]
+        return [.tensor(TensorType(a.dtype, shape))]
+    }
+
+    public var description: String {
+        var parts = ["input=\(input)"]
+        if !epilogue.isEmpty { parts.append("epilogue=\(epilogue)") }
+        return parts.joined(separator: ",")
+    }
+}
+
+/// The shared operand checks: float input, int8 weights of `rank` (any when nil), float scales.
+private func checkWeights(_ inputs: [LayerInput], rank: Int?) throws {
+    guard inputs.count >= 3 else { throw KilnError.invalidArgument("a quantized layer needs X, W and weight scales") }
+    if let x = inputs[0].tensorType, x.dtype != .float32 {
+        throw KilnError.unsupported("quantized layer input of \(x.dtype) (float32 expected)")
+    }
+    if let w = inputs[1].tensorType {
+        guard w.dtype == .int8 else { throw KilnError.invalidArgument("quantized weights are \(w.dtype), not int8") }
+        if let rank, let shape = w.shape, shape.count != rank {
+            throw KilnError.shapeMismatch("quantized weights have rank \(shape.count), \(rank) expected")
+        }
+    }
+    for index in 2..<min(inputs.count, 4) {
+        if let t = inputs[index].tensorType, t.dtype != .float32 {
+            throw KilnError.invalidArgument("quantized layer input \(index) is \(t.dtype), float32 expected")
+        }
+    }
+}

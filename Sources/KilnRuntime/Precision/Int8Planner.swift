@@ -1,0 +1,151 @@
+import Foundation
+import KilnIR
+import KilnOptimizer
+
+/// Turns an optimized float graph into its int8 form: calibrates (or reads the cache), quantizes every
+/// candidate layer, measures the outputs against float32 and, given a tolerance, moves the most sensitive
+/// layers back to float32 until the outputs are within it.
+struct Int8Planner {
+    let config: Int8Config
+    let device: any Device
+
+    func run(_ graph: Graph) throws -> (Graph, PrecisionReport) {
+        var floatReasons: [String: String] = [:]
+        let candidates = Int8Quantization.candidates(graph) { floatReasons[$0] = $1 }
+        var values: [String] = []
+        for candidate in candidates where !values.contains(candidate.input) { values.append(candidate.input) }
+        let (table, fromCache) = try ranges(graph, values)
+
+        let guardBatches = config.validation ?? config.calibration
+        let quantize = { (keep: Set<String>) throws -> (Graph, [String], [String: String]) in
+            var g = graph
+            var reasons = floatReasons
+            let done = try Int8Quantization(ranges: table.ranges, keepFloat: keep).apply(&g) { reasons[$0] = $1 }
+            return (g, done, reasons)
+        }
+        var (quantized, int8Layers, reasons) = try quantize([])
+        let layerOutputs = config.perLayer ? outputsOf(int8Layers, graph) : []
+        let evaluator = OutputEvaluator(device: device, batches: guardBatches)
+        var moved: [String] = []
+        var errors: [String: (Double, Double)] = [:]
+        if !guardBatches.isEmpty {
+            let reference = try evaluator.outputs(graph, extra: layerOutputs)
+            errors = try evaluator.errors(quantized, extra: layerOutputs, reference: reference)
+            let names = graph.outputs.map(\.name)
+            func worst(_ e: [String: (Double, Double)]) -> Double { names.compactMap { e[$0]?.0 }.max() ?? 0 }
+            if let tolerance = config.tolerance, worst(errors) > tolerance {
+                config.log?(
+                    String(
+                        format: "int8 outputs differ by %.3g (tolerance %.3g): ranking layers", worst(errors), tolerance
+                    ))
+                var sensitivity: [(String, Double)] = []
+                for (index, layer) in int8Layers.enumerated() {
+                    config.progress?("sensitivity", index, int8Layers.count)
+                    let (alone, _, _) = try quantize(Set(int8Layers).subtracting([layer]))
+                    sensitivity.append((layer, worst(try evaluator.errors(alone, extra: [], reference: reference))))
+                }
+                config.progress?("sensitivity", int8Layers.count, int8Layers.count)
+                for (layer, alone) in sensitivity.sorted(by: { $0.1 > $1.1 }) {
+                    moved.append(layer)
+                    (quantized, int8Layers, reasons) = try quantize(Set(moved))
+                    errors = try evaluator.errors(quantized, extra: layerOutputs, reference: reference)
+                    config.log?(
+                        String(
+                            format: "moved %@ to float32 (alone it gave %.3g): outputs now %.3g", layer, alone,
+                            worst(errors)))
+                    if worst(errors) <= tolerance { break }
+                }
+            }
+        }
+        let report = PrecisionReport(
+            precision: "int8", calibrator: table.method, calibrationSamples: table.samples, fromCache: fromCache,
+            guardData: config.validation == nil ? "calibration" : "validation",
+            guardSamples: guardBatches.reduce(0) { $0 + ($1.values.first?.shape.first ?? 1) },
+            tolerance: config.tolerance,
+            layers: graph.nodes.compactMap { node in
+                if int8Layers.contains(node.name) {
+                    let error = node.outputs.first.flatMap { errors[$0]?.0 }
+                    return .init(name: node.name, precision: "int8", reason: nil, relativeError: error)
+                }
+                return reasons[node.name].map { .init(name: node.name, precision: "float32", reason: $0) }
+            },
+            outputs: graph.outputs.compactMap { output in
+                errors[output.name].map { .init(name: output.name, relativeError: $0.0, maxAbsoluteDifference: $0.1) }
+            },
+            movedToFloat: moved)
+        return (quantized, report)
+    }
+
+    /// The calibrated ranges: from the cache when it covers `values` with this calibrator, else measured (and
+    /// then saved to the cache).
+    private func ranges(_ graph: Graph, _ values: [String]) throws -> (CalibrationTable, Bool) {
+        if let url = config.cache, let cached = try CalibrationTable.load(url) {
+            let missing = values.filter { cached.ranges[$0] == nil }
+            if missing.isEmpty, cached.method == config.method.description {
+                config.log?(
+                    "calibration cache \(url.lastPathComponent): \(values.count) ranges (\(cached.method)); not calibrating"
+                )
+                return (cached, true)
+            }
+            config.log?(
+                "calibration cache \(url.lastPathComponent) "
+                    + (missing.isEmpty
+                        ? "was made with \(cached.method), not \(config.method)"
+                        : "lacks \(missing.count) of this model's \(values.count) ranges (first: '\(missing[0])')")
+                    + "; calibrating again")
+        }
+        guard !config.calibration.isEmpty else {
+            throw KilnError.invalidArgument(
+                "int8 needs calibration data (--calibration) or a calibration cache that covers the model")
+        }
+        let progress = config.progress
+        let calibrator = Calibrator(method: config.method) { done, total in progress?("calibration", done, total) }
+        let table = try calibrator.calibrate(graph, values: values, device: device, batches: config.calibration)
+        if let url = config.cache { try table.save(url) }
+        return (table, false)
+    }
+
+    private func outputsOf(_ layers: [String], _ graph: Graph) -> [String] {
+        graph.nodes.filter { layers.contains($0.name) }.flatMap(\.outputs)
+    }
+}
+
+/// Runs graphs over the guard's batches and compares their outputs.
+struct OutputEvaluator {
+    let device: any Device
+    let batches: [[String: Tensor]]
+
+    /// Every output (and each of `extra`) as floats, the batches one after another.
+    func outputs(_ graph: Graph, extra: [String]) throws -> [String: [Float]] {
+        let engine = try Engine(graph: Calibrator.exposing(extra, in: graph), device: device)
+        let context = engine.makeContext()
+        var result: [String: [Float]] = [:]
+        for batch in batches {
+            for (name, value) in try context.run(batch.mapValues(Value.tensor)) {
+                guard let tensor = try? value.asTensor(), tensor.dtype == .float32 else { continue }
+                result[name, default: []] += tensor.withUnsafeBuffer(as: Float.self) { Array($0) }
+            }
+        }
+        return result
+    }
+
+    /// (relative error, largest absolute difference) of each value of `graph` against `reference`.
+    func errors(_ graph: Graph, extra: [String], reference: [String: [Float]]) throws -> [String: (Double, Double)] {
+        let got = try outputs(graph, extra: extra)
+        var result: [String: (Double, Double)] = [:]
+        for (name, expected) in reference {
+            guard let actual = got[name], actual.count == expected.count else { continue }
+            var difference = 0.0
+            var norm = 0.0
+            var largest = 0.0
+            for (a, e) in zip(actual, expected) {
+                let d = Double(a) - Double(e)
+                difference += d * d
+                norm += Double(e) * Double(e)
+                largest = max(largest, abs(d))
+            }
+            result[name] = (norm > 0 ? (difference / norm).squareRoot() : difference.squareRoot(), largest)
+        }
+        return result
+    }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import KilnIR
+import KilnRuntime
+
+/// Reduced precision for a build: int8 with calibration, the calibration cache and the accuracy guard.
+struct PrecisionOptions: ParsableArguments {
+    @Flag(
+        help:
+            "Run convolutions and matrix products in int8 (post-training quantization; needs --calibration or a covering --calibration-cache)."
+    )
+    var int8 = false
+
+    @Option(help: "Calibration data: one .npz (arrays input__NAME or NAME) or a folder of .npz/.npy batches.")
+    var calibration: String?
+
+    @Option(help: "entropy (KL divergence over 2048 bins, the default), minmax or percentile.")
+    var calibrator = "entropy"
+
+    @Option(help: "The percentile the percentile calibrator keeps.")
+    var percentile = 99.99
+
+    @Option(help: "A text file of calibrated ranges: read when it covers the model, else written after calibrating.")
+    var calibrationCache: String?
+
+    @Option(help: "Samples per calibration batch.")
+    var calibrationBatch = 32
+
+    @Option(help: "Data the accuracy guard measures on (default: the calibration data); same forms as --calibration.")
+    var validation: String?
+
+    @Option(
+        help:
+            "Largest relative output error against float32 to accept; the most sensitive layers move back to float32 until the engine is within it."
+    )
+    var accuracyTolerance: Double?
+
+    @Flag(help: "Also report each int8 layer's own output error against float32.")
+    var perLayer = false
+
+    var isSet: Bool { int8 || calibration != nil || calibrationCache != nil || accuracyTolerance != nil || perLayer }
+
+    func validate() throws {
+        guard int8 || !isSet else {
+            throw ValidationError(
+                "--calibration, --calibration-cache, --accuracy-tolerance and --per-layer go with --int8")
+        }
+        if calibrationBatch < 1 { throw ValidationError("--calibration-batch must be at least 1") }
+        if let accuracyTolerance, !(accuracyTolerance >= 0) {
+            throw ValidationError("--accuracy-tolerance must be a non-negative number")
+        }
+    }
+
+    /// The int8 settings for an engine with these inputs, or nil for float32.
+    func int8Config(inputs: [GraphValue]) throws -> Int8Config? {
+        guard int8 else { return nil }
+        let method = try CalibrationMethod(name: calibrator, percentile: percentile)
+        if calibration == nil, calibrationCache == nil {
+            throw KilnError.invalidArgument("--int8 needs --calibration DATA or --calibration-cache FILE")
+        }
+        let batches =
+            try calibration.map { try CalibrationData.load($0, inputs: inputs, batch: calibrationBatch) } ?? []
+        var config = Int8Config(
+            calibration: batches,
+            validation: try validation.map { try CalibrationData.load($0, inputs: inputs, batch: calibrationBatch) },
+            method: method, cache: calibrationCache.map { URL(fileURLWithPath: $0) }, tolerance: accuracyTolerance,
+            perLayer: perLayer)
+        let bar = ProgressBar(enabled: isatty(STDOUT_FILENO) != 0)
+        config.progress = { stage, done, total in bar.update(stage, done, total) }
+        config.log = { line in
+            bar.clear()
+            Console.line(line)
+        }
+        return config
+    }
+}
+
+/// A progress bar on one terminal line (`calibration [#####.....] 12/32`), safe to update from any thread.
+final class ProgressBar: @unchecked Sendable {
+    private let enabled: Bool
+    private let lock = NSLock()
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func update(_ stage: String, _ done: Int, _ total: Int) {
+        guard enabled, total > 0 else { return }
+        let width = 30
+        let filled = width * done / total
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        lock.lock()
+        FileHandle.standardOutput.write(Data("\r\(stage) [\(bar)] \(done)/\(total)\u{1B}[K".utf8))
+        if done == total { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)) }
+        lock.unlock()
+    }
+
+    func clear() {
+        guard enabled else { return }
+        lock.lock()
+        FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
+        lock.unlock()
+    }
+}
