@@ -145,5 +145,56 @@ fi
 expect "refit from another network" 1 "not the network this plan was built from" -- \
     "$KILN" refit "$WORK/a.kiln" --from "$WORK/identity.onnx" -o "$WORK/d.kiln"
 
+# Precision: int8 builds with calibration, the calibration cache, the report in inspect, and the demo.
+DIGITS="$ROOT/models/digits"
+"$PY" -c "import numpy as np; np.savez('$WORK/wrong-names.npz', image=np.zeros((2, 1, 8, 8), np.float32))"
+expect "int8 without calibration data" 1 "--int8 needs --calibration" -- \
+    "$KILN" build "$DIGITS/model.onnx" -o "$WORK/q.kiln" --device cpu --int8
+expect "calibration without --int8" 1 "go with --int8" -- \
+    "$KILN" build "$DIGITS/model.onnx" -o "$WORK/q.kiln" --device cpu --calibration "$DIGITS/calibration.npz"
+expect "calibration data for other inputs" 1 "wrong-names.npz.*no array for input 'input'" -- \
+    "$KILN" build "$DIGITS/model.onnx" -o "$WORK/q.kiln" --device cpu --int8 --calibration "$WORK/wrong-names.npz"
+expect "an unknown calibrator" 1 "no calibrator 'kl'" -- "$KILN" build "$DIGITS/model.onnx" -o "$WORK/q.kiln" \
+    --device cpu --int8 --calibration "$DIGITS/calibration.npz" --calibrator kl
+expect "an int8 plan" 0 - -- "$KILN" build "$DIGITS/model.onnx" -o "$WORK/q.kiln" --device cpu --int8 \
+    --calibration "$DIGITS/calibration.npz" --calibration-cache "$WORK/calibration.txt" --per-layer
+if grep -q "^calibrator: entropy" "$WORK/calibration.txt" && grep -q "6 layers in int8" "$WORK/out"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    echo "FAIL an int8 plan: no calibration cache or not every layer in int8: $(head -3 "$WORK/out")"
+fi
+expect "int8 from the cache alone" 0 - -- "$KILN" build "$DIGITS/model.onnx" -o "$WORK/q2.kiln" --device cpu \
+    --int8 --calibration-cache "$WORK/calibration.txt"
+if grep -q "not calibrating" "$WORK/out"; then passed=$((passed + 1)); else
+    failed=$((failed + 1))
+    echo "FAIL int8 from the cache alone: the cache was not used"
+fi
+expect "int8 options with a plan" 1 "a plan keeps its precision" -- "$KILN" run "$WORK/q.kiln" --int8
+expect "inspect an int8 plan" 0 - -- "$KILN" inspect "$WORK/q.kiln"
+if grep -q "accuracy guard on 256 calibration samples" "$WORK/out" && grep -q "convolution.int8" "$WORK/out"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    echo "FAIL inspect an int8 plan: no precision report or no int8 layers"
+fi
+expect "compare the int8 plan with the test split" 0 - -- \
+    "$KILN" compare "$WORK/q.kiln" --reference "$DIGITS/test.npz" --tolerance 0.05
+expect "the demo" 0 - -- "$KILN" demo --device cpu --seconds 0.05 --json "$WORK/demo.json"
+if "$PY" - "$WORK/demo.json" <<'PYEOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+rows = {r["precision"]: r for r in d["results"]}
+assert set(rows) == {"fp32", "int8"}, rows
+assert rows["fp32"]["top1"] >= 0.99, rows["fp32"]
+assert abs(rows["int8"]["top1"] - rows["fp32"]["top1"]) <= 0.005, rows
+assert rows["int8"]["engineBytes"] * 3 < rows["fp32"]["engineBytes"], rows
+assert [s["precision"] for s in d["skipped"]] == ["fp16"], d["skipped"]
+PYEOF
+then passed=$((passed + 1)); else
+    failed=$((failed + 1))
+    echo "FAIL the demo: its results are not what they should be"
+fi
+
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

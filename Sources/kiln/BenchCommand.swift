@@ -21,6 +21,7 @@ struct BenchCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var optimizerOptions: OptimizerOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
 
     @Option(help: "Batch size: the value of each input's leading symbolic dimension.")
     var batch: Int = 1
@@ -64,7 +65,8 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         let source = try EngineSource.load(
-            model, deviceOptions: deviceOptions, optimizerOptions: optimizerOptions, cudaGraphs: cudaGraph)
+            model, deviceOptions: deviceOptions, optimizerOptions: optimizerOptions,
+            precisionOptions: precisionOptions, cudaGraphs: cudaGraph)
         let (engine, device) = (source.engine, source.device)
         let feeds = try InputFeeds(
             engine: engine, files: [], archive: inputs, shapes: shapes + batchShapes(engine), seed: seed

@@ -23,6 +23,7 @@ struct CompareCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var optimizerOptions: OptimizerOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
 
     @Option(help: "Expected outputs (and inputs) as input__NAME / output__NAME members of an .npz.")
     var reference: String?
@@ -41,7 +42,9 @@ struct CompareCommand: ParsableCommand {
 
     func run() throws {
         let url = ModelPath.resolve(model)
-        let source = try EngineSource.load(model, deviceOptions: deviceOptions, optimizerOptions: optimizerOptions)
+        let source = try EngineSource.load(
+            model, deviceOptions: deviceOptions, optimizerOptions: optimizerOptions,
+            precisionOptions: precisionOptions)
         let (engine, device) = (source.engine, source.device)
         var feeds: [String: Value]
         var expected: [String: Tensor] = [:]

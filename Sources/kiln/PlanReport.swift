@@ -28,6 +28,8 @@ struct PlanReport: Encodable {
     /// Layer signature -> the implementation timing chose.
     var tactics: [String: String]
     var memory: [Memory]
+    /// The int8 build's decisions and accuracy; nil for float32 plans.
+    var precision: PrecisionReport?
     var graph: String
 
     init(_ plan: EnginePlan, fileBytes: Int) {
@@ -62,6 +64,7 @@ struct PlanReport: Encodable {
                 naiveActivationBytes: report.naiveActivationBytes, workspaceBytes: report.workspaceBytes,
                 perContextBytes: report.perContextBytes, launches: report.launches)
         }
+        precision = plan.precision
         graph = g.textForm()
     }
 
@@ -93,6 +96,7 @@ struct PlanReport: Encodable {
                     + "\(mib(m.naiveActivationBytes)) one buffer per value; workspace \(mib(m.workspaceBytes)); "
                     + "\(mib(m.perContextBytes)) per context; \(m.launches) launches per inference")
         }
+        lines += precision.map(PrecisionText.lines) ?? ["precision:        float32"]
         lines += ReportLines.counts("layers", layers)
         lines.append("")
         lines.append(graph)

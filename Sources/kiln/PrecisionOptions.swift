@@ -38,13 +38,12 @@ struct PrecisionOptions: ParsableArguments {
     @Flag(help: "Also report each int8 layer's own output error against float32.")
     var perLayer = false
 
-    var isSet: Bool { int8 || calibration != nil || calibrationCache != nil || accuracyTolerance != nil || perLayer }
+    var isSet: Bool { int8 || hasInt8Settings }
+    private var hasInt8Settings: Bool {
+        calibration != nil || calibrationCache != nil || validation != nil || accuracyTolerance != nil || perLayer
+    }
 
     func validate() throws {
-        guard int8 || !isSet else {
-            throw ValidationError(
-                "--calibration, --calibration-cache, --accuracy-tolerance and --per-layer go with --int8")
-        }
         if calibrationBatch < 1 { throw ValidationError("--calibration-batch must be at least 1") }
         if let accuracyTolerance, !(accuracyTolerance >= 0) {
             throw ValidationError("--accuracy-tolerance must be a non-negative number")
@@ -53,7 +52,14 @@ struct PrecisionOptions: ParsableArguments {
 
     /// The int8 settings for an engine with these inputs, or nil for float32.
     func int8Config(inputs: [GraphValue]) throws -> Int8Config? {
-        guard int8 else { return nil }
+        guard int8 else {
+            if hasInt8Settings {
+                throw KilnError.invalidArgument(
+                    "--calibration, --calibration-cache, --validation, --accuracy-tolerance and --per-layer go with --int8"
+                )
+            }
+            return nil
+        }
         let method = try CalibrationMethod(name: calibrator, percentile: percentile)
         if calibration == nil, calibrationCache == nil {
             throw KilnError.invalidArgument("--int8 needs --calibration DATA or --calibration-cache FILE")

@@ -32,6 +32,7 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
     @OptionGroup var optimizerOptions: OptimizerOptions
+    @OptionGroup var precisionOptions: PrecisionOptions
 
     @Option(help: "Run the inference this many times and report the median time (outputs are from the last run).")
     var `repeat`: Int = 1
@@ -41,7 +42,9 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
-        let source = try EngineSource.load(model, deviceOptions: deviceOptions, optimizerOptions: optimizerOptions)
+        let source = try EngineSource.load(
+            model, deviceOptions: deviceOptions, optimizerOptions: optimizerOptions,
+            precisionOptions: precisionOptions)
         let (engine, device) = (source.engine, source.device)
         let feeds = try InputFeeds(
             engine: engine, files: inputFiles, archive: inputs, shapes: shapes, seed: seed
