@@ -1,7 +1,9 @@
 import KilnIR
 
 /// Evaluates nodes whose inputs are all constants and turns their tensor outputs into initializers.
-/// Random generators, control flow and results over the size limit are left alone.
+/// Random generators, control flow and results over the size limit are left alone, and so is the
+/// dequantization of 8-bit constants: those are int8 weights, which `QDQFolding` keeps in int8 (and folds
+/// itself where it cannot).
 public struct ConstantFolding: Pass {
     public let name = "constant-folding"
     public init() {}
@@ -10,7 +12,7 @@ public struct ConstantFolding: Pass {
         var changed = false
         var remaining: [Node] = []
         for node in graph.nodes {
-            guard node.layer.isDeterministic, node.layer.subgraphs.isEmpty,
+            guard node.layer.isDeterministic, node.layer.subgraphs.isEmpty, !Self.isWeightDequantization(node, graph),
                 node.inputs.contains(where: { !$0.isEmpty }),
                 node.inputs.allSatisfy({ $0.isEmpty || graph.initializers[$0] != nil }),
                 let folded = try? context.evaluate(
@@ -37,5 +39,11 @@ public struct ConstantFolding: Pass {
         }
         graph.nodes = remaining
         return changed
+    }
+
+    static func isWeightDequantization(_ node: Node, _ graph: Graph) -> Bool {
+        guard node.layer is DequantizeLayer, let input = node.inputs.first.flatMap({ graph.initializers[$0] })
+        else { return false }
+        return input.dtype == .int8 || input.dtype == .uint8
     }
 }

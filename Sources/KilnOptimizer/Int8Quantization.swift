@@ -95,24 +95,33 @@ public struct Int8Quantization: Sendable {
 
     private func rewrite(_ index: Int, _ input: ActivationQuantization, _ graph: inout Graph) throws -> Bool {
         let node = graph.nodes[index]
+        guard let w = graph.initializers[node.inputs[1]] else { return false }
+        let transposeB = (node.layer as? MatMulLayer)?.transposeB ?? true
+        let rows = node.layer is ConvolutionLayer || transposeB ? w.shape[0] : w.shape[1]
+        let (q, scales) = try Self.quantizeRows(w, rows: rows, transposed: !transposeB)
+        return Self.replace(index, input: input, weights: q, scales: scales, &graph)
+    }
+
+    /// Replaces the float convolution or matMul at `index` by its int8 form reading `input` quantized, with
+    /// int8 `weights` (a convolution's `[M, C/group, k...]`, a matMul's `[N, K]`) and one scale per output
+    /// channel. A matMul's alpha joins the scales and beta a constant bias. Returns false for other layers.
+    static func replace(
+        _ index: Int, input: ActivationQuantization, weights q: Tensor, scales: [Float], _ graph: inout Graph
+    ) -> Bool {
+        let node = graph.nodes[index]
         var inputs = [node.inputs[0]]
         let layer: any Layer
         if let conv = node.layer as? ConvolutionLayer {
-            let w = graph.initializers[node.inputs[1]]!
-            let (q, scales) = try Self.quantizeRows(w, rows: w.shape[0], transposed: false)
             inputs += weightNames(q, scales, node.inputs[1], &graph)
             inputs.append(node.inputs.count > 2 ? node.inputs[2] : "")
             if conv.epilogue.residual { inputs.append(node.inputs[3]) }
             layer = QuantizedConvolutionLayer(conv.parameters, input: input, epilogue: conv.epilogue)
         } else if let matMul = node.layer as? MatMulLayer {
-            let b = graph.initializers[node.inputs[1]]!
-            let (q, scales) = try Self.quantizeRows(
-                b, rows: matMul.transposeB ? b.shape[0] : b.shape[1], transposed: !matMul.transposeB)
             inputs += weightNames(q, scales.map { $0 * matMul.alpha }, node.inputs[1], &graph)
             var epilogue = matMul.epilogue
             let c = node.inputs.count > 2 ? node.inputs[2] : ""
-            if let bias = graph.initializers[c] {
-                let values = try bias.doubleValues().map { Float($0) * matMul.beta }
+            if let bias = graph.initializers[c], let doubles = try? bias.doubleValues() {
+                let values = doubles.map { Float($0) * matMul.beta }
                 inputs.append(graph.addConstant(Tensor(shape: [values.count], scalars: values), named: c + ".bias"))
                 if node.inputs.count > 3, !node.inputs[3].isEmpty { inputs.append(node.inputs[3]) }
             } else {
@@ -130,7 +139,7 @@ public struct Int8Quantization: Sendable {
         return true
     }
 
-    private func weightNames(_ q: Tensor, _ scales: [Float], _ base: String, _ graph: inout Graph) -> [String] {
+    private static func weightNames(_ q: Tensor, _ scales: [Float], _ base: String, _ graph: inout Graph) -> [String] {
         [
             graph.addConstant(q, named: base + ".int8"),
             graph.addConstant(Tensor(shape: [scales.count], scalars: scales), named: base + ".scale"),

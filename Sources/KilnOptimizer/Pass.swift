@@ -54,6 +54,8 @@ public struct Pipeline: Sendable {
         TransposeFolding(),
         SoftmaxNaNGuardFolding(),
         EpilogueFusion(),
+        // After the epilogues, so an int8 layer keeps the activation fused into its float epilogue.
+        QDQFolding(),
         // After the epilogues (biases are inside the products; a mask add may be the scores' C input).
         HorizontalFusion(),
         // After the epilogues, so a product's bias add no longer hides that only shuffles read it.

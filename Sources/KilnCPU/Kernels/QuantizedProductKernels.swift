@@ -97,6 +97,7 @@ final class QuantizedConvolutionKernel: Kernel {
         let outSize = g.outSize
         let columnScale = scales.map { $0 * layer.input.scale }
         let activation = layer.epilogue.activation
+        let output = layer.output
         let y = Tensor.build(Float.self, shape: g.outShape) { out in
             guard let o = out.baseAddress, out.count > 0 else { return }
             let residualBuffer = residual.map { r in r.withUnsafeBuffer(as: Float.self) { Array($0) } }
@@ -124,6 +125,7 @@ final class QuantizedConvolutionKernel: Kernel {
                                         for p in 0..<outSize { dst[p] += residualBuffer[start + p] }
                                     }
                                     if let activation { GemmEpilogue.activate(dst, count: outSize, activation) }
+                                    if let output { for p in 0..<outSize { dst[p] = output.roundTrip(dst[p]) } }
                                 }
                             }
                         }
@@ -208,6 +210,7 @@ final class QuantizedMatMulKernel: Kernel {
         let columnScale = scales.map { $0 * layer.input.scale }
         let residualBuffer = residual.map { r in r.withUnsafeBuffer(as: Float.self) { Array($0) } }
         let activation = layer.epilogue.activation
+        let output = layer.output
         let y = Tensor.build(Float.self, shape: outShape) { out in
             guard let o = out.baseAddress, out.count > 0 else { return }
             let shared = UncheckedSendable(o)
@@ -228,6 +231,7 @@ final class QuantizedMatMulKernel: Kernel {
                                 for n in 0..<columns { dst[n] += residualBuffer[row * columns + n] }
                             }
                             if let activation { GemmEpilogue.activate(dst, count: columns, activation) }
+                            if let output { for n in 0..<columns { dst[n] = output.roundTrip(dst[n]) } }
                         }
                     }
                 }

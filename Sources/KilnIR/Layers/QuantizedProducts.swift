@@ -16,6 +16,14 @@ public struct ActivationQuantization: Sendable, Hashable, Codable, CustomStringC
     /// The smallest and largest quantized value.
     public var range: ClosedRange<Int> { type == .uint8 ? 0...255 : -128...127 }
 
+    /// `x` quantized and dequantized again: the value the quantized tensor stands for.
+    @inlinable
+    public func roundTrip(_ x: Float) -> Float {
+        let r = (x / scale).rounded(.toNearestOrEven) + Float(zeroPoint)
+        guard !r.isNaN else { return 0 }
+        return (min(max(r, Float(range.lowerBound)), Float(range.upperBound)) - Float(zeroPoint)) * scale
+    }
+
     /// Throws unless the scale is positive and finite, the type is 8-bit and the zero point is in its range.
     public func validate() throws {
         guard scale.isFinite, scale > 0 else {
@@ -37,22 +45,29 @@ public struct ActivationQuantization: Sendable, Hashable, Codable, CustomStringC
 /// A convolution in 8-bit integers: the float input is quantized with `input`, multiplied by int8 weights
 /// (symmetric, one scale per output channel) with int32 accumulation, and the sum is dequantized
 /// (`acc * inputScale * weightScale[m]`) before the bias, the residual and the activation, which stay float.
-/// Inputs: X float `[N, C, spatial...]`, W int8 `[M, C/group, k...]`, weight scales float `[M]`, optional bias
+/// With `output`, the result is then quantized and dequantized (an explicitly quantized model's Q/DQ pair after
+/// the layer, done while the result is in cache). Inputs: X float `[N, C, spatial...]`, W int8 `[M, C/group, k...]`, weight scales float `[M]`, optional bias
 /// float `[M]`, and with `epilogue.residual` a residual (input 4) of the output's shape.
 public struct QuantizedConvolutionLayer: Layer {
     public static let kind = LayerKind("convolution.int8")
     public var parameters: ConvolutionParameters
     public var epilogue: Epilogue
     public var input: ActivationQuantization
+    public var output: ActivationQuantization?
 
-    public init(_ parameters: ConvolutionParameters, input: ActivationQuantization, epilogue: Epilogue = Epilogue()) {
+    public init(
+        _ parameters: ConvolutionParameters, input: ActivationQuantization, epilogue: Epilogue = Epilogue(),
+        output: ActivationQuantization? = nil
+    ) {
         self.parameters = parameters
         self.input = input
         self.epilogue = epilogue
+        self.output = output
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
         try input.validate()
+        try output?.validate()
         try checkWeights(inputs, rank: nil)
         let w = weightGeometry(inputs.count > 1 ? inputs[1].tensorType : nil)
         guard let kernel = w.kernel ?? (parameters.kernelShape.isEmpty ? nil : parameters.kernelShape) else {
@@ -68,26 +83,30 @@ public struct QuantizedConvolutionLayer: Layer {
     public var description: String {
         var parts = [parameters.description, "input=\(input)"].filter { !$0.isEmpty }
         if !epilogue.isEmpty { parts.append("epilogue=\(epilogue)") }
+        if let output { parts.append("output=\(output)") }
         return parts.joined(separator: ",")
     }
 }
 
 /// A matrix product in 8-bit integers: `A [..., K]` (float, quantized with `input`) times the int8 weights
 /// `B [N, K]` (one row per output column, symmetric, one scale per row), int32 accumulation, dequantized
-/// before the bias, the residual and the activation. Inputs: A float, B int8 `[N, K]`, weight scales float
+/// before the bias, the residual and the activation (then, with `output`, quantize-dequantized). Inputs: A float, B int8 `[N, K]`, weight scales float
 /// `[N]`, optional bias float `[N]`, and with `epilogue.residual` a residual (input 4) of the output's shape.
 public struct QuantizedMatMulLayer: Layer {
     public static let kind = LayerKind("matMul.int8")
     public var epilogue: Epilogue
     public var input: ActivationQuantization
+    public var output: ActivationQuantization?
 
-    public init(input: ActivationQuantization, epilogue: Epilogue = Epilogue()) {
+    public init(input: ActivationQuantization, epilogue: Epilogue = Epilogue(), output: ActivationQuantization? = nil) {
         self.input = input
         self.epilogue = epilogue
+        self.output = output
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
         try input.validate()
+        try output?.validate()
         try checkWeights(inputs, rank: 2)
         guard let a = inputs.first?.tensorType, inputs.count > 1, let b = inputs[1].tensorType else { return [nil] }
         guard var shape = a.shape, let sb = b.shape, !shape.isEmpty else { return [.tensor(TensorType(a.dtype, nil))] }
@@ -101,6 +120,7 @@ public struct QuantizedMatMulLayer: Layer {
     public var description: String {
         var parts = ["input=\(input)"]
         if !epilogue.isEmpty { parts.append("epilogue=\(epilogue)") }
+        if let output { parts.append("output=\(output)") }
         return parts.joined(separator: ",")
     }
 }
