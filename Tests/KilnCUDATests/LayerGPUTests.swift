@@ -31,6 +31,8 @@ private enum GPUHolder {
 enum InputSpec {
     case float([Int], ClosedRange<Float> = -1...1)
     case int64([Int], ClosedRange<Int64>)
+    /// Int8 weights in [-127, 127].
+    case int8([Int])
     case bool([Int])
     case tensor(Tensor)
     /// A weight: an initializer of the graph, not an input.
@@ -41,6 +43,7 @@ enum InputSpec {
         switch self {
         case .float(let shape, let range): .random(shape, in: range, using: &rng)
         case .int64(let shape, let range): .randomIntegers(Int64.self, shape, in: range, using: &rng)
+        case .int8(let shape): .randomIntegers(Int8.self, shape, in: -127...127, using: &rng)
         case .bool(let shape):
             Tensor(shape: shape, scalars: (0..<Tensor.elementCount(shape)).map { _ in Bool.random(using: &rng) })
         case .tensor(let t), .constant(let t): t

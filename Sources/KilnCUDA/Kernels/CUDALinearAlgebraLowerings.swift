@@ -9,5 +9,9 @@ enum CUDALinearAlgebraLowerings {
         cudaLowering(ConvolutionLayer.self) { layer, info in try CUDAConvolutionLowering.lower(layer, info) },
         cudaLowering(FusedAttentionLayer.self) { layer, info in try CUDAAttention.lower(layer, info) },
         cudaLowering(AttentionLayer.self) { layer, info in try CUDAAttention.lower(layer, info) },
+        cudaLowering(QuantizedConvolutionLayer.self) { layer, info in
+            try CUDAQuantizedProducts.lowerConvolution(layer, info)
+        },
+        cudaLowering(QuantizedMatMulLayer.self) { layer, info in try CUDAQuantizedProducts.lowerMatMul(layer, info) },
     ]
 }

@@ -1,0 +1,254 @@
+import KilnIR
+
+/// convolution.int8 (2-D) and matMul.int8 as Kiln's own kernels: one launch quantizes the float input into a
+/// byte buffer (scratch), a second multiplies in integers (int32 accumulation) and finishes each output in
+/// float: dequantize, bias, residual, activation, and the optional output requantization. Every float step is
+/// rounded separately (no fused multiply-add), as the CPU reference computes it, so the two agree exactly up to
+/// the activation functions. These are direct kernels without tensor cores: correct int8 engines on the GPU,
+/// not yet fast ones.
+enum CUDAQuantizedProducts {
+    static let threads = 256
+    static let maxBlocks = 132 * 32
+
+    static func lowerConvolution(_ layer: QuantizedConvolutionLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
+        let x = try info.inputShape(0)
+        let w = try info.inputShape(1)
+        let out = try info.outputShape(0)
+        try checkTypes(info, residual: layer.epilogue.residual)
+        guard x.count == 4, w.count == 4 else {
+            throw KilnError.unsupported("CUDA convolution.int8 handles 2-D convolutions only, not rank \(x.count)")
+        }
+        let group = layer.parameters.group
+        guard group > 0, x[1] == w[1] * group, w[0] % group == 0 else {
+            throw KilnError.shapeMismatch("convolution.int8 with group \(group): X \(x) and W \(w) do not match")
+        }
+        let r = try layer.parameters.resolve(input: Array(x.dropFirst(2)), kernel: Array(w.dropFirst(2)))
+        guard r.kernel == Array(w.dropFirst(2)), [x[0], w[0]] + r.output == out else {
+            throw KilnError.shapeMismatch(
+                "convolution.int8 output is \([x[0], w[0]] + r.output), the graph says \(out)")
+        }
+        try checkVectors(info, count: w[0])
+        let total = out.reduce(1, *)
+        if total == 0 { return CUDALowering(steps: []) }
+        let act = CUDALinearAlgebraEpilogue.activationIndex(layer.epilogue.activation)
+        let (p0, p1) = CUDALinearAlgebraEpilogue.parameters(layer.epilogue.activation)
+        let signed = layer.input.type == .int8
+        let product = CUDALaunch(
+            source: source, function: "kiln_conv2d_int8_\(signed ? "i8" : "u8")_act\(act)", grid: grid(total),
+            block: CUDADim3(threads),
+            arguments: [
+                .pointer(.scratch(0)), .pointer(.input(1)), .pointer(.input(2)),
+                .pointer(info.hasInput(3) ? .input(3) : .input(2)),
+                .pointer(layer.epilogue.residual ? .input(4) : .input(2)), .pointer(.output(0)),
+                .dims([x[0], x[1], x[2], x[3], w[0], out[2], out[3]]),
+                .dims([w[2], w[3], r.strides[0], r.strides[1], r.padsBegin[0], r.padsBegin[1]] + r.dilations),
+                .int32(Int32(group)), .int32(Int32(layer.input.zeroPoint)), .float32(layer.input.scale),
+                .int32(info.hasInput(3) ? 1 : 0), .int32(layer.epilogue.residual ? 1 : 0), .float32(p0), .float32(p1),
+            ] + requantization(layer.output))
+        return CUDALowering(
+            steps: [.launch(quantize(layer.input, count: x.reduce(1, *))), .launch(product)],
+            scratchBytes: [x.reduce(1, *)])
+    }
+
+    static func lowerMatMul(_ layer: QuantizedMatMulLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
+        let a = try info.inputShape(0)
+        let b = try info.inputShape(1)
+        let out = try info.outputShape(0)
+        try checkTypes(info, residual: layer.epilogue.residual)
+        guard b.count == 2, let depth = a.last, b[1] == depth, out == Array(a.dropLast()) + [b[0]] else {
+            throw KilnError.shapeMismatch("matMul.int8 needs A [..., K] and B [N, K], got \(a) and \(b)")
+        }
+        try checkVectors(info, count: b[0])
+        let total = out.reduce(1, *)
+        if total == 0 { return CUDALowering(steps: []) }
+        let act = CUDALinearAlgebraEpilogue.activationIndex(layer.epilogue.activation)
+        let (p0, p1) = CUDALinearAlgebraEpilogue.parameters(layer.epilogue.activation)
+        let signed = layer.input.type == .int8
+        let product = CUDALaunch(
+            source: source, function: "kiln_matmul_int8_\(signed ? "i8" : "u8")_act\(act)", grid: grid(total),
+            block: CUDADim3(threads),
+            arguments: [
+                .pointer(.scratch(0)), .pointer(.input(1)), .pointer(.input(2)),
+                .pointer(info.hasInput(3) ? .input(3) : .input(2)),
+                .pointer(layer.epilogue.residual ? .input(4) : .input(2)), .pointer(.output(0)),
+                .int(total / b[0]), .int(b[0]), .int(depth), .int32(Int32(layer.input.zeroPoint)),
+                .float32(layer.input.scale), .int32(info.hasInput(3) ? 1 : 0),
+                .int32(layer.epilogue.residual ? 1 : 0), .float32(p0), .float32(p1),
+            ] + requantization(layer.output))
+        return CUDALowering(
+            steps: [.launch(quantize(layer.input, count: a.reduce(1, *))), .launch(product)],
+            scratchBytes: [a.reduce(1, *)])
+    }
+
+    private static func grid(_ total: Int) -> CUDADim3 {
+        CUDADim3(max(1, min((total + threads - 1) / threads, maxBlocks)))
+    }
+
+    private static func quantize(_ q: ActivationQuantization, count: Int) -> CUDALaunch {
+        CUDALaunch(
+            source: source, function: q.type == .int8 ? "kiln_quantize_i8" : "kiln_quantize_u8", grid: grid(count),
+            block: CUDADim3(threads),
+            arguments: [
+                .pointer(.input(0)), .pointer(.scratch(0)), .int(count), .float32(q.scale), .int32(Int32(q.zeroPoint)),
+                .int32(Int32(q.range.lowerBound)), .int32(Int32(q.range.upperBound)),
+            ])
+    }
+
+    private static func requantization(_ q: ActivationQuantization?) -> [CUDAArgument] {
+        guard let q else { return [.int32(0), .float32(1), .int32(0), .int32(0), .int32(0)] }
+        return [
+            .int32(1), .float32(q.scale), .int32(Int32(q.zeroPoint)), .int32(Int32(q.range.lowerBound)),
+            .int32(Int32(q.range.upperBound)),
+        ]
+    }
+
+    private static func checkTypes(_ info: CUDANodeInfo, residual: Bool) throws {
+        let expected: [(Int, DType)] = [(0, .float32), (1, .int8), (2, .float32)] + (residual ? [(4, .float32)] : [])
+        for (index, dtype) in expected where try info.input(index).dtype != dtype {
+            throw KilnError.invalidArgument("input \(index) of \(info.node.kind) must be \(dtype.onnxName)")
+        }
+        if info.hasInput(3), try info.input(3).dtype != .float32 {
+            throw KilnError.invalidArgument("the bias of \(info.node.kind) must be float32")
+        }
+    }
+
+    private static func checkVectors(_ info: CUDANodeInfo, count: Int) throws {
+        for index in [2, 3] where info.hasInput(index) {
+            let n = try info.inputShape(index).reduce(1, *)
+            guard n == count else {
+                throw KilnError.shapeMismatch("input \(index) of \(info.node.kind) has \(n) values, \(count) expected")
+            }
+        }
+    }
+
+    static let source = CUDASource(name: "int8_products", code: code)
+
+    private static let code =
+        CUDALinearAlgebraEpilogue.activationCode + """
+            template <typename Q>
+            __device__ __forceinline__ void kiln_quantize(
+                const float* __restrict__ x, Q* __restrict__ q, i64 n, float scale, int zp, int lo, int hi)
+            {
+                const i64 step = (i64)gridDim.x * blockDim.x;
+                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+                    float r = __fadd_rn(rintf(__fdiv_rn(x[i], scale)), (float)zp);
+                    r = isnan(r) ? (float)zp : fminf(fmaxf(r, (float)lo), (float)hi);
+                    q[i] = (Q)(int)r;
+                }
+            }
+
+            extern "C" __global__ void kiln_quantize_i8(
+                const float* __restrict__ x, signed char* __restrict__ q, i64 n, float scale, int zp, int lo, int hi)
+            { kiln_quantize<signed char>(x, q, n, scale, zp, lo, hi); }
+
+            extern "C" __global__ void kiln_quantize_u8(
+                const float* __restrict__ x, unsigned char* __restrict__ q, i64 n, float scale, int zp, int lo, int hi)
+            { kiln_quantize<unsigned char>(x, q, n, scale, zp, lo, hi); }
+
+            /* The float tail of every int8 output: dequantize, bias, residual, activation, requantize. */
+            template <int ACT>
+            __device__ __forceinline__ float kiln_int8_finish(
+                int acc, float scale, float bias, float residual, float p0, float p1,
+                int hasOut, float oscale, int ozp, int olo, int ohi)
+            {
+                float v = __fadd_rn(__fmul_rn((float)acc, scale), bias);
+                v = __fadd_rn(v, residual);
+                v = kiln_linalg_act<ACT>(v, p0, p1);
+                if (hasOut) {
+                    float r = __fadd_rn(rintf(__fdiv_rn(v, oscale)), (float)ozp);
+                    v = isnan(r) ? 0.0f : __fmul_rn(__fadd_rn(fminf(fmaxf(r, (float)olo), (float)ohi), -(float)ozp), oscale);
+                }
+                return v;
+            }
+
+            /* size: N, C, H, W, M, OH, OW; window: KH, KW, SH, SW, PH, PW, DH, DW. One thread per output. */
+            template <typename Q, int ACT>
+            __device__ __forceinline__ void kiln_conv2d_int8(
+                const Q* __restrict__ q, const signed char* __restrict__ w, const float* __restrict__ wscale,
+                const float* __restrict__ bias, const float* __restrict__ residual, float* __restrict__ y,
+                const KilnDims& size, const KilnDims& window, int group, int zp, float xscale, int hasBias,
+                int hasResidual, float p0, float p1, int hasOut, float oscale, int ozp, int olo, int ohi)
+            {
+                const i64 C = size.v[1], H = size.v[2], W = size.v[3], M = size.v[4], OH = size.v[5], OW = size.v[6];
+                const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
+                const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)window.v[6], DW = (int)window.v[7];
+                const i64 Cg = C / group, Mg = M / group;
+                const i64 total = size.v[0] * M * OH * OW;
+                const i64 step = (i64)gridDim.x * blockDim.x;
+                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                    const int ow = (int)(i % OW);
+                    const int oh = (int)((i / OW) % OH);
+                    const i64 m = (i / (OW * OH)) % M;
+                    const i64 n = i / (OW * OH * M);
+                    const i64 c0 = (m / Mg) * Cg;
+                    int acc = 0;
+                    for (i64 c = 0; c < Cg; ++c) {
+                        const Q* plane = q + (n * C + c0 + c) * H * W;
+                        const signed char* wp = w + (m * Cg + c) * KH * KW;
+                        for (int kh = 0; kh < KH; ++kh) {
+                            const int ih = oh * SH - PH + kh * DH;
+                            if (ih < 0 || ih >= (int)H) continue;
+                            for (int kw = 0; kw < KW; ++kw) {
+                                const int iw = ow * SW - PW + kw * DW;
+                                if (iw < 0 || iw >= (int)W) continue;
+                                acc += (int)wp[kh * KW + kw] * ((int)plane[(i64)ih * W + iw] - zp);
+                            }
+                        }
+                    }
+                    y[i] = kiln_int8_finish<ACT>(
+                        acc, __fmul_rn(wscale[m], xscale), hasBias ? bias[m] : 0.0f, hasResidual ? residual[i] : 0.0f,
+                        p0, p1, hasOut, oscale, ozp, olo, ohi);
+                }
+            }
+
+            /* A [rows, K] quantized, B [N, K] int8; one thread per output. */
+            template <typename Q, int ACT>
+            __device__ __forceinline__ void kiln_matmul_int8(
+                const Q* __restrict__ q, const signed char* __restrict__ b, const float* __restrict__ wscale,
+                const float* __restrict__ bias, const float* __restrict__ residual, float* __restrict__ y,
+                i64 rows, i64 N, i64 K, int zp, float xscale, int hasBias, int hasResidual, float p0, float p1,
+                int hasOut, float oscale, int ozp, int olo, int ohi)
+            {
+                const i64 total = rows * N;
+                const i64 step = (i64)gridDim.x * blockDim.x;
+                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                    const i64 n = i % N;
+                    const Q* a = q + (i / N) * K;
+                    const signed char* bn = b + n * K;
+                    int acc = 0;
+                    for (i64 k = 0; k < K; ++k) acc += (int)bn[k] * ((int)a[k] - zp);
+                    y[i] = kiln_int8_finish<ACT>(
+                        acc, __fmul_rn(wscale[n], xscale), hasBias ? bias[n] : 0.0f, hasResidual ? residual[i] : 0.0f,
+                        p0, p1, hasOut, oscale, ozp, olo, ohi);
+                }
+            }
+
+            #define KILN_INT8(Q, NAME, ACT) \\
+                extern "C" __global__ void kiln_conv2d_int8_##NAME##_act##ACT( \\
+                    const Q* __restrict__ q, const signed char* __restrict__ w, const float* __restrict__ wscale, \\
+                    const float* __restrict__ bias, const float* __restrict__ residual, float* __restrict__ y, \\
+                    KilnDims size, KilnDims window, int group, int zp, float xscale, int hasBias, int hasResidual, \\
+                    float p0, float p1, int hasOut, float oscale, int ozp, int olo, int ohi) \\
+                { kiln_conv2d_int8<Q, ACT>(q, w, wscale, bias, residual, y, size, window, group, zp, xscale, \\
+                    hasBias, hasResidual, p0, p1, hasOut, oscale, ozp, olo, ohi); } \\
+                extern "C" __global__ void kiln_matmul_int8_##NAME##_act##ACT( \\
+                    const Q* __restrict__ q, const signed char* __restrict__ b, const float* __restrict__ wscale, \\
+                    const float* __restrict__ bias, const float* __restrict__ residual, float* __restrict__ y, \\
+                    i64 rows, i64 N, i64 K, int zp, float xscale, int hasBias, int hasResidual, float p0, float p1, \\
+                    int hasOut, float oscale, int ozp, int olo, int ohi) \\
+                { kiln_matmul_int8<Q, ACT>(q, b, wscale, bias, residual, y, rows, N, K, zp, xscale, hasBias, \\
+                    hasResidual, p0, p1, hasOut, oscale, ozp, olo, ohi); }
+
+            #define KILN_INT8_ALL(ACT) KILN_INT8(signed char, i8, ACT) KILN_INT8(unsigned char, u8, ACT)
+            KILN_INT8_ALL(0)
+            KILN_INT8_ALL(1)
+            KILN_INT8_ALL(2)
+            KILN_INT8_ALL(3)
+            KILN_INT8_ALL(4)
+            KILN_INT8_ALL(5)
+            KILN_INT8_ALL(6)
+            KILN_INT8_ALL(7)
+            KILN_INT8_ALL(8)
+
+            """
+}

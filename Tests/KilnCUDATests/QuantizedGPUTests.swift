@@ -1,0 +1,77 @@
+import Foundation
+import KilnIR
+import KilnTestSupport
+import Testing
+
+@testable import KilnCUDA
+
+/// convolution.int8 and matMul.int8 on the GPU against the CPU kernels, on fresh random inputs: both quantize
+/// with the same rule and accumulate exactly in integers, so they agree to float rounding (the transcendental
+/// activations to their own tolerance).
+@Suite struct QuantizedGPUTests {
+    static let cases: [GPUCase] = {
+        var cases: [GPUCase] = []
+        func add(_ name: String, _ layer: any Layer, _ inputs: [InputSpec], rtol: Double = 1e-6, atol: Double = 1e-6) {
+            cases.append(GPUCase(name: name, layer: layer, inputs: inputs, rtol: rtol, atol: atol))
+        }
+        let s8 = ActivationQuantization(scale: 0.02)
+        let u8 = ActivationQuantization(scale: 0.015, zeroPoint: 120, type: .uint8)
+        add(
+            "conv int8 3x3 pad 1 relu",
+            QuantizedConvolutionLayer(
+                ConvolutionParameters(pads: [1, 1, 1, 1]), input: s8, epilogue: .init(activation: .relu)),
+            [.float([2, 5, 9, 7], -3...3), .int8([6, 5, 3, 3]), .float([6], 0.001...0.02), .float([6])])
+        add(
+            "conv int8 uint8 zero point, stride 2, groups, residual, clip, requantized output",
+            QuantizedConvolutionLayer(
+                ConvolutionParameters(strides: [2, 2], pads: [1, 1, 1, 1], group: 2), input: u8,
+                epilogue: .init(residual: true, activation: .clip(min: 0, max: 6)),
+                output: ActivationQuantization(scale: 0.05, zeroPoint: 3, type: .uint8)),
+            [
+                .float([3, 4, 10, 11], -2...2), .int8([8, 2, 3, 3]), .float([8], 0.001...0.02), .float([8]),
+                .float([3, 8, 5, 6]),
+            ])
+        add(
+            "conv int8 dilated 5x5, no bias, silu",
+            QuantizedConvolutionLayer(
+                ConvolutionParameters(dilations: [2, 1], pads: [4, 2, 4, 2]), input: s8,
+                epilogue: .init(activation: .silu)),
+            [.float([1, 3, 12, 9], -3...3), .int8([4, 3, 5, 5]), .float([4], 0.001...0.02), .none],
+            rtol: 1e-5, atol: 1e-6)
+        add(
+            "matMul int8 with bias, gelu",
+            QuantizedMatMulLayer(input: s8, epilogue: .init(activation: .gelu(tanh: false))),
+            [.float([3, 17, 40], -3...3), .int8([24, 40]), .float([24], 0.001...0.02), .float([24])],
+            rtol: 1e-5, atol: 1e-6)
+        add(
+            "matMul int8 uint8 residual, requantized output",
+            QuantizedMatMulLayer(
+                input: u8, epilogue: .init(residual: true), output: ActivationQuantization(scale: 0.03, zeroPoint: -4)),
+            [
+                .float([33, 64], -2...2), .int8([10, 64]), .float([10], 0.001...0.02), .none, .float([33, 10]),
+            ])
+        return cases
+    }()
+
+    @Test(.enabled(if: gpuUsable), arguments: cases)
+    func matchesTheCPUKernels(_ c: GPUCase) throws {
+        try expectGPUMatchesCPU(c)
+    }
+
+    /// Every function the lowering can name exists in the module NVRTC compiles (no GPU needed).
+    @Test func theModuleCompilesWithEveryFunction() throws {
+        guard let nvrtc = try? NVRTC.shared() else {
+            withKnownIssue("NVRTC not found (set KILN_CUDA_LIBS): the int8 kernels were NOT compile-checked") {
+                Issue.record("NVRTC missing")
+            }
+            return
+        }
+        let ptx = try nvrtc.compile(CUDAQuantizedProducts.source, architecture: 90)
+        let text = String(decoding: ptx, as: UTF8.self)
+        var names = ["kiln_quantize_i8", "kiln_quantize_u8"]
+        for act in 0...8 {
+            for q in ["i8", "u8"] { names += ["kiln_conv2d_int8_\(q)_act\(act)", "kiln_matmul_int8_\(q)_act\(act)"] }
+        }
+        for name in names { #expect(text.contains(name), "\(name) missing") }
+    }
+}
