@@ -47,7 +47,7 @@ public struct Int8Quantization: Sendable {
                 skipped?(candidate.node, "no calibrated range for its input '\(candidate.input)'")
                 continue
             }
-            guard amax.isFinite, amax > 0 else {
+            guard amax.isFinite, (amax / 127).isNormal else {
                 skipped?(candidate.node, "the calibrated range of '\(candidate.input)' is \(amax)")
                 continue
             }
@@ -61,36 +61,47 @@ public struct Int8Quantization: Sendable {
     }
 
     static func unsupportedReason(_ node: Node, _ graph: Graph) -> String? {
+        guard node.layer is ConvolutionLayer || node.layer is MatMulLayer else { return "not a convolution or matMul" }
+        guard let w = graph.initializers[node.inputs[1]], w.dtype == .float32 else {
+            return "its weights are not float32 constants"
+        }
+        return layoutReason(node, graph, weights: w.shape)
+    }
+
+    /// Why the int8 layers cannot express this float convolution or matMul with weights of shape `weights`,
+    /// or nil when they can: a 2-D convolution with a constant bias of one value per channel; a matMul of A
+    /// (rank 2 or more, not transposed) by a 2-D B, whose C is a constant bias of one value per column or, with
+    /// beta 1, a residual of the output's exact shape.
+    static func layoutReason(_ node: Node, _ graph: Graph, weights: [Int]) -> String? {
         guard let xType = node.inputs.first.flatMap({ graph.type(of: $0)?.tensorType }), xType.dtype == .float32
         else { return "its input is not float32" }
+        func present(_ i: Int) -> Bool { node.inputs.count > i && !node.inputs[i].isEmpty }
         if node.layer is ConvolutionLayer {
-            guard let w = graph.initializers[node.inputs[1]], w.dtype == .float32, w.rank >= 3 else {
-                return "its weights are not float32 constants"
-            }
-            if node.inputs.count > 2, !node.inputs[2].isEmpty, graph.initializers[node.inputs[2]] == nil {
-                return "its bias is not a constant"
-            }
-            return nil
-        }
-        if let matMul = node.layer as? MatMulLayer {
-            guard !matMul.transposeA else { return "A is transposed" }
-            guard xType.shape.map({ $0.count >= 2 }) ?? false else { return "A has rank below 2" }
-            guard let b = graph.initializers[node.inputs[1]], b.dtype == .float32, b.rank == 2 else {
-                return "B is not a 2-D float32 constant"
-            }
-            let n = matMul.transposeB ? b.shape[0] : b.shape[1]
-            if node.inputs.count > 2, !node.inputs[2].isEmpty {
-                if let c = graph.initializers[node.inputs[2]] {
-                    guard c.count == n, c.shape.last == n, c.dtype == .float32 else {
-                        return "its C input is not a bias of \(n) values"
-                    }
-                } else if matMul.beta != 1 || (node.inputs.count > 3 && !node.inputs[3].isEmpty) {
-                    return "its C input is scaled or comes with a second residual"
+            guard weights.count == 4 else { return "int8 convolutions are 2-D only (weights \(weights))" }
+            if present(2) {
+                guard let b = graph.initializers[node.inputs[2]], b.dtype == .float32, b.count == weights[0] else {
+                    return "its bias is not a constant of \(weights[0]) float32 values"
                 }
             }
             return nil
         }
-        return "not a convolution or matMul"
+        guard let matMul = node.layer as? MatMulLayer else { return "not a convolution or matMul" }
+        guard !matMul.transposeA else { return "A is transposed" }
+        guard xType.shape.map({ $0.count >= 2 }) ?? false else { return "A has rank below 2" }
+        guard weights.count == 2 else { return "B is not 2-D" }
+        let n = matMul.transposeB ? weights[0] : weights[1]
+        guard present(2) else { return nil }
+        if let c = graph.initializers[node.inputs[2]] {
+            guard c.count == n, c.shape.last == n, c.dtype == .float32 else {
+                return "its C input is not a bias of \(n) values"
+            }
+            return nil
+        }
+        guard matMul.beta == 1, !present(3) else { return "its C input is scaled or comes with a second residual" }
+        guard let output = node.outputs.first.flatMap({ graph.type(of: $0)?.tensorType }),
+            graph.type(of: node.inputs[2])?.tensorType == output, output.concreteShape != nil
+        else { return "its C input is broadcast, not a residual of the output's shape" }
+        return nil
     }
 
     private func rewrite(_ index: Int, _ input: ActivationQuantization, _ graph: inout Graph) throws -> Bool {
@@ -156,11 +167,13 @@ public struct Int8Quantization: Sendable {
         var q = [Int8](repeating: 0, count: values.count)
         for r in 0..<rows {
             var amax: Float = 0
-            for k in 0..<depth { amax = max(amax, abs(element(r, k))) }
+            // Written so that a NaN makes amax NaN (Swift's max would drop it).
+            for k in 0..<depth where !(abs(element(r, k)) <= amax) { amax = abs(element(r, k)) }
             guard amax.isFinite else {
-                throw KilnError.invalidArgument("weights '\(w.shape)' hold a non-finite value in row \(r)")
+                throw KilnError.invalidArgument("weights \(w.shape) hold a non-finite value in row \(r)")
             }
-            let scale = amax > 0 ? amax / 127 : 1
+            // A row of zeros (or of values too small to scale) quantizes to zeros.
+            let scale = (amax / 127).isNormal ? amax / 127 : 1
             scales[r] = scale
             for k in 0..<depth {
                 q[r * depth + k] = Int8(min(max((element(r, k) / scale).rounded(.toNearestOrEven), -127), 127))

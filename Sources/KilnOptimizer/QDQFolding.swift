@@ -26,7 +26,7 @@ public struct QDQFolding: Pass {
     /// and zero point shared by both, into int8 or uint8.
     static func quantizedPair(_ value: String, _ graph: Graph) -> (x: String, quantization: ActivationQuantization)? {
         guard let d = graph.producerIndex(of: value), let dq = graph.nodes[d].layer as? DequantizeLayer,
-            dq.blockSize == 0, dq.outputType == nil || dq.outputType == .float32,
+            dq.blockSize == 0, graph.type(of: value)?.tensorType?.dtype == .float32,
             let q = graph.producerIndex(of: graph.nodes[d].inputs[0]),
             let quantize = graph.nodes[q].layer as? QuantizeLayer, quantize.blockSize == 0, quantize.saturate,
             quantize.precision == nil || quantize.precision == .float32,
@@ -49,7 +49,10 @@ public struct QDQFolding: Pass {
             let (y, before) = Self.quantizedPair(input, graph)
         else { return false }
         let readers = graph.nodes.filter { $0.inputs.contains(output) }
-        guard !readers.isEmpty, !graph.outputs.contains(where: { $0.name == output }),
+        // Every use is one of these readers (a subgraph capturing the value is a use they do not show).
+        let uses = graph.useCounts[output] ?? 0
+        guard !readers.isEmpty, uses == readers.reduce(0, { $0 + $1.inputs.filter { $0 == output }.count }),
+            !graph.outputs.contains(where: { $0.name == output }),
             readers.allSatisfy({ reader in
                 guard reader.layer is QuantizeLayer,
                     let after = reader.outputs.first.flatMap({ value in
@@ -82,16 +85,14 @@ public struct QDQFolding: Pass {
             context.rejected?(node.name, "int8 weights not folded: its input is not quantize-dequantized")
             return false
         }
-        if let matMul = node.layer as? MatMulLayer {
-            if matMul.transposeA { return false }
-            if node.inputs.count > 2, !node.inputs[2].isEmpty, graph.initializers[node.inputs[2]] == nil,
-                matMul.beta != 1 || (node.inputs.count > 3 && !node.inputs[3].isEmpty)
-            {
-                context.rejected?(node.name, "int8 not folded: its C input is scaled or comes with a second residual")
-                return false
-            }
-        } else if node.inputs.count > 2, !node.inputs[2].isEmpty, graph.initializers[node.inputs[2]] == nil {
-            context.rejected?(node.name, "int8 not folded: its bias is not a constant")
+        var asWritten = node
+        if var matMul = node.layer as? MatMulLayer {
+            // The weights are [N, K] now: check the layout as a transposed B of that shape.
+            matMul.transposeB = true
+            asWritten.layer = matMul
+        }
+        if let reason = Int8Quantization.layoutReason(asWritten, graph, weights: weights.shape) {
+            context.rejected?(node.name, "int8 not folded: \(reason)")
             return false
         }
         graph.nodes[index].inputs[0] = x
@@ -123,6 +124,8 @@ public struct QDQFolding: Pass {
         }
         graph.nodes[index].layer = layer
         graph.nodes[index].outputs = graph.nodes[d].outputs
+        graph.valueTypes[y] = nil
+        graph.valueTypes[qOut] = nil
         graph.nodes[index].name += " + " + graph.nodes[q].name + " + " + graph.nodes[d].name
         graph.nodes.remove(at: max(q, d))
         graph.nodes.remove(at: min(q, d))
@@ -166,7 +169,7 @@ public struct QDQFolding: Pass {
                 node.inputs.allSatisfy({ $0.isEmpty || graph.initializers[$0] != nil }),
                 let value = try? context.evaluate(node, node.inputs.map { graph.initializers[$0].map(Value.tensor) })
                     .first,
-                case .tensor(let tensor) = value
+                case .tensor(let tensor) = value, tensor.byteCount <= context.foldingLimitBytes
             else {
                 index += 1
                 continue

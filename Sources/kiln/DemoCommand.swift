@@ -48,6 +48,10 @@ struct DemoCommand: ParsableCommand {
         guard let images = test["input__\(input.name)"] ?? test[input.name], let labels = test["labels"] else {
             throw KilnError.invalidArgument("test.npz needs input__\(input.name) and labels")
         }
+        guard images.shape.count >= 2, images.shape[0] > 0, labels.count == images.shape[0] else {
+            throw KilnError.invalidArgument(
+                "test.npz: \(labels.count) labels for images of shape \(images.shape) (one label per image)")
+        }
         let calibrationPath = folder.appendingPathComponent("calibration.npz").path
         let opened = try deviceOptions.make()
         var rows: [DemoResult] = []

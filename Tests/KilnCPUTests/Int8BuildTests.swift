@@ -85,6 +85,11 @@ struct Int8BuildTests {
         let reference = try Builder.build(graph, device: CPUDevice())
         #expect(try Self.outputs(strict, data[0]) == Self.outputs(reference, data[0]))
 
+        // A tolerance with nothing to measure on is an error, not a silent pass.
+        var cacheOnly = BuilderConfig()
+        cacheOnly.int8 = Int8Config(calibration: [], tolerance: 0.1)
+        #expect(throws: KilnError.self) { try Builder.build(graph, device: CPUDevice(), config: cacheOnly) }
+
         config.int8?.tolerance = 1
         let loose = try #require(try Builder.build(graph, device: CPUDevice(), config: config).precision)
         #expect(loose.movedToFloat.isEmpty && loose.int8LayerCount == 3)
@@ -135,6 +140,12 @@ struct Int8BuildTests {
         #expect(throws: KilnError.self) { try CalibrationTable(text: "1.0\tx\n", source: "c.txt") }
         let table = try CalibrationTable(text: "# note\ncalibrator: minmax\n2.5\tname with: colon\n", source: "c")
         #expect(table.ranges == ["name with: colon": 2.5])
+        // Edited on Windows: CRLF line ends.
+        let crlf = try CalibrationTable(text: "calibrator: minmax\r\nsamples: 4\r\n1.5\tx\r\n", source: "c")
+        #expect(crlf.ranges == ["x": 1.5] && crlf.samples == 4)
+        #expect(throws: KilnError.self) {
+            try CalibrationTable(text: "calibrator: minmax\nsamples: many\n", source: "c")
+        }
     }
 
     @Test func thePlanKeepsThePrecisionReport() throws {
@@ -170,6 +181,7 @@ struct Int8BuildTests {
         // mean squared error is 9.89 times the scale (Banner et al., ACIQ); 99.9% of the values lie below 6.9.
         let entropy = CalibrationMethod.entropy.amax(histogram)
         #expect(entropy >= 7 && entropy <= 12.5, "entropy threshold \(entropy) of \(maximum), seed \(seed)")
+        #expect(entropy < maximum - histogram.width, "entropy kept everything: \(entropy) of \(maximum), seed \(seed)")
 
         // A few distinct values (pixels): nothing to gain from clipping, so the whole range.
         let pixels = (0..<5_000).map { _ in Float(Int.random(in: 0...16, using: &gen)) / 16 }

@@ -81,6 +81,32 @@ struct QuantizedProductTests {
         }
     }
 
+    @Test func outputRequantizationRoundsTheFinishedResult() throws {
+        var gen = SeededGenerator(seed: seed)
+        let x = Tensor.random([2, 3, 6, 5], in: -2...2, using: &gen)
+        let (wq, scales, wFloat) = Self.weights([4, 3, 3, 3], &gen)
+        let bias = Tensor.random([4], using: &gen)
+        let q = ActivationQuantization(scale: 0.02)
+        let out = ActivationQuantization(scale: 0.05, zeroPoint: 10, type: .uint8)
+        let parameters = ConvolutionParameters(pads: [1, 1, 1, 1])
+        let epilogue = Epilogue(activation: .relu)
+        let got = try LayerRunner.run(
+            QuantizedConvolutionLayer(parameters, input: q, epilogue: epilogue, output: out), x, wq, scales, bias)
+        let float = try LayerRunner.run(
+            ConvolutionLayer(parameters, epilogue: epilogue), Self.fakeQuantized(x, q), wFloat, bias)
+        let expected = Self.fakeQuantized(float, out)
+        // Sums in another order can put a value on the other side of a rounding boundary: at most one step,
+        // and rarely.
+        let differences = zip(got.scalars(as: Float.self), expected.scalars(as: Float.self)).map { abs($0 - $1) }
+        #expect(differences.allSatisfy { $0 <= out.scale * 1.001 }, "seed \(seed)")
+        #expect(differences.filter { $0 > 1e-6 }.count <= differences.count / 100, "seed \(seed)")
+        // Every value is on the output grid: (v / scale) + zeroPoint is an integer in [0, 255].
+        for v in got.scalars(as: Float.self) {
+            let level = v / out.scale + Float(out.zeroPoint)
+            #expect(abs(level - level.rounded()) < 1e-3 && level >= -1e-3 && level <= 255.001, "seed \(seed)")
+        }
+    }
+
     @Test func convolutionWithoutBiasReadsAnAbsentInput() throws {
         var gen = SeededGenerator(seed: seed)
         let x = Tensor.random([1, 2, 4, 4], using: &gen)

@@ -26,7 +26,11 @@ struct QDQFoldingTests {
 
     /// x -> Q/DQ -> conv(DQ(int8 W per channel), bias) -> relu -> Q/DQ -> maxpool -> Q/DQ -> flatten ->
     /// gemm(DQ(int8 B [K,N] per column), C) -> Q/DQ -> y. `weightZero` is the weights' zero point.
-    static func model(_ gen: inout SeededGenerator, weightZero: Int8 = 0) -> Graph {
+    /// `transB`: B is stored [N, K] with per-row scales (Gemm's transB); `fullC`: C is a constant of the output's
+    /// shape instead of a bias.
+    static func model(
+        _ gen: inout SeededGenerator, weightZero: Int8 = 0, transB: Bool = false, fullC: Bool = false
+    ) -> Graph {
         let wScales = Tensor.random([4], in: 0.005...0.02, using: &gen)
         let bScales = Tensor.random([5], in: 0.01...0.03, using: &gen)
         var g = Graph(
@@ -39,8 +43,8 @@ struct QDQFoldingTests {
                 "wq": .randomIntegers(Int8.self, [4, 3, 3, 3], in: -127...127, using: &gen), "sw": wScales,
                 "zw": Tensor(shape: [4], scalars: [Int8](repeating: weightZero, count: 4)),
                 "bias": .random([4], using: &gen),
-                "bq": .randomIntegers(Int8.self, [36, 5], in: -127...127, using: &gen), "sb": bScales,
-                "c": .random([5], using: &gen),
+                "bq": .randomIntegers(Int8.self, transB ? [5, 36] : [36, 5], in: -127...127, using: &gen),
+                "sb": bScales, "c": .random(fullC ? [2, 5] : [5], using: &gen),
             ],
             nodes: pair("x", "sx", "zx") + [
                 Node(name: "w_dq", layer: DequantizeLayer(axis: 0), inputs: ["wq", "sw", "zw"], outputs: ["w"]),
@@ -55,16 +59,17 @@ struct QDQFoldingTests {
             ] + pair("p", "sa", "za") + [
                 Node(
                     name: "flatten", layer: ReshapeLayer(.flatten(axis: 1)), inputs: ["p_dequantized"], outputs: ["f"]),
-                Node(name: "b_dq", layer: DequantizeLayer(axis: 1), inputs: ["bq", "sb"], outputs: ["b"]),
-                Node(name: "gemm", layer: MatMulLayer(), inputs: ["f", "b", "c"], outputs: ["y"]),
+                Node(name: "b_dq", layer: DequantizeLayer(axis: transB ? 0 : 1), inputs: ["bq", "sb"], outputs: ["b"]),
+                Node(name: "gemm", layer: MatMulLayer(transposeB: transB), inputs: ["f", "b", "c"], outputs: ["y"]),
             ] + pair("y", "sy", "zy"))
         try? g.inferTypes()
         return g
     }
 
-    @Test func quantizeDequantizePairsBecomeInt8Layers() throws {
+    @Test(arguments: [false, true])
+    func quantizeDequantizePairsBecomeInt8Layers(transB: Bool) throws {
         var gen = SeededGenerator(seed: seed)
-        var g = Self.model(&gen)
+        var g = Self.model(&gen, transB: transB)
         // The flatten input has no Q/DQ of its own: give the gemm one, as quantization tools do.
         g.nodes.insert(contentsOf: Self.pair("f", "sa", "za"), at: g.nodes.firstIndex { $0.name == "b_dq" }!)
         g.nodes[g.nodes.firstIndex { $0.name == "gemm" }!].inputs[0] = "f_dequantized"
@@ -94,6 +99,18 @@ struct QDQFoldingTests {
         }
         #expect(dequantizedConstants.isEmpty)
         run.expectSameOutputs(rtol: 1e-5, atol: 1e-5)
+    }
+
+    @Test func aCInputThatIsNotABiasKeepsTheProductFloat() throws {
+        var gen = SeededGenerator(seed: seed)
+        var g = Self.model(&gen, fullC: true)
+        g.nodes.insert(contentsOf: Self.pair("f", "sa", "za"), at: g.nodes.firstIndex { $0.name == "b_dq" }!)
+        g.nodes[g.nodes.firstIndex { $0.name == "gemm" }!].inputs[0] = "f_dequantized"
+        try g.inferTypes()
+        let run = try OptimizedVersusPlain(g, ["x": .random([2, 3, 6, 6], in: -1.5...1.5, using: &gen)])
+        let kinds = run.optimized.nodes.map(\.kind.name)
+        #expect(kinds.contains("convolution.int8") && kinds.contains("matMul") && !kinds.contains("matMul.int8"))
+        run.expectSameOutputs(rtol: 0, atol: 0.05 + 1e-4)
     }
 
     @Test func switchingThePassOffKeepsTheQDQGraph() throws {

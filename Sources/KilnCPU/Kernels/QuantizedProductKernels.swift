@@ -36,8 +36,8 @@ enum Int8Arithmetic {
         let high = Float(q.range.upperBound - q.zeroPoint)
         return x.map { value in
             let r = (value / q.scale).rounded(.toNearestOrEven)
-            // NaN saturates to 0 (the zero point), as a float-to-int conversion must not trap.
-            return r.isNaN ? 0 : Int16(min(max(r, low), high))
+            // NaN quantizes to 0, as the quantize layer does, which stands for -zeroPoint.
+            return r.isNaN ? Int16(-q.zeroPoint) : Int16(min(max(r, low), high))
         }
     }
 

@@ -27,7 +27,9 @@ enum CUDAQuantizedProducts {
             throw KilnError.shapeMismatch(
                 "convolution.int8 output is \([x[0], w[0]] + r.output), the graph says \(out)")
         }
-        try checkVectors(info, count: w[0])
+        let hasBias = try checkVectors(info, count: w[0])
+        try checkResidual(info, layer.epilogue.residual, out)
+        try checkDepth(w[1] * w[2] * w[3])
         let total = out.reduce(1, *)
         if total == 0 { return CUDALowering(steps: []) }
         let act = CUDALinearAlgebraEpilogue.activationIndex(layer.epilogue.activation)
@@ -38,12 +40,12 @@ enum CUDAQuantizedProducts {
             block: CUDADim3(threads),
             arguments: [
                 .pointer(.scratch(0)), .pointer(.input(1)), .pointer(.input(2)),
-                .pointer(info.hasInput(3) ? .input(3) : .input(2)),
+                .pointer(hasBias ? .input(3) : .input(2)),
                 .pointer(layer.epilogue.residual ? .input(4) : .input(2)), .pointer(.output(0)),
                 .dims([x[0], x[1], x[2], x[3], w[0], out[2], out[3]]),
                 .dims([w[2], w[3], r.strides[0], r.strides[1], r.padsBegin[0], r.padsBegin[1]] + r.dilations),
                 .int32(Int32(group)), .int32(Int32(layer.input.zeroPoint)), .float32(layer.input.scale),
-                .int32(info.hasInput(3) ? 1 : 0), .int32(layer.epilogue.residual ? 1 : 0), .float32(p0), .float32(p1),
+                .int32(hasBias ? 1 : 0), .int32(layer.epilogue.residual ? 1 : 0), .float32(p0), .float32(p1),
             ] + requantization(layer.output))
         return CUDALowering(
             steps: [.launch(quantize(layer.input, count: x.reduce(1, *))), .launch(product)],
@@ -58,7 +60,9 @@ enum CUDAQuantizedProducts {
         guard b.count == 2, let depth = a.last, b[1] == depth, out == Array(a.dropLast()) + [b[0]] else {
             throw KilnError.shapeMismatch("matMul.int8 needs A [..., K] and B [N, K], got \(a) and \(b)")
         }
-        try checkVectors(info, count: b[0])
+        let hasBias = try checkVectors(info, count: b[0])
+        try checkResidual(info, layer.epilogue.residual, out)
+        try checkDepth(depth)
         let total = out.reduce(1, *)
         if total == 0 { return CUDALowering(steps: []) }
         let act = CUDALinearAlgebraEpilogue.activationIndex(layer.epilogue.activation)
@@ -69,10 +73,10 @@ enum CUDAQuantizedProducts {
             block: CUDADim3(threads),
             arguments: [
                 .pointer(.scratch(0)), .pointer(.input(1)), .pointer(.input(2)),
-                .pointer(info.hasInput(3) ? .input(3) : .input(2)),
+                .pointer(hasBias ? .input(3) : .input(2)),
                 .pointer(layer.epilogue.residual ? .input(4) : .input(2)), .pointer(.output(0)),
                 .int(total / b[0]), .int(b[0]), .int(depth), .int32(Int32(layer.input.zeroPoint)),
-                .float32(layer.input.scale), .int32(info.hasInput(3) ? 1 : 0),
+                .float32(layer.input.scale), .int32(hasBias ? 1 : 0),
                 .int32(layer.epilogue.residual ? 1 : 0), .float32(p0), .float32(p1),
             ] + requantization(layer.output))
         return CUDALowering(
@@ -112,12 +116,35 @@ enum CUDAQuantizedProducts {
         }
     }
 
-    private static func checkVectors(_ info: CUDANodeInfo, count: Int) throws {
+    /// Checks the weight scales and the bias; returns whether there is a bias (an empty one is none, as on the
+    /// CPU).
+    private static func checkVectors(_ info: CUDANodeInfo, count: Int) throws -> Bool {
+        var hasBias = false
         for index in [2, 3] where info.hasInput(index) {
             let n = try info.inputShape(index).reduce(1, *)
+            if index == 3, n == 0 { continue }
             guard n == count else {
                 throw KilnError.shapeMismatch("input \(index) of \(info.node.kind) has \(n) values, \(count) expected")
             }
+            hasBias = index == 3
+        }
+        return hasBias
+    }
+
+    private static func checkResidual(_ info: CUDANodeInfo, _ residual: Bool, _ out: [Int]) throws {
+        guard residual else { return }
+        let shape = try info.inputShape(4)
+        guard shape == out else {
+            throw KilnError.shapeMismatch("the residual of \(info.node.kind) is \(shape), the output \(out)")
+        }
+    }
+
+    /// The int32 sum holds at most this many products of |q - zp| <= 255 and |w| <= 128 (the CPU's bound too).
+    static let maximumDepth = 65_793
+
+    private static func checkDepth(_ depth: Int) throws {
+        guard depth <= maximumDepth else {
+            throw KilnError.unsupported("an int8 product of \(depth) terms; int32 accumulation holds \(maximumDepth)")
         }
     }
 
@@ -132,7 +159,7 @@ enum CUDAQuantizedProducts {
                 const i64 step = (i64)gridDim.x * blockDim.x;
                 for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
                     float r = __fadd_rn(rintf(__fdiv_rn(x[i], scale)), (float)zp);
-                    r = isnan(r) ? (float)zp : fminf(fmaxf(r, (float)lo), (float)hi);
+                    r = isnan(r) ? 0.0f : fminf(fmaxf(r, (float)lo), (float)hi);
                     q[i] = (Q)(int)r;
                 }
             }
@@ -156,7 +183,7 @@ enum CUDAQuantizedProducts {
                 v = kiln_linalg_act<ACT>(v, p0, p1);
                 if (hasOut) {
                     float r = __fadd_rn(rintf(__fdiv_rn(v, oscale)), (float)ozp);
-                    v = isnan(r) ? 0.0f : __fmul_rn(__fadd_rn(fminf(fmaxf(r, (float)olo), (float)ohi), -(float)ozp), oscale);
+                    v = __fmul_rn(__fadd_rn(isnan(r) ? 0.0f : fminf(fmaxf(r, (float)olo), (float)ohi), -(float)ozp), oscale);
                 }
                 return v;
             }

@@ -16,11 +16,12 @@ public struct ActivationQuantization: Sendable, Hashable, Codable, CustomStringC
     /// The smallest and largest quantized value.
     public var range: ClosedRange<Int> { type == .uint8 ? 0...255 : -128...127 }
 
-    /// `x` quantized and dequantized again: the value the quantized tensor stands for.
+    /// `x` quantized and dequantized again: the value the quantized tensor stands for (NaN quantizes to 0, as
+    /// the quantize layer does).
     @inlinable
     public func roundTrip(_ x: Float) -> Float {
         let r = (x / scale).rounded(.toNearestOrEven) + Float(zeroPoint)
-        guard !r.isNaN else { return 0 }
+        guard !r.isNaN else { return -Float(zeroPoint) * scale }
         return (min(max(r, Float(range.lowerBound)), Float(range.upperBound)) - Float(zeroPoint)) * scale
     }
 

@@ -66,9 +66,10 @@ struct MagnitudeHistogram: Sendable {
     /// outweigh the shape of the rest of the distribution.
     mutating func add(_ values: UnsafeBufferPointer<Float>) {
         guard maximum > 0 else { return }
-        let perUnit = Float(Self.binCount) / maximum
+        // In Double: for a tiny maximum, binCount / maximum overflows Float.
+        let perUnit = Double(Self.binCount) / Double(maximum)
         for value in values where value.isFinite && value != 0 {
-            bins[min(Int(abs(value) * perUnit), Self.binCount - 1)] += 1
+            bins[min(Int(Double(abs(value)) * perUnit), Self.binCount - 1)] += 1
         }
     }
 

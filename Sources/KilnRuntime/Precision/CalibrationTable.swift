@@ -22,9 +22,11 @@ public struct CalibrationTable: Sendable, Equatable {
         self.ranges = ranges
     }
 
+    /// The file's text. Value names holding a line break cannot be written (nor read back): they are left out,
+    /// so a build that reads the cache calibrates again.
     public var text: String {
         var lines = ["# Kiln INT8 calibration cache", "calibrator: \(method)", "samples: \(samples)"]
-        for name in ranges.keys.sorted() {
+        for name in ranges.keys.sorted() where !name.contains(where: \.isNewline) {
             lines.append("\(ranges[name]!)\t\(name)")
         }
         return lines.joined(separator: "\n") + "\n"
@@ -34,13 +36,18 @@ public struct CalibrationTable: Sendable, Equatable {
         var method: String?
         var samples = 0
         var ranges: [String: Float] = [:]
-        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Line breaks of any kind (a file edited on Windows has CRLF, which Swift reads as one character).
+        for (number, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             if trimmed.hasPrefix("calibrator:") {
                 method = trimmed.dropFirst("calibrator:".count).trimmingCharacters(in: .whitespaces)
             } else if trimmed.hasPrefix("samples:") {
-                samples = Int(trimmed.dropFirst("samples:".count).trimmingCharacters(in: .whitespaces)) ?? 0
+                guard let n = Int(trimmed.dropFirst("samples:".count).trimmingCharacters(in: .whitespaces)), n >= 0
+                else {
+                    throw KilnError.invalidArgument("\(source):\(number + 1): 'samples:' needs a count, got '\(line)'")
+                }
+                samples = n
             } else if let tab = line.firstIndex(of: "\t"),
                 let amax = Float(line[..<tab].trimmingCharacters(in: .whitespaces)),
                 amax.isFinite, amax >= 0

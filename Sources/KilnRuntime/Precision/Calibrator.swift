@@ -17,6 +17,9 @@ public struct Calibrator: Sendable {
         _ graph: Graph, values: [String], device: any Device, batches: [[String: Tensor]]
     ) throws -> CalibrationTable {
         guard !batches.isEmpty else { throw KilnError.invalidArgument("no calibration data") }
+        var unique: [String] = []
+        for name in values where !unique.contains(name) { unique.append(name) }
+        let values = unique
         let engine = try Engine(graph: Self.exposing(values, in: graph), device: device)
         let context = engine.makeContext()
         let passes = method.needsHistogram ? 2 : 1
@@ -45,9 +48,14 @@ public struct Calibrator: Sendable {
         if method.needsHistogram {
             try each { name, buffer in histograms[name]!.add(buffer) }
         }
-        let samples = batches.reduce(0) { $0 + ($1.values.first?.shape.first ?? 1) }
+        let samples = Self.sampleCount(batches, graph)
         return CalibrationTable(
             method: method.description, samples: samples, ranges: histograms.mapValues { method.amax($0) })
+    }
+
+    /// Samples in `batches`: the leading dimension of the graph's first input in each.
+    static func sampleCount(_ batches: [[String: Tensor]], _ graph: Graph) -> Int {
+        batches.reduce(0) { sum, batch in sum + (graph.inputs.first.flatMap { batch[$0.name]?.shape.first } ?? 1) }
     }
 
     /// `graph` with `values` added to its outputs (graph inputs excepted: the feeds hold those).

@@ -17,6 +17,10 @@ struct Int8Planner {
         let (table, fromCache) = try ranges(graph, values)
 
         let guardBatches = config.validation ?? config.calibration
+        if config.tolerance != nil, guardBatches.isEmpty {
+            throw KilnError.invalidArgument(
+                "the accuracy guard needs data to measure on: give calibration or validation data with the tolerance")
+        }
         let quantize = { (keep: Set<String>) throws -> (Graph, [String], [String: String]) in
             var g = graph
             var reasons = floatReasons
@@ -32,7 +36,14 @@ struct Int8Planner {
             let reference = try evaluator.outputs(graph, extra: layerOutputs)
             errors = try evaluator.errors(quantized, extra: layerOutputs, reference: reference)
             let names = graph.outputs.map(\.name)
-            func worst(_ e: [String: (Double, Double)]) -> Double { names.compactMap { e[$0]?.0 }.max() ?? 0 }
+            if config.tolerance != nil, !names.contains(where: { errors[$0] != nil }) {
+                throw KilnError.unsupported(
+                    "the accuracy guard compares float32 outputs, and this model has none: build without a tolerance")
+            }
+            /// The worst output error; NaN counts as infinitely far.
+            func worst(_ e: [String: (Double, Double)]) -> Double {
+                names.compactMap { e[$0]?.0 }.map { $0.isNaN ? .infinity : $0 }.max() ?? 0
+            }
             if let tolerance = config.tolerance, worst(errors) > tolerance {
                 config.log?(
                     String(
@@ -60,7 +71,7 @@ struct Int8Planner {
         let report = PrecisionReport(
             precision: "int8", calibrator: table.method, calibrationSamples: table.samples, fromCache: fromCache,
             guardData: config.validation == nil ? "calibration" : "validation",
-            guardSamples: guardBatches.reduce(0) { $0 + ($1.values.first?.shape.first ?? 1) },
+            guardSamples: Calibrator.sampleCount(guardBatches, graph),
             tolerance: config.tolerance,
             layers: graph.nodes.compactMap { node in
                 if int8Layers.contains(node.name) {
