@@ -50,6 +50,39 @@ import Testing
             [
                 .float([33, 64], -2...2), .int8([10, 64]), .float([10], 0.001...0.02), .none, .float([33, 10]),
             ])
+        // Constant weights take the cuBLASLt path (patches, int8 tensor-core product, finish); fresh each run.
+        var rng = SeededGenerator(seed: UInt64(Date().timeIntervalSince1970 * 1000))
+        func weights(_ shape: [Int]) -> InputSpec {
+            .constant(.randomIntegers(Int8.self, shape, in: -127...127, using: &rng))
+        }
+        add(
+            "conv int8 on cuBLASLt, 3x3 pad 1, 27-deep patches (padded to 32), relu",
+            QuantizedConvolutionLayer(
+                ConvolutionParameters(pads: [1, 1, 1, 1]), input: s8, epilogue: .init(activation: .relu)),
+            [.float([2, 3, 9, 7], -3...3), weights([6, 3, 3, 3]), .float([6], 0.001...0.02), .float([6])])
+        add(
+            "conv int8 on cuBLASLt, uint8 zero point, stride 2, 7x7 output (49 pixels), residual, requantized",
+            QuantizedConvolutionLayer(
+                ConvolutionParameters(strides: [2, 2], pads: [1, 1, 1, 1]), input: u8,
+                epilogue: .init(residual: true, activation: .clip(min: 0, max: 6)),
+                output: ActivationQuantization(scale: 0.05, zeroPoint: 3, type: .uint8)),
+            [
+                .float([3, 16, 13, 14], -2...2), weights([32, 16, 3, 3]), .float([32], 0.001...0.02), .float([32]),
+                .float([3, 32, 7, 7]),
+            ])
+        add(
+            "conv int8 on cuBLASLt, 1x1, one image, no bias",
+            QuantizedConvolutionLayer(ConvolutionParameters(), input: u8),
+            [.float([1, 64, 5, 5], -2...2), weights([48, 64, 1, 1]), .float([48], 0.001...0.02), .none])
+        add(
+            "matMul int8 on cuBLASLt, 10 columns (padded to 12), uint8, residual, requantized",
+            QuantizedMatMulLayer(
+                input: u8, epilogue: .init(residual: true), output: ActivationQuantization(scale: 0.03, zeroPoint: -4)),
+            [.float([33, 70], -2...2), weights([10, 70]), .float([10], 0.001...0.02), .none, .float([33, 10])])
+        add(
+            "matMul int8 on cuBLASLt, batched rows, bias, relu",
+            QuantizedMatMulLayer(input: s8, epilogue: .init(activation: .relu)),
+            [.float([4, 9, 128], -3...3), weights([96, 128]), .float([96], 0.001...0.02), .float([96])])
         return cases
     }()
 
@@ -68,9 +101,10 @@ import Testing
         }
         let ptx = try nvrtc.compile(CUDAQuantizedProducts.source, architecture: 90)
         let text = String(decoding: ptx, as: UTF8.self)
-        var names = ["kiln_quantize_i8", "kiln_quantize_u8"]
+        var names = ["kiln_quantize_i8", "kiln_quantize_u8", "kiln_int8_patches", "kiln_int8_rows"]
         for act in 0...8 {
             for q in ["i8", "u8"] { names += ["kiln_conv2d_int8_\(q)_act\(act)", "kiln_matmul_int8_\(q)_act\(act)"] }
+            names += ["kiln_int8_finish_conv_act\(act)", "kiln_int8_finish_rows_act\(act)"]
         }
         for name in names { #expect(text.contains(name), "\(name) missing") }
     }

@@ -15,8 +15,11 @@ public final class CUBLASLt: @unchecked Sendable {
     static let success: Int32 = 0
     // cudaDataType_t
     static let dataR32F: Int32 = 0
+    static let dataR8I: Int32 = 3
+    static let dataR32I: Int32 = 10
     // cublasComputeType_t
     static let compute32F: Int32 = 68
+    static let compute32I: Int32 = 72
     static let compute32FFastTF32: Int32 = 77
     // cublasOperation_t
     static let opN: Int32 = 0

@@ -1,11 +1,19 @@
 import KilnIR
 
-/// convolution.int8 (2-D) and matMul.int8 as Kiln's own kernels: one launch quantizes the float input into a
-/// byte buffer (scratch), a second multiplies in integers (int32 accumulation) and finishes each output in
-/// float: dequantize, bias, residual, activation, and the optional output requantization. Every float step is
-/// rounded separately (no fused multiply-add), as the CPU reference computes it, so the two agree exactly up to
-/// the activation functions. These are direct kernels without tensor cores: correct int8 engines on the GPU,
-/// not yet fast ones.
+/// convolution.int8 (2-D) and matMul.int8 on the GPU, in three steps: a kernel quantizes the float input into
+/// int8 rows (a convolution's patches, im2col), cuBLASLt multiplies them by the int8 weights on the tensor cores
+/// (int32 results), and a kernel finishes each output in float: dequantize, bias, residual, activation, and the
+/// optional output requantization.
+///
+/// Zero points: cuBLASLt multiplies signed bytes, so a uint8 input is stored as `q - 128`; with `offset` 128
+/// (uint8) or 0 (int8), `Σ w·(q − zp) = Σ w·(q − offset) + (offset − zp)·Σ w`, and the last term is a per-channel
+/// constant computed from the weights here. A padded pixel holds `zp − offset`, which adds nothing. The
+/// reduction length is padded to a multiple of 16 and the output rows to a multiple of 4 (zeros), as the
+/// integer kernels need aligned rows.
+///
+/// Grouped convolutions and weights that are not constants take direct kernels (one thread per output) instead.
+/// Every float step is rounded separately (no fused multiply-add), as the CPU reference computes it, so the two
+/// agree exactly up to the activation functions.
 enum CUDAQuantizedProducts {
     static let threads = 256
     static let maxBlocks = 132 * 32
@@ -32,6 +40,9 @@ enum CUDAQuantizedProducts {
         try checkDepth(w[1] * w[2] * w[3])
         let total = out.reduce(1, *)
         if total == 0 { return CUDALowering(steps: []) }
+        if group == 1, info.constants.count > 1, let weights = info.constants[1] {
+            return try gemmConvolution(layer, info, x: x, w: w, out: out, r: r, weights: weights, hasBias: hasBias)
+        }
         let act = CUDALinearAlgebraEpilogue.activationIndex(layer.epilogue.activation)
         let (p0, p1) = CUDALinearAlgebraEpilogue.parameters(layer.epilogue.activation)
         let signed = layer.input.type == .int8
@@ -65,6 +76,9 @@ enum CUDAQuantizedProducts {
         try checkDepth(depth)
         let total = out.reduce(1, *)
         if total == 0 { return CUDALowering(steps: []) }
+        if info.constants.count > 1, let weights = info.constants[1] {
+            return try gemmMatMul(layer, info, rows: total / b[0], depth: depth, weights: weights, hasBias: hasBias)
+        }
         let act = CUDALinearAlgebraEpilogue.activationIndex(layer.epilogue.activation)
         let (p0, p1) = CUDALinearAlgebraEpilogue.parameters(layer.epilogue.activation)
         let signed = layer.input.type == .int8
@@ -83,6 +97,109 @@ enum CUDAQuantizedProducts {
             steps: [.launch(quantize(layer.input, count: a.reduce(1, *))), .launch(product)],
             scratchBytes: [a.reduce(1, *)])
     }
+
+    // MARK: cuBLASLt path
+
+    static func roundUp(_ n: Int, _ multiple: Int) -> Int { (n + multiple - 1) / multiple * multiple }
+
+    /// `rows` x `depth` int8 weights padded with zeros to `paddedRows` x `paddedDepth`, and the per-row
+    /// correction `(offset - zp) * Σ w` as int32.
+    static func padded(
+        _ weights: Tensor, rows: Int, depth: Int, paddedRows: Int, paddedDepth: Int, correction factor: Int
+    ) throws -> (Tensor, Tensor) {
+        guard weights.dtype == .int8, weights.count == rows * depth else {
+            throw KilnError.shapeMismatch("int8 weights of \(weights.count) values, \(rows) x \(depth) expected")
+        }
+        let values = weights.scalars(as: Int8.self)
+        var out = [Int8](repeating: 0, count: paddedRows * paddedDepth)
+        var sums = [Int32](repeating: 0, count: rows)
+        for r in 0..<rows {
+            var sum = 0
+            for k in 0..<depth {
+                out[r * paddedDepth + k] = values[r * depth + k]
+                sum += Int(values[r * depth + k])
+            }
+            sums[r] = Int32(truncatingIfNeeded: sum * factor)
+        }
+        return (
+            Tensor(shape: [paddedRows, paddedDepth], scalars: out), Tensor(shape: [rows], scalars: sums)
+        )
+    }
+
+    private static func gemmConvolution(
+        _ layer: QuantizedConvolutionLayer, _ info: CUDANodeInfo, x: [Int], w: [Int], out: [Int],
+        r: ConvolutionParameters.Resolved, weights: Tensor, hasBias: Bool
+    ) throws -> CUDALowering {
+        let q = layer.input
+        let offset = q.type == .uint8 ? 128 : 0
+        let (m, depth, pixels) = (w[0], w[1] * w[2] * w[3], out[2] * out[3])
+        let (kp, pp) = (roundUp(depth, 16), roundUp(pixels, 4))
+        let (packed, correction) = try padded(
+            weights, rows: m, depth: depth, paddedRows: m, paddedDepth: kp, correction: offset - q.zeroPoint)
+        let patches = CUDALaunch(
+            source: source, function: "kiln_int8_patches", grid: grid(x[0] * pp * kp), block: CUDADim3(threads),
+            arguments: [
+                .pointer(.input(0)), .pointer(.scratch(0)), .dims([x[0], x[1], x[2], x[3], out[2], out[3], pp, kp]),
+                .dims([w[2], w[3], r.strides[0], r.strides[1], r.padsBegin[0], r.padsBegin[1]] + r.dilations),
+                .float32(q.scale), .int32(Int32(q.zeroPoint)), .int32(Int32(q.range.lowerBound)),
+                .int32(Int32(q.range.upperBound)), .int32(Int32(offset)),
+            ])
+        // D [m, pp] per image = W [m, kp] · patches [pp, kp]ᵀ.
+        let product = CUDAMatMul(
+            a: .constant(0), b: .scratch(0), d: .scratch(1), m: m, n: pp, k: kp, transposeB: true, batch: x[0],
+            strideA: 0, strideB: x[0] > 1 ? pp * kp : 0, strideD: x[0] > 1 ? m * pp : 0, dtype: .int8)
+        let act = CUDALinearAlgebraEpilogue.activationIndex(layer.epilogue.activation)
+        let (p0, p1) = CUDALinearAlgebraEpilogue.parameters(layer.epilogue.activation)
+        let total = out.reduce(1, *)
+        let finish = CUDALaunch(
+            source: source, function: "kiln_int8_finish_conv_act\(act)", grid: grid(total), block: CUDADim3(threads),
+            arguments: [
+                .pointer(.scratch(1)), .pointer(.constant(1)), .pointer(.input(2)),
+                .pointer(hasBias ? .input(3) : .input(2)), .pointer(layer.epilogue.residual ? .input(4) : .input(2)),
+                .pointer(.output(0)), .int(total), .int(m), .int(pixels), .int(pp), .float32(q.scale),
+                .int32(hasBias ? 1 : 0), .int32(layer.epilogue.residual ? 1 : 0), .float32(p0), .float32(p1),
+            ] + requantization(layer.output))
+        return CUDALowering(
+            steps: [.launch(patches), .matMul(product), .launch(finish)],
+            scratchBytes: [x[0] * pp * kp, x[0] * m * pp * 4], constants: [packed, correction])
+    }
+
+    private static func gemmMatMul(
+        _ layer: QuantizedMatMulLayer, _ info: CUDANodeInfo, rows: Int, depth: Int, weights: Tensor, hasBias: Bool
+    ) throws -> CUDALowering {
+        let q = layer.input
+        let offset = q.type == .uint8 ? 128 : 0
+        let columns = try info.inputShape(1)[0]
+        let (kp, np) = (roundUp(depth, 16), roundUp(columns, 4))
+        let (packed, correction) = try padded(
+            weights, rows: columns, depth: depth, paddedRows: np, paddedDepth: kp, correction: offset - q.zeroPoint)
+        let quantize = CUDALaunch(
+            source: source, function: "kiln_int8_rows", grid: grid(rows * kp), block: CUDADim3(threads),
+            arguments: [
+                .pointer(.input(0)), .pointer(.scratch(0)), .int(rows), .int(depth), .int(kp), .float32(q.scale),
+                .int32(Int32(q.zeroPoint)), .int32(Int32(q.range.lowerBound)), .int32(Int32(q.range.upperBound)),
+                .int32(Int32(offset)),
+            ])
+        // D [rows, np] = A [rows, kp] · W [np, kp]ᵀ.
+        let product = CUDAMatMul(
+            a: .scratch(0), b: .constant(0), d: .scratch(1), m: rows, n: np, k: kp, transposeB: true, dtype: .int8)
+        let act = CUDALinearAlgebraEpilogue.activationIndex(layer.epilogue.activation)
+        let (p0, p1) = CUDALinearAlgebraEpilogue.parameters(layer.epilogue.activation)
+        let total = rows * columns
+        let finish = CUDALaunch(
+            source: source, function: "kiln_int8_finish_rows_act\(act)", grid: grid(total), block: CUDADim3(threads),
+            arguments: [
+                .pointer(.scratch(1)), .pointer(.constant(1)), .pointer(.input(2)),
+                .pointer(hasBias ? .input(3) : .input(2)), .pointer(layer.epilogue.residual ? .input(4) : .input(2)),
+                .pointer(.output(0)), .int(total), .int(columns), .int(np), .float32(q.scale),
+                .int32(hasBias ? 1 : 0), .int32(layer.epilogue.residual ? 1 : 0), .float32(p0), .float32(p1),
+            ] + requantization(layer.output))
+        return CUDALowering(
+            steps: [.launch(quantize), .matMul(product), .launch(finish)],
+            scratchBytes: [rows * kp, rows * np * 4], constants: [packed, correction])
+    }
+
+    // MARK: Helpers
 
     private static func grid(_ total: Int) -> CUDADim3 {
         CUDADim3(max(1, min((total + threads - 1) / threads, maxBlocks)))
@@ -249,6 +366,93 @@ enum CUDAQuantizedProducts {
                         p0, p1, hasOut, oscale, ozp, olo, ohi);
                 }
             }
+
+            __device__ __forceinline__ int kiln_int8_quant(float x, float scale, int zp, int lo, int hi) {
+                float r = __fadd_rn(rintf(__fdiv_rn(x, scale)), (float)zp);
+                return isnan(r) ? 0 : (int)fminf(fmaxf(r, (float)lo), (float)hi);
+            }
+
+            /* size: N, C, H, W, OH, OW, Pp, Kp; window: KH, KW, SH, SW, PH, PW, DH, DW. cols [N][Pp][Kp] holds
+               q - offset per (pixel, (c, kh, kw)); padding zp - offset; rows and columns past P and K zero. */
+            extern "C" __global__ void kiln_int8_patches(
+                const float* __restrict__ x, signed char* __restrict__ cols, KilnDims size, KilnDims window,
+                float scale, int zp, int lo, int hi, int offset)
+            {
+                const i64 C = size.v[1], H = size.v[2], W = size.v[3], OW = size.v[5], Pp = size.v[6], Kp = size.v[7];
+                const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
+                const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)window.v[6], DW = (int)window.v[7];
+                const i64 P = size.v[4] * OW, K = C * KH * KW;
+                const i64 total = size.v[0] * Pp * Kp;
+                const i64 step = (i64)gridDim.x * blockDim.x;
+                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                    const i64 k = i % Kp;
+                    const i64 pix = (i / Kp) % Pp;
+                    const i64 n = i / (Kp * Pp);
+                    int v = 0;
+                    if (k < K && pix < P) {
+                        const int c = (int)(k / (KH * KW)), r = (int)(k % (KH * KW));
+                        const int ih = (int)(pix / OW) * SH - PH + (r / KW) * DH;
+                        const int iw = (int)(pix % OW) * SW - PW + (r % KW) * DW;
+                        v = (ih < 0 || ih >= (int)H || iw < 0 || iw >= (int)W)
+                            ? zp - offset
+                            : kiln_int8_quant(x[((n * C + c) * H + ih) * W + iw], scale, zp, lo, hi) - offset;
+                    }
+                    cols[i] = (signed char)v;
+                }
+            }
+
+            /* a [rows, K] -> q [rows, Kp]: q - offset, zeros past K. */
+            extern "C" __global__ void kiln_int8_rows(
+                const float* __restrict__ a, signed char* __restrict__ q, i64 rows, i64 K, i64 Kp, float scale, int zp,
+                int lo, int hi, int offset)
+            {
+                const i64 total = rows * Kp;
+                const i64 step = (i64)gridDim.x * blockDim.x;
+                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                    const i64 k = i % Kp;
+                    q[i] = (signed char)(k < K ? kiln_int8_quant(a[(i / Kp) * K + k], scale, zp, lo, hi) - offset : 0);
+                }
+            }
+
+            #define KILN_INT8_FINISH(ACT) \\
+                extern "C" __global__ void kiln_int8_finish_conv_act##ACT( \\
+                    const int* __restrict__ d, const int* __restrict__ correction, const float* __restrict__ wscale, \\
+                    const float* __restrict__ bias, const float* __restrict__ residual, float* __restrict__ y, \\
+                    i64 total, i64 M, i64 P, i64 Pp, float xscale, int hasBias, int hasResidual, float p0, float p1, \\
+                    int hasOut, float oscale, int ozp, int olo, int ohi) \\
+                { \\
+                    const i64 step = (i64)gridDim.x * blockDim.x; \\
+                    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) { \\
+                        const i64 pix = i % P, m = (i / P) % M, n = i / (P * M); \\
+                        const int acc = d[(n * M + m) * Pp + pix] + correction[m]; \\
+                        y[i] = kiln_int8_finish<ACT>(acc, __fmul_rn(wscale[m], xscale), hasBias ? bias[m] : 0.0f, \\
+                            hasResidual ? residual[i] : 0.0f, p0, p1, hasOut, oscale, ozp, olo, ohi); \\
+                    } \\
+                } \\
+                extern "C" __global__ void kiln_int8_finish_rows_act##ACT( \\
+                    const int* __restrict__ d, const int* __restrict__ correction, const float* __restrict__ wscale, \\
+                    const float* __restrict__ bias, const float* __restrict__ residual, float* __restrict__ y, \\
+                    i64 total, i64 N, i64 Np, float xscale, int hasBias, int hasResidual, float p0, float p1, \\
+                    int hasOut, float oscale, int ozp, int olo, int ohi) \\
+                { \\
+                    const i64 step = (i64)gridDim.x * blockDim.x; \\
+                    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) { \\
+                        const i64 j = i % N; \\
+                        const int acc = d[(i / N) * Np + j] + correction[j]; \\
+                        y[i] = kiln_int8_finish<ACT>(acc, __fmul_rn(wscale[j], xscale), hasBias ? bias[j] : 0.0f, \\
+                            hasResidual ? residual[i] : 0.0f, p0, p1, hasOut, oscale, ozp, olo, ohi); \\
+                    } \\
+                }
+
+            KILN_INT8_FINISH(0)
+            KILN_INT8_FINISH(1)
+            KILN_INT8_FINISH(2)
+            KILN_INT8_FINISH(3)
+            KILN_INT8_FINISH(4)
+            KILN_INT8_FINISH(5)
+            KILN_INT8_FINISH(6)
+            KILN_INT8_FINISH(7)
+            KILN_INT8_FINISH(8)
 
             #define KILN_INT8(Q, NAME, ACT) \\
                 extern "C" __global__ void kiln_conv2d_int8_##NAME##_act##ACT( \\

@@ -48,8 +48,14 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         self.allowTF32 = allowTF32
         lib = library
         let lib = library
-        guard step.dtype == .float32 else {
-            throw KilnError.unsupported("cuBLASLt matMul runner handles float32 only, not \(step.dtype.onnxName)")
+        // int8: A and B int8, D int32, no C, bias or activation (the lowering finishes the result itself); the
+        // integer kernels want B transposed and A not (the "TN" form, in cuBLASLt's own terms).
+        let integer = step.dtype == .int8
+        guard step.dtype == .float32 || integer else {
+            throw KilnError.unsupported("cuBLASLt matMul runner handles float32 and int8, not \(step.dtype.onnxName)")
+        }
+        if integer, step.c != nil || step.bias != nil || step.activation != nil || !step.transposeB || step.transposeA {
+            throw KilnError.unsupported("cuBLASLt int8 products take A [m, k] and B [n, k] only, no epilogue")
         }
         let limit = Int(Int32.max)
         guard step.m > 0, step.n > 0, step.k > 0, step.batch > 0, step.m <= limit, step.n <= limit,
@@ -62,8 +68,10 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         self.owned = owned
 
         var op: OpaquePointer?
-        let compute = allowTF32 ? CUBLASLt.compute32FFastTF32 : CUBLASLt.compute32F
-        try lib.check(lib.matmulDescCreate(&op, compute, CUBLASLt.dataR32F), "cublasLtMatmulDescCreate")
+        let compute = integer ? CUBLASLt.compute32I : allowTF32 ? CUBLASLt.compute32FFastTF32 : CUBLASLt.compute32F
+        try lib.check(
+            lib.matmulDescCreate(&op, compute, integer ? CUBLASLt.dataR32I : CUBLASLt.dataR32F),
+            "cublasLtMatmulDescCreate")
         guard let op else { throw KilnError.runtime("cublasLt cublasLtMatmulDescCreate returned no descriptor") }
         owned.operation = op
         operation = op
@@ -80,13 +88,19 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
 
         let (n, m, k) = (step.n, step.m, step.k)
         // Stored shapes in column-major terms (rows, cols, ld = rows: dense).
+        let input = integer ? CUBLASLt.dataR8I : CUBLASLt.dataR32F
+        let output = integer ? CUBLASLt.dataR32I : CUBLASLt.dataR32F
         layoutA = try owned.layout(
-            rows: step.transposeB ? k : n, cols: step.transposeB ? n : k, batch: step.batch, stride: step.strideB)
+            rows: step.transposeB ? k : n, cols: step.transposeB ? n : k, batch: step.batch, stride: step.strideB,
+            type: input)
         layoutB = try owned.layout(
-            rows: step.transposeA ? m : k, cols: step.transposeA ? k : m, batch: step.batch, stride: step.strideA)
-        let d = try owned.layout(rows: n, cols: m, batch: step.batch, stride: step.strideD)
+            rows: step.transposeA ? m : k, cols: step.transposeA ? k : m, batch: step.batch, stride: step.strideA,
+            type: input)
+        let d = try owned.layout(rows: n, cols: m, batch: step.batch, stride: step.strideD, type: output)
         layoutD = d
-        layoutC = step.c == nil ? d : try owned.layout(rows: n, cols: m, batch: step.batch, stride: step.strideC)
+        layoutC =
+            step.c == nil
+            ? d : try owned.layout(rows: n, cols: m, batch: step.batch, stride: step.strideC, type: output)
 
         var preference: OpaquePointer?
         try lib.check(lib.preferenceCreate(&preference), "cublasLtMatmulPreferenceCreate")
@@ -115,7 +129,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         signature =
             "m\(m) n\(n) k\(k) b\(step.batch) s\([step.strideA, step.strideB, step.strideC, step.strideD]) "
             + "t\(step.transposeA)\(step.transposeB) e\(epilogue) c\(step.c != nil) tf32 \(allowTF32) "
-            + "ws \(maxWorkspaceBytes)"
+            + "ws \(maxWorkspaceBytes)" + (integer ? " int8" : "")
         owned.heuristic.copyMemory(from: results, byteCount: CUBLASLt.heuristicResultBytes)
         let workspace = owned.heuristic.load(fromByteOffset: CUBLASLt.heuristicWorkspaceOffset, as: UInt64.self)
         workspaceBytes = Int(workspace)
@@ -134,7 +148,8 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             choose(rank: known)
             return
         }
-        guard candidateCount > 1, measure else { return }
+        // Int8 products keep the heuristics' choice: the timer's operands and check are float32.
+        guard candidateCount > 1, measure, step.dtype == .float32 else { return }
         let elementBytes = 4
         func span(_ rows: Int, _ cols: Int, _ stride: Int) -> Int {
             (rows * cols + (step.batch > 1 ? stride * (step.batch - 1) : 0)) * elementBytes
@@ -221,11 +236,11 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             candidates?.deallocate()
         }
 
-        /// A dense column-major float32 layout (ld = rows), strided-batched when `batch` > 1.
-        func layout(rows: Int, cols: Int, batch: Int, stride: Int) throws -> OpaquePointer {
+        /// A dense column-major layout of `type` elements (ld = rows), strided-batched when `batch` > 1.
+        func layout(rows: Int, cols: Int, batch: Int, stride: Int, type: Int32) throws -> OpaquePointer {
             var layout: OpaquePointer?
             try lib.check(
-                lib.matrixLayoutCreate(&layout, CUBLASLt.dataR32F, UInt64(rows), UInt64(cols), Int64(rows)),
+                lib.matrixLayoutCreate(&layout, type, UInt64(rows), UInt64(cols), Int64(rows)),
                 "cublasLtMatrixLayoutCreate")
             guard let layout else { throw KilnError.runtime("cublasLt cublasLtMatrixLayoutCreate returned no layout") }
             layouts.append(layout)
@@ -271,15 +286,24 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
                 lib.matmulDescSetAttribute, operation, CUBLASLt.descBiasPointer, libraryDevicePointer(bias),
                 "cublasLtMatmulDescSetAttribute(BIAS_POINTER)")
         }
+        // The scale type follows the compute type: int32 1 and 0 for int8 products.
         var alpha = step.alpha
         var beta: Float = step.c == nil ? 0 : step.beta
+        var integerScales: (Int32, Int32) = (1, 0)
         let cAddress = step.c == nil ? d : c
-        let status = withUnsafePointer(to: &alpha) { alphaPointer in
-            withUnsafePointer(to: &beta) { betaPointer in
-                lib.matmul(
-                    lib.handle, operation, alphaPointer, libraryDevicePointer(b), layoutA, libraryDevicePointer(a),
-                    layoutB, betaPointer, libraryDevicePointer(cAddress), layoutC, libraryDevicePointer(d), layoutD,
-                    owned.heuristic, libraryDevicePointer(workspace), workspaceBytes, stream)
+        let status = withUnsafeMutableBytes(of: &alpha) { floatAlpha in
+            withUnsafeMutableBytes(of: &beta) { floatBeta in
+                withUnsafeMutableBytes(of: &integerScales) { integers in
+                    let integer = step.dtype == .int8
+                    let alphaPointer =
+                        integer ? UnsafeRawPointer(integers.baseAddress!) : UnsafeRawPointer(floatAlpha.baseAddress!)
+                    let betaPointer =
+                        integer ? UnsafeRawPointer(integers.baseAddress! + 4) : UnsafeRawPointer(floatBeta.baseAddress!)
+                    return lib.matmul(
+                        lib.handle, operation, alphaPointer, libraryDevicePointer(b), layoutA, libraryDevicePointer(a),
+                        layoutB, betaPointer, libraryDevicePointer(cAddress), layoutC, libraryDevicePointer(d),
+                        layoutD, owned.heuristic, libraryDevicePointer(workspace), workspaceBytes, stream)
+                }
             }
         }
         try lib.check(status, "cublasLtMatmul")
