@@ -75,6 +75,14 @@ import Testing
             QuantizedConvolutionLayer(ConvolutionParameters(), input: u8),
             [.float([1, 64, 5, 5], -2...2), weights([48, 64, 1, 1]), .float([48], 0.001...0.02), .none])
         add(
+            "conv int8 on cuBLASLt, 1x1 stride 1 straight from NHWC (32 channels, 16 pixels), uint8",
+            QuantizedConvolutionLayer(ConvolutionParameters(), input: u8, epilogue: .init(activation: .relu)),
+            [.float([2, 32, 4, 4], -2...2), weights([24, 32, 1, 1]), .float([24], 0.001...0.02), .float([24])])
+        add(
+            "conv int8 on cuBLASLt, 40 channels (two transpose tiles), 3x3 dilated",
+            QuantizedConvolutionLayer(ConvolutionParameters(dilations: [2, 2], pads: [2, 2, 2, 2]), input: s8),
+            [.float([2, 40, 9, 35], -3...3), weights([8, 40, 3, 3]), .float([8], 0.001...0.02), .float([8])])
+        add(
             "matMul int8 on cuBLASLt, 10 columns (padded to 12), uint8, residual, requantized",
             QuantizedMatMulLayer(
                 input: u8, epilogue: .init(residual: true), output: ActivationQuantization(scale: 0.03, zeroPoint: -4)),
@@ -101,7 +109,9 @@ import Testing
         }
         let ptx = try nvrtc.compile(CUDAQuantizedProducts.source, architecture: 90)
         let text = String(decoding: ptx, as: UTF8.self)
-        var names = ["kiln_quantize_i8", "kiln_quantize_u8", "kiln_int8_patches", "kiln_int8_rows"]
+        var names = [
+            "kiln_quantize_i8", "kiln_quantize_u8", "kiln_int8_nhwc", "kiln_int8_patches_nhwc", "kiln_int8_rows",
+        ]
         for act in 0...8 {
             for q in ["i8", "u8"] { names += ["kiln_conv2d_int8_\(q)_act\(act)", "kiln_matmul_int8_\(q)_act\(act)"] }
             names += ["kiln_int8_finish_conv_act\(act)", "kiln_int8_finish_rows_act\(act)"]

@@ -1,9 +1,10 @@
 import KilnIR
 
-/// convolution.int8 (2-D) and matMul.int8 on the GPU, in three steps: a kernel quantizes the float input into
-/// int8 rows (a convolution's patches, im2col), cuBLASLt multiplies them by the int8 weights on the tensor cores
-/// (int32 results), and a kernel finishes each output in float: dequantize, bias, residual, activation, and the
-/// optional output requantization.
+/// convolution.int8 (2-D) and matMul.int8 on the GPU: kernels quantize the float input into int8 rows (a
+/// convolution's input is transposed to NHWC while it is quantized, then cut into patches with the channels
+/// innermost, so every read is coalesced; a 1×1 stride-1 convolution multiplies the NHWC buffer directly),
+/// cuBLASLt multiplies them by the int8 weights on the tensor cores (int32 results), and a kernel finishes each
+/// output in float: dequantize, bias, residual, activation, and the optional output requantization.
 ///
 /// Zero points: cuBLASLt multiplies signed bytes, so a uint8 input is stored as `q - 128`; with `offset` 128
 /// (uint8) or 0 (int8), `Σ w·(q − zp) = Σ w·(q − offset) + (offset − zp)·Σ w`, and the last term is a per-channel
@@ -103,14 +104,27 @@ enum CUDAQuantizedProducts {
     static func roundUp(_ n: Int, _ multiple: Int) -> Int { (n + multiple - 1) / multiple * multiple }
 
     /// `rows` x `depth` int8 weights padded with zeros to `paddedRows` x `paddedDepth`, and the per-row
-    /// correction `(offset - zp) * Σ w` as int32.
+    /// correction `(offset - zp) * Σ w` as int32. `channels`: a convolution's weights `[M, C, KH, KW]` are
+    /// reordered to `[M, KH, KW, C]`, the order of the NHWC patches.
     static func padded(
-        _ weights: Tensor, rows: Int, depth: Int, paddedRows: Int, paddedDepth: Int, correction factor: Int
+        _ weights: Tensor, rows: Int, depth: Int, paddedRows: Int, paddedDepth: Int, correction factor: Int,
+        channels: Int? = nil
     ) throws -> (Tensor, Tensor) {
         guard weights.dtype == .int8, weights.count == rows * depth else {
             throw KilnError.shapeMismatch("int8 weights of \(weights.count) values, \(rows) x \(depth) expected")
         }
-        let values = weights.scalars(as: Int8.self)
+        var values = weights.scalars(as: Int8.self)
+        if let c = channels, c > 0, depth % c == 0 {
+            let window = depth / c
+            let source = values
+            for r in 0..<rows {
+                for channel in 0..<c {
+                    for offset in 0..<window {
+                        values[r * depth + offset * c + channel] = source[r * depth + channel * window + offset]
+                    }
+                }
+            }
+        }
         var out = [Int8](repeating: 0, count: paddedRows * paddedDepth)
         var sums = [Int32](repeating: 0, count: rows)
         for r in 0..<rows {
@@ -135,33 +149,56 @@ enum CUDAQuantizedProducts {
         let (m, depth, pixels) = (w[0], w[1] * w[2] * w[3], out[2] * out[3])
         let (kp, pp) = (roundUp(depth, 16), roundUp(pixels, 4))
         let (packed, correction) = try padded(
-            weights, rows: m, depth: depth, paddedRows: m, paddedDepth: kp, correction: offset - q.zeroPoint)
-        let patches = CUDALaunch(
-            source: source, function: "kiln_int8_patches", grid: grid(x[0] * pp * kp), block: CUDADim3(threads),
+            weights, rows: m, depth: depth, paddedRows: m, paddedDepth: kp, correction: offset - q.zeroPoint,
+            channels: x[1])
+        let plane = x[2] * x[3]
+        let nhwc = CUDALaunch(
+            source: source, function: "kiln_int8_nhwc", grid: CUDADim3((plane + 31) / 32, (x[1] + 31) / 32, x[0]),
+            block: CUDADim3(32, 8),
             arguments: [
-                .pointer(.input(0)), .pointer(.scratch(0)), .dims([x[0], x[1], x[2], x[3], out[2], out[3], pp, kp]),
-                .dims([w[2], w[3], r.strides[0], r.strides[1], r.padsBegin[0], r.padsBegin[1]] + r.dilations),
-                .float32(q.scale), .int32(Int32(q.zeroPoint)), .int32(Int32(q.range.lowerBound)),
-                .int32(Int32(q.range.upperBound)), .int32(Int32(offset)),
+                .pointer(.input(0)), .pointer(.scratch(0)), .int(x[1]), .int(plane), .float32(q.scale),
+                .int32(Int32(q.zeroPoint)), .int32(Int32(q.range.lowerBound)), .int32(Int32(q.range.upperBound)),
+                .int32(Int32(offset)),
             ])
+        // A 1×1 stride-1 convolution's patches are the NHWC rows themselves when they are aligned.
+        let pointwise =
+            w[2] == 1 && w[3] == 1 && r.strides == [1, 1] && r.padsBegin == [0, 0] && r.padsEnd == [0, 0]
+            && kp == depth && pp == pixels
+        var steps: [CUDAStep] = [.launch(nhwc)]
+        if !pointwise {
+            steps.append(
+                .launch(
+                    CUDALaunch(
+                        source: source, function: "kiln_int8_patches_nhwc", grid: grid(x[0] * pp * kp),
+                        block: CUDADim3(threads),
+                        arguments: [
+                            .pointer(.scratch(0)), .pointer(.scratch(1)),
+                            .dims([x[0], x[1], x[2], x[3], out[2], out[3], pp, kp]),
+                            .dims(
+                                [w[2], w[3], r.strides[0], r.strides[1], r.padsBegin[0], r.padsBegin[1]] + r.dilations),
+                            .int32(Int32(q.zeroPoint - offset)),
+                        ])))
+        }
         // D [m, pp] per image = W [m, kp] · patches [pp, kp]ᵀ.
         let product = CUDAMatMul(
-            a: .constant(0), b: .scratch(0), d: .scratch(1), m: m, n: pp, k: kp, transposeB: true, batch: x[0],
-            strideA: 0, strideB: x[0] > 1 ? pp * kp : 0, strideD: x[0] > 1 ? m * pp : 0, dtype: .int8)
+            a: .constant(0), b: pointwise ? .scratch(0) : .scratch(1), d: .scratch(2), m: m, n: pp, k: kp,
+            transposeB: true, batch: x[0], strideA: 0, strideB: x[0] > 1 ? pp * kp : 0,
+            strideD: x[0] > 1 ? m * pp : 0, dtype: .int8)
         let act = CUDALinearAlgebraEpilogue.activationIndex(layer.epilogue.activation)
         let (p0, p1) = CUDALinearAlgebraEpilogue.parameters(layer.epilogue.activation)
         let total = out.reduce(1, *)
         let finish = CUDALaunch(
             source: source, function: "kiln_int8_finish_conv_act\(act)", grid: grid(total), block: CUDADim3(threads),
             arguments: [
-                .pointer(.scratch(1)), .pointer(.constant(1)), .pointer(.input(2)),
+                .pointer(.scratch(2)), .pointer(.constant(1)), .pointer(.input(2)),
                 .pointer(hasBias ? .input(3) : .input(2)), .pointer(layer.epilogue.residual ? .input(4) : .input(2)),
                 .pointer(.output(0)), .int(total), .int(m), .int(pixels), .int(pp), .float32(q.scale),
                 .int32(hasBias ? 1 : 0), .int32(layer.epilogue.residual ? 1 : 0), .float32(p0), .float32(p1),
             ] + requantization(layer.output))
         return CUDALowering(
-            steps: [.launch(patches), .matMul(product), .launch(finish)],
-            scratchBytes: [x[0] * pp * kp, x[0] * m * pp * 4], constants: [packed, correction])
+            steps: steps + [.matMul(product), .launch(finish)],
+            scratchBytes: [x.reduce(1, *), pointwise ? 1 : x[0] * pp * kp, x[0] * m * pp * 4],
+            constants: [packed, correction])
     }
 
     private static func gemmMatMul(
@@ -372,11 +409,34 @@ enum CUDAQuantizedProducts {
                 return isnan(r) ? 0 : (int)fminf(fmaxf(r, (float)lo), (float)hi);
             }
 
-            /* size: N, C, H, W, OH, OW, Pp, Kp; window: KH, KW, SH, SW, PH, PW, DH, DW. cols [N][Pp][Kp] holds
-               q - offset per (pixel, (c, kh, kw)); padding zp - offset; rows and columns past P and K zero. */
-            extern "C" __global__ void kiln_int8_patches(
-                const float* __restrict__ x, signed char* __restrict__ cols, KilnDims size, KilnDims window,
-                float scale, int zp, int lo, int hi, int offset)
+            /* x [N, C, HW] float -> q [N, HW, C] int8 (q - offset): a 32x32 tile transpose through shared memory,
+               so both the float reads and the byte writes are coalesced. Block 32x8; grid (HW/32, C/32, N). */
+            extern "C" __global__ void kiln_int8_nhwc(
+                const float* __restrict__ x, signed char* __restrict__ q, i64 C, i64 HW, float scale, int zp, int lo,
+                int hi, int offset)
+            {
+                __shared__ signed char tile[32][33];
+                const i64 n = blockIdx.z, c0 = (i64)blockIdx.y * 32, s0 = (i64)blockIdx.x * 32;
+                const float* xn = x + n * C * HW;
+                signed char* qn = q + n * C * HW;
+                for (int j = threadIdx.y; j < 32; j += 8) {
+                    const i64 c = c0 + j, s = s0 + threadIdx.x;
+                    if (c < C && s < HW)
+                        tile[j][threadIdx.x] = (signed char)(kiln_int8_quant(xn[c * HW + s], scale, zp, lo, hi) - offset);
+                }
+                __syncthreads();
+                for (int j = threadIdx.y; j < 32; j += 8) {
+                    const i64 s = s0 + j, c = c0 + threadIdx.x;
+                    if (c < C && s < HW) qn[s * C + c] = tile[threadIdx.x][j];
+                }
+            }
+
+            /* size: N, C, H, W, OH, OW, Pp, Kp; window: KH, KW, SH, SW, PH, PW, DH, DW. From q [N, H, W, C], cols
+               [N][Pp][Kp] holds the patch of each pixel as (kh, kw, c), channels innermost; a padded pixel reads
+               `pad` (zp - offset); rows and columns past P and K are zero. */
+            extern "C" __global__ void kiln_int8_patches_nhwc(
+                const signed char* __restrict__ q, signed char* __restrict__ cols, KilnDims size, KilnDims window,
+                int pad)
             {
                 const i64 C = size.v[1], H = size.v[2], W = size.v[3], OW = size.v[5], Pp = size.v[6], Kp = size.v[7];
                 const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
@@ -388,16 +448,17 @@ enum CUDAQuantizedProducts {
                     const i64 k = i % Kp;
                     const i64 pix = (i / Kp) % Pp;
                     const i64 n = i / (Kp * Pp);
-                    int v = 0;
+                    signed char v = 0;
                     if (k < K && pix < P) {
-                        const int c = (int)(k / (KH * KW)), r = (int)(k % (KH * KW));
+                        const i64 c = k % C;
+                        const int r = (int)(k / C);
                         const int ih = (int)(pix / OW) * SH - PH + (r / KW) * DH;
                         const int iw = (int)(pix % OW) * SW - PW + (r % KW) * DW;
                         v = (ih < 0 || ih >= (int)H || iw < 0 || iw >= (int)W)
-                            ? zp - offset
-                            : kiln_int8_quant(x[((n * C + c) * H + ih) * W + iw], scale, zp, lo, hi) - offset;
+                            ? (signed char)pad
+                            : q[((n * H + ih) * W + iw) * C + c];
                     }
-                    cols[i] = (signed char)v;
+                    cols[i] = v;
                 }
             }
 
