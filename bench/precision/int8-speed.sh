@@ -34,3 +34,6 @@ for name in resnet50 mobilenet_v2; do
         done
     done
 done
+echo "== ResNet-50 int8 batch 64, per-layer profile (top of the table in r50-int8-profile.log)"
+$K bench /tmp/resnet50-int8.kiln --batch 64 --duration 1 --profile > "$OUT/r50-int8-profile.log" 2>&1
+grep -A12 -i "layer" "$OUT/r50-int8-profile.log" | head -16

@@ -166,10 +166,14 @@ enum CUDAQuantizedProducts {
             && kp == depth && pp == pixels
         var steps: [CUDAStep] = [.launch(nhwc)]
         if !pointwise {
+            // Channels in whole 16-byte runs: one thread copies 16 bytes (and the rows need no padding).
+            let vectors = x[1] % 16 == 0
+            let units = vectors ? x[0] * pp * w[2] * w[3] * (x[1] / 16) : x[0] * pp * kp
             steps.append(
                 .launch(
                     CUDALaunch(
-                        source: source, function: "kiln_int8_patches_nhwc", grid: grid(x[0] * pp * kp),
+                        source: source, function: vectors ? "kiln_int8_patches_nhwc16" : "kiln_int8_patches_nhwc",
+                        grid: grid(units),
                         block: CUDADim3(threads),
                         arguments: [
                             .pointer(.scratch(0)), .pointer(.scratch(1)),
@@ -462,6 +466,54 @@ enum CUDAQuantizedProducts {
                 }
             }
 
+            /* The same when C is a multiple of 16 (so K = KH*KW*C = Kp): one thread per 16-byte run of channels,
+               32-bit indices when they fit. */
+            template <typename IX>
+            __device__ __forceinline__ void kiln_int8_patches16(
+                const signed char* __restrict__ q, signed char* __restrict__ cols, const KilnDims& size,
+                const KilnDims& window, int pad)
+            {
+                const IX C16 = (IX)(size.v[1] / 16), H = (IX)size.v[2], W = (IX)size.v[3], OW = (IX)size.v[5];
+                const IX Pp = (IX)size.v[6];
+                const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
+                const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)window.v[6], DW = (int)window.v[7];
+                const IX P = (IX)size.v[4] * OW, R = (IX)(KH * KW);
+                const IX total = (IX)size.v[0] * Pp * R * C16;
+                const IX step = (IX)gridDim.x * blockDim.x;
+                const int4* q16 = reinterpret_cast<const int4*>(q);
+                int4* cols16 = reinterpret_cast<int4*>(cols);
+                const signed char b = (signed char)pad;
+                const int word = (int)(unsigned char)b * 0x01010101;
+                const int4 padding = make_int4(word, word, word, word);
+                for (IX i = (IX)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                    const IX c = i % C16;
+                    IX t = i / C16;
+                    const int r = (int)(t % R);
+                    t /= R;
+                    const IX pix = t % Pp;
+                    const IX n = t / Pp;
+                    int4 v = make_int4(0, 0, 0, 0);
+                    if (pix < P) {
+                        const int ih = (int)(pix / OW) * SH - PH + (r / KW) * DH;
+                        const int iw = (int)(pix % OW) * SW - PW + (r % KW) * DW;
+                        v = (ih < 0 || ih >= (int)H || iw < 0 || iw >= (int)W)
+                            ? padding
+                            : q16[((n * H + (IX)ih) * W + (IX)iw) * C16 + c];
+                    }
+                    cols16[i] = v;
+                }
+            }
+
+            extern "C" __global__ void kiln_int8_patches_nhwc16(
+                const signed char* __restrict__ q, signed char* __restrict__ cols, KilnDims size, KilnDims window,
+                int pad)
+            {
+                const bool narrow = size.v[0] * size.v[6] * window.v[0] * window.v[1] * (size.v[1] / 16) < 2147483647LL
+                    && size.v[0] * size.v[1] * size.v[2] * size.v[3] / 16 < 2147483647LL;
+                if (narrow) kiln_int8_patches16<unsigned int>(q, cols, size, window, pad);
+                else kiln_int8_patches16<i64>(q, cols, size, window, pad);
+            }
+
             /* a [rows, K] -> q [rows, Kp]: q - offset, zeros past K. */
             extern "C" __global__ void kiln_int8_rows(
                 const float* __restrict__ a, signed char* __restrict__ q, i64 rows, i64 K, i64 Kp, float scale, int zp,
@@ -483,6 +535,16 @@ enum CUDAQuantizedProducts {
                     int hasOut, float oscale, int ozp, int olo, int ohi) \\
                 { \\
                     const i64 step = (i64)gridDim.x * blockDim.x; \\
+                    if (total * (Pp > P ? Pp : P) / (P > 0 ? P : 1) < 2147483647LL) { \\
+                        const unsigned int u = (unsigned int)total, up = (unsigned int)P, um = (unsigned int)M; \\
+                        for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < u; i += gridDim.x * blockDim.x) { \\
+                            const unsigned int pix = i % up, plane = i / up, m = plane % um; \\
+                            const int acc = d[plane * (unsigned int)Pp + pix] + correction[m]; \\
+                            y[i] = kiln_int8_finish<ACT>(acc, __fmul_rn(wscale[m], xscale), hasBias ? bias[m] : 0.0f, \\
+                                hasResidual ? residual[i] : 0.0f, p0, p1, hasOut, oscale, ozp, olo, ohi); \\
+                        } \\
+                        return; \\
+                    } \\
                     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) { \\
                         const i64 pix = i % P, m = (i / P) % M, n = i / (P * M); \\
                         const int acc = d[(n * M + m) * Pp + pix] + correction[m]; \\
