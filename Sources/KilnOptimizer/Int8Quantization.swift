@@ -65,6 +65,11 @@ public struct Int8Quantization: Sendable {
         guard let w = graph.initializers[node.inputs[1]], w.dtype == .float32 else {
             return "its weights are not float32 constants"
         }
+        // A depthwise convolution does little arithmetic per byte it moves; in int8 it would only add the
+        // quantization (and Kiln has no int8 depthwise kernel that beats its float one).
+        if let conv = node.layer as? ConvolutionLayer, conv.parameters.group > 1, w.rank >= 2, w.shape[1] == 1 {
+            return "depthwise convolution: memory-bound, kept in float32"
+        }
         return layoutReason(node, graph, weights: w.shape)
     }
 

@@ -95,6 +95,22 @@ struct Int8BuildTests {
         #expect(loose.movedToFloat.isEmpty && loose.int8LayerCount == 3)
     }
 
+    @Test func depthwiseConvolutionsStayFloatWithTheReason() throws {
+        var gen = SeededGenerator(seed: seed)
+        var n = NetworkBuilder(name: "depthwise")
+        let x = n.addInput("x", .float32, [.symbol("N"), 4, 6, 6])
+        let d = try n.convolution(
+            x, weights: n.addConstant("wd", .random([4, 1, 3, 3], using: &gen)), pads: [1, 1, 1, 1], group: 4)
+        let p = try n.convolution(d, weights: n.addConstant("wp", .random([8, 4, 1, 1], using: &gen)))
+        try n.markOutput(p, as: "y")
+        var config = BuilderConfig()
+        config.int8 = Int8Config(calibration: [["x": .random([2, 4, 6, 6], using: &gen)]])
+        let engine = try Builder.build(try n.build(), device: CPUDevice(), config: config)
+        let report = try #require(engine.precision)
+        #expect(report.int8LayerCount == 1, "seed \(seed)")
+        #expect(report.layers.contains { $0.precision == "float32" && $0.reason?.contains("depthwise") == true })
+    }
+
     @Test func perLayerErrorsAreReported() throws {
         var gen = SeededGenerator(seed: seed)
         var config = BuilderConfig()

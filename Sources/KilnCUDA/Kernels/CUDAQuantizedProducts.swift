@@ -438,32 +438,45 @@ enum CUDAQuantizedProducts {
             /* size: N, C, H, W, OH, OW, Pp, Kp; window: KH, KW, SH, SW, PH, PW, DH, DW. From q [N, H, W, C], cols
                [N][Pp][Kp] holds the patch of each pixel as (kh, kw, c), channels innermost; a padded pixel reads
                `pad` (zp - offset); rows and columns past P and K are zero. */
-            extern "C" __global__ void kiln_int8_patches_nhwc(
-                const signed char* __restrict__ q, signed char* __restrict__ cols, KilnDims size, KilnDims window,
-                int pad)
+            template <typename IX>
+            __device__ __forceinline__ void kiln_int8_patches1(
+                const signed char* __restrict__ q, signed char* __restrict__ cols, const KilnDims& size,
+                const KilnDims& window, int pad)
             {
-                const i64 C = size.v[1], H = size.v[2], W = size.v[3], OW = size.v[5], Pp = size.v[6], Kp = size.v[7];
+                const IX C = (IX)size.v[1], H = (IX)size.v[2], W = (IX)size.v[3], OW = (IX)size.v[5];
+                const IX Pp = (IX)size.v[6], Kp = (IX)size.v[7];
                 const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
                 const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)window.v[6], DW = (int)window.v[7];
-                const i64 P = size.v[4] * OW, K = C * KH * KW;
-                const i64 total = size.v[0] * Pp * Kp;
-                const i64 step = (i64)gridDim.x * blockDim.x;
-                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
-                    const i64 k = i % Kp;
-                    const i64 pix = (i / Kp) % Pp;
-                    const i64 n = i / (Kp * Pp);
+                const IX P = (IX)size.v[4] * OW, K = C * (IX)(KH * KW);
+                const IX total = (IX)size.v[0] * Pp * Kp;
+                const IX step = (IX)gridDim.x * blockDim.x;
+                for (IX i = (IX)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                    const IX k = i % Kp;
+                    const IX row = i / Kp;
+                    const IX pix = row % Pp;
+                    const IX n = row / Pp;
                     signed char v = 0;
                     if (k < K && pix < P) {
-                        const i64 c = k % C;
+                        const IX c = k % C;
                         const int r = (int)(k / C);
                         const int ih = (int)(pix / OW) * SH - PH + (r / KW) * DH;
                         const int iw = (int)(pix % OW) * SW - PW + (r % KW) * DW;
                         v = (ih < 0 || ih >= (int)H || iw < 0 || iw >= (int)W)
                             ? (signed char)pad
-                            : q[((n * H + ih) * W + iw) * C + c];
+                            : q[((n * H + (IX)ih) * W + (IX)iw) * C + c];
                     }
                     cols[i] = v;
                 }
+            }
+
+            extern "C" __global__ void kiln_int8_patches_nhwc(
+                const signed char* __restrict__ q, signed char* __restrict__ cols, KilnDims size, KilnDims window,
+                int pad)
+            {
+                const bool narrow = size.v[0] * size.v[6] * size.v[7] < 2147483647LL
+                    && size.v[0] * size.v[1] * size.v[2] * size.v[3] < 2147483647LL;
+                if (narrow) kiln_int8_patches1<unsigned int>(q, cols, size, window, pad);
+                else kiln_int8_patches1<i64>(q, cols, size, window, pad);
             }
 
             /* The same when C is a multiple of 16 (so K = KH*KW*C = Kp): one thread per 16-byte run of channels,
