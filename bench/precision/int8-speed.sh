@@ -37,3 +37,7 @@ done
 echo "== ResNet-50 int8 batch 64, per-layer profile (top of the table in r50-int8-profile.log)"
 $K bench /tmp/resnet50-int8.kiln --batch 64 --duration 1 --profile > "$OUT/r50-int8-profile.log" 2>&1
 grep -A12 -i "layer" "$OUT/r50-int8-profile.log" | head -16
+echo "== PyTorch in the same call (eager FP32/FP16, FP16 CUDA graph; no torch.compile)"
+python3 $D/baselines.py --models resnet50,mobilenet_v2 --batches 1 64 --no-compile --no-ceilings \
+    --json "$OUT/base.json" > "$OUT/base.log" 2>&1 || tail -5 "$OUT/base.log"
+tail -14 "$OUT/base.log"
