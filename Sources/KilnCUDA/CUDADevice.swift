@@ -82,4 +82,6 @@ public final class CUDADevice: Device {
 
     /// Device memory in use and in total, in bytes (all processes).
     public func memoryInfo() throws -> (free: Int, total: Int) { try context.memoryInfo() }
+    /// Device memory this device object holds now (arenas, weights, workspaces), by its own count.
+    public var liveDeviceBytes: Int { context.liveBytes }
 }

@@ -18,6 +18,13 @@ public final class CUDAContext: @unchecked Sendable {
     public let totalMemory: Int
     /// `cuDriverGetVersion`: 1000 * major + 10 * minor.
     public let driverVersion: Int
+    /// Device memory allocated through this object and not yet freed (other users of the GPU, even other
+    /// `CUDAContext` objects of the same primary context, are not counted).
+    public var liveBytes: Int { accounting.withLock { live } }
+    private let accounting = NSLock()
+    private var live = 0
+
+    func account(_ bytes: Int) { accounting.withLock { live += bytes } }
 
     private init(driver: CUDADriver, device: Int32, handle: OpaquePointer) throws {
         self.driver = driver
@@ -86,6 +93,7 @@ public final class CUDAContext: @unchecked Sendable {
             throw KilnError.runtime("out of device memory allocating \(bytes) bytes\(detail)")
         }
         try driver.check(result, "cuMemAlloc_v2(\(bytes) bytes)")
+        account(max(bytes, 1))
         return DeviceBuffer(context: self, address: address, bytes: bytes)
     }
 
@@ -165,6 +173,7 @@ public final class DeviceBuffer: @unchecked Sendable {
         // A deinit cannot throw; a failing free leaks at worst (the context owns the memory anyway).
         try? context.makeCurrent()
         _ = context.driver.cuMemFree(address)
+        context.account(-max(bytes, 1))
     }
 }
 
