@@ -7,7 +7,8 @@ import Testing
 /// kernels), on fresh random inputs: the integer path must give the same numbers up to float rounding.
 struct QuantizedProductTests {
     /// Each run draws a new seed; a failure prints it.
-    let seed = UInt64.random(in: 1...UInt64.max)
+    /// Fresh each run; KILN_TEST_SEED replays a failure's seed.
+    let seed = ProcessInfo.processInfo.environment["KILN_TEST_SEED"].flatMap(UInt64.init) ?? .random(in: 1...UInt64.max)
 
     /// `(q - zeroPoint) * scale` with `q` quantized as the layers quantize.
     static func fakeQuantized(_ x: Tensor, _ q: ActivationQuantization) -> Tensor {
@@ -36,7 +37,8 @@ struct QuantizedProductTests {
         let y = b.scalars(as: Float.self)
         let scale = max(y.map(abs).max() ?? 0, 1e-3)
         let worst = zip(x, y).map { abs($0 - $1) }.max() ?? 0
-        #expect(worst <= 1e-5 * scale, "max diff \(worst) of \(scale), seed \(seed)")
+        // Float sums of the dequantized terms round differently from the exact integer sum.
+        #expect(worst <= 1e-5 * scale + 1e-6, "max diff \(worst) of \(scale), seed \(seed)")
     }
 
     @Test(arguments: [

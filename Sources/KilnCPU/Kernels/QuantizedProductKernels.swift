@@ -50,6 +50,44 @@ enum Int8Arithmetic {
         return sum
     }
 
+    /// Four dot products of `a` with `b0`...`b3` in one pass over `a` (each load of `a` serves four sums).
+    @inline(__always)
+    static func dot4(
+        _ a: UnsafePointer<Int16>, _ b0: UnsafePointer<Int16>, _ b1: UnsafePointer<Int16>,
+        _ b2: UnsafePointer<Int16>, _ b3: UnsafePointer<Int16>, _ depth: Int
+    ) -> SIMD4<Int32> {
+        var s0: Int32 = 0
+        var s1: Int32 = 0
+        var s2: Int32 = 0
+        var s3: Int32 = 0
+        for k in 0..<depth {
+            let x = Int32(a[k])
+            s0 &+= x &* Int32(b0[k])
+            s1 &+= x &* Int32(b1[k])
+            s2 &+= x &* Int32(b2[k])
+            s3 &+= x &* Int32(b3[k])
+        }
+        return SIMD4(s0, s1, s2, s3)
+    }
+
+    /// `dot(a, b + j * depth)` for j in 0..<count, written to `sums`, four at a time.
+    @inline(__always)
+    static func dots(
+        _ a: UnsafePointer<Int16>, _ b: UnsafePointer<Int16>, count: Int, depth: Int,
+        into sums: UnsafeMutablePointer<Int32>
+    ) {
+        var j = 0
+        while j + 4 <= count {
+            let s = dot4(a, b + j * depth, b + (j + 1) * depth, b + (j + 2) * depth, b + (j + 3) * depth, depth)
+            for i in 0..<4 { sums[j + i] = s[i] }
+            j += 4
+        }
+        while j < count {
+            sums[j] = dot(a, b + j * depth, depth)
+            j += 1
+        }
+    }
+
     static let maximumDepth = 65_793
 
     static func checkDepth(_ depth: Int, _ layer: String) throws {
@@ -112,13 +150,17 @@ final class QuantizedConvolutionKernel: Kernel {
                     weights.withUnsafeBufferPointer { wb in
                         columns.withUnsafeBufferPointer { cb in
                             Parallel.forEach(g.groupOutChannels, threads: context.threads) { rows in
+                                var sums = [Int32](repeating: 0, count: outSize)
                                 for row in rows {
                                     let m = group * g.groupOutChannels + row
                                     let dst = shared.value + row * outSize
                                     let wRow = wb.baseAddress! + m * depth
+                                    sums.withUnsafeMutableBufferPointer { s in
+                                        Int8Arithmetic.dots(
+                                            wRow, cb.baseAddress!, count: outSize, depth: depth, into: s.baseAddress!)
+                                    }
                                     for p in 0..<outSize {
-                                        let acc = Int8Arithmetic.dot(wRow, cb.baseAddress! + p * depth, depth)
-                                        dst[p] = Float(acc) * columnScale[m] + (bias?[m] ?? 0)
+                                        dst[p] = Float(sums[p]) * columnScale[m] + (bias?[m] ?? 0)
                                     }
                                     if let residualBuffer {
                                         let start = outFirst + row * outSize
@@ -217,15 +259,18 @@ final class QuantizedMatMulKernel: Kernel {
             aq.withUnsafeBufferPointer { ab in
                 weights.withUnsafeBufferPointer { wb in
                     Parallel.forEach(rows, threads: context.threads) { range in
+                        var sums = [Int32](repeating: 0, count: columns)
                         for row in range {
                             let dst = shared.value + row * columns
+                            if depth > 0 {
+                                sums.withUnsafeMutableBufferPointer { s in
+                                    Int8Arithmetic.dots(
+                                        ab.baseAddress! + row * depth, wb.baseAddress!, count: columns, depth: depth,
+                                        into: s.baseAddress!)
+                                }
+                            }
                             for n in 0..<columns {
-                                let acc =
-                                    depth == 0
-                                    ? 0
-                                    : Int8Arithmetic.dot(
-                                        ab.baseAddress! + row * depth, wb.baseAddress! + n * depth, depth)
-                                dst[n] = Float(acc) * columnScale[n] + (bias?[n] ?? 0)
+                                dst[n] = Float(sums[n]) * columnScale[n] + (bias?[n] ?? 0)
                             }
                             if let residualBuffer {
                                 for n in 0..<columns { dst[n] += residualBuffer[row * columns + n] }

@@ -43,9 +43,15 @@ public enum CalibrationMethod: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .minMax: return histogram.maximum
         case .percentile(let p): return histogram.percentile(p)
-        case .entropy: return histogram.entropyThreshold()
+        case .entropy:
+            // A sparse histogram (a few values in 2048 bins) makes every cut look lossless and the search clip
+            // far too much; with too few values the largest magnitude is the honest range.
+            return histogram.total < Self.entropyMinimumValues ? histogram.maximum : histogram.entropyThreshold()
         }
     }
+
+    /// The fewest non-zero values the entropy calibrator measures a histogram on (two per bin).
+    static let entropyMinimumValues = 2.0 * Double(MagnitudeHistogram.binCount)
 }
 
 /// Counts of |x| over `[0, maximum]` in equal bins.
