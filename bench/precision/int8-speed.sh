@@ -11,15 +11,7 @@ $K compare models/digits-qdq/model.onnx --reference models/digits-qdq/reference.
     --device cuda 2>&1 | tail -1
 python3 $D/baselines.py --export $M --models resnet50,mobilenet_v2 --batches 1 --no-compile --quick --no-ceilings \
     > "$OUT/export.log" 2>&1 || tail -5 "$OUT/export.log"
-python3 - "$M" <<'PYEOF'
-import sys, numpy as np
-m = sys.argv[1]
-for name in ["resnet50", "mobilenet_v2"]:
-    ref = np.load(f"{m}/{name}.io_b1.npz")
-    key = [k for k in ref.files if k.startswith("input__")][0]
-    x = np.random.default_rng(1).standard_normal((32,) + ref[key].shape[1:]).astype(np.float32)
-    np.savez(f"{m}/{name}.calibration.npz", **{key: x})
-PYEOF
+python3 bench/precision/random-calibration.py $M resnet50 mobilenet_v2
 for name in resnet50 mobilenet_v2; do
     echo "== $name"
     $K build $M/$name.onnx -o /tmp/$name-fp32.kiln --device cuda --batch 64 > /dev/null 2>&1

@@ -90,6 +90,28 @@ enum Int8Arithmetic {
 
     static let maximumDepth = 65_793
 
+    /// The float elements of a tensor the caller keeps alive (a kernel's input), nil when absent.
+    static func floats(of tensor: Tensor?) -> UnsafePointer<Float>? {
+        tensor.map { UnsafePointer($0.storage.bytes.assumingMemoryBound(to: Float.self)) }
+    }
+
+    /// The float tail of a row of int32 sums: dequantize, bias, residual, activation, requantize.
+    struct Finish {
+        let activation: EpilogueActivation?
+        let output: ActivationQuantization?
+
+        @inline(__always)
+        func row(
+            _ dst: UnsafeMutablePointer<Float>, _ sums: UnsafePointer<Int32>, count: Int, scale: (Int) -> Float,
+            bias: (Int) -> Float, residual: UnsafePointer<Float>?
+        ) {
+            for j in 0..<count { dst[j] = Float(sums[j]) * scale(j) + bias(j) }
+            if let residual { for j in 0..<count { dst[j] += residual[j] } }
+            if let activation { GemmEpilogue.activate(dst, count: count, activation) }
+            if let output { for j in 0..<count { dst[j] = output.roundTrip(dst[j]) } }
+        }
+    }
+
     static func checkDepth(_ depth: Int, _ layer: String) throws {
         guard depth <= maximumDepth else {
             throw KilnError.unsupported("\(layer) sums \(depth) products; int32 accumulation holds \(maximumDepth)")
@@ -134,11 +156,10 @@ final class QuantizedConvolutionKernel: Kernel {
         let xq = x.withUnsafeBuffer(as: Float.self) { Int8Arithmetic.quantize($0, layer.input) }
         let outSize = g.outSize
         let columnScale = scales.map { $0 * layer.input.scale }
-        let activation = layer.epilogue.activation
-        let output = layer.output
+        let finish = Int8Arithmetic.Finish(activation: layer.epilogue.activation, output: layer.output)
         let y = Tensor.build(Float.self, shape: g.outShape) { out in
             guard let o = out.baseAddress, out.count > 0 else { return }
-            let residualBuffer = residual.map { r in r.withUnsafeBuffer(as: Float.self) { Array($0) } }
+            let residualBase = Int8Arithmetic.floats(of: residual)
             for n in 0..<g.batch {
                 for group in 0..<g.group {
                     let first = (n * g.inChannels + group * g.groupInChannels) * g.inSize
@@ -159,15 +180,12 @@ final class QuantizedConvolutionKernel: Kernel {
                                         Int8Arithmetic.dots(
                                             wRow, cb.baseAddress!, count: outSize, depth: depth, into: s.baseAddress!)
                                     }
-                                    for p in 0..<outSize {
-                                        dst[p] = Float(sums[p]) * columnScale[m] + (bias?[m] ?? 0)
+                                    let residualRow = residualBase.map { $0 + outFirst + row * outSize }
+                                    sums.withUnsafeBufferPointer { s in
+                                        finish.row(
+                                            dst, s.baseAddress!, count: outSize, scale: { _ in columnScale[m] },
+                                            bias: { _ in bias?[m] ?? 0 }, residual: residualRow)
                                     }
-                                    if let residualBuffer {
-                                        let start = outFirst + row * outSize
-                                        for p in 0..<outSize { dst[p] += residualBuffer[start + p] }
-                                    }
-                                    if let activation { GemmEpilogue.activate(dst, count: outSize, activation) }
-                                    if let output { for p in 0..<outSize { dst[p] = output.roundTrip(dst[p]) } }
                                 }
                             }
                         }
@@ -175,6 +193,7 @@ final class QuantizedConvolutionKernel: Kernel {
                 }
             }
         }
+        withExtendedLifetime(residual) {}
         return [.tensor(y)]
     }
 
@@ -250,9 +269,8 @@ final class QuantizedMatMulKernel: Kernel {
         let weights = cache.weights(for: b)
         let aq = a.withUnsafeBuffer(as: Float.self) { Int8Arithmetic.quantize($0, layer.input) }
         let columnScale = scales.map { $0 * layer.input.scale }
-        let residualBuffer = residual.map { r in r.withUnsafeBuffer(as: Float.self) { Array($0) } }
-        let activation = layer.epilogue.activation
-        let output = layer.output
+        let residualBase = Int8Arithmetic.floats(of: residual)
+        let finish = Int8Arithmetic.Finish(activation: layer.epilogue.activation, output: layer.output)
         let y = Tensor.build(Float.self, shape: outShape) { out in
             guard let o = out.baseAddress, out.count > 0 else { return }
             let shared = UncheckedSendable(o)
@@ -269,19 +287,18 @@ final class QuantizedMatMulKernel: Kernel {
                                         into: s.baseAddress!)
                                 }
                             }
-                            for n in 0..<columns {
-                                dst[n] = Float(sums[n]) * columnScale[n] + (bias?[n] ?? 0)
+                            let residualRow = residualBase.map { $0 + row * columns }
+                            sums.withUnsafeBufferPointer { s in
+                                finish.row(
+                                    dst, s.baseAddress!, count: columns, scale: { columnScale[$0] },
+                                    bias: { bias?[$0] ?? 0 }, residual: residualRow)
                             }
-                            if let residualBuffer {
-                                for n in 0..<columns { dst[n] += residualBuffer[row * columns + n] }
-                            }
-                            if let activation { GemmEpilogue.activate(dst, count: columns, activation) }
-                            if let output { for n in 0..<columns { dst[n] = output.roundTrip(dst[n]) } }
                         }
                     }
                 }
             }
         }
+        withExtendedLifetime(residual) {}
         return [.tensor(y)]
     }
 }

@@ -1,4 +1,5 @@
 import KilnIR
+import KilnRuntime
 
 /// Times library calls the way tactic selection needs: on its own stream, one warm-up call, then the median of
 /// `runs` calls, each after writing over a buffer larger than any GPU's L2 cache, so that an algorithm is not
@@ -48,17 +49,7 @@ struct CUDATacticTimer {
     }
 
     /// ||a - b|| / ||b|| in double precision (infinite when either holds a non-finite difference).
-    static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        var difference = 0.0
-        var norm = 0.0
-        for (x, y) in zip(a, b) {
-            let d = Double(x) - Double(y)
-            difference += d * d
-            norm += Double(y) * Double(y)
-        }
-        if !difference.isFinite { return .infinity }
-        return norm == 0 ? (difference == 0 ? 0 : .infinity) : (difference / norm).squareRoot()
-    }
+    static func relativeError(_ a: [Float], _ b: [Float]) -> Double { FloatDifference(a, b).relative }
 
     /// How far a candidate's result may be from the reference algorithm's: FP32 math differs only in the
     /// order of additions; TF32 rounds its inputs.

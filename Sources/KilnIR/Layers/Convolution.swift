@@ -113,6 +113,20 @@ func convolutionOutputType(
     return .tensor(TensorType(dtype, [shape[0], channels] + dims))
 }
 
+extension ConvolutionParameters {
+    /// The output type of a forward convolution of input 0 by the weights in input 1 (shared by the layers that
+    /// convolve forward: plain, deformable, int8).
+    func forwardOutputType(_ inputs: [LayerInput]) throws -> ValueType? {
+        let w = weightGeometry(inputs.count > 1 ? inputs[1].tensorType : nil)
+        guard let kernel = w.kernel ?? (kernelShape.isEmpty ? nil : kernelShape) else {
+            return inputs.first?.tensorType.map { .tensor(TensorType($0.dtype, nil)) }
+        }
+        return try convolutionOutputType(inputs.first?.tensorType, channels: w.channels) {
+            try resolve(input: $0, kernel: kernel).output
+        }
+    }
+}
+
 /// The kernel sizes and output channel count from a weight type `[C_out, C_in/group, k...]`.
 func weightGeometry(_ w: TensorType?) -> (channels: Dim, kernel: [Int]?) {
     guard let shape = w?.shape, shape.count >= 3 else { return (.unknown, nil) }
@@ -134,15 +148,7 @@ public struct ConvolutionLayer: Layer {
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
-        let w = weightGeometry(inputs.count > 1 ? inputs[1].tensorType : nil)
-        guard let kernel = w.kernel ?? (parameters.kernelShape.isEmpty ? nil : parameters.kernelShape) else {
-            return [inputs.first?.tensorType.map { .tensor(TensorType($0.dtype, nil)) }]
-        }
-        return [
-            try convolutionOutputType(inputs.first?.tensorType, channels: w.channels) {
-                try parameters.resolve(input: $0, kernel: kernel).output
-            }
-        ]
+        [try parameters.forwardOutputType(inputs)]
     }
 
     public var description: String {

@@ -101,15 +101,7 @@ public struct DeformableConvolutionLayer: Layer {
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
-        let w = weightGeometry(inputs.count > 1 ? inputs[1].tensorType : nil)
-        guard let kernel = w.kernel ?? (parameters.kernelShape.isEmpty ? nil : parameters.kernelShape) else {
-            return [inputs.first?.tensorType.map { .tensor(TensorType($0.dtype, nil)) }]
-        }
-        return [
-            try convolutionOutputType(inputs.first?.tensorType, channels: w.channels) {
-                try parameters.resolve(input: $0, kernel: kernel).output
-            }
-        ]
+        [try parameters.forwardOutputType(inputs)]
     }
 
     public var description: String {

@@ -70,15 +70,7 @@ public struct QuantizedConvolutionLayer: Layer {
         try input.validate()
         try output?.validate()
         try checkWeights(inputs, rank: nil)
-        let w = weightGeometry(inputs.count > 1 ? inputs[1].tensorType : nil)
-        guard let kernel = w.kernel ?? (parameters.kernelShape.isEmpty ? nil : parameters.kernelShape) else {
-            return [inputs.first?.tensorType.map { .tensor(TensorType($0.dtype, nil)) }]
-        }
-        return [
-            try convolutionOutputType(inputs.first?.tensorType, channels: w.channels) {
-                try parameters.resolve(input: $0, kernel: kernel).output
-            }
-        ]
+        return [try parameters.forwardOutputType(inputs)]
     }
 
     public var description: String {

@@ -146,16 +146,8 @@ struct OutputEvaluator {
         var result: [String: (Double, Double)] = [:]
         for (name, expected) in reference {
             guard let actual = got[name], actual.count == expected.count else { continue }
-            var difference = 0.0
-            var norm = 0.0
-            var largest = 0.0
-            for (a, e) in zip(actual, expected) {
-                let d = Double(a) - Double(e)
-                difference += d * d
-                norm += Double(e) * Double(e)
-                largest = max(largest, abs(d))
-            }
-            result[name] = (norm > 0 ? (difference / norm).squareRoot() : difference.squareRoot(), largest)
+            let difference = FloatDifference(actual, expected)
+            result[name] = (difference.relative, difference.largest)
         }
         return result
     }
