@@ -160,37 +160,44 @@ final class QuantizedConvolutionKernel: Kernel {
         let y = Tensor.build(Float.self, shape: g.outShape) { out in
             guard let o = out.baseAddress, out.count > 0 else { return }
             let residualBase = Int8Arithmetic.floats(of: residual)
-            for n in 0..<g.batch {
-                for group in 0..<g.group {
-                    let first = (n * g.inChannels + group * g.groupInChannels) * g.inSize
-                    let columns = xq.withUnsafeBufferPointer { q in
-                        Self.columns(q.baseAddress! + first, g, depth: depth)
-                    }
-                    let outFirst = (n * g.outChannels + group * g.groupOutChannels) * outSize
-                    let shared = UncheckedSendable(o + outFirst)
-                    weights.withUnsafeBufferPointer { wb in
-                        columns.withUnsafeBufferPointer { cb in
-                            Parallel.forEach(g.groupOutChannels, threads: context.threads) { rows in
-                                var sums = [Int32](repeating: 0, count: outSize)
-                                for row in rows {
-                                    let m = group * g.groupOutChannels + row
-                                    let dst = shared.value + row * outSize
-                                    let wRow = wb.baseAddress! + m * depth
-                                    sums.withUnsafeMutableBufferPointer { s in
-                                        Int8Arithmetic.dots(
-                                            wRow, cb.baseAddress!, count: outSize, depth: depth, into: s.baseAddress!)
-                                    }
-                                    let residualRow = residualBase.map { $0 + outFirst + row * outSize }
-                                    sums.withUnsafeBufferPointer { s in
-                                        finish.row(
-                                            dst, s.baseAddress!, count: outSize, scale: { _ in columnScale[m] },
-                                            bias: { _ in bias?[m] ?? 0 }, residual: residualRow)
-                                    }
+            let shared = UncheckedSendable(o)
+            /// One (image, group) plane: its patches, then output channels `rows` of it on `threads` threads.
+            func plane(_ unit: Int, threads: Int) {
+                let (n, group) = (unit / g.group, unit % g.group)
+                let first = (n * g.inChannels + group * g.groupInChannels) * g.inSize
+                let columns = xq.withUnsafeBufferPointer { q in Self.columns(q.baseAddress! + first, g, depth: depth) }
+                let outFirst = (n * g.outChannels + group * g.groupOutChannels) * outSize
+                weights.withUnsafeBufferPointer { wb in
+                    columns.withUnsafeBufferPointer { cb in
+                        Parallel.forEach(g.groupOutChannels, threads: threads) { rows in
+                            var sums = [Int32](repeating: 0, count: outSize)
+                            for row in rows {
+                                let m = group * g.groupOutChannels + row
+                                sums.withUnsafeMutableBufferPointer { s in
+                                    Int8Arithmetic.dots(
+                                        wb.baseAddress! + m * depth, cb.baseAddress!, count: outSize, depth: depth,
+                                        into: s.baseAddress!)
+                                }
+                                let residualRow = residualBase.map { $0 + outFirst + row * outSize }
+                                sums.withUnsafeBufferPointer { s in
+                                    finish.row(
+                                        shared.value + outFirst + row * outSize, s.baseAddress!, count: outSize,
+                                        scale: { _ in columnScale[m] }, bias: { _ in bias?[m] ?? 0 },
+                                        residual: residualRow)
                                 }
                             }
                         }
                     }
                 }
+            }
+            // Enough planes: one thread per plane (patches built in parallel too); else threads share a plane.
+            let planes = g.batch * g.group
+            if planes >= context.threads {
+                Parallel.forEach(planes, threads: context.threads) { units in
+                    for unit in units { plane(unit, threads: 1) }
+                }
+            } else {
+                for unit in 0..<planes { plane(unit, threads: context.threads) }
             }
         }
         withExtendedLifetime(residual) {}
