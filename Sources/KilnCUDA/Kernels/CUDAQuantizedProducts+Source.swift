@@ -1,0 +1,318 @@
+import KilnIR
+
+/// The CUDA C of the int8 kernels: quantization into bytes (plain and NHWC), patches, the cuBLASLt finish, and
+/// the direct kernels for grouped convolutions and non-constant weights.
+extension CUDAQuantizedProducts {
+    static let source = CUDASource(name: "int8_products", code: code)
+
+    static let code =
+        CUDALinearAlgebraEpilogue.activationCode + """
+            template <typename Q>
+            __device__ __forceinline__ void kiln_quantize(
+                const float* __restrict__ x, Q* __restrict__ q, i64 n, float scale, int zp, int lo, int hi)
+            {
+                const i64 step = (i64)gridDim.x * blockDim.x;
+                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+                    float r = __fadd_rn(rintf(__fdiv_rn(x[i], scale)), (float)zp);
+                    r = isnan(r) ? 0.0f : fminf(fmaxf(r, (float)lo), (float)hi);
+                    q[i] = (Q)(int)r;
+                }
+            }
+
+            extern "C" __global__ void kiln_quantize_i8(
+                const float* __restrict__ x, signed char* __restrict__ q, i64 n, float scale, int zp, int lo, int hi)
+            { kiln_quantize<signed char>(x, q, n, scale, zp, lo, hi); }
+
+            extern "C" __global__ void kiln_quantize_u8(
+                const float* __restrict__ x, unsigned char* __restrict__ q, i64 n, float scale, int zp, int lo, int hi)
+            { kiln_quantize<unsigned char>(x, q, n, scale, zp, lo, hi); }
+
+            /* The float tail of every int8 output: dequantize, bias, residual, activation, requantize. */
+            template <int ACT>
+            __device__ __forceinline__ float kiln_int8_finish(
+                int acc, float scale, float bias, float residual, float p0, float p1,
+                int hasOut, float oscale, int ozp, int olo, int ohi)
+            {
+                float v = __fadd_rn(__fmul_rn((float)acc, scale), bias);
+                v = __fadd_rn(v, residual);
+                v = kiln_linalg_act<ACT>(v, p0, p1);
+                if (hasOut) {
+                    float r = __fadd_rn(rintf(__fdiv_rn(v, oscale)), (float)ozp);
+                    v = __fmul_rn(__fadd_rn(isnan(r) ? 0.0f : fminf(fmaxf(r, (float)olo), (float)ohi), -(float)ozp), oscale);
+                }
+                return v;
+            }
+
+            /* size: N, C, H, W, M, OH, OW; window: KH, KW, SH, SW, PH, PW, DH, DW. One thread per output. */
+            template <typename Q, int ACT>
+            __device__ __forceinline__ void kiln_conv2d_int8(
+                const Q* __restrict__ q, const signed char* __restrict__ w, const float* __restrict__ wscale,
+                const float* __restrict__ bias, const float* __restrict__ residual, float* __restrict__ y,
+                const KilnDims& size, const KilnDims& window, int group, int zp, float xscale, int hasBias,
+                int hasResidual, float p0, float p1, int hasOut, float oscale, int ozp, int olo, int ohi)
+            {
+                const i64 C = size.v[1], H = size.v[2], W = size.v[3], M = size.v[4], OH = size.v[5], OW = size.v[6];
+                const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
+                const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)window.v[6], DW = (int)window.v[7];
+                const i64 Cg = C / group, Mg = M / group;
+                const i64 total = size.v[0] * M * OH * OW;
+                const i64 step = (i64)gridDim.x * blockDim.x;
+                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                    const int ow = (int)(i % OW);
+                    const int oh = (int)((i / OW) % OH);
+                    const i64 m = (i / (OW * OH)) % M;
+                    const i64 n = i / (OW * OH * M);
+                    const i64 c0 = (m / Mg) * Cg;
+                    int acc = 0;
+                    for (i64 c = 0; c < Cg; ++c) {
+                        const Q* plane = q + (n * C + c0 + c) * H * W;
+                        const signed char* wp = w + (m * Cg + c) * KH * KW;
+                        for (int kh = 0; kh < KH; ++kh) {
+                            const int ih = oh * SH - PH + kh * DH;
+                            if (ih < 0 || ih >= (int)H) continue;
+                            for (int kw = 0; kw < KW; ++kw) {
+                                const int iw = ow * SW - PW + kw * DW;
+                                if (iw < 0 || iw >= (int)W) continue;
+                                acc += (int)wp[kh * KW + kw] * ((int)plane[(i64)ih * W + iw] - zp);
+                            }
+                        }
+                    }
+                    y[i] = kiln_int8_finish<ACT>(
+                        acc, __fmul_rn(wscale[m], xscale), hasBias ? bias[m] : 0.0f, hasResidual ? residual[i] : 0.0f,
+                        p0, p1, hasOut, oscale, ozp, olo, ohi);
+                }
+            }
+
+            /* A [rows, K] quantized, B [N, K] int8; one thread per output. */
+            template <typename Q, int ACT>
+            __device__ __forceinline__ void kiln_matmul_int8(
+                const Q* __restrict__ q, const signed char* __restrict__ b, const float* __restrict__ wscale,
+                const float* __restrict__ bias, const float* __restrict__ residual, float* __restrict__ y,
+                i64 rows, i64 N, i64 K, int zp, float xscale, int hasBias, int hasResidual, float p0, float p1,
+                int hasOut, float oscale, int ozp, int olo, int ohi)
+            {
+                const i64 total = rows * N;
+                const i64 step = (i64)gridDim.x * blockDim.x;
+                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                    const i64 n = i % N;
+                    const Q* a = q + (i / N) * K;
+                    const signed char* bn = b + n * K;
+                    int acc = 0;
+                    for (i64 k = 0; k < K; ++k) acc += (int)bn[k] * ((int)a[k] - zp);
+                    y[i] = kiln_int8_finish<ACT>(
+                        acc, __fmul_rn(wscale[n], xscale), hasBias ? bias[n] : 0.0f, hasResidual ? residual[i] : 0.0f,
+                        p0, p1, hasOut, oscale, ozp, olo, ohi);
+                }
+            }
+
+            __device__ __forceinline__ int kiln_int8_quant(float x, float scale, int zp, int lo, int hi) {
+                float r = __fadd_rn(rintf(__fdiv_rn(x, scale)), (float)zp);
+                return isnan(r) ? 0 : (int)fminf(fmaxf(r, (float)lo), (float)hi);
+            }
+
+            /* x [N, C, HW] float -> q [N, HW, C] int8 (q - offset): a 32x32 tile transpose through shared memory,
+               so both the float reads and the byte writes are coalesced. Block 32x8; grid (HW/32, C/32, N). */
+            extern "C" __global__ void kiln_int8_nhwc(
+                const float* __restrict__ x, signed char* __restrict__ q, i64 C, i64 HW, float scale, int zp, int lo,
+                int hi, int offset)
+            {
+                __shared__ signed char tile[32][33];
+                const i64 n = blockIdx.z, c0 = (i64)blockIdx.y * 32, s0 = (i64)blockIdx.x * 32;
+                const float* xn = x + n * C * HW;
+                signed char* qn = q + n * C * HW;
+                for (int j = threadIdx.y; j < 32; j += 8) {
+                    const i64 c = c0 + j, s = s0 + threadIdx.x;
+                    if (c < C && s < HW)
+                        tile[j][threadIdx.x] = (signed char)(kiln_int8_quant(xn[c * HW + s], scale, zp, lo, hi) - offset);
+                }
+                __syncthreads();
+                for (int j = threadIdx.y; j < 32; j += 8) {
+                    const i64 s = s0 + j, c = c0 + threadIdx.x;
+                    if (c < C && s < HW) qn[s * C + c] = tile[threadIdx.x][j];
+                }
+            }
+
+            /* size: N, C, H, W, OH, OW, Pp, Kp; window: KH, KW, SH, SW, PH, PW, DH, DW. From q [N, H, W, C], cols
+               [N][Pp][Kp] holds the patch of each pixel as (kh, kw, c), channels innermost; a padded pixel reads
+               `pad` (zp - offset); rows and columns past P and K are zero. */
+            template <typename IX>
+            __device__ __forceinline__ void kiln_int8_patches1(
+                const signed char* __restrict__ q, signed char* __restrict__ cols, const KilnDims& size,
+                const KilnDims& window, int pad)
+            {
+                const IX C = (IX)size.v[1], H = (IX)size.v[2], W = (IX)size.v[3], OW = (IX)size.v[5];
+                const IX Pp = (IX)size.v[6], Kp = (IX)size.v[7];
+                const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
+                const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)window.v[6], DW = (int)window.v[7];
+                const IX P = (IX)size.v[4] * OW, K = C * (IX)(KH * KW);
+                const IX total = (IX)size.v[0] * Pp * Kp;
+                const IX step = (IX)gridDim.x * blockDim.x;
+                for (IX i = (IX)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                    const IX k = i % Kp;
+                    const IX row = i / Kp;
+                    const IX pix = row % Pp;
+                    const IX n = row / Pp;
+                    signed char v = 0;
+                    if (k < K && pix < P) {
+                        const IX c = k % C;
+                        const int r = (int)(k / C);
+                        const int ih = (int)(pix / OW) * SH - PH + (r / KW) * DH;
+                        const int iw = (int)(pix % OW) * SW - PW + (r % KW) * DW;
+                        v = (ih < 0 || ih >= (int)H || iw < 0 || iw >= (int)W)
+                            ? (signed char)pad
+                            : q[((n * H + (IX)ih) * W + (IX)iw) * C + c];
+                    }
+                    cols[i] = v;
+                }
+            }
+
+            extern "C" __global__ void kiln_int8_patches_nhwc(
+                const signed char* __restrict__ q, signed char* __restrict__ cols, KilnDims size, KilnDims window,
+                int pad)
+            {
+                const bool narrow = size.v[0] * size.v[6] * size.v[7] < 2147483647LL
+                    && size.v[0] * size.v[1] * size.v[2] * size.v[3] < 2147483647LL;
+                if (narrow) kiln_int8_patches1<unsigned int>(q, cols, size, window, pad);
+                else kiln_int8_patches1<i64>(q, cols, size, window, pad);
+            }
+
+            /* The same when C is a multiple of 16 (so K = KH*KW*C = Kp): one thread per 16-byte run of channels,
+               32-bit indices when they fit. */
+            template <typename IX>
+            __device__ __forceinline__ void kiln_int8_patches16(
+                const signed char* __restrict__ q, signed char* __restrict__ cols, const KilnDims& size,
+                const KilnDims& window, int pad)
+            {
+                const IX C16 = (IX)(size.v[1] / 16), H = (IX)size.v[2], W = (IX)size.v[3], OW = (IX)size.v[5];
+                const IX Pp = (IX)size.v[6];
+                const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
+                const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)window.v[6], DW = (int)window.v[7];
+                const IX P = (IX)size.v[4] * OW, R = (IX)(KH * KW);
+                const IX total = (IX)size.v[0] * Pp * R * C16;
+                const IX step = (IX)gridDim.x * blockDim.x;
+                const int4* q16 = reinterpret_cast<const int4*>(q);
+                int4* cols16 = reinterpret_cast<int4*>(cols);
+                const signed char b = (signed char)pad;
+                const int word = (int)(unsigned char)b * 0x01010101;
+                const int4 padding = make_int4(word, word, word, word);
+                for (IX i = (IX)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                    const IX c = i % C16;
+                    IX t = i / C16;
+                    const int r = (int)(t % R);
+                    t /= R;
+                    const IX pix = t % Pp;
+                    const IX n = t / Pp;
+                    int4 v = make_int4(0, 0, 0, 0);
+                    if (pix < P) {
+                        const int ih = (int)(pix / OW) * SH - PH + (r / KW) * DH;
+                        const int iw = (int)(pix % OW) * SW - PW + (r % KW) * DW;
+                        v = (ih < 0 || ih >= (int)H || iw < 0 || iw >= (int)W)
+                            ? padding
+                            : q16[((n * H + (IX)ih) * W + (IX)iw) * C16 + c];
+                    }
+                    cols16[i] = v;
+                }
+            }
+
+            extern "C" __global__ void kiln_int8_patches_nhwc16(
+                const signed char* __restrict__ q, signed char* __restrict__ cols, KilnDims size, KilnDims window,
+                int pad)
+            {
+                const bool narrow = size.v[0] * size.v[6] * window.v[0] * window.v[1] * (size.v[1] / 16) < 2147483647LL
+                    && size.v[0] * size.v[1] * size.v[2] * size.v[3] / 16 < 2147483647LL;
+                if (narrow) kiln_int8_patches16<unsigned int>(q, cols, size, window, pad);
+                else kiln_int8_patches16<i64>(q, cols, size, window, pad);
+            }
+
+            /* a [rows, K] -> q [rows, Kp]: q - offset, zeros past K. */
+            extern "C" __global__ void kiln_int8_rows(
+                const float* __restrict__ a, signed char* __restrict__ q, i64 rows, i64 K, i64 Kp, float scale, int zp,
+                int lo, int hi, int offset)
+            {
+                const i64 total = rows * Kp;
+                const i64 step = (i64)gridDim.x * blockDim.x;
+                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                    const i64 k = i % Kp;
+                    q[i] = (signed char)(k < K ? kiln_int8_quant(a[(i / Kp) * K + k], scale, zp, lo, hi) - offset : 0);
+                }
+            }
+
+            #define KILN_INT8_FINISH(ACT) \\
+                extern "C" __global__ void kiln_int8_finish_conv_act##ACT( \\
+                    const int* __restrict__ d, const int* __restrict__ correction, const float* __restrict__ wscale, \\
+                    const float* __restrict__ bias, const float* __restrict__ residual, float* __restrict__ y, \\
+                    i64 total, i64 M, i64 P, i64 Pp, float xscale, int hasBias, int hasResidual, float p0, float p1, \\
+                    int hasOut, float oscale, int ozp, int olo, int ohi) \\
+                { \\
+                    const i64 step = (i64)gridDim.x * blockDim.x; \\
+                    if (total * (Pp > P ? Pp : P) / (P > 0 ? P : 1) < 2147483647LL) { \\
+                        const unsigned int u = (unsigned int)total, up = (unsigned int)P, um = (unsigned int)M; \\
+                        for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < u; i += gridDim.x * blockDim.x) { \\
+                            const unsigned int pix = i % up, plane = i / up, m = plane % um; \\
+                            const int acc = d[plane * (unsigned int)Pp + pix] + correction[m]; \\
+                            y[i] = kiln_int8_finish<ACT>(acc, __fmul_rn(wscale[m], xscale), hasBias ? bias[m] : 0.0f, \\
+                                hasResidual ? residual[i] : 0.0f, p0, p1, hasOut, oscale, ozp, olo, ohi); \\
+                        } \\
+                        return; \\
+                    } \\
+                    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) { \\
+                        const i64 pix = i % P, m = (i / P) % M, n = i / (P * M); \\
+                        const int acc = d[(n * M + m) * Pp + pix] + correction[m]; \\
+                        y[i] = kiln_int8_finish<ACT>(acc, __fmul_rn(wscale[m], xscale), hasBias ? bias[m] : 0.0f, \\
+                            hasResidual ? residual[i] : 0.0f, p0, p1, hasOut, oscale, ozp, olo, ohi); \\
+                    } \\
+                } \\
+                extern "C" __global__ void kiln_int8_finish_rows_act##ACT( \\
+                    const int* __restrict__ d, const int* __restrict__ correction, const float* __restrict__ wscale, \\
+                    const float* __restrict__ bias, const float* __restrict__ residual, float* __restrict__ y, \\
+                    i64 total, i64 N, i64 Np, float xscale, int hasBias, int hasResidual, float p0, float p1, \\
+                    int hasOut, float oscale, int ozp, int olo, int ohi) \\
+                { \\
+                    const i64 step = (i64)gridDim.x * blockDim.x; \\
+                    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) { \\
+                        const i64 j = i % N; \\
+                        const int acc = d[(i / N) * Np + j] + correction[j]; \\
+                        y[i] = kiln_int8_finish<ACT>(acc, __fmul_rn(wscale[j], xscale), hasBias ? bias[j] : 0.0f, \\
+                            hasResidual ? residual[i] : 0.0f, p0, p1, hasOut, oscale, ozp, olo, ohi); \\
+                    } \\
+                }
+
+            KILN_INT8_FINISH(0)
+            KILN_INT8_FINISH(1)
+            KILN_INT8_FINISH(2)
+            KILN_INT8_FINISH(3)
+            KILN_INT8_FINISH(4)
+            KILN_INT8_FINISH(5)
+            KILN_INT8_FINISH(6)
+            KILN_INT8_FINISH(7)
+            KILN_INT8_FINISH(8)
+
+            #define KILN_INT8(Q, NAME, ACT) \\
+                extern "C" __global__ void kiln_conv2d_int8_##NAME##_act##ACT( \\
+                    const Q* __restrict__ q, const signed char* __restrict__ w, const float* __restrict__ wscale, \\
+                    const float* __restrict__ bias, const float* __restrict__ residual, float* __restrict__ y, \\
+                    KilnDims size, KilnDims window, int group, int zp, float xscale, int hasBias, int hasResidual, \\
+                    float p0, float p1, int hasOut, float oscale, int ozp, int olo, int ohi) \\
+                { kiln_conv2d_int8<Q, ACT>(q, w, wscale, bias, residual, y, size, window, group, zp, xscale, \\
+                    hasBias, hasResidual, p0, p1, hasOut, oscale, ozp, olo, ohi); } \\
+                extern "C" __global__ void kiln_matmul_int8_##NAME##_act##ACT( \\
+                    const Q* __restrict__ q, const signed char* __restrict__ b, const float* __restrict__ wscale, \\
+                    const float* __restrict__ bias, const float* __restrict__ residual, float* __restrict__ y, \\
+                    i64 rows, i64 N, i64 K, int zp, float xscale, int hasBias, int hasResidual, float p0, float p1, \\
+                    int hasOut, float oscale, int ozp, int olo, int ohi) \\
+                { kiln_matmul_int8<Q, ACT>(q, b, wscale, bias, residual, y, rows, N, K, zp, xscale, hasBias, \\
+                    hasResidual, p0, p1, hasOut, oscale, ozp, olo, ohi); }
+
+            #define KILN_INT8_ALL(ACT) KILN_INT8(signed char, i8, ACT) KILN_INT8(unsigned char, u8, ACT)
+            KILN_INT8_ALL(0)
+            KILN_INT8_ALL(1)
+            KILN_INT8_ALL(2)
+            KILN_INT8_ALL(3)
+            KILN_INT8_ALL(4)
+            KILN_INT8_ALL(5)
+            KILN_INT8_ALL(6)
+            KILN_INT8_ALL(7)
+            KILN_INT8_ALL(8)
+
+            """
+}
