@@ -145,6 +145,21 @@ struct QuantizedProductTests {
         Self.close(got, expected, seed)
     }
 
+    /// No input channels (a plan can say so): every sum is empty, so the output is the bias through the epilogue.
+    @Test func anEmptyReductionGivesTheBias() throws {
+        let bias = Tensor(shape: [2], scalars: [Float(-1), 2])
+        let y = try LayerRunner.run(
+            QuantizedConvolutionLayer(
+                ConvolutionParameters(), input: .init(scale: 0.1), epilogue: .init(activation: .relu)),
+            Tensor(zeros: .float32, shape: [1, 0, 2, 2]), Tensor(zeros: .int8, shape: [2, 0, 1, 1]),
+            Tensor(shape: [2], scalars: [Float(0.1), 0.1]), bias)
+        #expect(y.scalars(as: Float.self) == [0, 0, 0, 0, 2, 2, 2, 2])
+        let m = try LayerRunner.run(
+            QuantizedMatMulLayer(input: .init(scale: 0.1)), Tensor(zeros: .float32, shape: [3, 0]),
+            Tensor(zeros: .int8, shape: [2, 0]), Tensor(shape: [2], scalars: [Float(0.1), 0.1]), bias)
+        #expect(m.scalars(as: Float.self) == [-1, 2, -1, 2, -1, 2])
+    }
+
     @Test func badOperandsAreErrors() throws {
         let x = Tensor(zeros: .float32, shape: [1, 2, 3, 3])
         let w = Tensor(zeros: .float32, shape: [1, 2, 1, 1])

@@ -90,6 +90,18 @@ enum Int8Arithmetic {
 
     static let maximumDepth = 65_793
 
+    /// The first element of `buffer`, or of a static zero when it is empty (a plan may hold a product with no
+    /// input channels: nothing is read then, but a pointer is still passed).
+    static func base(_ buffer: UnsafeBufferPointer<Int16>) -> UnsafePointer<Int16> {
+        buffer.baseAddress ?? UnsafePointer(emptyOperand)
+    }
+
+    nonisolated(unsafe) private static let emptyOperand: UnsafeMutablePointer<Int16> = {
+        let pointer = UnsafeMutablePointer<Int16>.allocate(capacity: 1)
+        pointer.initialize(to: 0)
+        return pointer
+    }()
+
     /// The float elements of a tensor the caller keeps alive (a kernel's input), nil when absent.
     static func floats(of tensor: Tensor?) -> UnsafePointer<Float>? {
         tensor.map { UnsafePointer($0.storage.bytes.assumingMemoryBound(to: Float.self)) }
@@ -165,7 +177,9 @@ final class QuantizedConvolutionKernel: Kernel {
             func plane(_ unit: Int, threads: Int) {
                 let (n, group) = (unit / g.group, unit % g.group)
                 let first = (n * g.inChannels + group * g.groupInChannels) * g.inSize
-                let columns = xq.withUnsafeBufferPointer { q in Self.columns(q.baseAddress! + first, g, depth: depth) }
+                let columns = xq.withUnsafeBufferPointer { q in
+                    Self.columns(Int8Arithmetic.base(q) + first, g, depth: depth)
+                }
                 let outFirst = (n * g.outChannels + group * g.groupOutChannels) * outSize
                 weights.withUnsafeBufferPointer { wb in
                     columns.withUnsafeBufferPointer { cb in
@@ -175,7 +189,8 @@ final class QuantizedConvolutionKernel: Kernel {
                                 let m = group * g.groupOutChannels + row
                                 sums.withUnsafeMutableBufferPointer { s in
                                     Int8Arithmetic.dots(
-                                        wb.baseAddress! + m * depth, cb.baseAddress!, count: outSize, depth: depth,
+                                        Int8Arithmetic.base(wb) + m * depth, Int8Arithmetic.base(cb), count: outSize,
+                                        depth: depth,
                                         into: s.baseAddress!)
                                 }
                                 let residualRow = residualBase.map { $0 + outFirst + row * outSize }
@@ -290,7 +305,8 @@ final class QuantizedMatMulKernel: Kernel {
                             if depth > 0 {
                                 sums.withUnsafeMutableBufferPointer { s in
                                     Int8Arithmetic.dots(
-                                        ab.baseAddress! + row * depth, wb.baseAddress!, count: columns, depth: depth,
+                                        Int8Arithmetic.base(ab) + row * depth, Int8Arithmetic.base(wb), count: columns,
+                                        depth: depth,
                                         into: s.baseAddress!)
                                 }
                             }
