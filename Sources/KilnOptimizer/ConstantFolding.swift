@@ -1,18 +1,28 @@
 import KilnIR
 
 /// Evaluates nodes whose inputs are all constants and turns their tensor outputs into initializers.
-/// Random generators, control flow and results over the size limit are left alone, and so is the
-/// dequantization of 8-bit constants: those are int8 weights, which `QDQFolding` keeps in int8 (and folds
-/// itself where it cannot).
+/// Random generators, control flow and results over the size limit are left alone. The dequantization of 8-bit
+/// constants is int8 weights, which `QDQFolding` keeps in int8: the standard pass leaves it, and `QDQFolding`
+/// folds what it did not take with a `weightDequantization` pass.
 public struct ConstantFolding: Pass {
+    public enum Scope: Sendable {
+        /// Every foldable node but the dequantization of 8-bit constants.
+        case allButWeightDequantization
+        /// Only the dequantization of 8-bit constants.
+        case weightDequantization
+    }
+
     public let name = "constant-folding"
-    public init() {}
+    public var scope: Scope
+
+    public init(_ scope: Scope = .allButWeightDequantization) { self.scope = scope }
 
     public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
         var changed = false
         var remaining: [Node] = []
         for node in graph.nodes {
-            guard node.layer.isDeterministic, node.layer.subgraphs.isEmpty, !Self.isWeightDequantization(node, graph),
+            guard node.layer.isDeterministic, node.layer.subgraphs.isEmpty,
+                Self.isWeightDequantization(node, graph) == (scope == .weightDequantization),
                 node.inputs.contains(where: { !$0.isEmpty }),
                 node.inputs.allSatisfy({ $0.isEmpty || graph.initializers[$0] != nil }),
                 let folded = try? context.evaluate(

@@ -17,17 +17,21 @@ public struct QDQFolding: Pass {
         var changed = try graph.rewriteEachNode { index, graph in try hoistPair(at: index, &graph) }
         changed = try graph.rewriteEachNode { index, graph in try fold(at: index, &graph, context) } || changed
         changed = graph.rewriteEachNode { index, graph in absorbOutputPair(at: index, &graph) } || changed
-        return try foldConstantWeights(&graph, context) || changed
+        // What no int8 layer took becomes float constants: nothing dequantizes weights per inference.
+        return try ConstantFolding(.weightDequantization).run(&graph, context) || changed
     }
 
     // MARK: Q/DQ pairs
 
     /// `(x, scale, zero point, type)` when `value` is `DequantizeLinear(QuantizeLinear(x))` with one scalar scale
     /// and zero point shared by both, into int8 or uint8.
-    static func quantizedPair(_ value: String, _ graph: Graph) -> (x: String, quantization: ActivationQuantization)? {
-        guard let d = graph.producerIndex(of: value), let dq = graph.nodes[d].layer as? DequantizeLayer,
+    static func quantizedPair(
+        _ value: String, _ view: PatternView
+    ) -> (x: String, quantization: ActivationQuantization)? {
+        let graph = view.graph
+        guard let d = view.producers[value], let dq = graph.nodes[d].layer as? DequantizeLayer,
             dq.blockSize == 0, graph.type(of: value)?.tensorType?.dtype == .float32,
-            let q = graph.producerIndex(of: graph.nodes[d].inputs[0]),
+            let q = view.producers[graph.nodes[d].inputs[0]],
             let quantize = graph.nodes[q].layer as? QuantizeLayer, quantize.blockSize == 0, quantize.saturate,
             quantize.precision == nil || quantize.precision == .float32,
             let x = graph.nodes[q].inputs.first, graph.type(of: x)?.tensorType?.dtype == .float32,
@@ -45,20 +49,20 @@ public struct QDQFolding: Pass {
     /// `a = Q/DQ(y)`, `b = op(a)`, `c = Q/DQ(b)` with one scale: `op` reads `y` directly.
     private func hoistPair(at index: Int, _ graph: inout Graph) throws -> Bool {
         let node = graph.nodes[index]
-        guard Self.commutesWithQuantization(node), let input = node.inputs.first, let output = node.outputs.first,
-            let (y, before) = Self.quantizedPair(input, graph)
+        guard Self.commutesWithQuantization(node), let input = node.inputs.first, let output = node.outputs.first
         else { return false }
+        let view = PatternView(graph)
+        guard let (y, before) = Self.quantizedPair(input, view) else { return false }
         let readers = graph.nodes.filter { $0.inputs.contains(output) }
-        // Every use is one of these readers (a subgraph capturing the value is a use they do not show).
-        let uses = graph.useCounts[output] ?? 0
-        guard !readers.isEmpty, uses == readers.reduce(0, { $0 + $1.inputs.filter { $0 == output }.count }),
+        // Every use is one of these readers (a subgraph capturing the value is a use they do not show), and each
+        // is a Q/DQ pair with the same quantization.
+        guard !readers.isEmpty,
+            view.uses[output] == readers.reduce(0, { $0 + $1.inputs.filter { $0 == output }.count }),
             !graph.outputs.contains(where: { $0.name == output }),
             readers.allSatisfy({ reader in
-                guard reader.layer is QuantizeLayer,
-                    let after = reader.outputs.first.flatMap({ value in
-                        graph.nodes.first { $0.inputs.first == value && $0.layer is DequantizeLayer }?.outputs.first
-                    }),
-                    let (_, same) = Self.quantizedPair(after, graph)
+                guard reader.layer is QuantizeLayer, let q = reader.outputs.first,
+                    let d = view.soleConsumer(of: q),
+                    let (_, same) = Self.quantizedPair(graph.nodes[d].outputs[0], view)
                 else { return false }
                 return same == before
             })
@@ -78,10 +82,10 @@ public struct QDQFolding: Pass {
 
     private func fold(at index: Int, _ graph: inout Graph, _ context: PassContext) throws -> Bool {
         let node = graph.nodes[index]
-        guard node.layer is ConvolutionLayer || node.layer is MatMulLayer, node.inputs.count >= 2,
-            let (weights, scales) = quantizedWeights(node, graph)
-        else { return false }
-        guard let (x, quantization) = Self.quantizedPair(node.inputs[0], graph) else {
+        guard node.layer is ConvolutionLayer || node.layer is MatMulLayer, node.inputs.count >= 2 else { return false }
+        let view = PatternView(graph)
+        guard let (weights, scales) = quantizedWeights(node, view) else { return false }
+        guard let (x, quantization) = Self.quantizedPair(node.inputs[0], view) else {
             context.rejected?(node.name, "int8 weights not folded: its input is not quantize-dequantized")
             return false
         }
@@ -106,13 +110,10 @@ public struct QDQFolding: Pass {
             (node.layer as? QuantizedConvolutionLayer)?.output == nil,
             (node.layer as? QuantizedMatMulLayer)?.output == nil, let y = node.outputs.first
         else { return false }
-        let uses = graph.useCounts
-        guard uses[y] == 1, !graph.outputs.contains(where: { $0.name == y }),
-            let q = graph.nodes.firstIndex(where: { $0.inputs.first == y && $0.layer is QuantizeLayer }),
-            let qOut = graph.nodes[q].outputs.first, uses[qOut] == 1,
-            !graph.outputs.contains(where: { $0.name == qOut }),
-            let d = graph.nodes.firstIndex(where: { $0.inputs.first == qOut && $0.layer is DequantizeLayer }),
-            let (x, quantization) = Self.quantizedPair(graph.nodes[d].outputs[0], graph), x == y
+        let view = PatternView(graph)
+        guard let q = view.soleConsumer(of: y), graph.nodes[q].layer is QuantizeLayer,
+            let qOut = graph.nodes[q].outputs.first, let d = view.soleConsumer(of: qOut),
+            let (x, quantization) = Self.quantizedPair(graph.nodes[d].outputs[0], view), x == y
         else { return false }
         var layer = node.layer
         if var conv = layer as? QuantizedConvolutionLayer {
@@ -134,8 +135,9 @@ public struct QDQFolding: Pass {
 
     /// The int8 weights in the int8 layers' layout (`[M, ...]` for convolutions, `[N, K]` for matMuls) and one
     /// scale per output channel, when the weights are a symmetric dequantization of an int8 constant.
-    private func quantizedWeights(_ node: Node, _ graph: Graph) -> (Tensor, [Float])? {
-        guard let d = graph.producerIndex(of: node.inputs[1]), let dq = graph.nodes[d].layer as? DequantizeLayer,
+    private func quantizedWeights(_ node: Node, _ view: PatternView) -> (Tensor, [Float])? {
+        let graph = view.graph
+        guard let d = view.producers[node.inputs[1]], let dq = graph.nodes[d].layer as? DequantizeLayer,
             dq.blockSize == 0, dq.outputType == nil || dq.outputType == .float32,
             let w = graph.initializers[graph.nodes[d].inputs[0]], w.dtype == .int8,
             graph.nodes[d].inputs.count > 1, let s = graph.initializers[graph.nodes[d].inputs[1]],
@@ -159,29 +161,6 @@ public struct QDQFolding: Pass {
         return (Tensor(shape: [n, k], scalars: transposed), full)
     }
 
-    /// Dequantizations of constants that remain become float constants (nothing dequantizes weights per run).
-    private func foldConstantWeights(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
-        var changed = false
-        var index = 0
-        while index < graph.nodes.count {
-            let node = graph.nodes[index]
-            guard node.layer is DequantizeLayer,
-                node.inputs.allSatisfy({ $0.isEmpty || graph.initializers[$0] != nil }),
-                let value = try? context.evaluate(node, node.inputs.map { graph.initializers[$0].map(Value.tensor) })
-                    .first,
-                case .tensor(let tensor) = value, tensor.byteCount <= context.foldingLimitBytes
-            else {
-                index += 1
-                continue
-            }
-            graph.initializers[node.outputs[0]] = tensor
-            graph.valueTypes[node.outputs[0]] = .tensor(tensor.type)
-            graph.nodes.remove(at: index)
-            changed = true
-        }
-        return changed
-    }
-
     static func scalar(_ inputs: [String], _ index: Int, _ graph: Graph) -> Double? {
         guard inputs.count > index, let t = graph.initializers[inputs[index]], t.count == 1 else { return nil }
         return try? t.scalarDouble()
@@ -193,12 +172,5 @@ public struct QDQFolding: Pass {
         guard let t = graph.initializers[inputs[2]], let values = try? t.intValues() else { return nil }
         if values.allSatisfy({ $0 == 0 }) { return 0 }
         return values.count == 1 ? values[0] : nil
-    }
-}
-
-extension Graph {
-    /// The index of the node that writes `value`, if any.
-    func producerIndex(of value: String) -> Int? {
-        nodes.firstIndex { $0.outputs.contains(value) }
     }
 }

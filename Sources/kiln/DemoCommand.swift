@@ -160,13 +160,12 @@ struct DemoMeasurement {
                 seen += 1
             }
         }
-        let one = [input: Value.tensor(CalibrationData.slice(images, 0..<1))]
-        let many = [input: Value.tensor(CalibrationData.slice(images, 0..<min(64, images.shape[0])))]
-        let latency = try median(context, one)
-        let batchTime = try median(context, many)
+        let batch = min(64, images.shape[0])
+        let latency = try median(context, [input: .tensor(CalibrationData.slice(images, 0..<1))])
+        let batchTime = try median(context, [input: .tensor(CalibrationData.slice(images, 0..<batch))])
         return DemoResult(
             precision: precision, top1: Double(correct) / Double(max(seen, 1)), testImages: seen,
-            latencyMs: latency * 1000, throughput: Double(images.shape[0] > 64 ? 64 : images.shape[0]) / batchTime,
+            latencyMs: latency * 1000, throughput: Double(batch) / batchTime,
             engineBytes: size, weightBytes: weights, buildSeconds: buildSeconds)
     }
 

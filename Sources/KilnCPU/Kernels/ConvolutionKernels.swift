@@ -116,7 +116,7 @@ final class ConvolutionKernel: Kernel {
                 }
             }
         }
-        let weights = cache ? packedWeights.panels(for: w, pack) : pack()
+        let weights = cache ? packedWeights.value(for: w, pack) : pack()
         let pointwise =
             g.r.kernel.allSatisfy { $0 == 1 } && g.r.strides.allSatisfy { $0 == 1 }
             && g.r.padsBegin.allSatisfy { $0 == 0 }

@@ -90,19 +90,19 @@ final class PackedPanels: @unchecked Sendable {
     }
 }
 
-/// Remembers the packed form of one weight tensor so that a kernel packs constant weights once. Keyed by the
-/// storage object, which the cache retains so that its identity cannot be reused by another tensor.
-final class PackedWeightCache: @unchecked Sendable {
+/// Remembers a form derived from one weight tensor (packed panels, widened integers) so that a kernel derives
+/// it from constant weights once. Keyed by the storage object, which the cache retains so that its identity
+/// cannot be reused by another tensor.
+final class WeightCache<Derived>: @unchecked Sendable {
     private let lock = NSLock()
     private var storage: TensorStorage?
     private var shape: [Int] = []
-    private var packed: [PackedPanels] = []
+    private var derived: Derived?
 
-    /// The cached panels for `tensor`, or the result of `make` (which is then cached).
-    func panels(for tensor: Tensor, _ make: () throws -> [PackedPanels]) rethrows -> [PackedPanels] {
+    /// The cached form of `tensor`, or the result of `make` (which is then cached).
+    func value(for tensor: Tensor, _ make: () throws -> Derived) rethrows -> Derived {
         lock.lock()
-        if let storage, storage === tensor.storage, shape == tensor.shape {
-            let hit = packed
+        if let storage, storage === tensor.storage, shape == tensor.shape, let hit = derived {
             lock.unlock()
             return hit
         }
@@ -111,8 +111,10 @@ final class PackedWeightCache: @unchecked Sendable {
         lock.lock()
         storage = tensor.storage
         shape = tensor.shape
-        packed = fresh
+        derived = fresh
         lock.unlock()
         return fresh
     }
 }
+
+typealias PackedWeightCache = WeightCache<[PackedPanels]>

@@ -130,7 +130,7 @@ final class MatMulKernel: Kernel {
                                     threads: threads)
                             ]
                         }
-                        let pb = cache ? packedB.panels(for: b, pack)[0] : pack()[0]
+                        let pb = cache ? packedB.value(for: b, pack)[0] : pack()[0]
                         let rows = g.foldableA ? g.batchCount * m : m
                         let batches = g.foldableA ? 1 : g.batchCount
                         for batch in 0..<batches {

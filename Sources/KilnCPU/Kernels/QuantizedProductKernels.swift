@@ -12,33 +12,22 @@ enum QuantizedProductKernels {
     ]
 }
 
-/// The int8 weights widened once to int16 (what the dot product reads), kept per weight tensor.
-final class WidenedWeightCache: @unchecked Sendable {
-    private let lock = NSLock()
-    private var storage: TensorStorage?
-    private var widened: [Int16] = []
-
-    func weights(for tensor: Tensor) -> [Int16] {
-        lock.lock()
-        defer { lock.unlock() }
-        if let storage, storage === tensor.storage, widened.count == tensor.count { return widened }
-        widened = tensor.withUnsafeBuffer(as: Int8.self) { $0.map { Int16($0) } }
-        storage = tensor.storage
-        return widened
-    }
-}
-
 /// Integer arithmetic shared by both kernels.
 enum Int8Arithmetic {
-    /// `q - zeroPoint` for every element, with `q = saturate(roundHalfEven(x / scale) + zeroPoint)`.
-    static func quantize(_ x: UnsafeBufferPointer<Float>, _ q: ActivationQuantization) -> [Int16] {
+    /// `q - zeroPoint` for each of `count` elements, with `q = saturate(roundHalfEven(x / scale) + zeroPoint)`.
+    static func quantize(_ x: UnsafePointer<Float>, count: Int, _ q: ActivationQuantization) -> [Int16] {
         let low = Float(q.range.lowerBound - q.zeroPoint)
         let high = Float(q.range.upperBound - q.zeroPoint)
-        return x.map { value in
-            let r = (value / q.scale).rounded(.toNearestOrEven)
+        return (0..<count).map { i in
+            let r = (x[i] / q.scale).rounded(.toNearestOrEven)
             // NaN quantizes to 0, as the quantize layer does, which stands for -zeroPoint.
             return r.isNaN ? Int16(-q.zeroPoint) : Int16(min(max(r, low), high))
         }
+    }
+
+    /// Int8 weights as the dot products read them (int16), derived once per weight tensor.
+    static func widened(_ cache: WeightCache<[Int16]>, _ w: Tensor) -> [Int16] {
+        cache.value(for: w) { w.withUnsafeBuffer(as: Int8.self) { $0.map { Int16($0) } } }
     }
 
     /// `Σ a[k] * b[k]` over `depth` elements in int32 (no overflow: |a| <= 255, |b| <= 128, depth < 2^16 per
@@ -103,7 +92,7 @@ enum Int8Arithmetic {
     }()
 
     /// The float elements of a tensor the caller keeps alive (a kernel's input), nil when absent.
-    static func floats(of tensor: Tensor?) -> UnsafePointer<Float>? {
+    static func pointer(to tensor: Tensor?) -> UnsafePointer<Float>? {
         tensor.map { UnsafePointer($0.storage.bytes.assumingMemoryBound(to: Float.self)) }
     }
 
@@ -141,7 +130,7 @@ enum Int8Arithmetic {
 
 final class QuantizedConvolutionKernel: Kernel {
     let layer: QuantizedConvolutionLayer
-    let cache = WidenedWeightCache()
+    let cache = WeightCache<[Int16]>()
 
     init(_ layer: QuantizedConvolutionLayer) { self.layer = layer }
 
@@ -164,21 +153,22 @@ final class QuantizedConvolutionKernel: Kernel {
         }
         let depth = g.groupInChannels * g.kernelSize
         try Int8Arithmetic.checkDepth(depth, "convolution.int8")
-        let weights = cache.weights(for: w)
-        let xq = x.withUnsafeBuffer(as: Float.self) { Int8Arithmetic.quantize($0, layer.input) }
+        let weights = Int8Arithmetic.widened(cache, w)
+        let xBase = Int8Arithmetic.pointer(to: x)!
         let outSize = g.outSize
         let columnScale = scales.map { $0 * layer.input.scale }
         let finish = Int8Arithmetic.Finish(activation: layer.epilogue.activation, output: layer.output)
         let y = Tensor.build(Float.self, shape: g.outShape) { out in
             guard let o = out.baseAddress, out.count > 0 else { return }
-            let residualBase = Int8Arithmetic.floats(of: residual)
+            let residualBase = Int8Arithmetic.pointer(to: residual)
             let shared = UncheckedSendable(o)
             /// One (image, group) plane: its patches, then output channels `rows` of it on `threads` threads.
             func plane(_ unit: Int, threads: Int) {
                 let (n, group) = (unit / g.group, unit % g.group)
+                // Each plane quantizes its own slice of the input, so that work is spread over the threads too.
                 let first = (n * g.inChannels + group * g.groupInChannels) * g.inSize
-                let columns = xq.withUnsafeBufferPointer { q in
-                    Self.columns(Int8Arithmetic.base(q) + first, g, depth: depth)
+                let slice = Int8Arithmetic.quantize(xBase + first, count: g.groupInChannels * g.inSize, layer.input)
+                let columns = slice.withUnsafeBufferPointer { q in Self.columns(Int8Arithmetic.base(q), g, depth: depth)
                 }
                 let outFirst = (n * g.outChannels + group * g.groupOutChannels) * outSize
                 weights.withUnsafeBufferPointer { wb in
@@ -215,7 +205,7 @@ final class QuantizedConvolutionKernel: Kernel {
                 for unit in 0..<planes { plane(unit, threads: context.threads) }
             }
         }
-        withExtendedLifetime(residual) {}
+        withExtendedLifetime((x, residual)) {}
         return [.tensor(y)]
     }
 
@@ -261,7 +251,7 @@ final class QuantizedConvolutionKernel: Kernel {
 
 final class QuantizedMatMulKernel: Kernel {
     let layer: QuantizedMatMulLayer
-    let cache = WidenedWeightCache()
+    let cache = WeightCache<[Int16]>()
 
     init(_ layer: QuantizedMatMulLayer) { self.layer = layer }
 
@@ -288,27 +278,27 @@ final class QuantizedMatMulKernel: Kernel {
             throw KilnError.shapeMismatch("matMul.int8 residual is \(residual.shape), \(outShape) expected")
         }
         let rows = depth == 0 ? a.shape.dropLast().reduce(1, *) : a.count / depth
-        let weights = cache.weights(for: b)
-        let aq = a.withUnsafeBuffer(as: Float.self) { Int8Arithmetic.quantize($0, layer.input) }
+        let weights = Int8Arithmetic.widened(cache, b)
+        let aBase = Int8Arithmetic.pointer(to: a)!
         let columnScale = scales.map { $0 * layer.input.scale }
-        let residualBase = Int8Arithmetic.floats(of: residual)
+        let residualBase = Int8Arithmetic.pointer(to: residual)
         let finish = Int8Arithmetic.Finish(activation: layer.epilogue.activation, output: layer.output)
         let y = Tensor.build(Float.self, shape: outShape) { out in
             guard let o = out.baseAddress, out.count > 0 else { return }
             let shared = UncheckedSendable(o)
-            aq.withUnsafeBufferPointer { ab in
-                weights.withUnsafeBufferPointer { wb in
-                    Parallel.forEach(rows, threads: context.threads) { range in
-                        var sums = [Int32](repeating: 0, count: columns)
+            weights.withUnsafeBufferPointer { wb in
+                Parallel.forEach(rows, threads: context.threads) { range in
+                    // Each chunk of rows quantizes its own part of A.
+                    let aq = Int8Arithmetic.quantize(
+                        aBase + range.lowerBound * depth, count: range.count * depth, layer.input)
+                    var sums = [Int32](repeating: 0, count: columns)
+                    aq.withUnsafeBufferPointer { ab in
                         for row in range {
                             let dst = shared.value + row * columns
-                            if depth > 0 {
-                                sums.withUnsafeMutableBufferPointer { s in
-                                    Int8Arithmetic.dots(
-                                        Int8Arithmetic.base(ab) + row * depth, Int8Arithmetic.base(wb), count: columns,
-                                        depth: depth,
-                                        into: s.baseAddress!)
-                                }
+                            sums.withUnsafeMutableBufferPointer { s in
+                                Int8Arithmetic.dots(
+                                    Int8Arithmetic.base(ab) + (row - range.lowerBound) * depth,
+                                    Int8Arithmetic.base(wb), count: columns, depth: depth, into: s.baseAddress!)
                             }
                             let residualRow = residualBase.map { $0 + row * columns }
                             sums.withUnsafeBufferPointer { s in
@@ -321,7 +311,7 @@ final class QuantizedMatMulKernel: Kernel {
                 }
             }
         }
-        withExtendedLifetime(residual) {}
+        withExtendedLifetime((a, residual)) {}
         return [.tensor(y)]
     }
 }

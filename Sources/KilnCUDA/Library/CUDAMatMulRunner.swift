@@ -286,24 +286,17 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
                 lib.matmulDescSetAttribute, operation, CUBLASLt.descBiasPointer, libraryDevicePointer(bias),
                 "cublasLtMatmulDescSetAttribute(BIAS_POINTER)")
         }
-        // The scale type follows the compute type: int32 1 and 0 for int8 products.
-        var alpha = step.alpha
-        var beta: Float = step.c == nil ? 0 : step.beta
-        var integerScales: (Int32, Int32) = (1, 0)
+        // The scale type follows the compute type: float32 alpha and beta, or int32 1 and 0 for int8 products.
+        let beta: Float = step.c == nil ? 0 : step.beta
+        var alphaBits = step.dtype == .int8 ? UInt32(1) : step.alpha.bitPattern
+        var betaBits = step.dtype == .int8 ? UInt32(0) : beta.bitPattern
         let cAddress = step.c == nil ? d : c
-        let status = withUnsafeMutableBytes(of: &alpha) { floatAlpha in
-            withUnsafeMutableBytes(of: &beta) { floatBeta in
-                withUnsafeMutableBytes(of: &integerScales) { integers in
-                    let integer = step.dtype == .int8
-                    let alphaPointer =
-                        integer ? UnsafeRawPointer(integers.baseAddress!) : UnsafeRawPointer(floatAlpha.baseAddress!)
-                    let betaPointer =
-                        integer ? UnsafeRawPointer(integers.baseAddress! + 4) : UnsafeRawPointer(floatBeta.baseAddress!)
-                    return lib.matmul(
-                        lib.handle, operation, alphaPointer, libraryDevicePointer(b), layoutA, libraryDevicePointer(a),
-                        layoutB, betaPointer, libraryDevicePointer(cAddress), layoutC, libraryDevicePointer(d),
-                        layoutD, owned.heuristic, libraryDevicePointer(workspace), workspaceBytes, stream)
-                }
+        let status = withUnsafePointer(to: &alphaBits) { alphaPointer in
+            withUnsafePointer(to: &betaBits) { betaPointer in
+                lib.matmul(
+                    lib.handle, operation, alphaPointer, libraryDevicePointer(b), layoutA, libraryDevicePointer(a),
+                    layoutB, betaPointer, libraryDevicePointer(cAddress), layoutC, libraryDevicePointer(d), layoutD,
+                    owned.heuristic, libraryDevicePointer(workspace), workspaceBytes, stream)
             }
         }
         try lib.check(status, "cublasLtMatmul")

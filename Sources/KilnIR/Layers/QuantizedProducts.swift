@@ -67,9 +67,7 @@ public struct QuantizedConvolutionLayer: Layer {
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
-        try input.validate()
-        try output?.validate()
-        try checkWeights(inputs, rank: nil)
+        try checkOperands(inputs, weightRank: nil, input, output)
         return [try parameters.forwardOutputType(inputs)]
     }
 
@@ -98,9 +96,7 @@ public struct QuantizedMatMulLayer: Layer {
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
-        try input.validate()
-        try output?.validate()
-        try checkWeights(inputs, rank: 2)
+        try checkOperands(inputs, weightRank: 2, input, output)
         guard let a = inputs.first?.tensorType, inputs.count > 1, let b = inputs[1].tensorType else { return [nil] }
         guard var shape = a.shape, let sb = b.shape, !shape.isEmpty else { return [.tensor(TensorType(a.dtype, nil))] }
         if let k = shape.last?.value, let kb = sb[1].value, k != kb {
@@ -118,8 +114,12 @@ public struct QuantizedMatMulLayer: Layer {
     }
 }
 
-/// The shared operand checks: float input, int8 weights of `rank` (any when nil), float scales.
-private func checkWeights(_ inputs: [LayerInput], rank: Int?) throws {
+/// The shared checks: valid quantizations, float input, int8 weights of `rank` (any when nil), float scales.
+private func checkOperands(
+    _ inputs: [LayerInput], weightRank rank: Int?, _ input: ActivationQuantization, _ output: ActivationQuantization?
+) throws {
+    try input.validate()
+    try output?.validate()
     guard inputs.count >= 3 else { throw KilnError.invalidArgument("a quantized layer needs X, W and weight scales") }
     if let x = inputs[0].tensorType, x.dtype != .float32 {
         throw KilnError.unsupported("quantized layer input of \(x.dtype) (float32 expected)")

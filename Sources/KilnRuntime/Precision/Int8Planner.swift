@@ -12,9 +12,7 @@ struct Int8Planner {
     func run(_ graph: Graph) throws -> (Graph, PrecisionReport) {
         var floatReasons: [String: String] = [:]
         let candidates = Int8Quantization.candidates(graph) { floatReasons[$0] = $1 }
-        var values: [String] = []
-        for candidate in candidates where !values.contains(candidate.input) { values.append(candidate.input) }
-        let (table, fromCache) = try ranges(graph, values)
+        let (table, fromCache) = try ranges(graph, candidates.map(\.input))
 
         let guardBatches = config.validation ?? config.calibration
         if config.tolerance != nil, guardBatches.isEmpty {
@@ -31,7 +29,7 @@ struct Int8Planner {
         let layerOutputs = config.perLayer ? outputsOf(int8Layers, graph) : []
         let evaluator = OutputEvaluator(device: device, batches: guardBatches)
         var moved: [String] = []
-        var errors: [String: (Double, Double)] = [:]
+        var errors: [String: FloatDifference] = [:]
         if !guardBatches.isEmpty {
             let reference = try evaluator.outputs(graph, extra: layerOutputs)
             errors = try evaluator.errors(quantized, extra: layerOutputs, reference: reference)
@@ -40,10 +38,8 @@ struct Int8Planner {
                 throw KilnError.unsupported(
                     "the accuracy guard compares float32 outputs, and this model has none: build without a tolerance")
             }
-            /// The worst output error; NaN counts as infinitely far.
-            func worst(_ e: [String: (Double, Double)]) -> Double {
-                names.compactMap { e[$0]?.0 }.map { $0.isNaN ? .infinity : $0 }.max() ?? 0
-            }
+            /// The worst output error (FloatDifference makes a NaN infinitely far).
+            func worst(_ e: [String: FloatDifference]) -> Double { names.compactMap { e[$0]?.relative }.max() ?? 0 }
             if let tolerance = config.tolerance, worst(errors) > tolerance {
                 config.log?(
                     String(
@@ -75,13 +71,15 @@ struct Int8Planner {
             tolerance: config.tolerance,
             layers: graph.nodes.compactMap { node in
                 if int8Layers.contains(node.name) {
-                    let error = node.outputs.first.flatMap { errors[$0]?.0 }
+                    let error = node.outputs.first.flatMap { errors[$0]?.relative }
                     return .init(name: node.name, precision: "int8", reason: nil, relativeError: error)
                 }
                 return reasons[node.name].map { .init(name: node.name, precision: "float32", reason: $0) }
             },
             outputs: graph.outputs.compactMap { output in
-                errors[output.name].map { .init(name: output.name, relativeError: $0.0, maxAbsoluteDifference: $0.1) }
+                errors[output.name].map {
+                    .init(name: output.name, relativeError: $0.relative, maxAbsoluteDifference: $0.largest)
+                }
             },
             movedToFloat: moved)
         return (quantized, report)
@@ -91,10 +89,11 @@ struct Int8Planner {
     /// then saved to the cache).
     private func ranges(_ graph: Graph, _ values: [String]) throws -> (CalibrationTable, Bool) {
         if let url = config.cache, let cached = try CalibrationTable.load(url) {
-            let missing = values.filter { cached.ranges[$0] == nil }
+            let needed = Set(values)
+            let missing = needed.filter { cached.ranges[$0] == nil }.sorted()
             if missing.isEmpty, cached.method == config.method.description {
                 config.log?(
-                    "calibration cache \(url.lastPathComponent): \(values.count) ranges (\(cached.method)); not calibrating"
+                    "calibration cache \(url.lastPathComponent): \(needed.count) ranges (\(cached.method)); not calibrating"
                 )
                 return (cached, true)
             }
@@ -102,7 +101,7 @@ struct Int8Planner {
                 "calibration cache \(url.lastPathComponent) "
                     + (missing.isEmpty
                         ? "was made with \(cached.method), not \(config.method)"
-                        : "lacks \(missing.count) of this model's \(values.count) ranges (first: '\(missing[0])')")
+                        : "lacks \(missing.count) of this model's \(needed.count) ranges (first: '\(missing[0])')")
                     + "; calibrating again")
         }
         guard !config.calibration.isEmpty else {
@@ -140,14 +139,13 @@ struct OutputEvaluator {
         return result
     }
 
-    /// (relative error, largest absolute difference) of each value of `graph` against `reference`.
-    func errors(_ graph: Graph, extra: [String], reference: [String: [Float]]) throws -> [String: (Double, Double)] {
+    /// How far each value of `graph` is from `reference`.
+    func errors(_ graph: Graph, extra: [String], reference: [String: [Float]]) throws -> [String: FloatDifference] {
         let got = try outputs(graph, extra: extra)
-        var result: [String: (Double, Double)] = [:]
+        var result: [String: FloatDifference] = [:]
         for (name, expected) in reference {
             guard let actual = got[name], actual.count == expected.count else { continue }
-            let difference = FloatDifference(actual, expected)
-            result[name] = (difference.relative, difference.largest)
+            result[name] = FloatDifference(actual, expected)
         }
         return result
     }
