@@ -117,8 +117,10 @@ import Testing
             }
             return
         }
-        let cubin = try nvrtc.compile(CUDAAttention.source, architecture: 90)
-        #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46])
+        for dtype in [DType.float32, .float16, .bfloat16] {
+            let cubin = try nvrtc.compile(CUDAAttention.source(dtype), architecture: 90)
+            #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "\(dtype)")
+        }
         #expect(CUDAAttention.sharedBytes(64) <= 48 << 10)
         // Which block size each grid gets.
         let big = try CUDAAttention.lower(

@@ -52,7 +52,31 @@ enum ElementwiseCatalog {
                 if let f = try? PointwiseUnary.clip(dtype, lowFromInput: lo, highFromInput: hi) { all.append(f) }
             }
         }
-        return all
+        return all + halfFunctions(all)
+    }
+
+    /// The float32 functions again reading and writing float16 and bfloat16 (as the lowerings store them),
+    /// and the casts between the 16-bit floats and every other dtype.
+    static func halfFunctions(_ all: [PointwiseFunction]) -> [PointwiseFunction] {
+        var halves: [PointwiseFunction] = []
+        for half in [DType.float16, .bfloat16] {
+            func stored(_ d: DType) -> DType { d == .float32 ? half : d }
+            for f in all
+            where !f.name.hasPrefix("cast_") && f.inputs.allSatisfy({ $0 == .float32 || $0 == .bool })
+                && f.inputs.contains(.float32)
+            {
+                halves.append(f.storing(inputs: f.inputs.map(stored), output: stored(f.output)))
+            }
+            for other in dtypes where other != .float32 {
+                if let f = try? PointwiseBinary.cast(.float32, other) {
+                    halves.append(f.storing(inputs: [half], output: other))
+                }
+                if let f = try? PointwiseBinary.cast(CUDAPrelude.computeType(other), .float32) {
+                    halves.append(f.storing(inputs: [other], output: half))
+                }
+            }
+        }
+        return halves
     }
 
     /// The paths a function runs on: flat, and broadcasts of rank 1 to 3 with mixed advancing operands, narrow

@@ -233,7 +233,9 @@ import Testing
             }
             return
         }
-        for source in [CUDALinearAlgebraEpilogue.source, CUDADepthwiseConvolution.source] {
+        let dtypes: [DType] = [.float32, .float16, .bfloat16]
+        let sources = dtypes.map(CUDALinearAlgebraEpilogue.source) + dtypes.map(CUDADepthwiseConvolution.source)
+        for source in sources {
             let cubin = try nvrtc.compile(source, architecture: 90)
             #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "\(source.name)")
         }

@@ -269,7 +269,7 @@ private struct SplitMix {
     /// Every module the family can emit.
     static func allSources() throws -> [CUDASource] {
         var sources: [CUDASource] = []
-        for dtype in [DType.float32, .float64] {
+        for dtype in [DType.float32, .float64, .float16, .bfloat16] {
             for op in CUDAReduceOp.allCases { sources.append(try CUDAReductionSources.reduce(op, dtype)) }
             for variant in [SoftmaxLayer.Variant.softmax, .logSoftmax, .hardmax] {
                 sources.append(try CUDASoftmaxLowering.source(variant, dtype))

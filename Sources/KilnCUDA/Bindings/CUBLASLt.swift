@@ -15,8 +15,20 @@ public final class CUBLASLt: @unchecked Sendable {
     static let success: Int32 = 0
     // cudaDataType_t
     static let dataR32F: Int32 = 0
+    static let dataR16F: Int32 = 2
     static let dataR8I: Int32 = 3
+    static let dataR16BF: Int32 = 14
     static let dataR32I: Int32 = 10
+
+    /// The cudaDataType_t of float32, float16 and bfloat16 elements (nil for other dtypes).
+    static func dataType(_ dtype: DType) -> Int32? {
+        switch dtype {
+        case .float32: dataR32F
+        case .float16: dataR16F
+        case .bfloat16: dataR16BF
+        default: nil
+        }
+    }
     // cublasComputeType_t
     static let compute32F: Int32 = 68
     static let compute32I: Int32 = 72

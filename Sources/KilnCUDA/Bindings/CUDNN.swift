@@ -16,6 +16,18 @@ public final class CUDNN: @unchecked Sendable {
     static let notSupported: Range<Int32> = 3000..<4000
     // cudnnDataType_t
     static let dataFloat: Int32 = 0
+    static let dataHalf: Int32 = 2
+    static let dataBFloat16: Int32 = 9
+
+    /// The cudnnDataType_t of float32, float16 and bfloat16 elements (nil for other dtypes).
+    static func dataType(_ dtype: DType) -> Int32? {
+        switch dtype {
+        case .float32: dataFloat
+        case .float16: dataHalf
+        case .bfloat16: dataBFloat16
+        default: nil
+        }
+    }
     // cudnnTensorFormat_t
     static let formatNCHW: Int32 = 0
     // cudnnConvolutionMode_t: ONNX Conv is a cross-correlation.

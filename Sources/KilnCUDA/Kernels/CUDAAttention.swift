@@ -4,7 +4,8 @@ import KilnIR
 /// (batch, head) (32 when 64 would leave the GPU's multiprocessors idle), walks the keys 32 at a time, and keeps the running row maximum, row sum and output in
 /// registers (online softmax), so the [queries, keys] scores never reach device memory. Q, K, V and the output
 /// are read and written in place through the layer's views (any strides; 16-byte vector accesses where the
-/// head axis is contiguous and aligned). FP32 throughout; the mask is added in FP32 before the exponent.
+/// head axis is contiguous and aligned). Operands may be stored as float16 or bfloat16; the arithmetic is FP32
+/// throughout, and the mask is added in FP32 before the exponent.
 enum CUDAAttention {
     static let blockRows = 64
     /// Below this many blocks of 64 queries, blocks take 32 (132 multiprocessors on an H100 SXM).
@@ -20,8 +21,12 @@ enum CUDAAttention {
     )
         throws -> CUDALowering
     {
-        for index in 0..<min(info.inputCount, 4) where try info.input(index).dtype != .float32 {
-            throw KilnError.unsupported("fused attention on CUDA is float32 only (input \(index))")
+        let dtype = try info.input(0).dtype
+        guard [.float32, .float16, .bfloat16].contains(dtype) else {
+            throw KilnError.unsupported("fused attention on CUDA takes float32, float16 or bfloat16, not \(dtype)")
+        }
+        for index in 1..<min(info.inputCount, 4) where try info.hasInput(index) && info.input(index).dtype != dtype {
+            throw KilnError.typeMismatch("fused attention input \(index) is not \(dtype.onnxName) like Q")
         }
         let width = max(layer.headSize, layer.valueHeadSize)
         guard let tile = headTiles.first(where: { $0 >= width }) else {
@@ -37,7 +42,7 @@ enum CUDAAttention {
         }
         let maskStrides =
             hasMask ? Broadcast.strides(of: try info.inputShape(3), broadcastTo: layer.scoreShape) : [0, 0, 0, 0]
-        // Bit i: view i (Q, K, V, output) can move 4 floats at a time along the head axis.
+        // Bit i: view i (Q, K, V, output) can move 4 elements at a time along the head axis.
         var vector: Int32 = 0
         for (i, (view, size)) in zip(views, [layer.headSize, layer.headSize, layer.valueHeadSize, layer.valueHeadSize])
             .enumerated()
@@ -56,7 +61,9 @@ enum CUDAAttention {
         return CUDALowering(
             .launch(
                 CUDALaunch(
-                    source: source, function: "kiln_attention_f32_d\(tile)_r\(rows / 16)", grid: grid,
+                    source: source(dtype),
+                    function: "kiln_attention_\(CUDALinearAlgebraEpilogue.shortName(dtype))_d\(tile)_r\(rows / 16)",
+                    grid: grid,
                     block: CUDADim3(threads), sharedBytes: sharedBytes(tile, rows: rows),
                     arguments: [
                         .pointer(.input(0)), .pointer(.input(1)), .pointer(.input(2)),
@@ -119,7 +126,14 @@ enum CUDAAttention {
         ((rows + 2 * blockKeys) * (tile + 4) + rows * (blockKeys + 8)) * 4
     }
 
-    static let source = CUDASource(name: "attention_f32", code: code)
+    /// The module for Q, K, V, mask and output stored as `dtype` (float32, float16 or bfloat16); the tiles,
+    /// scores, softmax and sums are float32 in every case.
+    static func source(_ dtype: DType) -> CUDASource {
+        let short = CUDALinearAlgebraEpilogue.shortName(dtype)
+        let code = Self.code.replacingOccurrences(of: "KILN_T", with: CUDAPrelude.typeName(dtype) ?? "float")
+            .replacingOccurrences(of: "KILN_NAME", with: short)
+        return CUDASource(name: "attention_\(short)", code: code)
+    }
 
     private static let code = """
                 #define KILN_BN 32
@@ -127,10 +141,15 @@ enum CUDAAttention {
         #define KILN_TY 16                /* row groups: R query rows each (rows ty, ty+16, ...) */
         #define KILN_PS (KILN_BN + 8)     /* row stride of the probabilities tile */
 
-        /* Loads `rows` rows of `width` elements (zero beyond `valid` rows or `size` columns) into a padded tile. */
+        typedef KILN_T T;
+        /* Four consecutive elements as stored: 16 bytes of float32, 8 of a 16-bit type. */
+        struct __align__(sizeof(T) * 4) KilnQuad { T x, y, z, w; };
+
+        /* Loads `rows` rows of `width` elements (zero beyond `valid` rows or `size` columns) into a padded float
+           tile. */
         template <int DT>
         __device__ __forceinline__ void kiln_attention_tile(
-            float* tile, const float* __restrict__ src, i64 base, i64 rowStride, i64 colStride, int rows, int valid,
+            float* tile, const T* __restrict__ src, i64 base, i64 rowStride, i64 colStride, int rows, int valid,
             int size, bool vector)
         {
             const int stride = DT + 4;
@@ -138,13 +157,17 @@ enum CUDAAttention {
                 for (int e = threadIdx.x; e < rows * (DT / 4); e += blockDim.x) {
                     const int r = e / (DT / 4), c = (e % (DT / 4)) * 4;
                     float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-                    if (r < valid && c < size) v = *(const float4*)(src + base + r * rowStride + c);
+                    if (r < valid && c < size) {
+                        const KilnQuad t = *(const KilnQuad*)(src + base + r * rowStride + c);
+                        v = make_float4(t.x, t.y, t.z, t.w);
+                    }
                     *(float4*)(tile + r * stride + c) = v;
                 }
             } else {
                 for (int e = threadIdx.x; e < rows * DT; e += blockDim.x) {
                     const int r = e / DT, c = e % DT;
-                    tile[r * stride + c] = (r < valid && c < size) ? src[base + r * rowStride + c * colStride] : 0.f;
+                    tile[r * stride + c] =
+                        (r < valid && c < size) ? (float)src[base + r * rowStride + c * colStride] : 0.f;
                 }
             }
         }
@@ -153,8 +176,8 @@ enum CUDAAttention {
            A block takes 16·R queries: R = 4 normally, 2 when the grid would be too small to fill the GPU. */
         template <int DT, int R>
         __device__ __forceinline__ void kiln_attention(
-            const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-            const float* __restrict__ mask, float* __restrict__ out, const KilnDims& size, const KilnDims& qv,
+            const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+            const T* __restrict__ mask, T* __restrict__ out, const KilnDims& size, const KilnDims& qv,
             const KilnDims& kv, const KilnDims& vv, const KilnDims& ov, const KilnDims& mv, float scale, int hasMask,
             int zeroMasked, int vector, int causal, int group)
         {
@@ -226,7 +249,7 @@ enum CUDAAttention {
                         float x = NEG_INF;
                         if (j < keys && !(causal && k0 + j > i)) {
                             x = s[r][c] * scale;
-                            if (hasMask && i < Sq) x += mask[mBase + i * mv.v[2] + (i64)(k0 + j) * mv.v[3]];
+                            if (hasMask && i < Sq) x += (float)mask[mBase + i * mv.v[2] + (i64)(k0 + j) * mv.v[3]];
                         }
                         s[r][c] = x;
                         top = fmaxf(top, x);
@@ -282,7 +305,7 @@ enum CUDAAttention {
                 const bool empty = !(l[r] > 0.f);  /* every key masked, or a NaN */
                 const float inv = empty ? 0.f : 1.f / l[r];
                 const float fill = zeroMasked ? 0.f : __int_as_float(0x7fc00000);
-                float* row = out + oBase + i * ov.v[3];
+                T* row = out + oBase + i * ov.v[3];
                 #pragma unroll
                 for (int g = 0; g < DT / 32; ++g) {
                     const int c = 32 * g + 4 * tx;
@@ -293,7 +316,9 @@ enum CUDAAttention {
                     y.z = empty ? fill : o[r][4 * g + 2] * inv;
                     y.w = empty ? fill : o[r][4 * g + 3] * inv;
                     if (vector & 8) {
-                        *(float4*)(row + c) = y;
+                        KilnQuad t;
+                        t.x = y.x; t.y = y.y; t.z = y.z; t.w = y.w;
+                        *(KilnQuad*)(row + c) = t;
                     } else {
                         const float e[4] = {y.x, y.y, y.z, y.w};
                         for (int t = 0; t < 4 && c + t < Dv; ++t) row[(i64)(c + t) * ov.v[4]] = e[t];
@@ -303,9 +328,9 @@ enum CUDAAttention {
         }
 
         #define KILN_ATTENTION(DT, R) \\
-            extern "C" __global__ void __launch_bounds__(128) kiln_attention_f32_d##DT##_r##R( \\
-                const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v, \\
-                const float* __restrict__ mask, float* __restrict__ out, KilnDims size, KilnDims qv, KilnDims kv, \\
+            extern "C" __global__ void __launch_bounds__(128) kiln_attention_KILN_NAME_d##DT##_r##R( \\
+                const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, \\
+                const T* __restrict__ mask, T* __restrict__ out, KilnDims size, KilnDims qv, KilnDims kv, \\
                 KilnDims vv, KilnDims ov, KilnDims mv, float scale, int hasMask, int zeroMasked, int vector, \\
                 int causal, int group) \\
             { \\

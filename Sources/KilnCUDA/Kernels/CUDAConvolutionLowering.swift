@@ -10,11 +10,12 @@ enum CUDAConvolutionLowering {
         var used = [0, 1]
         if info.hasInput(2) { used.append(2) }
         if layer.epilogue.residual { used.append(residualIndex) }
-        for index in used {
-            let dtype = try info.input(index).dtype
-            guard dtype == .float32 else {
-                throw KilnError.unsupported("CUDA convolution handles float32 only, not \(dtype.onnxName)")
-            }
+        let dtype = try info.input(0).dtype
+        guard [.float32, .float16, .bfloat16].contains(dtype) else {
+            throw KilnError.unsupported("CUDA convolution handles float32, float16 and bfloat16, not \(dtype.onnxName)")
+        }
+        for index in used where try info.input(index).dtype != dtype {
+            throw KilnError.typeMismatch("convolution input \(index) is not \(dtype.onnxName) like X")
         }
         let x = try info.inputShape(0)
         let w = try info.inputShape(1)
@@ -71,7 +72,7 @@ enum CUDAConvolutionLowering {
         }
 
         if let depthwise = try CUDADepthwiseConvolution.launch(
-            layer, x: x, w: w, out: out, resolved: r, hasBias: info.hasInput(2))
+            layer, x: x, w: w, out: out, resolved: r, hasBias: info.hasInput(2), dtype: dtype)
         {
             return CUDALowering(.launch(depthwise))
         }
@@ -87,10 +88,10 @@ enum CUDAConvolutionLowering {
             x: .input(0), w: .input(1), bias: info.hasInput(2) ? .input(2) : nil,
             residual: layer.epilogue.residual ? .input(residualIndex) : nil, y: .output(0), inputShape: xs,
             weightShape: ws, outputShape: ys, pads: pads, strides: strides, dilations: dilations, groups: group,
-            activation: libraryActivation)
+            activation: libraryActivation, dtype: dtype)
         guard let activation, activation != .relu else { return CUDALowering(.convolution(step)) }
         let launch = try CUDALinearAlgebraEpilogue.launch(
-            output: .output(0), count: total, addend: .none, activation: activation)
+            output: .output(0), count: total, addend: .none, activation: activation, dtype: dtype)
         return CUDALowering(.convolution(step), .launch(launch))
     }
 
@@ -113,10 +114,11 @@ enum CUDAConvolutionLowering {
         // pass for the bias: measured on an H200, ResNet-50 at batch 64 is faster on cuDNN for those layers and
         // at batch 1 faster as products. Until the builder times both per layer, outputs of 16 MiB or more with
         // a bias and ReLU stay on cuDNN.
+        let dtype = try info.input(0).dtype
         if info.hasInput(2), layer.epilogue.activation == .relu, n * m * p * 4 >= 16 << 20 { return nil }
         var step = CUDAMatMul(
             a: .input(1), b: .input(0), d: .output(0), m: m, n: p, k: c, transposeA: false, transposeB: false,
-            batch: n, strideA: 0, strideB: n == 1 ? 0 : c * p, strideD: n == 1 ? 0 : m * p, alpha: 1)
+            batch: n, strideA: 0, strideB: n == 1 ? 0 : c * p, strideD: n == 1 ? 0 : m * p, alpha: 1, dtype: dtype)
         if layer.epilogue.residual {
             step.c = .input(3)
             step.beta = 1
@@ -139,7 +141,7 @@ enum CUDAConvolutionLowering {
         let addend: CUDALinearAlgebraEpilogue.Addend =
             info.hasInput(2) ? .channel(.input(2), channels: step.m, inner: spatial, beta: 1) : .none
         let launch = try CUDALinearAlgebraEpilogue.launch(
-            output: .output(0), count: out.reduce(1, *), addend: addend, activation: activation)
+            output: .output(0), count: out.reduce(1, *), addend: addend, activation: activation, dtype: step.dtype)
         return [.matMul(step), .launch(launch)]
     }
 
@@ -161,13 +163,15 @@ enum CUDAConvolutionLowering {
         let (m, k, p) = (w[0], c * kh * kw, oh * ow)
         guard n > 0, m > 0, p > 0, oh * kh <= h, ow * kw <= wd else { return nil }
         // patches[n, oh, ow, c, i, j] = x[n, c, oh·kh + i, ow·kw + j]
+        let dtype = try info.input(0).dtype
         let gather = try CUDAStridedCopy.steps(
             source: .input(0), destination: .scratch(0), shape: [n, oh, ow, c, kh, kw],
-            strides: [c * h * wd, kh * wd, kw, h * wd, wd, 1], offset: 0, elementSize: 4)
+            strides: [c * h * wd, kh * wd, kw, h * wd, wd, 1], offset: 0, elementSize: dtype.byteSize)
         let step = CUDAMatMul(
             a: .input(1), b: .scratch(0), d: .output(0), m: m, n: p, k: k, transposeA: false, transposeB: true,
-            batch: n, strideA: 0, strideB: n == 1 ? 0 : p * k, strideD: n == 1 ? 0 : m * p, alpha: 1)
+            batch: n, strideA: 0, strideB: n == 1 ? 0 : p * k, strideD: n == 1 ? 0 : m * p, alpha: 1, dtype: dtype)
         return CUDALowering(
-            steps: gather + (try finishProduct(step, layer, info, out: out, spatial: p)), scratchBytes: [n * p * k * 4])
+            steps: gather + (try finishProduct(step, layer, info, out: out, spatial: p)),
+            scratchBytes: [n * p * k * dtype.byteSize])
     }
 }

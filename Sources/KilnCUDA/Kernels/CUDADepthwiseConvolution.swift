@@ -11,7 +11,7 @@ enum CUDADepthwiseConvolution {
     /// The launch for a depthwise convolution, or nil when the layer is not one (rank, groups, multiplier).
     static func launch(
         _ layer: ConvolutionLayer, x: [Int], w: [Int], out: [Int], resolved r: ConvolutionParameters.Resolved,
-        hasBias: Bool
+        hasBias: Bool, dtype: DType = .float32
     ) throws -> CUDALaunch? {
         guard x.count == 4, layer.parameters.group == x[1], w[0] == x[1], w[1] == 1, x[1] > 1,
             r.padsBegin == r.padsEnd
@@ -22,7 +22,9 @@ enum CUDADepthwiseConvolution {
         let act = CUDALinearAlgebraEpilogue.activationIndex(layer.epilogue.activation)
         let residual = layer.epilogue.residual
         return CUDALaunch(
-            source: source, function: "kiln_depthwise_conv2d_f32_act\(act)", grid: CUDADim3(blocks),
+            source: source(dtype),
+            function: "kiln_depthwise_conv2d_\(CUDALinearAlgebraEpilogue.shortName(dtype))_act\(act)",
+            grid: CUDADim3(blocks),
             block: CUDADim3(threads),
             arguments: [
                 .pointer(.input(0)), .pointer(.input(1)), .pointer(hasBias ? .input(2) : .input(1)),
@@ -34,16 +36,25 @@ enum CUDADepthwiseConvolution {
             ])
     }
 
-    static let source = CUDASource(name: "depthwise_conv2d_f32", code: code)
+    /// The module for `dtype` elements (float32, float16 or bfloat16; arithmetic in float32).
+    static func source(_ dtype: DType) -> CUDASource {
+        let short = CUDALinearAlgebraEpilogue.shortName(dtype)
+        let code = Self.code.replacingOccurrences(of: "KILN_T", with: CUDAPrelude.typeName(dtype) ?? "float")
+            .replacingOccurrences(of: "KILN_NAME", with: short)
+        return CUDASource(name: "depthwise_conv2d_\(short)", code: code)
+    }
 
     private static let code =
         CUDALinearAlgebraEpilogue.activationCode + """
             /* size: N, C, H, W, OH, OW; window: KH, KW, SH, SW, PH, PW; dilation: DH, DW. IX is the index type:
                32-bit division is several times cheaper than 64-bit, and it dominates this memory-bound kernel. */
+            typedef KILN_T T;
+            __device__ __forceinline__ float kiln_dw_load(const float* p) { return __ldg(p); }
+            template <typename U> __device__ __forceinline__ float kiln_dw_load(const U* p) { return (float)*p; }
             template <int ACT, typename IX, int K>
             __device__ __forceinline__ void kiln_depthwise_conv2d(
-                const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
-                const float* __restrict__ residual, float* __restrict__ y, const KilnDims& size, const KilnDims& window,
+                const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                const T* __restrict__ residual, T* __restrict__ y, const KilnDims& size, const KilnDims& window,
                 const KilnDims& dilation, int hasBias, int hasResidual, float p0, float p1)
             {
                 const IX C = (IX)size.v[1], H = (IX)size.v[2], W = (IX)size.v[3], OH = (IX)size.v[4], OW = (IX)size.v[5];
@@ -59,31 +70,31 @@ enum CUDADepthwiseConvolution {
                     const IX plane = row / OH;  /* n * C + c */
                     const int oh = (int)(row - plane * OH);
                     const IX c = plane % C;
-                    const float* xp = x + plane * H * W;
-                    const float* wp = w + c * KH * KW;
+                    const T* xp = x + plane * H * W;
+                    const T* wp = w + c * KH * KW;
                     float acc = 0.0f;
                     #pragma unroll
                     for (int kh = 0; kh < KH; ++kh) {
                         const int ih = oh * SH - PH + kh * DH;
                         if (ih < 0 || ih >= (int)H) continue;
-                        const float* xr = xp + (IX)ih * W;
+                        const T* xr = xp + (IX)ih * W;
                         #pragma unroll
                         for (int kw = 0; kw < KW; ++kw) {
                             const int iw = ow * SW - PW + kw * DW;
                             if (iw < 0 || iw >= (int)W) continue;
-                            acc = fmaf(__ldg(xr + iw), __ldg(wp + kh * KW + kw), acc);
+                            acc = fmaf(kiln_dw_load(xr + iw), kiln_dw_load(wp + kh * KW + kw), acc);
                         }
                     }
-                    if (hasBias) acc += __ldg(bias + c);
-                    if (hasResidual) acc += residual[i];
+                    if (hasBias) acc += kiln_dw_load(bias + c);
+                    if (hasResidual) acc += (float)residual[i];
                     y[i] = kiln_linalg_act<ACT>(acc, p0, p1);
                 }
             }
 
             #define KILN_DEPTHWISE(ACT) \\
-                extern "C" __global__ void kiln_depthwise_conv2d_f32_act##ACT( \\
-                    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, \\
-                    const float* __restrict__ residual, float* __restrict__ y, KilnDims size, KilnDims window, \\
+                extern "C" __global__ void kiln_depthwise_conv2d_KILN_NAME_act##ACT( \\
+                    const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, \\
+                    const T* __restrict__ residual, T* __restrict__ y, KilnDims size, KilnDims window, \\
                     KilnDims dilation, int hasBias, int hasResidual, float p0, float p1) \\
                 { \\
                     const bool narrow = size.v[0] * size.v[1] * size.v[2] * size.v[3] < 2147483647LL \\

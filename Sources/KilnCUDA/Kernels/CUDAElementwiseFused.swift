@@ -7,7 +7,8 @@ import KilnIR
 enum CUDAElementwiseFused {
     static func lower(_ layer: FusedPointwiseLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
         guard !layer.steps.isEmpty else { throw KilnError.invalidArgument("fused pointwise layer without steps") }
-        let function = try compose(layer, inputs: (0..<info.inputCount).map { try info.input($0).dtype })
+        let function = try compose(
+            layer, inputs: (0..<info.inputCount).map { CUDAPrelude.computeType(try info.input($0).dtype) })
         return try CUDAElementwiseLowerings.lower(
             function.function, info, inputs: Array(0..<info.inputCount), parameters: function.parameters)
     }

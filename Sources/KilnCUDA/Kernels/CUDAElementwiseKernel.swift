@@ -14,6 +14,27 @@ struct PointwiseFunction: Hashable, Sendable {
     var body: String
     /// Device functions the body calls (a fused chain's steps), emitted before it.
     var helpers: String = ""
+    /// The dtypes in memory when they differ from those the function computes in (`inputs`, `output`): a
+    /// float16 tensor is read into a float argument and a float result stored as float16 (`storing`).
+    var storedInputs: [DType]?
+    var storedOutput: DType?
+
+    /// The function reading operands stored as `inputs` and writing `output`; 16-bit floats convert to and
+    /// from the function's float32 on load and store.
+    func storing(inputs memoryInputs: [DType], output memoryOutput: DType) -> PointwiseFunction {
+        guard memoryInputs.count == inputs.count, memoryInputs != inputs || memoryOutput != output else {
+            return self
+        }
+        var copy = self
+        copy.storedInputs = memoryInputs
+        copy.storedOutput = memoryOutput
+        let spelled = (copy.memoryInputs + [copy.memoryOutput]).map(\.onnxName).joined(separator: "_")
+        copy.name += "_as_" + spelled
+        return copy
+    }
+
+    var memoryInputs: [DType] { storedInputs ?? inputs }
+    var memoryOutput: DType { storedOutput ?? output }
 }
 
 /// How a kernel walks the output. Shapes are first collapsed (neighbouring axes merged where every operand
@@ -106,7 +127,7 @@ enum PointwiseKernel {
 
     /// The widest vector, in elements, of 16 bytes of the largest operand type.
     static func vectorWidth(_ function: PointwiseFunction) -> Int {
-        let largest = (function.inputs + [function.output]).map(\.byteSize).max() ?? 4
+        let largest = (function.memoryInputs + [function.memoryOutput]).map(\.byteSize).max() ?? 4
         return Swift.max(1, 16 / Swift.max(1, largest))
     }
 
@@ -166,8 +187,8 @@ enum PointwiseKernel {
 
     /// The module for `function` on `path`: helpers, the function, the kernel.
     static func source(_ function: PointwiseFunction, path: PointwisePath) throws -> CUDASource {
-        let inTypes = try function.inputs.map(CUDAPrelude.requireTypeName)
-        let outType = try CUDAPrelude.requireTypeName(function.output)
+        let inTypes = try function.memoryInputs.map(CUDAPrelude.requireTypeName)
+        let outType = try CUDAPrelude.requireTypeName(function.memoryOutput)
         let k = inTypes.count
         let params = function.parameterTypes.enumerated().map { "\($1) p\($0)" }
         var code = PointwiseHelpers.text + function.helpers + (try deviceFunction(function, named: "kiln_op"))

@@ -11,12 +11,13 @@ enum CUDAElementwiseLowerings {
     static let all: [(LayerKind, CUDALoweringFunction)] = [
         cudaLowering(UnaryLayer.self) { layer, info in
             let x = try info.input(0)
-            let (function, parameters) = try PointwiseUnary.function(layer.op, x.dtype)
+            let (function, parameters) = try PointwiseUnary.function(layer.op, compute(x.dtype))
             return try lower(function, info, inputs: [0], parameters: parameters)
         },
         cudaLowering(ClipLayer.self) { layer, info in try clip(layer, info) },
         cudaLowering(BinaryLayer.self) { layer, info in
-            let function = try PointwiseBinary.function(layer.op, info.input(0).dtype, info.input(1).dtype)
+            let function = try PointwiseBinary.function(
+                layer.op, compute(info.input(0).dtype), compute(info.input(1).dtype))
             return try lower(function, info, inputs: [0, 1], parameters: [])
         },
         cudaLowering(VariadicLayer.self) { layer, info in try variadic(layer.op, info) },
@@ -25,18 +26,24 @@ enum CUDAElementwiseLowerings {
             guard try info.input(0).dtype == .bool, try info.input(2).dtype == x.dtype else {
                 throw KilnError.typeMismatch("select needs a bool condition and two values of one dtype")
             }
-            return try lower(PointwiseBinary.select(x.dtype), info, inputs: [0, 1, 2], parameters: [])
+            return try lower(PointwiseBinary.select(compute(x.dtype)), info, inputs: [0, 1, 2], parameters: [])
         },
         cudaLowering(CastLayer.self) { layer, info in try cast(to: layer.to, info) },
         cudaLowering(CastLikeLayer.self) { _, info in try cast(to: info.input(1).dtype, info) },
         cudaLowering(FusedPointwiseLayer.self) { layer, info in try CUDAElementwiseFused.lower(layer, info) },
     ]
 
-    /// One kernel computing output 0 from the listed inputs.
+    /// The dtype a pointwise function computes in for operands stored as `dtype` (float32 for 16-bit floats).
+    static func compute(_ dtype: DType) -> DType { CUDAPrelude.computeType(dtype) }
+
+    /// One kernel computing output 0 from the listed inputs; `function` computes in the operands' compute
+    /// types and reads and writes them as stored.
     static func lower(
         _ function: PointwiseFunction, _ info: CUDANodeInfo, inputs: [Int], parameters: [CUDAArgument]
     ) throws -> CUDALowering {
         let output = try info.outputShape(0)
+        let function = function.storing(
+            inputs: try inputs.map { try info.input($0).dtype }, output: info.outputs[0].dtype)
         let plan = try PointwiseKernel.plan(function, inputShapes: inputs.map(info.inputShape), output: output)
         guard
             let launch = try PointwiseKernel.launch(
@@ -66,11 +73,11 @@ enum CUDAElementwiseLowerings {
                 }
                 inputs.append(index)
             } else {
-                let value = try attribute.map { Tensor(scalar: $0) } ?? extreme(dtype, low: isLow)
-                parameters.append(try PointwiseHelpers.typedParameter(value, dtype).1)
+                let value = try attribute.map { Tensor(scalar: $0) } ?? extreme(compute(dtype), low: isLow)
+                parameters.append(try PointwiseHelpers.typedParameter(value, compute(dtype)).1)
             }
         }
-        let function = try PointwiseUnary.clip(dtype, lowFromInput: lowInput, highFromInput: highInput)
+        let function = try PointwiseUnary.clip(compute(dtype), lowFromInput: lowInput, highFromInput: highInput)
         return try lower(function, info, inputs: inputs, parameters: parameters)
     }
 
@@ -125,8 +132,10 @@ enum CUDAElementwiseLowerings {
                 operands.insert(.output(0), at: 0)
                 shapes.insert(output, at: 0)
             }
-            let function = try PointwiseBinary.variadic(op, dtype, count: operands.count, divide: divide)
-            let parameters = divide ? [try PointwiseHelpers.typedParameter(Tensor(scalar: Double(count)), dtype).1] : []
+            let function = try PointwiseBinary.variadic(op, compute(dtype), count: operands.count, divide: divide)
+                .storing(inputs: Array(repeating: dtype, count: operands.count), output: dtype)
+            let parameters =
+                divide ? [try PointwiseHelpers.typedParameter(Tensor(scalar: Double(count)), compute(dtype)).1] : []
             let plan = try PointwiseKernel.plan(function, inputShapes: shapes, output: output)
             guard
                 let launch = try PointwiseKernel.launch(
@@ -141,6 +150,6 @@ enum CUDAElementwiseLowerings {
     static func cast(to target: DType, _ info: CUDANodeInfo) throws -> CUDALowering {
         let source = try info.input(0).dtype
         if source == target { return CUDALowering(aliases: [0: 0]) }
-        return try lower(PointwiseBinary.cast(source, target), info, inputs: [0], parameters: [])
+        return try lower(PointwiseBinary.cast(compute(source), compute(target)), info, inputs: [0], parameters: [])
     }
 }

@@ -22,8 +22,8 @@ enum CUDALinearAlgebraEpilogue {
     /// Enough blocks for many waves on 132 SMs; the grid-stride loop covers the rest.
     static let maxBlocks = 8192
 
-    /// The kernel function for `activation` (nil: only the add).
-    static func functionName(_ activation: EpilogueActivation?) -> String {
+    /// The kernel function for `activation` (nil: only the add) on `dtype` elements.
+    static func functionName(_ activation: EpilogueActivation?, dtype: DType = .float32) -> String {
         let suffix: String
         switch activation {
         case nil: suffix = "none"
@@ -35,7 +35,7 @@ enum CUDALinearAlgebraEpilogue {
         case .gelu(let approximate)?: suffix = approximate ? "gelu_tanh" : "gelu_erf"
         case .silu?: suffix = "silu"
         }
-        return "kiln_linalg_epilogue_f32_" + suffix
+        return "kiln_linalg_epilogue_\(shortName(dtype))_" + suffix
     }
 
     /// The activation's two float parameters (clip bounds, leaky slope); unused ones are 0.
@@ -47,10 +47,23 @@ enum CUDALinearAlgebraEpilogue {
         }
     }
 
-    /// A launch applying `addend` and `activation` to the `count` float32 elements of `output`.
+    /// `f32`, `f16` or `bf16`: the dtypes the kernel stores (it computes in float).
+    static func shortName(_ dtype: DType) -> String {
+        switch dtype {
+        case .float16: "f16"
+        case .bfloat16: "bf16"
+        default: "f32"
+        }
+    }
+
+    /// A launch applying `addend` and `activation` to the `count` elements of `output` (float32, float16 or
+    /// bfloat16, as `c`).
     static func launch(
-        output: CUDAOperand, count: Int, addend: Addend, activation: EpilogueActivation?
+        output: CUDAOperand, count: Int, addend: Addend, activation: EpilogueActivation?, dtype: DType = .float32
     ) throws -> CUDALaunch {
+        guard [.float32, .float16, .bfloat16].contains(dtype) else {
+            throw KilnError.unsupported("the product epilogue has no \(dtype.onnxName) kernel")
+        }
         var mode: Int32 = 0
         var c: CUDAOperand = output
         var beta: Float = 0
@@ -81,7 +94,7 @@ enum CUDALinearAlgebraEpilogue {
         let blocks = max(1, min((work + threadsPerBlock - 1) / threadsPerBlock, maxBlocks))
         let (p0, p1) = parameters(activation)
         return CUDALaunch(
-            source: source, function: functionName(activation), grid: CUDADim3(blocks),
+            source: source(dtype), function: functionName(activation, dtype: dtype), grid: CUDADim3(blocks),
             block: CUDADim3(threadsPerBlock),
             arguments: [
                 .pointer(output), .pointer(c), .int64(Int64(count)), .int32(mode), .float32(beta),
@@ -107,7 +120,14 @@ enum CUDALinearAlgebraEpilogue {
         return (outSizes, outStrides)
     }
 
-    static let source = CUDASource(name: "linalg_epilogue_f32", code: code)
+    /// The module of every activation's kernel on `dtype` elements.
+    static func source(_ dtype: DType) -> CUDASource {
+        let short = shortName(dtype)
+        let type = CUDAPrelude.typeName(dtype) ?? "float"
+        let code = Self.code.replacingOccurrences(of: "KILN_T", with: type)
+            .replacingOccurrences(of: "KILN_NAME", with: short)
+        return CUDASource(name: "linalg_epilogue_\(short)", code: code)
+    }
 
     /// The activations, `kiln_linalg_act<ACT>(x, p0, p1)` with ACT the index `activationIndex` gives; shared by
     /// the kernels that finish a convolution or product.
@@ -153,9 +173,11 @@ enum CUDALinearAlgebraEpilogue {
         activationCode + """
             /* mode 0: y = act(y); 1: c has y's shape; 2: c repeats along the last axis (i % rowLength);
                3: general broadcast through sizes/strides; 4: per channel, c[(i / rowLength) % sizes[0]]. */
+            typedef KILN_T T;
+            struct __align__(sizeof(T) * 4) KilnQuad { T x, y, z, w; };
             template <int ACT>
             __device__ __forceinline__ void kiln_linalg_epilogue(
-                float* __restrict__ y, const float* __restrict__ c, i64 count, int mode, float beta, i64 rowLength,
+                T* __restrict__ y, const T* __restrict__ c, i64 count, int mode, float beta, i64 rowLength,
                 const KilnDims& sizes, const KilnDims& strides, int rank, float p0, float p1)
             {
                 const i64 step = (i64)gridDim.x * blockDim.x;
@@ -163,34 +185,37 @@ enum CUDALinearAlgebraEpilogue {
                 const bool vectorized =
                     (count & 3) == 0 && (mode <= 1 || ((mode == 2 || mode == 4) && (rowLength & 3) == 0));
                 if (vectorized) {
-                    float4* y4 = reinterpret_cast<float4*>(y);
+                    KilnQuad* y4 = reinterpret_cast<KilnQuad*>(y);
                     const i64 count4 = count >> 2;
                     for (i64 i = first; i < count4; i += step) {
-                        float4 v = y4[i];
+                        const KilnQuad q = y4[i];
+                        float4 v = make_float4(q.x, q.y, q.z, q.w);
                         if (mode == 4) {
-                            const float a = beta * c[((i << 2) / rowLength) % sizes.v[0]];
+                            const float a = beta * (float)c[((i << 2) / rowLength) % sizes.v[0]];
                             v.x += a; v.y += a; v.z += a; v.w += a;
                         } else if (mode != 0) {
                             const i64 at = mode == 1 ? (i << 2) : ((i << 2) % rowLength);
-                            const float4 a = *reinterpret_cast<const float4*>(c + at);
-                            v.x += beta * a.x; v.y += beta * a.y; v.z += beta * a.z; v.w += beta * a.w;
+                            const KilnQuad a = *reinterpret_cast<const KilnQuad*>(c + at);
+                            v.x += beta * (float)a.x; v.y += beta * (float)a.y;
+                            v.z += beta * (float)a.z; v.w += beta * (float)a.w;
                         }
-                        v.x = kiln_linalg_act<ACT>(v.x, p0, p1);
-                        v.y = kiln_linalg_act<ACT>(v.y, p0, p1);
-                        v.z = kiln_linalg_act<ACT>(v.z, p0, p1);
-                        v.w = kiln_linalg_act<ACT>(v.w, p0, p1);
-                        y4[i] = v;
+                        KilnQuad r;
+                        r.x = kiln_linalg_act<ACT>(v.x, p0, p1);
+                        r.y = kiln_linalg_act<ACT>(v.y, p0, p1);
+                        r.z = kiln_linalg_act<ACT>(v.z, p0, p1);
+                        r.w = kiln_linalg_act<ACT>(v.w, p0, p1);
+                        y4[i] = r;
                     }
                     return;
                 }
                 for (i64 i = first; i < count; i += step) {
                     float v = y[i];
                     if (mode == 1) {
-                        v += beta * c[i];
+                        v += beta * (float)c[i];
                     } else if (mode == 2) {
-                        v += beta * c[i % rowLength];
+                        v += beta * (float)c[i % rowLength];
                     } else if (mode == 4) {
-                        v += beta * c[(i / rowLength) % sizes.v[0]];
+                        v += beta * (float)c[(i / rowLength) % sizes.v[0]];
                     } else if (mode == 3) {
                         i64 rest = i, offset = 0;
                         for (int d = rank - 1; d >= 0; --d) {
@@ -198,15 +223,15 @@ enum CUDALinearAlgebraEpilogue {
                             offset += (rest % size) * strides.v[d];
                             rest /= size;
                         }
-                        v += beta * c[offset];
+                        v += beta * (float)c[offset];
                     }
                     y[i] = kiln_linalg_act<ACT>(v, p0, p1);
                 }
             }
 
             #define KILN_LINALG_EPILOGUE(NAME, ACT) \\
-                extern "C" __global__ void kiln_linalg_epilogue_f32_##NAME( \\
-                    float* __restrict__ y, const float* __restrict__ c, i64 count, int mode, float beta, \\
+                extern "C" __global__ void kiln_linalg_epilogue_KILN_NAME_##NAME( \\
+                    T* __restrict__ y, const T* __restrict__ c, i64 count, int mode, float beta, \\
                     i64 rowLength, KilnDims sizes, KilnDims strides, int rank, float p0, float p1) \\
                 { kiln_linalg_epilogue<ACT>(y, c, count, mode, beta, rowLength, sizes, strides, rank, p0, p1); }
 

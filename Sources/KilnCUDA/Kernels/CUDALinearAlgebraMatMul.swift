@@ -7,10 +7,13 @@ import KilnIR
 /// C is ignored when beta is 0.
 enum CUDALinearAlgebraMatMul {
     static func lower(_ layer: MatMulLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
-        for index in 0..<min(info.inputCount, 3) where info.hasInput(index) {
-            let dtype = try info.input(index).dtype
-            guard dtype == .float32 else {
-                throw KilnError.unsupported("CUDA matMul handles float32 only, not \(dtype.onnxName)")
+        let dtype = try info.input(0).dtype
+        guard [.float32, .float16, .bfloat16].contains(dtype) else {
+            throw KilnError.unsupported("CUDA matMul handles float32, float16 and bfloat16, not \(dtype.onnxName)")
+        }
+        for index in 0..<min(info.inputCount, 4) where info.hasInput(index) && (index < 3 || layer.epilogue.residual) {
+            guard try info.input(index).dtype == dtype else {
+                throw KilnError.typeMismatch("matMul input \(index) is not \(dtype.onnxName) like A")
             }
         }
         let a = try info.inputShape(0)
@@ -49,7 +52,7 @@ enum CUDALinearAlgebraMatMul {
         var step = CUDAMatMul(
             a: .input(0), b: .input(1), d: .output(0), m: m, n: n, k: k, transposeA: layer.transposeA,
             transposeB: layer.transposeB, batch: batch, strideA: aCount == 1 ? 0 : m * k,
-            strideB: bCount == 1 ? 0 : k * n, strideD: m * n, alpha: layer.alpha)
+            strideB: bCount == 1 ? 0 : k * n, strideD: m * n, alpha: layer.alpha, dtype: dtype)
         if batch > 1, bCount == 1, aCount == batch, !layer.transposeA {
             // A's batches are consecutive m×k row-major blocks: one (batch·m)×k matrix times the shared B.
             step.m = batch * m
@@ -112,7 +115,8 @@ enum CUDALinearAlgebraMatMul {
             steps.append(
                 .launch(
                     try CUDALinearAlgebraEpilogue.launch(
-                        output: .output(0), count: total, addend: next, activation: last ? activation : nil)))
+                        output: .output(0), count: total, addend: next, activation: last ? activation : nil,
+                        dtype: dtype)))
         }
         return CUDALowering(steps: steps)
     }

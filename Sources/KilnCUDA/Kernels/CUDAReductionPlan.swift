@@ -80,13 +80,24 @@ enum CUDAReductionTypes {
         switch dtype {
         case .float32: return ("float", "float")
         case .float64: return ("double", "double")
+        // Stored 16-bit, folded in float32.
+        case .float16: return ("kiln_half", "float")
+        case .bfloat16: return ("kiln_bf16", "float")
         default:
-            throw KilnError.unsupported("CUDA \(what) has kernels for float32 and float64 only, not \(dtype.onnxName)")
+            throw KilnError.unsupported(
+                "CUDA \(what) has kernels for float32, float64, float16 and bfloat16 only, not \(dtype.onnxName)")
         }
     }
 
     /// A short suffix for kernel module names.
-    static func suffix(_ dtype: DType) -> String { dtype == .float64 ? "f64" : "f32" }
+    static func suffix(_ dtype: DType) -> String {
+        switch dtype {
+        case .float64: "f64"
+        case .float16: "f16"
+        case .bfloat16: "bf16"
+        default: "f32"
+        }
+    }
 }
 
 extension CUDANodeInfo {

@@ -6,7 +6,7 @@ extension CUDAConvolutionRunner {
     var signature: String {
         "x\(step.inputShape) w\(step.weightShape) p\(step.pads) s\(step.strides) d\(step.dilations) g\(step.groups) "
             + "b\(step.bias != nil) r\(step.residual != nil) a\(step.activation.map { "\($0)" } ?? "-") "
-            + "m\(requestedMath)"
+            + "m\(requestedMath)" + (step.dtype == .float32 ? "" : " \(step.dtype.onnxName)")
     }
 
     /// Times the qualifying algorithms on random data of the step's sizes (a warm-up run, then the median of
@@ -14,7 +14,7 @@ extension CUDAConvolutionRunner {
     /// most 1e-5 in FP32 math, 1e-3 with TF32). A choice known for the signature (this process, a plan, a timing cache) applies
     /// without timing; with `measure` off nothing else is timed. Scratch memory is released before returning.
     func tune(context: CUDAContext, measure: Bool = true, runs: Int = 5) throws {
-        let tolerance = CUDATacticTimer.tolerance(tf32: requestedMath != CUDNN.fmaMath)
+        let tolerance = CUDATacticTimer.tolerance(dtype: step.dtype, tf32: requestedMath != CUDNN.fmaMath)
         let known = dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] }
         if let known, let index = candidates.firstIndex(where: { $0.algorithm == known }) {
             try choose(index)
@@ -24,14 +24,14 @@ extension CUDAConvolutionRunner {
         let timer = try CUDATacticTimer(context: context)
         let stream = timer.stream
         func buffer(_ count: Int, seed: UInt64) throws -> DeviceBuffer {
-            try timer.randomBuffer(context, count: count, seed: seed)
+            try timer.randomBuffer(context, count: count, seed: seed, dtype: step.dtype)
         }
         let outputCount = step.outputShape.reduce(1, *)
         let x = try buffer(step.inputShape.reduce(1, *), seed: 1)
         let w = try buffer(step.weightShape.reduce(1, *), seed: 2)
         let bias = try step.bias.map { _ in try buffer(step.outputShape[1], seed: 3) }
         let residual = try step.residual.map { _ in try buffer(outputCount, seed: 4) }
-        let y = try context.allocate(bytes: max(outputCount, 1) * 4)
+        let y = try context.allocate(bytes: max(outputCount, 1) * step.dtype.byteSize)
         let largest =
             try candidates.indices.map { index -> Int in
                 try choose(index)
@@ -52,7 +52,7 @@ extension CUDAConvolutionRunner {
             } catch {
                 continue  // an algorithm that fails to run is not a candidate
             }
-            let output = try timer.download(y, count: outputCount)
+            let output = try timer.download(y, count: outputCount, dtype: step.dtype)
             if reference.isEmpty {
                 reference = output
             } else if CUDATacticTimer.relativeError(output, reference) > tolerance {

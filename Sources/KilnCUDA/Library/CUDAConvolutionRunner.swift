@@ -38,8 +38,11 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         self.step = step
         dnn = library
         let dnn = library
-        guard step.dtype == .float32 else {
-            throw KilnError.unsupported("cuDNN convolution runner handles float32 only, not \(step.dtype.onnxName)")
+        // float16 and bfloat16 run in cuDNN's pseudo-half configuration: data in the 16-bit type, arithmetic
+        // (the convolution descriptor's compute type) in float32, on tensor cores.
+        guard let dataType = CUDNN.dataType(step.dtype) else {
+            throw KilnError.unsupported(
+                "cuDNN convolution runner handles float32, float16 and bfloat16, not \(step.dtype.onnxName)")
         }
         let rank = step.inputShape.count
         let spatial = rank - 2
@@ -57,7 +60,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         guard all.allSatisfy({ $0 >= 0 && $0 <= Int(Int32.max) }), step.groups > 0 else {
             throw KilnError.unsupported("cuDNN convolution sizes exceed int32: \(step.inputShape)")
         }
-        let owned = Resources(library)
+        let owned = Resources(library, dataType: dataType)
         self.owned = owned
         let x = try owned.tensor(step.inputShape)
         let y = try owned.tensor(step.outputShape)
@@ -72,7 +75,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         owned.w = w
         let weightDims = step.weightShape.map { Int32($0) }
         try dnn.check(
-            dnn.setFilterNd(w, CUDNN.dataFloat, CUDNN.formatNCHW, Int32(rank), weightDims),
+            dnn.setFilterNd(w, dataType, CUDNN.formatNCHW, Int32(rank), weightDims),
             "cudnnSetFilterNdDescriptor")
 
         var conv: OpaquePointer?
@@ -84,7 +87,8 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
                 step.dilations.map { Int32($0) }, CUDNN.crossCorrelation, CUDNN.dataFloat),
             "cudnnSetConvolutionNdDescriptor")
         try dnn.check(dnn.setConvolutionGroupCount(conv, Int32(step.groups)), "cudnnSetConvolutionGroupCount")
-        let math = allowTF32 ? CUDNN.tensorOpMath : CUDNN.fmaMath
+        let strict = step.dtype == .float32 && !allowTF32
+        let math = strict ? CUDNN.fmaMath : CUDNN.tensorOpMath
         try dnn.check(dnn.setConvolutionMathType(conv, math), "cudnnSetConvolutionMathType")
 
         var expected = [Int32](repeating: 0, count: rank)
@@ -93,7 +97,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
             throw KilnError.shapeMismatch("cuDNN computes output \(expected) for a step that says \(step.outputShape)")
         }
 
-        candidates = try Self.qualifyingAlgorithms(dnn, owned, conv: conv, strict: !allowTF32, limit: maxWorkspaceBytes)
+        candidates = try Self.qualifyingAlgorithms(dnn, owned, conv: conv, strict: strict, limit: maxWorkspaceBytes)
         requestedMath = math
         algorithm = candidates[0].algorithm
         workspaceBytes = 0
@@ -160,6 +164,8 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
     /// The descriptors one runner created, destroyed together (also when `init` throws half-way).
     final class Resources {
         let dnn: CUDNN
+        /// The cudnnDataType_t of every tensor and the filter.
+        let dataType: Int32
         var tensors: [OpaquePointer] = []
         var x: OpaquePointer?
         var y: OpaquePointer?
@@ -168,7 +174,10 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         var conv: OpaquePointer?
         var activation: OpaquePointer?
 
-        init(_ dnn: CUDNN) { self.dnn = dnn }
+        init(_ dnn: CUDNN, dataType: Int32) {
+            self.dnn = dnn
+            self.dataType = dataType
+        }
 
         deinit {
             for t in tensors { _ = dnn.destroyTensorDescriptor(t) }
@@ -177,7 +186,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
             if let activation { _ = dnn.destroyActivationDescriptor(activation) }
         }
 
-        /// A dense NCHW float32 tensor descriptor.
+        /// A dense NCHW tensor descriptor of `dataType` elements.
         func tensor(_ shape: [Int]) throws -> OpaquePointer {
             var desc: OpaquePointer?
             try dnn.check(dnn.createTensorDescriptor(&desc), "cudnnCreateTensorDescriptor")
@@ -193,7 +202,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
                 running *= max(shape[axis], 1)
             }
             try dnn.check(
-                dnn.setTensorNd(desc, CUDNN.dataFloat, Int32(shape.count), shape.map { Int32($0) }, strides),
+                dnn.setTensorNd(desc, dataType, Int32(shape.count), shape.map { Int32($0) }, strides),
                 "cudnnSetTensorNdDescriptor")
             return desc
         }

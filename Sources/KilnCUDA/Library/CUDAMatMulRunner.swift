@@ -50,9 +50,11 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         let lib = library
         // int8: A and B int8, D int32, no C, bias or activation (the lowering finishes the result itself); the
         // integer kernels want B transposed and A not (the "TN" form, in cuBLASLt's own terms).
+        // float16 and bfloat16: A, B, C, D and the bias in the 16-bit type, products accumulated in float32.
         let integer = step.dtype == .int8
-        guard step.dtype == .float32 || integer else {
-            throw KilnError.unsupported("cuBLASLt matMul runner handles float32 and int8, not \(step.dtype.onnxName)")
+        guard let floatType = CUBLASLt.dataType(step.dtype) ?? (integer ? CUBLASLt.dataR8I : nil) else {
+            throw KilnError.unsupported(
+                "cuBLASLt matMul runner handles float32, float16, bfloat16 and int8, not \(step.dtype.onnxName)")
         }
         if integer, step.c != nil || step.bias != nil || step.activation != nil || !step.transposeB || step.transposeA {
             throw KilnError.unsupported("cuBLASLt int8 products take A [m, k] and B [n, k] only, no epilogue")
@@ -68,7 +70,10 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         self.owned = owned
 
         var op: OpaquePointer?
-        let compute = integer ? CUBLASLt.compute32I : allowTF32 ? CUBLASLt.compute32FFastTF32 : CUBLASLt.compute32F
+        let compute =
+            integer
+            ? CUBLASLt.compute32I
+            : allowTF32 && step.dtype == .float32 ? CUBLASLt.compute32FFastTF32 : CUBLASLt.compute32F
         try lib.check(
             lib.matmulDescCreate(&op, compute, integer ? CUBLASLt.dataR32I : CUBLASLt.dataR32F),
             "cublasLtMatmulDescCreate")
@@ -88,8 +93,8 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
 
         let (n, m, k) = (step.n, step.m, step.k)
         // Stored shapes in column-major terms (rows, cols, ld = rows: dense).
-        let input = integer ? CUBLASLt.dataR8I : CUBLASLt.dataR32F
-        let output = integer ? CUBLASLt.dataR32I : CUBLASLt.dataR32F
+        let input = floatType
+        let output = integer ? CUBLASLt.dataR32I : floatType
         layoutA = try owned.layout(
             rows: step.transposeB ? k : n, cols: step.transposeB ? n : k, batch: step.batch, stride: step.strideB,
             type: input)
@@ -129,7 +134,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         signature =
             "m\(m) n\(n) k\(k) b\(step.batch) s\([step.strideA, step.strideB, step.strideC, step.strideD]) "
             + "t\(step.transposeA)\(step.transposeB) e\(epilogue) c\(step.c != nil) tf32 \(allowTF32) "
-            + "ws \(maxWorkspaceBytes)" + (integer ? " int8" : "")
+            + "ws \(maxWorkspaceBytes)" + (step.dtype == .float32 ? "" : " \(step.dtype.onnxName)")
         owned.heuristic.copyMemory(from: results, byteCount: CUBLASLt.heuristicResultBytes)
         let workspace = owned.heuristic.load(fromByteOffset: CUBLASLt.heuristicWorkspaceOffset, as: UInt64.self)
         workspaceBytes = Int(workspace)
@@ -149,19 +154,23 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             return
         }
         // Int8 products keep the heuristics' choice: the timer's operands and check are float32.
-        guard candidateCount > 1, measure, step.dtype == .float32 else { return }
-        let elementBytes = 4
+        guard candidateCount > 1, measure, step.dtype != .int8 else { return }
+        let dtype = step.dtype
+        let elementBytes = dtype.byteSize
         func span(_ rows: Int, _ cols: Int, _ stride: Int) -> Int {
             (rows * cols + (step.batch > 1 ? stride * (step.batch - 1) : 0)) * elementBytes
         }
         let timer = try CUDATacticTimer(context: context)
-        let a = try timer.randomBuffer(context, count: span(step.m, step.k, step.strideA) / elementBytes, seed: 1)
-        let b = try timer.randomBuffer(context, count: span(step.k, step.n, step.strideB) / elementBytes, seed: 2)
+        let a = try timer.randomBuffer(
+            context, count: span(step.m, step.k, step.strideA) / elementBytes, seed: 1, dtype: dtype)
+        let b = try timer.randomBuffer(
+            context, count: span(step.k, step.n, step.strideB) / elementBytes, seed: 2, dtype: dtype)
         let d = try context.allocate(bytes: span(step.m, step.n, step.strideD))
         let c = try step.c.map { _ in
-            try timer.randomBuffer(context, count: span(step.m, step.n, step.strideC) / elementBytes, seed: 3)
+            try timer.randomBuffer(
+                context, count: span(step.m, step.n, step.strideC) / elementBytes, seed: 3, dtype: dtype)
         }
-        let bias = try step.bias.map { _ in try timer.randomBuffer(context, count: step.n, seed: 4) }
+        let bias = try step.bias.map { _ in try timer.randomBuffer(context, count: step.n, seed: 4, dtype: dtype) }
         let largest = (0..<candidateCount).map { workspace(ofRank: $0) }.max() ?? 0
         let scratch = try context.allocate(bytes: max(largest, 1))
         let outputCount = span(step.m, step.n, step.strideD) / elementBytes
@@ -180,10 +189,12 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
                 continue  // an algorithm that fails to launch is not a candidate
             }
             // Each candidate must give the result of the heuristics' first choice that runs (the reference).
-            let output = try timer.download(d, count: outputCount)
+            let output = try timer.download(d, count: outputCount, dtype: dtype)
             if reference.isEmpty {
                 reference = output
-            } else if CUDATacticTimer.relativeError(output, reference) > CUDATacticTimer.tolerance(tf32: allowTF32) {
+            } else if CUDATacticTimer.relativeError(output, reference)
+                > CUDATacticTimer.tolerance(dtype: dtype, tf32: allowTF32)
+            {
                 continue
             }
             // The reference is also the time to beat; another must beat it clearly, not by noise.

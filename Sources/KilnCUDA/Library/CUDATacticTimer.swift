@@ -24,28 +24,35 @@ struct CUDATacticTimer {
         end = try context.makeEvent()
     }
 
-    /// A device buffer of `count` seeded random floats in [-1, 1) (at least one), copied before returning.
-    func randomBuffer(_ context: CUDAContext, count: Int, seed: UInt64) throws -> DeviceBuffer {
+    /// A device buffer of `count` seeded random values in [-1, 1) (at least one) stored as `dtype` (float32,
+    /// float16 or bfloat16), copied before returning.
+    func randomBuffer(
+        _ context: CUDAContext, count: Int, seed: UInt64, dtype: DType = .float32
+    ) throws -> DeviceBuffer {
         var generator = SeededGenerator(seed: seed)
         let values = (0..<max(count, 1)).map { _ in Float(generator.unit() * 2 - 1) }
-        let buffer = try context.allocate(bytes: values.count * 4)
-        try values.withUnsafeBytes { bytes in
-            guard let base = bytes.baseAddress else { return }
-            try stream.copy(toDevice: buffer.address, from: base, bytes: bytes.count)
+        let tensor = try Tensor(shape: [values.count], scalars: values).cast(to: dtype)
+        let buffer = try context.allocate(bytes: tensor.byteCount)
+        try withExtendedLifetime(tensor) {
+            try stream.copy(toDevice: buffer.address, from: UnsafeRawPointer(tensor.storage.bytes), bytes: tensor.byteCount)
+            try stream.synchronize()
         }
-        try stream.synchronize()
         return buffer
     }
 
-    /// The first `count` floats of `buffer`, after the stream's work so far.
-    func download(_ buffer: DeviceBuffer, count: Int) throws -> [Float] {
-        var values = [Float](repeating: 0, count: max(min(count, buffer.bytes / 4), 1))
-        try values.withUnsafeMutableBytes { bytes in
-            guard let base = bytes.baseAddress else { return }
-            try stream.copy(toHost: base, from: buffer.address, bytes: min(bytes.count, buffer.bytes))
+    /// The first `count` values of `buffer` (stored as `dtype`) as floats, after the stream's work so far.
+    func download(_ buffer: DeviceBuffer, count: Int, dtype: DType = .float32) throws -> [Float] {
+        let size = dtype.byteSize
+        var bytes = [UInt8](repeating: 0, count: max(min(count, buffer.bytes / size), 1) * size)
+        try bytes.withUnsafeMutableBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            try stream.copy(toHost: base, from: buffer.address, bytes: min(raw.count, buffer.bytes))
         }
         try stream.synchronize()
-        return values
+        let tensor = try bytes.withUnsafeBytes { raw in
+            try Tensor(dtype: dtype, shape: [bytes.count / size], rawBytes: raw).cast(to: .float32)
+        }
+        return tensor.withUnsafeBuffer(as: Float.self) { Array($0) }
     }
 
     /// ||a - b|| / ||b|| in double precision (infinite when either holds a non-finite difference).
@@ -54,6 +61,16 @@ struct CUDATacticTimer {
     /// How far a candidate's result may be from the reference algorithm's: FP32 math differs only in the
     /// order of additions; TF32 rounds its inputs.
     static func tolerance(tf32: Bool) -> Double { tf32 ? 1e-3 : 1e-5 }
+
+    /// The same for results stored as `dtype`: a 16-bit float output is rounded to 11 (float16) or 8
+    /// (bfloat16) significant bits, so algorithms that add in another order differ in the last of them.
+    static func tolerance(dtype: DType, tf32: Bool) -> Double {
+        switch dtype {
+        case .float16: 2e-3
+        case .bfloat16: 1.5e-2
+        default: tolerance(tf32: tf32)
+        }
+    }
 
     /// The median milliseconds of `call` (which enqueues on `stream`) over `runs` timed runs.
     func median(runs: Int, _ call: () throws -> Void) throws -> Double {

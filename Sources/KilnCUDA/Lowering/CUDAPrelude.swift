@@ -11,6 +11,23 @@ public enum CUDAPrelude {
         /* Sizes or strides passed by value (CUDAArgument.dims); unused entries are 0. */
         struct KilnDims { i64 v[8]; };
 
+        /* 16-bit floats as storage: they convert to float for arithmetic and back with round-to-nearest-even
+           (PTX cvt), so kernels compute in float and only loads and stores see the narrow type. */
+        struct __align__(2) kiln_half {
+            unsigned short bits;
+            kiln_half() = default;
+            __device__ __forceinline__ kiln_half(float f) { asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(f)); }
+            __device__ __forceinline__ operator float() const {
+                float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits)); return f;
+            }
+        };
+        struct __align__(2) kiln_bf16 {
+            unsigned short bits;
+            kiln_bf16() = default;
+            __device__ __forceinline__ kiln_bf16(float f) { asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(bits) : "f"(f)); }
+            __device__ __forceinline__ operator float() const { return __uint_as_float(((unsigned)bits) << 16); }
+        };
+
         __device__ __forceinline__ float kiln_sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
         __device__ __forceinline__ float kiln_gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
         __device__ __forceinline__ float kiln_gelu_tanh(float x) {
@@ -33,8 +50,15 @@ public enum CUDAPrelude {
         case .uint32: "unsigned int"
         case .uint64: "unsigned long long"
         case .bool: "bool"
+        case .float16: "kiln_half"
+        case .bfloat16: "kiln_bf16"
         default: nil
         }
+    }
+
+    /// The dtype kernels compute in for values stored as `dtype`: float32 for the 16-bit floats, else itself.
+    public static func computeType(_ dtype: DType) -> DType {
+        dtype == .float16 || dtype == .bfloat16 ? .float32 : dtype
     }
 
     /// `typeName`, or an `unsupported` error naming the dtype.
