@@ -55,6 +55,10 @@ public final class CUDADevice: Device {
 
     public func supports(_ node: Node) -> Bool { CUDALoweringRegistry.all[node.kind] != nil }
 
+    public func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool {
+        CUDAHalfPrecision.runs(node, dtype: dtype, architecture: context.computeCapability)
+    }
+
     /// Host kernels, for constant folding at build time; the engine itself runs on the GPU (`compile`).
     public func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel {
         try host.makeKernel(node, subgraphs: subgraphs)

@@ -14,6 +14,8 @@ public struct BuilderConfig: Sendable {
     public var profiles: [ShapeProfile] = []
     /// Build in int8 (post-training quantization with calibration); nil: float32.
     public var int8: Int8Config?
+    /// Build in mixed precision, float16 or bfloat16 where the device has kernels for it; nil: float32.
+    public var half: HalfConfig?
 
     public init(
         optimize: Bool = true, disabledPasses: Set<String> = [],
@@ -30,8 +32,14 @@ public enum Builder {
     public static func build(_ graph: Graph, device: any Device, config: BuilderConfig = .init()) throws -> Engine {
         var optimized = try optimize(graph, device: device, config: config)
         var precision: PrecisionReport?
+        if config.int8 != nil, config.half != nil {
+            throw KilnError.unsupported("int8 together with float16 or bfloat16 is not implemented yet: choose one")
+        }
         if let int8 = config.int8 {
             (optimized, precision) = try Int8Planner(config: int8, device: device).run(optimized)
+        }
+        if let half = config.half {
+            (optimized, precision) = try HalfPlanner(config: half, device: device).run(optimized)
         }
         let engine = try Engine(graph: optimized, device: device, profiles: config.profiles, precision: precision)
         for profile in config.profiles {

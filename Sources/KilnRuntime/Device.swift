@@ -19,6 +19,9 @@ public struct DeviceProperties: Sendable, Hashable {
 public protocol Device: AnyObject, Sendable {
     var properties: DeviceProperties { get }
     func supports(_ node: Node) -> Bool
+    /// Whether this device runs `node` with its float operands stored as `dtype` (float16 or bfloat16) on
+    /// fast kernels; mixed-precision builds keep every other layer float32. None by default.
+    func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool
     func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel
     /// Compiles a whole graph. The default runs one host kernel per node (`CompiledGraph`); a device whose
     /// tensors live in its own memory returns its own program, which takes and returns host values.
@@ -44,6 +47,8 @@ extension Device {
     }
 
     public var tactics: [String: String] { [:] }
+
+    public func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool { false }
 
     public func preloadTactics(_ tactics: [String: String]) {}
 

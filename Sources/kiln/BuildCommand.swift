@@ -57,6 +57,7 @@ struct BuildCommand: ParsableCommand {
         var config = try optimizerOptions.builderConfig()
         config.profiles = try profiles.map(Self.parseProfile)
         config.int8 = try precisionOptions.int8Config(inputs: imported.graph.inputs)
+        config.half = try precisionOptions.halfConfig(inputs: imported.graph.inputs)
         let engine = try withErrorContext(model) { try Builder.build(imported.graph, device: device, config: config) }
         let inputShapes = try compiledShapes(engine)
         var options = BuildOptions(

@@ -39,6 +39,7 @@ struct EngineSource {
         let engine = try withErrorContext(path) {
             var config = try optimizerOptions.builderConfig()
             config.int8 = try precisionOptions?.int8Config(inputs: imported.graph.inputs)
+            config.half = try precisionOptions?.halfConfig(inputs: imported.graph.inputs)
             return try Builder.build(imported.graph, device: device, config: config)
         }
         return EngineSource(engine: engine, device: device, name: name, plan: nil)

@@ -3,8 +3,18 @@ import Foundation
 import KilnIR
 import KilnRuntime
 
-/// Reduced precision for a build: int8 with calibration, the calibration cache and the accuracy guard.
+/// Reduced precision for a build: float16 or bfloat16 mixed precision, int8 with calibration, the
+/// calibration cache and the accuracy guard.
 struct PrecisionOptions: ParsableArguments {
+    @Flag(help: "Run the layers the device has float16 kernels for in float16 (tensor cores on a GPU).")
+    var fp16 = false
+
+    @Flag(help: "Run the layers the device has bfloat16 kernels for in bfloat16.")
+    var bf16 = false
+
+    @Option(help: "The engine's float inputs and outputs with --fp16/--bf16: float32 (the default) or the 16-bit type.")
+    var ioType: String?
+
     @Flag(
         help:
             "Run convolutions and matrix products in int8 (post-training quantization; needs --calibration or a covering --calibration-cache)."
@@ -26,7 +36,10 @@ struct PrecisionOptions: ParsableArguments {
     @Option(help: "Samples per calibration batch.")
     var calibrationBatch = 32
 
-    @Option(help: "Data the accuracy guard measures on (default: the calibration data); same forms as --calibration.")
+    @Option(
+        help:
+            "Data the accuracy guard measures on (int8 default: the calibration data; 16-bit: none); same forms as --calibration."
+    )
     var validation: String?
 
     @Option(
@@ -38,25 +51,55 @@ struct PrecisionOptions: ParsableArguments {
     @Flag(help: "Also report each int8 layer's own output error against float32.")
     var perLayer = false
 
-    var isSet: Bool { int8 || hasInt8Settings }
-    private var hasInt8Settings: Bool {
-        calibration != nil || calibrationCache != nil || validation != nil || accuracyTolerance != nil || perLayer
-    }
+    var isSet: Bool { int8 || fp16 || bf16 || ioType != nil || hasInt8Settings || hasGuardSettings }
+    private var hasInt8Settings: Bool { calibration != nil || calibrationCache != nil || perLayer }
+    private var hasGuardSettings: Bool { validation != nil || accuracyTolerance != nil }
+
+    /// float16 or bfloat16 when asked for.
+    var halfType: DType? { fp16 ? .float16 : bf16 ? .bfloat16 : nil }
 
     func validate() throws {
+        if [int8, fp16, bf16].filter({ $0 }).count > 1 {
+            throw ValidationError("choose one of --int8, --fp16 and --bf16")
+        }
+        if ioType != nil, halfType == nil { throw ValidationError("--io-type goes with --fp16 or --bf16") }
         if calibrationBatch < 1 { throw ValidationError("--calibration-batch must be at least 1") }
         if let accuracyTolerance, !(accuracyTolerance >= 0) {
             throw ValidationError("--accuracy-tolerance must be a non-negative number")
         }
     }
 
+    /// The 16-bit settings for an engine with these inputs, or nil.
+    func halfConfig(inputs: [GraphValue]) throws -> HalfConfig? {
+        guard let dtype = halfType else { return nil }
+        if hasInt8Settings {
+            throw KilnError.invalidArgument("--calibration, --calibration-cache and --per-layer go with --int8")
+        }
+        var io = DType.float32
+        switch ioType?.lowercased() {
+        case nil, "float32", "fp32", "float": break
+        case "float16", "fp16", "half": io = .float16
+        case "bfloat16", "bf16": io = .bfloat16
+        case let other?: throw KilnError.invalidArgument("--io-type \(other): use float32, float16 or bfloat16")
+        }
+        guard io == .float32 || io == dtype else {
+            throw KilnError.invalidArgument("--io-type \(io.onnxName) with a \(dtype.onnxName) build: use float32 or \(dtype.onnxName)")
+        }
+        var config = HalfConfig(
+            dtype: dtype, ioType: io,
+            validation: try validation.map { try CalibrationData.load($0, inputs: inputs, batch: calibrationBatch) },
+            tolerance: accuracyTolerance)
+        config.log = { line in Console.line(line) }
+        return config
+    }
+
     /// The int8 settings for an engine with these inputs, or nil for float32.
     func int8Config(inputs: [GraphValue]) throws -> Int8Config? {
         guard int8 else {
-            if hasInt8Settings {
+            if hasInt8Settings || (halfType == nil && hasGuardSettings) {
                 throw KilnError.invalidArgument(
                     "--calibration, --calibration-cache, --validation, --accuracy-tolerance and --per-layer go with --int8"
-                )
+                        + " (--validation and --accuracy-tolerance also with --fp16/--bf16)")
             }
             return nil
         }

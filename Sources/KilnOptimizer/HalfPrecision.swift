@@ -1,0 +1,223 @@
+import KilnIR
+
+/// Mixed precision: every layer the device runs in a 16-bit float (float16 or bfloat16) computes on values
+/// stored in it, weights included; the rest keep float32, each with the reason. Casts are inserted where the
+/// two meet, at the graph's inputs and outputs (which keep float32 unless `ioType` says otherwise), and
+/// constants are converted once here rather than cast at run time. Kernels accumulate in float32 (products,
+/// reductions, softmax and normalization statistics); what this pass decides is only what is stored.
+///
+/// In float16 a layer whose result may leave its ±65504 range keeps float32: exponentials and powers as
+/// standalone layers or as the last step of a fused chain, and sums (sum, sum of squares, L1, product
+/// reductions); so does a layer reading a constant beyond that range (an attention mask of -3.4e38, say).
+/// bfloat16 has float32's range, so only the device's kernels decide there.
+public struct HalfPrecision: Sendable {
+    /// float16 or bfloat16.
+    public var dtype: DType
+    /// The dtype of the graph's float inputs and outputs: float32 (the default) or `dtype`.
+    public var ioType: DType
+    /// Whether the device runs this node with 16-bit float operands.
+    public var runsInHalf: @Sendable (Node) -> Bool
+    /// Node names that keep float32 whatever the device offers (the accuracy guard's or the user's choice).
+    public var keepFloat: Set<String>
+
+    public init(
+        dtype: DType, ioType: DType = .float32, keepFloat: Set<String> = [],
+        runsInHalf: @escaping @Sendable (Node) -> Bool
+    ) {
+        self.dtype = dtype
+        self.ioType = ioType
+        self.keepFloat = keepFloat
+        self.runsInHalf = runsInHalf
+    }
+
+    /// What the pass did with one layer that computes on floats.
+    public struct Decision: Sendable, Equatable {
+        public var node: String
+        /// `dtype`, or float32.
+        public var precision: DType
+        /// Why it kept float32; nil for a 16-bit layer.
+        public var reason: String?
+    }
+
+    /// Rewrites `graph` (types inferred) and returns one decision per layer with float operands, in order.
+    @discardableResult
+    public func apply(_ graph: inout Graph) throws -> [Decision] {
+        guard dtype == .float16 || dtype == .bfloat16 else {
+            throw KilnError.invalidArgument("mixed precision takes float16 or bfloat16, not \(dtype.onnxName)")
+        }
+        guard ioType == .float32 || ioType == dtype else {
+            throw KilnError.invalidArgument("engine inputs and outputs may be float32 or \(dtype.onnxName)")
+        }
+        var rewriter = Rewriter(graph: graph, half: dtype)
+        if ioType == dtype {
+            for i in graph.inputs.indices where rewriter.dtype(of: graph.inputs[i].name) == .float32 {
+                rewriter.graph.inputs[i].type = graph.inputs[i].type.map { Self.retyped($0, dtype) }
+                rewriter.current[graph.inputs[i].name] = dtype
+            }
+        }
+        var decisions: [Decision] = []
+        for node in graph.nodes {
+            let floats = (node.inputs + node.outputs).contains { rewriter.dtype(of: $0) == .float32 }
+            guard floats else {
+                try rewriter.append(node, as: nil)
+                continue
+            }
+            let reason = keepReason(node, graph)
+            decisions.append(Decision(node: node.name, precision: reason == nil ? dtype : .float32, reason: reason))
+            try rewriter.append(node, as: reason == nil ? dtype : .float32)
+        }
+        rewriter.finishOutputs(ioType: ioType)
+        graph = rewriter.graph
+        try graph.inferTypes()
+        _ = try DeadCodeElimination().run(&graph, PassContext(evaluate: { _, _ in [] }))
+        return decisions
+    }
+
+    /// Why `node` keeps float32, or nil when it runs in 16 bits.
+    func keepReason(_ node: Node, _ graph: Graph) -> String? {
+        if keepFloat.contains(node.name) { return "kept in float32 by request" }
+        guard node.layer.subgraphs.isEmpty, runsInHalf(node) else {
+            return "the device has no \(dtype.onnxName) kernel for \(node.kind)"
+        }
+        guard dtype == .float16 else { return nil }
+        if let op = Self.overflowingOp(node.layer) { return "\(op) may overflow float16; kept in float32" }
+        for input in node.inputs {
+            guard let constant = graph.initializers[input], constant.dtype == .float32,
+                let values = try? constant.doubleValues()
+            else { continue }
+            if values.contains(where: { $0.isFinite && abs($0) > 65504 }) {
+                return "constant '\(input)' holds values beyond float16's range (±65504)"
+            }
+        }
+        return nil
+    }
+
+    /// The operation of `layer` whose result may exceed float16's range, if any.
+    static func overflowingOp(_ layer: any Layer) -> String? {
+        switch layer {
+        case let unary as UnaryLayer:
+            return [.exp, .sinh, .cosh].contains(unary.op) ? "\(unary.op)" : nil
+        case let binary as BinaryLayer:
+            return binary.op == .pow ? "pow" : nil
+        case let reduce as ReduceLayer:
+            return [.sum, .sumSquare, .l1, .prod].contains(reduce.op) ? "reduce \(reduce.op)" : nil
+        case let fused as FusedPointwiseLayer:
+            return fused.steps.last.flatMap { overflowingOp($0.layer) }
+        default:
+            return nil
+        }
+    }
+
+    static func retyped(_ type: ValueType, _ dtype: DType) -> ValueType {
+        guard case .tensor(let t) = type else { return type }
+        return .tensor(TensorType(dtype, t.shape))
+    }
+}
+
+/// Rebuilds the node list with each layer's float operands in the precision chosen for it.
+private struct Rewriter {
+    var graph: Graph
+    let half: DType
+    /// The dtype each float value has now (after conversion of its producer).
+    var current: [String: DType] = [:]
+    /// (value, dtype) -> the name of its converted copy.
+    var converted: [String: String] = [:]
+    /// Types of the values this rewrite created or retyped.
+    var types: [String: ValueType] = [:]
+    var nodes: [Node] = []
+
+    func type(of value: String) -> ValueType? {
+        types[value] ?? graph.initializers[value].map { .tensor($0.type) } ?? graph.type(of: value)
+    }
+
+    init(graph: Graph, half: DType) {
+        self.graph = graph
+        self.half = half
+    }
+
+    func dtype(of value: String) -> DType? {
+        guard !value.isEmpty else { return nil }
+        if let d = current[value] { return d }
+        if let t = graph.initializers[value] { return t.dtype }
+        if let input = graph.inputs.first(where: { $0.name == value }) { return input.type?.tensorType?.dtype }
+        return graph.type(of: value)?.tensorType?.dtype
+    }
+
+    static func suffix(_ dtype: DType) -> String { dtype == .float32 ? "f32" : dtype == .float16 ? "f16" : "bf16" }
+
+    /// `value` as `target`: itself, a converted constant, or the output of a cast layer (one per value and dtype).
+    mutating func value(_ value: String, as target: DType) throws -> String {
+        guard let d = dtype(of: value), d != target, d.isFloatingPoint, d == .float32 || d == half else {
+            return value
+        }
+        let key = "\(value)::\(Self.suffix(target))"
+        if let name = converted[key] { return name }
+        if let constant = graph.initializers[value] {
+            graph.initializers[key] = try constant.cast(to: target)
+        } else {
+            nodes.append(Node(name: key + ".cast", layer: CastLayer(to: target), inputs: [value], outputs: [key]))
+        }
+        types[key] = type(of: value).map { HalfPrecision.retyped($0, target) }
+        current[key] = target
+        converted[key] = key
+        return key
+    }
+
+    /// Appends `node` with its float inputs converted to `precision` (nil: a layer without float operands).
+    mutating func append(_ node: Node, as precision: DType?) throws {
+        var node = node
+        if let precision {
+            for i in node.inputs.indices { node.inputs[i] = try value(node.inputs[i], as: precision) }
+            if precision == half, var cast = node.layer as? CastLayer, cast.to == .float32 {
+                cast.to = half
+                node.layer = cast
+            }
+        }
+        let inputs = node.inputs.map { name -> LayerInput in
+            guard !name.isEmpty else { return .absent }
+            let type = dtype(of: name).flatMap { d in self.type(of: name).map { HalfPrecision.retyped($0, d) } }
+            return LayerInput(type: type, constant: graph.initializers[name])
+        }
+        let inferred = try withErrorContext("16-bit rewrite of '\(node.name)' (\(node.kind))") {
+            try node.layer.inferTypes(inputs)
+        }
+        for (i, output) in node.outputs.enumerated() where !output.isEmpty && i < inferred.count {
+            if let t = inferred[i] {
+                types[output] = t
+                if let d = t.tensorType?.dtype { current[output] = d }
+            }
+        }
+        nodes.append(node)
+    }
+
+    /// Graph outputs keep their names and `ioType` (when float): a 16-bit result is cast back to float32 under
+    /// the output's name, its producer writing a renamed value.
+    mutating func finishOutputs(ioType: DType) {
+        graph.nodes = nodes
+        for i in graph.outputs.indices {
+            let name = graph.outputs[i].name
+            guard let d = dtype(of: name), d == .float32 || d == half else { continue }
+            if ioType == half {
+                if d == .float32, renameProducer(of: name, to: name + "::f32") {
+                    graph.nodes.append(
+                        Node(name: name + ".cast", layer: CastLayer(to: half), inputs: [name + "::f32"], outputs: [name]))
+                }
+                graph.outputs[i].type = graph.outputs[i].type.map { HalfPrecision.retyped($0, half) }
+            } else if d == half {
+                let renamed = name + "::" + Self.suffix(half)
+                guard renameProducer(of: name, to: renamed) else { continue }
+                graph.nodes.append(
+                    Node(name: name + ".cast", layer: CastLayer(to: .float32), inputs: [renamed], outputs: [name]))
+            }
+        }
+    }
+
+    /// Makes the node producing `name` write `renamed`, and every reader read it; false when no node
+    /// produces it (a graph input passed through).
+    mutating func renameProducer(of name: String, to renamed: String) -> Bool {
+        guard let index = graph.nodes.firstIndex(where: { $0.outputs.contains(name) }) else { return false }
+        graph.replaceUses(of: name, with: renamed)
+        graph.nodes[index].outputs = graph.nodes[index].outputs.map { $0 == name ? renamed : $0 }
+        return true
+    }
+}
