@@ -111,7 +111,7 @@ struct BenchCommand: ParsableCommand {
 
         let summary = BenchSummary(
             model: name, device: device.properties.name, batch: batch, samples: samples, wallSeconds: wall,
-            mode: mode(device, plan: source.plan), engine: built, streams: streams)
+            mode: mode(device, plan: source.plan, engine: source.engine), engine: built, streams: streams)
         summary.print()
         var profileRows: [ProfileRow] = []
         if profile {
@@ -150,8 +150,14 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    private func mode(_ device: any Device, plan: EnginePlan?) -> String {
-        let precision = (plan?.options.tf32 ?? deviceOptions.tf32) ? "tf32" : "fp32"
+    private func mode(_ device: any Device, plan: EnginePlan?, engine: Engine) -> String {
+        var precision = (plan?.options.tf32 ?? deviceOptions.tf32) ? "tf32" : "fp32"
+        switch engine.precision?.precision {
+        case "float16": precision = "fp16"
+        case "bfloat16": precision = "bf16"
+        case "int8": precision = "int8"
+        default: break
+        }
         let streamsSuffix = streams > 1 ? "_s\(streams)" : ""
         return (device.properties.kind == "cpu" ? "kiln_cpu_\(precision)" : "kiln_\(precision)") + streamsSuffix
     }

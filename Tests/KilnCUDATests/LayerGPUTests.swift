@@ -60,8 +60,11 @@ struct GPUCase: CustomTestStringConvertible, Sendable {
     /// Relative and absolute tolerance; products and convolutions sum in another order than the CPU.
     var rtol: Double = 1e-5
     var atol: Double = 1e-6
+    /// float16 or bfloat16: the GPU runs the layer on the float inputs rounded to this type, and the CPU
+    /// reference on the same rounded values in float32 (so only the GPU's 16-bit stores differ).
+    var dtype: DType = .float32
 
-    var testDescription: String { name }
+    var testDescription: String { dtype == .float32 ? name : "\(name) [\(dtype.onnxName)]" }
 }
 
 extension InputSpec: @unchecked Sendable {}
@@ -268,32 +271,53 @@ extension InputSpec: @unchecked Sendable {}
 func expectGPUMatchesCPU(_ c: GPUCase) throws {
     let seed = UInt64(Date().timeIntervalSince1970 * 1000) ^ UInt64(truncatingIfNeeded: c.name.hashValue)
     var rng = SeededGenerator(seed: seed)
-    let tensors = c.inputs.map { $0.make(&rng) }
+    let made = c.inputs.map { $0.make(&rng) }
+    // In a 16-bit case the GPU reads the rounded values and the CPU the same values widened to float32.
+    let half = c.dtype != .float32
+    let tensors = try made.map { t in try t.map { half && $0.dtype == .float32 ? try $0.cast(to: c.dtype) : $0 } }
+    let widened = try tensors.map { t in try t.map { half && $0.dtype == c.dtype ? try $0.cast(to: .float32) : $0 } }
     var graphInputs: [GraphValue] = []
     var names: [String] = []
     var feeds: [String: Value] = [:]
+    var wideFeeds: [String: Value] = [:]
     var initializers: [String: Tensor] = [:]
+    var wideInitializers: [String: Tensor] = [:]
+    var wideInputs: [GraphValue] = []
     for (i, t) in tensors.enumerated() {
         guard let t else {
             names.append("")
             continue
         }
         names.append("in\(i)")
+        let wide = widened[i] ?? t
         if case .constant = c.inputs[i] {
             initializers["in\(i)"] = t
+            wideInitializers["in\(i)"] = wide
             continue
         }
         graphInputs.append(GraphValue(name: "in\(i)", type: .tensor(t.type)))
+        wideInputs.append(GraphValue(name: "in\(i)", type: .tensor(wide.type)))
         feeds["in\(i)"] = .tensor(t)
+        wideFeeds["in\(i)"] = .tensor(wide)
     }
     let graph = Graph(
         name: "case", inputs: graphInputs, outputs: [GraphValue(name: "y", type: nil)], initializers: initializers,
         nodes: [Node(name: c.name, layer: c.layer, inputs: names, outputs: ["y"])])
+    var reference = graph
+    reference.inputs = wideInputs
+    reference.initializers = wideInitializers
     let config = BuilderConfig(optimize: false)
-    let expected = try Builder.build(graph, device: CPUDevice(threads: 2), config: config).makeContext().run(feeds)
+    let expected = try Builder.build(reference, device: CPUDevice(threads: 2), config: config).makeContext()
+        .run(wideFeeds)
     let actual = try Builder.build(graph, device: try sharedGPU(), config: config).makeContext().run(feeds)
     let e = try #require(expected["y"])
-    let a = try #require(actual["y"])
+    var a = try #require(actual["y"])
+    if half, let t = try? a.asTensor(), t.dtype == c.dtype {
+        #expect(try e.asTensor().dtype == .float32, "\(c.name): the reference is float32")
+        a = .tensor(try t.cast(to: .float32))
+    } else if half {
+        #expect(try a.asTensor().dtype != .float32, "\(c.name): a 16-bit case gave a float32 output")
+    }
     let problem = Comparison.mismatch(a, e, rtol: c.rtol, atol: c.atol)
     #expect(problem == nil, "\(c.name) (seed \(seed)): \(problem ?? "")")
 }

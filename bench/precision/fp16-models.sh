@@ -1,0 +1,39 @@
+# On the GPU machine (carried .device folder): the CUDA kernel tests (float32, float16 and bfloat16 cases),
+# `kiln demo` on the GPU (fp32, fp16, int8), then ResNet-50, MobileNetV2, BERT-base and ViT-B/16 exported by
+# baselines.py: each built with --fp16, its batch-1 outputs against the strict-FP32 reference, and its median
+# compute time at batch 1 and 64 (CUDA graphs), then baselines.py in the same call and the side-by-side table.
+# Use: bash bench/precision/fp16-models.sh [MODELS] [-- extra baselines.py options, e.g. --no-compile]
+set -o pipefail
+models=${1:-resnet50,mobilenet_v2,bert-base,vit_b_16}
+shift $(($# < 1 ? $# : 1))
+[[ ${1:-} == "--" ]] && shift
+source bench/engines/common.sh
+echo "== demo, cuda"
+$K demo --device cuda --json "$OUT/demo-cuda.json" --seconds 1 2>&1 | tee "$OUT/demo-cuda.log"
+python3 $D/baselines.py --export $M --models "$models" --batches 1 --no-compile --quick --no-ceilings \
+    > "$OUT/export.log" 2>&1 || tail -5 "$OUT/export.log"
+for m in ${models//,/ }; do
+    echo "== $m"
+    /usr/bin/time -f "build %e s" $K build $M/$m.onnx -o /tmp/$m-fp16.kiln --device cuda --fp16 --batch 64 \
+        > "$OUT/build-$m.log" 2>&1
+    grep -E "precision:|build [0-9]|error" "$OUT/build-$m.log" | head -3
+    grep -c "  float32 " "$OUT/build-$m.log" | sed 's/^/layers kept float32: /'
+    $K compare /tmp/$m-fp16.kiln --reference $M/$m.io_b1.npz --tolerance 5e-2 2>&1 | tail -1
+    for b in 1 64; do
+        $K bench /tmp/$m-fp16.kiln --batch $b --cuda-graph --duration 2 --json "$OUT/kiln-$m-b$b.json" \
+            > "$OUT/bench-$m-b$b.log" 2>&1 || tail -3 "$OUT/bench-$m-b$b.log"
+        grep -E "^    compute" "$OUT/bench-$m-b$b.log" | sed "s/^/$m b$b fp16 /"
+    done
+done
+python3 - "$OUT/kiln.json" "$OUT"/kiln-*.json <<'PY'
+import json, sys
+rows = []
+for path in sys.argv[2:]:
+    try: rows += json.load(open(path))["results"]
+    except Exception as e: print("skip", path, e)
+json.dump({"results": rows}, open(sys.argv[1], "w"), indent=1)
+PY
+echo "== PyTorch in the same call"
+python3 $D/baselines.py --models "$models" --batches 1 64 --no-ceilings --json "$OUT/base.json" "$@" \
+    > "$OUT/base.log" 2>&1 || tail -5 "$OUT/base.log"
+python3 $D/baselines.py --compare "$OUT/base.json" "$OUT/kiln.json" 2>&1 | tee "$OUT/side-by-side.txt"
