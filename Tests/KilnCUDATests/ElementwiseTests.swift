@@ -177,7 +177,7 @@ struct ElementwiseLoweringTests {
                 output: TensorType(.int32, dims: [2]))
         }
         expectUnsupported {
-            let h = TensorType(.float16, dims: [2])
+            let h = TensorType(.float8e4m3fn, dims: [2])
             _ = try lowerElementwise(BinaryLayer(.add), [h, h], output: h)
         }
         expectUnsupported { _ = try lowerElementwise(BinaryLayer(.and), [f32([2]), f32([2])], output: f32([2])) }
@@ -186,7 +186,8 @@ struct ElementwiseLoweringTests {
             _ = try lowerElementwise(BinaryLayer(.add), [b, b], output: b)
         }
         expectUnsupported {
-            _ = try lowerElementwise(CastLayer(to: .float16), [f32([2])], output: TensorType(.float16, dims: [2]))
+            _ = try lowerElementwise(
+                CastLayer(to: .float8e4m3fn), [f32([2])], output: TensorType(.float8e4m3fn, dims: [2]))
         }
     }
 }
