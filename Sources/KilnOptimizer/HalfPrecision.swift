@@ -200,7 +200,9 @@ private struct Rewriter {
             if ioType == half {
                 if d == .float32, renameProducer(of: name, to: name + "::f32") {
                     graph.nodes.append(
-                        Node(name: name + ".cast", layer: CastLayer(to: half), inputs: [name + "::f32"], outputs: [name]))
+                        Node(
+                            name: name + ".cast", layer: CastLayer(to: half), inputs: [name + "::f32"], outputs: [name])
+                    )
                 }
                 graph.outputs[i].type = graph.outputs[i].type.map { HalfPrecision.retyped($0, half) }
             } else if d == half {

@@ -83,7 +83,8 @@ struct PrecisionOptions: ParsableArguments {
         case let other?: throw KilnError.invalidArgument("--io-type \(other): use float32, float16 or bfloat16")
         }
         guard io == .float32 || io == dtype else {
-            throw KilnError.invalidArgument("--io-type \(io.onnxName) with a \(dtype.onnxName) build: use float32 or \(dtype.onnxName)")
+            throw KilnError.invalidArgument(
+                "--io-type \(io.onnxName) with a \(dtype.onnxName) build: use float32 or \(dtype.onnxName)")
         }
         var config = HalfConfig(
             dtype: dtype, ioType: io,

@@ -6,7 +6,8 @@ enum PrecisionText {
     static func lines(_ report: PrecisionReport) -> [String] {
         let floats = report.layers.filter { $0.precision == "float32" }
         let lowered = report.layers.count - floats.count
-        var head = "precision: \(report.precision), \(lowered) layers in \(report.precision), \(floats.count) kept float32"
+        var head =
+            "precision: \(report.precision), \(lowered) layers in \(report.precision), \(floats.count) kept float32"
         if report.precision == "int8" {
             head +=
                 "; calibrator \(report.calibrator) on \(report.calibrationSamples) samples"

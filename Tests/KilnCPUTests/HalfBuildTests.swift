@@ -38,8 +38,11 @@ struct HalfBuildTests {
         let pooled = try n.flatten(try n.globalAveragePool(sum))
         let logits = try n.matMul(
             pooled, n.addConstant("w3", .random([8, 4], using: &gen)),
-            bias: n.addConstant("b3", bigConstant ? Tensor(shape: [4], scalars: [Float](repeating: -1e30, count: 4))
-                : .random([4], using: &gen)))
+            bias: n.addConstant(
+                "b3",
+                bigConstant
+                    ? Tensor(shape: [4], scalars: [Float](repeating: -1e30, count: 4))
+                    : .random([4], using: &gen)))
         try n.markOutput(try n.softmax(logits), as: "y")
         let grown = try n.add(UnaryLayer(.exp), [logits], name: "grow")[0]
         try n.markOutput(grown, as: "e")

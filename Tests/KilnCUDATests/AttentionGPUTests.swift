@@ -90,6 +90,15 @@ import Testing
         add(
             "d=160 (256 tile), one query", dense(batch: 2, heads: 1, queries: 1, keys: 50, head: 160, valueHead: 160),
             [.float([2, 1, 1, 160]), .float([2, 1, 50, 160]), .float([2, 1, 50, 160])])
+        add(
+            "dense heads d=128, keys over two tiles",
+            dense(batch: 2, heads: 2, queries: 65, keys: 130, head: 128, valueHead: 128),
+            [.float([2, 2, 65, 128]), .float([2, 2, 130, 128]), .float([2, 2, 130, 128])])
+        cases.append(
+            GPUCase(
+                name: "ONNX Attention 4-D d=64, grouped heads, causal", layer: AttentionLayer(isCausal: true),
+                inputs: [.float([2, 4, 70, 64]), .float([2, 2, 70, 64]), .float([2, 2, 70, 64])], rtol: 1e-4,
+                atol: 1e-5))
         // The ONNX operator on the same kernel: grouped K/V heads, causal, a float [Sq, Sk] mask; 3-D operands.
         cases.append(
             GPUCase(
@@ -120,6 +129,10 @@ import Testing
         for dtype in [DType.float32, .float16, .bfloat16] {
             let cubin = try nvrtc.compile(CUDAAttention.source(dtype), architecture: 90)
             #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "\(dtype)")
+        }
+        for dtype in [DType.float16, .bfloat16] {
+            let cubin = try nvrtc.compile(CUDAAttentionTensorCore.source(dtype), architecture: 90)
+            #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "tensor-core \(dtype)")
         }
         #expect(CUDAAttention.sharedBytes(64) <= 48 << 10)
         // Which block size each grid gets.

@@ -34,7 +34,8 @@ struct CUDATacticTimer {
         let tensor = try Tensor(shape: [values.count], scalars: values).cast(to: dtype)
         let buffer = try context.allocate(bytes: tensor.byteCount)
         try withExtendedLifetime(tensor) {
-            try stream.copy(toDevice: buffer.address, from: UnsafeRawPointer(tensor.storage.bytes), bytes: tensor.byteCount)
+            try stream.copy(
+                toDevice: buffer.address, from: UnsafeRawPointer(tensor.storage.bytes), bytes: tensor.byteCount)
             try stream.synchronize()
         }
         return buffer

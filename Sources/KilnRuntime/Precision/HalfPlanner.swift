@@ -18,7 +18,8 @@ struct HalfPlanner {
         }
         let batches = config.validation ?? []
         if config.tolerance != nil, batches.isEmpty {
-            throw KilnError.invalidArgument("the accuracy guard needs validation data (--validation) with the tolerance")
+            throw KilnError.invalidArgument(
+                "the accuracy guard needs validation data (--validation) with the tolerance")
         }
         if !batches.isEmpty, config.ioType != .float32 {
             throw KilnError.invalidArgument("the accuracy guard feeds float32 inputs: use it with float32 engine I/O")
@@ -63,7 +64,8 @@ struct HalfPlanner {
             precision: dtype.onnxName, calibrator: "none", calibrationSamples: 0, fromCache: false,
             guardData: "validation", guardSamples: Calibrator.sampleCount(batches, graph), tolerance: config.tolerance,
             layers: decisions.map {
-                .init(name: $0.node, precision: $0.precision == .float32 ? "float32" : dtype.onnxName, reason: $0.reason)
+                .init(
+                    name: $0.node, precision: $0.precision == .float32 ? "float32" : dtype.onnxName, reason: $0.reason)
             },
             outputs: graph.outputs.compactMap { output in
                 errors[output.name].map {

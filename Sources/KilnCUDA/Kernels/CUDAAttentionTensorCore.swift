@@ -1,0 +1,234 @@
+import KilnIR
+
+/// The fused attention for float16 and bfloat16 operands on tensor cores (`mma.sync` m16n8k16, float32
+/// accumulation), in the flash-attention-2 arrangement: a block of 4 warps takes 64 queries of one (batch,
+/// head), each warp 16 of them with their Q fragments held in registers; for each tile of 64 keys the block
+/// stages K (rows padded by 8 elements, so the fragment loads hit distinct banks) and V transposed in shared
+/// memory, each warp computes its 16 x 64 scores with `mma`, applies scale, mask and causality in float32,
+/// updates the running row maximum and sum (online softmax), and multiplies the probabilities, rounded to the
+/// 16-bit type straight from the score registers, by V. The [queries, keys] scores never reach memory.
+///
+/// Taken when the head sizes are equal and 32, 64 or 128, and every view moves along the head axis in
+/// 16-byte aligned runs; other layers use the float32-arithmetic kernel (`CUDAAttention`).
+enum CUDAAttentionTensorCore {
+    static let headSizes = [32, 64, 128]
+    static let rowsPerBlock = 64
+
+    /// The launch, or nil when the layer's shape or views do not suit this kernel.
+    static func launch(
+        _ layer: FusedAttentionLayer, dtype: DType, arguments: [CUDAArgument]
+    ) -> CUDALaunch? {
+        guard dtype == .float16 || dtype == .bfloat16, layer.headSize == layer.valueHeadSize,
+            headSizes.contains(layer.headSize)
+        else { return nil }
+        let views = [layer.query, layer.key, layer.value, layer.output]
+        guard
+            views.allSatisfy({
+                $0.strides[3] == 1 && $0.offset % 8 == 0 && $0.strides[0..<3].allSatisfy { $0 % 8 == 0 }
+            })
+        else { return nil }
+        let grid = CUDADim3((layer.queryLength + rowsPerBlock - 1) / rowsPerBlock, layer.heads, layer.batch)
+        return CUDALaunch(
+            source: source(dtype),
+            function: "kiln_attention_tc_\(CUDALinearAlgebraEpilogue.shortName(dtype))_d\(layer.headSize)",
+            grid: grid, block: CUDADim3(128), arguments: arguments)
+    }
+
+    /// The module for `dtype` (float16 or bfloat16): one kernel per head size.
+    static func source(_ dtype: DType) -> CUDASource {
+        let short = CUDALinearAlgebraEpilogue.shortName(dtype)
+        let code = Self.code.replacingOccurrences(of: "KILN_T", with: CUDAPrelude.typeName(dtype) ?? "kiln_half")
+            .replacingOccurrences(of: "KILN_PTX", with: dtype == .bfloat16 ? "bf16" : "f16")
+            .replacingOccurrences(of: "KILN_NAME", with: short)
+        return CUDASource(name: "attention_tc_\(short)", code: code)
+    }
+
+    private static let code = """
+        typedef KILN_T T;
+        typedef unsigned short u16;
+
+        /* Two floats as one register of two 16-bit values, the lower one first. */
+        __device__ __forceinline__ unsigned kiln_pack2(float lo, float hi) {
+            const T a = lo, b = hi;
+            return (unsigned)a.bits | ((unsigned)b.bits << 16);
+        }
+
+        /* c (16x8 float) += a (16x16, row-major fragment) * b (16x8, column-major fragment). */
+        __device__ __forceinline__ void kiln_mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+            asm volatile(
+                "mma.sync.aligned.m16n8k16.row.col.f32.KILN_PTX.KILN_PTX.f32 "
+                "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        }
+
+        /* size: B, H, Sq, Sk, D, Dv. Views: offset, then strides of batch, head, sequence, head axis (1 here). */
+        template <int D>
+        __device__ __forceinline__ void kiln_attention_tc(
+            const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ mask,
+            T* __restrict__ out, const KilnDims& size, const KilnDims& qv, const KilnDims& kv, const KilnDims& vv,
+            const KilnDims& ov, const KilnDims& mv, float scale, int hasMask, int zeroMasked, int causal, int group)
+        {
+            const int BK = 64;           /* keys per tile */
+            const int KS = D + 8;        /* row stride of the K tile, in elements */
+            const int VS = BK + 8;       /* row stride of the transposed V tile */
+            __shared__ __align__(16) u16 Ks[BK * KS];
+            __shared__ __align__(16) u16 Vt[D * VS];
+            const int Sq = (int)size.v[2], Sk = (int)size.v[3];
+            const int b = blockIdx.z, h = blockIdx.y;
+            const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+            const int g = lane >> 2, t = lane & 3;
+            const int ra = blockIdx.x * 64 + warp * 16 + g, rb = ra + 8;
+            const int hk = h / group;
+            const u16* qb = (const u16*)q;
+            const u16* kb = (const u16*)k;
+            const u16* vb = (const u16*)v;
+            const i64 qBase = qv.v[0] + b * qv.v[1] + h * qv.v[2];
+            const i64 kBase = kv.v[0] + b * kv.v[1] + hk * kv.v[2];
+            const i64 vBase = vv.v[0] + b * vv.v[1] + hk * vv.v[2];
+            const i64 mBase = b * mv.v[0] + h * mv.v[1];
+            const float LOG2E = 1.4426950408889634f;
+            const float NEG_INF = __int_as_float(0xff800000);
+
+            unsigned qa[D / 16][4];
+            #pragma unroll
+            for (int s = 0; s < D / 16; ++s) {
+                const int c0 = s * 16 + 2 * t, c1 = c0 + 8;
+                const u16* pa = qb + qBase + (i64)ra * qv.v[3];
+                const u16* pb = qb + qBase + (i64)rb * qv.v[3];
+                qa[s][0] = ra < Sq ? *(const unsigned*)(pa + c0) : 0u;
+                qa[s][1] = rb < Sq ? *(const unsigned*)(pb + c0) : 0u;
+                qa[s][2] = ra < Sq ? *(const unsigned*)(pa + c1) : 0u;
+                qa[s][3] = rb < Sq ? *(const unsigned*)(pb + c1) : 0u;
+            }
+            float o[D / 8][4];
+            #pragma unroll
+            for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+            float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
+            const int lastQuery = min(Sq, (int)(blockIdx.x + 1) * 64) - 1;
+
+            for (int k0 = 0; k0 < Sk; k0 += BK) {
+                if (causal && k0 > lastQuery) break;
+                __syncthreads();
+                for (int e = threadIdx.x; e < BK * (D / 8); e += blockDim.x) {
+                    const int r = e / (D / 8), c = (e % (D / 8)) * 8;
+                    uint4 kx = make_uint4(0u, 0u, 0u, 0u), vx = make_uint4(0u, 0u, 0u, 0u);
+                    if (k0 + r < Sk) {
+                        kx = *(const uint4*)(kb + kBase + (i64)(k0 + r) * kv.v[3] + c);
+                        vx = *(const uint4*)(vb + vBase + (i64)(k0 + r) * vv.v[3] + c);
+                    }
+                    *(uint4*)(Ks + r * KS + c) = kx;
+                    const u16* vh = (const u16*)&vx;
+                    #pragma unroll
+                    for (int i = 0; i < 8; ++i) Vt[(c + i) * VS + r] = vh[i];
+                }
+                __syncthreads();
+
+                float s[BK / 8][4];
+                #pragma unroll
+                for (int j = 0; j < BK / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+                #pragma unroll
+                for (int st = 0; st < D / 16; ++st) {
+                    #pragma unroll
+                    for (int j = 0; j < BK / 8; ++j) {
+                        const u16* kr = Ks + (j * 8 + g) * KS + st * 16 + 2 * t;
+                        kiln_mma(s[j], qa[st], *(const unsigned*)kr, *(const unsigned*)(kr + 8));
+                    }
+                }
+
+                float top[2] = {NEG_INF, NEG_INF};
+                #pragma unroll
+                for (int j = 0; j < BK / 8; ++j) {
+                    #pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int row = e < 2 ? ra : rb;
+                        const int key = k0 + j * 8 + 2 * t + (e & 1);
+                        float x = NEG_INF;
+                        if (key < Sk && !(causal && key > row)) {
+                            x = s[j][e] * scale;
+                            if (hasMask && row < Sq) x += (float)mask[mBase + row * mv.v[2] + (i64)key * mv.v[3]];
+                        }
+                        s[j][e] = x;
+                        top[e >> 1] = fmaxf(top[e >> 1], x);
+                    }
+                }
+                float shift[2], rescale[2], sum[2] = {0.f, 0.f};
+                #pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    top[r] = fmaxf(top[r], __shfl_xor_sync(0xffffffffu, top[r], 1));
+                    top[r] = fmaxf(top[r], __shfl_xor_sync(0xffffffffu, top[r], 2));
+                    const float next = fmaxf(m[r], top[r]);
+                    shift[r] = next == NEG_INF ? 0.f : next;
+                    rescale[r] = exp2f((m[r] - shift[r]) * LOG2E);
+                    m[r] = next;
+                }
+                #pragma unroll
+                for (int j = 0; j < BK / 8; ++j) {
+                    #pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const float p = exp2f((s[j][e] - shift[e >> 1]) * LOG2E);
+                        s[j][e] = p;
+                        sum[e >> 1] += p;
+                    }
+                }
+                #pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
+                    sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
+                    l[r] = l[r] * rescale[r] + sum[r];
+                }
+                #pragma unroll
+                for (int n = 0; n < D / 8; ++n) {
+                    o[n][0] *= rescale[0]; o[n][1] *= rescale[0];
+                    o[n][2] *= rescale[1]; o[n][3] *= rescale[1];
+                }
+                #pragma unroll
+                for (int kk = 0; kk < BK / 16; ++kk) {
+                    unsigned pa[4];
+                    pa[0] = kiln_pack2(s[2 * kk][0], s[2 * kk][1]);
+                    pa[1] = kiln_pack2(s[2 * kk][2], s[2 * kk][3]);
+                    pa[2] = kiln_pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                    pa[3] = kiln_pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                    #pragma unroll
+                    for (int n = 0; n < D / 8; ++n) {
+                        const u16* vr = Vt + (n * 8 + g) * VS + kk * 16 + 2 * t;
+                        kiln_mma(o[n], pa, *(const unsigned*)vr, *(const unsigned*)(vr + 8));
+                    }
+                }
+            }
+
+            const i64 oBase = ov.v[0] + b * ov.v[1] + h * ov.v[2];
+            #pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int row = r == 0 ? ra : rb;
+                if (row >= Sq) continue;
+                const bool empty = !(l[r] > 0.f);  /* every key masked, or a NaN */
+                const float inv = empty ? 0.f : 1.f / l[r];
+                const float fill = zeroMasked ? 0.f : __int_as_float(0x7fc00000);
+                u16* orow = (u16*)out + oBase + (i64)row * ov.v[3];
+                #pragma unroll
+                for (int n = 0; n < D / 8; ++n) {
+                    const float y0 = empty ? fill : o[n][2 * r] * inv;
+                    const float y1 = empty ? fill : o[n][2 * r + 1] * inv;
+                    *(unsigned*)(orow + n * 8 + 2 * t) = kiln_pack2(y0, y1);
+                }
+            }
+        }
+
+        #define KILN_ATTENTION_TC(D) \\
+            extern "C" __global__ void __launch_bounds__(128) kiln_attention_tc_KILN_NAME_d##D( \\
+                const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, \\
+                const T* __restrict__ mask, T* __restrict__ out, KilnDims size, KilnDims qv, KilnDims kv, \\
+                KilnDims vv, KilnDims ov, KilnDims mv, float scale, int hasMask, int zeroMasked, int vector, \\
+                int causal, int group) \\
+            { \\
+                kiln_attention_tc<D>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, hasMask, zeroMasked, \\
+                    causal, group); \\
+            }
+
+        KILN_ATTENTION_TC(32)
+        KILN_ATTENTION_TC(64)
+        KILN_ATTENTION_TC(128)
+
+        """
+}
