@@ -59,10 +59,6 @@ struct PrecisionOptions: ParsableArguments {
     var halfType: DType? { fp16 ? .float16 : bf16 ? .bfloat16 : nil }
 
     func validate() throws {
-        if [int8, fp16, bf16].filter({ $0 }).count > 1 {
-            throw ValidationError("choose one of --int8, --fp16 and --bf16")
-        }
-        if ioType != nil, halfType == nil { throw ValidationError("--io-type goes with --fp16 or --bf16") }
         if calibrationBatch < 1 { throw ValidationError("--calibration-batch must be at least 1") }
         if let accuracyTolerance, !(accuracyTolerance >= 0) {
             throw ValidationError("--accuracy-tolerance must be a non-negative number")
@@ -96,6 +92,10 @@ struct PrecisionOptions: ParsableArguments {
 
     /// The int8 settings for an engine with these inputs, or nil for float32.
     func int8Config(inputs: [GraphValue]) throws -> Int8Config? {
+        if [int8, fp16, bf16].filter({ $0 }).count > 1 {
+            throw KilnError.invalidArgument("choose one of --int8, --fp16 and --bf16")
+        }
+        if ioType != nil, halfType == nil { throw KilnError.invalidArgument("--io-type goes with --fp16 or --bf16") }
         guard int8 else {
             if hasInt8Settings || (halfType == nil && hasGuardSettings) {
                 throw KilnError.invalidArgument(
