@@ -6,7 +6,8 @@ import KilnIR
 /// stages K (rows padded by 8 elements, so the fragment loads hit distinct banks) and V transposed in shared
 /// memory, each warp computes its 16 x 64 scores with `mma`, applies scale, mask and causality in float32,
 /// updates the running row maximum and sum (online softmax), and multiplies the probabilities, rounded to the
-/// 16-bit type straight from the score registers, by V. The [queries, keys] scores never reach memory.
+/// 16-bit type straight from the score registers, by V (read with `ldmatrix.trans`). The [queries, keys]
+/// scores never reach memory.
 ///
 /// Taken when the head sizes are equal and 32, 64 or 128, and every view moves along the head axis in
 /// 16-byte aligned runs; other layers use the float32-arithmetic kernel (`CUDAAttention`).
@@ -62,18 +63,28 @@ enum CUDAAttentionTensorCore {
                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
         }
 
-        /* size: B, H, Sq, Sk, D, Dv. Views: offset, then strides of batch, head, sequence, head axis (1 here). */
-        template <int D>
+        /* 16 bytes from global to shared memory without passing through registers; 0 source bytes writes zeros. */
+        __device__ __forceinline__ void kiln_cp16(u16* dst, const u16* src, int bytes) {
+            const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(d), "l"(src), "r"(bytes));
+        }
+        __device__ __forceinline__ void kiln_cp_commit() { asm volatile("cp.async.commit_group;"); }
+        template <int N> __device__ __forceinline__ void kiln_cp_wait() {
+            asm volatile("cp.async.wait_group %0;" :: "n"(N));
+        }
+
+        /* size: B, H, Sq, Sk, D, Dv. Views: offset, then strides of batch, head, sequence, head axis (1 here).
+           STAGES 2: the next K/V tile loads (cp.async) while this one is used; 1 where two would not fit. */
+        template <int D, int STAGES>
         __device__ __forceinline__ void kiln_attention_tc(
             const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ mask,
             T* __restrict__ out, const KilnDims& size, const KilnDims& qv, const KilnDims& kv, const KilnDims& vv,
             const KilnDims& ov, const KilnDims& mv, float scale, int hasMask, int zeroMasked, int causal, int group)
         {
             const int BK = 64;           /* keys per tile */
-            const int KS = D + 8;        /* row stride of the K tile, in elements */
-            const int VS = BK + 8;       /* row stride of the transposed V tile */
-            __shared__ __align__(16) u16 Ks[BK * KS];
-            __shared__ __align__(16) u16 Vt[D * VS];
+            const int KS = D + 8;        /* row stride of the K and V tiles, in elements: conflict-free fragments */
+            __shared__ __align__(16) u16 Ks[STAGES * BK * KS];
+            __shared__ __align__(16) u16 Vs[STAGES * BK * KS];
             const int Sq = (int)size.v[2], Sk = (int)size.v[3];
             const int b = blockIdx.z, h = blockIdx.y;
             const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -106,23 +117,37 @@ enum CUDAAttentionTensorCore {
             for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
             float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
             const int lastQuery = min(Sq, (int)(blockIdx.x + 1) * 64) - 1;
+            int tiles = (Sk + BK - 1) / BK;
+            if (causal) tiles = min(tiles, lastQuery / BK + 1);
 
-            for (int k0 = 0; k0 < Sk; k0 += BK) {
-                if (causal && k0 > lastQuery) break;
-                __syncthreads();
+            /* Rows of keys k0.. of K and V into stage `stage` (zeros past Sk). */
+            auto load = [&](int stage, int k0) {
                 for (int e = threadIdx.x; e < BK * (D / 8); e += blockDim.x) {
                     const int r = e / (D / 8), c = (e % (D / 8)) * 8;
-                    uint4 kx = make_uint4(0u, 0u, 0u, 0u), vx = make_uint4(0u, 0u, 0u, 0u);
-                    if (k0 + r < Sk) {
-                        kx = *(const uint4*)(kb + kBase + (i64)(k0 + r) * kv.v[3] + c);
-                        vx = *(const uint4*)(vb + vBase + (i64)(k0 + r) * vv.v[3] + c);
-                    }
-                    *(uint4*)(Ks + r * KS + c) = kx;
-                    const u16* vh = (const u16*)&vx;
-                    #pragma unroll
-                    for (int i = 0; i < 8; ++i) Vt[(c + i) * VS + r] = vh[i];
+                    const bool inside = k0 + r < Sk;
+                    const i64 row = inside ? k0 + r : 0;
+                    kiln_cp16(Ks + (stage * BK + r) * KS + c, kb + kBase + row * kv.v[3] + c, inside ? 16 : 0);
+                    kiln_cp16(Vs + (stage * BK + r) * KS + c, vb + vBase + row * vv.v[3] + c, inside ? 16 : 0);
+                }
+                kiln_cp_commit();
+            };
+
+            if (STAGES == 2 && tiles > 0) load(0, 0);
+            for (int it = 0; it < tiles; ++it) {
+                const int k0 = it * BK;
+                const int stage = STAGES == 2 ? (it & 1) : 0;
+                if (STAGES == 1) {
+                    load(0, k0);
+                    kiln_cp_wait<0>();
+                } else if (it + 1 < tiles) {
+                    load(stage ^ 1, k0 + BK);
+                    kiln_cp_wait<1>();
+                } else {
+                    kiln_cp_wait<0>();
                 }
                 __syncthreads();
+                const u16* K = Ks + stage * BK * KS;
+                const u16* V = Vs + stage * BK * KS;
 
                 float s[BK / 8][4];
                 #pragma unroll
@@ -131,7 +156,7 @@ enum CUDAAttentionTensorCore {
                 for (int st = 0; st < D / 16; ++st) {
                     #pragma unroll
                     for (int j = 0; j < BK / 8; ++j) {
-                        const u16* kr = Ks + (j * 8 + g) * KS + st * 16 + 2 * t;
+                        const u16* kr = K + (j * 8 + g) * KS + st * 16 + 2 * t;
                         kiln_mma(s[j], qa[st], *(const unsigned*)kr, *(const unsigned*)(kr + 8));
                     }
                 }
@@ -182,6 +207,8 @@ enum CUDAAttentionTensorCore {
                     o[n][0] *= rescale[0]; o[n][1] *= rescale[0];
                     o[n][2] *= rescale[1]; o[n][3] *= rescale[1];
                 }
+                /* P (16 x 16 keys, from the score registers) times V: ldmatrix.trans reads V's rows (keys) as the
+                   column-major B fragments of two 8-wide column tiles at once. */
                 #pragma unroll
                 for (int kk = 0; kk < BK / 16; ++kk) {
                     unsigned pa[4];
@@ -190,11 +217,17 @@ enum CUDAAttentionTensorCore {
                     pa[2] = kiln_pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
                     pa[3] = kiln_pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
                     #pragma unroll
-                    for (int n = 0; n < D / 8; ++n) {
-                        const u16* vr = Vt + (n * 8 + g) * VS + kk * 16 + 2 * t;
-                        kiln_mma(o[n], pa, *(const unsigned*)vr, *(const unsigned*)(vr + 8));
+                    for (int n = 0; n < D / 8; n += 2) {
+                        const u16* vr = V + (kk * 16 + (lane & 15)) * KS + n * 8 + (lane >> 4) * 8;
+                        const unsigned address = (unsigned)__cvta_generic_to_shared(vr);
+                        unsigned b0, b1, b2, b3;
+                        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                            : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3) : "r"(address));
+                        kiln_mma(o[n], pa, b0, b1);
+                        kiln_mma(o[n + 1], pa, b2, b3);
                     }
                 }
+                __syncthreads();
             }
 
             const i64 oBase = ov.v[0] + b * ov.v[1] + h * ov.v[2];
@@ -222,8 +255,8 @@ enum CUDAAttentionTensorCore {
                 KilnDims vv, KilnDims ov, KilnDims mv, float scale, int hasMask, int zeroMasked, int vector, \\
                 int causal, int group) \\
             { \\
-                kiln_attention_tc<D>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, hasMask, zeroMasked, \\
-                    causal, group); \\
+                kiln_attention_tc<D, (D <= 64 ? 2 : 1)>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, \\
+                    hasMask, zeroMasked, causal, group); \\
             }
 
         KILN_ATTENTION_TC(32)

@@ -134,7 +134,7 @@ enum CUDANormalizationLowering {
         let grid: CUDADim3
         let block: CUDADim3
         if n <= warpRowLimit {
-            if dtype == .float32 && n % 4 == 0 {
+            if [.float32, .float16, .bfloat16].contains(dtype) && n % 4 == 0 {
                 function = "norm_warp4_\(CUDAReductionLaunch.ceilDiv(n, 128))"
             } else {
                 function = "norm_warp1_\(CUDAReductionLaunch.powerOfTwo(atLeast: CUDAReductionLaunch.ceilDiv(n, 32)))"

@@ -4,7 +4,8 @@ import KilnIR
 ///
 /// Trailing-axes normalization (layer, RMS) over rows of n elements, scale and bias indexed by the position in
 /// the row times their stride (1, or 0 for one broadcast value):
-/// - `norm_warp4_V` (float32, n % 4 == 0, n <= 1024): one warp per row, V float4 per lane held in registers;
+/// - `norm_warp4_V` (float32, float16 or bfloat16, n % 4 == 0, n <= 1024): one warp per row, V groups of four
+///   elements per lane held in registers;
 /// - `norm_warp1_V` (n <= 1024): one warp per row, V scalars per lane;
 /// - `norm_block`: one block per row, three passes over memory, for longer rows.
 /// Statistics are two-pass (mean, then the mean squared deviation), like the CPU kernel.
@@ -30,7 +31,7 @@ enum CUDANormalizationSources {
         let args = "x, scale, bias, y, \(statsArgs)rows, n, scaleStride, biasStride, eps"
         var code = CUDAReductionSources.mathHeader(element: t, accumulator: a) + CUDASoftmaxLowering.common
         code += trailingTemplates
-        let vectors = dtype == .float32 ? vectorVariants : []
+        let vectors = [.float32, .float16, .bfloat16].contains(dtype) ? vectorVariants : []
         for v in vectors {
             code += """
                 extern "C" __global__ void norm_warp4_\(v)(\(params)) {
@@ -57,7 +58,9 @@ enum CUDANormalizationSources {
     }
 
     private static let trailingTemplates = """
-        /* W == 4 loads and stores float4 (T is float, n % 4 == 0, rows 16-byte aligned); W == 1 scalars. */
+        /* W == 4 loads and stores four elements at once (n % 4 == 0, rows aligned to four elements: one 16-byte
+           access in float32, 8 bytes in a 16-bit type); W == 1 scalars. */
+        struct __align__(sizeof(T) * 4) KilnNormQuad { T x, y, z, w; };
         template <int V, int W, bool CENTER, bool STATS>
         __device__ __forceinline__ void norm_warp(
             const T* __restrict__ x, const T* __restrict__ scale, const T* __restrict__ bias, T* __restrict__ y,
@@ -74,8 +77,9 @@ enum CUDANormalizationSources {
                     const i64 c = ((i64)i * 32 + lane) * W;
                     if (c < n) {
                         if (W == 4) {
-                            const float4 t = *reinterpret_cast<const float4*>(p + c);
-                            v[i * W] = t.x; v[i * W + 1 % W] = t.y; v[i * W + 2 % W] = t.z; v[i * W + 3 % W] = t.w;
+                            const KilnNormQuad t = *reinterpret_cast<const KilnNormQuad*>(p + c);
+                            v[i * W] = (A)t.x; v[i * W + 1 % W] = (A)t.y; v[i * W + 2 % W] = (A)t.z;
+                            v[i * W + 3 % W] = (A)t.w;
                         } else {
                             v[i * W] = (A)p[c];
                         }
@@ -110,9 +114,9 @@ enum CUDANormalizationSources {
                             o[w] = (v[i * W + w] - mean) * inv * (A)scale[k * scaleStride] + (A)bias[k * biasStride];
                         }
                         if (W == 4) {
-                            float4 t;
-                            t.x = o[0]; t.y = o[1 % W]; t.z = o[2 % W]; t.w = o[3 % W];
-                            *reinterpret_cast<float4*>(q + c) = t;
+                            KilnNormQuad t;
+                            t.x = (T)o[0]; t.y = (T)o[1 % W]; t.z = (T)o[2 % W]; t.w = (T)o[3 % W];
+                            *reinterpret_cast<KilnNormQuad*>(q + c) = t;
                         } else {
                             q[c] = (T)o[0];
                         }
