@@ -89,11 +89,8 @@ enum CUDALinearAlgebraEpilogue {
             }
             (mode, c, beta, rowLength, sizes) = (4, operand, b, inner, [channels])
         }
-        // The kernel's vector: 16 bytes (4 float32 or 8 16-bit elements).
-        let width = 16 / dtype.byteSize
-        let vectorized =
-            count % width == 0 && (mode <= 1 || ((mode == 2 || mode == 4) && rowLength % width == 0))
-        let work = vectorized ? count / width : count
+        let vectorized = count % 4 == 0 && (mode <= 1 || ((mode == 2 || mode == 4) && rowLength % 4 == 0))
+        let work = vectorized ? count / 4 : count
         let blocks = max(1, min((work + threadsPerBlock - 1) / threadsPerBlock, maxBlocks))
         let (p0, p1) = parameters(activation)
         return CUDALaunch(
@@ -177,9 +174,7 @@ enum CUDALinearAlgebraEpilogue {
             /* mode 0: y = act(y); 1: c has y's shape; 2: c repeats along the last axis (i % rowLength);
                3: general broadcast through sizes/strides; 4: per channel, c[(i / rowLength) % sizes[0]]. */
             typedef KILN_T T;
-            /* 16 bytes of elements per vector access: 4 float32, 8 of a 16-bit type. */
-            #define KILN_VW (16 / (int)sizeof(T))
-            struct __align__(16) KilnVecE { T v[KILN_VW]; };
+            struct __align__(sizeof(T) * 4) KilnQuad { T x, y, z, w; };
             template <int ACT>
             __device__ __forceinline__ void kiln_linalg_epilogue(
                 T* __restrict__ y, const T* __restrict__ c, i64 count, int mode, float beta, i64 rowLength,
@@ -187,31 +182,29 @@ enum CUDALinearAlgebraEpilogue {
             {
                 const i64 step = (i64)gridDim.x * blockDim.x;
                 const i64 first = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-                const bool vectorized = (count % KILN_VW) == 0
-                    && (mode <= 1 || ((mode == 2 || mode == 4) && (rowLength % KILN_VW) == 0));
+                const bool vectorized =
+                    (count & 3) == 0 && (mode <= 1 || ((mode == 2 || mode == 4) && (rowLength & 3) == 0));
                 if (vectorized) {
-                    KilnVecE* yv = reinterpret_cast<KilnVecE*>(y);
-                    const i64 countV = count / KILN_VW;
-                    for (i64 i = first; i < countV; i += step) {
-                        const KilnVecE q = yv[i];
-                        const i64 base = i * KILN_VW;
-                        float v[KILN_VW];
-                        #pragma unroll
-                        for (int j = 0; j < KILN_VW; ++j) v[j] = (float)q.v[j];
+                    KilnQuad* y4 = reinterpret_cast<KilnQuad*>(y);
+                    const i64 count4 = count >> 2;
+                    for (i64 i = first; i < count4; i += step) {
+                        const KilnQuad q = y4[i];
+                        float4 v = make_float4(q.x, q.y, q.z, q.w);
                         if (mode == 4) {
-                            const float a = beta * (float)c[(base / rowLength) % sizes.v[0]];
-                            #pragma unroll
-                            for (int j = 0; j < KILN_VW; ++j) v[j] += a;
+                            const float a = beta * (float)c[((i << 2) / rowLength) % sizes.v[0]];
+                            v.x += a; v.y += a; v.z += a; v.w += a;
                         } else if (mode != 0) {
-                            const i64 at = mode == 1 ? base : (base % rowLength);
-                            const KilnVecE a = *reinterpret_cast<const KilnVecE*>(c + at);
-                            #pragma unroll
-                            for (int j = 0; j < KILN_VW; ++j) v[j] += beta * (float)a.v[j];
+                            const i64 at = mode == 1 ? (i << 2) : ((i << 2) % rowLength);
+                            const KilnQuad a = *reinterpret_cast<const KilnQuad*>(c + at);
+                            v.x += beta * (float)a.x; v.y += beta * (float)a.y;
+                            v.z += beta * (float)a.z; v.w += beta * (float)a.w;
                         }
-                        KilnVecE r;
-                        #pragma unroll
-                        for (int j = 0; j < KILN_VW; ++j) r.v[j] = kiln_linalg_act<ACT>(v[j], p0, p1);
-                        yv[i] = r;
+                        KilnQuad r;
+                        r.x = kiln_linalg_act<ACT>(v.x, p0, p1);
+                        r.y = kiln_linalg_act<ACT>(v.y, p0, p1);
+                        r.z = kiln_linalg_act<ACT>(v.z, p0, p1);
+                        r.w = kiln_linalg_act<ACT>(v.w, p0, p1);
+                        y4[i] = r;
                     }
                     return;
                 }

@@ -63,8 +63,6 @@ enum CUDALinearAlgebraMatMul {
             (step.strideA, step.strideB, step.strideD) = (0, 0, 0)
         }
 
-        // Whether the activation needs Kiln's epilogue kernel (cuBLASLt applies only ReLU exactly).
-        let kernelActivation = layer.epilogue.activation.map { $0 != .relu } ?? false
         var addend = CUDALinearAlgebraEpilogue.Addend.none
         if info.hasInput(2), layer.beta != 0 {
             let c = try info.inputShape(2)
@@ -77,9 +75,8 @@ enum CUDALinearAlgebraMatMul {
                 step.c = .input(2)
                 step.beta = layer.beta
                 step.strideC = step.strideD
-            } else if rowVector && layer.beta == 1 && !(dtype != .float32 && kernelActivation) {
-                // cuBLASLt's bias epilogue adds the vector unscaled. With 16-bit data and an activation that needs
-                // Kiln's epilogue pass anyway, the bias joins that pass instead (BENCHMARKS.md, float16 section).
+            } else if rowVector && layer.beta == 1 {
+                // cuBLASLt's bias epilogue adds the vector unscaled.
                 step.bias = .input(2)
             } else if rowVector {
                 addend = .row(.input(2), length: n, beta: layer.beta)
