@@ -110,6 +110,12 @@ enum CUDALinearAlgebraMatMul {
             return CUDALowering(.matMul(step))
         }
         var steps: [CUDAStep] = [.matMul(step)]
+        // An activation alone runs in place as a generated pointwise kernel, which measured 2-3x faster than
+        // the epilogue kernel for float16 erf-GELU (BENCHMARKS.md, "Where float16 time goes").
+        if addends.isEmpty, let activation, let launch = try activationInPlace(activation, shape: out, dtype: dtype) {
+            steps.append(.launch(launch))
+            return CUDALowering(steps: steps)
+        }
         for (i, next) in (addends.isEmpty ? [.none] : addends).enumerated() {
             let last = i == max(addends.count, 1) - 1
             steps.append(
@@ -119,5 +125,24 @@ enum CUDALinearAlgebraMatMul {
                         dtype: dtype)))
         }
         return CUDALowering(steps: steps)
+    }
+
+    /// `y = activation(y)` over the output of `shape` as a pointwise kernel (the formulas of the unfused
+    /// layers, computed in float32 for 16-bit data), or nil for an activation without a unary form here.
+    static func activationInPlace(_ activation: EpilogueActivation, shape: [Int], dtype: DType) throws -> CUDALaunch? {
+        let op: UnaryOp
+        switch activation {
+        case .relu: op = .relu
+        case .gelu(let approximate): op = .gelu(tanh: approximate)
+        case .sigmoid: op = .sigmoid
+        case .tanh: op = .tanh
+        case .leakyRelu(let alpha): op = .leakyRelu(alpha: alpha)
+        case .clip, .silu: return nil
+        }
+        let (function, parameters) = try PointwiseUnary.function(op, CUDAPrelude.computeType(dtype))
+        let stored = function.storing(inputs: [dtype], output: dtype)
+        let plan = try PointwiseKernel.plan(stored, inputShapes: [shape], output: shape)
+        return try PointwiseKernel.launch(
+            stored, plan: plan, inputs: [.output(0)], output: .output(0), parameters: parameters)
     }
 }
