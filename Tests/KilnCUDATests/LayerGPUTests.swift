@@ -156,6 +156,14 @@ extension InputSpec: @unchecked Sendable {}
             [.float([2, 24, 7, 9]), .float([40, 24, 1, 1]), .float([40]), .float([2, 40, 7, 9])], rtol: 1e-4,
             atol: 1e-5)
         add(
+            "conv 3x3 bias clip (cuDNN, then the pointwise epilogue)",
+            ConvolutionLayer(
+                ConvolutionParameters(pads: [1, 1, 1, 1]), epilogue: .init(activation: .clip(min: 0, max: 6))),
+            [.float([2, 8, 9, 9], -3...3), .float([16, 8, 3, 3]), .float([16])], rtol: 1e-4, atol: 1e-5)
+        add(
+            "matMul bias silu", MatMulLayer(epilogue: Epilogue(activation: .silu)),
+            [.float([5, 40]), .float([40, 24]), .float([24])], rtol: 1e-4, atol: 1e-5)
+        add(
             "conv 1x1 relu, no bias", ConvolutionLayer(ConvolutionParameters(), epilogue: .init(activation: .relu)),
             [.float([3, 16, 5, 5]), .float([8, 16, 1, 1])], rtol: 1e-4, atol: 1e-5)
         add(

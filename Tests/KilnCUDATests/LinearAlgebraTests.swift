@@ -138,10 +138,12 @@ import Testing
         #expect((step.m, step.n, step.k, step.batch) == (16, 30, 8, 2))
         #expect(step.a == .input(1) && step.b == .input(0) && step.strideA == 0 && step.strideB == 8 * 30)
         #expect(step.c == .input(3) && step.beta == 1 && step.strideC == 16 * 30 && step.strideD == 16 * 30)
+        // The bias (per channel, [16, 1, 1] against [2, 16, 5, 6]) and ReLU6 as one pointwise kernel, in place.
         let kernel = try #require(launch(lowering))
-        #expect(kernel.function == "kiln_linalg_epilogue_f32_clip")
-        #expect(kernel.arguments[1] == .pointer(.input(2)) && kernel.arguments[3] == .int32(4))
-        #expect(kernel.arguments[5] == .int64(30) && kernel.arguments[6] == .dims([16]))
+        #expect(kernel.function.hasPrefix("kiln_pw_fused_"))
+        #expect(kernel.arguments[0] == .pointer(.output(0)) && kernel.arguments[1] == .pointer(.output(0)))
+        #expect(kernel.arguments[2] == .pointer(.input(2)))
+        #expect(kernel.arguments[3] == .float32(0) && kernel.arguments[4] == .float32(6))
     }
 
     /// Without a bias, a 1×1 convolution's ReLU is cuBLASLt's epilogue; strided or padded ones stay on cuDNN.
@@ -193,7 +195,7 @@ import Testing
             Issue.record("expected the bias epilogue last")
             return
         }
-        #expect(epilogue.function == "kiln_linalg_epilogue_f32_none")
+        #expect(epilogue.function.hasPrefix("kiln_pw_fused_") && epilogue.arguments[2] == .pointer(.input(2)))
     }
 
     /// A grouped convolution that is not depthwise (two channels per group) stays on cuDNN.
@@ -234,7 +236,24 @@ import Testing
             return
         }
         let dtypes: [DType] = [.float32, .float16, .bfloat16]
-        let sources = dtypes.map(CUDALinearAlgebraEpilogue.source) + dtypes.map(CUDADepthwiseConvolution.source)
+        var sources = dtypes.map(CUDALinearAlgebraEpilogue.source) + dtypes.map(CUDADepthwiseConvolution.source)
+        // The pointwise epilogues: every activation, with and without a per-channel bias, in each dtype.
+        let activations: [EpilogueActivation?] = [
+            nil, .relu, .clip(min: 0, max: 6), .clip(min: nil, max: 1), .leakyRelu(alpha: 0.1), .sigmoid, .tanh,
+            .gelu(tanh: false), .gelu(tanh: true), .silu,
+        ]
+        for dtype in dtypes {
+            for activation in activations {
+                for bias in [nil, (CUDAOperand.input(2), [4, 1, 1])] {
+                    if let launch = try CUDALinearAlgebraMatMul.pointwiseEpilogue(
+                        activation: activation, bias: bias, shape: [2, 4, 3, 5], dtype: dtype)
+                    {
+                        sources.append(launch.source)
+                    }
+                }
+            }
+        }
+        #expect(sources.count == 6 + 3 * 19)
         for source in sources {
             let cubin = try nvrtc.compile(source, architecture: 90)
             #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "\(source.name)")

@@ -89,9 +89,10 @@ enum CUDAConvolutionLowering {
             residual: layer.epilogue.residual ? .input(residualIndex) : nil, y: .output(0), inputShape: xs,
             weightShape: ws, outputShape: ys, pads: pads, strides: strides, dilations: dilations, groups: group,
             activation: libraryActivation, dtype: dtype)
-        guard let activation, activation != .relu else { return CUDALowering(.convolution(step)) }
-        let launch = try CUDALinearAlgebraEpilogue.launch(
-            output: .output(0), count: total, addend: .none, activation: activation, dtype: dtype)
+        guard let activation, activation != .relu,
+            let launch = try CUDALinearAlgebraMatMul.pointwiseEpilogue(
+                activation: activation, bias: nil, shape: out, dtype: dtype)
+        else { return CUDALowering(.convolution(step)) }
         return CUDALowering(.convolution(step), .launch(launch))
     }
 
@@ -138,10 +139,13 @@ enum CUDAConvolutionLowering {
             step.activation = activation
             return [.matMul(step)]
         }
-        let addend: CUDALinearAlgebraEpilogue.Addend =
-            info.hasInput(2) ? .channel(.input(2), channels: step.m, inner: spatial, beta: 1) : .none
-        let launch = try CUDALinearAlgebraEpilogue.launch(
-            output: .output(0), count: out.reduce(1, *), addend: addend, activation: activation, dtype: step.dtype)
+        // The per-channel bias ([M, 1, ...] against the output [N, M, ...]) and the activation in one generated
+        // pointwise pass.
+        let bias = info.hasInput(2) ? (CUDAOperand.input(2), [step.m] + Array(repeating: 1, count: out.count - 2)) : nil
+        guard
+            let launch = try CUDALinearAlgebraMatMul.pointwiseEpilogue(
+                activation: activation, bias: bias, shape: out, dtype: step.dtype)
+        else { return [.matMul(step)] }
         return [.matMul(step), .launch(launch)]
     }
 

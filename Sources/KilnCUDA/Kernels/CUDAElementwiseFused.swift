@@ -71,6 +71,19 @@ enum CUDAElementwiseFused {
                 throw KilnError.invalidArgument("binary step with \(dtypes.count) operands")
             }
             return (try PointwiseBinary.function(binary.op, dtypes[0], dtypes[1]), [])
+        case let clip as ClipLayer:
+            // Bounds from the layer's attributes (a fused step has no bound inputs); absent ones do not clamp.
+            guard dtypes.count == 1 else { throw KilnError.invalidArgument("clip step with \(dtypes.count) operands") }
+            let low = try clip.min.map { Tensor(scalar: $0) } ?? CUDAElementwiseLowerings.extreme(dtypes[0], low: true)
+            let high =
+                try clip.max.map { Tensor(scalar: $0) } ?? CUDAElementwiseLowerings.extreme(dtypes[0], low: false)
+            return (
+                try PointwiseUnary.clip(dtypes[0], lowFromInput: false, highFromInput: false),
+                [
+                    try PointwiseHelpers.typedParameter(low, dtypes[0]).1,
+                    try PointwiseHelpers.typedParameter(high, dtypes[0]).1,
+                ]
+            )
         case is SelectLayer:
             guard dtypes.count == 3, dtypes[0] == .bool, dtypes[1] == dtypes[2] else {
                 throw KilnError.typeMismatch("select step needs a bool condition and two values of one dtype")

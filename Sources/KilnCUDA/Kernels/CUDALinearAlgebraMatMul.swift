@@ -110,11 +110,12 @@ enum CUDALinearAlgebraMatMul {
             return CUDALowering(.matMul(step))
         }
         var steps: [CUDAStep] = [.matMul(step)]
-        // An activation alone runs in place as a generated pointwise kernel, which measured 2-3x faster than
-        // the epilogue kernel for float16 erf-GELU (BENCHMARKS.md, "Where float16 time goes").
-        if addends.isEmpty, let activation, let launch = try activationInPlace(activation, shape: out, dtype: dtype) {
-            steps.append(.launch(launch))
-            return CUDALowering(steps: steps)
+        // An activation alone runs in place as a generated pointwise kernel, which measured
+        // 2-3x faster than the epilogue kernel for float16 erf-GELU (BENCHMARKS.md, "Where float16 time goes").
+        if addends.isEmpty,
+            let launch = try pointwiseEpilogue(activation: activation, bias: nil, shape: out, dtype: dtype)
+        {
+            return CUDALowering(steps: steps + [.launch(launch)])
         }
         for (i, next) in (addends.isEmpty ? [.none] : addends).enumerated() {
             let last = i == max(addends.count, 1) - 1
@@ -127,22 +128,42 @@ enum CUDALinearAlgebraMatMul {
         return CUDALowering(steps: steps)
     }
 
-    /// `y = activation(y)` over the output of `shape` as a pointwise kernel (the formulas of the unfused
-    /// layers, computed in float32 for 16-bit data), or nil for an activation without a unary form here.
-    static func activationInPlace(_ activation: EpilogueActivation, shape: [Int], dtype: DType) throws -> CUDALaunch? {
-        let op: UnaryOp
+    /// `y = activation(y + bias)` in place over the output of `shape` as one generated pointwise kernel (the
+    /// unfused layers' formulas, in float32 for 16-bit data): `bias` is an operand of `biasShape` broadcasting
+    /// to `shape` (a row or per-channel vector), or nil. Nil when there is nothing to do.
+    static func pointwiseEpilogue(
+        activation: EpilogueActivation?, bias: (CUDAOperand, shape: [Int])?, shape: [Int], dtype: DType
+    ) throws -> CUDALaunch? {
+        typealias Step = FusedPointwiseLayer.Step
+        var steps: [Step] = []
+        if bias != nil { steps.append(Step(layer: BinaryLayer(.add), operands: [.input(0), .input(1)])) }
+        func last() -> FusedPointwiseLayer.Operand { steps.isEmpty ? .input(0) : .step(steps.count - 1) }
         switch activation {
-        case .relu: op = .relu
-        case .gelu(let approximate): op = .gelu(tanh: approximate)
-        case .sigmoid: op = .sigmoid
-        case .tanh: op = .tanh
-        case .leakyRelu(let alpha): op = .leakyRelu(alpha: alpha)
-        case .clip, .silu: return nil
+        case nil: break
+        case .relu?: steps.append(Step(layer: UnaryLayer(.relu), operands: [last()]))
+        case .gelu(let approximate)?:
+            steps.append(Step(layer: UnaryLayer(.gelu(tanh: approximate)), operands: [last()]))
+        case .sigmoid?: steps.append(Step(layer: UnaryLayer(.sigmoid), operands: [last()]))
+        case .tanh?: steps.append(Step(layer: UnaryLayer(.tanh), operands: [last()]))
+        case .leakyRelu(let alpha)?: steps.append(Step(layer: UnaryLayer(.leakyRelu(alpha: alpha)), operands: [last()]))
+        case .clip(let low, let high)?:
+            steps.append(
+                Step(layer: ClipLayer(min: low.map(Double.init), max: high.map(Double.init)), operands: [last()]))
+        case .silu?:
+            let x = last()
+            steps.append(Step(layer: UnaryLayer(.sigmoid), operands: [x]))
+            steps.append(Step(layer: BinaryLayer(.mul), operands: [x, .step(steps.count - 1)]))
         }
-        let (function, parameters) = try PointwiseUnary.function(op, CUDAPrelude.computeType(dtype))
-        let stored = function.storing(inputs: [dtype], output: dtype)
-        let plan = try PointwiseKernel.plan(stored, inputShapes: [shape], output: shape)
+        guard !steps.isEmpty else { return nil }
+        let compute = CUDAPrelude.computeType(dtype)
+        let count = bias == nil ? 1 : 2
+        let (function, parameters) = try CUDAElementwiseFused.compose(
+            FusedPointwiseLayer(steps: steps), inputs: Array(repeating: compute, count: count))
+        let stored = function.storing(inputs: Array(repeating: dtype, count: count), output: dtype)
+        let plan = try PointwiseKernel.plan(
+            stored, inputShapes: [shape] + (bias.map { [$0.shape] } ?? []), output: shape)
         return try PointwiseKernel.launch(
-            stored, plan: plan, inputs: [.output(0)], output: .output(0), parameters: parameters)
+            stored, plan: plan, inputs: [.output(0)] + (bias.map { [$0.0] } ?? []), output: .output(0),
+            parameters: parameters)
     }
 }
