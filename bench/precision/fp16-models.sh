@@ -23,7 +23,8 @@ for m in ${models//,/ }; do
         > "$OUT/build-$m.log" 2>&1
     grep -E "precision:|build [0-9]|error" "$OUT/build-$m.log" | head -3
     grep -c "  float32 " "$OUT/build-$m.log" | sed 's/^/layers kept float32: /'
-    $K compare /tmp/$m-fp16.kiln --reference $M/$m.io_b1.npz --tolerance 5e-2 2>&1 | tail -1
+    $K compare /tmp/$m-fp16.kiln --reference $M/$m.io_b1.npz --tolerance 5e-2 > "$OUT/compare-$m.log" 2>&1
+    grep -v "^device" "$OUT/compare-$m.log"
     for b in 1 64; do
         $K bench /tmp/$m-fp16.kiln --batch $b --cuda-graph --duration 2 --json "$OUT/kiln-$m-b$b.json" \
             > "$OUT/bench-$m-b$b.log" 2>&1 || tail -3 "$OUT/bench-$m-b$b.log"
