@@ -1,6 +1,7 @@
 import Foundation
 import KilnCPU
 import KilnIR
+import KilnOptimizer
 import KilnTestSupport
 import Testing
 
@@ -142,6 +143,18 @@ struct HalfBuildTests {
         for name in guarded.movedToFloat {
             #expect(guarded.layers.first { $0.name == name }?.precision == "float32")
         }
+    }
+
+    /// The guard ranks layers by their own outputs, which are 16-bit values: the evaluator widens them.
+    @Test func theGuardReads16BitLayerOutputs() throws {
+        var gen = SeededGenerator(seed: seed)
+        var graph = try Self.network(&gen)
+        try HalfPrecision(dtype: .float16, runsInHalf: { _ in true }).apply(&graph)
+        let layer = try #require(graph.nodes.first { $0.kind == ConvolutionLayer.kind }?.outputs.first)
+        #expect(graph.type(of: layer)?.tensorType?.dtype == .float16)
+        let batches = [["x": Tensor.random([1, 3, 8, 8], in: 0...1, using: &gen)]]
+        let outputs = try OutputEvaluator(device: HalfCapableCPU(), batches: batches).outputs(graph, extra: [layer])
+        #expect(outputs[layer]?.count == 8 * 8 * 8, "seed \(seed)")
     }
 
     @Test func aDeviceWithoutHalfKernelsRefuses() throws {

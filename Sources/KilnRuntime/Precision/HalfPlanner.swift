@@ -39,7 +39,7 @@ struct HalfPlanner {
             let evaluator = OutputEvaluator(device: device, batches: batches)
             let names = graph.outputs.map(\.name)
             func worst(_ e: [String: FloatDifference]) -> Double { names.compactMap { e[$0]?.relative }.max() ?? 0 }
-            let halfLayers = decisions.filter { $0.reason == nil }.map(\.node)
+            let halfLayers = Set(decisions.filter { $0.reason == nil }.map(\.node))
             let layerOutputs = graph.nodes.filter { halfLayers.contains($0.name) }.compactMap(\.outputs.first)
             let reference = try evaluator.outputs(graph, extra: config.tolerance == nil ? [] : layerOutputs)
             errors = try evaluator.errors(converted, extra: [], reference: reference)

@@ -132,7 +132,10 @@ struct OutputEvaluator {
         var result: [String: [Float]] = [:]
         for batch in batches {
             for (name, value) in try context.run(batch.mapValues(Value.tensor)) {
-                guard let tensor = try? value.asTensor(), tensor.dtype == .float32 else { continue }
+                // Float outputs, the 16-bit values of a mixed-precision engine's layers widened to float32.
+                guard var tensor = try? value.asTensor(), [.float32, .float16, .bfloat16].contains(tensor.dtype)
+                else { continue }
+                if tensor.dtype != .float32 { tensor = try tensor.cast(to: .float32) }
                 result[name, default: []] += tensor.withUnsafeBuffer(as: Float.self) { Array($0) }
             }
         }
