@@ -1,7 +1,7 @@
 import KilnIR
 
-/// Convolution -> one cuDNN `.convolution` step (bias, residual and ReLU inside it), plus the epilogue kernel
-/// for any other activation; a 1×1 convolution becomes a cuBLASLt product and a depthwise one Kiln's own
+/// Convolution -> one cuDNN `.convolution` step (bias, residual and ReLU inside it), plus a generated pointwise
+/// pass for any other activation; a 1×1 convolution becomes a cuBLASLt product and a depthwise one Kiln's own
 /// kernel (CUDADepthwiseConvolution). Semantics: the CPU reference (ConvolutionKernels.swift): inputs X, W, optional bias
 /// B [M], and with `epilogue.residual` a residual (input 3) of the output's shape, added after the bias.
 enum CUDAConvolutionLowering {
@@ -129,7 +129,7 @@ enum CUDAConvolutionLowering {
     }
 
     /// The product of a convolution lowered to a matMul, and its epilogue: a lone ReLU in cuBLASLt; a bias
-    /// (per output channel, `spatial` outputs each per image) and any other activation in one epilogue pass.
+    /// (per output channel, `spatial` outputs each per image) and any other activation in one pointwise pass.
     static func finishProduct(
         _ product: CUDAMatMul, _ layer: ConvolutionLayer, _ info: CUDANodeInfo, out: [Int], spatial: Int
     ) throws -> [CUDAStep] {
