@@ -82,12 +82,11 @@ public struct HalfPrecision: Sendable {
         guard dtype == .float16 else { return nil }
         if let op = Self.overflowingOp(node.layer) { return "\(op) may overflow float16; kept in float32" }
         for input in node.inputs {
-            guard let constant = graph.initializers[input], constant.dtype == .float32,
-                let values = try? constant.doubleValues()
-            else { continue }
-            if values.contains(where: { $0.isFinite && abs($0) > 65504 }) {
-                return "constant '\(input)' holds values beyond float16's range (±65504)"
+            guard let constant = graph.initializers[input], constant.dtype == .float32 else { continue }
+            let outOfRange = constant.withUnsafeBuffer(as: Float.self) {
+                $0.contains { $0.isFinite && abs($0) > 65504 }
             }
+            if outOfRange { return "constant '\(input)' holds values beyond float16's range (±65504)" }
         }
         return nil
     }
