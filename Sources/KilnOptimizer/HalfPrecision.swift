@@ -119,8 +119,8 @@ private struct Rewriter {
     let half: DType
     /// The dtype each float value has now (after conversion of its producer).
     var current: [String: DType] = [:]
-    /// (value, dtype) -> the name of its converted copy.
-    var converted: [String: String] = [:]
+    /// The converted copies made so far (`value::f16`, `value::f32`, ...), one per value and dtype.
+    var converted: Set<String> = []
     /// Types of the values this rewrite created or retyped.
     var types: [String: ValueType] = [:]
     var nodes: [Node] = []
@@ -146,11 +146,9 @@ private struct Rewriter {
 
     /// `value` as `target`: itself, a converted constant, or the output of a cast layer (one per value and dtype).
     mutating func value(_ value: String, as target: DType) throws -> String {
-        guard let d = dtype(of: value), d != target, d.isFloatingPoint, d == .float32 || d == half else {
-            return value
-        }
+        guard let d = dtype(of: value), d != target, d == .float32 || d == half else { return value }
         let key = "\(value)::\(Self.suffix(target))"
-        if let name = converted[key] { return name }
+        if converted.contains(key) { return key }
         if let constant = graph.initializers[value] {
             graph.initializers[key] = try constant.cast(to: target)
         } else {
@@ -158,7 +156,7 @@ private struct Rewriter {
         }
         types[key] = type(of: value).map { HalfPrecision.retyped($0, target) }
         current[key] = target
-        converted[key] = key
+        converted.insert(key)
         return key
     }
 
