@@ -4,12 +4,9 @@
 # Use: bash bench/precision/bf16-check.sh [MODELS]
 set -o pipefail
 models=${1:-resnet50,mobilenet_v2,bert-base,vit_b_16}
-D=.device
-K=$D/kiln
-M=/tmp/m
+KILN_GPU_TESTS=0 source bench/engines/common.sh
 L=$OUT/logs
-mkdir -p $L $M
-xz -dc $D/kiln.xz > $K && chmod +x $K
+mkdir -p $L
 python3 $D/baselines.py --export $M --models "$models" --batches 1 --no-compile --quick --no-ceilings \
     > $L/export.log 2>&1 || tail -5 $L/export.log
 for m in ${models//,/ }; do

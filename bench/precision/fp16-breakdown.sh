@@ -2,12 +2,9 @@
 # fusion (so a product and its GELU are timed as separate layers), and ResNet-50, each built --fp16 and
 # profiled at batch 64 (`kiln bench --profile`), time summed per layer kind. Logs in $OUT/logs.tgz.
 set -o pipefail
-D=.device
-K=$D/kiln
-M=/tmp/m
+KILN_GPU_TESTS=0 source bench/engines/common.sh
 L=$OUT/logs
-mkdir -p $L $M
-xz -dc $D/kiln.xz > $K && chmod +x $K
+mkdir -p $L
 python3 $D/baselines.py --export $M --models bert-base,resnet50 --batches 1 --no-compile --quick --no-ceilings \
     > $L/export.log 2>&1 || tail -5 $L/export.log
 summary() {

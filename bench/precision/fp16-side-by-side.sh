@@ -6,12 +6,9 @@ set -o pipefail
 models=${1:-resnet50,mobilenet_v2,bert-base,vit_b_16}
 shift $(($# < 1 ? $# : 1))
 [[ ${1:-} == "--" ]] && shift
-D=.device
-K=$D/kiln
-M=/tmp/m
+KILN_GPU_TESTS=0 source bench/engines/common.sh
 L=$OUT/logs
 mkdir -p $L
-[[ -x $K ]] || { xz -dc $D/kiln.xz > $K && chmod +x $K; }
 for m in ${models//,/ }; do
     $K compare /tmp/$m-fp16.kiln --reference $M/$m.io_b1.npz --tolerance 5e-2 > $L/compare-$m.log 2>&1
     grep -vE "^device" $L/compare-$m.log

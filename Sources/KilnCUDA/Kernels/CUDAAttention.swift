@@ -76,7 +76,7 @@ enum CUDAAttention {
             .launch(
                 CUDALaunch(
                     source: source(dtype),
-                    function: "kiln_attention_\(CUDALinearAlgebraEpilogue.shortName(dtype))_d\(tile)_r\(rows / 16)",
+                    function: "kiln_attention_\(dtype)_d\(tile)_r\(rows / 16)",
                     grid: grid, block: CUDADim3(threads), sharedBytes: sharedBytes(tile, rows: rows),
                     arguments: arguments)))
     }
@@ -131,12 +131,7 @@ enum CUDAAttention {
 
     /// The module for Q, K, V, mask and output stored as `dtype` (float32, float16 or bfloat16); the tiles,
     /// scores, softmax and sums are float32 in every case.
-    static func source(_ dtype: DType) -> CUDASource {
-        let short = CUDALinearAlgebraEpilogue.shortName(dtype)
-        let code = Self.code.replacingOccurrences(of: "KILN_T", with: CUDAPrelude.typeName(dtype) ?? "float")
-            .replacingOccurrences(of: "KILN_NAME", with: short)
-        return CUDASource(name: "attention_\(short)", code: code)
-    }
+    static func source(_ dtype: DType) -> CUDASource { CUDAPrelude.specialized("attention", code, dtype: dtype) }
 
     private static let code = """
                 #define KILN_BN 32

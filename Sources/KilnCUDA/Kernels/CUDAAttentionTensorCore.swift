@@ -31,17 +31,14 @@ enum CUDAAttentionTensorCore {
         let grid = CUDADim3((layer.queryLength + rowsPerBlock - 1) / rowsPerBlock, layer.heads, layer.batch)
         return CUDALaunch(
             source: source(dtype),
-            function: "kiln_attention_tc_\(CUDALinearAlgebraEpilogue.shortName(dtype))_d\(layer.headSize)",
+            function: "kiln_attention_tc_\(dtype)_d\(layer.headSize)",
             grid: grid, block: CUDADim3(128), arguments: arguments)
     }
 
     /// The module for `dtype` (float16 or bfloat16): one kernel per head size.
     static func source(_ dtype: DType) -> CUDASource {
-        let short = CUDALinearAlgebraEpilogue.shortName(dtype)
-        let code = Self.code.replacingOccurrences(of: "KILN_T", with: CUDAPrelude.typeName(dtype) ?? "kiln_half")
-            .replacingOccurrences(of: "KILN_PTX", with: dtype == .bfloat16 ? "bf16" : "f16")
-            .replacingOccurrences(of: "KILN_NAME", with: short)
-        return CUDASource(name: "attention_tc_\(short)", code: code)
+        let template = code.replacingOccurrences(of: "KILN_PTX", with: dtype == .bfloat16 ? "bf16" : "f16")
+        return CUDAPrelude.specialized("attention_tc", template, dtype: dtype)
     }
 
     private static let code = """

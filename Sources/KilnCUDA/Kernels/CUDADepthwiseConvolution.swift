@@ -23,7 +23,7 @@ enum CUDADepthwiseConvolution {
         let residual = layer.epilogue.residual
         return CUDALaunch(
             source: source(dtype),
-            function: "kiln_depthwise_conv2d_\(CUDALinearAlgebraEpilogue.shortName(dtype))_act\(act)",
+            function: "kiln_depthwise_conv2d_\(dtype)_act\(act)",
             grid: CUDADim3(blocks),
             block: CUDADim3(threads),
             arguments: [
@@ -38,10 +38,7 @@ enum CUDADepthwiseConvolution {
 
     /// The module for `dtype` elements (float32, float16 or bfloat16; arithmetic in float32).
     static func source(_ dtype: DType) -> CUDASource {
-        let short = CUDALinearAlgebraEpilogue.shortName(dtype)
-        let code = Self.code.replacingOccurrences(of: "KILN_T", with: CUDAPrelude.typeName(dtype) ?? "float")
-            .replacingOccurrences(of: "KILN_NAME", with: short)
-        return CUDASource(name: "depthwise_conv2d_\(short)", code: code)
+        CUDAPrelude.specialized("depthwise_conv2d", code, dtype: dtype)
     }
 
     private static let code =

@@ -13,9 +13,6 @@ enum CUDALinearAlgebraEpilogue {
         case row(CUDAOperand, length: Int, beta: Float)
         /// Any broadcast: `sizes` (row-major, collapsed) and `c`'s strides on each, 0 where broadcast.
         case broadcast(CUDAOperand, sizes: [Int], strides: [Int], beta: Float)
-        /// A per-channel vector of `channels` elements, each repeated over `inner` consecutive outputs
-        /// (offset = (i / inner) % channels): a convolution's bias in NCHW.
-        case channel(CUDAOperand, channels: Int, inner: Int, beta: Float)
     }
 
     static let threadsPerBlock = 256
@@ -35,7 +32,7 @@ enum CUDALinearAlgebraEpilogue {
         case .gelu(let approximate)?: suffix = approximate ? "gelu_tanh" : "gelu_erf"
         case .silu?: suffix = "silu"
         }
-        return "kiln_linalg_epilogue_\(shortName(dtype))_" + suffix
+        return "kiln_linalg_epilogue_\(dtype)_" + suffix
     }
 
     /// The activation's two float parameters (clip bounds, leaky slope); unused ones are 0.
@@ -44,15 +41,6 @@ enum CUDALinearAlgebraEpilogue {
         case .clip(let low, let high)?: return (low ?? -.infinity, high ?? .infinity)
         case .leakyRelu(let alpha)?: return (alpha, 0)
         default: return (0, 0)
-        }
-    }
-
-    /// `f32`, `f16` or `bf16`: the dtypes the kernel stores (it computes in float).
-    static func shortName(_ dtype: DType) -> String {
-        switch dtype {
-        case .float16: "f16"
-        case .bfloat16: "bf16"
-        default: "f32"
         }
     }
 
@@ -83,13 +71,8 @@ enum CUDALinearAlgebraEpilogue {
                 throw KilnError.unsupported("epilogue broadcast of rank \(s.count) (at most \(CUDAPrelude.maxRank))")
             }
             (mode, c, beta, sizes, strides) = (3, operand, b, s, t)
-        case .channel(let operand, let channels, let inner, let b):
-            guard channels > 0, inner > 0 else {
-                throw KilnError.invalidArgument("epilogue channel count and inner size must be positive")
-            }
-            (mode, c, beta, rowLength, sizes) = (4, operand, b, inner, [channels])
         }
-        let vectorized = count % 4 == 0 && (mode <= 1 || ((mode == 2 || mode == 4) && rowLength % 4 == 0))
+        let vectorized = count % 4 == 0 && (mode <= 1 || (mode == 2 && rowLength % 4 == 0))
         let work = vectorized ? count / 4 : count
         let blocks = max(1, min((work + threadsPerBlock - 1) / threadsPerBlock, maxBlocks))
         let (p0, p1) = parameters(activation)
@@ -121,13 +104,7 @@ enum CUDALinearAlgebraEpilogue {
     }
 
     /// The module of every activation's kernel on `dtype` elements.
-    static func source(_ dtype: DType) -> CUDASource {
-        let short = shortName(dtype)
-        let type = CUDAPrelude.typeName(dtype) ?? "float"
-        let code = Self.code.replacingOccurrences(of: "KILN_T", with: type)
-            .replacingOccurrences(of: "KILN_NAME", with: short)
-        return CUDASource(name: "linalg_epilogue_\(short)", code: code)
-    }
+    static func source(_ dtype: DType) -> CUDASource { CUDAPrelude.specialized("linalg_epilogue", code, dtype: dtype) }
 
     /// The activations, `kiln_linalg_act<ACT>(x, p0, p1)` with ACT the index `activationIndex` gives; shared by
     /// the kernels that finish a convolution or product.
@@ -172,7 +149,7 @@ enum CUDALinearAlgebraEpilogue {
     private static let code =
         activationCode + """
             /* mode 0: y = act(y); 1: c has y's shape; 2: c repeats along the last axis (i % rowLength);
-               3: general broadcast through sizes/strides; 4: per channel, c[(i / rowLength) % sizes[0]]. */
+               3: general broadcast through sizes/strides. */
             typedef KILN_T T;
             struct __align__(sizeof(T) * 4) KilnQuad { T x, y, z, w; };
             template <int ACT>
@@ -183,17 +160,14 @@ enum CUDALinearAlgebraEpilogue {
                 const i64 step = (i64)gridDim.x * blockDim.x;
                 const i64 first = (i64)blockIdx.x * blockDim.x + threadIdx.x;
                 const bool vectorized =
-                    (count & 3) == 0 && (mode <= 1 || ((mode == 2 || mode == 4) && (rowLength & 3) == 0));
+                    (count & 3) == 0 && (mode <= 1 || (mode == 2 && (rowLength & 3) == 0));
                 if (vectorized) {
                     KilnQuad* y4 = reinterpret_cast<KilnQuad*>(y);
                     const i64 count4 = count >> 2;
                     for (i64 i = first; i < count4; i += step) {
                         const KilnQuad q = y4[i];
                         float4 v = make_float4(q.x, q.y, q.z, q.w);
-                        if (mode == 4) {
-                            const float a = beta * (float)c[((i << 2) / rowLength) % sizes.v[0]];
-                            v.x += a; v.y += a; v.z += a; v.w += a;
-                        } else if (mode != 0) {
+                        if (mode != 0) {
                             const i64 at = mode == 1 ? (i << 2) : ((i << 2) % rowLength);
                             const KilnQuad a = *reinterpret_cast<const KilnQuad*>(c + at);
                             v.x += beta * (float)a.x; v.y += beta * (float)a.y;
@@ -214,8 +188,6 @@ enum CUDALinearAlgebraEpilogue {
                         v += beta * (float)c[i];
                     } else if (mode == 2) {
                         v += beta * (float)c[i % rowLength];
-                    } else if (mode == 4) {
-                        v += beta * (float)c[(i / rowLength) % sizes.v[0]];
                     } else if (mode == 3) {
                         i64 rest = i, offset = 0;
                         for (int d = rank - 1; d >= 0; --d) {

@@ -20,7 +20,7 @@ enum CUDANormalizationSources {
         let (t, a) = try CUDAReductionTypes.require(dtype, "normalization")
         let name =
             (center ? "layer_norm" : "rms_norm") + (stats ? "_stats" : "") + "_"
-            + CUDAReductionTypes.suffix(dtype)
+            + dtype.description
         let flags = "\(center ? "true" : "false"), \(stats ? "true" : "false")"
         let statsParams = "T* __restrict__ meanOut, T* __restrict__ invOut, "
         let statsArgs = stats ? "meanOut, invOut, " : "0, 0, "
@@ -196,6 +196,6 @@ enum CUDANormalizationSources {
                 }
 
                 """
-        return CUDASource(name: "norm_planes_\(CUDAReductionTypes.suffix(dtype))", code: code)
+        return CUDASource(name: "norm_planes_\(dtype)", code: code)
     }
 }

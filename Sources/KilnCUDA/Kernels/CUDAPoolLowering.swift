@@ -127,7 +127,7 @@ enum CUDAPoolLowering {
     static func source(_ dtype: DType) throws -> CUDASource {
         let (t, a) = try CUDAReductionTypes.require(dtype, "pooling")
         return CUDASource(
-            name: "pool_\(CUDAReductionTypes.suffix(dtype))",
+            name: "pool_\(dtype)",
             code: CUDAReductionSources.mathHeader(element: t, accumulator: a) + kernels)
     }
 

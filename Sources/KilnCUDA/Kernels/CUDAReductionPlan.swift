@@ -88,16 +88,6 @@ enum CUDAReductionTypes {
                 "CUDA \(what) has kernels for float32, float64, float16 and bfloat16 only, not \(dtype.onnxName)")
         }
     }
-
-    /// A short suffix for kernel module names.
-    static func suffix(_ dtype: DType) -> String {
-        switch dtype {
-        case .float64: "f64"
-        case .float16: "f16"
-        case .bfloat16: "bf16"
-        default: "f32"
-        }
-    }
 }
 
 extension CUDANodeInfo {

@@ -35,7 +35,7 @@ enum CUDAReductionSources {
     static func reduce(_ op: CUDAReduceOp, _ dtype: DType) throws -> CUDASource {
         let (t, a) = try CUDAReductionTypes.require(dtype, "reduce")
         let code = mathHeader(element: t, accumulator: a) + opStruct(op) + kernels
-        return CUDASource(name: "reduce_\(op.rawValue)_\(CUDAReductionTypes.suffix(dtype))", code: code)
+        return CUDASource(name: "reduce_\(op.rawValue)_\(dtype)", code: code)
     }
 
     /// Typedefs and type-specific math shared by the family's modules: `T` is the element type, `A` the

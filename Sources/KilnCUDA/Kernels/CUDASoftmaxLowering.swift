@@ -70,7 +70,7 @@ enum CUDASoftmaxLowering {
     static func source(_ variant: SoftmaxLayer.Variant, _ dtype: DType, zeroNaN: Bool = false) throws -> CUDASource {
         let (t, a) = try CUDAReductionTypes.require(dtype, variant.rawValue)
         let header = CUDAReductionSources.mathHeader(element: t, accumulator: a)
-        let name = "\(variant.rawValue)_\(CUDAReductionTypes.suffix(dtype))" + (zeroNaN ? "_zero_nan" : "")
+        let name = "\(variant.rawValue)_\(dtype)" + (zeroNaN ? "_zero_nan" : "")
         if variant == .hardmax { return CUDASource(name: name, code: header + hardmaxKernels) }
         let log = variant == .logSoftmax
         // How a cached exponent-shifted value becomes the output: `v` holds x (log) or exp(x - m) (softmax); with

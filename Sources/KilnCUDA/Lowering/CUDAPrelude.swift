@@ -56,6 +56,15 @@ public enum CUDAPrelude {
         }
     }
 
+    /// A kernel module written once for every float storage type: `KILN_T` in `template` becomes the C type
+    /// of `dtype` and `KILN_NAME` its short name (`f32`, `f16`, `bf16`, as in `DType.description`), which also
+    /// ends the module's name.
+    public static func specialized(_ name: String, _ template: String, dtype: DType) -> CUDASource {
+        let code = template.replacingOccurrences(of: "KILN_T", with: typeName(dtype) ?? "float")
+            .replacingOccurrences(of: "KILN_NAME", with: dtype.description)
+        return CUDASource(name: "\(name)_\(dtype)", code: code)
+    }
+
     /// The dtype kernels compute in for values stored as `dtype`: float32 for the 16-bit floats, else itself.
     public static func computeType(_ dtype: DType) -> DType {
         dtype == .float16 || dtype == .bfloat16 ? .float32 : dtype
