@@ -59,6 +59,10 @@ public final class CUDADevice: Device {
         CUDAHalfPrecision.runs(node, dtype: dtype, architecture: context.computeCapability)
     }
 
+    public func runsChannelsLast(_ node: Node, dtype: DType) -> Bool {
+        CUDAHalfPrecision.runsChannelsLast(node, dtype: dtype, architecture: context.computeCapability)
+    }
+
     /// Host kernels, for constant folding at build time; the engine itself runs on the GPU (`compile`).
     public func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel {
         try host.makeKernel(node, subgraphs: subgraphs)

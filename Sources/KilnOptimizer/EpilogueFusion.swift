@@ -69,7 +69,7 @@ public struct EpilogueFusion: Pass {
         if var conv = producer.layer as? ConvolutionLayer {
             guard !conv.epilogue.residual, conv.epilogue.activation == nil else { return nil }
             let hasBias = node.inputs.count > 2 && !node.inputs[2].isEmpty
-            if !hasBias, let bias = try channelBias(graph.initializers[other], type) {
+            if !hasBias, !conv.channelsLast, let bias = try channelBias(graph.initializers[other], type) {
                 let name = graph.addConstant(bias, named: other + ".bias")
                 node.inputs = Array(node.inputs.prefix(2)) + [name]
                 return node

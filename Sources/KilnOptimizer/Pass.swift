@@ -66,16 +66,21 @@ public struct Pipeline: Sendable {
         DeadCodeElimination(),
     ])
 
-    /// The names of the standard pipeline's passes, in order (what `--passes` and `--no-fuse` accept).
-    public static var standardPassNames: [String] { standard.passes.map(\.name) }
+    /// Passes the builder runs after the pipeline and the precision passes when the device asks for them
+    /// (`ChannelsLastLayout`); they are switched off by name like the pipeline's own.
+    public static let devicePassNames = ["channels-last"]
+
+    /// The names of the standard pipeline's passes, in order, then the device passes (what `--passes` and
+    /// `--no-fuse` accept).
+    public static var standardPassNames: [String] { standard.passes.map(\.name) + devicePassNames }
 
     /// This pipeline without the passes named in `names`, to bisect a numerical problem or measure a pass.
     /// An unknown name is an error that lists the known ones.
     public func disabling(_ names: Set<String>) throws -> Pipeline {
-        let known = Set(passes.map(\.name))
+        let known = passes.map(\.name) + Self.devicePassNames
         if let unknown = names.subtracting(known).sorted().first {
             throw KilnError.invalidArgument(
-                "no optimizer pass '\(unknown)'; the passes are \(passes.map(\.name).joined(separator: ", "))")
+                "no optimizer pass '\(unknown)'; the passes are \(known.joined(separator: ", "))")
         }
         return Pipeline(passes.filter { !names.contains($0.name) }, maxRounds: maxRounds)
     }

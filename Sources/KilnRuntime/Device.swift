@@ -22,6 +22,9 @@ public protocol Device: AnyObject, Sendable {
     /// Whether this device runs `node` with its float operands stored as `dtype` (float16 or bfloat16) on
     /// fast kernels; mixed-precision builds keep every other layer float32. None by default.
     func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool
+    /// Whether this device runs `node` (a 2-D convolution or pooling whose input is `dtype`) faster with its
+    /// activations stored channels-last (`ChannelsLastLayout`). Never by default.
+    func runsChannelsLast(_ node: Node, dtype: DType) -> Bool
     func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel
     /// Compiles a whole graph. The default runs one host kernel per node (`CompiledGraph`); a device whose
     /// tensors live in its own memory returns its own program, which takes and returns host values.
@@ -49,6 +52,8 @@ extension Device {
     public var tactics: [String: String] { [:] }
 
     public func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool { false }
+
+    public func runsChannelsLast(_ node: Node, dtype: DType) -> Bool { false }
 
     public func preloadTactics(_ tactics: [String: String]) {}
 

@@ -66,6 +66,14 @@ final class ConvolutionKernel: Kernel {
     init(_ layer: ConvolutionLayer) { self.layer = layer }
 
     func execute(_ inputs: [Value?], _ context: KernelContext) throws -> [Value] {
+        if layer.channelsLast {
+            var first = layer
+            first.channelsLast = false
+            let kernel = ConvolutionKernel(first)
+            return try ChannelsLastKernels.run(inputs, activations: [0, 3], weights: 1, threads: context.threads) {
+                try kernel.execute($0, context)
+            }
+        }
         let x = try inputs.tensor(0)
         let w = try inputs.tensor(1)
         let b = try inputs.optionalTensor(2)

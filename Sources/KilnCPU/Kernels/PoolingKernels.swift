@@ -6,7 +6,14 @@ import KilnRuntime
 enum PoolingKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
         cpuKernel(PoolLayer.self) { layer, inputs, context in
-            try pool(layer, try inputs.tensor(0), context.threads).map { .tensor($0) }
+            guard layer.channelsLast else {
+                return try pool(layer, try inputs.tensor(0), context.threads).map { .tensor($0) }
+            }
+            var first = layer
+            first.channelsLast = false
+            return try ChannelsLastKernels.run(inputs, activations: [0], threads: context.threads) {
+                try pool(first, try $0.tensor(0), context.threads).map { .tensor($0) }
+            }
         },
         cpuKernel(MaxUnpoolLayer.self) { layer, inputs, _ in
             [.tensor(try maxUnpool(layer, try inputs.tensor(0), try inputs.tensor(1), try inputs.reductionInts(2)))]

@@ -30,6 +30,8 @@ public final class CUDNN: @unchecked Sendable {
     }
     // cudnnTensorFormat_t
     static let formatNCHW: Int32 = 0
+    /// cudnnTensorFormat_t CUDNN_TENSOR_NHWC: filters stored [K, R, S, C].
+    static let formatNHWC: Int32 = 1
     // cudnnConvolutionMode_t: ONNX Conv is a cross-correlation.
     static let crossCorrelation: Int32 = 1
     // cudnnMathType_t

@@ -17,9 +17,15 @@ enum CUDAConvolutionLowering {
         for index in used where try info.input(index).dtype != dtype {
             throw KilnError.typeMismatch("convolution input \(index) is not \(dtype.onnxName) like X")
         }
-        let x = try info.inputShape(0)
-        let w = try info.inputShape(1)
-        let out = try info.outputShape(0)
+        // Shapes channels-first whatever the storage (`layer.channelsLast`); `stored` is the output as stored.
+        let last = layer.channelsLast
+        func logical(_ shape: [Int]) -> [Int] {
+            last && shape.count >= 3 ? ChannelsLast.permuted(shape, ChannelsLast.toFirst(rank: shape.count)) : shape
+        }
+        let x = logical(try info.inputShape(0))
+        let w = logical(try info.inputShape(1))
+        let stored = try info.outputShape(0)
+        let out = logical(stored)
         let group = layer.parameters.group
         guard x.count >= 3, w.count == x.count else {
             throw KilnError.shapeMismatch("convolution needs X [N, C, ...] and W of the same rank, got \(x) and \(w)")
@@ -47,8 +53,8 @@ enum CUDAConvolutionLowering {
         }
         if layer.epilogue.residual {
             let residual = try info.inputShape(residualIndex)
-            guard residual == out else {
-                throw KilnError.shapeMismatch("convolution residual is \(residual), expected \(out)")
+            guard residual == stored else {
+                throw KilnError.shapeMismatch("convolution residual is \(residual), expected \(stored)")
             }
         }
         let total = out.reduce(1, *)
@@ -71,6 +77,14 @@ enum CUDAConvolutionLowering {
             throw KilnError.unsupported("CUDA convolution over \(x.count - 2) spatial axes")
         }
 
+        if last {
+            guard x.count == 4 else {
+                throw KilnError.unsupported(
+                    "CUDA runs channels-last convolutions over 2 spatial axes, not \(x.count - 2)")
+            }
+            return try CUDAChannelsLastConvolution.lower(
+                layer, x: x, w: w, out: out, resolved: r, info: info, dtype: dtype)
+        }
         if let depthwise = try CUDADepthwiseConvolution.launch(
             layer, x: x, w: w, out: out, resolved: r, hasBias: info.hasInput(2), dtype: dtype)
         {

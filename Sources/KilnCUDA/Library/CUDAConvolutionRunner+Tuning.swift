@@ -7,6 +7,7 @@ extension CUDAConvolutionRunner {
         "x\(step.inputShape) w\(step.weightShape) p\(step.pads) s\(step.strides) d\(step.dilations) g\(step.groups) "
             + "b\(step.bias != nil) r\(step.residual != nil) a\(step.activation.map { "\($0)" } ?? "-") "
             + "m\(requestedMath)" + (step.dtype == .float32 ? "" : " \(step.dtype.onnxName)")
+            + (step.channelsLast ? " nhwc" : "")
     }
 
     /// Times the qualifying algorithms on random data of the step's sizes (a warm-up run, then the median of

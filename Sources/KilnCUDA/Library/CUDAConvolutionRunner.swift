@@ -60,7 +60,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         guard all.allSatisfy({ $0 >= 0 && $0 <= Int(Int32.max) }), step.groups > 0 else {
             throw KilnError.unsupported("cuDNN convolution sizes exceed int32: \(step.inputShape)")
         }
-        let owned = Resources(library, dataType: dataType)
+        let owned = Resources(library, dataType: dataType, channelsLast: step.channelsLast)
         self.owned = owned
         let x = try owned.tensor(step.inputShape)
         let y = try owned.tensor(step.outputShape)
@@ -68,14 +68,15 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         owned.y = y
         var biasShape = [Int](repeating: 1, count: rank)
         biasShape[1] = step.outputShape[1]
-        owned.bias = step.bias == nil ? nil : try owned.tensor(biasShape)
+        owned.bias = step.bias == nil ? nil : try owned.tensor(biasShape, channelsLast: false)
 
         var w: OpaquePointer?
         try dnn.check(dnn.createFilterDescriptor(&w), "cudnnCreateFilterDescriptor")
         owned.w = w
         let weightDims = step.weightShape.map { Int32($0) }
         try dnn.check(
-            dnn.setFilterNd(w, dataType, CUDNN.formatNCHW, Int32(rank), weightDims),
+            dnn.setFilterNd(
+                w, dataType, step.channelsLast ? CUDNN.formatNHWC : CUDNN.formatNCHW, Int32(rank), weightDims),
             "cudnnSetFilterNdDescriptor")
 
         var conv: OpaquePointer?
@@ -166,6 +167,8 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         let dnn: CUDNN
         /// The cudnnDataType_t of every tensor and the filter.
         let dataType: Int32
+        /// Tensors stored with the channels innermost (NHWC); their dimensions are still given NCHW.
+        let channelsLast: Bool
         var tensors: [OpaquePointer] = []
         var x: OpaquePointer?
         var y: OpaquePointer?
@@ -174,9 +177,10 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         var conv: OpaquePointer?
         var activation: OpaquePointer?
 
-        init(_ dnn: CUDNN, dataType: Int32) {
+        init(_ dnn: CUDNN, dataType: Int32, channelsLast: Bool) {
             self.dnn = dnn
             self.dataType = dataType
+            self.channelsLast = channelsLast
         }
 
         deinit {
@@ -186,15 +190,20 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
             if let activation { _ = dnn.destroyActivationDescriptor(activation) }
         }
 
-        /// A dense NCHW tensor descriptor of `dataType` elements.
-        func tensor(_ shape: [Int]) throws -> OpaquePointer {
+        /// A dense tensor descriptor of `dataType` elements for the NCHW `shape`, stored NCHW or (with
+        /// `channelsLast`, the runner's layout by default) NHWC.
+        func tensor(_ shape: [Int], channelsLast: Bool? = nil) throws -> OpaquePointer {
             var desc: OpaquePointer?
             try dnn.check(dnn.createTensorDescriptor(&desc), "cudnnCreateTensorDescriptor")
             guard let desc else { throw KilnError.runtime("cudnn cudnnCreateTensorDescriptor returned nil") }
             tensors.append(desc)
             var strides = [Int32](repeating: 1, count: shape.count)
             var running = 1
-            for axis in shape.indices.reversed() {
+            // Innermost first: the channels, then the spatial axes, then the batch when channels-last.
+            let order =
+                channelsLast ?? self.channelsLast
+                ? [1] + Array((2..<shape.count).reversed()) + [0] : Array(shape.indices.reversed())
+            for axis in order {
                 guard running <= Int(Int32.max) else {
                     throw KilnError.unsupported("cuDNN tensor \(shape) has strides beyond int32")
                 }

@@ -13,6 +13,21 @@ enum CUDAHalfPrecision {
         GatherLayer.kind, GatherElementsLayer.kind, DropoutLayer.kind,
     ]
 
+    /// Channels-last pays in 16 bits, where cuDNN's tensor-core convolutions want NHWC and reformat NCHW data
+    /// around every call; in float32 (FMA math) NCHW is as fast. Convolutions and max/average pooling.
+    static func runsChannelsLast(_ node: Node, dtype: DType, architecture: Int) -> Bool {
+        guard dtype == .float16 || dtype == .bfloat16, runs(node, dtype: dtype, architecture: architecture) else {
+            return false
+        }
+        switch node.layer {
+        case is ConvolutionLayer: return true
+        case let pool as PoolLayer:
+            if case .lp = pool.op { return false }
+            return true
+        default: return false
+        }
+    }
+
     /// float16 everywhere the kernels run (its conversions are PTX of every architecture); bfloat16 from
     /// compute capability 8.0 (Ampere), whose `cvt.rn.bf16.f32` the kernels use.
     static func runs(_ node: Node, dtype: DType, architecture: Int) -> Bool {

@@ -57,8 +57,9 @@ public struct CUDAMatMul: Sendable, Hashable {
     }
 }
 
-/// An N-d convolution (NCHW layout, weights OIHW/group) run by cuDNN, with its epilogue:
-/// `y = activation(conv(x, w) + bias[c] + residual)`.
+/// An N-d convolution run by cuDNN, with its epilogue: `y = activation(conv(x, w) + bias[c] + residual)`. The
+/// shapes are always given channels-first (NCHW, weights OIHW/group); with `channelsLast` the tensors are
+/// stored NHWC and the weights OHWI/group.
 public struct CUDAConvolution: Sendable, Hashable {
     public var x: CUDAOperand
     public var w: CUDAOperand
@@ -75,12 +76,15 @@ public struct CUDAConvolution: Sendable, Hashable {
     public var groups: Int
     public var activation: EpilogueActivation?
     public var dtype: DType
+    public var channelsLast: Bool
 
     public init(
         x: CUDAOperand, w: CUDAOperand, bias: CUDAOperand?, residual: CUDAOperand?, y: CUDAOperand,
         inputShape: [Int], weightShape: [Int], outputShape: [Int], pads: [Int], strides: [Int],
-        dilations: [Int], groups: Int, activation: EpilogueActivation?, dtype: DType = .float32
+        dilations: [Int], groups: Int, activation: EpilogueActivation?, dtype: DType = .float32,
+        channelsLast: Bool = false
     ) {
+        self.channelsLast = channelsLast
         self.x = x
         self.w = w
         self.bias = bias

@@ -135,26 +135,35 @@ func weightGeometry(_ w: TensorType?) -> (channels: Dim, kernel: [Int]?) {
 }
 
 /// A forward N-D convolution (ONNX Conv): inputs X `[N, C, spatial...]`, W `[M, C/group, k...]`, optional
-/// bias B `[M]`, and (with `epilogue.residual`) a residual R of the output's shape added after the bias.
+/// bias B `[M]`, and (with `epilogue.residual`) a residual R of the output's shape added after the bias. With
+/// `channelsLast` (set by the ChannelsLast pass) X, R and the output are `[N, spatial..., C]` and W is
+/// `[M, k..., C/group]`.
 public struct ConvolutionLayer: Layer {
     public static let kind = LayerKind("convolution")
     public var parameters: ConvolutionParameters
     /// Residual add and activation fused in by the optimizer.
     public var epilogue: Epilogue
+    /// Activations and weights stored channels-last (`ChannelsLast`).
+    public var channelsLast: Bool
 
-    public init(_ parameters: ConvolutionParameters, epilogue: Epilogue = Epilogue()) {
+    public init(_ parameters: ConvolutionParameters, epilogue: Epilogue = Epilogue(), channelsLast: Bool = false) {
         self.parameters = parameters
         self.epilogue = epilogue
+        self.channelsLast = channelsLast
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
-        [try parameters.forwardOutputType(inputs)]
+        guard channelsLast else { return [try parameters.forwardOutputType(inputs)] }
+        return try ChannelsLast.inferTypes(inputs, activations: [0, 3], weights: 1) {
+            [try parameters.forwardOutputType($0)]
+        }
     }
 
     public var description: String {
-        let geometry = parameters.description
-        guard !epilogue.isEmpty else { return geometry }
-        return (geometry.isEmpty ? "" : geometry + ",") + "epilogue=\(epilogue)"
+        var parts = parameters.description.isEmpty ? [] : [parameters.description]
+        if !epilogue.isEmpty { parts.append("epilogue=\(epilogue)") }
+        if channelsLast { parts.append("layout=nhwc") }
+        return parts.joined(separator: ",")
     }
 }
 

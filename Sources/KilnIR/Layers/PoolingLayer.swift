@@ -16,15 +16,29 @@ public struct PoolLayer: Layer {
     public var columnMajorIndices: Bool
     /// Whether max pooling also produces its indices output (skipped when nothing reads it).
     public var outputsIndices: Bool
+    /// Input and output stored `[N, spatial..., C]` (`ChannelsLast`); never with the indices output.
+    public var channelsLast: Bool
 
-    public init(op: Op, window: PoolGeometry?, columnMajorIndices: Bool = false, outputsIndices: Bool = false) {
+    public init(
+        op: Op, window: PoolGeometry?, columnMajorIndices: Bool = false, outputsIndices: Bool = false,
+        channelsLast: Bool = false
+    ) {
         self.op = op
         self.window = window
         self.columnMajorIndices = columnMajorIndices
         self.outputsIndices = outputsIndices
+        self.channelsLast = channelsLast
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
+        guard channelsLast else { return try channelsFirstTypes(inputs) }
+        guard !outputsIndices else {
+            throw KilnError.invalidArgument("channels-last pooling does not produce indices")
+        }
+        return try ChannelsLast.inferTypes(inputs, activations: [0]) { try channelsFirstTypes($0) }
+    }
+
+    private func channelsFirstTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
         guard let input = inputs.first?.tensorType else { return [nil, nil] }
         guard let shape = input.shape else {
             return [.tensor(TensorType(input.dtype, nil)), .tensor(TensorType(.int64, nil))]
@@ -57,6 +71,7 @@ public struct PoolLayer: Layer {
         }
         if let window { parts.append(window.description) } else { parts.append("global") }
         if outputsIndices { parts.append("indices=1" + (columnMajorIndices ? " storage_order=1" : "")) }
+        if channelsLast { parts.append("layout=nhwc") }
         return parts.joined(separator: " ")
     }
 }

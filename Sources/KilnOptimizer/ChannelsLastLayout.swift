@@ -1,0 +1,185 @@
+import KilnIR
+
+/// Moves chains of 2-D convolutions, pooling and the pointwise layers between them to channels-last storage
+/// (`[N, H, W, C]`, weights `[M, kh, kw, C/group]`), the layout tensor-core convolutions read directly; the
+/// channels-first layout makes cuDNN reformat every input and output in 16 bits. Values keep their names
+/// and channels-first shapes wherever a layer outside the region (or the caller) reads them: one transpose
+/// goes in where a value enters a region and one where it leaves, weights are permuted once here.
+///
+/// A region is a connected set of layers that can run channels-last: convolutions the device runs so
+/// (`runsChannelsLast`), pooling fed by the region, and pointwise layers whose activation inputs all come
+/// from the region with the output's shape (constant operands, broadcast per channel or scalar, are
+/// permuted to match). Regions with fewer than `minimumConvolutions` convolutions stay as they are: the
+/// transposes around a single convolution (a vision transformer's patch embedding) cost more than they save.
+/// Runs after the precision passes; the builder applies it when the device asks for it.
+public struct ChannelsLastLayout: Pass {
+    public let name = "channels-last"
+    /// Whether the device runs this node's channels-last form fast, given its input's dtype.
+    public var runsChannelsLast: @Sendable (Node, DType) -> Bool
+    public var minimumConvolutions: Int
+
+    public init(minimumConvolutions: Int = 2, runsChannelsLast: @escaping @Sendable (Node, DType) -> Bool) {
+        self.minimumConvolutions = minimumConvolutions
+        self.runsChannelsLast = runsChannelsLast
+    }
+
+    public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
+        try apply(&graph) > 0
+    }
+
+    /// Rewrites `graph` (types inferred) and returns how many layers now run channels-last.
+    @discardableResult
+    public func apply(_ graph: inout Graph) throws -> Int {
+        let members = regions(graph)
+        guard !members.isEmpty else { return 0 }
+        var rewriter = LayoutRewriter(graph: graph, members: members)
+        for (index, node) in graph.nodes.enumerated() { try rewriter.append(node, member: members.contains(index)) }
+        graph = try rewriter.finish()
+        return members.count
+    }
+
+    /// The indices of the nodes that go channels-last: every region with enough convolutions.
+    func regions(_ graph: Graph) -> Set<Int> {
+        var producer: [String: Int] = [:]
+        for (i, node) in graph.nodes.enumerated() { for output in node.outputs { producer[output] = i } }
+        var candidate: Set<Int> = []
+        // Union-find over candidate nodes: a value from one candidate read by another joins them.
+        var parent: [Int: Int] = [:]
+        func root(_ i: Int) -> Int {
+            var i = i
+            while let p = parent[i], p != i { i = p }
+            return i
+        }
+        for (i, node) in graph.nodes.enumerated()
+        where joins(node, graph, fromRegion: { producer[$0].map(candidate.contains) ?? false }) {
+            candidate.insert(i)
+            parent[i] = i
+            for input in node.inputs { if let p = producer[input], candidate.contains(p) { parent[root(p)] = root(i) } }
+        }
+        var convolutions: [Int: Int] = [:]
+        for i in candidate where graph.nodes[i].layer is ConvolutionLayer { convolutions[root(i), default: 0] += 1 }
+        return candidate.filter { convolutions[root($0), default: 0] >= minimumConvolutions }
+    }
+
+    /// Whether `node` can join a region; `fromRegion` tells whether a value is produced inside one.
+    func joins(_ node: Node, _ graph: Graph, fromRegion: (String) -> Bool) -> Bool {
+        func shape(_ value: String) -> [Dim]? { graph.type(of: value)?.tensorType?.shape }
+        guard let output = node.outputs.first, let outShape = shape(output), outShape.count == 4,
+            let dtype = node.inputs.first.flatMap({ graph.type(of: $0)?.tensorType?.dtype })
+        else { return false }
+        switch node.layer {
+        case let conv as ConvolutionLayer:
+            return !conv.channelsLast && node.inputs.count >= 2 && shape(node.inputs[0])?.count == 4
+                && shape(node.inputs[1])?.count == 4 && runsChannelsLast(node, dtype)
+        case let pool as PoolLayer:
+            return !pool.channelsLast && !pool.outputsIndices && fromRegion(node.inputs[0])
+                && runsChannelsLast(node, dtype)
+        default:
+            guard Self.isPointwise(node.layer), node.outputs.count == 1 else { return false }
+            var fed = false
+            for input in node.inputs where !input.isEmpty {
+                if let constant = graph.initializers[input] {
+                    guard constant.rank <= 4 else { return false }
+                    continue
+                }
+                guard fromRegion(input), shape(input) == outShape else { return false }
+                fed = true
+            }
+            return fed
+        }
+    }
+
+    static func isPointwise(_ layer: any Layer) -> Bool {
+        layer is UnaryLayer || layer is BinaryLayer || layer is SelectLayer || layer is FusedPointwiseLayer
+            || layer is ClipLayer || layer is CastLayer
+    }
+}
+
+/// Rebuilds the node list: members read channels-last copies (`value::nhwc`) and write them; a transpose goes
+/// in where a value enters the region and where one leaves it (under the original name).
+private struct LayoutRewriter {
+    var graph: Graph
+    let members: Set<Int>
+    var nodes: [Node] = []
+    /// Values that exist channels-last now, by their channels-first name.
+    var channelsLast: Set<String> = []
+    /// Values produced inside the region that something outside reads (or the caller).
+    let leaving: Set<String>
+
+    init(graph: Graph, members: Set<Int>) {
+        self.graph = graph
+        self.members = members
+        var outside: Set<String> = Set(graph.outputs.map(\.name))
+        for (i, node) in graph.nodes.enumerated() where !members.contains(i) { outside.formUnion(node.inputs) }
+        for node in graph.nodes { for sub in node.layer.subgraphs { outside.formUnion(sub.capturedValues) } }
+        leaving = outside
+    }
+
+    static func renamed(_ value: String) -> String { value + "::nhwc" }
+
+    /// `value` channels-last: the region's own copy, a permuted constant, or a transpose made once.
+    mutating func channelsLastValue(_ value: String, weights: Bool = false) throws -> String {
+        let name = Self.renamed(value)
+        if channelsLast.contains(value) { return name }
+        channelsLast.insert(value)
+        if let constant = graph.initializers[value] {
+            if weights || constant.rank == 4 {
+                graph.initializers[name] = try constant.permuted(ChannelsLast.fromFirst(rank: 4))
+            } else if constant.count == 1 {
+                graph.initializers[name] = constant
+            } else {
+                // Broadcast from the right: [C, 1, 1] or [1, 1] become rank 4 first.
+                let padded = try constant.reshaped(Array(repeating: 1, count: 4 - constant.rank) + constant.shape)
+                graph.initializers[name] = try padded.permuted(ChannelsLast.fromFirst(rank: 4))
+            }
+            return name
+        }
+        nodes.append(
+            Node(
+                name: name + ".transpose", layer: TransposeLayer(perm: ChannelsLast.fromFirst(rank: 4)),
+                inputs: [value], outputs: [name]))
+        return name
+    }
+
+    mutating func append(_ node: Node, member: Bool) throws {
+        guard member else {
+            nodes.append(node)
+            return
+        }
+        var node = node
+        switch node.layer {
+        case var conv as ConvolutionLayer:
+            conv.channelsLast = true
+            node.layer = conv
+            node.inputs[0] = try channelsLastValue(node.inputs[0])
+            node.inputs[1] = try channelsLastValue(node.inputs[1], weights: true)
+            if conv.epilogue.residual, node.inputs.count > 3 { node.inputs[3] = try channelsLastValue(node.inputs[3]) }
+        case var pool as PoolLayer:
+            pool.channelsLast = true
+            node.layer = pool
+            node.inputs[0] = try channelsLastValue(node.inputs[0])
+        default:
+            for i in node.inputs.indices where !node.inputs[i].isEmpty {
+                node.inputs[i] = try channelsLastValue(node.inputs[i])
+            }
+        }
+        let outputs = node.outputs
+        node.outputs = outputs.map { $0.isEmpty ? $0 : Self.renamed($0) }
+        nodes.append(node)
+        for output in outputs where !output.isEmpty {
+            channelsLast.insert(output)
+            guard leaving.contains(output) else { continue }
+            nodes.append(
+                Node(
+                    name: output + ".transpose", layer: TransposeLayer(perm: ChannelsLast.toFirst(rank: 4)),
+                    inputs: [Self.renamed(output)], outputs: [output]))
+        }
+    }
+
+    mutating func finish() throws -> Graph {
+        graph.nodes = nodes
+        try graph.inferTypes()
+        _ = try DeadCodeElimination().run(&graph, PassContext(evaluate: { _, _ in [] }))
+        return graph
+    }
+}
