@@ -65,6 +65,21 @@ import Testing
                 op: .max, window: PoolGeometry(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1]), channelsLast: true),
             [.float([2, 11, 11, 12])])
         add(
+            "max pool 3x3 stride 2, 8 channels a thread",
+            PoolLayer(
+                op: .max, window: PoolGeometry(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1]), channelsLast: true),
+            [.float([2, 12, 13, 40])])
+        add(
+            "average pool 3x3 padded, padding not counted",
+            PoolLayer(
+                op: .average(countIncludePad: false), window: PoolGeometry(kernel: [3, 3], pads: [1, 1, 1, 1]),
+                channelsLast: true),
+            [.float([2, 7, 6, 12])])
+        add(
+            "conv depthwise 3x3 stride 2, 4 channels a thread",
+            conv(.init(strides: [2, 2], pads: [1, 1, 1, 1], group: 12)),
+            [.float([1, 9, 9, 12]), .float([12, 3, 3, 1]), .float([12])])
+        add(
             "average pool 2x2 with padding counted",
             PoolLayer(
                 op: .average(countIncludePad: true), window: PoolGeometry(kernel: [2, 2], pads: [1, 1, 0, 0]),
@@ -123,7 +138,8 @@ import Testing
     }
 }
 
-/// How channels-last convolutions lower (no GPU needed), and an NVRTC compile of the depthwise kernel.
+/// How channels-last convolutions lower (no GPU needed), and an NVRTC compile of the depthwise and pooling
+/// kernels.
 @Suite struct ChannelsLastLoweringTests {
     func lower(
         _ layer: ConvolutionLayer, _ inputs: [[Int]], _ output: [Int], dtype: DType = .float16
@@ -163,10 +179,10 @@ import Testing
         #expect(step.outputShape == [2, 24, 6, 5])
     }
 
-    @Test func depthwiseKernelsCompile() throws {
+    @Test func depthwiseAndPoolingKernelsCompile() throws {
         var sources: [CUDASource] = []
         for dtype in [DType.float32, .float16, .bfloat16] {
-            for channels in [16, 6, 5] {
+            for channels in [16, 12, 6, 5] {
                 let layer = ConvolutionLayer(
                     .init(pads: [1, 1, 1, 1], group: channels), epilogue: .init(activation: .clip(min: 0, max: 6)),
                     channelsLast: true)
@@ -179,9 +195,18 @@ import Testing
                 sources.append(launch.source)
             }
         }
-        #expect(Set(sources.map(\.name)).count == 9)
+        // float32 takes 4 channels a thread for both 16 and 12 channels: 11 distinct kernels.
+        #expect(Set(sources.map(\.name)).count == 11)
+        for dtype in [DType.float32, .float16, .bfloat16] {
+            for op in [PoolLayer.Op.max, .average(countIncludePad: false)] {
+                let layer = PoolLayer(
+                    op: op, window: PoolGeometry(kernel: [3, 3], strides: [2, 2]), channelsLast: true)
+                let launch = try #require(try CUDAChannelsLastPool.launch(layer, shape: [2, 40, 9, 9], dtype: dtype))
+                sources.append(launch.source)
+            }
+        }
         guard let nvrtc = try? NVRTC.shared() else {
-            withKnownIssue("NVRTC not found (set KILN_CUDA_LIBS): the depthwise kernels were NOT compile-checked") {
+            withKnownIssue("NVRTC not found (set KILN_CUDA_LIBS): the channels-last kernels were NOT compile-checked") {
                 Issue.record("NVRTC unavailable")
             }
             return

@@ -65,6 +65,14 @@ enum CUDAChannelsLastConvolution {
     static let threads = 256
     static let maxBlocks = 132 * 16
 
+    /// Channels per thread in the channels-last kernels: the most that divide `channels` and fit one 16-byte
+    /// access.
+    static func vectorWidth(channels: Int, dtype: DType) -> Int {
+        var width = 16 / max(dtype.byteSize, 1)
+        while width > 1, channels % width != 0 { width /= 2 }
+        return max(width, 1)
+    }
+
     /// A depthwise convolution (one input channel and one filter per group) as Kiln's kernel, or nil.
     static func depthwise(
         _ layer: ConvolutionLayer, x: [Int], w: [Int], out: [Int], resolved r: ConvolutionParameters.Resolved,
@@ -74,21 +82,25 @@ enum CUDAChannelsLastConvolution {
         guard layer.parameters.group == channels, w[0] == channels, w[1] == 1, channels > 1 else { return nil }
         let hasBias = info.hasInput(2)
         let residual = layer.epilogue.residual
-        // Channels per thread: as many as make one 16-byte access.
-        let widest = dtype == .float32 ? 4 : 8
-        let vector = [widest, 2, 1].first { channels % $0 == 0 } ?? 1
+        let vector = vectorWidth(channels: channels, dtype: dtype)
         let total = out[0] * out[2] * out[3] * channels / vector
         let blocks = max(1, min((total + threads - 1) / threads, maxBlocks))
         let (low, high) = CUDALinearAlgebraEpilogue.parameters(layer.epilogue.activation)
         let act = CUDALinearAlgebraEpilogue.activationIndex(layer.epilogue.activation)
+        // The filters, as float32 with the channels innermost, in each block's shared memory when they fit the
+        // 48 KiB every launch may take: one vector read per tap instead of one load per channel.
+        let filterBytes = channels * w[2] * w[3] * 4
+        let shared = filterBytes <= 48 << 10
         let source = CUDAPrelude.specialized(
-            "depthwise_nhwc_a\(act)_v\(vector)",
-            "#define KILN_ACT \(act)\n#define KILN_VEC \(vector)\n" + code, dtype: dtype)
+            "depthwise_nhwc_a\(act)_v\(vector)\(shared ? "_s" : "")",
+            "#define KILN_ACT \(act)\n#define KILN_VEC \(vector)\n#define KILN_SHARED \(shared ? 1 : 0)\n" + code,
+            dtype: dtype)
         return CUDALaunch(
             source: source,
             function: "kiln_depthwise_nhwc",
             grid: CUDADim3(blocks),
             block: CUDADim3(threads),
+            sharedBytes: shared ? filterBytes : 0,
             arguments: [
                 .pointer(.input(0)), .pointer(.input(1)), .pointer(hasBias ? .input(2) : .input(1)),
                 .pointer(residual ? .input(residualIndex) : .input(0)), .pointer(.output(0)),
@@ -103,10 +115,13 @@ enum CUDAChannelsLastConvolution {
         CUDALinearAlgebraEpilogue.activationCode + """
             /* X [N, H, W, C], W [C, KH, KW] (one filter per channel), Y [N, OH, OW, C]. Each thread computes
                KILN_VEC neighbouring channels of one output pixel with one vector load per tap, so a warp reads
-               and writes contiguous runs. size: N, C, H, W, OH, OW; window: KH, KW, SH, SW, PH, PW; dilation:
-               DH, DW. IX is the index type (32-bit division is several times cheaper than 64-bit). */
+               and writes contiguous runs. With KILN_SHARED the block first copies the filters to shared memory
+               as float, taps outermost ([KH * KW][C]), so a tap's KILN_VEC weights are contiguous too.
+               size: N, C, H, W, OH, OW; window: KH, KW, SH, SW, PH, PW; dilation: DH, DW. IX is the index
+               type (32-bit division is several times cheaper than 64-bit). */
             typedef KILN_T T;
             struct __align__(sizeof(T) * KILN_VEC) KilnVec { T v[KILN_VEC]; };
+            extern __shared__ float kiln_filters[];
 
             template <typename IX, int K>
             __device__ __forceinline__ void kiln_depthwise_nhwc_body(
@@ -120,6 +135,12 @@ enum CUDAChannelsLastConvolution {
                 const int DH = (int)dilation.v[0], DW = (int)dilation.v[1];
                 const IX groups = C / KILN_VEC;
                 const IX total = (IX)size.v[0] * OH * OW * groups;
+                if (KILN_SHARED) {
+                    const int taps = KH * KW;
+                    for (int j = threadIdx.x; j < (int)C * taps; j += blockDim.x)
+                        kiln_filters[(j % taps) * (int)C + j / taps] = (float)w[j];
+                    __syncthreads();
+                }
                 const IX step = (IX)gridDim.x * blockDim.x;
                 for (IX i = (IX)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
                     const IX g = i % groups;
@@ -144,8 +165,11 @@ enum CUDAChannelsLastConvolution {
                             if (iw < 0 || iw >= (int)W) continue;
                             const KilnVec in = *(const KilnVec*)(xp + ((IX)ih * W + (IX)iw) * C);
                             #pragma unroll
+                            const float* sp = kiln_filters + (kh * KW + kw) * (int)C + (int)c;
+                            #pragma unroll
                             for (int v = 0; v < KILN_VEC; ++v)
-                                acc[v] = fmaf((float)in.v[v], (float)wp[v * KH * KW + kh * KW + kw], acc[v]);
+                                acc[v] = fmaf(
+                                    (float)in.v[v], KILN_SHARED ? sp[v] : (float)wp[v * KH * KW + kh * KW + kw], acc[v]);
                         }
                     }
                     const IX o = i * KILN_VEC;

@@ -103,6 +103,9 @@ enum CUDAPoolLowering {
                 break
             }
         }
+        if last, !indices, let launch = try CUDAChannelsLastPool.launch(layer, shape: shape, dtype: dtype) {
+            return CUDALowering(.launch(launch))
+        }
         let source = try self.source(dtype)
         let total = geometry.outputCount
         var arguments: [CUDAArgument] = [.pointer(.input(0)), .pointer(.output(0))]

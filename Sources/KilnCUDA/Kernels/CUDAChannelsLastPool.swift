@@ -1,0 +1,112 @@
+import KilnIR
+
+/// Windowed 2-D max and average pooling stored channels-last (`[N, H, W, C]`) as Kiln's vector kernel: one
+/// output pixel and up to 16 bytes of neighbouring channels per thread, 32-bit indices where the sizes allow.
+/// Average pooling here counts the taps inside the input (count_include_pad off, or no padding); other
+/// pooling takes the element-wise NHWC kernels of `CUDAPoolLowering`.
+enum CUDAChannelsLastPool {
+    static let threads = 256
+    static let maxBlocks = 132 * 16
+
+    /// The launch for `layer` over the channels-first `shape` `[N, C, H, W]`, or nil when this kernel does not
+    /// cover it.
+    static func launch(_ layer: PoolLayer, shape: [Int], dtype: DType) throws -> CUDALaunch? {
+        guard shape.count == 4, let window = layer.window, [.float32, .float16, .bfloat16].contains(dtype) else {
+            return nil
+        }
+        let resolved = try window.resolve(Array(shape[2...]))
+        // paddedEnd is the input plus both pads.
+        let padded = resolved.paddedEnd.indices.contains { resolved.paddedEnd[$0] != shape[2 + $0] }
+        let isMax: Bool
+        switch layer.op {
+        case .max: isMax = true
+        case .average(let include) where !include || !padded: isMax = false
+        default: return nil
+        }
+        let channels = shape[1]
+        let vector = CUDAChannelsLastConvolution.vectorWidth(channels: channels, dtype: dtype)
+        let (oh, ow) = (resolved.output[0], resolved.output[1])
+        let total = shape[0] * oh * ow * channels / vector
+        guard total > 0 else { return nil }
+        let blocks = max(1, min((total + threads - 1) / threads, maxBlocks))
+        let source = CUDAPrelude.specialized(
+            "pool_nhwc_\(isMax ? "max" : "avg")_v\(vector)",
+            "#define KILN_VEC \(vector)\n#define KILN_MAX \(isMax ? 1 : 0)\n" + code, dtype: dtype)
+        return CUDALaunch(
+            source: source, function: "kiln_pool_nhwc", grid: CUDADim3(blocks), block: CUDADim3(threads),
+            arguments: [
+                .pointer(.input(0)), .pointer(.output(0)),
+                .dims([shape[0], channels, shape[2], shape[3], oh, ow]),
+                .dims([
+                    window.kernel[0], window.kernel[1], window.strides[0], window.strides[1], resolved.padBegin[0],
+                    resolved.padBegin[1],
+                ]),
+                .dims([window.dilations[0], window.dilations[1]]),
+            ])
+    }
+
+    private static let code = """
+        /* X [N, H, W, C] -> Y [N, OH, OW, C]; size: N, C, H, W, OH, OW; window: KH, KW, SH, SW, PH, PW;
+           dilation: DH, DW. Max: a NaN tap never wins and an empty window gives -inf (as the CPU); average: the
+           mean of the taps inside the input. */
+        typedef KILN_T T;
+        struct __align__(sizeof(T) * KILN_VEC) KilnVec { T v[KILN_VEC]; };
+
+        template <typename IX>
+        __device__ __forceinline__ void kiln_pool_nhwc_body(
+            const T* __restrict__ x, T* __restrict__ y, const KilnDims& size, const KilnDims& window,
+            const KilnDims& dilation)
+        {
+            const IX C = (IX)size.v[1], H = (IX)size.v[2], W = (IX)size.v[3], OH = (IX)size.v[4], OW = (IX)size.v[5];
+            const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
+            const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)dilation.v[0], DW = (int)dilation.v[1];
+            const IX groups = C / KILN_VEC;
+            const IX total = (IX)size.v[0] * OH * OW * groups;
+            const IX step = (IX)gridDim.x * blockDim.x;
+            for (IX i = (IX)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                const IX g = i % groups;
+                IX rest = i / groups;
+                const int ow = (int)(rest % OW);
+                rest /= OW;
+                const int oh = (int)(rest % OH);
+                const IX n = rest / OH;
+                const T* xp = x + n * H * W * C + g * KILN_VEC;
+                float acc[KILN_VEC];
+                #pragma unroll
+                for (int v = 0; v < KILN_VEC; ++v) acc[v] = KILN_MAX ? -__int_as_float(0x7f800000) : 0.0f;
+                int count = 0;
+                for (int kh = 0; kh < KH; ++kh) {
+                    const int ih = oh * SH - PH + kh * DH;
+                    if (ih < 0 || ih >= (int)H) continue;
+                    for (int kw = 0; kw < KW; ++kw) {
+                        const int iw = ow * SW - PW + kw * DW;
+                        if (iw < 0 || iw >= (int)W) continue;
+                        const KilnVec in = *(const KilnVec*)(xp + ((IX)ih * W + (IX)iw) * C);
+                        #pragma unroll
+                        for (int v = 0; v < KILN_VEC; ++v) {
+                            const float t = (float)in.v[v];
+                            if (KILN_MAX) { if (t > acc[v]) acc[v] = t; } else acc[v] += t;
+                        }
+                        ++count;
+                    }
+                }
+                KilnVec result;
+                #pragma unroll
+                for (int v = 0; v < KILN_VEC; ++v)
+                    result.v[v] = (T)(KILN_MAX ? acc[v] : count > 0 ? acc[v] / (float)count : 0.0f);
+                *(KilnVec*)(y + i * KILN_VEC) = result;
+            }
+        }
+
+        extern "C" __global__ void kiln_pool_nhwc(
+            const T* __restrict__ x, T* __restrict__ y, KilnDims size, KilnDims window, KilnDims dilation)
+        {
+            if (size.v[0] * size.v[1] * size.v[2] * size.v[3] < 2147483647LL
+                && size.v[0] * size.v[1] * size.v[4] * size.v[5] < 2147483647LL)
+                kiln_pool_nhwc_body<unsigned int>(x, y, size, window, dilation);
+            else
+                kiln_pool_nhwc_body<i64>(x, y, size, window, dilation);
+        }
+
+        """
+}
