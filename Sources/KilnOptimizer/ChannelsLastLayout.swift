@@ -11,23 +11,15 @@ import KilnIR
 /// from the region with the output's shape (constant operands, broadcast per channel or scalar, are
 /// permuted to match). Regions with fewer than `minimumConvolutions` convolutions stay as they are: the
 /// transposes around a single convolution (a vision transformer's patch embedding) cost more than they save.
-/// A convolution whose input enters the region with a channel count that is not a multiple of
-/// `channelMultiple` (an RGB image's 3) reads it zero-padded to one, its weights padded alike: tensor-core
-/// kernels need the channels in multiples of 8 and otherwise fall back to slow ones.
 /// Runs after the precision passes; the builder applies it when the device asks for it.
 public struct ChannelsLastLayout: Pass {
     public let name = "channels-last"
     /// Whether the device runs this node's channels-last form fast, given its input's dtype.
     public var runsChannelsLast: @Sendable (Node, DType) -> Bool
     public var minimumConvolutions: Int
-    public var channelMultiple: Int
 
-    public init(
-        minimumConvolutions: Int = 2, channelMultiple: Int = 8,
-        runsChannelsLast: @escaping @Sendable (Node, DType) -> Bool
-    ) {
+    public init(minimumConvolutions: Int = 2, runsChannelsLast: @escaping @Sendable (Node, DType) -> Bool) {
         self.minimumConvolutions = minimumConvolutions
-        self.channelMultiple = channelMultiple
         self.runsChannelsLast = runsChannelsLast
     }
 
@@ -40,7 +32,7 @@ public struct ChannelsLastLayout: Pass {
     public func apply(_ graph: inout Graph) throws -> Int {
         let members = regions(graph)
         guard !members.isEmpty else { return 0 }
-        var rewriter = LayoutRewriter(graph: graph, members: members, channelMultiple: channelMultiple)
+        var rewriter = LayoutRewriter(graph: graph, members: members)
         for (index, node) in graph.nodes.enumerated() { try rewriter.append(node, member: members.contains(index)) }
         graph = try rewriter.finish()
         return members.count
@@ -108,17 +100,15 @@ public struct ChannelsLastLayout: Pass {
 private struct LayoutRewriter {
     var graph: Graph
     let members: Set<Int>
-    let channelMultiple: Int
     var nodes: [Node] = []
     /// Values that exist channels-last now, by their channels-first name.
     var channelsLast: Set<String> = []
     /// Values produced inside the region that something outside reads (or the caller).
     let leaving: Set<String>
 
-    init(graph: Graph, members: Set<Int>, channelMultiple: Int) {
+    init(graph: Graph, members: Set<Int>) {
         self.graph = graph
         self.members = members
-        self.channelMultiple = channelMultiple
         var outside: Set<String> = Set(graph.outputs.map(\.name))
         for (i, node) in graph.nodes.enumerated() where !members.contains(i) { outside.formUnion(node.inputs) }
         for node in graph.nodes { for sub in node.layer.subgraphs { outside.formUnion(sub.capturedValues) } }
@@ -151,28 +141,6 @@ private struct LayoutRewriter {
         return name
     }
 
-    /// Makes the convolution `node` (inputs already channels-last) read its input's channels zero-padded to a
-    /// multiple of `channelMultiple`, with zero weights for the added channels; nothing when they already are
-    /// one or the weights are not a constant.
-    mutating func padChannels(_ node: inout Node) throws {
-        guard channelMultiple > 1, let w = graph.initializers[node.inputs[1]], w.rank == 4 else { return }
-        let channels = w.shape[3]
-        let extra = (channelMultiple - channels % channelMultiple) % channelMultiple
-        guard extra > 0 else { return }
-        let padded = "\(node.inputs[0])::c\(channels + extra)"
-        if !nodes.contains(where: { $0.outputs.contains(padded) }) {
-            nodes.append(
-                Node(
-                    name: padded + ".pad",
-                    layer: PadLayer(mode: .constant, pads: [0, 0, 0, 0, 0, 0, 0, extra], value: 0, axes: nil),
-                    inputs: [node.inputs[0]], outputs: [padded]))
-        }
-        let weights = "\(node.inputs[1])::c\(channels + extra)"
-        graph.initializers[weights] = try w.paddingLastAxis(by: extra)
-        node.inputs[0] = padded
-        node.inputs[1] = weights
-    }
-
     mutating func append(_ node: Node, member: Bool) throws {
         guard member else {
             nodes.append(node)
@@ -183,10 +151,8 @@ private struct LayoutRewriter {
         case var conv as ConvolutionLayer:
             conv.channelsLast = true
             node.layer = conv
-            let entering = !channelsLast.contains(node.inputs[0])
             node.inputs[0] = try channelsLastValue(node.inputs[0])
             node.inputs[1] = try channelsLastValue(node.inputs[1], weights: true)
-            if entering, conv.parameters.group == 1 { try padChannels(&node) }
             if conv.epilogue.residual, node.inputs.count > 3 { node.inputs[3] = try channelsLastValue(node.inputs[3]) }
         case var pool as PoolLayer:
             pool.channelsLast = true

@@ -2,7 +2,7 @@
 # kernel tests, then ResNet-50 and MobileNetV2 exported by baselines.py, each built --fp16 with the layout pass
 # and without it (--no-fuse channels-last): outputs against the strict-FP32 reference, median compute time
 # at batch 1 and 64 (CUDA graphs), and a per-layer profile at 64. Logs in $OUT/logs.tgz.
-# Use: bash bench/precision/channels-last.sh [MODELS]
+# Use: [VARIANTS=nhwc] bash bench/precision/channels-last.sh [MODELS]
 set -o pipefail
 models=${1:-resnet50,mobilenet_v2}
 source bench/engines/common.sh
@@ -12,7 +12,7 @@ mv $OUT/gputests.log $L/ 2>/dev/null
 python3 $D/baselines.py --export $M --models "$models" --batches 1 --no-compile --quick --no-ceilings \
     > $L/export.log 2>&1 || tail -5 $L/export.log
 for m in ${models//,/ }; do
-    for variant in nhwc nchw; do
+    for variant in ${VARIANTS:-nhwc nchw}; do
         flags=$([[ $variant == nchw ]] && echo "--no-fuse channels-last")
         echo "== $m $variant"
         # shellcheck disable=SC2086

@@ -73,23 +73,3 @@ extension Tensor {
         return try bytes.withUnsafeBytes { try Tensor(dtype: dtype, shape: outShape, rawBytes: $0) }
     }
 }
-
-extension Tensor {
-    /// This tensor with `extra` zeros appended to every row of its last axis.
-    public func paddingLastAxis(by extra: Int) throws -> Tensor {
-        guard rank >= 1, extra >= 0, dtype != .string, dtype.byteSize > 0 else {
-            throw KilnError.invalidArgument("cannot pad the last axis of a \(dtype.onnxName) tensor of rank \(rank)")
-        }
-        let row = shape[rank - 1] * dtype.byteSize
-        let rows = shape[rank - 1] == 0 ? 0 : byteCount / row
-        let paddedRow = row + extra * dtype.byteSize
-        var bytes = [UInt8](repeating: 0, count: rows * paddedRow)
-        withUnsafeRawBytes { source in
-            for r in 0..<rows {
-                for b in 0..<row { bytes[r * paddedRow + b] = source[r * row + b] }
-            }
-        }
-        let outShape = Array(shape.dropLast()) + [shape[rank - 1] + extra]
-        return try bytes.withUnsafeBytes { try Tensor(dtype: dtype, shape: outShape, rawBytes: $0) }
-    }
-}
