@@ -24,7 +24,7 @@ enum CUDAChannelsLastPool {
         default: return nil
         }
         let channels = shape[1]
-        let vector = CUDAChannelsLastConvolution.vectorWidth(channels: channels, dtype: dtype)
+        let vector = CUDAChannelsLastDepthwise.vectorWidth(channels: channels, dtype: dtype)
         let (oh, ow) = (resolved.output[0], resolved.output[1])
         let total = shape[0] * oh * ow * channels / vector
         guard total > 0 else { return nil }
