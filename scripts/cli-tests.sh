@@ -83,6 +83,7 @@ expect "unknown domain" 1 "unknown operator domain 'com.example'" -- "$KILN" run
 expect "opset too new" 1 "opset 40 is newer than Kiln supports" -- "$KILN" inspect "$WORK/new-opset.onnx"
 expect "unknown optimizer pass" 1 "no optimizer pass 'bogus'; the passes are identity-elimination" -- \
     "$KILN" inspect "$MODEL" --no-fuse bogus
+expect "the layout pass switches off by name" 0 - -- "$KILN" inspect "$MODEL" --no-fuse channels-last
 expect "cycle" 1 "node [0-9] '[ab]'.*cycle" -- "$KILN" run "$WORK/cycle.onnx"
 expect "dangling name" 1 "node 0 'haunted'.*'ghost'" -- "$KILN" run "$WORK/dangling.onnx"
 expect "missing external data" 1 "tensor 'w'.*missing-weights.bin" -- "$KILN" run "$WORK/external.onnx"

@@ -35,7 +35,30 @@ public struct ChannelsLastLayout: Pass {
         var rewriter = LayoutRewriter(graph: graph, members: members)
         for (index, node) in graph.nodes.enumerated() { try rewriter.append(node, member: members.contains(index)) }
         graph = try rewriter.finish()
+        Self.sinkUpperClips(&graph)
         return members.count
+    }
+
+    /// A channels-last convolution ending in ReLU6 (clip to 0...h) whose only reader is a channels-last
+    /// depthwise convolution keeps just the ReLU, which the libraries apply in their epilogues, and the reader
+    /// clamps its input at h as it loads it (`ConvolutionLayer.inputMax`): MobileNet's expansion layers then
+    /// write their large outputs once instead of a second pass for the clip.
+    static func sinkUpperClips(_ graph: inout Graph) {
+        let uses = graph.useCounts
+        for i in graph.nodes.indices {
+            guard var conv = graph.nodes[i].layer as? ConvolutionLayer, conv.channelsLast,
+                case .clip(let low?, let high?)? = conv.epilogue.activation, low == 0, high > 0,
+                let out = graph.nodes[i].outputs.first, uses[out] == 1,
+                let j = graph.nodes.firstIndex(where: { $0.inputs.first == out }),
+                var reader = graph.nodes[j].layer as? ConvolutionLayer, reader.channelsLast, reader.inputMax == nil,
+                graph.nodes[j].inputs.count > 1, let w = graph.type(of: graph.nodes[j].inputs[1])?.tensorType?.shape,
+                w.count == 4, w[3] == .value(1), w[0] == .value(reader.parameters.group)
+            else { continue }
+            conv.epilogue.activation = .relu
+            reader.inputMax = high
+            graph.nodes[i].layer = conv
+            graph.nodes[j].layer = reader
+        }
     }
 
     /// The indices of the nodes that go channels-last: every region with enough convolutions.

@@ -25,8 +25,8 @@ final class ChannelsLastCPU: Device {
 struct ChannelsLastTests {
     let seed = ProcessInfo.processInfo.environment["KILN_TEST_SEED"].flatMap(UInt64.init) ?? .random(in: 1...UInt64.max)
 
-    /// conv+relu, max pool, conv with a residual, relu (also an output: "mid"), depthwise conv, a per-channel
-    /// scale, 1×1 conv, global average pool, flatten, matMul.
+    /// conv+relu, max pool, conv with a residual, relu (also an output: "mid"), 1×1 expansion with ReLU6,
+    /// depthwise conv, a per-channel scale, 1×1 conv, global average pool, flatten, matMul.
     static func network(_ gen: inout SeededGenerator) throws -> Graph {
         var n = NetworkBuilder(name: "cnn")
         let x = n.addInput("x", .float32, [.symbol("N"), 4, 10, 10])
@@ -41,8 +41,13 @@ struct ChannelsLastTests {
         let c2 = try n.convolution(pooled, weights: constant("w2", [8, 8, 3, 3], &gen), pads: [1, 1, 1, 1])
         let mid = try n.relu(try n.add(c2, pooled))
         try n.markOutput(mid, as: "mid")
+        // Weights large enough that the ReLU6 clips at 6 often.
+        let expanded = try n.add(
+            ClipLayer(min: 0, max: 6),
+            [try n.convolution(mid, weights: n.addConstant("we", .random([8, 8, 1, 1], in: -4...4, using: &gen)))],
+            name: "relu6")[0]
         let dw = try n.convolution(
-            mid, weights: constant("w3", [8, 1, 3, 3], &gen), bias: constant("b3", [8], &gen), strides: [2, 2],
+            expanded, weights: constant("w3", [8, 1, 3, 3], &gen), bias: constant("b3", [8], &gen), strides: [2, 2],
             pads: [1, 1, 1, 1], group: 8)
         let scaled = try n.add(BinaryLayer(.mul), [dw, constant("scale", [8, 1, 1], &gen)], name: "scale")[0]
         let c4 = try n.convolution(scaled, weights: constant("w4", [16, 8, 1, 1], &gen))
@@ -63,7 +68,10 @@ struct ChannelsLastTests {
         let plain = try Builder.build(graph, device: CPUDevice(threads: 2))
         let nodes = layout.graph.nodes
         let convolutions = nodes.compactMap { $0.layer as? ConvolutionLayer }
-        #expect(convolutions.count == 4 && convolutions.allSatisfy(\.channelsLast), "\(layout.graph.textForm())")
+        #expect(convolutions.count == 5 && convolutions.allSatisfy(\.channelsLast), "\(layout.graph.textForm())")
+        // The expansion's ReLU6 is split: the ReLU stays in its epilogue, the depthwise reader clamps at 6.
+        #expect(convolutions.filter { $0.epilogue.activation == .relu }.count == 3)
+        #expect(convolutions.filter { $0.inputMax == 6 }.count == 1)
         let pools = nodes.compactMap { $0.layer as? PoolLayer }
         #expect(pools.count == 2 && pools.allSatisfy { $0.channelsLast })
         // One transpose in (x), two out: "mid" for the caller and the pooled features for the flatten.

@@ -56,6 +56,21 @@ import Testing
             "conv depthwise 5x5 dilated, odd channels, no bias",
             conv(.init(dilations: [2, 1], pads: [4, 2, 4, 2], group: 5)),
             [.float([1, 9, 8, 5]), .float([5, 5, 5, 1])])
+        func clamped(_ layer: ConvolutionLayer, _ high: Float) -> ConvolutionLayer {
+            var layer = layer
+            layer.inputMax = high
+            return layer
+        }
+        add(
+            "conv depthwise 3x3, input clamped at 0.5 as it loads",
+            clamped(conv(.init(pads: [1, 1, 1, 1], group: 16), .init(activation: .relu)), 0.5),
+            [.float([2, 9, 9, 16]), .float([16, 3, 3, 1]), .float([16])])
+        add(
+            "conv 3x3, input clamped at 0.3 (a clamp kernel, then cuDNN)",
+            clamped(conv(.init(pads: [1, 1, 1, 1])), 0.3), [.float([2, 6, 7, 8]), .float([8, 3, 3, 8])])
+        add(
+            "conv 1x1, input clamped at 0 (a clamp kernel, then the product)", clamped(conv(.init()), 0),
+            [.float([2, 5, 5, 8]), .float([16, 1, 1, 8]), .float([16])])
         add(
             "conv grouped, 2 channels per group (cuDNN)", conv(.init(pads: [1, 1, 1, 1], group: 4)),
             [.float([2, 6, 6, 8]), .float([8, 3, 3, 2])])

@@ -10,6 +10,13 @@ enum ChannelsLastKernels {
             x, offset: 0, strides: perm.map { strides[$0] }, shape: perm.map { x.shape[$0] }, threads: threads)
     }
 
+    /// `x` (a float tensor) with every element above `high` replaced by `high`; NaN stays NaN.
+    static func clamped(_ x: Tensor, above high: Float) throws -> Tensor {
+        let wide = try x.cast(to: .float32)
+        let values = wide.scalars(as: Float.self).map { $0 > high ? high : $0 }
+        return try Tensor(shape: x.shape, scalars: values).cast(to: x.dtype)
+    }
+
     /// Runs `channelsFirst` on the inputs at `activations` (and `weights`) moved to channels-first and moves
     /// every output of the activations' rank back to channels-last.
     static func run(

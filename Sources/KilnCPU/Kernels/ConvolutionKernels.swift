@@ -66,6 +66,13 @@ final class ConvolutionKernel: Kernel {
     init(_ layer: ConvolutionLayer) { self.layer = layer }
 
     func execute(_ inputs: [Value?], _ context: KernelContext) throws -> [Value] {
+        if let high = layer.inputMax {
+            var unclamped = layer
+            unclamped.inputMax = nil
+            var clamped = inputs
+            clamped[0] = .tensor(try ChannelsLastKernels.clamped(try inputs.tensor(0), above: high))
+            return try ConvolutionKernel(unclamped).execute(clamped, context)
+        }
         if layer.channelsLast {
             var first = layer
             first.channelsLast = false

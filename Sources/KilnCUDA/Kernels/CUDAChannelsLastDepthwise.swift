@@ -6,6 +6,7 @@ import KilnIR
 /// its halo, zeros for the padding) and the chunk's filters to shared memory once, then each thread computes
 /// a few neighbouring channels of one output pixel from there. Reading each input pixel once per tile rather
 /// than once per tap keeps this memory-bound layer (MobileNetV2's 3×3 layers) off the L2 bandwidth limit.
+/// `inputMax` clamps the input as it is copied.
 enum CUDAChannelsLastDepthwise {
     /// Output pixels per tile side, before shrinking to fit shared memory.
     static let tile = 8
@@ -62,7 +63,8 @@ enum CUDAChannelsLastDepthwise {
                 .pointer(.output(0)), .dims([x[0], x[1], x[2], x[3], out[2], out[3]]),
                 .dims([w[2], w[3], r.strides[0], r.strides[1], r.padsBegin[0], r.padsBegin[1]]),
                 .dims([r.dilations[0], r.dilations[1], side, side, groups]), .int32(hasBias ? 1 : 0),
-                .int32(residual ? 1 : 0), .float32(low), .float32(high),
+                .int32(residual ? 1 : 0), .float32(low), .float32(high), .int32(layer.inputMax == nil ? 0 : 1),
+                .float32(layer.inputMax ?? 0),
             ])
     }
 
@@ -79,7 +81,7 @@ enum CUDAChannelsLastDepthwise {
             __device__ __forceinline__ void kiln_depthwise_nhwc_body(
                 const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                 const T* __restrict__ residual, T* __restrict__ y, const KilnDims& size, const KilnDims& window,
-                const KilnDims& tile, int hasBias, int hasResidual, float p0, float p1)
+                const KilnDims& tile, int hasBias, int hasResidual, float p0, float p1, int clampInput, float inputMax)
             {
                 extern __shared__ __align__(16) unsigned char kiln_shared[];
                 const int C = (int)size.v[1], H = (int)size.v[2], W = (int)size.v[3];
@@ -109,6 +111,10 @@ enum CUDAChannelsLastDepthwise {
                     KilnVec v;
                     if (g < groupsHere && ih >= 0 && ih < H && iw >= 0 && iw < W) {
                         v = *(const KilnVec*)(xn + ((i64)ih * W + iw) * C + g * KILN_VEC);
+                        if (clampInput) {
+                            #pragma unroll
+                            for (int k = 0; k < KILN_VEC; ++k) if ((float)v.v[k] > inputMax) v.v[k] = (T)inputMax;
+                        }
                     } else {
                         #pragma unroll
                         for (int k = 0; k < KILN_VEC; ++k) v.v[k] = (T)0.0f;
@@ -149,12 +155,14 @@ enum CUDAChannelsLastDepthwise {
             extern "C" __global__ void kiln_depthwise_nhwc(
                 const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                 const T* __restrict__ residual, T* __restrict__ y, KilnDims size, KilnDims window, KilnDims tile,
-                int hasBias, int hasResidual, float p0, float p1)
+                int hasBias, int hasResidual, float p0, float p1, int clampInput, float inputMax)
             {
                 if (window.v[0] == 3 && window.v[1] == 3)
-                    kiln_depthwise_nhwc_body<3>(x, w, bias, residual, y, size, window, tile, hasBias, hasResidual, p0, p1);
+                    kiln_depthwise_nhwc_body<3>(
+                        x, w, bias, residual, y, size, window, tile, hasBias, hasResidual, p0, p1, clampInput, inputMax);
                 else
-                    kiln_depthwise_nhwc_body<0>(x, w, bias, residual, y, size, window, tile, hasBias, hasResidual, p0, p1);
+                    kiln_depthwise_nhwc_body<0>(
+                        x, w, bias, residual, y, size, window, tile, hasBias, hasResidual, p0, p1, clampInput, inputMax);
             }
 
             """

@@ -137,7 +137,8 @@ func weightGeometry(_ w: TensorType?) -> (channels: Dim, kernel: [Int]?) {
 /// A forward N-D convolution (ONNX Conv): inputs X `[N, C, spatial...]`, W `[M, C/group, k...]`, optional
 /// bias B `[M]`, and (with `epilogue.residual`) a residual R of the output's shape added after the bias. With
 /// `channelsLast` (set by the ChannelsLast pass) X, R and the output are `[N, spatial..., C]` and W is
-/// `[M, k..., C/group]`.
+/// `[M, k..., C/group]`. With `inputMax` every element of X above it counts as it (padding stays zero): the
+/// upper half of a ReLU6 moved here from the layer that produced X, whose epilogue keeps only the ReLU.
 public struct ConvolutionLayer: Layer {
     public static let kind = LayerKind("convolution")
     public var parameters: ConvolutionParameters
@@ -145,6 +146,8 @@ public struct ConvolutionLayer: Layer {
     public var epilogue: Epilogue
     /// Activations and weights stored channels-last (`ChannelsLast`).
     public var channelsLast: Bool
+    /// X clamped to at most this before the convolution (`ChannelsLastLayout` sets it); nil: no clamp.
+    public var inputMax: Float?
 
     public init(_ parameters: ConvolutionParameters, epilogue: Epilogue = Epilogue(), channelsLast: Bool = false) {
         self.parameters = parameters
@@ -163,6 +166,7 @@ public struct ConvolutionLayer: Layer {
         var parts = parameters.description.isEmpty ? [] : [parameters.description]
         if !epilogue.isEmpty { parts.append("epilogue=\(epilogue)") }
         if channelsLast { parts.append("layout=nhwc") }
+        if let inputMax { parts.append("inputMax=\(inputMax)") }
         return parts.joined(separator: ",")
     }
 }
