@@ -12,8 +12,9 @@ import KilnIR
 /// permuted to match). Regions with fewer than `minimumConvolutions` convolutions stay as they are: the
 /// transposes around a single convolution (a vision transformer's patch embedding) cost more than they save.
 /// Runs after the precision passes; the builder applies it when the device asks for it.
-public struct ChannelsLastLayout: Pass {
-    public let name = "channels-last"
+public struct ChannelsLastLayout: Sendable {
+    /// What `--no-fuse` and `--passes` call it.
+    public static let name = "channels-last"
     /// Whether the device runs this node's channels-last form fast, given its input's dtype.
     public var runsChannelsLast: @Sendable (Node, DType) -> Bool
     public var minimumConvolutions: Int
@@ -21,10 +22,6 @@ public struct ChannelsLastLayout: Pass {
     public init(minimumConvolutions: Int = 2, runsChannelsLast: @escaping @Sendable (Node, DType) -> Bool) {
         self.minimumConvolutions = minimumConvolutions
         self.runsChannelsLast = runsChannelsLast
-    }
-
-    public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
-        try apply(&graph) > 0
     }
 
     /// Rewrites `graph` (types inferred) and returns how many layers now run channels-last.
@@ -140,13 +137,14 @@ private struct LayoutRewriter {
 
     static func renamed(_ value: String) -> String { value + "::nhwc" }
 
-    /// `value` channels-last: the region's own copy, a permuted constant, or a transpose made once.
-    mutating func channelsLastValue(_ value: String, weights: Bool = false) throws -> String {
+    /// `value` channels-last: the region's own copy, a permuted constant (a rank-4 one such as a convolution's
+    /// weights, or a per-channel operand broadcast from the right), or a transpose made once.
+    mutating func channelsLastValue(_ value: String) throws -> String {
         let name = Self.renamed(value)
         if channelsLast.contains(value) { return name }
         channelsLast.insert(value)
         if let constant = graph.initializers[value] {
-            if weights || constant.rank == 4 {
+            if constant.rank == 4 {
                 graph.initializers[name] = try constant.permuted(ChannelsLast.fromFirst(rank: 4))
             } else if constant.count == 1 {
                 graph.initializers[name] = constant
@@ -175,7 +173,7 @@ private struct LayoutRewriter {
             conv.channelsLast = true
             node.layer = conv
             node.inputs[0] = try channelsLastValue(node.inputs[0])
-            node.inputs[1] = try channelsLastValue(node.inputs[1], weights: true)
+            node.inputs[1] = try channelsLastValue(node.inputs[1])
             if conv.epilogue.residual, node.inputs.count > 3 { node.inputs[3] = try channelsLastValue(node.inputs[3]) }
         case var pool as PoolLayer:
             pool.channelsLast = true

@@ -41,7 +41,7 @@ public enum Builder {
         if let half = config.half {
             (optimized, precision) = try HalfPlanner(config: half, device: device).run(optimized)
         }
-        if config.optimize, !config.disabledPasses.contains("channels-last") {
+        if config.optimize, !config.disabledPasses.contains(ChannelsLastLayout.name) {
             try ChannelsLastLayout(runsChannelsLast: { device.runsChannelsLast($0, dtype: $1) }).apply(&optimized)
         }
         let engine = try Engine(graph: optimized, device: device, profiles: config.profiles, precision: precision)

@@ -101,6 +101,13 @@ import Testing
                 channelsLast: true),
             [.float([2, 5, 6, 7])])
         add(
+            "average pool 3x3 stride 2 ceil mode, padding counted up to the padded end",
+            PoolLayer(
+                op: .average(countIncludePad: true),
+                window: PoolGeometry(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], ceilMode: true),
+                channelsLast: true),
+            [.float([2, 8, 9, 16])])
+        add(
             "global average pool",
             PoolLayer(op: .average(countIncludePad: false), window: nil, channelsLast: true), [.float([2, 7, 7, 40])])
         add("global max pool", PoolLayer(op: .max, window: nil, channelsLast: true), [.float([3, 4, 5, 9])])
@@ -213,9 +220,10 @@ import Testing
         // float32 takes 4 channels a thread for both 16 and 12 channels: 11 distinct kernels.
         #expect(Set(sources.map(\.name)).count == 11)
         for dtype in [DType.float32, .float16, .bfloat16] {
-            for op in [PoolLayer.Op.max, .average(countIncludePad: false)] {
+            for op in [PoolLayer.Op.max, .average(countIncludePad: false), .average(countIncludePad: true)] {
                 let layer = PoolLayer(
-                    op: op, window: PoolGeometry(kernel: [3, 3], strides: [2, 2]), channelsLast: true)
+                    op: op, window: PoolGeometry(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1]),
+                    channelsLast: true)
                 let launch = try #require(try CUDAChannelsLastPool.launch(layer, shape: [2, 40, 9, 9], dtype: dtype))
                 sources.append(launch.source)
             }

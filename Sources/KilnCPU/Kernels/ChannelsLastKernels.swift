@@ -3,13 +3,6 @@ import KilnIR
 /// The CPU runs channels-last layers (`ChannelsLast`) as their channels-first form between two copies: the
 /// layout exists for the GPU's tensor cores, and here it only has to give the same numbers.
 enum ChannelsLastKernels {
-    /// `x` with its axes reordered by `perm` (`result.shape[i] = x.shape[perm[i]]`).
-    static func permuted(_ x: Tensor, _ perm: [Int], threads: Int) -> Tensor {
-        let strides = Broadcast.strides(x.shape)
-        return ShapeCopy.strided(
-            x, offset: 0, strides: perm.map { strides[$0] }, shape: perm.map { x.shape[$0] }, threads: threads)
-    }
-
     /// `x` (a float tensor) with every element above `high` replaced by `high`; NaN stays NaN.
     static func clamped(_ x: Tensor, above high: Float) throws -> Tensor {
         let wide = try x.cast(to: .float32)
@@ -17,11 +10,10 @@ enum ChannelsLastKernels {
         return try Tensor(shape: x.shape, scalars: values).cast(to: x.dtype)
     }
 
-    /// Runs `channelsFirst` on the inputs at `activations` (and `weights`) moved to channels-first and moves
-    /// every output of the activations' rank back to channels-last.
+    /// Runs `channelsFirst` on the inputs at `permuting` (activations, a convolution's weights) moved to
+    /// channels-first and moves every output of their rank back to channels-last.
     static func run(
-        _ inputs: [Value?], activations: Set<Int>, weights: Int? = nil, threads: Int,
-        _ channelsFirst: ([Value?]) throws -> [Value]
+        _ inputs: [Value?], permuting: Set<Int>, threads: Int, _ channelsFirst: ([Value?]) throws -> [Value]
     ) throws -> [Value] {
         let rank = try inputs.tensor(0).rank
         guard rank >= 3 else {
@@ -29,16 +21,16 @@ enum ChannelsLastKernels {
         }
         let first = ChannelsLast.toFirst(rank: rank)
         let converted = try inputs.enumerated().map { i, value -> Value? in
-            guard activations.contains(i) || i == weights, value != nil else { return value }
+            guard permuting.contains(i), value != nil else { return value }
             let t = try inputs.tensor(i)
             guard t.rank == rank else {
                 throw KilnError.shapeMismatch("channels-last input \(i) has rank \(t.rank), not \(rank)")
             }
-            return .tensor(permuted(t, first, threads: threads))
+            return .tensor(ShapeCopy.permuted(t, first, threads: threads))
         }
         return try channelsFirst(converted).map { value in
             guard case .tensor(let t) = value, t.rank == rank else { return value }
-            return .tensor(permuted(t, ChannelsLast.fromFirst(rank: rank), threads: threads))
+            return .tensor(ShapeCopy.permuted(t, ChannelsLast.fromFirst(rank: rank), threads: threads))
         }
     }
 }

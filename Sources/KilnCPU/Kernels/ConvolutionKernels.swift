@@ -77,7 +77,7 @@ final class ConvolutionKernel: Kernel {
             var first = layer
             first.channelsLast = false
             let kernel = ConvolutionKernel(first)
-            return try ChannelsLastKernels.run(inputs, activations: [0, 3], weights: 1, threads: context.threads) {
+            return try ChannelsLastKernels.run(inputs, permuting: [0, 1, 3], threads: context.threads) {
                 try kernel.execute($0, context)
             }
         }

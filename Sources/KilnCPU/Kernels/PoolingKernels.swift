@@ -11,7 +11,7 @@ enum PoolingKernels {
             }
             var first = layer
             first.channelsLast = false
-            return try ChannelsLastKernels.run(inputs, activations: [0], threads: context.threads) {
+            return try ChannelsLastKernels.run(inputs, permuting: [0], threads: context.threads) {
                 try pool(first, try $0.tensor(0), context.threads).map { .tensor($0) }
             }
         },

@@ -4,6 +4,13 @@ import KilnIR
 /// or through per-axis index maps. Elements are moved as `dtype.byteSize` bytes (strings as values), so one
 /// code path serves every dtype.
 enum ShapeCopy {
+    /// `x` with its axes reordered by `perm` (`result.shape[i] = x.shape[perm[i]]`): Transpose.
+    static func permuted(_ x: Tensor, _ perm: [Int], threads: Int) -> Tensor {
+        let strides = Broadcast.strides(x.shape)
+        return strided(
+            x, offset: 0, strides: perm.map { strides[$0] }, shape: perm.map { x.shape[$0] }, threads: threads)
+    }
+
     /// A new contiguous tensor of `shape` whose element at multi-index i is `source[offset + Σ i[d]·strides[d]]`.
     /// Strides are in elements and may be zero (broadcast) or negative (reversed slices).
     static func strided(_ source: Tensor, offset: Int, strides: [Int], shape: [Int], threads: Int) -> Tensor {

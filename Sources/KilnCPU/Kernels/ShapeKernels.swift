@@ -14,14 +14,7 @@ enum ShapeKernels {
         },
         cpuKernel(TransposeLayer.self) { layer, inputs, context in
             let x = try inputs.tensor(0)
-            let p = try layer.permutation(rank: x.rank)
-            let strides = Broadcast.strides(x.shape)
-            return [
-                .tensor(
-                    ShapeCopy.strided(
-                        x, offset: 0, strides: p.map { strides[$0] },
-                        shape: p.map { x.shape[$0] }, threads: context.threads))
-            ]
+            return [.tensor(ShapeCopy.permuted(x, try layer.permutation(rank: x.rank), threads: context.threads))]
         },
         cpuKernel(ConcatLayer.self) { layer, inputs, context in
             let parts = try (0..<inputs.count).map { try inputs.tensor($0) }

@@ -3,7 +3,8 @@ import KilnIR
 /// Convolutions stored channels-last (`ConvolutionLayer.channelsLast`: X `[N, H, W, C]`, W `[M, kh, kw, C/g]`,
 /// Y `[N, OH, OW, M]`), the layout cuDNN's tensor-core kernels read without reformatting. A 1×1 convolution is
 /// one product `Y[NHW, M] = X[NHW, C] · Wᵀ` (the bias, residual and ReLU in cuBLASLt's epilogue); a depthwise
-/// one is Kiln's kernel (`CUDAChannelsLastDepthwise`); every other one is cuDNN with NHWC descriptors. Shapes arrive channels-first (`x`, `w`, `out` as the ONNX layer has them).
+/// one is Kiln's kernel (`CUDAChannelsLastDepthwise`); every other one is cuDNN with NHWC descriptors. Shapes
+/// arrive channels-first (`x`, `w`, `out` as the ONNX layer has them).
 enum CUDAChannelsLastConvolution {
     static let residualIndex = 3
 

@@ -2,26 +2,27 @@ import KilnIR
 
 /// Windowed 2-D max and average pooling stored channels-last (`[N, H, W, C]`) as Kiln's vector kernel: one
 /// output pixel and up to 16 bytes of neighbouring channels per thread, 32-bit indices where the sizes allow.
-/// Average pooling here counts the taps inside the input (count_include_pad off, or no padding); other
-/// pooling takes the element-wise NHWC kernels of `CUDAPoolLowering`.
+/// Averages divide by the taps inside the input, or with count_include_pad by those inside the input and its
+/// padding (as `CUDAPoolGeometry.taps` counts them).
 enum CUDAChannelsLastPool {
     static let threads = 256
     static let maxBlocks = 132 * 16
 
     /// The launch for `layer` over the channels-first `shape` `[N, C, H, W]`, or nil when this kernel does not
-    /// cover it.
+    /// cover it (Lp pooling, other ranks and dtypes).
     static func launch(_ layer: PoolLayer, shape: [Int], dtype: DType) throws -> CUDALaunch? {
         guard shape.count == 4, let window = layer.window, [.float32, .float16, .bfloat16].contains(dtype) else {
             return nil
         }
         let resolved = try window.resolve(Array(shape[2...]))
-        // paddedEnd is the input plus both pads.
-        let padded = resolved.paddedEnd.indices.contains { resolved.paddedEnd[$0] != shape[2 + $0] }
         let isMax: Bool
+        var includePad = false
         switch layer.op {
         case .max: isMax = true
-        case .average(let include) where !include || !padded: isMax = false
-        default: return nil
+        case .average(let include):
+            isMax = false
+            includePad = include
+        case .lp: return nil
         }
         let channels = shape[1]
         let vector = CUDAChannelsLastDepthwise.vectorWidth(channels: channels, dtype: dtype)
@@ -41,25 +42,30 @@ enum CUDAChannelsLastPool {
                     window.kernel[0], window.kernel[1], window.strides[0], window.strides[1], resolved.padBegin[0],
                     resolved.padBegin[1],
                 ]),
-                .dims([window.dilations[0], window.dilations[1]]),
+                // Taps at input rows and columns below these (the input and its padding) count with count_include_pad.
+                .dims([
+                    window.dilations[0], window.dilations[1], resolved.paddedEnd[0] - resolved.padBegin[0],
+                    resolved.paddedEnd[1] - resolved.padBegin[1], includePad ? 1 : 0,
+                ]),
             ])
     }
 
     private static let code = """
         /* X [N, H, W, C] -> Y [N, OH, OW, C]; size: N, C, H, W, OH, OW; window: KH, KW, SH, SW, PH, PW;
-           dilation: DH, DW. Max: a NaN tap never wins and an empty window gives -inf (as the CPU); average: the
-           mean of the taps inside the input. */
+           taps: DH, DW, the padded row and column ends, whether padding taps count. Max: a NaN tap never wins
+           and an empty window gives -inf (as the CPU); average: the sum over the taps inside the input divided
+           by their count, or by the count of taps inside the input and its padding. */
         typedef KILN_T T;
         struct __align__(sizeof(T) * KILN_VEC) KilnVec { T v[KILN_VEC]; };
 
         template <typename IX>
         __device__ __forceinline__ void kiln_pool_nhwc_body(
             const T* __restrict__ x, T* __restrict__ y, const KilnDims& size, const KilnDims& window,
-            const KilnDims& dilation)
+            const KilnDims& taps)
         {
             const IX C = (IX)size.v[1], H = (IX)size.v[2], W = (IX)size.v[3], OH = (IX)size.v[4], OW = (IX)size.v[5];
             const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
-            const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)dilation.v[0], DW = (int)dilation.v[1];
+            const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)taps.v[0], DW = (int)taps.v[1];
             const IX groups = C / KILN_VEC;
             const IX total = (IX)size.v[0] * OH * OW * groups;
             const IX step = (IX)gridDim.x * blockDim.x;
@@ -90,6 +96,12 @@ enum CUDAChannelsLastPool {
                         ++count;
                     }
                 }
+                if (!KILN_MAX && taps.v[4]) {
+                    int rows = 0, columns = 0;
+                    for (int kh = 0; kh < KH; ++kh) rows += oh * SH - PH + kh * DH < (int)taps.v[2];
+                    for (int kw = 0; kw < KW; ++kw) columns += ow * SW - PW + kw * DW < (int)taps.v[3];
+                    count = rows * columns;
+                }
                 KilnVec result;
                 #pragma unroll
                 for (int v = 0; v < KILN_VEC; ++v)
@@ -99,13 +111,13 @@ enum CUDAChannelsLastPool {
         }
 
         extern "C" __global__ void kiln_pool_nhwc(
-            const T* __restrict__ x, T* __restrict__ y, KilnDims size, KilnDims window, KilnDims dilation)
+            const T* __restrict__ x, T* __restrict__ y, KilnDims size, KilnDims window, KilnDims taps)
         {
             if (size.v[0] * size.v[1] * size.v[2] * size.v[3] < 2147483647LL
                 && size.v[0] * size.v[1] * size.v[4] * size.v[5] < 2147483647LL)
-                kiln_pool_nhwc_body<unsigned int>(x, y, size, window, dilation);
+                kiln_pool_nhwc_body<unsigned int>(x, y, size, window, taps);
             else
-                kiln_pool_nhwc_body<i64>(x, y, size, window, dilation);
+                kiln_pool_nhwc_body<i64>(x, y, size, window, taps);
         }
 
         """

@@ -103,7 +103,11 @@ enum CUDAPoolLowering {
                 break
             }
         }
-        if last, !indices, let launch = try CUDAChannelsLastPool.launch(layer, shape: shape, dtype: dtype) {
+        if last {
+            guard let launch = try CUDAChannelsLastPool.launch(layer, shape: shape, dtype: dtype) else {
+                throw KilnError.unsupported(
+                    "CUDA channels-last pooling: \(layer.op) of \(dtype.onnxName) over \(shape.count - 2) spatial axes")
+            }
             return CUDALowering(.launch(launch))
         }
         let source = try self.source(dtype)
@@ -111,14 +115,6 @@ enum CUDAPoolLowering {
         var arguments: [CUDAArgument] = [.pointer(.input(0)), .pointer(.output(0))]
         let function: String
         switch layer.op {
-        case .max where last:
-            function = "pool_max_nhwc"
-            arguments += [.int(total)] + geometry.arguments + [.int(shape[1])]
-        case .average(let include) where last:
-            function = "pool_average_nhwc"
-            arguments += [.int(total)] + geometry.arguments + [.int32(include ? 1 : 0), .int(shape[1])]
-        case .lp where last:
-            throw KilnError.unsupported("channels-last Lp pooling on CUDA")
         case .max where indices:
             function = "pool_max_indices"
             arguments.append(.pointer(.output(1)))
@@ -181,16 +177,6 @@ enum CUDAPoolLowering {
                     for (i64 kw = tw.lo; kw < tw.hi; ++kw) { const i64 at = rowAt + kw * dw; BODY } \\
                 } \\
             }
-        /* Channels-last: q runs over [N, OD, OH, OW, C]; `at` counts pixels, each C elements apart. */
-        #define KILN_POOL_SETUP_NHWC \\
-            const i64 D = g0.v[0], H = g0.v[1], W = g0.v[2], OD = g0.v[3], OH = g0.v[4], OW = g0.v[5]; \\
-            const i64 ch = q % C; i64 rest = q / C; const i64 ow = rest % OW; rest /= OW; \\
-            const i64 oh = rest % OH; rest /= OH; const i64 od = rest % OD; const i64 n = rest / OD; \\
-            const KilnTaps td = kiln_axis(od, D, g1.v[0], g1.v[3], g1.v[6], g2.v[1], g2.v[4]); \\
-            const KilnTaps th = kiln_axis(oh, H, g1.v[1], g1.v[4], g1.v[7], g2.v[2], g2.v[5]); \\
-            const KilnTaps tw = kiln_axis(ow, W, g1.v[2], g1.v[5], g2.v[0], g2.v[3], g2.v[6]); \\
-            const i64 dd = g1.v[6], dh = g1.v[7], dw = g2.v[0]; \\
-            const T* src = x + n * D * H * W * C + ch;
         #define KILN_GRID_LOOP(q) \\
             for (i64 q = (i64)blockIdx.x * blockDim.x + threadIdx.x; q < total; q += (i64)gridDim.x * blockDim.x)
 
@@ -230,27 +216,6 @@ enum CUDAPoolLowering {
                 KILN_POOL_SETUP
                 A sum = 0;
                 KILN_POOL_LOOP({ sum += (A)src[at]; })
-                const i64 count = countIncludePad ? td.padded * th.padded * tw.padded
-                                                  : (td.hi - td.lo) * (th.hi - th.lo) * (tw.hi - tw.lo);
-                y[q] = (T)(count > 0 ? sum / (A)count : (A)0);
-            }
-        }
-
-        extern "C" __global__ void pool_max_nhwc(const T* __restrict__ x, T* __restrict__ y, KILN_POOL_PARAMS, i64 C) {
-            KILN_GRID_LOOP(q) {
-                KILN_POOL_SETUP_NHWC
-                A best = KILN_NEG_INF;
-                KILN_POOL_LOOP({ const A v = (A)src[at * C]; if (v > best) best = v; })
-                y[q] = (T)best;
-            }
-        }
-
-        extern "C" __global__ void pool_average_nhwc(
-            const T* __restrict__ x, T* __restrict__ y, KILN_POOL_PARAMS, int countIncludePad, i64 C) {
-            KILN_GRID_LOOP(q) {
-                KILN_POOL_SETUP_NHWC
-                A sum = 0;
-                KILN_POOL_LOOP({ sum += (A)src[at * C]; })
                 const i64 count = countIncludePad ? td.padded * th.padded * tw.padded
                                                   : (td.hi - td.lo) * (th.hi - th.lo) * (tw.hi - tw.lo);
                 y[q] = (T)(count > 0 ? sum / (A)count : (A)0);

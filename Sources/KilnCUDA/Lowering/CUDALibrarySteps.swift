@@ -84,7 +84,6 @@ public struct CUDAConvolution: Sendable, Hashable {
         dilations: [Int], groups: Int, activation: EpilogueActivation?, dtype: DType = .float32,
         channelsLast: Bool = false
     ) {
-        self.channelsLast = channelsLast
         self.x = x
         self.w = w
         self.bias = bias
@@ -99,5 +98,6 @@ public struct CUDAConvolution: Sendable, Hashable {
         self.groups = groups
         self.activation = activation
         self.dtype = dtype
+        self.channelsLast = channelsLast
     }
 }

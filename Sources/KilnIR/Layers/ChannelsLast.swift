@@ -20,17 +20,16 @@ public enum ChannelsLast {
         return LayerInput(type: .tensor(TensorType(t.dtype, permuted(shape, perm))), isPresent: input.isPresent)
     }
 
-    /// Infers a channels-last layer's types through its channels-first form: inputs at `activations` (and the
-    /// weights at `weights`) are permuted to channels-first, the layer's own rule runs, and every output of
-    /// the same rank is permuted back.
+    /// Infers a channels-last layer's types through its channels-first form: the inputs at `permuting`
+    /// (activations, a convolution's weights) are permuted to channels-first, the layer's own rule runs, and
+    /// every output of the same rank is permuted back.
     static func inferTypes(
-        _ inputs: [LayerInput], activations: Set<Int>, weights: Int? = nil,
-        _ channelsFirst: ([LayerInput]) throws -> [ValueType?]
+        _ inputs: [LayerInput], permuting: Set<Int>, _ channelsFirst: ([LayerInput]) throws -> [ValueType?]
     ) rethrows -> [ValueType?] {
         guard let rank = inputs.first?.tensorType?.shape?.count, rank >= 3 else { return try channelsFirst(inputs) }
         let first = toFirst(rank: rank)
         let converted = inputs.enumerated().map { i, input in
-            activations.contains(i) || i == weights ? permuted(input, first) : input
+            permuting.contains(i) ? permuted(input, first) : input
         }
         return try channelsFirst(converted).map { type in
             guard case .tensor(let t)? = type, let shape = t.shape, shape.count == rank else { return type }

@@ -157,7 +157,7 @@ public struct ConvolutionLayer: Layer {
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
         guard channelsLast else { return [try parameters.forwardOutputType(inputs)] }
-        return try ChannelsLast.inferTypes(inputs, activations: [0, 3], weights: 1) {
+        return try ChannelsLast.inferTypes(inputs, permuting: [0, 1, 3]) {
             [try parameters.forwardOutputType($0)]
         }
     }

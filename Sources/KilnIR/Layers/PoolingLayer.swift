@@ -35,7 +35,7 @@ public struct PoolLayer: Layer {
         guard !outputsIndices else {
             throw KilnError.invalidArgument("channels-last pooling does not produce indices")
         }
-        return try ChannelsLast.inferTypes(inputs, activations: [0]) { try channelsFirstTypes($0) }
+        return try ChannelsLast.inferTypes(inputs, permuting: [0]) { try channelsFirstTypes($0) }
     }
 
     private func channelsFirstTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
