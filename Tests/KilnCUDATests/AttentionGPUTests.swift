@@ -69,6 +69,16 @@ import Testing
         add(
             "packed BERT heads, no mask", packed(batch: 2, seq: 128, heads: 2, head: 64),
             [.float([2, 128, 384], -2...2)] * 3)
+        // Masks whose tiles the tensor-core kernel stages in shared memory (strides multiples of 8): one row per
+        // batch shared by every query, and a full [Sq, Sk] mask, keys past the last whole tile included.
+        add(
+            "packed BERT heads, staged padding mask with a fully masked row",
+            packed(batch: 3, seq: 128, heads: 2, head: 64, zeroMaskedRows: true),
+            [.float([3, 128, 384], -2...2)] * 3 + [.tensor(paddingMask([128, 50, 0], seq: 128))])
+        add(
+            "dense heads d=64, staged [Sq, Sk] mask",
+            dense(batch: 2, heads: 3, queries: 70, keys: 104, head: 64, valueHead: 64),
+            [.float([2, 3, 70, 64]), .float([2, 3, 104, 64]), .float([2, 3, 104, 64]), .float([70, 104], -3...3)])
         let vit = sequenceFirst(batch: 3, seq: 197, heads: 2, head: 64)
         add("sequence-first packed (ViT)", vit, [.float([197, 3, 384], -2...2)] * 3)
         add(
@@ -135,6 +145,12 @@ import Testing
             #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "tensor-core \(dtype)")
         }
         #expect(CUDAAttention.sharedBytes(64) <= 48 << 10)
+        // Masks the tensor-core kernel stages (keys adjacent, other strides multiples of 8) and reads in place.
+        #expect(CUDAAttentionTensorCore.maskMode(nil) == 0)
+        #expect(CUDAAttentionTensorCore.maskMode([128, 0, 0, 1]) == 2)
+        #expect(CUDAAttentionTensorCore.maskMode([0, 0, 104, 1]) == 2)
+        #expect(CUDAAttentionTensorCore.maskMode([77, 0, 0, 1]) == 1)
+        #expect(CUDAAttentionTensorCore.maskMode([0, 0, 1, 0]) == 1)
         // Which block size each grid gets.
         let big = try CUDAAttention.lower(
             Self.dense(batch: 2, heads: 80, queries: 100, keys: 90, head: 32, valueHead: 32), Self.info(inputs: 3))

@@ -187,8 +187,11 @@ private struct SplitMix {
         let layer = NormalizationLayer(method: .layer(axis: -1), epsilon: 1e-12)
         let lowering = try lower(try info(layer, [[1, 128, 768], [768], [768]]))
         let launch = try onlyLaunch(lowering)
-        #expect(launch.function == "norm_warp4_6")
+        #expect(launch.function == "norm_warpv_6")
         #expect(launch.source.name == "layer_norm_f32")
+        // 16-bit rows move 8 elements (16 bytes) per access: 3 per lane for 768.
+        let half = try onlyLaunch(try lower(try info(layer, [[1, 128, 768], [768], [768]], dtype: .float16)))
+        #expect(half.function == "norm_warpv_3" && half.source.name == "layer_norm_f16")
         #expect(launch.grid == CUDADim3(32) && launch.block == CUDADim3(128))
         #expect(
             launch.arguments == [

@@ -58,18 +58,22 @@ enum CUDAAttention {
         guard layer.batch <= 65535, layer.heads <= 65535 else {
             throw KilnError.unsupported("fused attention on CUDA takes batch and heads up to 65535")
         }
-        let arguments: [CUDAArgument] = [
-            .pointer(.input(0)), .pointer(.input(1)), .pointer(.input(2)),
-            .pointer(hasMask ? .input(3) : .input(0)), .pointer(.output(0)),
-            .dims([
-                layer.batch, layer.heads, layer.queryLength, layer.keyLength, layer.headSize, layer.valueHeadSize,
-            ]),
-            dims(layer.query), dims(layer.key), dims(layer.value), dims(layer.output), .dims(maskStrides),
-            .float32(layer.scale), .int32(hasMask ? 1 : 0), .int32(layer.zeroMaskedRows ? 1 : 0),
-            .int32(vector), .int32(causal ? 1 : 0), .int32(Int32(group)),
-        ]
+        func arguments(_ maskMode: Int32) -> [CUDAArgument] {
+            [
+                .pointer(.input(0)), .pointer(.input(1)), .pointer(.input(2)),
+                .pointer(hasMask ? .input(3) : .input(0)), .pointer(.output(0)),
+                .dims([
+                    layer.batch, layer.heads, layer.queryLength, layer.keyLength, layer.headSize, layer.valueHeadSize,
+                ]),
+                dims(layer.query), dims(layer.key), dims(layer.value), dims(layer.output), .dims(maskStrides),
+                .float32(layer.scale), .int32(maskMode), .int32(layer.zeroMaskedRows ? 1 : 0),
+                .int32(vector), .int32(causal ? 1 : 0), .int32(Int32(group)),
+            ]
+        }
         // 16-bit operands in aligned head-axis runs: the tensor-core kernel.
-        if let tensorCore = CUDAAttentionTensorCore.launch(layer, dtype: dtype, arguments: arguments) {
+        if let tensorCore = CUDAAttentionTensorCore.launch(
+            layer, dtype: dtype, maskStrides: hasMask ? maskStrides : nil, arguments: arguments)
+        {
             return CUDALowering(.launch(tensorCore))
         }
         return CUDALowering(
@@ -78,7 +82,7 @@ enum CUDAAttention {
                     source: source(dtype),
                     function: "kiln_attention_\(dtype)_d\(tile)_r\(rows / 16)",
                     grid: grid, block: CUDADim3(threads), sharedBytes: sharedBytes(tile, rows: rows),
-                    arguments: arguments)))
+                    arguments: arguments(hasMask ? 1 : 0))))
     }
 
     /// ONNX Attention (float32, no KV cache, no softcap or window, only the first output) on the same kernel:

@@ -2,12 +2,13 @@ import KilnIR
 
 /// The fused attention for float16 and bfloat16 operands on tensor cores (`mma.sync` m16n8k16, float32
 /// accumulation), in the flash-attention-2 arrangement: a block of 4 warps takes 64 queries of one (batch,
-/// head), each warp 16 of them with their Q fragments held in registers; for each tile of 64 keys the block
-/// stages K (rows padded by 8 elements, so the fragment loads hit distinct banks) and V transposed in shared
-/// memory, each warp computes its 16 x 64 scores with `mma`, applies scale, mask and causality in float32,
-/// updates the running row maximum and sum (online softmax), and multiplies the probabilities, rounded to the
-/// 16-bit type straight from the score registers, by V (read with `ldmatrix.trans`). The [queries, keys]
-/// scores never reach memory.
+/// head), each warp 16 of them with their Q fragments held in registers; for each tile of 32 keys the block
+/// stages K and V (rows padded by 8 elements, so fragment loads hit distinct banks) and, where the mask's
+/// layout allows 16-byte copies, the mask's columns for those keys in shared memory, while the next tile loads.
+/// Each warp computes its 16 x 32 scores with `mma` (K read with `ldmatrix`), applies scale, mask and
+/// causality in float32 (no per-score checks on whole tiles without causality), updates the running row
+/// maximum and sum (online softmax), and multiplies the probabilities, rounded to the 16-bit type straight
+/// from the score registers, by V (read with `ldmatrix.trans`). The [queries, keys] scores never reach memory.
 ///
 /// Taken when the head sizes are equal and 32, 64 or 128, and every view moves along the head axis in
 /// 16-byte aligned runs; other layers use the float32-arithmetic kernel (`CUDAAttention`).
@@ -16,8 +17,10 @@ enum CUDAAttentionTensorCore {
     static let rowsPerBlock = 64
 
     /// The launch, or nil when the layer's shape or views do not suit this kernel.
+    /// `arguments(maskMode)`: the kernel's arguments with the given `hasMask` value; `maskStrides` are the
+    /// mask's strides (batch, head, query, key), nil without a mask.
     static func launch(
-        _ layer: FusedAttentionLayer, dtype: DType, arguments: [CUDAArgument]
+        _ layer: FusedAttentionLayer, dtype: DType, maskStrides: [Int]?, arguments: (Int32) -> [CUDAArgument]
     ) -> CUDALaunch? {
         guard dtype == .float16 || dtype == .bfloat16, layer.headSize == layer.valueHeadSize,
             headSizes.contains(layer.headSize)
@@ -32,7 +35,14 @@ enum CUDAAttentionTensorCore {
         return CUDALaunch(
             source: source(dtype),
             function: "kiln_attention_tc_\(dtype)_d\(layer.headSize)",
-            grid: grid, block: CUDADim3(128), arguments: arguments)
+            grid: grid, block: CUDADim3(128), arguments: arguments(maskMode(maskStrides)))
+    }
+
+    /// The kernel's `hasMask`: 0 without a mask, 2 when the mask's tiles can be copied 16 bytes at a time
+    /// (keys adjacent, every other stride a multiple of 8 elements), else 1 (read score by score).
+    static func maskMode(_ strides: [Int]?) -> Int32 {
+        guard let strides else { return 0 }
+        return strides.count == 4 && strides[3] == 1 && strides[0..<3].allSatisfy({ $0 % 8 == 0 }) ? 2 : 1
     }
 
     /// The module for `dtype` (float16 or bfloat16): one kernel per head size.
@@ -70,23 +80,29 @@ enum CUDAAttentionTensorCore {
             asm volatile("cp.async.wait_group %0;" :: "n"(N));
         }
 
-        /* size: B, H, Sq, Sk, D, Dv. Views: offset, then strides of batch, head, sequence, head axis (1 here).
-           STAGES 2: the next K/V tile loads (cp.async) while this one is used; 1 where two would not fit. */
-        template <int D, int STAGES>
+        /* size: B, H, Sq, Sk, D, Dv. Views: offset, then strides of batch, head, sequence, head axis (1 here); the
+           mask's strides of batch, head, query, key. hasMask 1: the mask is read from global memory score by score;
+           2: its tile is staged in shared memory with the K/V tile (key stride 1, other strides multiples of 8), one
+           row when every query shares it. The next tile loads (cp.async) while this one is used. */
+        template <int D>
         __device__ __forceinline__ void kiln_attention_tc(
             const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ mask,
             T* __restrict__ out, const KilnDims& size, const KilnDims& qv, const KilnDims& kv, const KilnDims& vv,
             const KilnDims& ov, const KilnDims& mv, float scale, int hasMask, int zeroMasked, int causal, int group)
         {
-            const int BK = 64;           /* keys per tile */
+            const int BK = 32;           /* keys per tile */
             const int KS = D + 8;        /* row stride of the K and V tiles, in elements: conflict-free fragments */
-            __shared__ __align__(16) u16 Ks[STAGES * BK * KS];
-            __shared__ __align__(16) u16 Vs[STAGES * BK * KS];
+            __shared__ __align__(16) u16 Ks[2 * BK * KS];
+            __shared__ __align__(16) u16 Vs[2 * BK * KS];
+            const int QR = 64;           /* queries per block */
+            __shared__ __align__(16) u16 Ms[2 * QR * BK];
+            const int q0 = blockIdx.x * QR;
+            const int maskRows = hasMask == 2 ? (mv.v[2] == 0 ? 1 : QR) : 0;
             const int Sq = (int)size.v[2], Sk = (int)size.v[3];
             const int b = blockIdx.z, h = blockIdx.y;
             const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
             const int g = lane >> 2, t = lane & 3;
-            const int ra = blockIdx.x * 64 + warp * 16 + g, rb = ra + 8;
+            const int ra = q0 + warp * 16 + g, rb = ra + 8;
             const int hk = h / group;
             const u16* qb = (const u16*)q;
             const u16* kb = (const u16*)k;
@@ -113,11 +129,11 @@ enum CUDAAttentionTensorCore {
             #pragma unroll
             for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
             float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
-            const int lastQuery = min(Sq, (int)(blockIdx.x + 1) * 64) - 1;
+            const int lastQuery = min(Sq, q0 + QR) - 1;
             int tiles = (Sk + BK - 1) / BK;
             if (causal) tiles = min(tiles, lastQuery / BK + 1);
 
-            /* Rows of keys k0.. of K and V into stage `stage` (zeros past Sk). */
+            /* Rows of keys k0.. of K and V, and the mask's columns, into stage `stage` (zeros past Sk and Sq). */
             auto load = [&](int stage, int k0) {
                 for (int e = threadIdx.x; e < BK * (D / 8); e += blockDim.x) {
                     const int r = e / (D / 8), c = (e % (D / 8)) * 8;
@@ -126,17 +142,21 @@ enum CUDAAttentionTensorCore {
                     kiln_cp16(Ks + (stage * BK + r) * KS + c, kb + kBase + row * kv.v[3] + c, inside ? 16 : 0);
                     kiln_cp16(Vs + (stage * BK + r) * KS + c, vb + vBase + row * vv.v[3] + c, inside ? 16 : 0);
                 }
+                for (int e = threadIdx.x; e < maskRows * (BK / 8); e += blockDim.x) {
+                    const int r = e / (BK / 8), c = (e % (BK / 8)) * 8;
+                    const int keys = Sk - (k0 + c);
+                    const bool inside = keys > 0 && q0 + r < Sq;
+                    const i64 at = inside ? mBase + (i64)(q0 + r) * mv.v[2] + k0 + c : 0;
+                    kiln_cp16(Ms + (stage * QR + r) * BK + c, (const u16*)mask + at, inside ? 2 * min(keys, 8) : 0);
+                }
                 kiln_cp_commit();
             };
 
-            if (STAGES == 2 && tiles > 0) load(0, 0);
+            if (tiles > 0) load(0, 0);
             for (int it = 0; it < tiles; ++it) {
                 const int k0 = it * BK;
-                const int stage = STAGES == 2 ? (it & 1) : 0;
-                if (STAGES == 1) {
-                    load(0, k0);
-                    kiln_cp_wait<0>();
-                } else if (it + 1 < tiles) {
+                const int stage = it & 1;
+                if (it + 1 < tiles) {
                     load(stage ^ 1, k0 + BK);
                     kiln_cp_wait<1>();
                 } else {
@@ -145,6 +165,7 @@ enum CUDAAttentionTensorCore {
                 __syncthreads();
                 const u16* K = Ks + stage * BK * KS;
                 const u16* V = Vs + stage * BK * KS;
+                const u16* M = Ms + stage * QR * BK;
 
                 float s[BK / 8][4];
                 #pragma unroll
@@ -152,26 +173,46 @@ enum CUDAAttentionTensorCore {
                 #pragma unroll
                 for (int st = 0; st < D / 16; ++st) {
                     #pragma unroll
-                    for (int j = 0; j < BK / 8; ++j) {
-                        const u16* kr = K + (j * 8 + g) * KS + st * 16 + 2 * t;
-                        kiln_mma(s[j], qa[st], *(const unsigned*)kr, *(const unsigned*)(kr + 8));
+                    /* ldmatrix: four 8x8 tiles of K, the B fragments of two 8-key column tiles. */
+                    for (int j = 0; j < BK / 8; j += 2) {
+                        const u16* kr = K + ((j + (lane >> 4)) * 8 + (lane & 7)) * KS + st * 16 + ((lane >> 3) & 1) * 8;
+                        unsigned b0, b1, b2, b3;
+                        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                            : "=r"(b0), "=r"(b1), "=r"(b2), "=r"(b3) : "r"((unsigned)__cvta_generic_to_shared(kr)));
+                        kiln_mma(s[j], qa[st], b0, b1);
+                        kiln_mma(s[j + 1], qa[st], b2, b3);
                     }
                 }
 
                 float top[2] = {NEG_INF, NEG_INF};
+                /* A whole tile of keys with no causal limit needs no per-score checks. */
+                const bool whole = k0 + BK <= Sk && !causal;
                 #pragma unroll
                 for (int j = 0; j < BK / 8; ++j) {
                     #pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int row = e < 2 ? ra : rb;
-                        const int key = k0 + j * 8 + 2 * t + (e & 1);
-                        float x = NEG_INF;
-                        if (key < Sk && !(causal && key > row)) {
-                            x = s[j][e] * scale;
-                            if (hasMask && row < Sq) x += (float)mask[mBase + row * mv.v[2] + (i64)key * mv.v[3]];
+                    for (int r = 0; r < 2; ++r) {
+                        const int row = r == 0 ? ra : rb;
+                        const int key = k0 + j * 8 + 2 * t;
+                        float x0 = s[j][2 * r] * scale, x1 = s[j][2 * r + 1] * scale;
+                        if (hasMask == 2) {
+                            const unsigned pair = *(const unsigned*)(M + (maskRows == 1 ? 0 : row - q0) * BK + j * 8 + 2 * t);
+                            T m0, m1;
+                            m0.bits = (u16)(pair & 0xffffu);
+                            m1.bits = (u16)(pair >> 16);
+                            x0 += (float)m0;
+                            x1 += (float)m1;
+                        } else if (hasMask && row < Sq) {
+                            const T* mr = mask + mBase + (i64)row * mv.v[2];
+                            if (key < Sk) x0 += (float)mr[(i64)key * mv.v[3]];
+                            if (key + 1 < Sk) x1 += (float)mr[(i64)(key + 1) * mv.v[3]];
                         }
-                        s[j][e] = x;
-                        top[e >> 1] = fmaxf(top[e >> 1], x);
+                        if (!whole) {
+                            if (!(key < Sk && !(causal && key > row))) x0 = NEG_INF;
+                            if (!(key + 1 < Sk && !(causal && key + 1 > row))) x1 = NEG_INF;
+                        }
+                        s[j][2 * r] = x0;
+                        s[j][2 * r + 1] = x1;
+                        top[r] = fmaxf(top[r], fmaxf(x0, x1));
                     }
                 }
                 float shift[2], rescale[2], sum[2] = {0.f, 0.f};
@@ -246,13 +287,13 @@ enum CUDAAttentionTensorCore {
         }
 
         #define KILN_ATTENTION_TC(D) \\
-            extern "C" __global__ void __launch_bounds__(128) kiln_attention_tc_KILN_NAME_d##D( \\
+            extern "C" __global__ void __launch_bounds__(128, (D <= 64 ? 4 : 1)) kiln_attention_tc_KILN_NAME_d##D( \\
                 const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, \\
                 const T* __restrict__ mask, T* __restrict__ out, KilnDims size, KilnDims qv, KilnDims kv, \\
                 KilnDims vv, KilnDims ov, KilnDims mv, float scale, int hasMask, int zeroMasked, int vector, \\
                 int causal, int group) \\
             { \\
-                kiln_attention_tc<D, (D <= 64 ? 2 : 1)>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, \\
+                kiln_attention_tc<D>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, \\
                     hasMask, zeroMasked, causal, group); \\
             }
 

@@ -134,8 +134,8 @@ enum CUDANormalizationLowering {
         let grid: CUDADim3
         let block: CUDADim3
         if n <= warpRowLimit {
-            if [.float32, .float16, .bfloat16].contains(dtype) && n % 4 == 0 {
-                function = "norm_warp4_\(CUDAReductionLaunch.ceilDiv(n, 128))"
+            if let width = CUDANormalizationSources.vectorWidth(dtype), n % width == 0 {
+                function = "norm_warpv_\(CUDAReductionLaunch.ceilDiv(n, 32 * width))"
             } else {
                 function = "norm_warp1_\(CUDAReductionLaunch.powerOfTwo(atLeast: CUDAReductionLaunch.ceilDiv(n, 32)))"
             }

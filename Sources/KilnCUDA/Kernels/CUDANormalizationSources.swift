@@ -4,8 +4,8 @@ import KilnIR
 ///
 /// Trailing-axes normalization (layer, RMS) over rows of n elements, scale and bias indexed by the position in
 /// the row times their stride (1, or 0 for one broadcast value):
-/// - `norm_warp4_V` (float32, float16 or bfloat16, n % 4 == 0, n <= 1024): one warp per row, V groups of four
-///   elements per lane held in registers;
+/// - `norm_warpv_V` (float32, float16 or bfloat16, n a multiple of `vectorWidth`, n <= 1024): one warp per
+///   row, V groups of `vectorWidth` elements (16 bytes) per lane held in registers;
 /// - `norm_warp1_V` (n <= 1024): one warp per row, V scalars per lane;
 /// - `norm_block`: one block per row, three passes over memory, for longer rows.
 /// Statistics are two-pass (mean, then the mean squared deviation), like the CPU kernel.
@@ -13,6 +13,11 @@ import KilnIR
 enum CUDANormalizationSources {
     static let vectorVariants = Array(1...8)
     static let scalarVariants = [1, 2, 4, 8, 16, 32]
+
+    /// Elements per 16-byte access of `dtype` where the vector kernels handle it (float32 and the 16-bit floats).
+    static func vectorWidth(_ dtype: DType) -> Int? {
+        [.float32, .float16, .bfloat16].contains(dtype) ? 16 / dtype.byteSize : nil
+    }
 
     /// The trailing-axes module: `center` subtracts the mean (layer) or not (RMS); `stats` also writes the
     /// per-row mean and inverse standard deviation.
@@ -31,11 +36,11 @@ enum CUDANormalizationSources {
         let args = "x, scale, bias, y, \(statsArgs)rows, n, scaleStride, biasStride, eps"
         var code = CUDAReductionSources.mathHeader(element: t, accumulator: a) + CUDASoftmaxLowering.common
         code += trailingTemplates
-        let vectors = [.float32, .float16, .bfloat16].contains(dtype) ? vectorVariants : []
-        for v in vectors {
+        let vectors = vectorWidth(dtype).map { w in vectorVariants.map { ($0, w) } } ?? []
+        for (v, w) in vectors {
             code += """
-                extern "C" __global__ void norm_warp4_\(v)(\(params)) {
-                    norm_warp<\(v), 4, \(flags)>(\(args));
+                extern "C" __global__ void norm_warpv_\(v)(\(params)) {
+                    norm_warp<\(v), \(w), \(flags)>(\(args));
                 }
 
                 """
@@ -58,9 +63,9 @@ enum CUDANormalizationSources {
     }
 
     private static let trailingTemplates = """
-        /* W == 4 loads and stores four elements at once (n % 4 == 0, rows aligned to four elements: one 16-byte
-           access in float32, 8 bytes in a 16-bit type); W == 1 scalars. */
-        struct __align__(sizeof(T) * 4) KilnNormQuad { T x, y, z, w; };
+        /* W elements at once: one 16-byte access with W 4 in float32 or W 8 in a 16-bit type (n % W == 0, rows
+           aligned to W elements), W 1 scalars. Scale and bias have stride 1 (loaded W at once too) or 0 (one value). */
+        template <int W> struct __align__(sizeof(T) * W) KilnNormVec { T e[W]; };
         template <int V, int W, bool CENTER, bool STATS>
         __device__ __forceinline__ void norm_warp(
             const T* __restrict__ x, const T* __restrict__ scale, const T* __restrict__ bias, T* __restrict__ y,
@@ -74,17 +79,11 @@ enum CUDANormalizationSources {
                 A sum = 0;
                 #pragma unroll
                 for (int i = 0; i < V; ++i) {
-                    const i64 c = ((i64)i * 32 + lane) * W;
+                    const int c = (i * 32 + lane) * W;
                     if (c < n) {
-                        if (W == 4) {
-                            const KilnNormQuad t = *reinterpret_cast<const KilnNormQuad*>(p + c);
-                            v[i * W] = (A)t.x; v[i * W + 1 % W] = (A)t.y; v[i * W + 2 % W] = (A)t.z;
-                            v[i * W + 3 % W] = (A)t.w;
-                        } else {
-                            v[i * W] = (A)p[c];
-                        }
+                        const KilnNormVec<W> t = *reinterpret_cast<const KilnNormVec<W>*>(p + c);
                         #pragma unroll
-                        for (int w = 0; w < W; ++w) sum += v[i * W + w];
+                        for (int w = 0; w < W; ++w) { v[i * W + w] = (A)t.e[w]; sum += v[i * W + w]; }
                     } else {
                         #pragma unroll
                         for (int w = 0; w < W; ++w) v[i * W + w] = 0;
@@ -95,7 +94,7 @@ enum CUDANormalizationSources {
                 A sq = 0;
                 #pragma unroll
                 for (int i = 0; i < V; ++i) {
-                    if (((i64)i * 32 + lane) * W < n) {
+                    if ((i * 32 + lane) * W < n) {
                         #pragma unroll
                         for (int w = 0; w < W; ++w) { const A d = v[i * W + w] - mean; sq += d * d; }
                     }
@@ -105,21 +104,16 @@ enum CUDANormalizationSources {
                 if (STATS && lane == 0) { meanOut[row] = (T)mean; invOut[row] = (T)inv; }
                 #pragma unroll
                 for (int i = 0; i < V; ++i) {
-                    const i64 c = ((i64)i * 32 + lane) * W;
+                    const int c = (i * 32 + lane) * W;
                     if (c < n) {
-                        A o[W];
+                        KilnNormVec<W> g, b, t;
+                        if (scaleStride == 1) g = *reinterpret_cast<const KilnNormVec<W>*>(scale + c);
+                        else for (int w = 0; w < W; ++w) g.e[w] = scale[0];
+                        if (biasStride == 1) b = *reinterpret_cast<const KilnNormVec<W>*>(bias + c);
+                        else for (int w = 0; w < W; ++w) b.e[w] = bias[0];
                         #pragma unroll
-                        for (int w = 0; w < W; ++w) {
-                            const i64 k = c + w;
-                            o[w] = (v[i * W + w] - mean) * inv * (A)scale[k * scaleStride] + (A)bias[k * biasStride];
-                        }
-                        if (W == 4) {
-                            KilnNormQuad t;
-                            t.x = (T)o[0]; t.y = (T)o[1 % W]; t.z = (T)o[2 % W]; t.w = (T)o[3 % W];
-                            *reinterpret_cast<KilnNormQuad*>(q + c) = t;
-                        } else {
-                            q[c] = (T)o[0];
-                        }
+                        for (int w = 0; w < W; ++w) t.e[w] = (T)((v[i * W + w] - mean) * inv * (A)g.e[w] + (A)b.e[w]);
+                        *reinterpret_cast<KilnNormVec<W>*>(q + c) = t;
                     }
                 }
             }
