@@ -53,6 +53,9 @@ public final class CUBLASLt: @unchecked Sendable {
     static let layoutStridedBatchOffset: Int32 = 6
     // cublasLtMatmulPreferenceAttributes_t
     static let preferenceMaxWorkspaceBytes: Int32 = 1
+    static let preferenceReductionSchemeMask: Int32 = 3
+    // cublasLtReductionScheme_t: split-K partial sums added in the compute type (float32 for 16-bit products).
+    static let reductionComputeType: UInt32 = 2
     /// sizeof(cublasLtMatmulHeuristicResult_t): algo (uint64_t[8]), size_t workspaceSize, cublasStatus_t state,
     /// float wavesCount, int reserved[4].
     static let heuristicResultBytes = 96

@@ -113,6 +113,12 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         try lib.setAttribute(
             lib.preferenceSetAttribute, preference, CUBLASLt.preferenceMaxWorkspaceBytes, UInt64(maxWorkspaceBytes),
             "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES)")
+        if step.dtype == .float16 || step.dtype == .bfloat16 {
+            // Split-K partial sums stay float32: no algorithm that reduces them in place or in the 16-bit output.
+            try lib.setAttribute(
+                lib.preferenceSetAttribute, preference, CUBLASLt.preferenceReductionSchemeMask,
+                CUBLASLt.reductionComputeType, "cublasLtMatmulPreferenceSetAttribute(REDUCTION_SCHEME_MASK)")
+        }
         var found: Int32 = 0
         let results = UnsafeMutableRawPointer.allocate(
             byteCount: CUBLASLt.heuristicResultBytes * maxCandidates, alignment: 16)
