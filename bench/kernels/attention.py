@@ -134,7 +134,7 @@ def main():
         q16, k16, v16 = (qkv[:, i * E:(i + 1) * E].view(B, S, H, D).transpose(1, 2) for i in range(3))
         sdpa = graph_time(lambda: torch.nn.functional.scaled_dot_product_attention(q16, k16, v16))
         label = {'m': 'padding mask', 'M': 'full mask', '': 'no mask'}[mask_kind]
-        print(f'B={B:3d} S={S:4d} {label:12s} kiln {kiln:7.1f} us (rel. error {error:.1e}), torch sdpa '
+        print(f'B={B:3d} S={S:4d} {label:12s} kiln {kiln:7.1f} us (rel. error {error:.3e}), torch sdpa '
               f'without mask {sdpa:7.1f} us')
 
 
