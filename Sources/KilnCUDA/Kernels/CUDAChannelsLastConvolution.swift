@@ -45,13 +45,8 @@ enum CUDAChannelsLastConvolution {
             x: source, w: .input(1), bias: info.hasInput(2) ? .input(2) : nil,
             residual: layer.epilogue.residual ? .input(residualIndex) : nil, y: .output(0), inputShape: x,
             weightShape: w, outputShape: out, pads: r.padsBegin, strides: r.strides, dilations: r.dilations,
-            groups: layer.parameters.group, activation: activation == .relu ? .relu : nil, dtype: dtype,
-            channelsLast: true)
-        guard let activation, activation != .relu,
-            let launch = try CUDALinearAlgebraMatMul.pointwiseEpilogue(
-                activation: activation, bias: nil, shape: stored, dtype: dtype)
-        else { return CUDALowering(.convolution(step)) }
-        return CUDALowering(.convolution(step), .launch(launch))
+            groups: layer.parameters.group, activation: nil, dtype: dtype, channelsLast: true)
+        return try CUDAConvolutionLowering.cuDNN(step, activation: activation, shape: stored, dtype: dtype)
     }
 
     /// A 1×1 convolution (stride 1, no padding, one group) as one product over every pixel of the batch. Nil

@@ -96,16 +96,24 @@ enum CUDAConvolutionLowering {
             return gemm
         }
         if let gemm = try patchesAsMatMul(layer, x: x, w: w, out: out, resolved: r, info: info) { return gemm }
-        let activation = layer.epilogue.activation
-        let libraryActivation: EpilogueActivation? = activation == .relu ? .relu : nil
         let step = CUDAConvolution(
             x: .input(0), w: .input(1), bias: info.hasInput(2) ? .input(2) : nil,
             residual: layer.epilogue.residual ? .input(residualIndex) : nil, y: .output(0), inputShape: xs,
             weightShape: ws, outputShape: ys, pads: pads, strides: strides, dilations: dilations, groups: group,
-            activation: libraryActivation, dtype: dtype)
+            activation: nil, dtype: dtype)
+        return try cuDNN(step, activation: layer.epilogue.activation, shape: out, dtype: dtype)
+    }
+
+    /// The cuDNN `step` finishing with `activation`: cuDNN fuses a lone ReLU; any other activation follows as one
+    /// in-place pointwise pass over the stored output `shape`.
+    static func cuDNN(
+        _ step: CUDAConvolution, activation: EpilogueActivation?, shape: [Int], dtype: DType
+    ) throws -> CUDALowering {
+        var step = step
+        step.activation = activation == .relu ? .relu : nil
         guard let activation, activation != .relu,
             let launch = try CUDALinearAlgebraMatMul.pointwiseEpilogue(
-                activation: activation, bias: nil, shape: out, dtype: dtype)
+                activation: activation, bias: nil, shape: shape, dtype: dtype)
         else { return CUDALowering(.convolution(step)) }
         return CUDALowering(.convolution(step), .launch(launch))
     }

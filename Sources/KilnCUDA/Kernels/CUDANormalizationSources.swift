@@ -11,7 +11,6 @@ import KilnIR
 /// Statistics are two-pass (mean, then the mean squared deviation), like the CPU kernel.
 /// Arguments: x, scale, bias, y, [mean, invStdDev,] rows, n, scaleStride, biasStride, epsilon.
 enum CUDANormalizationSources {
-    static let vectorVariants = Array(1...8)
     static let scalarVariants = [1, 2, 4, 8, 16, 32]
 
     /// Elements per 16-byte access of `dtype` where the vector kernels handle it (float32 and the 16-bit floats).
@@ -36,7 +35,11 @@ enum CUDANormalizationSources {
         let args = "x, scale, bias, y, \(statsArgs)rows, n, scaleStride, biasStride, eps"
         var code = CUDAReductionSources.mathHeader(element: t, accumulator: a) + CUDASoftmaxLowering.common
         code += trailingTemplates
-        let vectors = vectorWidth(dtype).map { w in vectorVariants.map { ($0, w) } } ?? []
+        // Enough groups per lane for the longest row the warp kernels take.
+        let vectors =
+            vectorWidth(dtype).map { w in
+                (1...CUDANormalizationLowering.warpRowLimit / (32 * w)).map { ($0, w) }
+            } ?? []
         for (v, w) in vectors {
             code += """
                 extern "C" __global__ void norm_warpv_\(v)(\(params)) {
