@@ -57,6 +57,7 @@ struct ElementwiseGPUCases {
                         case .float32(let v): ["f32", Double(v)]
                         case .float64(let v): ["f64", v]
                         case .dims(let d): ["dims", d]
+                        case .tensorMap(let m): ["map", "\(m)"]
                         }
                     }
                     steps.append([

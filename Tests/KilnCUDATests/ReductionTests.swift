@@ -417,6 +417,7 @@ private struct SplitMix {
         case .float32(let v): "{\"f32\": \(v)}"
         case .float64(let v): "{\"f64\": \(v)}"
         case .dims(let v): "{\"dims\": \(v)}"
+        case .tensorMap(let m): "{\"map\": \"\(m)\"}"
         }
     }
 

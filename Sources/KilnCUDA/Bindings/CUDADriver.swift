@@ -21,6 +21,10 @@ enum CUDAConstant {
     static let eventDisableTiming: UInt32 = 2  // CU_EVENT_DISABLE_TIMING
     static let hostAllocPortable: UInt32 = 1  // CU_MEMHOSTALLOC_PORTABLE
     static let functionMaxDynamicSharedBytes: Int32 = 8  // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+    static let tensorMapFloat16: UInt32 = 6  // CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+    static let tensorMapBFloat16: UInt32 = 9  // CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+    static let tensorMapSwizzle128B: UInt32 = 3  // CU_TENSOR_MAP_SWIZZLE_128B
+    static let tensorMapL2Promotion256B: UInt32 = 3  // CU_TENSOR_MAP_L2_PROMOTION_L2_256B
 }
 
 /// The libcuda.so.1 function table, loaded once per process. Every failing call becomes a
@@ -56,6 +60,13 @@ final class CUDADriver: @unchecked Sendable {
     typealias ModuleLoadData = @convention(c) (HandleOut, UnsafeRawPointer?) -> CUresult
     typealias ModuleGetFunction = @convention(c) (HandleOut, OpaquePointer?, UnsafePointer<CChar>?) -> CUresult
     typealias FuncSetAttribute = @convention(c) (OpaquePointer?, Int32, Int32) -> CUresult
+    /// (map, data type, rank, address, sizes, strides after the first, box, element strides, interleave,
+    /// swizzle, L2 promotion, out-of-bounds fill)
+    typealias TensorMapEncodeTiled =
+        @convention(c) (
+            UnsafeMutableRawPointer?, UInt32, UInt32, UnsafeMutableRawPointer?, UnsafePointer<UInt64>?,
+            UnsafePointer<UInt64>?, UnsafePointer<UInt32>?, UnsafePointer<UInt32>?, UInt32, UInt32, UInt32, UInt32
+        ) -> CUresult
     typealias LaunchKernel =
         @convention(c) (
             OpaquePointer?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, OpaquePointer?,
@@ -106,6 +117,8 @@ final class CUDADriver: @unchecked Sendable {
     let cuModuleGetFunction: ModuleGetFunction
     let cuFuncSetAttribute: FuncSetAttribute
     let cuLaunchKernel: LaunchKernel
+    /// CUDA 12 and later; nil on older drivers (the kernels that need it are then not chosen).
+    let cuTensorMapEncodeTiled: TensorMapEncodeTiled?
 
     private init(library: DynamicLibrary) throws {
         self.library = library
@@ -157,6 +170,7 @@ final class CUDADriver: @unchecked Sendable {
         cuModuleGetFunction = try lib.function("cuModuleGetFunction")
         cuFuncSetAttribute = try lib.function("cuFuncSetAttribute")
         cuLaunchKernel = try lib.function("cuLaunchKernel")
+        cuTensorMapEncodeTiled = lib.optionalFunction("cuTensorMapEncodeTiled")
 
         let initResult = cuInit(0)
         if initResult == CUDAConstant.errorNoDevice {

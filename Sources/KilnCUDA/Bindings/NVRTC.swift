@@ -73,12 +73,13 @@ public final class NVRTC: @unchecked Sendable {
         ["--gpu-architecture=\(architecture)", "-default-device", "--std=c++17"]
     }
 
-    /// Compiles `CUDAPrelude.text + source.code` to a cubin for `sm_<architecture>` (90 on Hopper). On failure
+    /// Compiles `CUDAPrelude.text + source.code` to a cubin for `sm_<architecture>` (90 on Hopper; `sm_90a` for
+    /// an architecture-specific source). On failure
     /// throws `KilnError(.runtime)` naming `source.name`, with the first lines of the compiler log; log line
     /// numbers are those of `source.code` (the prelude is excluded by a `#line` directive).
     public func compile(_ source: CUDASource, architecture: Int) throws -> [UInt8] {
         guard architecture > 0 else { throw KilnError.invalidArgument("invalid GPU architecture \(architecture)") }
-        return try compile(source, gpuArchitecture: "sm_\(architecture)")
+        return try compile(source, gpuArchitecture: "sm_\(architecture)\(source.architectureSpecific ? "a" : "")")
     }
 
     /// `compile` for an architecture name such as "sm_90a" (needed for wgmma), with `extraOptions` appended.

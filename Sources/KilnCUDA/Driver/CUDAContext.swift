@@ -148,6 +148,42 @@ public final class CUDAContext: @unchecked Sendable {
         return CUDAModule(context: self, module: module)
     }
 
+    /// Whether the driver can encode TMA tensor maps (CUDA 12 and later).
+    public var hasTensorMaps: Bool { driver.cuTensorMapEncodeTiled != nil }
+
+    /// The 128 bytes of `map` over the matrix at device `address` (`cuTensorMapEncodeTiled`).
+    public func encodeTensorMap(_ map: CUDATensorMap, address: UInt64) throws -> [UInt8] {
+        guard let encode = driver.cuTensorMapEncodeTiled else {
+            throw KilnError.unsupported("this CUDA driver has no cuTensorMapEncodeTiled (CUDA 12 or later needed)")
+        }
+        let type: UInt32
+        switch map.dtype {
+        case .float16: type = CUDAConstant.tensorMapFloat16
+        case .bfloat16: type = CUDAConstant.tensorMapBFloat16
+        default: throw KilnError.unsupported("tensor maps of \(map.dtype.onnxName) matrices")
+        }
+        guard address % 16 == 0, map.rowStride % 8 == 0, map.rows > 0, map.columns > 0,
+            map.rowStride >= map.columns, (1...256).contains(map.boxRows), (1...64).contains(map.boxColumns)
+        else {
+            throw KilnError.invalidArgument(
+                "tensor map of \(map.rows) x \(map.columns) (row stride \(map.rowStride), box \(map.boxRows) x "
+                    + "\(map.boxColumns)): needs 16-byte aligned rows and a box of at most 256 x 64")
+        }
+        let sizes: [UInt64] = [UInt64(map.columns), UInt64(map.rows)]
+        let strides: [UInt64] = [UInt64(map.rowStride * 2)]
+        let box: [UInt32] = [UInt32(map.boxColumns), UInt32(map.boxRows)]
+        let steps: [UInt32] = [1, 1]
+        // The driver writes the map to 64-byte aligned memory.
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 64)
+        defer { storage.deallocate() }
+        let result = encode(
+            storage, type, 2, UnsafeMutableRawPointer(bitPattern: UInt(address)), sizes, strides, box, steps, 0,
+            CUDAConstant.tensorMapSwizzle128B, CUDAConstant.tensorMapL2Promotion256B, 0)
+        try driver.check(
+            result, "cuTensorMapEncodeTiled(\(map.rows) x \(map.columns), box \(map.boxRows) x \(map.boxColumns))")
+        return Array(UnsafeRawBufferPointer(start: storage, count: 128))
+    }
+
     /// Waits for all work on this context (`cuCtxSynchronize`); reports asynchronous kernel faults.
     public func synchronize() throws {
         try makeCurrent()

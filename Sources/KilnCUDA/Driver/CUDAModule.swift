@@ -47,7 +47,9 @@ public struct CUDAFunction: @unchecked Sendable {
     ) throws -> PreparedLaunch {
         try Self.validate(grid: grid, block: block, sharedBytes: sharedBytes, function: name)
         let packed = try withErrorContext("kernel '\(name)'") {
-            try KernelArgumentPacker.pack(arguments, resolve: resolve)
+            try KernelArgumentPacker.pack(arguments, resolve: resolve) { map, address in
+                try module.context.encodeTensorMap(map, address: address)
+            }
         }
         return PreparedLaunch(function: self, grid: grid, block: block, sharedBytes: sharedBytes, packed: packed)
     }
@@ -100,7 +102,7 @@ public final class PreparedLaunch: @unchecked Sendable {
         self.grid = grid
         self.block = block
         self.sharedBytes = sharedBytes
-        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(packed.bytes.count, 8), alignment: 16)
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(packed.bytes.count, 8), alignment: 64)
         packed.bytes.withUnsafeBytes { source in
             if let base = source.baseAddress { storage.copyMemory(from: base, byteCount: source.count) }
         }

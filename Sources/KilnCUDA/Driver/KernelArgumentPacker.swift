@@ -5,7 +5,7 @@ import KilnIR
 public enum KernelArgumentPacker {
     /// The packed bytes and where each argument starts.
     public struct Packed: Sendable, Equatable {
-        /// Little-endian argument bytes; the buffer they are copied into must be at least 8-byte aligned.
+        /// Little-endian argument bytes; the buffer they are copied into must be 64-byte aligned (tensor maps).
         public var bytes: [UInt8]
         /// Byte offset of each argument, in argument order.
         public var offsets: [Int]
@@ -16,9 +16,13 @@ public enum KernelArgumentPacker {
 
     /// Packs `arguments`, resolving each pointer operand to the device address of its first byte through
     /// `resolve` (the argument's `offset` is added here). Int32 and Float take 4 aligned bytes; Int64, Double and
-    /// pointers 8; `.dims` a 64-byte, 8-aligned struct of 8 Int64 padded with zeros (more than 8 dims is an error).
+    /// pointers 8; `.dims` a 64-byte, 8-aligned struct of 8 Int64 padded with zeros (more than 8 dims is an error);
+    /// `.tensorMap` the 128 bytes `encode` returns for the map at its operand's address, 64-byte aligned.
     public static func pack(
-        _ arguments: [CUDAArgument], resolve: (CUDAOperand) throws -> UInt64
+        _ arguments: [CUDAArgument], resolve: (CUDAOperand) throws -> UInt64,
+        encode: (CUDATensorMap, UInt64) throws -> [UInt8] = { _, _ in
+            throw KilnError.unsupported("tensor map arguments need a CUDA context to encode them")
+        }
     ) throws -> Packed {
         var bytes: [UInt8] = []
         var offsets: [Int] = []
@@ -55,6 +59,14 @@ public enum KernelArgumentPacker {
                     let value = i < dims.count ? Int64(dims[i]) : 0
                     withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
                 }
+            case .tensorMap(let map):
+                let encoded = try encode(map, try resolve(map.operand))
+                guard encoded.count == 128 else {
+                    throw KilnError.runtime("kernel argument \(index): a tensor map of \(encoded.count) bytes")
+                }
+                while bytes.count % 64 != 0 { bytes.append(0) }
+                offsets.append(bytes.count)
+                bytes.append(contentsOf: encoded)
             }
         }
         return Packed(bytes: bytes, offsets: offsets)

@@ -65,7 +65,8 @@ struct CUDAPlanBuilder {
         return CUDANodeInfo(
             node: node, inputs: inputs, outputs: outputs,
             constants: node.inputs.map { $0.isEmpty ? nil : graph.initializers[$0] },
-            architecture: device.context.computeCapability, options: device.options.kernels)
+            architecture: device.context.computeCapability, multiprocessors: device.context.multiprocessors,
+            options: device.options.kernels)
     }
 
     /// Each step with its compiled function or chosen library algorithm; addresses come later, per context.

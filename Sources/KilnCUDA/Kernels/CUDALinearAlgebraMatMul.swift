@@ -1,6 +1,7 @@
 import KilnIR
 
-/// MatMul/Gemm -> one cuBLASLt `.matMul` step, plus the epilogue kernel when cuBLASLt cannot finish exactly.
+/// MatMul/Gemm -> one cuBLASLt `.matMul` step, plus the epilogue kernel when cuBLASLt cannot finish exactly; on
+/// Hopper, large 16-bit products with such an activation run as Kiln's own kernel (`CUDAWarpGroupProduct`).
 ///
 /// Semantics (the CPU reference, LinearAlgebraMatMul.swift): `Y = act(alpha * op(A)·op(B) + beta * C)` with numpy
 /// batch broadcasting, 1-D operands promoted ([k] -> [1, k] for A, [k] -> [k, 1] for B) and C broadcast to Y.
@@ -103,6 +104,13 @@ enum CUDALinearAlgebraMatMul {
             }
         }
         let activation = layer.epilogue.activation
+        // On Hopper, Kiln's own product applies the activations cuBLASLt lacks on the accumulators.
+        if addends.isEmpty,
+            let launch = CUDAWarpGroupProduct.launch(
+                step, activation: activation, architecture: info.architecture, multiprocessors: info.multiprocessors)
+        {
+            return CUDALowering(.launch(launch))
+        }
         // Only ReLU goes to cuBLASLt: its GELU is the tanh form and the rest have no library epilogue. Once the
         // kernel runs anyway, it applies the activation too.
         guard !addends.isEmpty || (activation != nil && activation != .relu) else {

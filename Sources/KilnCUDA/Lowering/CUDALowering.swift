@@ -22,9 +22,37 @@ public enum CUDAArgument: Sendable, Hashable {
     case float64(Double)
     /// Up to `KilnDims.capacity` sizes or strides, passed by value as the prelude's `KilnDims` struct.
     case dims([Int])
+    /// A TMA tensor map of a 16-bit matrix, encoded when the operand's address is known (128 bytes, passed by
+    /// value as a `__grid_constant__` parameter).
+    case tensorMap(CUDATensorMap)
 
     public static func pointer(_ operand: CUDAOperand) -> CUDAArgument { .pointer(operand, offset: 0) }
     public static func int(_ value: Int) -> CUDAArgument { .int64(Int64(value)) }
+}
+
+/// A 2-D view of a row-major 16-bit matrix for the tensor memory accelerator (`cuTensorMapEncodeTiled`):
+/// `rows` x `columns` elements, `rowStride` elements apart, copied in boxes of `boxRows` x `boxColumns` into
+/// shared memory with the 128-byte swizzle; what lies past the edges reads as zeros.
+public struct CUDATensorMap: Sendable, Hashable {
+    public var operand: CUDAOperand
+    public var dtype: DType
+    public var rows: Int
+    public var columns: Int
+    public var rowStride: Int
+    public var boxRows: Int
+    public var boxColumns: Int
+
+    public init(
+        _ operand: CUDAOperand, dtype: DType, rows: Int, columns: Int, rowStride: Int, boxRows: Int, boxColumns: Int
+    ) {
+        self.operand = operand
+        self.dtype = dtype
+        self.rows = rows
+        self.columns = columns
+        self.rowStride = rowStride
+        self.boxRows = boxRows
+        self.boxColumns = boxColumns
+    }
 }
 
 /// Grid or block size.
@@ -50,10 +78,14 @@ public struct CUDASource: Sendable, Hashable {
     public var name: String
     /// The whole translation unit; `CUDAPrelude.text` is prepended by the compiler, not here.
     public var code: String
+    /// Compiled for the architecture-specific target (`sm_90a`), whose instructions (wgmma) run on that
+    /// architecture only.
+    public var architectureSpecific: Bool
 
-    public init(name: String, code: String) {
+    public init(name: String, code: String, architectureSpecific: Bool = false) {
         self.name = name
         self.code = code
+        self.architectureSpecific = architectureSpecific
     }
 
     /// The name its cubin has in a plan file: readable, and the same in every process for the same code.
@@ -175,17 +207,20 @@ public struct CUDANodeInfo: Sendable {
     public let constants: [Tensor?]
     /// Compute capability as major * 10 + minor (90 on Hopper).
     public let architecture: Int
+    /// The device's streaming multiprocessors (what persistent kernels size their grid by); 0 when unknown.
+    public let multiprocessors: Int
     public let options: CUDAOptions
 
     public init(
         node: Node, inputs: [TensorType?], outputs: [TensorType], constants: [Tensor?], architecture: Int,
-        options: CUDAOptions
+        multiprocessors: Int = 0, options: CUDAOptions
     ) {
         self.node = node
         self.inputs = inputs
         self.outputs = outputs
         self.constants = constants
         self.architecture = architecture
+        self.multiprocessors = multiprocessors
         self.options = options
     }
 
