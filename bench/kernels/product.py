@@ -3,7 +3,8 @@
 # so the kernel timed is the one in the tree. Each shape runs C = gelu_erf(A·B + bias) in float16, checked
 # against float32 math by torch beside torch's own float16 result, then timed in a CUDA graph beside torch's
 # addmm + in-place GELU and addmm alone.
-# Use: python3 bench/kernels/product.py [--shapes 8192x3072x768,...] [--variants 256.4.0,128.3.1]
+# Use: python3 bench/kernels/product.py [--shapes 8192x3072x768,...] [--variants 256.4.0.1,128.6.1.2]
+#   [--acts gelu,erff,none]
 #   (MxNxK; variant BN.STAGES.TB.WM: tile columns, shared-memory buffers, B as [N,K] (0) or [K,N] (1),
 #   64-row instructions per warpgroup: 1 cooperative, 2 ping-pong)
 import argparse, ctypes, re
@@ -43,9 +44,19 @@ def tensor_map(cuda, tensor, box):
     return (ctypes.c_uint8 * 128).from_buffer_copy(ctypes.string_at(address, 128)), raw
 
 
-def source(variants, act=6):
-    """Every variant's kernel, with `kiln_linalg_act` index `act` (6: erf GELU, 0: none) as its epilogue."""
+# The erf GELU through libdevice's erff (Kiln's before it had its own), to time beside the tree's.
+ERFF = ('__device__ __forceinline__ float kiln_gelu_erf(float x) '
+        '{ return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }\n')
+
+
+def source(variants, act=6, erff=False):
+    """Every variant's kernel, with `kiln_linalg_act` index `act` (6: erf GELU, 0: none) as its epilogue;
+    `erff`: GELU through libdevice's erff instead of the prelude's."""
     prelude = swift_string('Sources/KilnCUDA/Lowering/CUDAPrelude.swift', 'text')
+    if erff:
+        prelude = re.sub(r'__device__ __forceinline__ float kiln_gelu_erf\(float x\) \{.*?\n\}\n', ERFF, prelude,
+                         count=1, flags=re.S)
+        assert 'erff(' in prelude, 'the prelude\'s kiln_gelu_erf was not found'
     activations = swift_string('Sources/KilnCUDA/Kernels/CUDALinearAlgebraEpilogue.swift', 'activationCode')
     code = swift_string(PATH, 'code').replace('KILN_T', 'kiln_half')
     text = prelude + activations + ''.join(instruction(n, 'f16') for n in (128, 192, 256)) + code
@@ -62,28 +73,29 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--shapes', default='8192x3072x768,12608x3072x768,8192x768x3072,8192x2304x768,1000x3072x768')
     parser.add_argument('--variants', default='256.4.0.1,192.5.0.1,128.6.0.2,128.6.1.2')
-    parser.add_argument('--act', default='gelu', choices=['gelu', 'none'])
+    parser.add_argument('--acts', default='gelu', help='epilogues, comma-separated: gelu (the prelude\'s), erff, none')
     args = parser.parse_args()
-    gelu = args.act == 'gelu'
     variants = [tuple(int(v) for v in text.split('.')) for text in args.variants.split(',')]
+    acts = args.acts.split(',')
     torch.zeros(1, device='cuda')
     cuda = ctypes.CDLL('libcuda.so.1')
     major, minor = torch.cuda.get_device_capability()
-    cubin, log = compile_cubin(source(variants, 6 if gelu else 0), f'{major}{minor}a')
-    module = ctypes.c_void_p()
-    assert cuda.cuModuleLoadData(ctypes.byref(module), cubin) == 0
     functions = {}
-    for bn, stages, tb, wm in variants:
-        name = f'kiln_wg_product_{bn}_{stages}_{tb}_{wm}'
-        usage = re.search(rf"Compiling entry function '{name}'.*?(Used [^\n]*)", log, re.S)
-        function = ctypes.c_void_p()
-        assert cuda.cuModuleGetFunction(ctypes.byref(function), module, name.encode()) == 0
-        assert cuda.cuFuncSetAttribute(function, 8, shared_bytes(bn, stages)) == 0
-        functions[(bn, stages, tb, wm)] = function
-        print(f'{name}: {usage.group(1) if usage else "?"}')
-    for line in log.splitlines():
-        if 'wgmma' in line.lower() or 'warning' in line.lower():
-            print(line)
+    for act in acts:
+        cubin, log = compile_cubin(source(variants, 0 if act == 'none' else 6, act == 'erff'), f'{major}{minor}a')
+        module = ctypes.c_void_p()
+        assert cuda.cuModuleLoadData(ctypes.byref(module), cubin) == 0
+        for bn, stages, tb, wm in variants:
+            name = f'kiln_wg_product_{bn}_{stages}_{tb}_{wm}'
+            usage = re.search(rf"Compiling entry function '{name}'.*?(Used [^\n]*)", log, re.S)
+            function = ctypes.c_void_p()
+            assert cuda.cuModuleGetFunction(ctypes.byref(function), module, name.encode()) == 0
+            assert cuda.cuFuncSetAttribute(function, 8, shared_bytes(bn, stages)) == 0
+            functions[(act, bn, stages, tb, wm)] = function
+            print(f'{name} {act}: {usage.group(1) if usage else "?"}')
+        for line in log.splitlines():
+            if 'wgmma' in line.lower() or 'warning' in line.lower():
+                print(line)
 
     for shape in args.shapes.split(','):
         M, N, K = (int(v) for v in shape.split('x'))
@@ -91,10 +103,10 @@ def main():
         a = torch.randn(M, K, device='cuda', dtype=torch.float16)
         w = (torch.randn(N, K, device='cuda') / K ** 0.5).half()
         bias = torch.randn(N, device='cuda', dtype=torch.float16)
-        activation = torch.nn.functional.gelu if gelu else (lambda x: x)
-        reference = activation(a.float() @ w.float().t() + bias.float())
-        mine = activation(torch.addmm(bias, a, w.t()))
-        torch_error = ((mine.float() - reference).norm() / reference.norm()).item()
+        product = a.float() @ w.float().t() + bias.float()
+        references = {'none': product, 'gelu': torch.nn.functional.gelu(product)}
+        mine = torch.nn.functional.gelu(torch.addmm(bias, a, w.t()))
+        torch_error = ((mine.float() - references['gelu']).norm() / references['gelu'].norm()).item()
         out = torch.empty(M, N, device='cuda', dtype=torch.float16)
         wt = w.t().contiguous()
         addmm = graph_time(lambda: torch.addmm(bias, a, w.t(), out=out))
@@ -102,7 +114,8 @@ def main():
         flops = 2 * M * N * K
         print(f'{M}x{N}x{K}: torch addmm {addmm:7.1f} us ({flops / addmm / 1e6:5.0f} TFLOP/s), addmm + gelu '
               f'{both:7.1f} us, torch rel. error {torch_error:.2e}')
-        for (bn, stages, tb, wm), function in functions.items():
+        for (act, bn, stages, tb, wm), function in functions.items():
+            reference = references['none' if act == 'none' else 'gelu']
             b = wt if tb else w
             out.zero_()
             map_a, keep_a = tensor_map(cuda, a, (64, 128))
@@ -122,8 +135,8 @@ def main():
             torch.cuda.synchronize()
             error = ((out.float() - reference).norm() / reference.norm()).item()
             kiln = graph_time(run)
-            print(f'    kiln {bn}.{stages}.{tb}.{wm}: {kiln:7.1f} us ({flops / kiln / 1e6:5.0f} TFLOP/s), rel. error {error:.2e}'
-                  f'{"  WRONG" if not error < 2 * torch_error + 1e-3 else ""}')
+            print(f'    kiln {bn}.{stages}.{tb}.{wm} {act:5}: {kiln:7.1f} us ({flops / kiln / 1e6:5.0f} TFLOP/s), '
+                  f'rel. error {error:.2e}{"  WRONG" if not error < 2 * torch_error + 1e-3 else ""}')
 
 
 if __name__ == '__main__':

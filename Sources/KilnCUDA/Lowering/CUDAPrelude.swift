@@ -29,7 +29,25 @@ public enum CUDAPrelude {
         };
 
         __device__ __forceinline__ float kiln_sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
-        __device__ __forceinline__ float kiln_gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+        /* x * Phi(x) with Phi(-|x|) = erfc(|x| / sqrt 2) / 2 = t * 2^(Q(t) - x^2 log2(e) / 2), t = 1 / (1 + |x| / sqrt 8):
+           Q, of degree 7, was fitted to that identity over all of t in (0, 1] (error below 3.4e-6 in the exponent;
+           the result is within 1.1e-5 of x * Phi(x), relatively, down to 1e-35). One reciprocal, one exponential
+           and 13 multiply-adds, branch-free, no cancellation for negative x (1 + erf(x) loses the tail). */
+        __device__ __forceinline__ float kiln_gelu_erf(float x) {
+            float t, e;
+            asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(t) : "f"(fmaf(fabsf(x), 0.35355339059327376f, 1.0f)));
+            float q = -0.229464111f;
+            q = fmaf(q, t, 0.930453208f);
+            q = fmaf(q, t, -1.21510985f);
+            q = fmaf(q, t, 0.329954273f);
+            q = fmaf(q, t, 0.0149793985f);
+            q = fmaf(q, t, 0.552732936f);
+            q = fmaf(q, t, 1.44220221f);
+            q = fmaf(q, t, -2.82574467f);
+            asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(fmaf(x * x, -0.72134752044448170f, q)));
+            const float tail = t * e;
+            return x * (x >= 0.0f ? 1.0f - tail : tail);
+        }
         __device__ __forceinline__ float kiln_gelu_tanh(float x) {
             return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
         }
