@@ -151,6 +151,15 @@ import Testing
         #expect(CUDAAttentionTensorCore.maskMode([0, 0, 104, 1]) == 2)
         #expect(CUDAAttentionTensorCore.maskMode([77, 0, 0, 1]) == 1)
         #expect(CUDAAttentionTensorCore.maskMode([0, 0, 1, 0]) == 1)
+        // Dynamic shared memory: two stages of 32 keys of K and V (rows of 64 + 8), plus one shared mask row or one
+        // row per query of the block; every configuration fits the 48 KiB a launch gets without opting in.
+        #expect(CUDAAttentionTensorCore.sharedBytes(headSize: 64, keys: 32, maskRows: 0) == 2 * 4 * 32 * 72)
+        #expect(
+            CUDAAttentionTensorCore.sharedBytes(headSize: 64, keys: 32, maskRows: 64) == 2 * (4 * 32 * 72 + 128 * 32))
+        for d in CUDAAttentionTensorCore.headSizes {
+            let (warps, keys, _) = CUDAAttentionTensorCore.configuration(headSize: d)
+            #expect(CUDAAttentionTensorCore.sharedBytes(headSize: d, keys: keys, maskRows: 16 * warps) <= 48 << 10)
+        }
         // Which block size each grid gets.
         let big = try CUDAAttention.lower(
             Self.dense(batch: 2, heads: 80, queries: 100, keys: 90, head: 32, valueHead: 32), Self.info(inputs: 3))

@@ -14,7 +14,19 @@ import KilnIR
 /// 16-byte aligned runs; other layers use the float32-arithmetic kernel (`CUDAAttention`).
 enum CUDAAttentionTensorCore {
     static let headSizes = [32, 64, 128]
-    static let rowsPerBlock = 64
+
+    /// Warps per block (16 queries each), keys per tile and the blocks per multiprocessor the registers are
+    /// budgeted for, by head size: 4 x 32 x 4 was the fastest at head size 64 of the variants
+    /// `bench/kernels/attention.py` timed (more blocks spill registers; 64-key tiles, 8 warps or 32 queries per
+    /// warp were slower on BERT's and ViT's shapes).
+    static func configuration(headSize: Int) -> (warps: Int, keys: Int, blocks: Int) {
+        headSize <= 64 ? (4, 32, 4) : (4, 32, 1)
+    }
+
+    /// Dynamic shared memory: two stages of K and V tiles (rows padded by 8 elements) and of `maskRows` mask rows.
+    static func sharedBytes(headSize: Int, keys: Int, maskRows: Int) -> Int {
+        2 * (4 * keys * (headSize + 8) + 2 * maskRows * keys)
+    }
 
     /// The launch, or nil when the layer's shape or views do not suit this kernel.
     /// `arguments(maskMode)`: the kernel's arguments with the given `hasMask` value; `maskStrides` are the
@@ -31,11 +43,17 @@ enum CUDAAttentionTensorCore {
                 $0.strides[3] == 1 && $0.offset % 8 == 0 && $0.strides[0..<3].allSatisfy { $0 % 8 == 0 }
             })
         else { return nil }
-        let grid = CUDADim3((layer.queryLength + rowsPerBlock - 1) / rowsPerBlock, layer.heads, layer.batch)
+        let (warps, keys, _) = configuration(headSize: layer.headSize)
+        let rows = 16 * warps
+        let mode = maskMode(maskStrides)
+        let maskRows = mode == 2 ? (maskStrides?[2] == 0 ? 1 : rows) : 0
         return CUDALaunch(
             source: source(dtype),
             function: "kiln_attention_tc_\(dtype)_d\(layer.headSize)",
-            grid: grid, block: CUDADim3(128), arguments: arguments(maskMode(maskStrides)))
+            grid: CUDADim3((layer.queryLength + rows - 1) / rows, layer.heads, layer.batch),
+            block: CUDADim3(32 * warps),
+            sharedBytes: sharedBytes(headSize: layer.headSize, keys: keys, maskRows: maskRows),
+            arguments: arguments(mode))
     }
 
     /// The kernel's `hasMask`: 0 without a mask, 2 when the mask's tiles can be copied 16 bytes at a time
@@ -47,7 +65,12 @@ enum CUDAAttentionTensorCore {
 
     /// The module for `dtype` (float16 or bfloat16): one kernel per head size.
     static func source(_ dtype: DType) -> CUDASource {
-        let template = code.replacingOccurrences(of: "KILN_PTX", with: dtype == .bfloat16 ? "bf16" : "f16")
+        let entries = headSizes.map { d in
+            let (warps, keys, blocks) = configuration(headSize: d)
+            return "KILN_ATTENTION_TC(\(d), \(warps), \(keys), \(blocks))\n"
+        }
+        let template = (code + entries.joined())
+            .replacingOccurrences(of: "KILN_PTX", with: dtype == .bfloat16 ? "bf16" : "f16")
         return CUDAPrelude.specialized("attention_tc", template, dtype: dtype)
     }
 
@@ -79,23 +102,31 @@ enum CUDAAttentionTensorCore {
         template <int N> __device__ __forceinline__ void kiln_cp_wait() {
             asm volatile("cp.async.wait_group %0;" :: "n"(N));
         }
+        /* 2^x (approximate, flushed to zero below the normal range; 2^-inf = 0). */
+        __device__ __forceinline__ float kiln_exp2(float x) {
+            float y;
+            asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+            return y;
+        }
 
         /* size: B, H, Sq, Sk, D, Dv. Views: offset, then strides of batch, head, sequence, head axis (1 here); the
            mask's strides of batch, head, query, key. hasMask 1: the mask is read from global memory score by score;
            2: its tile is staged in shared memory with the K/V tile (key stride 1, other strides multiples of 8), one
-           row when every query shares it. The next tile loads (cp.async) while this one is used. */
-        template <int D>
+           row when every query shares it. The next tile loads (cp.async) while this one is used. A block of WARPS
+           warps takes 16 * WARPS queries; tiles of BK keys; dynamic shared memory: two stages of K, V and mask. Scores
+           are kept in log2 units (scale and mask times log2(e)), so each probability is one exponential. */
+        template <int D, int WARPS, int BK>
         __device__ __forceinline__ void kiln_attention_tc(
             const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ mask,
             T* __restrict__ out, const KilnDims& size, const KilnDims& qv, const KilnDims& kv, const KilnDims& vv,
             const KilnDims& ov, const KilnDims& mv, float scale, int hasMask, int zeroMasked, int causal, int group)
         {
-            const int BK = 32;           /* keys per tile */
             const int KS = D + 8;        /* row stride of the K and V tiles, in elements: conflict-free fragments */
-            __shared__ __align__(16) u16 Ks[2 * BK * KS];
-            __shared__ __align__(16) u16 Vs[2 * BK * KS];
-            const int QR = 64;           /* queries per block */
-            __shared__ __align__(16) u16 Ms[2 * QR * BK];
+            const int QR = 16 * WARPS;   /* queries per block */
+            extern __shared__ __align__(16) u16 kiln_attention_shared[];
+            u16* Ks = kiln_attention_shared;
+            u16* Vs = Ks + 2 * BK * KS;
+            u16* Ms = Vs + 2 * BK * KS;
             const int q0 = blockIdx.x * QR;
             const int maskRows = hasMask == 2 ? (mv.v[2] == 0 ? 1 : QR) : 0;
             const int Sq = (int)size.v[2], Sk = (int)size.v[3];
@@ -111,7 +142,7 @@ enum CUDAAttentionTensorCore {
             const i64 kBase = kv.v[0] + b * kv.v[1] + hk * kv.v[2];
             const i64 vBase = vv.v[0] + b * vv.v[1] + hk * vv.v[2];
             const i64 mBase = b * mv.v[0] + h * mv.v[1];
-            const float LOG2E = 1.4426950408889634f;
+            const float LOG2E = 1.4426950408889634f, scale2 = scale * LOG2E;
             const float NEG_INF = __int_as_float(0xff800000);
 
             unsigned qa[D / 16][4];
@@ -147,7 +178,7 @@ enum CUDAAttentionTensorCore {
                     const int keys = Sk - (k0 + c);
                     const bool inside = keys > 0 && q0 + r < Sq;
                     const i64 at = inside ? mBase + (i64)(q0 + r) * mv.v[2] + k0 + c : 0;
-                    kiln_cp16(Ms + (stage * QR + r) * BK + c, (const u16*)mask + at, inside ? 2 * min(keys, 8) : 0);
+                    kiln_cp16(Ms + (stage * maskRows + r) * BK + c, (const u16*)mask + at, inside ? 2 * min(keys, 8) : 0);
                 }
                 kiln_cp_commit();
             };
@@ -165,7 +196,7 @@ enum CUDAAttentionTensorCore {
                 __syncthreads();
                 const u16* K = Ks + stage * BK * KS;
                 const u16* V = Vs + stage * BK * KS;
-                const u16* M = Ms + stage * QR * BK;
+                const u16* M = Ms + stage * maskRows * BK;
 
                 float s[BK / 8][4];
                 #pragma unroll
@@ -193,18 +224,18 @@ enum CUDAAttentionTensorCore {
                     for (int r = 0; r < 2; ++r) {
                         const int row = r == 0 ? ra : rb;
                         const int key = k0 + j * 8 + 2 * t;
-                        float x0 = s[j][2 * r] * scale, x1 = s[j][2 * r + 1] * scale;
+                        float x0 = s[j][2 * r] * scale2, x1 = s[j][2 * r + 1] * scale2;
                         if (hasMask == 2) {
                             const unsigned pair = *(const unsigned*)(M + (maskRows == 1 ? 0 : row - q0) * BK + j * 8 + 2 * t);
                             T m0, m1;
                             m0.bits = (u16)(pair & 0xffffu);
                             m1.bits = (u16)(pair >> 16);
-                            x0 += (float)m0;
-                            x1 += (float)m1;
+                            x0 = fmaf((float)m0, LOG2E, x0);
+                            x1 = fmaf((float)m1, LOG2E, x1);
                         } else if (hasMask && row < Sq) {
                             const T* mr = mask + mBase + (i64)row * mv.v[2];
-                            if (key < Sk) x0 += (float)mr[(i64)key * mv.v[3]];
-                            if (key + 1 < Sk) x1 += (float)mr[(i64)(key + 1) * mv.v[3]];
+                            if (key < Sk) x0 = fmaf((float)mr[(i64)key * mv.v[3]], LOG2E, x0);
+                            if (key + 1 < Sk) x1 = fmaf((float)mr[(i64)(key + 1) * mv.v[3]], LOG2E, x1);
                         }
                         if (!whole) {
                             if (!(key < Sk && !(causal && key > row))) x0 = NEG_INF;
@@ -222,14 +253,14 @@ enum CUDAAttentionTensorCore {
                     top[r] = fmaxf(top[r], __shfl_xor_sync(0xffffffffu, top[r], 2));
                     const float next = fmaxf(m[r], top[r]);
                     shift[r] = next == NEG_INF ? 0.f : next;
-                    rescale[r] = exp2f((m[r] - shift[r]) * LOG2E);
+                    rescale[r] = kiln_exp2(m[r] - shift[r]);
                     m[r] = next;
                 }
                 #pragma unroll
                 for (int j = 0; j < BK / 8; ++j) {
                     #pragma unroll
                     for (int e = 0; e < 4; ++e) {
-                        const float p = exp2f((s[j][e] - shift[e >> 1]) * LOG2E);
+                        const float p = kiln_exp2(s[j][e] - shift[e >> 1]);
                         s[j][e] = p;
                         sum[e >> 1] += p;
                     }
@@ -286,20 +317,17 @@ enum CUDAAttentionTensorCore {
             }
         }
 
-        #define KILN_ATTENTION_TC(D) \\
-            extern "C" __global__ void __launch_bounds__(128, (D <= 64 ? 4 : 1)) kiln_attention_tc_KILN_NAME_d##D( \\
+        #define KILN_ATTENTION_TC(D, WARPS, BK, BLOCKS) \\
+            extern "C" __global__ void __launch_bounds__(32 * WARPS, BLOCKS) kiln_attention_tc_KILN_NAME_d##D( \\
                 const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, \\
                 const T* __restrict__ mask, T* __restrict__ out, KilnDims size, KilnDims qv, KilnDims kv, \\
                 KilnDims vv, KilnDims ov, KilnDims mv, float scale, int hasMask, int zeroMasked, int vector, \\
                 int causal, int group) \\
             { \\
-                kiln_attention_tc<D>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, \\
+                kiln_attention_tc<D, WARPS, BK>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, \\
                     hasMask, zeroMasked, causal, group); \\
             }
 
-        KILN_ATTENTION_TC(32)
-        KILN_ATTENTION_TC(64)
-        KILN_ATTENTION_TC(128)
 
         """
 }
