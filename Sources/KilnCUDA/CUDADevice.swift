@@ -38,6 +38,8 @@ public final class CUDADevice: Device {
     let host: CPUDevice
     /// Weights and derived constants are copied on this one stream, not a new stream per tensor.
     let uploadStream: CUDAStream
+    /// Page-locked host memory for outputs and `pinnedCopy(of:)`.
+    let pinned: PinnedPool
 
     /// Opens GPU `ordinal`. Throws `unsupported` with one clear line when there is no driver or GPU.
     public init(ordinal: Int = 0, options: CUDADeviceOptions = .init()) throws {
@@ -45,6 +47,7 @@ public final class CUDADevice: Device {
         modules = CUDAModuleCache(context: context)
         libraries = try CUDALibraries(context: context)
         uploadStream = try context.makeStream()
+        pinned = PinnedPool(context: context)
         host = CPUDevice()
         self.options = options
         let memory = Double(context.totalMemory) / Double(1 << 30)
@@ -70,6 +73,14 @@ public final class CUDADevice: Device {
 
     public func compile(_ graph: Graph) throws -> any GraphExecutable {
         try CUDAProgram(graph: graph, device: self)
+    }
+
+    /// A copy in page-locked memory, which uploads run from at the bus's full speed.
+    public func pinnedCopy(of tensor: Tensor) throws -> Tensor {
+        guard tensor.dtype != .string else { return tensor }
+        let storage = try pinned.storage(byteCount: tensor.byteCount)
+        if tensor.byteCount > 0 { storage.bytes.copyMemory(from: tensor.storage.bytes, byteCount: tensor.byteCount) }
+        return Tensor(dtype: tensor.dtype, shape: tensor.shape, storage: storage)
     }
 
     /// Plans run where the compute capability is the same (their cubins are for it).

@@ -5,6 +5,8 @@ public final class TensorStorage: @unchecked Sendable {
     public let byteCount: Int
     /// Elements of string tensors; empty for every other dtype.
     public let strings: [String]
+    /// Gives back memory obtained elsewhere; nil when this storage allocated its bytes itself.
+    private let release: (@Sendable (UnsafeMutableRawPointer) -> Void)?
 
     /// Allocates `byteCount` zeroed bytes, 64-byte aligned so any scalar type and SIMD load is legal.
     init(byteCount: Int) {
@@ -12,13 +14,29 @@ public final class TensorStorage: @unchecked Sendable {
         bytes = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
         bytes.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
         strings = []
+        release = nil
+    }
+
+    /// Storage over `byteCount` bytes at `bytes` that someone else allocated (for example page-locked memory a GPU
+    /// copies to and from directly); `release` gives them back when the storage goes. The bytes are as found:
+    /// whoever makes the storage fills them before any tensor reads them.
+    public init(
+        bytes: UnsafeMutableRawPointer, byteCount: Int, release: @escaping @Sendable (UnsafeMutableRawPointer) -> Void
+    ) {
+        self.bytes = bytes
+        self.byteCount = byteCount
+        strings = []
+        self.release = release
     }
 
     init(strings: [String]) {
         byteCount = 0
         bytes = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 64)
         self.strings = strings
+        release = nil
     }
 
-    deinit { bytes.deallocate() }
+    deinit {
+        if let release { release(bytes) } else { bytes.deallocate() }
+    }
 }

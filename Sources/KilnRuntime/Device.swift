@@ -26,6 +26,9 @@ public protocol Device: AnyObject, Sendable {
     /// activations stored channels-last (`ChannelsLastLayout`). Never by default.
     func runsChannelsLast(_ node: Node, dtype: DType) -> Bool
     func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel
+    /// A copy of `tensor` in the host memory this device transfers from fastest (page-locked on a GPU), for
+    /// inputs given to many runs; the tensor itself by default.
+    func pinnedCopy(of tensor: Tensor) throws -> Tensor
     /// Compiles a whole graph. The default runs one host kernel per node (`CompiledGraph`); a device whose
     /// tensors live in its own memory returns its own program, which takes and returns host values.
     func compile(_ graph: Graph) throws -> any GraphExecutable
@@ -54,6 +57,8 @@ extension Device {
     public func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool { false }
 
     public func runsChannelsLast(_ node: Node, dtype: DType) -> Bool { false }
+
+    public func pinnedCopy(of tensor: Tensor) throws -> Tensor { tensor }
 
     public func preloadTactics(_ tactics: [String: String]) {}
 

@@ -24,6 +24,13 @@ public final class Engine: Sendable {
     public var outputs: [GraphValue] { graph.outputs }
 
     public func makeContext() -> ExecutionContext { ExecutionContext(engine: self) }
+
+    /// `value` copied into the host memory the engine's device uploads from fastest (page-locked on a GPU),
+    /// for inputs that many runs reuse: their upload then runs at the bus's speed. The value itself on the CPU.
+    public func pinnedCopy(of value: Value) throws -> Value {
+        guard case .tensor(let tensor) = value else { return value }
+        return .tensor(try device.pinnedCopy(of: tensor))
+    }
 }
 
 /// Runs inferences of one engine. Not shared across threads; make one per thread. Each context owns its

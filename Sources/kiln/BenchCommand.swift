@@ -70,7 +70,7 @@ struct BenchCommand: ParsableCommand {
         let (engine, device) = (source.engine, source.device)
         let feeds = try InputFeeds(
             engine: engine, files: [], archive: inputs, shapes: shapes + batchShapes(engine), seed: seed
-        ).values()
+        ).values().mapValues { try engine.pinnedCopy(of: $0) }
         let contexts = (0..<streams).map { _ in engine.makeContext() }
         let context = contexts[0]
         let name = source.name

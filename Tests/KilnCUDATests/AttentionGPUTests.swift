@@ -151,14 +151,18 @@ import Testing
         #expect(CUDAAttentionTensorCore.maskMode([0, 0, 104, 1]) == 2)
         #expect(CUDAAttentionTensorCore.maskMode([77, 0, 0, 1]) == 1)
         #expect(CUDAAttentionTensorCore.maskMode([0, 0, 1, 0]) == 1)
-        // Dynamic shared memory: two stages of 32 keys of K and V (rows of 64 + 8), plus one shared mask row or one
-        // row per query of the block; every configuration fits the 48 KiB a launch gets without opting in.
-        #expect(CUDAAttentionTensorCore.sharedBytes(headSize: 64, keys: 32, maskRows: 0) == 2 * 4 * 32 * 72)
+        // Dynamic shared memory: four stages of 32 keys of K and V (rows of 64 + 8), plus one shared mask row or
+        // one row per query of the block; the blocks per multiprocessor each configuration is budgeted for fit in
+        // Hopper's 228 KiB of shared memory (1 KiB of it reserved per block).
+        #expect(CUDAAttentionTensorCore.sharedBytes(headSize: 64, keys: 32, stages: 4, maskRows: 0) == 2 * 4 * 64 * 72)
         #expect(
-            CUDAAttentionTensorCore.sharedBytes(headSize: 64, keys: 32, maskRows: 64) == 2 * (4 * 32 * 72 + 128 * 32))
+            CUDAAttentionTensorCore.sharedBytes(headSize: 64, keys: 32, stages: 4, maskRows: 64)
+                == 2 * 4 * (64 * 72 + 64 * 32))
         for d in CUDAAttentionTensorCore.headSizes {
-            let (warps, keys, _) = CUDAAttentionTensorCore.configuration(headSize: d)
-            #expect(CUDAAttentionTensorCore.sharedBytes(headSize: d, keys: keys, maskRows: 16 * warps) <= 48 << 10)
+            let (warps, keys, blocks, stages) = CUDAAttentionTensorCore.configuration(headSize: d)
+            let bytes = CUDAAttentionTensorCore.sharedBytes(
+                headSize: d, keys: keys, stages: stages, maskRows: 16 * warps)
+            #expect(blocks * (bytes + 1024) <= 228 << 10, "head size \(d)")
         }
         // Which block size each grid gets.
         let big = try CUDAAttention.lower(

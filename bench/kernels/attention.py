@@ -2,9 +2,10 @@
 # pip CUDA packages, no Swift): the CUDA source is read from the Swift files, so the kernel timed is the one
 # in the tree (edit the Swift template to try a variant). Each shape is checked against float32 attention
 # computed by torch, then timed as 20 launches in a CUDA graph, beside torch's scaled_dot_product_attention.
-# Use: python3 bench/kernels/attention.py [--head 64] [--shapes 64x128m,64x197,1x128m] [--variants 4.32.4,4.64.3]
+# Use: python3 bench/kernels/attention.py [--head 64] [--shapes 64x128m,64x197,1x128m] [--variants 4.32.4.4,4.32.4.2]
 #   (BxS, m: a [B, 1, 1, S] padding mask; M: a full [B, 1, S, S] mask; variant warps.keys.blocks: warps per
-#   block, 16 queries each, keys per tile, blocks per multiprocessor the registers are budgeted for)
+#   block, 16 queries each, keys per tile, blocks per multiprocessor the registers are budgeted for, tiles in
+#   flight; a variant without the last number gets 2)
 import argparse, ctypes, glob, os, re, statistics, sys, textwrap
 import torch
 
@@ -20,25 +21,25 @@ def swift_string(path, name):
 
 def kernel_source(head, variants):
     """The tree's kernel template with one float16 entry point per variant (warps, keys per tile, blocks per
-    multiprocessor), named kiln_attention_tc_f16_d{head}_w{warps}_k{keys}_b{blocks}."""
+    multiprocessor, stages), named kiln_attention_tc_f16_d{head}_w{warps}_k{keys}_b{blocks}_s{stages}."""
     prelude = swift_string('Sources/KilnCUDA/Lowering/CUDAPrelude.swift', 'text')
     code = swift_string('Sources/KilnCUDA/Kernels/CUDAAttentionTensorCore.swift', 'code')
     code = code.replace('KILN_T', 'kiln_half').replace('KILN_PTX', 'f16') + '\n'
-    for warps, keys, blocks in variants:
+    for warps, keys, blocks, stages in variants:
         code += (f'extern "C" __global__ void __launch_bounds__({32 * warps}, {blocks}) '
-                 f'kiln_attention_tc_f16_d{head}_w{warps}_k{keys}_b{blocks}('
+                 f'kiln_attention_tc_f16_d{head}_w{warps}_k{keys}_b{blocks}_s{stages}('
                  'const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, '
                  'const T* __restrict__ mask, T* __restrict__ out, KilnDims size, KilnDims qv, KilnDims kv, '
                  'KilnDims vv, KilnDims ov, KilnDims mv, float scale, int hasMask, int zeroMasked, int vector, '
                  'int causal, int group) {\n'
-                 f'    kiln_attention_tc<{head}, {warps}, {keys}>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, '
+                 f'    kiln_attention_tc<{head}, {warps}, {keys}, {stages}>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, '
                  'hasMask, zeroMasked, causal, group);\n}\n')
     return prelude + code
 
 
-def shared_bytes(head, keys, mask_rows):
+def shared_bytes(head, keys, stages, mask_rows):
     """The Swift `CUDAAttentionTensorCore.sharedBytes`, written again here."""
-    return 2 * (4 * keys * (head + 8) + 2 * mask_rows * keys)
+    return 2 * stages * (2 * keys * (head + 8) + mask_rows * keys)
 
 
 def nvrtc():
@@ -100,10 +101,11 @@ def main():
     parser.add_argument('--head', type=int, default=64)
     parser.add_argument('--heads', type=int, default=12)
     parser.add_argument('--shapes', default='64x128m,64x128M,64x128,64x197,1x128m')
-    parser.add_argument('--variants', default='4.32.4,2.32.8,4.64.3',
-                        help='warps.keys.blocks: warps per block, keys per tile, blocks per multiprocessor')
+    parser.add_argument('--variants', default='4.32.4.4,4.32.4.2,4.32.4.3',
+                        help='warps.keys.blocks[.stages]: warps per block, keys per tile, blocks per multiprocessor, '
+                             'tiles in flight (default 2)')
     args = parser.parse_args()
-    variants = [tuple(int(v) for v in text.split('.')) for text in args.variants.split(',')]
+    variants = [tuple(int(v) for v in (text + '.2').split('.')[:4]) for text in args.variants.split(',')]
     torch.zeros(1, device='cuda')
     cuda = ctypes.CDLL('libcuda.so.1')
     major, minor = torch.cuda.get_device_capability()
@@ -111,14 +113,14 @@ def main():
     module = ctypes.c_void_p()
     assert cuda.cuModuleLoadData(ctypes.byref(module), cubin) == 0
     functions = {}
-    for warps, keys, blocks in variants:
-        name = f'kiln_attention_tc_f16_d{args.head}_w{warps}_k{keys}_b{blocks}'
+    for warps, keys, blocks, stages in variants:
+        name = f'kiln_attention_tc_f16_d{args.head}_w{warps}_k{keys}_b{blocks}_s{stages}'
         usage = re.search(rf"Compiling entry function '{name}'.*?(Used [^\n]*)", log, re.S)
         print(f'{torch.cuda.get_device_name()}: {name}, {usage.group(1) if usage else "?"}')
         function = ctypes.c_void_p()
         assert cuda.cuModuleGetFunction(ctypes.byref(function), module, name.encode()) == 0
-        assert cuda.cuFuncSetAttribute(function, 8, shared_bytes(args.head, keys, 16 * warps)) == 0
-        functions[(warps, keys, blocks)] = function
+        assert cuda.cuFuncSetAttribute(function, 8, shared_bytes(args.head, keys, stages, 16 * warps)) == 0
+        functions[(warps, keys, blocks, stages)] = function
 
     H, D = args.heads, args.head
     E = H * D
@@ -150,10 +152,10 @@ def main():
         sdpa = graph_time(lambda: torch.nn.functional.scaled_dot_product_attention(q16, k16, v16))
         label = {'m': 'padding mask', 'M': 'full mask', '': 'no mask'}[mask_kind]
         print(f'B={B:3d} S={S:4d} {label:12s} torch sdpa without mask {sdpa:7.1f} us')
-        for (warps, keys, blocks), function in functions.items():
+        for (warps, keys, blocks, stages), function in functions.items():
             rows = 16 * warps
             mask_rows = 0 if mode != 2 else (1 if strides[2] == 0 else rows)
-            shared = shared_bytes(D, keys, mask_rows)
+            shared = shared_bytes(D, keys, stages, mask_rows)
 
             def run():
                 stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
@@ -165,7 +167,8 @@ def main():
             torch.cuda.synchronize()
             error = ((out.float() - reference).norm() / reference.norm()).item()
             kiln = graph_time(run)
-            print(f'    kiln {warps} warps, {keys:3d} keys, {blocks} blocks: {kiln:7.1f} us (rel. error {error:.3e})')
+            print(f'    kiln {warps} warps, {keys:3d} keys, {blocks} blocks, {stages} stages: {kiln:7.1f} us '
+                  f'(rel. error {error:.3e})')
 
 
 if __name__ == '__main__':

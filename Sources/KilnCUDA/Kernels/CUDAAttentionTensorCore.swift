@@ -15,17 +15,19 @@ import KilnIR
 enum CUDAAttentionTensorCore {
     static let headSizes = [32, 64, 128]
 
-    /// Warps per block (16 queries each), keys per tile and the blocks per multiprocessor the registers are
-    /// budgeted for, by head size: 4 x 32 x 4 was the fastest at head size 64 of the variants
-    /// `bench/kernels/attention.py` timed (more blocks spill registers; 64-key tiles, 8 warps or 32 queries per
-    /// warp were slower on BERT's and ViT's shapes).
-    static func configuration(headSize: Int) -> (warps: Int, keys: Int, blocks: Int) {
-        headSize <= 64 ? (4, 32, 4) : (4, 32, 1)
+    /// Warps per block (16 queries each), keys per tile, the blocks per multiprocessor the registers are
+    /// budgeted for, and the tiles in flight (shared-memory stages), by head size: 4 x 32 x 4 was the fastest at
+    /// head size 64 of the variants `bench/kernels/attention.py` timed (more blocks spill registers; 64-key
+    /// tiles, 8 warps or 32 queries per warp were slower on BERT's and ViT's shapes). Four stages rather than two
+    /// took 0.2-1.9 us off BERT's and ViT's 33-83 us, three 0-3 us off head size 128's 37-47 us.
+    static func configuration(headSize: Int) -> (warps: Int, keys: Int, blocks: Int, stages: Int) {
+        headSize <= 64 ? (4, 32, 4, 4) : (4, 32, 1, 3)
     }
 
-    /// Dynamic shared memory: two stages of K and V tiles (rows padded by 8 elements) and of `maskRows` mask rows.
-    static func sharedBytes(headSize: Int, keys: Int, maskRows: Int) -> Int {
-        2 * (4 * keys * (headSize + 8) + 2 * maskRows * keys)
+    /// Dynamic shared memory: `stages` stages of K and V tiles (rows padded by 8 elements) and of `maskRows` mask
+    /// rows.
+    static func sharedBytes(headSize: Int, keys: Int, stages: Int, maskRows: Int) -> Int {
+        2 * stages * (2 * keys * (headSize + 8) + maskRows * keys)
     }
 
     /// The launch, or nil when the layer's shape or views do not suit this kernel.
@@ -43,7 +45,7 @@ enum CUDAAttentionTensorCore {
                 $0.strides[3] == 1 && $0.offset % 8 == 0 && $0.strides[0..<3].allSatisfy { $0 % 8 == 0 }
             })
         else { return nil }
-        let (warps, keys, _) = configuration(headSize: layer.headSize)
+        let (warps, keys, _, stages) = configuration(headSize: layer.headSize)
         let rows = 16 * warps
         let mode = maskMode(maskStrides)
         let maskRows = mode == 2 ? (maskStrides?[2] == 0 ? 1 : rows) : 0
@@ -52,7 +54,7 @@ enum CUDAAttentionTensorCore {
             function: "kiln_attention_tc_\(dtype)_d\(layer.headSize)",
             grid: CUDADim3((layer.queryLength + rows - 1) / rows, layer.heads, layer.batch),
             block: CUDADim3(32 * warps),
-            sharedBytes: sharedBytes(headSize: layer.headSize, keys: keys, maskRows: maskRows),
+            sharedBytes: sharedBytes(headSize: layer.headSize, keys: keys, stages: stages, maskRows: maskRows),
             arguments: arguments(mode))
     }
 
@@ -66,8 +68,8 @@ enum CUDAAttentionTensorCore {
     /// The module for `dtype` (float16 or bfloat16): one kernel per head size.
     static func source(_ dtype: DType) -> CUDASource {
         let entries = headSizes.map { d in
-            let (warps, keys, blocks) = configuration(headSize: d)
-            return "KILN_ATTENTION_TC(\(d), \(warps), \(keys), \(blocks))\n"
+            let (warps, keys, blocks, stages) = configuration(headSize: d)
+            return "KILN_ATTENTION_TC(\(d), \(warps), \(keys), \(blocks), \(stages))\n"
         }
         let template = (code + entries.joined())
             .replacingOccurrences(of: "KILN_PTX", with: dtype == .bfloat16 ? "bf16" : "f16")
@@ -112,10 +114,11 @@ enum CUDAAttentionTensorCore {
         /* size: B, H, Sq, Sk, D, Dv. Views: offset, then strides of batch, head, sequence, head axis (1 here); the
            mask's strides of batch, head, query, key. hasMask 1: the mask is read from global memory score by score;
            2: its tile is staged in shared memory with the K/V tile (key stride 1, other strides multiples of 8), one
-           row when every query shares it. The next tile loads (cp.async) while this one is used. A block of WARPS
-           warps takes 16 * WARPS queries; tiles of BK keys; dynamic shared memory: two stages of K, V and mask. Scores
-           are kept in log2 units (scale and mask times log2(e)), so each probability is one exponential. */
-        template <int D, int WARPS, int BK>
+           row when every query shares it. A block of WARPS warps takes 16 * WARPS queries; tiles of BK keys; dynamic
+           shared memory: a ring of STAGES stages of K, V and mask, the next STAGES - 1 tiles loading (cp.async) while
+           one is used, so short sequences have all their keys in flight at once. Scores are kept in log2 units (scale
+           and mask times log2(e)), so each probability is one exponential. */
+        template <int D, int WARPS, int BK, int STAGES>
         __device__ __forceinline__ void kiln_attention_tc(
             const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ mask,
             T* __restrict__ out, const KilnDims& size, const KilnDims& qv, const KilnDims& kv, const KilnDims& vv,
@@ -125,8 +128,8 @@ enum CUDAAttentionTensorCore {
             const int QR = 16 * WARPS;   /* queries per block */
             extern __shared__ __align__(16) u16 kiln_attention_shared[];
             u16* Ks = kiln_attention_shared;
-            u16* Vs = Ks + 2 * BK * KS;
-            u16* Ms = Vs + 2 * BK * KS;
+            u16* Vs = Ks + STAGES * BK * KS;
+            u16* Ms = Vs + STAGES * BK * KS;
             const int q0 = blockIdx.x * QR;
             const int maskRows = hasMask == 2 ? (mv.v[2] == 0 ? 1 : QR) : 0;
             const int Sq = (int)size.v[2], Sk = (int)size.v[3];
@@ -180,20 +183,24 @@ enum CUDAAttentionTensorCore {
                     const i64 at = inside ? mBase + (i64)(q0 + r) * mv.v[2] + k0 + c : 0;
                     kiln_cp16(Ms + (stage * maskRows + r) * BK + c, (const u16*)mask + at, inside ? 2 * min(keys, 8) : 0);
                 }
-                kiln_cp_commit();
             };
 
-            if (tiles > 0) load(0, 0);
+            /* One commit group per tile (empty past the last), so waiting for tile `it` is always wait_group
+               STAGES - 2. The barrier after the wait also tells every warp is done with the stage the next load
+               overwrites, the one read in the previous iteration. */
+            #pragma unroll
+            for (int p = 0; p < STAGES - 1; ++p) {
+                if (p < tiles) load(p, p * BK);
+                kiln_cp_commit();
+            }
             for (int it = 0; it < tiles; ++it) {
                 const int k0 = it * BK;
-                const int stage = it & 1;
-                if (it + 1 < tiles) {
-                    load(stage ^ 1, k0 + BK);
-                    kiln_cp_wait<1>();
-                } else {
-                    kiln_cp_wait<0>();
-                }
+                const int stage = it % STAGES;
+                kiln_cp_wait<STAGES - 2>();
                 __syncthreads();
+                const int ahead = it + STAGES - 1;
+                if (ahead < tiles) load(ahead % STAGES, ahead * BK);
+                kiln_cp_commit();
                 const u16* K = Ks + stage * BK * KS;
                 const u16* V = Vs + stage * BK * KS;
                 const u16* M = Ms + stage * maskRows * BK;
@@ -296,7 +303,6 @@ enum CUDAAttentionTensorCore {
                         kiln_mma(o[n + 1], pa, b2, b3);
                     }
                 }
-                __syncthreads();
             }
 
             const i64 oBase = ov.v[0] + b * ov.v[1] + h * ov.v[2];
@@ -317,14 +323,14 @@ enum CUDAAttentionTensorCore {
             }
         }
 
-        #define KILN_ATTENTION_TC(D, WARPS, BK, BLOCKS) \\
+        #define KILN_ATTENTION_TC(D, WARPS, BK, BLOCKS, STAGES) \\
             extern "C" __global__ void __launch_bounds__(32 * WARPS, BLOCKS) kiln_attention_tc_KILN_NAME_d##D( \\
                 const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, \\
                 const T* __restrict__ mask, T* __restrict__ out, KilnDims size, KilnDims qv, KilnDims kv, \\
                 KilnDims vv, KilnDims ov, KilnDims mv, float scale, int hasMask, int zeroMasked, int vector, \\
                 int causal, int group) \\
             { \\
-                kiln_attention_tc<D, WARPS, BK>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, \\
+                kiln_attention_tc<D, WARPS, BK, STAGES>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale, \\
                     hasMask, zeroMasked, causal, group); \\
             }
 
