@@ -13,9 +13,7 @@ import Testing
 /// gives the outputs that one context gives alone.
 @Suite(.enabled(if: gpuUsable)) struct ContextGPUTests {
     @Test func concurrentContextsMatchOneContext() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let graph = try ONNXImporter.load(contentsOf: root.appendingPathComponent("models/tinycnn/model.onnx")).graph
+        let graph = try tinyCNN()
         let engine = try Builder.build(graph, device: try CUDADevice(options: .init(useCUDAGraphs: true)))
         let name = engine.inputs[0].name
         var generator = SeededGenerator(seed: 11)
@@ -59,9 +57,7 @@ import Testing
     }
 
     @Test func pinnedInputsAndOutputs() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let graph = try ONNXImporter.load(contentsOf: root.appendingPathComponent("models/tinycnn/model.onnx")).graph
+        let graph = try tinyCNN()
         let engine = try Builder.build(graph, device: try CUDADevice())
         let (input, output) = (engine.inputs[0].name, engine.outputs[0].name)
         var generator = SeededGenerator(seed: 5)

@@ -12,9 +12,7 @@ import Testing
 /// nothing and gives the outputs of the engine it was saved from.
 @Suite(.enabled(if: gpuUsable)) struct PlanGPUTests {
     @Test func loadedPlanCompilesNothingAndMatches() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let graph = try ONNXImporter.load(contentsOf: root.appendingPathComponent("models/tinycnn/model.onnx")).graph
+        let graph = try tinyCNN()
         let shapes = [BuildOptions.InputShape(name: graph.inputs[0].name, dims: [4, 3, 32, 32])]
         let built = try Builder.build(graph, device: try CUDADevice())
         try built.prepare(inputShapes: [[4, 3, 32, 32]])
