@@ -19,7 +19,8 @@ enum CUDAAttentionTensorCore {
     /// budgeted for, and the tiles in flight (shared-memory stages), by head size: 4 x 32 x 4 was the fastest at
     /// head size 64 of the variants `bench/kernels/attention.py` timed (more blocks spill registers; 64-key
     /// tiles, 8 warps or 32 queries per warp were slower on BERT's and ViT's shapes). Four stages rather than two
-    /// took 0.2-1.9 us off BERT's and ViT's 33-83 us, three 0-3 us off head size 128's 37-47 us.
+    /// took 0.2-1.9 us off BERT's and ViT's 33-83 us in that harness, three 0-3 us off head size 128's 37-47 us;
+    /// whole models measured the same with either (BENCHMARKS.md, "Page-locked transfers").
     static func configuration(headSize: Int) -> (warps: Int, keys: Int, blocks: Int, stages: Int) {
         headSize <= 64 ? (4, 32, 4, 4) : (4, 32, 1, 3)
     }
