@@ -47,6 +47,9 @@ public struct Pipeline: Sendable {
         GeluRecognition(),
         NormalizationRecognition(),
         SoftmaxRecognition(),
+        // Pads are constants after folding; before the epilogues, so the convolution that absorbs a Pad also
+        // absorbs what follows it.
+        PadFolding(),
         // Folding first makes batch-norm parameters and biases constants; BatchNorm before epilogues so the
         // activation after a normalization meets the convolution.
         BatchNormFolding(),

@@ -188,6 +188,15 @@ extension InputSpec: @unchecked Sendable {}
             ConvolutionLayer(ConvolutionParameters(kernelShape: [4, 4], strides: [4, 4])),
             [.float([2, 3, 17, 16]), .float([10, 3, 4, 4]), .float([10])], rtol: 1e-4, atol: 1e-5)
         add(
+            "conv asymmetric pads stride 2 bias relu (padded copy, then cuDNN)",
+            ConvolutionLayer(
+                ConvolutionParameters(strides: [2, 2], pads: [2, 0, 1, 1]), epilogue: .init(activation: .relu)),
+            [.float([2, 4, 11, 10]), .float([6, 4, 3, 3]), .float([6])], rtol: 1e-4, atol: 1e-5)
+        add(
+            "conv 1-D same-upper stride 2",
+            ConvolutionLayer(ConvolutionParameters(strides: [2], autoPad: .sameUpper)),
+            [.float([2, 3, 11]), .float([5, 3, 4])], rtol: 1e-4, atol: 1e-5)
+        add(
             "conv grouped, 2 channels per group",
             ConvolutionLayer(ConvolutionParameters(pads: [1, 1, 1, 1], group: 4)),
             [.float([2, 8, 6, 6]), .float([8, 2, 3, 3])], rtol: 1e-4, atol: 1e-5)

@@ -209,12 +209,26 @@ import Testing
         #expect(step.groups == 16)
     }
 
-    @Test func asymmetricPadsAreUnsupported() {
-        let layer = ConvolutionLayer(ConvolutionParameters(strides: [2, 2], autoPad: .sameUpper))
-        // SAME_UPPER, 16 -> 8 with a 3x3 kernel and stride 2: 0 pixels before, 1 after.
-        #expect(throws: KilnError.self) {
-            try lower(layer, [[1, 4, 16, 16], [8, 4, 3, 3]], [1, 8, 8, 8])
+    /// cuDNN pads both ends alike: the pixels one end pads beyond the other are copied in first, into scratch
+    /// that the convolution then reads.
+    @Test func asymmetricPadsArePaddedFirst() throws {
+        // Pads (top 2, left 0) before, (bottom 1, right 1) after: 1 and 0 symmetric, then 1 top, 1 right.
+        let layer = ConvolutionLayer(ConvolutionParameters(strides: [2, 2], pads: [2, 0, 1, 1]))
+        let lowering = try lower(layer, [[1, 4, 16, 16], [8, 4, 3, 3]], [1, 8, 9, 8])
+        guard lowering.steps.count == 2, case .launch(let pad) = lowering.steps[0],
+            case .convolution(let step) = lowering.steps[1]
+        else {
+            Issue.record("expected a pad launch and a convolution, got \(lowering.steps)")
+            return
         }
+        #expect(pad.function.hasPrefix("kiln_pad_constant"))
+        #expect(pad.arguments.contains(.dims([0, 0, 1, 0])))
+        #expect(step.x == .scratch(0) && step.inputShape == [1, 4, 17, 17] && step.pads == [1, 0])
+        #expect(lowering.scratchBytes == [17 * 17 * 4 * 4])
+        // SAME_UPPER, 16 -> 8 with a 3x3 kernel and stride 2: 0 pixels before, 1 after.
+        let same = ConvolutionLayer(ConvolutionParameters(strides: [2, 2], autoPad: .sameUpper))
+        let sameLowering = try lower(same, [[1, 4, 16, 16], [8, 4, 3, 3]], [1, 8, 8, 8])
+        #expect(sameLowering.steps.count == 2 && sameLowering.scratchBytes == [17 * 17 * 4 * 4])
     }
 
     @Test func oneDimensionalConvolutionBecomesTwoDimensional() throws {

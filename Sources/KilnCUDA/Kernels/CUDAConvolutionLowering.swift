@@ -41,9 +41,13 @@ enum CUDAConvolutionLowering {
         guard [x[0], w[0]] + r.output == out else {
             throw KilnError.shapeMismatch("convolution output is \([x[0], w[0]] + r.output), the graph says \(out)")
         }
-        guard r.padsBegin == r.padsEnd else {
+        // cuDNN pads both ends alike: what one end pads beyond the other is copied in first (`explicitPad`).
+        let symmetric = zip(r.padsBegin, r.padsEnd).map { min($0, $1) }
+        let extra = zip(r.padsBegin, r.padsEnd).map { ($0 - min($0, $1), $1 - min($0, $1)) }
+        let padded = extra.contains { $0 != (0, 0) }
+        if padded && last {
             throw KilnError.unsupported(
-                "CUDA convolution with asymmetric pads \(r.padsBegin) / \(r.padsEnd) is not implemented yet")
+                "CUDA channels-last convolution with asymmetric pads \(r.padsBegin) / \(r.padsEnd)")
         }
         if info.hasInput(2) {
             let bias = try info.inputShape(2)
@@ -61,8 +65,9 @@ enum CUDAConvolutionLowering {
         if total == 0 { return CUDALowering(steps: []) }
 
         // cuDNN takes 2-D and 3-D convolutions; a 1-D one is a 2-D one of height 1.
-        var (xs, ws, ys) = (x, w, out)
-        var (pads, strides, dilations) = (r.padsBegin, r.strides, r.dilations)
+        let xp = padded ? Array(x.prefix(2)) + zip(x.dropFirst(2), extra).map { $0 + $1.0 + $1.1 } : x
+        var (xs, ws, ys) = (xp, w, out)
+        var (pads, strides, dilations) = (symmetric, r.strides, r.dilations)
         switch x.count {
         case 3:
             xs.insert(1, at: 2)
@@ -85,6 +90,17 @@ enum CUDAConvolutionLowering {
             return try CUDAChannelsLastConvolution.lower(
                 layer, x: x, w: w, out: out, resolved: r, info: info, dtype: dtype)
         }
+        if padded {
+            let step = CUDAConvolution(
+                x: .scratch(0), w: .input(1), bias: info.hasInput(2) ? .input(2) : nil,
+                residual: layer.epilogue.residual ? .input(residualIndex) : nil, y: .output(0), inputShape: xs,
+                weightShape: ws, outputShape: ys, pads: pads, strides: strides, dilations: dilations, groups: group,
+                activation: nil, dtype: dtype)
+            var lowering = try cuDNN(step, activation: layer.epilogue.activation, shape: out, dtype: dtype)
+            lowering.steps.insert(explicitPad(x, begins: extra.map(\.0), into: xp, dtype: dtype), at: 0)
+            lowering.scratchBytes = [xp.reduce(1, *) * dtype.byteSize]
+            return lowering
+        }
         if let depthwise = try CUDADepthwiseConvolution.launch(
             layer, x: x, w: w, out: out, resolved: r, hasBias: info.hasInput(2), dtype: dtype)
         {
@@ -102,6 +118,21 @@ enum CUDAConvolutionLowering {
             weightShape: ws, outputShape: ys, pads: pads, strides: strides, dilations: dilations, groups: group,
             activation: nil, dtype: dtype)
         return try cuDNN(step, activation: layer.epilogue.activation, shape: out, dtype: dtype)
+    }
+
+    /// Copies X `[N, C, ...]` into scratch 0 of shape `padded`, its spatial axes offset by `begins`, zeros
+    /// around.
+    static func explicitPad(_ x: [Int], begins: [Int], into padded: [Int], dtype: DType) -> CUDAStep {
+        let kernel = CUDAShapeKernels.pad(unit: dtype.byteSize, rank: x.count, mode: .constant)
+        let count = padded.reduce(1, *)
+        return .launch(
+            CUDALaunch(
+                source: kernel, function: kernel.name, grid: CUDAShapeKernels.grid(count),
+                block: CUDADim3(CUDAShapeKernels.blockSize),
+                arguments: [
+                    .pointer(.scratch(0)), .pointer(.input(0)), .int(count), .dims(padded), .dims(x),
+                    .dims([0, 0] + begins), .dims(Broadcast.strides(x)), .int64(0),
+                ]))
     }
 
     /// The cuDNN `step` finishing with `activation`: cuDNN fuses a lone ReLU; any other activation follows as one

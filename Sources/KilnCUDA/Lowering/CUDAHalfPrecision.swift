@@ -20,7 +20,12 @@ enum CUDAHalfPrecision {
             return false
         }
         switch node.layer {
-        case is ConvolutionLayer: return true
+        case let conv as ConvolutionLayer:
+            // Channels-last convolutions pad both ends alike (CUDAConvolutionLowering).
+            let p = conv.parameters
+            let half = p.pads.count / 2
+            return p.autoPad == .valid
+                || (p.autoPad == .explicit && p.pads.prefix(half).elementsEqual(p.pads.suffix(half)))
         case let pool as PoolLayer:
             if case .lp = pool.op { return false }
             return true
