@@ -46,6 +46,8 @@ public struct Pipeline: Sendable {
         // Patterns read constants, so they come after folding.
         GeluRecognition(),
         NormalizationRecognition(),
+        // After it: a group norm's middle is a layer norm once recognized.
+        GroupNormRecognition(),
         SoftmaxRecognition(),
         // Pads are constants after folding; before the epilogues, so the convolution that absorbs a Pad also
         // absorbs what follows it.
