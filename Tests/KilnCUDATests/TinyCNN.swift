@@ -8,7 +8,8 @@ func tinyCNN() throws -> Graph {
     let path = "models/tinycnn/model.onnx"
     let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent(path)
-    let url = FileManager.default.fileExists(atPath: sources.path)
+    let url =
+        FileManager.default.fileExists(atPath: sources.path)
         ? sources : URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(path)
     return try ONNXImporter.load(contentsOf: url).graph
 }

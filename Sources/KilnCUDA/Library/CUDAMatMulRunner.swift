@@ -167,20 +167,27 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             (rows * cols + (step.batch > 1 ? stride * (step.batch - 1) : 0)) * elementBytes
         }
         let timer = try CUDATacticTimer(context: context)
-        let a = try timer.randomBuffer(
-            context, count: span(step.m, step.k, step.strideA) / elementBytes, seed: 1, dtype: dtype)
-        let b = try timer.randomBuffer(
-            context, count: span(step.k, step.n, step.strideB) / elementBytes, seed: 2, dtype: dtype)
-        let d = try context.allocate(bytes: span(step.m, step.n, step.strideD))
-        let c = try step.c.map { _ in
-            try timer.randomBuffer(
-                context, count: span(step.m, step.n, step.strideC) / elementBytes, seed: 3, dtype: dtype)
+        func values(_ bytes: Int, seed: UInt64) throws -> [Float] {
+            try CUDATacticTimer.randomValues(count: bytes / elementBytes, seed: seed, dtype: dtype)
         }
-        let bias = try step.bias.map { _ in try timer.randomBuffer(context, count: step.n, seed: 4, dtype: dtype) }
+        let hostA = try values(span(step.m, step.k, step.strideA), seed: 1)
+        let hostB = try values(span(step.k, step.n, step.strideB), seed: 2)
+        let hostC = try step.c.map { _ in try values(span(step.m, step.n, step.strideC), seed: 3) }
+        let hostBias = try step.bias.map { _ in try values(step.n * elementBytes, seed: 4) }
+        let a = try timer.upload(context, hostA, dtype: dtype)
+        let b = try timer.upload(context, hostB, dtype: dtype)
+        let d = try context.allocate(bytes: span(step.m, step.n, step.strideD))
+        let c = try hostC.map { try timer.upload(context, $0, dtype: dtype) }
+        let bias = try hostBias.map { try timer.upload(context, $0, dtype: dtype) }
+        // Every candidate must reproduce sampled entries computed on the host, and the whole result of the
+        // heuristics' first choice that runs.
+        let sample = SampledProduct.supports(step) ? SampledProduct(step) : nil
+        let expected = sample?.reference(a: hostA, b: hostB, c: hostC, bias: hostBias, tf32: allowTF32)
         let largest = (0..<candidateCount).map { workspace(ofRank: $0) }.max() ?? 0
         let scratch = try context.allocate(bytes: max(largest, 1))
         let outputCount = span(step.m, step.n, step.strideD) / elementBytes
         var reference: [Float] = []
+        var rejected = 0
         var best = (rank: 0, milliseconds: Double.infinity)
         for rank in 0..<candidateCount {
             choose(rank: rank)
@@ -194,8 +201,13 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             } catch {
                 continue  // an algorithm that fails to launch is not a candidate
             }
-            // Each candidate must give the result of the heuristics' first choice that runs (the reference).
             let output = try timer.download(d, count: outputCount, dtype: dtype)
+            if let sample, let expected,
+                sample.relativeError(of: output, from: expected) > SampledProduct.tolerance(step)
+            {
+                rejected += 1
+                continue
+            }
             if reference.isEmpty {
                 reference = output
             } else if CUDATacticTimer.relativeError(output, reference)
@@ -207,6 +219,12 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             if best.milliseconds.isInfinite || median < best.milliseconds * (1 - CUDATacticTimer.margin) {
                 best = (rank, median)
             }
+        }
+        if best.milliseconds.isInfinite, rejected > 0 {
+            FileHandle.standardError.write(
+                Data(
+                    ("note: no cuBLASLt algorithm for the \(step.m)x\(step.n)x\(step.k) product matched the host "
+                        + "reference; keeping the heuristics' first choice\n").utf8))
         }
         choose(rank: best.rank)
         lib.tuningLock.lock()

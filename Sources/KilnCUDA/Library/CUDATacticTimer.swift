@@ -29,8 +29,20 @@ struct CUDATacticTimer {
     func randomBuffer(
         _ context: CUDAContext, count: Int, seed: UInt64, dtype: DType = .float32
     ) throws -> DeviceBuffer {
+        try upload(context, try Self.randomValues(count: count, seed: seed, dtype: dtype), dtype: dtype)
+    }
+
+    /// The values `randomBuffer` stores, as floats (rounded to `dtype` first).
+    static func randomValues(count: Int, seed: UInt64, dtype: DType = .float32) throws -> [Float] {
         var generator = SeededGenerator(seed: seed)
         let values = (0..<max(count, 1)).map { _ in Float(generator.unit() * 2 - 1) }
+        guard dtype != .float32 else { return values }
+        let rounded = try Tensor(shape: [values.count], scalars: values).cast(to: dtype).cast(to: .float32)
+        return rounded.withUnsafeBuffer(as: Float.self) { Array($0) }
+    }
+
+    /// A device buffer holding `values` stored as `dtype`, copied before returning.
+    func upload(_ context: CUDAContext, _ values: [Float], dtype: DType = .float32) throws -> DeviceBuffer {
         let tensor = try Tensor(shape: [values.count], scalars: values).cast(to: dtype)
         let buffer = try context.allocate(bytes: tensor.byteCount)
         try withExtendedLifetime(tensor) {
