@@ -80,3 +80,35 @@ import Testing
                 CUDAMatMul(a: .input(0), b: .input(1), d: .output(0), m: 1, n: 1, k: 1, activation: .silu)))
     }
 }
+
+/// On the GPU, every cuBLASLt algorithm the heuristics offer for these products reproduces the host reference:
+/// the check rejects nothing that is right (strict float32 over a long k, TF32, float16 with bias and GELU).
+@Suite(.enabled(if: gpuUsable)) struct TacticReferenceGPUTests {
+    @Test func everyCandidateMatchesTheHostReference() throws {
+        let device = try sharedGPU()
+        let library = try CUBLASLt()
+        let steps: [(CUDAMatMul, Bool)] = [
+            (
+                CUDAMatMul(a: .input(0), b: .input(1), d: .output(0), m: 256, n: 384, k: 4096, dtype: .float32),
+                false
+            ),
+            (
+                CUDAMatMul(
+                    a: .input(0), b: .input(1), c: .input(2), d: .output(0), m: 96, n: 200, k: 640,
+                    transposeB: true, batch: 3, strideA: 96 * 640, strideB: 200 * 640, strideC: 96 * 200,
+                    strideD: 96 * 200, alpha: 0.5, beta: 1, activation: .relu, dtype: .float32), true
+            ),
+            (
+                CUDAMatMul(
+                    a: .input(0), b: .input(1), bias: .input(2), d: .output(0), m: 512, n: 768, k: 768,
+                    activation: .gelu(tanh: true), dtype: .float16), false
+            ),
+        ]
+        for (step, tf32) in steps {
+            let runner = try CUDAMatMulRunner(step: step, library: library, allowTF32: tf32, candidates: 8)
+            let outcome = try runner.tune(context: device.context, runs: 1)
+            #expect(outcome.launched >= 1, "\(step.m)x\(step.n)x\(step.k): \(outcome)")
+            #expect(outcome.rejected == 0, "\(step.m)x\(step.n)x\(step.k) \(step.dtype): \(outcome)")
+        }
+    }
+}

@@ -150,17 +150,20 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
     /// then the median of `runs`) and keeps the fastest. The choice is remembered per signature, so a model's
     /// repeated shapes are timed once. Scratch memory is released before returning.
     /// With `measure` off (the build budget is spent), only a choice already known for the signature applies.
-    public func tune(context: CUDAContext, runs: Int = 5, measure: Bool = true) throws {
+    @discardableResult
+    public func tune(context: CUDAContext, runs: Int = 5, measure: Bool = true) throws -> TuningOutcome {
         lib.tuningLock.lock()
         let known = lib.tunedRanks[signature]
         lib.tuningLock.unlock()
         // A rank found among more candidates (a higher level's cache) is timed again here.
         if let known, known < candidateCount {
             choose(rank: known)
-            return
+            return TuningOutcome(rank: known, launched: 0, rejected: 0)
         }
         // Int8 products keep the heuristics' choice: the timer's operands and check are float32.
-        guard candidateCount > 1, measure, step.dtype != .int8 else { return }
+        guard candidateCount > 1, measure, step.dtype != .int8 else {
+            return TuningOutcome(rank: 0, launched: 0, rejected: 0)
+        }
         let dtype = step.dtype
         let elementBytes = dtype.byteSize
         func span(_ rows: Int, _ cols: Int, _ stride: Int) -> Int {
@@ -187,7 +190,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         let scratch = try context.allocate(bytes: max(largest, 1))
         let outputCount = span(step.m, step.n, step.strideD) / elementBytes
         var reference: [Float] = []
-        var rejected = 0
+        var (launched, rejected) = (0, 0)
         var best = (rank: 0, milliseconds: Double.infinity)
         for rank in 0..<candidateCount {
             choose(rank: rank)
@@ -201,6 +204,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             } catch {
                 continue  // an algorithm that fails to launch is not a candidate
             }
+            launched += 1
             let output = try timer.download(d, count: outputCount, dtype: dtype)
             if let sample, let expected,
                 sample.relativeError(of: output, from: expected) > SampledProduct.tolerance(step)
@@ -230,6 +234,15 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         lib.tuningLock.lock()
         lib.tunedRanks[signature] = best.rank
         lib.tuningLock.unlock()
+        return TuningOutcome(rank: best.rank, launched: launched, rejected: rejected)
+    }
+
+    /// What `tune` did: the rank chosen, how many candidates ran (0 when nothing was timed), and how many of
+    /// those missed the host reference.
+    public struct TuningOutcome: Sendable, Equatable {
+        public var rank: Int
+        public var launched: Int
+        public var rejected: Int
     }
 
     private func workspace(ofRank rank: Int) -> Int {
