@@ -1,3 +1,4 @@
+import Foundation
 import KilnIR
 import KilnOptimizer
 import KilnTestSupport
@@ -69,5 +70,20 @@ extension FusionGraphs {
             nodes: [Node(name: "mm", layer: MatMulLayer(), inputs: ["a", "w"], outputs: ["m"])] + tail)
         try? g.inferTypes()
         return g
+    }
+}
+
+/// What passes report as considered and not made (`kiln inspect --verbose`), as "node: reason" lines.
+final class RejectionLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var heard: [String] = []
+
+    var lines: [String] { lock.withLock { heard } }
+
+    /// A pass context that records here (and evaluates no constants).
+    var context: PassContext {
+        PassContext(
+            evaluate: { _, _ in throw KilnError.unsupported("no folding") },
+            rejected: { node, reason in self.lock.withLock { self.heard.append("\(node): \(reason)") } })
     }
 }

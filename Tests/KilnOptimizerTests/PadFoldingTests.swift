@@ -68,9 +68,6 @@ import Testing
     /// A non-zero value, another mode, channel padding and cropping are not a convolution's padding: each is
     /// left alone and reported with its reason.
     @Test func leavesOtherPadsAndSaysWhy() throws {
-        final class Heard: @unchecked Sendable {
-            var lines: [String] = []
-        }
         let cases: [(PadLayer, String)] = [
             (
                 PadLayer(mode: .constant, pads: [0, 0, 1, 1, 0, 0, 1, 1], value: 0.5, axes: nil),
@@ -87,20 +84,12 @@ import Testing
             (PadLayer(mode: .constant, pads: [0, 0, -1, 0, 0, 0, 0, 0], value: nil, axes: nil), "negative pads crop"),
         ]
         for (layer, reason) in cases {
-            let heard = Heard()
-            let lock = NSLock()
-            let context = PassContext(
-                evaluate: { _, _ in throw KilnError.unsupported("no folding") },
-                rejected: { node, reason in
-                    lock.lock()
-                    heard.lines.append("\(node): \(reason)")
-                    lock.unlock()
-                })
+            let log = RejectionLog()
             var g = graph(layer)
             let before = g.textForm()
-            #expect(try !PadFolding().run(&g, context))
+            #expect(try !PadFolding().run(&g, log.context))
             #expect(g.textForm() == before)
-            #expect(heard.lines == ["conv: pad not folded: \(reason)"])
+            #expect(log.lines == ["conv: pad not folded: \(reason)"])
         }
     }
 

@@ -88,24 +88,13 @@ import Testing
 
     /// A fusion the passes consider and cannot make is reported with its reason (`kiln inspect --verbose`).
     @Test func rejectedFusionsAreReported() throws {
-        final class Heard: @unchecked Sendable {
-            var lines: [String] = []
-        }
-        let heard = Heard()
-        let lock = NSLock()
+        let log = RejectionLog()
         var g = FusionGraphs.convThen([
             node("relu", UnaryLayer(.relu), ["c"], "y"),
             node("also", UnaryLayer(.neg), ["c"], "z"),
         ])
         g.outputs.append(GraphValue(name: "z", type: nil))
-        let context = PassContext(
-            evaluate: { _, _ in throw KilnError.unsupported("no folding") },
-            rejected: { node, reason in
-                lock.lock()
-                heard.lines.append("\(node): \(reason)")
-                lock.unlock()
-            })
-        #expect(try !EpilogueFusion().run(&g, context))
-        #expect(heard.lines == ["conv: relu not fused into its epilogue: its output 'c' is read by 2 layers"])
+        #expect(try !EpilogueFusion().run(&g, log.context))
+        #expect(log.lines == ["conv: relu not fused into its epilogue: its output 'c' is read by 2 layers"])
     }
 }
