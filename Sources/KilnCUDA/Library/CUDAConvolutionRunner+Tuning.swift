@@ -11,27 +11,41 @@ extension CUDAConvolutionRunner {
     }
 
     /// Times the qualifying algorithms on random data of the step's sizes (a warm-up run, then the median of
-    /// `runs`, each after the L2 cache is flushed) and keeps the fastest (by at least `CUDATacticTimer.margin`) whose output matches the heuristics' first choice (relative L2 error at
-    /// most 1e-5 in FP32 math, 1e-3 with TF32). A choice known for the signature (this process, a plan, a timing cache) applies
+    /// `runs`, each after the L2 cache is flushed) and keeps the fastest (by at least `CUDATacticTimer.margin`) whose output matches 64 outputs computed on the host
+    /// (`SampledConvolution`) and the heuristics' first choice (relative L2 error at most 1e-5 in FP32 math,
+    /// 1e-3 with TF32). A choice known for the signature (this process, a plan, a timing cache) applies
     /// without timing; with `measure` off nothing else is timed. Scratch memory is released before returning.
-    func tune(context: CUDAContext, measure: Bool = true, runs: Int = 5) throws {
+    @discardableResult
+    func tune(context: CUDAContext, measure: Bool = true, runs: Int = 5) throws -> TacticOutcome {
         let tolerance = CUDATacticTimer.tolerance(dtype: step.dtype, tf32: requestedMath != CUDNN.fmaMath)
         let known = dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] }
         if let known, let index = candidates.firstIndex(where: { $0.algorithm == known }) {
             try choose(index)
-            return
+            return TacticOutcome(rank: index, launched: 0, rejected: 0)
         }
-        guard candidates.count > 1, measure else { return }
+        guard candidates.count > 1, measure else {
+            return TacticOutcome(rank: 0, launched: 0, rejected: 0)
+        }
         let timer = try CUDATacticTimer(context: context)
         let stream = timer.stream
-        func buffer(_ count: Int, seed: UInt64) throws -> DeviceBuffer {
-            try timer.randomBuffer(context, count: count, seed: seed, dtype: step.dtype)
+        func values(_ count: Int, seed: UInt64) throws -> [Float] {
+            try CUDATacticTimer.randomValues(count: count, seed: seed, dtype: step.dtype)
         }
         let outputCount = step.outputShape.reduce(1, *)
-        let x = try buffer(step.inputShape.reduce(1, *), seed: 1)
-        let w = try buffer(step.weightShape.reduce(1, *), seed: 2)
-        let bias = try step.bias.map { _ in try buffer(step.outputShape[1], seed: 3) }
-        let residual = try step.residual.map { _ in try buffer(outputCount, seed: 4) }
+        let hostX = try values(step.inputShape.reduce(1, *), seed: 1)
+        let hostW = try values(step.weightShape.reduce(1, *), seed: 2)
+        let hostBias = try step.bias.map { _ in try values(step.outputShape[1], seed: 3) }
+        let hostResidual = try step.residual.map { _ in try values(outputCount, seed: 4) }
+        let x = try timer.upload(context, hostX, dtype: step.dtype)
+        let w = try timer.upload(context, hostW, dtype: step.dtype)
+        let bias = try hostBias.map { try timer.upload(context, $0, dtype: step.dtype) }
+        let residual = try hostResidual.map { try timer.upload(context, $0, dtype: step.dtype) }
+        // Every candidate must reproduce sampled outputs computed on the host, and the whole result of the
+        // heuristics' first choice that runs.
+        let tf32 = requestedMath != CUDNN.fmaMath && step.dtype == .float32
+        let sample = SampledConvolution(step)
+        let expected = sample.reference(x: hostX, w: hostW, bias: hostBias, residual: hostResidual, tf32: tf32)
+        let sampleTolerance = sampledTolerance(step.dtype, terms: sample.terms, tf32: tf32)
         let y = try context.allocate(bytes: max(outputCount, 1) * step.dtype.byteSize)
         let largest =
             try candidates.indices.map { index -> Int in
@@ -40,6 +54,7 @@ extension CUDAConvolutionRunner {
             }.max() ?? 0
         let scratch = try context.allocate(bytes: max(largest, 1))
         var reference: [Float] = []
+        var (launched, rejected) = (0, 0)
         var best = (index: 0, milliseconds: Double.infinity)
         for index in candidates.indices {
             try choose(index)
@@ -53,7 +68,12 @@ extension CUDAConvolutionRunner {
             } catch {
                 continue  // an algorithm that fails to run is not a candidate
             }
+            launched += 1
             let output = try timer.download(y, count: outputCount, dtype: step.dtype)
+            if sample.relativeError(of: output, from: expected) > sampleTolerance {
+                rejected += 1
+                continue
+            }
             if reference.isEmpty {
                 reference = output
             } else if CUDATacticTimer.relativeError(output, reference) > tolerance {
@@ -65,9 +85,16 @@ extension CUDAConvolutionRunner {
                 best = (index, median)
             }
         }
+        if best.milliseconds.isInfinite, rejected > 0 {
+            FileHandle.standardError.write(
+                Data(
+                    ("note: no cuDNN algorithm for the convolution \(signature) matched the host reference; "
+                        + "keeping the heuristics' first choice\n").utf8))
+        }
         try choose(best.index)
         let chosen = algorithm
         dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] = chosen }
+        return TacticOutcome(rank: best.index, launched: launched, rejected: rejected)
     }
 
 }

@@ -151,18 +151,18 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
     /// repeated shapes are timed once. Scratch memory is released before returning.
     /// With `measure` off (the build budget is spent), only a choice already known for the signature applies.
     @discardableResult
-    public func tune(context: CUDAContext, runs: Int = 5, measure: Bool = true) throws -> TuningOutcome {
+    public func tune(context: CUDAContext, runs: Int = 5, measure: Bool = true) throws -> TacticOutcome {
         lib.tuningLock.lock()
         let known = lib.tunedRanks[signature]
         lib.tuningLock.unlock()
         // A rank found among more candidates (a higher level's cache) is timed again here.
         if let known, known < candidateCount {
             choose(rank: known)
-            return TuningOutcome(rank: known, launched: 0, rejected: 0)
+            return TacticOutcome(rank: known, launched: 0, rejected: 0)
         }
         // Int8 products keep the heuristics' choice: the timer's operands and check are float32.
         guard candidateCount > 1, measure, step.dtype != .int8 else {
-            return TuningOutcome(rank: 0, launched: 0, rejected: 0)
+            return TacticOutcome(rank: 0, launched: 0, rejected: 0)
         }
         let dtype = step.dtype
         let elementBytes = dtype.byteSize
@@ -207,7 +207,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             launched += 1
             let output = try timer.download(d, count: outputCount, dtype: dtype)
             if let sample, let expected,
-                sample.relativeError(of: output, from: expected) > SampledProduct.tolerance(step)
+                sample.relativeError(of: output, from: expected) > SampledProduct.tolerance(step, tf32: allowTF32)
             {
                 rejected += 1
                 continue
@@ -234,15 +234,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         lib.tuningLock.lock()
         lib.tunedRanks[signature] = best.rank
         lib.tuningLock.unlock()
-        return TuningOutcome(rank: best.rank, launched: launched, rejected: rejected)
-    }
-
-    /// What `tune` did: the rank chosen, how many candidates ran (0 when nothing was timed), and how many of
-    /// those missed the host reference.
-    public struct TuningOutcome: Sendable, Equatable {
-        public var rank: Int
-        public var launched: Int
-        public var rejected: Int
+        return TacticOutcome(rank: best.rank, launched: launched, rejected: rejected)
     }
 
     private func workspace(ofRank rank: Int) -> Int {

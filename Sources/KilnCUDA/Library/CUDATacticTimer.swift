@@ -99,3 +99,11 @@ struct CUDATacticTimer {
         return times.sorted()[times.count / 2]
     }
 }
+
+/// What a runner's `tune` did: the candidate chosen (rank or index), how many candidates ran (0 when nothing
+/// was timed), and how many of those missed the host reference.
+public struct TacticOutcome: Sendable, Equatable {
+    public var rank: Int
+    public var launched: Int
+    public var rejected: Int
+}

@@ -69,24 +69,13 @@ struct SampledProduct {
     /// ‖sampled entries of `d` − `expected`‖ / ‖`expected`‖, `d` laid out as the step's D (infinite for a
     /// non-finite entry).
     func relativeError(of d: [Float], from expected: [Double]) -> Double {
-        var (difference, norm) = (0.0, 0.0)
-        for (entry, want) in zip(entries, expected) {
-            let got = Double(d[entry.batch * step.strideD + entry.row * step.n + entry.column])
-            difference += (got - want) * (got - want)
-            norm += want * want
-        }
-        guard difference.isFinite else { return .infinity }
-        return norm == 0 ? (difference == 0 ? 0 : .infinity) : (difference / norm).squareRoot()
+        sampledRelativeError(
+            entries.map { Double(d[$0.batch * step.strideD + $0.row * step.n + $0.column]) }, expected)
     }
 
-    /// How far the sampled entries may be from the double-precision reference: the output type's rounding, or
-    /// float32 additions over k terms (errors that grow about as the square root of k).
-    static func tolerance(_ step: CUDAMatMul) -> Double {
-        switch step.dtype {
-        case .float16: 2e-3
-        case .bfloat16: 1.5e-2
-        default: max(1e-5, 16 * Double(step.k).squareRoot() * 0x1p-24)
-        }
+    /// How far the sampled entries may be from the double-precision reference.
+    static func tolerance(_ step: CUDAMatMul, tf32: Bool) -> Double {
+        sampledTolerance(step.dtype, terms: step.k, tf32: tf32)
     }
 
     /// `x` rounded to TF32 (10 stored mantissa bits), to nearest, ties to even.
@@ -96,4 +85,26 @@ struct SampledProduct {
         let rounded = (bits + 0xFFF + ((bits >> 13) & 1)) & ~UInt32(0x1FFF)
         return Float(bitPattern: rounded)
     }
+}
+
+/// How far sampled entries of a sum of `terms` products may be from their double-precision reference: the
+/// output type's rounding (16-bit types), TF32's rounding of the inputs (where the library rounds otherwise
+/// than to nearest), or float32 additions, whose error grows about as the square root of the terms.
+func sampledTolerance(_ dtype: DType, terms: Int, tf32: Bool) -> Double {
+    switch dtype {
+    case .float16: 2e-3
+    case .bfloat16: 1.5e-2
+    default: tf32 ? 1e-3 : max(1e-5, 16 * Double(terms).squareRoot() * 0x1p-24)
+    }
+}
+
+/// ‖`got` − `expected`‖ / ‖`expected`‖ in double precision, infinite for a non-finite difference.
+func sampledRelativeError(_ got: [Double], _ expected: [Double]) -> Double {
+    var (difference, norm) = (0.0, 0.0)
+    for (g, e) in zip(got, expected) {
+        difference += (g - e) * (g - e)
+        norm += e * e
+    }
+    guard difference.isFinite else { return .infinity }
+    return norm == 0 ? (difference == 0 ? 0 : .infinity) : (difference / norm).squareRoot()
 }
