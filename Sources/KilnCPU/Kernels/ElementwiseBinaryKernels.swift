@@ -103,15 +103,60 @@ struct GreaterOrEqualFn<T: TensorScalar & Comparable>: BinaryFunction {
     @inline(__always) func callAsFunction(_ a: T, _ b: T) -> Bool { a >= b }
 }
 
+/// Receives the specialised function of a binary op (`withCommonBinary`, `withRealBinary`), so one switch
+/// serves every loop that runs such functions: whole tensors here, chunks of a fused chain in
+/// `FusedPointwiseLoop`.
+protocol NumberBinaryConsumer {
+    associatedtype T: KernelNumber
+    associatedtype Result
+    func callAsFunction<F: BinaryFunction>(_ f: F) throws -> Result where F.In == T
+}
+
+/// Calls `consumer` with the function of an op every number type has: arithmetic, max/min, mod, PRelu and
+/// the comparisons; the rest throw.
+func withCommonBinary<C: NumberBinaryConsumer>(_ op: BinaryOp, _ consumer: C) throws -> C.Result {
+    typealias T = C.T
+    switch op {
+    case .add: return try consumer(AddFn<T>())
+    case .sub: return try consumer(SubFn<T>())
+    case .mul: return try consumer(MulFn<T>())
+    case .div: return try consumer(DivFn<T>())
+    case .max: return try consumer(MaxFn<T>())
+    case .min: return try consumer(MinFn<T>())
+    case .mod(let fmod): return try consumer(ModFn<T>(fmod: fmod))
+    case .prelu: return try consumer(PReluFn<T>())
+    case .equal: return try consumer(EqualFn<T>())
+    case .less: return try consumer(LessFn<T>())
+    case .greater: return try consumer(GreaterFn<T>())
+    case .lessOrEqual: return try consumer(LessOrEqualFn<T>())
+    case .greaterOrEqual: return try consumer(GreaterOrEqualFn<T>())
+    default: throw KilnError.typeMismatch("\(op) is not defined on \(T.dtype.onnxName)")
+    }
+}
+
+/// `withCommonBinary` on reals, with pow.
+func withRealBinary<C: NumberBinaryConsumer>(_ op: BinaryOp, _ consumer: C) throws -> C.Result where C.T: KernelReal {
+    if case .pow = op { return try consumer(RealPowFn<C.T>()) }
+    return try withCommonBinary(op, consumer)
+}
+
 struct BinaryDispatch: KernelNumberVisitor {
     let op: BinaryOp
     let a: Tensor
     let b: Tensor
     let threads: Int
 
+    private struct WholeTensors<T: KernelNumber>: NumberBinaryConsumer {
+        let a: Tensor
+        let b: Tensor
+        let threads: Int
+        func callAsFunction<F: BinaryFunction>(_ f: F) throws -> Tensor where F.In == T {
+            try runBinary(f, a, b, threads: threads)
+        }
+    }
+
     func visitReal<T: KernelReal>(_ type: T.Type) throws -> Tensor {
-        if case .pow = op { return try runBinary(RealPowFn<T>(), a, b, threads: threads) }
-        return try common(T.self)
+        try withRealBinary(op, WholeTensors<T>(a: a, b: b, threads: threads))
     }
 
     func visitInteger<T: KernelNumber & FixedWidthInteger>(_ type: T.Type) throws -> Tensor {
@@ -122,26 +167,7 @@ struct BinaryDispatch: KernelNumberVisitor {
         case .and: return try runBinary(AndFn<T>(), a, b, threads: threads)
         case .or: return try runBinary(OrFn<T>(), a, b, threads: threads)
         case .xor: return try runBinary(XorFn<T>(), a, b, threads: threads)
-        default: return try common(T.self)
-        }
-    }
-
-    private func common<T: KernelNumber>(_ type: T.Type) throws -> Tensor {
-        switch op {
-        case .add: return try runBinary(AddFn<T>(), a, b, threads: threads)
-        case .sub: return try runBinary(SubFn<T>(), a, b, threads: threads)
-        case .mul: return try runBinary(MulFn<T>(), a, b, threads: threads)
-        case .div: return try runBinary(DivFn<T>(), a, b, threads: threads)
-        case .max: return try runBinary(MaxFn<T>(), a, b, threads: threads)
-        case .min: return try runBinary(MinFn<T>(), a, b, threads: threads)
-        case .mod(let fmod): return try runBinary(ModFn<T>(fmod: fmod), a, b, threads: threads)
-        case .prelu: return try runBinary(PReluFn<T>(), a, b, threads: threads)
-        case .equal: return try runBinary(EqualFn<T>(), a, b, threads: threads)
-        case .less: return try runBinary(LessFn<T>(), a, b, threads: threads)
-        case .greater: return try runBinary(GreaterFn<T>(), a, b, threads: threads)
-        case .lessOrEqual: return try runBinary(LessOrEqualFn<T>(), a, b, threads: threads)
-        case .greaterOrEqual: return try runBinary(GreaterOrEqualFn<T>(), a, b, threads: threads)
-        default: throw KilnError.typeMismatch("\(op) is not defined on \(a.dtype.onnxName)")
+        default: return try withCommonBinary(op, WholeTensors<T>(a: a, b: b, threads: threads))
         }
     }
 }

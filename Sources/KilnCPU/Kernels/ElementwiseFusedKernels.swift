@@ -1,9 +1,9 @@
 import KilnIR
 import KilnRuntime
 
-/// A fused pointwise layer on the CPU: each step runs with its own layer's kernel, in order, on whole tensors.
-/// That is exact (the unfused layers' results) but not yet one loop over the elements; the GPU runs the
-/// chain as one generated kernel.
+/// A fused pointwise layer on the CPU: one loop over the elements (`FusedPointwiseLoop`) for float chains of
+/// unary and arithmetic binary ops; otherwise each step runs with its own layer's kernel, in order, on whole
+/// tensors. Both give the unfused layers' results exactly; the GPU runs the chain as one generated kernel.
 enum FusedPointwiseKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
         (
@@ -19,7 +19,9 @@ enum FusedPointwiseKernels {
                     }
                     return try factory(step.layer, subgraphs)
                 }
+                let loop = FusedPointwiseLoop(fused)
                 return ClosureKernel { inputs, context in
+                    if let loop, let output = try loop.run(inputs, threads: context.threads) { return [.tensor(output)] }
                     var results: [Value] = []
                     for (step, kernel) in zip(fused.steps, kernels) {
                         let operands: [Value?] = step.operands.map { operand in

@@ -122,33 +122,52 @@ struct GeneralUnaryFn<T: KernelReal>: UnaryFunction {
     }
 }
 
+/// Receives the specialised function of a unary op on reals (`withRealUnary`), so one switch serves every
+/// loop that runs such functions: whole tensors here, chunks of a fused chain in `FusedPointwiseLoop`.
+protocol RealUnaryConsumer {
+    associatedtype T: KernelReal
+    associatedtype Result
+    func callAsFunction<F: UnaryFunction>(_ f: F) throws -> Result where F.In == T
+}
+
+/// Calls `consumer` with the function of `op` on `C.T`; the boolean and integer-only ops throw.
+func withRealUnary<C: RealUnaryConsumer>(_ op: UnaryOp, _ consumer: C) throws -> C.Result {
+    typealias T = C.T
+    switch op {
+    case .relu: return try consumer(ReluFn<T>())
+    case .abs: return try consumer(AbsFn<T>())
+    case .neg: return try consumer(NegFn<T>())
+    case .sign: return try consumer(SignFn<T>())
+    case .exp: return try consumer(ExpFn<T>())
+    case .tanh: return try consumer(TanhFn<T>())
+    case .sigmoid: return try consumer(SigmoidFn<T>())
+    case .leakyRelu(let a): return try consumer(LeakyReluFn<T>(alpha: T(a)))
+    case .hardSigmoid(let a, let b): return try consumer(HardSigmoidFn<T>(alpha: T(a), beta: T(b)))
+    case .hardSwish: return try consumer(HardSwishFn<T>())
+    case .gelu(let tanh): return try consumer(GeluFn<T>(approximate: tanh))
+    case .isNaN: return try consumer(Map<T, Bool>(body: { $0.isNaN }))
+    case .isInf(let negative, let positive):
+        return try consumer(Map<T, Bool>(body: { $0.isInfinite && ($0 < 0 ? negative : positive) }))
+    case .not, .bitwiseNot:
+        throw KilnError.typeMismatch("\(op) is not defined on \(T.dtype.onnxName)")
+    default: return try consumer(GeneralUnaryFn<T>(op: op))
+    }
+}
+
 /// Runs a float-only or mixed unary op on a tensor already in its compute type (float, double or integer).
 struct UnaryDispatch: KernelNumberVisitor {
     let op: UnaryOp
     let x: Tensor
     let threads: Int
 
+    private struct WholeTensor<T: KernelReal>: RealUnaryConsumer {
+        let x: Tensor
+        let threads: Int
+        func callAsFunction<F: UnaryFunction>(_ f: F) -> Tensor where F.In == T { runUnary(f, x, threads: threads) }
+    }
+
     func visitReal<T: KernelReal>(_ type: T.Type) throws -> Tensor {
-        switch op {
-        case .relu: return runUnary(ReluFn<T>(), x, threads: threads)
-        case .abs: return runUnary(AbsFn<T>(), x, threads: threads)
-        case .neg: return runUnary(NegFn<T>(), x, threads: threads)
-        case .sign: return runUnary(SignFn<T>(), x, threads: threads)
-        case .exp: return runUnary(ExpFn<T>(), x, threads: threads)
-        case .tanh: return runUnary(TanhFn<T>(), x, threads: threads)
-        case .sigmoid: return runUnary(SigmoidFn<T>(), x, threads: threads)
-        case .leakyRelu(let a): return runUnary(LeakyReluFn<T>(alpha: T(a)), x, threads: threads)
-        case .hardSigmoid(let a, let b): return runUnary(HardSigmoidFn<T>(alpha: T(a), beta: T(b)), x, threads: threads)
-        case .hardSwish: return runUnary(HardSwishFn<T>(), x, threads: threads)
-        case .gelu(let tanh): return runUnary(GeluFn<T>(approximate: tanh), x, threads: threads)
-        case .isNaN: return runUnary(Map<T, Bool>(body: { $0.isNaN }), x, threads: threads)
-        case .isInf(let negative, let positive):
-            return runUnary(
-                Map<T, Bool>(body: { $0.isInfinite && ($0 < 0 ? negative : positive) }), x, threads: threads)
-        case .not, .bitwiseNot:
-            throw KilnError.typeMismatch("\(op) is not defined on \(x.dtype.onnxName)")
-        default: return runUnary(GeneralUnaryFn<T>(op: op), x, threads: threads)
-        }
+        try withRealUnary(op, WholeTensor<T>(x: x, threads: threads))
     }
 
     func visitInteger<T: KernelNumber & FixedWidthInteger>(_ type: T.Type) throws -> Tensor {
