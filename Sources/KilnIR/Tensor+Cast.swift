@@ -8,10 +8,32 @@ extension Tensor {
             throw KilnError.unsupported("cast from \(dtype.onnxName) to \(target.onnxName)")
         }
         if target == .string { return Tensor(shape: shape, strings: try formattedElements()) }
+        if let converted = floatConversion(to: target) { return converted }
         if let source = dtype.scalarType, target.scalarType != nil {
             return try target.visit(NativeCast(source: self, sourceType: source))
         }
         return try CastCarrier(self).make(target, shape: shape, saturate: saturate, rounding: rounding)
+    }
+
+    /// The conversions engines make by the million (weights, and tactic buffers to and from 16-bit floats), with
+    /// concrete types so that each element is a few instructions; the values are the general route's (every
+    /// float32 is exact in float64, and each target rounds once from the same value).
+    private func floatConversion(to target: DType) -> Tensor? {
+        func map<S: TensorScalar, U: TensorScalar>(_ s: S.Type, _ u: U.Type, _ f: (S) -> U) -> Tensor {
+            withUnsafeBuffer(as: S.self) { input in
+                Tensor.build(U.self, shape: shape) { out in
+                    for i in 0..<input.count { out[i] = f(input[i]) }
+                }
+            }
+        }
+        switch (dtype, target) {
+        case (.float32, .float16): return map(Float.self, Float16.self) { Float16($0) }
+        case (.float16, .float32): return map(Float16.self, Float.self) { Float($0) }
+        case (.float32, .bfloat16): return map(Float.self, BFloat16.self) { BFloat16($0) }
+        case (.bfloat16, .float32): return map(BFloat16.self, Float.self) { $0.floatValue }
+        case (.float32, .float64): return map(Float.self, Double.self) { Double($0) }
+        default: return nil
+        }
     }
 
     /// Each element as numpy's `str` prints it.

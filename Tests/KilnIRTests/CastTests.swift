@@ -90,6 +90,29 @@ private func bytes(_ t: Tensor) -> [UInt8] { t.withUnsafeRawBytes { Array($0) } 
         #expect(bf.scalars(as: BFloat16.self)[0].floatValue == 1)
     }
 
+
+    /// The direct float conversions give what rounding once from the double value gives, for every float16
+    /// and bfloat16 code read back and for random float32 bit patterns (subnormals, halfway cases, NaN, inf).
+    @Test func directFloatConversionsRoundOnce() throws {
+        var generator = SeededGenerator(seed: UInt64.random(in: 0...UInt64.max))
+        let random = (0..<20000).map { _ in Float(bitPattern: UInt32.random(in: 0...UInt32.max, using: &generator)) }
+        let halves = (0...UInt16.max).map { Float(Float16(bitPattern: $0)) }
+        let values = random + halves + halves.map { $0.nextUp } + Self.specials
+        let x = Tensor(shape: [values.count], scalars: values)
+        func same<T: TensorScalar>(_ a: [T], _ b: [T], _ bits: (T) -> UInt64) -> Bool {
+            zip(a, b).allSatisfy { bits($0) == bits($1) || ($0.doubleValue.isNaN && $1.doubleValue.isNaN) }
+        }
+        let h = try x.cast(to: .float16).scalars(as: Float16.self)
+        #expect(same(h, values.map { Float16(castingFrom: Double($0)) }) { UInt64($0.bitPattern) })
+        let b = try x.cast(to: .bfloat16).scalars(as: BFloat16.self)
+        #expect(same(b, values.map { BFloat16(castingFrom: Double($0)) }) { UInt64($0.bitPattern) })
+        let backFromHalf = try x.cast(to: .float16).cast(to: .float32).scalars(as: Float.self)
+        #expect(same(backFromHalf, h.map { Float($0.doubleValue) }) { UInt64($0.bitPattern) })
+        let backFromBrain = try x.cast(to: .bfloat16).cast(to: .float32).scalars(as: Float.self)
+        #expect(same(backFromBrain, b.map { Float($0.doubleValue) }) { UInt64($0.bitPattern) })
+        let wide = try x.cast(to: .float64).scalars(as: Double.self)
+        #expect(same(wide, values.map { Double($0) }) { $0.bitPattern })
+    }
     @Test func strings() throws {
         let f = Tensor(shape: [8], scalars: [Float(0.1), 1, -2.5, 1e-5, 1e20, .nan, -.infinity, 123456.79])
         #expect(
