@@ -37,7 +37,9 @@ import Testing
     }
 
     /// Runs the chain through the loop and through the fused kernel, and both against the unfused steps.
-    private func check(_ steps: [Step], _ shapes: [[Int]], range: ClosedRange<Float> = -2...2, dtype: DType = .float32)
+    private func check(
+        _ steps: [Step], _ shapes: [[Int]], range: ClosedRange<Float> = -2...2, dtype: DType = .float32
+    )
         throws
     {
         let seed = UInt64.random(in: 0...UInt64.max)

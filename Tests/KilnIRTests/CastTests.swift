@@ -90,7 +90,6 @@ private func bytes(_ t: Tensor) -> [UInt8] { t.withUnsafeRawBytes { Array($0) } 
         #expect(bf.scalars(as: BFloat16.self)[0].floatValue == 1)
     }
 
-
     /// The direct float conversions give what rounding once from the double value gives, for every float16
     /// and bfloat16 code read back and for random float32 bit patterns (subnormals, halfway cases, NaN, inf).
     @Test func directFloatConversionsRoundOnce() throws {

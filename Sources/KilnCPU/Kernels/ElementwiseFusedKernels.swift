@@ -21,7 +21,9 @@ enum FusedPointwiseKernels {
                 }
                 let loop = FusedPointwiseLoop(fused)
                 return ClosureKernel { inputs, context in
-                    if let loop, let output = try loop.run(inputs, threads: context.threads) { return [.tensor(output)] }
+                    if let loop, let output = try loop.run(inputs, threads: context.threads) {
+                        return [.tensor(output)]
+                    }
                     var results: [Value] = []
                     for (step, kernel) in zip(fused.steps, kernels) {
                         let operands: [Value?] = step.operands.map { operand in

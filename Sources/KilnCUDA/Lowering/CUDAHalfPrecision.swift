@@ -1,3 +1,4 @@
+import Foundation
 import KilnIR
 
 /// The layer kinds whose CUDA lowerings take float16 and bfloat16 operands: products and convolutions on
@@ -16,7 +17,12 @@ enum CUDAHalfPrecision {
     /// Channels-last pays in 16 bits, where cuDNN's tensor-core convolutions want NHWC and reformat NCHW data
     /// around every call; in float32 (FMA math) NCHW is as fast. Convolutions and max/average pooling.
     static func runsChannelsLast(_ node: Node, dtype: DType, architecture: Int) -> Bool {
-        guard dtype == .float16 || dtype == .bfloat16, runs(node, dtype: dtype, architecture: architecture) else {
+        let float32 =
+            dtype == .float32 && float32ChannelsLast && (node.layer is ConvolutionLayer || node.layer is PoolLayer)
+        guard
+            float32
+                || ((dtype == .float16 || dtype == .bfloat16) && runs(node, dtype: dtype, architecture: architecture))
+        else {
             return false
         }
         switch node.layer {
@@ -32,6 +38,9 @@ enum CUDAHalfPrecision {
         default: return false
         }
     }
+
+    /// Experiment: float32 convolutions channels-last too (1x1 ones as products over every pixel).
+    static let float32ChannelsLast = ProcessInfo.processInfo.environment["KILN_CUDA_FP32_NHWC"] == "1"
 
     /// float16 everywhere the kernels run (its conversions are PTX of every architecture); bfloat16 from
     /// compute capability 8.0 (Ampere), whose `cvt.rn.bf16.f32` the kernels use.
