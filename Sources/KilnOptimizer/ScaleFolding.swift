@@ -10,7 +10,7 @@ public struct ScaleFolding: Pass {
     public init() {}
 
     public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
-        try graph.rewriteEachNode { index, graph in fold(at: index, &graph) }
+        graph.rewriteEachNode { index, graph in fold(at: index, &graph) }
     }
 
     private func fold(at index: Int, _ graph: inout Graph) -> Bool {

@@ -84,7 +84,7 @@ struct BenchCommand: ParsableCommand {
         if let built { Console.line(built.summaryLine) }
 
         let warmupEnd = Date().addingTimeInterval(warmup / 1000)
-        try Self.concurrently(contexts) { context in
+        _ = try Self.concurrently(contexts) { context in
             repeat { _ = try context.runTimed(feeds) } while Date() < warmupEnd
         }
 
@@ -128,7 +128,7 @@ struct BenchCommand: ParsableCommand {
         _ contexts: [ExecutionContext], _ body: (ExecutionContext) throws -> T
     ) throws -> [T] {
         let slots = Slots<T>(contexts.count)
-        try withoutActuallyEscaping(body) { body in
+        withoutActuallyEscaping(body) { body in
             // Each context is used by exactly one thread, which is what ExecutionContext asks.
             let work = UncheckedSendable(value: (contexts, body))
             DispatchQueue.concurrentPerform(iterations: contexts.count) { index in

@@ -69,7 +69,7 @@ struct RandomInputs {
             throw KilnError.invalidArgument("input '\(info.name)' is not a tensor of known type; give it with --input")
         }
         let shape =
-            try override
+            override
             ?? (type.shape ?? []).map { dim -> Int in
                 if case .value(let v) = dim { return v }
                 return 1
