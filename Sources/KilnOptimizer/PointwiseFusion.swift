@@ -1,6 +1,6 @@
 import KilnIR
 
-/// Fuses chains of pointwise layers (unary, binary, select) into one `FusedPointwiseLayer`: a producer whose
+/// Fuses chains of pointwise layers (unary, binary, select, two-input sum/max/min) into one `FusedPointwiseLayer`: a producer whose
 /// output only the next pointwise layer reads, and whose shape is that layer's output shape, becomes earlier
 /// steps of it. Backends then compute the chain per element in one pass (on the GPU, one generated kernel),
 /// with no intermediate tensor. It runs after the epilogue fusion, so what a convolution or matMul can absorb
@@ -18,10 +18,26 @@ public struct PointwiseFusion: Pass {
     /// The steps a pointwise node stands for, reading its own inputs in order; nil for other layers.
     static func steps(of node: Node) -> [FusedPointwiseLayer.Step]? {
         if let fused = node.layer as? FusedPointwiseLayer { return fused.steps }
+        if let variadic = node.layer as? VariadicLayer, node.inputs.count == 2, !node.inputs.contains(where: \.isEmpty),
+            let op = pairwise(variadic.op)
+        {
+            // Sum, Max or Min of two inputs is the binary op (ReLU6 exported as Max and Min).
+            return [FusedPointwiseLayer.Step(layer: BinaryLayer(op), operands: [.input(0), .input(1)])]
+        }
         guard node.layer is UnaryLayer || node.layer is BinaryLayer || node.layer is SelectLayer,
             !node.inputs.contains(where: \.isEmpty)
         else { return nil }
         return [FusedPointwiseLayer.Step(layer: node.layer, operands: node.inputs.indices.map { .input($0) })]
+    }
+
+    /// The binary op a two-input variadic op computes; nil for mean, which also divides.
+    private static func pairwise(_ op: VariadicOp) -> BinaryOp? {
+        switch op {
+        case .sum: .add
+        case .max: .max
+        case .min: .min
+        case .mean: nil
+        }
     }
 
     private func fuse(at index: Int, _ graph: inout Graph, _ context: PassContext) -> Bool {

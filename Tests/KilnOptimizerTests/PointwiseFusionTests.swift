@@ -49,6 +49,31 @@ import Testing
         #expect(Set(fused.nodes[0].inputs) == ["x", "s", "b", "zero"])
     }
 
+    /// ReLU6 exported as Max and Min joins the chain as binary steps; a mean of two stays its own layer.
+    @Test func twoInputMaxMinAndSumJoinTheChain() throws {
+        var rng = SeededGenerator(seed: UInt64.random(in: 0...UInt64.max))
+        var g = Graph(
+            name: "g", inputs: [GraphValue(name: "x", type: FusionGraphs.f32([2, 3, 40]))],
+            outputs: [GraphValue(name: "y", type: nil)],
+            initializers: [
+                "zero": Tensor(shape: [], scalars: [Float(0)]), "six": Tensor(shape: [], scalars: [Float(6)]),
+                "b": .random([40], using: &rng),
+            ],
+            nodes: [
+                node("max", VariadicLayer(.max), ["x", "zero"], "r"),
+                node("min", VariadicLayer(.min), ["r", "six"], "r6"),
+                node("sum", VariadicLayer(.sum), ["r6", "b"], "s"),
+                node("mean", VariadicLayer(.mean), ["s", "x"], "y"),
+            ])
+        try g.inferTypes()
+        let (fused, e, a) = try run(g, ["x": .random([2, 3, 40], in: -8...8, using: &rng)])
+        #expect(Comparison.mismatch(a, e, rtol: 0, atol: 0) == nil)
+        #expect(fused.nodes.count == 2, "\(fused.textForm())")
+        let layer = try #require(fused.nodes.first?.layer as? FusedPointwiseLayer)
+        #expect(layer.description == "max(in0,in1); min(s0,in2); add(s1,in3)")
+        #expect(fused.nodes.last?.layer is VariadicLayer)
+    }
+
     /// A value read twice outside the chain stays a tensor: the chain is cut there.
     @Test func sharedIntermediateCutsTheChain() throws {
         var rng = SeededGenerator(seed: 62)
