@@ -98,6 +98,14 @@ extension InputSpec: @unchecked Sendable {}
             ]),
             [.float([3, 64, 33], -2...2), .float([1]), .float([33]), .float([1])])
         add(
+            "fused chain: relu6 as max and min, then a row bias",
+            FusedPointwiseLayer(steps: [
+                .init(layer: BinaryLayer(.max), operands: [.input(0), .input(1)]),
+                .init(layer: BinaryLayer(.min), operands: [.step(0), .input(2)]),
+                .init(layer: BinaryLayer(.add), operands: [.step(1), .input(3)]),
+            ]),
+            [.float([4, 8, 300], -8...8), .float([1]), .float([1], 5...7), .float([300])])
+        add(
             "fused chain, flat: gelu by hand",
             FusedPointwiseLayer(steps: [
                 .init(layer: UnaryLayer(.erf), operands: [.input(0)]),
