@@ -17,6 +17,10 @@ for m in resnet50 mobilenet_v2; do
       echo "== $m fp32 $layout b$b: $(grep -c 'note: no' $OUT/build-$m-$layout-$b.log) unmatched; $(tail -1 $OUT/build-$m-$layout-$b.log)"
       [[ $b == 1 ]] && $K compare /tmp/$m-$layout-$b.kiln --reference $M/$m.io_b1.npz --tolerance 1e-4 2>&1 | tail -1
       $K bench /tmp/$m-$layout-$b.kiln --batch $b --cuda-graph --duration 2 2>&1 | grep -E "^    compute"
+      if [[ $b == 64 ]]; then
+        $K inspect /tmp/$m-$layout-$b.kiln --verbose > $OUT/tactics-$m-$layout.log 2>&1
+        [[ $m == resnet50 ]] && $K bench /tmp/$m-$layout-$b.kiln --batch $b --duration 1 --profile > $OUT/profile-$m-$layout.log 2>&1
+      fi
     done
   done
 done
