@@ -8,7 +8,7 @@ import Testing
 @testable import KilnCUDA
 
 /// Channels-last convolutions and pooling (`[N, H, W, C]`, weights `[M, kh, kw, C/group]`) in float16 and
-/// bfloat16 against the CPU reference, which runs them channels-first between two copies: cuDNN with NHWC
+/// bfloat16 (and float32 for what float32 engines run channels-last) against the CPU reference, which runs them channels-first between two copies: cuDNN with NHWC
 /// descriptors, 1×1 convolutions as one product, the depthwise kernel at each vector width, and pooling.
 @Suite struct ChannelsLastGPUTests {
     static let cases: [GPUCase] = {
@@ -16,10 +16,16 @@ import Testing
         func conv(_ p: ConvolutionParameters, _ epilogue: Epilogue = .init()) -> ConvolutionLayer {
             ConvolutionLayer(p, epilogue: epilogue, channelsLast: true)
         }
-        func add(_ name: String, _ layer: any Layer, _ inputs: [InputSpec]) {
-            for dtype in [DType.float16, .bfloat16] {
+        func add(
+            _ name: String, _ layer: any Layer, _ inputs: [InputSpec], float32: Bool = false
+        ) {
+            for dtype in (float32 ? [DType.float32] : []) + [.float16, .bfloat16] {
                 var c = GPUCase(name: name + " (nhwc)", layer: layer, inputs: inputs, dtype: dtype)
-                (c.rtol, c.atol) = dtype == .float16 ? (4e-3, 2e-3) : (3e-2, 1.5e-2)
+                switch dtype {
+                case .float32: (c.rtol, c.atol) = (1e-4, 1e-5)
+                case .float16: (c.rtol, c.atol) = (4e-3, 2e-3)
+                default: (c.rtol, c.atol) = (3e-2, 1.5e-2)
+                }
                 cases.append(c)
             }
         }
@@ -36,18 +42,21 @@ import Testing
             [.float([2, 20, 20, 3]), .float([8, 7, 7, 3])])
         add(
             "conv 1x1 bias residual relu (one product)", conv(.init(), .init(residual: true, activation: .relu)),
-            [.float([2, 7, 9, 24]), .float([40, 1, 1, 24]), .float([40]), .float([2, 7, 9, 40])])
+            [.float([2, 7, 9, 24]), .float([40, 1, 1, 24]), .float([40]), .float([2, 7, 9, 40])], float32: true)
         add(
             "conv 1x1 bias relu6 (product, then the pointwise epilogue)",
             conv(.init(), .init(activation: .clip(min: 0, max: 6))),
             [.float([3, 5, 5, 16], -3...3), .float([8, 1, 1, 16]), .float([8])])
         add(
-            "conv 1x1 stride 2 (cuDNN)", conv(.init(strides: [2, 2])),
-            [.float([2, 8, 8, 16]), .float([32, 1, 1, 16])])
+            "conv 1x1 stride 2 (the pixels copied together, then one product)", conv(.init(strides: [2, 2])),
+            [.float([2, 8, 8, 16]), .float([32, 1, 1, 16])], float32: true)
+        add(
+            "conv 1x1 stride 2x3 on odd sizes, bias residual relu", conv(.init(strides: [2, 3]), .init(residual: true, activation: .relu)),
+            [.float([2, 9, 11, 8]), .float([16, 1, 1, 8]), .float([16]), .float([2, 5, 4, 16])], float32: true)
         add(
             "conv depthwise 3x3 stride 2 bias clip, 8 channels a thread",
             conv(.init(strides: [2, 2], pads: [1, 1, 1, 1], group: 16), .init(activation: .clip(min: 0, max: 6))),
-            [.float([2, 10, 10, 16]), .float([16, 3, 3, 1]), .float([16])])
+            [.float([2, 10, 10, 16]), .float([16, 3, 3, 1]), .float([16])], float32: true)
         add(
             "conv depthwise 3x3 bias residual relu, 2 channels a thread",
             conv(.init(pads: [1, 1, 1, 1], group: 6), .init(residual: true, activation: .relu)),
@@ -72,13 +81,16 @@ import Testing
             "conv 1x1, input clamped at 0 (a clamp kernel, then the product)", clamped(conv(.init()), 0),
             [.float([2, 5, 5, 8]), .float([16, 1, 1, 8]), .float([16])])
         add(
+            "conv 1x1 stride 2, input clamped at 0 (clamp, pixel copy, product)",
+            clamped(conv(.init(strides: [2, 2])), 0), [.float([2, 7, 7, 8]), .float([16, 1, 1, 8])], float32: true)
+        add(
             "conv grouped, 2 channels per group (cuDNN)", conv(.init(pads: [1, 1, 1, 1], group: 4)),
             [.float([2, 6, 6, 8]), .float([8, 3, 3, 2])])
         add(
             "max pool 3x3 stride 2",
             PoolLayer(
                 op: .max, window: PoolGeometry(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1]), channelsLast: true),
-            [.float([2, 11, 11, 12])])
+            [.float([2, 11, 11, 12])], float32: true)
         add(
             "max pool 3x3 stride 2, 8 channels a thread",
             PoolLayer(
@@ -185,6 +197,41 @@ import Testing
         #expect((step.m, step.n, step.k, step.batch) == (2 * 7 * 9, 40, 24, 1))
         #expect(step.transposeB && !step.transposeA && step.bias == .input(2) && step.c == .input(3))
         #expect(step.beta == 1 && step.activation == .relu && step.dtype == .float16)
+    }
+
+    @Test func stridedOneByOneCopiesItsPixelsThenOneProduct() throws {
+        let layer = ConvolutionLayer(.init(strides: [2, 2]), epilogue: .init(activation: .relu), channelsLast: true)
+        let lowering = try lower(layer, [[2, 9, 9, 16], [32, 1, 1, 16], [32]], [2, 5, 5, 32], dtype: .float32)
+        guard case .matMul(let step)? = lowering.steps.last else {
+            Issue.record("expected a product last, got \(lowering.steps)")
+            return
+        }
+        #expect(lowering.steps.count >= 2 && lowering.scratchBytes == [2 * 5 * 5 * 16 * 4])
+        #expect(step.a == .scratch(0) && (step.m, step.n, step.k) == (50, 32, 16) && step.activation == .relu)
+        // An input clamp takes scratch 0; the pixels go to scratch 1.
+        var clamped = layer
+        clamped.inputMax = 6
+        let both = try lower(clamped, [[2, 9, 9, 16], [32, 1, 1, 16], [32]], [2, 5, 5, 32], dtype: .float32)
+        guard case .matMul(let product)? = both.steps.last else {
+            Issue.record("expected a product last, got \(both.steps)")
+            return
+        }
+        #expect(product.a == .scratch(1) && both.scratchBytes == [2 * 9 * 9 * 16 * 4, 2 * 5 * 5 * 16 * 4])
+    }
+
+    /// float32 engines keep dense windowed convolutions channels-first and run the rest channels-last.
+    @Test func float32ChannelsLastIsForProductsDepthwiseAndPooling() throws {
+        func runs(_ layer: any Layer, _ dtype: DType = .float32) -> Bool {
+            CUDAHalfPrecision.runsChannelsLast(
+                Node(name: "n", layer: layer, inputs: ["x", "w"], outputs: ["y"]), dtype: dtype, architecture: 90)
+        }
+        #expect(runs(ConvolutionLayer(.init(kernelShape: [1, 1], strides: [2, 2]))))
+        #expect(runs(ConvolutionLayer(.init(kernelShape: [3, 3], pads: [1, 1, 1, 1], group: 32))))
+        #expect(!runs(ConvolutionLayer(.init(kernelShape: [3, 3], pads: [1, 1, 1, 1]))))
+        #expect(!runs(ConvolutionLayer(.init(kernelShape: [7, 7], strides: [2, 2], pads: [3, 3, 3, 3]))))
+        #expect(runs(ConvolutionLayer(.init(kernelShape: [3, 3], pads: [1, 1, 1, 1])), .float16))
+        #expect(runs(PoolLayer(op: .max, window: PoolGeometry(kernel: [3, 3], strides: [2, 2]))))
+        #expect(!runs(ConvolutionLayer(.init(kernelShape: [1, 1])), .float64))
     }
 
     @Test func otherConvolutionsAreCuDNNWithNHWCDescriptors() throws {

@@ -247,7 +247,10 @@ private struct SplitMix {
     @Test func poolingLaunches() throws {
         let maxPool = PoolLayer(op: .max, window: PoolGeometry(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1]))
         let launch = try onlyLaunch(try lower(try info(maxPool, [[1, 64, 112, 112]])))
-        #expect(launch.function == "pool_max")
+        #expect(launch.function == "pool_max" && launch.source.name == "pool_f32_i32")
+        // Past 2^30 input elements the index arithmetic is 64-bit.
+        let huge = try onlyLaunch(try lower(try info(maxPool, [[1, 1 << 16, 128, 128]])))
+        #expect(huge.source.name == "pool_f32")
         let total = 64 * 56 * 56
         #expect(launch.grid == CUDADim3(total / 256) && launch.block == CUDADim3(256))
         #expect(
@@ -282,7 +285,7 @@ private struct SplitMix {
                 sources.append(try CUDANormalizationSources.trailing(dtype, center: center, stats: stats))
             }
             sources.append(try CUDANormalizationSources.planes(dtype))
-            sources.append(try CUDAPoolLowering.source(dtype))
+            for narrow in [false, true] { sources.append(try CUDAPoolLowering.source(dtype, narrow: narrow)) }
         }
         return sources
     }

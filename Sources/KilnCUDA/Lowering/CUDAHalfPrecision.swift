@@ -1,4 +1,3 @@
-import Foundation
 import KilnIR
 
 /// The layer kinds whose CUDA lowerings take float16 and bfloat16 operands: products and convolutions on
@@ -15,32 +14,30 @@ enum CUDAHalfPrecision {
     ]
 
     /// Channels-last pays in 16 bits, where cuDNN's tensor-core convolutions want NHWC and reformat NCHW data
-    /// around every call; in float32 (FMA math) NCHW is as fast. Convolutions and max/average pooling.
+    /// around every call. In float32 (FMA math) it pays for the convolutions that are products over every
+    /// pixel (1×1, their bias, residual and ReLU in cuBLASLt's epilogue), grouped and depthwise ones (Kiln's
+    /// kernel) and pooling, but not for dense windowed ones: cuDNN's NHWC algorithms measured 2.4x slower on
+    /// ResNet-50's 3×3 layers at batch 64 (no Winograd), so those stay channels-first between transposes.
+    /// Convolutions and max/average pooling.
     static func runsChannelsLast(_ node: Node, dtype: DType, architecture: Int) -> Bool {
-        let float32 =
-            dtype == .float32 && float32ChannelsLast && (node.layer is ConvolutionLayer || node.layer is PoolLayer)
-        guard
-            float32
-                || ((dtype == .float16 || dtype == .bfloat16) && runs(node, dtype: dtype, architecture: architecture))
-        else {
-            return false
-        }
+        let half = (dtype == .float16 || dtype == .bfloat16) && runs(node, dtype: dtype, architecture: architecture)
+        guard half || dtype == .float32 else { return false }
         switch node.layer {
         case let conv as ConvolutionLayer:
             // Channels-last convolutions pad both ends alike (CUDAConvolutionLowering).
             let p = conv.parameters
-            let half = p.pads.count / 2
-            return p.autoPad == .valid
-                || (p.autoPad == .explicit && p.pads.prefix(half).elementsEqual(p.pads.suffix(half)))
+            let halfPads = p.pads.count / 2
+            let symmetric =
+                p.autoPad == .valid
+                || (p.autoPad == .explicit && p.pads.prefix(halfPads).elementsEqual(p.pads.suffix(halfPads)))
+            let windowless = !p.kernelShape.isEmpty && p.kernelShape.allSatisfy { $0 == 1 }
+            return symmetric && (half || windowless || p.group > 1)
         case let pool as PoolLayer:
             if case .lp = pool.op { return false }
             return true
         default: return false
         }
     }
-
-    /// Experiment: float32 convolutions channels-last too (1x1 ones as products over every pixel).
-    static let float32ChannelsLast = ProcessInfo.processInfo.environment["KILN_CUDA_FP32_NHWC"] == "1"
 
     /// float16 everywhere the kernels run (its conversions are PTX of every architecture); bfloat16 from
     /// compute capability 8.0 (Ampere), whose `cvt.rn.bf16.f32` the kernels use.
