@@ -51,7 +51,8 @@ import Testing
             "conv 1x1 stride 2 (the pixels copied together, then one product)", conv(.init(strides: [2, 2])),
             [.float([2, 8, 8, 16]), .float([32, 1, 1, 16])], float32: true)
         add(
-            "conv 1x1 stride 2x3 on odd sizes, bias residual relu", conv(.init(strides: [2, 3]), .init(residual: true, activation: .relu)),
+            "conv 1x1 stride 2x3 on odd sizes, bias residual relu",
+            conv(.init(strides: [2, 3]), .init(residual: true, activation: .relu)),
             [.float([2, 9, 11, 8]), .float([16, 1, 1, 8]), .float([16]), .float([2, 5, 4, 16])], float32: true)
         add(
             "conv depthwise 3x3 stride 2 bias clip, 8 channels a thread",

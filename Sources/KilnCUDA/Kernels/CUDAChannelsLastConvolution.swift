@@ -27,7 +27,11 @@ enum CUDAChannelsLastConvolution {
             layer, x: x, w: w, out: out, resolved: r, info: info, dtype: dtype, source: .scratch(0))
         lowering.steps.insert(.launch(try clampLaunch(above: high, shape: storedX, dtype: dtype)), at: 0)
         let clamped = storedX.reduce(1, *) * dtype.byteSize
-        if lowering.scratchBytes.isEmpty { lowering.scratchBytes = [clamped] } else { lowering.scratchBytes[0] = clamped }
+        if lowering.scratchBytes.isEmpty {
+            lowering.scratchBytes = [clamped]
+        } else {
+            lowering.scratchBytes[0] = clamped
+        }
         return lowering
     }
 
