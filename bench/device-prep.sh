@@ -18,7 +18,7 @@ swift build --build-tests --scratch-path "$work/debug"
 mkdir -p "$root/.device" "$work/bundle/lib"
 bin=$(swift build -c release --static-swift-stdlib --scratch-path "$work/static" --show-bin-path)
 strip -o "$work/kiln" "$bin/kiln"
-xz -T2 -3 -c "$work/kiln" > "$root/.device/kiln.xz"
+xz -T2 -9e -c "$work/kiln" > "$root/.device/kiln.xz"
 bundle=$(swift build --scratch-path "$work/debug" --show-bin-path)/KilnPackageTests.xctest
 strip -o "$work/bundle/KilnPackageTests.xctest" "$bundle"
 ldd "$bundle" | awk '$3 ~ /^\/opt\// {print $3}' | xargs -r cp -t "$work/bundle/lib"
