@@ -2,7 +2,7 @@
 # Device run: GPU tests, then ResNet-50 and MobileNetV2 in strict FP32 with the carried binary (.device/kiln.xz)
 # and an earlier one (.device/kiln-before.xz, e.g. all channels-first float32), each built at batch 64 and 1,
 # compared with the reference at batch 1 and timed, beside PyTorch eager FP32 in the same call; ResNet-50 FP16
-# at batch 64 with both binaries; per-layer profiles of ResNet-50 FP32 at batch 64 in logs.tgz.
+# at batch 64 with both binaries (not with FP16=0); per-layer profiles of ResNet-50 FP32 at batch 64 in logs.tgz.
 set -u
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 xz -dc $D/kiln-before.xz > $D/kiln-before && chmod +x $D/kiln-before
@@ -24,6 +24,7 @@ done
 $K bench /tmp/resnet50-after-64.kiln --batch 64 --duration 1 --profile > $OUT/profile-resnet50-after.log 2>&1
 $K inspect /tmp/resnet50-after-64.kiln > $OUT/inspect-resnet50-after.log 2>&1
 for which in before after; do
+  [[ ${FP16:-1} == 0 ]] && break
   bin=$K; [[ $which == before ]] && bin=$D/kiln-before
   /usr/bin/time -f "build %e s" $bin build $M/resnet50.onnx -o /tmp/r16-$which.kiln --device cuda --batch 64 --fp16 > $OUT/build-r16-$which.log 2>&1
   echo "== resnet50 fp16 $which b64: $(tail -1 $OUT/build-r16-$which.log)"
