@@ -62,8 +62,8 @@ public final class CUDADevice: Device {
         CUDAHalfPrecision.runs(node, dtype: dtype, architecture: context.computeCapability)
     }
 
-    public func runsChannelsLast(_ node: Node, dtype: DType) -> Bool {
-        CUDAHalfPrecision.runsChannelsLast(node, dtype: dtype, architecture: context.computeCapability)
+    public func runsChannelsLast(_ node: Node, input: TensorType) -> Bool {
+        CUDAHalfPrecision.runsChannelsLast(node, input: input, architecture: context.computeCapability)
     }
 
     /// Host kernels, for constant folding at build time; the engine itself runs on the GPU (`compile`).

@@ -15,11 +15,11 @@ import KilnIR
 public struct ChannelsLastLayout: Sendable {
     /// What `--no-fuse` and `--passes` call it.
     public static let name = "channels-last"
-    /// Whether the device runs this node's channels-last form fast, given its input's dtype.
-    public var runsChannelsLast: @Sendable (Node, DType) -> Bool
+    /// Whether the device runs this node's channels-last form fast, given its (channels-first) input's type.
+    public var runsChannelsLast: @Sendable (Node, TensorType) -> Bool
     public var minimumConvolutions: Int
 
-    public init(minimumConvolutions: Int = 2, runsChannelsLast: @escaping @Sendable (Node, DType) -> Bool) {
+    public init(minimumConvolutions: Int = 2, runsChannelsLast: @escaping @Sendable (Node, TensorType) -> Bool) {
         self.minimumConvolutions = minimumConvolutions
         self.runsChannelsLast = runsChannelsLast
     }
@@ -85,15 +85,15 @@ public struct ChannelsLastLayout: Sendable {
     func joins(_ node: Node, _ graph: Graph, fromRegion: (String) -> Bool) -> Bool {
         func shape(_ value: String) -> [Dim]? { graph.type(of: value)?.tensorType?.shape }
         guard let output = node.outputs.first, let outShape = shape(output), outShape.count == 4,
-            let dtype = node.inputs.first.flatMap({ graph.type(of: $0)?.tensorType?.dtype })
+            let input = node.inputs.first.flatMap({ graph.type(of: $0)?.tensorType })
         else { return false }
         switch node.layer {
         case let conv as ConvolutionLayer:
             return !conv.channelsLast && node.inputs.count >= 2 && shape(node.inputs[0])?.count == 4
-                && shape(node.inputs[1])?.count == 4 && runsChannelsLast(node, dtype)
+                && shape(node.inputs[1])?.count == 4 && runsChannelsLast(node, input)
         case let pool as PoolLayer:
             return !pool.channelsLast && !pool.outputsIndices && fromRegion(node.inputs[0])
-                && runsChannelsLast(node, dtype)
+                && runsChannelsLast(node, input)
         default:
             guard Self.isPointwise(node.layer), node.outputs.count == 1 else { return false }
             var fed = false

@@ -42,7 +42,7 @@ public enum Builder {
             (optimized, precision) = try HalfPlanner(config: half, device: device).run(optimized)
         }
         if config.optimize, !config.disabledPasses.contains(ChannelsLastLayout.name) {
-            try ChannelsLastLayout(runsChannelsLast: { device.runsChannelsLast($0, dtype: $1) }).apply(&optimized)
+            try ChannelsLastLayout(runsChannelsLast: { device.runsChannelsLast($0, input: $1) }).apply(&optimized)
         }
         let engine = try Engine(graph: optimized, device: device, profiles: config.profiles, precision: precision)
         for profile in config.profiles {

@@ -22,9 +22,9 @@ public protocol Device: AnyObject, Sendable {
     /// Whether this device runs `node` with its float operands stored as `dtype` (float16 or bfloat16) on
     /// fast kernels; mixed-precision builds keep every other layer float32. None by default.
     func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool
-    /// Whether this device runs `node` (a 2-D convolution or pooling whose input is `dtype`) faster with its
-    /// activations stored channels-last (`ChannelsLastLayout`). Never by default.
-    func runsChannelsLast(_ node: Node, dtype: DType) -> Bool
+    /// Whether this device runs `node` (a 2-D convolution or pooling whose first input, stored channels-first,
+    /// is `input`) faster with its activations stored channels-last (`ChannelsLastLayout`). Never by default.
+    func runsChannelsLast(_ node: Node, input: TensorType) -> Bool
     func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel
     /// A copy of `tensor` in the host memory this device transfers from fastest (page-locked on a GPU), for
     /// inputs given to many runs; the tensor itself by default.
@@ -56,7 +56,7 @@ extension Device {
 
     public func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool { false }
 
-    public func runsChannelsLast(_ node: Node, dtype: DType) -> Bool { false }
+    public func runsChannelsLast(_ node: Node, input: TensorType) -> Bool { false }
 
     public func pinnedCopy(of tensor: Tensor) throws -> Tensor { tensor }
 

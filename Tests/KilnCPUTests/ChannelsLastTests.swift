@@ -15,7 +15,7 @@ final class ChannelsLastCPU: Device {
     func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel {
         try cpu.makeKernel(node, subgraphs: subgraphs)
     }
-    func runsChannelsLast(_ node: Node, dtype: DType) -> Bool {
+    func runsChannelsLast(_ node: Node, input: TensorType) -> Bool {
         node.layer is ConvolutionLayer || node.layer is PoolLayer
     }
 }

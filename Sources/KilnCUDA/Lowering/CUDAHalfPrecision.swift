@@ -16,10 +16,13 @@ enum CUDAHalfPrecision {
     /// Channels-last pays in 16 bits, where cuDNN's tensor-core convolutions want NHWC and reformat NCHW data
     /// around every call. In float32 (FMA math) it pays for the convolutions that are products over every
     /// pixel (1×1, their bias, residual and ReLU in cuBLASLt's epilogue), grouped and depthwise ones (Kiln's
-    /// kernel), strided ones and pooling, but not for dense windowed convolutions at stride 1: those are where
-    /// cuDNN's Winograd-class algorithms run, channels-first only (ResNet-50's 3×3 layers at batch 64 measured
-    /// 2.4x slower NHWC), so they stay channels-first between transposes. Convolutions and max/average pooling.
-    static func runsChannelsLast(_ node: Node, dtype: DType, architecture: Int) -> Bool {
+    /// kernel), stems (at most 4 input channels: as fast either way, and the pooling behind them is faster
+    /// channels-last) and pooling, but not for other dense windowed convolutions: cuDNN's strict-FP32
+    /// algorithms for those are channels-first (ResNet-50's 3×3 layers at batch 64 measured 2.4x slower NHWC at
+    /// stride 1, 1.2x at stride 2), so they stay channels-first between transposes. Convolutions and max/average
+    /// pooling.
+    static func runsChannelsLast(_ node: Node, input: TensorType, architecture: Int) -> Bool {
+        let dtype = input.dtype
         let half = (dtype == .float16 || dtype == .bfloat16) && runs(node, dtype: dtype, architecture: architecture)
         guard half || dtype == .float32 else { return false }
         switch node.layer {
@@ -31,8 +34,9 @@ enum CUDAHalfPrecision {
                 p.autoPad == .valid
                 || (p.autoPad == .explicit && p.pads.prefix(halfPads).elementsEqual(p.pads.suffix(halfPads)))
             let windowless = !p.kernelShape.isEmpty && p.kernelShape.allSatisfy { $0 == 1 }
-            let strided = p.strides.contains { $0 > 1 }
-            return symmetric && (half || windowless || strided || p.group > 1)
+            let channels = input.shape.flatMap { $0.count == 4 ? $0[1].value : nil }
+            let stem = channels.map { $0 <= 4 } ?? false
+            return symmetric && (half || windowless || stem || p.group > 1)
         case let pool as PoolLayer:
             if case .lp = pool.op { return false }
             return true
