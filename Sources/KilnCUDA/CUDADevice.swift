@@ -63,7 +63,8 @@ public final class CUDADevice: Device {
     }
 
     public func runsChannelsLast(_ node: Node, input: TensorType) -> Bool {
-        CUDAHalfPrecision.runsChannelsLast(node, input: input, architecture: context.computeCapability)
+        CUDAHalfPrecision.runsChannelsLast(
+            node, input: input, architecture: context.computeCapability, tf32: options.kernels.allowTF32)
     }
 
     /// Host kernels, for constant folding at build time; the engine itself runs on the GPU (`compile`).

@@ -237,6 +237,13 @@ import Testing
         #expect(runs(ConvolutionLayer(.init(kernelShape: [3, 3], pads: [1, 1, 1, 1])), .float16))
         #expect(runs(PoolLayer(op: .max, window: PoolGeometry(kernel: [3, 3], strides: [2, 2]))))
         #expect(!runs(ConvolutionLayer(.init(kernelShape: [1, 1])), .float64))
+        // TF32 convolutions run on tensor cores, channels-last like 16-bit ones.
+        #expect(
+            CUDAHalfPrecision.runsChannelsLast(
+                Node(
+                    name: "n", layer: ConvolutionLayer(.init(kernelShape: [3, 3], pads: [1, 1, 1, 1])),
+                    inputs: ["x", "w"], outputs: ["y"]),
+                input: TensorType(.float32, dims: [8, 64, 56, 56]), architecture: 90, tf32: true))
     }
 
     @Test func otherConvolutionsAreCuDNNWithNHWCDescriptors() throws {

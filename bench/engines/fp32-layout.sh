@@ -3,7 +3,10 @@
 # and an earlier one (.device/kiln-before.xz, e.g. all channels-first float32), each built at batch 64 and 1,
 # compared with the reference at batch 1 and timed, beside PyTorch eager FP32 in the same call; ResNet-50 FP16
 # at batch 64 with both binaries (not with FP16=0); per-layer profiles of ResNet-50 FP32 at batch 64 in logs.tgz.
+# FLAGS adds build options to every float32 build (e.g. FLAGS=--tf32, compared at TOL, default 1e-4).
 set -u
+FLAGS=${FLAGS:-}
+TOL=${TOL:-1e-4}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 xz -dc $D/kiln-before.xz > $D/kiln-before && chmod +x $D/kiln-before
 python3 $D/baselines.py --export $M --models resnet50,mobilenet_v2 --batches 1 64 --no-compile --no-ceilings \
@@ -14,9 +17,9 @@ for m in resnet50 mobilenet_v2; do
     bin=$K; [[ $which == before ]] && bin=$D/kiln-before
     for b in 64 1; do
       plan=/tmp/$m-$which-$b.kiln
-      /usr/bin/time -f "build %e s" $bin build $M/$m.onnx -o $plan --device cuda --batch $b > $OUT/build-$m-$which-$b.log 2>&1
-      echo "== $m fp32 $which b$b: $(tail -1 $OUT/build-$m-$which-$b.log)"
-      [[ $b == 1 ]] && $bin compare $plan --reference $M/$m.io_b1.npz --tolerance 1e-4 2>&1 | tail -1
+      /usr/bin/time -f "build %e s" $bin build $M/$m.onnx -o $plan --device cuda --batch $b $FLAGS > $OUT/build-$m-$which-$b.log 2>&1
+      echo "== $m fp32 $FLAGS $which b$b: $(tail -1 $OUT/build-$m-$which-$b.log)"
+      [[ $b == 1 ]] && $bin compare $plan --reference $M/$m.io_b1.npz --tolerance $TOL 2>&1 | tail -1
       $bin bench $plan --batch $b --cuda-graph --duration 2 2>&1 | grep -E "^engine|^    compute"
     done
   done

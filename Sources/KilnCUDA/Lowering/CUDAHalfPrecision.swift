@@ -20,10 +20,12 @@ enum CUDAHalfPrecision {
     /// channels-last) and pooling, but not for other dense windowed convolutions: cuDNN's strict-FP32
     /// algorithms for those are channels-first (ResNet-50's 3×3 layers at batch 64 measured 2.4x slower NHWC at
     /// stride 1, 1.2x at stride 2), so they stay channels-first between transposes. Convolutions and max/average
-    /// pooling.
-    static func runsChannelsLast(_ node: Node, input: TensorType, architecture: Int) -> Bool {
+    /// pooling. With TF32 (`tf32`) float32 convolutions run on tensor cores and are treated like 16-bit ones.
+    static func runsChannelsLast(_ node: Node, input: TensorType, architecture: Int, tf32: Bool = false) -> Bool {
         let dtype = input.dtype
-        let half = (dtype == .float16 || dtype == .bfloat16) && runs(node, dtype: dtype, architecture: architecture)
+        let half =
+            ((dtype == .float16 || dtype == .bfloat16) && runs(node, dtype: dtype, architecture: architecture))
+            || (dtype == .float32 && tf32)
         guard half || dtype == .float32 else { return false }
         switch node.layer {
         case let conv as ConvolutionLayer:
