@@ -23,10 +23,10 @@ enum CUDAHalfPrecision {
     /// pooling. With TF32 (`tf32`) float32 convolutions run on tensor cores and are treated like 16-bit ones.
     static func runsChannelsLast(_ node: Node, input: TensorType, architecture: Int, tf32: Bool = false) -> Bool {
         let dtype = input.dtype
-        let half =
+        let tensorCores =
             ((dtype == .float16 || dtype == .bfloat16) && runs(node, dtype: dtype, architecture: architecture))
             || (dtype == .float32 && tf32)
-        guard half || dtype == .float32 else { return false }
+        guard tensorCores || dtype == .float32 else { return false }
         switch node.layer {
         case let conv as ConvolutionLayer:
             // Channels-last convolutions pad both ends alike (CUDAConvolutionLowering).
@@ -38,7 +38,7 @@ enum CUDAHalfPrecision {
             let windowless = !p.kernelShape.isEmpty && p.kernelShape.allSatisfy { $0 == 1 }
             let channels = input.shape.flatMap { $0.count == 4 ? $0[1].value : nil }
             let stem = channels.map { $0 <= 4 } ?? false
-            return symmetric && (half || windowless || stem || p.group > 1)
+            return symmetric && (tensorCores || windowless || stem || p.group > 1)
         case let pool as PoolLayer:
             if case .lp = pool.op { return false }
             return true
