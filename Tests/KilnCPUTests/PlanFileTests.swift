@@ -38,6 +38,17 @@ import Testing
         #expect(Comparison.differingOutputs(want, got, names: built.outputs.map(\.name)) == [])
     }
 
+    /// The reader works on slices of the file's bytes: a plan inside a larger buffer decodes the same.
+    @Test func aPlanInsideALargerBufferDecodesTheSame() throws {
+        let bytes = try Self.planBytes()
+        let buffer = Data(repeating: 0xAB, count: 13) + bytes + Data(repeating: 0xCD, count: 5)
+        let slice = buffer[13..<(13 + bytes.count)]
+        let fromSlice = try EnginePlan(decoding: slice)
+        #expect(!fromSlice.graph.initializers.isEmpty)
+        // Encoding again gives the same bytes, weights included.
+        #expect(try fromSlice.encoded() == bytes)
+    }
+
     @Test func equalBuildsGiveEqualBytes() throws {
         let first = try Self.planBytes()
         let second = try Self.planBytes()

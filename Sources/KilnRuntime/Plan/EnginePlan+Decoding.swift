@@ -148,17 +148,19 @@ extension EnginePlan {
     }
 }
 
-/// Reads a plan front to back; every read checks the bounds.
+/// Reads a plan front to back; every read checks the bounds. Reads are slices of the file's bytes, not copies
+/// (a plan's weights are most of it).
 struct PlanReader {
+    /// The bytes, indexed from 0.
     let data: Data
     private(set) var position = 0
 
-    init(_ data: Data) { self.data = Data(data) }
+    init(_ data: Data) { self.data = data.startIndex == 0 ? data : Data(data) }
 
     mutating func bytes(_ count: Int) throws -> Data {
         guard count >= 0, count <= data.count - position else { throw KilnError.invalidPlan("the plan is truncated") }
         defer { position += count }
-        return data.subdata(in: position..<(position + count))
+        return data[position..<(position + count)]
     }
 
     mutating func skip(_ count: Int) { position = min(data.count, position + count) }
