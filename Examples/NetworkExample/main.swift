@@ -50,7 +50,7 @@ func example() throws {
 
     // 4. Load the plan (no optimizer, no compiler) and run it next to the in-memory engine.
     let loaded = try Engine(
-        plan: EnginePlan(decoding: try Data(contentsOf: URL(fileURLWithPath: path))), device: device)
+        plan: EnginePlan(contentsOf: URL(fileURLWithPath: path)), device: device)
     let input = Tensor(shape: [4, 3, 16, 16], scalars: (0..<(4 * 3 * 16 * 16)).map { _ in Float(generator.unit()) })
     let fromPlan = try loaded.makeContext().run(["image": .tensor(input)])
     let inMemory = try engine.makeContext().run(["image": .tensor(input)])

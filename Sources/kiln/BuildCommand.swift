@@ -80,7 +80,7 @@ struct BuildCommand: ParsableCommand {
         try deviceOptions.saveTimingCache(device)
         let plan = engine.plan(options: options, memory: memory)
         let data = try plan.encoded()
-        do { try data.write(to: URL(fileURLWithPath: output)) } catch {
+        do { try data.write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
             throw KilnError.io("\(output): cannot write: \(error.localizedDescription)")
         }
         let seconds = Date().timeIntervalSince(start)

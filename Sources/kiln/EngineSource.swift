@@ -51,12 +51,7 @@ struct EngineSource {
         let start = try? handle.read(upToCount: 4)
         try? handle.close()
         guard let start, EnginePlan.looksLikePlan(start) else { return nil }
-        let data = try withErrorContext(url.path) {
-            do { return try Data(contentsOf: url) } catch {
-                throw KilnError.io("cannot read: \(error.localizedDescription)")
-            }
-        }
-        return try withErrorContext(url.path) { try EnginePlan(decoding: data) }
+        return try withErrorContext(url.path) { try EnginePlan(contentsOf: url) }
     }
 }
 

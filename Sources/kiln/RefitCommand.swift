@@ -33,7 +33,7 @@ struct RefitCommand: ParsableCommand {
         let model = try ONNXImporter.load(contentsOf: ModelPath.resolve(from))
         let refitted = try withErrorContext(from) { try built.refitted(from: model.graph, evaluator: CPUDevice()) }
         let data = try refitted.encoded()
-        do { try data.write(to: URL(fileURLWithPath: output)) } catch {
+        do { try data.write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
             throw KilnError.io("\(output): cannot write: \(error.localizedDescription)")
         }
         print(

@@ -2,9 +2,10 @@ import Foundation
 import KilnCPU
 import KilnIR
 import KilnONNX
-import KilnRuntime
 import KilnTestSupport
 import Testing
+
+@testable import KilnRuntime
 
 /// Plan files: an engine saved and loaded runs as built, equal builds give equal bytes, and damaged or foreign
 /// plans are refused with a message, never a crash.
@@ -82,6 +83,40 @@ import Testing
         #expect(throws: KilnError.self) { try EnginePlan(decoding: Data()) }
         let error = #expect(throws: KilnError.self) { try EnginePlan(decoding: bytes.prefix(bytes.count / 2)) }
         #expect(error?.message.contains("corrupt or truncated") == true)
+    }
+
+    /// A plan read from its file keeps its weights in the file's mapped pages; it runs as the built engine,
+    /// and a truncated or empty file is refused like truncated bytes.
+    @Test func aPlanFileLoadsMappedAndRunsLikeTheBuiltEngine() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-plan-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let built = try Builder.build(try Self.model(), device: CPUDevice())
+        let bytes = try built.plan(options: BuildOptions()).encoded()
+        let url = folder.appendingPathComponent("tiny.kiln")
+        try bytes.write(to: url)
+        let plan = try EnginePlan(contentsOf: url)
+        #expect(plan.mappedWeights > 0 && plan.mappedWeights == plan.graph.initializers.count)
+        var loaded = try Engine(plan: plan, device: CPUDevice())
+        let feeds = Self.feeds(built, seed: 11)
+        let want = try built.makeContext().run(feeds)
+        #expect(
+            Comparison.differingOutputs(want, try loaded.makeContext().run(feeds), names: built.outputs.map(\.name))
+                == [])
+        // The mapping outlives the plan value: the engine still runs once nothing else holds the file.
+        loaded = try Engine(plan: EnginePlan(contentsOf: url), device: CPUDevice())
+        try FileManager.default.removeItem(at: url)
+        #expect(
+            Comparison.differingOutputs(want, try loaded.makeContext().run(feeds), names: built.outputs.map(\.name))
+                == [])
+        let truncated = folder.appendingPathComponent("truncated.kiln")
+        try bytes.prefix(bytes.count / 2).write(to: truncated)
+        let error = #expect(throws: KilnError.self) { try EnginePlan(contentsOf: truncated) }
+        #expect(error?.message.contains("corrupt or truncated") == true)
+        let empty = folder.appendingPathComponent("empty.kiln")
+        try Data().write(to: empty)
+        #expect(throws: KilnError.self) { try EnginePlan(contentsOf: empty) }
+        #expect(throws: KilnError.self) { try EnginePlan(contentsOf: folder.appendingPathComponent("missing.kiln")) }
     }
 
     /// Thousands of damaged plans: raw damage (the checksum must catch it) and damage with the checksum made

@@ -5,7 +5,11 @@ import SwiftProtobuf
 extension EnginePlan {
     /// Reads a plan file's bytes. Every failure is an `invalidPlan` error saying what is wrong and what to do;
     /// no input makes it crash. The graph is not verified here (`Engine(plan:device:)` does).
-    public init(decoding file: Data) throws {
+    public init(decoding file: Data) throws { try self.init(decoding: file, mapping: nil) }
+
+    /// Decodes `file`; with `mapping` (whose bytes `file` is), weights point into the mapping instead of being
+    /// copied.
+    init(decoding file: Data, mapping: MappedPlanFile?) throws {
         var reader = PlanReader(file)
         guard try reader.bytes(4) == Data(Self.magic) else {
             throw KilnError.invalidPlan("not a Kiln plan (no KILN magic at the start)")
@@ -46,7 +50,10 @@ extension EnginePlan {
                         max: try range.max.map(PlanReader.int))
                 })
         }
-        graph = try Self.graph(body, data: data)
+        graph = try Self.graph(body, data: data, mapping: mapping)
+        if let mapping {
+            mappedWeights = graph.initializers.values.filter { mapping.contains($0.storage) }.count
+        }
         code = try body.code.map { section in
             CompiledCode(name: section.name, bytes: Array(try Self.slice(section, of: data)))
         }
@@ -81,7 +88,7 @@ extension EnginePlan {
         }
     }
 
-    private static func graph(_ body: Kiln_Plan_PlanBody, data: Data) throws -> Graph {
+    private static func graph(_ body: Kiln_Plan_PlanBody, data: Data, mapping: MappedPlanFile?) throws -> Graph {
         let decoder = PlanCoding.decoder()
         func type(_ entry: Kiln_Plan_NamedType) throws -> ValueType? {
             guard !entry.type.isEmpty else { return nil }
@@ -104,13 +111,15 @@ extension EnginePlan {
         }
         for section in body.weights {
             graph.initializers[section.name] = try decoded("weight '\(section.name)'") {
-                try tensor(section, data: data, decoder: decoder)
+                try tensor(section, data: data, decoder: decoder, mapping: mapping)
             }
         }
         return graph
     }
 
-    private static func tensor(_ section: Kiln_Plan_Section, data: Data, decoder: JSONDecoder) throws -> Tensor {
+    private static func tensor(
+        _ section: Kiln_Plan_Section, data: Data, decoder: JSONDecoder, mapping: MappedPlanFile?
+    ) throws -> Tensor {
         guard let dtype = DType(rawValue: Int(section.dtype)) else {
             throw KilnError.invalidPlan("unknown dtype \(section.dtype)")
         }
@@ -123,7 +132,13 @@ extension EnginePlan {
             }
             return Tensor(shape: shape, strings: strings)
         }
-        _ = try ShapeAxes.checkedCount(shape)
+        let count = try ShapeAxes.checkedCount(shape)
+        // `bytes` is a slice of the mapped file, so its indices are offsets in the file; sections are 64-byte
+        // aligned there, and a plan whose are not is copied.
+        if let mapping, bytes.startIndex % EnginePlan.alignment == 0, bytes.count == count * dtype.byteSize {
+            return Tensor(
+                dtype: dtype, shape: shape, storage: mapping.storage(offset: bytes.startIndex, byteCount: bytes.count))
+        }
         return try bytes.withUnsafeBytes { try Tensor(dtype: dtype, shape: shape, rawBytes: $0) }
     }
 
