@@ -32,7 +32,7 @@ enum MiscKernels {
         let alpha: Double
         let threads: Int
         func visit<T: TensorScalar>(_ type: T.Type) throws -> Tensor {
-            try x.withUnsafeBuffer(as: T.self) { src in
+            x.withUnsafeBuffer(as: T.self) { src in
                 Tensor.build(T.self, shape: x.shape) { dst in
                     let out = UncheckedSendable(dst)
                     Parallel.forEach(src.count, threads: threads, minimumChunk: 16384) { range in
