@@ -20,27 +20,30 @@ public enum ONNXImporter {
                 throw KilnError.io("no such file")
             }
             guard !isDirectory.boolValue else { throw KilnError.io("is a folder, not an ONNX model file") }
-            let data: Data
-            do {
-                data = try Data(contentsOf: url)
-            } catch {
-                throw KilnError.io("cannot read the file: \(error.localizedDescription)")
-            }
-            return try load(data: data, directory: url.deletingLastPathComponent())
+            // The file's bytes go as soon as they are decoded, before the weights become tensors.
+            let proto = try decode(
+                try {
+                    do { return try Data(contentsOf: url) } catch {
+                        throw KilnError.io("cannot read the file: \(error.localizedDescription)")
+                    }
+                }())
+            return try ModelImporter(proto: proto, directory: url.deletingLastPathComponent()).run()
         }
     }
 
     /// Imports a serialized ModelProto. `directory` is where external data files are looked up.
     public static func load(data: Data, directory: URL?) throws -> ONNXModel {
-        let proto: Onnx_ModelProto
+        try ModelImporter(proto: try decode(data), directory: directory).run()
+    }
+
+    private static func decode(_ data: Data) throws -> Onnx_ModelProto {
         do {
             var options = BinaryDecodingOptions()
             options.messageDepthLimit = 64
-            proto = try Onnx_ModelProto(serializedBytes: data, options: options)
+            return try Onnx_ModelProto(serializedBytes: data, options: options)
         } catch {
             throw KilnError.invalidModel("not a valid ONNX model (protobuf decoding failed: \(error))")
         }
-        return try ModelImporter(proto: proto, directory: directory).run()
     }
 }
 
