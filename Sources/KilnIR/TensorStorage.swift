@@ -36,6 +36,10 @@ public final class TensorStorage: @unchecked Sendable {
         release = nil
     }
 
+    /// Whether the bytes belong to someone else (a mapped plan file, a page-locked pool) rather than to this
+    /// storage.
+    public var isBorrowed: Bool { release != nil }
+
     deinit {
         if let release { release(bytes) } else { bytes.deallocate() }
     }

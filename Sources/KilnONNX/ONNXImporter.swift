@@ -21,12 +21,7 @@ public enum ONNXImporter {
             }
             guard !isDirectory.boolValue else { throw KilnError.io("is a folder, not an ONNX model file") }
             // The file's bytes go as soon as they are decoded, before the weights become tensors.
-            let proto = try decode(
-                try {
-                    do { return try Data(contentsOf: url) } catch {
-                        throw KilnError.io("cannot read the file: \(error.localizedDescription)")
-                    }
-                }())
+            let proto = try decode(try read(url))
             return try ModelImporter(proto: proto, directory: url.deletingLastPathComponent()).run()
         }
     }
@@ -34,6 +29,12 @@ public enum ONNXImporter {
     /// Imports a serialized ModelProto. `directory` is where external data files are looked up.
     public static func load(data: Data, directory: URL?) throws -> ONNXModel {
         try ModelImporter(proto: try decode(data), directory: directory).run()
+    }
+
+    private static func read(_ url: URL) throws -> Data {
+        do { return try Data(contentsOf: url) } catch {
+            throw KilnError.io("cannot read the file: \(error.localizedDescription)")
+        }
     }
 
     private static func decode(_ data: Data) throws -> Onnx_ModelProto {

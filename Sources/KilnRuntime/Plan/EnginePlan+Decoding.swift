@@ -51,9 +51,6 @@ extension EnginePlan {
                 })
         }
         graph = try Self.graph(body, data: data, mapping: mapping)
-        if let mapping {
-            mappedWeights = graph.initializers.values.filter { mapping.contains($0.storage) }.count
-        }
         code = try body.code.map { section in
             CompiledCode(name: section.name, bytes: Array(try Self.slice(section, of: data)))
         }

@@ -18,8 +18,6 @@ public struct EnginePlan: Sendable {
     public var tactics: [String: String]
     /// The precision decisions of an int8 build, with the accuracy guard's measurements.
     public var precision: PrecisionReport?
-    /// How many weights point into a mapped plan file rather than memory of their own (`init(contentsOf:)`).
-    var mappedWeights = 0
 
     public init(
         kilnVersion: String = KilnVersion.string, device: DeviceFingerprint, options: BuildOptions, graph: Graph,

@@ -38,11 +38,6 @@ final class MappedPlanFile: @unchecked Sendable {
     /// The whole file as `Data` that borrows the mapping (valid while this object lives).
     var bytes: Data { Data(bytesNoCopy: base, count: count, deallocator: .none) }
 
-    /// Whether `storage` lies in this mapping.
-    func contains(_ storage: TensorStorage) -> Bool {
-        storage.bytes >= base && storage.bytes + storage.byteCount <= base + count
-    }
-
     /// Storage for the `byteCount` bytes at `offset` in the file, keeping the mapping alive.
     func storage(offset: Int, byteCount: Int) -> TensorStorage {
         TensorStorage(bytes: base + offset, byteCount: byteCount, release: { _ in withExtendedLifetime(self) {} })
