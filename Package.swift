@@ -26,7 +26,8 @@ let package = Package(
             dependencies: ["KilnIR", "KilnOptimizer", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Plan/plan.proto"]
         ),
-        .target(name: "KilnCPU", dependencies: ["KilnIR", "KilnRuntime"]),
+        .target(name: "CKilnMicroKernels"),
+        .target(name: "KilnCPU", dependencies: ["KilnIR", "KilnRuntime", "CKilnMicroKernels"]),
         .target(name: "KilnCUDA", dependencies: ["KilnIR", "KilnOptimizer", "KilnRuntime", "KilnCPU"]),
         .target(name: "KilnTestSupport", dependencies: ["KilnIR", "KilnONNX", "KilnRuntime", "KilnCPU"]),
         .executableTarget(

@@ -1,9 +1,9 @@
 import KilnIR
 import KilnRuntime
 
-/// Makes the kernel for one layer; receives the layer (its typed parameters) and a compiler for its
-/// subgraphs. Errors here are build-time errors.
-public typealias CPUKernelFactory = @Sendable (any Layer, any SubgraphCompiler) throws -> any Kernel
+/// Makes the kernel for one layer; receives the layer (its typed parameters) and its environment (a compiler
+/// for its subgraphs, the device's tuner). Errors here are build-time errors.
+public typealias CPUKernelFactory = @Sendable (any Layer, CPUKernelEnvironment) throws -> any Kernel
 
 /// A kernel whose work is one closure over the layer's parameters; enough for most reference kernels.
 public struct ClosureKernel: Kernel {

@@ -48,7 +48,7 @@ public final class CUDADevice: Device {
         libraries = try CUDALibraries(context: context)
         uploadStream = try context.makeStream()
         pinned = PinnedPool(context: context)
-        host = CPUDevice()
+        host = CPUDevice(options: .untuned)
         self.options = options
         let memory = Double(context.totalMemory) / Double(1 << 30)
         properties = DeviceProperties(

@@ -9,9 +9,12 @@ public final class CompiledGraph: GraphExecutable {
     /// For each node, the values (of this graph) whose last use is that node.
     let releases: [[String]]
     let threads: Int
+    /// Whether `prepare` runs the graph once (so kernels that choose tactics on their first run choose them).
+    let preparesByRunning: Bool
 
-    public init(graph: Graph, device: any Device) throws {
+    public init(graph: Graph, device: any Device, preparesByRunning: Bool = false) throws {
         self.graph = graph
+        self.preparesByRunning = preparesByRunning
         threads = device.properties.threads
         let compiler = DeviceSubgraphCompiler(device: device)
         kernels = try graph.nodes.enumerated().map { index, node in
@@ -26,6 +29,26 @@ public final class CompiledGraph: GraphExecutable {
     /// `outer` supplies values captured from enclosing graphs.
     public func run(_ inputs: [Value], outer: ValueScope? = nil) throws -> [Value] {
         try run(inputs, outer: outer, onLayer: nil)
+    }
+
+    /// Runs the graph once on seeded inputs of these shapes, when the device asked for it: its kernels then
+    /// choose their tactics now (at build time, for the plan) rather than on the first inference. Inputs are
+    /// uniform in [-1, 1) for floats and zero for everything else; a graph that such values cannot run (say an
+    /// index out of range) is left to choose on its first real inference.
+    public func prepare(inputShapes: [[Int]]) throws {
+        guard preparesByRunning, inputShapes.count == graph.inputs.count else { return }
+        var random = SeededGenerator(seed: 0x6B69_6C6E)
+        var inputs: [Value] = []
+        for (info, shape) in zip(graph.inputs, inputShapes) {
+            guard let dtype = info.type?.tensorType?.dtype, dtype != .string else { return }
+            var tensor = Tensor(zeros: dtype, shape: shape)
+            if dtype.isFloatingPoint {
+                let values = (0..<tensor.count).map { _ in Float(random.unit() * 2 - 1) }
+                tensor = try Tensor(shape: shape, scalars: values).cast(to: dtype)
+            }
+            inputs.append(.tensor(tensor))
+        }
+        _ = try? run(inputs, outer: nil)
     }
 
     /// One run timing every node with the host clock.

@@ -27,7 +27,7 @@ public enum LayerRunner {
             name: "test", inputs: graphInputs, outputs: outputs.map { GraphValue(name: $0, type: nil) },
             nodes: [Node(name: "node", layer: layer, inputs: names, outputs: outputs)])
         let engine = try Builder.build(
-            graph, device: CPUDevice(threads: threads), config: BuilderConfig(optimize: false))
+            graph, device: CPUDevice(threads: threads, options: .untuned), config: BuilderConfig(optimize: false))
         let results = try engine.makeContext().run(feeds)
         return try outputs.map { name in
             guard let v = results[name] else { throw KilnError.runtime("missing output \(name)") }

@@ -107,8 +107,17 @@ struct BuildCommand: ParsableCommand {
         return ShapeProfile(inputs: ranges)
     }
 
-    /// The shapes to compile: --shape entries, then --batch for the inputs they leave out.
+    /// The shapes to compile: --shape entries, then --batch for the inputs they leave out; with neither, the
+    /// inputs' own shapes when every one is fully static (a model with one shape is built for it).
     private func compiledShapes(_ engine: Engine) throws -> [BuildOptions.InputShape] {
+        if shapes.isEmpty, batch == nil, profiles.isEmpty {
+            var fixed: [BuildOptions.InputShape] = []
+            for info in engine.inputs {
+                guard let dims = info.type?.tensorType?.shape, dims.allSatisfy({ $0.value != nil }) else { return [] }
+                fixed.append(.init(name: info.name, dims: dims.compactMap(\.value)))
+            }
+            return fixed
+        }
         var byName: [String: [Int]] = [:]
         for spec in shapes {
             let (name, value) = try ShapeText.nameValue(spec, option: "--shape")

@@ -66,7 +66,7 @@ struct CompareCommand: ParsableCommand {
         if reference == nil {
             // The CPU reference runs the graph as imported, or a plan's graph as it was saved.
             let graph = try source.plan?.graph ?? ONNXImporter.load(contentsOf: url).graph
-            let cpu = try Builder.build(graph, device: CPUDevice())
+            let cpu = try Builder.build(graph, device: CPUDevice(options: .untuned))
             for (name, value) in try cpu.makeContext().run(feeds) {
                 if case .tensor(let t) = value { expected[name] = t }
             }

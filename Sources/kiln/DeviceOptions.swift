@@ -78,27 +78,30 @@ struct DeviceOptions: ParsableArguments {
     private func open(
         _ choice: Choice, options: BuildOptions, cudaGraphs: Bool, quiet: Bool, timingCache: String?
     ) throws -> any Device {
+        let deadline = buildBudget.map { Date().addingTimeInterval($0) }
         var kernels = CUDAOptions(allowTF32: options.tf32, level: options.level)
-        kernels.tuningDeadline = buildBudget.map { Date().addingTimeInterval($0) }
+        kernels.tuningDeadline = deadline
+        let cpuOptions = CPUOptions(level: options.level, tuningDeadline: deadline)
         let cudaOptions = CUDADeviceOptions(
             kernels: kernels,
             allowCPUFallback: options.allowCPUFallback, useCUDAGraphs: cudaGraphs,
             disabledPasses: options.disabledPasses)
         let chosen: any Device
+        var why = ""
         switch choice {
         case .cpu:
-            chosen = CPUDevice()
+            chosen = CPUDevice(options: cpuOptions)
         case .cuda:
             chosen = try CUDADevice(options: cudaOptions)
         case .auto:
             do {
                 chosen = try CUDADevice(options: cudaOptions)
             } catch let error as KilnError where error.kind == .unsupported {
-                if !quiet { Console.error("device: CPU (\(error.message))") }
-                return CPUDevice()
+                why = " (\(error.message))"
+                chosen = CPUDevice(options: cpuOptions)
             }
         }
-        if !quiet { Console.error("device: \(chosen.properties.name)") }
+        if !quiet { Console.error("device: \(chosen.properties.name)\(why)") }
         if let timingCache,
             let cache = try TimingCache.load(
                 URL(fileURLWithPath: timingCache), for: chosen.fingerprint, note: { Console.error("note: \($0)") })

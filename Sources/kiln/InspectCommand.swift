@@ -81,7 +81,8 @@ struct InspectCommand: ParsableCommand {
             return ShapeText.batchShape(dims, batch: batch)
         }
         return try graph.specialized(
-            toInputShapes: shapes, evaluator: CPUDevice(), disabledPasses: disabled, rejectedFusions: listen)
+            toInputShapes: shapes, evaluator: CPUDevice(options: .untuned), disabledPasses: disabled,
+            rejectedFusions: listen)
     }
 }
 

@@ -31,7 +31,9 @@ struct RefitCommand: ParsableCommand {
             throw KilnError.invalidArgument("\(plan): not a Kiln plan (build one with `kiln build`)")
         }
         let model = try ONNXImporter.load(contentsOf: ModelPath.resolve(from))
-        let refitted = try withErrorContext(from) { try built.refitted(from: model.graph, evaluator: CPUDevice()) }
+        let refitted = try withErrorContext(from) {
+            try built.refitted(from: model.graph, evaluator: CPUDevice(options: .untuned))
+        }
         let data = try refitted.encoded()
         do { try data.write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
             throw KilnError.io("\(output): cannot write: \(error.localizedDescription)")

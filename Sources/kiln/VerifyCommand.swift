@@ -55,7 +55,7 @@ struct VerifyCommand: ParsableCommand {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let device: any Device
         if deviceOptions.device == .cpu {
-            device = CPUDevice(threads: max(1, cores / jobs))
+            device = CPUDevice(threads: max(1, cores / jobs), options: .untuned)
         } else {
             device = try deviceOptions.make()
         }

@@ -4,22 +4,28 @@ import KilnIR
 /// is (input channel, kernel offset). Writing the panels directly saves a copy of the (large) column matrix.
 enum Im2Col {
     static func pack(
-        _ x: UnsafePointer<Float>, channels: Int, spatial: [Int], _ r: ConvolutionParameters.Resolved, threads: Int
+        _ x: UnsafePointer<Float>, channels: Int, spatial: [Int], _ r: ConvolutionParameters.Resolved,
+        tactic: GemmTactic, threads: Int
     ) -> PackedPanels {
+        let packed = PackedPanels(
+            extent: r.output.reduce(1, *), depth: channels * r.kernel.reduce(1, *), width: tactic.nr,
+            blockSize: tactic.kc)
         switch spatial.count {
         case 1:
-            return pack2D(
-                x, channels: channels, height: 1, width: spatial[0], kernel: (1, r.kernel[0]),
+            pack2D(
+                x, into: packed, channels: channels, height: 1, width: spatial[0], kernel: (1, r.kernel[0]),
                 strides: (1, r.strides[0]),
                 dilations: (1, r.dilations[0]), pads: (0, r.padsBegin[0]), output: (1, r.output[0]), threads: threads)
         case 2:
-            return pack2D(
-                x, channels: channels, height: spatial[0], width: spatial[1], kernel: (r.kernel[0], r.kernel[1]),
+            pack2D(
+                x, into: packed, channels: channels, height: spatial[0], width: spatial[1],
+                kernel: (r.kernel[0], r.kernel[1]),
                 strides: (r.strides[0], r.strides[1]), dilations: (r.dilations[0], r.dilations[1]),
                 pads: (r.padsBegin[0], r.padsBegin[1]), output: (r.output[0], r.output[1]), threads: threads)
         default:
-            return packGeneric(x, channels: channels, spatial: spatial, r, threads: threads)
+            packGeneric(x, into: packed, channels: channels, spatial: spatial, r, threads: threads)
         }
+        return packed
     }
 
     @inline(__always) private static func floorDiv(_ a: Int, _ b: Int) -> Int {
@@ -28,26 +34,24 @@ enum Im2Col {
 
     // swift-format-ignore: FunctionParameterCount
     private static func pack2D(
-        _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int, kernel: (Int, Int), strides: (Int, Int),
-        dilations: (Int, Int), pads: (Int, Int), output: (Int, Int), threads: Int
-    ) -> PackedPanels {
+        _ x: UnsafePointer<Float>, into packed: PackedPanels, channels: Int, height: Int, width: Int,
+        kernel: (Int, Int), strides: (Int, Int), dilations: (Int, Int), pads: (Int, Int), output: (Int, Int),
+        threads: Int
+    ) {
         let (kh, kw) = kernel
         let (oh, ow) = output
         let positions = oh * ow
         let depth = channels * kh * kw
-        let packed = PackedPanels(extent: positions, depth: depth, width: SGEMM.nr)
         let shared = UncheckedSendable((packed, x))
         Parallel.forEach(depth, threads: threads, minimumChunk: max(1, 16384 / max(positions, 1))) { range in
             let (packed, x) = shared.value
-            let nr = SGEMM.nr
+            let nr = packed.width
             for k in range {
                 let c = k / (kh * kw)
                 let ky = (k / kw) % kh
                 let kx = k % kw
-                let block = k / SGEMM.kc
-                let blockDepth = packed.blockDepth(block)
-                let dst = packed.data + block * SGEMM.kc * packed.paddedExtent + (k - block * SGEMM.kc) * nr
-                let panelStride = blockDepth * nr
+                let dst = packed.step(k, panel: 0)
+                let panelStride = packed.blockDepth(k / packed.blockSize) * nr
                 let src = x + c * height * width
                 let xOffset = kx * dilations.1 - pads.1
                 // Output columns whose input column lies inside the image.
@@ -73,20 +77,20 @@ enum Im2Col {
                 }
             }
         }
-        return packed
     }
 
     /// Any number of spatial axes (3-D and up), one element at a time.
     private static func packGeneric(
-        _ x: UnsafePointer<Float>, channels: Int, spatial: [Int], _ r: ConvolutionParameters.Resolved, threads: Int
-    ) -> PackedPanels {
+        _ x: UnsafePointer<Float>, into packed: PackedPanels, channels: Int, spatial: [Int],
+        _ r: ConvolutionParameters.Resolved, threads: Int
+    ) {
         let rank = spatial.count
         let kernelSize = r.kernel.reduce(1, *)
         let positions = r.output.reduce(1, *)
         let inSize = spatial.reduce(1, *)
         let depth = channels * kernelSize
         let inStrides = Broadcast.strides(spatial)
-        let packed = PackedPanels(extent: positions, depth: depth, width: SGEMM.nr)
+        let nr = packed.width
         let shared = UncheckedSendable((packed, x))
         Parallel.forEach(depth, threads: threads) { range in
             let (packed, x) = shared.value
@@ -99,9 +103,8 @@ enum Im2Col {
                     kIndex[a] = rest % r.kernel[a]
                     rest /= r.kernel[a]
                 }
-                let block = k / SGEMM.kc
-                let dst = packed.data + block * SGEMM.kc * packed.paddedExtent + (k - block * SGEMM.kc) * SGEMM.nr
-                let panelStride = packed.blockDepth(block) * SGEMM.nr
+                let dst = packed.step(k, panel: 0)
+                let panelStride = packed.blockDepth(k / packed.blockSize) * nr
                 for a in 0..<rank { oIndex[a] = 0 }
                 for p in 0..<positions {
                     var offset = c * inSize
@@ -114,11 +117,10 @@ enum Im2Col {
                         }
                         offset += i * inStrides[a]
                     }
-                    if inside { dst[(p / SGEMM.nr) * panelStride + p % SGEMM.nr] = x[offset] }
+                    if inside { dst[(p / nr) * panelStride + p % nr] = x[offset] }
                     _ = LinearAlgebraSupport.increment(&oIndex, r.output)
                 }
             }
         }
-        return packed
     }
 }

@@ -5,7 +5,7 @@ import KilnRuntime
 /// col2im.
 enum ConvolutionKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
-        LinearAlgebraKernels.statefulKernel(ConvolutionLayer.self) { ConvolutionKernel($0) },
+        LinearAlgebraKernels.statefulKernel(ConvolutionLayer.self) { ConvolutionKernel($0, tuner: $1.tuner) },
         cpuKernel(ConvolutionIntegerLayer.self) { layer, inputs, _ in
             [.tensor(try ConvolutionReference.integer(layer.parameters, inputs))]
         },
@@ -57,13 +57,17 @@ struct ConvolutionGeometry {
 }
 
 /// Forward convolution. float32 runs as im2col + SGEMM with the weights packed once per weight tensor (1x1
-/// stride-1 convolutions read the input directly); float16/bfloat16 compute in float32; double uses the
-/// direct reference loop.
+/// stride-1 convolutions read the input directly), on the GEMM tactic the tuner chose for its shapes;
+/// float16/bfloat16 compute in float32; double uses the direct reference loop.
 final class ConvolutionKernel: Kernel {
     let layer: ConvolutionLayer
+    let tuner: GemmTuner
     let packedWeights = PackedWeightCache()
 
-    init(_ layer: ConvolutionLayer) { self.layer = layer }
+    init(_ layer: ConvolutionLayer, tuner: GemmTuner) {
+        self.layer = layer
+        self.tuner = tuner
+    }
 
     func execute(_ inputs: [Value?], _ context: KernelContext) throws -> [Value] {
         if let high = layer.inputMax {
@@ -71,12 +75,12 @@ final class ConvolutionKernel: Kernel {
             unclamped.inputMax = nil
             var clamped = inputs
             clamped[0] = .tensor(try ChannelsLastKernels.clamped(try inputs.tensor(0), above: high))
-            return try ConvolutionKernel(unclamped).execute(clamped, context)
+            return try ConvolutionKernel(unclamped, tuner: tuner).execute(clamped, context)
         }
         if layer.channelsLast {
             var first = layer
             first.channelsLast = false
-            let kernel = ConvolutionKernel(first)
+            let kernel = ConvolutionKernel(first, tuner: tuner)
             return try ChannelsLastKernels.run(inputs, permuting: [0, 1, 3], threads: context.threads) {
                 try kernel.execute($0, context)
             }
@@ -96,13 +100,24 @@ final class ConvolutionKernel: Kernel {
                     "convolution residual is \(residual.dtype.onnxName)\(residual.shape), expected \(g.outShape)")
             }
         }
+        let threads = context.threads
+        let signature =
+            "cpu.conv \(x.dtype.onnxName) x=\(x.shape) w=\(w.shape) y=\(g.outShape) s=\(g.r.strides) "
+            + "p=\(g.r.padsBegin) d=\(g.r.dilations) g=\(g.group) threads=\(threads)"
+        let work = g.batch * g.outChannels * g.outSize * g.groupInChannels * g.kernelSize
         switch x.dtype {
         case .float32:
-            return [.tensor(floatConvolution(x, w, b, residual, g, threads: context.threads, cache: true))]
+            let tactic = try tuner.tactic(signature: signature, work: work) {
+                floatConvolution(x, w, b, residual, g, threads: threads, cache: true, tactic: $0)
+            }
+            return [.tensor(floatConvolution(x, w, b, residual, g, threads: threads, cache: true, tactic: tactic))]
         case .float16, .bfloat16:
             let f = LinearAlgebraSupport.widened
-            let y = floatConvolution(
-                f(x), f(w), b.map(f), residual.map(f), g, threads: context.threads, cache: false)
+            let (xf, wf, bf, rf) = (f(x), f(w), b.map(f), residual.map(f))
+            let tactic = try tuner.tactic(signature: signature, work: work) {
+                floatConvolution(xf, wf, bf, rf, g, threads: threads, cache: false, tactic: $0)
+            }
+            let y = floatConvolution(xf, wf, bf, rf, g, threads: threads, cache: false, tactic: tactic)
             return [.tensor(LinearAlgebraSupport.narrowed(y, to: x.dtype))]
         case .float64 where layer.epilogue.isEmpty:
             return [.tensor(try ConvolutionReference.forward(g, x, w, b))]
@@ -113,7 +128,7 @@ final class ConvolutionKernel: Kernel {
 
     private func floatConvolution(
         _ x: Tensor, _ w: Tensor, _ b: Tensor?, _ residual: Tensor?, _ g: ConvolutionGeometry, threads: Int,
-        cache: Bool
+        cache: Bool, tactic: GemmTactic
     ) -> Tensor {
         let mg = g.groupOutChannels
         let cg = g.groupInChannels
@@ -123,15 +138,15 @@ final class ConvolutionKernel: Kernel {
             w.withUnsafeBuffer(as: Float.self) { wb in
                 (0..<g.group).map { group in
                     guard let base = wb.baseAddress else {
-                        return PackedPanels(extent: mg, depth: depth, width: SGEMM.mr)
+                        return PackedPanels(extent: mg, depth: depth, width: tactic.mr, blockSize: tactic.kc)
                     }
                     return PackedPanels.pack(
                         FloatMatrix(base: base + group * mg * depth, rowStride: depth, columnStride: 1),
-                        extent: mg, depth: depth, width: SGEMM.mr, threads: threads)
+                        extent: mg, depth: depth, width: tactic.mr, blockSize: tactic.kc, threads: threads)
                 }
             }
         }
-        let weights = cache ? packedWeights.value(for: w, pack) : pack()
+        let weights = cache ? packedWeights.value(for: w, layout: [tactic.mr, tactic.kc], pack) : pack()
         let pointwise =
             g.r.kernel.allSatisfy { $0 == 1 } && g.r.strides.allSatisfy { $0 == 1 }
             && g.r.padsBegin.allSatisfy { $0 == 0 }
@@ -155,13 +170,14 @@ final class ConvolutionKernel: Kernel {
                                 if pointwise {
                                     columns = PackedPanels.pack(
                                         FloatMatrix(base: xg, rowStride: 1, columnStride: outSize), extent: outSize,
-                                        depth: cg, width: SGEMM.nr, threads: threads)
+                                        depth: cg, width: tactic.nr, blockSize: tactic.kc, threads: threads)
                                 } else {
-                                    columns = Im2Col.pack(xg, channels: cg, spatial: g.inSpatial, g.r, threads: threads)
+                                    columns = Im2Col.pack(
+                                        xg, channels: cg, spatial: g.inSpatial, g.r, tactic: tactic, threads: threads)
                                 }
                                 SGEMM.multiply(
                                     weights[group], columns, into: og, ldc: outSize, epilogue: epilogue,
-                                    threads: threads)
+                                    tactic: tactic, threads: threads)
                             }
                         }
                     }

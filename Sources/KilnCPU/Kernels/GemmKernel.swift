@@ -1,21 +1,17 @@
+import CKilnMicroKernels
+
 /// Single-precision matrix multiply, `C = alpha * A x B (+ C)`, the engine of MatMul, Gemm and Convolution.
 ///
 /// Both operands are packed into panels (`PackedPanels`): A in strips of `mr` rows, B in strips of `nr`
 /// columns, blocked by `kc` along the depth so one B strip (kc x nr) stays in L1 and one A tile (mc x kc) in L2.
-/// The register-blocked micro-kernel keeps a 6 x 8 tile of C in SIMD registers. 6 x 8 is chosen for the default
-/// x86-64 target (SSE2, 16 registers of 4 floats: 12 accumulators, 2 B vectors, 1 A vector); it stays correct
-/// when the package is built for AVX2. Each thread expands the A tile it works on so every element fills a
-/// register (SSE2 has no broadcast load), about 25% faster than shuffling inside the loop. Work is split over
-/// tiles of C (mc x nc), which are independent, so threads never share an output element.
+/// A register-blocked micro-kernel keeps an `mr` x `nr` tile of C in SIMD registers; the tactic
+/// (`GemmTactic`) says which one and how deep the blocks are. The portable kernel (6 x 8, written here) is for
+/// the baseline x86-64 target (SSE2, 16 registers of 4 floats: 12 accumulators, 2 B vectors, 1 A vector): each
+/// thread expands the A tile it works on so every element fills a register (SSE2 has no broadcast load),
+/// about 25% faster than shuffling inside the loop. The AVX2 and AVX-512 kernels are C compiled for their
+/// instruction sets (`CKilnMicroKernels`) and run only where the CPU has them. Work is split over tiles of C
+/// (mc x nc), which are independent, so threads never share an output element.
 enum SGEMM {
-    static let mr = 6
-    static let nr = 8
-    static let kc = 256
-    /// Rows of C per task: a multiple of `mr`, sized so the A tile (mc x kc floats) fits in L2.
-    static let mc = 72
-    /// Columns of C per task: a multiple of `nr`.
-    static let nc = 192
-
     typealias Vector = SIMD8<Float>
     typealias Quad = SIMD4<Float>
     /// Floats each A element occupies in the broadcast scratch tile (one SSE register).
@@ -26,8 +22,13 @@ enum SGEMM {
     /// epilogue runs on each tile of C right after its last depth block, while the tile is in cache.
     static func multiply(
         _ a: PackedPanels, _ b: PackedPanels, into c: UnsafeMutablePointer<Float>, ldc: Int,
-        alpha: Float = 1, accumulate: Bool = false, epilogue: GemmEpilogue = GemmEpilogue(), threads: Int
+        alpha: Float = 1, accumulate: Bool = false, epilogue: GemmEpilogue = GemmEpilogue(), tactic: GemmTactic,
+        threads: Int
     ) {
+        precondition(
+            a.width == tactic.mr && b.width == tactic.nr && a.blockSize == tactic.kc && b.blockSize == tactic.kc,
+            "operands packed for another tactic than \(tactic)")
+        let (mr, nr, mc, nc) = (tactic.mr, tactic.nr, tactic.mc, tactic.nc)
         let m = a.extent
         let n = b.extent
         guard m > 0, n > 0 else { return }
@@ -53,9 +54,9 @@ enum SGEMM {
         let shared = UncheckedSendable((a, b, c, epilogue))
         Parallel.forEach(mTiles * nTiles, threads: useThreads) { range in
             let (a, b, c, epilogue) = shared.value
-            // One scratch tile of broadcast A per thread, reused for every tile it computes.
-            let panels = min(rowsPerTile / mr, a.panelCount)
-            let bytes = max(panels * kc * mr * broadcastWidth, 1) * MemoryLayout<Float>.stride
+            // The portable kernel: one scratch tile of broadcast A per thread, reused for every tile it computes.
+            let panels = tactic.kernel.tile == nil ? min(rowsPerTile / mr, a.panelCount) : 0
+            let bytes = max(panels * a.blockSize * mr * broadcastWidth, 1) * MemoryLayout<Float>.stride
             let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
             defer { raw.deallocate() }
             let scratch = raw.bindMemory(to: Float.self, capacity: bytes / MemoryLayout<Float>.stride)
@@ -63,9 +64,15 @@ enum SGEMM {
                 let rows = (t / nTiles * rowsPerTile / mr)..<min((t / nTiles + 1) * rowsPerTile / mr, a.panelCount)
                 let columns =
                     (t % nTiles * columnsPerTile / nr)..<min((t % nTiles + 1) * columnsPerTile / nr, b.panelCount)
-                tile(
-                    a, b, c, ldc: ldc, rowPanels: rows, columnPanels: columns, scratch: scratch, alpha: alpha,
-                    accumulate: accumulate, epilogue: epilogue)
+                if let kernel = tactic.kernel.tile {
+                    tile(
+                        a, b, c, ldc: ldc, rowPanels: rows, columnPanels: columns, kernel: kernel, alpha: alpha,
+                        accumulate: accumulate, epilogue: epilogue)
+                } else {
+                    tile(
+                        a, b, c, ldc: ldc, rowPanels: rows, columnPanels: columns, scratch: scratch, alpha: alpha,
+                        accumulate: accumulate, epilogue: epilogue)
+                }
             }
         }
     }
@@ -73,11 +80,15 @@ enum SGEMM {
     /// Packs and multiplies: `C[m x n] = alpha * A[m x k] x B[k x n] (+ C)` for strided views A and B.
     static func gemm(
         m: Int, n: Int, k: Int, a: FloatMatrix, b: FloatMatrix, c: UnsafeMutablePointer<Float>, ldc: Int,
-        alpha: Float = 1, accumulate: Bool = false, epilogue: GemmEpilogue = GemmEpilogue(), threads: Int
+        alpha: Float = 1, accumulate: Bool = false, epilogue: GemmEpilogue = GemmEpilogue(),
+        tactic: GemmTactic = .heuristic, threads: Int
     ) {
-        let pa = PackedPanels.pack(a, extent: m, depth: k, width: mr, threads: threads)
-        let pb = PackedPanels.pack(transposedView(b), extent: n, depth: k, width: nr, threads: threads)
-        multiply(pa, pb, into: c, ldc: ldc, alpha: alpha, accumulate: accumulate, epilogue: epilogue, threads: threads)
+        let pa = PackedPanels.pack(a, extent: m, depth: k, width: tactic.mr, blockSize: tactic.kc, threads: threads)
+        let pb = PackedPanels.pack(
+            transposedView(b), extent: n, depth: k, width: tactic.nr, blockSize: tactic.kc, threads: threads)
+        multiply(
+            pa, pb, into: c, ldc: ldc, alpha: alpha, accumulate: accumulate, epilogue: epilogue, tactic: tactic,
+            threads: threads)
     }
 
     /// B as the packer reads it: element (column, depth).
@@ -85,11 +96,41 @@ enum SGEMM {
         FloatMatrix(base: b.base, rowStride: b.columnStride, columnStride: b.rowStride)
     }
 
+    /// Runs a C micro-kernel over the tile's panels, depth block by depth block.
+    private static func tile(
+        _ a: PackedPanels, _ b: PackedPanels, _ c: UnsafeMutablePointer<Float>, ldc: Int,
+        rowPanels: Range<Int>, columnPanels: Range<Int>, kernel: kiln_sgemm_tile, alpha: Float,
+        accumulate: Bool, epilogue: GemmEpilogue
+    ) {
+        let (mr, nr) = (a.width, b.width)
+        let finishing = !epilogue.isEmpty
+        for p in 0..<a.blockCount {
+            let depth = a.blockDepth(p)
+            let add = accumulate || p > 0
+            let last = finishing && p == a.blockCount - 1
+            for j in columnPanels {
+                let bp = UnsafePointer(b.panel(p, j))
+                let col = j * nr
+                let cols = min(nr, b.extent - col)
+                for i in rowPanels {
+                    let row = i * mr
+                    let rows = min(mr, a.extent - row)
+                    kernel(depth, a.panel(p, i), bp, c + row * ldc + col, ldc, rows, cols, alpha, add ? 1 : 0)
+                    if last {
+                        epilogue.apply(c + row * ldc + col, ldc: ldc, row: row, column: col, rows: rows, cols: cols)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The portable kernel over the tile's panels: A expanded into `scratch`, then 6 x 8 tiles.
     private static func tile(
         _ a: PackedPanels, _ b: PackedPanels, _ c: UnsafeMutablePointer<Float>, ldc: Int,
         rowPanels: Range<Int>, columnPanels: Range<Int>, scratch: UnsafeMutablePointer<Float>, alpha: Float,
         accumulate: Bool, epilogue: GemmEpilogue
     ) {
+        let (mr, nr) = (portableRows, portableColumns)
         let step = mr * broadcastWidth
         let finishing = !epilogue.isEmpty
         for p in 0..<a.blockCount {
@@ -122,6 +163,9 @@ enum SGEMM {
             }
         }
     }
+
+    static let portableRows = 6
+    static let portableColumns = 8
 
     /// One 6 x 8 tile of C over `depth` steps of broadcast A (6 x 4 floats a step) and packed B (8 floats a step).
     @inline(never)
@@ -182,7 +226,7 @@ enum SGEMM {
             c4 *= s
             c5 *= s
         }
-        if rows == mr && cols == nr {
+        if rows == portableRows && cols == portableColumns {
             store(c0, c, accumulate)
             store(c1, c + ldc, accumulate)
             store(c2, c + 2 * ldc, accumulate)
@@ -197,7 +241,7 @@ enum SGEMM {
             for r in 0..<rows {
                 let dst = c + r * ldc
                 for j in 0..<cols {
-                    let v = t[r * nr + j]
+                    let v = t[r * portableColumns + j]
                     dst[j] = accumulate ? dst[j] + v : v
                 }
             }

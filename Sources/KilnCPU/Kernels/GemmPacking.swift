@@ -11,22 +11,26 @@ struct FloatMatrix {
     @inline(__always) subscript(i: Int, j: Int) -> Float { base[i * rowStride + j * columnStride] }
 }
 
-/// A matrix copied into the layout the SGEMM micro-kernel streams: for each block of `SGEMM.kc` depth, panels
-/// of `width` rows (left operand, `SGEMM.mr`) or columns (right operand, `SGEMM.nr`), each panel depth-major so
-/// one depth step is `width` consecutive floats. Padding rows/columns are zero. Immutable once filled.
+/// A matrix copied into the layout the SGEMM micro-kernel streams: for each block of `blockSize` depth (the
+/// tactic's `kc`), panels of `width` rows (left operand, the tactic's `mr`) or columns (right operand, `nr`),
+/// each panel depth-major so one depth step is `width` consecutive floats. Padding rows/columns are zero.
+/// Immutable once filled.
 final class PackedPanels: @unchecked Sendable {
     /// Rows of A or columns of B (the non-depth extent), before padding.
     let extent: Int
     let depth: Int
     let width: Int
+    /// Depth of one block (the last may be shorter).
+    let blockSize: Int
     let paddedExtent: Int
     let data: UnsafeMutablePointer<Float>
 
     /// Allocates the panels, zero-filled unless the caller writes every element itself (`zeroed: false`).
-    init(extent: Int, depth: Int, width: Int, zeroed: Bool = true) {
+    init(extent: Int, depth: Int, width: Int, blockSize: Int, zeroed: Bool = true) {
         self.extent = extent
         self.depth = depth
         self.width = width
+        self.blockSize = blockSize
         paddedExtent = (extent + width - 1) / width * width
         let count = max(paddedExtent * depth, 1)
         data = UnsafeMutablePointer<Float>.allocate(capacity: count)
@@ -37,19 +41,27 @@ final class PackedPanels: @unchecked Sendable {
     deinit { data.deallocate() }
 
     var panelCount: Int { paddedExtent / width }
-    var blockCount: Int { (depth + SGEMM.kc - 1) / SGEMM.kc }
+    var blockCount: Int { (depth + blockSize - 1) / blockSize }
 
     /// Depth of block `p` (the last may be short).
-    @inline(__always) func blockDepth(_ p: Int) -> Int { min(SGEMM.kc, depth - p * SGEMM.kc) }
+    @inline(__always) func blockDepth(_ p: Int) -> Int { min(blockSize, depth - p * blockSize) }
 
     /// Start of panel `i` in depth block `p`.
     @inline(__always) func panel(_ p: Int, _ i: Int) -> UnsafeMutablePointer<Float> {
-        data + p * SGEMM.kc * paddedExtent + i * blockDepth(p) * width
+        data + p * blockSize * paddedExtent + i * blockDepth(p) * width
+    }
+
+    /// Where depth `k` of panel `i` starts.
+    @inline(__always) func step(_ k: Int, panel i: Int) -> UnsafeMutablePointer<Float> {
+        let p = k / blockSize
+        return panel(p, i) + (k - p * blockSize) * width
     }
 
     /// Packs `source`, whose element (e, d) is row/column `e` of the extent at depth `d`. Parallel over panels.
-    static func pack(_ source: FloatMatrix, extent: Int, depth: Int, width: Int, threads: Int) -> PackedPanels {
-        let packed = PackedPanels(extent: extent, depth: depth, width: width, zeroed: false)
+    static func pack(
+        _ source: FloatMatrix, extent: Int, depth: Int, width: Int, blockSize: Int, threads: Int
+    ) -> PackedPanels {
+        let packed = PackedPanels(extent: extent, depth: depth, width: width, blockSize: blockSize, zeroed: false)
         let shared = UncheckedSendable(packed)
         Parallel.forEach(packed.panelCount, threads: threads, minimumChunk: max(1, 4096 / max(depth * width, 1))) {
             range in
@@ -60,7 +72,7 @@ final class PackedPanels: @unchecked Sendable {
 
     private func fill(from source: FloatMatrix, panels: Range<Int>) {
         for p in 0..<blockCount {
-            let d0 = p * SGEMM.kc
+            let d0 = p * blockSize
             let dn = blockDepth(p)
             for i in panels {
                 let dst = panel(p, i)
@@ -92,17 +104,18 @@ final class PackedPanels: @unchecked Sendable {
 
 /// Remembers a form derived from one weight tensor (packed panels, widened integers) so that a kernel derives
 /// it from constant weights once. Keyed by the storage object, which the cache retains so that its identity
-/// cannot be reused by another tensor.
+/// cannot be reused by another tensor, and by the form's layout (a packed tactic's panel width and depth block).
 final class WeightCache<Derived>: @unchecked Sendable {
     private let lock = NSLock()
     private var storage: TensorStorage?
     private var shape: [Int] = []
+    private var layout: [Int] = []
     private var derived: Derived?
 
-    /// The cached form of `tensor`, or the result of `make` (which is then cached).
-    func value(for tensor: Tensor, _ make: () throws -> Derived) rethrows -> Derived {
+    /// The cached form of `tensor` in `layout`, or the result of `make` (which is then cached).
+    func value(for tensor: Tensor, layout: [Int] = [], _ make: () throws -> Derived) rethrows -> Derived {
         lock.lock()
-        if let storage, storage === tensor.storage, shape == tensor.shape, let hit = derived {
+        if let storage, storage === tensor.storage, shape == tensor.shape, self.layout == layout, let hit = derived {
             lock.unlock()
             return hit
         }
@@ -111,6 +124,7 @@ final class WeightCache<Derived>: @unchecked Sendable {
         lock.lock()
         storage = tensor.storage
         shape = tensor.shape
+        self.layout = layout
         derived = fresh
         lock.unlock()
         return fresh

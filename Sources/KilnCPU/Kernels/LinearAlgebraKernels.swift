@@ -4,7 +4,7 @@ import KilnRuntime
 /// Kernels for matMul, matMul.integer, determinant and einsum.
 enum LinearAlgebraKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
-        statefulKernel(MatMulLayer.self) { MatMulKernel($0) },
+        statefulKernel(MatMulLayer.self) { MatMulKernel($0, tuner: $1.tuner) },
         cpuKernel(MatMulIntegerLayer.self) { _, inputs, _ in [.tensor(try matMulInteger(inputs))] },
         cpuKernel(DeterminantLayer.self) { _, inputs, _ in [.tensor(try determinant(inputs.tensor(0)))] },
         cpuKernel(EinsumLayer.self) { layer, inputs, _ in
@@ -15,15 +15,15 @@ enum LinearAlgebraKernels {
 
     /// A registry entry for a kernel object made once per node (for kernels that keep packed weights).
     static func statefulKernel<L: Layer>(
-        _ type: L.Type, _ make: @escaping @Sendable (L) -> any Kernel
+        _ type: L.Type, _ make: @escaping @Sendable (L, CPUKernelEnvironment) -> any Kernel
     ) -> (LayerKind, CPUKernelFactory) {
         (
             L.kind,
-            { layer, _ in
+            { layer, environment in
                 guard let typed = layer as? L else {
                     throw KilnError.runtime("layer of kind \(L.kind) has unexpected type \(Swift.type(of: layer))")
                 }
-                return make(typed)
+                return make(typed, environment)
             }
         )
     }

@@ -51,13 +51,18 @@ struct MatMulGeometry {
     var batchCount: Int { aOffsets.count }
 }
 
-/// MatMul/Gemm. Float32 runs on the packed SGEMM; when B is the same tensor on every run (a constant weight)
-/// its packed panels are reused. float16/bfloat16 compute in float32; double and integers use a plain loop.
+/// MatMul/Gemm. Float32 runs on the packed SGEMM, on the tactic the tuner chose for its shapes; when B is the
+/// same tensor on every run (a constant weight) its packed panels are reused. float16/bfloat16 compute in
+/// float32; double and integers use a plain loop.
 final class MatMulKernel: Kernel {
     let layer: MatMulLayer
+    let tuner: GemmTuner
     let packedB = PackedWeightCache()
 
-    init(_ layer: MatMulLayer) { self.layer = layer }
+    init(_ layer: MatMulLayer, tuner: GemmTuner) {
+        self.layer = layer
+        self.tuner = tuner
+    }
 
     func execute(_ inputs: [Value?], _ context: KernelContext) throws -> [Value] {
         let a = try inputs.tensor(0)
@@ -73,13 +78,24 @@ final class MatMulKernel: Kernel {
                 throw KilnError.shapeMismatch("matMul residual \(residual.shape) must be the output \(g.outShape)")
             }
         }
+        let threads = context.threads
+        let signature =
+            "cpu.matmul \(a.dtype.onnxName) a=\(a.shape) b=\(b.shape) transposed=\(layer.transposeA),"
+            + "\(layer.transposeB) threads=\(threads)"
+        let work = g.batchCount * g.m * g.n * g.k
         switch a.dtype {
         case .float32:
-            return [.tensor(floatProduct(a, b, bias, residual, g, threads: context.threads))]
+            let tactic = try tuner.tactic(signature: signature, work: work) {
+                floatProduct(a, b, bias, residual, g, threads: threads, tactic: $0)
+            }
+            return [.tensor(floatProduct(a, b, bias, residual, g, threads: threads, tactic: tactic))]
         case .float16, .bfloat16:
             let w = LinearAlgebraSupport.widened
-            let r = floatProduct(
-                w(a), w(b), bias.map(w), residual.map(w), g, threads: context.threads, cache: false)
+            let (af, bf, cf, rf) = (w(a), w(b), bias.map(w), residual.map(w))
+            let tactic = try tuner.tactic(signature: signature, work: work) {
+                floatProduct(af, bf, cf, rf, g, threads: threads, cache: false, tactic: $0)
+            }
+            let r = floatProduct(af, bf, cf, rf, g, threads: threads, cache: false, tactic: tactic)
             return [.tensor(LinearAlgebraSupport.narrowed(r, to: a.dtype))]
         default:
             guard layer.epilogue.isEmpty else {
@@ -91,7 +107,7 @@ final class MatMulKernel: Kernel {
 
     private func floatProduct(
         _ a: Tensor, _ b: Tensor, _ c: Tensor?, _ residual: Tensor?, _ g: MatMulGeometry, threads: Int,
-        cache: Bool = true
+        cache: Bool = true, tactic: GemmTactic
     ) -> Tensor {
         let (m, n, k) = (g.m, g.n, g.k)
         let alpha = layer.alpha
@@ -126,19 +142,20 @@ final class MatMulKernel: Kernel {
                         let pack = {
                             [
                                 PackedPanels.pack(
-                                    SGEMM.transposedView(bView(0)), extent: n, depth: k, width: SGEMM.nr,
-                                    threads: threads)
+                                    SGEMM.transposedView(bView(0)), extent: n, depth: k, width: tactic.nr,
+                                    blockSize: tactic.kc, threads: threads)
                             ]
                         }
-                        let pb = cache ? packedB.value(for: b, pack)[0] : pack()[0]
+                        let pb = cache ? packedB.value(for: b, layout: [tactic.nr, tactic.kc], pack)[0] : pack()[0]
                         let rows = g.foldableA ? g.batchCount * m : m
                         let batches = g.foldableA ? 1 : g.batchCount
                         for batch in 0..<batches {
                             let pa = PackedPanels.pack(
-                                aView(g.aOffsets[batch]), extent: rows, depth: k, width: SGEMM.mr, threads: threads)
+                                aView(g.aOffsets[batch]), extent: rows, depth: k, width: tactic.mr,
+                                blockSize: tactic.kc, threads: threads)
                             SGEMM.multiply(
                                 pa, pb, into: o + batch * m * n, ldc: n, alpha: alpha, accumulate: accumulate,
-                                epilogue: GemmEpilogue(activation: activation), threads: threads)
+                                epilogue: GemmEpilogue(activation: activation), tactic: tactic, threads: threads)
                         }
                         return
                     }
@@ -150,7 +167,8 @@ final class MatMulKernel: Kernel {
                             SGEMM.gemm(
                                 m: m, n: n, k: k, a: aView(g.aOffsets[batch]), b: bView(g.bOffsets[batch]),
                                 c: o + batch * m * n, ldc: n, alpha: alpha, accumulate: accumulate,
-                                epilogue: GemmEpilogue(activation: activation), threads: small ? 1 : threads)
+                                epilogue: GemmEpilogue(activation: activation), tactic: tactic,
+                                threads: small ? 1 : threads)
                         }
                     }
                 }

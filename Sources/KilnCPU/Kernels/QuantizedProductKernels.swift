@@ -7,8 +7,10 @@ import KilnRuntime
 /// residual, activation) while it is in cache.
 enum QuantizedProductKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
-        LinearAlgebraKernels.statefulKernel(QuantizedConvolutionLayer.self) { QuantizedConvolutionKernel($0) },
-        LinearAlgebraKernels.statefulKernel(QuantizedMatMulLayer.self) { QuantizedMatMulKernel($0) },
+        LinearAlgebraKernels.statefulKernel(QuantizedConvolutionLayer.self) { layer, _ in
+            QuantizedConvolutionKernel(layer)
+        },
+        LinearAlgebraKernels.statefulKernel(QuantizedMatMulLayer.self) { layer, _ in QuantizedMatMulKernel(layer) },
     ]
 }
 
