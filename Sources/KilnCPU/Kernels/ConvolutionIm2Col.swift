@@ -62,16 +62,32 @@ enum Im2Col {
                     let iy = oy * strides.0 - pads.0 + ky * dilations.0
                     guard iy >= 0, iy < height else { continue }
                     let row = src + iy * width
-                    var p = oy * ow + lo
+                    // Output position p lands in panel p / nr at lane p % nr: divide once per row, then step.
+                    let first = oy * ow + lo
+                    var panel = first / nr
+                    var lane = first - panel * nr
+                    var ox = lo
                     if strides.1 == 1 {
-                        for ox in lo..<hi {
-                            dst[(p / nr) * panelStride + (p % nr)] = row[ox + xOffset]
-                            p += 1
+                        // Consecutive positions are consecutive input pixels: copy a panel's share at a time.
+                        while ox < hi {
+                            let run = min(hi - ox, nr - lane)
+                            (dst + panel * panelStride + lane).update(from: row + ox + xOffset, count: run)
+                            ox += run
+                            lane += run
+                            if lane == nr {
+                                lane = 0
+                                panel += 1
+                            }
                         }
                     } else {
-                        for ox in lo..<hi {
-                            dst[(p / nr) * panelStride + (p % nr)] = row[ox * strides.1 + xOffset]
-                            p += 1
+                        while ox < hi {
+                            dst[panel * panelStride + lane] = row[ox * strides.1 + xOffset]
+                            ox += 1
+                            lane += 1
+                            if lane == nr {
+                                lane = 0
+                                panel += 1
+                            }
                         }
                     }
                 }
