@@ -13,7 +13,7 @@ public struct BatchNormFolding: Pass {
     }
 
     /// The per-channel affine map of the batch normalization at `index`, when its parameters are constants.
-    private func affine(_ node: Node, _ graph: Graph) -> (scale: [Double], shift: [Double])? {
+    static func affine(_ node: Node, _ graph: Graph) -> (scale: [Double], shift: [Double])? {
         guard let bn = node.layer as? NormalizationLayer, case .batch(training: false, _) = bn.method,
             node.inputs.count == 5, node.outputs.count == 1 || node.outputs.dropFirst().allSatisfy(\.isEmpty)
         else { return nil }
@@ -29,7 +29,7 @@ public struct BatchNormFolding: Pass {
 
     private func fold(at index: Int, _ graph: inout Graph) throws -> Bool {
         let bn = graph.nodes[index]
-        guard bn.kind == NormalizationLayer.kind, let (scale, shift) = affine(bn, graph) else { return false }
+        guard bn.kind == NormalizationLayer.kind, let (scale, shift) = Self.affine(bn, graph) else { return false }
         let x = bn.inputs[0]
         let uses = graph.useCounts
         guard uses[x] == 1, !graph.outputs.contains(where: { $0.name == x }),

@@ -66,6 +66,8 @@ public struct Pipeline: Sendable {
         // After the epilogues, so a product's bias add no longer hides that only shuffles read it.
         RowShuffleMotion(),
         AttentionFusion(),
+        // After batch-norm folding and the epilogues; its multiply and add join the chains fused next.
+        BatchNormAffine(),
         // After the epilogues, so what a convolution or matMul absorbs is not fused here instead.
         PointwiseFusion(),
         DeadCodeElimination(),
