@@ -50,6 +50,59 @@ import Testing
         }
     }
 
+    /// The epilogue (row bias, residual, then an activation) on whole and edge tiles: ReLU and clip run inside the
+    /// C micro-kernels, sigmoid after them; a NaN in the residual stays NaN through ReLU and clip.
+    @Test(arguments: GemmTactic.candidates)
+    func everyTacticAppliesTheEpilogue(tactic: GemmTactic) throws {
+        let (m, k, n) = (29, 70, 45)
+        var random = SeededGenerator(seed: 5)
+        let a = Tensor.random([m, k], using: &random).scalars(as: Float.self)
+        let b = Tensor.random([k, n], using: &random).scalars(as: Float.self)
+        let bias = Tensor.random([m], using: &random).scalars(as: Float.self)
+        var residual = Tensor.random([m, n], using: &random).scalars(as: Float.self)
+        residual[3 * n + 7] = .nan
+        let activations: [(EpilogueActivation, (Double) -> Double)] = [
+            (.relu, { $0.isNaN ? $0 : max(0, $0) }),
+            (.clip(min: -0.25, max: 0.5), { $0.isNaN ? $0 : min(0.5, max(-0.25, $0)) }),
+            (.sigmoid, { 1 / (1 + exp(-$0)) }),
+        ]
+        let product = Self.reference(a, b, [Float](repeating: 0, count: m * n), m: m, n: n, k: k, alpha: 1)
+        for (activation, function) in activations {
+            var c = [Float](repeating: 0, count: m * n)
+            bias.withUnsafeBufferPointer { biasPointer in
+                residual.withUnsafeBufferPointer { residualPointer in
+                    a.withUnsafeBufferPointer { ap in
+                        b.withUnsafeBufferPointer { bp in
+                            c.withUnsafeMutableBufferPointer { cp in
+                                let epilogue = GemmEpilogue(
+                                    rowBias: biasPointer.baseAddress, residual: residualPointer.baseAddress,
+                                    residualStride: n, activation: activation)
+                                SGEMM.gemm(
+                                    m: m, n: n, k: k,
+                                    a: FloatMatrix(base: ap.baseAddress!, rowStride: k, columnStride: 1),
+                                    b: FloatMatrix(base: bp.baseAddress!, rowStride: n, columnStride: 1),
+                                    c: cp.baseAddress!, ldc: n, epilogue: epilogue, tactic: tactic, threads: 2)
+                            }
+                        }
+                    }
+                }
+            }
+            var worst = 0.0
+            for i in 0..<m {
+                for j in 0..<n {
+                    let want = function(product[i * n + j] + Double(bias[i]) + Double(residual[i * n + j]))
+                    let got = Double(c[i * n + j])
+                    if want.isNaN {
+                        #expect(got.isNaN, "\(tactic) \(activation): NaN at (\(i), \(j)) became \(got)")
+                    } else {
+                        worst = max(worst, abs(got - want) / max(1, abs(want)))
+                    }
+                }
+            }
+            #expect(worst < 1e-5, "\(tactic) \(activation): worst relative error \(worst)")
+        }
+    }
+
     @Test func tacticNamesRoundTripAndUnknownOnesAreRefused() {
         for tactic in GemmTactic.candidates { #expect(GemmTactic(named: tactic.description) == tactic) }
         #expect(GemmTactic(named: "cpu.gemm.avx9.6x16.kc256") == nil)

@@ -7,28 +7,39 @@
 /// Every kernel computes one tile of C, `rows` x `cols` (at most its MR x NR), from packed operands:
 /// `a` holds `depth` steps of MR floats (one step: a column of the A tile), `b` holds `depth` steps of NR
 /// floats (one step: a row of the B tile). C is row-major with row stride `ldc`; the tile is scaled by `alpha`
-/// and added to C when `accumulate` is nonzero, else it replaces C.
+/// and added to C when `accumulate` is nonzero, else it replaces C. Then, when `epilogue` is not NULL (the last
+/// depth block), the epilogue applies to the tile while it is in registers.
 
 /// Instruction sets this CPU and its operating system support: a set of the flags below.
 #define KILN_CPU_AVX2_FMA 1
 #define KILN_CPU_AVX512F 2
 int kiln_cpu_features(void);
 
+/// What a tile gets after its product, in this order: a bias per row, a residual laid out like C, a clamp to
+/// [low, high] (ReLU is [0, +inf]). Clamping keeps NaN, as the standalone kernels do.
+typedef struct {
+    const float *row_bias;  // the bias of the tile's first row, or NULL
+    const float *residual;  // the residual at the tile's top-left element, or NULL
+    long residual_stride;
+    int clamps;
+    float low, high;
+} kiln_tile_epilogue;
+
 typedef void (*kiln_sgemm_tile)(
     long depth, const float *a, const float *b, float *c, long ldc, long rows, long cols, float alpha,
-    int accumulate);
+    int accumulate, const kiln_tile_epilogue *epilogue);
 
 /// AVX2 with FMA: 6 x 16 (12 accumulators of 8 floats).
 void kiln_sgemm_avx2_6x16(
     long depth, const float *a, const float *b, float *c, long ldc, long rows, long cols, float alpha,
-    int accumulate);
+    int accumulate, const kiln_tile_epilogue *epilogue);
 /// AVX-512: 12 x 32 (24 accumulators of 16 floats).
 void kiln_sgemm_avx512_12x32(
     long depth, const float *a, const float *b, float *c, long ldc, long rows, long cols, float alpha,
-    int accumulate);
+    int accumulate, const kiln_tile_epilogue *epilogue);
 /// AVX-512: 24 x 16 (24 accumulators; narrow panels waste less where C has few columns).
 void kiln_sgemm_avx512_24x16(
     long depth, const float *a, const float *b, float *c, long ldc, long rows, long cols, float alpha,
-    int accumulate);
+    int accumulate, const kiln_tile_epilogue *epilogue);
 
 #endif

@@ -1,3 +1,4 @@
+import CKilnMicroKernels
 import KilnIR
 
 /// What SGEMM does to each finished tile of C while the tile is still in L1, instead of another pass over
@@ -27,6 +28,27 @@ struct GemmEpilogue {
             if let activation { Self.activate(dst, count: cols, activation) }
         }
     }
+
+    /// A clamp that stands for the activation (ReLU, clip), which the C micro-kernels apply in registers.
+    private var clampBounds: (low: Float, high: Float)? {
+        switch activation {
+        case .relu: (0, .infinity)
+        case .clip(let low, let high): (low ?? -.infinity, high ?? .infinity)
+        default: nil
+        }
+    }
+
+    /// What the C micro-kernels apply to the tile whose top-left element is C[row, column].
+    func tileEpilogue(row: Int, column: Int) -> kiln_tile_epilogue {
+        let bounds = clampBounds
+        return kiln_tile_epilogue(
+            row_bias: rowBias.map { $0 + row }, residual: residual.map { $0 + row * residualStride + column },
+            residual_stride: residualStride, clamps: bounds == nil ? 0 : 1, low: bounds?.low ?? 0,
+            high: bounds?.high ?? 0)
+    }
+
+    /// The activation left to apply after a C micro-kernel's epilogue (one it cannot express as a clamp).
+    var activationAfterTile: EpilogueActivation? { clampBounds == nil ? activation : nil }
 
     /// The same formulas as the standalone pointwise kernels, so fusing does not change results.
     @inline(__always)

@@ -115,9 +115,16 @@ enum SGEMM {
                 for i in rowPanels {
                     let row = i * mr
                     let rows = min(mr, a.extent - row)
-                    kernel(depth, a.panel(p, i), bp, c + row * ldc + col, ldc, rows, cols, alpha, add ? 1 : 0)
-                    if last {
-                        epilogue.apply(c + row * ldc + col, ldc: ldc, row: row, column: col, rows: rows, cols: cols)
+                    let out = c + row * ldc + col
+                    guard last else {
+                        kernel(depth, a.panel(p, i), bp, out, ldc, rows, cols, alpha, add ? 1 : 0, nil)
+                        continue
+                    }
+                    // Bias, residual and ReLU/clip in registers; another activation after, on the stored tile.
+                    var finish = epilogue.tileEpilogue(row: row, column: col)
+                    kernel(depth, a.panel(p, i), bp, out, ldc, rows, cols, alpha, add ? 1 : 0, &finish)
+                    if let activation = epilogue.activationAfterTile {
+                        for r in 0..<rows { GemmEpilogue.activate(out + r * ldc, count: cols, activation) }
                     }
                 }
             }
