@@ -71,6 +71,19 @@ struct ConvCase: CustomStringConvertible, Sendable {
             x: [1, 6, 8, 8], w: [4, 3, 3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1], group: 2),
         ConvCase(
             x: [1, 5, 7, 6], w: [5, 1, 3, 3], strides: [2, 2], dilations: [1, 1], pads: [1, 1, 1, 1], group: 5),
+        // Depthwise (group = channels): the direct loops, 3x3 over a padded plane and any other window row by row.
+        ConvCase(
+            x: [2, 6, 9, 11], w: [6, 1, 3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1], group: 6),
+        ConvCase(
+            x: [1, 4, 10, 9], w: [4, 1, 3, 3], strides: [2, 2], dilations: [1, 1], pads: [0, 0, 1, 1], group: 4),
+        ConvCase(
+            x: [1, 3, 12, 12], w: [3, 1, 3, 3], strides: [2, 1], dilations: [2, 2], pads: [2, 2, 2, 2], group: 3),
+        ConvCase(
+            x: [1, 3, 9, 13], w: [3, 1, 3, 3], strides: [1, 3], dilations: [1, 1], pads: [1, 1, 1, 1], group: 3),
+        ConvCase(
+            x: [2, 5, 11, 8], w: [5, 1, 5, 5], strides: [1, 1], dilations: [1, 1], pads: [2, 2, 2, 2], group: 5,
+            bias: false),
+        ConvCase(x: [2, 4, 17], w: [4, 1, 3], strides: [1], dilations: [1], pads: [1, 1], group: 4),
         ConvCase(x: [2, 16, 5, 9], w: [13, 16, 1, 1], strides: [1, 1], dilations: [1, 1], pads: [0, 0, 0, 0]),
         ConvCase(
             x: [1, 8, 9, 9], w: [7, 8, 1, 1], strides: [2, 2], dilations: [1, 1], pads: [0, 0, 0, 0], bias: false),
@@ -107,6 +120,24 @@ struct ConvCase: CustomStringConvertible, Sendable {
         let y64 = c.bias ? try LayerRunner.run(layer, x64, w64, b64) : try LayerRunner.run(layer, x64, w64)
         let worst64 = zip(try y64.doubleValues(), expected).map { abs($0 - $1) }.max() ?? 0
         #expect(worst64 < 1e-9)
+    }
+
+    /// A depthwise layer's epilogue: bias, residual, then ReLU6, per channel plane.
+    @Test func depthwiseEpilogueMatchesSeparateSteps() throws {
+        var rng = SeededGenerator(seed: 77)
+        let x = Tensor.random([2, 4, 7, 7], using: &rng)
+        let w = Tensor.random([4, 1, 3, 3], in: -3...3, using: &rng)
+        let b = Tensor.random([4], using: &rng)
+        let residual = Tensor.random([2, 4, 7, 7], in: -4...4, using: &rng)
+        let params = ConvolutionParameters(pads: [1, 1, 1, 1], group: 4)
+        var fused = ConvolutionLayer(params)
+        fused.epilogue = Epilogue(residual: true, activation: .clip(min: 0, max: 6))
+        let y = try LayerRunner.run(fused, x, w, b, residual).doubleValues()
+        let plain = try LayerRunner.run(ConvolutionLayer(params), x, w, b).doubleValues()
+        let r = try residual.doubleValues()
+        let expected = plain.indices.map { min(6, max(0, plain[$0] + r[$0])) }
+        let worst = zip(y, expected).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst < 1e-5, "worst error \(worst)")
     }
 
     @Test(arguments: [ConvolutionAutoPad.sameUpper, .sameLower, .valid])

@@ -42,4 +42,17 @@ void kiln_sgemm_avx512_24x16(
     long depth, const float *a, const float *b, float *c, long ldc, long rows, long cols, float alpha,
     int accumulate, const kiln_tile_epilogue *epilogue);
 
+/// One channel of a depthwise 2-D convolution, NCHW: `y` (oh x ow) = the `kh` x `kw` window `w` slid over
+/// `x` (height x width) with strides (sy, sx), leading pads (py, px) and dilations (dy, dx); pixels outside
+/// the image count as zero. 3 x 3 windows at column stride 1 or 2 run over a zero-padded copy of the plane in
+/// `scratch` (`kiln_depthwise2d_scratch` floats; none for other windows). The AVX2 version needs AVX2 and FMA;
+/// the portable one runs anywhere.
+long kiln_depthwise2d_scratch(long kh, long kw, long sy, long sx, long dy, long dx, long oh, long ow);
+void kiln_depthwise2d(
+    const float *x, long height, long width, const float *w, long kh, long kw, long sy, long sx, long py, long px,
+    long dy, long dx, float *y, long oh, long ow, float *scratch);
+void kiln_depthwise2d_avx2(
+    const float *x, long height, long width, const float *w, long kh, long kw, long sy, long sx, long py, long px,
+    long dy, long dx, float *y, long oh, long ow, float *scratch);
+
 #endif

@@ -57,7 +57,8 @@ struct ConvolutionGeometry {
 }
 
 /// Forward convolution. float32 runs as im2col + SGEMM with the weights packed once per weight tensor (1x1
-/// stride-1 convolutions read the input directly), on the GEMM tactic the tuner chose for its shapes;
+/// stride-1 convolutions read the input directly), on the GEMM tactic the tuner chose for its shapes, except
+/// depthwise layers, which run directly (`DepthwiseConvolution`);
 /// float16/bfloat16 compute in float32; double uses the direct reference loop.
 final class ConvolutionKernel: Kernel {
     let layer: ConvolutionLayer
@@ -105,16 +106,20 @@ final class ConvolutionKernel: Kernel {
             "cpu.conv \(x.dtype.onnxName) x=\(x.shape) w=\(w.shape) y=\(g.outShape) s=\(g.r.strides) "
             + "p=\(g.r.padsBegin) d=\(g.r.dilations) g=\(g.group) threads=\(threads)"
         let work = g.batch * g.outChannels * g.outSize * g.groupInChannels * g.kernelSize
+        // A depthwise layer runs its own loop, with no GEMM tactic to choose.
+        let tune = { (run: (GemmTactic) throws -> Tensor) throws -> GemmTactic in
+            DepthwiseConvolution.applies(g) ? .heuristic : try self.tuner.tactic(signature: signature, work: work, run)
+        }
         switch x.dtype {
         case .float32:
-            let tactic = try tuner.tactic(signature: signature, work: work) {
+            let tactic = try tune {
                 floatConvolution(x, w, b, residual, g, threads: threads, cache: true, tactic: $0)
             }
             return [.tensor(floatConvolution(x, w, b, residual, g, threads: threads, cache: true, tactic: tactic))]
         case .float16, .bfloat16:
             let f = LinearAlgebraSupport.widened
             let (xf, wf, bf, rf) = (f(x), f(w), b.map(f), residual.map(f))
-            let tactic = try tuner.tactic(signature: signature, work: work) {
+            let tactic = try tune {
                 floatConvolution(xf, wf, bf, rf, g, threads: threads, cache: false, tactic: $0)
             }
             let y = floatConvolution(xf, wf, bf, rf, g, threads: threads, cache: false, tactic: tactic)
@@ -130,6 +135,24 @@ final class ConvolutionKernel: Kernel {
         _ x: Tensor, _ w: Tensor, _ b: Tensor?, _ residual: Tensor?, _ g: ConvolutionGeometry, threads: Int,
         cache: Bool, tactic: GemmTactic
     ) -> Tensor {
+        if DepthwiseConvolution.applies(g) {
+            return Tensor.build(Float.self, shape: g.outShape) { out in
+                guard let o = out.baseAddress, out.count > 0 else { return }
+                x.withUnsafeBuffer(as: Float.self) { xb in
+                    w.withUnsafeBuffer(as: Float.self) { wb in
+                        withFloats(b) { bias in
+                            withFloats(residual) { residual in
+                                guard let xp = xb.baseAddress, let wp = wb.baseAddress else { return }
+                                let epilogue = GemmEpilogue(
+                                    rowBias: bias, residual: residual, residualStride: g.outSize,
+                                    activation: layer.epilogue.activation)
+                                DepthwiseConvolution.run(xp, wp, into: o, g, epilogue: epilogue, threads: threads)
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let mg = g.groupOutChannels
         let cg = g.groupInChannels
         let depth = cg * g.kernelSize
