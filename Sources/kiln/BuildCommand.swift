@@ -79,14 +79,12 @@ struct BuildCommand: ParsableCommand {
         }
         try deviceOptions.saveTimingCache(device)
         let plan = engine.plan(options: options, memory: memory)
-        let data = try plan.encoded()
-        do { try data.write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
-            throw KilnError.io("\(output): cannot write: \(error.localizedDescription)")
-        }
+        let file = URL(fileURLWithPath: output)
+        try plan.write(to: file)
         let seconds = Date().timeIntervalSince(start)
         print(
             "built \(url.lastPathComponent) for \(device.properties.name): \(engine.graph.nodes.count) layers, "
-                + "\(plan.code.count) compiled kernels; wrote \(output) (\(Self.mib(data.count))) in "
+                + "\(plan.code.count) compiled kernels; wrote \(output) (\(Self.mib(try Self.fileSize(file)))) in "
                 + String(format: "%.1f s", seconds))
         if let precision = plan.precision { print(PrecisionText.lines(precision).joined(separator: "\n")) }
         if memoryReport { print(Self.memoryText(plan)) }
@@ -160,6 +158,10 @@ struct BuildCommand: ParsableCommand {
                   per context  \(mib(report.perContextBytes))
                 """
         }.joined(separator: "\n")
+    }
+
+    static func fileSize(_ url: URL) throws -> Int {
+        (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? 0
     }
 
     static func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }

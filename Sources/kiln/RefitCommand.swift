@@ -34,13 +34,11 @@ struct RefitCommand: ParsableCommand {
         let refitted = try withErrorContext(from) {
             try built.refitted(from: model.graph, evaluator: CPUDevice(options: .untuned))
         }
-        let data = try refitted.encoded()
-        do { try data.write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
-            throw KilnError.io("\(output): cannot write: \(error.localizedDescription)")
-        }
+        let file = URL(fileURLWithPath: output)
+        try refitted.write(to: file)
         print(
             "refitted \(plan) with the weights of \(from): \(refitted.graph.initializers.count) weights; wrote "
-                + "\(output) (\(BuildCommand.mib(data.count))) in \(String(format: "%.1f s", Date().timeIntervalSince(start)))"
+                + "\(output) (\(BuildCommand.mib(try BuildCommand.fileSize(file)))) in \(String(format: "%.1f s", Date().timeIntervalSince(start)))"
         )
     }
 }

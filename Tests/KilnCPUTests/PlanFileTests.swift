@@ -59,6 +59,31 @@ import Testing
         #expect(try reloaded.plan(options: plan.options).encoded() == first)
     }
 
+    /// `write(to:)` streams the same bytes `encoded()` returns, replaces an existing file (one that a running
+    /// engine has mapped keeps working), and a write that cannot happen leaves no partial file behind.
+    @Test func aWrittenPlanIsTheEncodedPlanAndReplacesTheOldFileWhole() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-write-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let built = try Builder.build(try Self.model(), device: CPUDevice())
+        let plan = built.plan(options: BuildOptions(shapes: [.init(name: "image", dims: [2, 3, 32, 32])]))
+        let url = folder.appendingPathComponent("tiny.kiln")
+        try plan.write(to: url)
+        #expect(try Data(contentsOf: url) == (try plan.encoded()))
+        let running = try Engine(plan: EnginePlan(contentsOf: url), device: CPUDevice())
+        try plan.write(to: url)
+        let feeds = Self.feeds(built, seed: 13)
+        #expect(
+            Comparison.differingOutputs(
+                try built.makeContext().run(feeds), try running.makeContext().run(feeds),
+                names: built.outputs.map(\.name)) == [])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["tiny.kiln"])
+        let nowhere = folder.appendingPathComponent("missing-folder/tiny.kiln")
+        let error = #expect(throws: KilnError.self) { try plan.write(to: nowhere) }
+        #expect(error?.message.contains("missing-folder/tiny.kiln") == true)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["tiny.kiln"])
+    }
+
     @Test func aPlanForAnotherDeviceIsRefusedWithWhatToDo() throws {
         var plan = try EnginePlan(decoding: try Self.planBytes())
         plan.device = DeviceFingerprint(kind: "cuda", name: "NVIDIA H100", architecture: "sm_90")

@@ -13,7 +13,73 @@ extension EnginePlan {
 
     /// The plan as file bytes.
     public func encoded() throws -> Data {
-        var data = DataSection()
+        var file = Data()
+        try emit { file.append(contentsOf: $0) }
+        return file
+    }
+
+    /// Writes the plan to `url` piece by piece, each weight straight from its storage, so the file's bytes are
+    /// never assembled in memory. The file is written beside `url` and renamed into place: it appears whole
+    /// or not at all, and a process that has the old file mapped keeps reading the old one.
+    public func write(to url: URL) throws {
+        let directory = url.deletingLastPathComponent()
+        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).partial")
+        guard FileManager.default.createFile(atPath: temporary.path, contents: nil),
+            let handle = FileHandle(forWritingAtPath: temporary.path)
+        else { throw KilnError.io("\(url.path): cannot write: its folder is missing or not writable") }
+        do {
+            defer { try? handle.close() }
+            try emit { bytes in
+                guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+                try handle.write(
+                    contentsOf: Data(
+                        bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: bytes.count,
+                        deallocator: .none))
+            }
+            try handle.synchronize()
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            throw KilnError.io("\(url.path): cannot write: \(error.localizedDescription)")
+        }
+        guard rename(temporary.path, url.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: temporary)
+            throw KilnError.io("\(url.path): cannot replace it: \(reason)")
+        }
+    }
+
+    /// A piece of the data section: a weight's stored bytes (read in place) or bytes made for the file.
+    private enum Blob {
+        case tensor(Tensor)
+        case bytes(Data)
+
+        var count: Int {
+            switch self {
+            case .tensor(let t): t.byteCount
+            case .bytes(let d): d.count
+            }
+        }
+
+        func withBytes(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+            switch self {
+            case .tensor(let t): try body(UnsafeRawBufferPointer(start: t.storage.bytes, count: t.byteCount))
+            case .bytes(let d): try d.withUnsafeBytes(body)
+            }
+        }
+    }
+
+    /// The file's bytes in order, handed to `write` piece by piece; the checksum is computed on the way.
+    private func emit(_ write: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var blobs: [Blob] = []
+        var sectionBytes = 0
+        /// Places a blob at the next aligned offset of the data section.
+        func place(_ blob: Blob) -> (offset: UInt64, length: UInt64) {
+            sectionBytes += DataSection.padding(sectionBytes)
+            let offset = UInt64(sectionBytes)
+            sectionBytes += blob.count
+            blobs.append(blob)
+            return (offset, UInt64(blob.count))
+        }
         var body = Kiln_Plan_PlanBody()
         body.graphName = graph.name
         body.inputs = try graph.inputs.map { try PlanCoding.namedType($0.name, $0.type) }
@@ -37,13 +103,14 @@ extension EnginePlan {
             section.name = name
             section.dtype = Int32(tensor.dtype.rawValue)
             section.shape = tensor.shape.map(Int64.init)
-            (section.offset, section.length) = try data.append(PlanCoding.bytes(of: tensor))
+            let blob: Blob = tensor.dtype == .string ? .bytes(try PlanCoding.bytes(of: tensor)) : .tensor(tensor)
+            (section.offset, section.length) = place(blob)
             body.weights.append(section)
         }
-        for blob in code.sorted(by: { $0.name < $1.name }) {
+        for code in code.sorted(by: { $0.name < $1.name }) {
             var section = Kiln_Plan_Section()
-            section.name = blob.name
-            (section.offset, section.length) = data.append(Data(blob.bytes))
+            section.name = code.name
+            (section.offset, section.length) = place(.bytes(Data(code.bytes)))
             body.code.append(section)
         }
 
@@ -67,20 +134,30 @@ extension EnginePlan {
 
         if let precision { body.precision = try PlanCoding.encoder().encode(precision) }
 
-        var file = Data(Self.magic)
-        file.appendInteger(Self.formatVersion)
-        let header = try headerMessage.serializedData()
-        file.appendInteger(UInt64(header.count))
-        file.append(header)
-        let bodyBytes = try body.serializedData()
-        file.appendInteger(UInt64(bodyBytes.count))
-        file.append(bodyBytes)
-        file.append(Data(count: DataSection.padding(file.count)))
-        file.append(data.bytes)
         var hash = StableHash()
-        file.withUnsafeBytes { hash.combine($0) }
-        file.appendInteger(hash.value)
-        return file
+        func put(_ bytes: UnsafeRawBufferPointer) throws {
+            hash.combine(bytes)
+            try write(bytes)
+        }
+        var prefix = Data(Self.magic)
+        prefix.appendInteger(Self.formatVersion)
+        let header = try headerMessage.serializedData()
+        prefix.appendInteger(UInt64(header.count))
+        prefix.append(header)
+        let bodyBytes = try body.serializedData()
+        prefix.appendInteger(UInt64(bodyBytes.count))
+        prefix.append(bodyBytes)
+        prefix.append(Data(count: DataSection.padding(prefix.count)))
+        try prefix.withUnsafeBytes(put)
+        var written = 0
+        let zeros = Data(count: Self.alignment)
+        for blob in blobs {
+            let padding = DataSection.padding(written)
+            try zeros.prefix(padding).withUnsafeBytes(put)
+            try blob.withBytes(put)
+            written += padding + blob.count
+        }
+        try Swift.withUnsafeBytes(of: hash.value.littleEndian) { try write($0) }
     }
 
     private var headerMessage: Kiln_Plan_PlanHeader {
@@ -112,19 +189,10 @@ extension EnginePlan {
     }
 }
 
-/// The data section being written: blobs at aligned offsets.
-struct DataSection {
-    var bytes = Data()
-
+/// The data section's layout: blobs at aligned offsets from its start.
+enum DataSection {
     static func padding(_ count: Int) -> Int {
         (EnginePlan.alignment - count % EnginePlan.alignment) % EnginePlan.alignment
-    }
-
-    mutating func append(_ blob: Data) -> (offset: UInt64, length: UInt64) {
-        bytes.append(Data(count: Self.padding(bytes.count)))
-        let offset = UInt64(bytes.count)
-        bytes.append(blob)
-        return (offset, UInt64(blob.count))
     }
 }
 
