@@ -26,7 +26,7 @@ public struct CPUOptions: Sendable {
 /// The GEMM tactic of each layer signature (a convolution or product with its shapes): one chosen earlier
 /// (this build's, a plan's, a timing cache's), or chosen now by running the layer with every candidate.
 /// Each candidate's output must match the portable kernel's (relative error at most 1e-4) or it is rejected;
-/// those that match are timed (one warm-up, then the median of three runs) and the fastest is kept.
+/// those that match are timed in three interleaved rounds and the fastest median is kept.
 /// Shared by the kernels of one device; timing holds a lock so that two layers never time at once.
 final class GemmTuner: @unchecked Sendable {
     let options: CPUOptions
@@ -63,25 +63,30 @@ final class GemmTuner: @unchecked Sendable {
         defer { lock.unlock() }
         if let known = chosen[signature] { return GemmTactic(named: known) ?? .heuristic }
         let reference = try run(.portable).scalars(as: Float.self)
-        var best: (tactic: GemmTactic, seconds: Double)?
+        // Each candidate's first run is its check against the reference (and its warm-up).
+        var passing: [GemmTactic] = []
         for candidate in candidates {
             timed += 1
-            let output = try run(candidate).scalars(as: Float.self)
-            let difference = FloatDifference(output, reference)
+            let difference = FloatDifference(try run(candidate).scalars(as: Float.self), reference)
             guard difference.relative <= 1e-4 else {
                 rejected.append("\(signature): \(candidate) (relative error \(difference.relative))")
                 continue
             }
-            var times: [Double] = []
-            for _ in 0..<3 {
+            passing.append(candidate)
+        }
+        // Then three rounds over all of them, so that a burst of load on a shared machine hits every candidate
+        // alike rather than one; each keeps its median.
+        var times = [[Double]](repeating: [], count: passing.count)
+        for _ in 0..<3 {
+            for (index, candidate) in passing.enumerated() {
                 let start = DispatchTime.now().uptimeNanoseconds
                 _ = try run(candidate)
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                times[index].append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             }
-            let median = times.sorted()[1]
-            if median < best?.seconds ?? .infinity { best = (candidate, median) }
         }
-        let tactic = best?.tactic ?? .portable
+        let medians = times.map { $0.sorted()[1] }
+        let fastest = medians.indices.min { medians[$0] < medians[$1] }
+        let tactic = fastest.map { passing[$0] } ?? .portable
         chosen[signature] = tactic.description
         return tactic
     }

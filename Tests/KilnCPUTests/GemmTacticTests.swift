@@ -169,6 +169,19 @@ import Testing
         #expect(Self.close(fallback, reference))
     }
 
+    /// A candidate whose output differs from the portable kernel's is rejected, with the reason kept.
+    @Test func aCandidateThatComputesSomethingElseIsRejected() throws {
+        let tuner = GemmTuner(options: CPUOptions(level: 5, minimumTunedWork: 0))
+        let bad = try #require(GemmTactic.candidates.first { $0 != .portable })
+        let chosen = try tuner.tactic(signature: "test", work: 1) { tactic in
+            Tensor(shape: [4], scalars: tactic == bad ? [1, 2, 3, 5] as [Float] : [1, 2, 3, 4])
+        }
+        #expect(chosen != bad)
+        #expect(tuner.rejections.count == 1)
+        #expect(tuner.rejections.first?.hasPrefix("test: \(bad) (relative error") == true)
+        #expect(tuner.tactics == ["test": chosen.description])
+    }
+
     @Test func levelZeroAndSmallLayersTimeNothing() throws {
         let (graph, feeds) = Self.convolution()
         let untuned = CPUDevice(options: .untuned)
