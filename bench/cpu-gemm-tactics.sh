@@ -11,19 +11,14 @@
 # MODEL is a light model's name or an .onnx file (bench/models/mobilenet_v2_shaped.py writes MobileNetV2's
 # shapes). With BEFORE=PATH (another kiln binary, e.g. an earlier commit's) a first column times it at level 3.
 # Needs: a release build (swift build -c release --product kiln) and the suite (scripts/test.sh makes it).
-# ONNX Runtime is installed into .conformance/bench-venv on first use (as bench/cpu-light-models.sh does).
+# ONNX Runtime is installed into .conformance/bench-venv on first use (bench/ort-venv.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 KILN="${KILN:-$(swift build -c release --show-bin-path)/kiln}"
 SUITE=.conformance/suite/light
-VENV=.conformance/bench-venv
 ITERATIONS="${ITERATIONS:-15}"
-THREADS="$(nproc)"
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q onnxruntime==1.31.1 numpy==2.4.6
-fi
+source bench/ort-venv.sh
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(resnet50 inception_v1 densenet121 squeezenet)
 

@@ -10,13 +10,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 KILN="$(swift build -c release --show-bin-path)/kiln"
 SUITE=.conformance/suite/light
-VENV=.conformance/bench-venv
 REPEAT="${REPEAT:-5}"
-THREADS="$(nproc)"
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q onnxruntime==1.31.1 numpy==2.4.6
-fi
+source bench/ort-venv.sh
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(resnet50)
 echo "| model | Kiln CPU median ms | ONNX Runtime CPU median ms | ratio (ORT / Kiln) |"
