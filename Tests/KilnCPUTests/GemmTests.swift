@@ -1,5 +1,7 @@
 import Foundation
+import KilnCPU
 import KilnIR
+import KilnRuntime
 import KilnTestSupport
 import Testing
 
@@ -77,6 +79,30 @@ private func assertClose(_ actual: Tensor, _ expected: [Double], tolerance: Doub
             let a = Tensor.random([50, 300], using: &rng)
             let y = try LayerRunner.run(MatMulLayer(), a, b)
             assertClose(y, referenceGemm(a, b, nil, transA: false, transB: false, alpha: 1, beta: 1))
+        }
+    }
+
+    /// float16 operands: one engine run several times; B is widened once and reused while it is the same tensor,
+    /// and another B is not mistaken for it.
+    @Test func halfPrecisionWeightsAreWidenedOnceAndFollowTheirTensor() throws {
+        let half = { (dims: [Int]) in ValueType.tensor(TensorType(.float16, dims.map { Dim.value($0) })) }
+        let graph = Graph(
+            name: "g",
+            inputs: [GraphValue(name: "a", type: half([10, 64])), GraphValue(name: "b", type: half([64, 48]))],
+            outputs: [GraphValue(name: "y", type: nil)],
+            nodes: [Node(name: "mm", layer: MatMulLayer(), inputs: ["a", "b"], outputs: ["y"])])
+        let context = try Builder.build(graph, device: CPUDevice(options: .untuned)).makeContext()
+        var rng = SeededGenerator(seed: 9)
+        let first = try Tensor.random([64, 48], using: &rng).cast(to: .float16)
+        let second = try Tensor.random([64, 48], using: &rng).cast(to: .float16)
+        for b in [first, first, second, first] {
+            let a = try Tensor.random([10, 64], using: &rng).cast(to: .float16)
+            let y = try #require(try context.run(["a": .tensor(a), "b": .tensor(b)])["y"]).asTensor()
+            #expect(y.dtype == .float16)
+            let want = referenceGemm(
+                try a.cast(to: .float32), try b.cast(to: .float32), nil, transA: false, transB: false, alpha: 1,
+                beta: 1)
+            assertClose(try y.cast(to: .float32), want, tolerance: 2e-3)
         }
     }
 

@@ -59,11 +59,13 @@ struct ConvolutionGeometry {
 /// Forward convolution. float32 runs as im2col + SGEMM with the weights packed once per weight tensor (1x1
 /// stride-1 convolutions read the input directly), on the GEMM tactic the tuner chose for its shapes, except
 /// depthwise layers, which run directly (`DepthwiseConvolution`);
-/// float16/bfloat16 compute in float32; double uses the direct reference loop.
+/// float16/bfloat16 compute in float32, constant weights widened once; double uses the direct reference loop.
 final class ConvolutionKernel: Kernel {
     let layer: ConvolutionLayer
     let tuner: GemmTuner
     let packedWeights = PackedWeightCache()
+    /// float16/bfloat16 weights widened to float32, kept while the weights are the same tensor.
+    let widenedWeights = WeightCache<Tensor>()
 
     init(_ layer: ConvolutionLayer, tuner: GemmTuner) {
         self.layer = layer
@@ -113,16 +115,16 @@ final class ConvolutionKernel: Kernel {
         switch x.dtype {
         case .float32:
             let tactic = try tune {
-                floatConvolution(x, w, b, residual, g, threads: threads, cache: true, tactic: $0)
+                floatConvolution(x, w, b, residual, g, threads: threads, tactic: $0)
             }
-            return [.tensor(floatConvolution(x, w, b, residual, g, threads: threads, cache: true, tactic: tactic))]
+            return [.tensor(floatConvolution(x, w, b, residual, g, threads: threads, tactic: tactic))]
         case .float16, .bfloat16:
             let f = LinearAlgebraSupport.widened
-            let (xf, wf, bf, rf) = (f(x), f(w), b.map(f), residual.map(f))
+            let (xf, wf, bf, rf) = (f(x), widenedWeights.value(for: w) { f(w) }, b.map(f), residual.map(f))
             let tactic = try tune {
-                floatConvolution(xf, wf, bf, rf, g, threads: threads, cache: false, tactic: $0)
+                floatConvolution(xf, wf, bf, rf, g, threads: threads, tactic: $0)
             }
-            let y = floatConvolution(xf, wf, bf, rf, g, threads: threads, cache: false, tactic: tactic)
+            let y = floatConvolution(xf, wf, bf, rf, g, threads: threads, tactic: tactic)
             return [.tensor(LinearAlgebraSupport.narrowed(y, to: x.dtype))]
         case .float64 where layer.epilogue.isEmpty:
             return [.tensor(try ConvolutionReference.forward(g, x, w, b))]
@@ -133,7 +135,7 @@ final class ConvolutionKernel: Kernel {
 
     private func floatConvolution(
         _ x: Tensor, _ w: Tensor, _ b: Tensor?, _ residual: Tensor?, _ g: ConvolutionGeometry, threads: Int,
-        cache: Bool, tactic: GemmTactic
+        tactic: GemmTactic
     ) -> Tensor {
         if DepthwiseConvolution.applies(g) {
             return Tensor.build(Float.self, shape: g.outShape) { out in
@@ -169,7 +171,7 @@ final class ConvolutionKernel: Kernel {
                 }
             }
         }
-        let weights = cache ? packedWeights.value(for: w, layout: [tactic.mr, tactic.kc], pack) : pack()
+        let weights = packedWeights.value(for: w, layout: [tactic.mr, tactic.kc], pack)
         let pointwise =
             g.r.kernel.allSatisfy { $0 == 1 } && g.r.strides.allSatisfy { $0 == 1 }
             && g.r.padsBegin.allSatisfy { $0 == 0 }

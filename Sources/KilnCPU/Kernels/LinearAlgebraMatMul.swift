@@ -53,11 +53,13 @@ struct MatMulGeometry {
 
 /// MatMul/Gemm. Float32 runs on the packed SGEMM, on the tactic the tuner chose for its shapes; when B is the
 /// same tensor on every run (a constant weight) its packed panels are reused. float16/bfloat16 compute in
-/// float32; double and integers use a plain loop.
+/// float32, a constant B widened once; double and integers use a plain loop.
 final class MatMulKernel: Kernel {
     let layer: MatMulLayer
     let tuner: GemmTuner
     let packedB = PackedWeightCache()
+    /// A float16/bfloat16 B widened to float32, kept while B is the same tensor (a constant weight).
+    let widenedB = WeightCache<Tensor>()
 
     init(_ layer: MatMulLayer, tuner: GemmTuner) {
         self.layer = layer
@@ -91,11 +93,11 @@ final class MatMulKernel: Kernel {
             return [.tensor(floatProduct(a, b, bias, residual, g, threads: threads, tactic: tactic))]
         case .float16, .bfloat16:
             let w = LinearAlgebraSupport.widened
-            let (af, bf, cf, rf) = (w(a), w(b), bias.map(w), residual.map(w))
+            let (af, bf, cf, rf) = (w(a), widenedB.value(for: b) { w(b) }, bias.map(w), residual.map(w))
             let tactic = try tuner.tactic(signature: signature, work: work) {
-                floatProduct(af, bf, cf, rf, g, threads: threads, cache: false, tactic: $0)
+                floatProduct(af, bf, cf, rf, g, threads: threads, tactic: $0)
             }
-            let r = floatProduct(af, bf, cf, rf, g, threads: threads, cache: false, tactic: tactic)
+            let r = floatProduct(af, bf, cf, rf, g, threads: threads, tactic: tactic)
             return [.tensor(LinearAlgebraSupport.narrowed(r, to: a.dtype))]
         default:
             guard layer.epilogue.isEmpty else {
@@ -107,7 +109,7 @@ final class MatMulKernel: Kernel {
 
     private func floatProduct(
         _ a: Tensor, _ b: Tensor, _ c: Tensor?, _ residual: Tensor?, _ g: MatMulGeometry, threads: Int,
-        cache: Bool = true, tactic: GemmTactic
+        tactic: GemmTactic
     ) -> Tensor {
         let (m, n, k) = (g.m, g.n, g.k)
         let alpha = layer.alpha
@@ -146,7 +148,7 @@ final class MatMulKernel: Kernel {
                                     blockSize: tactic.kc, threads: threads)
                             ]
                         }
-                        let pb = cache ? packedB.value(for: b, layout: [tactic.nr, tactic.kc], pack)[0] : pack()[0]
+                        let pb = packedB.value(for: b, layout: [tactic.nr, tactic.kc], pack)[0]
                         let rows = g.foldableA ? g.batchCount * m : m
                         let batches = g.foldableA ? 1 : g.batchCount
                         for batch in 0..<batches {
