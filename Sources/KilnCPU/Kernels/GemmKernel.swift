@@ -38,9 +38,15 @@ enum SGEMM {
             return
         }
         let useThreads = m * n * a.depth < 64 * 64 * 64 ? 1 : threads
+        // Tiles of equal size: the rows (columns) a tile size would leave over are spread over all tiles, so
+        // that no thread gets a full tile where another gets a sliver (m = 128 in tiles of 96 would be 96 + 32).
+        func even(_ extent: Int, _ size: Int, _ step: Int) -> Int {
+            let tiles = (extent + size - 1) / size
+            return max(step, ((extent + tiles - 1) / tiles + step - 1) / step * step)
+        }
+        var rowsPerTile = even(m, mc, mr)
+        var columnsPerTile = even(n, nc, nr)
         // Enough tasks to balance the threads: shrink the tiles along the long side when the defaults give few.
-        var rowsPerTile = mc
-        var columnsPerTile = nc
         let wanted = useThreads > 1 ? 3 * useThreads : 1
         if (m + mc - 1) / mc * ((n + nc - 1) / nc) < wanted {
             if m >= n {
