@@ -51,7 +51,7 @@ import Testing
     }
 
     /// The epilogue (row bias, residual, then an activation) on whole and edge tiles: ReLU and clip run inside the
-    /// C micro-kernels, sigmoid after them; a NaN in the residual stays NaN through ReLU and clip.
+    /// C micro-kernels, sigmoid and the vectorized erf GELU after them; a NaN in the residual stays NaN.
     @Test(arguments: GemmTactic.candidates)
     func everyTacticAppliesTheEpilogue(tactic: GemmTactic) throws {
         let (m, k, n) = (29, 70, 45)
@@ -65,6 +65,7 @@ import Testing
             (.relu, { $0.isNaN ? $0 : max(0, $0) }),
             (.clip(min: -0.25, max: 0.5), { $0.isNaN ? $0 : min(0.5, max(-0.25, $0)) }),
             (.sigmoid, { 1 / (1 + exp(-$0)) }),
+            (.gelu(tanh: false), { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }),
         ]
         let product = Self.reference(a, b, [Float](repeating: 0, count: m * n), m: m, n: n, k: k, alpha: 1)
         for (activation, function) in activations {
