@@ -31,6 +31,7 @@ int kiln_cpu_features(void) {
                 VEC v = accumulate ? ADD(LOADU(row + j * W), acc[i][j]) : acc[i][j];                           \
                 if (epilogue) {                                                                                \
                     if (epilogue->row_bias) v = ADD(v, bias);                                                  \
+                    if (epilogue->column_bias) v = ADD(v, LOADU(epilogue->column_bias + j * W));               \
                     if (residual) v = ADD(v, LOADU(residual + j * W));                                         \
                     if (epilogue->clamps) v = MIN(high, MAX(low, v));                                          \
                 }                                                                                              \
@@ -54,6 +55,7 @@ int kiln_cpu_features(void) {
 /// The epilogue on one element, in the order and with the comparisons of the vector path.
 static inline float kiln_finish(float v, const kiln_tile_epilogue *epilogue, long i, long j) {
     if (epilogue->row_bias) v += epilogue->row_bias[i];
+    if (epilogue->column_bias) v += epilogue->column_bias[j];
     if (epilogue->residual) v += epilogue->residual[i * epilogue->residual_stride + j];
     if (epilogue->clamps) {
         v = epilogue->low > v ? epilogue->low : v;

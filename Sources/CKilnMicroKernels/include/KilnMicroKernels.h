@@ -15,10 +15,11 @@
 #define KILN_CPU_AVX512F 2
 int kiln_cpu_features(void);
 
-/// What a tile gets after its product, in this order: a bias per row, a residual laid out like C, a clamp to
-/// [low, high] (ReLU is [0, +inf]). Clamping keeps NaN, as the standalone kernels do.
+/// What a tile gets after its product, in this order: a bias per row, a bias per column, a residual laid out
+/// like C, a clamp to [low, high] (ReLU is [0, +inf]). Clamping keeps NaN, as the standalone kernels do.
 typedef struct {
-    const float *row_bias;  // the bias of the tile's first row, or NULL
+    const float *row_bias;     // the bias of the tile's first row, or NULL
+    const float *column_bias;  // the bias of the tile's first column, or NULL
     const float *residual;  // the residual at the tile's top-left element, or NULL
     long residual_stride;
     int clamps;

@@ -142,8 +142,8 @@ final class ConvolutionKernel: Kernel {
                 guard let o = out.baseAddress, out.count > 0 else { return }
                 x.withUnsafeBuffer(as: Float.self) { xb in
                     w.withUnsafeBuffer(as: Float.self) { wb in
-                        withFloats(b) { bias in
-                            withFloats(residual) { residual in
+                        LinearAlgebraSupport.withFloats(b) { bias in
+                            LinearAlgebraSupport.withFloats(residual) { residual in
                                 guard let xp = xb.baseAddress, let wp = wb.baseAddress else { return }
                                 let epilogue = GemmEpilogue(
                                     rowBias: bias, residual: residual, residualStride: g.outSize,
@@ -179,8 +179,8 @@ final class ConvolutionKernel: Kernel {
             guard let o = out.baseAddress, out.count > 0 else { return }
             x.withUnsafeBuffer(as: Float.self) { xb in
                 guard let xp = xb.baseAddress else { return }
-                withFloats(b) { bias in
-                    withFloats(residual) { residual in
+                LinearAlgebraSupport.withFloats(b) { bias in
+                    LinearAlgebraSupport.withFloats(residual) { residual in
                         for n in 0..<g.batch {
                             for group in 0..<g.group {
                                 let xg = xp + (n * g.inChannels + group * cg) * g.inSize
@@ -211,9 +211,4 @@ final class ConvolutionKernel: Kernel {
         }
     }
 
-    /// The float elements of an optional tensor, nil when absent or empty.
-    private func withFloats<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
-        guard let t, t.count > 0 else { return body(nil) }
-        return t.withUnsafeBuffer(as: Float.self) { body($0.baseAddress) }
-    }
 }

@@ -2,15 +2,16 @@ import CKilnMicroKernels
 import KilnIR
 
 /// What SGEMM does to each finished tile of C while the tile is still in L1, instead of another pass over
-/// memory: add a per-row bias (a convolution's output channel), add a residual laid out like C, then apply an
-/// activation. The order is the IR's `Epilogue` order.
+/// memory: add a per-row bias (a convolution's output channel) or a per-column bias (a product's), add a
+/// residual laid out like C, then apply an activation. The order is the IR's `Epilogue` order.
 struct GemmEpilogue {
     var rowBias: UnsafePointer<Float>?
+    var columnBias: UnsafePointer<Float>?
     var residual: UnsafePointer<Float>?
     var residualStride = 0
     var activation: EpilogueActivation?
 
-    var isEmpty: Bool { rowBias == nil && residual == nil && activation == nil }
+    var isEmpty: Bool { rowBias == nil && columnBias == nil && residual == nil && activation == nil }
 
     /// Applies to the `rows` x `cols` block at `c` whose top-left element is C[row, column].
     @inline(__always)
@@ -20,6 +21,10 @@ struct GemmEpilogue {
             if let rowBias {
                 let b = rowBias[row + r]
                 for j in 0..<cols { dst[j] += b }
+            }
+            if let columnBias {
+                let b = columnBias + column
+                for j in 0..<cols { dst[j] += b[j] }
             }
             if let residual {
                 let src = residual + (row + r) * residualStride + column
@@ -42,7 +47,8 @@ struct GemmEpilogue {
     func tileEpilogue(row: Int, column: Int) -> kiln_tile_epilogue {
         let bounds = clampBounds
         return kiln_tile_epilogue(
-            row_bias: rowBias.map { $0 + row }, residual: residual.map { $0 + row * residualStride + column },
+            row_bias: rowBias.map { $0 + row }, column_bias: columnBias.map { $0 + column },
+            residual: residual.map { $0 + row * residualStride + column },
             residual_stride: residualStride, clamps: bounds == nil ? 0 : 1, low: bounds?.low ?? 0,
             high: bounds?.high ?? 0)
     }

@@ -114,63 +114,72 @@ final class MatMulKernel: Kernel {
         let (m, n, k) = (g.m, g.n, g.k)
         let alpha = layer.alpha
         let activation = layer.epilogue.activation
+        // A C that varies along the columns only (a product's bias vector) and the residual are added to each
+        // tile in the epilogue; any other C is written to the output first and the product accumulated onto it.
+        let columnBias: [Float]? = c.flatMap { c in
+            guard c.shape.last == n, c.shape.dropLast().allSatisfy({ $0 == 1 }) else { return nil }
+            return c.scalars(as: Float.self).map { layer.beta * $0 }
+        }
         return Tensor.build(Float.self, shape: g.outShape) { out in
             guard let o = out.baseAddress, out.count > 0 else { return }
             var accumulate = false
-            if let c {
+            if let c, columnBias == nil {
                 fillBias(o, shape: g.outShape, c)
                 accumulate = true
             }
-            if let residual {
-                residual.withUnsafeBuffer(as: Float.self) { r in
-                    for i in 0..<out.count { o[i] = accumulate ? o[i] + r[i] : r[i] }
-                }
-                accumulate = true
-            }
-            a.withUnsafeBuffer(as: Float.self) { ab in
-                b.withUnsafeBuffer(as: Float.self) { bb in
-                    guard let ap = ab.baseAddress, let bp = bb.baseAddress else {
-                        if !accumulate { out.update(repeating: 0) }
-                        if let activation { GemmEpilogue.activate(o, count: out.count, activation) }
-                        return
+            LinearAlgebraSupport.withFloats(residual) { residual in
+                (columnBias ?? []).withUnsafeBufferPointer { columnBiasBuffer in
+                    /// The epilogue of the rows starting at element `offset` of the output.
+                    let epilogue = { (offset: Int) in
+                        GemmEpilogue(
+                            columnBias: columnBias == nil ? nil : columnBiasBuffer.baseAddress,
+                            residual: residual.map { $0 + offset }, residualStride: n, activation: activation)
                     }
-                    let aView = { (offset: Int) in
-                        FloatMatrix(base: ap + offset, rowStride: g.aRowStride, columnStride: g.aColumnStride)
-                    }
-                    let bView = { (offset: Int) in
-                        FloatMatrix(base: bp + offset, rowStride: g.bRowStride, columnStride: g.bColumnStride)
-                    }
-                    if g.sharedB {
-                        let pack = {
-                            [
-                                PackedPanels.pack(
-                                    SGEMM.transposedView(bView(0)), extent: n, depth: k, width: tactic.nr,
-                                    blockSize: tactic.kc, threads: threads)
-                            ]
-                        }
-                        let pb = packedB.value(for: b, layout: [tactic.nr, tactic.kc], pack)[0]
-                        let rows = g.foldableA ? g.batchCount * m : m
-                        let batches = g.foldableA ? 1 : g.batchCount
-                        for batch in 0..<batches {
-                            let pa = PackedPanels.pack(
-                                aView(g.aOffsets[batch]), extent: rows, depth: k, width: tactic.mr,
-                                blockSize: tactic.kc, threads: threads)
-                            SGEMM.multiply(
-                                pa, pb, into: o + batch * m * n, ldc: n, alpha: alpha, accumulate: accumulate,
-                                epilogue: GemmEpilogue(activation: activation), tactic: tactic, threads: threads)
-                        }
-                        return
-                    }
-                    let small = m * n * k < 64 * 64 * 64 && g.batchCount > 1
-                    let shared = UncheckedSendable((aView, bView, o))
-                    Parallel.forEach(g.batchCount, threads: small ? threads : 1) { range in
-                        let (aView, bView, o) = shared.value
-                        for batch in range {
-                            SGEMM.gemm(
-                                m: m, n: n, k: k, a: aView(g.aOffsets[batch]), b: bView(g.bOffsets[batch]),
-                                c: o + batch * m * n, ldc: n, alpha: alpha, accumulate: accumulate,
-                                epilogue: GemmEpilogue(activation: activation), tactic: tactic,
-                                threads: small ? 1 : threads)
+                    a.withUnsafeBuffer(as: Float.self) { ab in
+                        b.withUnsafeBuffer(as: Float.self) { bb in
+                            guard let ap = ab.baseAddress, let bp = bb.baseAddress else {
+                                if !accumulate { out.update(repeating: 0) }
+                                epilogue(0).apply(o, ldc: n, row: 0, column: 0, rows: out.count / n, cols: n)
+                                return
+                            }
+                            let aView = { (offset: Int) in
+                                FloatMatrix(base: ap + offset, rowStride: g.aRowStride, columnStride: g.aColumnStride)
+                            }
+                            let bView = { (offset: Int) in
+                                FloatMatrix(base: bp + offset, rowStride: g.bRowStride, columnStride: g.bColumnStride)
+                            }
+                            if g.sharedB {
+                                let pack = {
+                                    [
+                                        PackedPanels.pack(
+                                            SGEMM.transposedView(bView(0)), extent: n, depth: k, width: tactic.nr,
+                                            blockSize: tactic.kc, threads: threads)
+                                    ]
+                                }
+                                let pb = packedB.value(for: b, layout: [tactic.nr, tactic.kc], pack)[0]
+                                let rows = g.foldableA ? g.batchCount * m : m
+                                let batches = g.foldableA ? 1 : g.batchCount
+                                for batch in 0..<batches {
+                                    let pa = PackedPanels.pack(
+                                        aView(g.aOffsets[batch]), extent: rows, depth: k, width: tactic.mr,
+                                        blockSize: tactic.kc, threads: threads)
+                                    SGEMM.multiply(
+                                        pa, pb, into: o + batch * m * n, ldc: n, alpha: alpha, accumulate: accumulate,
+                                        epilogue: epilogue(batch * m * n), tactic: tactic, threads: threads)
+                                }
+                                return
+                            }
+                            let small = m * n * k < 64 * 64 * 64 && g.batchCount > 1
+                            let shared = UncheckedSendable((aView, bView, o, epilogue))
+                            Parallel.forEach(g.batchCount, threads: small ? threads : 1) { range in
+                                let (aView, bView, o, epilogue) = shared.value
+                                for batch in range {
+                                    SGEMM.gemm(
+                                        m: m, n: n, k: k, a: aView(g.aOffsets[batch]), b: bView(g.bOffsets[batch]),
+                                        c: o + batch * m * n, ldc: n, alpha: alpha, accumulate: accumulate,
+                                        epilogue: epilogue(batch * m * n), tactic: tactic, threads: small ? 1 : threads)
+                                }
+                            }
                         }
                     }
                 }

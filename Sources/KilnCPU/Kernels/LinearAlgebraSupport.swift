@@ -2,6 +2,12 @@ import KilnIR
 
 /// Helpers shared by the linear-algebra and convolution kernels.
 enum LinearAlgebraSupport {
+    /// The float elements of an optional tensor, nil when absent or empty.
+    static func withFloats<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let t, t.count > 0 else { return body(nil) }
+        return t.withUnsafeBuffer(as: Float.self) { body($0.baseAddress) }
+    }
+
     /// Half-precision tensors are computed in float32 and rounded back, as ONNX Runtime does.
     static func isHalf(_ dtype: DType) -> Bool { dtype == .float16 || dtype == .bfloat16 }
 
