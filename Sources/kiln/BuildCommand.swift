@@ -109,12 +109,9 @@ struct BuildCommand: ParsableCommand {
     /// inputs' own shapes when every one is fully static (a model with one shape is built for it).
     private func compiledShapes(_ engine: Engine) throws -> [BuildOptions.InputShape] {
         if shapes.isEmpty, batch == nil, profiles.isEmpty {
-            var fixed: [BuildOptions.InputShape] = []
-            for info in engine.inputs {
-                guard let dims = info.type?.tensorType?.shape, dims.allSatisfy({ $0.value != nil }) else { return [] }
-                fixed.append(.init(name: info.name, dims: dims.compactMap(\.value)))
-            }
-            return fixed
+            let fixed = engine.inputs.map { $0.type?.tensorType?.concreteShape }
+            guard fixed.allSatisfy({ $0 != nil }) else { return [] }
+            return zip(engine.inputs, fixed).map { .init(name: $0.name, dims: $1 ?? []) }
         }
         var byName: [String: [Int]] = [:]
         for spec in shapes {

@@ -64,7 +64,7 @@ final class ConvolutionKernel: Kernel {
     let layer: ConvolutionLayer
     let tuner: GemmTuner
     let packedWeights = PackedWeightCache()
-    /// float16/bfloat16 weights widened to float32, kept while the weights are the same tensor.
+    /// The weights as float32 (float16/bfloat16 ones widened), kept while they are the same tensor.
     let widenedWeights = WeightCache<Tensor>()
 
     init(_ layer: ConvolutionLayer, tuner: GemmTuner) {
@@ -108,22 +108,18 @@ final class ConvolutionKernel: Kernel {
             "cpu.conv \(x.dtype.onnxName) x=\(x.shape) w=\(w.shape) y=\(g.outShape) s=\(g.r.strides) "
             + "p=\(g.r.padsBegin) d=\(g.r.dilations) g=\(g.group) threads=\(threads)"
         let work = g.batch * g.outChannels * g.outSize * g.groupInChannels * g.kernelSize
-        // A depthwise layer runs its own loop, with no GEMM tactic to choose.
-        let tune = { (run: (GemmTactic) throws -> Tensor) throws -> GemmTactic in
-            DepthwiseConvolution.applies(g) ? .heuristic : try self.tuner.tactic(signature: signature, work: work, run)
-        }
         switch x.dtype {
-        case .float32:
-            let tactic = try tune {
-                floatConvolution(x, w, b, residual, g, threads: threads, tactic: $0)
-            }
-            return [.tensor(floatConvolution(x, w, b, residual, g, threads: threads, tactic: tactic))]
-        case .float16, .bfloat16:
+        case .float32, .float16, .bfloat16:
+            // 16-bit floats compute in float32 (float32 comes back as it is); constant weights are widened once.
             let f = LinearAlgebraSupport.widened
             let (xf, wf, bf, rf) = (f(x), widenedWeights.value(for: w) { f(w) }, b.map(f), residual.map(f))
-            let tactic = try tune {
-                floatConvolution(xf, wf, bf, rf, g, threads: threads, tactic: $0)
-            }
+            // A depthwise layer runs its own loop, with no GEMM tactic to choose.
+            let tactic =
+                DepthwiseConvolution.applies(g)
+                ? .heuristic
+                : try tuner.tactic(signature: signature, work: work) {
+                    floatConvolution(xf, wf, bf, rf, g, threads: threads, tactic: $0)
+                }
             let y = floatConvolution(xf, wf, bf, rf, g, threads: threads, tactic: tactic)
             return [.tensor(LinearAlgebraSupport.narrowed(y, to: x.dtype))]
         case .float64 where layer.epilogue.isEmpty:

@@ -58,7 +58,7 @@ final class MatMulKernel: Kernel {
     let layer: MatMulLayer
     let tuner: GemmTuner
     let packedB = PackedWeightCache()
-    /// A float16/bfloat16 B widened to float32, kept while B is the same tensor (a constant weight).
+    /// B as float32 (a float16/bfloat16 one widened), kept while B is the same tensor (a constant weight).
     let widenedB = WeightCache<Tensor>()
 
     init(_ layer: MatMulLayer, tuner: GemmTuner) {
@@ -86,12 +86,8 @@ final class MatMulKernel: Kernel {
             + "\(layer.transposeB) threads=\(threads)"
         let work = g.batchCount * g.m * g.n * g.k
         switch a.dtype {
-        case .float32:
-            let tactic = try tuner.tactic(signature: signature, work: work) {
-                floatProduct(a, b, bias, residual, g, threads: threads, tactic: $0)
-            }
-            return [.tensor(floatProduct(a, b, bias, residual, g, threads: threads, tactic: tactic))]
-        case .float16, .bfloat16:
+        case .float32, .float16, .bfloat16:
+            // 16-bit floats compute in float32 (float32 comes back as it is); a constant B is widened once.
             let w = LinearAlgebraSupport.widened
             let (af, bf, cf, rf) = (w(a), widenedB.value(for: b) { w(b) }, bias.map(w), residual.map(w))
             let tactic = try tuner.tactic(signature: signature, work: work) {

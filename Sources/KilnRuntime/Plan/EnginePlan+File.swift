@@ -53,6 +53,11 @@ extension EnginePlan {
         case tensor(Tensor)
         case bytes(Data)
 
+        /// A weight as stored: its raw elements, or the JSON list of a string tensor's elements.
+        init(_ tensor: Tensor) throws {
+            self = tensor.dtype == .string ? .bytes(try PlanCoding.json(tensor.strings)) : .tensor(tensor)
+        }
+
         var count: Int {
             switch self {
             case .tensor(let t): t.byteCount
@@ -103,8 +108,7 @@ extension EnginePlan {
             section.name = name
             section.dtype = Int32(tensor.dtype.rawValue)
             section.shape = tensor.shape.map(Int64.init)
-            let blob: Blob = tensor.dtype == .string ? .bytes(try PlanCoding.bytes(of: tensor)) : .tensor(tensor)
-            (section.offset, section.length) = place(blob)
+            (section.offset, section.length) = place(try Blob(tensor))
             body.weights.append(section)
         }
         for code in code.sorted(by: { $0.name < $1.name }) {
@@ -229,11 +233,6 @@ enum PlanCoding {
         return entry
     }
 
-    /// A tensor's bytes as stored: raw elements, or the JSON list of a string tensor's elements.
-    static func bytes(of tensor: Tensor) throws -> Data {
-        if tensor.dtype == .string { return try json(tensor.strings) }
-        return Data(bytes: tensor.storage.bytes, count: tensor.byteCount)
-    }
 }
 
 extension Data {
