@@ -27,8 +27,9 @@ final class CUDALibraries: @unchecked Sendable {
     static let matMulPrefix = "cublasLt.matmul "
     static let convolutionPrefix = "cudnn.conv "
 
-    /// Timed choices as tactics: `cublasLt.matmul <signature>` -> the rank of the heuristic's candidate,
-    /// `cudnn.conv <signature>` -> the cudnnConvolutionFwdAlgo_t.
+    /// Timed choices as tactics: `cublasLt.matmul <signature>` -> the rank of the heuristic's candidate (or
+    /// −1 − i for the i-th of Kiln's own kernels for the product), `cudnn.conv <signature>` -> the
+    /// cudnnConvolutionFwdAlgo_t.
     var tactics: [String: String] {
         lock.lock()
         defer { lock.unlock() }
@@ -92,14 +93,19 @@ final class CUDALibraries: @unchecked Sendable {
         return try result.get()
     }
 
-    /// The cuBLASLt algorithm for `step`, timed among the heuristic's candidates when `tune` is set.
-    /// Past `deadline` (the build budget) nothing more is timed: known choices apply, others take the
-    /// heuristics' first.
+    /// The cuBLASLt algorithm for `step`, or one of Kiln's own `kernels` for it, timed among the heuristic's
+    /// candidates when `tune` is set. Past `deadline` (the build budget) nothing more is timed: known choices
+    /// apply, others take the heuristics' first.
     func runner(
-        for step: CUDAMatMul, allowTF32: Bool, tune: Bool, candidates: Int, deadline: Date?
+        for step: CUDAMatMul, allowTF32: Bool, tune: Bool, candidates: Int, deadline: Date?,
+        kernels: @escaping @Sendable (CUDAMatMul) -> [CUDALaunch] = { _ in [] },
+        loadKernel: @escaping @Sendable (CUDALaunch) throws -> CUDAFunction = { launch in
+            throw KilnError.unsupported("no module cache to load kernel '\(launch.function)'")
+        }
     ) throws -> CUDAMatMulRunner {
         let runner = try CUDAMatMulRunner(
-            step: step, library: try cublasLt(), allowTF32: allowTF32, candidates: tune ? candidates : 1)
+            step: step, library: try cublasLt(), allowTF32: allowTF32, candidates: tune ? candidates : 1,
+            kernels: kernels, loadKernel: loadKernel)
         if tune { try runner.tune(context: context, measure: deadline.map { Date() < $0 } ?? true) }
         return runner
     }
@@ -138,6 +144,19 @@ enum CUDALibraryRunner {
     func bind(resolve: (CUDAOperand) throws -> UInt64, workspace: CUDAWorkspace) throws -> any CUDALibraryCall {
         switch self {
         case .matMul(let runner, let step):
+            if let kernel = runner.kernel {
+                let addresses =
+                    try [step.a, step.b, step.d].map(resolve)
+                    + (try [step.c, step.bias].compactMap { $0 }.map(resolve))
+                if CUDASplitProduct.aligned(addresses) {
+                    let launch = kernel.launch
+                    return KernelCall(
+                        launch: try kernel.function.prepare(
+                            grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes,
+                            arguments: launch.arguments, resolve: resolve))
+                }
+                // Operands the kernel cannot take (views off a 16-byte boundary): cuBLASLt's first candidate.
+            }
             return MatMulCall(
                 runner: runner, a: try resolve(step.a), b: try resolve(step.b), c: try step.c.map(resolve) ?? 0,
                 bias: try step.bias.map(resolve) ?? 0, d: try resolve(step.d), workspace: workspace)
@@ -158,6 +177,13 @@ private struct MatMulCall: CUDALibraryCall {
         try runner.enqueue(
             a: a, b: b, c: c, bias: bias, d: d, workspace: workspace.address, stream: stream.handle)
     }
+}
+
+/// One of Kiln's own kernels chosen for a library step (`CUDAMatMulRunner.kernel`).
+private struct KernelCall: CUDALibraryCall {
+    let launch: PreparedLaunch
+
+    func enqueue(on stream: CUDAStream) throws { try launch.enqueue(on: stream) }
 }
 
 private struct ConvolutionCall: CUDALibraryCall {

@@ -84,13 +84,17 @@ struct CUDAPlanBuilder {
                     let work: CUDAShapeProgram.Work
                     switch step {
                     case .launch(let launch):
-                        let function = try device.modules.module(for: launch.source).function(launch.function)
-                        if launch.sharedBytes > 48 << 10 { try function.setMaxDynamicSharedMemory(launch.sharedBytes) }
-                        work = .launch(function, launch)
+                        work = .launch(try Self.function(for: launch, modules: device.modules), launch)
                     case .matMul(let product):
+                        let (allowTF32, architecture) = (kernels.allowTF32, device.context.computeCapability)
+                        let modules = device.modules
                         let runner = try device.libraries.runner(
-                            for: product, allowTF32: kernels.allowTF32, tune: kernels.tuneLibraries,
-                            candidates: kernels.tacticCandidates, deadline: kernels.tuningDeadline)
+                            for: product, allowTF32: allowTF32, tune: kernels.tuneLibraries,
+                            candidates: kernels.tacticCandidates, deadline: kernels.tuningDeadline,
+                            kernels: {
+                                CUDASplitProduct.launches($0, allowTF32: allowTF32, architecture: architecture)
+                            },
+                            loadKernel: { try Self.function(for: $0, modules: modules) })
                         work = .library(.matMul(runner, product))
                     case .convolution(let convolution):
                         let runner = try device.libraries.runner(
@@ -105,6 +109,15 @@ struct CUDAPlanBuilder {
             }
         }
         return steps
+    }
+}
+
+extension CUDAPlanBuilder {
+    /// The loaded function of `launch`, compiled on first use, allowed the dynamic shared memory it asks for.
+    static func function(for launch: CUDALaunch, modules: CUDAModuleCache) throws -> CUDAFunction {
+        let function = try modules.module(for: launch.source).function(launch.function)
+        if launch.sharedBytes > 48 << 10 { try function.setMaxDynamicSharedMemory(launch.sharedBytes) }
+        return function
     }
 }
 

@@ -52,9 +52,18 @@ final class CUDAProgram: GraphExecutable, @unchecked Sendable {
         }
     }
 
-    /// The cubins of every shape built so far, by `CUDASource.planName`.
+    /// The cubins of every shape built so far, by `CUDASource.planName`: the lowerings' kernels and those
+    /// chosen for library steps.
     var compiledCode: [CompiledCode] {
-        let sources = lock.withLock { shapes.values.flatMap { $0.nodes.flatMap { $0.lowering?.launchSources ?? [] } } }
+        let sources = lock.withLock {
+            shapes.values.flatMap { shape in
+                shape.nodes.flatMap { $0.lowering?.launchSources ?? [] }
+                    + shape.steps.compactMap { step -> CUDASource? in
+                        guard case .library(.matMul(let runner, _)) = step.work else { return nil }
+                        return runner.kernel?.launch.source
+                    }
+            }
+        }
         var code: [String: [UInt8]] = [:]
         for source in sources where code[source.planName] == nil {
             if let image = device.modules.image(for: source) { code[source.planName] = image }

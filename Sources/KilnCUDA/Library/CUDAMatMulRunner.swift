@@ -35,17 +35,29 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
     let maxCandidates: Int
     /// Products may run in TF32 (their candidates are compared with a looser tolerance).
     let allowTF32: Bool
+    /// Kiln's own kernels that compute this product too (`CUDASplitProduct`), timed beside cuBLASLt's
+    /// algorithms: the launches for a product's operands. A choice of the i-th is remembered as rank −1 − i.
+    let kernels: @Sendable (CUDAMatMul) -> [CUDALaunch]
+    /// The loaded function of a kernel launch (compiled on first use).
+    let loadKernel: @Sendable (CUDALaunch) throws -> CUDAFunction
+    /// The kernel chosen instead of a cuBLASLt algorithm: its launch for `step` and its function.
+    public private(set) var kernel: (launch: CUDALaunch, function: CUDAFunction)?
 
     /// Builds the descriptors for `step` and picks cuBLASLt's first heuristic algorithm that fits in
     /// `maxWorkspaceBytes` (`tune` may replace it by a faster one). Throws `unsupported` for a dtype other than float32, an activation cuBLASLt cannot
     /// apply exactly (only relu and tanh-GELU), sizes beyond int32, or when no algorithm is found.
     public init(
         step: CUDAMatMul, library: CUBLASLt, allowTF32: Bool, maxWorkspaceBytes: Int = 32 << 20,
-        candidates maxCandidates: Int = 8
+        candidates maxCandidates: Int = 8, kernels: @escaping @Sendable (CUDAMatMul) -> [CUDALaunch] = { _ in [] },
+        loadKernel: @escaping @Sendable (CUDALaunch) throws -> CUDAFunction = { launch in
+            throw KilnError.unsupported("no module cache to load kernel '\(launch.function)'")
+        }
     ) throws {
         self.step = step
         self.maxCandidates = max(1, maxCandidates)
         self.allowTF32 = allowTF32
+        self.kernels = kernels
+        self.loadKernel = loadKernel
         lib = library
         let lib = library
         // int8: A and B int8, D int32, no C, bias or activation (the lowering finishes the result itself); the
@@ -156,12 +168,12 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         let known = lib.tunedRanks[signature]
         lib.tuningLock.unlock()
         // A rank found among more candidates (a higher level's cache) is timed again here.
-        if let known, known < candidateCount {
-            choose(rank: known)
+        if let known, known < candidateCount, choose(rank: known, kernels: kernels(step)) {
             return TacticOutcome(rank: known, launched: 0, rejected: 0)
         }
         // Int8 products keep the heuristics' choice: the timer's operands and check are float32.
-        guard candidateCount > 1, measure, step.dtype != .int8 else {
+        let timedKernels = kernels(timingStep)
+        guard candidateCount + timedKernels.count > 1, measure, step.dtype != .int8 else {
             return TacticOutcome(rank: 0, launched: 0, rejected: 0)
         }
         let dtype = step.dtype
@@ -192,15 +204,33 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         var reference: [Float] = []
         var (launched, rejected) = (0, 0)
         var best = (rank: 0, milliseconds: Double.infinity)
-        for rank in 0..<candidateCount {
-            choose(rank: rank)
-            let median: Double
-            do {
-                median = try timer.median(runs: runs) {
-                    try enqueue(
+        // Operands by position for the kernels' timing launches (`timingStep` names each one apart).
+        let addresses: [CUDAOperand: UInt64] = [
+            .input(0): a.address, .input(1): b.address, .input(2): c?.address ?? 0, .input(3): bias?.address ?? 0,
+            .output(0): d.address,
+        ]
+        let tactics = Array(0..<candidateCount) + timedKernels.indices.map { -1 - $0 }
+        for rank in tactics {
+            let run: () throws -> Void
+            if rank >= 0 {
+                _ = choose(rank: rank, kernels: [])
+                run = {
+                    try self.enqueue(
                         a: a.address, b: b.address, c: c?.address ?? 0, bias: bias?.address ?? 0, d: d.address,
                         workspace: scratch.address, stream: timer.stream.handle)
                 }
+            } else {
+                let launch = timedKernels[-1 - rank]
+                guard let function = try? loadKernel(launch),
+                    let prepared = try? function.prepare(
+                        grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes,
+                        arguments: launch.arguments, resolve: { addresses[$0] ?? 0 })
+                else { continue }  // a kernel that does not compile or load is not a candidate
+                run = { try prepared.enqueue(on: timer.stream) }
+            }
+            let median: Double
+            do {
+                median = try timer.median(runs: runs, run)
             } catch {
                 continue  // an algorithm that fails to launch is not a candidate
             }
@@ -230,11 +260,24 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
                     ("note: no cuBLASLt algorithm for the \(step.m)x\(step.n)x\(step.k) product matched the host "
                         + "reference; keeping the heuristics' first choice\n").utf8))
         }
-        choose(rank: best.rank)
+        let chosen = choose(rank: best.rank, kernels: kernels(step)) ? best.rank : 0
+        if chosen != best.rank { _ = choose(rank: 0, kernels: []) }
         lib.tuningLock.lock()
-        lib.tunedRanks[signature] = best.rank
+        lib.tunedRanks[signature] = chosen
         lib.tuningLock.unlock()
-        return TacticOutcome(rank: best.rank, launched: launched, rejected: rejected)
+        return TacticOutcome(rank: chosen, launched: launched, rejected: rejected)
+    }
+
+    /// The step `tune` times: the same sizes, with its operands named apart (inputs 0-3: A, B, C, bias; output
+    /// 0: D), so a kernel's launch arguments can be given the timer's buffers by position.
+    private var timingStep: CUDAMatMul {
+        var timed = step
+        timed.a = .input(0)
+        timed.b = .input(1)
+        timed.c = step.c.map { _ in .input(2) }
+        timed.bias = step.bias.map { _ in .input(3) }
+        timed.d = .output(0)
+        return timed
     }
 
     private func workspace(ofRank rank: Int) -> Int {
@@ -244,14 +287,25 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
                 as: UInt64.self))
     }
 
-    /// Makes the heuristic result of `rank` the algorithm `enqueue` runs.
-    private func choose(rank: Int) {
+    /// Makes `rank` what runs: the heuristic result of that rank for `enqueue`, or for a negative rank the
+    /// kernel −1 − rank of `launches` (cuBLASLt's first candidate stays set up beside it, for operands the
+    /// kernel cannot take). False when that kernel does not exist or does not load.
+    private func choose(rank: Int, kernels launches: [CUDALaunch]) -> Bool {
+        var chosen: (launch: CUDALaunch, function: CUDAFunction)?
+        if rank < 0 {
+            guard -1 - rank < launches.count else { return false }
+            let launch = launches[-1 - rank]
+            guard let function = try? loadKernel(launch) else { return false }
+            chosen = (launch, function)
+        }
         let r = min(max(rank, 0), candidateCount - 1)
         lock.lock()
         defer { lock.unlock() }
         owned.heuristic.copyMemory(
             from: candidates + r * CUBLASLt.heuristicResultBytes, byteCount: CUBLASLt.heuristicResultBytes)
         workspaceBytes = workspace(ofRank: r)
+        kernel = chosen
+        return true
     }
 
     /// The descriptors one runner created, destroyed together.

@@ -1,0 +1,235 @@
+import KilnIR
+
+/// Kiln's own float32 product for channels-last 1×1 convolutions, `C = act(A·Bᵀ + bias + R)` with A `[M, K]`
+/// (pixels × input channels), B `[N, K]` (the weights), R and C `[M, N]`, all row-major float32: a tactic
+/// `CUDAMatMulRunner.tune` times against cuBLASLt's float32 algorithms and keeps where it is faster.
+///
+/// Float32 accuracy on TF32 tensor cores ("split TF32"): each operand x is split in registers into
+/// hi = tf32(x) and lo = tf32(x − hi), and every product is a_hi·b_hi + a_hi·b_lo + a_lo·b_hi, three
+/// `mma.sync` m16n8k8 TF32 instructions. The tensor cores truncate as they add into an accumulator, which
+/// biases a long sum (relative error growing with K, 8e-6 at K = 2048), so each slice of 32 sums into zeros
+/// and is then added to the running total in rounded float32: the result is then as close to exact as
+/// cuBLASLt's float32 (about 1.5e-7 relative on ResNet-50's 1×1 shapes, `bench/kernels/split_product.py`).
+///
+/// Blocks of 256 threads compute 128 × `BN` tiles (8 warps, each 64 × 32 or 32 × 32) over K in slices of
+/// 32, loaded with `cp.async` into three shared-memory stages (rows padded to 36 floats, so the fragment
+/// reads hit 32 different banks). The tile then goes through shared memory, and the bias, residual and ReLU
+/// are applied in 16-byte runs of a row. Needs K a multiple of 32, N of `BN`, and 16-byte aligned operands;
+/// rows past M read zeros and are not stored.
+enum CUDASplitProduct {
+    static let depth = 32
+    static let stages = 3
+    static let threads = 256
+
+    /// Shared memory of one block: `stages` slices of A (128 rows) and B (`columns` rows), 36 floats a row.
+    static func sharedBytes(columns: Int) -> Int { stages * (128 + columns) * (depth + 4) * 4 }
+
+    /// The launches that compute `product`, one per tile width (64 columns, and 128 where N allows), or none
+    /// where the kernel does not apply: not float32, TF32 allowed (cuBLASLt's TF32 algorithms are the fast
+    /// ones then), a batch, A transposed or B not, alpha not 1, beta not 1 with C, an activation other than
+    /// ReLU, K not a multiple of 32 or N of 64, or before Ampere (compute capability 8.0, the first with TF32
+    /// `mma.sync`). The operands must be 16-byte aligned (`aligned`).
+    static func launches(_ product: CUDAMatMul, allowTF32: Bool, architecture: Int) -> [CUDALaunch] {
+        let (m, n, k) = (product.m, product.n, product.k)
+        guard architecture >= 80, product.dtype == .float32, !allowTF32, product.batch == 1, !product.transposeA,
+            product.transposeB, product.alpha == 1, product.c == nil || product.beta == 1,
+            product.activation == nil || product.activation == .relu, m > 0, n > 0, n % 64 == 0, k > 0,
+            k % depth == 0, (m + 127) / 128 <= 65535, m <= Int(Int32.max), n <= Int(Int32.max), k <= Int(Int32.max)
+        else { return [] }
+        let null = CUDAArgument.int64(0)
+        return (n % 128 == 0 ? [128, 64] : [64]).map { columns in
+            CUDALaunch(
+                source: source, function: "kiln_split_tf32_product_\(columns)",
+                grid: CUDADim3(n / columns, (m + 127) / 128, 1), block: CUDADim3(threads),
+                sharedBytes: sharedBytes(columns: columns),
+                arguments: [
+                    .pointer(product.a), .pointer(product.b), product.bias.map { .pointer($0) } ?? null,
+                    product.c.map { .pointer($0) } ?? null, .pointer(product.d), .int32(Int32(m)), .int32(Int32(n)),
+                    .int32(Int32(k)), .int32(product.activation == .relu ? 1 : 0),
+                ])
+        }
+    }
+
+    /// Whether every address is a multiple of 16 bytes, as the kernel's 16-byte loads and stores need.
+    static func aligned(_ addresses: [UInt64]) -> Bool { addresses.allSatisfy { $0 % 16 == 0 } }
+
+    static let source = CUDASource(name: "split_tf32_product", code: code)
+
+    static let code = """
+        #ifndef KILN_SPLIT_BLOCKS
+        #define KILN_SPLIT_BLOCKS 1
+        #endif
+        // KILN_SPLIT_BLOCKS: blocks per multiprocessor the compiler plans registers for. At 1, the 128-column
+        // tile keeps its accumulators in registers (200); at 2 it spilled and ran slower.
+        __device__ __forceinline__ unsigned kiln_tf32(float x) {
+            unsigned r;
+            asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+            return r;
+        }
+
+        __device__ __forceinline__ void kiln_mma_tf32(float* d, const unsigned* a, unsigned b0, unsigned b1) {
+            asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                         "{%8,%9}, {%0,%1,%2,%3};\\n"
+                         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        }
+
+        __device__ __forceinline__ void kiln_cp_async16(void* shared, const void* global, bool valid) {
+            unsigned address = (unsigned)__cvta_generic_to_shared(shared);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\\n"
+                         :: "r"(address), "l"(global), "r"(valid ? 16 : 0));
+        }
+
+        // WARPS_M x WARPS_N warps over a 128 x BN tile; each warp 16*MF rows by 8*NF columns.
+        template <int BN, int WARPS_M, int WARPS_N>
+        __device__ __forceinline__ void kiln_split_product(
+            const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias,
+            const float* residual, float* c, int m, int n, int k, int relu) {
+            constexpr int BM = 128, BK = 32, LD = BK + 4, STAGES = 3;
+            constexpr int MF = BM / WARPS_M / 16, NF = BN / WARPS_N / 8;
+            extern __shared__ __align__(16) float kiln_split_shared[];
+            float* sa = kiln_split_shared;
+            float* sb = kiln_split_shared + STAGES * BM * LD;
+            const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+            const int g = lane >> 2, t = lane & 3;
+            const int wm = (warp / WARPS_N) * (MF * 16), wn = (warp % WARPS_N) * (NF * 8);
+            const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+            const int slices = k / BK;
+
+            auto load = [&](int slice, int stage) {
+                const int k0 = slice * BK;
+                #pragma unroll
+                for (int i = 0; i < BM * BK / 4 / 256; ++i) {
+                    int chunk = tid + i * 256, row = chunk >> 3, col = (chunk & 7) * 4;
+                    bool valid = m0 + row < m;
+                    const float* source = a + (size_t)(valid ? m0 + row : 0) * k + k0 + col;
+                    kiln_cp_async16(sa + stage * BM * LD + row * LD + col, source, valid);
+                }
+                #pragma unroll
+                for (int i = 0; i < BN * BK / 4 / 256; ++i) {
+                    int chunk = tid + i * 256, row = chunk >> 3, col = (chunk & 7) * 4;
+                    const float* source = b + (size_t)(n0 + row) * k + k0 + col;
+                    kiln_cp_async16(sb + stage * BN * LD + row * LD + col, source, true);
+                }
+            };
+
+            float acc[MF][NF][4];
+            #pragma unroll
+            for (int i = 0; i < MF; ++i)
+                #pragma unroll
+                for (int j = 0; j < NF; ++j)
+                    #pragma unroll
+                    for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+            #pragma unroll
+            for (int s = 0; s < STAGES - 1; ++s) {
+                if (s < slices) load(s, s);
+                asm volatile("cp.async.commit_group;\\n");
+            }
+            for (int slice = 0; slice < slices; ++slice) {
+                asm volatile("cp.async.wait_group %0;\\n" :: "n"(STAGES - 2));
+                __syncthreads();
+                int next = slice + STAGES - 1;
+                if (next < slices) load(next, next % STAGES);
+                asm volatile("cp.async.commit_group;\\n");
+                const float* tileA = sa + (slice % STAGES) * BM * LD + wm * LD;
+                const float* tileB = sb + (slice % STAGES) * BN * LD + wn * LD;
+                // The tensor cores truncate as they add into the accumulator, which biases a long sum: each slice
+                // sums into zeros, then adds to the running total with a rounded float32 addition.
+                float part[MF][NF][4];
+                #pragma unroll
+                for (int i = 0; i < MF; ++i)
+                    #pragma unroll
+                    for (int j = 0; j < NF; ++j)
+                        #pragma unroll
+                        for (int e = 0; e < 4; ++e) part[i][j][e] = 0.0f;
+                #pragma unroll
+                for (int kk = 0; kk < BK; kk += 8) {
+                    unsigned bh[NF][2], bl[NF][2];
+                    #pragma unroll
+                    for (int j = 0; j < NF; ++j) {
+                        #pragma unroll
+                        for (int h = 0; h < 2; ++h) {
+                            float x = tileB[(j * 8 + g) * LD + kk + t + 4 * h];
+                            bh[j][h] = kiln_tf32(x);
+                            bl[j][h] = kiln_tf32(x - __uint_as_float(bh[j][h]));
+                        }
+                    }
+                    #pragma unroll
+                    for (int i = 0; i < MF; ++i) {
+                        unsigned ah[4], al[4];
+                        #pragma unroll
+                        for (int e = 0; e < 4; ++e) {
+                            float x = tileA[(i * 16 + g + 8 * (e & 1)) * LD + kk + t + 4 * (e >> 1)];
+                            ah[e] = kiln_tf32(x);
+                            al[e] = kiln_tf32(x - __uint_as_float(ah[e]));
+                        }
+                        #pragma unroll
+                        for (int j = 0; j < NF; ++j) {
+                            kiln_mma_tf32(part[i][j], al, bh[j][0], bh[j][1]);
+                            kiln_mma_tf32(part[i][j], ah, bl[j][0], bl[j][1]);
+                            kiln_mma_tf32(part[i][j], ah, bh[j][0], bh[j][1]);
+                        }
+                    }
+                }
+                #pragma unroll
+                for (int i = 0; i < MF; ++i)
+                    #pragma unroll
+                    for (int j = 0; j < NF; ++j)
+                        #pragma unroll
+                        for (int e = 0; e < 4; ++e) acc[i][j][e] += part[i][j][e];
+            }
+            asm volatile("cp.async.wait_group 0;\\n");
+            __syncthreads();
+
+            // The tile goes through shared memory, so the bias, residual and ReLU pass reads and writes whole
+            // 16-byte runs of consecutive columns.
+            constexpr int LDT = BN + 4;
+            float* tile = kiln_split_shared;
+            #pragma unroll
+            for (int i = 0; i < MF; ++i)
+                #pragma unroll
+                for (int j = 0; j < NF; ++j)
+                    #pragma unroll
+                    for (int half = 0; half < 2; ++half)
+                        *reinterpret_cast<float2*>(tile + (wm + i * 16 + g + 8 * half) * LDT + wn + j * 8 + 2 * t) =
+                            make_float2(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+            __syncthreads();
+            #pragma unroll 4
+            for (int index = tid; index < BM * BN / 4; index += 256) {
+                int row = index / (BN / 4), col = (index % (BN / 4)) * 4;
+                if (m0 + row >= m) continue;
+                float4 v = *reinterpret_cast<const float4*>(tile + row * LDT + col);
+                size_t at = (size_t)(m0 + row) * n + n0 + col;
+                if (bias) {
+                    float4 add = *reinterpret_cast<const float4*>(bias + n0 + col);
+                    v.x += add.x; v.y += add.y; v.z += add.z; v.w += add.w;
+                }
+                if (residual) {
+                    float4 r = *reinterpret_cast<const float4*>(residual + at);
+                    v.x += r.x; v.y += r.y; v.z += r.z; v.w += r.w;
+                }
+                if (relu) {
+                    // NaN stays NaN, as the reference ReLU keeps it.
+                    v.x = v.x < 0.0f ? 0.0f : v.x;
+                    v.y = v.y < 0.0f ? 0.0f : v.y;
+                    v.z = v.z < 0.0f ? 0.0f : v.z;
+                    v.w = v.w < 0.0f ? 0.0f : v.w;
+                }
+                *reinterpret_cast<float4*>(c + at) = v;
+            }
+        }
+
+        extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_product_128(
+            const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias,
+            const float* residual, float* c, int m, int n, int k, int relu) {
+            kiln_split_product<128, 2, 4>(a, b, bias, residual, c, m, n, k, relu);
+        }
+
+        extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_product_64(
+            const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias,
+            const float* residual, float* c, int m, int n, int k, int relu) {
+            kiln_split_product<64, 4, 2>(a, b, bias, residual, c, m, n, k, relu);
+        }
+        """
+}

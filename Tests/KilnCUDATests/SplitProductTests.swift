@@ -1,0 +1,135 @@
+import Foundation
+import KilnIR
+import Testing
+
+@testable import KilnCUDA
+
+/// Kiln's split-TF32 float32 product (`CUDASplitProduct`): which products it takes, its results against a
+/// double-precision reference on fresh random inputs (partial row tiles, both tile widths, bias, residual,
+/// ReLU, long K), and the tactic timer launching it beside cuBLASLt without rejecting it.
+@Suite struct SplitProductTests {
+    /// Fresh each run; KILN_TEST_SEED replays a failure's seed.
+    let seed = ProcessInfo.processInfo.environment["KILN_TEST_SEED"].flatMap(UInt64.init) ?? .random(in: 1...UInt64.max)
+
+    static func product(_ m: Int, _ n: Int, _ k: Int, residual: Bool = true, relu: Bool = true) -> CUDAMatMul {
+        var step = CUDAMatMul(
+            a: .input(0), b: .input(1), bias: .input(2), d: .output(0), m: m, n: n, k: k, transposeB: true,
+            activation: relu ? .relu : nil)
+        if residual {
+            step.c = .input(3)
+            step.beta = 1
+        }
+        return step
+    }
+
+    @Test func takesStrictFloat32ProductsOfWholeSlices() {
+        let launches = CUDASplitProduct.launches(Self.product(300, 256, 96), allowTF32: false, architecture: 90)
+        #expect(launches.map(\.function) == ["kiln_split_tf32_product_128", "kiln_split_tf32_product_64"])
+        #expect(launches.map(\.grid) == [CUDADim3(2, 3, 1), CUDADim3(4, 3, 1)])
+        #expect(launches.allSatisfy { $0.sharedBytes <= 227 << 10 && $0.block == CUDADim3(256) })
+        #expect(launches[0].arguments[3] == .pointer(.input(3)))
+        let plain = CUDASplitProduct.launches(
+            Self.product(300, 192, 96, residual: false, relu: false), allowTF32: false, architecture: 80)
+        #expect(plain.map(\.function) == ["kiln_split_tf32_product_64"])
+        #expect(plain.first?.arguments[3] == .int64(0) && plain.first?.arguments[8] == .int32(0))
+
+        var others: [(CUDAMatMul, Bool, Int)] = [
+            (Self.product(300, 256, 96), true, 90), (Self.product(300, 256, 96), false, 75),
+            (Self.product(300, 96, 96), false, 90), (Self.product(300, 256, 40), false, 90),
+        ]
+        var half = Self.product(300, 256, 96)
+        half.dtype = .float16
+        var batched = Self.product(300, 256, 96)
+        batched.batch = 2
+        var gelu = Self.product(300, 256, 96)
+        gelu.activation = .gelu(tanh: true)
+        var notTransposed = Self.product(300, 256, 96)
+        notTransposed.transposeB = false
+        var scaled = Self.product(300, 256, 96)
+        scaled.alpha = 0.5
+        others += [half, batched, gelu, notTransposed, scaled].map { ($0, false, 90) }
+        for (step, tf32, architecture) in others {
+            #expect(
+                CUDASplitProduct.launches(step, allowTF32: tf32, architecture: architecture).isEmpty,
+                "\(step.m)x\(step.n)x\(step.k) \(step.dtype) tf32 \(tf32) sm_\(architecture)")
+        }
+        #expect(CUDASplitProduct.aligned([0x1000, 0x2010]) && !CUDASplitProduct.aligned([0x1000, 0x1004]))
+    }
+
+    /// Runs each launch of the product on random data and compares with double-precision math.
+    @Test(.enabled(if: gpuUsable), arguments: [(300, 256, 96, true), (130, 192, 1024, false), (260, 128, 2048, true)])
+    func matchesDoublePrecision(_ m: Int, _ n: Int, _ k: Int, _ residual: Bool) throws {
+        let device = try sharedGPU()
+        let context = device.context
+        var rng = SeededGenerator(seed: seed)
+        func random(_ count: Int, _ range: ClosedRange<Float>) -> [Float] {
+            (0..<count).map { _ in Float.random(in: range, using: &rng) }
+        }
+        let a = random(m * k, 0...2)
+        let b = random(n * k, -1...1).map { $0 / Float(k).squareRoot() }
+        let bias = random(n, -1...1)
+        let r = residual ? random(m * n, -1...1) : []
+        var expected = [Double](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum = Double(bias[j]) + (residual ? Double(r[i * n + j]) : 0)
+                for p in 0..<k { sum += Double(a[i * k + p]) * Double(b[j * k + p]) }
+                expected[i * n + j] = max(sum, 0)
+            }
+        }
+        let timer = try CUDATacticTimer(context: context)
+        let buffers = try [a, b, bias].map { try timer.upload(context, $0) }
+        let rBuffer = residual ? try timer.upload(context, r) : nil
+        let out = try context.allocate(bytes: m * n * 4)
+        let addresses: [CUDAOperand: UInt64] = [
+            .input(0): buffers[0].address, .input(1): buffers[1].address, .input(2): buffers[2].address,
+            .input(3): rBuffer?.address ?? 0, .output(0): out.address,
+        ]
+        let launches = CUDASplitProduct.launches(
+            Self.product(m, n, k, residual: residual), allowTF32: false, architecture: context.computeCapability)
+        #expect(!launches.isEmpty)
+        for launch in launches {
+            let function = try CUDAPlanBuilder.function(for: launch, modules: device.modules)
+            let prepared = try function.prepare(
+                grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes, arguments: launch.arguments,
+                resolve: { addresses[$0] ?? 0 })
+            try timer.stream.fill(device: out.address, byte: 0xFF, bytes: m * n * 4)  // NaNs where nothing is stored
+            try prepared.enqueue(on: timer.stream)
+            try timer.stream.synchronize()
+            let got = try timer.download(out, count: m * n)
+            var (difference, norm) = (0.0, 0.0)
+            for (x, e) in zip(got, expected) {
+                difference += (Double(x) - e) * (Double(x) - e)
+                norm += e * e
+            }
+            let error = (difference / norm).squareRoot()
+            #expect(error < 1e-6, "\(launch.function) \(m)x\(n)x\(k): relative error \(error) (seed \(seed))")
+            print("split-TF32 product \(launch.function) \(m)x\(n)x\(k) residual \(residual): error \(error)")
+        }
+    }
+
+    /// The tactic timer launches the kernels beside cuBLASLt, checks them against the host reference, and a
+    /// choice of one (rank −1 − i) loads again from the remembered rank.
+    @Test(.enabled(if: gpuUsable)) func tunerTimesTheKernelsBesideCuBLASLt() throws {
+        let device = try sharedGPU()
+        let library = try CUBLASLt()
+        let (modules, architecture) = (device.modules, device.context.computeCapability)
+        let step = Self.product(4096, 256, 512)
+        func runner() throws -> CUDAMatMulRunner {
+            try CUDAMatMulRunner(
+                step: step, library: library, allowTF32: false, candidates: 4,
+                kernels: { CUDASplitProduct.launches($0, allowTF32: false, architecture: architecture) },
+                loadKernel: { try CUDAPlanBuilder.function(for: $0, modules: modules) })
+        }
+        let tuned = try runner()
+        let outcome = try tuned.tune(context: device.context, runs: 2)
+        #expect(outcome.rejected == 0 && outcome.launched >= 3, "\(outcome)")
+        print(
+            "split-TF32 product in the tactic timer: \(outcome), kernel chosen: \(tuned.kernel?.launch.function ?? "none")"
+        )
+        library.tuningLock.withLock { library.tunedRanks[tuned.signature] = -2 }
+        let forced = try runner()
+        #expect(try forced.tune(context: device.context, measure: false).rank == -2)
+        #expect(forced.kernel?.launch.function == "kiln_split_tf32_product_64")
+    }
+}

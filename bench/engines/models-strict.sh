@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Device run: CUDA tests; the four models through bench/gpu-models.sh (PyTorch eager beside Kiln strict FP32
+# and TF32, correctness against the references); PyTorch eager FP32 with its default TF32 settings and with
+# TF32 off, side by side (eager-strict.py), for ResNet-50 (or STRICT_MODELS) at batch 64; a per-layer profile
+# of ResNet-50 strict FP32 at batch 64 (profile.log).
+# MODELS and BATCHES pass to gpu-models.sh (default all four, "1 64"); MODELS= (empty) only exports ResNet-50.
+set -u
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+here=$(dirname "${BASH_SOURCE[0]}")
+if [[ ${MODELS-all} != "" ]]; then
+    models=${MODELS:-resnet50,mobilenet_v2,bert-base,vit_b_16}
+    [[ $models == all ]] && models=resnet50,mobilenet_v2,bert-base,vit_b_16
+    KILN_MODELS_DIR=$M bash $here/../gpu-models.sh $K $D/baselines.py $OUT/models "$models" "${BATCHES:-1 64}" \
+        -- --no-compile --no-ceilings 2>&1 | tail -40
+else
+    python3 $D/baselines.py --export $M --models resnet50 --batches 1 --no-compile --quick --no-ceilings \
+        > $OUT/base.log 2>&1 || tail -5 $OUT/base.log
+fi
+echo "== eager FP32, default TF32 settings and TF32 off"
+python3 $here/eager-strict.py $D/baselines.py $OUT/eager-strict.json "${STRICT_MODELS:-resnet50}" 64 2>&1 | tail -4
+echo "== profile: ResNet-50 strict FP32 b64"
+$K build $M/resnet50.onnx -o /tmp/r50-64.kiln --device cuda --batch 64 > $OUT/build-r50.log 2>&1
+$K bench /tmp/r50-64.kiln --batch 64 --duration 1 --profile > $OUT/profile.log 2>&1
+$K inspect /tmp/r50-64.kiln --verbose > $OUT/inspect.log 2>&1
+grep -A45 -i "per-layer\|layer profile" $OUT/profile.log | head -60
