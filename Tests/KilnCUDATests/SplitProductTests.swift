@@ -108,6 +108,81 @@ import Testing
         }
     }
 
+    /// The implicit-GEMM form against double precision: channels-last 3×3 windows at stride 2 with padding,
+    /// partial row tiles, bias and ReLU, with and without a residual.
+    @Test(.enabled(if: gpuUsable), arguments: [(2, 9, 32, 64, false), (3, 14, 64, 128, true)])
+    func convolutionMatchesDoublePrecision(_ images: Int, _ size: Int, _ c: Int, _ m: Int, _ residual: Bool) throws {
+        let device = try sharedGPU()
+        let context = device.context
+        var rng = SeededGenerator(seed: seed)
+        func random(_ count: Int, _ range: ClosedRange<Float>) -> [Float] {
+            (0..<count).map { _ in Float.random(in: range, using: &rng) }
+        }
+        let out = (size + 2 - 3) / 2 + 1
+        let x = random(images * size * size * c, 0...2)  // [N, H, W, C]
+        let w = random(m * 9 * c, -1...1).map { $0 / Float(9 * c).squareRoot() }  // [M, 3, 3, C]
+        let bias = random(m, -1...1)
+        let pixels = images * out * out
+        let r = residual ? random(pixels * m, -1...1) : []
+        var expected = [Double](repeating: 0, count: pixels * m)
+        for n in 0..<images {
+            for oy in 0..<out {
+                for ox in 0..<out {
+                    let p = (n * out + oy) * out + ox
+                    for j in 0..<m {
+                        var sum = Double(bias[j]) + (residual ? Double(r[p * m + j]) : 0)
+                        for ky in 0..<3 {
+                            for kx in 0..<3 {
+                                let (iy, ix) = (oy * 2 - 1 + ky, ox * 2 - 1 + kx)
+                                guard iy >= 0, iy < size, ix >= 0, ix < size else { continue }
+                                for ch in 0..<c {
+                                    sum +=
+                                        Double(x[((n * size + iy) * size + ix) * c + ch])
+                                        * Double(w[((j * 3 + ky) * 3 + kx) * c + ch])
+                                }
+                            }
+                        }
+                        expected[p * m + j] = max(sum, 0)
+                    }
+                }
+            }
+        }
+        let step = CUDAConvolution(
+            x: .input(0), w: .input(1), bias: .input(2), residual: residual ? .input(3) : nil, y: .output(0),
+            inputShape: [images, c, size, size], weightShape: [m, c, 3, 3], outputShape: [images, m, out, out],
+            pads: [1, 1], strides: [2, 2], dilations: [1, 1], groups: 1, activation: .relu, channelsLast: true)
+        let timer = try CUDATacticTimer(context: context)
+        let buffers = try [x, w, bias].map { try timer.upload(context, $0) }
+        let rBuffer = residual ? try timer.upload(context, r) : nil
+        let y = try context.allocate(bytes: pixels * m * 4)
+        let addresses: [CUDAOperand: UInt64] = [
+            .input(0): buffers[0].address, .input(1): buffers[1].address, .input(2): buffers[2].address,
+            .input(3): rBuffer?.address ?? 0, .output(0): y.address,
+        ]
+        let launches = CUDASplitProduct.launches(step, allowTF32: false, architecture: context.computeCapability)
+        #expect(launches.count == (m % 128 == 0 ? 2 : 1))
+        for launch in launches {
+            let function = try CUDAPlanBuilder.function(for: launch, modules: device.modules)
+            let prepared = try function.prepare(
+                grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes, arguments: launch.arguments,
+                resolve: { addresses[$0] ?? 0 })
+            try timer.stream.fill(device: y.address, byte: 0xFF, bytes: pixels * m * 4)
+            try prepared.enqueue(on: timer.stream)
+            try timer.stream.synchronize()
+            let got = try timer.download(y, count: pixels * m)
+            var (difference, norm) = (0.0, 0.0)
+            for (value, e) in zip(got, expected) {
+                difference += (Double(value) - e) * (Double(value) - e)
+                norm += e * e
+            }
+            let error = (difference / norm).squareRoot()
+            #expect(
+                error < 1e-6, "\(launch.function) \(images)x\(size)x\(size)x\(c) -> \(m): error \(error) (seed \(seed))"
+            )
+            print("split-TF32 convolution \(launch.function) \(images)x\(size)x\(size)x\(c) -> \(m): error \(error)")
+        }
+    }
+
     /// The tactic timer launches the kernels beside cuBLASLt, checks them against the host reference, and a
     /// choice of one (rank −1 − i) loads again from the remembered rank.
     @Test(.enabled(if: gpuUsable)) func tunerTimesTheKernelsBesideCuBLASLt() throws {

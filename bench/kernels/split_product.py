@@ -10,6 +10,9 @@ import torch
 from attention import swift_string, compile_cubin, graph_time
 
 PATH = 'Sources/KilnCUDA/Kernels/CUDASplitProduct.swift'
+# ResNet-50's 3x3 convolutions at batch 64, channels-last: NxHxWxC>COUT/STRIDE (pad 1, bias and ReLU).
+CONVS = '64x56x56x128>128/2,64x28x28x256>256/2,64x14x14x512>512/2,64x56x56x64>64/1,64x28x28x128>128/1,' \
+        '64x14x14x256>256/1,64x7x7x512>512/1'
 RESNET = ('200704x64x64,200704x64x256,200704x256x64+r,200704x256x64-,200704x128x256,50176x128x512,'
           '50176x512x128+r,50176x512x256-,50176x256x512,12544x256x1024,12544x1024x256+r,12544x1024x512-,'
           '12544x512x1024,3136x512x2048,3136x2048x512+r,3136x2048x1024-,1000x512x2048')
@@ -19,6 +22,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--shapes', default=RESNET)
     parser.add_argument('--blocks', default='1,2', help='KILN_SPLIT_BLOCKS variants (blocks per multiprocessor)')
+    parser.add_argument('--convs', default=CONVS)
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.zeros(1, device='cuda')
@@ -32,15 +36,15 @@ def main():
         cubin, log = compile_cubin(prelude + '\n' + code, f'{major}{minor}')
         module = ctypes.c_void_p()
         assert cuda.cuModuleLoadData(ctypes.byref(module), cubin) == 0
-        for columns in (128, 64):
-            name = f'kiln_split_tf32_product_{columns}'
+        for kind, columns in [(kind, columns) for kind in ('product', 'conv') for columns in (128, 64)]:
+            name = f'kiln_split_tf32_{kind}_{columns}'
             usage = re.search(rf"Compiling entry function '{name}'.*?(Used [^\n]*)", log, re.S)
             spill = re.search(rf"Compiling entry function '{name}'.*?(\d+ bytes spill stores)", log, re.S)
             function = ctypes.c_void_p()
             assert cuda.cuModuleGetFunction(ctypes.byref(function), module, name.encode()) == 0
-            shared = 3 * (128 + columns) * 36 * 4
+            shared = 3 * (128 + columns) * 40 * 4
             assert cuda.cuFuncSetAttribute(function, 8, shared) == 0
-            functions[(blocks, columns)] = (function, shared)
+            functions[(blocks, columns) if kind == 'product' else (kind, blocks, columns)] = (function, shared)
             print(f'{name} blocks {blocks}: {usage.group(1) if usage else "?"}; {spill.group(1) if spill else "?"}')
 
     total = {f'kiln{b}': 0.0 for b in variants} | {'addmm': 0.0, 'fused': 0.0}
@@ -98,6 +102,55 @@ def main():
             line += '  WRONG' if not error < 4 * torch_error + 1e-6 else ''
         print(line)
     print('sums, us: ' + ', '.join(f'{k} {v:.1f}' for k, v in total.items()))
+    convs(cuda, functions, variants, args.convs)
+
+
+def convs(cuda, functions, variants, shapes):
+    import torch.nn.functional as F
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    for shape in shapes.split(','):
+        left, right = shape.split('>')
+        N, H, W, C = (int(v) for v in left.split('x'))
+        M, S = (int(v) for v in right.split('/'))
+        OH, OW = (H + 2 - 3) // S + 1, (W + 2 - 3) // S + 1
+        torch.manual_seed(0)
+        x = torch.randn(N, C, H, W, device='cuda').relu_()
+        w = torch.randn(M, C, 3, 3, device='cuda') / (9 * C) ** 0.5
+        bias = torch.randn(M, device='cuda')
+        exact = F.conv2d(x.double(), w.double(), bias.double(), stride=S, padding=1).relu()
+        mine = F.conv2d(x, w, bias, stride=S, padding=1).relu()
+        torch_error = ((mine.double() - exact).norm() / exact.norm()).item()
+        nchw = graph_time(lambda: F.conv2d(x, w, bias, stride=S, padding=1).relu_())
+        xl, wl = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
+        nhwc = graph_time(lambda: F.conv2d(xl, wl, bias, stride=S, padding=1).relu_())
+        xs = x.permute(0, 2, 3, 1).contiguous()
+        ws = w.permute(0, 2, 3, 1).contiguous()
+        out = torch.empty(N, OH, OW, M, device='cuda')
+        m, k = N * OH * OW, 9 * C
+        flops = 2 * m * M * k
+        line = f'{shape:>20}: torch fp32 NCHW {nchw:6.1f} us ({flops / nchw / 1e6:4.1f}), NHWC {nhwc:6.1f} us, err {torch_error:.1e}'
+        for blocks in variants:
+            columns = 128 if M % 128 == 0 else 64
+            function, shared = functions[('conv', blocks, columns)]
+            values = [ctypes.c_uint64(t.data_ptr()) for t in (xs, ws, bias)] + [ctypes.c_uint64(0), ctypes.c_uint64(out.data_ptr())]
+            values += [ctypes.c_int(v) for v in (m, M, k, 1, H, W, C, OH, OW, 3, S, S, 1, 1)]
+            pointers = (ctypes.c_void_p * len(values))(*[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values])
+
+            def run():
+                stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
+                assert cuda.cuLaunchKernel(function, M // columns, (m + 127) // 128, 1, 256, 1, 1, shared, stream,
+                                           pointers, None) == 0
+
+            out.fill_(float('nan'))
+            run()
+            torch.cuda.synchronize()
+            got = out.permute(0, 3, 1, 2).double()
+            error = ((got - exact).norm() / exact.norm()).item()
+            kiln = graph_time(run)
+            line += f' | kiln{blocks} {kiln:6.1f} us ({flops / kiln / 1e6:4.1f}) err {error:.1e}'
+            line += '  WRONG' if not error < 4 * torch_error + 1e-6 else ''
+        print(line)
 
 
 if __name__ == '__main__':

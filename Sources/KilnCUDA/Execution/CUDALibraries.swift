@@ -27,9 +27,9 @@ final class CUDALibraries: @unchecked Sendable {
     static let matMulPrefix = "cublasLt.matmul "
     static let convolutionPrefix = "cudnn.conv "
 
-    /// Timed choices as tactics: `cublasLt.matmul <signature>` -> the rank of the heuristic's candidate (or
-    /// −1 − i for the i-th of Kiln's own kernels for the product), `cudnn.conv <signature>` -> the
-    /// cudnnConvolutionFwdAlgo_t.
+    /// Timed choices as tactics: `cublasLt.matmul <signature>` -> the rank of the heuristic's candidate,
+    /// `cudnn.conv <signature>` -> the cudnnConvolutionFwdAlgo_t; either −1 − i for the i-th of Kiln's own
+    /// kernels for the layer (`CUDASplitProduct`).
     var tactics: [String: String] {
         lock.lock()
         defer { lock.unlock() }
@@ -110,11 +110,17 @@ final class CUDALibraries: @unchecked Sendable {
         return runner
     }
 
-    /// The cuDNN algorithm for `step`: the heuristics' first, or with `tune` the fastest that gives the same
-    /// result (nothing more is timed past `deadline`).
-    func runner(for step: CUDAConvolution, allowTF32: Bool, tune: Bool, deadline: Date?) throws -> CUDAConvolutionRunner
-    {
-        let runner = try CUDAConvolutionRunner(step: step, library: try cudnn(), allowTF32: allowTF32)
+    /// The cuDNN algorithm for `step`: the heuristics' first, or with `tune` the fastest of them and Kiln's own
+    /// `kernels` for it that gives the same result (nothing more is timed past `deadline`).
+    func runner(
+        for step: CUDAConvolution, allowTF32: Bool, tune: Bool, deadline: Date?,
+        kernels: @escaping @Sendable (CUDAConvolution) -> [CUDALaunch] = { _ in [] },
+        loadKernel: @escaping @Sendable (CUDALaunch) throws -> CUDAFunction = { launch in
+            throw KilnError.unsupported("no module cache to load kernel '\(launch.function)'")
+        }
+    ) throws -> CUDAConvolutionRunner {
+        let runner = try CUDAConvolutionRunner(
+            step: step, library: try cudnn(), allowTF32: allowTF32, kernels: kernels, loadKernel: loadKernel)
         if tune { try runner.tune(context: context, measure: deadline.map { Date() < $0 } ?? true) }
         return runner
     }
@@ -133,6 +139,20 @@ enum CUDALibraryRunner {
         }
     }
 
+    /// The launch of a kernel chosen for a library step, or nil (no kernel chosen, or operands off a 16-byte
+    /// boundary, views the kernel cannot take: the library's first candidate runs then).
+    private static func kernelCall(
+        _ kernel: (launch: CUDALaunch, function: CUDAFunction)?, operands: [CUDAOperand],
+        resolve: (CUDAOperand) throws -> UInt64
+    ) throws -> (any CUDALibraryCall)? {
+        guard let kernel, CUDASplitProduct.aligned(try operands.map(resolve)) else { return nil }
+        let launch = kernel.launch
+        return KernelCall(
+            launch: try kernel.function.prepare(
+                grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes, arguments: launch.arguments,
+                resolve: resolve))
+    }
+
     var workspaceBytes: Int {
         switch self {
         case .matMul(let runner, _): runner.workspaceBytes
@@ -144,23 +164,22 @@ enum CUDALibraryRunner {
     func bind(resolve: (CUDAOperand) throws -> UInt64, workspace: CUDAWorkspace) throws -> any CUDALibraryCall {
         switch self {
         case .matMul(let runner, let step):
-            if let kernel = runner.kernel {
-                let addresses =
-                    try [step.a, step.b, step.d].map(resolve)
-                    + (try [step.c, step.bias].compactMap { $0 }.map(resolve))
-                if CUDASplitProduct.aligned(addresses) {
-                    let launch = kernel.launch
-                    return KernelCall(
-                        launch: try kernel.function.prepare(
-                            grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes,
-                            arguments: launch.arguments, resolve: resolve))
-                }
-                // Operands the kernel cannot take (views off a 16-byte boundary): cuBLASLt's first candidate.
+            if let call = try Self.kernelCall(
+                runner.kernel, operands: [step.a, step.b, step.d] + [step.c, step.bias].compactMap { $0 },
+                resolve: resolve)
+            {
+                return call
             }
             return MatMulCall(
                 runner: runner, a: try resolve(step.a), b: try resolve(step.b), c: try step.c.map(resolve) ?? 0,
                 bias: try step.bias.map(resolve) ?? 0, d: try resolve(step.d), workspace: workspace)
         case .convolution(let runner, let step):
+            if let call = try Self.kernelCall(
+                runner.kernel, operands: [step.x, step.w, step.y] + [step.bias, step.residual].compactMap { $0 },
+                resolve: resolve)
+            {
+                return call
+            }
             return ConvolutionCall(
                 runner: runner, x: try resolve(step.x), w: try resolve(step.w), bias: try step.bias.map(resolve) ?? 0,
                 residual: try step.residual.map(resolve) ?? 0, y: try resolve(step.y), workspace: workspace)

@@ -97,9 +97,15 @@ struct CUDAPlanBuilder {
                             loadKernel: { try Self.function(for: $0, modules: modules) })
                         work = .library(.matMul(runner, product))
                     case .convolution(let convolution):
+                        let (allowTF32, architecture) = (kernels.allowTF32, device.context.computeCapability)
+                        let modules = device.modules
                         let runner = try device.libraries.runner(
-                            for: convolution, allowTF32: kernels.allowTF32, tune: kernels.tuneLibraries,
-                            deadline: kernels.tuningDeadline)
+                            for: convolution, allowTF32: allowTF32, tune: kernels.tuneLibraries,
+                            deadline: kernels.tuningDeadline,
+                            kernels: {
+                                CUDASplitProduct.launches($0, allowTF32: allowTF32, architecture: architecture)
+                            },
+                            loadKernel: { try Self.function(for: $0, modules: modules) })
                         work = .library(.convolution(runner, convolution))
                     case .copy(let copy):
                         work = .copy(copy)

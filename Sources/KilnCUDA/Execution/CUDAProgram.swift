@@ -59,8 +59,11 @@ final class CUDAProgram: GraphExecutable, @unchecked Sendable {
             shapes.values.flatMap { shape in
                 shape.nodes.flatMap { $0.lowering?.launchSources ?? [] }
                     + shape.steps.compactMap { step -> CUDASource? in
-                        guard case .library(.matMul(let runner, _)) = step.work else { return nil }
-                        return runner.kernel?.launch.source
+                        switch step.work {
+                        case .library(.matMul(let runner, _)): runner.kernel?.launch.source
+                        case .library(.convolution(let runner, _)): runner.kernel?.launch.source
+                        default: nil
+                        }
                     }
             }
         }

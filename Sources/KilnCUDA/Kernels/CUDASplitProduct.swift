@@ -12,8 +12,8 @@ import KilnIR
 /// cuBLASLt's float32 (about 1.5e-7 relative on ResNet-50's 1×1 shapes, `bench/kernels/split_product.py`).
 ///
 /// Blocks of 256 threads compute 128 × `BN` tiles (8 warps, each 64 × 32 or 32 × 32) over K in slices of
-/// 32, loaded with `cp.async` into three shared-memory stages (rows padded to 36 floats, so the fragment
-/// reads hit 32 different banks). The tile then goes through shared memory, and the bias, residual and ReLU
+/// 32, loaded with `cp.async` into three shared-memory stages; each thread reads the two k of its fragment
+/// slots as one 8-byte load (rows padded to 40 floats, so a half-warp's loads hit 32 different banks). The tile then goes through shared memory, and the bias, residual and ReLU
 /// are applied in 16-byte runs of a row. Needs K a multiple of 32, N of `BN`, and 16-byte aligned operands;
 /// rows past M read zeros and are not stored.
 enum CUDASplitProduct {
@@ -21,8 +21,8 @@ enum CUDASplitProduct {
     static let stages = 3
     static let threads = 256
 
-    /// Shared memory of one block: `stages` slices of A (128 rows) and B (`columns` rows), 36 floats a row.
-    static func sharedBytes(columns: Int) -> Int { stages * (128 + columns) * (depth + 4) * 4 }
+    /// Shared memory of one block: `stages` slices of A (128 rows) and B (`columns` rows), 40 floats a row.
+    static func sharedBytes(columns: Int) -> Int { stages * (128 + columns) * (depth + 8) * 4 }
 
     /// The launches that compute `product`, one per tile width (64 columns, and 128 where N allows), or none
     /// where the kernel does not apply: not float32, TF32 allowed (cuBLASLt's TF32 algorithms are the fast
@@ -47,6 +47,37 @@ enum CUDASplitProduct {
                     product.c.map { .pointer($0) } ?? null, .pointer(product.d), .int32(Int32(m)), .int32(Int32(n)),
                     .int32(Int32(k)), .int32(product.activation == .relu ? 1 : 0),
                 ])
+        }
+    }
+
+    /// The launches of the implicit-GEMM form for a channels-last 2-D `convolution` (X `[N, H, W, C]`, W
+    /// `[M, kh, kw, C]`, Y `[N, OH, OW, M]`): row p of A is output pixel p, its columns the window's pixels'
+    /// channels, gathered from X as the slices load. None where it does not apply: channels-first, not
+    /// float32, TF32 allowed, groups, dilations, C not a multiple of 32 or M of 64, an activation other than
+    /// ReLU, or before Ampere.
+    static func launches(_ convolution: CUDAConvolution, allowTF32: Bool, architecture: Int) -> [CUDALaunch] {
+        let (x, w, y) = (convolution.inputShape, convolution.weightShape, convolution.outputShape)
+        guard architecture >= 80, convolution.channelsLast, convolution.dtype == .float32, !allowTF32,
+            convolution.groups == 1, x.count == 4, w.count == 4, y.count == 4,
+            convolution.dilations.allSatisfy({ $0 == 1 }),
+            convolution.activation == nil || convolution.activation == .relu
+        else { return [] }
+        let (c, m, n, k) = (x[1], y[0] * y[2] * y[3], w[0], w[1] * w[2] * w[3])
+        guard c > 0, c % depth == 0, w[1] == c, n > 0, n % 64 == 0, m > 0, (m + 127) / 128 <= 65535,
+            m <= Int(Int32.max), k <= Int(Int32.max), x.allSatisfy({ $0 <= Int(Int32.max) })
+        else { return [] }
+        let null = CUDAArgument.int64(0)
+        let geometry = [x[2], x[3], c, y[2], y[3], w[3]] + convolution.strides + convolution.pads
+        return (n % 128 == 0 ? [128, 64] : [64]).map { columns in
+            CUDALaunch(
+                source: source, function: "kiln_split_tf32_conv_\(columns)",
+                grid: CUDADim3(n / columns, (m + 127) / 128, 1), block: CUDADim3(threads),
+                sharedBytes: sharedBytes(columns: columns),
+                arguments: [
+                    .pointer(convolution.x), .pointer(convolution.w), convolution.bias.map { .pointer($0) } ?? null,
+                    convolution.residual.map { .pointer($0) } ?? null, .pointer(convolution.y), .int32(Int32(m)),
+                    .int32(Int32(n)), .int32(Int32(k)), .int32(convolution.activation == .relu ? 1 : 0),
+                ] + geometry.map { .int32(Int32($0)) })
         }
     }
 
@@ -80,12 +111,18 @@ enum CUDASplitProduct {
                          :: "r"(address), "l"(global), "r"(valid ? 16 : 0));
         }
 
-        // WARPS_M x WARPS_N warps over a 128 x BN tile; each warp 16*MF rows by 8*NF columns.
-        template <int BN, int WARPS_M, int WARPS_N>
+        // A convolution's geometry, channels-last: X [N, H, W, C], output [N, OH, OW, ·], a KH x KW window
+        // (KH = k / (KW * C)) at strides sh, sw after padding ph, pw.
+        struct KilnSplitWindow { int h, w, c, oh, ow, kw, sh, sw, ph, pw; };
+
+        // WARPS_M x WARPS_N warps over a 128 x BN tile; each warp 16*MF rows by 8*NF columns. With CONV, row p of
+        // A is output pixel p and its columns the window's pixels' channels (C a multiple of 32, so a slice of
+        // 32 lies in one window position): an implicit-GEMM convolution, A gathered from X as it loads.
+        template <int BN, int WARPS_M, int WARPS_N, bool CONV>
         __device__ __forceinline__ void kiln_split_product(
             const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias,
-            const float* residual, float* c, int m, int n, int k, int relu) {
-            constexpr int BM = 128, BK = 32, LD = BK + 4, STAGES = 3;
+            const float* residual, float* c, int m, int n, int k, int relu, KilnSplitWindow v) {
+            constexpr int BM = 128, BK = 32, LD = BK + 8, STAGES = 3;
             constexpr int MF = BM / WARPS_M / 16, NF = BN / WARPS_N / 8;
             extern __shared__ __align__(16) float kiln_split_shared[];
             float* sa = kiln_split_shared;
@@ -95,14 +132,43 @@ enum CUDASplitProduct {
             const int wm = (warp / WARPS_N) * (MF * 16), wn = (warp % WARPS_N) * (NF * 8);
             const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
             const int slices = k / BK;
+            constexpr int ROWS = BM * BK / 4 / 256;
+            // The output pixel of each A row this thread loads: image, top and left of its window.
+            int image[ROWS], top[ROWS], left[ROWS];
+            #pragma unroll
+            for (int i = 0; i < ROWS; ++i) {
+                int p = m0 + ((tid + i * 256) >> 3);
+                if (CONV) {
+                    int ow = p % v.ow, rest = p / v.ow;
+                    image[i] = p < m ? rest / v.oh : -1;
+                    top[i] = (rest % v.oh) * v.sh - v.ph;
+                    left[i] = ow * v.sw - v.pw;
+                } else {
+                    image[i] = p < m ? p : -1;
+                }
+            }
 
             auto load = [&](int slice, int stage) {
                 const int k0 = slice * BK;
+                int r = 0, q = 0, c0 = k0;
+                if (CONV) {
+                    int position = k0 / v.c;
+                    c0 = k0 - position * v.c;
+                    r = position / v.kw;
+                    q = position - r * v.kw;
+                }
                 #pragma unroll
-                for (int i = 0; i < BM * BK / 4 / 256; ++i) {
+                for (int i = 0; i < ROWS; ++i) {
                     int chunk = tid + i * 256, row = chunk >> 3, col = (chunk & 7) * 4;
-                    bool valid = m0 + row < m;
-                    const float* source = a + (size_t)(valid ? m0 + row : 0) * k + k0 + col;
+                    bool valid = image[i] >= 0;
+                    const float* source = a;
+                    if (CONV) {
+                        int y = top[i] + r, x = left[i] + q;
+                        valid = valid && y >= 0 && y < v.h && x >= 0 && x < v.w;
+                        if (valid) source = a + (((size_t)image[i] * v.h + y) * v.w + x) * v.c + c0 + col;
+                    } else if (valid) {
+                        source = a + (size_t)image[i] * k + k0 + col;
+                    }
                     kiln_cp_async16(sa + stage * BM * LD + row * LD + col, source, valid);
                 }
                 #pragma unroll
@@ -145,24 +211,27 @@ enum CUDASplitProduct {
                         for (int e = 0; e < 4; ++e) part[i][j][e] = 0.0f;
                 #pragma unroll
                 for (int kk = 0; kk < BK; kk += 8) {
+                    // Slot t of a fragment holds k = kk + 2t and slot t + 4 holds kk + 2t + 1 (A and B alike, so
+                    // the sum is the same): each thread reads its two as one 8-byte load.
                     unsigned bh[NF][2], bl[NF][2];
                     #pragma unroll
                     for (int j = 0; j < NF; ++j) {
-                        #pragma unroll
-                        for (int h = 0; h < 2; ++h) {
-                            float x = tileB[(j * 8 + g) * LD + kk + t + 4 * h];
-                            bh[j][h] = kiln_tf32(x);
-                            bl[j][h] = kiln_tf32(x - __uint_as_float(bh[j][h]));
-                        }
+                        float2 x = *reinterpret_cast<const float2*>(tileB + (j * 8 + g) * LD + kk + 2 * t);
+                        bh[j][0] = kiln_tf32(x.x);
+                        bl[j][0] = kiln_tf32(x.x - __uint_as_float(bh[j][0]));
+                        bh[j][1] = kiln_tf32(x.y);
+                        bl[j][1] = kiln_tf32(x.y - __uint_as_float(bh[j][1]));
                     }
                     #pragma unroll
                     for (int i = 0; i < MF; ++i) {
                         unsigned ah[4], al[4];
                         #pragma unroll
-                        for (int e = 0; e < 4; ++e) {
-                            float x = tileA[(i * 16 + g + 8 * (e & 1)) * LD + kk + t + 4 * (e >> 1)];
-                            ah[e] = kiln_tf32(x);
-                            al[e] = kiln_tf32(x - __uint_as_float(ah[e]));
+                        for (int half = 0; half < 2; ++half) {
+                            float2 x = *reinterpret_cast<const float2*>(tileA + (i * 16 + g + 8 * half) * LD + kk + 2 * t);
+                            ah[half] = kiln_tf32(x.x);
+                            al[half] = kiln_tf32(x.x - __uint_as_float(ah[half]));
+                            ah[half + 2] = kiln_tf32(x.y);
+                            al[half + 2] = kiln_tf32(x.y - __uint_as_float(ah[half + 2]));
                         }
                         #pragma unroll
                         for (int j = 0; j < NF; ++j) {
@@ -223,13 +292,29 @@ enum CUDASplitProduct {
         extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_product_128(
             const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias,
             const float* residual, float* c, int m, int n, int k, int relu) {
-            kiln_split_product<128, 2, 4>(a, b, bias, residual, c, m, n, k, relu);
+            kiln_split_product<128, 2, 4, false>(a, b, bias, residual, c, m, n, k, relu, KilnSplitWindow{});
         }
 
         extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_product_64(
             const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias,
             const float* residual, float* c, int m, int n, int k, int relu) {
-            kiln_split_product<64, 4, 2>(a, b, bias, residual, c, m, n, k, relu);
+            kiln_split_product<64, 4, 2, false>(a, b, bias, residual, c, m, n, k, relu, KilnSplitWindow{});
+        }
+
+        extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_conv_128(
+            const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
+            const float* residual, float* y, int m, int n, int k, int relu, int h, int width, int channels, int oh,
+            int ow, int kw, int sh, int sw, int ph, int pw) {
+            KilnSplitWindow v{h, width, channels, oh, ow, kw, sh, sw, ph, pw};
+            kiln_split_product<128, 2, 4, true>(x, w, bias, residual, y, m, n, k, relu, v);
+        }
+
+        extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_conv_64(
+            const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
+            const float* residual, float* y, int m, int n, int k, int relu, int h, int width, int channels, int oh,
+            int ow, int kw, int sh, int sw, int ph, int pw) {
+            KilnSplitWindow v{h, width, channels, oh, ow, kw, sh, sw, ph, pw};
+            kiln_split_product<64, 4, 2, true>(x, w, bias, residual, y, m, n, k, relu, v);
         }
         """
 }

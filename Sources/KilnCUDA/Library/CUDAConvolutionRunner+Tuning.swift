@@ -19,11 +19,15 @@ extension CUDAConvolutionRunner {
     func tune(context: CUDAContext, measure: Bool = true, runs: Int = 5) throws -> TacticOutcome {
         let tolerance = CUDATacticTimer.tolerance(dtype: step.dtype, tf32: requestedMath != CUDNN.fmaMath)
         let known = dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] }
+        if let known, known < 0, try chooseKernel(-1 - Int(known), of: kernels(step)) {
+            return TacticOutcome(rank: Int(known), launched: 0, rejected: 0)
+        }
         if let known, let index = candidates.firstIndex(where: { $0.algorithm == known }) {
             try choose(index)
             return TacticOutcome(rank: index, launched: 0, rejected: 0)
         }
-        guard candidates.count > 1, measure else {
+        let timedKernels = kernels(timingStep)
+        guard candidates.count + timedKernels.count > 1, measure else {
             return TacticOutcome(rank: 0, launched: 0, rejected: 0)
         }
         let timer = try CUDATacticTimer(context: context)
@@ -56,15 +60,33 @@ extension CUDAConvolutionRunner {
         var reference: [Float] = []
         var (launched, rejected) = (0, 0)
         var best = (index: 0, milliseconds: Double.infinity)
-        for index in candidates.indices {
-            try choose(index)
-            let median: Double
-            do {
-                median = try timer.median(runs: runs) {
-                    try enqueue(
+        // Operands by position for the kernels' timing launches (`timingStep` names each one apart).
+        let addresses: [CUDAOperand: UInt64] = [
+            .input(0): x.address, .input(1): w.address, .input(2): bias?.address ?? 0,
+            .input(3): residual?.address ?? 0, .output(0): y.address,
+        ]
+        // cuDNN's candidates by index, then Kiln's kernels as −1 − i.
+        for index in Array(candidates.indices) + timedKernels.indices.map({ -1 - $0 }) {
+            let run: () throws -> Void
+            if index >= 0 {
+                try choose(index)
+                run = {
+                    try self.enqueue(
                         x: x.address, w: w.address, bias: bias?.address ?? 0, residual: residual?.address ?? 0,
                         y: y.address, workspace: scratch.address, stream: stream.handle)
                 }
+            } else {
+                let launch = timedKernels[-1 - index]
+                guard let function = try? loadKernel(launch),
+                    let prepared = try? function.prepare(
+                        grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes,
+                        arguments: launch.arguments, resolve: { addresses[$0] ?? 0 })
+                else { continue }  // a kernel that does not compile or load is not a candidate
+                run = { try prepared.enqueue(on: stream) }
+            }
+            let median: Double
+            do {
+                median = try timer.median(runs: runs, run)
             } catch {
                 continue  // an algorithm that fails to run is not a candidate
             }
@@ -91,10 +113,29 @@ extension CUDAConvolutionRunner {
                     ("note: no cuDNN algorithm for the convolution \(signature) matched the host reference; "
                         + "keeping the heuristics' first choice\n").utf8))
         }
-        try choose(best.index)
-        let chosen = algorithm
-        dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] = chosen }
-        return TacticOutcome(rank: best.index, launched: launched, rejected: rejected)
+        // A kernel (index −1 − i) is remembered as algorithm −1 − i; cuDNN's algorithms are 0 or more.
+        let chosen: (index: Int, algorithm: Int32)
+        if best.index < 0, try chooseKernel(-1 - best.index, of: kernels(step)) {
+            chosen = (best.index, Int32(best.index))
+        } else {
+            try choose(max(best.index, 0))
+            chosen = (max(best.index, 0), algorithm)
+        }
+        let remembered = chosen.algorithm
+        dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] = remembered }
+        return TacticOutcome(rank: chosen.index, launched: launched, rejected: rejected)
+    }
+
+    /// The step `tune` times: the same geometry, with its operands named apart (inputs 0-3: X, W, bias,
+    /// residual; output 0: Y), so a kernel's launch arguments can be given the timer's buffers by position.
+    var timingStep: CUDAConvolution {
+        var timed = step
+        timed.x = .input(0)
+        timed.w = .input(1)
+        timed.bias = step.bias.map { _ in .input(2) }
+        timed.residual = step.residual.map { _ in .input(3) }
+        timed.y = .output(0)
+        return timed
     }
 
 }

@@ -28,14 +28,27 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
     let requestedMath: Int32
     /// Set when cuDNN answered NOT_SUPPORTED to the fused call, so later calls go straight to the unfused path.
     var fusedRefused = false
+    /// Kiln's own kernels for this convolution (`CUDASplitProduct`), timed beside cuDNN's algorithms: the
+    /// launches for a step's operands. A choice of the i-th is remembered as algorithm −1 − i.
+    let kernels: @Sendable (CUDAConvolution) -> [CUDALaunch]
+    /// The loaded function of a kernel launch (compiled on first use).
+    let loadKernel: @Sendable (CUDALaunch) throws -> CUDAFunction
+    /// The kernel chosen instead of a cuDNN algorithm: its launch for `step` and its function.
+    public internal(set) var kernel: (launch: CUDALaunch, function: CUDAFunction)?
 
     /// Creates the descriptors and picks the first algorithm from `cudnnGetConvolutionForwardAlgorithm_v7` that
     /// succeeds, fits `maxWorkspaceBytes`, and (strict mode) uses FMA math. Throws `unsupported` for non-float32,
     /// spatial rank other than 2 or 3, activations other than ReLU, or when no algorithm qualifies.
     public init(
-        step: CUDAConvolution, library: CUDNN, allowTF32: Bool, maxWorkspaceBytes: Int = 256 << 20
+        step: CUDAConvolution, library: CUDNN, allowTF32: Bool, maxWorkspaceBytes: Int = 256 << 20,
+        kernels: @escaping @Sendable (CUDAConvolution) -> [CUDALaunch] = { _ in [] },
+        loadKernel: @escaping @Sendable (CUDALaunch) throws -> CUDAFunction = { launch in
+            throw KilnError.unsupported("no module cache to load kernel '\(launch.function)'")
+        }
     ) throws {
         self.step = step
+        self.kernels = kernels
+        self.loadKernel = loadKernel
         dnn = library
         let dnn = library
         // float16 and bfloat16 run in cuDNN's pseudo-half configuration: data in the 16-bit type, arithmetic
@@ -127,6 +140,16 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         algorithm = choice.algorithm
         workspaceBytes = bytes
         fusedRefused = false
+        kernel = nil
+    }
+
+    /// Makes kernel `index` of `launches` what runs (cuDNN's first candidate stays set up beside it, for
+    /// operands the kernel cannot take); false when there is no such kernel or it does not load.
+    func chooseKernel(_ index: Int, of launches: [CUDALaunch]) throws -> Bool {
+        guard launches.indices.contains(index), let function = try? loadKernel(launches[index]) else { return false }
+        try choose(0)
+        kernel = (launches[index], function)
+        return true
     }
 
     /// Every algorithm of `cudnnGetConvolutionForwardAlgorithm_v7` that succeeds, fits `limit`, and (strict mode)
