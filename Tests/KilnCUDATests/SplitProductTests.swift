@@ -54,6 +54,24 @@ import Testing
                 "\(step.m)x\(step.n)x\(step.k) \(step.dtype) tf32 \(tf32) sm_\(architecture)")
         }
         #expect(CUDASplitProduct.aligned([0x1000, 0x2010]) && !CUDASplitProduct.aligned([0x1000, 0x1004]))
+
+        // Convolutions: channels in whole slices load 16 bytes at a time, a stem's 3 element by element.
+        func convolution(_ c: Int, _ window: Int, channelsLast: Bool = true) -> CUDAConvolution {
+            CUDAConvolution(
+                x: .input(0), w: .input(1), bias: .input(2), residual: nil, y: .output(0),
+                inputShape: [8, c, 56, 56], weightShape: [64, c, window, window], outputShape: [8, 64, 28, 28],
+                pads: [window / 2, window / 2], strides: [2, 2], dilations: [1, 1], groups: 1, activation: .relu,
+                channelsLast: channelsLast)
+        }
+        let windows = CUDASplitProduct.launches(convolution(64, 3), allowTF32: false, architecture: 90)
+        #expect(windows.map(\.function) == ["kiln_split_tf32_conv_64"])
+        #expect(windows.first?.arguments.count == 19 && windows.first?.arguments[7] == .int32(576))
+        let stem = CUDASplitProduct.launches(convolution(3, 7), allowTF32: false, architecture: 90)
+        #expect(stem.map(\.function) == ["kiln_split_tf32_gather_64"])
+        #expect(stem.first?.sharedBytes == CUDASplitProduct.sharedBytes(columns: 64) + 1536)
+        #expect(
+            CUDASplitProduct.launches(convolution(64, 3, channelsLast: false), allowTF32: false, architecture: 90)
+                .isEmpty)
     }
 
     /// Runs each launch of the product on random data and compares with double-precision math.
@@ -109,18 +127,25 @@ import Testing
     }
 
     /// The implicit-GEMM form against double precision: channels-last 3×3 windows at stride 2 with padding,
-    /// partial row tiles, bias and ReLU, with and without a residual.
-    @Test(.enabled(if: gpuUsable), arguments: [(2, 9, 32, 64, false), (3, 14, 64, 128, true)])
-    func convolutionMatchesDoublePrecision(_ images: Int, _ size: Int, _ c: Int, _ m: Int, _ residual: Bool) throws {
+    /// partial row tiles, bias and ReLU, with and without a residual; and a stem's 7×7 window over 3 channels
+    /// (loaded element by element, K = 147 padded to whole slices).
+    @Test(
+        .enabled(if: gpuUsable),
+        arguments: [(2, 9, 32, 64, false, 3), (3, 14, 64, 128, true, 3), (2, 23, 3, 64, false, 7)])
+    func convolutionMatchesDoublePrecision(
+        _ images: Int, _ size: Int, _ c: Int, _ m: Int, _ residual: Bool, _ window: Int
+    ) throws {
         let device = try sharedGPU()
         let context = device.context
         var rng = SeededGenerator(seed: seed)
         func random(_ count: Int, _ range: ClosedRange<Float>) -> [Float] {
             (0..<count).map { _ in Float.random(in: range, using: &rng) }
         }
-        let out = (size + 2 - 3) / 2 + 1
+        let pad = window / 2
+        let out = (size + 2 * pad - window) / 2 + 1
         let x = random(images * size * size * c, 0...2)  // [N, H, W, C]
-        let w = random(m * 9 * c, -1...1).map { $0 / Float(9 * c).squareRoot() }  // [M, 3, 3, C]
+        let taps = window * window
+        let w = random(m * taps * c, -1...1).map { $0 / Float(taps * c).squareRoot() }  // [M, kh, kw, C]
         let bias = random(m, -1...1)
         let pixels = images * out * out
         let r = residual ? random(pixels * m, -1...1) : []
@@ -131,14 +156,14 @@ import Testing
                     let p = (n * out + oy) * out + ox
                     for j in 0..<m {
                         var sum = Double(bias[j]) + (residual ? Double(r[p * m + j]) : 0)
-                        for ky in 0..<3 {
-                            for kx in 0..<3 {
-                                let (iy, ix) = (oy * 2 - 1 + ky, ox * 2 - 1 + kx)
+                        for ky in 0..<window {
+                            for kx in 0..<window {
+                                let (iy, ix) = (oy * 2 - pad + ky, ox * 2 - pad + kx)
                                 guard iy >= 0, iy < size, ix >= 0, ix < size else { continue }
                                 for ch in 0..<c {
                                     sum +=
                                         Double(x[((n * size + iy) * size + ix) * c + ch])
-                                        * Double(w[((j * 3 + ky) * 3 + kx) * c + ch])
+                                        * Double(w[((j * window + ky) * window + kx) * c + ch])
                                 }
                             }
                         }
@@ -149,8 +174,9 @@ import Testing
         }
         let step = CUDAConvolution(
             x: .input(0), w: .input(1), bias: .input(2), residual: residual ? .input(3) : nil, y: .output(0),
-            inputShape: [images, c, size, size], weightShape: [m, c, 3, 3], outputShape: [images, m, out, out],
-            pads: [1, 1], strides: [2, 2], dilations: [1, 1], groups: 1, activation: .relu, channelsLast: true)
+            inputShape: [images, c, size, size], weightShape: [m, c, window, window],
+            outputShape: [images, m, out, out], pads: [pad, pad], strides: [2, 2], dilations: [1, 1], groups: 1,
+            activation: .relu, channelsLast: true)
         let timer = try CUDATacticTimer(context: context)
         let buffers = try [x, w, bias].map { try timer.upload(context, $0) }
         let rBuffer = residual ? try timer.upload(context, r) : nil

@@ -23,3 +23,7 @@ $K build $M/resnet50.onnx -o /tmp/r50-64.kiln --device cuda --batch 64 > $OUT/bu
 $K bench /tmp/r50-64.kiln --batch 64 --duration 1 --profile > $OUT/profile.log 2>&1
 $K inspect /tmp/r50-64.kiln --verbose > $OUT/inspect.log 2>&1
 grep -A45 -i "per-layer\|layer profile" $OUT/profile.log | head -60
+echo "== layers where timing chose Kiln's split-TF32 kernel (tactic -1 - i)"
+grep -E -- "-> -[0-9]+$" $OUT/inspect.log
+grep -cE "^  (cublasLt|cudnn)" $OUT/inspect.log | sed 's/^/   library tactics in all: /'
+grep -E "built|wrote" $OUT/build-r50.log | tail -1

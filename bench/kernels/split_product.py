@@ -11,7 +11,7 @@ from attention import swift_string, compile_cubin, graph_time
 
 PATH = 'Sources/KilnCUDA/Kernels/CUDASplitProduct.swift'
 # ResNet-50's 3x3 convolutions at batch 64, channels-last: NxHxWxC>COUT/STRIDE (pad 1, bias and ReLU).
-CONVS = '64x56x56x128>128/2,64x28x28x256>256/2,64x14x14x512>512/2,64x56x56x64>64/1,64x28x28x128>128/1,' \
+CONVS = '64x224x224x3>64/2k7,64x56x56x128>128/2,64x28x28x256>256/2,64x14x14x512>512/2,64x56x56x64>64/1,64x28x28x128>128/1,' \
         '64x14x14x256>256/1,64x7x7x512>512/1'
 RESNET = ('200704x64x64,200704x64x256,200704x256x64+r,200704x256x64-,200704x128x256,50176x128x512,'
           '50176x512x128+r,50176x512x256-,50176x256x512,12544x256x1024,12544x1024x256+r,12544x1024x512-,'
@@ -36,13 +36,13 @@ def main():
         cubin, log = compile_cubin(prelude + '\n' + code, f'{major}{minor}')
         module = ctypes.c_void_p()
         assert cuda.cuModuleLoadData(ctypes.byref(module), cubin) == 0
-        for kind, columns in [(kind, columns) for kind in ('product', 'conv') for columns in (128, 64)]:
+        for kind, columns in [(kind, columns) for kind in ('product', 'conv', 'gather') for columns in (128, 64)]:
             name = f'kiln_split_tf32_{kind}_{columns}'
             usage = re.search(rf"Compiling entry function '{name}'.*?(Used [^\n]*)", log, re.S)
             spill = re.search(rf"Compiling entry function '{name}'.*?(\d+ bytes spill stores)", log, re.S)
             function = ctypes.c_void_p()
             assert cuda.cuModuleGetFunction(ctypes.byref(function), module, name.encode()) == 0
-            shared = 3 * (128 + columns) * 40 * 4
+            shared = 3 * (128 + columns) * 40 * 4 + (1536 if kind == 'gather' else 0)
             assert cuda.cuFuncSetAttribute(function, 8, shared) == 0
             functions[(blocks, columns) if kind == 'product' else (kind, blocks, columns)] = (function, shared)
             print(f'{name} blocks {blocks}: {usage.group(1) if usage else "?"}; {spill.group(1) if spill else "?"}')
@@ -112,29 +112,31 @@ def convs(cuda, functions, variants, shapes):
     for shape in shapes.split(','):
         left, right = shape.split('>')
         N, H, W, C = (int(v) for v in left.split('x'))
-        M, S = (int(v) for v in right.split('/'))
-        OH, OW = (H + 2 - 3) // S + 1, (W + 2 - 3) // S + 1
+        M, rest = right.split('/')
+        S, R = (int(v) for v in rest.split('k')) if 'k' in rest else (int(rest), 3)
+        M, P = int(M), R // 2
+        OH, OW = (H + 2 * P - R) // S + 1, (W + 2 * P - R) // S + 1
         torch.manual_seed(0)
         x = torch.randn(N, C, H, W, device='cuda').relu_()
-        w = torch.randn(M, C, 3, 3, device='cuda') / (9 * C) ** 0.5
+        w = torch.randn(M, C, R, R, device='cuda') / (R * R * C) ** 0.5
         bias = torch.randn(M, device='cuda')
-        exact = F.conv2d(x.double(), w.double(), bias.double(), stride=S, padding=1).relu()
-        mine = F.conv2d(x, w, bias, stride=S, padding=1).relu()
+        exact = F.conv2d(x.double(), w.double(), bias.double(), stride=S, padding=P).relu()
+        mine = F.conv2d(x, w, bias, stride=S, padding=P).relu()
         torch_error = ((mine.double() - exact).norm() / exact.norm()).item()
-        nchw = graph_time(lambda: F.conv2d(x, w, bias, stride=S, padding=1).relu_())
+        nchw = graph_time(lambda: F.conv2d(x, w, bias, stride=S, padding=P).relu_())
         xl, wl = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
-        nhwc = graph_time(lambda: F.conv2d(xl, wl, bias, stride=S, padding=1).relu_())
+        nhwc = graph_time(lambda: F.conv2d(xl, wl, bias, stride=S, padding=P).relu_())
         xs = x.permute(0, 2, 3, 1).contiguous()
         ws = w.permute(0, 2, 3, 1).contiguous()
         out = torch.empty(N, OH, OW, M, device='cuda')
-        m, k = N * OH * OW, 9 * C
+        m, k = N * OH * OW, R * R * C
         flops = 2 * m * M * k
         line = f'{shape:>20}: torch fp32 NCHW {nchw:6.1f} us ({flops / nchw / 1e6:4.1f}), NHWC {nhwc:6.1f} us, err {torch_error:.1e}'
         for blocks in variants:
             columns = 128 if M % 128 == 0 else 64
-            function, shared = functions[('conv', blocks, columns)]
+            function, shared = functions[('conv' if C % 32 == 0 else 'gather', blocks, columns)]
             values = [ctypes.c_uint64(t.data_ptr()) for t in (xs, ws, bias)] + [ctypes.c_uint64(0), ctypes.c_uint64(out.data_ptr())]
-            values += [ctypes.c_int(v) for v in (m, M, k, 1, H, W, C, OH, OW, 3, S, S, 1, 1)]
+            values += [ctypes.c_int(v) for v in (m, M, k, 1, H, W, C, OH, OW, R, S, S, P, P)]
             pointers = (ctypes.c_void_p * len(values))(*[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values])
 
             def run():

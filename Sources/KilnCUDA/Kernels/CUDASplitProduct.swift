@@ -52,9 +52,10 @@ enum CUDASplitProduct {
 
     /// The launches of the implicit-GEMM form for a channels-last 2-D `convolution` (X `[N, H, W, C]`, W
     /// `[M, kh, kw, C]`, Y `[N, OH, OW, M]`): row p of A is output pixel p, its columns the window's pixels'
-    /// channels, gathered from X as the slices load. None where it does not apply: channels-first, not
-    /// float32, TF32 allowed, groups, dilations, C not a multiple of 32 or M of 64, an activation other than
-    /// ReLU, or before Ampere.
+    /// channels, gathered from X as the slices load (16 bytes at a time where C is a multiple of 32, element by
+    /// element otherwise, as for a stem's 3 channels). None where it does not apply: channels-first, not
+    /// float32, TF32 allowed, groups, dilations, M not a multiple of 64, an activation other than ReLU, or
+    /// before Ampere.
     static func launches(_ convolution: CUDAConvolution, allowTF32: Bool, architecture: Int) -> [CUDALaunch] {
         let (x, w, y) = (convolution.inputShape, convolution.weightShape, convolution.outputShape)
         guard architecture >= 80, convolution.channelsLast, convolution.dtype == .float32, !allowTF32,
@@ -63,16 +64,19 @@ enum CUDASplitProduct {
             convolution.activation == nil || convolution.activation == .relu
         else { return [] }
         let (c, m, n, k) = (x[1], y[0] * y[2] * y[3], w[0], w[1] * w[2] * w[3])
-        guard c > 0, c % depth == 0, w[1] == c, n > 0, n % 64 == 0, m > 0, (m + 127) / 128 <= 65535,
+        guard c > 0, w[1] == c, n > 0, n % 64 == 0, m > 0, (m + 127) / 128 <= 65535,
             m <= Int(Int32.max), k <= Int(Int32.max), x.allSatisfy({ $0 <= Int(Int32.max) })
         else { return [] }
         let null = CUDAArgument.int64(0)
         let geometry = [x[2], x[3], c, y[2], y[3], w[3]] + convolution.strides + convolution.pads
+        // Channels in whole slices load 16 bytes at a time; others (a stem's 3) element by element, with a
+        // table of the rows' window origins after the stages.
+        let (kind, table) = c % depth == 0 ? ("conv", 0) : ("gather", 3 * 128 * 4)
         return (n % 128 == 0 ? [128, 64] : [64]).map { columns in
             CUDALaunch(
-                source: source, function: "kiln_split_tf32_conv_\(columns)",
+                source: source, function: "kiln_split_tf32_\(kind)_\(columns)",
                 grid: CUDADim3(n / columns, (m + 127) / 128, 1), block: CUDADim3(threads),
-                sharedBytes: sharedBytes(columns: columns),
+                sharedBytes: sharedBytes(columns: columns) + table,
                 arguments: [
                     .pointer(convolution.x), .pointer(convolution.w), convolution.bias.map { .pointer($0) } ?? null,
                     convolution.residual.map { .pointer($0) } ?? null, .pointer(convolution.y), .int32(Int32(m)),
@@ -111,14 +115,22 @@ enum CUDASplitProduct {
                          :: "r"(address), "l"(global), "r"(valid ? 16 : 0));
         }
 
+        __device__ __forceinline__ void kiln_cp_async4(void* shared, const void* global, bool valid) {
+            unsigned address = (unsigned)__cvta_generic_to_shared(shared);
+            asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\\n"
+                         :: "r"(address), "l"(global), "r"(valid ? 4 : 0));
+        }
+
         // A convolution's geometry, channels-last: X [N, H, W, C], output [N, OH, OW, ·], a KH x KW window
         // (KH = k / (KW * C)) at strides sh, sw after padding ph, pw.
         struct KilnSplitWindow { int h, w, c, oh, ow, kw, sh, sw, ph, pw; };
 
         // WARPS_M x WARPS_N warps over a 128 x BN tile; each warp 16*MF rows by 8*NF columns. With CONV, row p of
         // A is output pixel p and its columns the window's pixels' channels (C a multiple of 32, so a slice of
-        // 32 lies in one window position): an implicit-GEMM convolution, A gathered from X as it loads.
-        template <int BN, int WARPS_M, int WARPS_N, bool CONV>
+        // 32 lies in one window position): an implicit-GEMM convolution, A gathered from X as it loads. With
+        // GATHER (any C, any K; a stem's 3 channels) every element is loaded on its own, K padded with zeros to
+        // whole slices, and each row's window origin comes from a table after the B stages.
+        template <int BN, int WARPS_M, int WARPS_N, bool CONV, bool GATHER = false>
         __device__ __forceinline__ void kiln_split_product(
             const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias,
             const float* residual, float* c, int m, int n, int k, int relu, KilnSplitWindow v) {
@@ -131,7 +143,17 @@ enum CUDASplitProduct {
             const int g = lane >> 2, t = lane & 3;
             const int wm = (warp / WARPS_N) * (MF * 16), wn = (warp % WARPS_N) * (NF * 8);
             const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-            const int slices = k / BK;
+            const int slices = (k + BK - 1) / BK;
+            int* origins = reinterpret_cast<int*>(sb + STAGES * BN * LD);
+            if (GATHER) {
+                for (int row = tid; row < BM; row += 256) {
+                    int p = m0 + row, ow = p % v.ow, rest = p / v.ow;
+                    origins[row] = p < m ? rest / v.oh : -1;
+                    origins[BM + row] = (rest % v.oh) * v.sh - v.ph;
+                    origins[2 * BM + row] = ow * v.sw - v.pw;
+                }
+                __syncthreads();
+            }
             constexpr int ROWS = BM * BK / 4 / 256;
             // The output pixel of each A row this thread loads: image, top and left of its window.
             int image[ROWS], top[ROWS], left[ROWS];
@@ -150,6 +172,26 @@ enum CUDASplitProduct {
 
             auto load = [&](int slice, int stage) {
                 const int k0 = slice * BK;
+                if (GATHER) {
+                    // Thread column `tid % 32` of every eighth row: one window position and channel per slice.
+                    const int col = tid & 31, kk = k0 + col, position = kk / v.c, channel = kk - position * v.c;
+                    const int r = position / v.kw, q = position - r * v.kw;
+                    #pragma unroll 4
+                    for (int i = 0; i < BM * BK / 256; ++i) {
+                        int row = (tid >> 5) + i * 8, image = origins[row];
+                        int y = origins[BM + row] + r, x = origins[2 * BM + row] + q;
+                        bool valid = kk < k && image >= 0 && y >= 0 && y < v.h && x >= 0 && x < v.w;
+                        const float* source = valid ? a + (((size_t)image * v.h + y) * v.w + x) * v.c + channel : a;
+                        kiln_cp_async4(sa + stage * BM * LD + row * LD + col, source, valid);
+                    }
+                    #pragma unroll
+                    for (int i = 0; i < BN * BK / 256; ++i) {
+                        int row = (tid >> 5) + i * 8;
+                        const float* source = kk < k ? b + (size_t)(n0 + row) * k + kk : b;
+                        kiln_cp_async4(sb + stage * BN * LD + row * LD + col, source, kk < k);
+                    }
+                    return;
+                }
                 int r = 0, q = 0, c0 = k0;
                 if (CONV) {
                     int position = k0 / v.c;
@@ -309,12 +351,28 @@ enum CUDASplitProduct {
             kiln_split_product<128, 2, 4, true>(x, w, bias, residual, y, m, n, k, relu, v);
         }
 
+        extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_gather_128(
+            const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
+            const float* residual, float* y, int m, int n, int k, int relu, int h, int width, int channels, int oh,
+            int ow, int kw, int sh, int sw, int ph, int pw) {
+            KilnSplitWindow v{h, width, channels, oh, ow, kw, sh, sw, ph, pw};
+            kiln_split_product<128, 2, 4, true, true>(x, w, bias, residual, y, m, n, k, relu, v);
+        }
+
         extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_conv_64(
             const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
             const float* residual, float* y, int m, int n, int k, int relu, int h, int width, int channels, int oh,
             int ow, int kw, int sh, int sw, int ph, int pw) {
             KilnSplitWindow v{h, width, channels, oh, ow, kw, sh, sw, ph, pw};
             kiln_split_product<64, 4, 2, true>(x, w, bias, residual, y, m, n, k, relu, v);
+        }
+
+        extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_gather_64(
+            const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
+            const float* residual, float* y, int m, int n, int k, int relu, int h, int width, int channels, int oh,
+            int ow, int kw, int sh, int sw, int ph, int pw) {
+            KilnSplitWindow v{h, width, channels, oh, ow, kw, sh, sw, ph, pw};
+            kiln_split_product<64, 4, 2, true, true>(x, w, bias, residual, y, m, n, k, relu, v);
         }
         """
 }
