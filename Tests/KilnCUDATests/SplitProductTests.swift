@@ -74,6 +74,26 @@ import Testing
                 .isEmpty)
     }
 
+    /// Runs `launch` once (its output first filled with NaNs, so rows it leaves unwritten show) and returns
+    /// its relative L2 error against `expected`.
+    static func run(
+        _ launch: CUDALaunch, _ device: CUDADevice, _ timer: CUDATacticTimer, _ addresses: [CUDAOperand: UInt64],
+        output: DeviceBuffer, expected: [Double]
+    ) throws -> Double {
+        let prepared = try launch.prepare(
+            try CUDAPlanBuilder.function(for: launch, modules: device.modules), resolve: { addresses[$0] ?? 0 })
+        try timer.stream.fill(device: output.address, byte: 0xFF, bytes: expected.count * 4)
+        try prepared.enqueue(on: timer.stream)
+        try timer.stream.synchronize()
+        let got = try timer.download(output, count: expected.count)
+        var (difference, norm) = (0.0, 0.0)
+        for (value, e) in zip(got, expected) {
+            difference += (Double(value) - e) * (Double(value) - e)
+            norm += e * e
+        }
+        return (difference / norm).squareRoot()
+    }
+
     /// Runs each launch of the product on random data and compares with double-precision math.
     @Test(.enabled(if: gpuUsable), arguments: [(300, 256, 96, true), (130, 192, 1024, false), (260, 128, 2048, true)])
     func matchesDoublePrecision(_ m: Int, _ n: Int, _ k: Int, _ residual: Bool) throws {
@@ -107,20 +127,7 @@ import Testing
             Self.product(m, n, k, residual: residual), allowTF32: false, architecture: context.computeCapability)
         #expect(!launches.isEmpty)
         for launch in launches {
-            let function = try CUDAPlanBuilder.function(for: launch, modules: device.modules)
-            let prepared = try function.prepare(
-                grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes, arguments: launch.arguments,
-                resolve: { addresses[$0] ?? 0 })
-            try timer.stream.fill(device: out.address, byte: 0xFF, bytes: m * n * 4)  // NaNs where nothing is stored
-            try prepared.enqueue(on: timer.stream)
-            try timer.stream.synchronize()
-            let got = try timer.download(out, count: m * n)
-            var (difference, norm) = (0.0, 0.0)
-            for (x, e) in zip(got, expected) {
-                difference += (Double(x) - e) * (Double(x) - e)
-                norm += e * e
-            }
-            let error = (difference / norm).squareRoot()
+            let error = try Self.run(launch, device, timer, addresses, output: out, expected: expected)
             #expect(error < 1e-6, "\(launch.function) \(m)x\(n)x\(k): relative error \(error) (seed \(seed))")
             print("split-TF32 product \(launch.function) \(m)x\(n)x\(k) residual \(residual): error \(error)")
         }
@@ -188,20 +195,7 @@ import Testing
         let launches = CUDASplitProduct.launches(step, allowTF32: false, architecture: context.computeCapability)
         #expect(launches.count == (m % 128 == 0 ? 2 : 1))
         for launch in launches {
-            let function = try CUDAPlanBuilder.function(for: launch, modules: device.modules)
-            let prepared = try function.prepare(
-                grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes, arguments: launch.arguments,
-                resolve: { addresses[$0] ?? 0 })
-            try timer.stream.fill(device: y.address, byte: 0xFF, bytes: pixels * m * 4)
-            try prepared.enqueue(on: timer.stream)
-            try timer.stream.synchronize()
-            let got = try timer.download(y, count: pixels * m)
-            var (difference, norm) = (0.0, 0.0)
-            for (value, e) in zip(got, expected) {
-                difference += (Double(value) - e) * (Double(value) - e)
-                norm += e * e
-            }
-            let error = (difference / norm).squareRoot()
+            let error = try Self.run(launch, device, timer, addresses, output: y, expected: expected)
             #expect(
                 error < 1e-6, "\(launch.function) \(images)x\(size)x\(size)x\(c) -> \(m): error \(error) (seed \(seed))"
             )

@@ -18,6 +18,20 @@ RESNET = ('200704x64x64,200704x64x256,200704x256x64+r,200704x256x64-,200704x128x
           '12544x512x1024,3136x512x2048,3136x2048x512+r,3136x2048x1024-,1000x512x2048')
 
 
+def launcher(cuda, function, grid, shared, buffers, ints):
+    """A function that launches `function` (256 threads a block) on the current stream with device pointers
+    `buffers` (None: a null pointer) and int32 `ints` as its arguments."""
+    values = [ctypes.c_uint64(x.data_ptr() if x is not None else 0) for x in buffers]
+    values += [ctypes.c_int(x) for x in ints]
+    pointers = (ctypes.c_void_p * len(values))(*[ctypes.cast(ctypes.byref(x), ctypes.c_void_p) for x in values])
+
+    def run():
+        stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
+        assert cuda.cuLaunchKernel(function, *grid, 256, 1, 1, shared, stream, pointers, None) == 0
+
+    return run
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--shapes', default=RESNET)
@@ -82,16 +96,8 @@ def main():
                f'{fused:6.1f} us, err {torch_error:.1e}'
         for blocks in variants:
             function, shared = functions[(blocks, columns)]
-            values = [ctypes.c_uint64(x.data_ptr() if x is not None else 0) for x in (a, w, bias, r, out)]
-            values += [ctypes.c_int(x) for x in (M, N, K, 1 if relu else 0)]
-            pointers = (ctypes.c_void_p * len(values))(
-                *[ctypes.cast(ctypes.byref(x), ctypes.c_void_p) for x in values])
-
-            def run():
-                stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
-                assert cuda.cuLaunchKernel(function, N // columns, (M + 127) // 128, 1, 256, 1, 1, shared, stream,
-                                           pointers, None) == 0
-
+            run = launcher(cuda, function, (N // columns, (M + 127) // 128, 1), shared, (a, w, bias, r, out),
+                           (M, N, K, 1 if relu else 0))
             out.fill_(float('nan'))
             run()
             torch.cuda.synchronize()
@@ -135,15 +141,8 @@ def convs(cuda, functions, variants, shapes):
         for blocks in variants:
             columns = 128 if M % 128 == 0 else 64
             function, shared = functions[('conv' if C % 32 == 0 else 'gather', blocks, columns)]
-            values = [ctypes.c_uint64(t.data_ptr()) for t in (xs, ws, bias)] + [ctypes.c_uint64(0), ctypes.c_uint64(out.data_ptr())]
-            values += [ctypes.c_int(v) for v in (m, M, k, 1, H, W, C, OH, OW, R, S, S, P, P)]
-            pointers = (ctypes.c_void_p * len(values))(*[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values])
-
-            def run():
-                stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
-                assert cuda.cuLaunchKernel(function, M // columns, (m + 127) // 128, 1, 256, 1, 1, shared, stream,
-                                           pointers, None) == 0
-
+            run = launcher(cuda, function, (M // columns, (m + 127) // 128, 1), shared, (xs, ws, bias, None, out),
+                           (m, M, k, 1, H, W, C, OH, OW, R, S, S, P, P))
             out.fill_(float('nan'))
             run()
             torch.cuda.synchronize()

@@ -146,11 +146,7 @@ enum CUDALibraryRunner {
         resolve: (CUDAOperand) throws -> UInt64
     ) throws -> (any CUDALibraryCall)? {
         guard let kernel, CUDASplitProduct.aligned(try operands.map(resolve)) else { return nil }
-        let launch = kernel.launch
-        return KernelCall(
-            launch: try kernel.function.prepare(
-                grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes, arguments: launch.arguments,
-                resolve: resolve))
+        return KernelCall(launch: try kernel.launch.prepare(kernel.function, resolve: resolve))
     }
 
     var workspaceBytes: Int {

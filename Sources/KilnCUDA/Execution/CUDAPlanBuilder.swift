@@ -118,6 +118,14 @@ struct CUDAPlanBuilder {
     }
 }
 
+extension CUDALaunch {
+    /// This launch of `function` with its arguments packed (operand addresses from `resolve`).
+    func prepare(_ function: CUDAFunction, resolve: (CUDAOperand) throws -> UInt64) throws -> PreparedLaunch {
+        try function.prepare(
+            grid: grid, block: block, sharedBytes: sharedBytes, arguments: arguments, resolve: resolve)
+    }
+}
+
 extension CUDAPlanBuilder {
     /// The loaded function of `launch`, compiled on first use, allowed the dynamic shared memory it asks for.
     static func function(for launch: CUDALaunch, modules: CUDAModuleCache) throws -> CUDAFunction {

@@ -331,48 +331,26 @@ enum CUDASplitProduct {
             }
         }
 
-        extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_product_128(
-            const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias,
-            const float* residual, float* c, int m, int n, int k, int relu) {
-            kiln_split_product<128, 2, 4, false>(a, b, bias, residual, c, m, n, k, relu, KilnSplitWindow{});
-        }
-
-        extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_product_64(
-            const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias,
-            const float* residual, float* c, int m, int n, int k, int relu) {
-            kiln_split_product<64, 4, 2, false>(a, b, bias, residual, c, m, n, k, relu, KilnSplitWindow{});
-        }
-
-        extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_conv_128(
-            const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
-            const float* residual, float* y, int m, int n, int k, int relu, int h, int width, int channels, int oh,
-            int ow, int kw, int sh, int sw, int ph, int pw) {
-            KilnSplitWindow v{h, width, channels, oh, ow, kw, sh, sw, ph, pw};
-            kiln_split_product<128, 2, 4, true>(x, w, bias, residual, y, m, n, k, relu, v);
-        }
-
-        extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_gather_128(
-            const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
-            const float* residual, float* y, int m, int n, int k, int relu, int h, int width, int channels, int oh,
-            int ow, int kw, int sh, int sw, int ph, int pw) {
-            KilnSplitWindow v{h, width, channels, oh, ow, kw, sh, sw, ph, pw};
-            kiln_split_product<128, 2, 4, true, true>(x, w, bias, residual, y, m, n, k, relu, v);
-        }
-
-        extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_conv_64(
-            const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
-            const float* residual, float* y, int m, int n, int k, int relu, int h, int width, int channels, int oh,
-            int ow, int kw, int sh, int sw, int ph, int pw) {
-            KilnSplitWindow v{h, width, channels, oh, ow, kw, sh, sw, ph, pw};
-            kiln_split_product<64, 4, 2, true>(x, w, bias, residual, y, m, n, k, relu, v);
-        }
-
-        extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_gather_64(
-            const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
-            const float* residual, float* y, int m, int n, int k, int relu, int h, int width, int channels, int oh,
-            int ow, int kw, int sh, int sw, int ph, int pw) {
-            KilnSplitWindow v{h, width, channels, oh, ow, kw, sh, sw, ph, pw};
-            kiln_split_product<64, 4, 2, true, true>(x, w, bias, residual, y, m, n, k, relu, v);
-        }
+        // The entry points: products, and windows loaded 16 bytes (conv) or one element (gather) at a time.
+        #define KILN_SPLIT_PRODUCT(BN, WARPS_M, WARPS_N) \\
+            extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_product_##BN( \\
+                const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, \\
+                const float* residual, float* c, int m, int n, int k, int relu) { \\
+                kiln_split_product<BN, WARPS_M, WARPS_N, false>(a, b, bias, residual, c, m, n, k, relu, KilnSplitWindow{}); \\
+            }
+        #define KILN_SPLIT_WINDOW(KIND, GATHER, BN, WARPS_M, WARPS_N) \\
+            extern "C" __global__ void __launch_bounds__(256, KILN_SPLIT_BLOCKS) kiln_split_tf32_##KIND##_##BN( \\
+                const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, \\
+                const float* residual, float* y, int m, int n, int k, int relu, int h, int width, int channels, \\
+                int oh, int ow, int kw, int sh, int sw, int ph, int pw) { \\
+                KilnSplitWindow v{h, width, channels, oh, ow, kw, sh, sw, ph, pw}; \\
+                kiln_split_product<BN, WARPS_M, WARPS_N, true, GATHER>(x, w, bias, residual, y, m, n, k, relu, v); \\
+            }
+        KILN_SPLIT_PRODUCT(128, 2, 4)
+        KILN_SPLIT_PRODUCT(64, 4, 2)
+        KILN_SPLIT_WINDOW(conv, false, 128, 2, 4)
+        KILN_SPLIT_WINDOW(conv, false, 64, 4, 2)
+        KILN_SPLIT_WINDOW(gather, true, 128, 2, 4)
+        KILN_SPLIT_WINDOW(gather, true, 64, 4, 2)
         """
 }

@@ -57,69 +57,42 @@ extension CUDAConvolutionRunner {
                 return workspaceBytes
             }.max() ?? 0
         let scratch = try context.allocate(bytes: max(largest, 1))
-        var reference: [Float] = []
-        var (launched, rejected) = (0, 0)
-        var best = (index: 0, milliseconds: Double.infinity)
         // Operands by position for the kernels' timing launches (`timingStep` names each one apart).
         let addresses: [CUDAOperand: UInt64] = [
             .input(0): x.address, .input(1): w.address, .input(2): bias?.address ?? 0,
             .input(3): residual?.address ?? 0, .output(0): y.address,
         ]
         // cuDNN's candidates by index, then Kiln's kernels as −1 − i.
-        for index in Array(candidates.indices) + timedKernels.indices.map({ -1 - $0 }) {
-            let run: () throws -> Void
-            if index >= 0 {
+        let contest = try timer.fastest(
+            Array(candidates.indices) + timedKernels.indices.map { -1 - $0 }, runs: runs,
+            prepare: { index in
+                guard index >= 0 else {
+                    return timer.call(timedKernels[-1 - index], load: loadKernel, addresses: addresses)
+                }
                 try choose(index)
-                run = {
+                return {
                     try self.enqueue(
                         x: x.address, w: w.address, bias: bias?.address ?? 0, residual: residual?.address ?? 0,
                         y: y.address, workspace: scratch.address, stream: stream.handle)
                 }
-            } else {
-                let launch = timedKernels[-1 - index]
-                guard let function = try? loadKernel(launch),
-                    let prepared = try? function.prepare(
-                        grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes,
-                        arguments: launch.arguments, resolve: { addresses[$0] ?? 0 })
-                else { continue }  // a kernel that does not compile or load is not a candidate
-                run = { try prepared.enqueue(on: stream) }
-            }
-            let median: Double
-            do {
-                median = try timer.median(runs: runs, run)
-            } catch {
-                continue  // an algorithm that fails to run is not a candidate
-            }
-            launched += 1
-            let output = try timer.download(y, count: outputCount, dtype: step.dtype)
-            if sample.relativeError(of: output, from: expected) > sampleTolerance {
-                rejected += 1
-                continue
-            }
-            if reference.isEmpty {
-                reference = output
-            } else if CUDATacticTimer.relativeError(output, reference) > tolerance {
-                continue  // faster is no use if the result differs
-            }
-            if best.milliseconds.isInfinite {
-                best = (index, median)  // the reference: the heuristics' first choice that runs
-            } else if median < best.milliseconds * (1 - CUDATacticTimer.margin) {
-                best = (index, median)
-            }
-        }
-        if best.milliseconds.isInfinite, rejected > 0 {
+            },
+            output: { try timer.download(y, count: outputCount, dtype: step.dtype) },
+            matchesHost: { sample.relativeError(of: $0, from: expected) <= sampleTolerance }, tolerance: tolerance)
+        let (launched, rejected) = (contest.launched, contest.rejected)
+        if contest.best == nil, rejected > 0 {
             FileHandle.standardError.write(
                 Data(
                     ("note: no cuDNN algorithm for the convolution \(signature) matched the host reference; "
                         + "keeping the heuristics' first choice\n").utf8))
         }
+        let best = contest.best ?? 0
         // A kernel (index −1 − i) is remembered as algorithm −1 − i; cuDNN's algorithms are 0 or more.
         let chosen: (index: Int, algorithm: Int32)
-        if best.index < 0, try chooseKernel(-1 - best.index, of: kernels(step)) {
-            chosen = (best.index, Int32(best.index))
+        if best < 0, try chooseKernel(-1 - best, of: kernels(step)) {
+            chosen = (best, Int32(best))
         } else {
-            try choose(max(best.index, 0))
-            chosen = (max(best.index, 0), algorithm)
+            try choose(max(best, 0))
+            chosen = (max(best, 0), algorithm)
         }
         let remembered = chosen.algorithm
         dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] = remembered }

@@ -201,67 +201,42 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         let largest = (0..<candidateCount).map { workspace(ofRank: $0) }.max() ?? 0
         let scratch = try context.allocate(bytes: max(largest, 1))
         let outputCount = span(step.m, step.n, step.strideD) / elementBytes
-        var reference: [Float] = []
-        var (launched, rejected) = (0, 0)
-        var best = (rank: 0, milliseconds: Double.infinity)
         // Operands by position for the kernels' timing launches (`timingStep` names each one apart).
         let addresses: [CUDAOperand: UInt64] = [
             .input(0): a.address, .input(1): b.address, .input(2): c?.address ?? 0, .input(3): bias?.address ?? 0,
             .output(0): d.address,
         ]
-        let tactics = Array(0..<candidateCount) + timedKernels.indices.map { -1 - $0 }
-        for rank in tactics {
-            let run: () throws -> Void
-            if rank >= 0 {
+        // cuBLASLt's candidates by rank, then Kiln's kernels as −1 − i.
+        let contest = try timer.fastest(
+            Array(0..<candidateCount) + timedKernels.indices.map { -1 - $0 }, runs: runs,
+            prepare: { rank in
+                guard rank >= 0 else {
+                    return timer.call(timedKernels[-1 - rank], load: loadKernel, addresses: addresses)
+                }
                 _ = choose(rank: rank, kernels: [])
-                run = {
+                return {
                     try self.enqueue(
                         a: a.address, b: b.address, c: c?.address ?? 0, bias: bias?.address ?? 0, d: d.address,
                         workspace: scratch.address, stream: timer.stream.handle)
                 }
-            } else {
-                let launch = timedKernels[-1 - rank]
-                guard let function = try? loadKernel(launch),
-                    let prepared = try? function.prepare(
-                        grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes,
-                        arguments: launch.arguments, resolve: { addresses[$0] ?? 0 })
-                else { continue }  // a kernel that does not compile or load is not a candidate
-                run = { try prepared.enqueue(on: timer.stream) }
-            }
-            let median: Double
-            do {
-                median = try timer.median(runs: runs, run)
-            } catch {
-                continue  // an algorithm that fails to launch is not a candidate
-            }
-            launched += 1
-            let output = try timer.download(d, count: outputCount, dtype: dtype)
-            if let sample, let expected,
-                sample.relativeError(of: output, from: expected) > SampledProduct.tolerance(step, tf32: allowTF32)
-            {
-                rejected += 1
-                continue
-            }
-            if reference.isEmpty {
-                reference = output
-            } else if CUDATacticTimer.relativeError(output, reference)
-                > CUDATacticTimer.tolerance(dtype: dtype, tf32: allowTF32)
-            {
-                continue
-            }
-            // The reference is also the time to beat; another must beat it clearly, not by noise.
-            if best.milliseconds.isInfinite || median < best.milliseconds * (1 - CUDATacticTimer.margin) {
-                best = (rank, median)
-            }
-        }
-        if best.milliseconds.isInfinite, rejected > 0 {
+            },
+            output: { try timer.download(d, count: outputCount, dtype: dtype) },
+            matchesHost: { output in
+                guard let sample, let expected else { return true }
+                return sample.relativeError(of: output, from: expected)
+                    <= SampledProduct.tolerance(step, tf32: allowTF32)
+            },
+            tolerance: CUDATacticTimer.tolerance(dtype: dtype, tf32: allowTF32))
+        let (launched, rejected) = (contest.launched, contest.rejected)
+        if contest.best == nil, rejected > 0 {
             FileHandle.standardError.write(
                 Data(
                     ("note: no cuBLASLt algorithm for the \(step.m)x\(step.n)x\(step.k) product matched the host "
                         + "reference; keeping the heuristics' first choice\n").utf8))
         }
-        let chosen = choose(rank: best.rank, kernels: kernels(step)) ? best.rank : 0
-        if chosen != best.rank { _ = choose(rank: 0, kernels: []) }
+        let best = contest.best ?? 0
+        let chosen = choose(rank: best, kernels: kernels(step)) ? best : 0
+        if chosen != best { _ = choose(rank: 0, kernels: []) }
         lib.tuningLock.lock()
         lib.tunedRanks[signature] = chosen
         lib.tuningLock.unlock()

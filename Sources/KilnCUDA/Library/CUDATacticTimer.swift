@@ -85,6 +85,48 @@ struct CUDATacticTimer {
         }
     }
 
+    /// A call of Kiln's kernel `launch` on this timer's stream, its operands given by `addresses` (the timing
+    /// buffers by the operand names the timed step uses), or nil when the kernel does not load.
+    func call(
+        _ launch: CUDALaunch, load: (CUDALaunch) throws -> CUDAFunction, addresses: [CUDAOperand: UInt64]
+    ) -> (() throws -> Void)? {
+        guard let function = try? load(launch),
+            let prepared = try? launch.prepare(function, resolve: { addresses[$0] ?? 0 })
+        else { return nil }
+        return { try prepared.enqueue(on: self.stream) }
+    }
+
+    /// The contest among one layer's `tactics`: each that `prepare` gives a call for (nil: not a candidate) runs,
+    /// timed as the median of `runs`; its result (`output`) must match the host's samples (`matchesHost`, or
+    /// it counts as rejected) and the result of the first tactic that ran within `tolerance`; another replaces
+    /// that first one only when faster by `margin`. Returns the fastest (nil when none qualified).
+    func fastest(
+        _ tactics: [Int], runs: Int, prepare: (Int) throws -> (() throws -> Void)?, output: () throws -> [Float],
+        matchesHost: ([Float]) -> Bool, tolerance: Double
+    ) throws -> (best: Int?, launched: Int, rejected: Int) {
+        var reference: [Float] = []
+        var (launched, rejected) = (0, 0)
+        var best: (tactic: Int, milliseconds: Double)?
+        for tactic in tactics {
+            guard let call = try prepare(tactic), let median = try? self.median(runs: runs, call) else {
+                continue  // one that does not load or fails to launch is not a candidate
+            }
+            launched += 1
+            let result = try output()
+            guard matchesHost(result) else {
+                rejected += 1
+                continue
+            }
+            if reference.isEmpty {
+                reference = result
+            } else if Self.relativeError(result, reference) > tolerance {
+                continue  // faster is no use if the result differs
+            }
+            if best.map({ median < $0.milliseconds * (1 - Self.margin) }) ?? true { best = (tactic, median) }
+        }
+        return (best?.tactic, launched, rejected)
+    }
+
     /// The median milliseconds of `call` (which enqueues on `stream`) over `runs` timed runs.
     func median(runs: Int, _ call: () throws -> Void) throws -> Double {
         var times: [Double] = []
