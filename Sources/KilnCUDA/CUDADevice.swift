@@ -45,7 +45,7 @@ public final class CUDADevice: Device {
     public init(ordinal: Int = 0, options: CUDADeviceOptions = .init()) throws {
         context = try CUDAContext.open(ordinal: ordinal)
         modules = CUDAModuleCache(context: context)
-        libraries = try CUDALibraries(context: context)
+        libraries = try CUDALibraries(context: context, modules: modules)
         uploadStream = try context.makeStream()
         pinned = PinnedPool(context: context)
         host = CPUDevice(options: .untuned)

@@ -81,7 +81,7 @@ import Testing
         output: DeviceBuffer, expected: [Double]
     ) throws -> Double {
         let prepared = try launch.prepare(
-            try CUDAPlanBuilder.function(for: launch, modules: device.modules), resolve: { addresses[$0] ?? 0 })
+            try device.modules.function(for: launch), resolve: { addresses[$0] ?? 0 })
         try timer.stream.fill(device: output.address, byte: 0xFF, bytes: expected.count * 4)
         try prepared.enqueue(on: timer.stream)
         try timer.stream.synchronize()
@@ -208,13 +208,11 @@ import Testing
     @Test(.enabled(if: gpuUsable)) func tunerTimesTheKernelsBesideCuBLASLt() throws {
         let device = try sharedGPU()
         let library = try CUBLASLt()
-        let (modules, architecture) = (device.modules, device.context.computeCapability)
         let step = Self.product(4096, 256, 512)
         func runner() throws -> CUDAMatMulRunner {
             try CUDAMatMulRunner(
                 step: step, library: library, allowTF32: false, candidates: 4,
-                kernels: { CUDASplitProduct.launches($0, allowTF32: false, architecture: architecture) },
-                loadKernel: { try CUDAPlanBuilder.function(for: $0, modules: modules) })
+                kernels: .splitTF32(modules: device.modules, allowTF32: false))
         }
         let tuned = try runner()
         let outcome = try tuned.tune(context: device.context, runs: 2)

@@ -31,6 +31,13 @@ public final class CUDAModuleCache: @unchecked Sendable {
         return try insert(source, image: image)
     }
 
+    /// The loaded function of `launch`, compiled on first use, allowed the dynamic shared memory it asks for.
+    public func function(for launch: CUDALaunch) throws -> CUDAFunction {
+        let function = try module(for: launch.source).function(launch.function)
+        if launch.sharedBytes > 48 << 10 { try function.setMaxDynamicSharedMemory(launch.sharedBytes) }
+        return function
+    }
+
     /// Keeps compiled cubins (from a plan file) for the sources named by their `planName`.
     public func preload(_ code: [(name: String, image: [UInt8])]) {
         lock.withLock { for (name, image) in code { preloaded[name] = image } }

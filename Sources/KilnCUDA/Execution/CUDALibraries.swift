@@ -5,11 +5,16 @@ import KilnIR
 /// and a machine without cuDNN still runs everything else.
 final class CUDALibraries: @unchecked Sendable {
     private let context: CUDAContext
+    /// Where Kiln's own kernels timed beside the libraries' algorithms are compiled and loaded.
+    private let modules: CUDAModuleCache
     private let lock = NSLock()
     private var blas: Result<CUBLASLt, Error>?
     private var dnn: Result<CUDNN, Error>?
 
-    init(context: CUDAContext) throws { self.context = context }
+    init(context: CUDAContext, modules: CUDAModuleCache) throws {
+        self.context = context
+        self.modules = modules
+    }
 
     /// cuBLASLt algorithm ranks and cuDNN algorithms chosen before the library opened (from a plan or a
     /// timing cache).
@@ -93,34 +98,26 @@ final class CUDALibraries: @unchecked Sendable {
         return try result.get()
     }
 
-    /// The cuBLASLt algorithm for `step`, or one of Kiln's own `kernels` for it, timed among the heuristic's
+    /// The cuBLASLt algorithm for `step`, or Kiln's split-TF32 kernel for it, timed among the heuristic's
     /// candidates when `tune` is set. Past `deadline` (the build budget) nothing more is timed: known choices
     /// apply, others take the heuristics' first.
     func runner(
-        for step: CUDAMatMul, allowTF32: Bool, tune: Bool, candidates: Int, deadline: Date?,
-        kernels: @escaping @Sendable (CUDAMatMul) -> [CUDALaunch] = { _ in [] },
-        loadKernel: @escaping @Sendable (CUDALaunch) throws -> CUDAFunction = { launch in
-            throw KilnError.unsupported("no module cache to load kernel '\(launch.function)'")
-        }
+        for step: CUDAMatMul, allowTF32: Bool, tune: Bool, candidates: Int, deadline: Date?
     ) throws -> CUDAMatMulRunner {
         let runner = try CUDAMatMulRunner(
             step: step, library: try cublasLt(), allowTF32: allowTF32, candidates: tune ? candidates : 1,
-            kernels: kernels, loadKernel: loadKernel)
+            kernels: .splitTF32(modules: modules, allowTF32: allowTF32))
         if tune { try runner.tune(context: context, measure: deadline.map { Date() < $0 } ?? true) }
         return runner
     }
 
-    /// The cuDNN algorithm for `step`: the heuristics' first, or with `tune` the fastest of them and Kiln's own
-    /// `kernels` for it that gives the same result (nothing more is timed past `deadline`).
-    func runner(
-        for step: CUDAConvolution, allowTF32: Bool, tune: Bool, deadline: Date?,
-        kernels: @escaping @Sendable (CUDAConvolution) -> [CUDALaunch] = { _ in [] },
-        loadKernel: @escaping @Sendable (CUDALaunch) throws -> CUDAFunction = { launch in
-            throw KilnError.unsupported("no module cache to load kernel '\(launch.function)'")
-        }
-    ) throws -> CUDAConvolutionRunner {
+    /// The cuDNN algorithm for `step`: the heuristics' first, or with `tune` the fastest of them and Kiln's
+    /// split-TF32 kernel for it that gives the same result (nothing more is timed past `deadline`).
+    func runner(for step: CUDAConvolution, allowTF32: Bool, tune: Bool, deadline: Date?) throws -> CUDAConvolutionRunner
+    {
         let runner = try CUDAConvolutionRunner(
-            step: step, library: try cudnn(), allowTF32: allowTF32, kernels: kernels, loadKernel: loadKernel)
+            step: step, library: try cudnn(), allowTF32: allowTF32,
+            kernels: .splitTF32(modules: modules, allowTF32: allowTF32))
         if tune { try runner.tune(context: context, measure: deadline.map { Date() < $0 } ?? true) }
         return runner
     }
@@ -139,14 +136,20 @@ enum CUDALibraryRunner {
         }
     }
 
-    /// The launch of a kernel chosen for a library step, or nil (no kernel chosen, or operands off a 16-byte
-    /// boundary, views the kernel cannot take: the library's first candidate runs then).
-    private static func kernelCall(
-        _ kernel: (launch: CUDALaunch, function: CUDAFunction)?, operands: [CUDAOperand],
-        resolve: (CUDAOperand) throws -> UInt64
-    ) throws -> (any CUDALibraryCall)? {
-        guard let kernel, CUDASplitProduct.aligned(try operands.map(resolve)) else { return nil }
-        return KernelCall(launch: try kernel.launch.prepare(kernel.function, resolve: resolve))
+    /// Kiln's kernel chosen in place of the library's algorithm, if one was.
+    var kernel: (launch: CUDALaunch, function: CUDAFunction)? {
+        switch self {
+        case .matMul(let runner, _): runner.kernel
+        case .convolution(let runner, _): runner.kernel
+        }
+    }
+
+    /// Every operand the step reads or writes.
+    private var operands: [CUDAOperand] {
+        switch self {
+        case .matMul(_, let step): [step.a, step.b, step.d] + [step.c, step.bias].compactMap { $0 }
+        case .convolution(_, let step): [step.x, step.w, step.y] + [step.bias, step.residual].compactMap { $0 }
+        }
     }
 
     var workspaceBytes: Int {
@@ -157,25 +160,18 @@ enum CUDALibraryRunner {
     }
 
     /// The call with one context's operand addresses and workspace.
+    /// A chosen kernel runs in place of the library unless an operand is off a 16-byte boundary (a view the
+    /// kernel cannot take), where the library's first candidate, kept set up, runs.
     func bind(resolve: (CUDAOperand) throws -> UInt64, workspace: CUDAWorkspace) throws -> any CUDALibraryCall {
+        if let kernel, CUDASplitProduct.aligned(try operands.map(resolve)) {
+            return KernelCall(launch: try kernel.launch.prepare(kernel.function, resolve: resolve))
+        }
         switch self {
         case .matMul(let runner, let step):
-            if let call = try Self.kernelCall(
-                runner.kernel, operands: [step.a, step.b, step.d] + [step.c, step.bias].compactMap { $0 },
-                resolve: resolve)
-            {
-                return call
-            }
             return MatMulCall(
                 runner: runner, a: try resolve(step.a), b: try resolve(step.b), c: try step.c.map(resolve) ?? 0,
                 bias: try step.bias.map(resolve) ?? 0, d: try resolve(step.d), workspace: workspace)
         case .convolution(let runner, let step):
-            if let call = try Self.kernelCall(
-                runner.kernel, operands: [step.x, step.w, step.y] + [step.bias, step.residual].compactMap { $0 },
-                resolve: resolve)
-            {
-                return call
-            }
             return ConvolutionCall(
                 runner: runner, x: try resolve(step.x), w: try resolve(step.w), bias: try step.bias.map(resolve) ?? 0,
                 residual: try step.residual.map(resolve) ?? 0, y: try resolve(step.y), workspace: workspace)
@@ -194,7 +190,7 @@ private struct MatMulCall: CUDALibraryCall {
     }
 }
 
-/// One of Kiln's own kernels chosen for a library step (`CUDAMatMulRunner.kernel`).
+/// One of Kiln's own kernels chosen for a library step (`CUDALibraryRunner.kernel`).
 private struct KernelCall: CUDALibraryCall {
     let launch: PreparedLaunch
 

@@ -84,28 +84,16 @@ struct CUDAPlanBuilder {
                     let work: CUDAShapeProgram.Work
                     switch step {
                     case .launch(let launch):
-                        work = .launch(try Self.function(for: launch, modules: device.modules), launch)
+                        work = .launch(try device.modules.function(for: launch), launch)
                     case .matMul(let product):
-                        let (allowTF32, architecture) = (kernels.allowTF32, device.context.computeCapability)
-                        let modules = device.modules
                         let runner = try device.libraries.runner(
-                            for: product, allowTF32: allowTF32, tune: kernels.tuneLibraries,
-                            candidates: kernels.tacticCandidates, deadline: kernels.tuningDeadline,
-                            kernels: {
-                                CUDASplitProduct.launches($0, allowTF32: allowTF32, architecture: architecture)
-                            },
-                            loadKernel: { try Self.function(for: $0, modules: modules) })
+                            for: product, allowTF32: kernels.allowTF32, tune: kernels.tuneLibraries,
+                            candidates: kernels.tacticCandidates, deadline: kernels.tuningDeadline)
                         work = .library(.matMul(runner, product))
                     case .convolution(let convolution):
-                        let (allowTF32, architecture) = (kernels.allowTF32, device.context.computeCapability)
-                        let modules = device.modules
                         let runner = try device.libraries.runner(
-                            for: convolution, allowTF32: allowTF32, tune: kernels.tuneLibraries,
-                            deadline: kernels.tuningDeadline,
-                            kernels: {
-                                CUDASplitProduct.launches($0, allowTF32: allowTF32, architecture: architecture)
-                            },
-                            loadKernel: { try Self.function(for: $0, modules: modules) })
+                            for: convolution, allowTF32: kernels.allowTF32, tune: kernels.tuneLibraries,
+                            deadline: kernels.tuningDeadline)
                         work = .library(.convolution(runner, convolution))
                     case .copy(let copy):
                         work = .copy(copy)
@@ -123,15 +111,6 @@ extension CUDALaunch {
     func prepare(_ function: CUDAFunction, resolve: (CUDAOperand) throws -> UInt64) throws -> PreparedLaunch {
         try function.prepare(
             grid: grid, block: block, sharedBytes: sharedBytes, arguments: arguments, resolve: resolve)
-    }
-}
-
-extension CUDAPlanBuilder {
-    /// The loaded function of `launch`, compiled on first use, allowed the dynamic shared memory it asks for.
-    static func function(for launch: CUDALaunch, modules: CUDAModuleCache) throws -> CUDAFunction {
-        let function = try modules.module(for: launch.source).function(launch.function)
-        if launch.sharedBytes > 48 << 10 { try function.setMaxDynamicSharedMemory(launch.sharedBytes) }
-        return function
     }
 }
 

@@ -59,11 +59,8 @@ final class CUDAProgram: GraphExecutable, @unchecked Sendable {
             shapes.values.flatMap { shape in
                 shape.nodes.flatMap { $0.lowering?.launchSources ?? [] }
                     + shape.steps.compactMap { step -> CUDASource? in
-                        switch step.work {
-                        case .library(.matMul(let runner, _)): runner.kernel?.launch.source
-                        case .library(.convolution(let runner, _)): runner.kernel?.launch.source
-                        default: nil
-                        }
+                        guard case .library(let runner) = step.work else { return nil }
+                        return runner.kernel?.launch.source
                     }
             }
         }

@@ -31,8 +31,8 @@ enum CUDASplitProduct {
     /// `mma.sync`). The operands must be 16-byte aligned (`aligned`).
     static func launches(_ product: CUDAMatMul, allowTF32: Bool, architecture: Int) -> [CUDALaunch] {
         let (m, n, k) = (product.m, product.n, product.k)
-        guard architecture >= 80, product.dtype == .float32, !allowTF32, product.batch == 1, !product.transposeA,
-            product.transposeB, product.alpha == 1, product.c == nil || product.beta == 1,
+        guard runs(product.dtype, allowTF32: allowTF32, architecture: architecture), product.batch == 1,
+            !product.transposeA, product.transposeB, product.alpha == 1, product.c == nil || product.beta == 1,
             product.activation == nil || product.activation == .relu, m > 0, n > 0, n % 64 == 0, k > 0,
             k % depth == 0, (m + 127) / 128 <= 65535, m <= Int(Int32.max), n <= Int(Int32.max), k <= Int(Int32.max)
         else { return [] }
@@ -58,7 +58,7 @@ enum CUDASplitProduct {
     /// before Ampere.
     static func launches(_ convolution: CUDAConvolution, allowTF32: Bool, architecture: Int) -> [CUDALaunch] {
         let (x, w, y) = (convolution.inputShape, convolution.weightShape, convolution.outputShape)
-        guard architecture >= 80, convolution.channelsLast, convolution.dtype == .float32, !allowTF32,
+        guard runs(convolution.dtype, allowTF32: allowTF32, architecture: architecture), convolution.channelsLast,
             convolution.groups == 1, x.count == 4, w.count == 4, y.count == 4,
             convolution.dilations.allSatisfy({ $0 == 1 }),
             convolution.activation == nil || convolution.activation == .relu
@@ -83,6 +83,23 @@ enum CUDASplitProduct {
                     .int32(Int32(n)), .int32(Int32(k)), .int32(convolution.activation == .relu ? 1 : 0),
                 ] + geometry.map { .int32(Int32($0)) })
         }
+    }
+
+    /// Whether the kernel computes `dtype` products on a device: strict float32 only (with TF32 allowed,
+    /// cuBLASLt's and cuDNN's TF32 algorithms are the fast ones), from Ampere (compute capability 8.0, the
+    /// first with TF32 `mma.sync`).
+    static func runs(_ dtype: DType, allowTF32: Bool, architecture: Int) -> Bool {
+        dtype == .float32 && !allowTF32 && architecture >= 80
+    }
+
+    /// Whether a convolution with parameters `p` over `channels` input channels is one the kernel takes 16
+    /// bytes at a time once channels-last: one group, no dilation, channels in whole slices of 32 (what the
+    /// layout pass needs to know before the shapes and the tactic are).
+    static func takes(
+        _ p: ConvolutionParameters, channels: Int?, dtype: DType, allowTF32: Bool, architecture: Int
+    ) -> Bool {
+        runs(dtype, allowTF32: allowTF32, architecture: architecture) && p.group == 1
+            && p.dilations.allSatisfy { $0 == 1 } && channels.map { $0 % depth == 0 } ?? false
     }
 
     /// Whether every address is a multiple of 16 bytes, as the kernel's 16-byte loads and stores need.

@@ -19,14 +19,14 @@ extension CUDAConvolutionRunner {
     func tune(context: CUDAContext, measure: Bool = true, runs: Int = 5) throws -> TacticOutcome {
         let tolerance = CUDATacticTimer.tolerance(dtype: step.dtype, tf32: requestedMath != CUDNN.fmaMath)
         let known = dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] }
-        if let known, known < 0, try chooseKernel(-1 - Int(known), of: kernels(step)) {
+        if let known, known < 0, try chooseKernel(-1 - Int(known)) {
             return TacticOutcome(rank: Int(known), launched: 0, rejected: 0)
         }
         if let known, let index = candidates.firstIndex(where: { $0.algorithm == known }) {
             try choose(index)
             return TacticOutcome(rank: index, launched: 0, rejected: 0)
         }
-        let timedKernels = kernels(timingStep)
+        let timedKernels = kernels.launches(timingStep)
         guard candidates.count + timedKernels.count > 1, measure else {
             return TacticOutcome(rank: 0, launched: 0, rejected: 0)
         }
@@ -67,7 +67,7 @@ extension CUDAConvolutionRunner {
             Array(candidates.indices) + timedKernels.indices.map { -1 - $0 }, runs: runs,
             prepare: { index in
                 guard index >= 0 else {
-                    return timer.call(timedKernels[-1 - index], load: loadKernel, addresses: addresses)
+                    return timer.call(timedKernels[-1 - index], load: kernels.load, addresses: addresses)
                 }
                 try choose(index)
                 return {
@@ -88,7 +88,7 @@ extension CUDAConvolutionRunner {
         let best = contest.best ?? 0
         // A kernel (index −1 − i) is remembered as algorithm −1 − i; cuDNN's algorithms are 0 or more.
         let chosen: (index: Int, algorithm: Int32)
-        if best < 0, try chooseKernel(-1 - best, of: kernels(step)) {
+        if best < 0, try chooseKernel(-1 - best) {
             chosen = (best, Int32(best))
         } else {
             try choose(max(best, 0))

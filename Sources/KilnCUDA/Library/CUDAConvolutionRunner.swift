@@ -28,11 +28,9 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
     let requestedMath: Int32
     /// Set when cuDNN answered NOT_SUPPORTED to the fused call, so later calls go straight to the unfused path.
     var fusedRefused = false
-    /// Kiln's own kernels for this convolution (`CUDASplitProduct`), timed beside cuDNN's algorithms: the
-    /// launches for a step's operands. A choice of the i-th is remembered as algorithm −1 − i.
-    let kernels: @Sendable (CUDAConvolution) -> [CUDALaunch]
-    /// The loaded function of a kernel launch (compiled on first use).
-    let loadKernel: @Sendable (CUDALaunch) throws -> CUDAFunction
+    /// Kiln's own kernels for this convolution, timed beside cuDNN's algorithms; a choice of the i-th is
+    /// remembered as algorithm −1 − i.
+    let kernels: CUDAKernelTactics<CUDAConvolution>
     /// The kernel chosen instead of a cuDNN algorithm: its launch for `step` and its function.
     public internal(set) var kernel: (launch: CUDALaunch, function: CUDAFunction)?
 
@@ -41,14 +39,10 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
     /// spatial rank other than 2 or 3, activations other than ReLU, or when no algorithm qualifies.
     public init(
         step: CUDAConvolution, library: CUDNN, allowTF32: Bool, maxWorkspaceBytes: Int = 256 << 20,
-        kernels: @escaping @Sendable (CUDAConvolution) -> [CUDALaunch] = { _ in [] },
-        loadKernel: @escaping @Sendable (CUDALaunch) throws -> CUDAFunction = { launch in
-            throw KilnError.unsupported("no module cache to load kernel '\(launch.function)'")
-        }
+        kernels: CUDAKernelTactics<CUDAConvolution> = .none
     ) throws {
         self.step = step
         self.kernels = kernels
-        self.loadKernel = loadKernel
         dnn = library
         let dnn = library
         // float16 and bfloat16 run in cuDNN's pseudo-half configuration: data in the 16-bit type, arithmetic
@@ -143,12 +137,12 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         kernel = nil
     }
 
-    /// Makes kernel `index` of `launches` what runs (cuDNN's first candidate stays set up beside it, for
-    /// operands the kernel cannot take); false when there is no such kernel or it does not load.
-    func chooseKernel(_ index: Int, of launches: [CUDALaunch]) throws -> Bool {
-        guard launches.indices.contains(index), let function = try? loadKernel(launches[index]) else { return false }
+    /// Makes Kiln's kernel `index` what runs, cuDNN's first candidate set up beside it for operands the kernel
+    /// cannot take; false when there is no such kernel or it does not load.
+    func chooseKernel(_ index: Int) throws -> Bool {
+        guard let chosen = kernels.chosen(index, for: step) else { return false }
         try choose(0)
-        kernel = (launches[index], function)
+        kernel = chosen
         return true
     }
 

@@ -35,11 +35,9 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
     let maxCandidates: Int
     /// Products may run in TF32 (their candidates are compared with a looser tolerance).
     let allowTF32: Bool
-    /// Kiln's own kernels that compute this product too (`CUDASplitProduct`), timed beside cuBLASLt's
-    /// algorithms: the launches for a product's operands. A choice of the i-th is remembered as rank −1 − i.
-    let kernels: @Sendable (CUDAMatMul) -> [CUDALaunch]
-    /// The loaded function of a kernel launch (compiled on first use).
-    let loadKernel: @Sendable (CUDALaunch) throws -> CUDAFunction
+    /// Kiln's own kernels that compute this product too, timed beside cuBLASLt's algorithms; a choice of the
+    /// i-th is remembered as rank −1 − i.
+    let kernels: CUDAKernelTactics<CUDAMatMul>
     /// The kernel chosen instead of a cuBLASLt algorithm: its launch for `step` and its function.
     public private(set) var kernel: (launch: CUDALaunch, function: CUDAFunction)?
 
@@ -48,16 +46,12 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
     /// apply exactly (only relu and tanh-GELU), sizes beyond int32, or when no algorithm is found.
     public init(
         step: CUDAMatMul, library: CUBLASLt, allowTF32: Bool, maxWorkspaceBytes: Int = 32 << 20,
-        candidates maxCandidates: Int = 8, kernels: @escaping @Sendable (CUDAMatMul) -> [CUDALaunch] = { _ in [] },
-        loadKernel: @escaping @Sendable (CUDALaunch) throws -> CUDAFunction = { launch in
-            throw KilnError.unsupported("no module cache to load kernel '\(launch.function)'")
-        }
+        candidates maxCandidates: Int = 8, kernels: CUDAKernelTactics<CUDAMatMul> = .none
     ) throws {
         self.step = step
         self.maxCandidates = max(1, maxCandidates)
         self.allowTF32 = allowTF32
         self.kernels = kernels
-        self.loadKernel = loadKernel
         lib = library
         let lib = library
         // int8: A and B int8, D int32, no C, bias or activation (the lowering finishes the result itself); the
@@ -168,11 +162,12 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         let known = lib.tunedRanks[signature]
         lib.tuningLock.unlock()
         // A rank found among more candidates (a higher level's cache) is timed again here.
-        if let known, known < candidateCount, choose(rank: known, kernels: kernels(step)) {
+        if let known, known < 0 ? chooseKernel(-1 - known) : known < candidateCount {
+            if known >= 0 { choose(rank: known) }
             return TacticOutcome(rank: known, launched: 0, rejected: 0)
         }
         // Int8 products keep the heuristics' choice: the timer's operands and check are float32.
-        let timedKernels = kernels(timingStep)
+        let timedKernels = kernels.launches(timingStep)
         guard candidateCount + timedKernels.count > 1, measure, step.dtype != .int8 else {
             return TacticOutcome(rank: 0, launched: 0, rejected: 0)
         }
@@ -211,9 +206,9 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             Array(0..<candidateCount) + timedKernels.indices.map { -1 - $0 }, runs: runs,
             prepare: { rank in
                 guard rank >= 0 else {
-                    return timer.call(timedKernels[-1 - rank], load: loadKernel, addresses: addresses)
+                    return timer.call(timedKernels[-1 - rank], load: kernels.load, addresses: addresses)
                 }
-                _ = choose(rank: rank, kernels: [])
+                choose(rank: rank)
                 return {
                     try self.enqueue(
                         a: a.address, b: b.address, c: c?.address ?? 0, bias: bias?.address ?? 0, d: d.address,
@@ -235,8 +230,8 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
                         + "reference; keeping the heuristics' first choice\n").utf8))
         }
         let best = contest.best ?? 0
-        let chosen = choose(rank: best, kernels: kernels(step)) ? best : 0
-        if chosen != best { _ = choose(rank: 0, kernels: []) }
+        let chosen = best < 0 && chooseKernel(-1 - best) ? best : max(best, 0)
+        if chosen >= 0 { choose(rank: chosen) }
         lib.tuningLock.lock()
         lib.tunedRanks[signature] = chosen
         lib.tuningLock.unlock()
@@ -262,23 +257,22 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
                 as: UInt64.self))
     }
 
-    /// Makes `rank` what runs: the heuristic result of that rank for `enqueue`, or for a negative rank the
-    /// kernel −1 − rank of `launches` (cuBLASLt's first candidate stays set up beside it, for operands the
-    /// kernel cannot take). False when that kernel does not exist or does not load.
-    private func choose(rank: Int, kernels launches: [CUDALaunch]) -> Bool {
-        var chosen: (launch: CUDALaunch, function: CUDAFunction)?
-        if rank < 0 {
-            guard -1 - rank < launches.count else { return false }
-            let launch = launches[-1 - rank]
-            guard let function = try? loadKernel(launch) else { return false }
-            chosen = (launch, function)
-        }
+    /// Makes the heuristic result of `rank` the algorithm `enqueue` runs (and no kernel).
+    private func choose(rank: Int) {
         let r = min(max(rank, 0), candidateCount - 1)
         lock.lock()
         defer { lock.unlock() }
         owned.heuristic.copyMemory(
             from: candidates + r * CUBLASLt.heuristicResultBytes, byteCount: CUBLASLt.heuristicResultBytes)
         workspaceBytes = workspace(ofRank: r)
+        kernel = nil
+    }
+
+    /// Makes Kiln's kernel `index` what runs, cuBLASLt's first candidate set up beside it for operands the
+    /// kernel cannot take; false when there is no such kernel or it does not load.
+    private func chooseKernel(_ index: Int) -> Bool {
+        guard let chosen = kernels.chosen(index, for: step) else { return false }
+        choose(rank: 0)
         kernel = chosen
         return true
     }

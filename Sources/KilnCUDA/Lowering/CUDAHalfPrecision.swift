@@ -43,9 +43,9 @@ enum CUDAHalfPrecision {
             // (CUDASplitProduct) as a tactic, channels-last only: on ResNet-50's stride-2 3×3 layers at batch
             // 64 it took 317-421 µs where cuDNN's strict-FP32 algorithms took 459-489 NCHW, 518-580 NHWC.
             let splitKernel =
-                dtype == .float32 && !tf32 && architecture >= 80 && p.group == 1
-                && p.strides.contains { $0 > 1 } && p.dilations.allSatisfy { $0 == 1 }
-                && channels.map { $0 % CUDASplitProduct.depth == 0 } ?? false
+                p.strides.contains { $0 > 1 }
+                && CUDASplitProduct.takes(
+                    p, channels: channels, dtype: dtype, allowTF32: tf32, architecture: architecture)
             return symmetric && (tensorCores || windowless || stem || p.group > 1 || splitKernel)
         case let pool as PoolLayer:
             if case .lp = pool.op { return false }
