@@ -4,7 +4,9 @@
 # product C = relu(A·Bᵀ + bias [+ R]) (MxNxK, '+r' with a residual, '-' without ReLU); the result is compared
 # with float64 math beside torch's strict float32 result, then timed in a CUDA graph beside torch's strict
 # float32 addmm (+ residual add + ReLU, the passes cuBLASLt's epilogue would fuse) and addmm alone.
-# Use: python3 bench/kernels/split_product.py [--shapes 200704x256x64+r,...]
+# --files compares kernels from several Swift files (each holding the same `code` string, e.g. an earlier
+# version saved with `git show REV:PATH > FILE`), each at every --blocks value.
+# Use: python3 bench/kernels/split_product.py [--shapes 200704x256x64+r,...] [--files A.swift,B.swift]
 import argparse, ctypes, re
 import torch
 from attention import swift_string, compile_cubin, graph_time
@@ -29,6 +31,7 @@ def launcher(cuda, function, grid, shared, buffers, ints):
         stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
         assert cuda.cuLaunchKernel(function, *grid, 256, 1, 1, shared, stream, pointers, None) == 0
 
+    run.arguments = values  # the pointers point into these: they must live as long as the launcher
     return run
 
 
@@ -37,31 +40,47 @@ def main():
     parser.add_argument('--shapes', default=RESNET)
     parser.add_argument('--blocks', default='1,2', help='KILN_SPLIT_BLOCKS variants (blocks per multiprocessor)')
     parser.add_argument('--convs', default=CONVS)
+    parser.add_argument('--files', default=PATH, help='Swift files holding the kernel source, one variant each')
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.zeros(1, device='cuda')
     cuda = ctypes.CDLL('libcuda.so.1')
     major, minor = torch.cuda.get_device_capability()
     prelude = swift_string('Sources/KilnCUDA/Lowering/CUDAPrelude.swift', 'text')
-    variants = [int(b) for b in args.blocks.split(',')]
-    functions = {}
-    for blocks in variants:
-        code = f'#define KILN_SPLIT_BLOCKS {blocks}\n' + swift_string(PATH, 'code')
-        cubin, log = compile_cubin(prelude + '\n' + code, f'{major}{minor}')
-        module = ctypes.c_void_p()
-        assert cuda.cuModuleLoadData(ctypes.byref(module), cubin) == 0
-        for kind, columns in [(kind, columns) for kind in ('product', 'conv', 'gather') for columns in (128, 64)]:
-            name = f'kiln_split_tf32_{kind}_{columns}'
-            usage = re.search(rf"Compiling entry function '{name}'.*?(Used [^\n]*)", log, re.S)
-            spill = re.search(rf"Compiling entry function '{name}'.*?(\d+ bytes spill stores)", log, re.S)
-            function = ctypes.c_void_p()
-            assert cuda.cuModuleGetFunction(ctypes.byref(function), module, name.encode()) == 0
-            shared = 3 * (128 + columns) * 40 * 4 + (1536 if kind == 'gather' else 0)
-            assert cuda.cuFuncSetAttribute(function, 8, shared) == 0
-            functions[(blocks, columns) if kind == 'product' else (kind, blocks, columns)] = (function, shared)
-            print(f'{name} blocks {blocks}: {usage.group(1) if usage else "?"}; {spill.group(1) if spill else "?"}')
+    files = args.files.split(',')
+    # A variant: the mma.sync kernels of one file at one KILN_SPLIT_BLOCKS value ('kiln'), and on Hopper the
+    # file's warpgroup kernels ('wg', their blocks fixed at 1), labelled with the file's index where several.
+    variants, functions = [], {}
+    hopper = major == 9
+    for i, file in enumerate(files):
+        code = swift_string(file, 'code')
+        for b in args.blocks.split(','):
+            tag = f'{i}b{b}' if len(files) > 1 else b
+            cubin, log = compile_cubin(prelude + f'\n#define KILN_SPLIT_BLOCKS {b}\n' + code,
+                                       f'{major}{minor}' + ('a' if hopper else ''))
+            module = ctypes.c_void_p()
+            assert cuda.cuModuleLoadData(ctypes.byref(module), cubin) == 0
+            prefixes = [''] + (['wg_'] if hopper and 'kiln_split_tf32_wg_' in code and b == args.blocks.split(',')[0] else [])
+            for prefix in prefixes:
+                label = ('wg' if prefix else 'kiln') + tag
+                variants.append(label)
+                for kind in ('product', 'conv', 'gather'):
+                    for columns in (128, 64):
+                        name = f'kiln_split_tf32_{prefix}{kind}_{columns}'
+                        usage = re.search(rf"Compiling entry function '{name}'.*?(Used [^\n]*)", log, re.S)
+                        spill = re.search(rf"Compiling entry function '{name}'.*?(\d+ bytes spill stores)", log, re.S)
+                        function = ctypes.c_void_p()
+                        assert cuda.cuModuleGetFunction(ctypes.byref(function), module, name.encode()) == 0
+                        stages = 4 * (2 * columns * 128 + 128 * 40 * 4) + 1024 if prefix else 3 * (128 + columns) * 160
+                        shared = stages + (1536 if kind == 'gather' else 0)
+                        assert cuda.cuFuncSetAttribute(function, 8, shared) == 0
+                        functions[(label, kind, columns)] = (function, shared)
+                        print(f'{name} ({label}): {usage.group(1) if usage else "?"}; {spill.group(1) if spill else "?"}')
+    warnings = re.findall(r'[^\n]*warning[^\n]*', log)
+    if warnings:
+        print('\n'.join(sorted(set(warnings))))
 
-    total = {f'kiln{b}': 0.0 for b in variants} | {'addmm': 0.0, 'fused': 0.0}
+    total = {v: 0.0 for v in variants} | {'addmm': 0.0, 'fused': 0.0}
     for shape in args.shapes.split(','):
         residual, relu = shape.endswith('+r'), not shape.endswith('-')
         M, N, K = (int(v) for v in shape.rstrip('+r-').split('x'))
@@ -95,7 +114,7 @@ def main():
         line = f'{shape:>18}: torch fp32 addmm {addmm:6.1f} us ({flops / addmm / 1e6:4.1f} TFLOP/s), with epilogue ' \
                f'{fused:6.1f} us, err {torch_error:.1e}'
         for blocks in variants:
-            function, shared = functions[(blocks, columns)]
+            function, shared = functions[(blocks, 'product', columns)]
             run = launcher(cuda, function, (N // columns, (M + 127) // 128, 1), shared, (a, w, bias, r, out),
                            (M, N, K, 1 if relu else 0))
             out.fill_(float('nan'))
@@ -103,8 +122,8 @@ def main():
             torch.cuda.synchronize()
             error = ((out.double() - exact).norm() / exact.norm()).item()
             kiln = graph_time(run)
-            total[f'kiln{blocks}'] += kiln
-            line += f' | kiln{blocks} {kiln:6.1f} us ({flops / kiln / 1e6:4.1f}) err {error:.1e}'
+            total[blocks] += kiln
+            line += f' | {blocks} {kiln:6.1f} us ({flops / kiln / 1e6:4.1f}) err {error:.1e}'
             line += '  WRONG' if not error < 4 * torch_error + 1e-6 else ''
         print(line)
     print('sums, us: ' + ', '.join(f'{k} {v:.1f}' for k, v in total.items()))
@@ -140,7 +159,7 @@ def convs(cuda, functions, variants, shapes):
         line = f'{shape:>20}: torch fp32 NCHW {nchw:6.1f} us ({flops / nchw / 1e6:4.1f}), NHWC {nhwc:6.1f} us, err {torch_error:.1e}'
         for blocks in variants:
             columns = 128 if M % 128 == 0 else 64
-            function, shared = functions[('conv' if C % 32 == 0 else 'gather', blocks, columns)]
+            function, shared = functions[(blocks, 'conv' if C % 32 == 0 else 'gather', columns)]
             run = launcher(cuda, function, (M // columns, (m + 127) // 128, 1), shared, (xs, ws, bias, None, out),
                            (m, M, k, 1, H, W, C, OH, OW, R, S, S, P, P))
             out.fill_(float('nan'))
@@ -149,7 +168,7 @@ def convs(cuda, functions, variants, shapes):
             got = out.permute(0, 3, 1, 2).double()
             error = ((got - exact).norm() / exact.norm()).item()
             kiln = graph_time(run)
-            line += f' | kiln{blocks} {kiln:6.1f} us ({flops / kiln / 1e6:4.1f}) err {error:.1e}'
+            line += f' | {blocks} {kiln:6.1f} us ({flops / kiln / 1e6:4.1f}) err {error:.1e}'
             line += '  WRONG' if not error < 4 * torch_error + 1e-6 else ''
         print(line)
 
