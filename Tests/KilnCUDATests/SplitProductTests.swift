@@ -23,11 +23,20 @@ import Testing
     }
 
     @Test func takesStrictFloat32ProductsOfWholeSlices() {
-        let launches = CUDASplitProduct.launches(Self.product(300, 256, 96), allowTF32: false, architecture: 90)
+        let launches = CUDASplitProduct.launches(Self.product(300, 256, 96), allowTF32: false, architecture: 80)
         #expect(launches.map(\.function) == ["kiln_split_tf32_product_128", "kiln_split_tf32_product_64"])
         #expect(launches.map(\.grid) == [CUDADim3(2, 3, 1), CUDADim3(4, 3, 1)])
         #expect(launches.allSatisfy { $0.sharedBytes <= 227 << 10 && $0.block == CUDADim3(256) })
-        #expect(launches[0].arguments[3] == .pointer(.input(3)))
+        #expect(launches[0].arguments[3] == .pointer(.input(3)) && !launches[0].source.architectureSpecific)
+        // Hopper adds the warpgroup form, from the sm_90a module that holds both.
+        let hopper = CUDASplitProduct.launches(Self.product(300, 256, 96), allowTF32: false, architecture: 90)
+        #expect(
+            hopper.map(\.function) == [
+                "kiln_split_tf32_product_128", "kiln_split_tf32_product_64", "kiln_split_tf32_wg_product_128",
+                "kiln_split_tf32_wg_product_64",
+            ])
+        #expect(hopper.allSatisfy { $0.sharedBytes <= 227 << 10 && $0.source.architectureSpecific })
+        #expect(hopper[2].sharedBytes == CUDASplitProduct.sharedBytes(columns: 128, warpGroup: true))
         let plain = CUDASplitProduct.launches(
             Self.product(300, 192, 96, residual: false, relu: false), allowTF32: false, architecture: 80)
         #expect(plain.map(\.function) == ["kiln_split_tf32_product_64"])
@@ -64,11 +73,11 @@ import Testing
                 channelsLast: channelsLast)
         }
         let windows = CUDASplitProduct.launches(convolution(64, 3), allowTF32: false, architecture: 90)
-        #expect(windows.map(\.function) == ["kiln_split_tf32_conv_64"])
+        #expect(windows.map(\.function) == ["kiln_split_tf32_conv_64", "kiln_split_tf32_wg_conv_64"])
         #expect(windows.first?.arguments.count == 19 && windows.first?.arguments[7] == .int32(576))
         let stem = CUDASplitProduct.launches(convolution(3, 7), allowTF32: false, architecture: 90)
-        #expect(stem.map(\.function) == ["kiln_split_tf32_gather_64"])
-        #expect(stem.first?.sharedBytes == CUDASplitProduct.sharedBytes(columns: 64) + 1536)
+        #expect(stem.map(\.function) == ["kiln_split_tf32_gather_64", "kiln_split_tf32_wg_gather_64"])
+        #expect(stem.map(\.sharedBytes) == [false, true].map { CUDASplitProduct.sharedBytes(columns: 64, warpGroup: $0) + 1536 })
         #expect(
             CUDASplitProduct.launches(convolution(64, 3, channelsLast: false), allowTF32: false, architecture: 90)
                 .isEmpty)
@@ -133,14 +142,17 @@ import Testing
         }
     }
 
-    /// The implicit-GEMM form against double precision: channels-last 3×3 windows at stride 2 with padding,
-    /// partial row tiles, bias and ReLU, with and without a residual; and a stem's 7×7 window over 3 channels
-    /// (loaded element by element, K = 147 padded to whole slices).
+    /// The implicit-GEMM form against double precision: channels-last 3×3 windows at strides 2 and 1 with
+    /// padding, partial row tiles, bias and ReLU, with and without a residual; and a stem's 7×7 window over 3
+    /// channels (loaded element by element, K = 147 padded to whole slices).
     @Test(
         .enabled(if: gpuUsable),
-        arguments: [(2, 9, 32, 64, false, 3), (3, 14, 64, 128, true, 3), (2, 23, 3, 64, false, 7)])
+        arguments: [
+            (2, 9, 32, 64, false, 3, 2), (3, 14, 64, 128, true, 3, 2), (2, 23, 3, 64, false, 7, 2),
+            (2, 11, 64, 128, true, 3, 1),
+        ])
     func convolutionMatchesDoublePrecision(
-        _ images: Int, _ size: Int, _ c: Int, _ m: Int, _ residual: Bool, _ window: Int
+        _ images: Int, _ size: Int, _ c: Int, _ m: Int, _ residual: Bool, _ window: Int, _ stride: Int
     ) throws {
         let device = try sharedGPU()
         let context = device.context
@@ -149,7 +161,7 @@ import Testing
             (0..<count).map { _ in Float.random(in: range, using: &rng) }
         }
         let pad = window / 2
-        let out = (size + 2 * pad - window) / 2 + 1
+        let out = (size + 2 * pad - window) / stride + 1
         let x = random(images * size * size * c, 0...2)  // [N, H, W, C]
         let taps = window * window
         let w = random(m * taps * c, -1...1).map { $0 / Float(taps * c).squareRoot() }  // [M, kh, kw, C]
@@ -165,7 +177,7 @@ import Testing
                         var sum = Double(bias[j]) + (residual ? Double(r[p * m + j]) : 0)
                         for ky in 0..<window {
                             for kx in 0..<window {
-                                let (iy, ix) = (oy * 2 - pad + ky, ox * 2 - pad + kx)
+                                let (iy, ix) = (oy * stride - pad + ky, ox * stride - pad + kx)
                                 guard iy >= 0, iy < size, ix >= 0, ix < size else { continue }
                                 for ch in 0..<c {
                                     sum +=
@@ -182,7 +194,7 @@ import Testing
         let step = CUDAConvolution(
             x: .input(0), w: .input(1), bias: .input(2), residual: residual ? .input(3) : nil, y: .output(0),
             inputShape: [images, c, size, size], weightShape: [m, c, window, window],
-            outputShape: [images, m, out, out], pads: [pad, pad], strides: [2, 2], dilations: [1, 1], groups: 1,
+            outputShape: [images, m, out, out], pads: [pad, pad], strides: [stride, stride], dilations: [1, 1], groups: 1,
             activation: .relu, channelsLast: true)
         let timer = try CUDATacticTimer(context: context)
         let buffers = try [x, w, bias].map { try timer.upload(context, $0) }
@@ -193,7 +205,8 @@ import Testing
             .input(3): rBuffer?.address ?? 0, .output(0): y.address,
         ]
         let launches = CUDASplitProduct.launches(step, allowTF32: false, architecture: context.computeCapability)
-        #expect(launches.count == (m % 128 == 0 ? 2 : 1))
+        let forms = CUDASplitProduct.hasWarpGroupForm(architecture: context.computeCapability) ? 2 : 1
+        #expect(launches.count == (m % 128 == 0 ? 2 : 1) * forms)
         for launch in launches {
             let error = try Self.run(launch, device, timer, addresses, output: y, expected: expected)
             #expect(

@@ -19,9 +19,8 @@ enum CUDAHalfPrecision {
     /// kernel), stems (at most 4 input channels: as fast either way, and the pooling behind them is faster
     /// channels-last) and pooling, but not for other dense windowed convolutions: cuDNN's strict-FP32
     /// algorithms for those are channels-first (ResNet-50's 3×3 layers at batch 64 measured 2.4x slower NHWC at
-    /// stride 1, 1.2x at stride 2), so they stay channels-first between transposes, except strided ones Kiln's
-    /// own kernel takes (below). Convolutions and max/average
-    /// pooling. With TF32 (`tf32`) float32 convolutions run on tensor cores and are treated like 16-bit ones.
+    /// stride 1, 1.2x at stride 2), so they stay channels-first between transposes, except those Kiln's own
+    /// kernel takes (below). Convolutions and max/average pooling. With TF32 (`tf32`) float32 convolutions run on tensor cores and are treated like 16-bit ones.
     static func runsChannelsLast(_ node: Node, input: TensorType, architecture: Int, tf32: Bool = false) -> Bool {
         let dtype = input.dtype
         let tensorCores =
@@ -39,11 +38,13 @@ enum CUDAHalfPrecision {
             let windowless = !p.kernelShape.isEmpty && p.kernelShape.allSatisfy { $0 == 1 }
             let channels = input.shape.flatMap { $0.count == 4 ? $0[1].value : nil }
             let stem = channels.map { $0 <= 4 } ?? false
-            // Strided dense convolutions over channels in whole slices of 32 have Kiln's split-TF32 kernel
-            // (CUDASplitProduct) as a tactic, channels-last only: on ResNet-50's stride-2 3×3 layers at batch
-            // 64 it took 317-421 µs where cuDNN's strict-FP32 algorithms took 459-489 NCHW, 518-580 NHWC.
+            // Dense convolutions over channels in whole slices of 32 have Kiln's split-TF32 kernel
+            // (CUDASplitProduct) as a tactic, channels-last only. Strided ones everywhere: on ResNet-50's stride-2
+            // 3×3 layers at batch 64 it took 317-421 µs where cuDNN's strict-FP32 algorithms took 459-489 NCHW,
+            // 518-580 NHWC. Stride-1 ones where the kernel has its warpgroup form (Hopper), which took 241-345 µs
+            // on ResNet-50's stride-1 3×3 shapes against cuDNN NCHW's 223-478 with transposes around it.
             let splitKernel =
-                p.strides.contains { $0 > 1 }
+                (p.strides.contains { $0 > 1 } || CUDASplitProduct.hasWarpGroupForm(architecture: architecture))
                 && CUDASplitProduct.takes(
                     p, channels: channels, dtype: dtype, allowTF32: tf32, architecture: architecture)
             return symmetric && (tensorCores || windowless || stem || p.group > 1 || splitKernel)
