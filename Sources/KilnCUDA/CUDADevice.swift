@@ -67,6 +67,14 @@ public final class CUDADevice: Device {
             node, input: input, architecture: context.computeCapability, tf32: options.kernels.allowTF32)
     }
 
+    /// Float32 products where Kiln's split-TF32 kernel has its warpgroup form (Hopper, TF32 off), which takes B
+    /// only as `[N, K]`: on BERT-base's and ViT-B/16's projections at batch 64 it ran 1.4-1.5x faster than
+    /// cuBLAS strict float32 (`bench/kernels/split_product.py`, H100). Timing still chooses among both.
+    public func takesWeightRows(_ node: Node, dtype: DType) -> Bool {
+        node.layer is MatMulLayer && dtype == .float32 && !options.kernels.allowTF32
+            && CUDASplitProduct.hasWarpGroupForm(architecture: context.computeCapability)
+    }
+
     /// Host kernels, for constant folding at build time; the engine itself runs on the GPU (`compile`).
     public func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel {
         try host.makeKernel(node, subgraphs: subgraphs)

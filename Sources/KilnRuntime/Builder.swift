@@ -44,6 +44,9 @@ public enum Builder {
         if config.optimize, !config.disabledPasses.contains(ChannelsLastLayout.name) {
             try ChannelsLastLayout(runsChannelsLast: { device.runsChannelsLast($0, input: $1) }).apply(&optimized)
         }
+        if config.optimize, !config.disabledPasses.contains(WeightRows.name) {
+            WeightRows(wants: { device.takesWeightRows($0, dtype: $1) }).apply(&optimized)
+        }
         let engine = try Engine(graph: optimized, device: device, profiles: config.profiles, precision: precision)
         for profile in config.profiles {
             for set in profile.compiledShapeSets(graphInputs: engine.inputs) {

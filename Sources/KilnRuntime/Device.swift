@@ -25,6 +25,9 @@ public protocol Device: AnyObject, Sendable {
     /// Whether this device runs `node` (a 2-D convolution or pooling whose first input, stored channels-first,
     /// is `input`) faster with its activations stored channels-last (`ChannelsLastLayout`). Never by default.
     func runsChannelsLast(_ node: Node, input: TensorType) -> Bool
+    /// Whether this device runs `node` (a matMul whose B is a constant `[K, N]` of `dtype`) faster with B
+    /// stored as `[N, K]` (`WeightRows`). Never by default.
+    func takesWeightRows(_ node: Node, dtype: DType) -> Bool
     func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel
     /// A copy of `tensor` in the host memory this device transfers from fastest (page-locked on a GPU), for
     /// inputs given to many runs; the tensor itself by default.
@@ -57,6 +60,8 @@ extension Device {
     public func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool { false }
 
     public func runsChannelsLast(_ node: Node, input: TensorType) -> Bool { false }
+
+    public func takesWeightRows(_ node: Node, dtype: DType) -> Bool { false }
 
     public func pinnedCopy(of tensor: Tensor) throws -> Tensor { tensor }
 
