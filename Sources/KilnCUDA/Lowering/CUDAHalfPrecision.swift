@@ -38,13 +38,14 @@ enum CUDAHalfPrecision {
             let windowless = !p.kernelShape.isEmpty && p.kernelShape.allSatisfy { $0 == 1 }
             let channels = input.shape.flatMap { $0.count == 4 ? $0[1].value : nil }
             let stem = channels.map { $0 <= 4 } ?? false
-            // Dense convolutions over channels in whole slices of 32 have Kiln's split-TF32 kernel
-            // (CUDASplitProduct) as a tactic, channels-last only. Strided ones everywhere: on ResNet-50's stride-2
-            // 3×3 layers at batch 64 it took 317-421 µs where cuDNN's strict-FP32 algorithms took 459-489 NCHW,
-            // 518-580 NHWC. Stride-1 ones where the kernel has its warpgroup form (Hopper), which took 241-345 µs
-            // on ResNet-50's stride-1 3×3 shapes against cuDNN NCHW's 223-478 with transposes around it.
+            // Strided dense convolutions over channels in whole slices of 32 have Kiln's split-TF32 kernel
+            // (CUDASplitProduct) as a tactic, channels-last only: on ResNet-50's stride-2 3×3 layers at batch
+            // 64 it took 317-421 µs where cuDNN's strict-FP32 algorithms took 459-489 NCHW, 518-580 NHWC (the
+            // warpgroup form 241-321). Stride-1 ones stay channels-first even on Hopper: with them channels-last
+            // on the warpgroup form, ResNet-50's 13 stride-1 3×3 layers took 4.03 ms at batch 64, against 2.60
+            // on cuDNN's channels-first algorithms plus 0.79 for the transposes, and batch 1 went 1.43 -> 1.83 ms.
             let splitKernel =
-                (p.strides.contains { $0 > 1 } || CUDASplitProduct.hasWarpGroupForm(architecture: architecture))
+                p.strides.contains { $0 > 1 }
                 && CUDASplitProduct.takes(
                     p, channels: channels, dtype: dtype, allowTF32: tf32, architecture: architecture)
             return symmetric && (tensorCores || windowless || stem || p.group > 1 || splitKernel)
