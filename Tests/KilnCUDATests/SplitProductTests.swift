@@ -77,7 +77,9 @@ import Testing
         #expect(windows.first?.arguments.count == 19 && windows.first?.arguments[7] == .int32(576))
         let stem = CUDASplitProduct.launches(convolution(3, 7), allowTF32: false, architecture: 90)
         #expect(stem.map(\.function) == ["kiln_split_tf32_gather_64", "kiln_split_tf32_wg_gather_64"])
-        #expect(stem.map(\.sharedBytes) == [false, true].map { CUDASplitProduct.sharedBytes(columns: 64, warpGroup: $0) + 1536 })
+        #expect(
+            stem.map(\.sharedBytes)
+                == [false, true].map { CUDASplitProduct.sharedBytes(columns: 64, warpGroup: $0) + 1536 })
         #expect(
             CUDASplitProduct.launches(convolution(64, 3, channelsLast: false), allowTF32: false, architecture: 90)
                 .isEmpty)
@@ -194,7 +196,8 @@ import Testing
         let step = CUDAConvolution(
             x: .input(0), w: .input(1), bias: .input(2), residual: residual ? .input(3) : nil, y: .output(0),
             inputShape: [images, c, size, size], weightShape: [m, c, window, window],
-            outputShape: [images, m, out, out], pads: [pad, pad], strides: [stride, stride], dilations: [1, 1], groups: 1,
+            outputShape: [images, m, out, out], pads: [pad, pad], strides: [stride, stride], dilations: [1, 1],
+            groups: 1,
             activation: .relu, channelsLast: true)
         let timer = try CUDATacticTimer(context: context)
         let buffers = try [x, w, bias].map { try timer.upload(context, $0) }

@@ -134,7 +134,8 @@ enum CUDASplitProduct {
 
     /// The module: on Hopper compiled for sm_90a, which adds the warpgroup form's entry points.
     static func source(architecture: Int) -> CUDASource {
-        hasWarpGroupForm(architecture: architecture) ? warpGroupSource : CUDASource(name: "split_tf32_product", code: code)
+        hasWarpGroupForm(architecture: architecture)
+            ? warpGroupSource : CUDASource(name: "split_tf32_product", code: code)
     }
 
     private static let warpGroupSource = CUDASource(
