@@ -11,7 +11,7 @@ import argparse, ctypes, re
 import torch
 from attention import swift_string, compile_cubin, graph_time
 
-PATH = 'Sources/KilnCUDA/Kernels/CUDASplitProduct.swift'
+PATH = 'Sources/KilnCUDA/Kernels/CUDASplitProduct+Source.swift'
 # ResNet-50's 3x3 convolutions at batch 64, channels-last: NxHxWxC>COUT/STRIDE (pad 1, bias and ReLU).
 CONVS = '64x224x224x3>64/2k7,64x56x56x128>128/2,64x28x28x256>256/2,64x14x14x512>512/2,64x56x56x64>64/1,64x28x28x128>128/1,' \
         '64x14x14x256>256/1,64x7x7x512>512/1'
