@@ -71,8 +71,9 @@ public final class CUDADevice: Device {
     /// only as `[N, K]`: on BERT-base's and ViT-B/16's projections at batch 64 it ran 1.4-1.5x faster than
     /// cuBLAS strict float32 (`bench/kernels/split_product.py`, H100). Timing still chooses among both.
     public func takesWeightRows(_ node: Node, dtype: DType) -> Bool {
-        node.layer is MatMulLayer && dtype == .float32 && !options.kernels.allowTF32
-            && CUDASplitProduct.hasWarpGroupForm(architecture: context.computeCapability)
+        let architecture = context.computeCapability
+        return node.layer is MatMulLayer && CUDASplitProduct.hasWarpGroupForm(architecture: architecture)
+            && CUDASplitProduct.runs(dtype, allowTF32: options.kernels.allowTF32, architecture: architecture)
     }
 
     /// Host kernels, for constant folding at build time; the engine itself runs on the GPU (`compile`).

@@ -52,15 +52,17 @@ def main():
     # file's warpgroup kernels ('wg', their blocks fixed at 1), labelled with the file's index where several.
     variants, functions = [], {}
     hopper = major == 9
+    blocks = args.blocks.split(',')
     for i, file in enumerate(files):
         code = swift_string(file, 'code')
-        for b in args.blocks.split(','):
+        for b in blocks:
             tag = f'{i}b{b}' if len(files) > 1 else b
             cubin, log = compile_cubin(prelude + f'\n#define KILN_SPLIT_BLOCKS {b}\n' + code,
                                        f'{major}{minor}' + ('a' if hopper else ''))
             module = ctypes.c_void_p()
             assert cuda.cuModuleLoadData(ctypes.byref(module), cubin) == 0
-            prefixes = [''] + (['wg_'] if hopper and 'kiln_split_tf32_wg_' in code and b == args.blocks.split(',')[0] else [])
+            warpGroup = hopper and 'kiln_split_tf32_wg_' in code and b == blocks[0]
+            prefixes = [''] + (['wg_'] if warpGroup else [])
             for prefix in prefixes:
                 label = ('wg' if prefix else 'kiln') + tag
                 variants.append(label)
@@ -71,6 +73,7 @@ def main():
                         spill = re.search(rf"Compiling entry function '{name}'.*?(\d+ bytes spill stores)", log, re.S)
                         function = ctypes.c_void_p()
                         assert cuda.cuModuleGetFunction(ctypes.byref(function), module, name.encode()) == 0
+                        # CUDASplitProduct.sharedBytes, written again here
                         stages = 4 * (2 * columns * 128 + 128 * 40 * 4) + 1024 if prefix else 3 * (128 + columns) * 160
                         shared = stages + (1536 if kind == 'gather' else 0)
                         assert cuda.cuFuncSetAttribute(function, 8, shared) == 0

@@ -120,6 +120,29 @@ extension CUDASplitProduct {
             }
         };
 
+        // Slice k0 of B's rows n0 ... n0 + BN - 1 into shared memory, element (row, col) at `at(row, col)`: 16 bytes
+        // at a time (K a multiple of 32), or with GATHER one element at a time, columns past K read as zeros.
+        template <int BN, bool GATHER, typename At>
+        __device__ __forceinline__ void kiln_split_load_b(
+            float* sb, const float* __restrict__ b, int n0, int k, int k0, At at) {
+            const int tid = threadIdx.x;
+            if (GATHER) {
+                const int col = tid & 31, kk = k0 + col;
+                #pragma unroll
+                for (int i = 0; i < BN * 32 / 256; ++i) {
+                    int row = (tid >> 5) + i * 8;
+                    const float* source = kk < k ? b + (size_t)(n0 + row) * k + kk : b;
+                    kiln_cp_async4(sb + at(row, col), source, kk < k);
+                }
+                return;
+            }
+            #pragma unroll
+            for (int i = 0; i < BN * 8 / 256; ++i) {
+                int chunk = tid + i * 256, row = chunk >> 3, col = (chunk & 7) * 4;
+                kiln_cp_async16(sb + at(row, col), b + (size_t)(n0 + row) * k + k0 + col, true);
+            }
+        }
+
         // Stores a 128 x BN tile from shared memory (rows BN + 4 floats apart) to C at (m0, n0) with the bias,
         // residual and ReLU, in 16-byte runs of a row; rows past M are not stored.
         template <int BN>
@@ -172,32 +195,11 @@ extension CUDASplitProduct {
 
             auto load = [&](int slice, int stage) {
                 rows.load(sa + stage * BM * LD, slice);
-                const int k0 = slice * BK;
-                if (GATHER) {
-                    const int col = tid & 31, kk = k0 + col;
-                    #pragma unroll
-                    for (int i = 0; i < BN * BK / 256; ++i) {
-                        int row = (tid >> 5) + i * 8;
-                        const float* source = kk < k ? b + (size_t)(n0 + row) * k + kk : b;
-                        kiln_cp_async4(sb + stage * BN * LD + row * LD + col, source, kk < k);
-                    }
-                    return;
-                }
-                #pragma unroll
-                for (int i = 0; i < BN * BK / 4 / 256; ++i) {
-                    int chunk = tid + i * 256, row = chunk >> 3, col = (chunk & 7) * 4;
-                    const float* source = b + (size_t)(n0 + row) * k + k0 + col;
-                    kiln_cp_async16(sb + stage * BN * LD + row * LD + col, source, true);
-                }
+                kiln_split_load_b<BN, GATHER>(sb + stage * BN * LD, b, n0, k, slice * BK,
+                                              [](int row, int col) { return row * LD + col; });
             };
 
-            float acc[MF][NF][4];
-            #pragma unroll
-            for (int i = 0; i < MF; ++i)
-                #pragma unroll
-                for (int j = 0; j < NF; ++j)
-                    #pragma unroll
-                    for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+            float acc[MF][NF][4] = {};
 
             #pragma unroll
             for (int s = 0; s < STAGES - 1; ++s) {
@@ -214,13 +216,7 @@ extension CUDASplitProduct {
                 const float* tileB = sb + (slice % STAGES) * BN * LD + wn * LD;
                 // The tensor cores truncate as they add into the accumulator, which biases a long sum: each slice
                 // sums into zeros, then adds to the running total with a rounded float32 addition.
-                float part[MF][NF][4];
-                #pragma unroll
-                for (int i = 0; i < MF; ++i)
-                    #pragma unroll
-                    for (int j = 0; j < NF; ++j)
-                        #pragma unroll
-                        for (int e = 0; e < 4; ++e) part[i][j][e] = 0.0f;
+                float part[MF][NF][4] = {};
                 #pragma unroll
                 for (int kk = 0; kk < BK; kk += 8) {
                     // Slot t of a fragment holds k = kk + 2t and slot t + 4 holds kk + 2t + 1 (A and B alike, so
@@ -355,25 +351,11 @@ extension CUDASplitProduct {
 
             // Element (row, col) of a B slice lies at row * 32 + ((col / 4) ^ (row % 8)) * 4 + col % 4.
             auto load = [&](int slice) {
-                const int s = slice % STAGES, k0 = slice * BK;
+                const int s = slice % STAGES;
                 rows.load(aOf(s), slice);
-                float* hi = hiOf(s);
-                if (GATHER) {
-                    const int col = tid & 31, kk = k0 + col;
-                    #pragma unroll
-                    for (int i = 0; i < BN * BK / 256; ++i) {
-                        int row = (tid >> 5) + i * 8;
-                        const float* source = kk < k ? b + (size_t)(n0 + row) * k + kk : b;
-                        kiln_cp_async4(hi + row * BK + (((col >> 2) ^ (row & 7)) << 2) + (col & 3), source, kk < k);
-                    }
-                } else {
-                    #pragma unroll
-                    for (int i = 0; i < BN * 8 / 256; ++i) {
-                        int chunk = tid + i * 256, row = chunk >> 3, part = chunk & 7;
-                        kiln_cp_async16(hi + row * BK + ((part ^ (row & 7)) << 2),
-                                        b + (size_t)(n0 + row) * k + k0 + part * 4, true);
-                    }
-                }
+                kiln_split_load_b<BN, GATHER>(hiOf(s), b, n0, k, slice * BK, [](int row, int col) {
+                    return row * BK + (((col >> 2) ^ (row & 7)) << 2) + (col & 3);
+                });
             };
 
             // Splits stage s's B in place into hi and lo, each group of 8 k reordered so that position p holds k 2p
