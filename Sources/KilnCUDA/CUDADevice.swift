@@ -76,6 +76,19 @@ public final class CUDADevice: Device {
             && CUDASplitProduct.runs(dtype, allowTF32: options.kernels.allowTF32, architecture: architecture)
     }
 
+    /// Float32 1×1 convolutions reading the channels-first output of a layer outside a channels-last region
+    /// (ResNet's stride-1 3×3 convolutions on Hopper) where the split-TF32 kernel's warpgroup form reads such
+    /// an input as it is: on ResNet-50's three such shapes at batch 64 it ran as fast as on rows, so the
+    /// transpose before it goes (`bench/kernels/split_product.py`, H100). Timing still chooses the tactic.
+    public func takesTransposedInput(_ node: Node, input: TensorType, outputChannels: Int) -> Bool {
+        guard let shape = input.shape, shape.count == 4, let c = shape[1].value, let h = shape[2].value,
+            let w = shape[3].value
+        else { return false }
+        return CUDASplitProduct.takesColumns(
+            pixels: h * w, channels: c, outputs: outputChannels, dtype: input.dtype,
+            allowTF32: options.kernels.allowTF32, architecture: context.computeCapability)
+    }
+
     /// Host kernels, for constant folding at build time; the engine itself runs on the GPU (`compile`).
     public func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel {
         try host.makeKernel(node, subgraphs: subgraphs)

@@ -74,8 +74,9 @@ public struct Pipeline: Sendable {
     ])
 
     /// Passes the builder runs after the pipeline and the precision passes when the device asks for them
-    /// (`ChannelsLastLayout`, `WeightRows`); they are switched off by name like the pipeline's own.
-    public static let devicePassNames = [ChannelsLastLayout.name, WeightRows.name]
+    /// (`ChannelsLastLayout`, `WeightRows`, `TransposedInput`); they are switched off by name like the
+    /// pipeline's own.
+    public static let devicePassNames = [ChannelsLastLayout.name, WeightRows.name, TransposedInput.name]
 
     /// The names of the standard pipeline's passes, in order, then the device passes (what `--passes` and
     /// `--no-fuse` accept).

@@ -47,6 +47,10 @@ public enum Builder {
         if config.optimize, !config.disabledPasses.contains(WeightRows.name) {
             WeightRows(wants: { device.takesWeightRows($0, dtype: $1) }).apply(&optimized)
         }
+        if config.optimize, !config.disabledPasses.contains(TransposedInput.name) {
+            try TransposedInput(wants: { device.takesTransposedInput($0, input: $1, outputChannels: $2) })
+                .apply(&optimized)
+        }
         let engine = try Engine(graph: optimized, device: device, profiles: config.profiles, precision: precision)
         for profile in config.profiles {
             for set in profile.compiledShapeSets(graphInputs: engine.inputs) {

@@ -28,6 +28,10 @@ public protocol Device: AnyObject, Sendable {
     /// Whether this device runs `node` (a matMul whose B is a constant `[K, N]` of `dtype`) faster with B
     /// stored as `[N, K]` (`WeightRows`). Never by default.
     func takesWeightRows(_ node: Node, dtype: DType) -> Bool
+    /// Whether this device runs `node` (a channels-last 1×1 convolution with `outputChannels` outputs whose
+    /// input arrives transposed from the channels-first `input`) faster as a product reading that input as
+    /// it is (`TransposedInput`). Never by default.
+    func takesTransposedInput(_ node: Node, input: TensorType, outputChannels: Int) -> Bool
     func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel
     /// A copy of `tensor` in the host memory this device transfers from fastest (page-locked on a GPU), for
     /// inputs given to many runs; the tensor itself by default.
@@ -62,6 +66,8 @@ extension Device {
     public func runsChannelsLast(_ node: Node, input: TensorType) -> Bool { false }
 
     public func takesWeightRows(_ node: Node, dtype: DType) -> Bool { false }
+
+    public func takesTransposedInput(_ node: Node, input: TensorType, outputChannels: Int) -> Bool { false }
 
     public func pinnedCopy(of tensor: Tensor) throws -> Tensor { tensor }
 

@@ -22,6 +22,16 @@ import Testing
         return step
     }
 
+    /// `batch` channels-first images `[k, pixels]` as A transposed, times B `[n, k]` shared by all, with bias,
+    /// residual and ReLU: a 1×1 convolution as `TransposedInput` lowers it.
+    static func images(_ batch: Int, pixels: Int, _ n: Int, _ k: Int) -> CUDAMatMul {
+        var step = product(pixels, n, k)
+        step.transposeA = true
+        step.batch = batch
+        (step.strideA, step.strideC, step.strideD) = (pixels * k, pixels * n, pixels * n)
+        return step
+    }
+
     @Test func takesStrictFloat32ProductsOfWholeSlices() {
         let launches = CUDASplitProduct.launches(Self.product(300, 256, 96), allowTF32: false, architecture: 80)
         #expect(launches.map(\.function) == ["kiln_split_tf32_product_128", "kiln_split_tf32_product_64"])
@@ -63,6 +73,19 @@ import Testing
                 "\(step.m)x\(step.n)x\(step.k) \(step.dtype) tf32 \(tf32) sm_\(architecture)")
         }
         #expect(CUDASplitProduct.aligned([0x1000, 0x2010]) && !CUDASplitProduct.aligned([0x1000, 0x1004]))
+
+        // A transposed, one channels-first image a batch entry: the warpgroup form only, over every image's rows.
+        let images = Self.images(3, pixels: 36, 256, 96)
+        let columns = CUDASplitProduct.launches(images, allowTF32: false, architecture: 90)
+        #expect(columns.map(\.function) == ["kiln_split_tf32_wg_columns_128", "kiln_split_tf32_wg_columns_64"])
+        #expect(columns.first?.grid == CUDADim3(2, 1, 1) && columns.first?.arguments[5] == .int32(108))
+        #expect(columns.first?.arguments.last == .int32(36))
+        let oddPixels = Self.images(3, pixels: 35, 256, 96)
+        var ownWeights = images
+        ownWeights.strideB = 256 * 96
+        for (step, architecture) in [(images, 80), (oddPixels, 90), (ownWeights, 90)] {
+            #expect(CUDASplitProduct.launches(step, allowTF32: false, architecture: architecture).isEmpty)
+        }
 
         // Convolutions: channels in whole slices load 16 bytes at a time, a stem's 3 element by element.
         func convolution(_ c: Int, _ window: Int, channelsLast: Bool = true) -> CUDAConvolution {
@@ -141,6 +164,53 @@ import Testing
             let error = try Self.run(launch, device, timer, addresses, output: out, expected: expected)
             #expect(error < 1e-6, "\(launch.function) \(m)x\(n)x\(k): relative error \(error) (seed \(seed))")
             print("split-TF32 product \(launch.function) \(m)x\(n)x\(k) residual \(residual): error \(error)")
+        }
+    }
+
+    /// The warpgroup form reading channels-first images (Hopper): 3 images of 36 pixels, so tiles hold pixels of
+    /// several images and the last is partial, against double precision.
+    @Test(.enabled(if: gpuUsable)) func readsChannelsFirstImagesOnHopper() throws {
+        let device = try sharedGPU()
+        let context = device.context
+        let (batch, pixels, n, k) = (3, 36, 128, 96)
+        let launches = CUDASplitProduct.launches(
+            Self.images(batch, pixels: pixels, n, k), allowTF32: false, architecture: context.computeCapability)
+        guard CUDASplitProduct.hasWarpGroupForm(architecture: context.computeCapability) else {
+            #expect(launches.isEmpty)
+            print("split-TF32 channels-first images: not Hopper, no launches (as expected)")
+            return
+        }
+        var rng = SeededGenerator(seed: seed)
+        func random(_ count: Int, _ range: ClosedRange<Float>) -> [Float] {
+            (0..<count).map { _ in Float.random(in: range, using: &rng) }
+        }
+        let x = random(batch * k * pixels, 0...2)
+        let b = random(n * k, -1...1).map { $0 / Float(k).squareRoot() }
+        let bias = random(n, -1...1)
+        let r = random(batch * pixels * n, -1...1)
+        var expected = [Double](repeating: 0, count: batch * pixels * n)
+        for image in 0..<batch {
+            for p in 0..<pixels {
+                let row = image * pixels + p
+                for j in 0..<n {
+                    var sum = Double(bias[j]) + Double(r[row * n + j])
+                    for c in 0..<k { sum += Double(x[(image * k + c) * pixels + p]) * Double(b[j * k + c]) }
+                    expected[row * n + j] = max(sum, 0)
+                }
+            }
+        }
+        let timer = try CUDATacticTimer(context: context)
+        let buffers = try [x, b, bias, r].map { try timer.upload(context, $0) }
+        let out = try context.allocate(bytes: expected.count * 4)
+        let addresses: [CUDAOperand: UInt64] = [
+            .input(0): buffers[0].address, .input(1): buffers[1].address, .input(2): buffers[2].address,
+            .input(3): buffers[3].address, .output(0): out.address,
+        ]
+        #expect(launches.count == 2)
+        for launch in launches {
+            let error = try Self.run(launch, device, timer, addresses, output: out, expected: expected)
+            #expect(error < 1e-6, "\(launch.function): relative error \(error) (seed \(seed))")
+            print("split-TF32 channels-first images \(launch.function): error \(error)")
         }
     }
 

@@ -15,6 +15,9 @@ PATH = 'Sources/KilnCUDA/Kernels/CUDASplitProduct+Source.swift'
 # ResNet-50's 3x3 convolutions at batch 64, channels-last: NxHxWxC>COUT/STRIDE (pad 1, bias and ReLU).
 CONVS = '64x224x224x3>64/2k7,64x56x56x128>128/2,64x28x28x256>256/2,64x14x14x512>512/2,64x56x56x64>64/1,64x28x28x128>128/1,' \
         '64x14x14x256>256/1,64x7x7x512>512/1'
+# ResNet-50's 1x1 convolutions after a stride-1 3x3 one at batch 64, reading its channels-first output as the
+# product's transposed A: IMAGESxPIXELSxK>N (+r: a residual), C = relu(A·Bᵀ + bias + R), A stored [images, K, pixels].
+COLUMNS = '64x3136x64>256+r,64x784x128>512+r,64x196x256>1024+r'
 RESNET = ('200704x64x64,200704x64x256,200704x256x64+r,200704x256x64-,200704x128x256,50176x128x512,'
           '50176x512x128+r,50176x512x256-,50176x256x512,12544x256x1024,12544x1024x256+r,12544x1024x512-,'
           '12544x512x1024,3136x512x2048,3136x2048x512+r,3136x2048x1024-,1000x512x2048')
@@ -40,6 +43,7 @@ def main():
     parser.add_argument('--shapes', default=RESNET)
     parser.add_argument('--blocks', default='1,2', help='KILN_SPLIT_BLOCKS variants (blocks per multiprocessor)')
     parser.add_argument('--convs', default=CONVS)
+    parser.add_argument('--columns', default=COLUMNS)
     parser.add_argument('--files', default=PATH, help='Swift files holding the kernel source, one variant each')
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -66,7 +70,7 @@ def main():
             for prefix in prefixes:
                 label = ('wg' if prefix else 'kiln') + tag
                 variants.append(label)
-                for kind in ('product', 'conv', 'gather'):
+                for kind in ('product', 'conv', 'gather') + (('columns',) if prefix else ()):
                     for columns in (128, 64):
                         name = f'kiln_split_tf32_{prefix}{kind}_{columns}'
                         usage = re.search(rf"Compiling entry function '{name}'.*?(Used [^\n]*)", log, re.S)
@@ -131,6 +135,45 @@ def main():
         print(line)
     print('sums, us: ' + ', '.join(f'{k} {v:.1f}' for k, v in total.items()))
     convs(cuda, functions, variants, args.convs)
+    if hopper:
+        channels_first(cuda, functions, [v for v in variants if v.startswith('wg')], args.columns)
+
+
+def channels_first(cuda, functions, variants, shapes):
+    """The warpgroup form reading A from channels-first images, beside torch's strict addmm on the same
+    product with A already channels-last and the transpose torch would need first."""
+    for shape in shapes.split(','):
+        left, right = shape.split('>')
+        images, pixels, K = (int(v) for v in left.split('x'))
+        N, residual = int(right.rstrip('+r')), right.endswith('+r')
+        M = images * pixels
+        torch.manual_seed(0)
+        x = torch.randn(images, K, pixels, device='cuda').relu_()
+        a = x.permute(0, 2, 1).reshape(M, K)
+        w = torch.randn(N, K, device='cuda') / K ** 0.5
+        bias = torch.randn(N, device='cuda')
+        r = torch.randn(M, N, device='cuda') if residual else None
+        exact = a.double() @ w.double().t() + bias.double() + (r.double() if residual else 0)
+        exact = exact.relu()
+        out = torch.empty(M, N, device='cuda')
+        rows = a.contiguous()
+        addmm = graph_time(lambda: torch.addmm(bias, rows, w.t(), out=out))
+        transpose = graph_time(lambda: rows.copy_(x.permute(0, 2, 1).reshape(M, K)))
+        flops = 2 * M * N * K
+        line = f'{shape:>20}: torch fp32 addmm {addmm:6.1f} us, its transpose first {transpose:6.1f} us'
+        for label in variants:
+            width = 128 if N % 128 == 0 else 64
+            function, shared = functions[(label, 'columns', width)]
+            run = launcher(cuda, function, (N // width, (M + 127) // 128, 1), shared, (x, w, bias, r, out),
+                           (M, N, K, 1, pixels))
+            out.fill_(float('nan'))
+            run()
+            torch.cuda.synchronize()
+            error = ((out.double() - exact).norm() / exact.norm()).item()
+            kiln = graph_time(run)
+            line += f' | {label} columns {kiln:6.1f} us ({flops / kiln / 1e6:4.1f}) err {error:.1e}'
+            line += '  WRONG' if not error < 1e-6 else ''
+        print(line)
 
 
 def convs(cuda, functions, variants, shapes):

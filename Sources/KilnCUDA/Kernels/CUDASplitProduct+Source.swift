@@ -120,6 +120,39 @@ extension CUDASplitProduct {
             }
         };
 
+        // The rows of A from channels-first images (the warpgroup form only): row p of A is pixel p % P of image
+        // p / P (P = v.oh * v.ow pixels an image, a multiple of 4) and column j its channel j, A stored
+        // [images, K, P]. A slice loads k-major, as 32 rows of the block's 128 pixels LDP floats apart, 16 bytes
+        // (4 pixels of one image) at a time; a warp reads 512 consecutive bytes of one channel.
+        struct KilnSplitColumns {
+            static constexpr int BM = 128, BK = 32, LDP = BM + 4;
+            const float* source;
+            bool valid;
+            int pixels;
+
+            __device__ __forceinline__ KilnSplitColumns(
+                const float* a, int m, int k, int m0, KilnSplitWindow v, int*) {
+                pixels = v.oh * v.ow;
+                const int p = m0 + (threadIdx.x & 31) * 4, image = p / pixels;
+                valid = p < m;
+                source = valid ? a + (size_t)image * k * pixels + (p - image * pixels) : a;
+            }
+
+            __device__ __forceinline__ void load(float* sa, int slice) const {
+                const int quad = threadIdx.x & 31, row = threadIdx.x >> 5;
+                #pragma unroll
+                for (int i = 0; i < BK / 8; ++i) {
+                    const int kk = row + 8 * i;
+                    const float* from = valid ? source + (size_t)(slice * BK + kk) * pixels : source;
+                    kiln_cp_async16(sa + kk * LDP + quad * 4, from, valid);
+                }
+            }
+        };
+
+        // The loader of A's rows: channels-first images' pixels (COLUMNS), else rows, windows or gathered windows.
+        template <bool COLUMNS, bool CONV, bool GATHER> struct KilnSplitLoader { typedef KilnSplitRows<CONV, GATHER> type; };
+        template <bool CONV, bool GATHER> struct KilnSplitLoader<true, CONV, GATHER> { typedef KilnSplitColumns type; };
+
         // Slice k0 of B's rows n0 ... n0 + BN - 1 into shared memory, element (row, col) at `at(row, col)`: 16 bytes
         // at a time (K a multiple of 32), or with GATHER one element at a time, columns past K read as zeros.
         template <int BN, bool GATHER, typename At>
@@ -331,7 +364,7 @@ extension CUDASplitProduct {
         // slice's 12 products run, the block loads a later slice, splits the next one's B and reads the next
         // one's A fragments. Each slice sums into zeros (the first product does not accumulate) and is then added
         // to the total in rounded float32, as above.
-        template <int BN, bool CONV, bool GATHER>
+        template <int BN, bool CONV, bool GATHER, bool COLUMNS = false>
         __device__ __forceinline__ void kiln_split_wg_product(
             const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias,
             const float* residual, float* c, int m, int n, int k, int relu, KilnSplitWindow v) {
@@ -346,7 +379,8 @@ extension CUDASplitProduct {
             // Stage s: B's hi part, its lo part (BN rows of 128 bytes each), then A (BM rows of LD floats).
             auto hiOf = [&](int s) { return reinterpret_cast<float*>(base + s * STAGE); };
             auto aOf = [&](int s) { return reinterpret_cast<float*>(base + s * STAGE + 2 * B_BYTES); };
-            const KilnSplitRows<CONV, GATHER> rows(a, m, k, m0, v, reinterpret_cast<int*>(base + STAGES * STAGE));
+            const typename KilnSplitLoader<COLUMNS, CONV, GATHER>::type rows(
+                a, m, k, m0, v, reinterpret_cast<int*>(base + STAGES * STAGE));
             if (GATHER) __syncthreads();
 
             // Element (row, col) of a B slice lies at row * 32 + ((col / 4) ^ (row % 8)) * 4 + col % 4.
@@ -388,13 +422,21 @@ extension CUDASplitProduct {
 
             // Warp w of warpgroup wg multiplies rows 64 wg + 16 w + g and + 8 (the mma.sync fragment layout).
             const int rowA = (warp >> 2) * 64 + (warp & 3) * 16 + g;
+            // With COLUMNS, A's slice is k-major (LDP floats a k): the two k of a slot pair are two loads.
             auto fragments = [&](int s, unsigned (&ah)[4][4], unsigned (&al)[4][4]) {
-                const float* tileA = aOf(s) + rowA * LD + 2 * t;
+                constexpr int LDP = KilnSplitColumns::LDP;
+                const float* tileA = COLUMNS ? aOf(s) + 2 * t * LDP + rowA : aOf(s) + rowA * LD + 2 * t;
                 #pragma unroll
                 for (int kk = 0; kk < 4; ++kk)
                     #pragma unroll
                     for (int half = 0; half < 2; ++half) {
-                        float2 x = *reinterpret_cast<const float2*>(tileA + half * 8 * LD + kk * 8);
+                        float2 x;
+                        if constexpr (COLUMNS) {
+                            const float* at = tileA + kk * 8 * LDP + half * 8;
+                            x = make_float2(at[0], at[LDP]);
+                        } else {
+                            x = *reinterpret_cast<const float2*>(tileA + half * 8 * LD + kk * 8);
+                        }
                         ah[kk][half] = kiln_tf32(x.x);
                         al[kk][half] = kiln_tf32(x.x - __uint_as_float(ah[kk][half]));
                         ah[kk][half + 2] = kiln_tf32(x.y);
@@ -477,8 +519,20 @@ extension CUDASplitProduct {
                 KilnSplitWindow v{h, width, channels, oh, ow, kw, sh, sw, ph, pw}; \\
                 kiln_split_wg_product<BN, true, GATHER>(x, w, bias, residual, y, m, n, k, relu, v); \\
             }
+        // A from channels-first images of `pixels` pixels each (KilnSplitColumns).
+        #define KILN_SPLIT_WG_COLUMNS(BN) \\
+            extern "C" __global__ void __launch_bounds__(256, 1) kiln_split_tf32_wg_columns_##BN( \\
+                const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ bias, \\
+                const float* residual, float* c, int m, int n, int k, int relu, int pixels) { \\
+                KilnSplitWindow v{}; \\
+                v.oh = 1; \\
+                v.ow = pixels; \\
+                kiln_split_wg_product<BN, false, false, true>(a, b, bias, residual, c, m, n, k, relu, v); \\
+            }
         KILN_SPLIT_WG_PRODUCT(128)
         KILN_SPLIT_WG_PRODUCT(64)
+        KILN_SPLIT_WG_COLUMNS(128)
+        KILN_SPLIT_WG_COLUMNS(64)
         KILN_SPLIT_WG_WINDOW(conv, false, 128)
         KILN_SPLIT_WG_WINDOW(conv, false, 64)
         KILN_SPLIT_WG_WINDOW(gather, true, 128)

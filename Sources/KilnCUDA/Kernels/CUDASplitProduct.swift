@@ -41,10 +41,12 @@ enum CUDASplitProduct {
     /// The launches of both forms at the tile widths `n` allows: `mma.sync` at 128 (where N allows) and 64
     /// columns, then the warpgroup form likewise where the device has it. A choice is remembered by its index.
     private static func variants(
-        n: Int, architecture: Int, _ launch: (_ prefix: String, _ columns: Int, _ sharedBytes: Int) -> CUDALaunch
+        n: Int, architecture: Int, warpGroupOnly: Bool = false,
+        _ launch: (_ prefix: String, _ columns: Int, _ sharedBytes: Int) -> CUDALaunch
     ) -> [CUDALaunch] {
         let widths = n % 128 == 0 ? [128, 64] : [64]
-        let forms = hasWarpGroupForm(architecture: architecture) ? [false, true] : [false]
+        let warpGroup = hasWarpGroupForm(architecture: architecture)
+        let forms = warpGroupOnly ? (warpGroup ? [true] : []) : warpGroup ? [false, true] : [false]
         return forms.flatMap { warpGroup in
             widths.map {
                 launch(warpGroup ? "wg_" : "", $0, sharedBytes(columns: $0, warpGroup: warpGroup))
@@ -54,16 +56,18 @@ enum CUDASplitProduct {
 
     /// The launches that compute `product`, one per tile width (64 columns, and 128 where N allows), or none
     /// where the kernel does not apply: not float32, TF32 allowed (cuBLASLt's TF32 algorithms are the fast
-    /// ones then), a batch, A transposed or B not, alpha not 1, beta not 1 with C, an activation other than
-    /// ReLU, K not a multiple of 32 or N of 64, or before Ampere (compute capability 8.0, the first with TF32
-    /// `mma.sync`). The operands must be 16-byte aligned (`aligned`).
+    /// ones then), B not transposed, alpha not 1, beta not 1 with C, an activation other than ReLU, K not a
+    /// multiple of 32 or N of 64, or before Ampere (compute capability 8.0, the first with TF32 `mma.sync`).
+    /// A batch only as channels-first images (`columns`). The operands must be 16-byte aligned (`aligned`).
     static func launches(_ product: CUDAMatMul, allowTF32: Bool, architecture: Int) -> [CUDALaunch] {
         let (m, n, k) = (product.m, product.n, product.k)
-        guard runs(product.dtype, allowTF32: allowTF32, architecture: architecture), product.batch == 1,
-            !product.transposeA, product.transposeB, product.alpha == 1, product.c == nil || product.beta == 1,
+        guard runs(product.dtype, allowTF32: allowTF32, architecture: architecture), product.transposeB,
+            product.alpha == 1, product.c == nil || product.beta == 1,
             product.activation == nil || product.activation == .relu, m > 0, n > 0, n % 64 == 0, k > 0,
-            k % depth == 0, (m + 127) / 128 <= 65535, m <= Int(Int32.max), n <= Int(Int32.max), k <= Int(Int32.max)
+            k % depth == 0, n <= Int(Int32.max), k <= Int(Int32.max)
         else { return [] }
+        if product.transposeA { return columns(product, architecture: architecture) }
+        guard product.batch == 1, (m + 127) / 128 <= 65535, m <= Int(Int32.max) else { return [] }
         let null = CUDAArgument.int64(0)
         return variants(n: n, architecture: architecture) { prefix, columns, shared in
             CUDALaunch(
@@ -75,6 +79,42 @@ enum CUDASplitProduct {
                     .int32(Int32(k)), .int32(product.activation == .relu ? 1 : 0),
                 ])
         }
+    }
+
+    /// A product whose A is transposed, each batch entry's `[K, M]` one channels-first image of M pixels
+    /// (`TransposedInput` makes these from 1×1 convolutions): the warpgroup form reads A so as it loads, all the
+    /// images' pixels one product of `batch`·M rows. Needs B shared by the batch, A, C and D dense one entry
+    /// after another, and M a multiple of 4 (16-byte loads of one image's pixels); Hopper only.
+    private static func columns(_ product: CUDAMatMul, architecture: Int) -> [CUDALaunch] {
+        let (pixels, n, k) = (product.m, product.n, product.k)
+        let rows = product.batch * pixels
+        let single = product.batch == 1
+        guard pixels % 4 == 0, single || product.strideB == 0, single || product.strideA == pixels * k,
+            single || product.strideD == pixels * n, product.c == nil || single || product.strideC == pixels * n,
+            (rows + 127) / 128 <= 65535, rows <= Int(Int32.max)
+        else { return [] }
+        let null = CUDAArgument.int64(0)
+        return variants(n: n, architecture: architecture, warpGroupOnly: true) { _, columns, shared in
+            CUDALaunch(
+                source: source(architecture: architecture), function: "kiln_split_tf32_wg_columns_\(columns)",
+                grid: CUDADim3(n / columns, (rows + 127) / 128, 1), block: CUDADim3(threads), sharedBytes: shared,
+                arguments: [
+                    .pointer(product.a), .pointer(product.b), product.bias.map { .pointer($0) } ?? null,
+                    product.c.map { .pointer($0) } ?? null, .pointer(product.d), .int32(Int32(rows)),
+                    .int32(Int32(n)), .int32(Int32(k)), .int32(product.activation == .relu ? 1 : 0),
+                    .int32(Int32(pixels)),
+                ])
+        }
+    }
+
+    /// Whether a channels-last 1×1 convolution over `channels` input channels, `outputs` output channels and
+    /// `pixels` pixels an image may read a channels-first input as a product's transposed A
+    /// (`TransposedInput`): where the warpgroup form takes that product.
+    static func takesColumns(
+        pixels: Int, channels: Int, outputs: Int, dtype: DType, allowTF32: Bool, architecture: Int
+    ) -> Bool {
+        runs(dtype, allowTF32: allowTF32, architecture: architecture) && hasWarpGroupForm(architecture: architecture)
+            && pixels % 4 == 0 && channels % depth == 0 && outputs % 64 == 0
     }
 
     /// The launches of the implicit-GEMM form for a channels-last 2-D `convolution` (X `[N, H, W, C]`, W
