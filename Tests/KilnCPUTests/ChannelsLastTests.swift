@@ -6,18 +6,30 @@ import KilnRuntime
 import KilnTestSupport
 import Testing
 
-/// The CPU, asking for channels-last convolutions and pooling as the GPU does in 16 bits, so the layout pass
-/// runs in CI (the CPU kernels run channels-last layers through copies).
+/// The CPU, asking for channels-last convolutions and pooling as the GPU does in 16 bits, so the layout passes
+/// run in CI (the CPU kernels run channels-last layers through copies).
 final class ChannelsLastCPU: Device {
     let cpu = CPUDevice(threads: 2)
+    /// Which layers go channels-last: every convolution and pooling unless told otherwise.
+    let channelsLast: @Sendable (Node) -> Bool
+    /// Whether 1×1 convolutions read a channels-first input as it is (`TransposedInput`).
+    let transposedInput: Bool
+
+    init(
+        channelsLast: @escaping @Sendable (Node) -> Bool = { $0.layer is ConvolutionLayer || $0.layer is PoolLayer },
+        transposedInput: Bool = false
+    ) {
+        self.channelsLast = channelsLast
+        self.transposedInput = transposedInput
+    }
+
     var properties: DeviceProperties { cpu.properties }
     func supports(_ node: Node) -> Bool { cpu.supports(node) }
     func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel {
         try cpu.makeKernel(node, subgraphs: subgraphs)
     }
-    func runsChannelsLast(_ node: Node, input: TensorType) -> Bool {
-        node.layer is ConvolutionLayer || node.layer is PoolLayer
-    }
+    func runsChannelsLast(_ node: Node, input: TensorType) -> Bool { channelsLast(node) }
+    func takesTransposedInput(_ node: Node, input: TensorType, outputChannels: Int) -> Bool { transposedInput }
 }
 
 /// The channels-last layout pass: which layers move, where the transposes go, the permuted weights and
@@ -83,14 +95,21 @@ struct ChannelsLastTests {
         #expect(layout.graph.initializers["scale::nhwc"]?.shape == [1, 1, 1, 8])
         for batch in [1, 3] {
             let x = Tensor.random([batch, 4, 10, 10], in: -1...1, using: &gen)
-            let want = try Self.run(plain, x)
-            let got = try Self.run(layout, x)
-            for name in ["mid", "y"] {
-                let (g, w) = (try #require(got[name]), try #require(want[name]))
-                #expect(g.shape == w.shape)
-                let problem = Comparison.mismatch(.tensor(g), .tensor(w), rtol: 1e-4, atol: 1e-5)
-                #expect(problem == nil, "\(name), batch \(batch), seed \(seed): \(problem ?? "")")
-            }
+            try Self.expectSameOutputs(layout, plain, x, ["mid", "y"], "batch \(batch), seed \(seed)")
+        }
+    }
+
+    /// Expects `engine` to give `reference`'s outputs `names` for input `x`, within float32 rounding.
+    static func expectSameOutputs(
+        _ engine: Engine, _ reference: Engine, _ x: Tensor, _ names: [String], _ context: String
+    ) throws {
+        let want = try run(reference, x)
+        let got = try run(engine, x)
+        for name in names {
+            let (g, w) = (try #require(got[name]), try #require(want[name]))
+            #expect(g.shape == w.shape)
+            let problem = Comparison.mismatch(.tensor(g), .tensor(w), rtol: 1e-4, atol: 1e-5)
+            #expect(problem == nil, "\(name), \(context): \(problem ?? "")")
         }
     }
 

@@ -6,26 +6,19 @@ import KilnRuntime
 import KilnTestSupport
 import Testing
 
-/// The CPU, laid out as a GPU lays out ResNet in float32: convolutions channels-last except stride-1 3×3 ones,
-/// and 1×1 convolutions reading a channels-first input as it is (`TransposedInput`), so the pass runs in CI.
-final class TransposedInputCPU: Device {
-    let cpu = CPUDevice(threads: 2)
-    var properties: DeviceProperties { cpu.properties }
-    func supports(_ node: Node) -> Bool { cpu.supports(node) }
-    func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel {
-        try cpu.makeKernel(node, subgraphs: subgraphs)
-    }
-    func runsChannelsLast(_ node: Node, input: TensorType) -> Bool {
-        // Here the padded stride-1 convolutions are the 3×3 ones.
-        guard let conv = node.layer as? ConvolutionLayer else { return node.layer is PoolLayer }
-        return conv.parameters.pads.allSatisfy { $0 == 0 } || conv.parameters.strides.contains { $0 != 1 }
-    }
-    func takesTransposedInput(_ node: Node, input: TensorType, outputChannels: Int) -> Bool { true }
-}
-
 /// `TransposedInput`: a channels-last 1×1 convolution after a channels-first layer becomes a product reading
 /// that layer's output transposed, with the convolution's bias, residual and ReLU; outputs as before.
 struct TransposedInputTests {
+    /// The CPU laid out as a GPU lays out ResNet in float32: convolutions channels-last except stride-1 3×3
+    /// ones (here the padded stride-1 ones), and 1×1 convolutions reading a channels-first input as it is.
+    static func device() -> ChannelsLastCPU {
+        ChannelsLastCPU(
+            channelsLast: { node in
+                guard let conv = node.layer as? ConvolutionLayer else { return node.layer is PoolLayer }
+                return conv.parameters.pads.allSatisfy { $0 == 0 } || conv.parameters.strides.contains { $0 != 1 }
+            }, transposedInput: true)
+    }
+
     let seed = ProcessInfo.processInfo.environment["KILN_TEST_SEED"].flatMap(UInt64.init) ?? .random(in: 1...UInt64.max)
 
     /// A bottleneck: 1×1 (channels-last), 3×3 stride 1 (channels-first), then a 1×1 with the first one's output
@@ -54,9 +47,9 @@ struct TransposedInputTests {
     @Test func aOneByOneAfterAChannelsFirstLayerReadsItTransposed() throws {
         var gen = SeededGenerator(seed: seed)
         let graph = try Self.network(&gen)
-        let engine = try Builder.build(graph, device: TransposedInputCPU())
+        let engine = try Builder.build(graph, device: Self.device())
         let without = try Builder.build(
-            graph, device: TransposedInputCPU(), config: BuilderConfig(disabledPasses: [TransposedInput.name]))
+            graph, device: Self.device(), config: BuilderConfig(disabledPasses: [TransposedInput.name]))
         let plain = try Builder.build(graph, device: CPUDevice(threads: 2))
         let text = engine.graph.textForm()
         let products = engine.graph.nodes.compactMap { $0.layer as? MatMulLayer }
@@ -69,14 +62,7 @@ struct TransposedInputTests {
         #expect(engine.graph.initializers.values.contains { $0.shape == [8, 8] })
         for batch in [1, 3] {
             let x = Tensor.random([batch, 8, 6, 6], in: -1...1, using: &gen)
-            let want = try plain.makeContext().run(["x": .tensor(x)]).mapValues { try $0.asTensor() }
-            let got = try engine.makeContext().run(["x": .tensor(x)]).mapValues { try $0.asTensor() }
-            for name in ["y", "z"] {
-                let (g, w) = (try #require(got[name]), try #require(want[name]))
-                #expect(g.shape == w.shape)
-                let problem = Comparison.mismatch(.tensor(g), .tensor(w), rtol: 1e-4, atol: 1e-5)
-                #expect(problem == nil, "\(name), batch \(batch), seed \(seed): \(problem ?? "")")
-            }
+            try ChannelsLastTests.expectSameOutputs(engine, plain, x, ["y", "z"], "batch \(batch), seed \(seed)")
         }
     }
 
@@ -92,16 +78,12 @@ struct TransposedInputTests {
             try n.convolution(expand, weights: n.addConstant("w4", .random([8, 8, 1, 1], using: &gen))),
             as: "y")
         let graph = try n.build()
-        let engine = try Builder.build(graph, device: TransposedInputCPU())
+        let engine = try Builder.build(graph, device: Self.device())
         let without = try Builder.build(
-            graph, device: TransposedInputCPU(), config: BuilderConfig(disabledPasses: [TransposedInput.name]))
+            graph, device: Self.device(), config: BuilderConfig(disabledPasses: [TransposedInput.name]))
         let count = { (e: Engine) in e.graph.nodes.filter { $0.layer is TransposeLayer }.count }
         #expect(count(engine) == count(without) - 1, "\(engine.graph.textForm())")
         let input = Tensor.random([2, 8, 4, 4], in: -1...1, using: &gen)
-        let got = try engine.makeContext().run(["x": .tensor(input)])["y"]?.asTensor()
-        let want = try without.makeContext().run(["x": .tensor(input)])["y"]?.asTensor()
-        let problem = Comparison.mismatch(
-            .tensor(try #require(got)), .tensor(try #require(want)), rtol: 1e-4, atol: 1e-5)
-        #expect(problem == nil, "seed \(seed): \(problem ?? "")")
+        try ChannelsLastTests.expectSameOutputs(engine, without, input, ["y"], "seed \(seed)")
     }
 }
