@@ -108,24 +108,32 @@ import Testing
                 .isEmpty)
     }
 
-    /// Runs `launch` once (its output first filled with NaNs, so rows it leaves unwritten show) and returns
-    /// its relative L2 error against `expected`.
-    static func run(
-        _ launch: CUDALaunch, _ device: CUDADevice, _ timer: CUDATacticTimer, _ addresses: [CUDAOperand: UInt64],
-        output: DeviceBuffer, expected: [Double]
-    ) throws -> Double {
-        let prepared = try launch.prepare(
-            try device.modules.function(for: launch), resolve: { addresses[$0] ?? 0 })
-        try timer.stream.fill(device: output.address, byte: 0xFF, bytes: expected.count * 4)
-        try prepared.enqueue(on: timer.stream)
-        try timer.stream.synchronize()
-        let got = try timer.download(output, count: expected.count)
-        var (difference, norm) = (0.0, 0.0)
-        for (value, e) in zip(got, expected) {
-            difference += (Double(value) - e) * (Double(value) - e)
-            norm += e * e
+    /// Runs each of `launches` once on `inputs` (operands 0-3 in order; nil: absent, a null address), its output
+    /// first filled with NaNs so rows a launch leaves unwritten show, and returns each one's relative L2 error
+    /// against `expected`.
+    static func errors(
+        of launches: [CUDALaunch], _ device: CUDADevice, inputs: [[Float]?], expected: [Double]
+    ) throws -> [Double] {
+        let context = device.context
+        let timer = try CUDATacticTimer(context: context)
+        let buffers = try inputs.map { try $0.map { try timer.upload(context, $0) } }
+        let output = try context.allocate(bytes: expected.count * 4)
+        var addresses: [CUDAOperand: UInt64] = [.output(0): output.address]
+        for (i, buffer) in buffers.enumerated() { addresses[.input(i)] = buffer?.address ?? 0 }
+        return try launches.map { launch in
+            let prepared = try launch.prepare(
+                try device.modules.function(for: launch), resolve: { addresses[$0] ?? 0 })
+            try timer.stream.fill(device: output.address, byte: 0xFF, bytes: expected.count * 4)
+            try prepared.enqueue(on: timer.stream)
+            try timer.stream.synchronize()
+            let got = try timer.download(output, count: expected.count)
+            var (difference, norm) = (0.0, 0.0)
+            for (value, e) in zip(got, expected) {
+                difference += (Double(value) - e) * (Double(value) - e)
+                norm += e * e
+            }
+            return (difference / norm).squareRoot()
         }
-        return (difference / norm).squareRoot()
     }
 
     /// Runs each launch of the product on random data and compares with double-precision math.
@@ -149,19 +157,12 @@ import Testing
                 expected[i * n + j] = max(sum, 0)
             }
         }
-        let timer = try CUDATacticTimer(context: context)
-        let buffers = try [a, b, bias].map { try timer.upload(context, $0) }
-        let rBuffer = residual ? try timer.upload(context, r) : nil
-        let out = try context.allocate(bytes: m * n * 4)
-        let addresses: [CUDAOperand: UInt64] = [
-            .input(0): buffers[0].address, .input(1): buffers[1].address, .input(2): buffers[2].address,
-            .input(3): rBuffer?.address ?? 0, .output(0): out.address,
-        ]
         let launches = CUDASplitProduct.launches(
             Self.product(m, n, k, residual: residual), allowTF32: false, architecture: context.computeCapability)
         #expect(!launches.isEmpty)
-        for launch in launches {
-            let error = try Self.run(launch, device, timer, addresses, output: out, expected: expected)
+        let errors = try Self.errors(
+            of: launches, device, inputs: [a, b, bias, residual ? r : nil], expected: expected)
+        for (launch, error) in zip(launches, errors) {
             #expect(error < 1e-6, "\(launch.function) \(m)x\(n)x\(k): relative error \(error) (seed \(seed))")
             print("split-TF32 product \(launch.function) \(m)x\(n)x\(k) residual \(residual): error \(error)")
         }
@@ -199,16 +200,9 @@ import Testing
                 }
             }
         }
-        let timer = try CUDATacticTimer(context: context)
-        let buffers = try [x, b, bias, r].map { try timer.upload(context, $0) }
-        let out = try context.allocate(bytes: expected.count * 4)
-        let addresses: [CUDAOperand: UInt64] = [
-            .input(0): buffers[0].address, .input(1): buffers[1].address, .input(2): buffers[2].address,
-            .input(3): buffers[3].address, .output(0): out.address,
-        ]
         #expect(launches.count == 2)
-        for launch in launches {
-            let error = try Self.run(launch, device, timer, addresses, output: out, expected: expected)
+        let errors = try Self.errors(of: launches, device, inputs: [x, b, bias, r], expected: expected)
+        for (launch, error) in zip(launches, errors) {
             #expect(error < 1e-6, "\(launch.function): relative error \(error) (seed \(seed))")
             print("split-TF32 channels-first images \(launch.function): error \(error)")
         }
@@ -269,19 +263,12 @@ import Testing
             outputShape: [images, m, out, out], pads: [pad, pad], strides: [stride, stride], dilations: [1, 1],
             groups: 1,
             activation: .relu, channelsLast: true)
-        let timer = try CUDATacticTimer(context: context)
-        let buffers = try [x, w, bias].map { try timer.upload(context, $0) }
-        let rBuffer = residual ? try timer.upload(context, r) : nil
-        let y = try context.allocate(bytes: pixels * m * 4)
-        let addresses: [CUDAOperand: UInt64] = [
-            .input(0): buffers[0].address, .input(1): buffers[1].address, .input(2): buffers[2].address,
-            .input(3): rBuffer?.address ?? 0, .output(0): y.address,
-        ]
         let launches = CUDASplitProduct.launches(step, allowTF32: false, architecture: context.computeCapability)
         let forms = CUDASplitProduct.hasWarpGroupForm(architecture: context.computeCapability) ? 2 : 1
         #expect(launches.count == (m % 128 == 0 ? 2 : 1) * forms)
-        for launch in launches {
-            let error = try Self.run(launch, device, timer, addresses, output: y, expected: expected)
+        let errors = try Self.errors(
+            of: launches, device, inputs: [x, w, bias, residual ? r : nil], expected: expected)
+        for (launch, error) in zip(launches, errors) {
             #expect(
                 error < 1e-6, "\(launch.function) \(images)x\(size)x\(size)x\(c) -> \(m): error \(error) (seed \(seed))"
             )
