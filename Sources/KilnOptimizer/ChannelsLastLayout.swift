@@ -7,8 +7,8 @@ import KilnIR
 /// goes in where a value enters a region and one where it leaves, weights are permuted once here.
 ///
 /// A region is a connected set of layers that can run channels-last: convolutions the device runs so
-/// (`runsChannelsLast`), pooling fed by the region, and pointwise layers whose activation inputs all come
-/// from the region with the output's shape (constant operands, broadcast per channel or scalar, are
+/// (`runsChannelsLast`), pooling fed by the region, concats of values all from the region, and pointwise
+/// layers whose activation inputs all come from the region with the output's shape (constant operands, broadcast per channel or scalar, are
 /// permuted to match). Regions with fewer than `minimumConvolutions` convolutions stay as they are: the
 /// transposes around a single convolution (a vision transformer's patch embedding) cost more than they save.
 /// Runs after the precision passes; the builder applies it when the device asks for it.
@@ -94,6 +94,11 @@ public struct ChannelsLastLayout: Sendable {
         case let pool as PoolLayer:
             return !pool.channelsLast && !pool.outputsIndices && fromRegion(node.inputs[0])
                 && runsChannelsLast(node, input)
+        case is ConcatLayer:
+            // Every input from the region, so joining adds no transpose (Inception's branches, DenseNet's
+            // growing feature maps).
+            return node.outputs.count == 1
+                && node.inputs.allSatisfy { !$0.isEmpty && fromRegion($0) && shape($0)?.count == 4 }
         default:
             guard Self.isPointwise(node.layer), node.outputs.count == 1 else { return false }
             var fed = false
@@ -179,6 +184,12 @@ private struct LayoutRewriter {
             pool.channelsLast = true
             node.layer = pool
             node.inputs[0] = try channelsLastValue(node.inputs[0])
+        case var concat as ConcatLayer:
+            // Channels-first axis a is channels-last axis `fromFirst.firstIndex(of: a)`.
+            let axis = concat.axis < 0 ? concat.axis + 4 : concat.axis
+            concat.axis = ChannelsLast.fromFirst(rank: 4).firstIndex(of: axis) ?? axis
+            node.layer = concat
+            for i in node.inputs.indices { node.inputs[i] = try channelsLastValue(node.inputs[i]) }
         default:
             for i in node.inputs.indices where !node.inputs[i].isEmpty {
                 node.inputs[i] = try channelsLastValue(node.inputs[i])

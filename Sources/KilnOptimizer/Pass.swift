@@ -74,9 +74,12 @@ public struct Pipeline: Sendable {
     ])
 
     /// Passes the builder runs after the pipeline and the precision passes when the device asks for them
-    /// (`ChannelsLastLayout`, `WeightRows`, `TransposedInput`); they are switched off by name like the
-    /// pipeline's own.
-    public static let devicePassNames = [ChannelsLastLayout.name, WeightRows.name, TransposedInput.name]
+    /// (`ChannelsLastLayout`, `WeightRows`, `TransposedInput`), and the CUDA memory layout's storing of concat
+    /// inputs inside the concat's output (`concat-in-place`); they are switched off by name like the pipeline's
+    /// own.
+    public static let devicePassNames = [
+        ChannelsLastLayout.name, WeightRows.name, TransposedInput.name, "concat-in-place",
+    ]
 
     /// The names of the standard pipeline's passes, in order, then the device passes (what `--passes` and
     /// `--no-fuse` accept).

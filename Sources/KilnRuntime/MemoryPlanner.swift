@@ -25,8 +25,11 @@ public enum MemoryPlanner {
         public var naiveBytes: Int
     }
 
+    /// The alignment of every offset unless a caller asks for another.
+    public static let defaultAlignment = 256
+
     /// Offsets are multiples of `alignment` (a power of two).
-    public static func plan(_ requests: [Request], alignment: Int = 256) -> Plan {
+    public static func plan(_ requests: [Request], alignment: Int = defaultAlignment) -> Plan {
         func aligned(_ n: Int) -> Int { (n + alignment - 1) & ~(alignment - 1) }
         let order = requests.indices.sorted {
             requests[$0].bytes != requests[$1].bytes ? requests[$0].bytes > requests[$1].bytes : $0 < $1

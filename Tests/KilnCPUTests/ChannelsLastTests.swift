@@ -113,6 +113,36 @@ struct ChannelsLastTests {
         }
     }
 
+    /// Inception-style branches concatenated on channels, then a DenseNet-style append (the features and a
+    /// convolution of them, on the channel axis written as -3) and a concat on the height axis: all three stay
+    /// in the region (their axes move with the layout), so the only transposes are the input's and the output's.
+    @Test func concatsOfRegionValuesJoinTheRegion() throws {
+        var gen = SeededGenerator(seed: seed)
+        var n = NetworkBuilder(name: "branches")
+        let x = n.addInput("x", .float32, [.symbol("N"), 4, 6, 6])
+        func conv(_ v: NetworkBuilder.Value, _ inC: Int, _ outC: Int, _ k: Int) throws -> NetworkBuilder.Value {
+            try n.relu(
+                try n.convolution(
+                    v, weights: n.addConstant("w", .random([outC, inC, k, k], in: -0.5...0.5, using: &gen)),
+                    pads: Array(repeating: k / 2, count: 4)))
+        }
+        let branches = try n.add(
+            ConcatLayer(axis: 1), [try conv(x, 4, 3, 1), try conv(x, 4, 5, 3)], name: "branches")[0]
+        let dense = try n.add(ConcatLayer(axis: -3), [branches, try conv(branches, 8, 2, 3)], name: "dense")[0]
+        let tall = try n.add(ConcatLayer(axis: 2), [dense, try conv(dense, 10, 10, 1)], name: "tall")[0]
+        try n.markOutput(try n.relu(tall), as: "y")
+        let graph = try n.build()
+        let layout = try Builder.build(graph, device: ChannelsLastCPU())
+        let concats = layout.graph.nodes.compactMap { $0.layer as? ConcatLayer }
+        #expect(concats.map(\.axis) == [3, 3, 1], "\(layout.graph.textForm())")
+        #expect(layout.graph.nodes.filter { $0.layer is TransposeLayer }.count == 2, "\(layout.graph.textForm())")
+        let plain = try Builder.build(graph, device: CPUDevice(threads: 2))
+        for batch in [1, 2] {
+            let x = Tensor.random([batch, 4, 6, 6], in: -1...1, using: &gen)
+            try Self.expectSameOutputs(layout, plain, x, ["y"], "batch \(batch), seed \(seed)")
+        }
+    }
+
     @Test func aLoneConvolutionKeepsChannelsFirst() throws {
         var gen = SeededGenerator(seed: seed)
         var n = NetworkBuilder(name: "patch")

@@ -4,7 +4,7 @@ import KilnRuntime
 /// Where every value of a specialized graph lives on the device: activations at planned offsets of one
 /// arena (liveness over the execution order; one arena per execution context), weights and each node's
 /// derived constants in buffers shared by every context, and each node's scratch in the arena. Reshape-like
-/// outputs share their input's bytes.
+/// outputs share their input's bytes, and concat inputs are stored inside the concat's output where they can be.
 struct CUDAMemoryLayout {
     enum Location {
         case arena(offset: Int)
@@ -22,30 +22,42 @@ struct CUDAMemoryLayout {
     private var constants: [[DeviceBuffer]]
     private let pendingConstants: [[Tensor]]
     private let initializers: [String: Tensor]
+    /// What `--no-fuse` calls storing concat inputs inside the concat's output.
+    static let concatInPlace = "concat-in-place"
+
     private(set) var plan: MemoryPlanner.Plan
     private(set) var weightBytes = 0
     private var arena: DeviceBuffer?
 
-    init(graph: Graph, nodes: [CUDAPlanBuilder.LoweredNode]) throws {
+    /// `placesInputs` off keeps every concat input in bytes of its own (`--no-fuse concat-in-place`).
+    init(graph: Graph, nodes: [CUDAPlanBuilder.LoweredNode], placesInputs: Bool = true) throws {
         nodeInputs = nodes.map(\.node.inputs)
         nodeOutputs = nodes.map(\.node.outputs)
         initializers = graph.initializers
         pendingConstants = nodes.map { $0.lowering?.constants ?? [] }
         constants = nodes.map { _ in [] }
+        // Value -> the value whose bytes hold it, and where inside them: views of an input, then concat inputs
+        // stored inside the concat's output.
+        var parents: [String: (value: String, offset: Int)] = [:]
         for (index, lowered) in nodes.enumerated() {
             for (output, input) in lowered.lowering?.aliases ?? [:] {
                 guard output < lowered.node.outputs.count, input < lowered.node.inputs.count else {
                     throw KilnError.runtime("alias \(output) -> \(input) names a missing value (layer \(index))")
                 }
-                let name = lowered.node.outputs[output]
-                let source = lowered.node.inputs[input]
-                roots[name] = roots[source] ?? source
-                let offset = (rootOffsets[source] ?? 0) + (lowered.lowering?.aliasOffsets[output] ?? 0)
-                if offset != 0 { rootOffsets[name] = offset }
+                parents[lowered.node.outputs[output]] = (
+                    lowered.node.inputs[input], lowered.lowering?.aliasOffsets[output] ?? 0
+                )
             }
         }
-        // Liveness of every activation root: defined at its producer, alive through its last reader. Graph
-        // inputs and outputs live throughout so they never share bytes with anything else.
+        if placesInputs { Self.placeInputs(graph: graph, nodes: nodes, &parents) }
+        for name in parents.keys {
+            var (root, offset) = (name, 0)
+            while let parent = parents[root] { (root, offset) = (parent.value, offset + parent.offset) }
+            roots[name] = root
+            if offset != 0 { rootOffsets[name] = offset }
+        }
+        // Liveness of every activation root: from the first producer of any value it holds through the last
+        // reader. Graph inputs and outputs live throughout so they never share bytes with anything else.
         let end = nodes.count
         var first: [String: Int] = [:]
         var last: [String: Int] = [:]
@@ -66,6 +78,10 @@ struct CUDAMemoryLayout {
         let rootsCopy = roots
         func root(_ name: String) -> String { rootsCopy[name] ?? name }
         for (index, node) in graph.nodes.enumerated() {
+            for name in node.outputs where !name.isEmpty {
+                let r = root(name)
+                if let start = first[r] { first[r] = min(start, index) }
+            }
             for name in node.inputs where !name.isEmpty {
                 let r = root(name)
                 if last[r] != nil { last[r] = max(last[r] ?? index, index) }
@@ -88,6 +104,60 @@ struct CUDAMemoryLayout {
         plan = placed
         for (i, name) in names.enumerated() { locations[name] = .arena(offset: placed.offsets[i]) }
         scratchOffsets = scratchIndex.map { $0.map { placed.offsets[$0] } }
+    }
+
+    /// Stores each concat input that can be inside the concat's output (`CUDALowering.placements`): a value
+    /// a layer of this graph produces into bytes of its own (not a view, not a graph input or weight, not
+    /// already stored inside another concat), read once by this concat, at an offset on the arena's
+    /// alignment (library kernels were chosen for aligned operands). Its producer then writes it in place and
+    /// the concat's copy of it has nothing to do.
+    private static func placeInputs(
+        graph: Graph, nodes: [CUDAPlanBuilder.LoweredNode], _ parents: inout [String: (value: String, offset: Int)]
+    ) {
+        var produced: Set<String> = []
+        for lowered in nodes {
+            defer { produced.formUnion(lowered.node.outputs) }
+            guard let placements = lowered.lowering?.placements, let output = lowered.node.outputs.first,
+                !output.isEmpty
+            else { continue }
+            let inputs = lowered.node.inputs
+            for (index, offset) in placements.sorted(by: { $0.key < $1.key }) where index < inputs.count {
+                let name = inputs[index]
+                guard produced.contains(name), parents[name] == nil, graph.initializers[name] == nil,
+                    offset % MemoryPlanner.defaultAlignment == 0, inputs.filter({ $0 == name }).count == 1
+                else { continue }
+                parents[name] = (output, offset)
+            }
+        }
+    }
+
+    /// The value whose bytes hold `name` (itself unless it is a view or stored inside a concat's output), and
+    /// where inside them it starts.
+    func storage(of name: String) -> (root: String, offset: Int) {
+        (roots[name] ?? name, rootOffsets[name] ?? 0)
+    }
+
+    /// Where `name`'s bytes start in the arena, or nil for weights and constants.
+    func arenaOffset(of name: String) -> Int? {
+        let (root, offset) = storage(of: name)
+        guard case .arena(let start)? = locations[root] else { return nil }
+        return start + offset
+    }
+
+    /// Whether `copy` of node `node` moves bytes onto themselves (an input stored in place): nothing to do.
+    func copiesInPlace(_ copy: CUDACopy, node: Int) -> Bool {
+        guard let source = valueName(copy.source, node: node), let destination = valueName(copy.destination, node: node)
+        else { return false }
+        let (from, to) = (storage(of: source), storage(of: destination))
+        return from.root == to.root && from.offset + copy.sourceOffset == to.offset + copy.destinationOffset
+    }
+
+    private func valueName(_ operand: CUDAOperand, node: Int) -> String? {
+        switch operand {
+        case .input(let i): i < nodeInputs[node].count ? nodeInputs[node][i] : nil
+        case .output(let i): i < nodeOutputs[node].count ? nodeOutputs[node][i] : nil
+        case .scratch, .constant: nil
+        }
     }
 
     private static func byteCount(_ type: TensorType) -> Int {

@@ -23,11 +23,13 @@ struct CUDAPlanBuilder {
         let lowered = try graph.nodes.enumerated().map { index, node in
             try lower(node, index: index, in: graph)
         }
-        var memory = try CUDAMemoryLayout(graph: graph, nodes: lowered)
+        var memory = try CUDAMemoryLayout(
+            graph: graph, nodes: lowered,
+            placesInputs: !device.options.disabledPasses.contains(CUDAMemoryLayout.concatInPlace))
         try memory.bindWeights { name, tensor in try program.weight(name, tensor) }
         try memory.uploadConstants(on: device)
         try device.modules.prepare(lowered.flatMap { $0.lowering?.launchSources ?? [] })
-        let steps = try prepareSteps(lowered)
+        let steps = try prepareSteps(lowered, memory)
         return CUDAShapeProgram(graph: graph, nodes: lowered, steps: steps, memory: memory, device: device)
     }
 
@@ -70,7 +72,7 @@ struct CUDAPlanBuilder {
     }
 
     /// Each step with its compiled function or chosen library algorithm; addresses come later, per context.
-    private func prepareSteps(_ nodes: [LoweredNode]) throws -> [CUDAShapeProgram.Step] {
+    private func prepareSteps(_ nodes: [LoweredNode], _ memory: CUDAMemoryLayout) throws -> [CUDAShapeProgram.Step] {
         var steps: [CUDAShapeProgram.Step] = []
         let kernels = device.options.kernels
         for (index, lowered) in nodes.enumerated() {
@@ -96,6 +98,7 @@ struct CUDAPlanBuilder {
                             deadline: kernels.tuningDeadline)
                         work = .library(.convolution(runner, convolution))
                     case .copy(let copy):
+                        if memory.copiesInPlace(copy, node: index) { continue }
                         work = .copy(copy)
                     }
                     steps.append(CUDAShapeProgram.Step(node: index, work: work))

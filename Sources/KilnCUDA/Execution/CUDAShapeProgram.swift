@@ -54,6 +54,8 @@ final class CUDAShapeProgram: @unchecked Sendable {
                 implementation = "cpu fallback: \(reason)"
             } else if let lowering = lowered.lowering, lowering.steps.isEmpty {
                 implementation = lowering.aliases.isEmpty ? "no work" : "view (no copy)"
+            } else if count == 0 {
+                implementation = "inputs written in place (no copy)"
             } else {
                 implementation = "cuda: \(count) step\(count == 1 ? "" : "s")"
             }

@@ -1,7 +1,8 @@
 import KilnIR
 
 /// Concat: with one outer row (axis 0, or leading size-1 axes) each input is one contiguous block of the
-/// output, so it is a `.copy` per input; otherwise one launch copies up to 8 inputs, in the widest unit that
+/// output, so it is a `.copy` per input, and each input may be stored in its block from the start (placements:
+/// the memory layout decides, and drops the copies that have nothing left to do); otherwise one launch copies up to 8 inputs, in the widest unit that
 /// every input's row chunk is a multiple of.
 enum CUDAShapeConcat {
     static func lower(_ layer: ConcatLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
@@ -24,15 +25,19 @@ enum CUDAShapeConcat {
         guard length == out[a] else { throw KilnError.shapeMismatch("concat inputs do not sum to \(out[a])") }
         guard outer > 0, !parts.isEmpty else { return CUDALowering(steps: []) }
         if outer == 1 {
+            var steps: [CUDAStep] = []
+            var placements: [Int: Int] = [:]
             var at = 0
-            return CUDALowering(
-                steps: parts.map { part in
-                    defer { at += part.bytes }
-                    return .copy(
+            for part in parts {
+                steps.append(
+                    .copy(
                         CUDACopy(
                             destination: .output(0), destinationOffset: at, source: .input(part.index),
-                            bytes: part.bytes))
-                })
+                            bytes: part.bytes)))
+                placements[part.index] = at
+                at += part.bytes
+            }
+            return CUDALowering(steps: steps, placements: placements)
         }
         let unit = CUDAShapeKernels.unit(dividing: parts.map(\.bytes))
         let rowUnits = parts.reduce(0) { $0 + $1.bytes } / unit

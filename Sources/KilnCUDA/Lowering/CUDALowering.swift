@@ -155,16 +155,21 @@ public struct CUDALowering: Sendable {
     /// For an aliased output: where its bytes start inside the input's, in bytes (0 when absent). A contiguous
     /// block of the input, such as `Gather(axis 0, constant index)`, is a view too.
     public var aliasOffsets: [Int: Int]
+    /// Input index -> where, in bytes inside output 0, that input may be stored from the moment it is produced
+    /// (a concat whose inputs are contiguous blocks of its output). The memory layout stores each input there
+    /// that it can (`CUDAMemoryLayout`); the `.copy` step of such an input then has nothing to do and is left out.
+    public var placements: [Int: Int]
 
     public init(
         steps: [CUDAStep] = [], scratchBytes: [Int] = [], constants: [Tensor] = [], aliases: [Int: Int] = [:],
-        aliasOffsets: [Int: Int] = [:]
+        aliasOffsets: [Int: Int] = [:], placements: [Int: Int] = [:]
     ) {
         self.steps = steps
         self.scratchBytes = scratchBytes
         self.constants = constants
         self.aliases = aliases
         self.aliasOffsets = aliasOffsets
+        self.placements = placements
     }
 
     public init(_ steps: CUDAStep...) { self.init(steps: steps) }

@@ -1,0 +1,186 @@
+import Foundation
+import KilnCPU
+import KilnIR
+import KilnOptimizer
+import KilnRuntime
+import KilnTestSupport
+import Testing
+
+@testable import KilnCUDA
+
+/// Concat inputs stored inside the concat's output (`concat-in-place`): which inputs the memory layout takes,
+/// that the copies it makes unnecessary are the ones left out, and that nothing alive at the same time shares
+/// the output's bytes (no GPU needed); then whole networks on the GPU against the CPU.
+@Suite struct ConcatInPlaceTests {
+    /// Lowers every node the way the plan builder would for the layout: the concat through its own lowering,
+    /// everything else as one opaque step that writes its output.
+    static func lowered(_ graph: Graph) throws -> [CUDAPlanBuilder.LoweredNode] {
+        try graph.nodes.map { node in
+            guard let concat = node.layer as? ConcatLayer else {
+                return CUDAPlanBuilder.LoweredNode(node: node, lowering: CUDALowering(steps: []))
+            }
+            let info = CUDANodeInfo(
+                node: node, inputs: node.inputs.map { graph.type(of: $0)?.tensorType },
+                outputs: node.outputs.compactMap { graph.type(of: $0)?.tensorType },
+                constants: node.inputs.map { graph.initializers[$0] }, architecture: 90, options: CUDAOptions())
+            return CUDAPlanBuilder.LoweredNode(node: node, lowering: try CUDAShapeConcat.lower(concat, info))
+        }
+    }
+
+    /// x -> a = relu(x), b = relu(a), y = concat(a, b, x, b) on channels; w = relu(y); z = concat(y, w), the
+    /// output.
+    /// 64 float32 channels of 2x2 are 1 KiB, so every block starts on the arena's 256-byte alignment.
+    static func network(channels: Int = 64) throws -> Graph {
+        var n = NetworkBuilder(name: "concats")
+        let x = n.addInput("x", .float32, [1, .value(channels), 2, 2])
+        let a = try n.relu(x)
+        let b = try n.relu(a)
+        let y = try n.add(ConcatLayer(axis: 1), [a, b, x, b], name: "y")[0]
+        let w = try n.relu(y)
+        let z = try n.add(ConcatLayer(axis: 1), [y, w], name: "z")[0]
+        try n.markOutput(z)
+        return try n.build()
+    }
+
+    @Test func storesEachInputThatCanBeInsideTheOutput() throws {
+        let graph = try Self.network()
+        let nodes = try Self.lowered(graph)
+        let layout = try CUDAMemoryLayout(graph: graph, nodes: nodes)
+        let (a, b, x) = (graph.nodes[0].outputs[0], graph.nodes[1].outputs[0], "x")
+        let (y, w) = ("y", graph.nodes[3].outputs[0])
+        // a at the start of y; b is read twice by that concat and x is a graph input: both keep their bytes.
+        #expect(layout.storage(of: a) == ("z", 0))
+        #expect(layout.storage(of: b).root == b && layout.storage(of: x).root == x)
+        // y is itself an input of z: y, and a inside it, live at the start of z; w right after y.
+        #expect(layout.storage(of: y) == ("z", 0))
+        #expect(layout.storage(of: w) == ("z", 4 * 1024))
+
+        // The copies left are exactly those of the values that keep their own bytes.
+        let concatNode = 2
+        let steps = try #require(nodes[concatNode].lowering?.steps)
+        let left = steps.compactMap { step -> Int? in
+            guard case .copy(let copy) = step, case .input(let i) = copy.source else { return nil }
+            return layout.copiesInPlace(copy, node: concatNode) ? nil : i
+        }
+        #expect(left == [1, 2, 3])
+        let zSteps = nodes[4].lowering?.steps ?? []
+        #expect(
+            zSteps.allSatisfy { step in
+                guard case .copy(let copy) = step else { return false }
+                return layout.copiesInPlace(copy, node: 4)
+            })
+
+        // Off by name: every input has bytes of its own and every copy runs.
+        let off = try CUDAMemoryLayout(graph: graph, nodes: nodes, placesInputs: false)
+        #expect(off.storage(of: a).root == a && off.storage(of: w).root == w)
+        #expect(
+            !steps.contains { step in
+                guard case .copy(let copy) = step else { return false }
+                return off.copiesInPlace(copy, node: concatNode)
+            })
+        #expect(layout.plan.arenaBytes <= off.plan.arenaBytes)
+    }
+
+    @Test func valuesAliveMeanwhileDoNotShareTheOutputsBytes() throws {
+        let graph = try Self.network()
+        let layout = try CUDAMemoryLayout(graph: graph, nodes: try Self.lowered(graph))
+        // b lives from its producer (before y) to y's concat; the output's bytes are taken from a's producer on.
+        let out = try #require(layout.arenaOffset(of: "z"))
+        let b = try #require(layout.arenaOffset(of: graph.nodes[1].outputs[0]))
+        let x = try #require(layout.arenaOffset(of: "x"))
+        let outBytes = 2 * 4 * 1024
+        for (start, bytes) in [(b, 1024), (x, 1024)] {
+            #expect(start + bytes <= out || out + outBytes <= start, "[\(start), +\(bytes)) inside the output")
+        }
+    }
+
+    @Test func leavesBlocksOffTheArenaAlignmentAsCopies() throws {
+        // 3 channels of 2x2 float32: 48-byte blocks, so only the first input starts on a 256-byte boundary.
+        let graph = try Self.network(channels: 3)
+        let layout = try CUDAMemoryLayout(graph: graph, nodes: try Self.lowered(graph))
+        #expect(layout.storage(of: graph.nodes[0].outputs[0]) == ("z", 0))
+        #expect(layout.storage(of: graph.nodes[3].outputs[0]).root == graph.nodes[3].outputs[0])
+    }
+
+    @Test func theSwitchIsADevicePassName() {
+        #expect(Pipeline.devicePassNames.contains(CUDAMemoryLayout.concatInPlace))
+    }
+
+    /// A stem convolution, an Inception-style block (four branches from it, one through max pooling,
+    /// concatenated) feeding a DenseNet-style chain
+    /// (each layer's output appended to everything before it); outputs "y" and the first branch.
+    static func blocks(_ gen: inout SeededGenerator) throws -> Graph {
+        var n = NetworkBuilder(name: "blocks")
+        let x = n.addInput("x", .float32, [.symbol("N"), 16, 8, 8])
+        func conv(_ v: NetworkBuilder.Value, _ inC: Int, _ outC: Int, _ k: Int) throws -> NetworkBuilder.Value {
+            let w = n.addConstant("w", .random([outC, inC, k, k], in: -0.3...0.3, using: &gen))
+            let b = n.addConstant("b", .random([outC], in: -0.3...0.3, using: &gen))
+            return try n.relu(try n.convolution(v, weights: w, bias: b, pads: Array(repeating: k / 2, count: 4)))
+        }
+        let stem = try conv(x, 16, 16, 3)
+        let pooled = try n.add(
+            PoolLayer(op: .max, window: PoolGeometry(kernel: [3, 3], strides: [1, 1], pads: [1, 1, 1, 1])), [stem],
+            name: "pool")[0]
+        let branches = [
+            try conv(stem, 16, 16, 1), try conv(try conv(stem, 16, 8, 1), 8, 16, 3), try conv(stem, 16, 8, 5),
+            try conv(pooled, 16, 8, 1),
+        ]
+        var features = try n.add(ConcatLayer(axis: 1), branches, name: "inception")[0]
+        var channels = 48
+        for layer in 0..<3 {
+            let grown = try conv(try conv(features, channels, 16, 1), 16, 8, 3)
+            features = try n.add(ConcatLayer(axis: 1), [features, grown], name: "dense\(layer)")[0]
+            channels += 8
+        }
+        try n.markOutput(features, as: "y")
+        try n.markOutput(branches[0], as: "first branch")
+        return try n.build()
+    }
+
+    static func expectClose(
+        _ got: [String: Value], _ want: [String: Value], within tolerance: Double, _ context: String
+    ) throws {
+        for output in ["y", "first branch"] {
+            let g = try #require(got[output]).asTensor()
+            let w = try #require(want[output]).asTensor()
+            let error = FloatDifference(g.scalars(as: Float.self), w.scalars(as: Float.self)).relative
+            #expect(g.shape == w.shape && error < tolerance, "\(context) \(output): relative error \(error)")
+        }
+    }
+
+    /// At batch 1 in float32 every concat's inputs are contiguous blocks of its output: the same outputs as
+    /// the CPU and as the engine built without `concat-in-place`, with every concat's copies left out.
+    @Test(.enabled(if: gpuUsable)) func blocksMatchTheCPUWithTheCopiesLeftOut() throws {
+        var gen = SeededGenerator(seed: UInt64(Date().timeIntervalSince1970))
+        let graph = try Self.blocks(&gen)
+        let feeds: [String: Value] = ["x": .tensor(Tensor.random([1, 16, 8, 8], in: -1...1, using: &gen))]
+        let reference = try Builder.build(graph, device: CPUDevice(threads: 2)).makeContext().run(feeds)
+        let gpu = try sharedGPU()
+        let engine = try Builder.build(graph, device: gpu)
+        let report = try engine.makeContext().report(for: feeds)
+        let concats = report.layers.filter { $0.kind == ConcatLayer.kind }
+        #expect(concats.count == 4 && concats.allSatisfy { $0.implementation.contains("in place") }, "\(concats)")
+
+        let off = try Builder.build(
+            graph, device: gpu, config: BuilderConfig(disabledPasses: [CUDAMemoryLayout.concatInPlace]))
+        #expect(try off.makeContext().report(for: feeds).launches > report.launches)
+        try Self.expectClose(try engine.makeContext().run(feeds), reference, within: 1e-5, "in place")
+        try Self.expectClose(try off.makeContext().run(feeds), reference, within: 1e-5, "copies")
+    }
+
+    /// In float16 the whole network goes channels-last, concats included (on the last axis, so their inputs
+    /// are copied): one transpose in, one out per output, at batch 3.
+    @Test(.enabled(if: gpuUsable)) func float16BlocksConcatenateChannelsLast() throws {
+        var gen = SeededGenerator(seed: UInt64(Date().timeIntervalSince1970))
+        let graph = try Self.blocks(&gen)
+        let feeds: [String: Value] = ["x": .tensor(Tensor.random([3, 16, 8, 8], in: -1...1, using: &gen))]
+        let reference = try Builder.build(graph, device: CPUDevice(threads: 2)).makeContext().run(feeds)
+        var config = BuilderConfig()
+        config.half = HalfConfig(dtype: .float16)
+        let engine = try Builder.build(graph, device: try sharedGPU(), config: config)
+        let concats = engine.graph.nodes.compactMap { $0.layer as? ConcatLayer }
+        #expect(concats.count == 4 && concats.allSatisfy { $0.axis == 3 }, "\(engine.graph.textForm())")
+        #expect(engine.graph.nodes.filter { $0.layer is TransposeLayer }.count == 3, "\(engine.graph.textForm())")
+        try Self.expectClose(try engine.makeContext().run(feeds), reference, within: 5e-3, "float16")
+    }
+}
