@@ -4,7 +4,7 @@
 # against float32 math by torch beside torch's own float16 result, then timed in a CUDA graph beside torch's
 # addmm + in-place GELU and addmm alone.
 # Use: python3 bench/kernels/product.py [--shapes 8192x3072x768,...] [--variants 256.4.0.1,128.6.1.2]
-#   [--acts gelu,erff,none]
+#   [--acts gelu,erff,none] [--file EDITED_COPY.swift]
 #   (MxNxK; variant BN.STAGES.TB.WM: tile columns, shared-memory buffers, B as [N,K] (0) or [K,N] (1),
 #   64-row instructions per warpgroup: 1 cooperative, 2 ping-pong)
 import argparse, ctypes, re
@@ -49,7 +49,7 @@ ERFF = ('__device__ __forceinline__ float kiln_gelu_erf(float x) '
         '{ return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }\n')
 
 
-def source(variants, act=6, erff=False):
+def source(variants, act=6, erff=False, path=PATH):
     """Every variant's kernel, with `kiln_linalg_act` index `act` (6: erf GELU, 0: none) as its epilogue;
     `erff`: GELU through libdevice's erff instead of the prelude's."""
     prelude = swift_string('Sources/KilnCUDA/Lowering/CUDAPrelude.swift', 'text')
@@ -58,7 +58,7 @@ def source(variants, act=6, erff=False):
                          count=1, flags=re.S)
         assert 'erff(' in prelude, 'the prelude\'s kiln_gelu_erf was not found'
     activations = swift_string('Sources/KilnCUDA/Kernels/CUDALinearAlgebraEpilogue.swift', 'activationCode')
-    code = swift_string(PATH, 'code').replace('KILN_T', 'kiln_half')
+    code = swift_string(path, 'code').replace('KILN_T', 'kiln_half')
     text = prelude + activations + ''.join(instruction(n, 'f16') for n in (128, 192, 256)) + code
     for bn, stages, tb, wm in variants:
         text += (f'extern "C" __global__ void __launch_bounds__(384, 1) kiln_wg_product_{bn}_{stages}_{tb}_{wm}('
@@ -74,6 +74,7 @@ def main():
     parser.add_argument('--shapes', default='8192x3072x768,12608x3072x768,8192x768x3072,8192x2304x768,1000x3072x768')
     parser.add_argument('--variants', default='256.4.0.1,192.5.0.1,128.6.0.2,128.6.1.2')
     parser.add_argument('--acts', default='gelu', help='epilogues, comma-separated: gelu (the prelude\'s), erff, none')
+    parser.add_argument('--file', default=PATH, help='the Swift file to read the kernel from (an edited copy)')
     args = parser.parse_args()
     variants = [tuple(int(v) for v in text.split('.')) for text in args.variants.split(',')]
     acts = args.acts.split(',')
@@ -82,7 +83,7 @@ def main():
     major, minor = torch.cuda.get_device_capability()
     functions = {}
     for act in acts:
-        cubin, log = compile_cubin(source(variants, 0 if act == 'none' else 6, act == 'erff'), f'{major}{minor}a')
+        cubin, log = compile_cubin(source(variants, 0 if act == 'none' else 6, act == 'erff', args.file), f'{major}{minor}a')
         module = ctypes.c_void_p()
         assert cuda.cuModuleLoadData(ctypes.byref(module), cubin) == 0
         for bn, stages, tb, wm in variants:
