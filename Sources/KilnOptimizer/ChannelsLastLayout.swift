@@ -8,9 +8,10 @@ import KilnIR
 ///
 /// A region is a connected set of layers that can run channels-last: convolutions the device runs so
 /// (`runsChannelsLast`), pooling fed by the region, concats of values all from the region, and pointwise
-/// layers whose activation inputs all come from the region with the output's shape (constant operands, broadcast per channel or scalar, are
-/// permuted to match). Regions with fewer than `minimumConvolutions` convolutions stay as they are: the
-/// transposes around a single convolution (a vision transformer's patch embedding) cost more than they save.
+/// layers whose activation inputs all come from the region with the output's shape (constant operands,
+/// broadcast per channel or scalar, are permuted to match). Regions with fewer than `minimumConvolutions`
+/// convolutions stay as they are: the transposes around a single convolution (a vision transformer's patch
+/// embedding) cost more than they save.
 /// Runs after the precision passes; the builder applies it when the device asks for it.
 public struct ChannelsLastLayout: Sendable {
     /// What `--no-fuse` and `--passes` call it.

@@ -1,9 +1,9 @@
 import KilnIR
 
 /// Concat: with one outer row (axis 0, or leading size-1 axes) each input is one contiguous block of the
-/// output, so it is a `.copy` per input, and each input may be stored in its block from the start (placements:
-/// the memory layout decides, and drops the copies that have nothing left to do); otherwise one launch copies up to 8 inputs, in the widest unit that
-/// every input's row chunk is a multiple of.
+/// output, so it is a `.copy` per input, and each input may be stored in its block from the start
+/// (placements: the memory layout decides, and drops the copies that have nothing left to do); otherwise one
+/// launch copies up to 8 inputs, in the widest unit that every input's row chunk is a multiple of.
 enum CUDAShapeConcat {
     static func lower(_ layer: ConcatLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
         let out = try info.outputShape(0)
