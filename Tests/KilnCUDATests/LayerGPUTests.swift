@@ -128,6 +128,14 @@ extension InputSpec: @unchecked Sendable {}
             "batch norm", NormalizationLayer(method: .batch(training: false, momentum: 0.9)),
             [.float([2, 3, 5, 5]), .float([3]), .float([3]), .float([3]), .float([3], 0.5...2)], rtol: 1e-4,
             atol: 1e-5)
+        // Large alpha so the window's sum matters; an odd size (AlexNet's, beta 0.75) and an even one, whose window
+        // reaches one channel further after than before, with another beta.
+        add(
+            "local response norm, size 5", NormalizationLayer(method: .lrn(size: 5, alpha: 0.5, beta: 0.75, bias: 1)),
+            [.float([2, 7, 5, 6], -2...2)], rtol: 1e-5, atol: 1e-6)
+        add(
+            "local response norm, size 4", NormalizationLayer(method: .lrn(size: 4, alpha: 2, beta: 0.6, bias: 2)),
+            [.float([1, 6, 3, 9, 2], -2...2)], rtol: 1e-5, atol: 1e-6)
         add("reduce sum", ReduceLayer(op: .sum, axes: [1]), [.float([4, 300, 3])], rtol: 1e-4, atol: 1e-5)
         add("reduce max", ReduceLayer(op: .max, axes: [2], keepDims: false), [.float([4, 3, 77])])
         add("transpose heads", TransposeLayer(perm: [0, 2, 1, 3]), [.float([2, 128, 12, 64])])

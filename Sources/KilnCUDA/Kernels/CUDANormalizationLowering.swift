@@ -1,8 +1,9 @@
 import KilnIR
 
 /// Lowers the normalization layer: layer and RMS normalization (with layer normalization's optional mean and
-/// inverse std-dev outputs), instance and group normalization, and inference batch normalization. Training
-/// batch normalization, mean-variance, Lp and LRN normalization throw `unsupported`.
+/// inverse std-dev outputs), instance and group normalization, inference batch normalization and local
+/// response normalization. Training batch normalization, mean-variance and Lp normalization throw
+/// `unsupported`.
 enum CUDANormalizationLowering {
     static let warpsPerBlock = 4
     static let rowBlockThreads = 512
@@ -49,7 +50,9 @@ enum CUDANormalizationLowering {
             return try rows(
                 layer, info, dtype, rows: shape[0] * groups, length: per * s, segment: s, groups: groups,
                 perGroup: per, affine: c)
-        case .meanVariance, .lp, .lrn:
+        case .lrn(let size, let alpha, let beta, let bias):
+            return try lrn(info, shape, dtype, size: size, alpha: alpha, beta: beta, bias: bias)
+        case .meanVariance, .lp:
             throw KilnError.unsupported("CUDA normalization \(layer.description) is not implemented")
         }
     }
@@ -170,6 +173,28 @@ enum CUDANormalizationLowering {
                 .int(length), .int(segment), .int(groups), .int(perGroup), .int(scale.stride), .int(bias.stride), eps,
             ])
         return CUDALowering(steps: [.launch(launch)], constants: constants)
+    }
+
+    /// LRN: one thread an element, summing the squares of its window of channels (AlexNet's 5 of them) as it
+    /// goes; the window's reads of neighbouring planes are coalesced like the element's own.
+    static func lrn(
+        _ info: CUDANodeInfo, _ shape: [Int], _ dtype: DType, size: Int, alpha: Float, beta: Float, bias: Float
+    ) throws -> CUDALowering {
+        try requireChannels(shape)
+        guard size > 0 else { throw KilnError.invalidArgument("LRN size \(size) must be positive") }
+        let total = shape.reduce(1, *)
+        guard total > 0 else { return CUDALowering(steps: []) }
+        let before = (size - 1) / 2
+        func scalar(_ v: Double) -> CUDAArgument { dtype == .float64 ? .float64(v) : .float32(Float(v)) }
+        let launch = CUDALaunch(
+            source: try CUDANormalizationSources.planes(dtype), function: "lrn",
+            grid: CUDADim3(CUDAReductionLaunch.blocks(total, perBlock: 256)), block: CUDADim3(256),
+            arguments: [
+                .pointer(.input(0)), .pointer(.output(0)), .int(total), .int(shape[1]),
+                .int(shape[2...].reduce(1, *)), .int(before), .int(size - 1 - before),
+                scalar(Double(alpha) / Double(size)), scalar(Double(beta)), scalar(Double(bias)),
+            ])
+        return CUDALowering(steps: [.launch(launch)])
     }
 
     static func batch(

@@ -180,6 +180,22 @@ enum CUDANormalizationSources {
                     }
                 }
 
+                /* Local response normalization across channels (NCHW...): each thread one element,
+                   y = x / (bias + alpha / size * sum of x^2 over channels c - before .. c + after)^beta. */
+                extern "C" __global__ void lrn(
+                    const T* __restrict__ x, T* __restrict__ y, i64 total, i64 channels, i64 spatial, i64 before,
+                    i64 after, A k, A beta, A bias) {
+                    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
+                        const i64 c = (i / spatial) % channels;
+                        const i64 lo = c - before < 0 ? 0 : c - before;
+                        const i64 hi = c + after >= channels ? channels - 1 : c + after;
+                        const T* p = x + i + (lo - c) * spatial;
+                        A sum = 0;
+                        for (i64 j = lo; j <= hi; ++j, p += spatial) { const A v = (A)*p; sum += v * v; }
+                        y[i] = (T)((A)x[i] / KILN_POW(bias + k * sum, beta));
+                    }
+                }
+
                 extern "C" __global__ void batch_norm(
                     const T* __restrict__ x, const T* __restrict__ scale, const T* __restrict__ bias,
                     const T* __restrict__ mean, const T* __restrict__ var, T* __restrict__ y,
