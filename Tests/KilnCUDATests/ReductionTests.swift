@@ -239,8 +239,14 @@ private struct SplitMix {
                     [[2, 3, 4, 4], [3], [3], [3], [3]])))
         #expect(batch.function == "batch_norm")
         #expect(batch.arguments[6...9] == [.int64(96), .int64(3), .int64(16), .dims([1, 1, 1, 1])])
+        // LRN: total, channels, plane size, the window's channels before and after, alpha / size.
+        let lrn = try onlyLaunch(
+            try lower(try info(NormalizationLayer(method: .lrn(size: 4, alpha: 2, beta: 1, bias: 1)), [[1, 3, 2, 2]])))
+        #expect(lrn.function == "lrn")
+        #expect(
+            lrn.arguments[2...7] == [.int64(12), .int64(3), .int64(4), .int64(1), .int64(2), .float32(0.5)])
         #expect(throws: KilnError.self) {
-            try lower(try info(NormalizationLayer(method: .lrn(size: 3, alpha: 1, beta: 1, bias: 1)), [[1, 3, 2, 2]]))
+            try lower(try info(NormalizationLayer(method: .lp(axis: 1, p: 2)), [[1, 3, 2, 2]]))
         }
     }
 
