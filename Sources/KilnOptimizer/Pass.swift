@@ -77,9 +77,10 @@ public struct Pipeline: Sendable {
     /// (`ChannelsLastLayout`, `WeightRows`, `TransposedInput`), and the CUDA memory layout's storing of concat
     /// inputs inside the concat's output (`concat-in-place`); they are switched off by name like the pipeline's
     /// own.
-    public static let devicePassNames = [
-        ChannelsLastLayout.name, WeightRows.name, TransposedInput.name, "concat-in-place",
-    ]
+    public static let devicePassNames = [ChannelsLastLayout.name, WeightRows.name, TransposedInput.name, concatInPlace]
+
+    /// What `--no-fuse` calls the CUDA memory layout's storing of concat inputs inside the concat's output.
+    public static let concatInPlace = "concat-in-place"
 
     /// The names of the standard pipeline's passes, in order, then the device passes (what `--passes` and
     /// `--no-fuse` accept).

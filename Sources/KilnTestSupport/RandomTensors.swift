@@ -1,4 +1,12 @@
+import Foundation
 import KilnIR
+
+extension SeededGenerator {
+    /// A fresh seed for one test each run, or `KILN_TEST_SEED` to replay the seed a failure printed.
+    public static func testSeed() -> UInt64 {
+        ProcessInfo.processInfo.environment["KILN_TEST_SEED"].flatMap(UInt64.init) ?? .random(in: 1...UInt64.max)
+    }
+}
 
 extension Tensor {
     /// Uniform random floats in `range`, never all zeros.

@@ -152,11 +152,8 @@ struct ProfileRow {
 extension EngineReport {
     /// `engine: 176 layers (52 views), 238 kernel launches and library calls per inference; ...`
     var summaryLine: String {
-        // Views, layers with nothing to do and concats whose inputs were written in place.
-        let views = layers.filter {
-            $0.implementation.hasPrefix("view") || $0.implementation == "no work"
-                || $0.implementation.hasPrefix("inputs written in place")
-        }.count
+        let views = layers.filter { $0.implementation.hasPrefix("view") || $0.implementation.hasPrefix("no work") }
+            .count
         func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
         return "engine: \(layers.count) layers (\(views) views, no work), \(launches) kernel launches and library "
             + "calls per inference; activations \(mib(activationBytes)) planned (\(mib(naiveActivationBytes)) "

@@ -1,4 +1,3 @@
-import Foundation
 import KilnCPU
 import KilnIR
 import KilnOptimizer
@@ -35,7 +34,7 @@ final class ChannelsLastCPU: Device {
 /// The channels-last layout pass: which layers move, where the transposes go, the permuted weights and
 /// per-channel constants, and the outputs against the channels-first engine on fresh inputs.
 struct ChannelsLastTests {
-    let seed = ProcessInfo.processInfo.environment["KILN_TEST_SEED"].flatMap(UInt64.init) ?? .random(in: 1...UInt64.max)
+    let seed = SeededGenerator.testSeed()
 
     /// conv+relu, max pool, conv with a residual, relu (also an output: "mid"), 1×1 expansion with ReLU6,
     /// depthwise conv, a per-channel scale, 1×1 conv, global average pool, flatten, matMul.

@@ -1,4 +1,3 @@
-import Foundation
 import KilnCPU
 import KilnIR
 import KilnOptimizer
@@ -22,7 +21,7 @@ final class HalfCapableCPU: Device {
 /// Mixed-precision builds: which layers run in 16 bits and which keep float32 (and why), the casts at the
 /// boundaries, the engine's I/O dtype, the accuracy guard, and the outputs against float32 on fresh inputs.
 struct HalfBuildTests {
-    let seed = ProcessInfo.processInfo.environment["KILN_TEST_SEED"].flatMap(UInt64.init) ?? .random(in: 1...UInt64.max)
+    let seed = SeededGenerator.testSeed()
 
     /// conv+relu, conv, residual add, global pool, flatten, matMul+bias, softmax; and exp(matMul) as a second
     /// output, which may overflow float16.

@@ -9,8 +9,7 @@ import Testing
 /// Int8 builds end to end on the CPU: calibration, the quantized graph, the accuracy guard, the calibration
 /// cache and the plan's precision report.
 struct Int8BuildTests {
-    /// Fresh each run; KILN_TEST_SEED replays a failure's seed.
-    let seed = ProcessInfo.processInfo.environment["KILN_TEST_SEED"].flatMap(UInt64.init) ?? .random(in: 1...UInt64.max)
+    let seed = SeededGenerator.testSeed()
 
     /// conv(3->8)+relu, conv(8->8)+relu, global average pool, flatten, matMul(8->4)+bias.
     static func network(_ gen: inout SeededGenerator) throws -> Graph {

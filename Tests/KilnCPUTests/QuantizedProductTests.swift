@@ -1,4 +1,3 @@
-import Foundation
 import KilnIR
 import KilnTestSupport
 import Testing
@@ -7,8 +6,7 @@ import Testing
 /// kernels), on fresh random inputs: the integer path must give the same numbers up to float rounding.
 struct QuantizedProductTests {
     /// Each run draws a new seed; a failure prints it.
-    /// Fresh each run; KILN_TEST_SEED replays a failure's seed.
-    let seed = ProcessInfo.processInfo.environment["KILN_TEST_SEED"].flatMap(UInt64.init) ?? .random(in: 1...UInt64.max)
+    let seed = SeededGenerator.testSeed()
 
     /// `(q - zeroPoint) * scale` with `q` quantized as the layers quantize.
     static func fakeQuantized(_ x: Tensor, _ q: ActivationQuantization) -> Tensor {

@@ -1,5 +1,5 @@
-import Foundation
 import KilnIR
+import KilnTestSupport
 import Testing
 
 @testable import KilnCUDA
@@ -8,8 +8,7 @@ import Testing
 /// double-precision reference on fresh random inputs (partial row tiles, both tile widths, bias, residual,
 /// ReLU, long K), and the tactic timer launching it beside cuBLASLt without rejecting it.
 @Suite struct SplitProductTests {
-    /// Fresh each run; KILN_TEST_SEED replays a failure's seed.
-    let seed = ProcessInfo.processInfo.environment["KILN_TEST_SEED"].flatMap(UInt64.init) ?? .random(in: 1...UInt64.max)
+    let seed = SeededGenerator.testSeed()
 
     static func product(_ m: Int, _ n: Int, _ k: Int, residual: Bool = true, relu: Bool = true) -> CUDAMatMul {
         var step = CUDAMatMul(

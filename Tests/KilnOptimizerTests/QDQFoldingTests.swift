@@ -1,4 +1,3 @@
-import Foundation
 import KilnCPU
 import KilnIR
 import KilnOptimizer
@@ -9,8 +8,7 @@ import Testing
 /// Explicitly quantized graphs (Q/DQ pairs as quantization tools write them): the optimizer folds them into
 /// int8 layers with no quantize or dequantize kernel left, and the outputs stay those of the Q/DQ graph.
 struct QDQFoldingTests {
-    /// Fresh each run; KILN_TEST_SEED replays a failure's seed.
-    let seed = ProcessInfo.processInfo.environment["KILN_TEST_SEED"].flatMap(UInt64.init) ?? .random(in: 1...UInt64.max)
+    let seed = SeededGenerator.testSeed()
 
     static func f32(_ dims: [Int]) -> ValueType { .tensor(TensorType(.float32, dims.map { Dim.value($0) })) }
 

@@ -22,9 +22,6 @@ struct CUDAMemoryLayout {
     private var constants: [[DeviceBuffer]]
     private let pendingConstants: [[Tensor]]
     private let initializers: [String: Tensor]
-    /// What `--no-fuse` calls storing concat inputs inside the concat's output.
-    static let concatInPlace = "concat-in-place"
-
     private(set) var plan: MemoryPlanner.Plan
     private(set) var weightBytes = 0
     private var arena: DeviceBuffer?

@@ -1,5 +1,6 @@
 import Foundation
 import KilnIR
+import KilnOptimizer
 import KilnRuntime
 
 /// Builds what one set of input shapes needs, for every context: specialize the graph to the shapes, lower
@@ -25,7 +26,7 @@ struct CUDAPlanBuilder {
         }
         var memory = try CUDAMemoryLayout(
             graph: graph, nodes: lowered,
-            placesInputs: !device.options.disabledPasses.contains(CUDAMemoryLayout.concatInPlace))
+            placesInputs: !device.options.disabledPasses.contains(Pipeline.concatInPlace))
         try memory.bindWeights { name, tensor in try program.weight(name, tensor) }
         try memory.uploadConstants(on: device)
         try device.modules.prepare(lowered.flatMap { $0.lowering?.launchSources ?? [] })

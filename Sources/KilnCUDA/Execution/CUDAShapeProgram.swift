@@ -55,7 +55,7 @@ final class CUDAShapeProgram: @unchecked Sendable {
             } else if let lowering = lowered.lowering, lowering.steps.isEmpty {
                 implementation = lowering.aliases.isEmpty ? "no work" : "view (no copy)"
             } else if count == 0 {
-                implementation = "inputs written in place (no copy)"
+                implementation = "no work (inputs written in place)"
             } else {
                 implementation = "cuda: \(count) step\(count == 1 ? "" : "s")"
             }
@@ -81,10 +81,7 @@ final class CUDAShapeProgram: @unchecked Sendable {
                 let work: CUDAPlan.Work
                 switch step.work {
                 case .launch(let function, let launch):
-                    work = .launch(
-                        try function.prepare(
-                            grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes,
-                            arguments: launch.arguments, resolve: resolve))
+                    work = .launch(try launch.prepare(function, resolve: resolve))
                 case .library(let runner):
                     work = .library(try runner.bind(resolve: resolve, workspace: workspace))
                 case .copy(let copy):

@@ -20,7 +20,8 @@ enum CUDAHalfPrecision {
     /// channels-last) and pooling, but not for other dense windowed convolutions: cuDNN's strict-FP32
     /// algorithms for those are channels-first (ResNet-50's 3×3 layers at batch 64 measured 2.4x slower NHWC at
     /// stride 1, 1.2x at stride 2), so they stay channels-first between transposes, except those Kiln's own
-    /// kernel takes (below). Convolutions and max/average pooling. With TF32 (`tf32`) float32 convolutions run on tensor cores and are treated like 16-bit ones.
+    /// kernel takes (below). Convolutions and max/average pooling. With TF32 (`tf32`) float32 convolutions run
+    /// on tensor cores and are treated like 16-bit ones.
     static func runsChannelsLast(_ node: Node, input: TensorType, architecture: Int, tf32: Bool = false) -> Bool {
         let dtype = input.dtype
         let tensorCores =
