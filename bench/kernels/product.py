@@ -58,7 +58,7 @@ def source(variants, act=6, erff=False, path=PATH):
                          count=1, flags=re.S)
         assert 'erff(' in prelude, 'the prelude\'s kiln_gelu_erf was not found'
     activations = swift_string('Sources/KilnCUDA/Kernels/CUDALinearAlgebraEpilogue.swift', 'activationCode')
-    code = swift_string(path, 'code').replace('KILN_T', 'kiln_half')
+    code = swift_string(path, 'tensorMemory') + swift_string(path, 'code').replace('KILN_T', 'kiln_half')
     text = prelude + activations + ''.join(instruction(n, 'f16') for n in (128, 192, 256)) + code
     for bn, stages, tb, wm in variants:
         text += (f'extern "C" __global__ void __launch_bounds__(384, 1) kiln_wg_product_{bn}_{stages}_{tb}_{wm}('

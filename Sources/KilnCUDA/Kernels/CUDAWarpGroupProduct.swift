@@ -86,7 +86,7 @@ enum CUDAWarpGroupProduct {
 
             """
         let instructions = [128, 192, 256].map { instruction(n: $0, ptx: ptx) }.joined()
-        let text = CUDALinearAlgebraEpilogue.activationCode + instructions + code + entry
+        let text = CUDALinearAlgebraEpilogue.activationCode + tensorMemory + instructions + code + entry
         var source = CUDAPrelude.specialized("wg_product_act\(activation)_tb\(tb)", text, dtype: dtype)
         source.architectureSpecific = true
         return source
@@ -111,9 +111,9 @@ enum CUDAWarpGroupProduct {
             """
     }
 
-    static let code = """
-        typedef KILN_T T;
-
+    /// The tensor memory accelerator's pieces that Kiln's warpgroup kernels share: the tensor map passed by value,
+    /// mbarrier waits and arrivals, the 2-D tiled load and the shared-memory matrix descriptor.
+    static let tensorMemory = """
         /* A TMA tensor map (cuTensorMapEncodeTiled), passed by value as a __grid_constant__ parameter. */
         struct __align__(64) KilnTensorMap { u64 v[16]; };
 
@@ -147,6 +147,11 @@ enum CUDAWarpGroupProduct {
             return (u64)((address & 0x3FFFF) >> 4) | ((u64)(leading >> 4) << 16) | ((u64)(stride >> 4) << 32)
                 | (1ull << 62);
         }
+
+        """
+
+    static let code = """
+        typedef KILN_T T;
 
         template <int BN, int TB> __device__ __forceinline__ void kiln_wgmma(float* d, u64 a, u64 b) {
             if constexpr (BN == 256) kiln_wgmma_n256<TB>(d, a, b);

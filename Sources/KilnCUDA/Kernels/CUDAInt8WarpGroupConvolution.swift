@@ -1,0 +1,264 @@
+import KilnIR
+
+/// Kiln's int8 convolution for Hopper (sm_90a): an implicit GEMM on the warpgroup tensor-core instructions
+/// (`wgmma.mma_async` `m64nNk32.s32.s8.s8`) whose input and output are int8 NHWC tensors, so a chain of
+/// quantized convolutions moves one byte per activation and never a float.
+///
+/// Rows are output pixels (image, row, column), columns output channels, and the reduction runs over the
+/// filter taps and, within a tap, the input channels: weights are `[Cout, kh, kw, C]` int8 (K innermost, the
+/// only layout the integer instructions read). One thread of the first warpgroup loads, for each step, a
+/// 128-pixel x BK-channel tile of the input with the tensor memory accelerator's im2col mode (the hardware
+/// walks the pixels of the output grid, applies stride, dilation and the tap's offset, and zero-fills the
+/// padding) and a BN x BK tile of the weights, into a ring of STAGES buffers (BK-byte rows, swizzled as the
+/// instructions read them); the other two warpgroups multiply 64 rows each and finish every tile in float:
+///
+///     y = saturate(roundHalfEven(acc · alpha[n] + beta[n] + residualScale · residual)), then max(y, 0) with ReLU
+///
+/// where the host folds the input, weight and output scales into `alpha` (`sx · sw[n] / sy`) and the bias into
+/// `beta` (`bias[n] / sy`), and `residualScale` is the residual's scale over the output's. A 1x1 stride-1
+/// convolution without padding can load its input as a plain [pixels, C] matrix instead (`IM2COL` 0).
+///
+/// Needs C a multiple of BK (64 or 128: the swizzle span is BK bytes) and Cout a multiple of BN.
+enum CUDAInt8WarpGroupConvolution {
+    static let rowsPerBlock = 128
+    static let threads = 384
+
+    /// Dynamic shared memory: the buffers (aligned to 1024 bytes), their barriers, a tile's per-channel `alpha`
+    /// and `beta`, and each consumer warp's stages of 16 rows (`columns` bytes and 16 of padding; two with a
+    /// residual).
+    static func sharedBytes(columns: Int, depth: Int, stages: Int, residual: Bool) -> Int {
+        (rowsPerBlock + columns) * depth * stages + 1024 + 16 * stages + 8 * columns
+            + 8 * (residual ? 2 : 1) * 16 * (columns + 16)
+    }
+
+    /// The instruction `m64nNk32` on int8 operands as a device function `kiln_wgmma_i8_nN(int* d, u64 a, u64 b)`:
+    /// d (N/2 accumulators per thread) += A·B from the two shared-memory descriptors.
+    static func instruction(n: Int) -> String {
+        let count = n / 2
+        let registers = (0..<count).map { "%\($0)" }.joined(separator: ", ")
+        let outputs = (0..<count).map { "\"+r\"(d[\($0)])" }.joined(separator: ", ")
+        return """
+            __device__ __forceinline__ void kiln_wgmma_i8_n\(n)(int* d, u64 a, u64 b) {
+                asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %\(count + 2), 0;\\n"
+                    "wgmma.mma_async.sync.aligned.m64n\(n)k32.s32.s8.s8 {\(registers)}, "
+                    "%\(count), %\(count + 1), p;\\n}\\n"
+                    : \(outputs)
+                    : "l"(a), "l"(b), "r"(1));
+            }
+
+            """
+    }
+
+    /// Every instruction width the kernel instantiates.
+    static let widths = [64, 128, 256]
+
+    static let code = """
+        template <int BN> __device__ __forceinline__ void kiln_wgmma_i8(int* d, u64 a, u64 b) {
+            if constexpr (BN == 256) kiln_wgmma_i8_n256(d, a, b);
+            else if constexpr (BN == 128) kiln_wgmma_i8_n128(d, a, b);
+            else kiln_wgmma_i8_n64(d, a, b);
+        }
+
+        /* A K-major shared-memory matrix descriptor for rows of SW bytes swizzled over SW bytes (128 or 64): the
+           8-row atoms are 8 * SW bytes apart. */
+        template <int SW> __device__ __forceinline__ u64 kiln_i8_desc(unsigned address) {
+            return (u64)((address & 0x3FFFF) >> 4) | (1ull << 16) | ((u64)(SW / 2) << 32)
+                | ((SW == 128 ? 1ull : 2ull) << 62);
+        }
+
+        /* The im2col box of a 4-D NHWC tensor map starting at the window corner (w, h) of image n, channel c,
+           shifted by the tap offset (ow, oh); completes its bytes on `bar`. */
+        __device__ __forceinline__ void kiln_tma_im2col(
+            unsigned dst, const KilnTensorMap* map, int c, int w, int h, int n, unsigned short ow,
+            unsigned short oh, unsigned bar)
+        {
+            asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.im2col.mbarrier::complete_tx::bytes "
+                "[%0], [%1, {%2, %3, %4, %5}], [%6], {%7, %8};"
+                :: "r"(dst), "l"((u64)map), "r"(c), "r"(w), "r"(h), "r"(n), "r"(bar), "h"(ow), "h"(oh)
+                : "memory");
+        }
+
+        /* g: M (pixels), Cout, Ho, Wo, kh, kw, C / BK. s: strides, pads (begin) and dilations, height first.
+           Persistent: block b takes tiles b, b + gridDim.x, ... (channel tiles fastest). */
+        template <int BN, int BK, int STAGES, int IM2COL, int RELU, int RES>
+        __device__ __forceinline__ void kiln_i8_conv(
+            const KilnTensorMap* mapA, const KilnTensorMap* mapB, const float* __restrict__ alpha,
+            const float* __restrict__ beta, const signed char* __restrict__ residual, float residualScale,
+            signed char* __restrict__ Y, KilnDims g, KilnDims s)
+        {
+            extern __shared__ __align__(1024) unsigned char kiln_i8_shared[];
+            const int BM = 128;
+            const unsigned A_BYTES = BM * BK, STAGE = (BM + BN) * BK;
+            const unsigned origin = (unsigned)__cvta_generic_to_shared(kiln_i8_shared);
+            const unsigned base = (origin + 1023u) & ~1023u;
+            const unsigned full = base + STAGES * STAGE, empty = full + STAGES * 8;
+            const int M = (int)g.v[0], N = (int)g.v[1], Ho = (int)g.v[2], Wo = (int)g.v[3], KW = (int)g.v[5];
+            const int CB = (int)g.v[6], KT = (int)g.v[4] * KW * CB;
+            const int tid = threadIdx.x, wg = tid >> 7;
+            const int NT = (N + BN - 1) / BN, tiles = ((M + BM - 1) / BM) * NT;
+            if (tid == 0) {
+                for (int i = 0; i < STAGES; ++i) {
+                    kiln_bar_init(full + 8 * i, 1);
+                    kiln_bar_init(empty + 8 * i, 8);
+                }
+                asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+            }
+            __syncthreads();
+
+            if (wg == 0) {
+                if (tid != 0) return;
+                const int sh = (int)s.v[0], sw = (int)s.v[1], ph = (int)s.v[2], pw = (int)s.v[3];
+                const int dh = (int)s.v[4], dw = (int)s.v[5];
+                int it = 0;
+                for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+                    const int m0 = (tile / NT) * BM, n0 = (tile % NT) * BN;
+                    const int image = m0 / (Ho * Wo), rest = m0 - image * Ho * Wo, ho = rest / Wo;
+                    const int h0 = ho * sh - ph, w0 = (rest - ho * Wo) * sw - pw;
+                    for (int kt = 0; kt < KT; ++kt, ++it) {
+                        const int st = it % STAGES, use = it / STAGES;
+                        if (use > 0) kiln_bar_wait(empty + 8 * st, (use & 1) ^ 1);
+                        const unsigned a = base + st * STAGE, bar = full + 8 * st;
+                        const int tap = kt / CB, cb = kt - tap * CB, r = tap / KW;
+                        kiln_bar_expect(bar, STAGE);
+                        if (IM2COL)
+                            kiln_tma_im2col(a, mapA, cb * BK, w0, h0, image, (unsigned short)((tap - r * KW) * dw),
+                                (unsigned short)(r * dh), bar);
+                        else
+                            kiln_tma_2d(a, mapA, cb * BK, m0, bar);
+                        kiln_tma_2d(a + A_BYTES, mapB, kt * BK, n0, bar);
+                    }
+                }
+                return;
+            }
+
+            /* Consumer thread ct of 256: warpgroup cw multiplies rows 64 cw ... 64 cw + 63 of every tile. */
+            const int cw = wg - 1, warp = (tid & 127) >> 5, lane = tid & 31, ct = tid - 128;
+            float* alphaTile = (float*)(kiln_i8_shared + (empty + STAGES * 8 - origin));
+            float* betaTile = alphaTile + BN;
+            /* Each consumer warp's stages (two with a residual: the next tile's arrives during this one's epilogue):
+               its 16 rows of a tile, padded so the rows' pairs fall in distinct banks. */
+            const int PITCH = BN + 16;
+            unsigned char* stages = (unsigned char*)(betaTile + BN) + (cw * 4 + warp) * (RES ? 2 : 1) * 16 * PITCH;
+            /* The warp's rows of a tile's residual, copied into a stage (zeros past M). */
+            auto fetchResidual = [&](int tile, int buffer) {
+                const int m0 = (tile / NT) * BM, n0 = (tile % NT) * BN, top = m0 + cw * 64 + warp * 16;
+                const unsigned to = (unsigned)__cvta_generic_to_shared(stages + buffer * 16 * PITCH);
+                #pragma unroll
+                for (int i = 0; i < BN / 32; ++i) {
+                    const int index = lane + 32 * i, r = index / (BN / 16), q = index % (BN / 16);
+                    const bool inside = top + r < M;
+                    const signed char* from = residual + (inside ? (i64)(top + r) * N + n0 + 16 * q : 0);
+                    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                        :: "r"(to + r * PITCH + 16 * q), "l"(from), "r"(inside ? 16 : 0) : "memory");
+                }
+                asm volatile("cp.async.commit_group;" ::: "memory");
+            };
+            /* A tile's alpha and beta for column ct, loaded a tile ahead of their use. */
+            float alphaValue = 0.f, betaValue = 0.f;
+            auto fetchScales = [&](int tile) {
+                const int n0 = (tile % NT) * BN;
+                const bool holds = tile < tiles && ct < BN && n0 + ct < N;
+                alphaValue = holds ? alpha[n0 + ct] : 0.f;
+                betaValue = holds ? beta[n0 + ct] : 0.f;
+            };
+            fetchScales(blockIdx.x);
+            if (RES && blockIdx.x < tiles) fetchResidual(blockIdx.x, 0);
+            int d[BN / 2];
+            int ordinal = 0;
+            for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, ++ordinal) {
+                const int m0 = (tile / NT) * BM, n0 = (tile % NT) * BN;
+                const int top = m0 + cw * 64 + warp * 16;
+                unsigned char* stage = stages + (RES ? (ordinal & 1) : 0) * 16 * PITCH;
+                #pragma unroll
+                for (int i = 0; i < BN / 2; ++i) d[i] = 0;
+                int it = ordinal * KT;
+                for (int kt = 0; kt < KT; ++kt, ++it) {
+                    const int st = it % STAGES;
+                    kiln_bar_wait(full + 8 * st, (it / STAGES) & 1);
+                    const unsigned a = base + st * STAGE + cw * 64 * BK, b = base + st * STAGE + A_BYTES;
+                    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+                    #pragma unroll
+                    for (int kk = 0; kk < BK / 32; ++kk)
+                        kiln_wgmma_i8<BN>(d, kiln_i8_desc<BK>(a + kk * 32), kiln_i8_desc<BK>(b + kk * 32));
+                    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+                    /* The previous buffer's products are done once at most this one is in flight. */
+                    asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+                    if (kt > 0 && lane == 0) kiln_bar_arrive(empty + 8 * ((it - 1) % STAGES));
+                }
+                asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+                if (lane == 0) kiln_bar_arrive(empty + 8 * ((it - 1) % STAGES));
+
+                /* Every consumer is past the previous tile's epilogue before its alpha and beta are replaced. */
+                asm volatile("bar.sync 1, 256;" ::: "memory");
+                if (ct < BN) {
+                    alphaTile[ct] = alphaValue;
+                    betaTile[ct] = betaValue;
+                }
+                asm volatile("bar.sync 1, 256;" ::: "memory");
+                fetchScales(tile + gridDim.x);
+                if (RES && tile + gridDim.x < tiles) fetchResidual(tile + gridDim.x, (ordinal + 1) & 1);
+
+                /* Accumulator i: row 16 * warp + lane / 4 (+ 8 for odd i / 2) of the warpgroup's 64, column
+                   8 * (i / 4) + 2 * (lane % 4) + i % 2. Each warp finishes its 16 rows in its stage (over the
+                   residual, which arrived during the products) and stores them as 16-byte runs of whole rows. */
+                if (RES) {
+                    /* This tile's residual is in (the next tile's may still be coming). */
+                    if (tile + gridDim.x < tiles) asm volatile("cp.async.wait_group 1;" ::: "memory");
+                    else asm volatile("cp.async.wait_group 0;" ::: "memory");
+                    __syncwarp();
+                }
+                #pragma unroll
+                for (int j = 0; j < BN / 8; ++j) {
+                    const int c = j * 8 + 2 * (lane & 3);
+                    const float a0 = alphaTile[c], a1 = alphaTile[c + 1], b0 = betaTile[c], b1 = betaTile[c + 1];
+                    #pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        char2* at = (char2*)(stage + ((lane >> 2) + 8 * h) * PITCH + c);
+                        float x0 = (float)d[4 * j + 2 * h] * a0 + b0, x1 = (float)d[4 * j + 2 * h + 1] * a1 + b1;
+                        if (RES) {
+                            const char2 rr = *at;
+                            x0 += residualScale * (float)rr.x;
+                            x1 += residualScale * (float)rr.y;
+                        }
+                        const int low = RELU ? 0 : -128;
+                        const int q0 = min(max(__float2int_rn(x0), low), 127);
+                        const int q1 = min(max(__float2int_rn(x1), low), 127);
+                        *at = make_char2((signed char)q0, (signed char)q1);
+                    }
+                }
+                __syncwarp();
+                #pragma unroll
+                for (int i = 0; i < BN / 32; ++i) {
+                    const int index = lane + 32 * i, r = index / (BN / 16), q = index % (BN / 16);
+                    if (top + r < M)
+                        *(uint4*)(Y + (i64)(top + r) * N + n0 + 16 * q) = *(const uint4*)(stage + r * PITCH + 16 * q);
+                }
+                __syncwarp();
+            }
+        }
+
+        """
+
+    /// The entry point's name for one variant.
+    static func function(columns: Int, depth: Int, stages: Int, im2col: Bool, relu: Bool, residual: Bool) -> String {
+        "kiln_i8_conv_\(columns)_\(depth)_\(stages)_\(im2col ? 1 : 0)\(relu ? 1 : 0)\(residual ? 1 : 0)"
+    }
+
+    /// An `extern "C"` entry point for one variant of the template.
+    static func entry(columns: Int, depth: Int, stages: Int, im2col: Bool, relu: Bool, residual: Bool) -> String {
+        let name = function(
+            columns: columns, depth: depth, stages: stages, im2col: im2col, relu: relu, residual: residual)
+        let flags = [im2col, relu, residual].map { $0 ? "1" : "0" }.joined(separator: ", ")
+        return """
+            extern "C" __global__ void __launch_bounds__(\(threads), 1) \(name)(
+                const __grid_constant__ KilnTensorMap mapA, const __grid_constant__ KilnTensorMap mapB,
+                const float* alpha, const float* beta, const signed char* residual, float residualScale,
+                signed char* Y, KilnDims g, KilnDims s)
+            {
+                kiln_i8_conv<\(columns), \(depth), \(stages), \(flags)>(
+                    &mapA, &mapB, alpha, beta, residual, residualScale, Y, g, s);
+            }
+
+            """
+    }
+}
