@@ -57,13 +57,13 @@ def source(variants, path=PATH):
                  f'        "%{count}, %{count + 1}, p;\\n}}\\n"\n'
                  f'        : {outputs}\n        : "l"(a), "l"(b), "r"(1));\n}}\n')
     text += swift_string(path, 'code') + '\n'
-    for bn, bk, stages, im2col, relu, res in variants:
-        name = f'kiln_i8_conv_{bn}_{bk}_{stages}_{im2col}{relu}{res}'
+    for bn, bk, stages, im2col, relu, res, small in variants:
+        name = f'kiln_i8_conv_{bn}_{bk}_{stages}_{im2col}{relu}{res}{small}'
         text += (f'extern "C" __global__ void __launch_bounds__(384, 1) {name}('
                  'const __grid_constant__ KilnTensorMap mapA, const __grid_constant__ KilnTensorMap mapB, '
                  'const float* alpha, const float* beta, const signed char* residual, float residualScale, '
                  'signed char* Y, KilnDims g, KilnDims s) {\n'
-                 f'    kiln_i8_conv<{bn}, {bk}, {stages}, {im2col}, {relu}, {res}>(&mapA, &mapB, alpha, beta, '
+                 f'    kiln_i8_conv<{bn}, {bk}, {stages}, {im2col}, {relu}, {res}, {small}>(&mapA, &mapB, alpha, beta, '
                  'residual, residualScale, Y, g, s);\n}\n')
     return text
 
@@ -139,7 +139,8 @@ def main():
     def variant_keys(c, k, stride, res, bn, stages):
         bk = 128 if c % 128 == 0 else 64
         im2col = 0 if (k == 1 and stride == 1) else 1
-        return (bn, bk, fitting_stages(bn, bk, stages, res), im2col, 1, 1 if res else 0)
+        small = 1 if k * k * c <= 256 else 0
+        return (bn, bk, fitting_stages(bn, bk, stages, res), im2col, 1, 1 if res else 0, small)
 
     wanted = sorted({variant_keys(c, k, st, res, bn, stages) for _, _, c, _, cout, k, st, res in shapes
                      for bn, stages in tiles if bn <= cout} |
@@ -151,8 +152,8 @@ def main():
     assert cuda.cuModuleLoadData(ctypes.byref(module), cubin) == 0
     functions = {}
     for key in wanted:
-        bn, bk, stages, im2col, relu, res = key
-        name = f'kiln_i8_conv_{bn}_{bk}_{stages}_{im2col}{relu}{res}'
+        bn, bk, stages, im2col, relu, res, small = key
+        name = f'kiln_i8_conv_{bn}_{bk}_{stages}_{im2col}{relu}{res}{small}'
         function = ctypes.c_void_p()
         assert cuda.cuModuleGetFunction(ctypes.byref(function), module, name.encode()) == 0
         assert cuda.cuFuncSetAttribute(function, 8, shared_bytes(bn, bk, stages, res)) == 0

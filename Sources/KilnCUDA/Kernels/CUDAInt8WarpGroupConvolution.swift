@@ -59,6 +59,14 @@ enum CUDAInt8WarpGroupConvolution {
             else kiln_wgmma_i8_n64(d, a, b);
         }
 
+        /* An accumulator as a float: exact either way; SMALL (|v| <= 2^22, a reduction of at most 256 products of
+           int8 values) through the float 1.5 * 2^23 + v, which needs no conversion instruction (a quarter of the
+           rate of the arithmetic). */
+        template <int SMALL> __device__ __forceinline__ float kiln_i8_float(int v) {
+            if constexpr (SMALL) return __int_as_float(v + 0x4B400000) - 12582912.f;
+            else return (float)v;
+        }
+
         /* A K-major shared-memory matrix descriptor for rows of SW bytes swizzled over SW bytes (128 or 64): the
            8-row atoms are 8 * SW bytes apart. */
         template <int SW> __device__ __forceinline__ u64 kiln_i8_desc(unsigned address) {
@@ -80,7 +88,7 @@ enum CUDAInt8WarpGroupConvolution {
 
         /* g: M (pixels), Cout, Ho, Wo, kh, kw, C / BK. s: strides, pads (begin) and dilations, height first.
            Persistent: block b takes tiles b, b + gridDim.x, ... (channel tiles fastest). */
-        template <int BN, int BK, int STAGES, int IM2COL, int RELU, int RES>
+        template <int BN, int BK, int STAGES, int IM2COL, int RELU, int RES, int SMALL>
         __device__ __forceinline__ void kiln_i8_conv(
             const KilnTensorMap* mapA, const KilnTensorMap* mapB, const float* __restrict__ alpha,
             const float* __restrict__ beta, const signed char* __restrict__ residual, float residualScale,
@@ -210,20 +218,23 @@ enum CUDAInt8WarpGroupConvolution {
                 #pragma unroll
                 for (int j = 0; j < BN / 8; ++j) {
                     const int c = j * 8 + 2 * (lane & 3);
-                    const float a0 = alphaTile[c], a1 = alphaTile[c + 1], b0 = betaTile[c], b1 = betaTile[c + 1];
+                    const float2 av = *(const float2*)(alphaTile + c), bv = *(const float2*)(betaTile + c);
                     #pragma unroll
                     for (int h = 0; h < 2; ++h) {
-                        char2* at = (char2*)(stage + ((lane >> 2) + 8 * h) * PITCH + c);
-                        float x0 = (float)d[4 * j + 2 * h] * a0 + b0, x1 = (float)d[4 * j + 2 * h + 1] * a1 + b1;
+                        unsigned short* at = (unsigned short*)(stage + ((lane >> 2) + 8 * h) * PITCH + c);
+                        float x0 = kiln_i8_float<SMALL>(d[4 * j + 2 * h]) * av.x + bv.x;
+                        float x1 = kiln_i8_float<SMALL>(d[4 * j + 2 * h + 1]) * av.y + bv.y;
                         if (RES) {
-                            const char2 rr = *at;
-                            x0 += residualScale * (float)rr.x;
-                            x1 += residualScale * (float)rr.y;
+                            /* Each residual byte r as the float 2^23 + 128 + r, less that constant (exact). */
+                            const unsigned v = *at;
+                            x0 += residualScale * (__uint_as_float((v & 0xFFu) ^ 0x4B000080u) - 8388736.f);
+                            x1 += residualScale * (__uint_as_float(((v >> 8) & 0xFFu) ^ 0x4B000080u) - 8388736.f);
                         }
-                        const int low = RELU ? 0 : -128;
-                        const int q0 = min(max(__float2int_rn(x0), low), 127);
-                        const int q1 = min(max(__float2int_rn(x1), low), 127);
-                        *at = make_char2((signed char)q0, (signed char)q1);
+                        /* Clamped, then rounded half to even by adding 1.5 * 2^23: the low byte of the sum's bits is
+                           the int8 result. */
+                        x0 = fminf(fmaxf(x0, RELU ? 0.f : -128.f), 127.f) + 12582912.f;
+                        x1 = fminf(fmaxf(x1, RELU ? 0.f : -128.f), 127.f) + 12582912.f;
+                        *at = (unsigned short)__byte_perm(__float_as_uint(x0), __float_as_uint(x1), 0x0040);
                     }
                 }
                 __syncwarp();
@@ -240,15 +251,21 @@ enum CUDAInt8WarpGroupConvolution {
         """
 
     /// The entry point's name for one variant.
-    static func function(columns: Int, depth: Int, stages: Int, im2col: Bool, relu: Bool, residual: Bool) -> String {
-        "kiln_i8_conv_\(columns)_\(depth)_\(stages)_\(im2col ? 1 : 0)\(relu ? 1 : 0)\(residual ? 1 : 0)"
+    static func function(
+        columns: Int, depth: Int, stages: Int, im2col: Bool, relu: Bool, residual: Bool, small: Bool
+    ) -> String {
+        let flags = [im2col, relu, residual, small].map { $0 ? "1" : "0" }.joined()
+        return "kiln_i8_conv_\(columns)_\(depth)_\(stages)_\(flags)"
     }
 
     /// An `extern "C"` entry point for one variant of the template.
-    static func entry(columns: Int, depth: Int, stages: Int, im2col: Bool, relu: Bool, residual: Bool) -> String {
+    static func entry(
+        columns: Int, depth: Int, stages: Int, im2col: Bool, relu: Bool, residual: Bool, small: Bool
+    ) -> String {
         let name = function(
-            columns: columns, depth: depth, stages: stages, im2col: im2col, relu: relu, residual: residual)
-        let flags = [im2col, relu, residual].map { $0 ? "1" : "0" }.joined(separator: ", ")
+            columns: columns, depth: depth, stages: stages, im2col: im2col, relu: relu, residual: residual,
+            small: small)
+        let flags = [im2col, relu, residual, small].map { $0 ? "1" : "0" }.joined(separator: ", ")
         return """
             extern "C" __global__ void __launch_bounds__(\(threads), 1) \(name)(
                 const __grid_constant__ KilnTensorMap mapA, const __grid_constant__ KilnTensorMap mapB,
