@@ -23,7 +23,9 @@ enum CUDAConstant {
     static let functionMaxDynamicSharedBytes: Int32 = 8  // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
     static let tensorMapFloat16: UInt32 = 6  // CU_TENSOR_MAP_DATA_TYPE_FLOAT16
     static let tensorMapBFloat16: UInt32 = 9  // CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+    static let tensorMapUInt8: UInt32 = 0  // CU_TENSOR_MAP_DATA_TYPE_UINT8 (int8 bytes too: zeros fill alike)
     static let tensorMapSwizzle128B: UInt32 = 3  // CU_TENSOR_MAP_SWIZZLE_128B
+    static let tensorMapSwizzle64B: UInt32 = 2  // CU_TENSOR_MAP_SWIZZLE_64B
     static let tensorMapL2Promotion256B: UInt32 = 3  // CU_TENSOR_MAP_L2_PROMOTION_L2_256B
 }
 
@@ -66,6 +68,12 @@ final class CUDADriver: @unchecked Sendable {
         @convention(c) (
             UnsafeMutableRawPointer?, UInt32, UInt32, UnsafeMutableRawPointer?, UnsafePointer<UInt64>?,
             UnsafePointer<UInt64>?, UnsafePointer<UInt32>?, UnsafePointer<UInt32>?, UInt32, UInt32, UInt32, UInt32
+        ) -> CUresult
+    typealias TensorMapEncodeIm2col =
+        @convention(c) (
+            UnsafeMutableRawPointer?, UInt32, UInt32, UnsafeMutableRawPointer?, UnsafePointer<UInt64>?,
+            UnsafePointer<UInt64>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?, UInt32, UInt32, UnsafePointer<UInt32>?,
+            UInt32, UInt32, UInt32, UInt32
         ) -> CUresult
     typealias LaunchKernel =
         @convention(c) (
@@ -119,6 +127,7 @@ final class CUDADriver: @unchecked Sendable {
     let cuLaunchKernel: LaunchKernel
     /// CUDA 12 and later; nil on older drivers (the kernels that need it are then not chosen).
     let cuTensorMapEncodeTiled: TensorMapEncodeTiled?
+    let cuTensorMapEncodeIm2col: TensorMapEncodeIm2col?
 
     private init(library: DynamicLibrary) throws {
         self.library = library
@@ -171,6 +180,7 @@ final class CUDADriver: @unchecked Sendable {
         cuFuncSetAttribute = try lib.function("cuFuncSetAttribute")
         cuLaunchKernel = try lib.function("cuLaunchKernel")
         cuTensorMapEncodeTiled = lib.optionalFunction("cuTensorMapEncodeTiled")
+        cuTensorMapEncodeIm2col = lib.optionalFunction("cuTensorMapEncodeIm2col")
 
         let initResult = cuInit(0)
         if initResult == CUDAConstant.errorNoDevice {

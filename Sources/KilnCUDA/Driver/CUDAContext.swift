@@ -151,36 +151,71 @@ public final class CUDAContext: @unchecked Sendable {
     /// Whether the driver can encode TMA tensor maps (CUDA 12 and later).
     public var hasTensorMaps: Bool { driver.cuTensorMapEncodeTiled != nil }
 
-    /// The 128 bytes of `map` over the matrix at device `address` (`cuTensorMapEncodeTiled`).
+    /// Whether the driver can encode im2col tensor maps.
+    public var hasIm2colTensorMaps: Bool { driver.cuTensorMapEncodeIm2col != nil }
+
+    /// The 128 bytes of `map` over the matrix at device `address` (`cuTensorMapEncodeTiled`, or
+    /// `cuTensorMapEncodeIm2col` for a map with a window).
     public func encodeTensorMap(_ map: CUDATensorMap, address: UInt64) throws -> [UInt8] {
-        guard let encode = driver.cuTensorMapEncodeTiled else {
-            throw KilnError.unsupported("this CUDA driver has no cuTensorMapEncodeTiled (CUDA 12 or later needed)")
-        }
         let type: UInt32
         switch map.dtype {
         case .float16: type = CUDAConstant.tensorMapFloat16
         case .bfloat16: type = CUDAConstant.tensorMapBFloat16
+        case .int8, .uint8: type = CUDAConstant.tensorMapUInt8
         default: throw KilnError.unsupported("tensor maps of \(map.dtype.onnxName) matrices")
         }
-        guard address % 16 == 0, map.rowStride % 8 == 0, map.rows > 0, map.columns > 0,
-            map.rowStride >= map.columns, (1...256).contains(map.boxRows), (1...64).contains(map.boxColumns)
+        let size = map.dtype.byteSize
+        guard address % 16 == 0, map.rowStride * size % 16 == 0, map.rows > 0, map.columns > 0,
+            map.rowStride >= map.columns, (1...256).contains(map.boxRows), map.boxColumns > 0,
+            map.boxColumns * size <= map.swizzleBytes, map.swizzleBytes == 128 || map.swizzleBytes == 64
         else {
             throw KilnError.invalidArgument(
                 "tensor map of \(map.rows) x \(map.columns) (row stride \(map.rowStride), box \(map.boxRows) x "
-                    + "\(map.boxColumns)): needs 16-byte aligned rows and a box of at most 256 x 64")
+                    + "\(map.boxColumns), \(map.swizzleBytes)-byte swizzle): needs 16-byte aligned rows and a box of "
+                    + "at most 256 rows of at most the swizzle's bytes")
         }
-        let sizes: [UInt64] = [UInt64(map.columns), UInt64(map.rows)]
-        let strides: [UInt64] = [UInt64(map.rowStride * 2)]
-        let box: [UInt32] = [UInt32(map.boxColumns), UInt32(map.boxRows)]
-        let steps: [UInt32] = [1, 1]
+        let swizzle = map.swizzleBytes == 128 ? CUDAConstant.tensorMapSwizzle128B : CUDAConstant.tensorMapSwizzle64B
         // The driver writes the map to 64-byte aligned memory.
         let storage = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 64)
         defer { storage.deallocate() }
-        let result = encode(
-            storage, type, 2, UnsafeMutableRawPointer(bitPattern: UInt(address)), sizes, strides, box, steps, 0,
-            CUDAConstant.tensorMapSwizzle128B, CUDAConstant.tensorMapL2Promotion256B, 0)
-        try driver.check(
-            result, "cuTensorMapEncodeTiled(\(map.rows) x \(map.columns), box \(map.boxRows) x \(map.boxColumns))")
+        let pointer = UnsafeMutableRawPointer(bitPattern: UInt(address))
+        if let window = map.window {
+            guard let encode = driver.cuTensorMapEncodeIm2col else {
+                throw KilnError.unsupported("this CUDA driver has no cuTensorMapEncodeIm2col (CUDA 12 or later needed)")
+            }
+            let pixels = window.images * window.height * window.width
+            // A 4-D map's corners must lie in [-128, 127].
+            let lower = [-window.padsBegin[1], -window.padsBegin[0]]
+            let upper = (0..<2).reversed().map { window.padsEnd[$0] - window.dilations[$0] * (window.kernel[$0] - 1) }
+            guard map.rows == pixels, map.rowStride == map.columns, (lower + upper).allSatisfy({ (-128...127).contains($0) })
+            else {
+                throw KilnError.invalidArgument(
+                    "im2col tensor map of \(map.rows) pixels x \(map.columns) channels does not fit its window \(window)")
+            }
+            let channels = UInt64(map.columns)
+            let sizes: [UInt64] = [channels, UInt64(window.width), UInt64(window.height), UInt64(window.images)]
+            let strides: [UInt64] = [1, UInt64(window.width), UInt64(window.width * window.height)].map {
+                $0 * channels * UInt64(size)
+            }
+            let steps: [UInt32] = [1, UInt32(window.strides[1]), UInt32(window.strides[0]), 1]
+            let result = encode(
+                storage, type, 4, pointer, sizes, strides, lower.map(Int32.init), upper.map(Int32.init),
+                UInt32(map.boxColumns), UInt32(map.boxRows), steps, 0, swizzle, CUDAConstant.tensorMapL2Promotion256B, 0)
+            try driver.check(result, "cuTensorMapEncodeIm2col(\(window), \(map.boxRows) pixels x \(map.boxColumns))")
+        } else {
+            guard let encode = driver.cuTensorMapEncodeTiled else {
+                throw KilnError.unsupported("this CUDA driver has no cuTensorMapEncodeTiled (CUDA 12 or later needed)")
+            }
+            let sizes: [UInt64] = [UInt64(map.columns), UInt64(map.rows)]
+            let strides: [UInt64] = [UInt64(map.rowStride * size)]
+            let box: [UInt32] = [UInt32(map.boxColumns), UInt32(map.boxRows)]
+            let steps: [UInt32] = [1, 1]
+            let result = encode(
+                storage, type, 2, pointer, sizes, strides, box, steps, 0, swizzle,
+                CUDAConstant.tensorMapL2Promotion256B, 0)
+            try driver.check(
+                result, "cuTensorMapEncodeTiled(\(map.rows) x \(map.columns), box \(map.boxRows) x \(map.boxColumns))")
+        }
         return Array(UnsafeRawBufferPointer(start: storage, count: 128))
     }
 

@@ -22,6 +22,103 @@ import KilnIR
 enum CUDAInt8WarpGroupConvolution {
     static let rowsPerBlock = 128
     static let threads = 384
+    /// The shared memory a block of sm_90 may take.
+    static let sharedLimit = 227 << 10
+
+    /// The operands: X int8 `[N, H, W, C]`, W int8 `[Cout, kh, kw, C]`, alpha and beta float `[Cout]`, an optional
+    /// int8 residual of Y's shape, and Y int8 `[N, Ho, Wo, Cout]`.
+    struct Operands {
+        var input: CUDAOperand
+        var weights: CUDAOperand
+        var alpha: CUDAOperand
+        var beta: CUDAOperand
+        var residual: CUDAOperand?
+        var output: CUDAOperand
+    }
+
+    /// The launch of the convolution of `window` over `channels` input channels into `outputChannels`, or nil
+    /// where the kernel does not apply: not Hopper (sm_90), channels not a multiple of 64, output channels not a
+    /// multiple of 64, or an im2col corner outside what a 4-D map holds.
+    static func launch(
+        _ operands: Operands, window: CUDAIm2colWindow, channels: Int, outputChannels: Int, residualScale: Float,
+        relu: Bool, architecture: Int, multiprocessors: Int
+    ) -> CUDALaunch? {
+        guard architecture == 90, channels % 64 == 0, outputChannels % 64 == 0,
+            window.padsBegin.allSatisfy({ $0 <= 128 }),
+            (0..<2).allSatisfy({ window.padsEnd[$0] - window.dilations[$0] * (window.kernel[$0] - 1) >= -128 })
+        else { return nil }
+        let output = window.output
+        let pixels = window.images * window.height * window.width
+        let m = window.images * output[0] * output[1]
+        guard m > 0, output.allSatisfy({ $0 > 0 }) else { return nil }
+        let depth = channels % 128 == 0 ? 128 : 64
+        let columns = tileColumns(rows: m, outputChannels: outputChannels, multiprocessors: multiprocessors)
+        let residual = operands.residual != nil
+        let stages = fittingStages(columns: columns, depth: depth, residual: residual)
+        let reduction = window.kernel[0] * window.kernel[1] * channels
+        let plain =
+            window.kernel == [1, 1] && window.strides == [1, 1] && window.padsBegin == [0, 0]
+            && window.padsEnd == [0, 0]
+        let small = reduction <= 256
+        let mapA = CUDATensorMap(
+            operands.input, dtype: .int8, rows: pixels, columns: channels, rowStride: channels,
+            boxRows: rowsPerBlock, boxColumns: depth, swizzleBytes: depth, window: plain ? nil : window)
+        let mapB = CUDATensorMap(
+            operands.weights, dtype: .int8, rows: outputChannels, columns: reduction, rowStride: reduction,
+            boxRows: columns, boxColumns: depth, swizzleBytes: depth)
+        let tiles = (m + rowsPerBlock - 1) / rowsPerBlock * (outputChannels / columns)
+        let variant = source(
+            columns: columns, depth: depth, stages: stages, im2col: !plain, relu: relu, residual: residual,
+            small: small)
+        return CUDALaunch(
+            source: variant, function: "kiln_" + variant.name,
+            grid: CUDADim3(multiprocessors > 0 ? min(tiles, multiprocessors) : tiles), block: CUDADim3(threads),
+            sharedBytes: sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual),
+            arguments: [
+                .tensorMap(mapA), .tensorMap(mapB), .pointer(operands.alpha), .pointer(operands.beta),
+                operands.residual.map { .pointer($0) } ?? .int64(0), .float32(residualScale),
+                .pointer(operands.output),
+                .dims([m, outputChannels, output[0], output[1], window.kernel[0], window.kernel[1], channels / depth]),
+                .dims(window.strides + window.padsBegin + window.dilations),
+            ])
+    }
+
+    /// Output channels per tile: 256, 128 or 64 (dividing `outputChannels`), whichever the grid's waves make
+    /// fastest, a tile's time taken as its columns times 1, 1.15 or 1.5 (narrow tiles reuse each input load less;
+    /// ratios `bench/kernels/int8_conv.py` measured on ResNet-50's shapes).
+    static func tileColumns(rows: Int, outputChannels: Int, multiprocessors: Int) -> Int {
+        let blocks = max(multiprocessors, 1)
+        let costs = [(256, 1.0), (128, 1.15), (64, 1.5)].filter { outputChannels % $0.0 == 0 }.map {
+            (columns, weight) -> (Int, Double) in
+            let tiles = (rows + rowsPerBlock - 1) / rowsPerBlock * (outputChannels / columns)
+            return (columns, Double((tiles + blocks - 1) / blocks) * Double(columns) * weight)
+        }
+        return costs.min { $0.1 < $1.1 }?.0 ?? 64
+    }
+
+    /// The most buffers (4, 6 or 8 for 256, 128 or 64 columns) that fit beside the epilogue's stages.
+    static func fittingStages(columns: Int, depth: Int, residual: Bool) -> Int {
+        var stages = columns == 256 ? 4 : columns == 128 ? 6 : 8
+        while stages > 2, sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual) > sharedLimit {
+            stages -= 1
+        }
+        return stages
+    }
+
+    /// The module of one variant, compiled for sm_90a.
+    static func source(
+        columns: Int, depth: Int, stages: Int, im2col: Bool, relu: Bool, residual: Bool, small: Bool
+    ) -> CUDASource {
+        let name = function(
+            columns: columns, depth: depth, stages: stages, im2col: im2col, relu: relu, residual: residual,
+            small: small)
+        let text =
+            CUDAWarpGroupProduct.tensorMemory + widths.map { instruction(n: $0) }.joined() + code
+            + entry(
+                columns: columns, depth: depth, stages: stages, im2col: im2col, relu: relu, residual: residual,
+                small: small)
+        return CUDASource(name: String(name.dropFirst("kiln_".count)), code: text, architectureSpecific: true)
+    }
 
     /// Dynamic shared memory: the buffers (aligned to 1024 bytes), their barriers, a tile's per-channel `alpha`
     /// and `beta`, and each consumer warp's stages of 16 rows (`columns` bytes and 16 of padding; two with a

@@ -22,17 +22,22 @@ public enum CUDAArgument: Sendable, Hashable {
     case float64(Double)
     /// Up to `KilnDims.capacity` sizes or strides, passed by value as the prelude's `KilnDims` struct.
     case dims([Int])
-    /// A TMA tensor map of a 16-bit matrix, encoded when the operand's address is known (128 bytes, passed by
-    /// value as a `__grid_constant__` parameter).
+    /// A TMA tensor map of a matrix (or an im2col map of an NHWC tensor), encoded when the operand's address is
+    /// known (128 bytes, passed by value as a `__grid_constant__` parameter).
     case tensorMap(CUDATensorMap)
 
     public static func pointer(_ operand: CUDAOperand) -> CUDAArgument { .pointer(operand, offset: 0) }
     public static func int(_ value: Int) -> CUDAArgument { .int64(Int64(value)) }
 }
 
-/// A 2-D view of a row-major 16-bit matrix for the tensor memory accelerator (`cuTensorMapEncodeTiled`):
-/// `rows` x `columns` elements, `rowStride` elements apart, copied in boxes of `boxRows` x `boxColumns` into
-/// shared memory with the 128-byte swizzle; what lies past the edges reads as zeros.
+/// A 2-D view of a row-major matrix of 16-bit or 8-bit elements for the tensor memory accelerator
+/// (`cuTensorMapEncodeTiled`): `rows` x `columns` elements, `rowStride` elements apart, copied in boxes of
+/// `boxRows` x `boxColumns` into shared memory with a `swizzleBytes` swizzle (128 or 64: a box row is at most
+/// that many bytes); what lies past the edges reads as zeros.
+///
+/// With a `window`, the matrix is an NHWC tensor's pixels (rows) by channels (columns) and the map is an im2col
+/// map (`cuTensorMapEncodeIm2col`): a load takes `boxRows` consecutive output pixels of the window's
+/// convolution, `boxColumns` channels each, from under one filter tap given with the load, zeros in the padding.
 public struct CUDATensorMap: Sendable, Hashable {
     public var operand: CUDAOperand
     public var dtype: DType
@@ -41,9 +46,12 @@ public struct CUDATensorMap: Sendable, Hashable {
     public var rowStride: Int
     public var boxRows: Int
     public var boxColumns: Int
+    public var swizzleBytes: Int
+    public var window: CUDAIm2colWindow?
 
     public init(
-        _ operand: CUDAOperand, dtype: DType, rows: Int, columns: Int, rowStride: Int, boxRows: Int, boxColumns: Int
+        _ operand: CUDAOperand, dtype: DType, rows: Int, columns: Int, rowStride: Int, boxRows: Int, boxColumns: Int,
+        swizzleBytes: Int = 128, window: CUDAIm2colWindow? = nil
     ) {
         self.operand = operand
         self.dtype = dtype
@@ -52,6 +60,43 @@ public struct CUDATensorMap: Sendable, Hashable {
         self.rowStride = rowStride
         self.boxRows = boxRows
         self.boxColumns = boxColumns
+        self.swizzleBytes = swizzleBytes
+        self.window = window
+    }
+}
+
+/// The 2-D convolution an im2col tensor map walks over an NHWC tensor `[images, height, width, channels]`;
+/// `kernel`, `strides`, `padsBegin`, `padsEnd` and `dilations` are (height, width).
+public struct CUDAIm2colWindow: Sendable, Hashable {
+    public var images: Int
+    public var height: Int
+    public var width: Int
+    public var kernel: [Int]
+    public var strides: [Int]
+    public var padsBegin: [Int]
+    public var padsEnd: [Int]
+    public var dilations: [Int]
+
+    public init(
+        images: Int, height: Int, width: Int, kernel: [Int], strides: [Int], padsBegin: [Int], padsEnd: [Int],
+        dilations: [Int]
+    ) {
+        self.images = images
+        self.height = height
+        self.width = width
+        self.kernel = kernel
+        self.strides = strides
+        self.padsBegin = padsBegin
+        self.padsEnd = padsEnd
+        self.dilations = dilations
+    }
+
+    /// The output's height and width.
+    public var output: [Int] {
+        (0..<2).map { i in
+            let extent = [height, width][i] + padsBegin[i] + padsEnd[i] - dilations[i] * (kernel[i] - 1) - 1
+            return extent / strides[i] + 1
+        }
     }
 }
 
