@@ -117,9 +117,11 @@ import Testing
     /// 2), a residual with and without ReLU, and pixel counts that leave a partial last tile.
     static let cases: [Case] = [
         Case(images: 2, size: 9, channels: 64, outputChannels: 64, kernel: 3, stride: 1, residual: false, relu: true),
-        Case(images: 3, size: 11, channels: 128, outputChannels: 192, kernel: 3, stride: 2, residual: false, relu: true),
+        Case(
+            images: 3, size: 11, channels: 128, outputChannels: 192, kernel: 3, stride: 2, residual: false, relu: true),
         Case(images: 2, size: 13, channels: 192, outputChannels: 256, kernel: 1, stride: 1, residual: true, relu: true),
-        Case(images: 2, size: 10, channels: 64, outputChannels: 128, kernel: 1, stride: 2, residual: false, relu: false),
+        Case(
+            images: 2, size: 10, channels: 64, outputChannels: 128, kernel: 1, stride: 2, residual: false, relu: false),
         Case(images: 1, size: 7, channels: 256, outputChannels: 512, kernel: 3, stride: 1, residual: true, relu: false),
     ]
 
@@ -163,7 +165,9 @@ import Testing
         let output = try context.allocate(bytes: m * c.outputChannels)
         let stream = try context.makeStream()
         func put<T>(_ values: [T], _ index: Int) throws {
-            try values.withUnsafeBytes { try stream.copy(toDevice: buffers[index].address, from: $0.baseAddress!, bytes: $0.count) }
+            try values.withUnsafeBytes {
+                try stream.copy(toDevice: buffers[index].address, from: $0.baseAddress!, bytes: $0.count)
+            }
         }
         try put(x, 0)
         try put(w, 1)

@@ -72,7 +72,8 @@ final class CUDADriver: @unchecked Sendable {
     typealias TensorMapEncodeIm2col =
         @convention(c) (
             UnsafeMutableRawPointer?, UInt32, UInt32, UnsafeMutableRawPointer?, UnsafePointer<UInt64>?,
-            UnsafePointer<UInt64>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?, UInt32, UInt32, UnsafePointer<UInt32>?,
+            UnsafePointer<UInt64>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?, UInt32, UInt32,
+            UnsafePointer<UInt32>?,
             UInt32, UInt32, UInt32, UInt32
         ) -> CUresult
     typealias LaunchKernel =

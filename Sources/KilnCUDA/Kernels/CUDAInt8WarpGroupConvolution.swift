@@ -99,7 +99,8 @@ enum CUDAInt8WarpGroupConvolution {
     /// The most buffers (4, 6 or 8 for 256, 128 or 64 columns) that fit beside the epilogue's stages.
     static func fittingStages(columns: Int, depth: Int, residual: Bool) -> Int {
         var stages = columns == 256 ? 4 : columns == 128 ? 6 : 8
-        while stages > 2, sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual) > sharedLimit {
+        while stages > 2, sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual) > sharedLimit
+        {
             stages -= 1
         }
         return stages
