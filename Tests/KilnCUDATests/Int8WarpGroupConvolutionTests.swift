@@ -89,9 +89,10 @@ import Testing
         for (columns, depth, im2col, residual, small) in [
             (256, 128, true, false, false), (64, 64, false, true, true), (128, 128, true, true, false),
         ] {
-            let source = CUDAInt8WarpGroupConvolution.source(
+            let source = CUDAInt8WarpGroupConvolution.Variant(
                 columns: columns, depth: depth, stages: 3, im2col: im2col, relu: true, residual: residual,
-                small: small)
+                small: small
+            ).source
             let cubin = try nvrtc.compile(source, architecture: 90)
             #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "\(source.name)")
         }

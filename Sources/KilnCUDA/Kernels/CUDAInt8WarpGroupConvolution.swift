@@ -67,11 +67,11 @@ enum CUDAInt8WarpGroupConvolution {
             operands.weights, dtype: .int8, rows: outputChannels, columns: reduction, rowStride: reduction,
             boxRows: columns, boxColumns: depth, swizzleBytes: depth)
         let tiles = (m + rowsPerBlock - 1) / rowsPerBlock * (outputChannels / columns)
-        let variant = source(
+        let variant = Variant(
             columns: columns, depth: depth, stages: stages, im2col: !plain, relu: relu, residual: residual,
             small: small)
         return CUDALaunch(
-            source: variant, function: "kiln_" + variant.name,
+            source: variant.source, function: variant.function,
             grid: CUDADim3(multiprocessors > 0 ? min(tiles, multiprocessors) : tiles), block: CUDADim3(threads),
             sharedBytes: sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual),
             arguments: [
@@ -104,21 +104,6 @@ enum CUDAInt8WarpGroupConvolution {
             stages -= 1
         }
         return stages
-    }
-
-    /// The module of one variant, compiled for sm_90a.
-    static func source(
-        columns: Int, depth: Int, stages: Int, im2col: Bool, relu: Bool, residual: Bool, small: Bool
-    ) -> CUDASource {
-        let name = function(
-            columns: columns, depth: depth, stages: stages, im2col: im2col, relu: relu, residual: residual,
-            small: small)
-        let text =
-            CUDAWarpGroupProduct.tensorMemory + widths.map { instruction(n: $0) }.joined() + code
-            + entry(
-                columns: columns, depth: depth, stages: stages, im2col: im2col, relu: relu, residual: residual,
-                small: small)
-        return CUDASource(name: String(name.dropFirst("kiln_".count)), code: text, architectureSpecific: true)
     }
 
     /// Dynamic shared memory: the buffers (aligned to 1024 bytes), their barriers, a tile's per-channel `alpha`
@@ -348,32 +333,43 @@ enum CUDAInt8WarpGroupConvolution {
 
         """
 
-    /// The entry point's name for one variant.
-    static func function(
-        columns: Int, depth: Int, stages: Int, im2col: Bool, relu: Bool, residual: Bool, small: Bool
-    ) -> String {
-        let flags = [im2col, relu, residual, small].map { $0 ? "1" : "0" }.joined()
-        return "kiln_i8_conv_\(columns)_\(depth)_\(stages)_\(flags)"
-    }
+    /// One instantiation of the kernel template: output channels per tile, reduction bytes per step (the
+    /// swizzle span), shared-memory buffers, and whether it loads through im2col, applies ReLU, adds a residual
+    /// and takes the conversion-free path for reductions of at most 256 products.
+    struct Variant: Hashable {
+        var columns: Int
+        var depth: Int
+        var stages: Int
+        var im2col: Bool
+        var relu: Bool
+        var residual: Bool
+        var small: Bool
 
-    /// An `extern "C"` entry point for one variant of the template.
-    static func entry(
-        columns: Int, depth: Int, stages: Int, im2col: Bool, relu: Bool, residual: Bool, small: Bool
-    ) -> String {
-        let name = function(
-            columns: columns, depth: depth, stages: stages, im2col: im2col, relu: relu, residual: residual,
-            small: small)
-        let flags = [im2col, relu, residual, small].map { $0 ? "1" : "0" }.joined(separator: ", ")
-        return """
-            extern "C" __global__ void __launch_bounds__(\(threads), 1) \(name)(
-                const __grid_constant__ KilnTensorMap mapA, const __grid_constant__ KilnTensorMap mapB,
-                const float* alpha, const float* beta, const signed char* residual, float residualScale,
-                signed char* Y, KilnDims g, KilnDims s)
-            {
-                kiln_i8_conv<\(columns), \(depth), \(stages), \(flags)>(
-                    &mapA, &mapB, alpha, beta, residual, residualScale, Y, g, s);
-            }
+        private var flags: [Bool] { [im2col, relu, residual, small] }
 
-            """
+        /// The entry point's name.
+        var function: String {
+            "kiln_i8_conv_\(columns)_\(depth)_\(stages)_" + flags.map { $0 ? "1" : "0" }.joined()
+        }
+
+        /// The module holding the entry point, compiled for sm_90a.
+        var source: CUDASource {
+            let template = flags.map { $0 ? "1" : "0" }.joined(separator: ", ")
+            let entry = """
+                extern "C" __global__ void __launch_bounds__(\(threads), 1) \(function)(
+                    const __grid_constant__ KilnTensorMap mapA, const __grid_constant__ KilnTensorMap mapB,
+                    const float* alpha, const float* beta, const signed char* residual, float residualScale,
+                    signed char* Y, KilnDims g, KilnDims s)
+                {
+                    kiln_i8_conv<\(columns), \(depth), \(stages), \(template)>(
+                        &mapA, &mapB, alpha, beta, residual, residualScale, Y, g, s);
+                }
+
+                """
+            let text =
+                CUDAWarpGroupProduct.tensorMemory + widths.map { instruction(n: $0) }.joined() + code + entry
+            return CUDASource(
+                name: String(function.dropFirst("kiln_".count)), code: text, architectureSpecific: true)
+        }
     }
 }
