@@ -184,12 +184,7 @@ public final class CUDAContext: @unchecked Sendable {
                 throw KilnError.unsupported("this CUDA driver has no cuTensorMapEncodeIm2col (CUDA 12 or later needed)")
             }
             let pixels = window.images * window.height * window.width
-            // A 4-D map's corners must lie in [-128, 127].
-            let lower = [-window.padsBegin[1], -window.padsBegin[0]]
-            let upper = (0..<2).reversed().map { window.padsEnd[$0] - window.dilations[$0] * (window.kernel[$0] - 1) }
-            guard map.rows == pixels, map.rowStride == map.columns,
-                (lower + upper).allSatisfy({ (-128...127).contains($0) })
-            else {
+            guard map.rows == pixels, map.rowStride == map.columns, window.cornersFit else {
                 throw KilnError.invalidArgument(
                     "im2col tensor map of \(map.rows) pixels x \(map.columns) channels does not fit its window \(window)"
                 )
@@ -201,7 +196,8 @@ public final class CUDAContext: @unchecked Sendable {
             }
             let steps: [UInt32] = [1, UInt32(window.strides[1]), UInt32(window.strides[0]), 1]
             let result = encode(
-                storage, type, 4, pointer, sizes, strides, lower.map(Int32.init), upper.map(Int32.init),
+                storage, type, 4, pointer, sizes, strides, window.lowerCorner.map(Int32.init),
+                window.upperCorner.map(Int32.init),
                 UInt32(map.boxColumns), UInt32(map.boxRows), steps, 0, swizzle, CUDAConstant.tensorMapL2Promotion256B, 0
             )
             try driver.check(result, "cuTensorMapEncodeIm2col(\(window), \(map.boxRows) pixels x \(map.boxColumns))")

@@ -43,10 +43,7 @@ enum CUDAInt8WarpGroupConvolution {
         _ operands: Operands, window: CUDAIm2colWindow, channels: Int, outputChannels: Int, residualScale: Float,
         relu: Bool, architecture: Int, multiprocessors: Int
     ) -> CUDALaunch? {
-        guard architecture == 90, channels % 64 == 0, outputChannels % 64 == 0,
-            window.padsBegin.allSatisfy({ $0 <= 128 }),
-            (0..<2).allSatisfy({ window.padsEnd[$0] - window.dilations[$0] * (window.kernel[$0] - 1) >= -128 })
-        else { return nil }
+        guard architecture == 90, channels % 64 == 0, outputChannels % 64 == 0, window.cornersFit else { return nil }
         let output = window.output
         let pixels = window.images * window.height * window.width
         let m = window.images * output[0] * output[1]
@@ -153,8 +150,7 @@ enum CUDAInt8WarpGroupConvolution {
         /* A K-major shared-memory matrix descriptor for rows of SW bytes swizzled over SW bytes (128 or 64): the
            8-row atoms are 8 * SW bytes apart. */
         template <int SW> __device__ __forceinline__ u64 kiln_i8_desc(unsigned address) {
-            return (u64)((address & 0x3FFFF) >> 4) | (1ull << 16) | ((u64)(SW / 2) << 32)
-                | ((SW == 128 ? 1ull : 2ull) << 62);
+            return kiln_wg_desc(address, 16, 8 * SW, SW == 128 ? 1 : 2);
         }
 
         /* The im2col box of a 4-D NHWC tensor map starting at the window corner (w, h) of image n, channel c,

@@ -141,11 +141,13 @@ enum CUDAWarpGroupProduct {
                 :: "r"(dst), "l"((u64)map), "r"(c0), "r"(c1), "r"(bar) : "memory");
         }
 
-        /* A shared-memory matrix descriptor with the 128-byte swizzle: start address, leading and stride byte
-           offsets (all in 16-byte units). */
-        __device__ __forceinline__ u64 kiln_wg_desc(unsigned address, unsigned leading, unsigned stride) {
+        /* A shared-memory matrix descriptor: start address, leading and stride byte offsets (all in 16-byte
+           units) and the swizzle (1: 128 bytes, 2: 64 bytes). */
+        __device__ __forceinline__ u64 kiln_wg_desc(
+            unsigned address, unsigned leading, unsigned stride, u64 swizzle = 1)
+        {
             return (u64)((address & 0x3FFFF) >> 4) | ((u64)(leading >> 4) << 16) | ((u64)(stride >> 4) << 32)
-                | (1ull << 62);
+                | (swizzle << 62);
         }
 
         """

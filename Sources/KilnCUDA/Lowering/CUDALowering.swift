@@ -77,20 +77,6 @@ public struct CUDAIm2colWindow: Sendable, Hashable {
     public var padsEnd: [Int]
     public var dilations: [Int]
 
-    public init(
-        images: Int, height: Int, width: Int, kernel: [Int], strides: [Int], padsBegin: [Int], padsEnd: [Int],
-        dilations: [Int]
-    ) {
-        self.images = images
-        self.height = height
-        self.width = width
-        self.kernel = kernel
-        self.strides = strides
-        self.padsBegin = padsBegin
-        self.padsEnd = padsEnd
-        self.dilations = dilations
-    }
-
     /// The output's height and width.
     public var output: [Int] {
         (0..<2).map { i in
@@ -98,6 +84,14 @@ public struct CUDAIm2colWindow: Sendable, Hashable {
             return extent / strides[i] + 1
         }
     }
+
+    /// The corners of the box the window's top-left tap walks, relative to the tensor's edges, in the tensor
+    /// map's order (width, then height): `-padsBegin` and `padsEnd` less the kernel's dilated extent.
+    var lowerCorner: [Int] { [-padsBegin[1], -padsBegin[0]] }
+    var upperCorner: [Int] { [1, 0].map { padsEnd[$0] - dilations[$0] * (kernel[$0] - 1) } }
+
+    /// Whether the corners fit a 4-D im2col map ([-128, 127] each).
+    var cornersFit: Bool { (lowerCorner + upperCorner).allSatisfy { (-128...127).contains($0) } }
 }
 
 /// Grid or block size.
