@@ -78,7 +78,15 @@ public struct ChannelsLastLayout: Sendable {
             for input in node.inputs { if let p = producer[input], candidate.contains(p) { parent[root(p)] = root(i) } }
         }
         var convolutions: [Int: Int] = [:]
-        for i in candidate where graph.nodes[i].layer is ConvolutionLayer { convolutions[root(i), default: 0] += 1 }
+        for i in candidate {
+            // A chained int8 convolution (`Int8Chaining`) has kernels only channels-last: any region holding one
+            // goes.
+            if (graph.nodes[i].layer as? QuantizedConvolutionLayer)?.writesQuantized == true {
+                convolutions[root(i), default: 0] += minimumConvolutions
+            } else if graph.nodes[i].layer is ConvolutionLayer || graph.nodes[i].layer is QuantizedConvolutionLayer {
+                convolutions[root(i), default: 0] += 1
+            }
+        }
         return candidate.filter { convolutions[root($0), default: 0] >= minimumConvolutions }
     }
 
@@ -92,6 +100,9 @@ public struct ChannelsLastLayout: Sendable {
         case let conv as ConvolutionLayer:
             return !conv.channelsLast && node.inputs.count >= 2 && shape(node.inputs[0])?.count == 4
                 && shape(node.inputs[1])?.count == 4 && runsChannelsLast(node, input)
+        case let conv as QuantizedConvolutionLayer:
+            return !conv.channelsLast && node.inputs.count >= 2 && shape(node.inputs[0])?.count == 4
+                && shape(node.inputs[1])?.count == 4 && runsChannelsLast(node, input)
         case let pool as PoolLayer:
             return !pool.channelsLast && !pool.outputsIndices && fromRegion(node.inputs[0])
                 && runsChannelsLast(node, input)
@@ -101,7 +112,8 @@ public struct ChannelsLastLayout: Sendable {
             return node.outputs.count == 1
                 && node.inputs.allSatisfy { !$0.isEmpty && fromRegion($0) && shape($0)?.count == 4 }
         default:
-            guard Self.isPointwise(node.layer), node.outputs.count == 1 else { return false }
+            guard Self.isPointwise(node.layer) || Self.isPerTensorQuantization(node, graph), node.outputs.count == 1
+            else { return false }
             var fed = false
             for input in node.inputs where !input.isEmpty {
                 if let constant = graph.initializers[input] {
@@ -113,6 +125,13 @@ public struct ChannelsLastLayout: Sendable {
             }
             return fed
         }
+    }
+
+    /// A quantize or dequantize layer with one scale (and zero point) for the whole tensor: pointwise too.
+    static func isPerTensorQuantization(_ node: Node, _ graph: Graph) -> Bool {
+        let blockSize = (node.layer as? QuantizeLayer)?.blockSize ?? (node.layer as? DequantizeLayer)?.blockSize
+        guard blockSize == 0, node.inputs.count >= 2 else { return false }
+        return node.inputs.dropFirst().allSatisfy { $0.isEmpty || graph.initializers[$0]?.count == 1 }
     }
 
     static func isPointwise(_ layer: any Layer) -> Bool {
@@ -181,6 +200,12 @@ private struct LayoutRewriter {
             node.inputs[0] = try channelsLastValue(node.inputs[0])
             node.inputs[1] = try channelsLastValue(node.inputs[1])
             if conv.epilogue.residual, node.inputs.count > 3 { node.inputs[3] = try channelsLastValue(node.inputs[3]) }
+        case var conv as QuantizedConvolutionLayer:
+            conv.channelsLast = true
+            node.layer = conv
+            for i in [0, 1, 4] where i < node.inputs.count && (i < 4 || conv.epilogue.residual) {
+                node.inputs[i] = try channelsLastValue(node.inputs[i])
+            }
         case var pool as PoolLayer:
             pool.channelsLast = true
             node.layer = pool

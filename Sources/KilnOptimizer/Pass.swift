@@ -74,10 +74,12 @@ public struct Pipeline: Sendable {
     ])
 
     /// Passes the builder runs after the pipeline and the precision passes when the device asks for them
-    /// (`ChannelsLastLayout`, `WeightRows`, `TransposedInput`), and the CUDA memory layout's storing of concat
-    /// inputs inside the concat's output (`concat-in-place`); they are switched off by name like the pipeline's
-    /// own.
-    public static let devicePassNames = [ChannelsLastLayout.name, WeightRows.name, TransposedInput.name, concatInPlace]
+    /// (`Int8Chaining` in int8 builds, `ChannelsLastLayout`, `WeightRows`, `TransposedInput`), and the CUDA
+    /// memory layout's storing of concat inputs inside the concat's output (`concat-in-place`); they are
+    /// switched off by name like the pipeline's own.
+    public static let devicePassNames = [
+        Int8Chaining.name, ChannelsLastLayout.name, WeightRows.name, TransposedInput.name, concatInPlace,
+    ]
 
     /// What `--no-fuse` calls the CUDA memory layout's storing of concat inputs inside the concat's output.
     public static let concatInPlace = "concat-in-place"

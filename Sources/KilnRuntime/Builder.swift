@@ -36,7 +36,8 @@ public enum Builder {
             throw KilnError.unsupported("int8 together with float16 or bfloat16 is not implemented yet: choose one")
         }
         if let int8 = config.int8 {
-            (optimized, precision) = try Int8Planner(config: int8, device: device).run(optimized)
+            let chaining = config.optimize && !config.disabledPasses.contains(Int8Chaining.name)
+            (optimized, precision) = try Int8Planner(config: int8, device: device, chaining: chaining).run(optimized)
         }
         if let half = config.half {
             (optimized, precision) = try HalfPlanner(config: half, device: device).run(optimized)

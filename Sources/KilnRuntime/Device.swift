@@ -32,6 +32,10 @@ public protocol Device: AnyObject, Sendable {
     /// input arrives transposed from the channels-first `input`) faster as a product reading that input as
     /// it is (`TransposedInput`). Never by default.
     func takesTransposedInput(_ node: Node, input: TensorType, outputChannels: Int) -> Bool
+    /// Whether this device runs `node` (a 2-D convolution, float or int8, whose input is `input` and weights
+    /// `weights`, both channels-first) as an int8 convolution whose input, residual and output stay int8 and
+    /// channels-last (`Int8Chaining`). Never by default.
+    func chainsInt8(_ node: Node, input: TensorType, weights: TensorType) -> Bool
     func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel
     /// A copy of `tensor` in the host memory this device transfers from fastest (page-locked on a GPU), for
     /// inputs given to many runs; the tensor itself by default.
@@ -68,6 +72,8 @@ extension Device {
     public func takesWeightRows(_ node: Node, dtype: DType) -> Bool { false }
 
     public func takesTransposedInput(_ node: Node, input: TensorType, outputChannels: Int) -> Bool { false }
+
+    public func chainsInt8(_ node: Node, input: TensorType, weights: TensorType) -> Bool { false }
 
     public func pinnedCopy(of tensor: Tensor) throws -> Tensor { tensor }
 

@@ -115,6 +115,33 @@ enum Int8Arithmetic {
         }
     }
 
+    /// The real numbers a quantized tensor stands for, `(q - zeroPoint) * scale` as float32; a float32 tensor
+    /// is returned as it is.
+    static func dequantized(_ t: Tensor, _ q: ActivationQuantization) throws -> Tensor {
+        if t.dtype == .float32 { return t }
+        guard t.dtype == q.type else {
+            throw KilnError.invalidArgument("a value quantized as \(q) holds \(t.dtype.onnxName)")
+        }
+        let codes: [Int] =
+            q.type == .uint8
+            ? t.withUnsafeBuffer(as: UInt8.self) { $0.map(Int.init) }
+            : t.withUnsafeBuffer(as: Int8.self) { $0.map(Int.init) }
+        return Tensor(shape: t.shape, scalars: codes.map { Float($0 - q.zeroPoint) * q.scale })
+    }
+
+    /// A float32 tensor's values quantized with `q` (ONNX QuantizeLinear's rule), in `q`'s type.
+    static func quantized(_ t: Tensor, _ q: ActivationQuantization) -> Tensor {
+        t.withUnsafeBuffer(as: Float.self) { v in
+            let codes = v.indices.map { i -> Int in
+                let r = (v[i] / q.scale).rounded(.toNearestOrEven)
+                return r.isNaN ? q.zeroPoint : Int(min(max(r + Float(q.zeroPoint), -1e6), 1e6))
+            }.map { min(max($0, q.range.lowerBound), q.range.upperBound) }
+            return q.type == .uint8
+                ? Tensor(shape: t.shape, scalars: codes.map { UInt8($0) })
+                : Tensor(shape: t.shape, scalars: codes.map { Int8($0) })
+        }
+    }
+
     static func checkDepth(_ depth: Int, _ layer: String) throws {
         guard depth <= maximumDepth else {
             throw KilnError.unsupported("\(layer) sums \(depth) products; int32 accumulation holds \(maximumDepth)")
@@ -136,7 +163,34 @@ final class QuantizedConvolutionKernel: Kernel {
 
     init(_ layer: QuantizedConvolutionLayer) { self.layer = layer }
 
+    /// The chained forms (`Int8Chaining`) through the float one: quantized X and residual are dequantized (X
+    /// then quantizes back to the same integers, as `input` is its quantization), a quantized output is the
+    /// float one's requantized values, and channels-last operands are permuted around the channels-first
+    /// kernel. A reference for the GPU kernels, not a fast path.
     func execute(_ inputs: [Value?], _ context: KernelContext) throws -> [Value] {
+        guard !layer.channelsLast, !layer.writesQuantized, layer.residualQuantization == nil,
+            try inputs.tensor(0).dtype == .float32
+        else {
+            var plain = layer
+            (plain.channelsLast, plain.writesQuantized, plain.residualQuantization) = (false, false, nil)
+            let kernel = QuantizedConvolutionKernel(plain)
+            var floats = inputs
+            floats[0] = .tensor(try Int8Arithmetic.dequantized(try inputs.tensor(0), layer.input))
+            if let r = layer.residualQuantization, layer.epilogue.residual {
+                floats[4] = .tensor(try Int8Arithmetic.dequantized(try inputs.tensor(4), r))
+            }
+            let run = { (operands: [Value?]) throws -> [Value] in
+                let y = try kernel.floatOutput(operands, context)
+                guard self.layer.writesQuantized, let output = self.layer.output else { return [.tensor(y)] }
+                return [.tensor(Int8Arithmetic.quantized(y, output))]
+            }
+            guard layer.channelsLast else { return try run(floats) }
+            return try ChannelsLastKernels.run(floats, permuting: [0, 1, 4], threads: context.threads, run)
+        }
+        return [.tensor(try floatOutput(inputs, context))]
+    }
+
+    private func floatOutput(_ inputs: [Value?], _ context: KernelContext) throws -> Tensor {
         try layer.input.validate()
         let x = try inputs.tensor(0)
         let w = try inputs.tensor(1)
@@ -208,7 +262,7 @@ final class QuantizedConvolutionKernel: Kernel {
             }
         }
         withExtendedLifetime((x, residual)) {}
-        return [.tensor(y)]
+        return y
     }
 
     /// The input patches as rows: row `p` (an output position) holds (channel, kernel offset) in the weights'

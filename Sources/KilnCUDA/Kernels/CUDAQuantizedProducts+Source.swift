@@ -27,6 +27,23 @@ extension CUDAQuantizedProducts {
                 const float* __restrict__ x, unsigned char* __restrict__ q, i64 n, float scale, int zp, int lo, int hi)
             { kiln_quantize<unsigned char>(x, q, n, scale, zp, lo, hi); }
 
+            template <typename Q>
+            __device__ __forceinline__ void kiln_dequantize(
+                const Q* __restrict__ q, float* __restrict__ x, i64 n, float scale, int zp)
+            {
+                const i64 step = (i64)gridDim.x * blockDim.x;
+                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step)
+                    x[i] = __fmul_rn((float)((int)q[i] - zp), scale);
+            }
+
+            extern "C" __global__ void kiln_dequantize_i8(
+                const signed char* __restrict__ q, float* __restrict__ x, i64 n, float scale, int zp)
+            { kiln_dequantize<signed char>(q, x, n, scale, zp); }
+
+            extern "C" __global__ void kiln_dequantize_u8(
+                const unsigned char* __restrict__ q, float* __restrict__ x, i64 n, float scale, int zp)
+            { kiln_dequantize<unsigned char>(q, x, n, scale, zp); }
+
             /* The float tail of every int8 output: dequantize, bias, residual, activation, requantize. */
             template <int ACT>
             __device__ __forceinline__ float kiln_int8_finish(

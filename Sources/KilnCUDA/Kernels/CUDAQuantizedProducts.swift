@@ -20,6 +20,10 @@ enum CUDAQuantizedProducts {
     static let maxBlocks = 132 * 32
 
     static func lowerConvolution(_ layer: QuantizedConvolutionLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
+        let chained = layer.channelsLast || layer.writesQuantized || layer.residualQuantization != nil
+        if try chained || info.input(0).dtype != .float32 {
+            return try CUDAInt8WarpGroupConvolution.lower(layer, info)
+        }
         let x = try info.inputShape(0)
         let w = try info.inputShape(1)
         let out = try info.outputShape(0)

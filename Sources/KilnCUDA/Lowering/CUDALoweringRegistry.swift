@@ -7,6 +7,7 @@ enum CUDALoweringRegistry {
         CUDAReductionLowerings.all,
         CUDAShapeLowerings.all,
         CUDALinearAlgebraLowerings.all,
+        CUDAQuantizationLowerings.all,
     ]
 
     static let all: [LayerKind: CUDALoweringFunction] = {

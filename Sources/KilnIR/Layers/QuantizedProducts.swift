@@ -47,34 +47,68 @@ public struct ActivationQuantization: Sendable, Hashable, Codable, CustomStringC
 /// (symmetric, one scale per output channel) with int32 accumulation, and the sum is dequantized
 /// (`acc * inputScale * weightScale[m]`) before the bias, the residual and the activation, which stay float.
 /// With `output`, the result is then quantized and dequantized (an explicitly quantized model's Q/DQ pair after
-/// the layer, done while the result is in cache). Inputs: X float `[N, C, spatial...]`, W int8 `[M, C/group, k...]`, weight scales float `[M]`, optional bias
-/// float `[M]`, and with `epilogue.residual` a residual (input 4) of the output's shape.
+/// the layer, done while the result is in cache). Inputs: X float `[N, C, spatial...]`, W int8 `[M, C/group, k...]`,
+/// weight scales float `[M]`, optional bias float `[M]`, and with `epilogue.residual` a residual (input 4) of the
+/// output's shape.
+///
+/// In a chain of int8 layers (`Int8Chaining`) activations stay quantized between them: X may hold `input`'s
+/// int8 values already, the residual `residualQuantization`'s, and with `writesQuantized` the output holds
+/// `output`'s int8 values instead of floats. With `channelsLast` (`ChannelsLastLayout`) X, the residual and
+/// the output are `[N, spatial..., C]` and W is `[M, k..., C/group]`.
 public struct QuantizedConvolutionLayer: Layer {
     public static let kind = LayerKind("convolution.int8")
     public var parameters: ConvolutionParameters
     public var epilogue: Epilogue
     public var input: ActivationQuantization
     public var output: ActivationQuantization?
+    /// The residual's quantization when it holds int8 values; nil: a float residual.
+    public var residualQuantization: ActivationQuantization?
+    /// The output holds `output`'s quantized values (its type), not floats.
+    public var writesQuantized: Bool
+    /// Activations and weights stored channels-last (`ChannelsLast`).
+    public var channelsLast: Bool
 
     public init(
         _ parameters: ConvolutionParameters, input: ActivationQuantization, epilogue: Epilogue = Epilogue(),
-        output: ActivationQuantization? = nil
+        output: ActivationQuantization? = nil, residualQuantization: ActivationQuantization? = nil,
+        writesQuantized: Bool = false, channelsLast: Bool = false
     ) {
         self.parameters = parameters
         self.input = input
         self.epilogue = epilogue
         self.output = output
+        self.residualQuantization = residualQuantization
+        self.writesQuantized = writesQuantized
+        self.channelsLast = channelsLast
     }
 
+    /// The type of values X holds: float32, or `input`'s type when X arrives quantized.
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
-        try checkOperands(inputs, weightRank: nil, input, output)
-        return [try parameters.forwardOutputType(inputs)]
+        try checkOperands(inputs, weightRank: nil, input, output, quantizedInput: true)
+        try residualQuantization?.validate()
+        if writesQuantized, output == nil {
+            throw KilnError.invalidArgument("convolution.int8 writes quantized values but has no output quantization")
+        }
+        if let residualQuantization, epilogue.residual, inputs.count > 4, let r = inputs[4].tensorType,
+            r.dtype != residualQuantization.type
+        {
+            throw KilnError.invalidArgument(
+                "the quantized residual is \(r.dtype), \(residualQuantization.type) expected")
+        }
+        let dtype = writesQuantized ? output?.type ?? .float32 : .float32
+        let types =
+            channelsLast
+            ? try ChannelsLast.inferTypes(inputs, permuting: [0, 1, 4]) { [try parameters.forwardOutputType($0)] }
+            : [try parameters.forwardOutputType(inputs)]
+        return types.map { type in type?.tensorType.map { .tensor(TensorType(dtype, $0.shape)) } ?? type }
     }
 
     public var description: String {
         var parts = [parameters.description, "input=\(input)"].filter { !$0.isEmpty }
         if !epilogue.isEmpty { parts.append("epilogue=\(epilogue)") }
-        if let output { parts.append("output=\(output)") }
+        if let residualQuantization { parts.append("residual=\(residualQuantization)") }
+        if let output { parts.append("output=\(output)\(writesQuantized ? ":stored" : "")") }
+        if channelsLast { parts.append("layout=nhwc") }
         return parts.joined(separator: ",")
     }
 }
@@ -114,15 +148,18 @@ public struct QuantizedMatMulLayer: Layer {
     }
 }
 
-/// The shared checks: valid quantizations, float input, int8 weights of `rank` (any when nil), float scales.
+/// The shared checks: valid quantizations, float input (or, with `quantizedInput`, one of `input`'s type),
+/// int8 weights of `rank` (any when nil), float scales.
 private func checkOperands(
-    _ inputs: [LayerInput], weightRank rank: Int?, _ input: ActivationQuantization, _ output: ActivationQuantization?
+    _ inputs: [LayerInput], weightRank rank: Int?, _ input: ActivationQuantization, _ output: ActivationQuantization?,
+    quantizedInput: Bool = false
 ) throws {
     try input.validate()
     try output?.validate()
     guard inputs.count >= 3 else { throw KilnError.invalidArgument("a quantized layer needs X, W and weight scales") }
-    if let x = inputs[0].tensorType, x.dtype != .float32 {
-        throw KilnError.unsupported("quantized layer input of \(x.dtype) (float32 expected)")
+    if let x = inputs[0].tensorType, x.dtype != .float32, !(quantizedInput && x.dtype == input.type) {
+        throw KilnError.unsupported(
+            "quantized layer input of \(x.dtype) (float32\(quantizedInput ? " or \(input.type)" : "") expected)")
     }
     if let w = inputs[1].tensorType {
         guard w.dtype == .int8 else { throw KilnError.invalidArgument("quantized weights are \(w.dtype), not int8") }

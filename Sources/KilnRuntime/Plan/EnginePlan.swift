@@ -5,7 +5,7 @@ import KilnIR
 /// one without the ONNX file or a compiler; `encoded()` and `init(decoding:)` are the file format.
 public struct EnginePlan: Sendable {
     /// The layout version this Kiln writes and reads.
-    public static let formatVersion: UInt32 = 2
+    public static let formatVersion: UInt32 = 3
 
     public var kilnVersion: String
     public var device: DeviceFingerprint

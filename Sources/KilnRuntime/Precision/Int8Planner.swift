@@ -3,16 +3,19 @@ import KilnIR
 import KilnOptimizer
 
 /// Turns an optimized float graph into its int8 form: calibrates (or reads the cache), quantizes every
-/// candidate layer, measures the outputs against float32 and, given a tolerance, moves the most sensitive
-/// layers back to float32 until the outputs are within it.
+/// candidate layer, keeps activations int8 between the convolutions the device chains (`chaining`), measures
+/// the outputs against float32 and, given a tolerance, moves the most sensitive layers back to float32 until
+/// the outputs are within it.
 struct Int8Planner {
     let config: Int8Config
     let device: any Device
+    var chaining = true
 
     func run(_ graph: Graph) throws -> (Graph, PrecisionReport) {
         var floatReasons: [String: String] = [:]
         let candidates = Int8Quantization.candidates(graph) { floatReasons[$0] = $1 }
-        let (table, fromCache) = try ranges(graph, candidates.map(\.input))
+        let (table, fromCache) = try ranges(graph, candidates.map(\.input) + chainedOutputs(graph, candidates))
+        let layerOutputs = config.perLayer ? outputsOf(candidates.map(\.node), graph) : []
 
         let guardBatches = config.validation ?? config.calibration
         if config.tolerance != nil, guardBatches.isEmpty {
@@ -23,10 +26,19 @@ struct Int8Planner {
             var g = graph
             var reasons = floatReasons
             let done = try Int8Quantization(ranges: table.ranges, keepFloat: keep).apply(&g) { reasons[$0] = $1 }
+            if chaining {
+                let device = device
+                let chained = try Int8Chaining(
+                    ranges: table.ranges, floatValues: Set(layerOutputs),
+                    chains: { device.chainsInt8($0, input: $1, weights: $2) }
+                ).apply(&g)
+                if !chained.isEmpty {
+                    config.log?("\(chained.count) int8 convolutions read and write int8 activations (chained)")
+                }
+            }
             return (g, done, reasons)
         }
         var (quantized, int8Layers, reasons) = try quantize([])
-        let layerOutputs = config.perLayer ? outputsOf(int8Layers, graph) : []
         let evaluator = OutputEvaluator(device: device, batches: guardBatches)
         var moved: [String] = []
         var errors: [String: FloatDifference] = [:]
@@ -113,6 +125,20 @@ struct Int8Planner {
         let table = try calibrator.calibrate(graph, values: values, device: device, batches: config.calibration)
         if let url = config.cache { try table.save(url) }
         return (table, false)
+    }
+
+    /// The outputs of the candidate convolutions the device could chain (`Int8Chaining` stores a chain's last
+    /// output with its own range); none unless chaining is on.
+    private func chainedOutputs(_ graph: Graph, _ candidates: [Int8Quantization.Candidate]) -> [String] {
+        guard chaining else { return [] }
+        let names = Set(candidates.map(\.node))
+        return graph.nodes.compactMap { node in
+            guard names.contains(node.name), node.layer is ConvolutionLayer, node.inputs.count > 1,
+                let x = graph.type(of: node.inputs[0])?.tensorType, let w = graph.type(of: node.inputs[1])?.tensorType,
+                device.chainsInt8(node, input: x, weights: w)
+            else { return nil }
+            return node.outputs.first
+        }
     }
 
     private func outputsOf(_ layers: [String], _ graph: Graph) -> [String] {

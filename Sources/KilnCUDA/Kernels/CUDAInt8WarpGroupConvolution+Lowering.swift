@@ -1,0 +1,91 @@
+import KilnIR
+
+/// The chained `convolution.int8` (`Int8Chaining`: int8 NHWC input, residual and output) on the warpgroup
+/// kernel, and which convolutions may be chained.
+extension CUDAInt8WarpGroupConvolution {
+    /// Whether a 2-D convolution (`ConvolutionLayer` or `QuantizedConvolutionLayer`) with channels-first input
+    /// `x` and weights `w` fits the kernel: Hopper with im2col tensor maps, one group, channels and output
+    /// channels multiples of 64, a window whose corners a map holds, no activation but ReLU.
+    static func takes(_ node: Node, x: [Int]?, w: [Int]?, architecture: Int, im2col: Bool) -> Bool {
+        let layer = node.layer
+        guard architecture == 90, im2col,
+            let (parameters, epilogue) = (layer as? QuantizedConvolutionLayer).map({ ($0.parameters, $0.epilogue) })
+                ?? (layer as? ConvolutionLayer).map({ ($0.parameters, $0.epilogue) }),
+            parameters.group == 1, epilogue.activation == nil || epilogue.activation == .relu,
+            let x, let w, x.count == 4, w.count == 4, x[1] == w[1], x[1] % 64 == 0, w[0] % 64 == 0,
+            let r = try? parameters.resolve(input: [x[2], x[3]], kernel: [w[2], w[3]]), r.kernel == [w[2], w[3]]
+        else { return false }
+        let window = CUDAIm2colWindow(
+            images: x[0], height: x[2], width: x[3], kernel: r.kernel, strides: r.strides, padsBegin: r.padsBegin,
+            padsEnd: r.padsEnd, dilations: r.dilations)
+        return window.cornersFit && window.output.allSatisfy { $0 > 0 }
+            && w[1] * w[2] * w[3] <= CUDAQuantizedProducts.maximumDepth
+    }
+
+    /// The chained convolution: X int8 `[N, H, W, C]`, W int8 `[M, kh, kw, C]`, weight scales and bias
+    /// constants, an optional int8 residual, Y int8 `[N, Ho, Wo, M]`. The scales fold into the kernel's
+    /// `alpha = sx · sw[m] / sy` and `beta = bias[m] / sy`, the residual's into `sr / sy`.
+    static func lower(_ layer: QuantizedConvolutionLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
+        guard layer.channelsLast, layer.writesQuantized, let output = layer.output else {
+            throw KilnError.unsupported(
+                "CUDA runs a convolution.int8 with int8 activations only chained: channels-last, int8 output")
+        }
+        let x = try info.inputShape(0)
+        let w = try info.inputShape(1)
+        let out = try info.outputShape(0)
+        let residual = layer.epilogue.residual ? layer.residualQuantization : nil
+        let quantizations = [layer.input, output] + (residual.map { [$0] } ?? [])
+        guard quantizations.allSatisfy({ $0.type == .int8 && $0.zeroPoint == 0 }) else {
+            throw KilnError.unsupported("chained convolution.int8 needs symmetric int8 quantizations")
+        }
+        let residualType = layer.epilogue.residual ? try info.input(4).dtype : .int8
+        guard try info.input(0).dtype == .int8, try info.input(1).dtype == .int8, info.outputs.first?.dtype == .int8,
+            residualType == .int8, !layer.epilogue.residual || residual != nil
+        else { throw KilnError.invalidArgument("chained convolution.int8 '\(info.node.name)' needs int8 operands") }
+        guard x.count == 4, w.count == 4, x[3] == w[3] else {
+            throw KilnError.shapeMismatch("chained convolution.int8: X \(x) and W \(w) do not match")
+        }
+        let r = try layer.parameters.resolve(input: [x[1], x[2]], kernel: [w[1], w[2]])
+        let residualShape = layer.epilogue.residual ? try info.inputShape(4) : out
+        guard [x[0]] + r.output + [w[0]] == out, residualShape == out else {
+            throw KilnError.shapeMismatch(
+                "chained convolution.int8 output is \(out), \([x[0]] + r.output + [w[0]]) expected")
+        }
+        guard info.constants.count > 2, let scales = info.constants[2], scales.count == w[0] else {
+            throw KilnError.unsupported("chained convolution.int8 needs \(w[0]) constant weight scales")
+        }
+        let bias = info.constants.count > 3 ? info.constants[3] : nil
+        if info.hasInput(3), bias == nil || bias?.count != w[0] {
+            throw KilnError.unsupported("chained convolution.int8 needs a constant bias of \(w[0]) values")
+        }
+        let activation = layer.epilogue.activation
+        guard activation == nil || activation == .relu else {
+            throw KilnError.unsupported(
+                "chained convolution.int8 applies ReLU only, not \(activation.map { "\($0)" } ?? "")")
+        }
+        let sw = try scales.doubleValues()
+        let b = try bias?.doubleValues() ?? Array(repeating: 0, count: w[0])
+        let sy = Double(output.scale)
+        let alpha = sw.map { Float(Double(layer.input.scale) * $0 / sy) }
+        let beta = b.map { Float($0 / sy) }
+        let window = CUDAIm2colWindow(
+            images: x[0], height: x[1], width: x[2], kernel: r.kernel, strides: r.strides, padsBegin: r.padsBegin,
+            padsEnd: r.padsEnd, dilations: r.dilations)
+        let operands = Operands(
+            input: .input(0), weights: .input(1), alpha: .constant(0), beta: .constant(1),
+            residual: residual == nil ? nil : .input(4), output: .output(0))
+        guard
+            let launch = launch(
+                operands, window: window, channels: x[3], outputChannels: w[0],
+                residualScale: residual.map { Float(Double($0.scale) / sy) } ?? 0, relu: activation == .relu,
+                architecture: info.architecture, multiprocessors: info.multiprocessors)
+        else {
+            throw KilnError.unsupported(
+                "the int8 warpgroup convolution does not take '\(info.node.name)' (sm_\(info.architecture), X \(x), W \(w))"
+            )
+        }
+        return CUDALowering(
+            steps: [.launch(launch)],
+            constants: [Tensor(shape: [alpha.count], scalars: alpha), Tensor(shape: [beta.count], scalars: beta)])
+    }
+}

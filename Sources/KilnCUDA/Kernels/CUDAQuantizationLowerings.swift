@@ -1,0 +1,52 @@
+import KilnIR
+
+/// `quantize` and `dequantize` with one constant scale (and zero point) for the whole tensor, between float32
+/// and int8 or uint8: where `Int8Chaining` starts and ends a chain of int8 convolutions, and what explicitly
+/// quantized models leave after Q/DQ folding. Per-axis and blocked forms are not lowered.
+enum CUDAQuantizationLowerings {
+    static let all: [(LayerKind, CUDALoweringFunction)] = [
+        cudaLowering(QuantizeLayer.self) { layer, info in
+            guard layer.blockSize == 0, try info.input(0).dtype == .float32 else {
+                throw KilnError.unsupported("CUDA quantizes float32 per tensor only")
+            }
+            return try lower(info, quantized: info.outputs.first?.dtype, quantizing: true)
+        },
+        cudaLowering(DequantizeLayer.self) { layer, info in
+            guard layer.blockSize == 0, info.outputs.first?.dtype == .float32 else {
+                throw KilnError.unsupported("CUDA dequantizes to float32 per tensor only")
+            }
+            return try lower(info, quantized: try info.input(0).dtype, quantizing: false)
+        },
+    ]
+
+    /// One pass over the tensor with the scale and zero point as arguments.
+    static func lower(_ info: CUDANodeInfo, quantized: DType?, quantizing: Bool) throws -> CUDALowering {
+        guard let quantized, quantized == .int8 || quantized == .uint8 else {
+            throw KilnError.unsupported("CUDA quantizes to int8 and uint8 only, not \(quantized?.onnxName ?? "?")")
+        }
+        guard info.constants.count > 1, let scale = info.constants[1], scale.count == 1 else {
+            throw KilnError.unsupported("CUDA '\(info.node.kind)' needs one constant scale for the whole tensor")
+        }
+        var zeroPoint = 0.0
+        if info.hasInput(2) {
+            guard info.constants.count > 2, let zero = info.constants[2], zero.count == 1 else {
+                throw KilnError.unsupported("CUDA '\(info.node.kind)' needs one constant zero point")
+            }
+            zeroPoint = try zero.doubleValues()[0]
+        }
+        let count = try info.inputShape(0).reduce(1, *)
+        if count == 0 { return CUDALowering(steps: []) }
+        let s = Float(try scale.doubleValues()[0])
+        let suffix = quantized == .int8 ? "i8" : "u8"
+        let (low, high) = quantized == .int8 ? (-128, 127) : (0, 255)
+        let threads = CUDAQuantizedProducts.threads
+        let grid = CUDADim3(max(1, min((count + threads - 1) / threads, CUDAQuantizedProducts.maxBlocks)))
+        let launch = CUDALaunch(
+            source: CUDAQuantizedProducts.source,
+            function: (quantizing ? "kiln_quantize_" : "kiln_dequantize_") + suffix,
+            grid: grid, block: CUDADim3(threads),
+            arguments: [.pointer(.input(0)), .pointer(.output(0)), .int(count), .float32(s), .int32(Int32(zeroPoint))]
+                + (quantizing ? [.int32(Int32(low)), .int32(Int32(high))] : []))
+        return CUDALowering(steps: [.launch(launch)])
+    }
+}

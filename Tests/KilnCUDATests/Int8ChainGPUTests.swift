@@ -1,0 +1,152 @@
+import Foundation
+import KilnCPU
+import KilnIR
+import KilnTestSupport
+import Testing
+
+@testable import KilnCUDA
+@testable import KilnRuntime
+
+/// An int8 network built for the GPU keeps its activations int8 between the convolutions the warpgroup kernel
+/// takes (`Int8Chaining`, Hopper): the chain matches the CPU reference kernels running the same engine graph
+/// and stays near float32.
+@Suite struct Int8ChainGPUTests {
+    /// A bottleneck block with a downsampling shortcut and a strided 3x3 after it, 64 and 128 channels.
+    static func network(_ gen: inout SeededGenerator) throws -> Graph {
+        var n = NetworkBuilder(name: "bottleneck")
+        let x = n.addInput("x", .float32, [4, 64, 14, 14])
+        func conv(
+            _ input: NetworkBuilder.Value, _ shape: [Int], strides: [Int] = [], pads: [Int] = [], _ name: String
+        ) throws -> NetworkBuilder.Value {
+            let fanIn = Double(shape[1] * shape[2] * shape[3])
+            let scale = Float(2 / fanIn.squareRoot())
+            let weights = Tensor.random(shape, in: -scale...scale, using: &gen)
+            return try n.convolution(
+                input, weights: n.addConstant(name + ".w", weights),
+                bias: n.addConstant(name + ".b", .random([shape[0]], in: -0.1...0.1, using: &gen)), strides: strides,
+                pads: pads)
+        }
+        let a = try n.relu(try conv(x, [64, 64, 1, 1], "a"))
+        let b = try n.relu(try conv(a, [64, 64, 3, 3], pads: [1, 1, 1, 1], "b"))
+        let sum = try n.relu(try n.add(try conv(b, [128, 64, 1, 1], "c"), try conv(x, [128, 64, 1, 1], "shortcut")))
+        let d = try n.relu(try conv(sum, [128, 128, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], "d"))
+        let logits = try n.matMul(
+            try n.flatten(try n.globalAveragePool(d)), n.addConstant("fc", .random([128, 10], using: &gen)))
+        try n.markOutput(logits, as: "y")
+        return try n.build()
+    }
+
+    @Test(.enabled(if: gpuUsable)) func aChainMatchesTheReferenceKernels() throws {
+        let seed = SeededGenerator.testSeed()
+        var gen = SeededGenerator(seed: seed)
+        let graph = try Self.network(&gen)
+        let data = (0..<2).map { _ in ["x": Tensor.random([4, 64, 14, 14], in: -1...1, using: &gen)] }
+        var config = BuilderConfig()
+        config.int8 = Int8Config(calibration: data)
+        let gpu = try sharedGPU()
+        let engine = try Builder.build(graph, device: gpu, config: config)
+        let chained = engine.graph.nodes.compactMap { $0.layer as? QuantizedConvolutionLayer }.filter(\.writesQuantized)
+        let hopper = gpu.context.computeCapability == 90 && gpu.context.hasIm2colTensorMaps
+        #expect(chained.count == (hopper ? 5 : 0), "\(engine.graph.textForm())")
+        #expect(chained.allSatisfy { $0.channelsLast })
+        let input = Tensor.random([4, 64, 14, 14], in: -1...1, using: &gen)
+        func output(_ engine: Engine) throws -> [Float] {
+            try #require(try engine.makeContext().run(["x": .tensor(input)])["y"]).asTensor().scalars(as: Float.self)
+        }
+        let got = try output(engine)
+        // The same graph on the CPU's reference kernels: the kernel rounds acc * alpha + beta in one step where
+        // the reference rounds each operation, so an int8 value may differ by one unit and carry on.
+        let reference = try output(try Engine(graph: engine.graph, device: CPUDevice(threads: 2)))
+        let error = FloatDifference(got, reference).relative
+        #expect(error < 1e-2, "seed \(seed): relative error \(error) against the reference kernels")
+        let float32 = try output(try Builder.build(graph, device: CPUDevice(threads: 2)))
+        let quantization = FloatDifference(got, float32).relative
+        #expect(quantization < 0.05, "seed \(seed): relative error \(quantization) against float32")
+    }
+}
+
+/// How a chained convolution and the quantize/dequantize at a chain's ends lower (no GPU needed).
+@Suite struct Int8ChainLoweringTests {
+    static func info(
+        _ layer: any Layer, _ inputs: [TensorType?], _ output: TensorType, _ constants: [Tensor?]
+    )
+        -> CUDANodeInfo
+    {
+        let node = Node(name: "n", layer: layer, inputs: inputs.indices.map { "i\($0)" }, outputs: ["y"])
+        return CUDANodeInfo(
+            node: node, inputs: inputs, outputs: [output], constants: constants, architecture: 90,
+            multiprocessors: 132, options: CUDAOptions())
+    }
+
+    /// Whether `launch` passes the float argument `value`.
+    static func passes(_ value: Float, _ launch: CUDALaunch) -> Bool {
+        launch.arguments.contains { argument in
+            guard case .float32(let v) = argument else { return false }
+            return v == value
+        }
+    }
+
+    @Test func theScalesFoldIntoAlphaAndBeta() throws {
+        let layer = QuantizedConvolutionLayer(
+            ConvolutionParameters(pads: [1, 1, 1, 1]), input: .init(scale: 0.5),
+            epilogue: .init(residual: true, activation: .relu), output: .init(scale: 0.25),
+            residualQuantization: .init(scale: 0.125), writesQuantized: true, channelsLast: true)
+        let scales = Tensor(shape: [64], scalars: (0..<64).map { Float($0 + 1) / 64 })
+        let bias = Tensor(shape: [64], scalars: (0..<64).map { Float($0) })
+        let lowering = try CUDAInt8WarpGroupConvolution.lower(
+            layer,
+            Self.info(
+                layer,
+                [
+                    TensorType(.int8, dims: [2, 8, 8, 64]), TensorType(.int8, dims: [64, 3, 3, 64]),
+                    TensorType(.float32, dims: [64]), TensorType(.float32, dims: [64]),
+                    TensorType(.int8, dims: [2, 8, 8, 64]),
+                ], TensorType(.int8, dims: [2, 8, 8, 64]), [nil, nil, scales, bias, nil]))
+        #expect(lowering.steps.count == 1 && lowering.constants.count == 2)
+        let alpha = lowering.constants[0].scalars(as: Float.self)
+        let beta = lowering.constants[1].scalars(as: Float.self)
+        #expect(alpha == (0..<64).map { Float($0 + 1) / 64 * 2 } && beta == (0..<64).map { Float($0) * 4 })
+        guard case .launch(let launch) = lowering.steps[0] else {
+            Issue.record("expected a launch, got \(lowering.steps)")
+            return
+        }
+        #expect(launch.function.contains("kiln_i8_conv"), "\(launch.function)")
+        #expect(Self.passes(0.5, launch), "the residual's scale over the output's")
+    }
+
+    @Test func anUnchainedFormIsRefusedWithAReason() throws {
+        let layer = QuantizedConvolutionLayer(
+            ConvolutionParameters(), input: .init(scale: 0.5), output: .init(scale: 0.25), writesQuantized: true)
+        #expect(throws: KilnError.self) {
+            try CUDAInt8WarpGroupConvolution.lower(
+                layer,
+                Self.info(
+                    layer,
+                    [
+                        TensorType(.int8, dims: [2, 64, 8, 8]), TensorType(.int8, dims: [64, 64, 1, 1]),
+                        TensorType(.float32, dims: [64]),
+                    ], TensorType(.int8, dims: [2, 64, 8, 8]),
+                    [nil, nil, Tensor(shape: [64], scalars: [Float](repeating: 1, count: 64))]))
+        }
+    }
+
+    @Test func quantizeAndDequantizeAreOnePassWithTheirScale() throws {
+        let scale = Tensor(shape: [], scalars: [Float(0.03)])
+        let cases: [(any Layer, DType, DType)] = [
+            (QuantizeLayer(outputType: .int8), .float32, .int8), (DequantizeLayer(), .int8, .float32),
+        ]
+        for (layer, from, to) in cases {
+            let info = Self.info(
+                layer, [TensorType(from, dims: [2, 5, 5, 64]), TensorType(.float32, dims: [])],
+                TensorType(to, dims: [2, 5, 5, 64]), [nil, scale])
+            let lower = try #require(CUDALoweringRegistry.all[layer.kind])
+            let lowering = try lower(info)
+            guard lowering.steps.count == 1, case .launch(let launch) = lowering.steps[0] else {
+                Issue.record("expected one launch, got \(lowering.steps)")
+                continue
+            }
+            #expect(launch.function == (to == .int8 ? "kiln_quantize_i8" : "kiln_dequantize_i8"))
+            #expect(Self.passes(0.03, launch))
+        }
+    }
+}
