@@ -96,7 +96,7 @@ public final class CUDADevice: Device {
     /// and chained it moves a byte per activation.
     public func chainsInt8(_ node: Node, input: TensorType, weights: TensorType) -> Bool {
         CUDAInt8WarpGroupConvolution.takes(
-            node, x: input.concreteShape, w: weights.concreteShape, architecture: context.computeCapability,
+            node, input: input, weights: weights, architecture: context.computeCapability,
             im2col: context.hasIm2colTensorMaps)
     }
 

@@ -37,21 +37,15 @@ public enum Builder {
         }
         if let int8 = config.int8 {
             let chaining = config.optimize && !config.disabledPasses.contains(Int8Chaining.name)
-            (optimized, precision) = try Int8Planner(config: int8, device: device, chaining: chaining).run(optimized)
+            (optimized, precision) = try Int8Planner(
+                config: int8, device: device, chaining: chaining,
+                layout: { try applyDeviceLayout(&$0, device: device, config: config) }
+            ).run(optimized)
         }
         if let half = config.half {
             (optimized, precision) = try HalfPlanner(config: half, device: device).run(optimized)
         }
-        if config.optimize, !config.disabledPasses.contains(ChannelsLastLayout.name) {
-            try ChannelsLastLayout(runsChannelsLast: { device.runsChannelsLast($0, input: $1) }).apply(&optimized)
-        }
-        if config.optimize, !config.disabledPasses.contains(WeightRows.name) {
-            WeightRows(wants: { device.takesWeightRows($0, dtype: $1) }).apply(&optimized)
-        }
-        if config.optimize, !config.disabledPasses.contains(TransposedInput.name) {
-            try TransposedInput(wants: { device.takesTransposedInput($0, input: $1, outputChannels: $2) })
-                .apply(&optimized)
-        }
+        try applyDeviceLayout(&optimized, device: device, config: config)
         let engine = try Engine(graph: optimized, device: device, profiles: config.profiles, precision: precision)
         for profile in config.profiles {
             for set in profile.compiledShapeSets(graphInputs: engine.inputs) {
@@ -59,6 +53,22 @@ public enum Builder {
             }
         }
         return engine
+    }
+
+    /// The passes that store values as the device reads them fastest, after the precision passes: channels-last
+    /// regions, weights as rows, transposed inputs read as they are (each unless `config` leaves it out).
+    static func applyDeviceLayout(_ graph: inout Graph, device: any Device, config: BuilderConfig) throws {
+        guard config.optimize else { return }
+        if !config.disabledPasses.contains(ChannelsLastLayout.name) {
+            try ChannelsLastLayout(runsChannelsLast: { device.runsChannelsLast($0, input: $1) }).apply(&graph)
+        }
+        if !config.disabledPasses.contains(WeightRows.name) {
+            WeightRows(wants: { device.takesWeightRows($0, dtype: $1) }).apply(&graph)
+        }
+        if !config.disabledPasses.contains(TransposedInput.name) {
+            try TransposedInput(wants: { device.takesTransposedInput($0, input: $1, outputChannels: $2) })
+                .apply(&graph)
+        }
     }
 
     /// The graph an engine built with `config` runs: verified, typed and (unless `config.optimize` is off)

@@ -4,8 +4,16 @@ import KilnIR
 /// kernel, and which convolutions may be chained.
 extension CUDAInt8WarpGroupConvolution {
     /// Whether a 2-D convolution (`ConvolutionLayer` or `QuantizedConvolutionLayer`) with channels-first input
-    /// `x` and weights `w` fits the kernel: Hopper with im2col tensor maps, one group, channels and output
-    /// channels multiples of 64, a window whose corners a map holds, no activation but ReLU.
+    /// `input` and weights `weights` fits the kernel: Hopper with im2col tensor maps, one group, channels and
+    /// output channels multiples of 64, a window whose corners a map holds, no activation but ReLU. The batch
+    /// may be symbolic; the rest must be known.
+    static func takes(_ node: Node, input: TensorType, weights: TensorType, architecture: Int, im2col: Bool) -> Bool {
+        guard let xs = input.shape, xs.count == 4, let ws = weights.concreteShape else { return false }
+        let rest = xs.dropFirst().compactMap(\.value)
+        guard rest.count == 3 else { return false }
+        return takes(node, x: [xs[0].value ?? 1] + rest, w: ws, architecture: architecture, im2col: im2col)
+    }
+
     static func takes(_ node: Node, x: [Int]?, w: [Int]?, architecture: Int, im2col: Bool) -> Bool {
         let layer = node.layer
         guard architecture == 90, im2col,

@@ -10,6 +10,9 @@ struct Int8Planner {
     let config: Int8Config
     let device: any Device
     var chaining = true
+    /// The builder's device layout passes: the guard measures graphs as the engine will run them (a chained
+    /// convolution has kernels only in its channels-last form).
+    var layout: (inout Graph) throws -> Void = { _ in }
 
     func run(_ graph: Graph) throws -> (Graph, PrecisionReport) {
         var floatReasons: [String: String] = [:]
@@ -39,7 +42,7 @@ struct Int8Planner {
             return (g, done, reasons)
         }
         var (quantized, int8Layers, reasons) = try quantize([])
-        let evaluator = OutputEvaluator(device: device, batches: guardBatches)
+        let evaluator = OutputEvaluator(device: device, batches: guardBatches, layout: layout)
         var moved: [String] = []
         var errors: [String: FloatDifference] = [:]
         if !guardBatches.isEmpty {
@@ -150,10 +153,14 @@ struct Int8Planner {
 struct OutputEvaluator {
     let device: any Device
     let batches: [[String: Tensor]]
+    /// Applied to each graph before it runs (the device layout passes).
+    var layout: (inout Graph) throws -> Void = { _ in }
 
     /// Every output (and each of `extra`) as floats, the batches one after another.
     func outputs(_ graph: Graph, extra: [String]) throws -> [String: [Float]] {
-        let engine = try Engine(graph: Calibrator.exposing(extra, in: graph), device: device)
+        var exposed = Calibrator.exposing(extra, in: graph)
+        try layout(&exposed)
+        let engine = try Engine(graph: exposed, device: device)
         let context = engine.makeContext()
         var result: [String: [Float]] = [:]
         for batch in batches {
