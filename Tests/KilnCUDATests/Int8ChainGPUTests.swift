@@ -11,10 +11,11 @@ import Testing
 /// takes (`Int8Chaining`, Hopper): the chain matches the CPU reference kernels running the same engine graph
 /// and stays near float32.
 @Suite struct Int8ChainGPUTests {
-    /// A bottleneck block with a downsampling shortcut and a strided 3x3 after it, 64 and 128 channels.
+    /// A stem over 3 channels (multiplied as patches), a bottleneck block with a downsampling shortcut and a
+    /// strided 3x3 after it, 64 and 128 channels.
     static func network(_ gen: inout SeededGenerator) throws -> Graph {
         var n = NetworkBuilder(name: "bottleneck")
-        let x = n.addInput("x", .float32, [4, 64, 14, 14])
+        let image = n.addInput("x", .float32, [4, 3, 28, 28])
         func conv(
             _ input: NetworkBuilder.Value, _ shape: [Int], strides: [Int] = [], pads: [Int] = [], _ name: String
         ) throws -> NetworkBuilder.Value {
@@ -26,6 +27,7 @@ import Testing
                 bias: n.addConstant(name + ".b", .random([shape[0]], in: -0.1...0.1, using: &gen)), strides: strides,
                 pads: pads)
         }
+        let x = try n.relu(try conv(image, [64, 3, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], "stem"))
         let a = try n.relu(try conv(x, [64, 64, 1, 1], "a"))
         let b = try n.relu(try conv(a, [64, 64, 3, 3], pads: [1, 1, 1, 1], "b"))
         let sum = try n.relu(try n.add(try conv(b, [128, 64, 1, 1], "c"), try conv(x, [128, 64, 1, 1], "shortcut")))
@@ -40,16 +42,16 @@ import Testing
         let seed = SeededGenerator.testSeed()
         var gen = SeededGenerator(seed: seed)
         let graph = try Self.network(&gen)
-        let data = (0..<2).map { _ in ["x": Tensor.random([4, 64, 14, 14], in: -1...1, using: &gen)] }
+        let data = (0..<2).map { _ in ["x": Tensor.random([4, 3, 28, 28], in: -1...1, using: &gen)] }
         var config = BuilderConfig()
         config.int8 = Int8Config(calibration: data)
         let gpu = try sharedGPU()
         let engine = try Builder.build(graph, device: gpu, config: config)
         let chained = engine.graph.nodes.compactMap { $0.layer as? QuantizedConvolutionLayer }.filter(\.writesQuantized)
         let hopper = gpu.context.computeCapability == 90 && gpu.context.hasIm2colTensorMaps
-        #expect(chained.count == (hopper ? 5 : 0), "\(engine.graph.textForm())")
+        #expect(chained.count == (hopper ? 6 : 0), "\(engine.graph.textForm())")
         #expect(chained.allSatisfy { $0.channelsLast })
-        let input = Tensor.random([4, 64, 14, 14], in: -1...1, using: &gen)
+        let input = Tensor.random([4, 3, 28, 28], in: -1...1, using: &gen)
         func output(_ engine: Engine) throws -> [Float] {
             try #require(try engine.makeContext().run(["x": .tensor(input)])["y"]).asTensor().scalars(as: Float.self)
         }
@@ -112,6 +114,30 @@ import Testing
         }
         #expect(launch.function.contains("kiln_i8_conv"), "\(launch.function)")
         #expect(Self.passes(0.5, launch), "the residual's scale over the output's")
+    }
+
+    @Test func fewChannelsAreMultipliedAsPatches() throws {
+        let layer = QuantizedConvolutionLayer(
+            ConvolutionParameters(strides: [2, 2], pads: [1, 1, 1, 1]), input: .init(scale: 0.5),
+            epilogue: .init(activation: .relu), output: .init(scale: 0.25), writesQuantized: true, channelsLast: true)
+        let weights = Tensor(
+            shape: [64, 3, 3, 3], scalars: (0..<1728).map { Int8(truncatingIfNeeded: $0 % 200 - 100) })
+        let scales = Tensor(shape: [64], scalars: [Float](repeating: 0.01, count: 64))
+        let lowering = try CUDAInt8WarpGroupConvolution.lower(
+            layer,
+            Self.info(
+                layer,
+                [
+                    TensorType(.int8, dims: [2, 9, 9, 3]), TensorType(.int8, dims: [64, 3, 3, 3]),
+                    TensorType(.float32, dims: [64]),
+                ], TensorType(.int8, dims: [2, 5, 5, 64]), [nil, weights, scales]))
+        #expect(lowering.steps.count == 2 && lowering.scratchBytes == [2 * 25 * 64])
+        // The weights as rows of 27 taps, zero-padded to 64.
+        let rows = try #require(lowering.constants.last)
+        #expect(rows.shape == [64, 64])
+        let values = rows.scalars(as: Int8.self)
+        #expect(Array(values[64..<91]) == Array(weights.scalars(as: Int8.self)[27..<54]))
+        #expect(values[91..<128].allSatisfy { $0 == 0 })
     }
 
     @Test func anUnchainedFormIsRefusedWithAReason() throws {

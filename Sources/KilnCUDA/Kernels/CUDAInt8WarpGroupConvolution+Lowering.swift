@@ -26,9 +26,16 @@ extension CUDAInt8WarpGroupConvolution {
         let window = CUDAIm2colWindow(
             images: x[0], height: x[2], width: x[3], kernel: r.kernel, strides: r.strides, padsBegin: r.padsBegin,
             padsEnd: r.padsEnd, dilations: r.dilations)
-        return window.cornersFit && window.output.allSatisfy { $0 > 0 }
-            && w[1] * w[2] * w[3] <= CUDAQuantizedProducts.maximumDepth
+        guard window.output.allSatisfy({ $0 > 0 }) else { return false }
+        if x[1] % 64 != 0 { return patchDepth(w[1] * w[2] * w[3]) <= maximumPatchDepth }
+        return window.cornersFit && w[1] * w[2] * w[3] <= CUDAQuantizedProducts.maximumDepth
     }
+
+    /// Convolutions over fewer channels than a tile's 64 (a network's stem) multiply their patches instead: each
+    /// output pixel's window written out as a row, zero-padded to a multiple of 64, at most this long.
+    static let maximumPatchDepth = 1024
+
+    static func patchDepth(_ depth: Int) -> Int { (depth + 63) / 64 * 64 }
 
     /// The chained convolution: X int8 `[N, H, W, C]`, W int8 `[M, kh, kw, C]`, weight scales and bias
     /// constants, an optional int8 residual, Y int8 `[N, Ho, Wo, M]`. The scales fold into the kernel's
@@ -76,15 +83,52 @@ extension CUDAInt8WarpGroupConvolution {
         let sy = Double(output.scale)
         let alpha = sw.map { Float(Double(layer.input.scale) * $0 / sy) }
         let beta = b.map { Float($0 / sy) }
-        let window = CUDAIm2colWindow(
+        var window = CUDAIm2colWindow(
             images: x[0], height: x[1], width: x[2], kernel: r.kernel, strides: r.strides, padsBegin: r.padsBegin,
             padsEnd: r.padsEnd, dilations: r.dilations)
-        let operands = Operands(
+        var operands = Operands(
             input: .input(0), weights: .input(1), alpha: .constant(0), beta: .constant(1),
             residual: residual == nil ? nil : .input(4), output: .output(0))
+        var steps: [CUDAStep] = []
+        var constants = [Tensor(shape: [alpha.count], scalars: alpha), Tensor(shape: [beta.count], scalars: beta)]
+        var scratch: [Int] = []
+        var channels = x[3]
+        if channels % 64 != 0 {
+            // The patches as a [pixels, depth] matrix, multiplied as a 1x1 convolution over that many channels.
+            let depth = w[1] * w[2] * w[3]
+            let padded = patchDepth(depth)
+            guard padded <= maximumPatchDepth, info.constants.count > 1, let weights = info.constants[1] else {
+                throw KilnError.unsupported(
+                    "chained convolution.int8 over \(channels) channels needs constant weights and patches of at most "
+                        + "\(maximumPatchDepth) values")
+            }
+            let pixels = r.output[0] * r.output[1]
+            let (rows, _) = try CUDAQuantizedProducts.padded(
+                weights, rows: w[0], depth: depth, paddedRows: w[0], paddedDepth: padded, correction: 0)
+            constants.append(rows)
+            steps.append(
+                .launch(
+                    CUDALaunch(
+                        source: CUDAQuantizedProducts.source, function: "kiln_int8_patches_nhwc",
+                        grid: CUDADim3(
+                            max(1, min((x[0] * pixels * padded + 255) / 256, CUDAQuantizedProducts.maxBlocks))),
+                        block: CUDADim3(256),
+                        arguments: [
+                            .pointer(.input(0)), .pointer(.scratch(0)),
+                            .dims([x[0], x[3], x[1], x[2]] + r.output + [pixels, padded]),
+                            .dims(r.kernel + r.strides + r.padsBegin + r.dilations), .int32(0),
+                        ])))
+            scratch = [x[0] * pixels * padded]
+            window = CUDAIm2colWindow(
+                images: x[0], height: r.output[0], width: r.output[1], kernel: [1, 1], strides: [1, 1],
+                padsBegin: [0, 0], padsEnd: [0, 0], dilations: [1, 1])
+            operands.input = .scratch(0)
+            operands.weights = .constant(2)
+            channels = padded
+        }
         guard
             let launch = launch(
-                operands, window: window, channels: x[3], outputChannels: w[0],
+                operands, window: window, channels: channels, outputChannels: w[0],
                 residualScale: residual.map { Float(Double($0.scale) / sy) } ?? 0, relu: activation == .relu,
                 architecture: info.architecture, multiprocessors: info.multiprocessors)
         else {
@@ -92,8 +136,6 @@ extension CUDAInt8WarpGroupConvolution {
                 "the int8 warpgroup convolution does not take '\(info.node.name)' (sm_\(info.architecture), X \(x), W \(w))"
             )
         }
-        return CUDALowering(
-            steps: [.launch(launch)],
-            constants: [Tensor(shape: [alpha.count], scalars: alpha), Tensor(shape: [beta.count], scalars: beta)])
+        return CUDALowering(steps: steps + [.launch(launch)], scratchBytes: scratch, constants: constants)
     }
 }
