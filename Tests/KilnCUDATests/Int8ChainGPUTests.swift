@@ -116,6 +116,25 @@ import Testing
         #expect(Self.passes(0.5, launch), "the residual's scale over the output's")
     }
 
+    @Test func whichConvolutionsChain() {
+        func takes(
+            _ x: [Int], _ w: [Int], pads: [Int] = [], group: Int = 1, _ activation: EpilogueActivation? = .relu
+        )
+            -> Bool
+        {
+            let layer = ConvolutionLayer(
+                ConvolutionParameters(pads: pads, group: group), epilogue: .init(activation: activation))
+            let node = Node(name: "n", layer: layer, inputs: ["x", "w"], outputs: ["y"])
+            return CUDAInt8WarpGroupConvolution.takes(node, x: x, w: w, architecture: 90, im2col: true)
+        }
+        #expect(takes([64, 64, 56, 56], [64, 64, 3, 3], pads: [1, 1, 1, 1]))
+        #expect(takes([64, 3, 224, 224], [64, 3, 7, 7], pads: [3, 3, 3, 3]), "a stem, as patches")
+        #expect(!takes([64, 64, 56, 56], [96, 64, 1, 1]), "output channels not a multiple of 64")
+        #expect(!takes([64, 64, 56, 56], [64, 32, 1, 1], group: 2), "grouped")
+        #expect(!takes([64, 64, 56, 56], [64, 64, 1, 1], .sigmoid), "an activation other than ReLU")
+        #expect(!takes([1, 48, 9, 9], [64, 48, 5, 5]), "patches longer than the limit")
+    }
+
     @Test func fewChannelsAreMultipliedAsPatches() throws {
         let layer = QuantizedConvolutionLayer(
             ConvolutionParameters(strides: [2, 2], pads: [1, 1, 1, 1]), input: .init(scale: 0.5),

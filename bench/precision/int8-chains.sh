@@ -20,7 +20,9 @@ for p in fp16 int8 int8-unchained; do
     $K compare /tmp/$p.kiln --reference $R.io_b1.npz --tolerance 1 2>&1 | tail -1
 done
 $K inspect /tmp/int8.kiln > "$OUT/inspect-int8.txt" 2>&1
-echo "chained layers in the plan: $(grep -c "output=.*:stored" "$OUT/inspect-int8.txt")"
+for what in "output=.*:stored" "= quantize\[" "= dequantize\[" "= transpose\["; do
+    echo "plan lines matching '$what': $(grep -c "$what" "$OUT/inspect-int8.txt")"
+done
 echo "== speed (median compute, batch 64, then batch 1 where the plan allows)"
 for round in 1 2; do
     for p in fp16 int8 int8-unchained; do

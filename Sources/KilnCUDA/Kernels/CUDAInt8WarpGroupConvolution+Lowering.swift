@@ -20,7 +20,7 @@ extension CUDAInt8WarpGroupConvolution {
             let (parameters, epilogue) = (layer as? QuantizedConvolutionLayer).map({ ($0.parameters, $0.epilogue) })
                 ?? (layer as? ConvolutionLayer).map({ ($0.parameters, $0.epilogue) }),
             parameters.group == 1, epilogue.activation == nil || epilogue.activation == .relu,
-            let x, let w, x.count == 4, w.count == 4, x[1] == w[1], x[1] % 64 == 0, w[0] % 64 == 0,
+            let x, let w, x.count == 4, w.count == 4, x[1] == w[1], w[0] % 64 == 0,
             let r = try? parameters.resolve(input: [x[2], x[3]], kernel: [w[2], w[3]]), r.kernel == [w[2], w[3]]
         else { return false }
         let window = CUDAIm2colWindow(
