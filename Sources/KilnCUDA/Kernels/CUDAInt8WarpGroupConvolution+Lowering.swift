@@ -109,9 +109,9 @@ extension CUDAInt8WarpGroupConvolution {
             steps.append(
                 .launch(
                     CUDALaunch(
-                        source: CUDAQuantizedProducts.source, function: "kiln_int8_patches_nhwc",
+                        source: CUDAQuantizedProducts.source, function: "kiln_int8_patches_rows16",
                         grid: CUDADim3(
-                            max(1, min((x[0] * pixels * padded + 255) / 256, CUDAQuantizedProducts.maxBlocks))),
+                            max(1, min((x[0] * pixels * padded / 16 + 255) / 256, CUDAQuantizedProducts.maxBlocks))),
                         block: CUDADim3(256),
                         arguments: [
                             .pointer(.input(0)), .pointer(.scratch(0)),

@@ -183,6 +183,42 @@ extension CUDAQuantizedProducts {
                 }
             }
 
+            /* The same patches, each thread writing 16 consecutive bytes of a row (Kp a multiple of 16): the
+               bytes' channel and tap advance by one step each instead of a division per byte. Rows past P are
+               not written (the caller's Pp is P). */
+            extern "C" __global__ void kiln_int8_patches_rows16(
+                const signed char* __restrict__ q, signed char* __restrict__ cols, KilnDims size, KilnDims window,
+                int pad)
+            {
+                const i64 C = size.v[1], H = size.v[2], W = size.v[3], OW = size.v[5];
+                const i64 P = size.v[4] * OW, Kp = size.v[7];
+                const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
+                const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)window.v[6], DW = (int)window.v[7];
+                const i64 K = C * (i64)(KH * KW), chunks = Kp / 16;
+                const i64 total = size.v[0] * P * chunks;
+                const i64 step = (i64)gridDim.x * blockDim.x;
+                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                    const i64 row = i / chunks, k0 = (i - row * chunks) * 16;
+                    const i64 n = row / P, pix = row - n * P;
+                    const int oh = (int)(pix / OW), ow = (int)(pix - (i64)oh * OW);
+                    const signed char* image = q + n * H * W * C;
+                    int r = (int)(k0 / C), c = (int)(k0 - (i64)r * C);
+                    union { signed char b[16]; int4 v; } out;
+                    #pragma unroll
+                    for (int j = 0; j < 16; ++j) {
+                        signed char v = 0;
+                        if (k0 + j < K) {
+                            const int ih = oh * SH - PH + (r / KW) * DH, iw = ow * SW - PW + (r % KW) * DW;
+                            v = (ih < 0 || ih >= (int)H || iw < 0 || iw >= (int)W)
+                                ? (signed char)pad : image[((i64)ih * W + iw) * C + c];
+                        }
+                        out.b[j] = v;
+                        if (++c == (int)C) { c = 0; ++r; }
+                    }
+                    reinterpret_cast<int4*>(cols)[i] = out.v;
+                }
+            }
+
             extern "C" __global__ void kiln_int8_patches_nhwc(
                 const signed char* __restrict__ q, signed char* __restrict__ cols, KilnDims size, KilnDims window,
                 int pad)
