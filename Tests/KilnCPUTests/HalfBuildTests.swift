@@ -6,16 +6,29 @@ import Testing
 
 @testable import KilnRuntime
 
-/// The CPU backend with the 16-bit kernels a GPU offers: the CPU reference kernels take float16 and bfloat16,
-/// so a mixed-precision engine runs here exactly as the builder plans it for a GPU (only slower).
-final class HalfCapableCPU: Device {
+/// The CPU backend claiming what a GPU offers, so an engine runs here exactly as the builder plans it for a GPU
+/// (only slower): with `halfPrecision` the 16-bit kernels (the CPU reference kernels take float16 and
+/// bfloat16), with `int8Chains` chained int8 convolutions, channels-last (the reference runs those forms too).
+final class ClaimingCPU: Device {
     let cpu = CPUDevice()
+    let halfPrecision: Bool
+    let int8Chains: Bool
+
+    init(halfPrecision: Bool = false, int8Chains: Bool = false) {
+        self.halfPrecision = halfPrecision
+        self.int8Chains = int8Chains
+    }
+
     var properties: DeviceProperties { cpu.properties }
     func supports(_ node: Node) -> Bool { cpu.supports(node) }
     func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel {
         try cpu.makeKernel(node, subgraphs: subgraphs)
     }
-    func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool { true }
+    func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool { halfPrecision }
+    func chainsInt8(_ node: Node, input: TensorType, weights: TensorType) -> Bool { int8Chains }
+    func runsChannelsLast(_ node: Node, input: TensorType) -> Bool {
+        int8Chains && (node.layer as? QuantizedConvolutionLayer)?.writesQuantized == true
+    }
 }
 
 /// Mixed-precision builds: which layers run in 16 bits and which keep float32 (and why), the casts at the
@@ -59,7 +72,7 @@ struct HalfBuildTests {
     func layersRunIn16BitsAndOutputsStayClose(_ dtype: DType) throws {
         var gen = SeededGenerator(seed: seed)
         let graph = try Self.network(&gen)
-        let device = HalfCapableCPU()
+        let device = ClaimingCPU(halfPrecision: true)
         var config = BuilderConfig()
         config.half = HalfConfig(dtype: dtype)
         let half = try Builder.build(graph, device: device, config: config)
@@ -102,7 +115,7 @@ struct HalfBuildTests {
         var gen = SeededGenerator(seed: seed)
         var config = BuilderConfig()
         config.half = HalfConfig(dtype: .float16, ioType: .float16)
-        let engine = try Builder.build(try Self.network(&gen), device: HalfCapableCPU(), config: config)
+        let engine = try Builder.build(try Self.network(&gen), device: ClaimingCPU(halfPrecision: true), config: config)
         #expect(engine.graph.inputs.allSatisfy { $0.type?.tensorType?.dtype == .float16 })
         #expect(engine.graph.outputs.allSatisfy { $0.type?.tensorType?.dtype == .float16 })
         let x = try Tensor.random([1, 3, 8, 8], in: 0...1, using: &gen).cast(to: .float16)
@@ -116,12 +129,12 @@ struct HalfBuildTests {
         var config = BuilderConfig()
         config.optimize = false
         config.half = HalfConfig(dtype: .float16)
-        let engine = try Builder.build(graph, device: HalfCapableCPU(), config: config)
+        let engine = try Builder.build(graph, device: ClaimingCPU(halfPrecision: true), config: config)
         let report = try #require(engine.precision)
         let product = try #require(report.layers.first { $0.name.hasPrefix("matMul") })
         #expect(product.precision == "float32" && product.reason?.contains("65504") == true, "\(product)")
         config.half = HalfConfig(dtype: .bfloat16)
-        let bf16 = try Builder.build(graph, device: HalfCapableCPU(), config: config)
+        let bf16 = try Builder.build(graph, device: ClaimingCPU(halfPrecision: true), config: config)
         #expect(bf16.precision?.layers.first { $0.name == product.name }?.precision == "bfloat16")
     }
 
@@ -131,12 +144,14 @@ struct HalfBuildTests {
         let validation = (0..<2).map { _ in ["x": Tensor.random([2, 3, 8, 8], in: 0...1, using: &gen)] }
         var config = BuilderConfig()
         config.half = HalfConfig(dtype: .bfloat16, validation: validation)
-        let measured = try #require(try Builder.build(graph, device: HalfCapableCPU(), config: config).precision)
+        let measured = try #require(
+            try Builder.build(graph, device: ClaimingCPU(halfPrecision: true), config: config).precision)
         let worst = measured.worstRelativeError
         #expect(measured.outputs.count == 2 && worst > 0 && measured.movedToFloat.isEmpty, "seed \(seed)")
         // A tolerance below what bfloat16 gives: layers move back until the outputs are within it.
         config.half?.tolerance = worst / 4
-        let guarded = try #require(try Builder.build(graph, device: HalfCapableCPU(), config: config).precision)
+        let guarded = try #require(
+            try Builder.build(graph, device: ClaimingCPU(halfPrecision: true), config: config).precision)
         #expect(!guarded.movedToFloat.isEmpty, "seed \(seed)")
         #expect(guarded.worstRelativeError <= worst / 4, "seed \(seed)")
         for name in guarded.movedToFloat {
@@ -152,7 +167,8 @@ struct HalfBuildTests {
         let layer = try #require(graph.nodes.first { $0.kind == ConvolutionLayer.kind }?.outputs.first)
         #expect(graph.type(of: layer)?.tensorType?.dtype == .float16)
         let batches = [["x": Tensor.random([1, 3, 8, 8], in: 0...1, using: &gen)]]
-        let outputs = try OutputEvaluator(device: HalfCapableCPU(), batches: batches).outputs(graph, extra: [layer])
+        let outputs = try OutputEvaluator(device: ClaimingCPU(halfPrecision: true), batches: batches).outputs(
+            graph, extra: [layer])
         #expect(outputs[layer]?.count == 8 * 8 * 8, "seed \(seed)")
     }
 

@@ -138,34 +138,20 @@ struct Int8ChainingTests {
         #expect(try Self.run(last, x) == Self.run(chained, x), "seed \(seed)")
     }
 
-    /// A CPU device that says it chains every int8 convolution, as the GPU does those its kernel takes.
-    final class ChainingDevice: Device {
-        let cpu = CPUDevice()
-        var properties: DeviceProperties { cpu.properties }
-        func supports(_ node: Node) -> Bool { cpu.supports(node) }
-        func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel {
-            try cpu.makeKernel(node, subgraphs: subgraphs)
-        }
-        func chainsInt8(_ node: Node, input: TensorType, weights: TensorType) -> Bool { true }
-        func runsChannelsLast(_ node: Node, input: TensorType) -> Bool {
-            (node.layer as? QuantizedConvolutionLayer)?.writesQuantized == true
-        }
-    }
-
     @Test func anInt8BuildChainsWhatTheDeviceChainsAndCalibratesTheChainsEnd() throws {
         var gen = SeededGenerator(seed: seed)
         let graph = try Self.network(residual: true, &gen)
         let batches = (0..<2).map { _ in ["x": Tensor.random([2, 8, 6, 6], in: -1...1, using: &gen)] }
         var config = BuilderConfig()
         config.int8 = Int8Config(calibration: batches)
-        let engine = try Builder.build(graph, device: ChainingDevice(), config: config)
+        let engine = try Builder.build(graph, device: ClaimingCPU(int8Chains: true), config: config)
         let convs = engine.graph.nodes.compactMap { $0.layer as? QuantizedConvolutionLayer }
         #expect(convs.count == 3 && convs.allSatisfy { $0.writesQuantized && $0.channelsLast }, "\(engine.graph)")
         let report = try #require(engine.precision)
         #expect(report.worstRelativeError < 0.05, "seed \(seed): \(report.worstRelativeError)")
         var unchainedConfig = config
         unchainedConfig.disabledPasses = [Int8Chaining.name]
-        let unchained = try Builder.build(graph, device: ChainingDevice(), config: unchainedConfig)
+        let unchained = try Builder.build(graph, device: ClaimingCPU(int8Chains: true), config: unchainedConfig)
         #expect(!unchained.graph.nodes.contains { ($0.layer as? QuantizedConvolutionLayer)?.writesQuantized == true })
         let x = Tensor.random([2, 8, 6, 6], in: -1...1, using: &gen)
         let reference = try Self.run(try Builder.build(graph, device: CPUDevice()).graph, x)
