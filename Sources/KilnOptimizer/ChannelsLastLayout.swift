@@ -97,11 +97,11 @@ public struct ChannelsLastLayout: Sendable {
             let input = node.inputs.first.flatMap({ graph.type(of: $0)?.tensorType })
         else { return false }
         switch node.layer {
-        case let conv as ConvolutionLayer:
-            return !conv.channelsLast && node.inputs.count >= 2 && shape(node.inputs[0])?.count == 4
-                && shape(node.inputs[1])?.count == 4 && runsChannelsLast(node, input)
-        case let conv as QuantizedConvolutionLayer:
-            return !conv.channelsLast && node.inputs.count >= 2 && shape(node.inputs[0])?.count == 4
+        case is ConvolutionLayer, is QuantizedConvolutionLayer:
+            let placed =
+                (node.layer as? ConvolutionLayer)?.channelsLast
+                ?? (node.layer as? QuantizedConvolutionLayer)?.channelsLast
+            return placed == false && node.inputs.count >= 2 && shape(node.inputs[0])?.count == 4
                 && shape(node.inputs[1])?.count == 4 && runsChannelsLast(node, input)
         case let pool as PoolLayer:
             return !pool.channelsLast && !pool.outputsIndices && fromRegion(node.inputs[0])

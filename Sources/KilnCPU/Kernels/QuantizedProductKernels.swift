@@ -131,16 +131,19 @@ enum Int8Arithmetic {
 
     /// A float32 tensor's values quantized with `q` (ONNX QuantizeLinear's rule), in `q`'s type.
     static func quantized(_ t: Tensor, _ q: ActivationQuantization) -> Tensor {
-        t.withUnsafeBuffer(as: Float.self) { v in
-            let codes = v.indices.map { i -> Int in
-                let r = (v[i] / q.scale).rounded(.toNearestOrEven)
-                return r.isNaN ? q.zeroPoint : Int(min(max(r + Float(q.zeroPoint), -1e6), 1e6))
-            }.map { min(max($0, q.range.lowerBound), q.range.upperBound) }
-            return q.type == .uint8
-                ? Tensor(shape: t.shape, scalars: codes.map { UInt8($0) })
-                : Tensor(shape: t.shape, scalars: codes.map { Int8($0) })
+        let codes = t.withUnsafeBuffer(as: Float.self) { v in
+            quantize(v.baseAddress ?? UnsafePointer(emptyFloat), count: v.count, q).map { Int($0) + q.zeroPoint }
         }
+        return q.type == .uint8
+            ? Tensor(shape: t.shape, scalars: codes.map { UInt8($0) })
+            : Tensor(shape: t.shape, scalars: codes.map { Int8($0) })
     }
+
+    nonisolated(unsafe) private static let emptyFloat: UnsafeMutablePointer<Float> = {
+        let pointer = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+        pointer.initialize(to: 0)
+        return pointer
+    }()
 
     static func checkDepth(_ depth: Int, _ layer: String) throws {
         guard depth <= maximumDepth else {
@@ -171,16 +174,14 @@ final class QuantizedConvolutionKernel: Kernel {
         guard !layer.channelsLast, !layer.writesQuantized, layer.residualQuantization == nil,
             try inputs.tensor(0).dtype == .float32
         else {
-            var plain = layer
-            (plain.channelsLast, plain.writesQuantized, plain.residualQuantization) = (false, false, nil)
-            let kernel = QuantizedConvolutionKernel(plain)
+            // `floatOutput` reads neither the layout nor the quantized forms' fields, only the operands.
             var floats = inputs
             floats[0] = .tensor(try Int8Arithmetic.dequantized(try inputs.tensor(0), layer.input))
             if let r = layer.residualQuantization, layer.epilogue.residual {
                 floats[4] = .tensor(try Int8Arithmetic.dequantized(try inputs.tensor(4), r))
             }
             let run = { (operands: [Value?]) throws -> [Value] in
-                let y = try kernel.floatOutput(operands, context)
+                let y = try self.floatOutput(operands, context)
                 guard self.layer.writesQuantized, let output = self.layer.output else { return [.tensor(y)] }
                 return [.tensor(Int8Arithmetic.quantized(y, output))]
             }

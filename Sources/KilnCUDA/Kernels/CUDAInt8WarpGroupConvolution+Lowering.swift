@@ -110,9 +110,8 @@ extension CUDAInt8WarpGroupConvolution {
                 .launch(
                     CUDALaunch(
                         source: CUDAQuantizedProducts.source, function: "kiln_int8_patches_rows16",
-                        grid: CUDADim3(
-                            max(1, min((x[0] * pixels * padded / 16 + 255) / 256, CUDAQuantizedProducts.maxBlocks))),
-                        block: CUDADim3(256),
+                        grid: CUDAQuantizedProducts.grid(x[0] * pixels * padded / 16),
+                        block: CUDADim3(CUDAQuantizedProducts.threads),
                         arguments: [
                             .pointer(.input(0)), .pointer(.scratch(0)),
                             .dims([x[0], x[3], x[1], x[2]] + r.output + [pixels, padded]),

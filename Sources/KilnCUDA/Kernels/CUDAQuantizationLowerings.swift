@@ -36,17 +36,19 @@ enum CUDAQuantizationLowerings {
         }
         let count = try info.inputShape(0).reduce(1, *)
         if count == 0 { return CUDALowering(steps: []) }
-        let s = Float(try scale.doubleValues()[0])
-        let suffix = quantized == .int8 ? "i8" : "u8"
-        let (low, high) = quantized == .int8 ? (-128, 127) : (0, 255)
-        let threads = CUDAQuantizedProducts.threads
-        let grid = CUDADim3(max(1, min((count + threads - 1) / threads, CUDAQuantizedProducts.maxBlocks)))
-        let launch = CUDALaunch(
-            source: CUDAQuantizedProducts.source,
-            function: (quantizing ? "kiln_quantize_" : "kiln_dequantize_") + suffix,
-            grid: grid, block: CUDADim3(threads),
-            arguments: [.pointer(.input(0)), .pointer(.output(0)), .int(count), .float32(s), .int32(Int32(zeroPoint))]
-                + (quantizing ? [.int32(Int32(low)), .int32(Int32(high))] : []))
+        let q = ActivationQuantization(
+            scale: Float(try scale.doubleValues()[0]), zeroPoint: Int(zeroPoint), type: quantized)
+        let launch =
+            quantizing
+            ? CUDAQuantizedProducts.quantize(q, count: count, into: .output(0))
+            : CUDALaunch(
+                source: CUDAQuantizedProducts.source,
+                function: quantized == .int8 ? "kiln_dequantize_i8" : "kiln_dequantize_u8",
+                grid: CUDAQuantizedProducts.grid(count), block: CUDADim3(CUDAQuantizedProducts.threads),
+                arguments: [
+                    .pointer(.input(0)), .pointer(.output(0)), .int(count), .float32(q.scale),
+                    .int32(Int32(q.zeroPoint)),
+                ])
         return CUDALowering(steps: [.launch(launch)])
     }
 }

@@ -246,17 +246,23 @@ enum CUDAQuantizedProducts {
 
     // MARK: Helpers
 
-    private static func grid(_ total: Int) -> CUDADim3 {
+    /// Enough blocks of `threads` for `total` grid-stride threads, at most `maxBlocks`.
+    static func grid(_ total: Int) -> CUDADim3 {
         CUDADim3(max(1, min((total + threads - 1) / threads, maxBlocks)))
     }
 
-    private static func quantize(_ q: ActivationQuantization, count: Int) -> CUDALaunch {
+    /// `count` floats of input 0 quantized with `q` into `destination`.
+    static func quantize(
+        _ q: ActivationQuantization, count: Int, into destination: CUDAOperand = .scratch(0)
+    )
+        -> CUDALaunch
+    {
         CUDALaunch(
             source: source, function: q.type == .int8 ? "kiln_quantize_i8" : "kiln_quantize_u8", grid: grid(count),
             block: CUDADim3(threads),
             arguments: [
-                .pointer(.input(0)), .pointer(.scratch(0)), .int(count), .float32(q.scale), .int32(Int32(q.zeroPoint)),
-                .int32(Int32(q.range.lowerBound)), .int32(Int32(q.range.upperBound)),
+                .pointer(.input(0)), .pointer(destination), .int(count), .float32(q.scale),
+                .int32(Int32(q.zeroPoint)), .int32(Int32(q.range.lowerBound)), .int32(Int32(q.range.upperBound)),
             ])
     }
 
