@@ -65,6 +65,8 @@ public final class CUDADevice: Device {
     public func runsChannelsLast(_ node: Node, input: TensorType) -> Bool {
         // A chained int8 convolution's only kernel is channels-last (`chainsInt8` chose it for that kernel).
         if let conv = node.layer as? QuantizedConvolutionLayer { return conv.writesQuantized }
+        // An int8 max pool sits in a chain (`Int8Chaining`); its kernel is the channels-last one.
+        if input.dtype == .int8, let pool = node.layer as? PoolLayer { return pool.op == .max && pool.window != nil }
         return CUDAHalfPrecision.runsChannelsLast(
             node, input: input, architecture: context.computeCapability, tf32: options.kernels.allowTF32)
     }

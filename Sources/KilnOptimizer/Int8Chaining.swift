@@ -12,6 +12,10 @@ import KilnIR
 /// of a chained output that something else reads (where a chain ends, graph outputs and `floatValues`
 /// included): both keep the value's name for its float form and call the int8 form `value::int8`.
 ///
+/// A windowed max pool reading a chained value runs on its int8 form (`int8Pools`): quantization is monotonic,
+/// so pooling int8 values stored with the pool output's quantization gives exactly the quantized float pool,
+/// and the value it reads is stored with that quantization (ResNet's stem writes what its pool reads).
+///
 /// Numerically a chained convolution computes what the float-in, float-out one followed by its readers'
 /// quantization computes, except that a residual is added as its int8 values (the quantization error of the
 /// value it adds, as TensorRT's int8 residual adds have) and a value read by float layers too passes through
@@ -52,6 +56,12 @@ public struct Int8Chaining: Sendable {
         let quantizations = storage(graph, readers)
         let chained = Set(graph.nodes.indices.filter { chainable($0, graph, quantizations) })
         guard !chained.isEmpty else { return [] }
+        let pools = int8Pools(graph, chained, quantizations)
+        /// Whether node `reader` reads input `slot` in int8.
+        func readsInt8(_ reader: (node: Int, slot: Int)) -> Bool {
+            (chained.contains(reader.node) && (reader.slot == 0 || reader.slot == 4))
+                || (pools.contains(reader.node) && reader.slot == 0)
+        }
         let keepFloat = floatValues.union(graph.outputs.map(\.name))
         let captured = Set(graph.nodes.flatMap { $0.layer.subgraphs.flatMap(\.capturedValues) })
 
@@ -76,27 +86,27 @@ public struct Int8Chaining: Sendable {
             return name
         }
         for (i, node) in graph.nodes.enumerated() {
-            guard chained.contains(i), var conv = node.layer as? QuantizedConvolutionLayer,
-                let output = node.outputs.first, let q = quantizations[output]
+            guard chained.contains(i) || pools.contains(i), let output = node.outputs.first,
+                let q = quantizations[output]
             else {
                 nodes.append(node)
                 continue
             }
             var node = node
             node.inputs[0] = int8(node.inputs[0])
-            if conv.epilogue.residual {
-                conv.residualQuantization = quantizations[node.inputs[4]]
-                node.inputs[4] = int8(node.inputs[4])
+            if var conv = node.layer as? QuantizedConvolutionLayer {
+                if conv.epilogue.residual {
+                    conv.residualQuantization = quantizations[node.inputs[4]]
+                    node.inputs[4] = int8(node.inputs[4])
+                }
+                conv.output = q
+                conv.writesQuantized = true
+                node.layer = conv
             }
-            conv.output = q
-            conv.writesQuantized = true
-            node.layer = conv
             node.outputs[0] = Self.int8Name(output)
             stored.insert(output)
             nodes.append(node)
-            let floatReaders = (readers[output] ?? []).contains { reader in
-                !(chained.contains(reader.node) && (reader.slot == 0 || reader.slot == 4))
-            }
+            let floatReaders = (readers[output] ?? []).contains { !readsInt8($0) }
             if floatReaders || keepFloat.contains(output) || captured.contains(output) {
                 nodes.append(
                     Node(
@@ -110,26 +120,69 @@ public struct Int8Chaining: Sendable {
         return names
     }
 
-    /// How each value would be stored in int8: the input quantization of the int8 layers reading it (nil when
-    /// they disagree or it is not symmetric int8), else its calibrated range over 127.
+    /// How each value would be stored in int8: the input quantization of the int8 layers reading it, for a max
+    /// pool the storage of its output (nil when they disagree or it is not symmetric int8), else its calibrated
+    /// range over 127.
     func storage(_ graph: Graph, _ readers: [String: [(node: Int, slot: Int)]]) -> [String: ActivationQuantization] {
-        var result: [String: ActivationQuantization] = [:]
         var values = Set(ranges.keys)
         for node in graph.nodes where node.layer is QuantizedConvolutionLayer { values.formUnion(node.inputs) }
-        for value in values where !value.isEmpty {
-            let read = (readers[value] ?? []).compactMap { reader -> ActivationQuantization? in
-                guard reader.slot == 0 else { return nil }
-                let layer = graph.nodes[reader.node].layer
-                return (layer as? QuantizedConvolutionLayer)?.input ?? (layer as? QuantizedMatMulLayer)?.input
+        // Pools are read through their outputs: their inputs are settled after them, in reverse order.
+        var pending = values.subtracting([""])
+        var result: [String: ActivationQuantization] = [:]
+        func settle(_ value: String) {
+            var direct: [ActivationQuantization] = []
+            var pooled: [ActivationQuantization] = []
+            for reader in readers[value] ?? [] where reader.slot == 0 {
+                let node = graph.nodes[reader.node]
+                if Self.isInt8Poolable(node) {
+                    // A pool whose output has no int8 storage reads the float form.
+                    if let q = node.outputs.first.flatMap({ result[$0] }) { pooled.append(q) }
+                } else if let q = (node.layer as? QuantizedConvolutionLayer)?.input
+                    ?? (node.layer as? QuantizedMatMulLayer)?.input
+                {
+                    direct.append(q)
+                }
             }
-            if let first = read.first {
-                guard read.allSatisfy({ $0 == first }), first.type == .int8, first.zeroPoint == 0 else { continue }
-                result[value] = first
-            } else if let amax = ranges[value], amax.isFinite, (amax / 127).isNormal {
+            func agreed(_ qs: [ActivationQuantization]) -> ActivationQuantization? {
+                guard let first = qs.first, qs.allSatisfy({ $0 == first }), first.type == .int8, first.zeroPoint == 0
+                else { return nil }
+                return first
+            }
+            // Pools that disagree with the layers reading the value directly read its float form.
+            if let q = agreed(direct + pooled) ?? agreed(direct) {
+                result[value] = q
+            } else if direct.isEmpty, let amax = ranges[value], amax.isFinite, (amax / 127).isNormal {
                 result[value] = ActivationQuantization(scale: amax / 127)
             }
         }
+        for node in graph.nodes.reversed() {
+            for value in node.outputs where pending.remove(value) != nil { settle(value) }
+        }
+        for value in pending { settle(value) }
         return result
+    }
+
+    /// A max pool that can run on int8 values: windowed, no indices output.
+    static func isInt8Poolable(_ node: Node) -> Bool {
+        guard let pool = node.layer as? PoolLayer, pool.op == .max, pool.window != nil, !pool.outputsIndices else {
+            return false
+        }
+        return node.outputs.count == 1 || node.outputs.dropFirst().allSatisfy(\.isEmpty)
+    }
+
+    /// The max pools that read a value a chained convolution (or another such pool) writes, stored with the
+    /// same quantization as their output: they run on the int8 form.
+    func int8Pools(_ graph: Graph, _ chained: Set<Int>, _ quantizations: [String: ActivationQuantization]) -> Set<Int> {
+        var int8Values = Set(chained.compactMap { graph.nodes[$0].outputs.first })
+        var pools: Set<Int> = []
+        for (i, node) in graph.nodes.enumerated() where Self.isInt8Poolable(node) {
+            guard let input = node.inputs.first, int8Values.contains(input), let output = node.outputs.first,
+                let q = quantizations[output], quantizations[input] == q
+            else { continue }
+            pools.insert(i)
+            int8Values.insert(output)
+        }
+        return pools
     }
 
     /// Whether node `i` can run chained: a float-in, float-out 2-D `convolution.int8` with constant weights,

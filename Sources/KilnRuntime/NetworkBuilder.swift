@@ -133,6 +133,11 @@ extension NetworkBuilder {
         try single(PoolLayer(op: .average(countIncludePad: false), window: nil), [x])
     }
 
+    /// The maximum of each window of an N x C x spatial tensor (pads: begins, then ends, as ONNX).
+    public mutating func maxPool(_ x: Value, kernel: [Int], strides: [Int]? = nil, pads: [Int]? = nil) throws -> Value {
+        try single(PoolLayer(op: .max, window: PoolGeometry(kernel: kernel, strides: strides, pads: pads)), [x])
+    }
+
     /// To 2-D: the axes before `axis`, and from `axis` on.
     public mutating func flatten(_ x: Value, axis: Int = 1) throws -> Value {
         try single(ReshapeLayer(.flatten(axis: axis)), [x])

@@ -14,9 +14,10 @@ import Testing
 struct Int8ChainingTests {
     let seed = SeededGenerator.testSeed()
 
-    /// x [2, 8, 6, 6] -> a = relu(conv3x3(x)) -> b = relu(conv3x3(a)) -> c = conv1x1(b) (+ a, relu with
-    /// `residual`) -> y = flatten(globalAveragePool(c)); optimized, so the adds and ReLUs are epilogues.
-    static func network(residual: Bool, _ gen: inout SeededGenerator) throws -> Graph {
+    /// x [2, 8, 6, 6] -> a = relu(conv3x3(x)) -> b = relu(conv3x3(a, or its 3x3 stride-2 max pool with
+    /// `pool`)) -> c = conv1x1(b) (+ a, relu with `residual`) -> y = flatten(globalAveragePool(c)); optimized,
+    /// so the adds and ReLUs are epilogues.
+    static func network(residual: Bool, pool: Bool = false, _ gen: inout SeededGenerator) throws -> Graph {
         var n = NetworkBuilder(name: "block")
         let x = n.addInput("x", .float32, [2, 8, 6, 6])
         func conv(_ input: NetworkBuilder.Value, _ k: Int, _ name: String) throws -> NetworkBuilder.Value {
@@ -26,7 +27,7 @@ struct Int8ChainingTests {
                 pads: k == 3 ? [1, 1, 1, 1] : [])
         }
         let a = try n.relu(try conv(x, 3, "a"))
-        let b = try n.relu(try conv(a, 3, "b"))
+        let b = try n.relu(try conv(pool ? try n.maxPool(a, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1]) : a, 3, "b"))
         var c = try conv(b, 1, "c")
         if residual { c = try n.relu(try n.add(c, a)) }
         try n.markOutput(try n.flatten(try n.globalAveragePool(c)), as: "y")
@@ -77,6 +78,58 @@ struct Int8ChainingTests {
         // The last output passes through int8 on its way to the pool, as requantizing it would.
         let x = Tensor.random([2, 8, 6, 6], in: -1...1, using: &gen)
         #expect(try Self.run(chained, x) == Self.run(try Self.endingQuantized(plain), x), "seed \(seed)")
+    }
+
+    @Test func aMaxPoolBetweenChainedConvolutionsRunsOnInt8() throws {
+        var gen = SeededGenerator(seed: seed)
+        let (plain, ranges) = try Self.quantized(try Self.network(residual: false, pool: true, &gen))
+        var chained = plain
+        try Int8Chaining(ranges: ranges, chains: { _, _, _ in true }).apply(&chained)
+        let pool = try #require(chained.nodes.first { $0.layer is PoolLayer })
+        #expect(chained.type(of: pool.inputs[0])?.tensorType?.dtype == .int8)
+        #expect(chained.type(of: pool.outputs[0])?.tensorType?.dtype == .int8)
+        // Nothing around it: one quantize at the graph input, one dequantize at the end.
+        #expect(chained.nodes.filter { $0.layer is QuantizeLayer }.count == 1)
+        #expect(chained.nodes.filter { $0.layer is DequantizeLayer }.count == 1)
+        // Pooling commutes with the monotonic quantization: the same outputs as the float pool.
+        let x = Tensor.random([2, 8, 6, 6], in: -1...1, using: &gen)
+        #expect(try Self.run(chained, x) == Self.run(try Self.endingQuantized(plain), x), "seed \(seed)")
+        // Channels-last, the pool joins the convolutions' region.
+        var last = chained
+        try ChannelsLastLayout(runsChannelsLast: { node, input in
+            (node.layer as? QuantizedConvolutionLayer)?.writesQuantized == true
+                || (node.layer is PoolLayer && input.dtype == .int8)
+        }).apply(&last)
+        #expect((last.nodes.first { $0.layer is PoolLayer }?.layer as? PoolLayer)?.channelsLast == true)
+        #expect(try Self.run(last, x) == Self.run(chained, x), "seed \(seed)")
+    }
+
+    @Test func aPoolWhoseOutputIsReadAsFloatKeepsTheChainBeforeIt() throws {
+        var gen = SeededGenerator(seed: seed)
+        var n = NetworkBuilder(name: "pool-out")
+        let x = n.addInput("x", .float32, [2, 8, 6, 6])
+        let a = try n.relu(
+            try n.convolution(
+                x, weights: n.addConstant("a.w", .random([8, 8, 3, 3], in: -0.3...0.3, using: &gen)),
+                pads: [1, 1, 1, 1]))
+        try n.markOutput(try n.maxPool(a, kernel: [2, 2], strides: [2, 2]), as: "y")
+        var g = try Builder.optimize(try n.build(), device: CPUDevice())
+        var ranges: [String: Float] = [:]
+        for node in g.nodes { for value in node.inputs + node.outputs { ranges[value] = 2.5 } }
+        try Int8Quantization(ranges: ranges).apply(&g)
+        let plain = g
+        // The pool's output is a graph output; with a range of its own it pools int8 and is dequantized after.
+        try Int8Chaining(ranges: ranges, chains: { _, _, _ in true }).apply(&g)
+        let pool = try #require(g.nodes.first { $0.layer is PoolLayer })
+        #expect(g.type(of: pool.inputs[0])?.tensorType?.dtype == .int8)
+        #expect(g.nodes.contains { $0.layer is DequantizeLayer && $0.inputs[0] == pool.outputs[0] }, "\(g)")
+        let input = Tensor.random([2, 8, 6, 6], in: -1...1, using: &gen)
+        let engine = try Engine(graph: g, device: CPUDevice())
+        let got = try engine.makeContext().run(["x": .tensor(input)])["y"]!.asTensor().scalars(as: Float.self)
+        let float = try Engine(graph: plain, device: CPUDevice()).makeContext().run(["x": .tensor(input)])["y"]!
+            .asTensor().scalars(as: Float.self)
+        let step = Float(2.5 / 127)
+        #expect(zip(got, float).allSatisfy { abs($0 - $1) <= step / 2 + 1e-6 || $1 > 2.5 }, "seed \(seed)")
     }
 
     @Test func aResidualIsAddedAsItsInt8Values() throws {

@@ -11,8 +11,8 @@ import Testing
 /// takes (`Int8Chaining`, Hopper): the chain matches the CPU reference kernels running the same engine graph
 /// and stays near float32.
 @Suite struct Int8ChainGPUTests {
-    /// A stem over 3 channels (multiplied as patches), a bottleneck block with a downsampling shortcut and a
-    /// strided 3x3 after it, 64 and 128 channels.
+    /// A stem over 3 channels (multiplied as patches) and its max pool, a bottleneck block with a downsampling
+    /// shortcut and a strided 3x3 after it, 64 and 128 channels.
     static func network(_ gen: inout SeededGenerator) throws -> Graph {
         var n = NetworkBuilder(name: "bottleneck")
         let image = n.addInput("x", .float32, [4, 3, 28, 28])
@@ -27,7 +27,8 @@ import Testing
                 bias: n.addConstant(name + ".b", .random([shape[0]], in: -0.1...0.1, using: &gen)), strides: strides,
                 pads: pads)
         }
-        let x = try n.relu(try conv(image, [64, 3, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], "stem"))
+        let stem = try n.relu(try conv(image, [64, 3, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], "stem"))
+        let x = try n.maxPool(stem, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1])
         let a = try n.relu(try conv(x, [64, 64, 1, 1], "a"))
         let b = try n.relu(try conv(a, [64, 64, 3, 3], pads: [1, 1, 1, 1], "b"))
         let sum = try n.relu(try n.add(try conv(b, [128, 64, 1, 1], "c"), try conv(x, [128, 64, 1, 1], "shortcut")))
@@ -51,6 +52,8 @@ import Testing
         let hopper = gpu.context.computeCapability == 90 && gpu.context.hasIm2colTensorMaps
         #expect(chained.count == (hopper ? 6 : 0), "\(engine.graph.textForm())")
         #expect(chained.allSatisfy { $0.channelsLast })
+        let pools = engine.graph.nodes.filter { $0.layer is PoolLayer && engine.graph.type(of: $0.inputs[0])?.tensorType?.dtype == .int8 }
+        #expect(pools.count == (hopper ? 1 : 0), "the stem's max pool runs on its int8 output")
         let input = Tensor.random([4, 3, 28, 28], in: -1...1, using: &gen)
         func output(_ engine: Engine) throws -> [Float] {
             try #require(try engine.makeContext().run(["x": .tensor(input)])["y"]).asTensor().scalars(as: Float.self)
@@ -64,6 +67,61 @@ import Testing
         let float32 = try output(try Builder.build(graph, device: CPUDevice(threads: 2)))
         let quantization = FloatDifference(got, float32).relative
         #expect(quantization < 0.05, "seed \(seed): relative error \(quantization) against float32")
+    }
+}
+
+/// Convolutions over fewer than 64 channels chain as int8 patches (`kiln_int8_patches_staged`): strided,
+/// dilated, padded and patch-embedding windows, and rows wider than one block's 128 pixels, against the CPU
+/// reference kernels on the same engine graph.
+@Suite struct Int8PatchesGPUTests {
+    struct Stem: Sendable, CustomStringConvertible {
+        var image: [Int]
+        var weights: [Int]
+        var strides: [Int]
+        var pads: [Int]
+        var dilations: [Int] = [1, 1]
+        var description: String { "X \(image) W \(weights) strides \(strides) pads \(pads) dilations \(dilations)" }
+    }
+
+    static let stems = [
+        Stem(image: [2, 3, 40, 300], weights: [64, 3, 7, 7], strides: [2, 2], pads: [3, 3, 3, 3]),
+        Stem(image: [2, 5, 9, 30], weights: [64, 5, 3, 3], strides: [1, 1], pads: [2, 2, 2, 2], dilations: [2, 2]),
+        Stem(image: [3, 16, 16, 16], weights: [128, 16, 4, 4], strides: [4, 4], pads: [0, 0, 0, 0]),
+    ]
+
+    @Test(.enabled(if: gpuUsable), arguments: stems) func aStemsPatchesMatchTheReference(_ stem: Stem) throws {
+        let seed = SeededGenerator.testSeed()
+        var gen = SeededGenerator(seed: seed)
+        var n = NetworkBuilder(name: "stem")
+        let image = n.addInput("x", .float32, stem.image.map { Dim.value($0) })
+        let fanIn = Float(stem.weights.dropFirst().reduce(1, *))
+        let weights = n.addConstant("w", .random(stem.weights, in: -2 / fanIn.squareRoot()...2 / fanIn.squareRoot(), using: &gen))
+        let bias = n.addConstant("b", .random([stem.weights[0]], in: -0.1...0.1, using: &gen))
+        let y = try n.relu(
+            try n.add(
+                ConvolutionLayer(
+                    ConvolutionParameters(strides: stem.strides, dilations: stem.dilations, pads: stem.pads)),
+                [image, weights, bias])[0])
+        let m = stem.weights[0]
+        let mix = try n.convolution(
+            y, weights: n.addConstant("mix", .random([m, m, 1, 1], in: -0.2...0.2, using: &gen)))
+        try n.markOutput(mix, as: "y")
+        let graph = try n.build()
+        let data = (0..<2).map { _ in ["x": Tensor.random(stem.image, in: -1...1, using: &gen)] }
+        var config = BuilderConfig()
+        config.int8 = Int8Config(calibration: data)
+        let gpu = try sharedGPU()
+        let engine = try Builder.build(graph, device: gpu, config: config)
+        let hopper = gpu.context.computeCapability == 90 && gpu.context.hasIm2colTensorMaps
+        let chained = engine.graph.nodes.compactMap { $0.layer as? QuantizedConvolutionLayer }.filter(\.writesQuantized)
+        #expect(chained.count == (hopper ? 2 : 0), "\(stem)")
+        let input = Tensor.random(stem.image, in: -1...1, using: &gen)
+        func output(_ engine: Engine) throws -> [Float] {
+            try #require(try engine.makeContext().run(["x": .tensor(input)])["y"]).asTensor().scalars(as: Float.self)
+        }
+        let reference = try output(try Engine(graph: engine.graph, device: CPUDevice(threads: 2)))
+        let error = FloatDifference(try output(engine), reference).relative
+        #expect(error < 1e-2, "seed \(seed), \(stem): relative error \(error) against the reference kernels")
     }
 }
 

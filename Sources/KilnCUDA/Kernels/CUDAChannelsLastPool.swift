@@ -9,11 +9,11 @@ enum CUDAChannelsLastPool {
     static let maxBlocks = 132 * 16
 
     /// The launch for `layer` over the channels-first `shape` `[N, C, H, W]`, or nil when this kernel does not
-    /// cover it (Lp pooling, other ranks and dtypes).
+    /// cover it (Lp pooling, other ranks and dtypes; int8 max pooling only, the chained form of `Int8Chaining`).
     static func launch(_ layer: PoolLayer, shape: [Int], dtype: DType) throws -> CUDALaunch? {
-        guard shape.count == 4, let window = layer.window, [.float32, .float16, .bfloat16].contains(dtype) else {
-            return nil
-        }
+        guard shape.count == 4, let window = layer.window,
+            [.float32, .float16, .bfloat16].contains(dtype) || (dtype == .int8 && layer.op == .max)
+        else { return nil }
         let resolved = try window.resolve(Array(shape[2...]))
         let isMax: Bool
         var includePad = false
@@ -32,7 +32,8 @@ enum CUDAChannelsLastPool {
         let blocks = max(1, min((total + threads - 1) / threads, maxBlocks))
         let source = CUDAPrelude.specialized(
             "pool_nhwc_\(isMax ? "max" : "avg")_v\(vector)",
-            "#define KILN_VEC \(vector)\n#define KILN_MAX \(isMax ? 1 : 0)\n" + code, dtype: dtype)
+            "#define KILN_VEC \(vector)\n#define KILN_MAX \(isMax ? 1 : 0)\n#define KILN_LOWEST \(lowest(dtype))\n"
+                + code, dtype: dtype)
         return CUDALaunch(
             source: source, function: "kiln_pool_nhwc", grid: CUDADim3(blocks), block: CUDADim3(threads),
             arguments: [
@@ -50,10 +51,13 @@ enum CUDAChannelsLastPool {
             ])
     }
 
+    /// What a max over no taps gives: -inf, or the least int8.
+    static func lowest(_ dtype: DType) -> String { dtype == .int8 ? "-128.0f" : "-__int_as_float(0x7f800000)" }
+
     private static let code = """
         /* X [N, H, W, C] -> Y [N, OH, OW, C]; size: N, C, H, W, OH, OW; window: KH, KW, SH, SW, PH, PW;
            taps: DH, DW, the padded row and column ends, whether padding taps count. Max: a NaN tap never wins
-           and an empty window gives -inf (as the CPU); average: the sum over the taps inside the input divided
+           and an empty window gives KILN_LOWEST (-inf, or -128 for int8, as the CPU); average: the sum over the taps inside the input divided
            by their count, or by the count of taps inside the input and its padding. */
         typedef KILN_T T;
         struct __align__(sizeof(T) * KILN_VEC) KilnVec { T v[KILN_VEC]; };
@@ -79,7 +83,7 @@ enum CUDAChannelsLastPool {
                 const T* xp = x + n * H * W * C + g * KILN_VEC;
                 float acc[KILN_VEC];
                 #pragma unroll
-                for (int v = 0; v < KILN_VEC; ++v) acc[v] = KILN_MAX ? -__int_as_float(0x7f800000) : 0.0f;
+                for (int v = 0; v < KILN_VEC; ++v) acc[v] = KILN_MAX ? KILN_LOWEST : 0.0f;
                 int count = 0;
                 for (int kh = 0; kh < KH; ++kh) {
                     const int ih = oh * SH - PH + kh * DH;

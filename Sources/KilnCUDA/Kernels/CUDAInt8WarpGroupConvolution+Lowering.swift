@@ -27,7 +27,10 @@ extension CUDAInt8WarpGroupConvolution {
             images: x[0], height: x[2], width: x[3], kernel: r.kernel, strides: r.strides, padsBegin: r.padsBegin,
             padsEnd: r.padsEnd, dilations: r.dilations)
         guard window.output.allSatisfy({ $0 > 0 }) else { return false }
-        if x[1] % 64 != 0 { return patchDepth(w[1] * w[2] * w[3]) <= maximumPatchDepth }
+        if x[1] % 64 != 0 {
+            return patchDepth(w[1] * w[2] * w[3]) <= maximumPatchDepth
+                && patchTile(channels: x[1], window: window, depth: patchDepth(w[1] * w[2] * w[3])) != nil
+        }
         return window.cornersFit && w[1] * w[2] * w[3] <= CUDAQuantizedProducts.maximumDepth
     }
 
@@ -36,6 +39,21 @@ extension CUDAInt8WarpGroupConvolution {
     static let maximumPatchDepth = 1024
 
     static func patchDepth(_ depth: Int) -> Int { (depth + 63) / 64 * 64 }
+
+    /// The pixels of one output row a block of the staged patches kernel (`kiln_int8_patches_staged`) writes
+    /// and the shared memory it needs: each patch byte's offset (4 bytes each) and the input rows those pixels
+    /// read. At most 128 pixels, halved until it fits the 48 KiB a block has without opting in; nil when not even
+    /// one pixel's rows fit (a very wide dilated window).
+    static func patchTile(channels: Int, window: CUDAIm2colWindow, depth: Int) -> (pixels: Int, sharedBytes: Int)? {
+        var pixels = min(window.output[1], 128)
+        while pixels > 0 {
+            let span = (pixels - 1) * window.strides[1] + (window.kernel[1] - 1) * window.dilations[1] + 1
+            let bytes = depth * 4 + window.kernel[0] * span * channels
+            if bytes <= 48 * 1024 { return (pixels, bytes) }
+            pixels /= 2
+        }
+        return nil
+    }
 
     /// The chained convolution: X int8 `[N, H, W, C]`, W int8 `[M, kh, kw, C]`, weight scales and bias
     /// constants, an optional int8 residual, Y int8 `[N, Ho, Wo, M]`. The scales fold into the kernel's
@@ -97,10 +115,12 @@ extension CUDAInt8WarpGroupConvolution {
             // The patches as a [pixels, depth] matrix, multiplied as a 1x1 convolution over that many channels.
             let depth = w[1] * w[2] * w[3]
             let padded = patchDepth(depth)
-            guard padded <= maximumPatchDepth, info.constants.count > 1, let weights = info.constants[1] else {
+            guard padded <= maximumPatchDepth, info.constants.count > 1, let weights = info.constants[1],
+                let tile = patchTile(channels: channels, window: window, depth: padded)
+            else {
                 throw KilnError.unsupported(
-                    "chained convolution.int8 over \(channels) channels needs constant weights and patches of at most "
-                        + "\(maximumPatchDepth) values")
+                    "chained convolution.int8 over \(channels) channels needs constant weights, patches of at most "
+                        + "\(maximumPatchDepth) values and a pixel's input rows within a block's shared memory")
             }
             let pixels = r.output[0] * r.output[1]
             let (rows, _) = try CUDAQuantizedProducts.padded(
@@ -109,13 +129,14 @@ extension CUDAInt8WarpGroupConvolution {
             steps.append(
                 .launch(
                     CUDALaunch(
-                        source: CUDAQuantizedProducts.source, function: "kiln_int8_patches_rows16",
-                        grid: CUDAQuantizedProducts.grid(x[0] * pixels * padded / 16),
-                        block: CUDADim3(CUDAQuantizedProducts.threads),
+                        source: CUDAQuantizedProducts.source, function: "kiln_int8_patches_staged",
+                        grid: CUDADim3(x[0] * r.output[0] * ((r.output[1] + tile.pixels - 1) / tile.pixels)),
+                        block: CUDADim3(CUDAQuantizedProducts.threads), sharedBytes: tile.sharedBytes,
                         arguments: [
                             .pointer(.input(0)), .pointer(.scratch(0)),
                             .dims([x[0], x[3], x[1], x[2]] + r.output + [pixels, padded]),
                             .dims(r.kernel + r.strides + r.padsBegin + r.dilations), .int32(0),
+                            .int32(Int32(tile.pixels)),
                         ])))
             scratch = [x[0] * pixels * padded]
             window = CUDAIm2colWindow(
