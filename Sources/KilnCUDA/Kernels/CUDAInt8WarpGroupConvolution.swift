@@ -85,7 +85,8 @@ enum CUDAInt8WarpGroupConvolution {
         let depth = (loading == .patches ? rowBytes : channels) % 128 == 0 ? 128 : 64
         let columns = tileColumns(rows: m, outputChannels: outputChannels, multiprocessors: multiprocessors)
         let residual = operands.residual != nil
-        let stages = fittingStages(columns: columns, depth: depth, residual: residual)
+        let table = loading == .patches ? rowBytes : 0
+        let stages = fittingStages(columns: columns, depth: depth, residual: residual, table: table)
         let small = reduction <= 256
         let mapB = CUDATensorMap(
             operands.weights, dtype: .int8, rows: outputChannels, columns: rowBytes, rowStride: rowBytes,
@@ -105,7 +106,7 @@ enum CUDAInt8WarpGroupConvolution {
         return CUDALaunch(
             source: variant.source, function: variant.function,
             grid: CUDADim3(multiprocessors > 0 ? min(tiles, multiprocessors) : tiles), block: CUDADim3(threads),
-            sharedBytes: sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual),
+            sharedBytes: sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual, table: table),
             arguments: [
                 .tensorMap(mapA), .tensorMap(mapB), .pointer(operands.alpha), .pointer(operands.beta),
                 operands.residual.map { .pointer($0) } ?? .int64(0), .float32(residualScale),
@@ -131,10 +132,13 @@ enum CUDAInt8WarpGroupConvolution {
         return costs.min { $0.1 < $1.1 }?.0 ?? 64
     }
 
-    /// The most buffers (4, 6 or 8 for 256, 128 or 64 columns) that fit beside the epilogue's stages.
-    static func fittingStages(columns: Int, depth: Int, residual: Bool) -> Int {
+    /// The most buffers (4, 6 or 8 for 256, 128 or 64 columns) that fit beside the epilogue's stages (and the
+    /// patches form's table of `table` entries).
+    static func fittingStages(columns: Int, depth: Int, residual: Bool, table: Int = 0) -> Int {
         var stages = columns == 256 ? 4 : columns == 128 ? 6 : 8
-        while stages > 2, sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual) > sharedLimit
+        while stages > 2,
+            sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual, table: table)
+                > sharedLimit
         {
             stages -= 1
         }
@@ -142,11 +146,11 @@ enum CUDAInt8WarpGroupConvolution {
     }
 
     /// Dynamic shared memory: the buffers (aligned to 1024 bytes), their barriers, a tile's per-channel `alpha`
-    /// and `beta`, and each consumer warp's stages of 16 rows (`columns` bytes and 16 of padding; two with a
-    /// residual).
-    static func sharedBytes(columns: Int, depth: Int, stages: Int, residual: Bool) -> Int {
+    /// and `beta`, each consumer warp's stages of 16 rows (`columns` bytes and 16 of padding; two with a
+    /// residual), and for the patches form 8 bytes per patch byte (where it lies in the window).
+    static func sharedBytes(columns: Int, depth: Int, stages: Int, residual: Bool, table: Int = 0) -> Int {
         (rowsPerBlock + columns) * depth * stages + 1024 + 16 * stages + 8 * columns
-            + 8 * (residual ? 2 : 1) * 16 * (columns + 16)
+            + 8 * (residual ? 2 : 1) * 16 * (columns + 16) + 8 * table
     }
 
     /// The instruction `m64nNk32` on int8 operands as a device function `kiln_wgmma_i8_nN(int* d, u64 a, u64 b)`:
@@ -233,15 +237,30 @@ enum CUDAInt8WarpGroupConvolution {
             }
             __syncthreads();
 
+            float* alphaTile = (float*)(kiln_i8_shared + (empty + STAGES * 8 - origin));
+            float* betaTile = alphaTile + BN;
             if (wg == 0) {
                 const int sh = (int)s.v[0], sw = (int)s.v[1], ph = (int)s.v[2], pw = (int)s.v[3];
                 const int dh = (int)s.v[4], dw = (int)s.v[5];
                 if (IM2COL == 2) {
                     /* Thread tid writes row tid (one output pixel) of every A buffer: patch bytes kt * BK ... of
                        its window, channels innermost, read from X (zero outside the image and past K), as the
-                       BK-byte swizzle places 16-byte chunks; its first thread also loads the weights' tile. */
+                       BK-byte swizzle places 16-byte chunks; its first thread also loads the weights' tile. The
+                       table after the epilogue's stages says where each patch byte lies in a window: its offset
+                       from the window's corner, and its row and column (bit 16 set below K), so a row's loads
+                       are independent of each other. */
                     const int H = (int)p.v[0], W = (int)p.v[1], C = (int)p.v[2], KH = (int)p.v[3];
                     const int KWp = (int)p.v[4], K = (int)p.v[5];
+                    int2* table = (int2*)((unsigned char*)(betaTile + BN) + 8 * (RES ? 2 : 1) * 16 * (BN + 16));
+                    for (int k = tid; k < KT * BK; k += 128) {
+                        int2 e = make_int2(0, 0);
+                        if (k < K) {
+                            const int tap = k / C, c = k - tap * C, r = tap / KWp, q = tap - r * KWp;
+                            e = make_int2((r * dh * W + q * dw) * C + c, r | (q << 8) | (1 << 16));
+                        }
+                        table[k] = e;
+                    }
+                    asm volatile("bar.sync 2, 128;" ::: "memory");
                     unsigned char* const rows = kiln_i8_shared + (base - origin) + tid * BK;
                     int it = 0;
                     for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -264,21 +283,17 @@ enum CUDAInt8WarpGroupConvolution {
                                 kiln_bar_expect(bar, BN * BK);
                                 kiln_tma_2d(base + st * STAGE + A_BYTES, mapB, kt * BK, n0, bar);
                             }
-                            int k = kt * BK, tap = k / C, c = k - tap * C, r = tap / KWp, q = tap - r * KWp;
+                            const int2* at = table + kt * BK;
                             #pragma unroll
                             for (int j = 0; j < BK / 16; ++j) {
                                 unsigned word[4];
                                 #pragma unroll
                                 for (int b = 0; b < 16; ++b) {
-                                    unsigned v = 0;
-                                    if (k < K && ((inRows >> r) & (inColumns >> q) & 1u))
-                                        v = (unsigned char)X[corner + ((i64)(r * dh) * W + q * dw) * C + c];
+                                    const int2 e = at[16 * j + b];
+                                    const unsigned inside =
+                                        (unsigned)(e.y >> 16) & (inRows >> (e.y & 31)) & (inColumns >> ((e.y >> 8) & 31));
+                                    const unsigned v = (inside & 1u) ? (unsigned char)X[corner + e.x] : 0u;
                                     word[b >> 2] = (b & 3) == 0 ? v : word[b >> 2] | (v << (8 * (b & 3)));
-                                    ++k;
-                                    if (++c == C) {
-                                        c = 0;
-                                        if (++q == KWp) { q = 0; ++r; }
-                                    }
                                 }
                                 const int slot = BK == 128 ? (j ^ (tid & 7)) : (j ^ ((tid >> 1) & 3));
                                 *(uint4*)(rows + st * STAGE + slot * 16) = make_uint4(word[0], word[1], word[2], word[3]);
@@ -315,8 +330,6 @@ enum CUDAInt8WarpGroupConvolution {
 
             /* Consumer thread ct of 256: warpgroup cw multiplies rows 64 cw ... 64 cw + 63 of every tile. */
             const int cw = wg - 1, warp = (tid & 127) >> 5, lane = tid & 31, ct = tid - 128;
-            float* alphaTile = (float*)(kiln_i8_shared + (empty + STAGES * 8 - origin));
-            float* betaTile = alphaTile + BN;
             /* Each consumer warp's stages (two with a residual: the next tile's arrives during this one's epilogue):
                its 16 rows of a tile, padded so the rows' pairs fall in distinct banks. */
             const int PITCH = BN + 16;
