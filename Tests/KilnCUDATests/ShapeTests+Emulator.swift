@@ -129,6 +129,24 @@ enum ShapeEmulator {
                 s += rem * strides[0]
                 try copyUnit(&out, i, src, s, u)
             }
+        } else if name.hasPrefix("kiln_transpose_narrow_") {
+            let b = try field(name, "b")
+            let src = try read(try a.pointer())
+            let (rows, cols, colStride, rowStride, offset) = (
+                try a.int(), try a.int(), try a.int(), try a.int(), try a.int()
+            )
+            let (sizes, bsrc, bdst, total) = (try a.dims(), try a.dims(), try a.dims(), try a.int())
+            for i in 0..<total {
+                var rest = i / rows
+                let r = i % rows
+                var (s, o) = (offset + r, r * rowStride)
+                for d in stride(from: b - 1, through: 0, by: -1) {
+                    s += (rest % sizes[d]) * bsrc[d]
+                    o += (rest % sizes[d]) * bdst[d]
+                    rest /= sizes[d]
+                }
+                for c in 0..<cols { try copyUnit(&out, o + c, src, s + c * colStride, u) }
+            }
         } else if name.hasPrefix("kiln_transpose_") {
             let b = try field(name, "b")
             let src = try read(try a.pointer())

@@ -24,6 +24,9 @@ import Testing
             sources.append(CUDAShapeKernels.fill(unit: unit))
             for batch in 0...(CUDAPrelude.maxRank - 2) {
                 sources.append(CUDAShapeKernels.transpose(unit: unit, batchRank: batch))
+                for wide in [false, true] {
+                    sources.append(CUDAShapeKernels.narrowTranspose(unit: unit, batchRank: batch, wide: wide))
+                }
             }
             for rank in 1...CUDAPrelude.maxRank {
                 for mode in [PadLayer.Mode.constant, .edge, .wrap, .reflect] {

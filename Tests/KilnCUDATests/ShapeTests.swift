@@ -79,6 +79,13 @@ import Testing
         let matrix = try Self.check(TransposeLayer(perm: [0, 2, 1]), [try Self.random(.float16, [3, 40, 70], &g)])
         guard case .launch(let tiled)? = matrix.steps.first else { throw KilnError.runtime("no launch") }
         #expect(tiled.function == "kiln_transpose_u2_b1" && tiled.block == CUDADim3(32, 8))
+        // Channels moved last when there are fewer than 8 of them: a thread per output row.
+        let image = try Self.check(TransposeLayer(perm: [0, 2, 3, 1]), [try Self.random(.uint8, [2, 3, 5, 9], &g)])
+        guard case .launch(let narrow)? = image.steps.first else { throw KilnError.runtime("no launch") }
+        #expect(narrow.function == "kiln_transpose_narrow_u1_b1_i32", "\(narrow.function)")
+        let odd = try Self.check(TransposeLayer(perm: [2, 0, 3, 1]), [try Self.random(.float16, [2, 5, 3, 11], &g)])
+        guard case .launch(let batched)? = odd.steps.first else { throw KilnError.runtime("no launch") }
+        #expect(batched.function == "kiln_transpose_narrow_u2_b2_i32", "\(batched.function)")
         // Moving only size-1 axes is one copy.
         let trivial = try Self.check(TransposeLayer(perm: [1, 0, 2]), [try Self.random(.int64, [1, 5, 7], &g)])
         guard case .copy(let copy)? = trivial.steps.first, trivial.steps.count == 1 else {

@@ -283,20 +283,30 @@ enum CUDAInt8WarpGroupConvolution {
                                 kiln_bar_expect(bar, BN * BK);
                                 kiln_tma_2d(base + st * STAGE + A_BYTES, mapB, kt * BK, n0, bar);
                             }
-                            const int2* at = table + kt * BK;
+                            /* 64 bytes at a time: every load issued before the first store. */
                             #pragma unroll
-                            for (int j = 0; j < BK / 16; ++j) {
-                                unsigned word[4];
+                            for (int half = 0; half < BK / 64; ++half) {
+                                const int2* at = table + kt * BK + 64 * half;
+                                unsigned v[64];
                                 #pragma unroll
-                                for (int b = 0; b < 16; ++b) {
-                                    const int2 e = at[16 * j + b];
+                                for (int b = 0; b < 64; ++b) {
+                                    const int2 e = at[b];
                                     const unsigned inside =
                                         (unsigned)(e.y >> 16) & (inRows >> (e.y & 31)) & (inColumns >> ((e.y >> 8) & 31));
-                                    const unsigned v = (inside & 1u) ? (unsigned char)X[corner + e.x] : 0u;
-                                    word[b >> 2] = (b & 3) == 0 ? v : word[b >> 2] | (v << (8 * (b & 3)));
+                                    v[b] = (inside & 1u) ? (unsigned)__ldg((const unsigned char*)X + corner + e.x) : 0u;
                                 }
-                                const int slot = BK == 128 ? (j ^ (tid & 7)) : (j ^ ((tid >> 1) & 3));
-                                *(uint4*)(rows + st * STAGE + slot * 16) = make_uint4(word[0], word[1], word[2], word[3]);
+                                #pragma unroll
+                                for (int j = 0; j < 4; ++j) {
+                                    unsigned word[4];
+                                    #pragma unroll
+                                    for (int w = 0; w < 4; ++w) {
+                                        const unsigned* b = v + 16 * j + 4 * w;
+                                        word[w] = b[0] | b[1] << 8 | b[2] << 16 | b[3] << 24;
+                                    }
+                                    const int chunk = 4 * half + j;
+                                    const int slot = BK == 128 ? (chunk ^ (tid & 7)) : (chunk ^ ((tid >> 1) & 3));
+                                    *(uint4*)(rows + st * STAGE + slot * 16) = make_uint4(word[0], word[1], word[2], word[3]);
+                                }
                             }
                             /* The rows are visible to the tensor cores' reads before the buffer is marked full. */
                             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");

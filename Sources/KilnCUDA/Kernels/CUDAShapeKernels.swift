@@ -159,6 +159,44 @@ enum CUDAShapeKernels {
         return CUDASource(name: name, code: code)
     }
 
+    static func narrowTransposeName(unit: Int, batchRank: Int, wide: Bool) -> String {
+        "kiln_transpose_narrow_u\(unit)_b\(batchRank)_\(wide ? "i64" : "i32")"
+    }
+
+    /// The same move where the output's last axis is shorter than 8 (an image's 3 channels moved last): a tile
+    /// would be mostly empty, so each thread copies one output row, its `cols` elements `srcColStride` apart in
+    /// the source; consecutive threads read consecutive source elements, and the index arithmetic is per row,
+    /// not per element.
+    static func narrowTranspose(unit: Int, batchRank: Int, wide: Bool) -> CUDASource {
+        let name = narrowTransposeName(unit: unit, batchRank: batchRank, wide: wide)
+        let code =
+            unitDeclaration(unit) + indexDeclaration(wide: wide) + """
+                extern "C" __global__ void \(name)(
+                    T* __restrict__ out, const T* __restrict__ in, i64 rows, i64 cols, i64 srcColStride,
+                    i64 dstRowStride, i64 offset, KilnDims batchSizes, KilnDims batchSrc, KilnDims batchDst, i64 total)
+                {
+                    const i64 step = (i64)gridDim.x * blockDim.x;
+                    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                        IDX rest = (IDX)i / (IDX)rows;
+                        const IDX r = (IDX)i - rest * (IDX)rows;
+                        i64 s = offset + (i64)r;
+                        i64 o = (i64)r * dstRowStride;
+                        #pragma unroll
+                        for (int d = \(batchRank) - 1; d >= 0; --d) {
+                            const IDX q = rest / (IDX)batchSizes.v[d];
+                            const IDX c = rest - q * (IDX)batchSizes.v[d];
+                            s += (i64)c * batchSrc.v[d];
+                            o += (i64)c * batchDst.v[d];
+                            rest = q;
+                        }
+                        for (int c = 0; c < (int)cols; ++c) out[o + c] = in[s + c * srcColStride];
+                    }
+                }
+
+                """
+        return CUDASource(name: name, code: code)
+    }
+
     // MARK: - Concat
 
     /// Inputs one concat launch copies.

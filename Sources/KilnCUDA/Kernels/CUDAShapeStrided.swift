@@ -64,8 +64,9 @@ enum CUDAStridedCopy {
             let unitStrides = axes.dropLast().map { $0.stride * es / unit } + [1]
             return [launch(source, destination, sizes: sizes, strides: unitStrides, offset: offset * es / unit, unit)]
         }
-        if let k = axes.lastIndex(where: { $0.stride == 1 }), axes[k].size >= 8, last.size >= 8 {
-            return [transpose(source, destination, axes: axes, k: k, offset: offset, es)]
+        if let k = axes.lastIndex(where: { $0.stride == 1 }), axes[k].size >= 8 {
+            if last.size >= 8 { return [transpose(source, destination, axes: axes, k: k, offset: offset, es)] }
+            return [narrowTranspose(source, destination, axes: axes, k: k, offset: offset, es)]
         }
         return [launch(source, destination, sizes: axes.map(\.size), strides: axes.map(\.stride), offset: offset, es)]
     }
@@ -82,6 +83,27 @@ enum CUDAStridedCopy {
                 block: CUDADim3(CUDAShapeKernels.blockSize),
                 arguments: [
                     .pointer(destination), .pointer(source), .int(count), .int(offset), .dims(sizes), .dims(strides),
+                ]))
+    }
+
+    /// Axis `k` (source stride 1) as rows of fewer than 8 elements (the last axis), one thread a row; the rest is
+    /// the batch.
+    static func narrowTranspose(
+        _ source: CUDAOperand, _ destination: CUDAOperand, axes: [Axis], k: Int, offset: Int, _ es: Int
+    ) -> CUDAStep {
+        let outStrides = contiguousStrides(axes.map(\.size))
+        let lastIndex = axes.count - 1
+        let batch = (0..<lastIndex).filter { $0 != k }
+        let total = Tensor.elementCount(batch.map { axes[$0].size }) * axes[k].size
+        let kernel = CUDAShapeKernels.narrowTranspose(unit: es, batchRank: batch.count, wide: total >= 1 << 31)
+        return .launch(
+            CUDALaunch(
+                source: kernel, function: kernel.name, grid: CUDAShapeKernels.grid(total),
+                block: CUDADim3(CUDAShapeKernels.blockSize),
+                arguments: [
+                    .pointer(destination), .pointer(source), .int(axes[k].size), .int(axes[lastIndex].size),
+                    .int(axes[lastIndex].stride), .int(outStrides[k]), .int(offset), .dims(batch.map { axes[$0].size }),
+                    .dims(batch.map { axes[$0].stride }), .dims(batch.map { outStrides[$0] }), .int(total),
                 ]))
     }
 
