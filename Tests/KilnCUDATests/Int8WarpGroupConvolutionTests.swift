@@ -29,9 +29,7 @@ import Testing
                 architecture: architecture, multiprocessors: 132)
         }
         #expect(launch(Self.window(2, 14, kernel: 3), 64, 64, architecture: 80) == nil)
-        #expect(launch(Self.window(2, 14, kernel: 5), 48, 64) == nil, "patches of 1200 bytes")
-        let stem = try #require(launch(Self.window(64, 224, kernel: 7, stride: 2), 3, 64), "a stem, as patches")
-        #expect(stem.function.hasSuffix("_2101"), "patches, ReLU, no residual, a short reduction: \(stem.function)")
+        #expect(launch(Self.window(2, 14, kernel: 3), 48, 64) == nil)
         #expect(launch(Self.window(2, 14, kernel: 3), 64, 72) == nil)
 
         let three = try #require(launch(Self.window(64, 56, kernel: 3, stride: 2), 128, 128))
@@ -88,13 +86,11 @@ import Testing
             }
             return
         }
-        let cases: [(Int, Int, CUDAInt8WarpGroupConvolution.Loading, Bool, Bool)] = [
-            (256, 128, .im2col, false, false), (64, 64, .plain, true, true), (128, 128, .im2col, true, false),
-            (64, 64, .patches, false, true), (128, 128, .patches, true, false),
-        ]
-        for (columns, depth, loading, residual, small) in cases {
+        for (columns, depth, im2col, residual, small) in [
+            (256, 128, true, false, false), (64, 64, false, true, true), (128, 128, true, true, false),
+        ] {
             let source = CUDAInt8WarpGroupConvolution.Variant(
-                columns: columns, depth: depth, stages: 3, loading: loading, relu: true, residual: residual,
+                columns: columns, depth: depth, stages: 3, im2col: im2col, relu: true, residual: residual,
                 small: small
             ).source
             let cubin = try nvrtc.compile(source, architecture: 90)
@@ -119,8 +115,7 @@ import Testing
     }
 
     /// 3x3 with 64 and 128 channels (both row widths), stride 2, a 1x1 as a plain matrix and as im2col (stride
-    /// 2), a residual with and without ReLU, pixel counts that leave a partial last tile, and stems over 3, 5 and
-    /// 14 channels (patches).
+    /// 2), a residual with and without ReLU, and pixel counts that leave a partial last tile.
     static let cases: [Case] = [
         Case(images: 2, size: 9, channels: 64, outputChannels: 64, kernel: 3, stride: 1, residual: false, relu: true),
         Case(
@@ -129,10 +124,6 @@ import Testing
         Case(
             images: 2, size: 10, channels: 64, outputChannels: 128, kernel: 1, stride: 2, residual: false, relu: false),
         Case(images: 1, size: 7, channels: 256, outputChannels: 512, kernel: 3, stride: 1, residual: true, relu: false),
-        // Fewer than 64 channels: patches written by the kernel (64- and 128-byte rows).
-        Case(images: 2, size: 30, channels: 3, outputChannels: 64, kernel: 7, stride: 2, residual: false, relu: true),
-        Case(images: 3, size: 9, channels: 5, outputChannels: 128, kernel: 3, stride: 1, residual: true, relu: false),
-        Case(images: 2, size: 12, channels: 14, outputChannels: 64, kernel: 3, stride: 2, residual: false, relu: true),
     ]
 
     /// The int32 sums of `c`'s convolution of NHWC `x` with `[Cout, kh, kw, C]` weights `w`, NHWC.
@@ -190,14 +181,7 @@ import Testing
                 residualScale: residualScale, relu: c.relu, architecture: 90,
                 multiprocessors: context.multiprocessors))
 
-        // Over fewer than 64 channels the weights go as patch rows, zero-padded to a multiple of 64.
-        let rowBytes =
-            c.channels % 64 == 0 ? reduction : CUDAInt8WarpGroupConvolution.patchDepth(reduction)
-        var rows = [Int8](repeating: 0, count: c.outputChannels * rowBytes)
-        for o in 0..<c.outputChannels {
-            rows[(o * rowBytes)..<(o * rowBytes + reduction)] = w[(o * reduction)..<((o + 1) * reduction)]
-        }
-        let buffers = try [x.count, rows.count, 4 * alpha.count, 4 * beta.count, residual.count].map {
+        let buffers = try [x.count, w.count, 4 * alpha.count, 4 * beta.count, residual.count].map {
             try context.allocate(bytes: $0)
         }
         let output = try context.allocate(bytes: m * c.outputChannels)
@@ -208,7 +192,7 @@ import Testing
             }
         }
         try put(x, 0)
-        try put(rows, 1)
+        try put(w, 1)
         try put(alpha, 2)
         try put(beta, 3)
         try put(residual, 4)

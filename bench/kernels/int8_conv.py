@@ -62,9 +62,9 @@ def source(variants, path=PATH):
         text += (f'extern "C" __global__ void __launch_bounds__(384, 1) {name}('
                  'const __grid_constant__ KilnTensorMap mapA, const __grid_constant__ KilnTensorMap mapB, '
                  'const float* alpha, const float* beta, const signed char* residual, float residualScale, '
-                 'signed char* Y, KilnDims g, KilnDims s, const signed char* X, KilnDims p) {\n'
+                 'signed char* Y, KilnDims g, KilnDims s) {\n'
                  f'    kiln_i8_conv<{bn}, {bk}, {stages}, {im2col}, {relu}, {res}, {small}>(&mapA, &mapB, alpha, beta, '
-                 'residual, residualScale, Y, g, s, X, p);\n}\n')
+                 'residual, residualScale, Y, g, s);\n}\n')
     return text
 
 
@@ -207,8 +207,6 @@ def main():
                 s = Dims((ctypes.c_int64 * 8)(stride, stride, pad, pad, 1, 1, 0, 0))
                 values = [map_a, map_b] + [ctypes.c_uint64(t.data_ptr()) for t in (alpha, beta, residual)]
                 values += [ctypes.c_float(rs), ctypes.c_uint64(y.data_ptr()), g, s]
-                # The input pointer and geometry only the patches form (fewer than 64 channels) reads.
-                values += [ctypes.c_uint64(0), Dims((ctypes.c_int64 * 8)(*[0] * 8))]
                 pointers = (ctypes.c_void_p * len(values))(
                     *[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values])
                 count = (Cout + bn - 1) // bn * ((M + 127) // 128)

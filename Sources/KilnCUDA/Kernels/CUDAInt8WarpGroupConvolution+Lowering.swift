@@ -4,10 +4,9 @@ import KilnIR
 /// kernel, and which convolutions may be chained.
 extension CUDAInt8WarpGroupConvolution {
     /// Whether a 2-D convolution (`ConvolutionLayer` or `QuantizedConvolutionLayer`) with channels-first input
-    /// `input` and weights `weights` fits the kernel: Hopper with im2col tensor maps, one group, output channels
-    /// a multiple of 64, no activation but ReLU, and channels a multiple of 64 with a window whose corners a map
-    /// holds, or fewer channels whose patches the kernel writes itself (`Loading.patches`). The batch may be
-    /// symbolic; the rest must be known.
+    /// `input` and weights `weights` fits the kernel: Hopper with im2col tensor maps, one group, channels and
+    /// output channels multiples of 64, a window whose corners a map holds, no activation but ReLU. The batch
+    /// may be symbolic; the rest must be known.
     static func takes(_ node: Node, input: TensorType, weights: TensorType, architecture: Int, im2col: Bool) -> Bool {
         guard let xs = input.shape, xs.count == 4, let ws = weights.concreteShape else { return false }
         let rest = xs.dropFirst().compactMap(\.value)
@@ -29,9 +28,31 @@ extension CUDAInt8WarpGroupConvolution {
             padsEnd: r.padsEnd, dilations: r.dilations)
         guard window.output.allSatisfy({ $0 > 0 }) else { return false }
         if x[1] % 64 != 0 {
-            return patchDepth(w[1] * w[2] * w[3]) <= maximumPatchDepth && r.kernel.allSatisfy { $0 <= 32 }
+            return patchDepth(w[1] * w[2] * w[3]) <= maximumPatchDepth
+                && patchTile(channels: x[1], window: window, depth: patchDepth(w[1] * w[2] * w[3])) != nil
         }
         return window.cornersFit && w[1] * w[2] * w[3] <= CUDAQuantizedProducts.maximumDepth
+    }
+
+    /// Convolutions over fewer channels than a tile's 64 (a network's stem) multiply their patches instead: each
+    /// output pixel's window written out as a row, zero-padded to a multiple of 64, at most this long.
+    static let maximumPatchDepth = 1024
+
+    static func patchDepth(_ depth: Int) -> Int { (depth + 63) / 64 * 64 }
+
+    /// The pixels of one output row a block of the staged patches kernel (`kiln_int8_patches_staged`) writes
+    /// and the shared memory it needs: each patch byte's offset (4 bytes each) and the input rows those pixels
+    /// read. At most 128 pixels, halved until it fits the 48 KiB a block has without opting in; nil when not even
+    /// one pixel's rows fit (a very wide dilated window).
+    static func patchTile(channels: Int, window: CUDAIm2colWindow, depth: Int) -> (pixels: Int, sharedBytes: Int)? {
+        var pixels = min(window.output[1], 128)
+        while pixels > 0 {
+            let span = (pixels - 1) * window.strides[1] + (window.kernel[1] - 1) * window.dilations[1] + 1
+            let bytes = depth * 4 + window.kernel[0] * span * channels
+            if bytes <= 48 * 1024 { return (pixels, bytes) }
+            pixels /= 2
+        }
+        return nil
     }
 
     /// The chained convolution: X int8 `[N, H, W, C]`, W int8 `[M, kh, kw, C]`, weight scales and bias
@@ -80,24 +101,50 @@ extension CUDAInt8WarpGroupConvolution {
         let sy = Double(output.scale)
         let alpha = sw.map { Float(Double(layer.input.scale) * $0 / sy) }
         let beta = b.map { Float($0 / sy) }
-        let window = CUDAIm2colWindow(
+        var window = CUDAIm2colWindow(
             images: x[0], height: x[1], width: x[2], kernel: r.kernel, strides: r.strides, padsBegin: r.padsBegin,
             padsEnd: r.padsEnd, dilations: r.dilations)
         var operands = Operands(
             input: .input(0), weights: .input(1), alpha: .constant(0), beta: .constant(1),
             residual: residual == nil ? nil : .input(4), output: .output(0))
+        var steps: [CUDAStep] = []
         var constants = [Tensor(shape: [alpha.count], scalars: alpha), Tensor(shape: [beta.count], scalars: beta)]
-        let channels = x[3]
+        var scratch: [Int] = []
+        var channels = x[3]
         if channels % 64 != 0 {
-            // The kernel multiplies the patches (written as it goes) by the weights as rows of the padded depth.
+            // The patches as a [pixels, depth] matrix, multiplied as a 1x1 convolution over that many channels.
             let depth = w[1] * w[2] * w[3]
-            guard info.constants.count > 1, let weights = info.constants[1] else {
-                throw KilnError.unsupported("chained convolution.int8 over \(channels) channels needs constant weights")
+            let padded = patchDepth(depth)
+            guard padded <= maximumPatchDepth, info.constants.count > 1, let weights = info.constants[1],
+                let tile = patchTile(channels: channels, window: window, depth: padded)
+            else {
+                throw KilnError.unsupported(
+                    "chained convolution.int8 over \(channels) channels needs constant weights, patches of at most "
+                        + "\(maximumPatchDepth) values and a pixel's input rows within a block's shared memory")
             }
+            let pixels = r.output[0] * r.output[1]
             let (rows, _) = try CUDAQuantizedProducts.padded(
-                weights, rows: w[0], depth: depth, paddedRows: w[0], paddedDepth: patchDepth(depth), correction: 0)
+                weights, rows: w[0], depth: depth, paddedRows: w[0], paddedDepth: padded, correction: 0)
             constants.append(rows)
+            steps.append(
+                .launch(
+                    CUDALaunch(
+                        source: CUDAQuantizedProducts.source, function: "kiln_int8_patches_staged",
+                        grid: CUDADim3(x[0] * r.output[0] * ((r.output[1] + tile.pixels - 1) / tile.pixels)),
+                        block: CUDADim3(CUDAQuantizedProducts.threads), sharedBytes: tile.sharedBytes,
+                        arguments: [
+                            .pointer(.input(0)), .pointer(.scratch(0)),
+                            .dims([x[0], x[3], x[1], x[2]] + r.output + [pixels, padded]),
+                            .dims(r.kernel + r.strides + r.padsBegin + r.dilations), .int32(0),
+                            .int32(Int32(tile.pixels)),
+                        ])))
+            scratch = [x[0] * pixels * padded]
+            window = CUDAIm2colWindow(
+                images: x[0], height: r.output[0], width: r.output[1], kernel: [1, 1], strides: [1, 1],
+                padsBegin: [0, 0], padsEnd: [0, 0], dilations: [1, 1])
+            operands.input = .scratch(0)
             operands.weights = .constant(2)
+            channels = padded
         }
         guard
             let launch = launch(
@@ -109,6 +156,6 @@ extension CUDAInt8WarpGroupConvolution {
                 "the int8 warpgroup convolution does not take '\(info.node.name)' (sm_\(info.architecture), X \(x), W \(w))"
             )
         }
-        return CUDALowering(steps: [.launch(launch)], constants: constants)
+        return CUDALowering(steps: steps + [.launch(launch)], scratchBytes: scratch, constants: constants)
     }
 }

@@ -16,13 +16,9 @@ import KilnIR
 ///
 /// where the host folds the input, weight and output scales into `alpha` (`sx · sw[n] / sy`) and the bias into
 /// `beta` (`bias[n] / sy`), and `residualScale` is the residual's scale over the output's. A 1x1 stride-1
-/// convolution without padding can load its input as a plain [pixels, C] matrix instead (`Loading.plain`).
+/// convolution without padding can load its input as a plain [pixels, C] matrix instead (`IM2COL` 0).
 ///
-/// Needs C a multiple of BK (64 or 128: the swizzle span is BK bytes) and Cout a multiple of BN. A convolution
-/// over fewer channels (a network's stem: 3) multiplies its patches instead (`Loading.patches`): each output
-/// pixel's window, channels innermost, zero-padded to a multiple of 64 bytes, against weights padded alike;
-/// the whole first warpgroup writes those rows into the buffers straight from the input (no patches matrix in
-/// memory), one pixel a thread, while its first thread loads the weights.
+/// Needs C a multiple of BK (64 or 128: the swizzle span is BK bytes) and Cout a multiple of BN.
 enum CUDAInt8WarpGroupConvolution {
     static let rowsPerBlock = 128
     static let threads = 384
@@ -40,82 +36,47 @@ enum CUDAInt8WarpGroupConvolution {
         var output: CUDAOperand
     }
 
-    /// How the first warpgroup fills the input's buffers (the kernel's `IM2COL`).
-    enum Loading: Int, Hashable {
-        /// A 1x1 stride-1 unpadded convolution's input as a plain `[pixels, C]` matrix (TMA).
-        case plain = 0
-        /// The tensor memory accelerator's im2col mode over the NHWC input.
-        case im2col = 1
-        /// Patch rows written by the warpgroup's threads from the NHWC input (C under 64).
-        case patches = 2
-    }
-
-    /// Convolutions over fewer channels than a tile's 64 (a network's stem) multiply their patches instead: each
-    /// output pixel's window written as a row, zero-padded to a multiple of 64, at most this long.
-    static let maximumPatchDepth = 1024
-
-    static func patchDepth(_ depth: Int) -> Int { (depth + 63) / 64 * 64 }
-
     /// The launch of the convolution of `window` over `channels` input channels into `outputChannels`, or nil
-    /// where the kernel does not apply: not Hopper (sm_90), output channels not a multiple of 64, channels a
-    /// multiple of 64 with an im2col corner outside what a 4-D map holds, or fewer channels whose patches are
-    /// longer than `maximumPatchDepth` or whose window is over 32 taps high or wide. Over channels not a multiple
-    /// of 64, `operands.weights` are the patch rows: `[outputChannels, patchDepth(kh · kw · C)]`, zero-padded.
+    /// where the kernel does not apply: not Hopper (sm_90), channels not a multiple of 64, output channels not a
+    /// multiple of 64, or an im2col corner outside what a 4-D map holds.
     static func launch(
         _ operands: Operands, window: CUDAIm2colWindow, channels: Int, outputChannels: Int, residualScale: Float,
         relu: Bool, architecture: Int, multiprocessors: Int
     ) -> CUDALaunch? {
-        guard architecture == 90, outputChannels % 64 == 0 else { return nil }
+        guard architecture == 90, channels % 64 == 0, outputChannels % 64 == 0, window.cornersFit else { return nil }
         let output = window.output
         let pixels = window.images * window.height * window.width
         let m = window.images * output[0] * output[1]
         guard m > 0, output.allSatisfy({ $0 > 0 }) else { return nil }
+        let depth = channels % 128 == 0 ? 128 : 64
+        let columns = tileColumns(rows: m, outputChannels: outputChannels, multiprocessors: multiprocessors)
+        let residual = operands.residual != nil
+        let stages = fittingStages(columns: columns, depth: depth, residual: residual)
         let reduction = window.kernel[0] * window.kernel[1] * channels
         let plain =
             window.kernel == [1, 1] && window.strides == [1, 1] && window.padsBegin == [0, 0]
             && window.padsEnd == [0, 0]
-        let loading: Loading = channels % 64 != 0 ? .patches : plain ? .plain : .im2col
-        // The weights' rows: the reduction, or the patch rows' padded depth.
-        let rowBytes = loading == .patches ? patchDepth(reduction) : reduction
-        if loading == .patches {
-            guard rowBytes <= maximumPatchDepth, window.kernel.allSatisfy({ $0 <= 32 }) else { return nil }
-        } else if !window.cornersFit {
-            return nil
-        }
-        let depth = (loading == .patches ? rowBytes : channels) % 128 == 0 ? 128 : 64
-        let columns = tileColumns(rows: m, outputChannels: outputChannels, multiprocessors: multiprocessors)
-        let residual = operands.residual != nil
-        let table = loading == .patches ? rowBytes : 0
-        let stages = fittingStages(columns: columns, depth: depth, residual: residual, table: table)
         let small = reduction <= 256
+        let mapA = CUDATensorMap(
+            operands.input, dtype: .int8, rows: pixels, columns: channels, rowStride: channels,
+            boxRows: rowsPerBlock, boxColumns: depth, swizzleBytes: depth, window: plain ? nil : window)
         let mapB = CUDATensorMap(
-            operands.weights, dtype: .int8, rows: outputChannels, columns: rowBytes, rowStride: rowBytes,
+            operands.weights, dtype: .int8, rows: outputChannels, columns: reduction, rowStride: reduction,
             boxRows: columns, boxColumns: depth, swizzleBytes: depth)
-        // The patches form reads no input map; the weights' map stands in its slot.
-        let mapA =
-            loading == .patches
-            ? mapB
-            : CUDATensorMap(
-                operands.input, dtype: .int8, rows: pixels, columns: channels, rowStride: channels,
-                boxRows: rowsPerBlock, boxColumns: depth, swizzleBytes: depth, window: plain ? nil : window)
         let tiles = (m + rowsPerBlock - 1) / rowsPerBlock * (outputChannels / columns)
         let variant = Variant(
-            columns: columns, depth: depth, stages: stages, loading: loading, relu: relu, residual: residual,
+            columns: columns, depth: depth, stages: stages, im2col: !plain, relu: relu, residual: residual,
             small: small)
-        let taps = loading == .patches ? [1, 1, rowBytes / depth] : window.kernel + [channels / depth]
         return CUDALaunch(
             source: variant.source, function: variant.function,
             grid: CUDADim3(multiprocessors > 0 ? min(tiles, multiprocessors) : tiles), block: CUDADim3(threads),
-            sharedBytes: sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual, table: table),
+            sharedBytes: sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual),
             arguments: [
                 .tensorMap(mapA), .tensorMap(mapB), .pointer(operands.alpha), .pointer(operands.beta),
                 operands.residual.map { .pointer($0) } ?? .int64(0), .float32(residualScale),
-                .pointer(operands.output), .dims([m, outputChannels, output[0], output[1]] + taps),
+                .pointer(operands.output),
+                .dims([m, outputChannels, output[0], output[1], window.kernel[0], window.kernel[1], channels / depth]),
                 .dims(window.strides + window.padsBegin + window.dilations),
-                loading == .patches ? .pointer(operands.input) : .int64(0),
-                .dims(
-                    loading == .patches
-                        ? [window.height, window.width, channels, window.kernel[0], window.kernel[1], reduction] : []),
             ])
     }
 
@@ -132,13 +93,10 @@ enum CUDAInt8WarpGroupConvolution {
         return costs.min { $0.1 < $1.1 }?.0 ?? 64
     }
 
-    /// The most buffers (4, 6 or 8 for 256, 128 or 64 columns) that fit beside the epilogue's stages (and the
-    /// patches form's table of `table` entries).
-    static func fittingStages(columns: Int, depth: Int, residual: Bool, table: Int = 0) -> Int {
+    /// The most buffers (4, 6 or 8 for 256, 128 or 64 columns) that fit beside the epilogue's stages.
+    static func fittingStages(columns: Int, depth: Int, residual: Bool) -> Int {
         var stages = columns == 256 ? 4 : columns == 128 ? 6 : 8
-        while stages > 2,
-            sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual, table: table)
-                > sharedLimit
+        while stages > 2, sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual) > sharedLimit
         {
             stages -= 1
         }
@@ -146,11 +104,11 @@ enum CUDAInt8WarpGroupConvolution {
     }
 
     /// Dynamic shared memory: the buffers (aligned to 1024 bytes), their barriers, a tile's per-channel `alpha`
-    /// and `beta`, each consumer warp's stages of 16 rows (`columns` bytes and 16 of padding; two with a
-    /// residual), and for the patches form 8 bytes per patch byte (where it lies in the window).
-    static func sharedBytes(columns: Int, depth: Int, stages: Int, residual: Bool, table: Int = 0) -> Int {
+    /// and `beta`, and each consumer warp's stages of 16 rows (`columns` bytes and 16 of padding; two with a
+    /// residual).
+    static func sharedBytes(columns: Int, depth: Int, stages: Int, residual: Bool) -> Int {
         (rowsPerBlock + columns) * depth * stages + 1024 + 16 * stages + 8 * columns
-            + 8 * (residual ? 2 : 1) * 16 * (columns + 16) + 8 * table
+            + 8 * (residual ? 2 : 1) * 16 * (columns + 16)
     }
 
     /// The instruction `m64nNk32` on int8 operands as a device function `kiln_wgmma_i8_nN(int* d, u64 a, u64 b)`:
@@ -207,15 +165,13 @@ enum CUDAInt8WarpGroupConvolution {
                 : "memory");
         }
 
-        /* g: M (pixels), Cout, Ho, Wo, kh, kw, C / BK (patches: 1, 1, the padded depth / BK). s: strides, pads
-           (begin) and dilations, height first. IM2COL 0: plain matrix, 1: im2col map, 2: patches written from X
-           (p: H, W, C, kh, kw, K = kh * kw * C). Persistent: block b takes tiles b, b + gridDim.x, ... (channel
-           tiles fastest). */
+        /* g: M (pixels), Cout, Ho, Wo, kh, kw, C / BK. s: strides, pads (begin) and dilations, height first.
+           Persistent: block b takes tiles b, b + gridDim.x, ... (channel tiles fastest). */
         template <int BN, int BK, int STAGES, int IM2COL, int RELU, int RES, int SMALL>
         __device__ __forceinline__ void kiln_i8_conv(
             const KilnTensorMap* mapA, const KilnTensorMap* mapB, const float* __restrict__ alpha,
             const float* __restrict__ beta, const signed char* __restrict__ residual, float residualScale,
-            signed char* __restrict__ Y, KilnDims g, KilnDims s, const signed char* __restrict__ X, KilnDims p)
+            signed char* __restrict__ Y, KilnDims g, KilnDims s)
         {
             extern __shared__ __align__(1024) unsigned char kiln_i8_shared[];
             const int BM = 128;
@@ -229,93 +185,17 @@ enum CUDAInt8WarpGroupConvolution {
             const int NT = (N + BN - 1) / BN, tiles = ((M + BM - 1) / BM) * NT;
             if (tid == 0) {
                 for (int i = 0; i < STAGES; ++i) {
-                    /* Patches: the first thread's expect and every writer's arrival. */
-                    kiln_bar_init(full + 8 * i, IM2COL == 2 ? 129 : 1);
+                    kiln_bar_init(full + 8 * i, 1);
                     kiln_bar_init(empty + 8 * i, 8);
                 }
                 asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
             }
             __syncthreads();
 
-            float* alphaTile = (float*)(kiln_i8_shared + (empty + STAGES * 8 - origin));
-            float* betaTile = alphaTile + BN;
             if (wg == 0) {
+                if (tid != 0) return;
                 const int sh = (int)s.v[0], sw = (int)s.v[1], ph = (int)s.v[2], pw = (int)s.v[3];
                 const int dh = (int)s.v[4], dw = (int)s.v[5];
-                if (IM2COL == 2) {
-                    /* Thread tid writes row tid (one output pixel) of every A buffer: patch bytes kt * BK ... of
-                       its window, channels innermost, read from X (zero outside the image and past K), as the
-                       BK-byte swizzle places 16-byte chunks; its first thread also loads the weights' tile. The
-                       table after the epilogue's stages says where each patch byte lies in a window: its offset
-                       from the window's corner, and its row and column (bit 16 set below K), so a row's loads
-                       are independent of each other. */
-                    const int H = (int)p.v[0], W = (int)p.v[1], C = (int)p.v[2], KH = (int)p.v[3];
-                    const int KWp = (int)p.v[4], K = (int)p.v[5];
-                    int2* table = (int2*)((unsigned char*)(betaTile + BN) + 8 * (RES ? 2 : 1) * 16 * (BN + 16));
-                    for (int k = tid; k < KT * BK; k += 128) {
-                        int2 e = make_int2(0, 0);
-                        if (k < K) {
-                            const int tap = k / C, c = k - tap * C, r = tap / KWp, q = tap - r * KWp;
-                            e = make_int2((r * dh * W + q * dw) * C + c, r | (q << 8) | (1 << 16));
-                        }
-                        table[k] = e;
-                    }
-                    asm volatile("bar.sync 2, 128;" ::: "memory");
-                    unsigned char* const rows = kiln_i8_shared + (base - origin) + tid * BK;
-                    int it = 0;
-                    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-                        const int m0 = (tile / NT) * BM, n0 = (tile % NT) * BN, m = m0 + tid;
-                        const int image = m / (Ho * Wo), rest = m - image * Ho * Wo, oh = rest / Wo;
-                        const int ih0 = oh * sh - ph, iw0 = (rest - oh * Wo) * sw - pw;
-                        /* Which of the window's rows and columns fall inside the image (none past M). */
-                        unsigned inRows = 0, inColumns = 0;
-                        if (m < M) {
-                            for (int r = 0; r < KH; ++r) inRows |= (unsigned)(ih0 + r * dh >= 0 && ih0 + r * dh < H) << r;
-                            for (int q = 0; q < KWp; ++q)
-                                inColumns |= (unsigned)(iw0 + q * dw >= 0 && iw0 + q * dw < W) << q;
-                        }
-                        const i64 corner = (((i64)image * H + ih0) * W + iw0) * C;
-                        for (int kt = 0; kt < KT; ++kt, ++it) {
-                            const int st = it % STAGES, use = it / STAGES;
-                            if (use > 0) kiln_bar_wait(empty + 8 * st, (use & 1) ^ 1);
-                            const unsigned bar = full + 8 * st;
-                            if (tid == 0) {
-                                kiln_bar_expect(bar, BN * BK);
-                                kiln_tma_2d(base + st * STAGE + A_BYTES, mapB, kt * BK, n0, bar);
-                            }
-                            /* 64 bytes at a time: every load issued before the first store. */
-                            #pragma unroll
-                            for (int half = 0; half < BK / 64; ++half) {
-                                const int2* at = table + kt * BK + 64 * half;
-                                unsigned v[64];
-                                #pragma unroll
-                                for (int b = 0; b < 64; ++b) {
-                                    const int2 e = at[b];
-                                    const unsigned inside =
-                                        (unsigned)(e.y >> 16) & (inRows >> (e.y & 31)) & (inColumns >> ((e.y >> 8) & 31));
-                                    v[b] = (inside & 1u) ? (unsigned)__ldg((const unsigned char*)X + corner + e.x) : 0u;
-                                }
-                                #pragma unroll
-                                for (int j = 0; j < 4; ++j) {
-                                    unsigned word[4];
-                                    #pragma unroll
-                                    for (int w = 0; w < 4; ++w) {
-                                        const unsigned* b = v + 16 * j + 4 * w;
-                                        word[w] = b[0] | b[1] << 8 | b[2] << 16 | b[3] << 24;
-                                    }
-                                    const int chunk = 4 * half + j;
-                                    const int slot = BK == 128 ? (chunk ^ (tid & 7)) : (chunk ^ ((tid >> 1) & 3));
-                                    *(uint4*)(rows + st * STAGE + slot * 16) = make_uint4(word[0], word[1], word[2], word[3]);
-                                }
-                            }
-                            /* The rows are visible to the tensor cores' reads before the buffer is marked full. */
-                            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-                            kiln_bar_arrive(bar);
-                        }
-                    }
-                    return;
-                }
-                if (tid != 0) return;
                 int it = 0;
                 for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
                     const int m0 = (tile / NT) * BM, n0 = (tile % NT) * BN;
@@ -340,6 +220,8 @@ enum CUDAInt8WarpGroupConvolution {
 
             /* Consumer thread ct of 256: warpgroup cw multiplies rows 64 cw ... 64 cw + 63 of every tile. */
             const int cw = wg - 1, warp = (tid & 127) >> 5, lane = tid & 31, ct = tid - 128;
+            float* alphaTile = (float*)(kiln_i8_shared + (empty + STAGES * 8 - origin));
+            float* betaTile = alphaTile + BN;
             /* Each consumer warp's stages (two with a residual: the next tile's arrives during this one's epilogue):
                its 16 rows of a tile, padded so the rows' pairs fall in distinct banks. */
             const int PITCH = BN + 16;
@@ -448,35 +330,35 @@ enum CUDAInt8WarpGroupConvolution {
         """
 
     /// One instantiation of the kernel template: output channels per tile, reduction bytes per step (the
-    /// swizzle span), shared-memory buffers, how it loads the input, and whether it applies ReLU, adds a residual
+    /// swizzle span), shared-memory buffers, and whether it loads through im2col, applies ReLU, adds a residual
     /// and takes the conversion-free path for reductions of at most 256 products.
     struct Variant: Hashable {
         var columns: Int
         var depth: Int
         var stages: Int
-        var loading: Loading
+        var im2col: Bool
         var relu: Bool
         var residual: Bool
         var small: Bool
 
-        private var flags: [Int] { [loading.rawValue] + [relu, residual, small].map { $0 ? 1 : 0 } }
+        private var flags: [Bool] { [im2col, relu, residual, small] }
 
         /// The entry point's name.
         var function: String {
-            "kiln_i8_conv_\(columns)_\(depth)_\(stages)_" + flags.map(String.init).joined()
+            "kiln_i8_conv_\(columns)_\(depth)_\(stages)_" + flags.map { $0 ? "1" : "0" }.joined()
         }
 
         /// The module holding the entry point, compiled for sm_90a.
         var source: CUDASource {
-            let template = flags.map(String.init).joined(separator: ", ")
+            let template = flags.map { $0 ? "1" : "0" }.joined(separator: ", ")
             let entry = """
                 extern "C" __global__ void __launch_bounds__(\(threads), 1) \(function)(
                     const __grid_constant__ KilnTensorMap mapA, const __grid_constant__ KilnTensorMap mapB,
                     const float* alpha, const float* beta, const signed char* residual, float residualScale,
-                    signed char* Y, KilnDims g, KilnDims s, const signed char* X, KilnDims p)
+                    signed char* Y, KilnDims g, KilnDims s)
                 {
                     kiln_i8_conv<\(columns), \(depth), \(stages), \(template)>(
-                        &mapA, &mapB, alpha, beta, residual, residualScale, Y, g, s, X, p);
+                        &mapA, &mapB, alpha, beta, residual, residualScale, Y, g, s);
                 }
 
                 """

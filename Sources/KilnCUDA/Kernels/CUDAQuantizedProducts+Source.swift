@@ -194,6 +194,65 @@ extension CUDAQuantizedProducts {
                 }
             }
 
+            /* The same patches, staged: a block writes the rows of `tile` neighbouring pixels of one output row.
+               First the KH input rows they read ([KH][span][C], bytes outside the image `pad`) and each patch
+               byte's offset in them (-1 past K) go to shared memory; then each thread writes whole 32-byte sectors
+               of a row, a warp's threads the same sector of neighbouring pixels (their shared-memory reads SW*C
+               bytes apart, the offsets one broadcast). Kp a multiple of 32; rows past P are not written. */
+            extern "C" __global__ void kiln_int8_patches_staged(
+                const signed char* __restrict__ q, signed char* __restrict__ cols, KilnDims size, KilnDims window,
+                int pad, int tile)
+            {
+                extern __shared__ int4 kiln_stage[];
+                const int C = (int)size.v[1], H = (int)size.v[2], W = (int)size.v[3];
+                const int OH = (int)size.v[4], OW = (int)size.v[5], Kp = (int)size.v[7];
+                const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
+                const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)window.v[6], DW = (int)window.v[7];
+                const int K = C * KH * KW, tiles = (OW + tile - 1) / tile;
+                const i64 line = (i64)blockIdx.x / tiles;
+                const int oh = (int)(line % OH), ow0 = (int)((i64)blockIdx.x - line * tiles) * tile;
+                const i64 n = line / OH;
+                const int pixels = min(tile, OW - ow0), span = (pixels - 1) * SW + (KW - 1) * DW + 1;
+                int* offsets = reinterpret_cast<int*>(kiln_stage);
+                signed char* rows = reinterpret_cast<signed char*>(offsets + Kp);
+                for (int k = threadIdx.x; k < Kp; k += blockDim.x) {
+                    int offset = -1;
+                    if (k < K) {
+                        const int r = k / C, c = k - r * C, ky = r / KW, kx = r - ky * KW;
+                        offset = (ky * span + kx * DW) * C + c;
+                    }
+                    offsets[k] = offset;
+                }
+                const signed char* image = q + n * H * W * C;
+                for (int i = threadIdx.x; i < KH * span; i += blockDim.x) {
+                    const int ky = i / span, ih = oh * SH - PH + ky * DH, iw = ow0 * SW - PW + (i - ky * span);
+                    const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+                    const signed char* from = image + ((i64)ih * W + iw) * C;
+                    for (int c = 0; c < C; ++c) rows[i * C + c] = inside ? from[c] : (signed char)pad;
+                }
+                __syncthreads();
+                signed char* out = cols + ((n * OH + oh) * OW + ow0) * (i64)Kp;
+                for (int task = threadIdx.x; task < Kp / 32 * pixels; task += blockDim.x) {
+                    const int s = task / pixels, j = task - s * pixels;
+                    const signed char* from = rows + j * SW * C;
+                    const int* at = offsets + s * 32;
+                    int words[8];
+                    #pragma unroll
+                    for (int w = 0; w < 8; ++w) {
+                        int v = 0;
+                        #pragma unroll
+                        for (int b = 0; b < 4; ++b) {
+                            const int offset = at[w * 4 + b];
+                            v |= (offset < 0 ? 0 : (int)(unsigned char)from[offset]) << (8 * b);
+                        }
+                        words[w] = v;
+                    }
+                    int4* to = reinterpret_cast<int4*>(out + (i64)j * Kp + s * 32);
+                    to[0] = make_int4(words[0], words[1], words[2], words[3]);
+                    to[1] = make_int4(words[4], words[5], words[6], words[7]);
+                }
+            }
+
             extern "C" __global__ void kiln_int8_patches_nhwc(
                 const signed char* __restrict__ q, signed char* __restrict__ cols, KilnDims size, KilnDims window,
                 int pad)
