@@ -5,7 +5,8 @@ import KilnIR
 /// broadcasts, negative reverses). The plan merges axes, then picks the cheapest form:
 /// one `.copy` (a contiguous block), the strided kernel with the widest aligned unit (the source's last axis
 /// is contiguous: a strided copy of rows, e.g. [B,S,H,D] -> [B,H,S,D]), the shared-memory tiled transpose
-/// (the source's contiguous axis moved away from last), or the strided kernel per element.
+/// (the source's contiguous axis moved away from last; a thread per row when the rows are short), or the
+/// strided kernel per element.
 enum CUDAStridedCopy {
     struct Axis: Hashable {
         var size: Int
@@ -65,8 +66,7 @@ enum CUDAStridedCopy {
             return [launch(source, destination, sizes: sizes, strides: unitStrides, offset: offset * es / unit, unit)]
         }
         if let k = axes.lastIndex(where: { $0.stride == 1 }), axes[k].size >= 8 {
-            if last.size >= 8 { return [transpose(source, destination, axes: axes, k: k, offset: offset, es)] }
-            return [narrowTranspose(source, destination, axes: axes, k: k, offset: offset, es)]
+            return [transpose(source, destination, axes: axes, k: k, offset: offset, es)]
         }
         return [launch(source, destination, sizes: axes.map(\.size), strides: axes.map(\.stride), offset: offset, es)]
     }
@@ -86,28 +86,8 @@ enum CUDAStridedCopy {
                 ]))
     }
 
-    /// Axis `k` (source stride 1) as rows of fewer than 8 elements (the last axis), one thread a row; the rest is
-    /// the batch.
-    static func narrowTranspose(
-        _ source: CUDAOperand, _ destination: CUDAOperand, axes: [Axis], k: Int, offset: Int, _ es: Int
-    ) -> CUDAStep {
-        let outStrides = contiguousStrides(axes.map(\.size))
-        let lastIndex = axes.count - 1
-        let batch = (0..<lastIndex).filter { $0 != k }
-        let total = Tensor.elementCount(batch.map { axes[$0].size }) * axes[k].size
-        let kernel = CUDAShapeKernels.narrowTranspose(unit: es, batchRank: batch.count, wide: total >= 1 << 31)
-        return .launch(
-            CUDALaunch(
-                source: kernel, function: kernel.name, grid: CUDAShapeKernels.grid(total),
-                block: CUDADim3(CUDAShapeKernels.blockSize),
-                arguments: [
-                    .pointer(destination), .pointer(source), .int(axes[k].size), .int(axes[lastIndex].size),
-                    .int(axes[lastIndex].stride), .int(outStrides[k]), .int(offset), .dims(batch.map { axes[$0].size }),
-                    .dims(batch.map { axes[$0].stride }), .dims(batch.map { outStrides[$0] }), .int(total),
-                ]))
-    }
-
-    /// Axis `k` (source stride 1) becomes the tile's rows, the last axis its columns; the rest is the batch.
+    /// Axis `k` (source stride 1) becomes the rows, the last axis the columns; the rest is the batch. Columns of
+    /// 8 or more go through shared-memory tiles, fewer (an image's channels moved last) one thread a row.
     static func transpose(
         _ source: CUDAOperand, _ destination: CUDAOperand, axes: [Axis], k: Int, offset: Int, _ es: Int
     ) -> CUDAStep {
@@ -116,19 +96,24 @@ enum CUDAStridedCopy {
         let batch = (0..<lastIndex).filter { $0 != k }
         let rows = axes[k].size
         let cols = axes[lastIndex].size
+        let images = Tensor.elementCount(batch.map { axes[$0].size })
         let tile = CUDAShapeKernels.tile
-        let tiles =
-            Tensor.elementCount(batch.map { axes[$0].size }) * ((rows + tile - 1) / tile)
-            * ((cols + tile - 1) / tile)
-        let kernel = CUDAShapeKernels.transpose(unit: es, batchRank: batch.count)
+        let narrow = cols < 8
+        // Rows, or tiles.
+        let work = narrow ? images * rows : images * ((rows + tile - 1) / tile) * ((cols + tile - 1) / tile)
+        let kernel =
+            narrow
+            ? CUDAShapeKernels.narrowTranspose(unit: es, batchRank: batch.count, wide: work >= 1 << 31)
+            : CUDAShapeKernels.transpose(unit: es, batchRank: batch.count)
         return .launch(
             CUDALaunch(
-                source: kernel, function: kernel.name, grid: CUDADim3(min(tiles, CUDAShapeKernels.maxBlocks)),
-                block: CUDADim3(tile, CUDAShapeKernels.tileRows),
+                source: kernel, function: kernel.name,
+                grid: narrow ? CUDAShapeKernels.grid(work) : CUDADim3(min(work, CUDAShapeKernels.maxBlocks)),
+                block: narrow ? CUDADim3(CUDAShapeKernels.blockSize) : CUDADim3(tile, CUDAShapeKernels.tileRows),
                 arguments: [
                     .pointer(destination), .pointer(source), .int(rows), .int(cols), .int(axes[lastIndex].stride),
                     .int(outStrides[k]), .int(offset), .dims(batch.map { axes[$0].size }),
-                    .dims(batch.map { axes[$0].stride }), .dims(batch.map { outStrides[$0] }), .int(tiles),
+                    .dims(batch.map { axes[$0].stride }), .dims(batch.map { outStrides[$0] }), .int(work),
                 ]))
     }
 }
