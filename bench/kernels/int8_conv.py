@@ -41,6 +41,8 @@ SHAPES = [
     ('s4.conv3', 2, 512, 7, 512, 3, 1, False),
     ('s4.expand', 3, 512, 7, 2048, 1, 1, True),
     ('s4.reduce', 2, 2048, 7, 512, 1, 1, False),
+    # The stem (7x7 stride 2 over 3 channels) as the 1x1 product over its 192-byte patch rows.
+    ('stem.rows', 1, 192, 112, 64, 1, 1, False),
 ]
 
 
