@@ -31,6 +31,7 @@ def main():
     parser.add_argument('--batch', type=int, default=64)
     parser.add_argument('--columns', action='store_true')
     args = parser.parse_args()
+    torch.zeros(1, device='cuda')  # the CUDA context the driver calls below use
     prelude = swift_string('Sources/KilnCUDA/Lowering/CUDAPrelude.swift', 'text')
     source = prelude + kernel_text(False) + (kernel_text(True) if args.columns else '')
     major, minor = torch.cuda.get_device_capability()
