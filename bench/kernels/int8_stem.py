@@ -1,45 +1,36 @@
 # Times the first half of Kiln's chained int8 stem on its own, on the GPU machine (Python with torch, NVRTC
 # from the pip CUDA packages, no Swift): `kiln_int8_patches_staged` (CUDAQuantizedProducts+Source.swift, read
 # from the tree) writing ResNet-50's 7x7 stride-2 patches of an int8 NHWC batch as rows of 192 bytes, checked
-# against torch's unfold. With --columns it also times the same kernel with a warp's threads writing one
-# pixel's consecutive sectors (coalesced rows) instead of one sector of consecutive pixels. The second half, the
-# 1x1 product over those rows, is `int8_conv.py --only stem.rows`.
-# Use: python3 bench/kernels/int8_stem.py [--batch 64] [--columns]
+# against torch's unfold. The second half, the 1x1 product over those rows, is `int8_conv.py --only stem.rows`.
+# Use: python3 bench/kernels/int8_stem.py [--batch 64]
 import argparse, ctypes, os, re, textwrap
 import torch
 import torch.nn.functional as F
 from attention import ROOT, swift_string, compile_cubin, graph_time, dims
 
 PATH = 'Sources/KilnCUDA/Kernels/CUDAQuantizedProducts+Source.swift'
-ROW_MAJOR = ('const int s = task / pixels, j = task - s * pixels;',
-             'const int j = task / (Kp / 32), s = task - j * (Kp / 32);')
 
 
-def kernel_text(rows_first):
+def kernel_text():
     text = open(os.path.join(ROOT, PATH)).read()
     body = re.search(r'(            /\* The same patches, staged.*?)            extern "C" __global__ void kiln_int8_patches_nhwc',
                      text, re.S).group(1)
-    body = textwrap.dedent(body).replace('\\\\', '\\')
-    assert ROW_MAJOR[0] in body
-    if rows_first:
-        body = body.replace(*ROW_MAJOR).replace('kiln_int8_patches_staged', 'kiln_int8_patches_staged_rows')
-    return body
+    return textwrap.dedent(body).replace('\\\\', '\\')
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--batch', type=int, default=64)
-    parser.add_argument('--columns', action='store_true')
     args = parser.parse_args()
     torch.zeros(1, device='cuda')  # the CUDA context the driver calls below use
     prelude = swift_string('Sources/KilnCUDA/Lowering/CUDAPrelude.swift', 'text')
-    source = prelude + kernel_text(False) + (kernel_text(True) if args.columns else '')
+    source = prelude + kernel_text()
     major, minor = torch.cuda.get_device_capability()
     cubin, log = compile_cubin(source, f'{major}{minor}')
     cuda = ctypes.CDLL('libcuda.so.1')
     module = ctypes.c_void_p()
     assert cuda.cuModuleLoadData(ctypes.byref(module), cubin) == 0
-    names = ['kiln_int8_patches_staged'] + (['kiln_int8_patches_staged_rows'] if args.columns else [])
+    names = ['kiln_int8_patches_staged']
 
     B, C, H, K, S, P = args.batch, 3, 224, 7, 2, 3
     OH = (H + 2 * P - K) // S + 1
@@ -52,7 +43,8 @@ def main():
     reference[:, :depth] = cols.to(torch.int8)
     tile = min(OH, 128)
     span = (tile - 1) * S + K
-    shared = Kp * 4 + K * span * C
+    # As CUDAInt8WarpGroupConvolution.patchTile: offsets, input rows (16-byte aligned), patch rows + 16.
+    shared = Kp * 4 + (K * span * C + 15) // 16 * 16 + tile * (Kp + 16)
     blocks = B * OH * ((OH + tile - 1) // tile)
     written = B * OH * OH * Kp
     for name in names:

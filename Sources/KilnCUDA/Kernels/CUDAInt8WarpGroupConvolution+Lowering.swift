@@ -41,14 +41,15 @@ extension CUDAInt8WarpGroupConvolution {
     static func patchDepth(_ depth: Int) -> Int { (depth + 63) / 64 * 64 }
 
     /// The pixels of one output row a block of the staged patches kernel (`kiln_int8_patches_staged`) writes
-    /// and the shared memory it needs: each patch byte's offset (4 bytes each) and the input rows those pixels
-    /// read. At most 128 pixels, halved until it fits the 48 KiB a block has without opting in; nil when not even
-    /// one pixel's rows fit (a very wide dilated window).
+    /// and the shared memory it needs: each patch byte's offset (4 bytes each), the input rows those pixels read,
+    /// and the pixels' patch rows (`depth` + 16 bytes each). At most 128 pixels, halved until it fits the 48 KiB
+    /// a block has without opting in; nil when not even one pixel fits (a very wide dilated window).
     static func patchTile(channels: Int, window: CUDAIm2colWindow, depth: Int) -> (pixels: Int, sharedBytes: Int)? {
         var pixels = min(window.output[1], 128)
         while pixels > 0 {
             let span = (pixels - 1) * window.strides[1] + (window.kernel[1] - 1) * window.dilations[1] + 1
-            let bytes = depth * 4 + window.kernel[0] * span * channels
+            let input = (window.kernel[0] * span * channels + 15) / 16 * 16
+            let bytes = depth * 4 + input + pixels * (depth + 16)
             if bytes <= 48 * 1024 { return (pixels, bytes) }
             pixels /= 2
         }

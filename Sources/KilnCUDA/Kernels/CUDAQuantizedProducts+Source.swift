@@ -196,9 +196,11 @@ extension CUDAQuantizedProducts {
 
             /* The same patches, staged: a block writes the rows of `tile` neighbouring pixels of one output row.
                First the KH input rows they read ([KH][span][C], bytes outside the image `pad`) and each patch
-               byte's offset in them (-1 past K) go to shared memory; then each thread writes whole 32-byte sectors
-               of a row, a warp's threads the same sector of neighbouring pixels (their shared-memory reads SW*C
-               bytes apart, the offsets one broadcast). Kp a multiple of 32; rows past P are not written. */
+               byte's offset in them (-1 past K) go to shared memory; then each thread assembles whole 32-byte
+               sectors of a row into a shared copy of the block's rows (a warp's threads the same sector of
+               neighbouring pixels: their reads SW*C bytes apart, the offsets one broadcast; rows Kp + 16 bytes
+               apart, so the 16-byte stores miss no bank), and last the block copies its rows out as one run of
+               16-byte chunks, whole lines a warp. Kp a multiple of 32; rows past P are not written. */
             extern "C" __global__ void kiln_int8_patches_staged(
                 const signed char* __restrict__ q, signed char* __restrict__ cols, KilnDims size, KilnDims window,
                 int pad, int tile)
@@ -213,8 +215,10 @@ extension CUDAQuantizedProducts {
                 const int oh = (int)(line % OH), ow0 = (int)((i64)blockIdx.x - line * tiles) * tile;
                 const i64 n = line / OH;
                 const int pixels = min(tile, OW - ow0), span = (pixels - 1) * SW + (KW - 1) * DW + 1;
+                const int runBytes = span * C, pitch = Kp + 16;
                 int* offsets = reinterpret_cast<int*>(kiln_stage);
                 signed char* rows = reinterpret_cast<signed char*>(offsets + Kp);
+                unsigned char* staged = reinterpret_cast<unsigned char*>(rows) + (KH * runBytes + 15) / 16 * 16;
                 for (int k = threadIdx.x; k < Kp; k += blockDim.x) {
                     int offset = -1;
                     if (k < K) {
@@ -223,15 +227,19 @@ extension CUDAQuantizedProducts {
                     }
                     offsets[k] = offset;
                 }
-                const signed char* image = q + n * H * W * C;
-                for (int i = threadIdx.x; i < KH * span; i += blockDim.x) {
-                    const int ky = i / span, ih = oh * SH - PH + ky * DH, iw = ow0 * SW - PW + (i - ky * span);
-                    const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
-                    const signed char* from = image + ((i64)ih * W + iw) * C;
-                    for (int c = 0; c < C; ++c) rows[i * C + c] = inside ? from[c] : (signed char)pad;
+                /* Each window row's span of pixels is one run of bytes in q: consecutive threads copy consecutive
+                   bytes, those outside the image (a byte range, no division) reading `pad`. */
+                const int iw0 = ow0 * SW - PW;
+                const int lo = max(0, -iw0) * C, hi = min(span, W - iw0) * C;
+                for (int ky = 0; ky < KH; ++ky) {
+                    const int ih = oh * SH - PH + ky * DH;
+                    const bool inRow = ih >= 0 && ih < H;
+                    const signed char* from = q + ((n * H + ih) * W + iw0) * (i64)C;
+                    #pragma unroll 4
+                    for (int b = threadIdx.x; b < runBytes; b += blockDim.x)
+                        rows[ky * runBytes + b] = inRow && b >= lo && b < hi ? from[b] : (signed char)pad;
                 }
                 __syncthreads();
-                signed char* out = cols + ((n * OH + oh) * OW + ow0) * (i64)Kp;
                 for (int task = threadIdx.x; task < Kp / 32 * pixels; task += blockDim.x) {
                     const int s = task / pixels, j = task - s * pixels;
                     const signed char* from = rows + j * SW * C;
@@ -247,9 +255,16 @@ extension CUDAQuantizedProducts {
                         }
                         words[w] = v;
                     }
-                    int4* to = reinterpret_cast<int4*>(out + (i64)j * Kp + s * 32);
+                    int4* to = reinterpret_cast<int4*>(staged + j * pitch + s * 32);
                     to[0] = make_int4(words[0], words[1], words[2], words[3]);
                     to[1] = make_int4(words[4], words[5], words[6], words[7]);
+                }
+                __syncthreads();
+                int4* out = reinterpret_cast<int4*>(cols + ((n * OH + oh) * OW + ow0) * (i64)Kp);
+                const int chunks = Kp / 16;
+                for (int c = threadIdx.x; c < pixels * chunks; c += blockDim.x) {
+                    const int r = c / chunks;
+                    out[c] = *reinterpret_cast<const int4*>(staged + r * pitch + (c - r * chunks) * 16);
                 }
             }
 
