@@ -27,7 +27,8 @@ struct Int8ChainingTests {
                 pads: k == 3 ? [1, 1, 1, 1] : [])
         }
         let a = try n.relu(try conv(x, 3, "a"))
-        let b = try n.relu(try conv(pool ? try n.maxPool(a, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1]) : a, 3, "b"))
+        let b = try n.relu(
+            try conv(pool ? try n.maxPool(a, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1]) : a, 3, "b"))
         var c = try conv(b, 1, "c")
         if residual { c = try n.relu(try n.add(c, a)) }
         try n.markOutput(try n.flatten(try n.globalAveragePool(c)), as: "y")

@@ -52,7 +52,9 @@ import Testing
         let hopper = gpu.context.computeCapability == 90 && gpu.context.hasIm2colTensorMaps
         #expect(chained.count == (hopper ? 6 : 0), "\(engine.graph.textForm())")
         #expect(chained.allSatisfy { $0.channelsLast })
-        let pools = engine.graph.nodes.filter { $0.layer is PoolLayer && engine.graph.type(of: $0.inputs[0])?.tensorType?.dtype == .int8 }
+        let pools = engine.graph.nodes.filter {
+            $0.layer is PoolLayer && engine.graph.type(of: $0.inputs[0])?.tensorType?.dtype == .int8
+        }
         #expect(pools.count == (hopper ? 1 : 0), "the stem's max pool runs on its int8 output")
         let input = Tensor.random([4, 3, 28, 28], in: -1...1, using: &gen)
         func output(_ engine: Engine) throws -> [Float] {
@@ -95,7 +97,8 @@ import Testing
         var n = NetworkBuilder(name: "stem")
         let image = n.addInput("x", .float32, stem.image.map { Dim.value($0) })
         let fanIn = Float(stem.weights.dropFirst().reduce(1, *))
-        let weights = n.addConstant("w", .random(stem.weights, in: -2 / fanIn.squareRoot()...2 / fanIn.squareRoot(), using: &gen))
+        let weights = n.addConstant(
+            "w", .random(stem.weights, in: -2 / fanIn.squareRoot()...2 / fanIn.squareRoot(), using: &gen))
         let bias = n.addConstant("b", .random([stem.weights[0]], in: -0.1...0.1, using: &gen))
         let y = try n.relu(
             try n.add(

@@ -37,9 +37,9 @@ enum CUDAChannelsLastPool {
                 name: "pool_nhwc_max_i8_k\(window.kernel[0])x\(window.kernel[1])",
                 code: "#define KILN_KH \(window.kernel[0])\n#define KILN_KW \(window.kernel[1])\n" + int8MaxCode)
             : CUDAPrelude.specialized(
-            "pool_nhwc_\(isMax ? "max" : "avg")_v\(vector)",
-            "#define KILN_VEC \(vector)\n#define KILN_MAX \(isMax ? 1 : 0)\n#define KILN_LOWEST \(lowest(dtype))\n"
-                + code, dtype: dtype)
+                "pool_nhwc_\(isMax ? "max" : "avg")_v\(vector)",
+                "#define KILN_VEC \(vector)\n#define KILN_MAX \(isMax ? 1 : 0)\n#define KILN_LOWEST \(lowest(dtype))\n"
+                    + code, dtype: dtype)
         return CUDALaunch(
             source: source, function: int8Max ? "kiln_pool_nhwc_max_i8" : "kiln_pool_nhwc", grid: CUDADim3(blocks),
             block: CUDADim3(threads),
