@@ -45,9 +45,7 @@ def main():
     span = (tile - 1) * S + K
     # As CUDAInt8WarpGroupConvolution.patchTile: offsets, input rows (16-byte aligned), patch rows + 16.
     shared = Kp * 4 + (K * span * C + 15) // 16 * 16 + tile * (Kp + 16)
-    # As the lowering: persistent blocks, as many as fit in 200 KiB of each multiprocessor's shared memory.
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
-    blocks = min(B * OH * ((OH + tile - 1) // tile), sms * max(1, (200 << 10) // shared))
+    blocks = B * OH * ((OH + tile - 1) // tile)
     written = B * OH * OH * Kp
     for name in names:
         function = ctypes.c_void_p()

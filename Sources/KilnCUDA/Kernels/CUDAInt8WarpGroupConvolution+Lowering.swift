@@ -40,12 +40,6 @@ extension CUDAInt8WarpGroupConvolution {
 
     static func patchDepth(_ depth: Int) -> Int { (depth + 63) / 64 * 64 }
 
-    /// Blocks of the persistent patches kernel: as many as fit in 200 KiB of each multiprocessor's shared
-    /// memory, at most one a line (all lines where the multiprocessors are unknown).
-    static func persistentBlocks(lines: Int, sharedBytes: Int, multiprocessors: Int) -> Int {
-        multiprocessors > 0 ? min(lines, multiprocessors * max(1, (200 << 10) / sharedBytes)) : lines
-    }
-
     /// The pixels of one output row a block of the staged patches kernel (`kiln_int8_patches_staged`) writes
     /// and the shared memory it needs: each patch byte's offset (4 bytes each), the input rows those pixels read,
     /// and the pixels' patch rows (`depth` + 16 bytes each). At most 128 pixels, halved until it fits the 48 KiB
@@ -137,10 +131,7 @@ extension CUDAInt8WarpGroupConvolution {
                 .launch(
                     CUDALaunch(
                         source: CUDAQuantizedProducts.source, function: "kiln_int8_patches_staged",
-                        grid: CUDADim3(
-                            persistentBlocks(
-                                lines: x[0] * r.output[0] * ((r.output[1] + tile.pixels - 1) / tile.pixels),
-                                sharedBytes: tile.sharedBytes, multiprocessors: info.multiprocessors)),
+                        grid: CUDADim3(x[0] * r.output[0] * ((r.output[1] + tile.pixels - 1) / tile.pixels)),
                         block: CUDADim3(CUDAQuantizedProducts.threads), sharedBytes: tile.sharedBytes,
                         arguments: [
                             .pointer(.input(0)), .pointer(.scratch(0)),

@@ -194,14 +194,13 @@ extension CUDAQuantizedProducts {
                 }
             }
 
-            /* The same patches, staged: a block writes the rows of `tile` neighbouring pixels of one output row
-               at a time, persistent over lines (output row segments) b, b + gridDim.x, ... Each patch byte's offset
-               in a line's input rows (-1 past K) is in shared memory once; per line the KH input rows its pixels
-               read ([KH][span][C], bytes outside the image `pad`) are staged there, then each thread assembles
-               whole 32-byte sectors of a row into a shared copy of the line's rows (a warp's threads the same
-               sector of neighbouring pixels: their reads SW*C bytes apart, the offsets one broadcast; rows Kp + 16
-               bytes apart, so the 16-byte stores miss no bank), and last the block copies the rows out as one run
-               of 16-byte chunks while it stages the next line's input. Kp a multiple of 32. */
+            /* The same patches, staged: a block writes the rows of `tile` neighbouring pixels of one output row.
+               First the KH input rows they read ([KH][span][C], bytes outside the image `pad`) and each patch
+               byte's offset in them (-1 past K) go to shared memory; then each thread assembles whole 32-byte
+               sectors of a row into a shared copy of the block's rows (a warp's threads the same sector of
+               neighbouring pixels: their reads SW*C bytes apart, the offsets one broadcast; rows Kp + 16 bytes
+               apart, so the 16-byte stores miss no bank), and last the block copies its rows out as one run of
+               16-byte chunks, whole lines a warp. Kp a multiple of 32; rows past P are not written. */
             extern "C" __global__ void kiln_int8_patches_staged(
                 const signed char* __restrict__ q, signed char* __restrict__ cols, KilnDims size, KilnDims window,
                 int pad, int tile)
@@ -212,9 +211,11 @@ extension CUDAQuantizedProducts {
                 const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
                 const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)window.v[6], DW = (int)window.v[7];
                 const int K = C * KH * KW, tiles = (OW + tile - 1) / tile;
-                const i64 lines = size.v[0] * OH * tiles;
-                /* Every line is staged as wide as a whole tile's (a last, narrower one reads a few bytes more). */
-                const int span = (tile - 1) * SW + (KW - 1) * DW + 1, runBytes = span * C, pitch = Kp + 16;
+                const i64 line = (i64)blockIdx.x / tiles;
+                const int oh = (int)(line % OH), ow0 = (int)((i64)blockIdx.x - line * tiles) * tile;
+                const i64 n = line / OH;
+                const int pixels = min(tile, OW - ow0), span = (pixels - 1) * SW + (KW - 1) * DW + 1;
+                const int runBytes = span * C, pitch = Kp + 16;
                 int* offsets = reinterpret_cast<int*>(kiln_stage);
                 signed char* rows = reinterpret_cast<signed char*>(offsets + Kp);
                 unsigned char* staged = reinterpret_cast<unsigned char*>(rows) + (KH * runBytes + 15) / 16 * 16;
@@ -226,54 +227,44 @@ extension CUDAQuantizedProducts {
                     }
                     offsets[k] = offset;
                 }
-                /* Line `at`'s window rows: each one run of bytes in q, consecutive threads copying consecutive
+                /* Each window row's span of pixels is one run of bytes in q: consecutive threads copy consecutive
                    bytes, those outside the image (a byte range, no division) reading `pad`. */
-                auto stage = [&](i64 at) {
-                    const i64 row = at / tiles;
-                    const int oh = (int)(row % OH), iw0 = (int)(at - row * tiles) * tile * SW - PW;
-                    const i64 n = row / OH;
-                    const int lo = max(0, -iw0) * C, hi = min(span, W - iw0) * C;
-                    for (int ky = 0; ky < KH; ++ky) {
-                        const int ih = oh * SH - PH + ky * DH;
-                        const bool inRow = ih >= 0 && ih < H;
-                        const signed char* from = q + ((n * H + ih) * W + iw0) * (i64)C;
-                        for (int b = threadIdx.x; b < runBytes; b += blockDim.x)
-                            rows[ky * runBytes + b] = inRow && b >= lo && b < hi ? from[b] : (signed char)pad;
-                    }
-                };
-                if (blockIdx.x < lines) stage(blockIdx.x);
+                const int iw0 = ow0 * SW - PW;
+                const int lo = max(0, -iw0) * C, hi = min(span, W - iw0) * C;
+                for (int ky = 0; ky < KH; ++ky) {
+                    const int ih = oh * SH - PH + ky * DH;
+                    const bool inRow = ih >= 0 && ih < H;
+                    const signed char* from = q + ((n * H + ih) * W + iw0) * (i64)C;
+                    #pragma unroll 4
+                    for (int b = threadIdx.x; b < runBytes; b += blockDim.x)
+                        rows[ky * runBytes + b] = inRow && b >= lo && b < hi ? from[b] : (signed char)pad;
+                }
                 __syncthreads();
-                for (i64 line = blockIdx.x; line < lines; line += gridDim.x) {
-                    const i64 row = line / tiles;
-                    const int ow0 = (int)(line - row * tiles) * tile, pixels = min(tile, OW - ow0);
-                    for (int task = threadIdx.x; task < Kp / 32 * pixels; task += blockDim.x) {
-                        const int s = task / pixels, j = task - s * pixels;
-                        const signed char* from = rows + j * SW * C;
-                        const int* at = offsets + s * 32;
-                        int words[8];
+                for (int task = threadIdx.x; task < Kp / 32 * pixels; task += blockDim.x) {
+                    const int s = task / pixels, j = task - s * pixels;
+                    const signed char* from = rows + j * SW * C;
+                    const int* at = offsets + s * 32;
+                    int words[8];
+                    #pragma unroll
+                    for (int w = 0; w < 8; ++w) {
+                        int v = 0;
                         #pragma unroll
-                        for (int w = 0; w < 8; ++w) {
-                            int v = 0;
-                            #pragma unroll
-                            for (int b = 0; b < 4; ++b) {
-                                const int offset = at[w * 4 + b];
-                                v |= (offset < 0 ? 0 : (int)(unsigned char)from[offset]) << (8 * b);
-                            }
-                            words[w] = v;
+                        for (int b = 0; b < 4; ++b) {
+                            const int offset = at[w * 4 + b];
+                            v |= (offset < 0 ? 0 : (int)(unsigned char)from[offset]) << (8 * b);
                         }
-                        int4* to = reinterpret_cast<int4*>(staged + j * pitch + s * 32);
-                        to[0] = make_int4(words[0], words[1], words[2], words[3]);
-                        to[1] = make_int4(words[4], words[5], words[6], words[7]);
+                        words[w] = v;
                     }
-                    __syncthreads();
-                    int4* out = reinterpret_cast<int4*>(cols + (row * OW + ow0) * (i64)Kp);
-                    const int chunks = Kp / 16;
-                    for (int c = threadIdx.x; c < pixels * chunks; c += blockDim.x) {
-                        const int r = c / chunks;
-                        out[c] = *reinterpret_cast<const int4*>(staged + r * pitch + (c - r * chunks) * 16);
-                    }
-                    if (line + gridDim.x < lines) stage(line + gridDim.x);
-                    __syncthreads();
+                    int4* to = reinterpret_cast<int4*>(staged + j * pitch + s * 32);
+                    to[0] = make_int4(words[0], words[1], words[2], words[3]);
+                    to[1] = make_int4(words[4], words[5], words[6], words[7]);
+                }
+                __syncthreads();
+                int4* out = reinterpret_cast<int4*>(cols + ((n * OH + oh) * OW + ow0) * (i64)Kp);
+                const int chunks = Kp / 16;
+                for (int c = threadIdx.x; c < pixels * chunks; c += blockDim.x) {
+                    const int r = c / chunks;
+                    out[c] = *reinterpret_cast<const int4*>(staged + r * pitch + (c - r * chunks) * 16);
                 }
             }
 
