@@ -236,6 +236,28 @@ import Testing
         }
     }
 
+    /// A chain's max pool compares int8 bytes (four at a time) where its window has at most 16 taps; a larger
+    /// window takes the kernel that computes in floats; channels-first int8 pooling has no kernel.
+    @Test func int8MaxPoolingLowersToTheByteKernel() throws {
+        func lower(_ kernel: [Int], channelsLast: Bool = true) throws -> CUDALowering {
+            let pads = kernel.map { $0 / 2 } + kernel.map { $0 / 2 }
+            let layer = PoolLayer(
+                op: .max, window: PoolGeometry(kernel: kernel, strides: [2, 2], pads: pads), channelsLast: channelsLast)
+            let (x, y) = channelsLast ? ([2, 8, 8, 64], [2, 4, 4, 64]) : ([2, 64, 8, 8], [2, 64, 4, 4])
+            return try CUDAPoolLowering.lower(
+                layer, Self.info(layer, [TensorType(.int8, dims: x)], TensorType(.int8, dims: y), [nil]))
+        }
+        for (kernel, function) in [([3, 3], "kiln_pool_nhwc_max_i8"), ([5, 5], "kiln_pool_nhwc")] {
+            let lowering = try lower(kernel)
+            guard lowering.steps.count == 1, case .launch(let launch) = lowering.steps[0] else {
+                Issue.record("expected one launch, got \(lowering.steps)")
+                continue
+            }
+            #expect(launch.function == function, "\(kernel)")
+        }
+        #expect(throws: KilnError.self) { try lower([3, 3], channelsLast: false) }
+    }
+
     @Test func quantizeAndDequantizeAreOnePassWithTheirScale() throws {
         let scale = Tensor(shape: [], scalars: [Float(0.03)])
         let cases: [(any Layer, DType, DType)] = [
