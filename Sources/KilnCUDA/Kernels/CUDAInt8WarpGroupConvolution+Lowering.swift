@@ -28,8 +28,8 @@ extension CUDAInt8WarpGroupConvolution {
             padsEnd: r.padsEnd, dilations: r.dilations)
         guard window.output.allSatisfy({ $0 > 0 }) else { return false }
         if x[1] % 64 != 0 {
-            return patchDepth(w[1] * w[2] * w[3]) <= maximumPatchDepth
-                && patchTile(channels: x[1], window: window, depth: patchDepth(w[1] * w[2] * w[3])) != nil
+            let depth = patchDepth(w[1] * w[2] * w[3])
+            return depth <= maximumPatchDepth && patchTile(channels: x[1], window: window, depth: depth) != nil
         }
         return window.cornersFit && w[1] * w[2] * w[3] <= CUDAQuantizedProducts.maximumDepth
     }

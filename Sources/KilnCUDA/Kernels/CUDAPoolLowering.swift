@@ -72,12 +72,9 @@ enum CUDAPoolLowering {
     static func lower(_ layer: PoolLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
         let stored = try info.inputShape(0)
         let dtype = try info.input(0).dtype
-        // Channels-last storage ([N, spatial..., C]): the geometry is the channels-first one.
+        // Channels-last storage ([N, spatial..., C]): the geometry is the channels-first one. Each kernel below
+        // checks the dtype itself (int8 max pooling, a chain's, has only the channels-last one).
         let last = layer.channelsLast
-        // Int8 max pooling (a chain's, `Int8Chaining`) has the channels-last kernel; the rest computes in floats.
-        if !(dtype == .int8 && last && layer.op == .max && layer.window != nil) {
-            _ = try CUDAReductionTypes.require(dtype, "pooling")
-        }
         let shape = last ? ChannelsLast.permuted(stored, ChannelsLast.toFirst(rank: stored.count)) : stored
         let geometry = try CUDAPoolGeometry(window: layer.window, shape: shape)
         guard geometry.outputCount > 0 else { return CUDALowering(steps: []) }
