@@ -161,8 +161,11 @@ expect "fp16 on the CPU" 1 "no fast float16 kernels" -- \
     "$KILN" build "$DIGITS/model.onnx" -o "$WORK/h.kiln" --device cpu --fp16
 expect "--io-type without a 16-bit build" 1 "goes with --fp16 or --bf16" -- \
     "$KILN" build "$DIGITS/model.onnx" -o "$WORK/h.kiln" --device cpu --io-type float16
-expect "int8 and fp16 together" 1 "choose one of --int8, --fp16 and --bf16" -- \
-    "$KILN" build "$DIGITS/model.onnx" -o "$WORK/h.kiln" --device cpu --int8 --fp16
+expect "int8 with fp16 on the CPU" 1 "no fast float16 kernels" -- \
+    "$KILN" build "$DIGITS/model.onnx" -o "$WORK/h.kiln" --device cpu --int8 --fp16 \
+    --calibration "$DIGITS/calibration.npz"
+expect "fp16 and bf16 together" 1 "choose one of --fp16 and --bf16" -- \
+    "$KILN" build "$DIGITS/model.onnx" -o "$WORK/h.kiln" --device cpu --fp16 --bf16
 expect "an int8 plan" 0 - -- "$KILN" build "$DIGITS/model.onnx" -o "$WORK/q.kiln" --device cpu --int8 \
     --calibration "$DIGITS/calibration.npz" --calibration-cache "$WORK/calibration.txt" --per-layer
 if grep -q "^calibrator: entropy" "$WORK/calibration.txt" && grep -q "6 layers in int8" "$WORK/out"; then

@@ -57,8 +57,15 @@ public struct HalfPrecision: Sendable {
         }
         var decisions: [Decision] = []
         for node in graph.nodes {
-            let floats = (node.inputs + node.outputs).contains { rewriter.dtype(of: $0) == .float32 }
-            guard floats else {
+            // A layer computes on floats when a value it reads or writes at run time is a float (float32, or 16
+            // bits from a producer already converted); an int8 layer's float constants (scales, bias) alone do
+            // not make it one.
+            let floats = (node.inputs + node.outputs).contains {
+                graph.initializers[$0] == nil && [.float32, dtype].contains(rewriter.dtype(of: $0))
+            }
+            // An identity passes its input on in whatever float it arrives (casting it could only lose bits), and
+            // shape and size layers read no values.
+            guard floats, !(node.layer is IdentityLayer || node.layer is ShapeOfLayer || node.layer is SizeLayer) else {
                 try rewriter.append(node, as: nil)
                 continue
             }
@@ -104,6 +111,36 @@ public struct HalfPrecision: Sendable {
             return fused.steps.last.flatMap { overflowingOp($0.layer) }
         default:
             return nil
+        }
+    }
+
+    /// The inputs of `layer` that take the layer's precision (16-bit when `half`), where not all of them do:
+    /// quantization scales, zero points and an int8 layer's bias keep their dtype (its arithmetic is float32
+    /// whatever the data's), and a 16-bit quantize reads a float32 input as it is.
+    static func convertedSlots(_ layer: any Layer, half: Bool) -> [Int]? {
+        switch layer {
+        case is QuantizeLayer: half ? [] : [0]
+        case is DequantizeLayer: []
+        case is QuantizedConvolutionLayer, is QuantizedMatMulLayer: [0, 4]
+        default: nil
+        }
+    }
+
+    /// `layer` writing its float result in `half`: a cast to float32 casts to it, a dequantize produces it, and
+    /// a quantize keeps dividing in float32 as it did before its input was narrowed.
+    static func writing(_ half: DType, _ layer: any Layer) -> any Layer {
+        switch layer {
+        case var cast as CastLayer where cast.to == .float32:
+            cast.to = half
+            return cast
+        case var dequantize as DequantizeLayer:
+            dequantize.outputType = half
+            return dequantize
+        case var quantize as QuantizeLayer where quantize.precision == nil:
+            quantize.precision = .float32
+            return quantize
+        default:
+            return layer
         }
     }
 
@@ -164,11 +201,9 @@ private struct Rewriter {
     mutating func append(_ node: Node, as precision: DType?) throws {
         var node = node
         if let precision {
-            for i in node.inputs.indices { node.inputs[i] = try value(node.inputs[i], as: precision) }
-            if precision == half, var cast = node.layer as? CastLayer, cast.to == .float32 {
-                cast.to = half
-                node.layer = cast
-            }
+            let slots = HalfPrecision.convertedSlots(node.layer, half: precision == half) ?? Array(node.inputs.indices)
+            for i in slots where i < node.inputs.count { node.inputs[i] = try value(node.inputs[i], as: precision) }
+            if precision == half { node.layer = HalfPrecision.writing(half, node.layer) }
         }
         let inputs = node.inputs.map { name -> LayerInput in
             guard !name.isEmpty else { return .absent }

@@ -40,7 +40,7 @@ public struct Int8Quantization: Sendable {
         var quantized: [String] = []
         for candidate in Self.candidates(graph) {
             guard !keepFloat.contains(candidate.node) else {
-                skipped?(candidate.node, "kept in float32 by the accuracy guard")
+                skipped?(candidate.node, "moved out of int8 by the accuracy guard")
                 continue
             }
             guard let amax = ranges[candidate.input] else {
@@ -68,7 +68,7 @@ public struct Int8Quantization: Sendable {
         // A depthwise convolution does little arithmetic per byte it moves; in int8 it would only add the
         // quantization (and Kiln has no int8 depthwise kernel that beats its float one).
         if let conv = node.layer as? ConvolutionLayer, conv.parameters.group > 1, w.rank >= 2, w.shape[1] == 1 {
-            return "depthwise convolution: memory-bound, kept in float32"
+            return "depthwise convolution: memory-bound, not quantized"
         }
         return layoutReason(node, graph, weights: w.shape)
     }

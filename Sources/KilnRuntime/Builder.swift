@@ -32,17 +32,15 @@ public enum Builder {
     public static func build(_ graph: Graph, device: any Device, config: BuilderConfig = .init()) throws -> Engine {
         var optimized = try optimize(graph, device: device, config: config)
         var precision: PrecisionReport?
-        if config.int8 != nil, config.half != nil {
-            throw KilnError.unsupported("int8 together with float16 or bfloat16 is not implemented yet: choose one")
-        }
+        if let half = config.half { try HalfPlanner.checkDevice(device, dtype: half.dtype, graph: optimized) }
         if let int8 = config.int8 {
+            // int8 first; with `half` too the layers left out of int8 run in the 16-bit float.
             let chaining = config.optimize && !config.disabledPasses.contains(Int8Chaining.name)
             (optimized, precision) = try Int8Planner(
-                config: int8, device: device, chaining: chaining,
+                config: int8, device: device, half: config.half, chaining: chaining,
                 layout: { try applyDeviceLayout(&$0, device: device, config: config) }
             ).run(optimized)
-        }
-        if let half = config.half {
+        } else if let half = config.half {
             (optimized, precision) = try HalfPlanner(config: half, device: device).run(optimized)
         }
         try applyDeviceLayout(&optimized, device: device, config: config)

@@ -156,6 +156,8 @@ struct BenchCommand: ParsableCommand {
         case "float16": precision = "fp16"
         case "bfloat16": precision = "bf16"
         case "int8": precision = "int8"
+        case "int8+float16": precision = "int8_fp16"
+        case "int8+bfloat16": precision = "int8_bf16"
         default: break
         }
         let streamsSuffix = streams > 1 ? "_s\(streams)" : ""

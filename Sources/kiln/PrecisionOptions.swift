@@ -17,7 +17,7 @@ struct PrecisionOptions: ParsableArguments {
 
     @Flag(
         help:
-            "Run convolutions and matrix products in int8 (post-training quantization; needs --calibration or a covering --calibration-cache)."
+            "Run convolutions and matrix products in int8 (post-training quantization; needs --calibration or a covering --calibration-cache); with --fp16 or --bf16 the other layers run in 16 bits."
     )
     var int8 = false
 
@@ -44,7 +44,7 @@ struct PrecisionOptions: ParsableArguments {
 
     @Option(
         help:
-            "Largest relative output error against float32 to accept; the most sensitive layers move back to float32 until the engine is within it."
+            "Largest relative output error against float32 to accept; the most sensitive layers move to higher precision (out of int8; from 16 bits to float32) until the engine is within it."
     )
     var accuracyTolerance: Double?
 
@@ -65,10 +65,11 @@ struct PrecisionOptions: ParsableArguments {
         }
     }
 
-    /// The 16-bit settings for an engine with these inputs, or nil.
+    /// The 16-bit settings for an engine with these inputs, or nil. With --int8 too, the int8 settings hold the
+    /// accuracy guard's (`int8Config`), and the 16-bit float is where the layers left out of int8 run.
     func halfConfig(inputs: [GraphValue]) throws -> HalfConfig? {
         guard let dtype = halfType else { return nil }
-        if hasInt8Settings {
+        if hasInt8Settings, !int8 {
             throw KilnError.invalidArgument("--calibration, --calibration-cache and --per-layer go with --int8")
         }
         var io = DType.float32
@@ -82,19 +83,20 @@ struct PrecisionOptions: ParsableArguments {
             throw KilnError.invalidArgument(
                 "--io-type \(io.onnxName) with a \(dtype.onnxName) build: use float32 or \(dtype.onnxName)")
         }
-        var config = HalfConfig(
-            dtype: dtype, ioType: io,
-            validation: try validation.map { try CalibrationData.load($0, inputs: inputs, batch: calibrationBatch) },
-            tolerance: accuracyTolerance)
+        var config = HalfConfig(dtype: dtype, ioType: io)
+        if !int8 {
+            config.validation = try validation.map {
+                try CalibrationData.load($0, inputs: inputs, batch: calibrationBatch)
+            }
+            config.tolerance = accuracyTolerance
+        }
         config.log = { line in Console.line(line) }
         return config
     }
 
     /// The int8 settings for an engine with these inputs, or nil for float32.
     func int8Config(inputs: [GraphValue]) throws -> Int8Config? {
-        if [int8, fp16, bf16].filter({ $0 }).count > 1 {
-            throw KilnError.invalidArgument("choose one of --int8, --fp16 and --bf16")
-        }
+        if fp16, bf16 { throw KilnError.invalidArgument("choose one of --fp16 and --bf16") }
         if ioType != nil, halfType == nil { throw KilnError.invalidArgument("--io-type goes with --fp16 or --bf16") }
         guard int8 else {
             if hasInt8Settings || (halfType == nil && hasGuardSettings) {

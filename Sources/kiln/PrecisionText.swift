@@ -4,11 +4,16 @@ import KilnRuntime
 /// A precision report as text (build, inspect).
 enum PrecisionText {
     static func lines(_ report: PrecisionReport) -> [String] {
-        let floats = report.layers.filter { $0.precision == "float32" }
-        let lowered = report.layers.count - floats.count
-        var head =
-            "precision: \(report.precision), \(lowered) layers in \(report.precision), \(floats.count) kept float32"
-        if report.precision == "int8" {
+        // Layers per precision, the lowest first: "12 layers in int8, 3 in float16, 1 kept float32".
+        let order = ["int8", "float16", "bfloat16", "float32"]
+        let counts = Dictionary(grouping: report.layers, by: \.precision).mapValues(\.count)
+        let parts = order.filter { counts[$0] != nil || $0 == "float32" }.enumerated().map { i, precision in
+            let n = counts[precision] ?? 0
+            if precision == "float32" { return "\(n) kept float32" }
+            return i == 0 ? "\(n) layers in \(precision)" : "\(n) in \(precision)"
+        }
+        var head = "precision: \(report.precision), " + parts.joined(separator: ", ")
+        if report.isInt8 {
             head +=
                 "; calibrator \(report.calibrator) on \(report.calibrationSamples) samples"
                 + (report.fromCache ? " (from the calibration cache)" : "")
@@ -16,7 +21,7 @@ enum PrecisionText {
         var lines = [head]
         if report.outputs.isEmpty {
             lines.append(
-                "  accuracy guard: not run (no \(report.precision == "int8" ? "calibration or " : "")validation data)")
+                "  accuracy guard: not run (no \(report.isInt8 ? "calibration or " : "")validation data)")
         } else {
             let tolerance = report.tolerance.map { String(format: ", tolerance %.3g", $0) } ?? ""
             lines.append("  accuracy guard on \(report.guardSamples) \(report.guardData) samples\(tolerance):")
@@ -28,7 +33,8 @@ enum PrecisionText {
             }
         }
         if !report.movedToFloat.isEmpty {
-            lines.append("  moved to float32 by the guard: \(report.movedToFloat.joined(separator: ", "))")
+            let to = report.isInt8 ? "out of int8" : "to float32"
+            lines.append("  moved \(to) by the guard: \(report.movedToFloat.joined(separator: ", "))")
         }
         for layer in report.layers {
             let error = layer.relativeError.map { String(format: " (rel. error %.3g)", $0) } ?? ""

@@ -24,7 +24,10 @@ final class ClaimingCPU: Device {
     func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel {
         try cpu.makeKernel(node, subgraphs: subgraphs)
     }
-    func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool { halfPrecision }
+    /// As the CUDA backend: an int8 product's float input and output stay float32.
+    func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool {
+        halfPrecision && !(node.layer is QuantizedConvolutionLayer || node.layer is QuantizedMatMulLayer)
+    }
     func chainsInt8(_ node: Node, input: TensorType, weights: TensorType) -> Bool { int8Chains }
     func runsChannelsLast(_ node: Node, input: TensorType) -> Bool {
         int8Chains && (node.layer as? QuantizedConvolutionLayer)?.writesQuantized == true

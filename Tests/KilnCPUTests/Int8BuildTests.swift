@@ -81,7 +81,7 @@ struct Int8BuildTests {
         // Only float32 everywhere meets a zero tolerance.
         #expect(report.movedToFloat.count == 3 && report.int8LayerCount == 0, "seed \(seed)")
         #expect(report.worstRelativeError == 0)
-        #expect(report.layers.allSatisfy { $0.reason == "kept in float32 by the accuracy guard" })
+        #expect(report.layers.allSatisfy { $0.reason == "moved out of int8 by the accuracy guard" })
         let reference = try Builder.build(graph, device: CPUDevice())
         #expect(try Self.outputs(strict, data[0]) == Self.outputs(reference, data[0]))
 

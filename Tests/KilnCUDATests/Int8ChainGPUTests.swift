@@ -72,6 +72,69 @@ import Testing
     }
 }
 
+/// int8 and float16 in one engine on the GPU: a depthwise convolution (never int8) between two chains runs in
+/// float16, so the first chain ends in a dequantize to float16 and the second starts by quantizing float16; the
+/// global pool runs in float16 and the int8 classifier reads float32. Checked against the CPU reference kernels
+/// running the same engine graph and against float32.
+@Suite struct Int8HalfGPUTests {
+    static func network(_ gen: inout SeededGenerator) throws -> Graph {
+        var n = NetworkBuilder(name: "mixed")
+        let image = n.addInput("x", .float32, [4, 3, 28, 28])
+        func conv(_ input: NetworkBuilder.Value, _ shape: [Int], group: Int = 1, pads: [Int] = [], _ name: String)
+            throws -> NetworkBuilder.Value
+        {
+            let scale = Float(2 / Double(shape[1] * shape[2] * shape[3]).squareRoot())
+            return try n.relu(
+                try n.convolution(
+                    input, weights: n.addConstant(name + ".w", .random(shape, in: -scale...scale, using: &gen)),
+                    bias: n.addConstant(name + ".b", .random([shape[0]], in: -0.1...0.1, using: &gen)), pads: pads,
+                    group: group))
+        }
+        let stem = try conv(image, [64, 3, 3, 3], pads: [1, 1, 1, 1], "stem")
+        let a = try conv(stem, [64, 64, 1, 1], "a")
+        let depthwise = try conv(a, [64, 1, 3, 3], group: 64, pads: [1, 1, 1, 1], "dw")
+        let b = try conv(depthwise, [128, 64, 1, 1], "b")
+        let logits = try n.matMul(
+            try n.flatten(try n.globalAveragePool(b)), n.addConstant("fc", .random([128, 10], using: &gen)))
+        try n.markOutput(logits, as: "y")
+        return try n.build()
+    }
+
+    @Test(.enabled(if: gpuUsable), arguments: [DType.float16, .bfloat16])
+    func chainsMeet16BitLayers(_ dtype: DType) throws {
+        let seed = SeededGenerator.testSeed()
+        var gen = SeededGenerator(seed: seed)
+        let graph = try Self.network(&gen)
+        let data = (0..<2).map { _ in ["x": Tensor.random([4, 3, 28, 28], in: -1...1, using: &gen)] }
+        var config = BuilderConfig()
+        config.int8 = Int8Config(calibration: data)
+        config.half = HalfConfig(dtype: dtype)
+        let gpu = try sharedGPU()
+        let engine = try Builder.build(graph, device: gpu, config: config)
+        let g = engine.graph
+        func dtypeOf(_ value: String) -> DType? { g.type(of: value)?.tensorType?.dtype }
+        #expect(engine.precision?.precision == "int8+\(dtype.onnxName)")
+        #expect(engine.precision?.int8LayerCount == 4, "stem, a, b and the classifier")
+        let depthwise = g.nodes.filter { $0.kind == ConvolutionLayer.kind }
+        #expect(depthwise.count == 1 && depthwise.allSatisfy { dtypeOf($0.inputs[0]) == dtype })
+        if gpu.context.computeCapability == 90 && gpu.context.hasIm2colTensorMaps {
+            #expect(g.nodes.contains { $0.layer is DequantizeLayer && dtypeOf($0.outputs[0]) == dtype })
+            #expect(g.nodes.contains { $0.layer is QuantizeLayer && dtypeOf($0.inputs[0]) == dtype })
+        }
+        let input = Tensor.random([4, 3, 28, 28], in: -1...1, using: &gen)
+        func output(_ engine: Engine) throws -> [Float] {
+            try #require(try engine.makeContext().run(["x": .tensor(input)])["y"]).asTensor().scalars(as: Float.self)
+        }
+        let got = try output(engine)
+        let reference = try output(try Engine(graph: g, device: CPUDevice(threads: 2)))
+        let error = FloatDifference(got, reference).relative
+        #expect(error < 1e-2, "\(dtype), seed \(seed): relative error \(error) against the reference kernels")
+        let float32 = try output(try Builder.build(graph, device: CPUDevice(threads: 2)))
+        let quantization = FloatDifference(got, float32).relative
+        #expect(quantization < 0.05, "\(dtype), seed \(seed): relative error \(quantization) against float32")
+    }
+}
+
 /// Convolutions over fewer than 64 channels chain as int8 patches (`kiln_int8_patches_staged`): strided,
 /// dilated, padded and patch-embedding windows, and rows wider than one block's 128 pixels, against the CPU
 /// reference kernels on the same engine graph.
@@ -258,12 +321,21 @@ import Testing
         #expect(throws: KilnError.self) { try lower([3, 3], channelsLast: false) }
     }
 
+    /// Between int8 and float32, float16 or bfloat16 (an int8 + 16-bit build's chain ends); a 16-bit input
+    /// only where the quantize divides in float32, as the kernel does.
     @Test func quantizeAndDequantizeAreOnePassWithTheirScale() throws {
         let scale = Tensor(shape: [], scalars: [Float(0.03)])
-        let cases: [(any Layer, DType, DType)] = [
-            (QuantizeLayer(outputType: .int8), .float32, .int8), (DequantizeLayer(), .int8, .float32),
+        var cases: [(any Layer, DType, DType, String)] = [
+            (QuantizeLayer(outputType: .int8), .float32, .int8, "kiln_quantize_i8"),
+            (DequantizeLayer(), .int8, .float32, "kiln_dequantize_i8"),
         ]
-        for (layer, from, to) in cases {
+        for half in [DType.float16, .bfloat16] {
+            cases += [
+                (QuantizeLayer(outputType: .int8, precision: .float32), half, .int8, "kiln_quantize_i8_\(half)"),
+                (DequantizeLayer(outputType: half), .int8, half, "kiln_dequantize_i8_\(half)"),
+            ]
+        }
+        for (layer, from, to, function) in cases {
             let info = Self.info(
                 layer, [TensorType(from, dims: [2, 5, 5, 64]), TensorType(.float32, dims: [])],
                 TensorType(to, dims: [2, 5, 5, 64]), [nil, scale])
@@ -273,8 +345,14 @@ import Testing
                 Issue.record("expected one launch, got \(lowering.steps)")
                 continue
             }
-            #expect(launch.function == (to == .int8 ? "kiln_quantize_i8" : "kiln_dequantize_i8"))
+            #expect(launch.function == function)
             #expect(Self.passes(0.03, launch))
         }
+        // A 16-bit quantize that divides in 16 bits (ONNX's rule without a precision) has no kernel.
+        let narrow = QuantizeLayer(outputType: .int8)
+        let info = Self.info(
+            narrow, [TensorType(.float16, dims: [64]), TensorType(.float32, dims: [])], TensorType(.int8, dims: [64]),
+            [nil, scale])
+        #expect(throws: KilnError.self) { try CUDALoweringRegistry.all[narrow.kind]?(info) }
     }
 }

@@ -109,9 +109,12 @@ import Testing
         }
         let ptx = try nvrtc.compile(CUDAQuantizedProducts.source, architecture: 90)
         let text = String(decoding: ptx, as: UTF8.self)
-        var names = [
-            "kiln_quantize_i8", "kiln_quantize_u8", "kiln_int8_nhwc", "kiln_int8_patches_nhwc", "kiln_int8_rows",
-        ]
+        var names = ["kiln_int8_nhwc", "kiln_int8_patches_nhwc", "kiln_int8_rows"]
+        for float in [DType.float32, .float16, .bfloat16] {
+            for q in [DType.int8, .uint8] {
+                names += ["quantize", "dequantize"].map { CUDAQuantizedProducts.kernelName($0, q, float) }
+            }
+        }
         for act in 0...8 {
             for q in ["i8", "u8"] { names += ["kiln_conv2d_int8_\(q)_act\(act)", "kiln_matmul_int8_\(q)_act\(act)"] }
             names += ["kiln_int8_finish_conv_act\(act)", "kiln_int8_finish_rows_act\(act)"]

@@ -1,26 +1,35 @@
 import KilnIR
 
-/// `quantize` and `dequantize` with one constant scale (and zero point) for the whole tensor, between float32
-/// and int8 or uint8: where `Int8Chaining` starts and ends a chain of int8 convolutions, and what explicitly
-/// quantized models leave after Q/DQ folding. Per-axis and blocked forms are not lowered.
+/// `quantize` and `dequantize` with one constant scale (and zero point) for the whole tensor, between a float
+/// (float32, or float16 and bfloat16 as a mixed-precision build leaves them) and int8 or uint8: where
+/// `Int8Chaining` starts and ends a chain of int8 convolutions, and what explicitly quantized models leave after
+/// Q/DQ folding. The arithmetic is float32 whatever the float's storage: a 16-bit input is quantized only when
+/// the layer divides in float32 (`HalfPrecision` says so when it narrows the input). Per-axis and blocked forms
+/// are not lowered.
 enum CUDAQuantizationLowerings {
     static let all: [(LayerKind, CUDALoweringFunction)] = [
         cudaLowering(QuantizeLayer.self) { layer, info in
-            guard layer.blockSize == 0, try info.input(0).dtype == .float32 else {
-                throw KilnError.unsupported("CUDA quantizes float32 per tensor only")
+            let float = try info.input(0).dtype
+            guard layer.blockSize == 0, float == .float32 || (isHalf(float) && layer.precision == .float32) else {
+                throw KilnError.unsupported(
+                    "CUDA quantizes float32 per tensor only (16-bit floats when the division is float32)")
             }
-            return try lower(info, quantized: info.outputs.first?.dtype, quantizing: true)
+            return try lower(info, float: float, quantized: info.outputs.first?.dtype, quantizing: true)
         },
         cudaLowering(DequantizeLayer.self) { layer, info in
-            guard layer.blockSize == 0, info.outputs.first?.dtype == .float32 else {
-                throw KilnError.unsupported("CUDA dequantizes to float32 per tensor only")
+            guard layer.blockSize == 0, let float = info.outputs.first?.dtype, float == .float32 || isHalf(float)
+            else {
+                throw KilnError.unsupported("CUDA dequantizes to float32, float16 or bfloat16 per tensor only")
             }
-            return try lower(info, quantized: try info.input(0).dtype, quantizing: false)
+            return try lower(info, float: float, quantized: try info.input(0).dtype, quantizing: false)
         },
     ]
 
+    static func isHalf(_ dtype: DType) -> Bool { dtype == .float16 || dtype == .bfloat16 }
+
     /// One pass over the tensor with the scale and zero point as arguments.
-    static func lower(_ info: CUDANodeInfo, quantized: DType?, quantizing: Bool) throws -> CUDALowering {
+    static func lower(_ info: CUDANodeInfo, float: DType, quantized: DType?, quantizing: Bool) throws -> CUDALowering
+    {
         guard let quantized, quantized == .int8 || quantized == .uint8 else {
             throw KilnError.unsupported("CUDA quantizes to int8 and uint8 only, not \(quantized?.onnxName ?? "?")")
         }
@@ -40,10 +49,10 @@ enum CUDAQuantizationLowerings {
             scale: Float(try scale.doubleValues()[0]), zeroPoint: Int(zeroPoint), type: quantized)
         let launch =
             quantizing
-            ? CUDAQuantizedProducts.quantize(q, count: count, into: .output(0))
+            ? CUDAQuantizedProducts.quantize(q, count: count, from: float, into: .output(0))
             : CUDALaunch(
                 source: CUDAQuantizedProducts.source,
-                function: quantized == .int8 ? "kiln_dequantize_i8" : "kiln_dequantize_u8",
+                function: CUDAQuantizedProducts.kernelName("dequantize", q.type, float),
                 grid: CUDAQuantizedProducts.grid(count), block: CUDADim3(CUDAQuantizedProducts.threads),
                 arguments: [
                     .pointer(.input(0)), .pointer(.output(0)), .int(count), .float32(q.scale),

@@ -13,47 +13,50 @@ extension CUDAQuantizedProducts {
                 return (unsigned)(int)r & 0xFFu;
             }
 
-            /* Four values a thread (one 16-byte load, one 4-byte store) where both pointers allow, then the rest
-               one at a time. */
-            template <typename Q>
+            /* Four values a thread (one 16-byte or 8-byte load, one 4-byte store) where both pointers allow, then
+               the rest one at a time. F: float or a 16-bit float, widened before the division. */
+            template <typename F> struct __align__(4 * sizeof(F)) kiln_four { F v[4]; };
+
+            template <typename F, typename Q>
             __device__ __forceinline__ void kiln_quantize(
-                const float* __restrict__ x, Q* __restrict__ q, i64 n, float scale, int zp, int lo, int hi)
+                const F* __restrict__ x, Q* __restrict__ q, i64 n, float scale, int zp, int lo, int hi)
             {
                 const i64 step = (i64)gridDim.x * blockDim.x, first = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-                const i64 vectors = (((u64)x & 15) == 0 && ((u64)q & 3) == 0) ? n / 4 : 0;
+                const i64 vectors = (((u64)x & (4 * sizeof(F) - 1)) == 0 && ((u64)q & 3) == 0) ? n / 4 : 0;
                 for (i64 v = first; v < vectors; v += step) {
-                    const float4 f = reinterpret_cast<const float4*>(x)[v];
-                    reinterpret_cast<unsigned*>(q)[v] = kiln_quantize1(f.x, scale, zp, lo, hi)
-                        | kiln_quantize1(f.y, scale, zp, lo, hi) << 8 | kiln_quantize1(f.z, scale, zp, lo, hi) << 16
-                        | kiln_quantize1(f.w, scale, zp, lo, hi) << 24;
+                    const kiln_four<F> f = reinterpret_cast<const kiln_four<F>*>(x)[v];
+                    reinterpret_cast<unsigned*>(q)[v] = kiln_quantize1((float)f.v[0], scale, zp, lo, hi)
+                        | kiln_quantize1((float)f.v[1], scale, zp, lo, hi) << 8
+                        | kiln_quantize1((float)f.v[2], scale, zp, lo, hi) << 16
+                        | kiln_quantize1((float)f.v[3], scale, zp, lo, hi) << 24;
                 }
-                for (i64 i = 4 * vectors + first; i < n; i += step) q[i] = (Q)kiln_quantize1(x[i], scale, zp, lo, hi);
+                for (i64 i = 4 * vectors + first; i < n; i += step)
+                    q[i] = (Q)kiln_quantize1((float)x[i], scale, zp, lo, hi);
             }
 
-            extern "C" __global__ void kiln_quantize_i8(
-                const float* __restrict__ x, signed char* __restrict__ q, i64 n, float scale, int zp, int lo, int hi)
-            { kiln_quantize<signed char>(x, q, n, scale, zp, lo, hi); }
-
-            extern "C" __global__ void kiln_quantize_u8(
-                const float* __restrict__ x, unsigned char* __restrict__ q, i64 n, float scale, int zp, int lo, int hi)
-            { kiln_quantize<unsigned char>(x, q, n, scale, zp, lo, hi); }
-
-            template <typename Q>
+            template <typename Q, typename F>
             __device__ __forceinline__ void kiln_dequantize(
-                const Q* __restrict__ q, float* __restrict__ x, i64 n, float scale, int zp)
+                const Q* __restrict__ q, F* __restrict__ x, i64 n, float scale, int zp)
             {
                 const i64 step = (i64)gridDim.x * blockDim.x;
                 for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step)
-                    x[i] = __fmul_rn((float)((int)q[i] - zp), scale);
+                    x[i] = F(__fmul_rn((float)((int)q[i] - zp), scale));
             }
 
-            extern "C" __global__ void kiln_dequantize_i8(
-                const signed char* __restrict__ q, float* __restrict__ x, i64 n, float scale, int zp)
-            { kiln_dequantize<signed char>(q, x, n, scale, zp); }
-
-            extern "C" __global__ void kiln_dequantize_u8(
-                const unsigned char* __restrict__ q, float* __restrict__ x, i64 n, float scale, int zp)
-            { kiln_dequantize<unsigned char>(q, x, n, scale, zp); }
+            /* kiln_quantize_i8 reads float, kiln_quantize_i8_f16 float16, ...; kiln_dequantize_i8 writes float,
+               kiln_dequantize_i8_f16 float16, ... */
+            #define KILN_QUANTIZE(F, FNAME, Q, QNAME) \
+                extern "C" __global__ void kiln_quantize_##QNAME##FNAME( \
+                    const F* __restrict__ x, Q* __restrict__ q, i64 n, float scale, int zp, int lo, int hi) \
+                { kiln_quantize<F, Q>(x, q, n, scale, zp, lo, hi); } \
+                extern "C" __global__ void kiln_dequantize_##QNAME##FNAME( \
+                    const Q* __restrict__ q, F* __restrict__ x, i64 n, float scale, int zp) \
+                { kiln_dequantize<Q, F>(q, x, n, scale, zp); }
+            #define KILN_QUANTIZE_ALL(F, FNAME) \
+                KILN_QUANTIZE(F, FNAME, signed char, i8) KILN_QUANTIZE(F, FNAME, unsigned char, u8)
+            KILN_QUANTIZE_ALL(float, )
+            KILN_QUANTIZE_ALL(kiln_half, _f16)
+            KILN_QUANTIZE_ALL(kiln_bf16, _bf16)
 
             /* The float tail of every int8 output: dequantize, bias, residual, activation, requantize. */
             template <int ACT>

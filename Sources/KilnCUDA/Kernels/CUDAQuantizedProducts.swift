@@ -251,19 +251,24 @@ enum CUDAQuantizedProducts {
         CUDADim3(max(1, min((total + threads - 1) / threads, maxBlocks)))
     }
 
-    /// `count` floats of input 0 quantized with `q` into `destination`.
+    /// `count` floats (of dtype `float`) of input 0 quantized with `q` into `destination`.
     static func quantize(
-        _ q: ActivationQuantization, count: Int, into destination: CUDAOperand = .scratch(0)
-    )
-        -> CUDALaunch
-    {
+        _ q: ActivationQuantization, count: Int, from float: DType = .float32, into destination: CUDAOperand = .scratch(0)
+    ) -> CUDALaunch {
         CUDALaunch(
-            source: source, function: q.type == .int8 ? "kiln_quantize_i8" : "kiln_quantize_u8", grid: grid(count),
+            source: source, function: kernelName("quantize", q.type, float), grid: grid(count),
             block: CUDADim3(threads),
             arguments: [
                 .pointer(.input(0)), .pointer(destination), .int(count), .float32(q.scale),
                 .int32(Int32(q.zeroPoint)), .int32(Int32(q.range.lowerBound)), .int32(Int32(q.range.upperBound)),
             ])
+    }
+
+    /// `kiln_quantize_i8`, `kiln_dequantize_u8_f16`, ...: `operation` between bytes of `quantized` (int8 or
+    /// uint8) and floats of `float` (float32 unnamed).
+    static func kernelName(_ operation: String, _ quantized: DType, _ float: DType) -> String {
+        let suffix = float == .float32 ? "" : "_\(float)"
+        return "kiln_\(operation)_\(quantized == .int8 ? "i8" : "u8")\(suffix)"
     }
 
     private static func requantization(_ q: ActivationQuantization?) -> [CUDAArgument] {

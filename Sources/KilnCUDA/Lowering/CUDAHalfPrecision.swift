@@ -2,7 +2,7 @@ import KilnIR
 
 /// The layer kinds whose CUDA lowerings take float16 and bfloat16 operands: products and convolutions on
 /// tensor cores (cuBLASLt, cuDNN), and Kiln's kernels, which load the 16-bit values, compute in float32 and
-/// store 16 bits. Data movement is by element size, so every 2-byte type moves alike.
+/// store 16 bits (quantize and dequantize included: the float side of int8 chains in an int8 + 16-bit build). Data movement is by element size, so every 2-byte type moves alike.
 enum CUDAHalfPrecision {
     static let kinds: Set<LayerKind> = [
         UnaryLayer.kind, ClipLayer.kind, BinaryLayer.kind, VariadicLayer.kind, SelectLayer.kind, CastLayer.kind,
@@ -10,7 +10,7 @@ enum CUDAHalfPrecision {
         FusedAttentionLayer.kind, AttentionLayer.kind, ReduceLayer.kind, SoftmaxLayer.kind, NormalizationLayer.kind,
         PoolLayer.kind, ReshapeLayer.kind, IdentityLayer.kind, TransposeLayer.kind, SliceLayer.kind,
         ExpandLayer.kind, TileLayer.kind, DepthSpaceLayer.kind, SplitLayer.kind, ConcatLayer.kind, PadLayer.kind,
-        GatherLayer.kind, GatherElementsLayer.kind, DropoutLayer.kind,
+        GatherLayer.kind, GatherElementsLayer.kind, DropoutLayer.kind, QuantizeLayer.kind, DequantizeLayer.kind,
     ]
 
     /// Channels-last pays in 16 bits, where cuDNN's tensor-core convolutions want NHWC and reformat NCHW data

@@ -8,21 +8,22 @@ struct HalfPlanner {
     let config: HalfConfig
     let device: any Device
 
-    func run(_ graph: Graph) throws -> (Graph, PrecisionReport) {
-        let dtype = config.dtype
-        let device = self.device
+    /// Refuses a device with no 16-bit kernel for any layer of `graph`.
+    static func checkDevice(_ device: any Device, dtype: DType, graph: Graph) throws {
         guard graph.nodes.contains(where: { device.runsInHalfPrecision($0, dtype: dtype) }) else {
             throw KilnError.unsupported(
                 "the \(device.properties.kind) device has no fast \(dtype.onnxName) kernels: build for a GPU "
                     + "(--device cuda) or in float32")
         }
+    }
+
+    func run(_ graph: Graph) throws -> (Graph, PrecisionReport) {
+        let dtype = config.dtype
+        let device = self.device
         let batches = config.validation ?? []
         if config.tolerance != nil, batches.isEmpty {
             throw KilnError.invalidArgument(
                 "the accuracy guard needs validation data (--validation) with the tolerance")
-        }
-        if !batches.isEmpty, config.ioType != .float32 {
-            throw KilnError.invalidArgument("the accuracy guard feeds float32 inputs: use it with float32 engine I/O")
         }
         func convert(_ keep: Set<String>) throws -> (Graph, [HalfPrecision.Decision]) {
             var g = graph

@@ -4,11 +4,13 @@ import KilnOptimizer
 
 /// Turns an optimized float graph into its int8 form: calibrates (or reads the cache), quantizes every
 /// candidate layer, keeps activations int8 between the convolutions the device chains (`chaining`), measures
-/// the outputs against float32 and, given a tolerance, moves the most sensitive layers back to float32 until
-/// the outputs are within it.
+/// the outputs against float32 and, given a tolerance, moves the most sensitive layers out of int8 until the
+/// outputs are within it. With `half` the layers left out of int8 (those the guard moves included) run in the
+/// 16-bit float where the device has kernels for them, as a `HalfPlanner` build would run them; else float32.
 struct Int8Planner {
     let config: Int8Config
     let device: any Device
+    var half: HalfConfig?
     var chaining = true
     /// The builder's device layout passes: the guard measures graphs as the engine will run them (a chained
     /// convolution has kernels only in its channels-last form).
@@ -25,12 +27,12 @@ struct Int8Planner {
             throw KilnError.invalidArgument(
                 "the accuracy guard needs data to measure on: give calibration or validation data with the tolerance")
         }
-        let quantize = { (keep: Set<String>) throws -> (Graph, [String], [String: String]) in
+        let device = device
+        let quantize = { (keep: Set<String>) throws -> Quantized in
             var g = graph
             var reasons = floatReasons
             let done = try Int8Quantization(ranges: table.ranges, keepFloat: keep).apply(&g) { reasons[$0] = $1 }
             if chaining {
-                let device = device
                 let chained = try Int8Chaining(
                     ranges: table.ranges, floatValues: Set(layerOutputs),
                     chains: { device.chainsInt8($0, input: $1, weights: $2) }
@@ -39,15 +41,25 @@ struct Int8Planner {
                     config.log?("\(chained.count) int8 convolutions read and write int8 activations (chained)")
                 }
             }
-            return (g, done, reasons)
+            var precisions: [String: DType] = [:]
+            if let half {
+                let pass = HalfPrecision(
+                    dtype: half.dtype, ioType: half.ioType, keepFloat: half.keepFloat,
+                    runsInHalf: { device.runsInHalfPrecision($0, dtype: half.dtype) })
+                for decision in try pass.apply(&g) where !done.contains(decision.node) {
+                    precisions[decision.node] = decision.precision
+                    if let reason = decision.reason { reasons[decision.node] = reason }
+                }
+            }
+            return Quantized(graph: g, int8Layers: done, reasons: reasons, precisions: precisions)
         }
-        var (quantized, int8Layers, reasons) = try quantize([])
+        var quantized = try quantize([])
         let evaluator = OutputEvaluator(device: device, batches: guardBatches, layout: layout)
         var moved: [String] = []
         var errors: [String: FloatDifference] = [:]
         if !guardBatches.isEmpty {
             let reference = try evaluator.outputs(graph, extra: layerOutputs)
-            errors = try evaluator.errors(quantized, extra: layerOutputs, reference: reference)
+            errors = try evaluator.errors(quantized.graph, extra: layerOutputs, reference: reference)
             let names = graph.outputs.map(\.name)
             if config.tolerance != nil, !names.contains(where: { errors[$0] != nil }) {
                 throw KilnError.unsupported(
@@ -60,36 +72,41 @@ struct Int8Planner {
                     String(
                         format: "int8 outputs differ by %.3g (tolerance %.3g): ranking layers", worst(errors), tolerance
                     ))
+                let int8Layers = quantized.int8Layers
                 var sensitivity: [(String, Double)] = []
                 for (index, layer) in int8Layers.enumerated() {
                     config.progress?("sensitivity", index, int8Layers.count)
-                    let (alone, _, _) = try quantize(Set(int8Layers).subtracting([layer]))
+                    let alone = try quantize(Set(int8Layers).subtracting([layer])).graph
                     sensitivity.append((layer, worst(try evaluator.errors(alone, extra: [], reference: reference))))
                 }
                 config.progress?("sensitivity", int8Layers.count, int8Layers.count)
                 for (layer, alone) in sensitivity.sorted(by: { $0.1 > $1.1 }) {
                     moved.append(layer)
-                    (quantized, int8Layers, reasons) = try quantize(Set(moved))
-                    errors = try evaluator.errors(quantized, extra: layerOutputs, reference: reference)
+                    quantized = try quantize(Set(moved))
+                    errors = try evaluator.errors(quantized.graph, extra: layerOutputs, reference: reference)
                     config.log?(
                         String(
-                            format: "moved %@ to float32 (alone it gave %.3g): outputs now %.3g", layer, alone,
-                            worst(errors)))
+                            format: "moved %@ to %@ (alone it gave %.3g): outputs now %.3g", layer,
+                            (quantized.precisions[layer] ?? .float32).onnxName, alone, worst(errors)))
                     if worst(errors) <= tolerance { break }
                 }
             }
         }
         let report = PrecisionReport(
-            precision: "int8", calibrator: table.method, calibrationSamples: table.samples, fromCache: fromCache,
+            precision: half.map { "int8+\($0.dtype.onnxName)" } ?? "int8", calibrator: table.method,
+            calibrationSamples: table.samples, fromCache: fromCache,
             guardData: config.validation == nil ? "calibration" : "validation",
             guardSamples: Calibrator.sampleCount(guardBatches, graph),
             tolerance: config.tolerance,
             layers: graph.nodes.compactMap { node in
-                if int8Layers.contains(node.name) {
+                if quantized.int8Layers.contains(node.name) {
                     let error = node.outputs.first.flatMap { errors[$0]?.relative }
                     return .init(name: node.name, precision: "int8", reason: nil, relativeError: error)
                 }
-                return reasons[node.name].map { .init(name: node.name, precision: "float32", reason: $0) }
+                if let precision = quantized.precisions[node.name] {
+                    return .init(name: node.name, precision: precision.onnxName, reason: quantized.reasons[node.name])
+                }
+                return quantized.reasons[node.name].map { .init(name: node.name, precision: "float32", reason: $0) }
             },
             outputs: graph.outputs.compactMap { output in
                 errors[output.name].map {
@@ -97,7 +114,16 @@ struct Int8Planner {
                 }
             },
             movedToFloat: moved)
-        return (quantized, report)
+        return (quantized.graph, report)
+    }
+
+    /// One way of quantizing the graph: the rewritten graph, its int8 layers, why each other candidate is not
+    /// int8, and (with `half`) the precision of each layer left in float.
+    private struct Quantized {
+        var graph: Graph
+        var int8Layers: [String]
+        var reasons: [String: String]
+        var precisions: [String: DType]
     }
 
     /// The calibrated ranges: from the cache when it covers `values` with this calibrator, else measured (and
@@ -163,8 +189,18 @@ struct OutputEvaluator {
         let engine = try Engine(graph: exposed, device: device)
         let context = engine.makeContext()
         var result: [String: [Float]] = [:]
+        // Float inputs in the engine's input dtype (a 16-bit engine's I/O type).
+        let inputTypes = Dictionary(
+            exposed.inputs.compactMap { input in input.type?.tensorType.map { (input.name, $0.dtype) } },
+            uniquingKeysWith: { a, _ in a })
         for batch in batches {
-            for (name, value) in try context.run(batch.mapValues(Value.tensor)) {
+            var feeds: [String: Value] = [:]
+            for (name, tensor) in batch {
+                let dtype = inputTypes[name] ?? tensor.dtype
+                let cast = dtype != tensor.dtype && dtype.isFloatingPoint && tensor.dtype.isFloatingPoint
+                feeds[name] = .tensor(cast ? try tensor.cast(to: dtype) : tensor)
+            }
+            for (name, value) in try context.run(feeds) {
                 // Float outputs, the 16-bit values of a mixed-precision engine's layers widened to float32.
                 guard var tensor = try? value.asTensor(), [.float32, .float16, .bfloat16].contains(tensor.dtype)
                 else { continue }

@@ -4,9 +4,10 @@
 public struct PrecisionReport: Sendable, Codable, Equatable {
     public struct LayerEntry: Sendable, Codable, Equatable {
         public var name: String
-        /// `int8` or `float32`.
+        /// `int8`, `float16`, `bfloat16` or `float32`.
         public var precision: String
-        /// Why the layer stayed float32; nil for int8 layers.
+        /// Why the layer is not in the build's lowest precision (not int8 in an int8 build, float32 in a 16-bit
+        /// one); nil for layers in it.
         public var reason: String?
         /// Relative error of the layer's output against float32 (`perLayer` only).
         public var relativeError: Double?
@@ -30,9 +31,12 @@ public struct PrecisionReport: Sendable, Codable, Equatable {
     public var tolerance: Double?
     public var layers: [LayerEntry]
     public var outputs: [OutputError]
-    /// Layers the guard moved back to float32 to meet the tolerance, most sensitive first.
+    /// Layers the guard moved to higher precision to meet the tolerance (out of int8, to the build's 16-bit
+    /// float if it has one; from 16 bits to float32), most sensitive first.
     public var movedToFloat: [String]
 
     public var worstRelativeError: Double { outputs.map(\.relativeError).max() ?? 0 }
     public var int8LayerCount: Int { layers.filter { $0.precision == "int8" }.count }
+    /// An int8 build (`int8`, or `int8+float16` / `int8+bfloat16` with the other layers in 16 bits).
+    public var isInt8: Bool { precision.hasPrefix("int8") }
 }
