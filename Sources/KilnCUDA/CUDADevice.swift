@@ -102,6 +102,15 @@ public final class CUDADevice: Device {
             im2col: context.hasIm2colTensorMaps)
     }
 
+    /// Only chained int8 convolutions: an unchained int8 layer quantizes its float input, multiplies and
+    /// finishes in float32 in three kernels, where the 16-bit layer is one tensor-core kernel with its epilogue.
+    /// ResNet-50 at batch 64 (H100): unchained int8 10.5 ms against float16 2.02; MobileNetV2, whose 1×1
+    /// convolutions mostly do not chain, 4.91 ms in int8 and 5.44 in int8 + float16 with every quantizable
+    /// layer int8, against 1.42 in float16 (BENCHMARKS.md, "int8 and float16 in one engine").
+    public func int8Beats(_ node: Node, input: TensorType, weights: TensorType, half: DType, chained: Bool) -> Bool {
+        chained && node.layer is ConvolutionLayer && chainsInt8(node, input: input, weights: weights)
+    }
+
     /// Host kernels, for constant folding at build time; the engine itself runs on the GPU (`compile`).
     public func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel {
         try host.makeKernel(node, subgraphs: subgraphs)

@@ -36,6 +36,10 @@ public protocol Device: AnyObject, Sendable {
     /// `weights`, both channels-first) as an int8 convolution whose input, residual and output stay int8 and
     /// channels-last (`Int8Chaining`). Never by default.
     func chainsInt8(_ node: Node, input: TensorType, weights: TensorType) -> Bool
+    /// Whether this device runs `node` (a float convolution or matMul the int8 pass can quantize, whose input is
+    /// `input` and weights `weights`, channels-first) faster in int8 than in the 16-bit float `half`, with int8
+    /// chains on or off (`chained`). An int8 + 16-bit build leaves the others in 16 bits. Always by default.
+    func int8Beats(_ node: Node, input: TensorType, weights: TensorType, half: DType, chained: Bool) -> Bool
     func makeKernel(_ node: Node, subgraphs: any SubgraphCompiler) throws -> any Kernel
     /// A copy of `tensor` in the host memory this device transfers from fastest (page-locked on a GPU), for
     /// inputs given to many runs; the tensor itself by default.
@@ -74,6 +78,10 @@ extension Device {
     public func takesTransposedInput(_ node: Node, input: TensorType, outputChannels: Int) -> Bool { false }
 
     public func chainsInt8(_ node: Node, input: TensorType, weights: TensorType) -> Bool { false }
+
+    public func int8Beats(_ node: Node, input: TensorType, weights: TensorType, half: DType, chained: Bool) -> Bool {
+        true
+    }
 
     public func pinnedCopy(of tensor: Tensor) throws -> Tensor { tensor }
 

@@ -13,10 +13,16 @@ final class ClaimingCPU: Device {
     let cpu = CPUDevice()
     let halfPrecision: Bool
     let int8Chains: Bool
+    /// The layers it claims to run faster in 16 bits than in int8.
+    let slowerInInt8: @Sendable (Node) -> Bool
 
-    init(halfPrecision: Bool = false, int8Chains: Bool = false) {
+    init(
+        halfPrecision: Bool = false, int8Chains: Bool = false,
+        slowerInInt8: @escaping @Sendable (Node) -> Bool = { _ in false }
+    ) {
         self.halfPrecision = halfPrecision
         self.int8Chains = int8Chains
+        self.slowerInInt8 = slowerInInt8
     }
 
     var properties: DeviceProperties { cpu.properties }
@@ -29,6 +35,9 @@ final class ClaimingCPU: Device {
         halfPrecision && !(node.layer is QuantizedConvolutionLayer || node.layer is QuantizedMatMulLayer)
     }
     func chainsInt8(_ node: Node, input: TensorType, weights: TensorType) -> Bool { int8Chains }
+    func int8Beats(_ node: Node, input: TensorType, weights: TensorType, half: DType, chained: Bool) -> Bool {
+        !slowerInInt8(node)
+    }
     func runsChannelsLast(_ node: Node, input: TensorType) -> Bool {
         int8Chains && (node.layer as? QuantizedConvolutionLayer)?.writesQuantized == true
     }

@@ -63,7 +63,8 @@ struct Int8HalfBuildTests {
         // the scales stay float32.
         let quantizes = g.nodes.filter { $0.layer is QuantizeLayer }
         #expect(
-            quantizes.contains { dtypeOf($0.inputs[0]) == dtype && ($0.layer as? QuantizeLayer)?.precision == .float32 })
+            quantizes.contains { dtypeOf($0.inputs[0]) == dtype && ($0.layer as? QuantizeLayer)?.precision == .float32 }
+        )
         #expect(quantizes.allSatisfy { g.initializers[$0.inputs[1]]?.dtype == .float32 })
         let dequantizes = g.nodes.filter { $0.layer is DequantizeLayer }
         #expect(dequantizes.contains { dtypeOf($0.outputs[0]) == dtype }, "\(g.nodes.map(\.kind.name))")
@@ -104,6 +105,25 @@ struct Int8HalfBuildTests {
         half.half = HalfConfig(dtype: .float16)
         let float16 = try Builder.build(graph, device: device, config: half)
         #expect(try Int8BuildTests.outputs(moved, data[0]) == Int8BuildTests.outputs(float16, data[0]))
+    }
+
+    /// A layer the device runs faster in 16 bits stays out of int8 (and is not ranked by the guard).
+    @Test func layersFasterIn16BitsStayThere() throws {
+        var gen = SeededGenerator(seed: seed)
+        let graph = try Self.network(&gen)
+        let device = ClaimingCPU(halfPrecision: true, int8Chains: true) { $0.layer is MatMulLayer }
+        let data = Int8BuildTests.batches(2, &gen)
+        let engine = try Builder.build(graph, device: device, config: Self.config(.float16, data))
+        let report = try #require(engine.precision)
+        #expect(report.int8LayerCount == 2, "seed \(seed)")
+        let product = try #require(report.layers.first { $0.reason?.contains("faster in float16") == true })
+        #expect(product.precision == "float16")
+        #expect(engine.graph.nodes.contains { $0.kind == MatMulLayer.kind })
+        #expect(!engine.graph.nodes.contains { $0.kind.name == "matMul.int8" })
+        // Only int8 builds with a 16-bit float ask: an int8 build alone quantizes it.
+        var int8Only = BuilderConfig()
+        int8Only.int8 = Int8Config(calibration: data, method: .minMax)
+        #expect(try Builder.build(graph, device: device, config: int8Only).precision?.int8LayerCount == 3)
     }
 
     @Test func theCPUBackendRefusesIt() throws {

@@ -28,8 +28,7 @@ enum CUDAQuantizationLowerings {
     static func isHalf(_ dtype: DType) -> Bool { dtype == .float16 || dtype == .bfloat16 }
 
     /// One pass over the tensor with the scale and zero point as arguments.
-    static func lower(_ info: CUDANodeInfo, float: DType, quantized: DType?, quantizing: Bool) throws -> CUDALowering
-    {
+    static func lower(_ info: CUDANodeInfo, float: DType, quantized: DType?, quantizing: Bool) throws -> CUDALowering {
         guard let quantized, quantized == .int8 || quantized == .uint8 else {
             throw KilnError.unsupported("CUDA quantizes to int8 and uint8 only, not \(quantized?.onnxName ?? "?")")
         }

@@ -253,7 +253,8 @@ enum CUDAQuantizedProducts {
 
     /// `count` floats (of dtype `float`) of input 0 quantized with `q` into `destination`.
     static func quantize(
-        _ q: ActivationQuantization, count: Int, from float: DType = .float32, into destination: CUDAOperand = .scratch(0)
+        _ q: ActivationQuantization, count: Int, from float: DType = .float32,
+        into destination: CUDAOperand = .scratch(0)
     ) -> CUDALaunch {
         CUDALaunch(
             source: source, function: kernelName("quantize", q.type, float), grid: grid(count),

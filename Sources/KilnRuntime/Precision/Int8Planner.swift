@@ -28,10 +28,13 @@ struct Int8Planner {
                 "the accuracy guard needs data to measure on: give calibration or validation data with the tolerance")
         }
         let device = device
+        let leaveOut = slowerInInt8(graph, candidates)
         let quantize = { (keep: Set<String>) throws -> Quantized in
             var g = graph
             var reasons = floatReasons
-            let done = try Int8Quantization(ranges: table.ranges, keepFloat: keep).apply(&g) { reasons[$0] = $1 }
+            let done = try Int8Quantization(ranges: table.ranges, keepFloat: keep, leaveOut: leaveOut).apply(&g) {
+                reasons[$0] = $1
+            }
             if chaining {
                 let chained = try Int8Chaining(
                     ranges: table.ranges, floatValues: Set(layerOutputs),
@@ -168,6 +171,20 @@ struct Int8Planner {
             else { return nil }
             return node.outputs.first
         }
+    }
+
+    /// With `half`, the candidates the device runs faster in the 16-bit float than in int8, with the reason.
+    private func slowerInInt8(_ graph: Graph, _ candidates: [Int8Quantization.Candidate]) -> [String: String] {
+        guard let half else { return [:] }
+        var result: [String: String] = [:]
+        for candidate in candidates {
+            guard let node = graph.nodes.first(where: { $0.name == candidate.node }),
+                let x = graph.type(of: node.inputs[0])?.tensorType, let w = graph.type(of: node.inputs[1])?.tensorType,
+                !device.int8Beats(node, input: x, weights: w, half: half.dtype, chained: chaining)
+            else { continue }
+            result[node.name] = "the device runs it faster in \(half.dtype.onnxName) than in int8"
+        }
+        return result
     }
 
     private func outputsOf(_ layers: [String], _ graph: Graph) -> [String] {
