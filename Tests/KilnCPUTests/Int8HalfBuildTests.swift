@@ -13,8 +13,9 @@ import Testing
 struct Int8HalfBuildTests {
     let seed = SeededGenerator.testSeed()
 
-    /// conv(3->8)+relu, depthwise conv(8), conv 1x1(8->16)+relu, global average pool, flatten, matMul(16->4)+bias.
-    static func network(_ gen: inout SeededGenerator) throws -> Graph {
+    /// conv(3->8)+relu, depthwise conv(8), conv 3x3 (or `1x1`) (8->16)+relu, global average pool, flatten,
+    /// matMul(16->4)+bias.
+    static func network(_ gen: inout SeededGenerator, pointwise: Bool = false) throws -> Graph {
         var n = NetworkBuilder(name: "mixed")
         let x = n.addInput("x", .float32, [.symbol("N"), 3, 8, 8])
         let c1 = try n.relu(
@@ -26,8 +27,10 @@ struct Int8HalfBuildTests {
             group: 8)
         let c2 = try n.relu(
             try n.convolution(
-                dw, weights: n.addConstant("w2", .random([16, 8, 1, 1], in: -0.5...0.5, using: &gen)),
-                bias: n.addConstant("b2", .random([16], using: &gen))))
+                dw,
+                weights: n.addConstant(
+                    "w2", .random(pointwise ? [16, 8, 1, 1] : [16, 8, 3, 3], in: -0.3...0.3, using: &gen)),
+                bias: n.addConstant("b2", .random([16], using: &gen)), pads: pointwise ? [] : [1, 1, 1, 1]))
         let pooled = try n.flatten(try n.globalAveragePool(c2))
         let y = try n.matMul(
             pooled, n.addConstant("w3", .random([16, 4], using: &gen)),
@@ -124,6 +127,23 @@ struct Int8HalfBuildTests {
         var int8Only = BuilderConfig()
         int8Only.int8 = Int8Config(calibration: data, method: .minMax)
         #expect(try Builder.build(graph, device: device, config: int8Only).precision?.int8LayerCount == 3)
+    }
+
+    /// A chained 1x1 convolution whose input would be quantized from a 16-bit layer's output stays in 16 bits; a
+    /// chained 3x3 one there stays int8 (the case above).
+    @Test func aPointwiseConvolutionAfter16BitsStaysThere() throws {
+        var gen = SeededGenerator(seed: seed)
+        let graph = try Self.network(&gen, pointwise: true)
+        let device = ClaimingCPU(halfPrecision: true, int8Chains: true)
+        let data = Int8BuildTests.batches(2, &gen)
+        let engine = try Builder.build(graph, device: device, config: Self.config(.float16, data))
+        let report = try #require(engine.precision)
+        #expect(report.int8LayerCount == 2, "the stem and the classifier; seed \(seed)")
+        let pointwise = try #require(report.layers.first { $0.reason?.contains("quantized from 16 bits") == true })
+        #expect(pointwise.precision == "float16")
+        let g = engine.graph
+        #expect(
+            !g.nodes.contains { $0.layer is QuantizeLayer && g.type(of: $0.inputs[0])?.tensorType?.dtype == .float16 })
     }
 
     @Test func theCPUBackendRefusesIt() throws {

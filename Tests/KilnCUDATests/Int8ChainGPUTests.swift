@@ -95,7 +95,7 @@ import Testing
         let stem = try conv(image, [64, 3, 3, 3], pads: [1, 1, 1, 1], "stem")
         let a = try conv(stem, [64, 64, 1, 1], "a")
         let depthwise = try conv(a, [64, 1, 3, 3], group: 64, pads: [1, 1, 1, 1], "dw")
-        let b = try conv(depthwise, [128, 64, 1, 1], "b")
+        let b = try conv(depthwise, [128, 64, 3, 3], pads: [1, 1, 1, 1], "b")
         let logits = try n.matMul(
             try n.flatten(try n.globalAveragePool(b)), n.addConstant("fc", .random([128, 10], using: &gen)))
         try n.markOutput(logits, as: "y")
