@@ -39,8 +39,13 @@ import Testing
         }
         #expect(input.window?.output == [28, 28] && input.boxColumns == 128 && input.swizzleBytes == 128)
         #expect(weights.rows == 128 && weights.columns == 9 * 128 && weights.window == nil)
-        #expect(three.source.architectureSpecific && three.block.x == 384 && three.grid.x == 132)
+        #expect(three.source.architectureSpecific && three.block.x == 288 && three.grid.x == 132)
         #expect(three.sharedBytes <= CUDAInt8WarpGroupConvolution.sharedLimit)
+
+        // 64-column tiles run two blocks an SM: twice the grid, half the shared memory each (less 1 KiB).
+        let narrow = try #require(launch(Self.window(64, 56, kernel: 3), 64, 64))
+        #expect(narrow.grid.x == 264 && narrow.source.code.contains("__launch_bounds__(288, 2)"))
+        #expect(narrow.sharedBytes <= (CUDAInt8WarpGroupConvolution.sharedLimit + 1024) / 2 - 1024)
 
         // A 1x1 stride-1 convolution reads its input as a plain matrix; 64 channels take 64-byte rows.
         let one = try #require(launch(Self.window(64, 56, kernel: 1), 64, 256))
@@ -67,13 +72,14 @@ import Testing
         for columns in [256, 128, 64] {
             for depth in [128, 64] {
                 for residual in [false, true] {
+                    let blocks = CUDAInt8WarpGroupConvolution.blocksPerMultiprocessor(columns: columns)
                     let stages = CUDAInt8WarpGroupConvolution.fittingStages(
-                        columns: columns, depth: depth, residual: residual)
+                        columns: columns, depth: depth, residual: residual, blocks: blocks)
                     #expect(stages >= 3)
                     #expect(
                         CUDAInt8WarpGroupConvolution.sharedBytes(
                             columns: columns, depth: depth, stages: stages, residual: residual)
-                            <= CUDAInt8WarpGroupConvolution.sharedLimit)
+                            <= (CUDAInt8WarpGroupConvolution.sharedLimit + 1024) / blocks - 1024)
                 }
             }
         }

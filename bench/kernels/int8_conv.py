@@ -6,6 +6,8 @@
 # exact float64 convolution, then timed in a CUDA graph beside torch's float16 channels-last convolution
 # (cuDNN, what Kiln's float16 engines run). The last line weighs each shape by how often ResNet-50 has it.
 # Use: python3 bench/kernels/int8_conv.py [--batch 64] [--variants 256.4,128.6,64.8] [--only NAME,...] [--file COPY]
+#   [--threads 288] [--blocks-per-sm N] (launch bounds, shared memory and a grid of N resident blocks an SM;
+#   default as Kiln launches: two for 64-column tiles, else one)
 #   (variant BN.STAGES: output channels per tile, shared-memory buffers at most (fewer where the epilogue's
 #   stages leave no room); BK is 128 where C allows, else 64)
 import argparse, ctypes, re
@@ -46,7 +48,12 @@ SHAPES = [
 ]
 
 
-def source(variants, path=PATH):
+def blocks_per_sm(bn, forced=None):
+    """Resident blocks an SM: as Kiln launches them (two for 64-column tiles) unless forced."""
+    return forced or (2 if bn == 64 else 1)
+
+
+def source(variants, path=PATH, per_sm=None, threads=288):
     prelude = swift_string('Sources/KilnCUDA/Lowering/CUDAPrelude.swift', 'text')
     text = prelude + swift_string(PRODUCT, 'tensorMemory')
     for n in (64, 128, 256):
@@ -61,7 +68,7 @@ def source(variants, path=PATH):
     text += swift_string(path, 'code') + '\n'
     for bn, bk, stages, im2col, relu, res, small in variants:
         name = f'kiln_i8_conv_{bn}_{bk}_{stages}_{im2col}{relu}{res}{small}'
-        text += (f'extern "C" __global__ void __launch_bounds__(384, 1) {name}('
+        text += (f'extern "C" __global__ void __launch_bounds__({threads}, {blocks_per_sm(bn, per_sm)}) {name}('
                  'const __grid_constant__ KilnTensorMap mapA, const __grid_constant__ KilnTensorMap mapB, '
                  'const float* alpha, const float* beta, const signed char* residual, float residualScale, '
                  'signed char* Y, KilnDims g, KilnDims s) {\n'
@@ -77,9 +84,9 @@ def shared_bytes(bn, bk, stages, res):
 LIMIT = 232448  # an H100's shared memory per block
 
 
-def fitting_stages(bn, bk, stages, res):
-    """The most buffers, at most `stages`, that fit beside the epilogue's stages."""
-    while shared_bytes(bn, bk, stages, res) > LIMIT:
+def fitting_stages(bn, bk, stages, res, per_sm=None):
+    """The most buffers, at most `stages`, that fit beside the epilogue's stages (`per_sm` blocks an SM)."""
+    while stages > 2 and shared_bytes(bn, bk, stages, res) > (LIMIT + 1024) // blocks_per_sm(bn, per_sm) - 1024:
         stages -= 1
     return stages
 
@@ -131,7 +138,12 @@ def main():
     parser.add_argument('--variants', default='256.4,128.6,64.8')
     parser.add_argument('--only', default='')
     parser.add_argument('--file', default=PATH)
+    parser.add_argument('--threads', type=int, default=288, help='a block: two consumer warpgroups and the loader warp')
+    parser.add_argument('--blocks-per-sm', type=int, default=None,
+                        help='launch bounds, shared memory and grid for this many resident blocks an SM '
+                             '(default: as Kiln, two for 64-column tiles, else one)')
     args = parser.parse_args()
+    per_sm = args.blocks_per_sm
     torch.zeros(1, device='cuda')
     cuda = ctypes.CDLL('libcuda.so.1')
     multiprocessors = torch.cuda.get_device_properties(0).multi_processor_count
@@ -142,14 +154,14 @@ def main():
         bk = 128 if c % 128 == 0 else 64
         im2col = 0 if (k == 1 and stride == 1) else 1
         small = 1 if k * k * c <= 256 else 0
-        return (bn, bk, fitting_stages(bn, bk, stages, res), im2col, 1, 1 if res else 0, small)
+        return (bn, bk, fitting_stages(bn, bk, stages, res, per_sm), im2col, 1, 1 if res else 0, small)
 
     wanted = sorted({variant_keys(c, k, st, res, bn, stages) for _, _, c, _, cout, k, st, res in shapes
                      for bn, stages in tiles if bn <= cout} |
                     {variant_keys(c, 1, 2, res, bn, stages) for _, _, c, _, cout, k, st, res in shapes
                      for bn, stages in tiles if bn <= cout and k == 1 and st == 1})
     major, minor = torch.cuda.get_device_capability()
-    cubin, log = compile_cubin(source(wanted, args.file), f'{major}{minor}a')
+    cubin, log = compile_cubin(source(wanted, args.file, per_sm, args.threads), f'{major}{minor}a')
     module = ctypes.c_void_p()
     assert cuda.cuModuleLoadData(ctypes.byref(module), cubin) == 0
     functions = {}
@@ -212,12 +224,12 @@ def main():
                 pointers = (ctypes.c_void_p * len(values))(
                     *[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values])
                 count = (Cout + bn - 1) // bn * ((M + 127) // 128)
-                blocks = min(count, multiprocessors)
+                blocks = min(count, multiprocessors * blocks_per_sm(bn, per_sm))
                 function = functions[key]
 
                 def run():
                     stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
-                    assert cuda.cuLaunchKernel(function, blocks, 1, 1, 384, 1, 1, shared_bytes(bn, bk, used, res),
+                    assert cuda.cuLaunchKernel(function, blocks, 1, 1, args.threads, 1, 1, shared_bytes(bn, bk, used, res),
                                                stream, pointers, None) == 0
 
                 run()

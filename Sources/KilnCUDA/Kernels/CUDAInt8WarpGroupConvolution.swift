@@ -6,11 +6,11 @@ import KilnIR
 ///
 /// Rows are output pixels (image, row, column), columns output channels, and the reduction runs over the
 /// filter taps and, within a tap, the input channels: weights are `[Cout, kh, kw, C]` int8 (K innermost, the
-/// only layout the integer instructions read). One thread of the first warpgroup loads, for each step, a
+/// only layout the integer instructions read). One thread of the ninth warp loads, for each step, a
 /// 128-pixel x BK-channel tile of the input with the tensor memory accelerator's im2col mode (the hardware
 /// walks the pixels of the output grid, applies stride, dilation and the tap's offset, and zero-fills the
 /// padding) and a BN x BK tile of the weights, into a ring of STAGES buffers (BK-byte rows, swizzled as the
-/// instructions read them); the other two warpgroups multiply 64 rows each and finish every tile in float:
+/// instructions read them); the two warpgroups before it multiply 64 rows each and finish every tile in float:
 ///
 ///     y = saturate(roundHalfEven(acc · alpha[n] + beta[n] + residualScale · residual)), then max(y, 0) with ReLU
 ///
@@ -21,7 +21,15 @@ import KilnIR
 /// Needs C a multiple of BK (64 or 128: the swizzle span is BK bytes) and Cout a multiple of BN.
 enum CUDAInt8WarpGroupConvolution {
     static let rowsPerBlock = 128
-    static let threads = 384
+    /// Two consumer warpgroups and the loader's warp: a loader warpgroup of which one thread works (the first
+    /// form) made every block hold registers for 96 idle threads. 288 threads measured 1-5% faster on
+    /// ResNet-50's shapes at one block an SM (`bench/kernels/int8_conv.py --threads 288`, H100).
+    static let threads = 288
+    /// Blocks of 64-column tiles resident on one SM: their 72 registers a thread and shared memory leave room
+    /// for two, whose epilogues then overlap; ResNet-50's 3x3 over 64 channels at batch 64 took 30.1 us so
+    /// against 39.8 with one (`bench/kernels/int8_conv.py --blocks-per-sm 2`). Wider tiles keep one (128
+    /// columns fit two only by squeezing registers, and measured faster on some shapes and slower on others).
+    static func blocksPerMultiprocessor(columns: Int) -> Int { columns == 64 ? 2 : 1 }
     /// The shared memory a block of sm_90 may take.
     static let sharedLimit = 227 << 10
 
@@ -51,7 +59,8 @@ enum CUDAInt8WarpGroupConvolution {
         let depth = channels % 128 == 0 ? 128 : 64
         let columns = tileColumns(rows: m, outputChannels: outputChannels, multiprocessors: multiprocessors)
         let residual = operands.residual != nil
-        let stages = fittingStages(columns: columns, depth: depth, residual: residual)
+        let perSM = blocksPerMultiprocessor(columns: columns)
+        let stages = fittingStages(columns: columns, depth: depth, residual: residual, blocks: perSM)
         let reduction = window.kernel[0] * window.kernel[1] * channels
         let plain =
             window.kernel == [1, 1] && window.strides == [1, 1] && window.padsBegin == [0, 0]
@@ -69,7 +78,8 @@ enum CUDAInt8WarpGroupConvolution {
             small: small)
         return CUDALaunch(
             source: variant.source, function: variant.function,
-            grid: CUDADim3(multiprocessors > 0 ? min(tiles, multiprocessors) : tiles), block: CUDADim3(threads),
+            grid: CUDADim3(multiprocessors > 0 ? min(tiles, multiprocessors * perSM) : tiles),
+            block: CUDADim3(threads),
             sharedBytes: sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual),
             arguments: [
                 .tensorMap(mapA), .tensorMap(mapB), .pointer(operands.alpha), .pointer(operands.beta),
@@ -93,11 +103,12 @@ enum CUDAInt8WarpGroupConvolution {
         return costs.min { $0.1 < $1.1 }?.0 ?? 64
     }
 
-    /// The most buffers (4, 6 or 8 for 256, 128 or 64 columns) that fit beside the epilogue's stages.
-    static func fittingStages(columns: Int, depth: Int, residual: Bool) -> Int {
+    /// The most buffers (4, 6 or 8 for 256, 128 or 64 columns) that fit beside the epilogue's stages, `blocks`
+    /// blocks an SM (each block also costs the SM 1 KiB).
+    static func fittingStages(columns: Int, depth: Int, residual: Bool, blocks: Int = 1) -> Int {
         var stages = columns == 256 ? 4 : columns == 128 ? 6 : 8
-        while stages > 2, sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual) > sharedLimit
-        {
+        let limit = (sharedLimit + 1024) / blocks - 1024
+        while stages > 2, sharedBytes(columns: columns, depth: depth, stages: stages, residual: residual) > limit {
             stages -= 1
         }
         return stages
@@ -192,8 +203,8 @@ enum CUDAInt8WarpGroupConvolution {
             }
             __syncthreads();
 
-            if (wg == 0) {
-                if (tid != 0) return;
+            if (tid >= 256) {
+                if (tid != 256) return;
                 const int sh = (int)s.v[0], sw = (int)s.v[1], ph = (int)s.v[2], pw = (int)s.v[3];
                 const int dh = (int)s.v[4], dw = (int)s.v[5];
                 int it = 0;
@@ -219,7 +230,7 @@ enum CUDAInt8WarpGroupConvolution {
             }
 
             /* Consumer thread ct of 256: warpgroup cw multiplies rows 64 cw ... 64 cw + 63 of every tile. */
-            const int cw = wg - 1, warp = (tid & 127) >> 5, lane = tid & 31, ct = tid - 128;
+            const int cw = wg, warp = (tid & 127) >> 5, lane = tid & 31, ct = tid;
             float* alphaTile = (float*)(kiln_i8_shared + (empty + STAGES * 8 - origin));
             float* betaTile = alphaTile + BN;
             /* Each consumer warp's stages (two with a residual: the next tile's arrives during this one's epilogue):
@@ -352,7 +363,7 @@ enum CUDAInt8WarpGroupConvolution {
         var source: CUDASource {
             let template = flags.map { $0 ? "1" : "0" }.joined(separator: ", ")
             let entry = """
-                extern "C" __global__ void __launch_bounds__(\(threads), 1) \(function)(
+                extern "C" __global__ void __launch_bounds__(\(threads), \(blocksPerMultiprocessor(columns: columns))) \(function)(
                     const __grid_constant__ KilnTensorMap mapA, const __grid_constant__ KilnTensorMap mapB,
                     const float* alpha, const float* beta, const signed char* residual, float residualScale,
                     signed char* Y, KilnDims g, KilnDims s)
