@@ -7,15 +7,13 @@ import KilnIR
 public struct Int8Quantization: Sendable {
     /// Calibrated `amax` per value name.
     public var ranges: [String: Float]
-    /// Node names that stay float (the accuracy guard moves sensitive layers here).
-    public var keepFloat: Set<String>
-    /// Candidates left float, with the reason (a device faster in 16 bits there, say).
-    public var leaveOut: [String: String]
+    /// Candidates that stay float, with the reason (the accuracy guard moved them, the device runs them faster
+    /// in 16 bits, ...).
+    public var keepFloat: [String: String]
 
-    public init(ranges: [String: Float], keepFloat: Set<String> = [], leaveOut: [String: String] = [:]) {
+    public init(ranges: [String: Float], keepFloat: [String: String] = [:]) {
         self.ranges = ranges
         self.keepFloat = keepFloat
-        self.leaveOut = leaveOut
     }
 
     /// A layer that could run in int8, and the value whose range calibration must measure.
@@ -42,12 +40,8 @@ public struct Int8Quantization: Sendable {
     public func apply(_ graph: inout Graph, skipped: ((String, String) -> Void)? = nil) throws -> [String] {
         var quantized: [String] = []
         for candidate in Self.candidates(graph) {
-            if let reason = leaveOut[candidate.node] {
+            if let reason = keepFloat[candidate.node] {
                 skipped?(candidate.node, reason)
-                continue
-            }
-            guard !keepFloat.contains(candidate.node) else {
-                skipped?(candidate.node, "moved out of int8 by the accuracy guard")
                 continue
             }
             guard let amax = ranges[candidate.input] else {

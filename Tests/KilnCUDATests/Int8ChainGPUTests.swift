@@ -39,36 +39,51 @@ import Testing
         return try n.build()
     }
 
-    @Test(.enabled(if: gpuUsable)) func aChainMatchesTheReferenceKernels() throws {
+    /// `network` (input `x` [4, 3, 28, 28], output `y`) built on the GPU in int8 (with `half` as well, if
+    /// given) from two calibration batches; `check` inspects the engine. Then its output on fresh inputs is
+    /// compared with the CPU's reference kernels running the same engine graph (the kernel rounds
+    /// acc * alpha + beta in one step where the reference rounds each operation, so an int8 value may differ by
+    /// one unit and carry on) and with the float32 network.
+    static func buildAndCompare(
+        _ network: (inout SeededGenerator) throws -> Graph, half: DType? = nil,
+        check: (Engine, CUDADevice) throws -> Void
+    ) throws {
         let seed = SeededGenerator.testSeed()
         var gen = SeededGenerator(seed: seed)
-        let graph = try Self.network(&gen)
+        let graph = try network(&gen)
         let data = (0..<2).map { _ in ["x": Tensor.random([4, 3, 28, 28], in: -1...1, using: &gen)] }
         var config = BuilderConfig()
         config.int8 = Int8Config(calibration: data)
+        config.half = half.map { HalfConfig(dtype: $0) }
         let gpu = try sharedGPU()
         let engine = try Builder.build(graph, device: gpu, config: config)
-        let chained = engine.graph.nodes.compactMap { $0.layer as? QuantizedConvolutionLayer }.filter(\.writesQuantized)
-        let hopper = gpu.context.computeCapability == 90 && gpu.context.hasIm2colTensorMaps
-        #expect(chained.count == (hopper ? 6 : 0), "\(engine.graph.textForm())")
-        #expect(chained.allSatisfy { $0.channelsLast })
-        let pools = engine.graph.nodes.filter {
-            $0.layer is PoolLayer && engine.graph.type(of: $0.inputs[0])?.tensorType?.dtype == .int8
-        }
-        #expect(pools.count == (hopper ? 1 : 0), "the stem's max pool runs on its int8 output")
+        try check(engine, gpu)
         let input = Tensor.random([4, 3, 28, 28], in: -1...1, using: &gen)
         func output(_ engine: Engine) throws -> [Float] {
             try #require(try engine.makeContext().run(["x": .tensor(input)])["y"]).asTensor().scalars(as: Float.self)
         }
         let got = try output(engine)
-        // The same graph on the CPU's reference kernels: the kernel rounds acc * alpha + beta in one step where
-        // the reference rounds each operation, so an int8 value may differ by one unit and carry on.
+        let label = "\(half.map { "\($0), " } ?? "")seed \(seed)"
         let reference = try output(try Engine(graph: engine.graph, device: CPUDevice(threads: 2)))
         let error = FloatDifference(got, reference).relative
-        #expect(error < 1e-2, "seed \(seed): relative error \(error) against the reference kernels")
+        #expect(error < 1e-2, "\(label): relative error \(error) against the reference kernels")
         let float32 = try output(try Builder.build(graph, device: CPUDevice(threads: 2)))
         let quantization = FloatDifference(got, float32).relative
-        #expect(quantization < 0.05, "seed \(seed): relative error \(quantization) against float32")
+        #expect(quantization < 0.05, "\(label): relative error \(quantization) against float32")
+    }
+
+    @Test(.enabled(if: gpuUsable)) func aChainMatchesTheReferenceKernels() throws {
+        try Self.buildAndCompare(Self.network) { engine, gpu in
+            let chained = engine.graph.nodes.compactMap { $0.layer as? QuantizedConvolutionLayer }.filter(
+                \.writesQuantized)
+            let hopper = gpu.context.computeCapability == 90 && gpu.context.hasIm2colTensorMaps
+            #expect(chained.count == (hopper ? 6 : 0), "\(engine.graph.textForm())")
+            #expect(chained.allSatisfy { $0.channelsLast })
+            let pools = engine.graph.nodes.filter {
+                $0.layer is PoolLayer && engine.graph.type(of: $0.inputs[0])?.tensorType?.dtype == .int8
+            }
+            #expect(pools.count == (hopper ? 1 : 0), "the stem's max pool runs on its int8 output")
+        }
     }
 }
 
@@ -104,41 +119,23 @@ import Testing
 
     @Test(.enabled(if: gpuUsable), arguments: [DType.float16, .bfloat16])
     func chainsMeet16BitLayers(_ dtype: DType) throws {
-        let seed = SeededGenerator.testSeed()
-        var gen = SeededGenerator(seed: seed)
-        let graph = try Self.network(&gen)
-        let data = (0..<2).map { _ in ["x": Tensor.random([4, 3, 28, 28], in: -1...1, using: &gen)] }
-        var config = BuilderConfig()
-        config.int8 = Int8Config(calibration: data)
-        config.half = HalfConfig(dtype: dtype)
-        let gpu = try sharedGPU()
-        let engine = try Builder.build(graph, device: gpu, config: config)
-        let g = engine.graph
-        func dtypeOf(_ value: String) -> DType? { g.type(of: value)?.tensorType?.dtype }
-        #expect(engine.precision?.precision == "int8+\(dtype.onnxName)")
-        let hopper = gpu.context.computeCapability == 90 && gpu.context.hasIm2colTensorMaps
-        #expect(engine.precision?.int8LayerCount == (hopper ? 3 : 0), "stem, a and b, where they chain")
-        let floatConvolutions = g.nodes.filter { $0.kind == ConvolutionLayer.kind }
-        #expect(
-            floatConvolutions.count == (hopper ? 1 : 4)
-                && floatConvolutions.allSatisfy { dtypeOf($0.inputs[0]) == dtype })
-        let classifier = g.nodes.filter { $0.kind == MatMulLayer.kind }
-        #expect(classifier.count == 1 && classifier.allSatisfy { dtypeOf($0.inputs[0]) == dtype })
-        if hopper {
-            #expect(g.nodes.contains { $0.layer is DequantizeLayer && dtypeOf($0.outputs[0]) == dtype })
-            #expect(g.nodes.contains { $0.layer is QuantizeLayer && dtypeOf($0.inputs[0]) == dtype })
+        try Int8ChainGPUTests.buildAndCompare(Self.network, half: dtype) { engine, gpu in
+            let g = engine.graph
+            func dtypeOf(_ value: String) -> DType? { g.type(of: value)?.tensorType?.dtype }
+            #expect(engine.precision?.precision == "int8+\(dtype.onnxName)")
+            let hopper = gpu.context.computeCapability == 90 && gpu.context.hasIm2colTensorMaps
+            #expect(engine.precision?.int8LayerCount == (hopper ? 3 : 0), "stem, a and b, where they chain")
+            let floatConvolutions = g.nodes.filter { $0.kind == ConvolutionLayer.kind }
+            #expect(
+                floatConvolutions.count == (hopper ? 1 : 4)
+                    && floatConvolutions.allSatisfy { dtypeOf($0.inputs[0]) == dtype })
+            let classifier = g.nodes.filter { $0.kind == MatMulLayer.kind }
+            #expect(classifier.count == 1 && classifier.allSatisfy { dtypeOf($0.inputs[0]) == dtype })
+            if hopper {
+                #expect(g.nodes.contains { $0.layer is DequantizeLayer && dtypeOf($0.outputs[0]) == dtype })
+                #expect(g.nodes.contains { $0.layer is QuantizeLayer && dtypeOf($0.inputs[0]) == dtype })
+            }
         }
-        let input = Tensor.random([4, 3, 28, 28], in: -1...1, using: &gen)
-        func output(_ engine: Engine) throws -> [Float] {
-            try #require(try engine.makeContext().run(["x": .tensor(input)])["y"]).asTensor().scalars(as: Float.self)
-        }
-        let got = try output(engine)
-        let reference = try output(try Engine(graph: g, device: CPUDevice(threads: 2)))
-        let error = FloatDifference(got, reference).relative
-        #expect(error < 1e-2, "\(dtype), seed \(seed): relative error \(error) against the reference kernels")
-        let float32 = try output(try Builder.build(graph, device: CPUDevice(threads: 2)))
-        let quantization = FloatDifference(got, float32).relative
-        #expect(quantization < 0.05, "\(dtype), seed \(seed): relative error \(quantization) against float32")
     }
 }
 

@@ -10,22 +10,22 @@ enum CUDAQuantizationLowerings {
     static let all: [(LayerKind, CUDALoweringFunction)] = [
         cudaLowering(QuantizeLayer.self) { layer, info in
             let float = try info.input(0).dtype
-            guard layer.blockSize == 0, float == .float32 || (isHalf(float) && layer.precision == .float32) else {
+            let floatDivision = float == .float32 || layer.precision == .float32
+            guard layer.blockSize == 0, CUDAPrelude.computeType(float) == .float32, floatDivision else {
                 throw KilnError.unsupported(
                     "CUDA quantizes float32 per tensor only (16-bit floats when the division is float32)")
             }
             return try lower(info, float: float, quantized: info.outputs.first?.dtype, quantizing: true)
         },
         cudaLowering(DequantizeLayer.self) { layer, info in
-            guard layer.blockSize == 0, let float = info.outputs.first?.dtype, float == .float32 || isHalf(float)
+            guard layer.blockSize == 0, let float = info.outputs.first?.dtype,
+                CUDAPrelude.computeType(float) == .float32
             else {
                 throw KilnError.unsupported("CUDA dequantizes to float32, float16 or bfloat16 per tensor only")
             }
             return try lower(info, float: float, quantized: try info.input(0).dtype, quantizing: false)
         },
     ]
-
-    static func isHalf(_ dtype: DType) -> Bool { dtype == .float16 || dtype == .bfloat16 }
 
     /// One pass over the tensor with the scale and zero point as arguments.
     static func lower(_ info: CUDANodeInfo, float: DType, quantized: DType?, quantizing: Bool) throws -> CUDALowering {

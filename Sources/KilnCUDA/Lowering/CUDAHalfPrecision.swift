@@ -2,7 +2,8 @@ import KilnIR
 
 /// The layer kinds whose CUDA lowerings take float16 and bfloat16 operands: products and convolutions on
 /// tensor cores (cuBLASLt, cuDNN), and Kiln's kernels, which load the 16-bit values, compute in float32 and
-/// store 16 bits (quantize and dequantize included: the float side of int8 chains in an int8 + 16-bit build). Data movement is by element size, so every 2-byte type moves alike.
+/// store 16 bits (quantize and dequantize included: the float side of int8 chains in an int8 + 16-bit build).
+/// Data movement is by element size, so every 2-byte type moves alike.
 enum CUDAHalfPrecision {
     static let kinds: Set<LayerKind> = [
         UnaryLayer.kind, ClipLayer.kind, BinaryLayer.kind, VariadicLayer.kind, SelectLayer.kind, CastLayer.kind,

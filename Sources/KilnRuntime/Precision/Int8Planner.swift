@@ -28,13 +28,15 @@ struct Int8Planner {
                 "the accuracy guard needs data to measure on: give calibration or validation data with the tolerance")
         }
         let device = device
-        var leaveOut = slowerInInt8(graph, candidates)
-        let quantizing = { (keep: Set<String>, leaveOut: [String: String]) throws -> Quantized in
+        /// Candidates every quantization leaves float, with the reason.
+        var fasterIn16Bits = slowerInInt8(graph, candidates)
+        /// The graph quantized with the layers in `moved` (the guard's) kept out of int8 too.
+        let quantize = { (moved: Set<String>) throws -> Quantized in
             var g = graph
             var reasons = floatReasons
-            let done = try Int8Quantization(ranges: table.ranges, keepFloat: keep, leaveOut: leaveOut).apply(&g) {
-                reasons[$0] = $1
-            }
+            var keep = fasterIn16Bits
+            for layer in moved { keep[layer] = "moved out of int8 by the accuracy guard" }
+            let done = try Int8Quantization(ranges: table.ranges, keepFloat: keep).apply(&g) { reasons[$0] = $1 }
             if chaining {
                 let chained = try Int8Chaining(
                     ranges: table.ranges, floatValues: Set(layerOutputs),
@@ -56,11 +58,14 @@ struct Int8Planner {
             }
             return Quantized(graph: g, int8Layers: done, reasons: reasons, precisions: precisions)
         }
-        if half != nil {
-            leaveOut.merge(try Self.quantizedFrom16Bits(quantizing([], leaveOut).graph)) { a, _ in a }
-        }
-        let quantize = { [leaveOut] (keep: Set<String>) throws -> Quantized in try quantizing(keep, leaveOut) }
         var quantized = try quantize([])
+        if half != nil {
+            let lone = Self.quantizedFrom16Bits(quantized.graph)
+            if !lone.isEmpty {
+                fasterIn16Bits.merge(lone) { a, _ in a }
+                quantized = try quantize([])
+            }
+        }
         let evaluator = OutputEvaluator(device: device, batches: guardBatches, layout: layout)
         var moved: [String] = []
         var errors: [String: FloatDifference] = [:]
@@ -202,10 +207,11 @@ struct Int8Planner {
     /// With `half`, the candidates the device runs faster in the 16-bit float than in int8, with the reason.
     private func slowerInInt8(_ graph: Graph, _ candidates: [Int8Quantization.Candidate]) -> [String: String] {
         guard let half else { return [:] }
+        let names = Set(candidates.map(\.node))
         var result: [String: String] = [:]
-        for candidate in candidates {
-            guard let node = graph.nodes.first(where: { $0.name == candidate.node }),
-                let x = graph.type(of: node.inputs[0])?.tensorType, let w = graph.type(of: node.inputs[1])?.tensorType,
+        for node in graph.nodes where names.contains(node.name) {
+            guard let x = graph.type(of: node.inputs[0])?.tensorType,
+                let w = graph.type(of: node.inputs[1])?.tensorType,
                 !device.int8Beats(node, input: x, weights: w, half: half.dtype, chained: chaining)
             else { continue }
             result[node.name] = "the device runs it faster in \(half.dtype.onnxName) than in int8"
