@@ -2,8 +2,8 @@ import KilnIR
 
 /// Evaluates nodes whose inputs are all constants and turns their tensor outputs into initializers.
 /// Random generators, control flow and results over the size limit are left alone. The dequantization of 8-bit
-/// constants is int8 weights, which `QDQFolding` keeps in int8: the standard pass leaves it, and `QDQFolding`
-/// folds what it did not take with a `weightDequantization` pass.
+/// constants is 8-bit weights (int8, uint8, float8e4m3fn), which `QDQFolding` keeps in 8 bits: the standard pass
+/// leaves it, and `QDQFolding` folds what it did not take with a `weightDequantization` pass.
 public struct ConstantFolding: Pass {
     public enum Scope: Sendable {
         /// Every foldable node but the dequantization of 8-bit constants.
@@ -54,6 +54,6 @@ public struct ConstantFolding: Pass {
     static func isWeightDequantization(_ node: Node, _ graph: Graph) -> Bool {
         guard node.layer is DequantizeLayer, let input = node.inputs.first.flatMap({ graph.initializers[$0] })
         else { return false }
-        return input.dtype == .int8 || input.dtype == .uint8
+        return [.int8, .uint8, .float8e4m3fn].contains(input.dtype)
     }
 }

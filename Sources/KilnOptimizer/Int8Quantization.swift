@@ -158,7 +158,7 @@ public struct Int8Quantization: Sendable {
 
     private static func weightNames(_ q: Tensor, _ scales: [Float], _ base: String, _ graph: inout Graph) -> [String] {
         [
-            graph.addConstant(q, named: base + ".int8"),
+            graph.addConstant(q, named: base + (q.dtype == .int8 ? ".int8" : ".\(q.dtype)")),
             graph.addConstant(Tensor(shape: [scales.count], scalars: scales), named: base + ".scale"),
         ]
     }

@@ -4,7 +4,8 @@ import KilnIR
 /// `DequantizeLinear(QuantizeLinear(x))` and whose weights are `DequantizeLinear` of int8 constants (symmetric,
 /// per tensor or per output channel) becomes `convolution.int8` / `matMul.int8`, which quantizes `x` itself
 /// with the same scale and zero point and multiplies in integers: the same numbers as the Q/DQ graph up to
-/// float rounding, with no quantize or dequantize kernel left around it.
+/// float rounding, with no quantize or dequantize kernel left around it. FP8 models fold the same way: input
+/// and weights quantized to float8e4m3fn give the same layers with float8 operands.
 ///
 /// Also removes a Q/DQ pair in front of max pooling or pure data movement when the same pair follows it
 /// (quantize-dequantize is monotone and idempotent, so it commutes with taking a maximum or moving values),
@@ -24,7 +25,7 @@ public struct QDQFolding: Pass {
     // MARK: Q/DQ pairs
 
     /// `(x, scale, zero point, type)` when `value` is `DequantizeLinear(QuantizeLinear(x))` with one scalar scale
-    /// and zero point shared by both, into int8 or uint8.
+    /// and zero point shared by both, into int8, uint8 or float8e4m3fn (saturating).
     static func quantizedPair(
         _ value: String, _ view: PatternView
     ) -> (x: String, quantization: ActivationQuantization)? {
@@ -35,7 +36,8 @@ public struct QDQFolding: Pass {
             let quantize = graph.nodes[q].layer as? QuantizeLayer, quantize.blockSize == 0, quantize.saturate,
             quantize.precision == nil || quantize.precision == .float32,
             let x = graph.nodes[q].inputs.first, graph.type(of: x)?.tensorType?.dtype == .float32,
-            let type = graph.type(of: graph.nodes[q].outputs[0])?.tensorType?.dtype, type == .int8 || type == .uint8
+            let type = graph.type(of: graph.nodes[q].outputs[0])?.tensorType?.dtype,
+            [.int8, .uint8, .float8e4m3fn].contains(type)
         else { return nil }
         let qInputs = graph.nodes[q].inputs
         let dInputs = graph.nodes[d].inputs
@@ -86,7 +88,15 @@ public struct QDQFolding: Pass {
         let view = PatternView(graph)
         guard let (weights, scales) = quantizedWeights(node, view) else { return false }
         guard let (x, quantization) = Self.quantizedPair(node.inputs[0], view) else {
-            context.rejected?(node.name, "int8 weights not folded: its input is not quantize-dequantized")
+            context.rejected?(
+                node.name, "\(weights.dtype.onnxName) weights not folded: its input is not quantize-dequantized")
+            return false
+        }
+        guard quantization.isFloat8 == (weights.dtype == .float8e4m3fn) else {
+            context.rejected?(
+                node.name,
+                "not folded: \(weights.dtype.onnxName) weights with an input quantized to \(quantization.type.onnxName)"
+            )
             return false
         }
         var asWritten = node
@@ -133,13 +143,14 @@ public struct QDQFolding: Pass {
         return true
     }
 
-    /// The int8 weights in the int8 layers' layout (`[M, ...]` for convolutions, `[N, K]` for matMuls) and one
-    /// scale per output channel, when the weights are a symmetric dequantization of an int8 constant.
+    /// The 8-bit weights in the quantized layers' layout (`[M, ...]` for convolutions, `[N, K]` for matMuls) and
+    /// one scale per output channel, when the weights are a symmetric dequantization of an int8 or
+    /// float8e4m3fn constant.
     private func quantizedWeights(_ node: Node, _ view: PatternView) -> (Tensor, [Float])? {
         let graph = view.graph
         guard let d = view.producers[node.inputs[1]], let dq = graph.nodes[d].layer as? DequantizeLayer,
             dq.blockSize == 0, dq.outputType == nil || dq.outputType == .float32,
-            let w = graph.initializers[graph.nodes[d].inputs[0]], w.dtype == .int8,
+            let w = graph.initializers[graph.nodes[d].inputs[0]], w.dtype == .int8 || w.dtype == .float8e4m3fn,
             graph.nodes[d].inputs.count > 1, let s = graph.initializers[graph.nodes[d].inputs[1]],
             s.dtype == .float32, let scales = try? s.doubleValues().map({ Float($0) }),
             scales.allSatisfy({ $0 > 0 && $0.isFinite }), Self.zeroPoint(graph.nodes[d].inputs, graph) == 0
@@ -156,9 +167,11 @@ public struct QDQFolding: Pass {
         let full = scales.count == 1 ? Array(repeating: scales[0], count: n) : scales
         if matMul.transposeB { return (w, full) }
         let k = w.shape[0]
-        let values = w.scalars(as: Int8.self)
-        let transposed = (0..<(n * k)).map { i in values[(i % k) * n + i / k] }
-        return (Tensor(shape: [n, k], scalars: transposed), full)
+        let bytes = w.scalars(as: UInt8.self)
+        let transposed = (0..<(n * k)).map { i in bytes[(i % k) * n + i / k] }
+        guard let t = transposed.withUnsafeBytes({ try? Tensor(dtype: w.dtype, shape: [n, k], rawBytes: $0) })
+        else { return nil }
+        return (t, full)
     }
 
     static func scalar(_ inputs: [String], _ index: Int, _ graph: Graph) -> Double? {
@@ -166,10 +179,13 @@ public struct QDQFolding: Pass {
         return try? t.scalarDouble()
     }
 
-    /// A zero point of all zeros or absent reads 0; a scalar reads its value; anything else nil.
+    /// A zero point of all zeros or absent reads 0; a scalar reads its value; anything else nil (a float8 zero
+    /// point is 0 or nothing).
     static func zeroPoint(_ inputs: [String], _ graph: Graph) -> Int? {
         guard inputs.count > 2, !inputs[2].isEmpty else { return 0 }
-        guard let t = graph.initializers[inputs[2]], let values = try? t.intValues() else { return nil }
+        guard let t = graph.initializers[inputs[2]] else { return nil }
+        if t.dtype == .float8e4m3fn { return t.scalars(as: UInt8.self).allSatisfy { $0 & 0x7F == 0 } ? 0 : nil }
+        guard let values = try? t.intValues() else { return nil }
         if values.allSatisfy({ $0 == 0 }) { return 0 }
         return values.count == 1 ? values[0] : nil
     }

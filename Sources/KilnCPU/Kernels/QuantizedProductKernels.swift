@@ -4,13 +4,15 @@ import KilnRuntime
 
 /// Kernels for convolution.int8 and matMul.int8: the float input is quantized once per call, products are
 /// integer dot products with int32 accumulation, and each output row is dequantized and finished (bias,
-/// residual, activation) while it is in cache.
+/// residual, activation) while it is in cache. float8 layers take `Float8Products`.
 enum QuantizedProductKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
-        LinearAlgebraKernels.statefulKernel(QuantizedConvolutionLayer.self) { layer, _ in
-            QuantizedConvolutionKernel(layer)
+        LinearAlgebraKernels.statefulKernel(QuantizedConvolutionLayer.self) { layer, environment in
+            QuantizedConvolutionKernel(layer, tuner: environment.tuner)
         },
-        LinearAlgebraKernels.statefulKernel(QuantizedMatMulLayer.self) { layer, _ in QuantizedMatMulKernel(layer) },
+        LinearAlgebraKernels.statefulKernel(QuantizedMatMulLayer.self) { layer, environment in
+            QuantizedMatMulKernel(layer, tuner: environment.tuner)
+        },
     ]
 }
 
@@ -98,17 +100,18 @@ enum Int8Arithmetic {
         tensor.map { UnsafePointer($0.storage.bytes.assumingMemoryBound(to: Float.self)) }
     }
 
-    /// The float tail of a row of int32 sums: dequantize, bias, residual, activation, requantize.
+    /// The float tail of a row of sums (int32, or float32 for float8): dequantize, bias, residual, activation,
+    /// requantize.
     struct Finish {
         let activation: EpilogueActivation?
         let output: ActivationQuantization?
 
         @inline(__always)
         func row(
-            _ dst: UnsafeMutablePointer<Float>, _ sums: UnsafePointer<Int32>, count: Int, scale: (Int) -> Float,
+            _ dst: UnsafeMutablePointer<Float>, count: Int, sum: (Int) -> Float, scale: (Int) -> Float,
             bias: (Int) -> Float, residual: UnsafePointer<Float>?
         ) {
-            for j in 0..<count { dst[j] = Float(sums[j]) * scale(j) + bias(j) }
+            for j in 0..<count { dst[j] = sum(j) * scale(j) + bias(j) }
             if let residual { for j in 0..<count { dst[j] += residual[j] } }
             if let activation { GemmEpilogue.activate(dst, count: count, activation) }
             if let output { for j in 0..<count { dst[j] = output.roundTrip(dst[j]) } }
@@ -122,6 +125,10 @@ enum Int8Arithmetic {
         guard t.dtype == q.type else {
             throw KilnError.invalidArgument("a value quantized as \(q) holds \(t.dtype.onnxName)")
         }
+        if q.isFloat8 {
+            let numbers = Float8Products.decoded(t)
+            return Tensor(shape: t.shape, scalars: numbers.scalars(as: Float.self).map { $0 * q.scale })
+        }
         let codes: [Int] =
             q.type == .uint8
             ? t.withUnsafeBuffer(as: UInt8.self) { $0.map(Int.init) }
@@ -131,6 +138,12 @@ enum Int8Arithmetic {
 
     /// A float32 tensor's values quantized with `q` (ONNX QuantizeLinear's rule), in `q`'s type.
     static func quantized(_ t: Tensor, _ q: ActivationQuantization) -> Tensor {
+        if q.isFloat8 {
+            let bytes = t.withUnsafeBuffer(as: Float.self) { v in
+                v.map { ActivationQuantization.float8.encode(Double($0 / q.scale), saturate: true) }
+            }
+            return bytes.withUnsafeBytes { try! Tensor(dtype: q.type, shape: t.shape, rawBytes: $0) }
+        }
         let codes = t.withUnsafeBuffer(as: Float.self) { v in
             quantize(v.baseAddress ?? UnsafePointer(emptyFloat), count: v.count, q).map { Int($0) + q.zeroPoint }
         }
@@ -163,8 +176,12 @@ enum Int8Arithmetic {
 final class QuantizedConvolutionKernel: Kernel {
     let layer: QuantizedConvolutionLayer
     let cache = WeightCache<[Int16]>()
+    let float8: Float8Products?
 
-    init(_ layer: QuantizedConvolutionLayer) { self.layer = layer }
+    init(_ layer: QuantizedConvolutionLayer, tuner: GemmTuner) {
+        self.layer = layer
+        float8 = layer.input.isFloat8 ? Float8Products(convolution: layer.parameters, tuner: tuner) : nil
+    }
 
     /// The chained forms (`Int8Chaining`) through the float one: quantized X and residual are dequantized (X
     /// then quantizes back to the same integers, as `input` is its quantization), a quantized output is the
@@ -195,10 +212,6 @@ final class QuantizedConvolutionKernel: Kernel {
         try layer.input.validate()
         let x = try inputs.tensor(0)
         let w = try inputs.tensor(1)
-        guard x.dtype == .float32, w.dtype == .int8 else {
-            throw KilnError.invalidArgument(
-                "convolution.int8 needs float32 X and int8 W, got \(x.dtype) and \(w.dtype)")
-        }
         let g = try ConvolutionGeometry(layer.parameters, x: x.shape, w: w.shape)
         guard let scales = try Int8Arithmetic.floats(inputs, 2, count: g.outChannels, "weight scales") else {
             throw KilnError.invalidArgument("convolution.int8 has no weight scales")
@@ -208,13 +221,23 @@ final class QuantizedConvolutionKernel: Kernel {
         if let residual, residual.dtype != .float32 || residual.shape != g.outShape {
             throw KilnError.shapeMismatch("convolution.int8 residual is \(residual.shape), \(g.outShape) expected")
         }
+        let columnScale = scales.map { $0 * layer.input.scale }
+        let finish = Int8Arithmetic.Finish(activation: layer.epilogue.activation, output: layer.output)
+        if let float8 {
+            let sums = try float8.sums(x, w, layer.input, context)
+            return Float8Products.finish(
+                sums, rows: g.batch * g.outChannels, count: g.outSize, perColumn: false, scales: columnScale,
+                bias: bias, residual: residual, finish, threads: context.threads)
+        }
+        guard x.dtype == .float32, w.dtype == .int8 else {
+            throw KilnError.invalidArgument(
+                "convolution.int8 needs float32 X and int8 W, got \(x.dtype) and \(w.dtype)")
+        }
         let depth = g.groupInChannels * g.kernelSize
         try Int8Arithmetic.checkDepth(depth, "convolution.int8")
         let weights = Int8Arithmetic.widened(cache, w)
         let xBase = Int8Arithmetic.pointer(to: x)!
         let outSize = g.outSize
-        let columnScale = scales.map { $0 * layer.input.scale }
-        let finish = Int8Arithmetic.Finish(activation: layer.epilogue.activation, output: layer.output)
         let y = Tensor.build(Float.self, shape: g.outShape) { out in
             guard let o = out.baseAddress, out.count > 0 else { return }
             let residualBase = Int8Arithmetic.pointer(to: residual)
@@ -243,9 +266,9 @@ final class QuantizedConvolutionKernel: Kernel {
                                 let residualRow = residualBase.map { $0 + outFirst + row * outSize }
                                 sums.withUnsafeBufferPointer { s in
                                     finish.row(
-                                        shared.value + outFirst + row * outSize, s.baseAddress!, count: outSize,
-                                        scale: { _ in columnScale[m] }, bias: { _ in bias?[m] ?? 0 },
-                                        residual: residualRow)
+                                        shared.value + outFirst + row * outSize, count: outSize,
+                                        sum: { Float(s[$0]) }, scale: { _ in columnScale[m] },
+                                        bias: { _ in bias?[m] ?? 0 }, residual: residualRow)
                                 }
                             }
                         }
@@ -309,21 +332,25 @@ final class QuantizedConvolutionKernel: Kernel {
 final class QuantizedMatMulKernel: Kernel {
     let layer: QuantizedMatMulLayer
     let cache = WeightCache<[Int16]>()
+    let float8: Float8Products?
 
-    init(_ layer: QuantizedMatMulLayer) { self.layer = layer }
+    init(_ layer: QuantizedMatMulLayer, tuner: GemmTuner) {
+        self.layer = layer
+        float8 = layer.input.isFloat8 ? Float8Products(matMulTuner: tuner) : nil
+    }
 
     func execute(_ inputs: [Value?], _ context: KernelContext) throws -> [Value] {
         try layer.input.validate()
         let a = try inputs.tensor(0)
         let b = try inputs.tensor(1)
-        guard a.dtype == .float32, b.dtype == .int8, b.shape.count == 2, let depth = a.shape.last,
+        let weightType: DType = float8 == nil ? .int8 : .float8e4m3fn
+        guard a.dtype == .float32, b.dtype == weightType, b.shape.count == 2, let depth = a.shape.last,
             b.shape[1] == depth
         else {
             throw KilnError.shapeMismatch(
-                "matMul.int8 needs float32 A [..., K] and int8 B [N, K], got \(a.dtype)\(a.shape) and \(b.dtype)\(b.shape)"
-            )
+                "matMul.int8 needs float32 A [..., K] and \(weightType) B [N, K], got \(a.dtype)\(a.shape) and "
+                    + "\(b.dtype)\(b.shape)")
         }
-        try Int8Arithmetic.checkDepth(depth, "matMul.int8")
         let columns = b.shape[0]
         guard let scales = try Int8Arithmetic.floats(inputs, 2, count: columns, "weight scales") else {
             throw KilnError.invalidArgument("matMul.int8 has no weight scales")
@@ -335,11 +362,21 @@ final class QuantizedMatMulKernel: Kernel {
             throw KilnError.shapeMismatch("matMul.int8 residual is \(residual.shape), \(outShape) expected")
         }
         let rows = depth == 0 ? a.shape.dropLast().reduce(1, *) : a.count / depth
+        let columnScale = scales.map { $0 * layer.input.scale }
+        let finish = Int8Arithmetic.Finish(activation: layer.epilogue.activation, output: layer.output)
+        if let float8 {
+            let sums = try float8.sums(a, b, layer.input, context)
+            return [
+                .tensor(
+                    Float8Products.finish(
+                        sums, rows: rows, count: columns, perColumn: true, scales: columnScale, bias: bias,
+                        residual: residual, finish, threads: context.threads))
+            ]
+        }
+        try Int8Arithmetic.checkDepth(depth, "matMul.int8")
         let weights = Int8Arithmetic.widened(cache, b)
         let aBase = Int8Arithmetic.pointer(to: a)!
-        let columnScale = scales.map { $0 * layer.input.scale }
         let residualBase = Int8Arithmetic.pointer(to: residual)
-        let finish = Int8Arithmetic.Finish(activation: layer.epilogue.activation, output: layer.output)
         let y = Tensor.build(Float.self, shape: outShape) { out in
             guard let o = out.baseAddress, out.count > 0 else { return }
             let shared = UncheckedSendable(o)
@@ -360,7 +397,7 @@ final class QuantizedMatMulKernel: Kernel {
                             let residualRow = residualBase.map { $0 + row * columns }
                             sums.withUnsafeBufferPointer { s in
                                 finish.row(
-                                    dst, s.baseAddress!, count: columns, scale: { columnScale[$0] },
+                                    dst, count: columns, sum: { Float(s[$0]) }, scale: { columnScale[$0] },
                                     bias: { bias?[$0] ?? 0 }, residual: residualRow)
                             }
                         }

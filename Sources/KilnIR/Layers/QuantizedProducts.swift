@@ -1,10 +1,12 @@
-/// How a quantized layer turns its float input into 8-bit integers on the fly:
-/// `q = saturate(roundHalfEven(x / scale) + zeroPoint)` in `type`'s range (ONNX QuantizeLinear's rule), so an
-/// explicitly quantized model and a calibrated one run the same layers.
+/// How a quantized layer turns its float input into 8-bit numbers on the fly: integers
+/// `q = saturate(roundHalfEven(x / scale) + zeroPoint)` in `type`'s range, or float8 E4M3 numbers
+/// `q = saturate(e4m3(x / scale))` (ONNX QuantizeLinear's rules), so an explicitly quantized model and a
+/// calibrated one run the same layers.
 public struct ActivationQuantization: Sendable, Hashable, Codable, CustomStringConvertible {
     public var scale: Float
     public var zeroPoint: Int
-    /// `.int8` (symmetric calibration) or `.uint8` (zero points from quantized ONNX models).
+    /// `.int8` (symmetric calibration), `.uint8` (zero points from quantized ONNX models) or `.float8e4m3fn`
+    /// (explicitly quantized FP8 models; zero point 0).
     public var type: DType
 
     public init(scale: Float, zeroPoint: Int = 0, type: DType = .int8) {
@@ -13,25 +15,43 @@ public struct ActivationQuantization: Sendable, Hashable, Codable, CustomStringC
         self.type = type
     }
 
-    /// The smallest and largest quantized value.
+    /// The smallest and largest quantized integer (float8 has none: its range is ±448).
     public var range: ClosedRange<Int> { type == .uint8 ? 0...255 : -128...127 }
 
-    /// `x` quantized and dequantized again: the value the quantized tensor stands for (NaN quantizes to 0, as
-    /// the quantize layer does).
+    /// Whether the quantized numbers are float8 E4M3 rather than integers.
+    public var isFloat8: Bool { type == .float8e4m3fn }
+
+    /// `x` quantized and dequantized again: the value the quantized tensor stands for (NaN quantizes to 0 in
+    /// the integer types, as the quantize layer does, and stays NaN in float8).
     @inlinable
     public func roundTrip(_ x: Float) -> Float {
+        if isFloat8 { return Self.e4m3(x / scale) * scale }
         let r = (x / scale).rounded(.toNearestOrEven) + Float(zeroPoint)
         guard !r.isNaN else { return -Float(zeroPoint) * scale }
         return (min(max(r, Float(range.lowerBound)), Float(range.upperBound)) - Float(zeroPoint)) * scale
     }
 
-    /// Throws unless the scale is positive and finite, the type is 8-bit and the zero point is in its range.
+    /// `x` rounded to the nearest float8 E4M3 number (ties to even), saturating at ±448; NaN stays NaN.
+    public static func e4m3(_ x: Float) -> Float {
+        Float(float8.decode(float8.encode(Double(x), saturate: true)))
+    }
+
+    /// The E4M3 format (`MiniFloatFormat`).
+    public static let float8 = MiniFloatFormat(.float8e4m3fn)!
+
+    /// Throws unless the scale is positive and finite, the type is 8-bit and the zero point is in its range
+    /// (0 for float8).
     public func validate() throws {
         guard scale.isFinite, scale > 0 else {
             throw KilnError.invalidArgument("activation scale \(scale) is not a positive finite number")
         }
-        guard type == .int8 || type == .uint8 else {
-            throw KilnError.unsupported("activations quantized to \(type) (int8 and uint8 are supported)")
+        guard type == .int8 || type == .uint8 || isFloat8 else {
+            throw KilnError.unsupported(
+                "activations quantized to \(type) (int8, uint8 and float8e4m3fn are supported)")
+        }
+        if isFloat8 {
+            guard zeroPoint == 0 else { throw KilnError.invalidArgument("a float8 zero point must be 0") }
+            return
         }
         guard range.contains(zeroPoint) else {
             throw KilnError.invalidArgument("zero point \(zeroPoint) is outside \(type)'s range")
@@ -39,11 +59,12 @@ public struct ActivationQuantization: Sendable, Hashable, Codable, CustomStringC
     }
 
     public var description: String {
-        zeroPoint == 0 && type == .int8 ? "x/\(scale)" : "x/\(scale)+\(zeroPoint):\(type)"
+        if zeroPoint == 0 && type != .uint8 { return type == .int8 ? "x/\(scale)" : "x/\(scale):\(type)" }
+        return "x/\(scale)+\(zeroPoint):\(type)"
     }
 }
 
-/// A convolution in 8-bit integers: the float input is quantized with `input`, multiplied by int8 weights
+/// A convolution in 8 bits: the float input is quantized with `input`, multiplied by int8 weights
 /// (symmetric, one scale per output channel) with int32 accumulation, and the sum is dequantized
 /// (`acc * inputScale * weightScale[m]`) before the bias, the residual and the activation, which stay float.
 /// With `output`, the result is then quantized and dequantized (an explicitly quantized model's Q/DQ pair after
@@ -55,6 +76,9 @@ public struct ActivationQuantization: Sendable, Hashable, Codable, CustomStringC
 /// int8 values already, the residual `residualQuantization`'s, and with `writesQuantized` the output holds
 /// `output`'s int8 values instead of floats. With `channelsLast` (`ChannelsLastLayout`) X, the residual and
 /// the output are `[N, spatial..., C]` and W is `[M, k..., C/group]`.
+///
+/// With `input` of type float8e4m3fn (explicitly quantized FP8 models) the weights are float8e4m3fn too and
+/// the products are summed in float32; everything else is the same.
 public struct QuantizedConvolutionLayer: Layer {
     public static let kind = LayerKind("convolution.int8")
     public var parameters: ConvolutionParameters
@@ -113,10 +137,11 @@ public struct QuantizedConvolutionLayer: Layer {
     }
 }
 
-/// A matrix product in 8-bit integers: `A [..., K]` (float, quantized with `input`) times the int8 weights
-/// `B [N, K]` (one row per output column, symmetric, one scale per row), int32 accumulation, dequantized
-/// before the bias, the residual and the activation (then, with `output`, quantize-dequantized). Inputs: A float, B int8 `[N, K]`, weight scales float
-/// `[N]`, optional bias float `[N]`, and with `epilogue.residual` a residual (input 4) of the output's shape.
+/// A matrix product in 8 bits: `A [..., K]` (float, quantized with `input`) times the int8 weights `B [N, K]`
+/// (one row per output column, symmetric, one scale per row), int32 accumulation, dequantized before the
+/// bias, the residual and the activation (then, with `output`, quantize-dequantized). Inputs: A float, B int8
+/// `[N, K]`, weight scales float `[N]`, optional bias float `[N]`, and with `epilogue.residual` a residual
+/// (input 4) of the output's shape. With `input` of type float8e4m3fn, B is float8e4m3fn and the sums float32.
 public struct QuantizedMatMulLayer: Layer {
     public static let kind = LayerKind("matMul.int8")
     public var epilogue: Epilogue
@@ -149,7 +174,8 @@ public struct QuantizedMatMulLayer: Layer {
 }
 
 /// The shared checks: valid quantizations, float input (or, with `quantizedInput`, one of `input`'s type),
-/// int8 weights of `rank` (any when nil), float scales.
+/// 8-bit weights of `rank` (any when nil): float8e4m3fn with a float8 input quantization, else int8; float
+/// scales.
 private func checkOperands(
     _ inputs: [LayerInput], weightRank rank: Int?, _ input: ActivationQuantization, _ output: ActivationQuantization?,
     quantizedInput: Bool = false
@@ -162,7 +188,10 @@ private func checkOperands(
             "quantized layer input of \(x.dtype) (float32\(quantizedInput ? " or \(input.type)" : "") expected)")
     }
     if let w = inputs[1].tensorType {
-        guard w.dtype == .int8 else { throw KilnError.invalidArgument("quantized weights are \(w.dtype), not int8") }
+        let expected: DType = input.isFloat8 ? .float8e4m3fn : .int8
+        guard w.dtype == expected else {
+            throw KilnError.invalidArgument("quantized weights are \(w.dtype), not \(expected)")
+        }
         if let rank, let shape = w.shape, shape.count != rank {
             throw KilnError.shapeMismatch("quantized weights have rank \(shape.count), \(rank) expected")
         }
