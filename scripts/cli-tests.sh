@@ -220,5 +220,20 @@ else
     echo "FAIL inspect a Q/DQ model: quantize/dequantize layers left, or no int8 convolution"
 fi
 
+# The same model quantized to FP8 E4M3 (scripts/quantize-digits-fp8.py): float8 pairs and weights fold into
+# products with float8 operands, and the outputs match the Q/DQ graph as ONNX Runtime computes it (a sum next to
+# a midpoint between two E4M3 numbers may round the other way, one step, as with int8).
+FP8="$ROOT/models/digits-fp8"
+expect "an FP8 Q/DQ model against ONNX Runtime" 0 - -- \
+    "$KILN" compare "$FP8/model.onnx" --reference "$FP8/reference.npz" --tolerance 1e-3 --device cpu
+expect "inspect an FP8 Q/DQ model" 0 - -- "$KILN" inspect "$FP8/model.onnx"
+if [ "$(grep -c "convolution.int8\[.*:float8e4m3fn" "$WORK/out")" -eq 5 ] && grep -q "matMul.int8\[input=.*:float8e4m3fn" "$WORK/out" \
+    && ! grep -Eq "^  (quantize|dequantize) " "$WORK/out"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    echo "FAIL inspect an FP8 Q/DQ model: quantize/dequantize layers left, or products not in float8"
+fi
+
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -19,13 +19,15 @@ public final class CUBLASLt: @unchecked Sendable {
     static let dataR8I: Int32 = 3
     static let dataR16BF: Int32 = 14
     static let dataR32I: Int32 = 10
+    static let dataR8FE4M3: Int32 = 28
 
-    /// The cudaDataType_t of float32, float16 and bfloat16 elements (nil for other dtypes).
+    /// The cudaDataType_t of float32, float16, bfloat16 and float8e4m3fn elements (nil for other dtypes).
     static func dataType(_ dtype: DType) -> Int32? {
         switch dtype {
         case .float32: dataR32F
         case .float16: dataR16F
         case .bfloat16: dataR16BF
+        case .float8e4m3fn: dataR8FE4M3
         default: nil
         }
     }

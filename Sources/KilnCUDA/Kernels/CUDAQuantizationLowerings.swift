@@ -1,7 +1,8 @@
 import KilnIR
 
 /// `quantize` and `dequantize` with one constant scale (and zero point) for the whole tensor, between a float
-/// (float32, or float16 and bfloat16 as a mixed-precision build leaves them) and int8 or uint8: where
+/// (float32, or float16 and bfloat16 as a mixed-precision build leaves them) and int8, uint8 or float8e4m3fn
+/// (saturating, the default; the zero point of float8 is 0): where
 /// `Int8Chaining` starts and ends a chain of int8 convolutions, and what explicitly quantized models leave after
 /// Q/DQ folding. The arithmetic is float32 whatever the float's storage: a 16-bit input is quantized only when
 /// the layer divides in float32 (`HalfPrecision` says so when it narrows the input). Per-axis and blocked forms
@@ -15,7 +16,11 @@ enum CUDAQuantizationLowerings {
                 throw KilnError.unsupported(
                     "CUDA quantizes float32 per tensor only (16-bit floats when the division is float32)")
             }
-            return try lower(info, float: float, quantized: info.outputs.first?.dtype, quantizing: true)
+            let quantized = info.outputs.first?.dtype
+            if quantized == .float8e4m3fn, !layer.saturate {
+                throw KilnError.unsupported("CUDA quantizes to float8e4m3fn saturating only (saturate=1)")
+            }
+            return try lower(info, float: float, quantized: quantized, quantizing: true)
         },
         cudaLowering(DequantizeLayer.self) { layer, info in
             guard layer.blockSize == 0, let float = info.outputs.first?.dtype,
@@ -29,14 +34,16 @@ enum CUDAQuantizationLowerings {
 
     /// One pass over the tensor with the scale and zero point as arguments.
     static func lower(_ info: CUDANodeInfo, float: DType, quantized: DType?, quantizing: Bool) throws -> CUDALowering {
-        guard let quantized, quantized == .int8 || quantized == .uint8 else {
-            throw KilnError.unsupported("CUDA quantizes to int8 and uint8 only, not \(quantized?.onnxName ?? "?")")
+        guard let quantized, [.int8, .uint8, .float8e4m3fn].contains(quantized) else {
+            throw KilnError.unsupported(
+                "CUDA quantizes to int8, uint8 and float8e4m3fn only, not \(quantized?.onnxName ?? "?")")
         }
         guard info.constants.count > 1, let scale = info.constants[1], scale.count == 1 else {
             throw KilnError.unsupported("CUDA '\(info.node.kind)' needs one constant scale for the whole tensor")
         }
         var zeroPoint = 0.0
-        if info.hasInput(2) {
+        // A float8 zero point is 0 by definition (ONNX ignores it).
+        if info.hasInput(2), quantized != .float8e4m3fn {
             guard info.constants.count > 2, let zero = info.constants[2], zero.count == 1 else {
                 throw KilnError.unsupported("CUDA '\(info.node.kind)' needs one constant zero point")
             }
@@ -46,6 +53,7 @@ enum CUDAQuantizationLowerings {
         if count == 0 { return CUDALowering(steps: []) }
         let q = ActivationQuantization(
             scale: Float(try scale.doubleValues()[0]), zeroPoint: Int(zeroPoint), type: quantized)
+        if q.isFloat8 { return CUDALowering(steps: [.launch(float8(q, count: count, float: float, quantizing))]) }
         let launch =
             quantizing
             ? CUDAQuantizedProducts.quantize(q, count: count, from: float, into: .output(0))
@@ -58,5 +66,14 @@ enum CUDAQuantizationLowerings {
                     .int32(Int32(q.zeroPoint)),
                 ])
         return CUDALowering(steps: [.launch(launch)])
+    }
+
+    private static func float8(_ q: ActivationQuantization, count: Int, float: DType, _ quantizing: Bool) -> CUDALaunch
+    {
+        if quantizing { return CUDAFloat8Products.quantize(q, count: count, from: float, into: .output(0)) }
+        return CUDALaunch(
+            source: CUDAFloat8Products.source, function: CUDAFloat8Products.kernelName("dequantize", float),
+            grid: CUDAQuantizedProducts.grid(count), block: CUDADim3(CUDAQuantizedProducts.threads),
+            arguments: [.pointer(.input(0)), .pointer(.output(0)), .int(count), .float32(q.scale)])
     }
 }

@@ -20,6 +20,7 @@ enum CUDAQuantizedProducts {
     static let maxBlocks = 132 * 32
 
     static func lowerConvolution(_ layer: QuantizedConvolutionLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
+        if layer.input.isFloat8 { return try CUDAFloat8Products.lowerConvolution(layer, info) }
         let chained = layer.channelsLast || layer.writesQuantized || layer.residualQuantization != nil
         if try chained || info.input(0).dtype != .float32 {
             return try CUDAInt8WarpGroupConvolution.lower(layer, info)
@@ -69,6 +70,7 @@ enum CUDAQuantizedProducts {
     }
 
     static func lowerMatMul(_ layer: QuantizedMatMulLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
+        if layer.input.isFloat8 { return try CUDAFloat8Products.lowerMatMul(layer, info) }
         let a = try info.inputShape(0)
         let b = try info.inputShape(1)
         let out = try info.outputShape(0)
@@ -107,17 +109,19 @@ enum CUDAQuantizedProducts {
 
     static func roundUp(_ n: Int, _ multiple: Int) -> Int { (n + multiple - 1) / multiple * multiple }
 
-    /// `rows` x `depth` int8 weights padded with zeros to `paddedRows` x `paddedDepth`, and the per-row
-    /// correction `(offset - zp) * Σ w` as int32. `channels`: a convolution's weights `[M, C, KH, KW]` are
-    /// reordered to `[M, KH, KW, C]`, the order of the NHWC patches.
+    /// `rows` x `depth` 8-bit weights (int8, or float8e4m3fn, whose zero byte is +0 too) padded with zeros to
+    /// `paddedRows` x `paddedDepth`, and the per-row correction `(offset - zp) * Σ w` of int8 weights as int32.
+    /// `channels`: a convolution's weights `[M, C, KH, KW]` are reordered to `[M, KH, KW, C]`, the order of the
+    /// NHWC patches.
     static func padded(
         _ weights: Tensor, rows: Int, depth: Int, paddedRows: Int, paddedDepth: Int, correction factor: Int,
         channels: Int? = nil
     ) throws -> (Tensor, Tensor) {
-        guard weights.dtype == .int8, weights.count == rows * depth else {
-            throw KilnError.shapeMismatch("int8 weights of \(weights.count) values, \(rows) x \(depth) expected")
+        guard weights.dtype == .int8 || weights.dtype == .float8e4m3fn, weights.count == rows * depth else {
+            throw KilnError.shapeMismatch(
+                "8-bit weights of \(weights.count) \(weights.dtype.onnxName) values, \(rows) x \(depth) expected")
         }
-        var values = weights.scalars(as: Int8.self)
+        var values = weights.scalars(as: UInt8.self)
         if let c = channels, c > 0, depth % c == 0 {
             let window = depth / c
             let source = values
@@ -129,19 +133,20 @@ enum CUDAQuantizedProducts {
                 }
             }
         }
-        var out = [Int8](repeating: 0, count: paddedRows * paddedDepth)
+        var out = [UInt8](repeating: 0, count: paddedRows * paddedDepth)
         var sums = [Int32](repeating: 0, count: rows)
         for r in 0..<rows {
             var sum = 0
             for k in 0..<depth {
                 out[r * paddedDepth + k] = values[r * depth + k]
-                sum += Int(values[r * depth + k])
+                sum += Int(Int8(bitPattern: values[r * depth + k]))
             }
-            sums[r] = Int32(truncatingIfNeeded: sum * factor)
+            sums[r] = weights.dtype == .int8 ? Int32(truncatingIfNeeded: sum * factor) : 0
         }
-        return (
-            Tensor(shape: [paddedRows, paddedDepth], scalars: out), Tensor(shape: [rows], scalars: sums)
-        )
+        let packed = try out.withUnsafeBytes {
+            try Tensor(dtype: weights.dtype, shape: [paddedRows, paddedDepth], rawBytes: $0)
+        }
+        return (packed, Tensor(shape: [rows], scalars: sums))
     }
 
     private static func gemmConvolution(
@@ -164,29 +169,9 @@ enum CUDAQuantizedProducts {
                 .int32(Int32(q.zeroPoint)), .int32(Int32(q.range.lowerBound)), .int32(Int32(q.range.upperBound)),
                 .int32(Int32(offset)),
             ])
-        // A 1×1 stride-1 convolution's patches are the NHWC rows themselves when they are aligned.
-        let pointwise =
-            w[2] == 1 && w[3] == 1 && r.strides == [1, 1] && r.padsBegin == [0, 0] && r.padsEnd == [0, 0]
-            && kp == depth && pp == pixels
         var steps: [CUDAStep] = [.launch(nhwc)]
-        if !pointwise {
-            // Channels in whole 16-byte runs: one thread copies 16 bytes (and the rows need no padding).
-            let vectors = x[1] % 16 == 0
-            let units = vectors ? x[0] * pp * w[2] * w[3] * (x[1] / 16) : x[0] * pp * kp
-            steps.append(
-                .launch(
-                    CUDALaunch(
-                        source: source, function: vectors ? "kiln_int8_patches_nhwc16" : "kiln_int8_patches_nhwc",
-                        grid: grid(units),
-                        block: CUDADim3(threads),
-                        arguments: [
-                            .pointer(.scratch(0)), .pointer(.scratch(1)),
-                            .dims([x[0], x[1], x[2], x[3], out[2], out[3], pp, kp]),
-                            .dims(
-                                [w[2], w[3], r.strides[0], r.strides[1], r.padsBegin[0], r.padsBegin[1]] + r.dilations),
-                            .int32(Int32(q.zeroPoint - offset)),
-                        ])))
-        }
+        let (patches, pointwise) = Self.patches(x: x, w: w, out: out, r: r, kp: kp, pp: pp, pad: q.zeroPoint - offset)
+        if let patches { steps.append(.launch(patches)) }
         // D [m, pp] per image = W [m, kp] · patches [pp, kp]ᵀ.
         let product = CUDAMatMul(
             a: .constant(0), b: pointwise ? .scratch(0) : .scratch(1), d: .scratch(2), m: m, n: pp, k: kp,
@@ -207,6 +192,30 @@ enum CUDAQuantizedProducts {
             steps: steps + [.matMul(product), .launch(finish)],
             scratchBytes: [x.reduce(1, *), pointwise ? 1 : x[0] * pp * kp, x[0] * m * pp * 4],
             constants: [packed, correction])
+    }
+
+    /// The launch that cuts the NHWC bytes in scratch 0 into patch rows `[N][pp][kp]` in scratch 1 (a padded
+    /// pixel reads the byte `pad`), or none when the convolution is 1×1, stride 1 and aligned: its patches are
+    /// the NHWC rows themselves (`pointwise`).
+    static func patches(
+        x: [Int], w: [Int], out: [Int], r: ConvolutionParameters.Resolved, kp: Int, pp: Int, pad: Int
+    ) -> (launch: CUDALaunch?, pointwise: Bool) {
+        let pointwise =
+            w[2] == 1 && w[3] == 1 && r.strides == [1, 1] && r.padsBegin == [0, 0] && r.padsEnd == [0, 0]
+            && kp == w[1] && pp == out[2] * out[3]
+        if pointwise { return (nil, true) }
+        // Channels in whole 16-byte runs: one thread copies 16 bytes (and the rows need no padding).
+        let vectors = x[1] % 16 == 0
+        let units = vectors ? x[0] * pp * w[2] * w[3] * (x[1] / 16) : x[0] * pp * kp
+        let launch = CUDALaunch(
+            source: source, function: vectors ? "kiln_int8_patches_nhwc16" : "kiln_int8_patches_nhwc",
+            grid: grid(units), block: CUDADim3(threads),
+            arguments: [
+                .pointer(.scratch(0)), .pointer(.scratch(1)), .dims([x[0], x[1], x[2], x[3], out[2], out[3], pp, kp]),
+                .dims([w[2], w[3], r.strides[0], r.strides[1], r.padsBegin[0], r.padsBegin[1]] + r.dilations),
+                .int32(Int32(pad)),
+            ])
+        return (launch, false)
     }
 
     private static func gemmMatMul(
@@ -292,7 +301,7 @@ enum CUDAQuantizedProducts {
 
     /// Checks the weight scales and the bias; returns whether there is a bias (an empty one is none, as on the
     /// CPU).
-    private static func checkVectors(_ info: CUDANodeInfo, count: Int) throws -> Bool {
+    static func checkVectors(_ info: CUDANodeInfo, count: Int) throws -> Bool {
         var hasBias = false
         for index in [2, 3] where info.hasInput(index) {
             let n = try info.inputShape(index).reduce(1, *)
@@ -305,7 +314,7 @@ enum CUDAQuantizedProducts {
         return hasBias
     }
 
-    private static func checkResidual(_ info: CUDANodeInfo, _ residual: Bool, _ out: [Int]) throws {
+    static func checkResidual(_ info: CUDANodeInfo, _ residual: Bool, _ out: [Int]) throws {
         guard residual else { return }
         let shape = try info.inputShape(4)
         guard shape == out else {

@@ -55,15 +55,21 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         lib = library
         let lib = library
         // int8: A and B int8, D int32, no C, bias or activation (the lowering finishes the result itself); the
-        // integer kernels want B transposed and A not (the "TN" form, in cuBLASLt's own terms).
+        // integer kernels want B transposed and A not (the "TN" form, in cuBLASLt's own terms). float8e4m3fn the
+        // same with a float32 D (FP8 tensor cores, compute capability 8.9 and later).
         // float16 and bfloat16: A, B, C, D and the bias in the 16-bit type, products accumulated in float32.
         let integer = step.dtype == .int8
+        let quantized = integer || step.dtype == .float8e4m3fn
         guard let floatType = CUBLASLt.dataType(step.dtype) ?? (integer ? CUBLASLt.dataR8I : nil) else {
             throw KilnError.unsupported(
-                "cuBLASLt matMul runner handles float32, float16, bfloat16 and int8, not \(step.dtype.onnxName)")
+                "cuBLASLt matMul runner handles float32, float16, bfloat16, int8 and float8e4m3fn, not "
+                    + step.dtype.onnxName)
         }
-        if integer, step.c != nil || step.bias != nil || step.activation != nil || !step.transposeB || step.transposeA {
-            throw KilnError.unsupported("cuBLASLt int8 products take A [m, k] and B [n, k] only, no epilogue")
+        if quantized,
+            step.c != nil || step.bias != nil || step.activation != nil || !step.transposeB || step.transposeA
+        {
+            throw KilnError.unsupported(
+                "cuBLASLt \(step.dtype.onnxName) products take A [m, k] and B [n, k] only, no epilogue")
         }
         let limit = Int(Int32.max)
         guard step.m > 0, step.n > 0, step.k > 0, step.batch > 0, step.m <= limit, step.n <= limit,
@@ -100,7 +106,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         let (n, m, k) = (step.n, step.m, step.k)
         // Stored shapes in column-major terms (rows, cols, ld = rows: dense).
         let input = floatType
-        let output = integer ? CUBLASLt.dataR32I : floatType
+        let output = integer ? CUBLASLt.dataR32I : quantized ? CUBLASLt.dataR32F : floatType
         layoutA = try owned.layout(
             rows: step.transposeB ? k : n, cols: step.transposeB ? n : k, batch: step.batch, stride: step.strideB,
             type: input)
@@ -166,9 +172,9 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             if known >= 0 { choose(rank: known) }
             return TacticOutcome(rank: known, launched: 0, rejected: 0)
         }
-        // Int8 products keep the heuristics' choice: the timer's operands and check are float32.
+        // 8-bit products keep the heuristics' choice: the timer's operands and check are float32.
         let timedKernels = kernels.launches(timingStep)
-        guard candidateCount + timedKernels.count > 1, measure, step.dtype != .int8 else {
+        guard candidateCount + timedKernels.count > 1, measure, step.dtype != .int8, step.dtype != .float8e4m3fn else {
             return TacticOutcome(rank: 0, launched: 0, rejected: 0)
         }
         let dtype = step.dtype
