@@ -6,10 +6,11 @@ import Testing
 @testable import KilnCUDA
 
 /// float8e4m3fn products, quantize and dequantize on the GPU against the CPU kernels, on fresh random inputs.
-/// Both round the input to the same E4M3 numbers and multiply them exactly; the sums differ only in order
-/// (float rounding), except where an output is rounded to E4M3 again: a sum next to a midpoint may round the
-/// other way there, one step, which those cases allow (their quotients stay below 16, so a step is at most
-/// the output scale).
+/// Both round the input to the same E4M3 numbers and multiply them exactly. The direct kernels sum in float32
+/// and differ from the CPU by float rounding; the FP8 tensor cores (cuBLASLt) keep fewer bits while they
+/// accumulate (measured on an H100: up to 3e-4 relative on these cases), so those cases allow 1e-3. Where an
+/// output is rounded to E4M3 again a sum next to a midpoint may round the other way, one step, which those
+/// cases allow (their quotients stay below 16, so a step is at most the output scale).
 @Suite struct Float8GPUTests {
     static let cases: [GPUCase] = {
         var cases: [GPUCase] = []
@@ -47,6 +48,7 @@ import Testing
             QuantizedMatMulLayer(input: q, epilogue: .init(activation: .gelu(tanh: false))),
             [.float([3, 17, 40], -3...3), .tensor(float8([24, 40])), .float([24], 0.0001...0.0005), .float([24])])
         // Constant weights take cuBLASLt's FP8 product (patches, tensor cores, finish).
+        let tensorCores = (rtol: 1e-3, atol: 1e-3)
         add(
             "conv float8 on cuBLASLt, 3x3 pad 1, 27-deep patches (padded to 32), relu",
             QuantizedConvolutionLayer(
@@ -54,7 +56,7 @@ import Testing
             [
                 .float([2, 3, 9, 7], -3...3), .constant(float8([6, 3, 3, 3])), .float([6], 0.0001...0.0005),
                 .float([6]),
-            ])
+            ], rtol: tensorCores.rtol, atol: tensorCores.atol)
         add(
             "conv float8 on cuBLASLt, stride 2, 7x7 output (49 pixels), residual, output rounded to float8",
             QuantizedConvolutionLayer(
@@ -67,7 +69,8 @@ import Testing
         add(
             "conv float8 on cuBLASLt, 1x1 stride 1 straight from NHWC (48 channels, 16 pixels)",
             QuantizedConvolutionLayer(ConvolutionParameters(), input: q, epilogue: .init(activation: .relu)),
-            [.float([2, 48, 4, 4], -2...2), .constant(float8([48, 48, 1, 1])), scales, .float([48])])
+            [.float([2, 48, 4, 4], -2...2), .constant(float8([48, 48, 1, 1])), scales, .float([48])],
+            rtol: tensorCores.rtol, atol: tensorCores.atol)
         add(
             "matMul float8 on cuBLASLt, 10 columns (padded to 12), residual, output rounded to float8",
             QuantizedMatMulLayer(input: q, epilogue: .init(residual: true), output: output),
@@ -78,7 +81,8 @@ import Testing
         add(
             "matMul float8 on cuBLASLt, batched rows, bias, relu",
             QuantizedMatMulLayer(input: q, epilogue: .init(activation: .relu)),
-            [.float([4, 9, 128], -3...3), .constant(float8([96, 128])), .float([96], 0.0001...0.0005), .float([96])])
+            [.float([4, 9, 128], -3...3), .constant(float8([96, 128])), .float([96], 0.0001...0.0005), .float([96])],
+            rtol: tensorCores.rtol, atol: tensorCores.atol)
         // Quantize and dequantize: bytes and values exactly, NaN, infinities and out-of-range values included.
         var values = Tensor.random([4, 300], in: -3...3, using: &rng).scalars(as: Float.self)
         values += [.nan, .infinity, -.infinity, 1e9, -1e9, 0, -0, 1e-7]
