@@ -15,11 +15,15 @@ public struct LayerInput: Sendable {
     public var constant: Tensor?
     /// false for an omitted optional input.
     public var isPresent: Bool
+    /// The values of a small integer tensor computed from shapes (`ShapeValues`), symbolic dims included, when
+    /// type inference knows them; constants' values too.
+    public var shapeValue: [Dim]?
 
-    public init(type: ValueType?, constant: Tensor? = nil, isPresent: Bool = true) {
+    public init(type: ValueType?, constant: Tensor? = nil, isPresent: Bool = true, shapeValue: [Dim]? = nil) {
         self.type = type
         self.constant = constant
         self.isPresent = isPresent
+        self.shapeValue = shapeValue
     }
 
     public var tensorType: TensorType? { type?.tensorType }

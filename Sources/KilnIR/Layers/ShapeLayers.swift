@@ -206,12 +206,39 @@ public struct ReshapeLayer: Layer {
         return out
     }
 
+    /// `reshape` with a shape whose values are partly symbolic (a shape computation's, `ShapeValues`): a symbol
+    /// or unknown entry is that dim, 0 and -1 mean what they mean in ONNX.
+    static func reshape(_ dims: [Dim], symbolic spec: [Dim], allowZero: Bool) throws -> [Dim] {
+        let values = spec.compactMap(\.value)
+        if values.count == spec.count { return try reshape(dims, values, allowZero: allowZero) }
+        var out: [Dim] = []
+        var inferred: Int? = nil
+        for (i, s) in spec.enumerated() {
+            switch s {
+            case .value(-1):
+                guard inferred == nil else { throw KilnError.invalidArgument("reshape \(spec) has two -1 dims") }
+                inferred = i
+                out.append(.unknown)
+            case .value(0) where !allowZero: out.append(i < dims.count ? dims[i] : .unknown)
+            case .value(let v) where v < 0: throw KilnError.invalidArgument("reshape dim \(v) is invalid")
+            default: out.append(s)
+            }
+        }
+        if let inferred {
+            out[inferred] = symbolicQuotient(dims, out.enumerated().filter { $0.offset != inferred }.map(\.element))
+        }
+        return out
+    }
+
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
         guard let dtype = ShapeAxes.dtype(inputs, 0) else { return [nil] }
         guard let dims = ShapeAxes.dims(inputs, 0) else { return [.tensor(TensorType(dtype, nil))] }
         let runtime = ShapeAxes.constantInts(inputs, 1)
         let hasRuntime = inputs.count > 1 && inputs[1].isPresent
         if hasRuntime && runtime == nil {
+            if case .reshape(_, let allowZero) = op, let spec = inputs[1].shapeValue {
+                return [.tensor(TensorType(dtype, try Self.reshape(dims, symbolic: spec, allowZero: allowZero)))]
+            }
             if case .reshape = op, let n = inputs[1].tensorType?.concreteShape?.first {
                 return [.tensor(TensorType(dtype, Array(repeating: .unknown, count: n)))]
             }

@@ -114,10 +114,11 @@ public struct ExpandLayer: Layer {
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
         guard let dtype = ShapeAxes.dtype(inputs, 0) else { return [nil] }
-        guard let dims = ShapeAxes.dims(inputs, 0), let s = shape ?? ShapeAxes.constantInts(inputs, 1) else {
-            return [.tensor(TensorType(dtype, nil))]
-        }
-        return [.tensor(TensorType(dtype, try Broadcast.dims(dims, s.map { .value($0) })))]
+        // The shape: fixed, a constant, or a shape computation whose values type inference knows.
+        let spec = (shape ?? ShapeAxes.constantInts(inputs, 1)).map { $0.map { Dim.value($0) } }
+        guard let dims = ShapeAxes.dims(inputs, 0), let s = spec ?? (inputs.count > 1 ? inputs[1].shapeValue : nil)
+        else { return [.tensor(TensorType(dtype, nil))] }
+        return [.tensor(TensorType(dtype, try Broadcast.dims(dims, s)))]
     }
 }
 
