@@ -20,9 +20,14 @@ public enum ONNXImporter {
                 throw KilnError.io("no such file")
             }
             guard !isDirectory.boolValue else { throw KilnError.io("is a folder, not an ONNX model file") }
+            let directory = url.deletingLastPathComponent()
+            // Mapped and decoded without the weights' bytes, which become tensors one at a time (`ModelFile`).
+            if let file = ModelFile(url) {
+                return try ModelImporter(proto: try decode(file.stripped), directory: directory, weights: file).run()
+            }
             // The file's bytes go as soon as they are decoded, before the weights become tensors.
             let proto = try decode(try read(url))
-            return try ModelImporter(proto: proto, directory: url.deletingLastPathComponent()).run()
+            return try ModelImporter(proto: proto, directory: directory).run()
         }
     }
 
@@ -52,6 +57,8 @@ public enum ONNXImporter {
 final class ModelImporter {
     let proto: Onnx_ModelProto
     let directory: URL?
+    /// The mapped file whose bytes hold the main graph's raw weights, which `proto` lacks.
+    let weights: ModelFile?
     var opsets: [String: Int] = [:]
     var functions: [String: Onnx_FunctionProto] = [:]
     var histogram: [String: Int] = [:]
@@ -59,9 +66,10 @@ final class ModelImporter {
     var reservedNames: Set<String> = []
     private var inlineCounter = 0
 
-    init(proto: Onnx_ModelProto, directory: URL?) {
+    init(proto: Onnx_ModelProto, directory: URL?, weights: ModelFile? = nil) {
         self.proto = proto
         self.directory = directory
+        self.weights = weights
     }
 
     func run() throws -> ONNXModel {
@@ -89,7 +97,7 @@ final class ModelImporter {
                 function
         }
         collectNames(proto.graph)
-        let graph = try importGraph(proto.graph, parent: nil)
+        let graph = try importGraph(proto.graph, parent: nil, weights: weights)
         return ONNXModel(
             graph: graph,
             irVersion: Int(proto.irVersion),
@@ -116,14 +124,19 @@ final class ModelImporter {
         reservedNames.formUnion(graph.input.map(\.name))
     }
 
-    func importGraph(_ g: Onnx_GraphProto, parent: GraphBuilder?) throws -> Graph {
+    /// `weights`: where the raw bytes of `g`'s initializers are, when `g` was decoded without them (the main
+    /// graph of a mapped file); each is given back once its tensor is made.
+    func importGraph(_ g: Onnx_GraphProto, parent: GraphBuilder?, weights: ModelFile? = nil) throws -> Graph {
         let builder = GraphBuilder(model: self, parent: parent)
         let graphName = g.name.isEmpty ? "graph" : g.name
-        for t in g.initializer {
-            guard !t.name.isEmpty else {
+        for (index, stored) in g.initializer.enumerated() {
+            guard !stored.name.isEmpty else {
                 throw KilnError.invalidModel("graph '\(graphName)' has an unnamed initializer")
             }
+            var t = stored
+            if let raw = weights?.weight(index) { t.rawData = raw }
             builder.addInitializer(t.name, try Tensor(proto: t, directory: directory))
+            weights?.release(index)
         }
         for s in g.sparseInitializer {
             let name = s.values.name

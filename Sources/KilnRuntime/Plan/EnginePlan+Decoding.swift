@@ -9,7 +9,7 @@ extension EnginePlan {
 
     /// Decodes `file`; with `mapping` (whose bytes `file` is), weights point into the mapping instead of being
     /// copied.
-    init(decoding file: Data, mapping: MappedPlanFile?) throws {
+    init(decoding file: Data, mapping: MappedFile?) throws {
         var reader = PlanReader(file)
         guard try reader.bytes(4) == Data(Self.magic) else {
             throw KilnError.invalidPlan("not a Kiln plan (no KILN magic at the start)")
@@ -85,7 +85,7 @@ extension EnginePlan {
         }
     }
 
-    private static func graph(_ body: Kiln_Plan_PlanBody, data: Data, mapping: MappedPlanFile?) throws -> Graph {
+    private static func graph(_ body: Kiln_Plan_PlanBody, data: Data, mapping: MappedFile?) throws -> Graph {
         let decoder = PlanCoding.decoder()
         func type(_ entry: Kiln_Plan_NamedType) throws -> ValueType? {
             guard !entry.type.isEmpty else { return nil }
@@ -115,7 +115,7 @@ extension EnginePlan {
     }
 
     private static func tensor(
-        _ section: Kiln_Plan_Section, data: Data, decoder: JSONDecoder, mapping: MappedPlanFile?
+        _ section: Kiln_Plan_Section, data: Data, decoder: JSONDecoder, mapping: MappedFile?
     ) throws -> Tensor {
         guard let dtype = DType(rawValue: Int(section.dtype)) else {
             throw KilnError.invalidPlan("unknown dtype \(section.dtype)")

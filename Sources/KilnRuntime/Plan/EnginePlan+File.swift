@@ -240,3 +240,19 @@ extension Data {
         Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
     }
 }
+
+extension EnginePlan {
+    /// Reads the plan file at `url`. Its weights stay in the file's pages (mapped copy-on-write) instead of
+    /// being copied; where the file cannot be mapped it is read. Errors as `init(decoding:)`.
+    public init(contentsOf url: URL) throws {
+        if let mapped = MappedFile(url) {
+            try self.init(decoding: mapped.bytes, mapping: mapped)
+            return
+        }
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw KilnError.io("cannot read: \(error.localizedDescription)")
+        }
+        try self.init(decoding: data)
+    }
+}
