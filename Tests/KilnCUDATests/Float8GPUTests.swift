@@ -104,14 +104,7 @@ import Testing
 
     /// Every function the lowerings can name exists in the module NVRTC compiles (no GPU needed).
     @Test func theModuleCompilesWithEveryFunction() throws {
-        guard let nvrtc = try? NVRTC.shared() else {
-            withKnownIssue("NVRTC not found (set KILN_CUDA_LIBS): the float8 kernels were NOT compile-checked") {
-                Issue.record("NVRTC missing")
-            }
-            return
-        }
-        let ptx = try nvrtc.compile(CUDAFloat8Products.source, architecture: 90)
-        let text = String(decoding: ptx, as: UTF8.self)
+        guard let text = try hopperPTX(CUDAFloat8Products.source, "the float8 kernels") else { return }
         var names = ["kiln_f8_nhwc", "kiln_f8_rows"]
         for float in [DType.float32, .float16, .bfloat16] {
             names += ["quantize", "dequantize"].map { CUDAFloat8Products.kernelName($0, float) }

@@ -354,3 +354,15 @@ func expectGPUMatchesCPU(_ c: GPUCase) throws {
     let problem = Comparison.mismatch(a, e, rtol: c.rtol, atol: c.atol)
     #expect(problem == nil, "\(c.name) (seed \(seed)): \(problem ?? "")")
 }
+
+/// The PTX NVRTC compiles from `source` for Hopper, or nil where NVRTC is missing, which is recorded as a known
+/// issue saying that `what` was NOT compile-checked.
+func hopperPTX(_ source: CUDASource, _ what: String) throws -> String? {
+    guard let nvrtc = try? NVRTC.shared() else {
+        withKnownIssue("NVRTC not found (set KILN_CUDA_LIBS): \(what) NOT compile-checked") {
+            Issue.record("NVRTC missing")
+        }
+        return nil
+    }
+    return String(decoding: try nvrtc.compile(source, architecture: 90), as: UTF8.self)
+}

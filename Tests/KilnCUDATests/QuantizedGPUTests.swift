@@ -101,14 +101,7 @@ import Testing
 
     /// Every function the lowering can name exists in the module NVRTC compiles (no GPU needed).
     @Test func theModuleCompilesWithEveryFunction() throws {
-        guard let nvrtc = try? NVRTC.shared() else {
-            withKnownIssue("NVRTC not found (set KILN_CUDA_LIBS): the int8 kernels were NOT compile-checked") {
-                Issue.record("NVRTC missing")
-            }
-            return
-        }
-        let ptx = try nvrtc.compile(CUDAQuantizedProducts.source, architecture: 90)
-        let text = String(decoding: ptx, as: UTF8.self)
+        guard let text = try hopperPTX(CUDAQuantizedProducts.source, "the int8 kernels") else { return }
         var names = ["kiln_int8_nhwc", "kiln_int8_patches_nhwc", "kiln_int8_rows"]
         for float in [DType.float32, .float16, .bfloat16] {
             for q in [DType.int8, .uint8] {

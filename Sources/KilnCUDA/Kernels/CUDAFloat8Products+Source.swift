@@ -8,7 +8,7 @@ extension CUDAFloat8Products {
     static let source = CUDASource(name: "float8_products", code: code)
 
     static let code =
-        CUDALinearAlgebraEpilogue.activationCode + """
+        CUDALinearAlgebraEpilogue.activationCode + CUDAQuantizedProducts.directConvolutionCode + """
             /* x rounded to an E4M3 byte. Below 2^-6 the numbers are steps of 2^-9 (eight steps make 2^-6, the
                first normal byte 0x08); above, a / 2^(e-3) is a whole number of eighths of 2^e in [8, 16]. */
             __device__ __forceinline__ unsigned kiln_e4m3(float x) {
@@ -133,42 +133,17 @@ extension CUDAFloat8Products {
                 }
             }
 
-            /* size: N, C, H, W, M, OH, OW; window: KH, KW, SH, SW, PH, PW, DH, DW. q: X as E4M3 bytes [N, C, H, W]. One
-               thread per output; the products of two E4M3 numbers are exact in float32. */
+            /* The products of two E4M3 numbers are exact in float32. */
             template <int ACT>
             __device__ __forceinline__ void kiln_conv2d_f8(
                 const unsigned char* __restrict__ q, const unsigned char* __restrict__ w, KILN_F8_TAIL_PARAMETERS,
                 const KilnDims& size, const KilnDims& window, int group, KILN_F8_TAIL_SCALARS)
             {
-                const i64 C = size.v[1], H = size.v[2], W = size.v[3], M = size.v[4], OH = size.v[5], OW = size.v[6];
-                const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
-                const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)window.v[6], DW = (int)window.v[7];
-                const i64 Cg = C / group, Mg = M / group;
-                const i64 total = size.v[0] * M * OH * OW;
-                const i64 step = (i64)gridDim.x * blockDim.x;
-                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
-                    const int ow = (int)(i % OW);
-                    const int oh = (int)((i / OW) % OH);
-                    const i64 m = (i / (OW * OH)) % M;
-                    const i64 n = i / (OW * OH * M);
-                    const i64 c0 = (m / Mg) * Cg;
-                    float acc = 0.0f;
-                    for (i64 c = 0; c < Cg; ++c) {
-                        const unsigned char* plane = q + (n * C + c0 + c) * H * W;
-                        const unsigned char* wp = w + (m * Cg + c) * KH * KW;
-                        for (int kh = 0; kh < KH; ++kh) {
-                            const int ih = oh * SH - PH + kh * DH;
-                            if (ih < 0 || ih >= (int)H) continue;
-                            for (int kw = 0; kw < KW; ++kw) {
-                                const int iw = ow * SW - PW + kw * DW;
-                                if (iw < 0 || iw >= (int)W) continue;
-                                acc = __fadd_rn(acc,
-                                    __fmul_rn(kiln_e4m3_value(wp[kh * KW + kw]), kiln_e4m3_value(plane[(i64)ih * W + iw])));
-                            }
-                        }
-                    }
-                    KILN_F8_FINISH1(ACT, acc, m);
-                }
+                kiln_conv2d_direct(q, w, size, window, group, 0.0f,
+                    [](float acc, unsigned char x, unsigned char k) {
+                        return __fadd_rn(acc, __fmul_rn(kiln_e4m3_value(k), kiln_e4m3_value(x)));
+                    },
+                    [=](i64 i, i64 m, float acc) { KILN_F8_FINISH1(ACT, acc, m); });
             }
 
             /* q: A as E4M3 bytes [rows, K]; b [N, K]. One thread per output. */

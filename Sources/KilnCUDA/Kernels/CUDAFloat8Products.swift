@@ -15,22 +15,9 @@ enum CUDAFloat8Products {
         guard !layer.channelsLast, !layer.writesQuantized, layer.residualQuantization == nil,
             try info.input(0).dtype == .float32
         else { throw KilnError.unsupported("CUDA float8 convolutions take float32 channels-first input only") }
-        let x = try info.inputShape(0)
-        let w = try info.inputShape(1)
-        let out = try info.outputShape(0)
         try checkTypes(info, residual: layer.epilogue.residual)
-        guard x.count == 4, w.count == 4 else {
-            throw KilnError.unsupported("CUDA float8 convolutions are 2-D only, not rank \(x.count)")
-        }
+        let (x, w, out, r) = try CUDAQuantizedProducts.geometry(layer, info)
         let group = layer.parameters.group
-        guard group > 0, x[1] == w[1] * group, w[0] % group == 0 else {
-            throw KilnError.shapeMismatch("convolution.int8 with group \(group): X \(x) and W \(w) do not match")
-        }
-        let r = try layer.parameters.resolve(input: Array(x.dropFirst(2)), kernel: Array(w.dropFirst(2)))
-        guard r.kernel == Array(w.dropFirst(2)), [x[0], w[0]] + r.output == out else {
-            throw KilnError.shapeMismatch(
-                "convolution.int8 output is \([x[0], w[0]] + r.output), the graph says \(out)")
-        }
         let hasBias = try CUDAQuantizedProducts.checkVectors(info, count: w[0])
         try CUDAQuantizedProducts.checkResidual(info, layer.epilogue.residual, out)
         let total = out.reduce(1, *)

@@ -6,7 +6,7 @@ extension CUDAQuantizedProducts {
     static let source = CUDASource(name: "int8_products", code: code)
 
     static let code =
-        CUDALinearAlgebraEpilogue.activationCode + """
+        CUDALinearAlgebraEpilogue.activationCode + directConvolutionCode + """
             __device__ __forceinline__ unsigned kiln_quantize1(float x, float scale, int zp, int lo, int hi) {
                 float r = __fadd_rn(rintf(__fdiv_rn(x, scale)), (float)zp);
                 r = isnan(r) ? 0.0f : fminf(fmaxf(r, (float)lo), (float)hi);
@@ -74,7 +74,6 @@ extension CUDAQuantizedProducts {
                 return v;
             }
 
-            /* size: N, C, H, W, M, OH, OW; window: KH, KW, SH, SW, PH, PW, DH, DW. One thread per output. */
             template <typename Q, int ACT>
             __device__ __forceinline__ void kiln_conv2d_int8(
                 const Q* __restrict__ q, const signed char* __restrict__ w, const float* __restrict__ wscale,
@@ -82,36 +81,13 @@ extension CUDAQuantizedProducts {
                 const KilnDims& size, const KilnDims& window, int group, int zp, float xscale, int hasBias,
                 int hasResidual, float p0, float p1, int hasOut, float oscale, int ozp, int olo, int ohi)
             {
-                const i64 C = size.v[1], H = size.v[2], W = size.v[3], M = size.v[4], OH = size.v[5], OW = size.v[6];
-                const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
-                const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)window.v[6], DW = (int)window.v[7];
-                const i64 Cg = C / group, Mg = M / group;
-                const i64 total = size.v[0] * M * OH * OW;
-                const i64 step = (i64)gridDim.x * blockDim.x;
-                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
-                    const int ow = (int)(i % OW);
-                    const int oh = (int)((i / OW) % OH);
-                    const i64 m = (i / (OW * OH)) % M;
-                    const i64 n = i / (OW * OH * M);
-                    const i64 c0 = (m / Mg) * Cg;
-                    int acc = 0;
-                    for (i64 c = 0; c < Cg; ++c) {
-                        const Q* plane = q + (n * C + c0 + c) * H * W;
-                        const signed char* wp = w + (m * Cg + c) * KH * KW;
-                        for (int kh = 0; kh < KH; ++kh) {
-                            const int ih = oh * SH - PH + kh * DH;
-                            if (ih < 0 || ih >= (int)H) continue;
-                            for (int kw = 0; kw < KW; ++kw) {
-                                const int iw = ow * SW - PW + kw * DW;
-                                if (iw < 0 || iw >= (int)W) continue;
-                                acc += (int)wp[kh * KW + kw] * ((int)plane[(i64)ih * W + iw] - zp);
-                            }
-                        }
-                    }
-                    y[i] = kiln_int8_finish<ACT>(
-                        acc, __fmul_rn(wscale[m], xscale), hasBias ? bias[m] : 0.0f, hasResidual ? residual[i] : 0.0f,
-                        p0, p1, hasOut, oscale, ozp, olo, ohi);
-                }
+                kiln_conv2d_direct(q, w, size, window, group, 0,
+                    [=](int acc, Q x, signed char k) { return acc + (int)k * ((int)x - zp); },
+                    [=](i64 i, i64 m, int acc) {
+                        y[i] = kiln_int8_finish<ACT>(
+                            acc, __fmul_rn(wscale[m], xscale), hasBias ? bias[m] : 0.0f,
+                            hasResidual ? residual[i] : 0.0f, p0, p1, hasOut, oscale, ozp, olo, ohi);
+                    });
             }
 
             /* A [rows, K] quantized, B [N, K] int8; one thread per output. */
@@ -420,4 +396,46 @@ extension CUDAQuantizedProducts {
             KILN_INT8_ALL(8)
 
             """
+
+    /// The direct 2-D convolution both the int8 and the float8 modules run for grouped convolutions and weights
+    /// that are not constants: one thread per output, `tap` adding one product to the sum, `finish` writing
+    /// output `i` of output channel `m`.
+    static let directConvolutionCode = """
+        /* size: N, C, H, W, M, OH, OW; window: KH, KW, SH, SW, PH, PW, DH, DW; q: X as bytes [N, C, H, W]. */
+        template <typename Q, typename Wt, typename A, typename Tap, typename Finish>
+        __device__ __forceinline__ void kiln_conv2d_direct(
+            const Q* __restrict__ q, const Wt* __restrict__ w, const KilnDims& size, const KilnDims& window,
+            int group, A zero, Tap tap, Finish finish)
+        {
+            const i64 C = size.v[1], H = size.v[2], W = size.v[3], M = size.v[4], OH = size.v[5], OW = size.v[6];
+            const int KH = (int)window.v[0], KW = (int)window.v[1], SH = (int)window.v[2], SW = (int)window.v[3];
+            const int PH = (int)window.v[4], PW = (int)window.v[5], DH = (int)window.v[6], DW = (int)window.v[7];
+            const i64 Cg = C / group, Mg = M / group;
+            const i64 total = size.v[0] * M * OH * OW;
+            const i64 step = (i64)gridDim.x * blockDim.x;
+            for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                const int ow = (int)(i % OW);
+                const int oh = (int)((i / OW) % OH);
+                const i64 m = (i / (OW * OH)) % M;
+                const i64 n = i / (OW * OH * M);
+                const i64 c0 = (m / Mg) * Cg;
+                A acc = zero;
+                for (i64 c = 0; c < Cg; ++c) {
+                    const Q* plane = q + (n * C + c0 + c) * H * W;
+                    const Wt* wp = w + (m * Cg + c) * KH * KW;
+                    for (int kh = 0; kh < KH; ++kh) {
+                        const int ih = oh * SH - PH + kh * DH;
+                        if (ih < 0 || ih >= (int)H) continue;
+                        for (int kw = 0; kw < KW; ++kw) {
+                            const int iw = ow * SW - PW + kw * DW;
+                            if (iw < 0 || iw >= (int)W) continue;
+                            acc = tap(acc, plane[(i64)ih * W + iw], wp[kh * KW + kw]);
+                        }
+                    }
+                }
+                finish(i, m, acc);
+            }
+        }
+
+        """
 }

@@ -25,22 +25,9 @@ enum CUDAQuantizedProducts {
         if try chained || info.input(0).dtype != .float32 {
             return try CUDAInt8WarpGroupConvolution.lower(layer, info)
         }
-        let x = try info.inputShape(0)
-        let w = try info.inputShape(1)
-        let out = try info.outputShape(0)
         try checkTypes(info, residual: layer.epilogue.residual)
-        guard x.count == 4, w.count == 4 else {
-            throw KilnError.unsupported("CUDA convolution.int8 handles 2-D convolutions only, not rank \(x.count)")
-        }
+        let (x, w, out, r) = try geometry(layer, info)
         let group = layer.parameters.group
-        guard group > 0, x[1] == w[1] * group, w[0] % group == 0 else {
-            throw KilnError.shapeMismatch("convolution.int8 with group \(group): X \(x) and W \(w) do not match")
-        }
-        let r = try layer.parameters.resolve(input: Array(x.dropFirst(2)), kernel: Array(w.dropFirst(2)))
-        guard r.kernel == Array(w.dropFirst(2)), [x[0], w[0]] + r.output == out else {
-            throw KilnError.shapeMismatch(
-                "convolution.int8 output is \([x[0], w[0]] + r.output), the graph says \(out)")
-        }
         let hasBias = try checkVectors(info, count: w[0])
         try checkResidual(info, layer.epilogue.residual, out)
         try checkDepth(w[1] * w[2] * w[3])
@@ -103,6 +90,31 @@ enum CUDAQuantizedProducts {
         return CUDALowering(
             steps: [.launch(quantize(layer.input, count: a.reduce(1, *))), .launch(product)],
             scratchBytes: [a.reduce(1, *)])
+    }
+
+    /// The shapes of a 2-D convolution.int8's X, W and output and its resolved window, checked against each
+    /// other.
+    static func geometry(
+        _ layer: QuantizedConvolutionLayer, _ info: CUDANodeInfo
+    ) throws -> (
+        x: [Int], w: [Int], out: [Int], r: ConvolutionParameters.Resolved
+    ) {
+        let x = try info.inputShape(0)
+        let w = try info.inputShape(1)
+        let out = try info.outputShape(0)
+        guard x.count == 4, w.count == 4 else {
+            throw KilnError.unsupported("CUDA convolution.int8 handles 2-D convolutions only, not rank \(x.count)")
+        }
+        let group = layer.parameters.group
+        guard group > 0, x[1] == w[1] * group, w[0] % group == 0 else {
+            throw KilnError.shapeMismatch("convolution.int8 with group \(group): X \(x) and W \(w) do not match")
+        }
+        let r = try layer.parameters.resolve(input: Array(x.dropFirst(2)), kernel: Array(w.dropFirst(2)))
+        guard r.kernel == Array(w.dropFirst(2)), [x[0], w[0]] + r.output == out else {
+            throw KilnError.shapeMismatch(
+                "convolution.int8 output is \([x[0], w[0]] + r.output), the graph says \(out)")
+        }
+        return (x, w, out, r)
     }
 
     // MARK: cuBLASLt path
