@@ -27,8 +27,9 @@ struct RefitCommand: ParsableCommand {
     func run() throws {
         let start = Date()
         guard FileManager.default.fileExists(atPath: plan) else { throw KilnError.io("\(plan): no such file") }
-        // The model first: its import holds the file's bytes beside the decoded weights for a moment, and the
-        // plan's checksum brings the whole mapped plan into memory; one after the other, the peak is the larger.
+        // The model first, then the plan: the import holds about one copy of the new weights (`ModelFile`), and
+        // the plan's checksum brings the whole mapped plan into memory beside them (about twice the weights in
+        // all; BENCHMARKS.md, "ONNX import memory").
         let model = try ONNXImporter.load(contentsOf: ModelPath.resolve(from))
         guard let built = try EngineSource.readPlan(URL(fileURLWithPath: plan)) else {
             throw KilnError.invalidArgument("\(plan): not a Kiln plan (build one with `kiln build`)")
