@@ -31,9 +31,21 @@ public struct ActivationQuantization: Sendable, Hashable, Codable, CustomStringC
         return (min(max(r, Float(range.lowerBound)), Float(range.upperBound)) - Float(zeroPoint)) * scale
     }
 
-    /// `x` rounded to the nearest float8 E4M3 number (ties to even), saturating at ±448; NaN stays NaN.
+    /// `x` rounded to the nearest float8 E4M3 number (ties to even), saturating at ±448; NaN stays NaN. Below
+    /// 2^-6 the numbers are steps of 2^-9, above they keep 3 bits of mantissa: float arithmetic, exact, as the
+    /// GPU kernels round (the same as `MiniFloatFormat`'s encoding, which the tests check over the float range).
+    @inlinable
     public static func e4m3(_ x: Float) -> Float {
-        Float(float8.decode(float8.encode(Double(x), saturate: true)))
+        if x.isNaN { return x }
+        let a = min(abs(x), 448)
+        let rounded: Float
+        if a < 0.015625 {
+            rounded = (a * 512).rounded(.toNearestOrEven) / 512
+        } else {
+            let quantum = Float(sign: .plus, exponent: a.exponent - 3, significand: 1)
+            rounded = (a / quantum).rounded(.toNearestOrEven) * quantum
+        }
+        return x.sign == .minus ? -rounded : rounded
     }
 
     /// The E4M3 format (`MiniFloatFormat`).
