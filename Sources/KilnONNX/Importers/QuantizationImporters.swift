@@ -4,7 +4,8 @@ import KilnIR
 enum QuantizationImporters {
     static let table: [OperatorImporter] = [
         .layer("QuantizeLinear", since: 10) { c in
-            let output = try dtype(c, "output_dtype")
+            // A given zero point's type decides the output's; recorded so the layer says what it makes.
+            let output = try dtype(c, "output_dtype") ?? c.inputType(2)?.tensorType?.dtype
             return QuantizeLayer(
                 axis: try c.int("axis", default: 1), blockSize: try c.int("block_size", default: 0),
                 outputType: output ?? .uint8, saturate: try c.int("saturate", default: 1) != 0,
