@@ -272,4 +272,30 @@ import Testing
             #expect(throws: KilnError.self) { try Builder.build(model, device: CPUDevice(), config: config) }
         }
     }
+
+    /// A mapped plan is checked a chunk of 16 MiB at a time (each chunk's pages given back once read): a plan of
+    /// several chunks loads with its weights intact, and a byte changed in a later chunk is still caught.
+    @Test func aPlanOfSeveralChunksIsCheckedWhole() throws {
+        var generator = SeededGenerator(seed: 5)
+        let weights = Tensor.random([2048, 2560], using: &generator)  // 20 MiB
+        let graph = Graph(
+            name: "wide", inputs: [GraphValue(name: "x", type: .tensor(TensorType(.float32, [1, 2048])))],
+            outputs: [GraphValue(name: "y", type: nil)], initializers: ["w": weights],
+            nodes: [Node(name: "mm", layer: MatMulLayer(), inputs: ["x", "w"], outputs: ["y"])])
+        let bytes = try Builder.build(graph, device: CPUDevice()).plan(options: BuildOptions()).encoded()
+        #expect(bytes.count > 18 << 20)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-plan-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let url = folder.appendingPathComponent("wide.kiln")
+        try bytes.write(to: url)
+        let plan = try EnginePlan(contentsOf: url)
+        let loaded = try #require(plan.graph.initializers["w"])
+        #expect(loaded.withUnsafeRawBytes { Data($0) } == weights.withUnsafeRawBytes { Data($0) })
+        var damaged = bytes
+        damaged[17 << 20] ^= 0x01
+        try damaged.write(to: url)
+        let error = #expect(throws: KilnError.self) { try EnginePlan(contentsOf: url) }
+        #expect(error?.message.contains("checksum mismatch") == true)
+    }
 }

@@ -23,7 +23,18 @@ extension EnginePlan {
         guard file.count >= 8 else { throw KilnError.invalidPlan("the plan is truncated") }
         let stored = PlanReader(file.suffix(8)).littleEndian(UInt64.self)
         var hash = StableHash()
-        file.prefix(file.count - 8).withUnsafeBytes { hash.combine($0) }
+        // A mapped plan is hashed a chunk at a time and each chunk's pages go back once read, so checking it
+        // does not bring the whole file into memory (a weight's pages are read again when it is used).
+        let chunk = mapping == nil ? Int.max : 16 << 20
+        file.prefix(file.count - 8).withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let end = offset + min(chunk, bytes.count - offset)
+                hash.combine(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
+                mapping?.release(offset..<end)
+                offset = end
+            }
+        }
         guard hash.value == stored else {
             throw KilnError.invalidPlan(
                 "the plan is corrupt or truncated (checksum mismatch): rebuild it with `kiln build`")
