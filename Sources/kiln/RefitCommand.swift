@@ -27,9 +27,9 @@ struct RefitCommand: ParsableCommand {
     func run() throws {
         let start = Date()
         guard FileManager.default.fileExists(atPath: plan) else { throw KilnError.io("\(plan): no such file") }
-        // The model first, then the plan: the import holds about one copy of the new weights (`ModelFile`), and
-        // the plan's checksum brings the whole mapped plan into memory beside them (about twice the weights in
-        // all; BENCHMARKS.md, "ONNX import memory").
+        // The model, then the plan: the import holds about one copy of the new weights (`ModelFile`), and the
+        // mapped plan is checked a chunk at a time without staying in memory (BENCHMARKS.md, "ONNX import
+        // memory").
         let model = try ONNXImporter.load(contentsOf: ModelPath.resolve(from))
         guard let built = try EngineSource.readPlan(URL(fileURLWithPath: plan)) else {
             throw KilnError.invalidArgument("\(plan): not a Kiln plan (build one with `kiln build`)")
