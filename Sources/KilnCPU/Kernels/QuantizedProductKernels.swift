@@ -137,12 +137,12 @@ enum Int8Arithmetic {
     }
 
     /// A float32 tensor's values quantized with `q` (ONNX QuantizeLinear's rule), in `q`'s type.
-    static func quantized(_ t: Tensor, _ q: ActivationQuantization) -> Tensor {
+    static func quantized(_ t: Tensor, _ q: ActivationQuantization) throws -> Tensor {
         if q.isFloat8 {
             let bytes = t.withUnsafeBuffer(as: Float.self) { v in
                 v.map { ActivationQuantization.float8.encode(Double($0 / q.scale), saturate: true) }
             }
-            return bytes.withUnsafeBytes { try! Tensor(dtype: q.type, shape: t.shape, rawBytes: $0) }
+            return try bytes.withUnsafeBytes { try Tensor(dtype: q.type, shape: t.shape, rawBytes: $0) }
         }
         let codes = t.withUnsafeBuffer(as: Float.self) { v in
             quantize(v.baseAddress ?? UnsafePointer(emptyFloat), count: v.count, q).map { Int($0) + q.zeroPoint }
@@ -200,7 +200,7 @@ final class QuantizedConvolutionKernel: Kernel {
             let run = { (operands: [Value?]) throws -> [Value] in
                 let y = try self.floatOutput(operands, context)
                 guard self.layer.writesQuantized, let output = self.layer.output else { return [.tensor(y)] }
-                return [.tensor(Int8Arithmetic.quantized(y, output))]
+                return [.tensor(try Int8Arithmetic.quantized(y, output))]
             }
             guard layer.channelsLast else { return try run(floats) }
             return try ChannelsLastKernels.run(floats, permuting: [0, 1, 4], threads: context.threads, run)
