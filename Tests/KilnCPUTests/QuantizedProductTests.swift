@@ -51,6 +51,8 @@ struct QuantizedProductTests {
         ),
         ([1, 3, 11], [2, 3, 4], ConvolutionParameters(strides: [3]), Epilogue(activation: .silu)),
         ([1, 8, 5, 5], [16, 8, 1, 1], ConvolutionParameters(), Epilogue(residual: true)),
+        // 288-deep rows (eighteen 16-wide steps with AVX2) and 7 output channels (a group of four, then three).
+        ([2, 32, 6, 5], [7, 32, 3, 3], ConvolutionParameters(strides: [2, 1], pads: [1, 1, 0, 1]), Epilogue()),
     ])
     func convolutionMatchesTheFloatLayerOnDequantizedOperands(
         _ xShape: [Int], _ wShape: [Int], _ parameters: ConvolutionParameters, _ epilogue: Epilogue

@@ -1,6 +1,8 @@
 #ifndef KILN_MICRO_KERNELS_H
 #define KILN_MICRO_KERNELS_H
 
+#include <stdint.h>
+
 /// Register-tiled SGEMM micro-kernels for the CPU backend's instruction sets beyond the baseline target, each
 /// compiled for its own instruction set and chosen at run time (never called where the CPU lacks it).
 ///
@@ -42,6 +44,11 @@ void kiln_sgemm_avx512_12x32(
 void kiln_sgemm_avx512_24x16(
     long depth, const float *a, const float *b, float *c, long ldc, long rows, long cols, float alpha,
     int accumulate, const kiln_tile_epilogue *epilogue);
+
+/// out[j] = the dot product of `a` and row j of `b` (`count` rows of `depth` int16 values, one after the other),
+/// in int32: the int8 layers' products, sixteen a step with AVX2 (vpmaddwd). The caller keeps the sums in range
+/// (|a| <= 255, |b| <= 128, depth at most 65,793) and calls it only where the CPU has AVX2.
+void kiln_dots_i16_avx2(const int16_t *a, const int16_t *b, long count, long depth, int32_t *out);
 
 /// One channel of a depthwise 2-D convolution, NCHW: `y` (oh x ow) = the `kh` x `kw` window `w` slid over
 /// `x` (height x width) with strides (sy, sx), leading pads (py, px) and dilations (dy, dx); pixels outside

@@ -1,3 +1,4 @@
+import CKilnMicroKernels
 import Foundation
 import KilnIR
 import KilnRuntime
@@ -63,12 +64,17 @@ enum Int8Arithmetic {
         return SIMD4(s0, s1, s2, s3)
     }
 
-    /// `dot(a, b + j * depth)` for j in 0..<count, written to `sums`, four at a time.
+    /// `dot(a, b + j * depth)` for j in 0..<count, written to `sums`, four at a time (sixteen products a step
+    /// with AVX2, in C).
     @inline(__always)
     static func dots(
         _ a: UnsafePointer<Int16>, _ b: UnsafePointer<Int16>, count: Int, depth: Int,
         into sums: UnsafeMutablePointer<Int32>
     ) {
+        if CPUFeatures.current & KILN_CPU_AVX2_FMA != 0 {
+            kiln_dots_i16_avx2(a, b, count, depth, sums)
+            return
+        }
         var j = 0
         while j + 4 <= count {
             let s = dot4(a, b + j * depth, b + (j + 1) * depth, b + (j + 2) * depth, b + (j + 3) * depth, depth)
@@ -294,6 +300,7 @@ final class QuantizedConvolutionKernel: Kernel {
     static func columns(_ x: UnsafePointer<Int16>, _ g: ConvolutionGeometry, depth: Int) -> [Int16] {
         let rank = g.inSpatial.count
         let r = g.r
+        if rank == 2 { return columns2D(x, g, depth: depth) }
         var result = [Int16](repeating: 0, count: g.outSize * depth)
         var outIndex = [Int](repeating: 0, count: rank)
         var kernelIndex = [Int](repeating: 0, count: rank)
@@ -321,6 +328,39 @@ final class QuantizedConvolutionKernel: Kernel {
                     guard inside else { continue }
                     for c in 0..<g.groupInChannels {
                         dst[p * depth + c * g.kernelSize + offset] = x[c * g.inSize + position]
+                    }
+                }
+            }
+        }
+        return result
+    }
+}
+
+extension QuantizedConvolutionKernel {
+    /// `columns` for 2-D windows: the same rows, with the window's coordinates stepped instead of decoded from
+    /// flat indices.
+    static func columns2D(_ x: UnsafePointer<Int16>, _ g: ConvolutionGeometry, depth: Int) -> [Int16] {
+        let r = g.r
+        let (h, w) = (g.inSpatial[0], g.inSpatial[1])
+        let (kh, kw) = (r.kernel[0], r.kernel[1])
+        let (oh, ow) = (r.output[0], r.output[1])
+        let (channels, window, plane) = (g.groupInChannels, g.kernelSize, g.inSize)
+        var result = [Int16](repeating: 0, count: g.outSize * depth)
+        result.withUnsafeMutableBufferPointer { dst in
+            guard let base = dst.baseAddress else { return }
+            for y in 0..<oh {
+                for xo in 0..<ow {
+                    let row = base + (y * ow + xo) * depth
+                    for ky in 0..<kh {
+                        let iy = y * r.strides[0] - r.padsBegin[0] + ky * r.dilations[0]
+                        guard iy >= 0, iy < h else { continue }
+                        for kx in 0..<kw {
+                            let ix = xo * r.strides[1] - r.padsBegin[1] + kx * r.dilations[1]
+                            guard ix >= 0, ix < w else { continue }
+                            let offset = ky * kw + kx
+                            let position = iy * w + ix
+                            for c in 0..<channels { row[c * window + offset] = x[c * plane + position] }
+                        }
                     }
                 }
             }
