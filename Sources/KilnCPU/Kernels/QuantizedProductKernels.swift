@@ -131,10 +131,6 @@ enum Int8Arithmetic {
         guard t.dtype == q.type else {
             throw KilnError.invalidArgument("a value quantized as \(q) holds \(t.dtype.onnxName)")
         }
-        if q.isFloat8 {
-            let numbers = Float8Products.decoded(t)
-            return Tensor(shape: t.shape, scalars: numbers.scalars(as: Float.self).map { $0 * q.scale })
-        }
         let codes: [Int] =
             q.type == .uint8
             ? t.withUnsafeBuffer(as: UInt8.self) { $0.map(Int.init) }
@@ -143,13 +139,7 @@ enum Int8Arithmetic {
     }
 
     /// A float32 tensor's values quantized with `q` (ONNX QuantizeLinear's rule), in `q`'s type.
-    static func quantized(_ t: Tensor, _ q: ActivationQuantization) throws -> Tensor {
-        if q.isFloat8 {
-            let bytes = t.withUnsafeBuffer(as: Float.self) { v in
-                v.map { ActivationQuantization.float8.encode(Double($0 / q.scale), saturate: true) }
-            }
-            return try bytes.withUnsafeBytes { try Tensor(dtype: q.type, shape: t.shape, rawBytes: $0) }
-        }
+    static func quantized(_ t: Tensor, _ q: ActivationQuantization) -> Tensor {
         let codes = t.withUnsafeBuffer(as: Float.self) { v in
             quantize(v.baseAddress ?? UnsafePointer(emptyFloat), count: v.count, q).map { Int($0) + q.zeroPoint }
         }
@@ -206,7 +196,7 @@ final class QuantizedConvolutionKernel: Kernel {
             let run = { (operands: [Value?]) throws -> [Value] in
                 let y = try self.floatOutput(operands, context)
                 guard self.layer.writesQuantized, let output = self.layer.output else { return [.tensor(y)] }
-                return [.tensor(try Int8Arithmetic.quantized(y, output))]
+                return [.tensor(Int8Arithmetic.quantized(y, output))]
             }
             guard layer.channelsLast else { return try run(floats) }
             return try ChannelsLastKernels.run(floats, permuting: [0, 1, 4], threads: context.threads, run)

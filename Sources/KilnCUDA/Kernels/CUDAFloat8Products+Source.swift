@@ -8,7 +8,7 @@ extension CUDAFloat8Products {
     static let source = CUDASource(name: "float8_products", code: code)
 
     static let code =
-        CUDALinearAlgebraEpilogue.activationCode + CUDAQuantizedProducts.directConvolutionCode + """
+        CUDALinearAlgebraEpilogue.activationCode + CUDAQuantizedProducts.sharedCode + """
             /* x rounded to an E4M3 byte. Below 2^-6 the numbers are steps of 2^-9 (eight steps make 2^-6, the
                first normal byte 0x08); above, a / 2^(e-3) is a whole number of eighths of 2^e in [8, 16]. */
             __device__ __forceinline__ unsigned kiln_e4m3(float x) {
@@ -56,36 +56,18 @@ extension CUDAFloat8Products {
             KILN_FLOAT8(kiln_half, _f16)
             KILN_FLOAT8(kiln_bf16, _bf16)
 
-            /* x [N, C, HW] float -> q [N, HW, C] E4M3 through a 32x32 shared tile (coalesced both ways). Block
-               32x8; grid (HW/32, C/32, N). */
+            /* x [N, C, HW] float -> q [N, HW, C] E4M3 (block 32x8; grid (HW/32, C/32, N)); a [rows, K] ->
+               q [rows, Kp] E4M3, zeros past K. */
             extern "C" __global__ void kiln_f8_nhwc(
                 const float* __restrict__ x, unsigned char* __restrict__ q, i64 C, i64 HW, float scale)
             {
-                __shared__ unsigned char tile[32][33];
-                const i64 n = blockIdx.z, c0 = (i64)blockIdx.y * 32, s0 = (i64)blockIdx.x * 32;
-                const float* xn = x + n * C * HW;
-                unsigned char* qn = q + n * C * HW;
-                for (int j = threadIdx.y; j < 32; j += 8) {
-                    const i64 c = c0 + j, s = s0 + threadIdx.x;
-                    if (c < C && s < HW) tile[j][threadIdx.x] = kiln_f8(xn[c * HW + s], scale);
-                }
-                __syncthreads();
-                for (int j = threadIdx.y; j < 32; j += 8) {
-                    const i64 s = s0 + j, c = c0 + threadIdx.x;
-                    if (c < C && s < HW) qn[s * C + c] = tile[threadIdx.x][j];
-                }
+                kiln_bytes_nhwc(x, q, C, HW, [=](float v) { return kiln_f8(v, scale); });
             }
 
-            /* a [rows, K] -> q [rows, Kp] E4M3, zeros past K. */
             extern "C" __global__ void kiln_f8_rows(
                 const float* __restrict__ a, unsigned char* __restrict__ q, i64 rows, i64 K, i64 Kp, float scale)
             {
-                const i64 total = rows * Kp;
-                const i64 step = (i64)gridDim.x * blockDim.x;
-                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
-                    const i64 k = i % Kp;
-                    q[i] = k < K ? kiln_f8(a[(i / Kp) * K + k], scale) : (unsigned char)0;
-                }
+                kiln_bytes_rows(a, q, rows, K, Kp, [=](float v) { return kiln_f8(v, scale); });
             }
 
             /* The float tail of every float8 output: scale, bias, residual, activation, and with oscale > 0 the

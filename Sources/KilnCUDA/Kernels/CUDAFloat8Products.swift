@@ -12,10 +12,9 @@ enum CUDAFloat8Products {
 
     static func lowerConvolution(_ layer: QuantizedConvolutionLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
         try checkDevice(info)
-        guard !layer.channelsLast, !layer.writesQuantized, layer.residualQuantization == nil,
-            try info.input(0).dtype == .float32
-        else { throw KilnError.unsupported("CUDA float8 convolutions take float32 channels-first input only") }
-        try checkTypes(info, residual: layer.epilogue.residual)
+        // The layer reads and writes floats (its type inference says so); the layout is the device's choice.
+        guard !layer.channelsLast else { throw KilnError.unsupported("CUDA float8 convolutions are channels-first") }
+        try CUDAQuantizedProducts.checkTypes(info, residual: layer.epilogue.residual, weights: .float8e4m3fn)
         let (x, w, out, r) = try CUDAQuantizedProducts.geometry(layer, info)
         let group = layer.parameters.group
         let hasBias = try CUDAQuantizedProducts.checkVectors(info, count: w[0])
@@ -41,13 +40,8 @@ enum CUDAFloat8Products {
 
     static func lowerMatMul(_ layer: QuantizedMatMulLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
         try checkDevice(info)
-        let a = try info.inputShape(0)
-        let b = try info.inputShape(1)
-        let out = try info.outputShape(0)
-        try checkTypes(info, residual: layer.epilogue.residual)
-        guard b.count == 2, let depth = a.last, b[1] == depth, out == Array(a.dropLast()) + [b[0]] else {
-            throw KilnError.shapeMismatch("matMul.int8 needs A [..., K] and B [N, K], got \(a) and \(b)")
-        }
+        try CUDAQuantizedProducts.checkTypes(info, residual: layer.epilogue.residual, weights: .float8e4m3fn)
+        let (a, b, out, depth) = try CUDAQuantizedProducts.matMulGeometry(info)
         let hasBias = try CUDAQuantizedProducts.checkVectors(info, count: b[0])
         try CUDAQuantizedProducts.checkResidual(info, layer.epilogue.residual, out)
         let total = out.reduce(1, *)
@@ -157,7 +151,8 @@ enum CUDAFloat8Products {
         }
     }
 
-    /// `count` float32 values of input 0 rounded to E4M3 bytes (`x / scale`, saturating) into `destination`.
+    /// `count` floats of input 0 rounded to E4M3 bytes (`x / scale`, saturating) into `destination`
+    /// (`CUDAQuantizedProducts.quantize` for float8).
     static func quantize(
         _ q: ActivationQuantization, count: Int, from float: DType = .float32,
         into destination: CUDAOperand = .scratch(0)
@@ -166,6 +161,14 @@ enum CUDAFloat8Products {
             source: source, function: kernelName("quantize", float), grid: CUDAQuantizedProducts.grid(count),
             block: CUDADim3(threads),
             arguments: [.pointer(.input(0)), .pointer(destination), .int(count), .float32(q.scale)])
+    }
+
+    /// `count` E4M3 bytes of input 0 as floats of `float` in output 0.
+    static func dequantize(_ q: ActivationQuantization, count: Int, to float: DType) -> CUDALaunch {
+        CUDALaunch(
+            source: source, function: kernelName("dequantize", float), grid: CUDAQuantizedProducts.grid(count),
+            block: CUDADim3(threads),
+            arguments: [.pointer(.input(0)), .pointer(.output(0)), .int(count), .float32(q.scale)])
     }
 
     /// `kiln_quantize_f8`, `kiln_dequantize_f8_f16`, ...: `operation` between E4M3 bytes and floats of `float`
@@ -179,17 +182,6 @@ enum CUDAFloat8Products {
             throw KilnError.unsupported(
                 "float8 products need FP8 tensor cores (compute capability 8.9 or later); this device is "
                     + "\(info.architecture / 10).\(info.architecture % 10)")
-        }
-    }
-
-    private static func checkTypes(_ info: CUDANodeInfo, residual: Bool) throws {
-        let expected: [(Int, DType)] =
-            [(0, .float32), (1, .float8e4m3fn), (2, .float32)] + (residual ? [(4, .float32)] : [])
-        for (index, dtype) in expected where try info.input(index).dtype != dtype {
-            throw KilnError.invalidArgument("input \(index) of a float8 \(info.node.kind) must be \(dtype.onnxName)")
-        }
-        if info.hasInput(3), try info.input(3).dtype != .float32 {
-            throw KilnError.invalidArgument("the bias of \(info.node.kind) must be float32")
         }
     }
 }

@@ -53,27 +53,10 @@ enum CUDAQuantizationLowerings {
         if count == 0 { return CUDALowering(steps: []) }
         let q = ActivationQuantization(
             scale: Float(try scale.doubleValues()[0]), zeroPoint: Int(zeroPoint), type: quantized)
-        if q.isFloat8 { return CUDALowering(steps: [.launch(float8(q, count: count, float: float, quantizing))]) }
         let launch =
             quantizing
             ? CUDAQuantizedProducts.quantize(q, count: count, from: float, into: .output(0))
-            : CUDALaunch(
-                source: CUDAQuantizedProducts.source,
-                function: CUDAQuantizedProducts.kernelName("dequantize", q.type, float),
-                grid: CUDAQuantizedProducts.grid(count), block: CUDADim3(CUDAQuantizedProducts.threads),
-                arguments: [
-                    .pointer(.input(0)), .pointer(.output(0)), .int(count), .float32(q.scale),
-                    .int32(Int32(q.zeroPoint)),
-                ])
+            : CUDAQuantizedProducts.dequantize(q, count: count, to: float)
         return CUDALowering(steps: [.launch(launch)])
-    }
-
-    private static func float8(_ q: ActivationQuantization, count: Int, float: DType, _ quantizing: Bool) -> CUDALaunch
-    {
-        if quantizing { return CUDAFloat8Products.quantize(q, count: count, from: float, into: .output(0)) }
-        return CUDALaunch(
-            source: CUDAFloat8Products.source, function: CUDAFloat8Products.kernelName("dequantize", float),
-            grid: CUDAQuantizedProducts.grid(count), block: CUDADim3(CUDAQuantizedProducts.threads),
-            arguments: [.pointer(.input(0)), .pointer(.output(0)), .int(count), .float32(q.scale)])
     }
 }

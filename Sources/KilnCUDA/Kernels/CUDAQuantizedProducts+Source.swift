@@ -6,7 +6,7 @@ extension CUDAQuantizedProducts {
     static let source = CUDASource(name: "int8_products", code: code)
 
     static let code =
-        CUDALinearAlgebraEpilogue.activationCode + directConvolutionCode + """
+        CUDALinearAlgebraEpilogue.activationCode + sharedCode + """
             __device__ __forceinline__ unsigned kiln_quantize1(float x, float scale, int zp, int lo, int hi) {
                 float r = __fadd_rn(rintf(__fdiv_rn(x, scale)), (float)zp);
                 r = isnan(r) ? 0.0f : fminf(fmaxf(r, (float)lo), (float)hi);
@@ -117,26 +117,13 @@ extension CUDAQuantizedProducts {
                 return isnan(r) ? 0 : (int)fminf(fmaxf(r, (float)lo), (float)hi);
             }
 
-            /* x [N, C, HW] float -> q [N, HW, C] int8 (q - offset): a 32x32 tile transpose through shared memory,
-               so both the float reads and the byte writes are coalesced. Block 32x8; grid (HW/32, C/32, N). */
+            /* x [N, C, HW] float -> q [N, HW, C] int8 (q - offset). */
             extern "C" __global__ void kiln_int8_nhwc(
                 const float* __restrict__ x, signed char* __restrict__ q, i64 C, i64 HW, float scale, int zp, int lo,
                 int hi, int offset)
             {
-                __shared__ signed char tile[32][33];
-                const i64 n = blockIdx.z, c0 = (i64)blockIdx.y * 32, s0 = (i64)blockIdx.x * 32;
-                const float* xn = x + n * C * HW;
-                signed char* qn = q + n * C * HW;
-                for (int j = threadIdx.y; j < 32; j += 8) {
-                    const i64 c = c0 + j, s = s0 + threadIdx.x;
-                    if (c < C && s < HW)
-                        tile[j][threadIdx.x] = (signed char)(kiln_int8_quant(xn[c * HW + s], scale, zp, lo, hi) - offset);
-                }
-                __syncthreads();
-                for (int j = threadIdx.y; j < 32; j += 8) {
-                    const i64 s = s0 + j, c = c0 + threadIdx.x;
-                    if (c < C && s < HW) qn[s * C + c] = tile[threadIdx.x][j];
-                }
+                kiln_bytes_nhwc(x, reinterpret_cast<unsigned char*>(q), C, HW,
+                    [=](float v) { return (unsigned char)(kiln_int8_quant(v, scale, zp, lo, hi) - offset); });
             }
 
             /* size: N, C, H, W, OH, OW, Pp, Kp; window: KH, KW, SH, SW, PH, PW, DH, DW. From q [N, H, W, C], cols
@@ -310,12 +297,8 @@ extension CUDAQuantizedProducts {
                 const float* __restrict__ a, signed char* __restrict__ q, i64 rows, i64 K, i64 Kp, float scale, int zp,
                 int lo, int hi, int offset)
             {
-                const i64 total = rows * Kp;
-                const i64 step = (i64)gridDim.x * blockDim.x;
-                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
-                    const i64 k = i % Kp;
-                    q[i] = (signed char)(k < K ? kiln_int8_quant(a[(i / Kp) * K + k], scale, zp, lo, hi) - offset : 0);
-                }
+                kiln_bytes_rows(a, reinterpret_cast<unsigned char*>(q), rows, K, Kp,
+                    [=](float v) { return (unsigned char)(kiln_int8_quant(v, scale, zp, lo, hi) - offset); });
             }
 
             #define KILN_INT8_FINISH(ACT) \\
@@ -397,10 +380,45 @@ extension CUDAQuantizedProducts {
 
             """
 
-    /// The direct 2-D convolution both the int8 and the float8 modules run for grouped convolutions and weights
-    /// that are not constants: one thread per output, `tap` adding one product to the sum, `finish` writing
-    /// output `i` of output channel `m`.
-    static let directConvolutionCode = """
+    /// What the int8 and the float8 modules share, each with its own byte encoding (`encode`, a float to the
+    /// stored byte) or products: the quantizing NHWC transpose and padded rows the cuBLASLt products read, and the
+    /// direct 2-D convolution for grouped convolutions and weights that are not constants (one thread per output,
+    /// `tap` adding one product to the sum, `finish` writing output `i` of output channel `m`).
+    static let sharedCode = """
+        /* x [N, C, HW] float -> q [N, HW, C] bytes through a 32x32 shared tile, so both the float reads and the
+           byte writes are coalesced. Block 32x8; grid (HW/32, C/32, N). */
+        template <typename Encode>
+        __device__ __forceinline__ void kiln_bytes_nhwc(
+            const float* __restrict__ x, unsigned char* __restrict__ q, i64 C, i64 HW, Encode encode)
+        {
+            __shared__ unsigned char tile[32][33];
+            const i64 n = blockIdx.z, c0 = (i64)blockIdx.y * 32, s0 = (i64)blockIdx.x * 32;
+            const float* xn = x + n * C * HW;
+            unsigned char* qn = q + n * C * HW;
+            for (int j = threadIdx.y; j < 32; j += 8) {
+                const i64 c = c0 + j, s = s0 + threadIdx.x;
+                if (c < C && s < HW) tile[j][threadIdx.x] = encode(xn[c * HW + s]);
+            }
+            __syncthreads();
+            for (int j = threadIdx.y; j < 32; j += 8) {
+                const i64 s = s0 + j, c = c0 + threadIdx.x;
+                if (c < C && s < HW) qn[s * C + c] = tile[threadIdx.x][j];
+            }
+        }
+
+        /* a [rows, K] float -> q [rows, Kp] bytes, zeros past K. */
+        template <typename Encode>
+        __device__ __forceinline__ void kiln_bytes_rows(
+            const float* __restrict__ a, unsigned char* __restrict__ q, i64 rows, i64 K, i64 Kp, Encode encode)
+        {
+            const i64 total = rows * Kp;
+            const i64 step = (i64)gridDim.x * blockDim.x;
+            for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                const i64 k = i % Kp;
+                q[i] = k < K ? encode(a[(i / Kp) * K + k]) : (unsigned char)0;
+            }
+        }
+
         /* size: N, C, H, W, M, OH, OW; window: KH, KW, SH, SW, PH, PW, DH, DW; q: X as bytes [N, C, H, W]. */
         template <typename Q, typename Wt, typename A, typename Tap, typename Finish>
         __device__ __forceinline__ void kiln_conv2d_direct(

@@ -58,13 +58,8 @@ enum CUDAQuantizedProducts {
 
     static func lowerMatMul(_ layer: QuantizedMatMulLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
         if layer.input.isFloat8 { return try CUDAFloat8Products.lowerMatMul(layer, info) }
-        let a = try info.inputShape(0)
-        let b = try info.inputShape(1)
-        let out = try info.outputShape(0)
         try checkTypes(info, residual: layer.epilogue.residual)
-        guard b.count == 2, let depth = a.last, b[1] == depth, out == Array(a.dropLast()) + [b[0]] else {
-            throw KilnError.shapeMismatch("matMul.int8 needs A [..., K] and B [N, K], got \(a) and \(b)")
-        }
+        let (a, b, out, depth) = try matMulGeometry(info)
         let hasBias = try checkVectors(info, count: b[0])
         try checkResidual(info, layer.epilogue.residual, out)
         try checkDepth(depth)
@@ -115,6 +110,17 @@ enum CUDAQuantizedProducts {
                 "convolution.int8 output is \([x[0], w[0]] + r.output), the graph says \(out)")
         }
         return (x, w, out, r)
+    }
+
+    /// The shapes of a matMul.int8's A, B and output and its depth, checked against each other.
+    static func matMulGeometry(_ info: CUDANodeInfo) throws -> (a: [Int], b: [Int], out: [Int], depth: Int) {
+        let a = try info.inputShape(0)
+        let b = try info.inputShape(1)
+        let out = try info.outputShape(0)
+        guard b.count == 2, let depth = a.last, b[1] == depth, out == Array(a.dropLast()) + [b[0]] else {
+            throw KilnError.shapeMismatch("matMul.int8 needs A [..., K] and B [N, K], got \(a) and \(b)")
+        }
+        return (a, b, out, depth)
     }
 
     // MARK: cuBLASLt path
@@ -277,12 +283,24 @@ enum CUDAQuantizedProducts {
         _ q: ActivationQuantization, count: Int, from float: DType = .float32,
         into destination: CUDAOperand = .scratch(0)
     ) -> CUDALaunch {
-        CUDALaunch(
+        if q.isFloat8 { return CUDAFloat8Products.quantize(q, count: count, from: float, into: destination) }
+        return CUDALaunch(
             source: source, function: kernelName("quantize", q.type, float), grid: grid(count),
             block: CUDADim3(threads),
             arguments: [
                 .pointer(.input(0)), .pointer(destination), .int(count), .float32(q.scale),
                 .int32(Int32(q.zeroPoint)), .int32(Int32(q.range.lowerBound)), .int32(Int32(q.range.upperBound)),
+            ])
+    }
+
+    /// `count` quantized values of input 0 as floats of `float` in output 0.
+    static func dequantize(_ q: ActivationQuantization, count: Int, to float: DType) -> CUDALaunch {
+        if q.isFloat8 { return CUDAFloat8Products.dequantize(q, count: count, to: float) }
+        return CUDALaunch(
+            source: source, function: kernelName("dequantize", q.type, float), grid: grid(count),
+            block: CUDADim3(threads),
+            arguments: [
+                .pointer(.input(0)), .pointer(.output(0)), .int(count), .float32(q.scale), .int32(Int32(q.zeroPoint)),
             ])
     }
 
@@ -301,8 +319,10 @@ enum CUDAQuantizedProducts {
         ]
     }
 
-    private static func checkTypes(_ info: CUDANodeInfo, residual: Bool) throws {
-        let expected: [(Int, DType)] = [(0, .float32), (1, .int8), (2, .float32)] + (residual ? [(4, .float32)] : [])
+    /// Float32 input, scales, bias and residual around `weights` (int8, or float8e4m3fn).
+    static func checkTypes(_ info: CUDANodeInfo, residual: Bool, weights: DType = .int8) throws {
+        let expected: [(Int, DType)] =
+            [(0, .float32), (1, weights), (2, .float32)] + (residual ? [(4, .float32)] : [])
         for (index, dtype) in expected where try info.input(index).dtype != dtype {
             throw KilnError.invalidArgument("input \(index) of \(info.node.kind) must be \(dtype.onnxName)")
         }

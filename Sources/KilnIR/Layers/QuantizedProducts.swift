@@ -90,7 +90,7 @@ public struct ActivationQuantization: Sendable, Hashable, Codable, CustomStringC
 /// the output are `[N, spatial..., C]` and W is `[M, k..., C/group]`.
 ///
 /// With `input` of type float8e4m3fn (explicitly quantized FP8 models) the weights are float8e4m3fn too and
-/// the products are summed in float32; everything else is the same.
+/// the products are summed in float32; such a layer reads and writes floats only (chains are int8).
 public struct QuantizedConvolutionLayer: Layer {
     public static let kind = LayerKind("convolution.int8")
     public var parameters: ConvolutionParameters
@@ -120,7 +120,10 @@ public struct QuantizedConvolutionLayer: Layer {
 
     /// The type of values X holds: float32, or `input`'s type when X arrives quantized.
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
-        try checkOperands(inputs, weightRank: nil, input, output, quantizedInput: true)
+        try checkOperands(inputs, weightRank: nil, input, output, quantizedInput: !input.isFloat8)
+        if input.isFloat8, writesQuantized || residualQuantization != nil {
+            throw KilnError.unsupported("a float8 convolution reads and writes float values only (chains are int8)")
+        }
         try residualQuantization?.validate()
         if writesQuantized, output == nil {
             throw KilnError.invalidArgument("convolution.int8 writes quantized values but has no output quantization")
