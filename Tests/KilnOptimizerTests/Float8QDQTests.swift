@@ -147,4 +147,25 @@ struct Float8QDQTests {
             try ActivationQuantization(scale: 1, zeroPoint: 3, type: .float8e4m3fn).validate()
         }
     }
+
+    /// Chains are int8: a float8 convolution reading, adding or writing quantized values is refused by its type
+    /// inference, so no kernel meets one.
+    @Test func float8ConvolutionsAreNeverChained() throws {
+        let q = ActivationQuantization(scale: 0.01, type: .float8e4m3fn)
+        let inputs = [
+            LayerInput(type: .tensor(TensorType(.float32, [1, 2, 4, 4]))),
+            LayerInput(type: .tensor(TensorType(.float8e4m3fn, [3, 2, 1, 1]))),
+            LayerInput(type: .tensor(TensorType(.float32, [3]))),
+        ]
+        _ = try QuantizedConvolutionLayer(ConvolutionParameters(), input: q).inferTypes(inputs)
+        #expect(throws: KilnError.self) {
+            try QuantizedConvolutionLayer(ConvolutionParameters(), input: q, output: q, writesQuantized: true)
+                .inferTypes(inputs)
+        }
+        var quantizedX = inputs
+        quantizedX[0] = LayerInput(type: .tensor(TensorType(.float8e4m3fn, [1, 2, 4, 4])))
+        #expect(throws: KilnError.self) {
+            try QuantizedConvolutionLayer(ConvolutionParameters(), input: q).inferTypes(quantizedX)
+        }
+    }
 }
