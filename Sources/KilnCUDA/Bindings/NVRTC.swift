@@ -50,6 +50,9 @@ public final class NVRTC: @unchecked Sendable {
     }
 
     private static let loaded: Swift.Result<NVRTC, KilnError> = {
+        if ProcessInfo.processInfo.environment["KILN_NVRTC"] == "off" {
+            return .failure(KilnError.unsupported("NVRTC is turned off (KILN_NVRTC=off)"))
+        }
         do {
             let library = try DynamicLibrary.open(
                 ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"], what: "NVRTC", shownAs: "libnvrtc.so")
@@ -62,7 +65,8 @@ public final class NVRTC: @unchecked Sendable {
     }()
 
     /// The process's NVRTC, loaded on first use (`KILN_CUDA_LIBS` first, then the system's folders); throws
-    /// `unsupported("no NVRTC found (libnvrtc.so)")` when absent (the failure is cached too).
+    /// `unsupported("no NVRTC found (libnvrtc.so)")` when absent (the failure is cached too), and when
+    /// `KILN_NVRTC=off` says to act as a machine without it (what a plan must run on).
     public static func shared() throws -> NVRTC {
         try loaded.get()
     }

@@ -44,16 +44,22 @@ public final class CUDAModuleCache: @unchecked Sendable {
     }
 
     private func compile(_ source: CUDASource) throws -> [UInt8] {
-        let compiler: NVRTC
-        do {
-            compiler = try loadCompiler()
-        } catch {
-            throw KilnError.unsupported(
-                "kernel '\(source.name)' is not compiled in the plan and NVRTC is unavailable (\(error)): build the "
-                    + "plan with `--shape` for these input shapes, or install NVRTC")
-        }
+        let compiler = try compiler(for: [source])
         lock.withLock { compilations += 1 }
         return try compiler.compile(source, architecture: architecture)
+    }
+
+    /// NVRTC, or an error naming the `sources` that would need it.
+    private func compiler(for sources: [CUDASource]) throws -> NVRTC {
+        do {
+            return try loadCompiler()
+        } catch {
+            let names = sources.map { "'\($0.name)'" }
+            let listed = names.count == 1 ? "kernel \(names[0]) is" : "\(names.count) kernels (\(names.joined(separator: ", "))) are"
+            throw KilnError.unsupported(
+                "\(listed) not compiled in the plan and NVRTC is unavailable (\(error)): build the plan with "
+                    + "`--shape` or a `--profile` for these input shapes, or install NVRTC")
+        }
     }
 
     /// The cubin of a source compiled or loaded through this cache, for saving in a plan.
@@ -73,6 +79,8 @@ public final class CUDAModuleCache: @unchecked Sendable {
         var seen = Set<CUDASource>()
         let missing = lock.withLock { sources.filter { modules[$0] == nil && seen.insert($0).inserted } }
         guard !missing.isEmpty else { return }
+        let uncompiled = lock.withLock { missing.filter { preloaded[$0.planName] == nil } }
+        if !uncompiled.isEmpty { _ = try compiler(for: uncompiled) }
         let results = ResultSlots<[UInt8]>(count: missing.count)
         DispatchQueue.concurrentPerform(iterations: missing.count) { index in
             let source = missing[index]
