@@ -105,6 +105,9 @@ public protocol GraphExecutable: Sendable {
     func describe(inputShapes: [[Int]]) throws -> EngineReport
     /// Compiles everything these input shapes need now rather than on the first run.
     func prepare(inputShapes: [[Int]]) throws
+    /// Ends the build (a loaded plan's shapes are compiled): a shape compiled on first use after this times
+    /// no tactic, it takes the choices known or made at the nearest shape compiled before.
+    func finishBuilding()
     /// The device code compiled so far, for a plan file.
     var compiledCode: [CompiledCode] { get }
     /// The keys of the device tactics this program's layers use (nil: it cannot tell, keep them all).
@@ -131,6 +134,7 @@ extension GraphExecutable {
     }
 
     public func prepare(inputShapes: [[Int]]) throws {}
+    public func finishBuilding() {}
 
     public var compiledCode: [CompiledCode] { [] }
 

@@ -14,7 +14,8 @@ extension Engine {
     }
 
     /// Loads a plan on `device`: checks that the device can run it, gives the device the plan's compiled
-    /// code, and compiles the plan's shapes. The graph is not optimized again.
+    /// code, and compiles the plan's shapes. The graph is not optimized again, and nothing is timed: another
+    /// shape (inside a profile) takes the tactics of the nearest shape the plan compiled.
     public convenience init(plan: EnginePlan, device: any Device) throws {
         let here = device.fingerprint
         guard here.canRun(plan.device) else {
@@ -34,6 +35,7 @@ extension Engine {
         for set in (plan.options.shapes.isEmpty ? [] : [plan.options.shapes]) + sets {
             try program.prepare(inputShapes: try orderedShapes(set))
         }
+        program.finishBuilding()
     }
 
     /// Compiles everything these input shapes need now (a GPU engine compiles per shape on first use).

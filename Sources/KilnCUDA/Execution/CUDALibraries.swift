@@ -98,29 +98,47 @@ final class CUDALibraries: @unchecked Sendable {
         return try result.get()
     }
 
-    /// The cuBLASLt algorithm for `step`, or Kiln's split-TF32 kernel for it, timed among the heuristic's
-    /// candidates when `tune` is set. Past `deadline` (the build budget) nothing more is timed: known choices
-    /// apply, others take the heuristics' first.
-    func runner(
-        for step: CUDAMatMul, allowTF32: Bool, tune: Bool, candidates: Int, deadline: Date?
-    ) throws -> CUDAMatMulRunner {
+    /// The cuBLASLt algorithm for `step`, or Kiln's split-TF32 kernel for it, chosen by `rule` among
+    /// `candidates` of the heuristics' algorithms.
+    func runner(for step: CUDAMatMul, allowTF32: Bool, candidates: Int, rule: CUDATacticRule) throws
+        -> CUDAMatMulRunner
+    {
         let runner = try CUDAMatMulRunner(
-            step: step, library: try cublasLt(), allowTF32: allowTF32, candidates: tune ? candidates : 1,
+            step: step, library: try cublasLt(), allowTF32: allowTF32, candidates: candidates,
             kernels: .splitTF32(modules: modules, allowTF32: allowTF32))
-        if tune { try runner.tune(context: context, measure: deadline.map { Date() < $0 } ?? true) }
+        switch rule {
+        case .timed(let tune, let deadline):
+            if tune { try runner.tune(context: context, measure: deadline.map { Date() < $0 } ?? true) }
+        case .following(let other):
+            if !runner.applyKnown(), let other { runner.follow(other) }
+        }
         return runner
     }
 
-    /// The cuDNN algorithm for `step`: the heuristics' first, or with `tune` the fastest of them and Kiln's
-    /// split-TF32 kernel for it that gives the same result (nothing more is timed past `deadline`).
-    func runner(for step: CUDAConvolution, allowTF32: Bool, tune: Bool, deadline: Date?) throws -> CUDAConvolutionRunner
-    {
+    /// The cuDNN algorithm for `step`, or Kiln's split-TF32 kernel for it, chosen by `rule` (timing checks each
+    /// candidate's result first).
+    func runner(for step: CUDAConvolution, allowTF32: Bool, rule: CUDATacticRule) throws -> CUDAConvolutionRunner {
         let runner = try CUDAConvolutionRunner(
             step: step, library: try cudnn(), allowTF32: allowTF32,
             kernels: .splitTF32(modules: modules, allowTF32: allowTF32))
-        if tune { try runner.tune(context: context, measure: deadline.map { Date() < $0 } ?? true) }
+        switch rule {
+        case .timed(let tune, let deadline):
+            if tune { try runner.tune(context: context, measure: deadline.map { Date() < $0 } ?? true) }
+        case .following(let other):
+            if try !runner.applyKnown(), let other { try runner.follow(other) }
+        }
         return runner
     }
+}
+
+/// How a library step's algorithm is chosen.
+enum CUDATacticRule {
+    /// As a build chooses: with `tune`, timed among the candidates (a choice known for the signature applies
+    /// untimed, and past `deadline`, the build budget, nothing more is timed); without, the heuristics' first.
+    case timed(tune: Bool, deadline: Date?)
+    /// Nothing timed, for a shape met after the build: a choice known for the signature, else the one the same
+    /// layer made at a shape the build compiled (nil: none) where it applies, else the heuristics' first.
+    case following(Int?)
 }
 
 /// A library algorithm chosen once per shape and shared by every context that binds it.
@@ -133,6 +151,14 @@ enum CUDALibraryRunner {
         switch self {
         case .matMul(let runner, _): CUDALibraries.matMulPrefix + runner.signature
         case .convolution(let runner, _): CUDALibraries.convolutionPrefix + runner.signature
+        }
+    }
+
+    /// The choice as a tactic (`CUDAMatMulRunner.choice`, `CUDAConvolutionRunner.choice`).
+    var choice: Int {
+        switch self {
+        case .matMul(let runner, _): runner.choice
+        case .convolution(let runner, _): runner.choice
         }
     }
 

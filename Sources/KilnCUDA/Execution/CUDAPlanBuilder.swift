@@ -9,6 +9,10 @@ import KilnRuntime
 struct CUDAPlanBuilder {
     let program: CUDAProgram
     let inputShapes: [[Int]]
+    /// A shape met after the build times nothing: its library steps take the choices the same layers made at
+    /// `reference` (a shape the build compiled, when there is one).
+    var afterBuild = false
+    var reference: CUDAShapeProgram?
     var device: CUDADevice { program.device }
 
     /// A node as it will run: its lowering, or why it runs on the CPU.
@@ -72,37 +76,47 @@ struct CUDAPlanBuilder {
             options: device.options.kernels)
     }
 
+    /// How the library step `part` of `node` chooses its algorithm: timed as the options say while building;
+    /// after it, as the same step chose at `reference` (`referenceChoices`).
+    private func rule(for node: Node, part: Int, _ referenceChoices: [CUDAShapeProgram.PartKey: Int]) -> CUDATacticRule {
+        let kernels = device.options.kernels
+        guard afterBuild else { return .timed(tune: kernels.tuneLibraries, deadline: kernels.tuningDeadline) }
+        return .following(referenceChoices[CUDAShapeProgram.PartKey(node: node.name, part: part)])
+    }
+
     /// Each step with its compiled function or chosen library algorithm; addresses come later, per context.
     private func prepareSteps(_ nodes: [LoweredNode], _ memory: CUDAMemoryLayout) throws -> [CUDAShapeProgram.Step] {
         var steps: [CUDAShapeProgram.Step] = []
         let kernels = device.options.kernels
+        let referenceChoices = reference?.choices ?? [:]
         for (index, lowered) in nodes.enumerated() {
             try withErrorContext("layer \(index) '\(lowered.node.name)' (\(lowered.node.kind))") {
                 guard let lowering = lowered.lowering else {
                     let kernel = try device.host.makeKernel(lowered.node, subgraphs: HostSubgraphs(device: device.host))
-                    steps.append(CUDAShapeProgram.Step(node: index, work: .host(kernel)))
+                    steps.append(CUDAShapeProgram.Step(node: index, part: 0, work: .host(kernel)))
                     return
                 }
-                for step in lowering.steps {
+                for (part, step) in lowering.steps.enumerated() {
                     let work: CUDAShapeProgram.Work
                     switch step {
                     case .launch(let launch):
                         work = .launch(try device.modules.function(for: launch), launch)
                     case .matMul(let product):
                         let runner = try device.libraries.runner(
-                            for: product, allowTF32: kernels.allowTF32, tune: kernels.tuneLibraries,
-                            candidates: kernels.tacticCandidates, deadline: kernels.tuningDeadline)
+                            for: product, allowTF32: kernels.allowTF32,
+                            candidates: kernels.tuneLibraries ? kernels.tacticCandidates : 1,
+                            rule: rule(for: lowered.node, part: part, referenceChoices))
                         work = .library(.matMul(runner, product))
                     case .convolution(let convolution):
                         let runner = try device.libraries.runner(
-                            for: convolution, allowTF32: kernels.allowTF32, tune: kernels.tuneLibraries,
-                            deadline: kernels.tuningDeadline)
+                            for: convolution, allowTF32: kernels.allowTF32,
+                            rule: rule(for: lowered.node, part: part, referenceChoices))
                         work = .library(.convolution(runner, convolution))
                     case .copy(let copy):
                         if memory.copiesInPlace(copy, node: index) { continue }
                         work = .copy(copy)
                     }
-                    steps.append(CUDAShapeProgram.Step(node: index, work: work))
+                    steps.append(CUDAShapeProgram.Step(node: index, part: part, work: work))
                 }
             }
         }

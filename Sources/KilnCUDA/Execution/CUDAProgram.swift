@@ -10,7 +10,7 @@ final class CUDAProgram: GraphExecutable, @unchecked Sendable {
     let device: CUDADevice
     private let lock = NSLock()
     private var shapes: [[[Int]]: CUDAShapeProgram] = [:]
-    private var weights: [String: DeviceBuffer] = [:]
+    private var weights: [String: [UploadedWeight]] = [:]
     private var defaultContext: CUDAExecution?
 
     init(graph: Graph, device: CUDADevice) throws {
@@ -72,24 +72,70 @@ final class CUDAProgram: GraphExecutable, @unchecked Sendable {
     }
 
     /// The program for these input shapes, building it (and uploading the weights it needs) on first use.
-    /// Builds are serialized: a second context asking for a shape being built waits for it.
+    /// Builds are serialized: a second context asking for a shape being built waits for it. After
+    /// `finishBuilding`, a new shape times nothing: its library steps follow the nearest shape built before.
     func shape(for inputShapes: [[Int]]) throws -> CUDAShapeProgram {
         lock.lock()
         defer { lock.unlock() }
         if let shape = shapes[inputShapes] { return shape }
-        let shape = try CUDAPlanBuilder(program: self, inputShapes: inputShapes).build()
+        var builder = CUDAPlanBuilder(program: self, inputShapes: inputShapes)
+        if let built {
+            builder.afterBuild = true
+            builder.reference = Self.nearest(to: inputShapes, among: built).flatMap { shapes[$0] }
+        }
+        let shape = try builder.build()
         shapes[inputShapes] = shape
         return shape
     }
 
-    /// The device copy of initializer `name`; called with the lock held, from the plan builder.
+    /// The shapes built before `finishBuilding` (nil until then).
+    private var built: [[[Int]]]?
+
+    func finishBuilding() {
+        lock.withLock { built = built ?? Array(shapes.keys) }
+    }
+
+    /// The candidate with the same ranks closest to `shapes`: the least sum over inputs of the ratio of
+    /// element counts, larger over smaller.
+    static func nearest(to shapes: [[Int]], among candidates: [[[Int]]]) -> [[Int]]? {
+        func size(_ dims: [Int]) -> Double { Double(max(1, Tensor.elementCount(dims))) }
+        func distance(_ other: [[Int]]) -> Double? {
+            guard other.map(\.count) == shapes.map(\.count) else { return nil }
+            var sum = 0.0
+            for (a, b) in zip(other.map(size), shapes.map(size)) { sum += max(a, b) / min(a, b) }
+            return sum
+        }
+        var best: (shapes: [[Int]], distance: Double)?
+        for candidate in candidates.sorted(by: { $0.description < $1.description }) {
+            guard let d = distance(candidate), best.map({ d < $0.distance }) ?? true else { continue }
+            best = (candidate, d)
+        }
+        return best?.shapes
+    }
+
+    /// The device copy of initializer `name`; called with the lock held, from the plan builder. Shapes share
+    /// a copy only when it holds the same values: a constant folded while specializing may keep its name and
+    /// differ per shape (a batch-sized expansion), so each distinct value of a name gets a copy of its own.
     func weight(_ name: String, _ tensor: Tensor) throws -> DeviceBuffer {
-        if let buffer = weights[name] { return buffer }
+        if let copy = weights[name, default: []].first(where: { $0.holds(tensor) }) { return copy.buffer }
         let buffer = try withErrorContext("uploading weight '\(name)' (\(tensor.type))") {
             try device.upload(tensor)
         }
-        weights[name] = buffer
+        weights[name, default: []].append(UploadedWeight(tensor: tensor, buffer: buffer))
         return buffer
+    }
+}
+
+/// A host tensor and its device copy.
+private struct UploadedWeight {
+    let tensor: Tensor
+    let buffer: DeviceBuffer
+
+    /// Whether the copy holds `other`'s values: the same storage, or equal type and bytes.
+    func holds(_ other: Tensor) -> Bool {
+        guard tensor.dtype == other.dtype, tensor.shape == other.shape else { return false }
+        if tensor.storage === other.storage { return true }
+        return memcmp(tensor.storage.bytes, other.storage.bytes, tensor.byteCount) == 0
     }
 }
 

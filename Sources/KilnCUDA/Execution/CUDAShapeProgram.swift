@@ -17,7 +17,15 @@ final class CUDAShapeProgram: @unchecked Sendable {
 
     struct Step {
         var node: Int
+        /// Which of the node's lowering steps this is.
+        var part: Int
         var work: Work
+    }
+
+    /// A lowering step by its node's name, the same at every shape of a graph.
+    struct PartKey: Hashable {
+        var node: String
+        var part: Int
     }
 
     let graph: Graph
@@ -40,6 +48,16 @@ final class CUDAShapeProgram: @unchecked Sendable {
             if case .library(let runner) = step.work { return max(bytes, runner.workspaceBytes) }
             return bytes
         }
+    }
+
+    /// The tactic each library step chose (`CUDALibraryRunner.choice`).
+    var choices: [PartKey: Int] {
+        var all: [PartKey: Int] = [:]
+        for step in steps {
+            guard case .library(let runner) = step.work else { continue }
+            all[PartKey(node: nodes[step.node].node.name, part: step.part)] = runner.choice
+        }
+        return all
     }
 
     var hasHostSteps: Bool { nodes.contains { $0.lowering == nil } }

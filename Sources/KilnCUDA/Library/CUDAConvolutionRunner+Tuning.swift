@@ -15,17 +15,27 @@ extension CUDAConvolutionRunner {
     /// (`SampledConvolution`) and the heuristics' first choice (relative L2 error at most 1e-5 in FP32 math,
     /// 1e-3 with TF32). A choice known for the signature (this process, a plan, a timing cache) applies
     /// without timing; with `measure` off nothing else is timed. Scratch memory is released before returning.
+    /// Applies the choice known for the signature (this process, a plan, a timing cache); false when there is
+    /// none or it does not apply here.
+    func applyKnown() throws -> Bool {
+        guard let known = dnn.tuningLock.withLock({ dnn.tunedAlgorithms[signature] }) else { return false }
+        return try follow(Int(known))
+    }
+
+    /// Takes a choice (`choice`) made for this signature or for another shape of the same layer: Kiln's kernel,
+    /// or cuDNN's algorithm, where it applies here; false (the heuristics' first stays) where it does not.
+    @discardableResult
+    func follow(_ other: Int) throws -> Bool {
+        if other < 0 { return try chooseKernel(-1 - other) }
+        guard let index = candidates.firstIndex(where: { Int($0.algorithm) == other }) else { return false }
+        try choose(index)
+        return true
+    }
+
     @discardableResult
     func tune(context: CUDAContext, measure: Bool = true, runs: Int = 5) throws -> TacticOutcome {
         let tolerance = CUDATacticTimer.tolerance(dtype: step.dtype, tf32: requestedMath != CUDNN.fmaMath)
-        let known = dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] }
-        if let known, known < 0, try chooseKernel(-1 - Int(known)) {
-            return TacticOutcome(rank: Int(known), launched: 0, rejected: 0)
-        }
-        if let known, let index = candidates.firstIndex(where: { $0.algorithm == known }) {
-            try choose(index)
-            return TacticOutcome(rank: index, launched: 0, rejected: 0)
-        }
+        if try applyKnown() { return TacticOutcome(rank: choice, launched: 0, rejected: 0) }
         let timedKernels = kernels.launches(timingStep)
         guard candidates.count + timedKernels.count > 1, measure else {
             return TacticOutcome(rank: 0, launched: 0, rejected: 0)

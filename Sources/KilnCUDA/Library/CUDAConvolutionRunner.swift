@@ -33,6 +33,9 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
     let kernels: CUDAKernelTactics<CUDAConvolution>
     /// The kernel chosen instead of a cuDNN algorithm: its launch for `step` and its function.
     public internal(set) var kernel: (launch: CUDALaunch, function: CUDAFunction)?
+    private var kernelIndex: Int?
+    /// What runs, as a tactic: cuDNN's algorithm, or −1 − i for Kiln's kernel i.
+    var choice: Int { kernelIndex.map { -1 - $0 } ?? Int(algorithm) }
 
     /// Creates the descriptors and picks the first algorithm from `cudnnGetConvolutionForwardAlgorithm_v7` that
     /// succeeds, fits `maxWorkspaceBytes`, and (strict mode) uses FMA math. Throws `unsupported` for non-float32,
@@ -135,6 +138,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         workspaceBytes = bytes
         fusedRefused = false
         kernel = nil
+        kernelIndex = nil
     }
 
     /// Makes Kiln's kernel `index` what runs, cuDNN's first candidate set up beside it for operands the kernel
@@ -143,6 +147,7 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         guard let chosen = kernels.chosen(index, for: step) else { return false }
         try choose(0)
         kernel = chosen
+        kernelIndex = index
         return true
     }
 

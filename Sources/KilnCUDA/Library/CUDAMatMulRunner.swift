@@ -40,6 +40,8 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
     let kernels: CUDAKernelTactics<CUDAMatMul>
     /// The kernel chosen instead of a cuBLASLt algorithm: its launch for `step` and its function.
     public private(set) var kernel: (launch: CUDALaunch, function: CUDAFunction)?
+    /// What runs, as a tactic: the rank of cuBLASLt's candidate, or −1 − i for Kiln's kernel i.
+    public private(set) var choice = 0
 
     /// Builds the descriptors for `step` and picks cuBLASLt's first heuristic algorithm that fits in
     /// `maxWorkspaceBytes` (`tune` may replace it by a faster one). Throws `unsupported` for a dtype other than float32, an activation cuBLASLt cannot
@@ -164,14 +166,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
     /// With `measure` off (the build budget is spent), only a choice already known for the signature applies.
     @discardableResult
     public func tune(context: CUDAContext, runs: Int = 5, measure: Bool = true) throws -> TacticOutcome {
-        lib.tuningLock.lock()
-        let known = lib.tunedRanks[signature]
-        lib.tuningLock.unlock()
-        // A rank found among more candidates (a higher level's cache) is timed again here.
-        if let known, known < 0 ? chooseKernel(-1 - known) : known < candidateCount {
-            if known >= 0 { choose(rank: known) }
-            return TacticOutcome(rank: known, launched: 0, rejected: 0)
-        }
+        if applyKnown() { return TacticOutcome(rank: choice, launched: 0, rejected: 0) }
         // 8-bit products keep the heuristics' choice: the timer's operands and check are float32.
         let timedKernels = kernels.launches(timingStep)
         guard candidateCount + timedKernels.count > 1, measure, step.dtype != .int8, step.dtype != .float8e4m3fn else {
@@ -244,6 +239,22 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         return TacticOutcome(rank: chosen, launched: launched, rejected: rejected)
     }
 
+    /// Applies the choice known for the signature (this process, a plan, a timing cache); false when there is
+    /// none, or it was found among more candidates than this runner has (a higher level's cache).
+    func applyKnown() -> Bool {
+        guard let known = lib.tuningLock.withLock({ lib.tunedRanks[signature] }),
+            known < 0 ? chooseKernel(-1 - known) : known < candidateCount
+        else { return false }
+        if known >= 0 { choose(rank: known) }
+        return true
+    }
+
+    /// Takes the choice another shape of the same layer made (`choice`): Kiln's kernel where it applies to this
+    /// step; a cuBLASLt rank means nothing at other sizes, so the heuristics' first stays.
+    func follow(_ other: Int) {
+        if other < 0 { _ = chooseKernel(-1 - other) }
+    }
+
     /// The step `tune` times: the same sizes, with its operands named apart (inputs 0-3: A, B, C, bias; output
     /// 0: D), so a kernel's launch arguments can be given the timer's buffers by position.
     private var timingStep: CUDAMatMul {
@@ -272,6 +283,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             from: candidates + r * CUBLASLt.heuristicResultBytes, byteCount: CUBLASLt.heuristicResultBytes)
         workspaceBytes = workspace(ofRank: r)
         kernel = nil
+        choice = r
     }
 
     /// Makes Kiln's kernel `index` what runs, cuBLASLt's first candidate set up beside it for operands the
@@ -280,6 +292,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         guard let chosen = kernels.chosen(index, for: step) else { return false }
         choose(rank: 0)
         kernel = chosen
+        choice = -1 - index
         return true
     }
 
