@@ -63,8 +63,6 @@ public final class CUBLASLt: @unchecked Sendable {
     static let heuristicResultBytes = 96
     static let heuristicWorkspaceOffset = 64
     static let heuristicStateOffset = 72
-    /// sizeof(cublasLtMatmulAlgo_t), the head of a heuristic result.
-    static let algorithmBytes = 64
 
     typealias CreateFn = @convention(c) (UnsafeMutablePointer<OpaquePointer?>?) -> Int32
     typealias DestroyFn = @convention(c) (OpaquePointer?) -> Int32
@@ -84,11 +82,6 @@ public final class CUBLASLt: @unchecked Sendable {
             OpaquePointer?, UnsafeRawPointer?, UnsafeRawPointer?, OpaquePointer?, UnsafeMutableRawPointer?,
             OpaquePointer?, UnsafeRawPointer?, UnsafeMutableRawPointer?, Int, OpaquePointer?
         ) -> Int32
-    typealias AlgoCheckFn =
-        @convention(c) (
-            OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?, OpaquePointer?,
-            UnsafeRawPointer?, UnsafeMutableRawPointer?
-        ) -> Int32
     typealias StatusNameFn = @convention(c) (Int32) -> UnsafePointer<CChar>?
 
     let library: DynamicLibrary
@@ -105,8 +98,6 @@ public final class CUBLASLt: @unchecked Sendable {
     let preferenceSetAttribute: SetAttributeFn
     let algoGetHeuristic: HeuristicFn
     let matmul: MatmulFn
-    /// cublasLtMatmulAlgoCheck: whether an algorithm runs a product's descriptors, and its workspace.
-    let algoCheck: AlgoCheckFn
     let statusName: StatusNameFn?
     /// The cublasLtHandle_t.
     let handle: OpaquePointer
@@ -130,7 +121,6 @@ public final class CUBLASLt: @unchecked Sendable {
         preferenceSetAttribute = try lib.function("cublasLtMatmulPreferenceSetAttribute")
         algoGetHeuristic = try lib.function("cublasLtMatmulAlgoGetHeuristic")
         matmul = try lib.function("cublasLtMatmul")
-        algoCheck = try lib.function("cublasLtMatmulAlgoCheck")
         statusName = lib.optionalFunction("cublasLtGetStatusName")
         var h: OpaquePointer?
         let status = create(&h)

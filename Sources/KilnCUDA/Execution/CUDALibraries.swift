@@ -138,15 +138,7 @@ enum CUDATacticRule {
     case timed(tune: Bool, deadline: Date?)
     /// Nothing timed, for a shape met after the build: a choice known for the signature, else the one the same
     /// layer made at a shape the build compiled (nil: none) where it applies, else the heuristics' first.
-    case following(CUDATacticChoice?)
-}
-
-/// A library step's choice: `tactic` as the timing cache keeps it (cuBLASLt's rank or cuDNN's algorithm, or
-/// −1 − i for Kiln's kernel i) and, for cuBLASLt, the algorithm itself, which another shape can run where a
-/// rank names nothing.
-struct CUDATacticChoice {
-    var tactic: Int
-    var algorithm: [UInt8]? = nil
+    case following(Int?)
 }
 
 /// A library algorithm chosen once per shape and shared by every context that binds it.
@@ -162,11 +154,11 @@ enum CUDALibraryRunner {
         }
     }
 
-    /// The choice, for the same layer at another shape to follow.
-    var choice: CUDATacticChoice {
+    /// The choice as a tactic (`CUDAMatMulRunner.choice`, `CUDAConvolutionRunner.choice`).
+    var choice: Int {
         switch self {
-        case .matMul(let runner, _): CUDATacticChoice(tactic: runner.choice, algorithm: runner.algorithm)
-        case .convolution(let runner, _): CUDATacticChoice(tactic: runner.choice)
+        case .matMul(let runner, _): runner.choice
+        case .convolution(let runner, _): runner.choice
         }
     }
 

@@ -51,8 +51,8 @@ final class CUDAShapeProgram: @unchecked Sendable {
     }
 
     /// The tactic each library step chose (`CUDALibraryRunner.choice`).
-    var choices: [PartKey: CUDATacticChoice] {
-        var all: [PartKey: CUDATacticChoice] = [:]
+    var choices: [PartKey: Int] {
+        var all: [PartKey: Int] = [:]
         for step in steps {
             guard case .library(let runner) = step.work else { continue }
             all[PartKey(node: nodes[step.node].node.name, part: step.part)] = runner.choice

@@ -19,15 +19,15 @@ extension CUDAConvolutionRunner {
     /// none or it does not apply here.
     func applyKnown() throws -> Bool {
         guard let known = dnn.tuningLock.withLock({ dnn.tunedAlgorithms[signature] }) else { return false }
-        return try follow(CUDATacticChoice(tactic: Int(known)))
+        return try follow(Int(known))
     }
 
-    /// Takes a choice made for this signature or for another shape of the same layer: Kiln's kernel, or
-    /// cuDNN's algorithm, where it applies here; false (the heuristics' first stays) where it does not.
+    /// Takes a choice (`choice`) made for this signature or for another shape of the same layer: Kiln's kernel,
+    /// or cuDNN's algorithm, where it applies here; false (the heuristics' first stays) where it does not.
     @discardableResult
-    func follow(_ other: CUDATacticChoice) throws -> Bool {
-        if other.tactic < 0 { return try chooseKernel(-1 - other.tactic) }
-        guard let index = candidates.firstIndex(where: { Int($0.algorithm) == other.tactic }) else { return false }
+    func follow(_ other: Int) throws -> Bool {
+        if other < 0 { return try chooseKernel(-1 - other) }
+        guard let index = candidates.firstIndex(where: { Int($0.algorithm) == other }) else { return false }
         try choose(index)
         return true
     }

@@ -33,8 +33,6 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
 
     /// The most algorithms the heuristics are asked for (and `tune` measures).
     let maxCandidates: Int
-    /// The most workspace an algorithm may need.
-    let maxWorkspaceBytes: Int
     /// Products may run in TF32 (their candidates are compared with a looser tolerance).
     let allowTF32: Bool
     /// Kiln's own kernels that compute this product too, timed beside cuBLASLt's algorithms; a choice of the
@@ -54,7 +52,6 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
     ) throws {
         self.step = step
         self.maxCandidates = max(1, maxCandidates)
-        self.maxWorkspaceBytes = maxWorkspaceBytes
         self.allowTF32 = allowTF32
         self.kernels = kernels
         lib = library
@@ -252,47 +249,10 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         return true
     }
 
-    /// Takes the choice another shape of the same layer made: Kiln's kernel, or the same cuBLASLt algorithm
-    /// (a rank means nothing at other sizes), where it applies to this step; else the heuristics' first stays.
-    func follow(_ other: CUDATacticChoice) {
-        if other.tactic < 0 {
-            _ = chooseKernel(-1 - other.tactic)
-        } else if let algorithm = other.algorithm {
-            _ = follow(algorithm: algorithm)
-        }
-    }
-
-    /// The cuBLASLt algorithm that runs (a cublasLtMatmulAlgo_t's bytes); nil when Kiln's kernel does.
-    var algorithm: [UInt8]? {
-        lock.withLock {
-            guard kernel == nil else { return nil }
-            return Array(UnsafeRawBufferPointer(start: owned.heuristic, count: CUBLASLt.algorithmBytes))
-        }
-    }
-
-    /// Runs `algorithm` where cublasLtMatmulAlgoCheck accepts it for these descriptors within the workspace
-    /// limit; false (nothing changed) otherwise.
-    private func follow(algorithm: [UInt8]) -> Bool {
-        guard algorithm.count == CUBLASLt.algorithmBytes else { return false }
-        var result = [UInt8](repeating: 0, count: CUBLASLt.heuristicResultBytes)
-        let status = algorithm.withUnsafeBytes { algo in
-            result.withUnsafeMutableBytes { out in
-                lib.algoCheck(
-                    lib.handle, operation, layoutA, layoutB, layoutC, layoutD, algo.baseAddress, out.baseAddress)
-            }
-        }
-        let workspace = result.withUnsafeBytes {
-            Int($0.load(fromByteOffset: CUBLASLt.heuristicWorkspaceOffset, as: UInt64.self))
-        }
-        guard status == CUBLASLt.success, workspace <= maxWorkspaceBytes else { return false }
-        // The check fills in the workspace and waves, not the algorithm: the result's head is the one given.
-        result.replaceSubrange(0..<CUBLASLt.algorithmBytes, with: algorithm)
-        lock.withLock {
-            result.withUnsafeBytes { owned.heuristic.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            workspaceBytes = workspace
-            kernel = nil
-        }
-        return true
+    /// Takes the choice another shape of the same layer made (`choice`): Kiln's kernel where it applies to this
+    /// step; a cuBLASLt rank means nothing at other sizes, so the heuristics' first stays.
+    func follow(_ other: Int) {
+        if other < 0 { _ = chooseKernel(-1 - other) }
     }
 
     /// The step `tune` times: the same sizes, with its operands named apart (inputs 0-3: A, B, C, bias; output
