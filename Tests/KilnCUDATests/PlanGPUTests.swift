@@ -46,8 +46,11 @@ import Testing
         let shape = try n.add(ShapeOfLayer(), [x])[0]
         let rows = try n.add(GatherLayer(axis: 0), [shape, n.addConstant("zero", Tensor(scalar: Int64(0)))])[0]
         let range = try n.add(
-            RangeLayer(), [n.addConstant("start", Tensor(scalar: Int64(0))), rows,
-                n.addConstant("step", Tensor(scalar: Int64(1)))])[0]
+            RangeLayer(),
+            [
+                n.addConstant("start", Tensor(scalar: Int64(0))), rows,
+                n.addConstant("step", Tensor(scalar: Int64(1))),
+            ])[0]
         let index = try n.add(CastLayer(to: .float32), [range])[0]
         let column = try n.add(ReshapeLayer(.unsqueeze(axes: [1])), [index])[0]
         try n.markOutput(try n.add(x, column), as: "y")

@@ -55,7 +55,9 @@ public final class CUDAModuleCache: @unchecked Sendable {
             return try loadCompiler()
         } catch {
             let names = sources.map { "'\($0.name)'" }
-            let listed = names.count == 1 ? "kernel \(names[0]) is" : "\(names.count) kernels (\(names.joined(separator: ", "))) are"
+            let listed =
+                names.count == 1
+                ? "kernel \(names[0]) is" : "\(names.count) kernels (\(names.joined(separator: ", "))) are"
             throw KilnError.unsupported(
                 "\(listed) not compiled in the plan and NVRTC is unavailable (\(error)): build the plan with "
                     + "`--shape` or a `--profile` for these input shapes, or install NVRTC")

@@ -100,7 +100,9 @@ final class CUDALibraries: @unchecked Sendable {
 
     /// The cuBLASLt algorithm for `step`, or Kiln's split-TF32 kernel for it, chosen by `rule` among
     /// `candidates` of the heuristics' algorithms.
-    func runner(for step: CUDAMatMul, allowTF32: Bool, candidates: Int, rule: CUDATacticRule) throws
+    func runner(
+        for step: CUDAMatMul, allowTF32: Bool, candidates: Int, rule: CUDATacticRule
+    ) throws
         -> CUDAMatMulRunner
     {
         let runner = try CUDAMatMulRunner(

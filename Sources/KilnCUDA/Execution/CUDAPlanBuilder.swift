@@ -78,7 +78,8 @@ struct CUDAPlanBuilder {
 
     /// How the library step `part` of `node` chooses its algorithm: timed as the options say while building;
     /// after it, as the same step chose at `reference` (`referenceChoices`).
-    private func rule(for node: Node, part: Int, _ referenceChoices: [CUDAShapeProgram.PartKey: Int]) -> CUDATacticRule {
+    private func rule(for node: Node, part: Int, _ referenceChoices: [CUDAShapeProgram.PartKey: Int]) -> CUDATacticRule
+    {
         let kernels = device.options.kernels
         guard afterBuild else { return .timed(tune: kernels.tuneLibraries, deadline: kernels.tuningDeadline) }
         return .following(referenceChoices[CUDAShapeProgram.PartKey(node: node.name, part: part)])
