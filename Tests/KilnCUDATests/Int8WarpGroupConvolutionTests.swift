@@ -57,6 +57,24 @@ import Testing
         #expect(one.function.hasSuffix("_0101"), "no im2col, ReLU, no residual, a short reduction: \(one.function)")
     }
 
+    /// The builder times every tile width that divides the output channels, the wave model's pick first.
+    @Test func offersEveryTileWidthThatDivides() throws {
+        func launches(_ cout: Int) -> [CUDALaunch] {
+            CUDAInt8WarpGroupConvolution.launches(
+                Self.operands, window: Self.window(64, 56, kernel: 3), channels: 64, outputChannels: cout,
+                residualScale: 0, relu: true, architecture: 90, multiprocessors: 132)
+        }
+        let wide = launches(256)
+        let first = try #require(
+            CUDAInt8WarpGroupConvolution.launch(
+                Self.operands, window: Self.window(64, 56, kernel: 3), channels: 64, outputChannels: 256,
+                residualScale: 0, relu: true, architecture: 90, multiprocessors: 132))
+        #expect(wide.first == first)
+        #expect(Set(wide.map { $0.function.split(separator: "_")[3] }) == ["256", "128", "64"])
+        #expect(launches(192).count == 1, "only 64-column tiles divide 192 channels")
+        #expect(launches(128).count == 2)
+    }
+
     /// The tile widths the wave model picks on ResNet-50's batch-64 shapes are the ones
     /// `bench/kernels/int8_conv.py` timed fastest on an H100.
     @Test func picksTheMeasuredTileWidths() {
@@ -181,11 +199,11 @@ import Testing
 
         var operands = Self.operands
         if c.residual { operands.residual = .input(4) }
-        let launch = try #require(
-            CUDAInt8WarpGroupConvolution.launch(
-                operands, window: window, channels: c.channels, outputChannels: c.outputChannels,
-                residualScale: residualScale, relu: c.relu, architecture: 90,
-                multiprocessors: context.multiprocessors))
+        // Every tile width the builder may time (`launches`), the estimate's first.
+        let launches = CUDAInt8WarpGroupConvolution.launches(
+            operands, window: window, channels: c.channels, outputChannels: c.outputChannels,
+            residualScale: residualScale, relu: c.relu, architecture: 90, multiprocessors: context.multiprocessors)
+        try #require(!launches.isEmpty)
 
         let buffers = try [x.count, w.count, 4 * alpha.count, 4 * beta.count, residual.count].map {
             try context.allocate(bytes: $0)
@@ -202,23 +220,32 @@ import Testing
         try put(alpha, 2)
         try put(beta, 3)
         try put(residual, 4)
-        try stream.fill(device: output.address, byte: 0x55, bytes: m * c.outputChannels)
         let cache = CUDAModuleCache(context: context)
-        try cache.prepare([launch.source])
-        let function = try cache.module(for: launch.source).function(launch.function)
-        try function.setMaxDynamicSharedMemory(launch.sharedBytes)
-        let prepared = try function.prepare(
-            grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes, arguments: launch.arguments,
-            resolve: { operand in
-                switch operand {
-                case .input(let i): return buffers[i].address
-                default: return output.address
-                }
-            })
-        try prepared.enqueue(on: stream)
-        var y = [Int8](repeating: 0, count: m * c.outputChannels)
-        try y.withUnsafeMutableBytes { try stream.copy(toHost: $0.baseAddress!, from: output.address, bytes: $0.count) }
-        try stream.synchronize()
+        try cache.prepare(launches.map(\.source))
+        func run(_ launch: CUDALaunch) throws -> [Int8] {
+            try stream.fill(device: output.address, byte: 0x55, bytes: m * c.outputChannels)
+            let function = try cache.module(for: launch.source).function(launch.function)
+            try function.setMaxDynamicSharedMemory(launch.sharedBytes)
+            let prepared = try function.prepare(
+                grid: launch.grid, block: launch.block, sharedBytes: launch.sharedBytes, arguments: launch.arguments,
+                resolve: { operand in
+                    switch operand {
+                    case .input(let i): return buffers[i].address
+                    default: return output.address
+                    }
+                })
+            try prepared.enqueue(on: stream)
+            var y = [Int8](repeating: 0, count: m * c.outputChannels)
+            try y.withUnsafeMutableBytes {
+                try stream.copy(toHost: $0.baseAddress!, from: output.address, bytes: $0.count)
+            }
+            try stream.synchronize()
+            return y
+        }
+        let y = try run(launches[0])
+        for other in launches.dropFirst() {
+            #expect(try run(other) == y, "\(c): \(other.function) differs from \(launches[0].function)")
+        }
 
         let sums = Self.exactConvolution(c, x: x, w: w)
         try #require(sums.count == y.count, "\(c): the reference has \(sums.count) outputs, the kernel \(y.count)")

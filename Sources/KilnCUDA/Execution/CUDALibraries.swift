@@ -31,6 +31,17 @@ final class CUDALibraries: @unchecked Sendable {
 
     static let matMulPrefix = "cublasLt.matmul "
     static let convolutionPrefix = "cudnn.conv "
+    static let kernelPrefix = "kiln.kernel "
+
+    /// Which of Kiln's alternative launches runs a step (`CUDALaunchChoice`), by signature: timed, or from a
+    /// plan or a timing cache.
+    private var kernelChoices: [String: Int] = [:]
+
+    func kernelChoice(_ signature: String) -> Int? { lock.withLock { kernelChoices[signature] } }
+
+    func remember(kernelChoice index: Int, for signature: String) {
+        lock.withLock { kernelChoices[signature] = index }
+    }
 
     /// Timed choices as tactics: `cublasLt.matmul <signature>` -> the rank of the heuristic's candidate,
     /// `cudnn.conv <signature>` -> the cudnnConvolutionFwdAlgo_t; either −1 − i for the i-th of Kiln's own
@@ -49,6 +60,7 @@ final class CUDALibraries: @unchecked Sendable {
         var all: [String: String] = [:]
         for (signature, rank) in ranks { all[Self.matMulPrefix + signature] = String(rank) }
         for (signature, algorithm) in algorithms { all[Self.convolutionPrefix + signature] = String(algorithm) }
+        for (signature, index) in kernelChoices { all[Self.kernelPrefix + signature] = String(index) }
         return all
     }
 
@@ -56,15 +68,19 @@ final class CUDALibraries: @unchecked Sendable {
     func preload(_ tactics: [String: String]) {
         var ranks: [String: Int] = [:]
         var algorithms: [String: Int32] = [:]
+        var kernels: [String: Int] = [:]
         for (key, value) in tactics {
             if key.hasPrefix(Self.matMulPrefix), let rank = Int(value) {
                 ranks[String(key.dropFirst(Self.matMulPrefix.count))] = rank
             } else if key.hasPrefix(Self.convolutionPrefix), let algorithm = Int32(value) {
                 algorithms[String(key.dropFirst(Self.convolutionPrefix.count))] = algorithm
+            } else if key.hasPrefix(Self.kernelPrefix), let index = Int(value), index >= 0 {
+                kernels[String(key.dropFirst(Self.kernelPrefix.count))] = index
             }
         }
         lock.lock()
         defer { lock.unlock() }
+        kernelChoices.merge(kernels) { _, given in given }
         pendingRanks.merge(ranks) { _, given in given }
         pendingAlgorithms.merge(algorithms) { _, given in given }
         if case .success(let library)? = blas {

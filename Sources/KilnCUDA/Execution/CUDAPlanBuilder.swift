@@ -33,9 +33,10 @@ struct CUDAPlanBuilder {
             placesInputs: !device.options.disabledPasses.contains(Pipeline.concatInPlace))
         try memory.bindWeights { name, tensor in try program.weight(name, tensor) }
         try memory.uploadConstants(on: device)
-        try device.modules.prepare(lowered.flatMap { $0.lowering?.launchSources ?? [] })
-        let steps = try prepareSteps(lowered, memory)
-        return CUDAShapeProgram(graph: graph, nodes: lowered, steps: steps, memory: memory, device: device)
+        let chosen = try choosingLaunches(lowered, memory, graph)
+        try device.modules.prepare(chosen.flatMap { $0.lowering?.launchSources ?? [] })
+        let steps = try prepareSteps(chosen, memory)
+        return CUDAShapeProgram(graph: graph, nodes: chosen, steps: steps, memory: memory, device: device)
     }
 
     private func lower(_ node: Node, index: Int, in graph: Graph) throws -> LoweredNode {

@@ -44,10 +44,11 @@ final class CUDAProgram: GraphExecutable, @unchecked Sendable {
         lock.withLock {
             Set(
                 shapes.values.flatMap { shape in
-                    shape.steps.compactMap { step -> String? in
-                        if case .library(let runner) = step.work { return runner.tacticKey }
-                        return nil
-                    }
+                    shape.launchTacticKeys
+                        + shape.steps.compactMap { step -> String? in
+                            if case .library(let runner) = step.work { return runner.tacticKey }
+                            return nil
+                        }
                 })
         }
     }

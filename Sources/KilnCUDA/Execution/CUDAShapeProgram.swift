@@ -60,6 +60,27 @@ final class CUDAShapeProgram: @unchecked Sendable {
         return all
     }
 
+    /// Which alternative launch each step that has them runs (`CUDALowering.alternatives`), and under which
+    /// signature a plan keeps the choice.
+    var launchChoices: [PartKey: Int] {
+        var all: [PartKey: Int] = [:]
+        for lowered in nodes {
+            guard let lowering = lowered.lowering else { continue }
+            for (part, choice) in lowering.alternatives {
+                guard part < lowering.steps.count, case .launch(let launch) = lowering.steps[part],
+                    let index = choice.launches.firstIndex(of: launch)
+                else { continue }
+                all[PartKey(node: lowered.node.name, part: part)] = index
+            }
+        }
+        return all
+    }
+
+    /// The tactic keys of the steps with alternative launches.
+    var launchTacticKeys: [String] {
+        nodes.flatMap { $0.lowering?.alternatives.values.map { CUDALibraries.kernelPrefix + $0.signature } ?? [] }
+    }
+
     var hasHostSteps: Bool { nodes.contains { $0.lowering == nil } }
 
     /// The layers and the memory one context needs, known before any context allocates.

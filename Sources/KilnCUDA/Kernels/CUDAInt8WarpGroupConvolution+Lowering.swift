@@ -147,16 +147,21 @@ extension CUDAInt8WarpGroupConvolution {
             operands.weights = .constant(2)
             channels = padded
         }
-        guard
-            let launch = launch(
-                operands, window: window, channels: channels, outputChannels: w[0],
-                residualScale: residual.map { Float(Double($0.scale) / sy) } ?? 0, relu: activation == .relu,
-                architecture: info.architecture, multiprocessors: info.multiprocessors)
-        else {
+        let launches = launches(
+            operands, window: window, channels: channels, outputChannels: w[0],
+            residualScale: residual.map { Float(Double($0.scale) / sy) } ?? 0, relu: activation == .relu,
+            architecture: info.architecture, multiprocessors: info.multiprocessors)
+        guard let launch = launches.first else {
             throw KilnError.unsupported(
                 "the int8 warpgroup convolution does not take '\(info.node.name)' (sm_\(info.architecture), X \(x), W \(w))"
             )
         }
-        return CUDALowering(steps: steps + [.launch(launch)], scratchBytes: scratch, constants: constants)
+        let signature =
+            "int8 convolution x\(x) w\(w) k\(r.kernel) s\(r.strides) p\(r.padsBegin)\(r.padsEnd) d\(r.dilations) "
+            + "residual \(residual != nil) relu \(activation == .relu) sm\(info.architecture)x\(info.multiprocessors)"
+        return CUDALowering(
+            steps: steps + [.launch(launch)], scratchBytes: scratch, constants: constants,
+            alternatives: launches.count > 1
+                ? [steps.count: CUDALaunchChoice(signature: signature, launches: launches)] : [:])
     }
 }

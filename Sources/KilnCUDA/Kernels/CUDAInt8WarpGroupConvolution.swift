@@ -49,7 +49,7 @@ enum CUDAInt8WarpGroupConvolution {
     /// multiple of 64, or an im2col corner outside what a 4-D map holds.
     static func launch(
         _ operands: Operands, window: CUDAIm2colWindow, channels: Int, outputChannels: Int, residualScale: Float,
-        relu: Bool, architecture: Int, multiprocessors: Int
+        relu: Bool, architecture: Int, multiprocessors: Int, columns chosen: Int? = nil
     ) -> CUDALaunch? {
         guard architecture == 90, channels % 64 == 0, outputChannels % 64 == 0, window.cornersFit else { return nil }
         let output = window.output
@@ -57,7 +57,8 @@ enum CUDAInt8WarpGroupConvolution {
         let m = window.images * output[0] * output[1]
         guard m > 0, output.allSatisfy({ $0 > 0 }) else { return nil }
         let depth = channels % 128 == 0 ? 128 : 64
-        let columns = tileColumns(rows: m, outputChannels: outputChannels, multiprocessors: multiprocessors)
+        let columns = chosen ?? tileColumns(rows: m, outputChannels: outputChannels, multiprocessors: multiprocessors)
+        guard tileWidths.contains(columns), outputChannels % columns == 0 else { return nil }
         let residual = operands.residual != nil
         let perSM = blocksPerMultiprocessor(columns: columns)
         let stages = fittingStages(columns: columns, depth: depth, residual: residual, blocks: perSM)
@@ -89,6 +90,26 @@ enum CUDAInt8WarpGroupConvolution {
                 .dims(window.strides + window.padsBegin + window.dilations),
             ])
     }
+
+    /// The launch `launch` gives first (the tile width `tileColumns` estimates fastest), then the same
+    /// convolution with each other tile width that divides the output channels: the builder times them
+    /// (`CUDALowering.alternatives`; integer sums, so every width gives the same bytes).
+    static func launches(
+        _ operands: Operands, window: CUDAIm2colWindow, channels: Int, outputChannels: Int, residualScale: Float,
+        relu: Bool, architecture: Int, multiprocessors: Int
+    ) -> [CUDALaunch] {
+        func make(_ columns: Int?) -> CUDALaunch? {
+            launch(
+                operands, window: window, channels: channels, outputChannels: outputChannels,
+                residualScale: residualScale, relu: relu, architecture: architecture,
+                multiprocessors: multiprocessors, columns: columns)
+        }
+        guard let first = make(nil) else { return [] }
+        return [first] + tileWidths.compactMap(make).filter { $0.function != first.function }
+    }
+
+    /// The tile widths (output channels per tile) the kernel has.
+    static let tileWidths = [256, 128, 64]
 
     /// Output channels per tile: 256, 128 or 64 (dividing `outputChannels`), whichever the grid's waves make
     /// fastest, a tile's time taken as its columns times 1, 1.15 or 1.5 (narrow tiles reuse each input load less;

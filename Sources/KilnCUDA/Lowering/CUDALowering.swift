@@ -198,10 +198,13 @@ public struct CUDALowering: Sendable {
     /// (a concat whose inputs are contiguous blocks of its output). The memory layout stores each input there
     /// that it can (`CUDAMemoryLayout`); the `.copy` step of such an input then has nothing to do and is left out.
     public var placements: [Int: Int]
+    /// Step index -> launches that compute exactly what that step's launch does (the same bytes: tile shapes
+    /// of an integer product), the step's own first; the builder times them and keeps the fastest.
+    public var alternatives: [Int: CUDALaunchChoice]
 
     public init(
         steps: [CUDAStep] = [], scratchBytes: [Int] = [], constants: [Tensor] = [], aliases: [Int: Int] = [:],
-        aliasOffsets: [Int: Int] = [:], placements: [Int: Int] = [:]
+        aliasOffsets: [Int: Int] = [:], placements: [Int: Int] = [:], alternatives: [Int: CUDALaunchChoice] = [:]
     ) {
         self.steps = steps
         self.scratchBytes = scratchBytes
@@ -209,9 +212,23 @@ public struct CUDALowering: Sendable {
         self.aliases = aliases
         self.aliasOffsets = aliasOffsets
         self.placements = placements
+        self.alternatives = alternatives
     }
 
     public init(_ steps: CUDAStep...) { self.init(steps: steps) }
+}
+
+/// Kiln's kernels that do one step's work, to time against each other.
+public struct CUDALaunchChoice: Sendable {
+    /// Names the layer's sizes and parameters: where the timing cache keeps the choice (an index into
+    /// `launches`).
+    public var signature: String
+    public var launches: [CUDALaunch]
+
+    public init(signature: String, launches: [CUDALaunch]) {
+        self.signature = signature
+        self.launches = launches
+    }
 }
 
 /// Build options that change which kernels are correct to use.
