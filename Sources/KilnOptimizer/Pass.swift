@@ -75,14 +75,18 @@ public struct Pipeline: Sendable {
 
     /// Passes the builder runs after the pipeline and the precision passes when the device asks for them
     /// (`Int8Chaining` in int8 builds, `ChannelsLastLayout`, `WeightRows`, `TransposedInput`), and the CUDA
-    /// memory layout's storing of concat inputs inside the concat's output (`concat-in-place`); they are
-    /// switched off by name like the pipeline's own.
+    /// memory layout's storing of concat inputs inside the concat's output (`concat-in-place`) and of pointwise
+    /// outputs over their inputs (`pointwise-in-place`); they are switched off by name like the pipeline's own.
     public static let devicePassNames = [
         Int8Chaining.name, ChannelsLastLayout.name, WeightRows.name, TransposedInput.name, concatInPlace,
+        pointwiseInPlace,
     ]
 
     /// What `--no-fuse` calls the CUDA memory layout's storing of concat inputs inside the concat's output.
     public static let concatInPlace = "concat-in-place"
+    /// What `--no-fuse` calls the CUDA memory layout's writing of a pointwise layer's output over an input
+    /// nothing reads afterwards.
+    public static let pointwiseInPlace = "pointwise-in-place"
 
     /// The names of the standard pipeline's passes, in order, then the device passes (what `--passes` and
     /// `--no-fuse` accept).

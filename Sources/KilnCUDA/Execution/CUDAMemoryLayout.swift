@@ -26,8 +26,11 @@ struct CUDAMemoryLayout {
     private(set) var weightBytes = 0
     private var arena: DeviceBuffer?
 
-    /// `placesInputs` off keeps every concat input in bytes of its own (`--no-fuse concat-in-place`).
-    init(graph: Graph, nodes: [CUDAPlanBuilder.LoweredNode], placesInputs: Bool = true) throws {
+    /// `placesInputs` off keeps every concat input in bytes of its own (`--no-fuse concat-in-place`),
+    /// `overwritesInputs` off every pointwise output (`--no-fuse pointwise-in-place`).
+    init(
+        graph: Graph, nodes: [CUDAPlanBuilder.LoweredNode], placesInputs: Bool = true, overwritesInputs: Bool = true
+    ) throws {
         nodeInputs = nodes.map(\.node.inputs)
         nodeOutputs = nodes.map(\.node.outputs)
         initializers = graph.initializers
@@ -47,6 +50,7 @@ struct CUDAMemoryLayout {
             }
         }
         if placesInputs { Self.placeInputs(graph: graph, nodes: nodes, &parents) }
+        if overwritesInputs { Self.overwriteInputs(graph: graph, nodes: nodes, &parents) }
         for name in parents.keys {
             var (root, offset) = (name, 0)
             while let parent = parents[root] { (root, offset) = (parent.value, offset + parent.offset) }
@@ -124,6 +128,41 @@ struct CUDAMemoryLayout {
                     offset % MemoryPlanner.defaultAlignment == 0, inputs.filter({ $0 == name }).count == 1
                 else { continue }
                 parents[name] = (output, offset)
+            }
+        }
+    }
+
+    /// Writes each pointwise output that may take an input's bytes (`CUDALowering.inPlace`) into them, where
+    /// the input is an activation a layer of this graph produced (not a graph input, output or weight) and
+    /// nothing stored in the same bytes is read after the layer. The output is not a graph output and not
+    /// already stored elsewhere (a view, inside a concat's output).
+    private static func overwriteInputs(
+        graph: Graph, nodes: [CUDAPlanBuilder.LoweredNode], _ parents: inout [String: (value: String, offset: Int)]
+    ) {
+        var lastRead: [String: Int] = [:]
+        for (index, lowered) in nodes.enumerated() {
+            for name in lowered.node.inputs where !name.isEmpty { lastRead[name] = index }
+        }
+        let boundary = Set(graph.inputs.map(\.name) + graph.outputs.map(\.name))
+        var produced: Set<String> = []
+        for (index, lowered) in nodes.enumerated() {
+            defer { produced.formUnion(lowered.node.outputs) }
+            let (inputs, outputs) = (lowered.node.inputs, lowered.node.outputs)
+            for (output, input) in (lowered.lowering?.inPlace ?? [:]).sorted(by: { $0.key < $1.key }) {
+                guard output < outputs.count, input < inputs.count else { continue }
+                let (y, x) = (outputs[output], inputs[input])
+                guard !y.isEmpty, !x.isEmpty, parents[y] == nil, !boundary.contains(y) else { continue }
+                func root(_ name: String) -> String {
+                    var current = name
+                    while let parent = parents[current] { current = parent.value }
+                    return current
+                }
+                let bytes = root(x)
+                guard produced.contains(bytes), !boundary.contains(bytes), graph.initializers[bytes] == nil,
+                    lastRead.allSatisfy({ name, last in last <= index || root(name) != bytes }),
+                    !graph.outputs.contains(where: { root($0.name) == bytes })
+                else { continue }
+                parents[y] = (x, 0)
             }
         }
     }

@@ -30,7 +30,8 @@ struct CUDAPlanBuilder {
         }
         var memory = try CUDAMemoryLayout(
             graph: graph, nodes: lowered,
-            placesInputs: !device.options.disabledPasses.contains(Pipeline.concatInPlace))
+            placesInputs: !device.options.disabledPasses.contains(Pipeline.concatInPlace),
+            overwritesInputs: !device.options.disabledPasses.contains(Pipeline.pointwiseInPlace))
         try memory.bindWeights { name, tensor in try program.weight(name, tensor) }
         try memory.uploadConstants(on: device)
         let chosen = try choosingLaunches(lowered, memory, graph)

@@ -49,7 +49,12 @@ enum CUDAElementwiseLowerings {
             let launch = try PointwiseKernel.launch(
                 function, plan: plan, inputs: inputs.map { .input($0) }, output: .output(0), parameters: parameters)
         else { return CUDALowering(steps: []) }
-        return CUDALowering(.launch(launch))
+        // Each thread reads its elements of every operand before writing the same elements of the output, so an
+        // operand of the output's shape and element size may be overwritten by it.
+        let overwritable = try inputs.first { index in
+            try info.inputShape(index) == output && info.input(index).dtype.byteSize == info.outputs[0].dtype.byteSize
+        }
+        return CUDALowering(steps: [.launch(launch)], inPlace: overwritable.map { [0: $0] } ?? [:])
     }
 
     /// Bounds from inputs 1 and 2 when present (one-element tensors of x's dtype, read on the device), else

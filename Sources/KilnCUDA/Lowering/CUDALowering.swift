@@ -198,14 +198,20 @@ public struct CUDALowering: Sendable {
     /// (a concat whose inputs are contiguous blocks of its output). The memory layout stores each input there
     /// that it can (`CUDAMemoryLayout`); the `.copy` step of such an input then has nothing to do and is left out.
     public var placements: [Int: Int]
+    /// Output index -> input index whose bytes the output may take when nothing reads that input afterwards
+    /// (a pointwise kernel reading each element before writing it, operands of one size): the memory layout
+    /// decides (`CUDAMemoryLayout`).
+    public var inPlace: [Int: Int]
     /// Step index -> launches that compute exactly what that step's launch does (the same bytes: tile shapes
     /// of an integer product), the step's own first; the builder times them and keeps the fastest.
     public var alternatives: [Int: CUDALaunchChoice]
 
     public init(
         steps: [CUDAStep] = [], scratchBytes: [Int] = [], constants: [Tensor] = [], aliases: [Int: Int] = [:],
-        aliasOffsets: [Int: Int] = [:], placements: [Int: Int] = [:], alternatives: [Int: CUDALaunchChoice] = [:]
+        aliasOffsets: [Int: Int] = [:], placements: [Int: Int] = [:], inPlace: [Int: Int] = [:],
+        alternatives: [Int: CUDALaunchChoice] = [:]
     ) {
+        self.inPlace = inPlace
         self.steps = steps
         self.scratchBytes = scratchBytes
         self.constants = constants
