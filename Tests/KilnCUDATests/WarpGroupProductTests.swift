@@ -26,6 +26,22 @@ import Testing
         ).steps
     }
 
+    /// The builder times the product at each tile shape (every one within the shared memory a block may take),
+    /// the default first.
+    @Test func offersEveryTileShapeAsAnAlternative() throws {
+        let lowering = try CUDALinearAlgebraMatMul.lower(
+            MatMulLayer(epilogue: Epilogue(activation: .gelu(tanh: false))), Self.info([4096, 768], [768, 3072]))
+        let choice = try #require(lowering.alternatives[0])
+        #expect(choice.launches.count == CUDAWarpGroupProduct.tileShapes.count)
+        guard case .launch(let first) = lowering.steps[0] else {
+            Issue.record("a launch expected")
+            return
+        }
+        #expect(choice.launches.first == first)
+        #expect(Set(choice.launches.map(\.source.name)).count == choice.launches.count)
+        #expect(choice.launches.allSatisfy { $0.sharedBytes <= 227 << 10 })
+    }
+
     @Test func takesLargeHopperProductsWithActivationsCuBLASLtLacks() throws {
         let steps = try Self.lower(.gelu(tanh: false), [4096, 768], [768, 3072])
         guard steps.count == 1, case .launch(let launch) = steps[0] else {
@@ -91,9 +107,12 @@ import Testing
             (DType.float16, EpilogueActivation.gelu(tanh: false), true), (.bfloat16, .silu, false),
         ] {
             let index = CUDALinearAlgebraEpilogue.activationIndex(activation)
-            let source = CUDAWarpGroupProduct.source(dtype, activation: index, transposedB: transposedB)
-            let cubin = try nvrtc.compile(source, architecture: 90)
-            #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "\(dtype)")
+            for tile in CUDAWarpGroupProduct.tileShapes {
+                let source = CUDAWarpGroupProduct.source(
+                    dtype, activation: index, transposedB: transposedB, tile: tile)
+                let cubin = try nvrtc.compile(source, architecture: 90)
+                #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "\(dtype) \(tile)")
+            }
         }
     }
 

@@ -105,11 +105,19 @@ enum CUDALinearAlgebraMatMul {
         }
         let activation = layer.epilogue.activation
         // On Hopper, Kiln's own product applies the activations cuBLASLt lacks on the accumulators.
-        if addends.isEmpty,
-            let launch = CUDAWarpGroupProduct.launch(
+        let products =
+            addends.isEmpty
+            ? CUDAWarpGroupProduct.launches(
                 step, activation: activation, architecture: info.architecture, multiprocessors: info.multiprocessors)
-        {
-            return CUDALowering(.launch(launch))
+            : []
+        if let launch = products.first {
+            let signature =
+                "warpgroup product m\(step.m) n\(step.n) k\(step.k) \(step.dtype.onnxName) tb \(step.transposeB) "
+                + "\(activation.map { "\($0)" } ?? "") bias \(step.bias != nil) sm\(info.architecture)x\(info.multiprocessors)"
+            return CUDALowering(
+                steps: [.launch(launch)],
+                alternatives: products.count > 1 ? [0: CUDALaunchChoice(signature: signature, launches: products)] : [:]
+            )
         }
         // Only ReLU goes to cuBLASLt: its GELU is the tanh form and the rest have no library epilogue. Once the
         // kernel runs anyway, it applies the activation too.

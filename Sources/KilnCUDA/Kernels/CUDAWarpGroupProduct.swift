@@ -29,8 +29,10 @@ enum CUDAWarpGroupProduct {
     /// applied on the accumulators, or nil where this kernel does not apply: not Hopper (sm_90), an
     /// activation cuBLASLt finishes itself (none, ReLU), too few rows, or K or N not a multiple of 8.
     static func launch(
-        _ product: CUDAMatMul, activation: EpilogueActivation?, architecture: Int, multiprocessors: Int
+        _ product: CUDAMatMul, activation: EpilogueActivation?, architecture: Int, multiprocessors: Int,
+        tile: TileShape = tileShapes[0]
     ) -> CUDALaunch? {
+        let (tileColumns, stages) = (tile.columns, tile.stages)
         let (m, n, k) = (product.m, product.n, product.k)
         guard architecture == 90, product.dtype == .float16 || product.dtype == .bfloat16, product.batch == 1,
             !product.transposeA, product.alpha == 1, product.c == nil, let activation, activation != .relu,
@@ -52,7 +54,8 @@ enum CUDAWarpGroupProduct {
         let (p0, p1) = CUDALinearAlgebraEpilogue.parameters(activation)
         return CUDALaunch(
             source: source(
-                product.dtype, activation: CUDALinearAlgebraEpilogue.activationIndex(activation), transposedB: tb == 1),
+                product.dtype, activation: CUDALinearAlgebraEpilogue.activationIndex(activation), transposedB: tb == 1,
+                tile: tile),
             function: "kiln_wg_product",
             grid: CUDADim3(multiprocessors > 0 ? min(tiles, multiprocessors) : tiles), block: CUDADim3(threads),
             sharedBytes: sharedBytes(columns: tileColumns, stages: stages),
@@ -61,6 +64,29 @@ enum CUDAWarpGroupProduct {
                 .pointer(product.d), .int32(Int32(m)), .int32(Int32(n)), .int32(Int32(k)), .int64(Int64(n)),
                 .float32(p0), .float32(p1),
             ])
+    }
+
+    /// Output columns of a block's tile and shared-memory buffers in its ring.
+    struct TileShape: Hashable, Sendable {
+        var columns: Int
+        var stages: Int
+    }
+
+    /// The tile shapes the builder times (`launches`), the default first: as many buffers as fit each width.
+    static let tileShapes = [
+        TileShape(columns: tileColumns, stages: stages), TileShape(columns: 192, stages: 5),
+        TileShape(columns: 128, stages: 6),
+    ]
+
+    /// `launch` at each of `tileShapes`, the default first; nil-free and empty where the kernel does not apply.
+    /// Every shape sums each output over K in the same order, so all write the same bytes.
+    static func launches(
+        _ product: CUDAMatMul, activation: EpilogueActivation?, architecture: Int, multiprocessors: Int
+    ) -> [CUDALaunch] {
+        tileShapes.compactMap {
+            launch(
+                product, activation: activation, architecture: architecture, multiprocessors: multiprocessors, tile: $0)
+        }
     }
 
     /// Dynamic shared memory: the buffers (aligned to 1024 bytes), their barriers, the bias of a tile for each
@@ -72,7 +98,9 @@ enum CUDAWarpGroupProduct {
     /// The module of `kiln_wg_product` for `dtype` (float16 or bfloat16), one activation (`kiln_linalg_act`'s
     /// index) and one layout of B ([K, N] when `transposedB`, else [N, K]), compiled for sm_90a (NVRTC takes
     /// seconds over each).
-    static func source(_ dtype: DType, activation: Int, transposedB: Bool) -> CUDASource {
+    static func source(
+        _ dtype: DType, activation: Int, transposedB: Bool, tile: TileShape = tileShapes[0]
+    ) -> CUDASource {
         let ptx = dtype == .bfloat16 ? "bf16" : "f16"
         let tb = transposedB ? 1 : 0
         let entry = """
@@ -80,14 +108,15 @@ enum CUDAWarpGroupProduct {
                 const __grid_constant__ KilnTensorMap mapA, const __grid_constant__ KilnTensorMap mapB,
                 const T* bias, T* C, int M, int N, int K, i64 ldc, float p0, float p1)
             {
-                kiln_wg_product<\(tileColumns), \(stages), \(tb), 1, \(activation)>(
+                kiln_wg_product<\(tile.columns), \(tile.stages), \(tb), 1, \(activation)>(
                     &mapA, &mapB, bias, C, M, N, K, ldc, p0, p1);
             }
 
             """
         let instructions = [128, 192, 256].map { instruction(n: $0, ptx: ptx) }.joined()
         let text = CUDALinearAlgebraEpilogue.activationCode + tensorMemory + instructions + code + entry
-        var source = CUDAPrelude.specialized("wg_product_act\(activation)_tb\(tb)", text, dtype: dtype)
+        let shape = tile == tileShapes[0] ? "" : "_n\(tile.columns)s\(tile.stages)"
+        var source = CUDAPrelude.specialized("wg_product_act\(activation)_tb\(tb)\(shape)", text, dtype: dtype)
         source.architectureSpecific = true
         return source
     }
