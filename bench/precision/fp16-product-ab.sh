@@ -21,6 +21,6 @@ for m in $models; do
             $kiln bench /tmp/$m-$p.kiln --batch 64 --duration 2 2>&1 | grep -E "^    compute" | awk '{print $4, "ms"}'
         done
     done
-    echo "   B's alternative launches: $($K inspect /tmp/$m-b.kiln --verbose 2>&1 | grep 'kiln.kernel' | sed 's/.*kiln.kernel //' | cut -c1-60 | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
+    echo "   B's alternative launches: $($K inspect /tmp/$m-b.kiln --verbose 2>&1 | grep 'kiln.kernel' | sed 's/.*kiln.kernel //' | sed 's/ m[0-9].* -> / -> /' | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
     echo "   B float16 b1 against the reference: $($K compare $M/$m.onnx --device cuda --fp16 --tolerance 0.05 --reference $M/$m.io_b1.npz 2>&1 | tail -1 | grep -o 'worst.*')"
 done

@@ -2,20 +2,23 @@ import Foundation
 import KilnIR
 
 extension CUDAPlanBuilder {
-    /// `nodes` with each step that has alternatives (`CUDALowering.alternatives`) set to the launch that runs:
-    /// the one a plan or timing cache knows for its signature; after the build, the one the same step chose at
-    /// `reference`; while building with timing on (and within the build budget), the fastest on this shape's
-    /// memory; else the first (the lowering's estimate).
-    func choosingLaunches(
-        _ nodes: [LoweredNode], _ memory: CUDAMemoryLayout, _ graph: Graph
-    ) throws
-        -> [LoweredNode]
-    {
+    /// A step with alternative launches that the build times.
+    struct TimedChoice {
+        var node: Int
+        var part: Int
+        var choice: CUDALaunchChoice
+    }
+
+    /// `nodes` with each step that has alternatives (`CUDALowering.alternatives`) set to the launch a plan or
+    /// timing cache knows for its signature or, after the build, to the one the same step chose at
+    /// `reference`; the steps left to time (building with timing on, within the build budget) keep the first
+    /// launch (the lowering's estimate) until `timingLaunches` runs.
+    func knownLaunches(_ nodes: [LoweredNode]) -> (nodes: [LoweredNode], timed: [TimedChoice]) {
         var nodes = nodes
         let kernels = device.options.kernels
         let timing = !afterBuild && kernels.tuneLibraries && (kernels.tuningDeadline.map { Date() < $0 } ?? true)
         let followed = reference?.launchChoices ?? [:]
-        var timed: [(node: Int, part: Int, choice: CUDALaunchChoice)] = []
+        var timed: [TimedChoice] = []
         for (index, lowered) in nodes.enumerated() {
             for (part, choice) in lowered.lowering?.alternatives ?? [:] {
                 let key = CUDAShapeProgram.PartKey(node: lowered.node.name, part: part)
@@ -23,20 +26,31 @@ extension CUDAPlanBuilder {
                 if let known, choice.launches.indices.contains(known) {
                     nodes[index].lowering?.steps[part] = .launch(choice.launches[known])
                 } else if timing {
-                    timed.append((index, part, choice))
+                    timed.append(TimedChoice(node: index, part: part, choice: choice))
                 }
             }
         }
+        return (nodes, timed)
+    }
+
+    /// `nodes` with each of `timed` set to the fastest of its launches on this shape's memory (their modules
+    /// compiled already), the choice remembered by signature.
+    func timingLaunches(
+        _ timed: [TimedChoice], _ nodes: [LoweredNode], _ memory: CUDAMemoryLayout, _ graph: Graph
+    )
+        throws -> [LoweredNode]
+    {
         guard !timed.isEmpty else { return nodes }
-        try device.modules.prepare(timed.flatMap { $0.choice.launches.map(\.source) })
+        var nodes = nodes
         let bound = try memory.withArena(on: device)
         let timer = try CUDATacticTimer(context: device.context)
-        for (index, part, choice) in timed {
-            let best = try withErrorContext("timing the launches of layer \(index) '\(nodes[index].node.name)'") {
-                try fastest(choice, part: part, node: index, nodes, bound, graph, timer)
+        for item in timed {
+            let best = try withErrorContext("timing the launches of layer \(item.node) '\(nodes[item.node].node.name)'")
+            {
+                try fastest(item.choice, part: item.part, node: item.node, nodes, bound, graph, timer)
             }
-            device.libraries.remember(kernelChoice: best, for: choice.signature)
-            nodes[index].lowering?.steps[part] = .launch(choice.launches[best])
+            device.libraries.remember(kernelChoice: best, for: item.choice.signature)
+            nodes[item.node].lowering?.steps[item.part] = .launch(item.choice.launches[best])
         }
         return nodes
     }

@@ -34,8 +34,11 @@ struct CUDAPlanBuilder {
             overwritesInputs: !device.options.disabledPasses.contains(Pipeline.pointwiseInPlace))
         try memory.bindWeights { name, tensor in try program.weight(name, tensor) }
         try memory.uploadConstants(on: device)
-        let chosen = try choosingLaunches(lowered, memory, graph)
-        try device.modules.prepare(chosen.flatMap { $0.lowering?.launchSources ?? [] })
+        // Every kernel compiles in one parallel batch, the alternatives to time among them.
+        let (known, timed) = knownLaunches(lowered)
+        try device.modules.prepare(
+            known.flatMap { $0.lowering?.launchSources ?? [] } + timed.flatMap { $0.choice.launches.map(\.source) })
+        let chosen = try timingLaunches(timed, known, memory, graph)
         let steps = try prepareSteps(chosen, memory)
         return CUDAShapeProgram(graph: graph, nodes: chosen, steps: steps, memory: memory, device: device)
     }
