@@ -26,11 +26,16 @@ import Testing
         ).steps
     }
 
-    /// The builder times the product at each tile shape (every one within the shared memory a block may take),
-    /// the default first.
-    @Test func offersEveryTileShapeAsAnAlternative() throws {
-        let lowering = try CUDALinearAlgebraMatMul.lower(
-            MatMulLayer(epilogue: Epilogue(activation: .gelu(tanh: false))), Self.info([4096, 768], [768, 3072]))
+    /// From level 4 on the builder times the product at each tile shape (every one within the shared memory a
+    /// block may take), the default first; below, the default runs.
+    @Test func offersEveryTileShapeAsAnAlternativeFromLevel4() throws {
+        let layer = MatMulLayer(epilogue: Epilogue(activation: .gelu(tanh: false)))
+        let facts = Self.info([4096, 768], [768, 3072])
+        #expect(try CUDALinearAlgebraMatMul.lower(layer, facts).alternatives.isEmpty)
+        let levelFour = CUDANodeInfo(
+            node: facts.node, inputs: facts.inputs, outputs: facts.outputs, constants: facts.constants,
+            architecture: 90, multiprocessors: 132, options: CUDAOptions(allowTF32: false, level: 4))
+        let lowering = try CUDALinearAlgebraMatMul.lower(layer, levelFour)
         let choice = try #require(lowering.alternatives[0])
         #expect(choice.launches.count == CUDAWarpGroupProduct.tileShapes.count)
         guard case .launch(let first) = lowering.steps[0] else {

@@ -105,10 +105,15 @@ enum CUDALinearAlgebraMatMul {
         }
         let activation = layer.epilogue.activation
         // On Hopper, Kiln's own product applies the activations cuBLASLt lacks on the accumulators.
+        // Its other tile shapes are timed from level 4 on: at BERT-base's and ViT-B/16's shapes the default won
+        // and their sm_90a modules added 13-16 s to the build (BENCHMARKS.md, "16-bit product tile shapes").
         let products =
             addends.isEmpty
-            ? CUDAWarpGroupProduct.launches(
-                step, activation: activation, architecture: info.architecture, multiprocessors: info.multiprocessors)
+            ? Array(
+                CUDAWarpGroupProduct.launches(
+                    step, activation: activation, architecture: info.architecture,
+                    multiprocessors: info.multiprocessors
+                ).prefix(info.options.tacticCandidates >= 16 ? CUDAWarpGroupProduct.tileShapes.count : 1))
             : []
         if let launch = products.first {
             let signature =
