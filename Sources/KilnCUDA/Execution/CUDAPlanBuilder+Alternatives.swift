@@ -44,10 +44,13 @@ extension CUDAPlanBuilder {
         var nodes = nodes
         let bound = try memory.withArena(on: device)
         let timer = try CUDATacticTimer(context: device.context)
+        // 1 MiB of seeded random bytes, repeated over each timed layer's activation inputs.
+        var generator = SeededGenerator(seed: 0x6B69_6C6E)
+        let random = (0..<(1 << 17)).map { _ in generator.next() }
         for item in timed {
             let best = try withErrorContext("timing the launches of layer \(item.node) '\(nodes[item.node].node.name)'")
             {
-                try fastest(item.choice, part: item.part, node: item.node, nodes, bound, graph, timer)
+                try fastest(item.choice, part: item.part, node: item.node, nodes, bound, graph, timer, random: random)
             }
             device.libraries.remember(kernelChoice: best, for: item.choice.signature)
             nodes[item.node].lowering?.steps[item.part] = .launch(item.choice.launches[best])
@@ -56,11 +59,11 @@ extension CUDAPlanBuilder {
     }
 
     /// The fastest of `choice`'s launches (by `CUDATacticTimer.fastest`: median of 5, 3% margin over the first)
-    /// among those that write the same bytes as the first, on the node's activation inputs filled with random
-    /// bytes and run through the node's steps before `part`.
+    /// among those that write the same bytes as the first, on the node's activation inputs filled with `block`
+    /// (repeated) and run through the node's steps before `part`.
     private func fastest(
         _ choice: CUDALaunchChoice, part: Int, node index: Int, _ nodes: [LoweredNode], _ memory: CUDAMemoryLayout,
-        _ graph: Graph, _ timer: CUDATacticTimer
+        _ graph: Graph, _ timer: CUDATacticTimer, random block: [UInt64]
     ) throws -> Int {
         let node = nodes[index].node
         let resolve = { (operand: CUDAOperand) throws -> UInt64 in try memory.address(of: operand, node: index) }
@@ -68,8 +71,6 @@ extension CUDAPlanBuilder {
             guard let type = graph.type(of: name)?.tensorType, let shape = type.concreteShape else { return 0 }
             return Tensor.elementCount(shape) * type.dtype.byteSize
         }
-        var generator = SeededGenerator(seed: 0x6B69_6C6E)
-        let block = (0..<(1 << 17)).map { _ in generator.next() }
         for (i, name) in node.inputs.enumerated() where !name.isEmpty && graph.initializers[name] == nil {
             let (address, count) = (try resolve(.input(i)), bytes(name))
             try block.withUnsafeBytes { random in

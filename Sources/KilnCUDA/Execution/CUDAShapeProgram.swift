@@ -60,8 +60,8 @@ final class CUDAShapeProgram: @unchecked Sendable {
         return all
     }
 
-    /// Which alternative launch each step that has them runs (`CUDALowering.alternatives`), and under which
-    /// signature a plan keeps the choice.
+    /// Which alternative launch (an index into `CUDALaunchChoice.launches`) each step that has them runs
+    /// (`CUDALowering.alternatives`).
     var launchChoices: [PartKey: Int] {
         var all: [PartKey: Int] = [:]
         for lowered in nodes {
