@@ -8,6 +8,7 @@ int kiln_cpu_features(void) {
     int features = 0;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) features |= KILN_CPU_AVX2_FMA;
     if (__builtin_cpu_supports("avx512f")) features |= KILN_CPU_AVX512F;
+    if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni")) features |= KILN_CPU_AVX512_VNNI;
     return features;
 }
 

@@ -15,6 +15,8 @@
 /// Instruction sets this CPU and its operating system support: a set of the flags below.
 #define KILN_CPU_AVX2_FMA 1
 #define KILN_CPU_AVX512F 2
+/// AVX-512BW with the VNNI dot-product instructions (vpdpwssd).
+#define KILN_CPU_AVX512_VNNI 4
 int kiln_cpu_features(void);
 
 /// What a tile gets after its product, in this order: a bias per row, a bias per column, a residual laid out
@@ -49,6 +51,13 @@ void kiln_sgemm_avx512_24x16(
 /// in int32: the int8 layers' products, sixteen a step with AVX2 (vpmaddwd). The caller keeps the sums in range
 /// (|a| <= 255, |b| <= 128, depth at most 65,793) and calls it only where the CPU has AVX2.
 void kiln_dots_i16_avx2(const int16_t *a, const int16_t *b, long count, long depth, int32_t *out);
+/// The same with AVX-512 VNNI: thirty-two products a step, each pair's sum added by the product instruction.
+void kiln_dots_i16_avx512vnni(const int16_t *a, const int16_t *b, long count, long depth, int32_t *out);
+/// Four rows of a (`lda` apart) at once: `out[i * ldo + j] = a_i · b_j` for i < 4, j < count; each load of a or b
+/// feeds several products, where one row at a time streams all of b per row.
+void kiln_dots4_i16_avx512vnni(
+    const int16_t *a, long lda, const int16_t *b, long count, long depth, int32_t *out, long ldo);
+void kiln_dots4_i16_avx2(const int16_t *a, long lda, const int16_t *b, long count, long depth, int32_t *out, long ldo);
 
 /// One channel of a depthwise 2-D convolution, NCHW: `y` (oh x ow) = the `kh` x `kw` window `w` slid over
 /// `x` (height x width) with strides (sy, sx), leading pads (py, px) and dilations (dy, dx); pixels outside
