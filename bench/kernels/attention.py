@@ -151,7 +151,11 @@ def main():
         q16, k16, v16 = (qkv[:, i * E:(i + 1) * E].view(B, S, H, D).transpose(1, 2) for i in range(3))
         sdpa = graph_time(lambda: torch.nn.functional.scaled_dot_product_attention(q16, k16, v16))
         label = {'m': 'padding mask', 'M': 'full mask', '': 'no mask'}[mask_kind]
-        print(f'B={B:3d} S={S:4d} {label:12s} torch sdpa without mask {sdpa:7.1f} us')
+        line = f'B={B:3d} S={S:4d} {label:12s} torch sdpa without mask {sdpa:7.1f} us'
+        if mask_kind:
+            masked = graph_time(lambda: torch.nn.functional.scaled_dot_product_attention(q16, k16, v16, mask))
+            line += f', with the mask {masked:7.1f} us'
+        print(line)
         for (warps, keys, blocks, stages), function in functions.items():
             rows = 16 * warps
             mask_rows = 0 if mode != 2 else (1 if strides[2] == 0 else rows)

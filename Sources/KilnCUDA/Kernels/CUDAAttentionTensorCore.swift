@@ -47,6 +47,8 @@ enum CUDAAttentionTensorCore {
             })
         else { return nil }
         let (warps, keys, _, stages) = configuration(headSize: layer.headSize)
+        // Offsets inside a tile of keys are 32-bit.
+        guard [layer.key, layer.value].allSatisfy({ $0.strides[2] * keys < Int(Int32.max) }) else { return nil }
         let rows = 16 * warps
         let mode = maskMode(maskStrides)
         let maskRows = mode == 2 ? (maskStrides?[2] == 0 ? 1 : rows) : 0
@@ -112,27 +114,92 @@ enum CUDAAttentionTensorCore {
             return y;
         }
 
+        /* One warp's tile of scores s (rows ra and ra + 8 of 16 queries, BK keys from k0) scaled, masked (MASK as
+           in kiln_attention_tc_body; M: the staged mask tile), with CHECK keys past Sk and causally hidden keys set
+           to -inf, and each row's largest score folded into top. */
+        template <bool CHECK, int MASK, int BK>
+        __device__ __forceinline__ void kiln_attention_scores(
+            float (&s)[BK / 8][4], float (&top)[2], const u16* M, const T* __restrict__ mask, const KilnDims& mv,
+            i64 mBase, int k0, int q0, int ra, int t, int Sq, int Sk, int causal, float scale)
+        {
+            const float NEG_INF = __int_as_float(0xff800000);
+            #pragma unroll
+            for (int j = 0; j < BK / 8; ++j) {
+                const int key = k0 + j * 8 + 2 * t;
+                float add[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
+                if (MASK == 3) {
+                    const unsigned pair = *(const unsigned*)(M + j * 8 + 2 * t);
+                    T m0, m1;
+                    m0.bits = (u16)(pair & 0xffffu);
+                    m1.bits = (u16)(pair >> 16);
+                    add[0][0] = add[1][0] = (float)m0;
+                    add[0][1] = add[1][1] = (float)m1;
+                }
+                #pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int row = ra + 8 * r;
+                    if (MASK == 2) {
+                        const unsigned pair = *(const unsigned*)(M + (row - q0) * BK + j * 8 + 2 * t);
+                        T m0, m1;
+                        m0.bits = (u16)(pair & 0xffffu);
+                        m1.bits = (u16)(pair >> 16);
+                        add[r][0] = (float)m0;
+                        add[r][1] = (float)m1;
+                    } else if (MASK == 1 && row < Sq) {
+                        const T* mr = mask + mBase + (i64)row * mv.v[2];
+                        if (!CHECK || key < Sk) add[r][0] = (float)mr[(i64)key * mv.v[3]];
+                        if (!CHECK || key + 1 < Sk) add[r][1] = (float)mr[(i64)(key + 1) * mv.v[3]];
+                    }
+                    float x0 = fmaf(s[j][2 * r], scale, add[r][0]);
+                    float x1 = fmaf(s[j][2 * r + 1], scale, add[r][1]);
+                    if (CHECK) {
+                        if (!(key < Sk && !(causal && key > row))) x0 = NEG_INF;
+                        if (!(key + 1 < Sk && !(causal && key + 1 > row))) x1 = NEG_INF;
+                    }
+                    s[j][2 * r] = x0;
+                    s[j][2 * r + 1] = x1;
+                }
+            }
+            /* Each row's maximum as a tree, not a chain of dependent instructions. */
+            #pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float part[BK / 8];
+                #pragma unroll
+                for (int j = 0; j < BK / 8; ++j) part[j] = fmaxf(s[j][2 * r], s[j][2 * r + 1]);
+                #pragma unroll
+                for (int w = 1; w < BK / 8; w *= 2) {
+                    #pragma unroll
+                    for (int j = 0; j + w < BK / 8; j += 2 * w) part[j] = fmaxf(part[j], part[j + w]);
+                }
+                top[r] = fmaxf(top[r], part[0]);
+            }
+        }
+
+
         /* size: B, H, Sq, Sk, D, Dv. Views: offset, then strides of batch, head, sequence, head axis (1 here); the
-           mask's strides of batch, head, query, key. hasMask 1: the mask is read from global memory score by score;
-           2: its tile is staged in shared memory with the K/V tile (key stride 1, other strides multiples of 8), one
-           row when every query shares it. A block of WARPS warps takes 16 * WARPS queries; tiles of BK keys; dynamic
-           shared memory: a ring of STAGES stages of K, V and mask, the next STAGES - 1 tiles loading (cp.async) while
-           one is used, so short sequences have all their keys in flight at once. Scores are kept in log2 units (scale
-           and mask times log2(e)), so each probability is one exponential. */
-        template <int D, int WARPS, int BK, int STAGES>
-        __device__ __forceinline__ void kiln_attention_tc(
+           mask's strides of batch, head, query, key. MASK 0: no mask; 1: read from global memory score by score;
+           2: its tile is staged in shared memory with the K/V tile (key stride 1, other strides multiples of 8), a
+           row per query; 3: staged, one row every query shares. A block of WARPS warps takes 16 * WARPS queries;
+           tiles of BK keys; dynamic shared memory: a ring of STAGES stages of K, V and mask, the next STAGES - 1
+           tiles loading (cp.async) while one is used, so short sequences have all their keys in flight at once.
+           Scores and the running maximum are in natural units (scale times Q.K plus the mask, one multiply-add);
+           each probability is one exponential of a multiply-add, exp2(x log2(e) - max log2(e)). The host keeps
+           BK times the K and V sequence strides below 2^31 (tile offsets are 32-bit). */
+        template <int D, int WARPS, int BK, int STAGES, int MASK>
+        __device__ __forceinline__ void kiln_attention_tc_body(
             const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ mask,
             T* __restrict__ out, const KilnDims& size, const KilnDims& qv, const KilnDims& kv, const KilnDims& vv,
-            const KilnDims& ov, const KilnDims& mv, float scale, int hasMask, int zeroMasked, int causal, int group)
+            const KilnDims& ov, const KilnDims& mv, float scale, int zeroMasked, int causal, int group)
         {
             const int KS = D + 8;        /* row stride of the K and V tiles, in elements: conflict-free fragments */
             const int QR = 16 * WARPS;   /* queries per block */
+            const int NT = 32 * WARPS;   /* threads per block */
+            const int MR = MASK == 2 ? QR : MASK == 3 ? 1 : 0;   /* staged mask rows */
             extern __shared__ __align__(16) u16 kiln_attention_shared[];
             u16* Ks = kiln_attention_shared;
             u16* Vs = Ks + STAGES * BK * KS;
             u16* Ms = Vs + STAGES * BK * KS;
             const int q0 = blockIdx.x * QR;
-            const int maskRows = hasMask == 2 ? (mv.v[2] == 0 ? 1 : QR) : 0;
             const int Sq = (int)size.v[2], Sk = (int)size.v[3];
             const int b = blockIdx.z, h = blockIdx.y;
             const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -140,13 +207,12 @@ enum CUDAAttentionTensorCore {
             const int ra = q0 + warp * 16 + g, rb = ra + 8;
             const int hk = h / group;
             const u16* qb = (const u16*)q;
-            const u16* kb = (const u16*)k;
-            const u16* vb = (const u16*)v;
+            const u16* kb = (const u16*)k + kv.v[0] + b * kv.v[1] + hk * kv.v[2];
+            const u16* vb = (const u16*)v + vv.v[0] + b * vv.v[1] + hk * vv.v[2];
             const i64 qBase = qv.v[0] + b * qv.v[1] + h * qv.v[2];
-            const i64 kBase = kv.v[0] + b * kv.v[1] + hk * kv.v[2];
-            const i64 vBase = vv.v[0] + b * vv.v[1] + hk * vv.v[2];
             const i64 mBase = b * mv.v[0] + h * mv.v[1];
-            const float LOG2E = 1.4426950408889634f, scale2 = scale * LOG2E;
+            const int kStride = (int)kv.v[3], vStride = (int)vv.v[3];
+            const float LOG2E = 1.4426950408889634f;
             const float NEG_INF = __int_as_float(0xff800000);
 
             unsigned qa[D / 16][4];
@@ -168,21 +234,43 @@ enum CUDAAttentionTensorCore {
             int tiles = (Sk + BK - 1) / BK;
             if (causal) tiles = min(tiles, lastQuery / BK + 1);
 
-            /* Rows of keys k0.. of K and V, and the mask's columns, into stage `stage` (zeros past Sk and Sq). */
+            /* Rows of keys k0.. of K and V, and the mask's columns, into stage `stage` (zeros past Sk and Sq). Each
+               thread copies the same chunks of every tile: 16 bytes at (row, column) = (e / (D / 8), e % (D / 8) * 8),
+               whose offsets inside a tile are computed once. */
+            const int CH = (BK * (D / 8) + NT - 1) / NT;   /* K (and V) chunks per thread and tile */
+            int chunkRow[CH], kOffset[CH], vOffset[CH], sOffset[CH];
+            #pragma unroll
+            for (int i = 0; i < CH; ++i) {
+                const int e = threadIdx.x + i * NT;
+                const int r = e / (D / 8), c = (e % (D / 8)) * 8;
+                chunkRow[i] = BK * (D / 8) % NT == 0 || e < BK * (D / 8) ? r : BK;
+                kOffset[i] = r * kStride + c;
+                vOffset[i] = r * vStride + c;
+                sOffset[i] = r * KS + c;
+            }
             auto load = [&](int stage, int k0) {
-                for (int e = threadIdx.x; e < BK * (D / 8); e += blockDim.x) {
-                    const int r = e / (D / 8), c = (e % (D / 8)) * 8;
-                    const bool inside = k0 + r < Sk;
-                    const i64 row = inside ? k0 + r : 0;
-                    kiln_cp16(Ks + (stage * BK + r) * KS + c, kb + kBase + row * kv.v[3] + c, inside ? 16 : 0);
-                    kiln_cp16(Vs + (stage * BK + r) * KS + c, vb + vBase + row * vv.v[3] + c, inside ? 16 : 0);
+                const u16* kt = kb + (i64)k0 * kStride;
+                const u16* vt = vb + (i64)k0 * vStride;
+                #pragma unroll
+                for (int i = 0; i < CH; ++i) {
+                    if (chunkRow[i] < BK) {
+                        const bool inside = k0 + chunkRow[i] < Sk;
+                        kiln_cp16(Ks + stage * BK * KS + sOffset[i], kt + (inside ? kOffset[i] : 0), inside ? 16 : 0);
+                        kiln_cp16(Vs + stage * BK * KS + sOffset[i], vt + (inside ? vOffset[i] : 0), inside ? 16 : 0);
+                    }
                 }
-                for (int e = threadIdx.x; e < maskRows * (BK / 8); e += blockDim.x) {
-                    const int r = e / (BK / 8), c = (e % (BK / 8)) * 8;
-                    const int keys = Sk - (k0 + c);
-                    const bool inside = keys > 0 && q0 + r < Sq;
-                    const i64 at = inside ? mBase + (i64)(q0 + r) * mv.v[2] + k0 + c : 0;
-                    kiln_cp16(Ms + (stage * maskRows + r) * BK + c, (const u16*)mask + at, inside ? 2 * min(keys, 8) : 0);
+                if (MR > 0) {
+                    #pragma unroll
+                    for (int i = 0; i < (MR * (BK / 8) + NT - 1) / NT; ++i) {
+                        const int e = threadIdx.x + i * NT;
+                        if (MR * (BK / 8) % NT == 0 || e < MR * (BK / 8)) {
+                            const int r = e / (BK / 8), c = (e % (BK / 8)) * 8;
+                            const int keys = Sk - (k0 + c);
+                            const bool inside = keys > 0 && q0 + r < Sq;
+                            const i64 at = inside ? mBase + (i64)(q0 + r) * mv.v[2] + k0 + c : 0;
+                            kiln_cp16(Ms + (stage * MR + r) * BK + c, (const u16*)mask + at, inside ? 2 * min(keys, 8) : 0);
+                        }
+                    }
                 }
             };
 
@@ -204,7 +292,7 @@ enum CUDAAttentionTensorCore {
                 kiln_cp_commit();
                 const u16* K = Ks + stage * BK * KS;
                 const u16* V = Vs + stage * BK * KS;
-                const u16* M = Ms + stage * maskRows * BK;
+                const u16* M = Ms + stage * MR * BK;
 
                 float s[BK / 8][4];
                 #pragma unroll
@@ -223,66 +311,58 @@ enum CUDAAttentionTensorCore {
                     }
                 }
 
+                /* Scale and mask; keys past Sk and causally hidden keys become -inf. A whole tile without causality needs
+                   no per-score checks, so the two cases are separate code. */
                 float top[2] = {NEG_INF, NEG_INF};
-                /* A whole tile of keys with no causal limit needs no per-score checks. */
-                const bool whole = k0 + BK <= Sk && !causal;
-                #pragma unroll
-                for (int j = 0; j < BK / 8; ++j) {
-                    #pragma unroll
-                    for (int r = 0; r < 2; ++r) {
-                        const int row = r == 0 ? ra : rb;
-                        const int key = k0 + j * 8 + 2 * t;
-                        float x0 = s[j][2 * r] * scale2, x1 = s[j][2 * r + 1] * scale2;
-                        if (hasMask == 2) {
-                            const unsigned pair = *(const unsigned*)(M + (maskRows == 1 ? 0 : row - q0) * BK + j * 8 + 2 * t);
-                            T m0, m1;
-                            m0.bits = (u16)(pair & 0xffffu);
-                            m1.bits = (u16)(pair >> 16);
-                            x0 = fmaf((float)m0, LOG2E, x0);
-                            x1 = fmaf((float)m1, LOG2E, x1);
-                        } else if (hasMask && row < Sq) {
-                            const T* mr = mask + mBase + (i64)row * mv.v[2];
-                            if (key < Sk) x0 = fmaf((float)mr[(i64)key * mv.v[3]], LOG2E, x0);
-                            if (key + 1 < Sk) x1 = fmaf((float)mr[(i64)(key + 1) * mv.v[3]], LOG2E, x1);
-                        }
-                        if (!whole) {
-                            if (!(key < Sk && !(causal && key > row))) x0 = NEG_INF;
-                            if (!(key + 1 < Sk && !(causal && key + 1 > row))) x1 = NEG_INF;
-                        }
-                        s[j][2 * r] = x0;
-                        s[j][2 * r + 1] = x1;
-                        top[r] = fmaxf(top[r], fmaxf(x0, x1));
-                    }
-                }
+                if (k0 + BK <= Sk && !causal)
+                    kiln_attention_scores<false, MASK, BK>(s, top, M, mask, mv, mBase, k0, q0, ra, t, Sq, Sk, causal, scale);
+                else
+                    kiln_attention_scores<true, MASK, BK>(s, top, M, mask, mv, mBase, k0, q0, ra, t, Sq, Sk, causal, scale);
+
+                /* Online softmax: the new running maximum (as -shift in log2 units), the factor for what was summed
+                   before, then each probability as one exponential. */
                 float shift[2], rescale[2], sum[2] = {0.f, 0.f};
                 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
                     top[r] = fmaxf(top[r], __shfl_xor_sync(0xffffffffu, top[r], 1));
                     top[r] = fmaxf(top[r], __shfl_xor_sync(0xffffffffu, top[r], 2));
                     const float next = fmaxf(m[r], top[r]);
-                    shift[r] = next == NEG_INF ? 0.f : next;
-                    rescale[r] = kiln_exp2(m[r] - shift[r]);
+                    shift[r] = next == NEG_INF ? 0.f : next * LOG2E;
+                    rescale[r] = kiln_exp2(fmaf(m[r], LOG2E, -shift[r]));
                     m[r] = next;
                 }
+                float part[BK / 8][2];
                 #pragma unroll
                 for (int j = 0; j < BK / 8; ++j) {
                     #pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const float p = kiln_exp2(s[j][e] - shift[e >> 1]);
-                        s[j][e] = p;
-                        sum[e >> 1] += p;
+                    for (int e = 0; e < 4; ++e) s[j][e] = kiln_exp2(fmaf(s[j][e], LOG2E, -shift[e >> 1]));
+                    part[j][0] = s[j][0] + s[j][1];
+                    part[j][1] = s[j][2] + s[j][3];
+                }
+                /* Each row's sum as a tree. */
+                #pragma unroll
+                for (int w = 1; w < BK / 8; w *= 2) {
+                    #pragma unroll
+                    for (int j = 0; j + w < BK / 8; j += 2 * w) {
+                        part[j][0] += part[j + w][0];
+                        part[j][1] += part[j + w][1];
                     }
                 }
+                sum[0] = part[0][0];
+                sum[1] = part[0][1];
                 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
                     sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
                     sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
                     l[r] = l[r] * rescale[r] + sum[r];
                 }
-                #pragma unroll
-                for (int n = 0; n < D / 8; ++n) {
-                    o[n][0] *= rescale[0]; o[n][1] *= rescale[0];
-                    o[n][2] *= rescale[1]; o[n][3] *= rescale[1];
+                /* The output so far only changes when some row's maximum moved (rescale is exactly 1 otherwise). */
+                if (__any_sync(0xffffffffu, rescale[0] != 1.f || rescale[1] != 1.f)) {
+                    #pragma unroll
+                    for (int n = 0; n < D / 8; ++n) {
+                        o[n][0] *= rescale[0]; o[n][1] *= rescale[0];
+                        o[n][2] *= rescale[1]; o[n][3] *= rescale[1];
+                    }
                 }
                 /* P (16 x 16 keys, from the score registers) times V: ldmatrix.trans reads V's rows (keys) as the
                    column-major B fragments of two 8-wide column tiles at once. */
@@ -322,6 +402,27 @@ enum CUDAAttentionTensorCore {
                     *(unsigned*)(orow + n * 8 + 2 * t) = kiln_pack2(y0, y1);
                 }
             }
+        }
+
+        /* hasMask (the launch's mask mode): 0 none, 1 read score by score, 2 staged in shared memory. */
+        template <int D, int WARPS, int BK, int STAGES>
+        __device__ __forceinline__ void kiln_attention_tc(
+            const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ mask,
+            T* __restrict__ out, const KilnDims& size, const KilnDims& qv, const KilnDims& kv, const KilnDims& vv,
+            const KilnDims& ov, const KilnDims& mv, float scale, int hasMask, int zeroMasked, int causal, int group)
+        {
+            if (hasMask == 0)
+                kiln_attention_tc_body<D, WARPS, BK, STAGES, 0>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale,
+                    zeroMasked, causal, group);
+            else if (hasMask == 1)
+                kiln_attention_tc_body<D, WARPS, BK, STAGES, 1>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale,
+                    zeroMasked, causal, group);
+            else if (mv.v[2] != 0)
+                kiln_attention_tc_body<D, WARPS, BK, STAGES, 2>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale,
+                    zeroMasked, causal, group);
+            else
+                kiln_attention_tc_body<D, WARPS, BK, STAGES, 3>(q, k, v, mask, out, size, qv, kv, vv, ov, mv, scale,
+                    zeroMasked, causal, group);
         }
 
         #define KILN_ATTENTION_TC(D, WARPS, BK, BLOCKS, STAGES) \\
