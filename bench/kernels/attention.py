@@ -3,6 +3,7 @@
 # in the tree (edit the Swift template to try a variant). Each shape is checked against float32 attention
 # computed by torch, then timed as 20 launches in a CUDA graph, beside torch's scaled_dot_product_attention.
 # Use: python3 bench/kernels/attention.py [--head 64] [--shapes 64x128m,64x197,1x128m] [--variants 4.32.4.4,4.32.4.2]
+#   [--source FILE]
 #   (BxS, m: a [B, 1, 1, S] padding mask; M: a full [B, 1, S, S] mask; variant warps.keys.blocks: warps per
 #   block, 16 queries each, keys per tile, blocks per multiprocessor the registers are budgeted for, tiles in
 #   flight; a variant without the last number gets 2)
@@ -19,11 +20,11 @@ def swift_string(path, name):
     return textwrap.dedent(body).replace('\\\\', '\\')
 
 
-def kernel_source(head, variants):
-    """The tree's kernel template with one float16 entry point per variant (warps, keys per tile, blocks per
-    multiprocessor, stages), named kiln_attention_tc_f16_d{head}_w{warps}_k{keys}_b{blocks}_s{stages}."""
+def kernel_source(head, variants, path):
+    """The kernel template of the Swift file `path` with one float16 entry point per variant (warps, keys per tile,
+    blocks per multiprocessor, stages), named kiln_attention_tc_f16_d{head}_w{warps}_k{keys}_b{blocks}_s{stages}."""
     prelude = swift_string('Sources/KilnCUDA/Lowering/CUDAPrelude.swift', 'text')
-    code = swift_string('Sources/KilnCUDA/Kernels/CUDAAttentionTensorCore.swift', 'code')
+    code = swift_string(path, 'code')
     code = code.replace('KILN_T', 'kiln_half').replace('KILN_PTX', 'f16') + '\n'
     for warps, keys, blocks, stages in variants:
         code += (f'extern "C" __global__ void __launch_bounds__({32 * warps}, {blocks}) '
@@ -104,12 +105,14 @@ def main():
     parser.add_argument('--variants', default='4.32.4.4,4.32.4.2,4.32.4.3',
                         help='warps.keys.blocks[.stages]: warps per block, keys per tile, blocks per multiprocessor, '
                              'tiles in flight (default 2)')
+    parser.add_argument('--source', default='Sources/KilnCUDA/Kernels/CUDAAttentionTensorCore.swift',
+                        help="the Swift file holding the kernel (another commit's copy, for an A/B)")
     args = parser.parse_args()
     variants = [tuple(int(v) for v in (text + '.2').split('.')[:4]) for text in args.variants.split(',')]
     torch.zeros(1, device='cuda')
     cuda = ctypes.CDLL('libcuda.so.1')
     major, minor = torch.cuda.get_device_capability()
-    cubin, log = compile_cubin(kernel_source(args.head, variants), major * 10 + minor)
+    cubin, log = compile_cubin(kernel_source(args.head, variants, args.source), major * 10 + minor)
     module = ctypes.c_void_p()
     assert cuda.cuModuleLoadData(ctypes.byref(module), cubin) == 0
     functions = {}

@@ -205,6 +205,7 @@ enum CUDAAttentionTensorCore {
             const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
             const int g = lane >> 2, t = lane & 3;
             const int ra = q0 + warp * 16 + g, rb = ra + 8;
+            const bool idle = q0 + warp * 16 >= Sq;
             const int hk = h / group;
             const u16* qb = (const u16*)q;
             const u16* kb = (const u16*)k + kv.v[0] + b * kv.v[1] + hk * kv.v[2];
@@ -290,6 +291,8 @@ enum CUDAAttentionTensorCore {
                 const int ahead = it + STAGES - 1;
                 if (ahead < tiles) load(ahead % STAGES, ahead * BK);
                 kiln_cp_commit();
+                /* A warp whose queries all lie past Sq (the last block of a length like 197) only loads and waits. */
+                if (idle) continue;
                 const u16* K = Ks + stage * BK * KS;
                 const u16* V = Vs + stage * BK * KS;
                 const u16* M = Ms + stage * MR * BK;
