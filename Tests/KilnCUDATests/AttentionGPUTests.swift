@@ -101,6 +101,17 @@ import Testing
             "d=160 (256 tile), one query", dense(batch: 2, heads: 1, queries: 1, keys: 50, head: 160, valueHead: 160),
             [.float([2, 1, 1, 160]), .float([2, 1, 50, 160]), .float([2, 1, 50, 160])])
         add(
+            "dense heads d=64, 600 keys (64-key tiles in 16 bits)",
+            dense(batch: 1, heads: 2, queries: 70, keys: 600, head: 64, valueHead: 64),
+            [.float([1, 2, 70, 64]), .float([1, 2, 600, 64]), .float([1, 2, 600, 64])])
+        add(
+            "dense heads d=64, 600 keys, padding mask",
+            dense(batch: 2, heads: 2, queries: 40, keys: 600, head: 64, valueHead: 64),
+            [
+                .float([2, 2, 40, 64]), .float([2, 2, 600, 64]), .float([2, 2, 600, 64]),
+                .tensor(paddingMask([600, 333], seq: 600)),
+            ])
+        add(
             "dense heads d=128, keys over two tiles",
             dense(batch: 2, heads: 2, queries: 65, keys: 130, head: 128, valueHead: 128),
             [.float([2, 2, 65, 128]), .float([2, 2, 130, 128]), .float([2, 2, 130, 128])])
@@ -110,6 +121,11 @@ import Testing
                 inputs: [.float([2, 4, 70, 64]), .float([2, 2, 70, 64]), .float([2, 2, 70, 64])], rtol: 1e-4,
                 atol: 1e-5))
         // The ONNX operator on the same kernel: grouped K/V heads, causal, a float [Sq, Sk] mask; 3-D operands.
+        cases.append(
+            GPUCase(
+                name: "ONNX Attention 4-D d=64, 530 keys, grouped heads, causal", layer: AttentionLayer(isCausal: true),
+                inputs: [.float([1, 4, 530, 64]), .float([1, 2, 530, 64]), .float([1, 2, 530, 64])], rtol: 1e-4,
+                atol: 1e-5))
         cases.append(
             GPUCase(
                 name: "ONNX Attention 4-D, grouped heads, causal, mask", layer: AttentionLayer(isCausal: true),
@@ -158,12 +174,15 @@ import Testing
         #expect(
             CUDAAttentionTensorCore.sharedBytes(headSize: 64, keys: 32, stages: 4, maskRows: 64)
                 == 2 * 4 * (64 * 72 + 64 * 32))
-        for d in CUDAAttentionTensorCore.headSizes {
-            let (warps, keys, blocks, stages) = CUDAAttentionTensorCore.configuration(headSize: d)
+        for (d, c) in CUDAAttentionTensorCore.entries {
             let bytes = CUDAAttentionTensorCore.sharedBytes(
-                headSize: d, keys: keys, stages: stages, maskRows: 16 * warps)
-            #expect(blocks * (bytes + 1024) <= 228 << 10, "head size \(d)")
+                headSize: d, keys: c.keys, stages: c.stages, maskRows: 16 * c.warps)
+            #expect(c.blocks * (bytes + 1024) <= 228 << 10, "head size \(d), \(c)")
         }
+        // Head size 64 takes 64-key tiles from 512 keys on, each in its own kernel of the module.
+        #expect(CUDAAttentionTensorCore.configuration(headSize: 64, keyLength: 511).keys == 32)
+        #expect(CUDAAttentionTensorCore.configuration(headSize: 64, keyLength: 512).keys == 64)
+        #expect(Set(CUDAAttentionTensorCore.entries.map { "\($0.headSize).\($0.configuration.keys)" }).count == 5)
         // Which block size each grid gets.
         let big = try CUDAAttention.lower(
             Self.dense(batch: 2, heads: 80, queries: 100, keys: 90, head: 32, valueHead: 32), Self.info(inputs: 3))

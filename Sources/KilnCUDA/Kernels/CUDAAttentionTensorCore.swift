@@ -16,13 +16,45 @@ enum CUDAAttentionTensorCore {
     static let headSizes = [32, 64, 128]
 
     /// Warps per block (16 queries each), keys per tile, the blocks per multiprocessor the registers are
-    /// budgeted for, and the tiles in flight (shared-memory stages), by head size: 4 x 32 x 4 was the fastest at
-    /// head size 64 of the variants `bench/kernels/attention.py` timed (more blocks spill registers; 64-key
-    /// tiles, 8 warps or 32 queries per warp were slower on BERT's and ViT's shapes). Four stages rather than two
-    /// took 0.2-1.9 us off BERT's and ViT's 33-83 us in that harness, three 0-3 us off head size 128's 37-47 us;
-    /// whole models measured the same with either (BENCHMARKS.md, "Page-locked transfers").
-    static func configuration(headSize: Int) -> (warps: Int, keys: Int, blocks: Int, stages: Int) {
-        headSize <= 64 ? (4, 32, 4, 4) : (4, 32, 1, 3)
+    /// budgeted for, and the tiles in flight (shared-memory stages).
+    struct Configuration: Hashable {
+        var warps: Int
+        var keys: Int
+        var blocks: Int
+        var stages: Int
+    }
+
+    /// Keys from which head size 64 takes 64-key tiles.
+    static let longKeys = 512
+
+    /// The configuration for a head size and key length, from the variants `bench/kernels/attention.py` timed
+    /// (BENCHMARKS.md, "the tensor-core attention's score loop without branches"): 4 x 32 x 4 x 4 at head size 64
+    /// for BERT's and ViT's 128 and 197 keys (64-key tiles 6-13% slower there; more blocks spill registers; 8
+    /// warps or 32 queries a warp slower), 64-key tiles from 512 keys (8-11% faster at 512-4096); head size 128
+    /// takes 64-key tiles at every length (3-13% faster from 128 keys on, 2% slower at 197).
+    static func configuration(headSize: Int, keyLength: Int) -> Configuration {
+        switch headSize {
+        case ...32: Configuration(warps: 4, keys: 32, blocks: 4, stages: 4)
+        case ...64:
+            keyLength >= longKeys
+                ? Configuration(warps: 4, keys: 64, blocks: 3, stages: 2)
+                : Configuration(warps: 4, keys: 32, blocks: 4, stages: 4)
+        default: Configuration(warps: 4, keys: 64, blocks: 1, stages: 2)
+        }
+    }
+
+    /// Every (head size, configuration) the module has a kernel for.
+    static var entries: [(headSize: Int, configuration: Configuration)] {
+        headSizes.flatMap { d in
+            let short = configuration(headSize: d, keyLength: 1)
+            let long = configuration(headSize: d, keyLength: longKeys)
+            return (short == long ? [short] : [short, long]).map { (d, $0) }
+        }
+    }
+
+    /// The kernel of a head size and configuration.
+    static func function(_ dtype: DType, headSize: Int, _ c: Configuration) -> String {
+        "kiln_attention_tc_\(dtype)_d\(headSize)_k\(c.keys)"
     }
 
     /// Dynamic shared memory: `stages` stages of K and V tiles (rows padded by 8 elements) and of `maskRows` mask
@@ -46,18 +78,18 @@ enum CUDAAttentionTensorCore {
                 $0.strides[3] == 1 && $0.offset % 8 == 0 && $0.strides[0..<3].allSatisfy { $0 % 8 == 0 }
             })
         else { return nil }
-        let (warps, keys, _, stages) = configuration(headSize: layer.headSize)
+        let c = configuration(headSize: layer.headSize, keyLength: layer.keyLength)
         // Offsets inside a tile of keys are 32-bit.
-        guard [layer.key, layer.value].allSatisfy({ $0.strides[2] * keys < Int(Int32.max) }) else { return nil }
-        let rows = 16 * warps
+        guard [layer.key, layer.value].allSatisfy({ $0.strides[2] * c.keys < Int(Int32.max) }) else { return nil }
+        let rows = 16 * c.warps
         let mode = maskMode(maskStrides)
         let maskRows = mode == 2 ? (maskStrides?[2] == 0 ? 1 : rows) : 0
         return CUDALaunch(
             source: source(dtype),
-            function: "kiln_attention_tc_\(dtype)_d\(layer.headSize)",
+            function: function(dtype, headSize: layer.headSize, c),
             grid: CUDADim3((layer.queryLength + rows - 1) / rows, layer.heads, layer.batch),
-            block: CUDADim3(32 * warps),
-            sharedBytes: sharedBytes(headSize: layer.headSize, keys: keys, stages: stages, maskRows: maskRows),
+            block: CUDADim3(32 * c.warps),
+            sharedBytes: sharedBytes(headSize: layer.headSize, keys: c.keys, stages: c.stages, maskRows: maskRows),
             arguments: arguments(mode))
     }
 
@@ -68,13 +100,12 @@ enum CUDAAttentionTensorCore {
         return strides.count == 4 && strides[3] == 1 && strides[0..<3].allSatisfy({ $0 % 8 == 0 }) ? 2 : 1
     }
 
-    /// The module for `dtype` (float16 or bfloat16): one kernel per head size.
+    /// The module for `dtype` (float16 or bfloat16): one kernel per head size and configuration (`entries`).
     static func source(_ dtype: DType) -> CUDASource {
-        let entries = headSizes.map { d in
-            let (warps, keys, blocks, stages) = configuration(headSize: d)
-            return "KILN_ATTENTION_TC(\(d), \(warps), \(keys), \(blocks), \(stages))\n"
+        let kernels = entries.map { d, c in
+            "KILN_ATTENTION_TC(\(d), \(c.warps), \(c.keys), \(c.blocks), \(c.stages))\n"
         }
-        let template = (code + entries.joined())
+        let template = (code + kernels.joined())
             .replacingOccurrences(of: "KILN_PTX", with: dtype == .bfloat16 ? "bf16" : "f16")
         return CUDAPrelude.specialized("attention_tc", template, dtype: dtype)
     }
@@ -429,7 +460,7 @@ enum CUDAAttentionTensorCore {
         }
 
         #define KILN_ATTENTION_TC(D, WARPS, BK, BLOCKS, STAGES) \\
-            extern "C" __global__ void __launch_bounds__(32 * WARPS, BLOCKS) kiln_attention_tc_KILN_NAME_d##D( \\
+            extern "C" __global__ void __launch_bounds__(32 * WARPS, BLOCKS) kiln_attention_tc_KILN_NAME_d##D##_k##BK( \\
                 const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, \\
                 const T* __restrict__ mask, T* __restrict__ out, KilnDims size, KilnDims qv, KilnDims kv, \\
                 KilnDims vv, KilnDims ov, KilnDims mv, float scale, int hasMask, int zeroMasked, int vector, \\
