@@ -7,7 +7,8 @@ import KilnIR
 /// goes in where a value enters a region and one where it leaves, weights are permuted once here.
 ///
 /// A region is a connected set of layers that can run channels-last: convolutions the device runs so
-/// (`runsChannelsLast`), pooling fed by the region, concats of values all from the region, and pointwise
+/// (`runsChannelsLast`), pooling fed by the region, concats of values all from the region, static slices of
+/// one (their axes move with the layout), and pointwise
 /// layers whose activation inputs all come from the region with the output's shape (constant operands,
 /// broadcast per channel or scalar, are permuted to match). Regions with fewer than `minimumConvolutions`
 /// convolutions stay as they are: the transposes around a single convolution (a vision transformer's patch
@@ -111,6 +112,10 @@ public struct ChannelsLastLayout: Sendable {
             // growing feature maps).
             return node.outputs.count == 1
                 && node.inputs.allSatisfy { !$0.isEmpty && fromRegion($0) && shape($0)?.count == 4 }
+        case let slice as SliceLayer:
+            // A static slice of a value from the region (the channels of horizontally fused convolutions).
+            return slice.isStatic && slice.starts != nil && node.inputs.count == 1 && node.outputs.count == 1
+                && fromRegion(node.inputs[0])
         default:
             guard Self.isPointwise(node.layer) || Self.isPerTensorQuantization(node, graph), node.outputs.count == 1
             else { return false }
@@ -162,6 +167,13 @@ private struct LayoutRewriter {
 
     static func renamed(_ value: String) -> String { value + "::nhwc" }
 
+    /// Channels-first axis a (negative counts from the end) of a rank-4 value is channels-last axis
+    /// `fromFirst.firstIndex(of: a)`.
+    static func channelsLastAxis(_ axis: Int) -> Int {
+        let a = axis < 0 ? axis + 4 : axis
+        return ChannelsLast.fromFirst(rank: 4).firstIndex(of: a) ?? a
+    }
+
     /// `value` channels-last: the region's own copy, a permuted constant (a rank-4 one such as a convolution's
     /// weights, or a per-channel operand broadcast from the right), or a transpose made once.
     mutating func channelsLastValue(_ value: String) throws -> String {
@@ -211,11 +223,13 @@ private struct LayoutRewriter {
             node.layer = pool
             node.inputs[0] = try channelsLastValue(node.inputs[0])
         case var concat as ConcatLayer:
-            // Channels-first axis a is channels-last axis `fromFirst.firstIndex(of: a)`.
-            let axis = concat.axis < 0 ? concat.axis + 4 : concat.axis
-            concat.axis = ChannelsLast.fromFirst(rank: 4).firstIndex(of: axis) ?? axis
+            concat.axis = Self.channelsLastAxis(concat.axis)
             node.layer = concat
             for i in node.inputs.indices { node.inputs[i] = try channelsLastValue(node.inputs[i]) }
+        case var slice as SliceLayer:
+            slice.axes = (slice.axes ?? Array((slice.starts ?? []).indices)).map(Self.channelsLastAxis)
+            node.layer = slice
+            node.inputs[0] = try channelsLastValue(node.inputs[0])
         default:
             for i in node.inputs.indices where !node.inputs[i].isEmpty {
                 node.inputs[i] = try channelsLastValue(node.inputs[i])

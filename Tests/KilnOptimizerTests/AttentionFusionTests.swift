@@ -227,6 +227,67 @@ import Testing
             run.optimized.nodes.map(\.kind) == [MatMulLayer.kind, SliceLayer.kind, SliceLayer.kind, MatMulLayer.kind])
         #expect(run.optimized.nodes.filter { $0.kind == MatMulLayer.kind }.count == 2)
     }
+
+    /// An Inception block's shape: three ReLU'd 1x1 convolutions and a 3x3 one read x; the 1x1s with a bias
+    /// become one convolution over their joined output channels and a channel slice each, the 3x3 (another
+    /// window) and a 1x1 without ReLU (another epilogue) stay as they are.
+    static func inceptionBlock(batch: Int) throws -> Graph {
+        var rng = SeededGenerator(seed: 71)
+        var n = NetworkBuilder(name: "inception")
+        let x = n.addInput("x", .float32, [.value(batch), 6, 5, 5])
+        func constant(_ name: String, _ shape: [Int]) -> NetworkBuilder.Value {
+            n.addConstant(name, .random(shape, in: -0.5...0.5, using: &rng))
+        }
+        var outputs: [NetworkBuilder.Value] = []
+        for (i, channels) in [4, 3, 5].enumerated() {
+            outputs.append(
+                try n.relu(
+                    try n.convolution(
+                        x, weights: constant("w\(i)", [channels, 6, 1, 1]), bias: constant("b\(i)", [channels]))))
+        }
+        outputs.append(
+            try n.convolution(x, weights: constant("w3", [2, 6, 3, 3]), bias: constant("b3", [2]), pads: [1, 1, 1, 1]))
+        outputs.append(try n.convolution(x, weights: constant("w4", [3, 6, 1, 1]), bias: constant("b4", [3])))
+        // Something reads each slice: a 3x3 convolution behind the second, as Inception's reduce layers.
+        outputs[1] = try n.convolution(outputs[1], weights: constant("w5", [4, 3, 3, 3]), pads: [1, 1, 1, 1])
+        try n.markOutput(try n.add(ConcatLayer(axis: 1), outputs, name: "y")[0], as: "y")
+        return try n.build()
+    }
+
+    @Test func siblingConvolutionsShareOneLaunch() throws {
+        var rng = SeededGenerator(seed: 72)
+        let run = try OptimizedVersusPlain(
+            try Self.inceptionBlock(batch: 2), ["x": .random([2, 6, 5, 5], using: &rng)])
+        run.expectSameOutputs()
+        let convolutions = run.optimized.nodes.compactMap { $0.layer as? ConvolutionLayer }
+        #expect(convolutions.count == 4, "\(run.optimized.textForm())")
+        let wide = try #require(run.optimized.nodes.first { $0.name.contains(" + ") && $0.layer is ConvolutionLayer })
+        #expect(run.optimized.initializers[wide.inputs[1]]?.shape == [12, 6, 1, 1])
+        #expect(run.optimized.type(of: wide.outputs[0])?.tensorType?.shape == [2, 12, 5, 5])
+        let slices = run.optimized.nodes.compactMap { $0.layer as? SliceLayer }
+        #expect(slices.map(\.starts) == [[0], [4], [7]] && slices.allSatisfy { $0.axes == [1] })
+    }
+
+    /// The slices join a channels-last region: their axis moves to the last, and no transpose separates the
+    /// wide convolution from the layers that read its slices.
+    @Test func slicesOfConvolutionsGoChannelsLast() throws {
+        var rng = SeededGenerator(seed: 73)
+        let x = Tensor.random([1, 6, 5, 5], using: &rng)
+        let device = CPUDevice(threads: 2)
+        let engine = try Builder.build(try Self.inceptionBlock(batch: 1), device: device)
+        var graph = engine.graph
+        let moved = try ChannelsLastLayout(runsChannelsLast: { _, _ in true }).apply(&graph)
+        #expect(moved > 0)
+        let slices = graph.nodes.compactMap { $0.layer as? SliceLayer }
+        #expect(slices.count == 3 && slices.allSatisfy { $0.axes == [3] }, "\(graph.textForm())")
+        #expect(graph.nodes.filter { $0.layer is TransposeLayer }.count == 2, "\(graph.textForm())")
+        let laidOut = try Builder.build(graph, device: device, config: BuilderConfig(optimize: false))
+        let expected = try engine.makeContext().run(["x": .tensor(x)])
+        let actual = try laidOut.makeContext().run(["x": .tensor(x)])
+        let problem = Comparison.mismatch(
+            try #require(actual["y"]), try #require(expected["y"]), rtol: 1e-4, atol: 1e-5)
+        #expect(problem == nil, "\(problem ?? "")")
+    }
 }
 
 /// The strided views the attention fusion composes.

@@ -1,4 +1,5 @@
 import KilnIR
+import KilnRuntime
 
 /// Lowerings of the Shape family: reshape-like layers alias their input; transpose, slice, split, expand,
 /// tile and depth/space are strided copies (`CUDAStridedCopy`); concat, pad and the generators have their own
@@ -34,8 +35,17 @@ enum CUDAShapeLowerings {
             let ranges = try sliceRanges(layer, info, shape: shape)
             let strides = Broadcast.strides(shape)
             let offset = zip(ranges, strides).reduce(0) { $0 + $1.0.start * $1.1 }
-            return try strided(
-                info, shape: ranges.map(\.count), strides: zip(ranges, strides).map { $0.step * $1 }, offset: offset)
+            let viewShape = ranges.map(\.count)
+            let viewStrides = zip(ranges, strides).map { $0.step * $1 }
+            // A contiguous block (channels of a channels-first image at batch 1) on the arena's alignment is a
+            // view: no copy.
+            let es = try CUDAShapeKernels.requireElementSize(try info.input(0).dtype)
+            if isContiguous(viewShape, viewStrides), Tensor.elementCount(viewShape) > 0,
+                offset * es % MemoryPlanner.defaultAlignment == 0
+            {
+                return CUDALowering(aliases: [0: 0], aliasOffsets: [0: offset * es])
+            }
+            return try strided(info, shape: viewShape, strides: viewStrides, offset: offset)
         },
         cudaLowering(ExpandLayer.self) { _, info in
             let shape = try info.inputShape(0)
@@ -96,6 +106,12 @@ enum CUDAShapeLowerings {
             steps: try CUDAStridedCopy.steps(
                 source: .input(0), destination: .output(0), shape: shape, strides: strides, offset: offset,
                 elementSize: es))
+    }
+
+    /// Whether a view with these strides walks its elements in storage order without gaps (axes of size 1 may
+    /// have any stride).
+    static func isContiguous(_ shape: [Int], _ strides: [Int]) -> Bool {
+        zip(zip(shape, strides), Broadcast.strides(shape)).allSatisfy { $0.0 == 1 || $0.1 == $1 }
     }
 
     /// Integer values of a parameter held by the layer or given by constant input `index`; nil when absent.
