@@ -13,7 +13,14 @@ enum ShapeEmulator {
 
     static func run(_ lowering: CUDALowering, inputs: [[UInt8]], outputSizes: [Int]) throws -> [[UInt8]] {
         var outputs = outputSizes.map { [UInt8](repeating: 0xEE, count: $0) }
-        for (o, i) in lowering.aliases { outputs[o] = inputs[i] }
+        // A view: the output's bytes from where it starts inside the input's.
+        for (o, i) in lowering.aliases {
+            let start = lowering.aliasOffsets[o] ?? 0
+            guard start >= 0, start + outputSizes[o] <= inputs[i].count else {
+                throw Failure(description: "view of bytes \(start)..<\(start + outputSizes[o]) of \(inputs[i].count)")
+            }
+            outputs[o] = Array(inputs[i][start..<(start + outputSizes[o])])
+        }
         let constants = lowering.constants.map { t in t.withUnsafeRawBytes { Array($0) } }
         func read(_ operand: CUDAOperand) throws -> [UInt8] {
             switch operand {
