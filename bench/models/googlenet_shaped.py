@@ -4,11 +4,10 @@ weights, for CPU benchmarks on machines without PyTorch. Its outputs mean nothin
 
     usage: python googlenet_shaped.py OUT.onnx [--batch N]   (default: a symbolic batch)
 """
-import sys
-
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+
+import shaped
 
 # Inception blocks: (1x1, 3x3 reduce, 3x3, second-branch reduce, its 3x3, pool projection), then whether a
 # 3x3 stride-2 max pool follows, from the GoogLeNet paper's Table 1.
@@ -54,21 +53,9 @@ def build(batch):
         x, cin = f"block{index}", c1 + c3 + c5 + cp
         if pooled:
             x = pool(x, 3, 2, f"block{index}.down")
-    nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"]))
-    nodes.append(helper.make_node("Flatten", ["pooled"], ["flat"]))
-    inits.append(numpy_helper.from_array(rng.normal(0, 0.01, (1000, cin)).astype(np.float32), "fc.w"))
-    inits.append(numpy_helper.from_array(np.zeros(1000, np.float32), "fc.b"))
-    nodes.append(helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], transB=1))
-    dim = batch if batch else "batch"
-    graph = helper.make_graph(
-        nodes, "googlenet_shaped", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [dim, 3, 224, 224])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [dim, 1000])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # what ONNX Runtime 1.31 reads
-    onnx.checker.check_model(model)
-    return model
+    shaped.classifier(nodes, inits, rng, x, cin)
+    return shaped.model(nodes, inits, "googlenet_shaped", batch)
 
 
 if __name__ == "__main__":
-    batch = int(sys.argv[sys.argv.index("--batch") + 1]) if "--batch" in sys.argv else None
-    onnx.save(build(batch), sys.argv[1])
+    shaped.main(build)

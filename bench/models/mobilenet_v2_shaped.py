@@ -4,11 +4,10 @@ PyTorch. Its outputs mean nothing; its cost is MobileNetV2's.
 
     usage: python mobilenet_v2_shaped.py OUT.onnx [--batch N]   (default: a symbolic batch)
 """
-import sys
-
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+
+import shaped
 
 # (expansion t, output channels c, repeats n, first stride s), from the MobileNetV2 paper's Table 2.
 BLOCKS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
@@ -52,22 +51,9 @@ def build(batch):
                 y = y + ".add"
             x, cin = y, c
     x = conv(x, cin, 1280, 1, 1)
-    nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"]))
-    nodes.append(helper.make_node("Flatten", ["pooled"], ["flat"]))
-    fc = rng.normal(0, 0.01, (1000, 1280)).astype(np.float32)
-    inits.append(numpy_helper.from_array(fc, "fc.w"))
-    inits.append(numpy_helper.from_array(np.zeros(1000, np.float32), "fc.b"))
-    nodes.append(helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], transB=1))
-    dim = batch if batch else "batch"
-    graph = helper.make_graph(
-        nodes, "mobilenet_v2_shaped", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [dim, 3, 224, 224])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [dim, 1000])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # what ONNX Runtime 1.31 reads
-    onnx.checker.check_model(model)
-    return model
+    shaped.classifier(nodes, inits, rng, x, 1280)
+    return shaped.model(nodes, inits, "mobilenet_v2_shaped", batch)
 
 
 if __name__ == "__main__":
-    batch = int(sys.argv[sys.argv.index("--batch") + 1]) if "--batch" in sys.argv else None
-    onnx.save(build(batch), sys.argv[1])
+    shaped.main(build)
