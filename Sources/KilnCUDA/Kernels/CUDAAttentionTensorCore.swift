@@ -145,6 +145,16 @@ enum CUDAAttentionTensorCore {
             return y;
         }
 
+        /* Two adjacent 16-bit mask values (one 32-bit load from shared memory) as floats. */
+        __device__ __forceinline__ void kiln_mask_pair(const u16* p, float (&to)[2]) {
+            const unsigned pair = *(const unsigned*)p;
+            T m0, m1;
+            m0.bits = (u16)(pair & 0xffffu);
+            m1.bits = (u16)(pair >> 16);
+            to[0] = (float)m0;
+            to[1] = (float)m1;
+        }
+
         /* One warp's tile of scores s (rows ra and ra + 8 of 16 queries, BK keys from k0) scaled, masked (MASK as
            in kiln_attention_tc_body; M: the staged mask tile), with CHECK keys past Sk and causally hidden keys set
            to -inf, and each row's largest score folded into top. */
@@ -159,23 +169,15 @@ enum CUDAAttentionTensorCore {
                 const int key = k0 + j * 8 + 2 * t;
                 float add[2][2] = {{0.f, 0.f}, {0.f, 0.f}};
                 if (MASK == 3) {
-                    const unsigned pair = *(const unsigned*)(M + j * 8 + 2 * t);
-                    T m0, m1;
-                    m0.bits = (u16)(pair & 0xffffu);
-                    m1.bits = (u16)(pair >> 16);
-                    add[0][0] = add[1][0] = (float)m0;
-                    add[0][1] = add[1][1] = (float)m1;
+                    kiln_mask_pair(M + j * 8 + 2 * t, add[0]);
+                    add[1][0] = add[0][0];
+                    add[1][1] = add[0][1];
                 }
                 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
                     const int row = ra + 8 * r;
                     if (MASK == 2) {
-                        const unsigned pair = *(const unsigned*)(M + (row - q0) * BK + j * 8 + 2 * t);
-                        T m0, m1;
-                        m0.bits = (u16)(pair & 0xffffu);
-                        m1.bits = (u16)(pair >> 16);
-                        add[r][0] = (float)m0;
-                        add[r][1] = (float)m1;
+                        kiln_mask_pair(M + (row - q0) * BK + j * 8 + 2 * t, add[r]);
                     } else if (MASK == 1 && row < Sq) {
                         const T* mr = mask + mBase + (i64)row * mv.v[2];
                         if (!CHECK || key < Sk) add[r][0] = (float)mr[(i64)key * mv.v[3]];
