@@ -20,6 +20,11 @@ public struct HorizontalFusion: Pass {
             dtype: DType)
         case convolution(
             ConvolutionParameters, activation: EpilogueActivation?, hasBias: Bool, window: [Int], dtype: DType)
+
+        var isProduct: Bool {
+            if case .product = self { return true }
+            return false
+        }
     }
 
     public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
@@ -28,6 +33,7 @@ public struct HorizontalFusion: Pass {
             guard let (input, signature) = candidate(node, graph) else { continue }
             groups[input, default: [:]][signature, default: []].append(index)
         }
+        report(groups, graph, context)
         let sets = groups.values.flatMap(\.values).filter { $0.count >= 2 }.sorted { $0[0] < $1[0] }
         guard !sets.isEmpty else { return false }
         // Each member becomes a slice in place; the wide layer goes just before the group's first member.
@@ -37,6 +43,25 @@ public struct HorizontalFusion: Pass {
         }
         graph.nodes = graph.nodes.indices.flatMap { replaced[$0] ?? [graph.nodes[$0]] }
         return true
+    }
+
+    /// Tells `kiln inspect --verbose` about each layer left alone although a sibling of its kind reads the same
+    /// input: their windows, strides, pads, epilogues or biases differ (ResNet's first 1x1 convolution, with a
+    /// ReLU, beside its downsample, without one).
+    private func report(_ groups: [String: [Signature: [Int]]], _ graph: Graph, _ context: PassContext) {
+        guard let rejected = context.rejected else { return }
+        for (input, bySignature) in groups {
+            for (signature, members) in bySignature where members.count == 1 {
+                let siblings = bySignature.filter { $0.key != signature && $0.key.isProduct == signature.isProduct }
+                    .values.flatMap { $0 }.sorted().map { graph.nodes[$0].name }
+                guard !siblings.isEmpty else { continue }
+                rejected(
+                    graph.nodes[members[0]].name,
+                    "horizontal fusion: not joined with \(siblings.joined(separator: ", ")), which read '\(input)' too: "
+                        + (signature.isProduct
+                            ? "another shape, scaling, bias or activation" : "another window, bias or activation"))
+            }
+        }
     }
 
     /// The shared input and signature of a matMul or convolution that could join a group.

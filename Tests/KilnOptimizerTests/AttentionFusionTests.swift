@@ -268,6 +268,36 @@ import Testing
         #expect(slices.map(\.starts) == [[0], [4], [7]] && slices.allSatisfy { $0.axes == [1] })
     }
 
+    /// Siblings left out are reported with the reason (`kiln inspect --verbose`): ResNet's first 1x1
+    /// convolution (ReLU) beside its downsample (none), and a 3x3 beside both.
+    @Test func siblingsLeftOutAreReported() throws {
+        var rng = SeededGenerator(seed: 74)
+        let relu = Epilogue(activation: .relu)
+        let oneByOne = ConvolutionParameters()
+        let threeByThree = ConvolutionParameters(pads: [1, 1, 1, 1])
+        var g = Graph(
+            name: "g", inputs: [GraphValue(name: "x", type: FusionGraphs.f32([1, 6, 5, 5]))],
+            outputs: ["a", "b", "c"].map { GraphValue(name: $0, type: nil) },
+            initializers: [
+                "w1": .random([4, 6, 1, 1], using: &rng), "w2": .random([8, 6, 1, 1], using: &rng),
+                "w3": .random([4, 6, 3, 3], using: &rng),
+            ],
+            nodes: [
+                node("conv1", ConvolutionLayer(oneByOne, epilogue: relu), ["x", "w1"], "a"),
+                node("downsample", ConvolutionLayer(oneByOne), ["x", "w2"], "b"),
+                node("conv3x3", ConvolutionLayer(threeByThree, epilogue: relu), ["x", "w3"], "c"),
+            ])
+        try g.inferTypes()
+        let log = RejectionLog()
+        #expect(try !HorizontalFusion().run(&g, log.context))
+        #expect(
+            log.lines.sorted() == [
+                "conv1: horizontal fusion: not joined with downsample, conv3x3, which read 'x' too: another window, bias or activation",
+                "conv3x3: horizontal fusion: not joined with conv1, downsample, which read 'x' too: another window, bias or activation",
+                "downsample: horizontal fusion: not joined with conv1, conv3x3, which read 'x' too: another window, bias or activation",
+            ])
+    }
+
     /// The slices join a channels-last region: their axis moves to the last, and no transpose separates the
     /// wide convolution from the layers that read its slices.
     @Test func slicesOfConvolutionsGoChannelsLast() throws {
