@@ -33,10 +33,12 @@ private func referencePool2D(
     return out
 }
 
-@Test(arguments: [(3, 2, 1, 1), (2, 2, 0, 1), (3, 1, 1, 2), (2, 1, 1, 1)])
-func pool2DMatchesReference(kernel: Int, stride: Int, pad: Int, dilation: Int) throws {
-    var g = SeededGenerator(seed: UInt64(kernel * 100 + stride * 10 + pad))
-    let (h, w) = (7, 6)
+/// Rows of 6 take the per-output path; rows of 21 also the one across a run of whole windows.
+@Test(arguments: [(3, 2, 1, 1), (2, 2, 0, 1), (3, 1, 1, 2), (2, 1, 1, 1), (3, 1, 1, 1), (5, 3, 2, 1)], [6, 21])
+func pool2DMatchesReference(_ geometry: (Int, Int, Int, Int), w: Int) throws {
+    let (kernel, stride, pad, dilation) = geometry
+    var g = SeededGenerator(seed: UInt64(kernel * 100 + stride * 10 + pad + w * 1000))
+    let h = 7
     let x = Tensor.random([1, 2, h, w], using: &g)
     let window = PoolGeometry(
         kernel: [kernel, kernel], strides: [stride, stride], dilations: [dilation, dilation],

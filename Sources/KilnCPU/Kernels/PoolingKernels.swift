@@ -29,12 +29,16 @@ enum PoolingKernels {
     struct Axis {
         var input: Int
         var output: Int
+        var kernel: Int
+        var stride: Int
         var dilation: Int
         var table: [Int]
 
         init(input: Int, output: Int, kernel: Int, stride: Int, dilation: Int, padBegin: Int, paddedEnd: Int) {
             self.input = input
             self.output = output
+            self.kernel = kernel
+            self.stride = stride
             self.dilation = dilation
             table = []
             table.reserveCapacity(output * 4)
@@ -52,12 +56,26 @@ enum PoolingKernels {
     struct AxisView {
         let input: Int
         let output: Int
+        let kernel: Int
+        let stride: Int
         let dilation: Int
         let table: UnsafeBufferPointer<Int>
         @inline(__always) func start(_ o: Int) -> Int { table[4 * o] }
         @inline(__always) func lo(_ o: Int) -> Int { table[4 * o + 1] }
         @inline(__always) func hi(_ o: Int) -> Int { table[4 * o + 2] }
         @inline(__always) func padded(_ o: Int) -> Int { table[4 * o + 3] }
+
+        /// The outputs whose whole window lies inside the input (no tap clipped by padding), when the taps are
+        /// adjacent and there are enough of them for a loop across outputs to pay; empty otherwise. Windows move
+        /// monotonically, so these outputs are one run.
+        var interior: Range<Int> {
+            guard dilation == 1 else { return 0..<0 }
+            var first = 0
+            while first < output && !(lo(first) == 0 && hi(first) == kernel) { first += 1 }
+            var end = first
+            while end < output && lo(end) == 0 && hi(end) == kernel { end += 1 }
+            return end - first >= 4 ? first..<end : 0..<0
+        }
     }
 
     /// The resolved geometry of one pooling call, as three axes (leading ones of size 1 for 1-D and 2-D).
@@ -73,7 +91,9 @@ enum PoolingKernels {
                 axes[1].table.withUnsafeBufferPointer { t1 in
                     axes[2].table.withUnsafeBufferPointer { t2 in
                         func view(_ a: Axis, _ t: UnsafeBufferPointer<Int>) -> AxisView {
-                            AxisView(input: a.input, output: a.output, dilation: a.dilation, table: t)
+                            AxisView(
+                                input: a.input, output: a.output, kernel: a.kernel, stride: a.stride,
+                                dilation: a.dilation, table: t)
                         }
                         return body(view(axes[0], t0), view(axes[1], t1), view(axes[2], t2))
                     }
@@ -176,33 +196,57 @@ enum PoolingKernels {
             _ src: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>, _ d: AxisView, _ h: AxisView, _ w: AxisView,
             _ lowest: T
         ) {
+            let inside = w.interior
             var o = 0
             for od in 0..<d.output {
                 let (ds, dlo, dhi) = (d.start(od), d.lo(od), d.hi(od))
                 for oh in 0..<h.output {
                     let (hs, hlo, hhi) = (h.start(oh), h.lo(oh), h.hi(oh))
-                    for ow in 0..<w.output {
+                    // The row's start for tap rows (kd, kh): unchecked math, indices are bounded by the tensor.
+                    func row(_ kd: Int, _ kh: Int) -> UnsafePointer<T> {
+                        src + (((ds + kd * d.dilation) &* h.input &+ hs &+ kh &* h.dilation) &* w.input)
+                    }
+                    for ow in 0..<w.output where !inside.contains(ow) {
                         let (ws, wlo, whi) = (w.start(ow), w.lo(ow), w.hi(ow))
                         var best = lowest
                         for kd in dlo..<dhi {
-                            let id = ds + kd * d.dilation
                             for kh in hlo..<hhi {
-                                // Wrapping arithmetic: indices are bounded by the tensor, and unchecked math
-                                // keeps the tap loop branch-free.
-                                let row = src + ((id &* h.input &+ hs &+ kh &* h.dilation) &* w.input &+ ws)
+                                let taps = row(kd, kh) + ws
                                 if w.dilation == 1 {
-                                    for kw in wlo..<whi where row[kw] > best { best = row[kw] }
+                                    for kw in wlo..<whi where taps[kw] > best { best = taps[kw] }
                                 } else {
                                     for kw in wlo..<whi {
-                                        let v = row[kw &* w.dilation]
+                                        let v = taps[kw &* w.dilation]
                                         if v > best { best = v }
                                     }
                                 }
                             }
                         }
-                        out[o] = best
-                        o += 1
+                        out[o + ow] = best
                     }
+                    // Whole windows: each tap across the run of outputs at once (the same taps in the same order
+                    // per output as above, so the same result), a loop the compiler vectorizes.
+                    if !inside.isEmpty {
+                        let run = out + o + inside.lowerBound
+                        let count = inside.count
+                        for i in 0..<count { run[i] = lowest }
+                        for kd in dlo..<dhi {
+                            for kh in hlo..<hhi {
+                                let first = row(kd, kh) + w.start(inside.lowerBound)
+                                for kw in 0..<w.kernel {
+                                    let taps = first + kw
+                                    if w.stride == 1 {
+                                        for i in 0..<count where taps[i] > run[i] { run[i] = taps[i] }
+                                    } else {
+                                        for i in 0..<count where taps[i &* w.stride] > run[i] {
+                                            run[i] = taps[i &* w.stride]
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    o += w.output
                 }
             }
         }
@@ -291,31 +335,62 @@ enum PoolingKernels {
         private func averagePlane<T: ReductionFloat>(
             _ src: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>, _ d: AxisView, _ h: AxisView, _ w: AxisView
         ) {
+            let inside = w.interior
+            let sums = UnsafeMutablePointer<T.Acc>.allocate(capacity: max(inside.count, 1))
+            defer { sums.deallocate() }
             var o = 0
             for od in 0..<d.output {
                 let (ds, dlo, dhi) = (d.start(od), d.lo(od), d.hi(od))
                 for oh in 0..<h.output {
                     let (hs, hlo, hhi) = (h.start(oh), h.lo(oh), h.hi(oh))
-                    for ow in 0..<w.output {
+                    func row(_ kd: Int, _ kh: Int) -> UnsafePointer<T> {
+                        src + (((ds + kd * d.dilation) &* h.input &+ hs &+ kh &* h.dilation) &* w.input)
+                    }
+                    func count(_ ow: Int) -> Int {
+                        countIncludePad
+                            ? d.padded(od) * h.padded(oh) * w.padded(ow)
+                            : (dhi - dlo) * (hhi - hlo) * (w.hi(ow) - w.lo(ow))
+                    }
+                    for ow in 0..<w.output where !inside.contains(ow) {
                         let (ws, wlo, whi) = (w.start(ow), w.lo(ow), w.hi(ow))
                         var sum: T.Acc = 0
                         for kd in dlo..<dhi {
-                            let id = ds + kd * d.dilation
                             for kh in hlo..<hhi {
-                                let row = src + ((id &* h.input &+ hs &+ kh &* h.dilation) &* w.input &+ ws)
+                                let taps = row(kd, kh) + ws
                                 if w.dilation == 1 {
-                                    for kw in wlo..<whi { sum += row[kw].acc }
+                                    for kw in wlo..<whi { sum += taps[kw].acc }
                                 } else {
-                                    for kw in wlo..<whi { sum += row[kw &* w.dilation].acc }
+                                    for kw in wlo..<whi { sum += taps[kw &* w.dilation].acc }
                                 }
                             }
                         }
-                        let count =
-                            countIncludePad
-                            ? d.padded(od) * h.padded(oh) * w.padded(ow) : (dhi - dlo) * (hhi - hlo) * (whi - wlo)
-                        out[o] = T(acc: count > 0 ? sum / T.Acc(count) : 0)
-                        o += 1
+                        let n = count(ow)
+                        out[o + ow] = T(acc: n > 0 ? sum / T.Acc(n) : 0)
                     }
+                    // Whole windows: each tap across the run of outputs at once, summed in the same order per
+                    // output as above.
+                    if !inside.isEmpty {
+                        let total = inside.count
+                        for i in 0..<total { sums[i] = 0 }
+                        for kd in dlo..<dhi {
+                            for kh in hlo..<hhi {
+                                let first = row(kd, kh) + w.start(inside.lowerBound)
+                                for kw in 0..<w.kernel {
+                                    let taps = first + kw
+                                    if w.stride == 1 {
+                                        for i in 0..<total { sums[i] += taps[i].acc }
+                                    } else {
+                                        for i in 0..<total { sums[i] += taps[i &* w.stride].acc }
+                                    }
+                                }
+                            }
+                        }
+                        for i in 0..<total {
+                            let n = count(inside.lowerBound + i)
+                            out[o + inside.lowerBound + i] = T(acc: n > 0 ? sums[i] / T.Acc(n) : 0)
+                        }
+                    }
+                    o += w.output
                 }
             }
         }
