@@ -235,11 +235,16 @@ enum PoolingKernels {
                                 let first = row(kd, kh) + w.start(inside.lowerBound)
                                 for kw in 0..<w.kernel {
                                     let taps = first + kw
+                                    // A select and an unconditional store (a NaN tap never wins, as above).
                                     if w.stride == 1 {
-                                        for i in 0..<count where taps[i] > run[i] { run[i] = taps[i] }
+                                        for i in 0..<count {
+                                            let (v, r) = (taps[i], run[i])
+                                            run[i] = v > r ? v : r
+                                        }
                                     } else {
-                                        for i in 0..<count where taps[i &* w.stride] > run[i] {
-                                            run[i] = taps[i &* w.stride]
+                                        for i in 0..<count {
+                                            let (v, r) = (taps[i &* w.stride], run[i])
+                                            run[i] = v > r ? v : r
                                         }
                                     }
                                 }
