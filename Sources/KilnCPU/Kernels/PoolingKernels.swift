@@ -127,6 +127,22 @@ enum PoolingKernels {
         }
     }
 
+    /// Each tap of a run of whole windows starting at output `first` along `w`, in the per-output loops' order
+    /// (depth, height, width): `body` gets the tap's value for the run's first output, the others following
+    /// every `w.stride` elements. `row(kd, kh)` is the start of the input row of those taps.
+    @inline(__always)
+    static func forEachRunTap<T>(
+        _ row: (Int, Int) -> UnsafePointer<T>, _ depth: Range<Int>, _ height: Range<Int>, _ w: AxisView, _ first: Int,
+        _ body: (UnsafePointer<T>) -> Void
+    ) {
+        for kd in depth {
+            for kh in height {
+                let start = row(kd, kh) + w.start(first)
+                for kw in 0..<w.kernel { body(start + kw) }
+            }
+        }
+    }
+
     static func pool(_ layer: PoolLayer, _ x: Tensor, _ threads: Int) throws -> [Tensor] {
         let plan = try Plan(layer, shape: x.shape)
         switch layer.op {
@@ -230,23 +246,17 @@ enum PoolingKernels {
                         let run = out + o + inside.lowerBound
                         let count = inside.count
                         for i in 0..<count { run[i] = lowest }
-                        for kd in dlo..<dhi {
-                            for kh in hlo..<hhi {
-                                let first = row(kd, kh) + w.start(inside.lowerBound)
-                                for kw in 0..<w.kernel {
-                                    let taps = first + kw
-                                    // A select and an unconditional store (a NaN tap never wins, as above).
-                                    if w.stride == 1 {
-                                        for i in 0..<count {
-                                            let (v, r) = (taps[i], run[i])
-                                            run[i] = v > r ? v : r
-                                        }
-                                    } else {
-                                        for i in 0..<count {
-                                            let (v, r) = (taps[i &* w.stride], run[i])
-                                            run[i] = v > r ? v : r
-                                        }
-                                    }
+                        forEachRunTap(row, dlo..<dhi, hlo..<hhi, w, inside.lowerBound) { taps in
+                            // A select and an unconditional store (a NaN tap never wins, as above).
+                            if w.stride == 1 {
+                                for i in 0..<count {
+                                    let (v, r) = (taps[i], run[i])
+                                    run[i] = v > r ? v : r
+                                }
+                            } else {
+                                for i in 0..<count {
+                                    let (v, r) = (taps[i &* w.stride], run[i])
+                                    run[i] = v > r ? v : r
                                 }
                             }
                         }
@@ -377,17 +387,11 @@ enum PoolingKernels {
                     if !inside.isEmpty {
                         let total = inside.count
                         for i in 0..<total { sums[i] = 0 }
-                        for kd in dlo..<dhi {
-                            for kh in hlo..<hhi {
-                                let first = row(kd, kh) + w.start(inside.lowerBound)
-                                for kw in 0..<w.kernel {
-                                    let taps = first + kw
-                                    if w.stride == 1 {
-                                        for i in 0..<total { sums[i] += taps[i].acc }
-                                    } else {
-                                        for i in 0..<total { sums[i] += taps[i &* w.stride].acc }
-                                    }
-                                }
+                        forEachRunTap(row, dlo..<dhi, hlo..<hhi, w, inside.lowerBound) { taps in
+                            if w.stride == 1 {
+                                for i in 0..<total { sums[i] += taps[i].acc }
+                            } else {
+                                for i in 0..<total { sums[i] += taps[i &* w.stride].acc }
                             }
                         }
                         for i in 0..<total {
