@@ -17,10 +17,13 @@ public struct SliceLayer: Layer {
         self.isStatic = isStatic
     }
 
+    /// A static slice's axes and steps are shown where given (absent: the leading axes, steps of 1).
     public var description: String {
         guard isStatic else { return "dynamic" }
-        return "starts=\(ShapeAxes.list(starts)),ends=\(ShapeAxes.list(ends)),axes=\(ShapeAxes.list(axes))"
-            + ",steps=\(ShapeAxes.list(steps))"
+        var text = "starts=\(ShapeAxes.list(starts)),ends=\(ShapeAxes.list(ends))"
+        if let axes { text += ",axes=\(ShapeAxes.list(axes))" }
+        if let steps { text += ",steps=\(ShapeAxes.list(steps))" }
+        return text
     }
 
     /// One resolved axis: first index, step and element count.
