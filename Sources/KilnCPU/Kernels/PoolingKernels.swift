@@ -33,6 +33,10 @@ enum PoolingKernels {
         var stride: Int
         var dilation: Int
         var table: [Int]
+        /// The outputs whose whole window lies inside the input (no tap clipped by padding), when the taps are
+        /// adjacent and there are enough of them for a loop across outputs to pay; empty otherwise. Windows move
+        /// monotonically, so these outputs are one run.
+        var interior: Range<Int> = 0..<0
 
         init(input: Int, output: Int, kernel: Int, stride: Int, dilation: Int, padBegin: Int, paddedEnd: Int) {
             self.input = input
@@ -49,6 +53,10 @@ enum PoolingKernels {
                 let limit = paddedEnd - padBegin - s
                 table += [s, first, max(first, last), limit <= 0 ? 0 : min(kernel, (limit + dilation - 1) / dilation)]
             }
+            let whole = (0..<output).filter { table[4 * $0 + 1] == 0 && table[4 * $0 + 2] == kernel }
+            if dilation == 1, let lower = whole.first, let upper = whole.last, upper - lower >= 3 {
+                interior = lower..<(upper + 1)
+            }
         }
     }
 
@@ -64,18 +72,8 @@ enum PoolingKernels {
         @inline(__always) func lo(_ o: Int) -> Int { table[4 * o + 1] }
         @inline(__always) func hi(_ o: Int) -> Int { table[4 * o + 2] }
         @inline(__always) func padded(_ o: Int) -> Int { table[4 * o + 3] }
-
-        /// The outputs whose whole window lies inside the input (no tap clipped by padding), when the taps are
-        /// adjacent and there are enough of them for a loop across outputs to pay; empty otherwise. Windows move
-        /// monotonically, so these outputs are one run.
-        var interior: Range<Int> {
-            guard dilation == 1 else { return 0..<0 }
-            var first = 0
-            while first < output && !(lo(first) == 0 && hi(first) == kernel) { first += 1 }
-            var end = first
-            while end < output && lo(end) == 0 && hi(end) == kernel { end += 1 }
-            return end - first >= 4 ? first..<end : 0..<0
-        }
+        /// `Axis.interior`.
+        let interior: Range<Int>
     }
 
     /// The resolved geometry of one pooling call, as three axes (leading ones of size 1 for 1-D and 2-D).
@@ -93,7 +91,7 @@ enum PoolingKernels {
                         func view(_ a: Axis, _ t: UnsafeBufferPointer<Int>) -> AxisView {
                             AxisView(
                                 input: a.input, output: a.output, kernel: a.kernel, stride: a.stride,
-                                dilation: a.dilation, table: t)
+                                dilation: a.dilation, table: t, interior: a.interior)
                         }
                         return body(view(axes[0], t0), view(axes[1], t1), view(axes[2], t2))
                     }
@@ -333,11 +331,14 @@ enum PoolingKernels {
                         Parallel.forEach(plan.planes, threads: threads, minimumChunk: max(1, 4096 / max(outPlane, 1))) {
                             range in
                             guard let input = src.baseAddress, let output = out.baseAddress else { return }
+                            // The sums of a row's run of whole windows, one buffer for the chunk's planes.
+                            let sums = UnsafeMutablePointer<T.Acc>.allocate(capacity: max(w.interior.count, 1))
+                            defer { sums.deallocate() }
                             for plane in range {
                                 if let p {
                                     lpPlane(input + plane * inPlane, output + plane * outPlane, d, h, w, p)
                                 } else {
-                                    averagePlane(input + plane * inPlane, output + plane * outPlane, d, h, w)
+                                    averagePlane(input + plane * inPlane, output + plane * outPlane, d, h, w, sums)
                                 }
                             }
                         }
@@ -348,11 +349,10 @@ enum PoolingKernels {
 
         @inline(__always)
         private func averagePlane<T: ReductionFloat>(
-            _ src: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>, _ d: AxisView, _ h: AxisView, _ w: AxisView
+            _ src: UnsafePointer<T>, _ out: UnsafeMutablePointer<T>, _ d: AxisView, _ h: AxisView, _ w: AxisView,
+            _ sums: UnsafeMutablePointer<T.Acc>
         ) {
             let inside = w.interior
-            let sums = UnsafeMutablePointer<T.Acc>.allocate(capacity: max(inside.count, 1))
-            defer { sums.deallocate() }
             var o = 0
             for od in 0..<d.output {
                 let (ds, dlo, dhi) = (d.start(od), d.lo(od), d.hi(od))
