@@ -65,7 +65,7 @@ def source(variants, path=PATH, per_sm=None, threads=288):
                  f'        "wgmma.mma_async.sync.aligned.m64n{n}k32.s32.s8.s8 {{{registers}}}, "\n'
                  f'        "%{count}, %{count + 1}, p;\\n}}\\n"\n'
                  f'        : {outputs}\n        : "l"(a), "l"(b), "r"(1));\n}}\n')
-    text += swift_string(path, 'code') + '\n'
+    text += swift_string(path, 'conversions') + swift_string(path, 'code') + '\n'
     for bn, bk, stages, im2col, relu, res, small in variants:
         name = f'kiln_i8_conv_{bn}_{bk}_{stages}_{im2col}{relu}{res}{small}'
         text += (f'extern "C" __global__ void __launch_bounds__({threads}, {blocks_per_sm(bn, per_sm)}) {name}('

@@ -28,6 +28,9 @@ extension CUDAInt8WarpGroupConvolution {
             padsEnd: r.padsEnd, dilations: r.dilations)
         guard window.output.allSatisfy({ $0 > 0 }) else { return false }
         if x[1] % 64 != 0 {
+            let stem = CUDAInt8StemConvolution.Window(
+                channels: x[1], kernel: r.kernel, strides: r.strides, dilations: r.dilations)
+            if !epilogue.residual, CUDAInt8StemConvolution.takes(stem, outputChannels: w[0]) { return true }
             let depth = patchDepth(w[1] * w[2] * w[3])
             return depth <= maximumPatchDepth && patchTile(channels: x[1], window: window, depth: depth) != nil
         }
@@ -112,6 +115,19 @@ extension CUDAInt8WarpGroupConvolution {
         var constants = [Tensor(shape: [alpha.count], scalars: alpha), Tensor(shape: [beta.count], scalars: beta)]
         var scratch: [Int] = []
         var channels = x[3]
+        let stem = CUDAInt8StemConvolution.Window(
+            channels: channels, kernel: r.kernel, strides: r.strides, dilations: r.dilations)
+        if channels % 64 != 0, residual == nil, CUDAInt8StemConvolution.takes(stem, outputChannels: w[0]),
+            info.constants.count > 1, let weights = info.constants[1]
+        {
+            constants.append(try CUDAInt8StemConvolution.fragmentWeights(weights, window: stem, outputChannels: w[0]))
+            let variant = CUDAInt8StemConvolution.Variant(window: stem, floatInput: false, relu: activation == .relu)
+            let launch = CUDAInt8StemConvolution.launch(
+                variant, x: .input(0), inputScale: layer.input.scale, weights: .constant(2), alpha: .constant(0),
+                beta: .constant(1), y: .output(0), images: x[0], height: x[1], width: x[2], output: r.output,
+                pads: r.padsBegin, outputChannels: w[0], multiprocessors: info.multiprocessors)
+            return CUDALowering(steps: [.launch(launch)], constants: constants)
+        }
         if channels % 64 != 0 {
             // The patches as a [pixels, depth] matrix, multiplied as a 1x1 convolution over that many channels.
             let depth = w[1] * w[2] * w[3]

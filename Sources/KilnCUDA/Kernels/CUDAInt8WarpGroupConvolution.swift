@@ -164,19 +164,32 @@ enum CUDAInt8WarpGroupConvolution {
     /// Every instruction width the kernel instantiates.
     static let widths = [64, 128, 256]
 
-    static let code = """
-        template <int BN> __device__ __forceinline__ void kiln_wgmma_i8(int* d, u64 a, u64 b) {
-            if constexpr (BN == 256) kiln_wgmma_i8_n256(d, a, b);
-            else if constexpr (BN == 128) kiln_wgmma_i8_n128(d, a, b);
-            else kiln_wgmma_i8_n64(d, a, b);
-        }
-
+    /// An int32 sum as a float, and a float as its saturated, rounded int8 byte: the epilogue arithmetic of every
+    /// int8 convolution kernel that writes int8.
+    static let conversions = """
         /* An accumulator as a float: exact either way; SMALL (|v| <= 2^22, a reduction of at most 256 products of
            int8 values) through the float 1.5 * 2^23 + v, which needs no conversion instruction (a quarter of the
            rate of the arithmetic). */
         template <int SMALL> __device__ __forceinline__ float kiln_i8_float(int v) {
             if constexpr (SMALL) return __int_as_float(v + 0x4B400000) - 12582912.f;
             else return (float)v;
+        }
+
+        /* Two values clamped to [LO, 127], then rounded half to even by adding 1.5 * 2^23 (the low byte of the
+           sum's bits is the int8 result), as two bytes. */
+        template <int RELU> __device__ __forceinline__ unsigned short kiln_i8_pair(float x0, float x1) {
+            x0 = fminf(fmaxf(x0, RELU ? 0.f : -128.f), 127.f) + 12582912.f;
+            x1 = fminf(fmaxf(x1, RELU ? 0.f : -128.f), 127.f) + 12582912.f;
+            return (unsigned short)__byte_perm(__float_as_uint(x0), __float_as_uint(x1), 0x0040);
+        }
+
+        """
+
+    static let code = """
+        template <int BN> __device__ __forceinline__ void kiln_wgmma_i8(int* d, u64 a, u64 b) {
+            if constexpr (BN == 256) kiln_wgmma_i8_n256(d, a, b);
+            else if constexpr (BN == 128) kiln_wgmma_i8_n128(d, a, b);
+            else kiln_wgmma_i8_n64(d, a, b);
         }
 
         /* A K-major shared-memory matrix descriptor for rows of SW bytes swizzled over SW bytes (128 or 64): the
@@ -341,11 +354,7 @@ enum CUDAInt8WarpGroupConvolution {
                             x0 += residualScale * (__uint_as_float((v & 0xFFu) ^ 0x4B000080u) - 8388736.f);
                             x1 += residualScale * (__uint_as_float(((v >> 8) & 0xFFu) ^ 0x4B000080u) - 8388736.f);
                         }
-                        /* Clamped, then rounded half to even by adding 1.5 * 2^23: the low byte of the sum's bits is
-                           the int8 result. */
-                        x0 = fminf(fmaxf(x0, RELU ? 0.f : -128.f), 127.f) + 12582912.f;
-                        x1 = fminf(fmaxf(x1, RELU ? 0.f : -128.f), 127.f) + 12582912.f;
-                        *at = (unsigned short)__byte_perm(__float_as_uint(x0), __float_as_uint(x1), 0x0040);
+                        *at = kiln_i8_pair<RELU>(x0, x1);
                     }
                 }
                 __syncwarp();
@@ -395,7 +404,8 @@ enum CUDAInt8WarpGroupConvolution {
 
                 """
             let text =
-                CUDAWarpGroupProduct.tensorMemory + widths.map { instruction(n: $0) }.joined() + code + entry
+                CUDAWarpGroupProduct.tensorMemory + widths.map { instruction(n: $0) }.joined() + conversions + code
+                + entry
             return CUDASource(
                 name: String(function.dropFirst("kiln_".count)), code: text, architectureSpecific: true)
         }
