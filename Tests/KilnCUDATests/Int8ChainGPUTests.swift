@@ -139,9 +139,10 @@ import Testing
     }
 }
 
-/// Convolutions over fewer than 64 channels chain as int8 patches (`kiln_int8_patches_staged`): strided,
-/// dilated, padded and patch-embedding windows, and rows wider than one block's 128 pixels, against the CPU
-/// reference kernels on the same engine graph.
+/// Convolutions over fewer than 64 channels chain through the direct stem kernel (`kiln_i8_stem`: strided,
+/// dilated, padded and patch-embedding windows, tiles past the output's edges, two blocks of output channels) or,
+/// where its weights would not fit, as int8 patches (`kiln_int8_patches_staged`, rows wider than one block's 128
+/// pixels), against the CPU reference kernels on the same engine graph.
 @Suite struct Int8PatchesGPUTests {
     struct Stem: Sendable, CustomStringConvertible {
         var image: [Int]
@@ -156,6 +157,7 @@ import Testing
         Stem(image: [2, 3, 40, 300], weights: [64, 3, 7, 7], strides: [2, 2], pads: [3, 3, 3, 3]),
         Stem(image: [2, 5, 9, 30], weights: [64, 5, 3, 3], strides: [1, 1], pads: [2, 2, 2, 2], dilations: [2, 2]),
         Stem(image: [3, 16, 16, 16], weights: [128, 16, 4, 4], strides: [4, 4], pads: [0, 0, 0, 0]),
+        Stem(image: [2, 16, 20, 300], weights: [64, 16, 7, 7], strides: [2, 2], pads: [3, 3, 3, 3]),
     ]
 
     @Test(.enabled(if: gpuUsable), arguments: stems) func aStemsPatchesMatchTheReference(_ stem: Stem) throws {
@@ -256,35 +258,72 @@ import Testing
             return CUDAInt8WarpGroupConvolution.takes(node, x: x, w: w, architecture: 90, im2col: true)
         }
         #expect(takes([64, 64, 56, 56], [64, 64, 3, 3], pads: [1, 1, 1, 1]))
-        #expect(takes([64, 3, 224, 224], [64, 3, 7, 7], pads: [3, 3, 3, 3]), "a stem, as patches")
+        #expect(takes([64, 3, 224, 224], [64, 3, 7, 7], pads: [3, 3, 3, 3]), "a stem, on the direct kernel")
+        #expect(takes([64, 16, 224, 224], [64, 16, 7, 7], pads: [3, 3, 3, 3]), "a long stem, as patches")
         #expect(!takes([64, 64, 56, 56], [96, 64, 1, 1]), "output channels not a multiple of 64")
         #expect(!takes([64, 64, 56, 56], [64, 32, 1, 1], group: 2), "grouped")
         #expect(!takes([64, 64, 56, 56], [64, 64, 1, 1], .sigmoid), "an activation other than ReLU")
         #expect(!takes([1, 48, 9, 9], [64, 48, 5, 5]), "patches longer than the limit")
     }
 
-    @Test func fewChannelsAreMultipliedAsPatches() throws {
+    /// The lowering of a chained convolution over `channels` channels with a `kernel` x `kernel` window, stride 2,
+    /// into 64 channels, and its weights.
+    static func lowerFewChannels(channels: Int, kernel: Int) throws -> (CUDALowering, Tensor) {
         let layer = QuantizedConvolutionLayer(
             ConvolutionParameters(strides: [2, 2], pads: [1, 1, 1, 1]), input: .init(scale: 0.5),
             epilogue: .init(activation: .relu), output: .init(scale: 0.25), writesQuantized: true, channelsLast: true)
+        let count = 64 * kernel * kernel * channels
         let weights = Tensor(
-            shape: [64, 3, 3, 3], scalars: (0..<1728).map { Int8(truncatingIfNeeded: $0 % 200 - 100) })
+            shape: [64, kernel, kernel, channels],
+            scalars: (0..<count).map { Int8(truncatingIfNeeded: $0 % 200 - 100) })
         let scales = Tensor(shape: [64], scalars: [Float](repeating: 0.01, count: 64))
+        let out = (9 + 2 - kernel) / 2 + 1
         let lowering = try CUDAInt8WarpGroupConvolution.lower(
             layer,
             Self.info(
                 layer,
                 [
-                    TensorType(.int8, dims: [2, 9, 9, 3]), TensorType(.int8, dims: [64, 3, 3, 3]),
-                    TensorType(.float32, dims: [64]),
-                ], TensorType(.int8, dims: [2, 5, 5, 64]), [nil, weights, scales]))
-        #expect(lowering.steps.count == 2 && lowering.scratchBytes == [2 * 25 * 64])
-        // The weights as rows of 27 taps, zero-padded to 64.
+                    TensorType(.int8, dims: [2, 9, 9, channels]),
+                    TensorType(.int8, dims: [64, kernel, kernel, channels]), TensorType(.float32, dims: [64]),
+                ], TensorType(.int8, dims: [2, out, out, 64]), [nil, weights, scales]))
+        return (lowering, weights)
+    }
+
+    @Test func fewChannelsTakeTheDirectStemKernel() throws {
+        let (lowering, weights) = try Self.lowerFewChannels(channels: 3, kernel: 3)
+        guard lowering.steps.count == 1, case .launch(let launch) = lowering.steps[0] else {
+            Issue.record("expected one launch, got \(lowering.steps)")
+            return
+        }
+        #expect(launch.function == "kiln_i8_stem_c3_k3x3_s2x2_d1x1_i8_relu" && lowering.scratchBytes.isEmpty)
+        // 27 taps of one word each (three channels and a zero) in 4 words, in the order the fragments read them:
+        // block, step, warp column, half, lane (g, t), fragments 2 half and 2 half + 1, words 8 step + t and + 4.
+        let fragments = try #require(lowering.constants.last).scalars(as: Int8.self)
+        #expect(fragments.count == 2 * 2048)
+        let w = weights.scalars(as: Int8.self)
+        var mismatches = 0
+        for index in 0..<(fragments.count / 4) {
+            let pair = index % 2, lane = index / 4 % 32, fragment = index / 2 % 2 + 2 * (index / 128 % 2)
+            let wn = index / 256 % 2, step = index / 512
+            let n = wn * 32 + fragment * 8 + lane / 4, word = 8 * step + lane % 4 + 4 * pair
+            for byte in 0..<4 {
+                let expected = word < 9 && byte < 3 ? w[(n * 9 + word) * 3 + byte] : 0
+                if fragments[index * 4 + byte] != expected { mismatches += 1 }
+            }
+        }
+        #expect(mismatches == 0)
+    }
+
+    @Test func fewChannelsWithLongWindowsAreMultipliedAsPatches() throws {
+        // 49 taps of 16 channels (4 words each): 25 steps, more than the stem kernel keeps.
+        let (lowering, weights) = try Self.lowerFewChannels(channels: 16, kernel: 7)
+        #expect(lowering.steps.count == 2 && lowering.scratchBytes == [2 * 3 * 3 * 832])
+        // The weights as rows of 784 values, zero-padded to 832.
         let rows = try #require(lowering.constants.last)
-        #expect(rows.shape == [64, 64])
+        #expect(rows.shape == [64, 832])
         let values = rows.scalars(as: Int8.self)
-        #expect(Array(values[64..<91]) == Array(weights.scalars(as: Int8.self)[27..<54]))
-        #expect(values[91..<128].allSatisfy { $0 == 0 })
+        #expect(Array(values[832..<1616]) == Array(weights.scalars(as: Int8.self)[784..<1568]))
+        #expect(values[1616..<1664].allSatisfy { $0 == 0 })
     }
 
     @Test func anUnchainedFormIsRefusedWithAReason() throws {
