@@ -296,8 +296,9 @@ import Testing
             return
         }
         #expect(launch.function == "kiln_i8_stem_c3_k3x3_s2x2_d1x1_i8_relu" && lowering.scratchBytes.isEmpty)
-        // 27 taps of one word each (three channels and a zero) in 4 words, in the order the fragments read them:
-        // block, step, warp column, half, lane (g, t), fragments 2 half and 2 half + 1, words 8 step + t and + 4.
+        // 9 taps of one word each (three channels and a zero), two window rows (6 words) a step of 8, in the order
+        // the fragments read them: block, step, warp column, half, lane (g, t), fragments 2 half and 2 half + 1,
+        // the step's words t and t + 4.
         let fragments = try #require(lowering.constants.last).scalars(as: Int8.self)
         #expect(fragments.count == 2 * 2048)
         let w = weights.scalars(as: Int8.self)
@@ -305,9 +306,9 @@ import Testing
         for index in 0..<(fragments.count / 4) {
             let pair = index % 2, lane = index / 4 % 32, fragment = index / 2 % 2 + 2 * (index / 128 % 2)
             let wn = index / 256 % 2, step = index / 512
-            let n = wn * 32 + fragment * 8 + lane / 4, word = 8 * step + lane % 4 + 4 * pair
+            let n = wn * 32 + fragment * 8 + lane / 4, slot = lane % 4 + 4 * pair, tap = 6 * step + slot
             for byte in 0..<4 {
-                let expected = word < 9 && byte < 3 ? w[(n * 9 + word) * 3 + byte] : 0
+                let expected = slot < 6 && tap < 9 && byte < 3 ? w[(n * 9 + tap) * 3 + byte] : 0
                 if fragments[index * 4 + byte] != expected { mismatches += 1 }
             }
         }

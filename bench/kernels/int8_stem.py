@@ -2,9 +2,9 @@
 # from the pip CUDA packages, no Swift): `kiln_int8_patches_staged` (CUDAQuantizedProducts+Source.swift, read
 # from the tree) writing ResNet-50's 7x7 stride-2 patches of an int8 NHWC batch as rows of 192 bytes, checked
 # against torch's unfold. The second half, the 1x1 product over those rows, is `int8_conv.py --only stem.rows`.
-# Then Kiln's direct stem (`kiln_i8_stem`, CUDAInt8StemConvolution.swift), which replaces both halves: from the
-# int8 NHWC input and from the float NCHW input (quantized on the way in), checked byte for byte against torch's
-# float convolution of the same int8 values with the same epilogue (ReLU, round half to even, saturate).
+# Then Kiln's direct stem (`kiln_i8_stem`, CUDAInt8StemConvolution.swift), which replaces both halves, on
+# ResNet-50's and MobileNetV2's stems and two smaller windows, checked byte for byte against torch's float
+# convolution of the same int8 values with the same epilogue (ReLU, round half to even, saturate).
 # Use: python3 bench/kernels/int8_stem.py [--batch 64] [--blocks 2,3]
 import argparse, ctypes, os, re, textwrap
 import torch
@@ -24,14 +24,33 @@ def kernel_text():
 STEM = 'Sources/KilnCUDA/Kernels/CUDAInt8StemConvolution.swift'
 
 
-def fragment_weights(w, steps):
+def stem_window(C, K):
+    """As CUDAInt8StemConvolution.Window for a K x K window over C channels: words a pixel, window rows a step
+    (0: taps run on across rows), steps, and the (row, column, word) of each step's slot (None: padding)."""
+    words = (C + 3) // 4
+    rows = 8 // (K * words) if K * words <= 8 else 0
+    steps = (K + rows - 1) // rows if rows else (K * K * words + 7) // 8
+
+    def word(step, slot):
+        if rows:
+            row, rest = step * rows + slot // (K * words), slot % (K * words)
+            return (row, rest // words, rest % words) if slot < rows * K * words and row < K else None
+        index = step * 8 + slot
+        tap = index // words
+        return (tap // K, tap % K, index % words) if tap < K * K else None
+    return words, rows, steps, word
+
+
+def fragment_weights(w, steps, word):
     """As CUDAInt8StemConvolution.fragmentWeights: [M, kh, kw, C] int8 to the order the fragments read."""
     M, KH, KW, C = w.shape
     words = (C + 3) // 4
-    padded = torch.zeros(M, KH * KW, words * 4, dtype=torch.int8)
-    padded[:, :, :C] = w.reshape(M, KH * KW, C)
-    flat = torch.zeros(M, steps * 8, 4, dtype=torch.int8)
-    flat[:, :KH * KW * words] = padded.reshape(M, KH * KW * words, 4)
+    padded = torch.zeros(M, KH, KW, words * 4, dtype=torch.int8)
+    padded[..., :C] = w
+    padded = padded.reshape(M, KH, KW, words, 4)
+    zero = torch.zeros(M, 4, dtype=torch.int8)
+    slots = [[padded[:, p[0], p[1], p[2]] if p else zero for p in (word(s, u) for u in range(8))]
+             for s in range(steps)]
     out = []
     for block in range(M // 64):
         for step in range(steps):
@@ -41,33 +60,29 @@ def fragment_weights(w, steps):
                         g, t = lane // 4, lane % 4
                         for fragment in (2 * half, 2 * half + 1):
                             n = block * 64 + wn * 32 + fragment * 8 + g
-                            out += [flat[n, 8 * step + t], flat[n, 8 * step + t + 4]]
+                            out += [slots[step][t][n], slots[step][t + 4][n]]
     return torch.stack(out).reshape(-1)
 
 
 def direct(args, cuda, B, C, H, K, S, P, M=64):
     OH = (H + 2 * P - K) // S + 1
-    words = (C + 3) // 4
-    steps = (K * K * words + 7) // 8
-    IH, IW = 7 * S + K, 15 * S + K
+    words, rows, steps, word = stem_window(C, K)
+    IH, IW = 7 * S + (rows * steps if rows else K), 15 * S + K
     row = IW * words
     pitch = row + (16 - row % 32 + 32) % 32
-    shared = steps * 2048 + 2 * 64 * 4 + IH * pitch * 4 + 8 * 32 * 48
+    shared = 2 * 64 * 4 + IH * pitch * 4 + 8 * 32 * 48
     small = int(K * K * C <= 256)
     prelude = swift_string('Sources/KilnCUDA/Lowering/CUDAPrelude.swift', 'text')
-    source = (prelude + swift_string(PATH, 'quantizeOne')
-              + swift_string('Sources/KilnCUDA/Kernels/CUDAInt8WarpGroupConvolution.swift', 'conversions')
+    source = (prelude + swift_string('Sources/KilnCUDA/Kernels/CUDAInt8WarpGroupConvolution.swift', 'conversions')
               + swift_string(STEM, 'code'))
     names = []
     for blocks in args.blocks:
-        for float_in in (0, 1):
-            name = f'stem_b{blocks}_{"f32" if float_in else "i8"}'
-            names.append((name, blocks, float_in))
-            source += (f'extern "C" __global__ void __launch_bounds__(256, {blocks}) {name}(const void* X, '
-                       'float inputScale, const uint4* B, const float* alpha, const float* beta, signed char* Y, '
-                       'KilnDims g) {\n'
-                       f'    kiln_i8_stem<{C}, {words}, {K}, {K}, {S}, {S}, 1, 1, {steps}, {float_in}, 1, {small}>'
-                       '(X, inputScale, B, alpha, beta, Y, g);\n}\n')
+        name = f'stem_b{blocks}'
+        names.append((name, blocks))
+        source += (f'extern "C" __global__ void __launch_bounds__(256, {blocks}) {name}(const signed char* X, '
+                   'const uint4* B, const float* alpha, const float* beta, signed char* Y, KilnDims g) {\n'
+                   f'    kiln_i8_stem<{C}, {words}, {K}, {K}, {S}, {S}, 1, 1, {steps}, {rows}, 1, {small}>'
+                   '(X, B, alpha, beta, Y, g);\n}\n')
     major, minor = torch.cuda.get_device_capability()
     cubin, log = compile_cubin(source, f'{major}{minor}')
     module = ctypes.c_void_p()
@@ -84,10 +99,10 @@ def direct(args, cuda, B, C, H, K, S, P, M=64):
     acc = F.conv2d(q, w.permute(0, 3, 1, 2).float().cuda(), stride=S, padding=P)
     reference = torch.round((acc * alpha[None, :, None, None] + beta[None, :, None, None]).clamp(0, 127))
     reference = reference.to(torch.int8).permute(0, 2, 3, 1).contiguous()
-    weights = fragment_weights(w, steps).cuda()
+    weights = fragment_weights(w, steps, word).cuda()
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     tiles = B * ((OH + 7) // 8) * ((OH + 15) // 16)
-    for name, blocks, float_in in names:
+    for name, blocks in names:
         usage = re.search(rf"Compiling entry function '{name}'.*?(Used [^\n]*)", log, re.S)
         function = ctypes.c_void_p()
         assert cuda.cuModuleGetFunction(ctypes.byref(function), module, name.encode()) == 0
@@ -95,8 +110,7 @@ def direct(args, cuda, B, C, H, K, S, P, M=64):
             assert cuda.cuFuncSetAttribute(function, 8, shared) == 0
         out = torch.full((B, OH, OH, M), 7, device='cuda', dtype=torch.int8)
         grid = min(tiles, sms * blocks * 64 // M)
-        values = [ctypes.c_uint64((image if float_in else x).data_ptr()), ctypes.c_float(scale),
-                  ctypes.c_uint64(weights.data_ptr()), ctypes.c_uint64(alpha.data_ptr()),
+        values = [ctypes.c_uint64(x.data_ptr()), ctypes.c_uint64(weights.data_ptr()), ctypes.c_uint64(alpha.data_ptr()),
                   ctypes.c_uint64(beta.data_ptr()), ctypes.c_uint64(out.data_ptr()),
                   dims(B, H, H, OH, OH, M, P, P)]
         pointers = (ctypes.c_void_p * len(values))(*[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values])
@@ -117,7 +131,7 @@ def direct(args, cuda, B, C, H, K, S, P, M=64):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--batch', type=int, default=64)
-    parser.add_argument('--blocks', default='2,3', help='blocks an SM for the direct kernel (launch bounds)')
+    parser.add_argument('--blocks', default='2', help='blocks an SM for the direct kernel (launch bounds), e.g. 1,2')
     args = parser.parse_args()
     args.blocks = [int(v) for v in args.blocks.split(',')]
     torch.zeros(1, device='cuda')  # the CUDA context the driver calls below use
@@ -164,7 +178,7 @@ def main():
         t = graph_time(run)
         print(f'{name}: batch {B}, {blocks} blocks, {written / 1e6:.0f} MB of rows in {t:.1f} us '
               f'({written / t / 1e6:.2f} TB/s written); {wrong} bytes wrong', flush=True)
-    for C, H, K, S, P in ((3, 224, 7, 2, 3), (3, 224, 3, 2, 1), (5, 64, 3, 1, 1)):
+    for C, H, K, S, P in ((3, 224, 7, 2, 3), (3, 224, 3, 2, 1), (5, 64, 3, 1, 1), (16, 64, 4, 1, 0)):
         direct(args, cuda, B, C, H, K, S, P)
 
 

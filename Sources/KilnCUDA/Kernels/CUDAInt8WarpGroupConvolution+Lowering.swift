@@ -121,9 +121,9 @@ extension CUDAInt8WarpGroupConvolution {
             info.constants.count > 1, let weights = info.constants[1]
         {
             constants.append(try CUDAInt8StemConvolution.fragmentWeights(weights, window: stem, outputChannels: w[0]))
-            let variant = CUDAInt8StemConvolution.Variant(window: stem, floatInput: false, relu: activation == .relu)
+            let variant = CUDAInt8StemConvolution.Variant(window: stem, relu: activation == .relu)
             let launch = CUDAInt8StemConvolution.launch(
-                variant, x: .input(0), inputScale: layer.input.scale, weights: .constant(2), alpha: .constant(0),
+                variant, x: .input(0), weights: .constant(2), alpha: .constant(0),
                 beta: .constant(1), y: .output(0), images: x[0], height: x[1], width: x[2], output: r.output,
                 pads: r.padsBegin, outputChannels: w[0], multiprocessors: info.multiprocessors)
             return CUDALowering(steps: [.launch(launch)], constants: constants)

@@ -6,7 +6,13 @@ extension CUDAQuantizedProducts {
     static let source = CUDASource(name: "int8_products", code: code)
 
     static let code =
-        CUDALinearAlgebraEpilogue.activationCode + sharedCode + quantizeOne + """
+        CUDALinearAlgebraEpilogue.activationCode + sharedCode + """
+            __device__ __forceinline__ unsigned kiln_quantize1(float x, float scale, int zp, int lo, int hi) {
+                float r = __fadd_rn(rintf(__fdiv_rn(x, scale)), (float)zp);
+                r = isnan(r) ? 0.0f : fminf(fmaxf(r, (float)lo), (float)hi);
+                return (unsigned)(int)r & 0xFFu;
+            }
+
             /* Four values a thread (one 16-byte or 8-byte load, one 4-byte store) where both pointers allow, then
                the rest one at a time. F: float or a 16-bit float, widened before the division. */
             template <typename F> struct __align__(4 * sizeof(F)) kiln_four { F v[4]; };
@@ -378,18 +384,6 @@ extension CUDAQuantizedProducts {
     /// stored byte) or products: the quantizing NHWC transpose and padded rows the cuBLASLt products read, and the
     /// direct 2-D convolution for grouped convolutions and weights that are not constants (one thread per output,
     /// `tap` adding one product to the sum, `finish` writing output `i` of output channel `m`).
-    /// One value quantized as the quantize layers do (divided by the scale, rounded half to even, shifted by the
-    /// zero point, saturated; NaN to 0), as the low byte of the result: also the stem convolution's, which
-    /// quantizes its float input itself.
-    static let quantizeOne = """
-        __device__ __forceinline__ unsigned kiln_quantize1(float x, float scale, int zp, int lo, int hi) {
-            float r = __fadd_rn(rintf(__fdiv_rn(x, scale)), (float)zp);
-            r = isnan(r) ? 0.0f : fminf(fmaxf(r, (float)lo), (float)hi);
-            return (unsigned)(int)r & 0xFFu;
-        }
-
-        """
-
     static let sharedCode = """
         /* x [N, C, HW] float -> q [N, HW, C] bytes through a 32x32 shared tile, so both the float reads and the
            byte writes are coalesced. Block 32x8; grid (HW/32, C/32, N). */
