@@ -71,6 +71,13 @@ public final class CUDADevice: Device {
             node, input: input, architecture: context.computeCapability, tf32: options.kernels.allowTF32)
     }
 
+    /// A chained int8 convolution over few channels (a stem) on the direct stem kernel loads the quantized image
+    /// channels-first as it stages each tile's window: on ResNet-50 at batch 64 that saves the transpose in front
+    /// of the stem (BENCHMARKS.md).
+    public func readsChannelsFirst(_ node: Node, input: TensorType, weights: TensorType) -> Bool {
+        CUDAInt8WarpGroupConvolution.takesChannelsFirst(node, input: input, weights: weights)
+    }
+
     /// Float32 products where Kiln's split-TF32 kernel has its warpgroup form (Hopper, TF32 off), which takes B
     /// only as `[N, K]`: on BERT-base's and ViT-B/16's projections at batch 64 it ran 1.4-1.5x faster than
     /// cuBLAS strict float32 (`bench/kernels/split_product.py`, H100). Timing still chooses among both.

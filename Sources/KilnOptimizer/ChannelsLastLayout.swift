@@ -12,18 +12,27 @@ import KilnIR
 /// layers whose activation inputs all come from the region with the output's shape (constant operands,
 /// broadcast per channel or scalar, are permuted to match). Regions with fewer than `minimumConvolutions`
 /// convolutions stay as they are: the transposes around a single convolution (a vision transformer's patch
-/// embedding) cost more than they save.
+/// embedding) cost more than they save. A chained int8 convolution whose input comes from outside the region
+/// reads it channels-first where the device says its kernel loads it so (`readsChannelsFirst`: a stem over an
+/// image's few channels), and no transpose goes in front of it.
 /// Runs after the precision passes; the builder applies it when the device asks for it.
 public struct ChannelsLastLayout: Sendable {
     /// What `--no-fuse` and `--passes` call it.
     public static let name = "channels-last"
     /// Whether the device runs this node's channels-last form fast, given its (channels-first) input's type.
     public var runsChannelsLast: @Sendable (Node, TensorType) -> Bool
+    /// Whether the device's channels-last kernel for this chained int8 convolution (its input's and weights'
+    /// channels-first types) reads the input channels-first.
+    public var readsChannelsFirst: @Sendable (Node, TensorType, TensorType) -> Bool
     public var minimumConvolutions: Int
 
-    public init(minimumConvolutions: Int = 2, runsChannelsLast: @escaping @Sendable (Node, TensorType) -> Bool) {
+    public init(
+        minimumConvolutions: Int = 2, runsChannelsLast: @escaping @Sendable (Node, TensorType) -> Bool,
+        readsChannelsFirst: @escaping @Sendable (Node, TensorType, TensorType) -> Bool = { _, _, _ in false }
+    ) {
         self.minimumConvolutions = minimumConvolutions
         self.runsChannelsLast = runsChannelsLast
+        self.readsChannelsFirst = readsChannelsFirst
     }
 
     /// Rewrites `graph` (types inferred) and returns how many layers now run channels-last.
@@ -31,7 +40,7 @@ public struct ChannelsLastLayout: Sendable {
     public func apply(_ graph: inout Graph) throws -> Int {
         let members = regions(graph)
         guard !members.isEmpty else { return 0 }
-        var rewriter = LayoutRewriter(graph: graph, members: members)
+        var rewriter = LayoutRewriter(graph: graph, members: members, readsChannelsFirst: readsChannelsFirst)
         for (index, node) in graph.nodes.enumerated() { try rewriter.append(node, member: members.contains(index)) }
         graph = try rewriter.finish()
         Self.sinkUpperClips(&graph)
@@ -150,15 +159,17 @@ public struct ChannelsLastLayout: Sendable {
 private struct LayoutRewriter {
     var graph: Graph
     let members: Set<Int>
+    let readsChannelsFirst: @Sendable (Node, TensorType, TensorType) -> Bool
     var nodes: [Node] = []
     /// Values that exist channels-last now, by their channels-first name.
     var channelsLast: Set<String> = []
     /// Values produced inside the region that something outside reads (or the caller).
     let leaving: Set<String>
 
-    init(graph: Graph, members: Set<Int>) {
+    init(graph: Graph, members: Set<Int>, readsChannelsFirst: @escaping @Sendable (Node, TensorType, TensorType) -> Bool) {
         self.graph = graph
         self.members = members
+        self.readsChannelsFirst = readsChannelsFirst
         var outside: Set<String> = Set(graph.outputs.map(\.name))
         for (i, node) in graph.nodes.enumerated() where !members.contains(i) { outside.formUnion(node.inputs) }
         for node in graph.nodes { for sub in node.layer.subgraphs { outside.formUnion(sub.capturedValues) } }
@@ -214,8 +225,13 @@ private struct LayoutRewriter {
             if conv.epilogue.residual, node.inputs.count > 3 { node.inputs[3] = try channelsLastValue(node.inputs[3]) }
         case var conv as QuantizedConvolutionLayer:
             conv.channelsLast = true
+            if conv.writesQuantized, !channelsLast.contains(node.inputs[0]),
+                let x = graph.type(of: node.inputs[0])?.tensorType, let w = graph.type(of: node.inputs[1])?.tensorType
+            {
+                conv.channelsFirstInput = readsChannelsFirst(node, x, w)
+            }
             node.layer = conv
-            for i in [0, 1, 4] where i < node.inputs.count && (i < 4 || conv.epilogue.residual) {
+            for i in conv.channelsLastInputs where i < node.inputs.count && (i < 4 || conv.epilogue.residual) {
                 node.inputs[i] = try channelsLastValue(node.inputs[i])
             }
         case var pool as PoolLayer:

@@ -58,7 +58,10 @@ public enum Builder {
     static func applyDeviceLayout(_ graph: inout Graph, device: any Device, config: BuilderConfig) throws {
         guard config.optimize else { return }
         if !config.disabledPasses.contains(ChannelsLastLayout.name) {
-            try ChannelsLastLayout(runsChannelsLast: { device.runsChannelsLast($0, input: $1) }).apply(&graph)
+            try ChannelsLastLayout(
+                runsChannelsLast: { device.runsChannelsLast($0, input: $1) },
+                readsChannelsFirst: { device.readsChannelsFirst($0, input: $1, weights: $2) }
+            ).apply(&graph)
         }
         if !config.disabledPasses.contains(WeightRows.name) {
             WeightRows(wants: { device.takesWeightRows($0, dtype: $1) }).apply(&graph)

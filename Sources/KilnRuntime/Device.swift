@@ -25,6 +25,10 @@ public protocol Device: AnyObject, Sendable {
     /// Whether this device runs `node` (a 2-D convolution or pooling whose first input, stored channels-first,
     /// is `input`) faster with its activations stored channels-last (`ChannelsLastLayout`). Never by default.
     func runsChannelsLast(_ node: Node, input: TensorType) -> Bool
+    /// Whether this device's channels-last kernel for `node` (a chained int8 convolution whose input and
+    /// weights, channels-first, are `input` and `weights`) reads that input channels-first, so no transpose
+    /// goes in front (`ChannelsLastLayout`). Never by default.
+    func readsChannelsFirst(_ node: Node, input: TensorType, weights: TensorType) -> Bool
     /// Whether this device runs `node` (a matMul whose B is a constant `[K, N]` of `dtype`) faster with B
     /// stored as `[N, K]` (`WeightRows`). Never by default.
     func takesWeightRows(_ node: Node, dtype: DType) -> Bool
@@ -72,6 +76,8 @@ extension Device {
     public func runsInHalfPrecision(_ node: Node, dtype: DType) -> Bool { false }
 
     public func runsChannelsLast(_ node: Node, input: TensorType) -> Bool { false }
+
+    public func readsChannelsFirst(_ node: Node, input: TensorType, weights: TensorType) -> Bool { false }
 
     public func takesWeightRows(_ node: Node, dtype: DType) -> Bool { false }
 

@@ -192,6 +192,31 @@ struct Int8ChainingTests {
         #expect(try Self.run(last, x) == Self.run(chained, x), "seed \(seed)")
     }
 
+    /// Where the device's kernel reads a chain's first input channels-first (a stem over the quantized image),
+    /// no transpose goes in front of it, and the reference kernels compute the same.
+    @Test func aChainsFirstConvolutionMayReadItsInputChannelsFirst() throws {
+        var gen = SeededGenerator(seed: seed)
+        let (plain, ranges) = try Self.quantized(try Self.network(residual: true, &gen))
+        var chained = plain
+        try Int8Chaining(ranges: ranges, chains: { _, _, _ in true }).apply(&chained)
+        var last = chained
+        try ChannelsLastLayout(
+            runsChannelsLast: { node, _ in (node.layer as? QuantizedConvolutionLayer)?.writesQuantized == true },
+            readsChannelsFirst: { _, input, weights in
+                input.dtype == .int8 && weights.shape?.count == 4 && input.shape?[1] == .value(8)
+            }
+        ).apply(&last)
+        let convs = last.nodes.compactMap { $0.layer as? QuantizedConvolutionLayer }
+        // Only the first reads from outside the region; the others read the region's own channels-last values.
+        #expect(convs.map(\.channelsFirstInput) == [true, false, false], "\(last)")
+        #expect(last.nodes.filter { $0.layer is TransposeLayer }.map { last.type(of: $0.inputs[0])?.tensorType?.dtype } == [.float32])
+        let first = try #require(last.nodes.first { $0.layer is QuantizedConvolutionLayer })
+        #expect(last.type(of: first.inputs[0])?.tensorType?.shape == [2, 8, 6, 6].map { Dim.value($0) })
+        #expect(last.type(of: first.outputs[0])?.tensorType?.shape == [2, 6, 6, 8].map { Dim.value($0) })
+        let x = Tensor.random([2, 8, 6, 6], in: -1...1, using: &gen)
+        #expect(try Self.run(last, x) == Self.run(chained, x), "seed \(seed)")
+    }
+
     @Test func anInt8BuildChainsWhatTheDeviceChainsAndCalibratesTheChainsEnd() throws {
         var gen = SeededGenerator(seed: seed)
         let graph = try Self.network(residual: true, &gen)

@@ -11,8 +11,8 @@ import Testing
 /// takes (`Int8Chaining`, Hopper): the chain matches the CPU reference kernels running the same engine graph
 /// and stays near float32.
 @Suite struct Int8ChainGPUTests {
-    /// A stem over 3 channels (multiplied as patches) and its max pool, a bottleneck block with a downsampling
-    /// shortcut and a strided 3x3 after it, 64 and 128 channels.
+    /// A stem over 3 channels (the direct stem kernel, reading the quantized image channels-first) and its max
+    /// pool, a bottleneck block with a downsampling shortcut and a strided 3x3 after it, 64 and 128 channels.
     static func network(_ gen: inout SeededGenerator) throws -> Graph {
         var n = NetworkBuilder(name: "bottleneck")
         let image = n.addInput("x", .float32, [4, 3, 28, 28])
@@ -83,6 +83,9 @@ import Testing
                 $0.layer is PoolLayer && engine.graph.type(of: $0.inputs[0])?.tensorType?.dtype == .int8
             }
             #expect(pools.count == (hopper ? 1 : 0), "the stem's max pool runs on its int8 output")
+            let stem = engine.graph.nodes.first { ($0.layer as? QuantizedConvolutionLayer)?.channelsFirstInput == true }
+            #expect((stem != nil) == hopper, "the stem reads the quantized image channels-first")
+            #expect(!engine.graph.nodes.contains { $0.layer is TransposeLayer && $0.outputs == stem?.inputs.prefix(1).map { $0 } })
         }
     }
 }
@@ -295,7 +298,7 @@ import Testing
             Issue.record("expected one launch, got \(lowering.steps)")
             return
         }
-        #expect(launch.function == "kiln_i8_stem_c3_k3x3_s2x2_d1x1_i8_relu" && lowering.scratchBytes.isEmpty)
+        #expect(launch.function == "kiln_i8_stem_c3_k3x3_s2x2_d1x1_relu" && lowering.scratchBytes.isEmpty)
         // 9 taps of one word each (three channels and a zero), two window rows (6 words) a step of 8, in the order
         // the fragments read them: block, step, warp column, half, lane (g, t), fragments 2 half and 2 half + 1,
         // the step's words t and t + 4.
@@ -313,6 +316,36 @@ import Testing
             }
         }
         #expect(mismatches == 0)
+    }
+
+    @Test func aStemReadsItsInputChannelsFirstOnTheDirectKernel() throws {
+        var layer = QuantizedConvolutionLayer(
+            ConvolutionParameters(strides: [2, 2], pads: [3, 3, 3, 3]), input: .init(scale: 0.5),
+            epilogue: .init(activation: .relu), output: .init(scale: 0.25), writesQuantized: true, channelsLast: true,
+            channelsFirstInput: true)
+        let weights = Tensor(shape: [64, 7, 7, 3], scalars: [Int8](repeating: 1, count: 64 * 147))
+        let scales = Tensor(shape: [64], scalars: [Float](repeating: 0.01, count: 64))
+        func lower() throws -> CUDALowering {
+            try CUDAInt8WarpGroupConvolution.lower(
+                layer,
+                Self.info(
+                    layer,
+                    [
+                        TensorType(.int8, dims: [2, 3, 30, 40]), TensorType(.int8, dims: [64, 7, 7, 3]),
+                        TensorType(.float32, dims: [64]),
+                    ], TensorType(.int8, dims: [2, 15, 20, 64]), [nil, weights, scales]))
+        }
+        let lowering = try lower()
+        guard lowering.steps.count == 1, case .launch(let launch) = lowering.steps[0] else {
+            Issue.record("expected one launch, got \(lowering.steps)")
+            return
+        }
+        #expect(launch.function == "kiln_i8_stem_c3_k7x7_s2x2_d1x1_nchw_relu")
+        #expect(launch.arguments.contains(.dims([2, 30, 40, 15, 20, 64, 3, 3])), "N, H, W, Ho, Wo, M, pads")
+        // A residual leaves the direct kernel, and nothing else reads channels-first.
+        layer.epilogue.residual = true
+        layer.residualQuantization = .init(scale: 0.25)
+        #expect(throws: KilnError.self) { try lower() }
     }
 
     @Test func fewChannelsWithLongWindowsAreMultipliedAsPatches() throws {

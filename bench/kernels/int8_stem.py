@@ -3,7 +3,7 @@
 # from the tree) writing ResNet-50's 7x7 stride-2 patches of an int8 NHWC batch as rows of 192 bytes, checked
 # against torch's unfold. The second half, the 1x1 product over those rows, is `int8_conv.py --only stem.rows`.
 # Then Kiln's direct stem (`kiln_i8_stem`, CUDAInt8StemConvolution.swift), which replaces both halves, on
-# ResNet-50's and MobileNetV2's stems and two smaller windows, checked byte for byte against torch's float
+# ResNet-50's and MobileNetV2's stems and two smaller windows, reading int8 NHWC and NCHW, checked byte for byte against torch's float
 # convolution of the same int8 values with the same epilogue (ReLU, round half to even, saturate).
 # Use: python3 bench/kernels/int8_stem.py [--batch 64] [--blocks 2,3]
 import argparse, ctypes, os, re, textwrap
@@ -77,12 +77,13 @@ def direct(args, cuda, B, C, H, K, S, P, M=64):
               + swift_string(STEM, 'code'))
     names = []
     for blocks in args.blocks:
-        name = f'stem_b{blocks}'
-        names.append((name, blocks))
-        source += (f'extern "C" __global__ void __launch_bounds__(256, {blocks}) {name}(const signed char* X, '
-                   'const uint4* B, const float* alpha, const float* beta, signed char* Y, KilnDims g) {\n'
-                   f'    kiln_i8_stem<{C}, {words}, {K}, {K}, {S}, {S}, 1, 1, {steps}, {rows}, 1, {small}>'
-                   '(X, B, alpha, beta, Y, g);\n}\n')
+        for nchw in (0, 1):
+            name = f'stem_b{blocks}_{"nchw" if nchw else "nhwc"}'
+            names.append((name, blocks, nchw))
+            source += (f'extern "C" __global__ void __launch_bounds__(256, {blocks}) {name}(const signed char* X, '
+                       'const uint4* B, const float* alpha, const float* beta, signed char* Y, KilnDims g) {\n'
+                       f'    kiln_i8_stem<{C}, {words}, {K}, {K}, {S}, {S}, 1, 1, {steps}, {rows}, {nchw}, 1, {small}>'
+                       '(X, B, alpha, beta, Y, g);\n}\n')
     major, minor = torch.cuda.get_device_capability()
     cubin, log = compile_cubin(source, f'{major}{minor}')
     module = ctypes.c_void_p()
@@ -92,7 +93,8 @@ def direct(args, cuda, B, C, H, K, S, P, M=64):
     image = torch.randn(B, C, H, H, device='cuda')
     scale = float(image.abs().max()) / 127
     q = torch.round(image / scale).clamp(-128, 127)
-    x = q.to(torch.int8).permute(0, 2, 3, 1).contiguous()
+    planes = q.to(torch.int8).contiguous()
+    x = planes.permute(0, 2, 3, 1).contiguous()
     w = torch.randint(-127, 128, (M, K, K, C), dtype=torch.int8)
     alpha = (torch.rand(M, device='cuda') + 0.5) / 2000
     beta = torch.randn(M, device='cuda') * 20
@@ -102,7 +104,7 @@ def direct(args, cuda, B, C, H, K, S, P, M=64):
     weights = fragment_weights(w, steps, word).cuda()
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     tiles = B * ((OH + 7) // 8) * ((OH + 15) // 16)
-    for name, blocks in names:
+    for name, blocks, nchw in names:
         usage = re.search(rf"Compiling entry function '{name}'.*?(Used [^\n]*)", log, re.S)
         function = ctypes.c_void_p()
         assert cuda.cuModuleGetFunction(ctypes.byref(function), module, name.encode()) == 0
@@ -110,8 +112,8 @@ def direct(args, cuda, B, C, H, K, S, P, M=64):
             assert cuda.cuFuncSetAttribute(function, 8, shared) == 0
         out = torch.full((B, OH, OH, M), 7, device='cuda', dtype=torch.int8)
         grid = min(tiles, sms * blocks * 64 // M)
-        values = [ctypes.c_uint64(x.data_ptr()), ctypes.c_uint64(weights.data_ptr()), ctypes.c_uint64(alpha.data_ptr()),
-                  ctypes.c_uint64(beta.data_ptr()), ctypes.c_uint64(out.data_ptr()),
+        values = [ctypes.c_uint64((planes if nchw else x).data_ptr()), ctypes.c_uint64(weights.data_ptr()),
+                  ctypes.c_uint64(alpha.data_ptr()), ctypes.c_uint64(beta.data_ptr()), ctypes.c_uint64(out.data_ptr()),
                   dims(B, H, H, OH, OH, M, P, P)]
         pointers = (ctypes.c_void_p * len(values))(*[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values])
 

@@ -235,7 +235,8 @@ final class QuantizedConvolutionKernel: Kernel {
                 return [.tensor(Int8Arithmetic.quantized(y, output))]
             }
             guard layer.channelsLast else { return try run(floats) }
-            return try ChannelsLastKernels.run(floats, permuting: [0, 1, 4], threads: context.threads, run)
+            return try ChannelsLastKernels.run(
+                floats, permuting: layer.channelsLastInputs, threads: context.threads, run)
         }
         return [.tensor(try floatOutput(inputs, context))]
     }

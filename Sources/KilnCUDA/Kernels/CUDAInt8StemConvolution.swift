@@ -15,8 +15,10 @@ import KilnIR
 /// through a shared stage into 16-byte stores. The next tile's input is loaded into registers during the
 /// products.
 ///
-/// The input is int8 NHWC, a chain's quantized value. (A form reading the float NCHW image and quantizing it on
-/// the way in measured slower than the quantize and transpose kernels before this one together: BENCHMARKS.md.)
+/// The input is a chain's quantized value, int8 NHWC or NCHW (`channelsFirst`: the quantized image as it is,
+/// with no transpose in front; each pixel's channels are then loads from C planes). (A form reading the float
+/// NCHW image and quantizing it on the way in measured slower than the quantize and transpose kernels before
+/// this one together: BENCHMARKS.md.)
 enum CUDAInt8StemConvolution {
     static let threads = 256
     /// Output pixels of a tile: rows and columns.
@@ -122,9 +124,11 @@ enum CUDAInt8StemConvolution {
         return try out.withUnsafeBytes { try Tensor(dtype: .int8, shape: [out.count], rawBytes: $0) }
     }
 
-    /// One instantiation: the window, ReLU, and the conversion-free path for reductions of at most 256 products.
+    /// One instantiation: the window, the input's layout, ReLU, and the conversion-free path for reductions of at
+    /// most 256 products.
     struct Variant: Hashable {
         var window: Window
+        var channelsFirst: Bool
         var relu: Bool
 
         var small: Bool { window.kernel[0] * window.kernel[1] * window.channels <= 256 }
@@ -132,14 +136,14 @@ enum CUDAInt8StemConvolution {
         var function: String {
             let w = window
             return "kiln_i8_stem_c\(w.channels)_k\(w.kernel[0])x\(w.kernel[1])_s\(w.strides[0])x\(w.strides[1])"
-                + "_d\(w.dilations[0])x\(w.dilations[1])\(relu ? "_relu" : "")"
+                + "_d\(w.dilations[0])x\(w.dilations[1])\(channelsFirst ? "_nchw" : "")\(relu ? "_relu" : "")"
         }
 
         var source: CUDASource {
             let w = window
             let parameters = [
                 w.channels, w.words, w.kernel[0], w.kernel[1], w.strides[0], w.strides[1], w.dilations[0],
-                w.dilations[1], w.steps, w.rowsPerStep ?? 0, relu ? 1 : 0, small ? 1 : 0,
+                w.dilations[1], w.steps, w.rowsPerStep ?? 0, channelsFirst ? 1 : 0, relu ? 1 : 0, small ? 1 : 0,
             ].map(String.init).joined(separator: ", ")
             let entry = """
                 extern "C" __global__ void __launch_bounds__(\(threads), \(blocksPerMultiprocessor)) \(function)(
@@ -157,7 +161,7 @@ enum CUDAInt8StemConvolution {
     }
 
     /// The launch over `images` images of `height` x `width` into `output` (rows, columns) with `pads` (top,
-    /// left): X int8 NHWC, the fragment-ordered weights, alpha and beta `[M]`, Y int8 NHWC.
+    /// left): X int8 (NHWC, or NCHW for a `channelsFirst` variant), the fragment-ordered weights, alpha and beta `[M]`, Y int8 NHWC.
     static func launch(
         _ variant: Variant, x: CUDAOperand, weights: CUDAOperand, alpha: CUDAOperand,
         beta: CUDAOperand, y: CUDAOperand, images: Int, height: Int, width: Int, output: [Int], pads: [Int],
@@ -187,8 +191,8 @@ enum CUDAInt8StemConvolution {
 
         /* g: N, H, W, Ho, Wo, M, pad top, pad left. Block (x, y) takes output channels 64 y ... 64 y + 63 and
            tiles x, x + gridDim.x, ... of 8 x 16 output pixels (image, tile row, tile column). R: window rows a step
-           (0: taps run on across rows). */
-        template <int C, int CW, int KH, int KW, int SH, int SW, int DH, int DW, int STEPS, int R, int RELU,
+           (0: taps run on across rows). NCHW: X is [N, C, H, W], else [N, H, W, C]. */
+        template <int C, int CW, int KH, int KW, int SH, int SW, int DH, int DW, int STEPS, int R, int NCHW, int RELU,
                   int SMALL>
         __device__ __forceinline__ void kiln_i8_stem(
             const signed char* __restrict__ X, const uint4* __restrict__ B, const float* __restrict__ alpha,
@@ -268,14 +272,15 @@ enum CUDAInt8StemConvolution {
             auto fetch = [&](int t) {
                 const int n = t / perImage, r = t - n * perImage, tr = r / tileColumns;
                 const int ih0 = tr * TH * SH - PH, iw0 = (r - tr * tileColumns) * TW * SW - PW;
-                const signed char* x = X + (i64)n * H * W * C;
+                const signed char* x = X + (i64)n * C * H * W;
                 #pragma unroll
                 for (int k = 0; k < PER; ++k) {
                     const int i = tid + 256 * k, row = i / IW, ih = ih0 + row, iw = iw0 + i - row * IW;
                     const bool inside = t < tiles && i < PIXELS && ih >= 0 && ih < H && iw >= 0 && iw < W;
                     const int at = inside ? ih * W + iw : 0;
                     #pragma unroll
-                    for (int c = 0; c < C; ++c) held[k][c] = inside ? x[(i64)at * C + c] : (signed char)0;
+                    for (int c = 0; c < C; ++c)
+                        held[k][c] = inside ? x[NCHW ? (i64)c * H * W + at : (i64)at * C + c] : (signed char)0;
                 }
             };
             auto place = [&]() {

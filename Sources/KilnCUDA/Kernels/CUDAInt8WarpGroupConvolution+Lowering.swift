@@ -37,6 +37,19 @@ extension CUDAInt8WarpGroupConvolution {
         return window.cornersFit && w[1] * w[2] * w[3] <= CUDAQuantizedProducts.maximumDepth
     }
 
+    /// Whether the direct stem kernel takes `node` (a chained int8 convolution whose input and weights,
+    /// channels-first, are `input` and `weights`) reading its input channels-first: few channels, no residual.
+    static func takesChannelsFirst(_ node: Node, input: TensorType, weights: TensorType) -> Bool {
+        guard let layer = node.layer as? QuantizedConvolutionLayer, layer.writesQuantized, !layer.epilogue.residual,
+            layer.parameters.group == 1, let xs = input.shape, xs.count == 4, let c = xs[1].value,
+            let h = xs[2].value, let w = xs[3].value, let ws = weights.concreteShape, ws.count == 4, ws[1] == c,
+            let r = try? layer.parameters.resolve(input: [h, w], kernel: [ws[2], ws[3]])
+        else { return false }
+        let window = CUDAInt8StemConvolution.Window(
+            channels: c, kernel: r.kernel, strides: r.strides, dilations: r.dilations)
+        return CUDAInt8StemConvolution.takes(window, outputChannels: ws[0])
+    }
+
     /// Convolutions over fewer channels than a tile's 64 (a network's stem) multiply their patches instead: each
     /// output pixel's window written out as a row, zero-padded to a multiple of 64, at most this long.
     static let maximumPatchDepth = 1024
@@ -59,16 +72,20 @@ extension CUDAInt8WarpGroupConvolution {
         return nil
     }
 
-    /// The chained convolution: X int8 `[N, H, W, C]`, W int8 `[M, kh, kw, C]`, weight scales and bias
-    /// constants, an optional int8 residual, Y int8 `[N, Ho, Wo, M]`. The scales fold into the kernel's
+    /// The chained convolution: X int8 `[N, H, W, C]` (`[N, C, H, W]` with `channelsFirstInput`), W int8
+    /// `[M, kh, kw, C]`, weight scales and bias constants, an optional int8 residual, Y int8 `[N, Ho, Wo, M]`. The scales fold into the kernel's
     /// `alpha = sx · sw[m] / sy` and `beta = bias[m] / sy`, the residual's into `sr / sy`.
     static func lower(_ layer: QuantizedConvolutionLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
         guard layer.channelsLast, layer.writesQuantized, let output = layer.output else {
             throw KilnError.unsupported(
                 "CUDA runs a convolution.int8 with int8 activations only chained: channels-last, int8 output")
         }
-        let x = try info.inputShape(0)
+        let given = try info.inputShape(0)
         let w = try info.inputShape(1)
+        guard given.count == 4 else {
+            throw KilnError.shapeMismatch("chained convolution.int8: X \(given) is not an image batch")
+        }
+        let x = layer.channelsFirstInput ? [given[0], given[2], given[3], given[1]] : given
         let out = try info.outputShape(0)
         let residual = layer.epilogue.residual ? layer.residualQuantization : nil
         let quantizations = [layer.input, output] + (residual.map { [$0] } ?? [])
@@ -117,11 +134,17 @@ extension CUDAInt8WarpGroupConvolution {
         var channels = x[3]
         let stem = CUDAInt8StemConvolution.Window(
             channels: channels, kernel: r.kernel, strides: r.strides, dilations: r.dilations)
-        if channels % 64 != 0, residual == nil, CUDAInt8StemConvolution.takes(stem, outputChannels: w[0]),
-            info.constants.count > 1, let weights = info.constants[1]
-        {
+        let direct =
+            channels % 64 != 0 && residual == nil && CUDAInt8StemConvolution.takes(stem, outputChannels: w[0])
+        if layer.channelsFirstInput, !direct {
+            throw KilnError.unsupported(
+                "chained convolution.int8 '\(info.node.name)' reads X \(given) channels-first, which only the stem "
+                    + "kernel does, and it does not take this one")
+        }
+        if direct, info.constants.count > 1, let weights = info.constants[1] {
             constants.append(try CUDAInt8StemConvolution.fragmentWeights(weights, window: stem, outputChannels: w[0]))
-            let variant = CUDAInt8StemConvolution.Variant(window: stem, relu: activation == .relu)
+            let variant = CUDAInt8StemConvolution.Variant(
+                window: stem, channelsFirst: layer.channelsFirstInput, relu: activation == .relu)
             let launch = CUDAInt8StemConvolution.launch(
                 variant, x: .input(0), weights: .constant(2), alpha: .constant(0),
                 beta: .constant(1), y: .output(0), images: x[0], height: x[1], width: x[2], output: r.output,

@@ -87,7 +87,9 @@ public struct ActivationQuantization: Sendable, Hashable, Codable, CustomStringC
 /// In a chain of int8 layers (`Int8Chaining`) activations stay quantized between them: X may hold `input`'s
 /// int8 values already, the residual `residualQuantization`'s, and with `writesQuantized` the output holds
 /// `output`'s int8 values instead of floats. With `channelsLast` (`ChannelsLastLayout`) X, the residual and
-/// the output are `[N, spatial..., C]` and W is `[M, k..., C/group]`.
+/// the output are `[N, spatial..., C]` and W is `[M, k..., C/group]`; with `channelsFirstInput` too, X stays
+/// `[N, C, spatial...]` (a network's stem reading the quantized image as it is, where the device's kernel loads
+/// it so: no transpose in front).
 ///
 /// With `input` of type float8e4m3fn (explicitly quantized FP8 models) the weights are float8e4m3fn too and
 /// the products are summed in float32; such a layer reads and writes floats only (chains are int8).
@@ -103,11 +105,13 @@ public struct QuantizedConvolutionLayer: Layer {
     public var writesQuantized: Bool
     /// Activations and weights stored channels-last (`ChannelsLast`).
     public var channelsLast: Bool
+    /// With `channelsLast`: X is channels-first all the same.
+    public var channelsFirstInput: Bool
 
     public init(
         _ parameters: ConvolutionParameters, input: ActivationQuantization, epilogue: Epilogue = Epilogue(),
         output: ActivationQuantization? = nil, residualQuantization: ActivationQuantization? = nil,
-        writesQuantized: Bool = false, channelsLast: Bool = false
+        writesQuantized: Bool = false, channelsLast: Bool = false, channelsFirstInput: Bool = false
     ) {
         self.parameters = parameters
         self.input = input
@@ -116,7 +120,31 @@ public struct QuantizedConvolutionLayer: Layer {
         self.residualQuantization = residualQuantization
         self.writesQuantized = writesQuantized
         self.channelsLast = channelsLast
+        self.channelsFirstInput = channelsFirstInput
     }
+
+    private enum CodingKeys: String, CodingKey {
+        case parameters, epilogue, input, output, residualQuantization, writesQuantized, channelsLast
+        case channelsFirstInput
+    }
+
+    /// Plans written before `channelsFirstInput` existed lack it (false).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            try c.decode(ConvolutionParameters.self, forKey: .parameters),
+            input: try c.decode(ActivationQuantization.self, forKey: .input),
+            epilogue: try c.decode(Epilogue.self, forKey: .epilogue),
+            output: try c.decodeIfPresent(ActivationQuantization.self, forKey: .output),
+            residualQuantization: try c.decodeIfPresent(ActivationQuantization.self, forKey: .residualQuantization),
+            writesQuantized: try c.decode(Bool.self, forKey: .writesQuantized),
+            channelsLast: try c.decode(Bool.self, forKey: .channelsLast),
+            channelsFirstInput: try c.decodeIfPresent(Bool.self, forKey: .channelsFirstInput) ?? false)
+    }
+
+    /// The inputs a channels-last form stores channels-last: X (unless `channelsFirstInput`), W and the
+    /// residual.
+    public var channelsLastInputs: Set<Int> { channelsFirstInput ? [1, 4] : [0, 1, 4] }
 
     /// The type of values X holds: float32, or `input`'s type when X arrives quantized.
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
@@ -137,7 +165,9 @@ public struct QuantizedConvolutionLayer: Layer {
         let dtype = writesQuantized ? output?.type ?? .float32 : .float32
         let types =
             channelsLast
-            ? try ChannelsLast.inferTypes(inputs, permuting: [0, 1, 4]) { [try parameters.forwardOutputType($0)] }
+            ? try ChannelsLast.inferTypes(inputs, permuting: channelsLastInputs) {
+                [try parameters.forwardOutputType($0)]
+            }
             : [try parameters.forwardOutputType(inputs)]
         return types.map { type in type?.tensorType.map { .tensor(TensorType(dtype, $0.shape)) } ?? type }
     }
@@ -147,7 +177,7 @@ public struct QuantizedConvolutionLayer: Layer {
         if !epilogue.isEmpty { parts.append("epilogue=\(epilogue)") }
         if let residualQuantization { parts.append("residual=\(residualQuantization)") }
         if let output { parts.append("output=\(output)\(writesQuantized ? ":stored" : "")") }
-        if channelsLast { parts.append("layout=nhwc") }
+        if channelsLast { parts.append(channelsFirstInput ? "layout=nchw>nhwc" : "layout=nhwc") }
         return parts.joined(separator: ",")
     }
 }
