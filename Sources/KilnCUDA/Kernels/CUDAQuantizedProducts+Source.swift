@@ -13,8 +13,9 @@ extension CUDAQuantizedProducts {
                 return (unsigned)(int)r & 0xFFu;
             }
 
-            /* Four values a thread (one 16-byte or 8-byte load, one 4-byte store) where both pointers allow, then
-               the rest one at a time. F: float or a 16-bit float, widened before the division. */
+            /* Four values a vector (one 16-byte or 8-byte load, one 4-byte store) where both pointers allow, four
+               vectors a thread's loads in flight at once, then the rest one at a time. F: float or a 16-bit float,
+               widened before the division. */
             template <typename F> struct __align__(4 * sizeof(F)) kiln_four { F v[4]; };
 
             template <typename F, typename Q>
@@ -23,12 +24,20 @@ extension CUDAQuantizedProducts {
             {
                 const i64 step = (i64)gridDim.x * blockDim.x, first = (i64)blockIdx.x * blockDim.x + threadIdx.x;
                 const i64 vectors = (((u64)x & (4 * sizeof(F) - 1)) == 0 && ((u64)q & 3) == 0) ? n / 4 : 0;
-                for (i64 v = first; v < vectors; v += step) {
-                    const kiln_four<F> f = reinterpret_cast<const kiln_four<F>*>(x)[v];
-                    reinterpret_cast<unsigned*>(q)[v] = kiln_quantize1((float)f.v[0], scale, zp, lo, hi)
-                        | kiln_quantize1((float)f.v[1], scale, zp, lo, hi) << 8
-                        | kiln_quantize1((float)f.v[2], scale, zp, lo, hi) << 16
-                        | kiln_quantize1((float)f.v[3], scale, zp, lo, hi) << 24;
+                for (i64 v = first; v < vectors; v += 4 * step) {
+                    kiln_four<F> f[4];
+                    #pragma unroll
+                    for (int u = 0; u < 4; ++u)
+                        if (v + u * step < vectors) f[u] = reinterpret_cast<const kiln_four<F>*>(x)[v + u * step];
+                    #pragma unroll
+                    for (int u = 0; u < 4; ++u) {
+                        if (v + u * step >= vectors) break;
+                        reinterpret_cast<unsigned*>(q)[v + u * step] =
+                            kiln_quantize1((float)f[u].v[0], scale, zp, lo, hi)
+                            | kiln_quantize1((float)f[u].v[1], scale, zp, lo, hi) << 8
+                            | kiln_quantize1((float)f[u].v[2], scale, zp, lo, hi) << 16
+                            | kiln_quantize1((float)f[u].v[3], scale, zp, lo, hi) << 24;
+                    }
                 }
                 for (i64 i = 4 * vectors + first; i < n; i += step)
                     q[i] = (Q)kiln_quantize1((float)x[i], scale, zp, lo, hi);
