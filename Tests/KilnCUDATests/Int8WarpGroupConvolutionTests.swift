@@ -57,7 +57,8 @@ import Testing
         #expect(one.function.hasSuffix("_0101"), "no im2col, ReLU, no residual, a short reduction: \(one.function)")
     }
 
-    /// The builder times every tile width that divides the output channels, the wave model's pick first.
+    /// The builder times every tile width that divides the output channels, the wave model's pick first, and
+    /// 128-column tiles two blocks an SM.
     @Test func offersEveryTileWidthThatDivides() throws {
         func launches(_ cout: Int) -> [CUDALaunch] {
             CUDAInt8WarpGroupConvolution.launches(
@@ -71,8 +72,12 @@ import Testing
                 residualScale: 0, relu: true, architecture: 90, multiprocessors: 132))
         #expect(wide.first == first)
         #expect(Set(wide.map { $0.function.split(separator: "_")[3] }) == ["256", "128", "64"])
+        #expect(wide.count == 4)
+        let paired = try #require(wide.last)
+        #expect(paired.function.hasPrefix("kiln_i8_conv_128_") && paired.function.hasSuffix("_b2"))
+        #expect(paired.grid.x == 264 && paired.source.code.contains("__launch_bounds__(288, 2)"))
         #expect(launches(192).count == 1, "only 64-column tiles divide 192 channels")
-        #expect(launches(128).count == 2)
+        #expect(launches(128).count == 3)
     }
 
     /// The tile widths the wave model picks on ResNet-50's batch-64 shapes are the ones
@@ -110,12 +115,13 @@ import Testing
             }
             return
         }
-        for (columns, depth, im2col, residual, small) in [
-            (256, 128, true, false, false), (64, 64, false, true, true), (128, 128, true, true, false),
+        for (columns, depth, im2col, residual, small, blocks) in [
+            (256, 128, true, false, false, 1), (64, 64, false, true, true, 2), (128, 128, true, true, false, 1),
+            (128, 64, false, true, true, 2),
         ] {
             let source = CUDAInt8WarpGroupConvolution.Variant(
                 columns: columns, depth: depth, stages: 3, im2col: im2col, relu: true, residual: residual,
-                small: small
+                small: small, blocks: blocks
             ).source
             let cubin = try nvrtc.compile(source, architecture: 90)
             #expect(Array(cubin.prefix(4)) == [0x7F, 0x45, 0x4C, 0x46], "\(source.name)")

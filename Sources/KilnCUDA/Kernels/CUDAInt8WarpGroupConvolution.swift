@@ -27,9 +27,14 @@ enum CUDAInt8WarpGroupConvolution {
     static let threads = 288
     /// Blocks of 64-column tiles resident on one SM: their 72 registers a thread and shared memory leave room
     /// for two, whose epilogues then overlap; ResNet-50's 3x3 over 64 channels at batch 64 took 30.1 us so
-    /// against 39.8 with one (`bench/kernels/int8_conv.py --blocks-per-sm 2`). Wider tiles keep one (128
-    /// columns fit two only by squeezing registers, and measured faster on some shapes and slower on others).
+    /// against 39.8 with one (`bench/kernels/int8_conv.py --blocks-per-sm 2`). Wider tiles keep one by default;
+    /// 128 columns fit two by squeezing registers, faster on some shapes (ResNet-50's expansions over 64 and 128
+    /// channels: 57.8 -> 53.0 and 31.6 -> 29.3 us) and slower on others, so that form is one more tactic to time
+    /// (`pairedTiles`).
     static func blocksPerMultiprocessor(columns: Int) -> Int { columns == 64 ? 2 : 1 }
+
+    /// The tile width that also runs two blocks an SM, as an alternative.
+    static let pairedTiles = 128
     /// The shared memory a block of sm_90 may take.
     static let sharedLimit = 227 << 10
 
@@ -49,7 +54,7 @@ enum CUDAInt8WarpGroupConvolution {
     /// multiple of 64, or an im2col corner outside what a 4-D map holds.
     static func launch(
         _ operands: Operands, window: CUDAIm2colWindow, channels: Int, outputChannels: Int, residualScale: Float,
-        relu: Bool, architecture: Int, multiprocessors: Int, columns chosen: Int? = nil
+        relu: Bool, architecture: Int, multiprocessors: Int, columns chosen: Int? = nil, blocks: Int? = nil
     ) -> CUDALaunch? {
         guard architecture == 90, channels % 64 == 0, outputChannels % 64 == 0, window.cornersFit else { return nil }
         let output = window.output
@@ -60,7 +65,7 @@ enum CUDAInt8WarpGroupConvolution {
         let columns = chosen ?? tileColumns(rows: m, outputChannels: outputChannels, multiprocessors: multiprocessors)
         guard tileWidths.contains(columns), outputChannels % columns == 0 else { return nil }
         let residual = operands.residual != nil
-        let perSM = blocksPerMultiprocessor(columns: columns)
+        let perSM = blocks ?? blocksPerMultiprocessor(columns: columns)
         let stages = fittingStages(columns: columns, depth: depth, residual: residual, blocks: perSM)
         let reduction = window.kernel[0] * window.kernel[1] * channels
         let plain =
@@ -76,7 +81,7 @@ enum CUDAInt8WarpGroupConvolution {
         let tiles = (m + rowsPerBlock - 1) / rowsPerBlock * (outputChannels / columns)
         let variant = Variant(
             columns: columns, depth: depth, stages: stages, im2col: !plain, relu: relu, residual: residual,
-            small: small)
+            small: small, blocks: perSM)
         return CUDALaunch(
             source: variant.source, function: variant.function,
             grid: CUDADim3(multiprocessors > 0 ? min(tiles, multiprocessors * perSM) : tiles),
@@ -92,20 +97,21 @@ enum CUDAInt8WarpGroupConvolution {
     }
 
     /// The launch `launch` gives first (the tile width `tileColumns` estimates fastest), then the same
-    /// convolution with each other tile width that divides the output channels: the builder times them
-    /// (`CUDALowering.alternatives`; integer sums, so every width gives the same bytes).
+    /// convolution with each other tile width that divides the output channels, and `pairedTiles` two blocks an
+    /// SM: the builder times them (`CUDALowering.alternatives`; integer sums, so every form gives the same bytes).
     static func launches(
         _ operands: Operands, window: CUDAIm2colWindow, channels: Int, outputChannels: Int, residualScale: Float,
         relu: Bool, architecture: Int, multiprocessors: Int
     ) -> [CUDALaunch] {
-        func make(_ columns: Int?) -> CUDALaunch? {
+        func make(_ columns: Int?, blocks: Int? = nil) -> CUDALaunch? {
             launch(
                 operands, window: window, channels: channels, outputChannels: outputChannels,
                 residualScale: residualScale, relu: relu, architecture: architecture,
-                multiprocessors: multiprocessors, columns: columns)
+                multiprocessors: multiprocessors, columns: columns, blocks: blocks)
         }
         guard let first = make(nil) else { return [] }
-        return [first] + tileWidths.compactMap(make).filter { $0.function != first.function }
+        let others = tileWidths.compactMap { make($0) } + [make(pairedTiles, blocks: 2)].compactMap { $0 }
+        return [first] + others.filter { $0.function != first.function }
     }
 
     /// The tile widths (output channels per tile) the kernel has.
@@ -371,8 +377,9 @@ enum CUDAInt8WarpGroupConvolution {
         """
 
     /// One instantiation of the kernel template: output channels per tile, reduction bytes per step (the
-    /// swizzle span), shared-memory buffers, and whether it loads through im2col, applies ReLU, adds a residual
-    /// and takes the conversion-free path for reductions of at most 256 products.
+    /// swizzle span), shared-memory buffers, whether it loads through im2col, applies ReLU, adds a residual
+    /// and takes the conversion-free path for reductions of at most 256 products, and the blocks an SM its
+    /// launch bounds allow.
     struct Variant: Hashable {
         var columns: Int
         var depth: Int
@@ -381,19 +388,30 @@ enum CUDAInt8WarpGroupConvolution {
         var relu: Bool
         var residual: Bool
         var small: Bool
+        var blocks: Int
+
+        init(
+            columns: Int, depth: Int, stages: Int, im2col: Bool, relu: Bool, residual: Bool, small: Bool,
+            blocks: Int? = nil
+        ) {
+            (self.columns, self.depth, self.stages) = (columns, depth, stages)
+            (self.im2col, self.relu, self.residual, self.small) = (im2col, relu, residual, small)
+            self.blocks = blocks ?? CUDAInt8WarpGroupConvolution.blocksPerMultiprocessor(columns: columns)
+        }
 
         private var flags: [Bool] { [im2col, relu, residual, small] }
 
-        /// The entry point's name.
+        /// The entry point's name (`_b2` where the blocks an SM are not the width's default).
         var function: String {
-            "kiln_i8_conv_\(columns)_\(depth)_\(stages)_" + flags.map { $0 ? "1" : "0" }.joined()
+            let paired = blocks == CUDAInt8WarpGroupConvolution.blocksPerMultiprocessor(columns: columns) ? "" : "_b\(blocks)"
+            return "kiln_i8_conv_\(columns)_\(depth)_\(stages)_" + flags.map { $0 ? "1" : "0" }.joined() + paired
         }
 
         /// The module holding the entry point, compiled for sm_90a.
         var source: CUDASource {
             let template = flags.map { $0 ? "1" : "0" }.joined(separator: ", ")
             let entry = """
-                extern "C" __global__ void __launch_bounds__(\(threads), \(blocksPerMultiprocessor(columns: columns))) \(function)(
+                extern "C" __global__ void __launch_bounds__(\(threads), \(blocks)) \(function)(
                     const __grid_constant__ KilnTensorMap mapA, const __grid_constant__ KilnTensorMap mapB,
                     const float* alpha, const float* beta, const signed char* residual, float residualScale,
                     signed char* Y, KilnDims g, KilnDims s)
