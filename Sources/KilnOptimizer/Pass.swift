@@ -74,12 +74,13 @@ public struct Pipeline: Sendable {
     ])
 
     /// Passes the builder runs after the pipeline and the precision passes when the device asks for them
-    /// (`Int8Chaining` in int8 builds, `ChannelsLastLayout`, `WeightRows`, `TransposedInput`), and the CUDA
+    /// (`Int8Chaining` in int8 builds, `ChannelsLastLayout`, `WeightRows`, `TransposedInput`,
+    /// `DequantizedPooling`), and the CUDA
     /// memory layout's storing of concat inputs inside the concat's output (`concat-in-place`) and of pointwise
     /// outputs over their inputs (`pointwise-in-place`); they are switched off by name like the pipeline's own.
     public static let devicePassNames = [
-        Int8Chaining.name, ChannelsLastLayout.name, WeightRows.name, TransposedInput.name, concatInPlace,
-        pointwiseInPlace,
+        Int8Chaining.name, ChannelsLastLayout.name, WeightRows.name, TransposedInput.name, DequantizedPooling.name,
+        concatInPlace, pointwiseInPlace,
     ]
 
     /// What `--no-fuse` calls the CUDA memory layout's storing of concat inputs inside the concat's output.

@@ -54,7 +54,8 @@ public enum Builder {
     }
 
     /// The passes that store values as the device reads them fastest, after the precision passes: channels-last
-    /// regions, weights as rows, transposed inputs read as they are (each unless `config` leaves it out).
+    /// regions, weights as rows, transposed inputs read as they are, global pools reading a chain's quantized
+    /// values (each unless `config` leaves it out).
     static func applyDeviceLayout(_ graph: inout Graph, device: any Device, config: BuilderConfig) throws {
         guard config.optimize else { return }
         if !config.disabledPasses.contains(ChannelsLastLayout.name) {
@@ -70,6 +71,7 @@ public enum Builder {
             try TransposedInput(wants: { device.takesTransposedInput($0, input: $1, outputChannels: $2) })
                 .apply(&graph)
         }
+        if !config.disabledPasses.contains(DequantizedPooling.name) { try DequantizedPooling().apply(&graph) }
     }
 
     /// The graph an engine built with `config` runs: verified, typed and (unless `config.optimize` is off)

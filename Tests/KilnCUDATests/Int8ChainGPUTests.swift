@@ -398,6 +398,32 @@ import Testing
         #expect(throws: KilnError.self) { try lower([3, 3], channelsLast: false) }
     }
 
+    /// A global average pool over a chain's int8 values (`DequantizedPooling`) is one kernel summing bytes.
+    @Test func aDequantizingPoolSumsTheBytes() throws {
+        let layer = PoolLayer(
+            op: .average(countIncludePad: false), window: nil, channelsLast: true,
+            dequantizing: .init(input: .init(scale: 0.25, zeroPoint: 3), output: .float16))
+        let lowering = try CUDAPoolLowering.lower(
+            layer,
+            Self.info(layer, [TensorType(.int8, dims: [2, 7, 7, 64])], TensorType(.float16, dims: [2, 1, 1, 64]), [nil]))
+        guard lowering.steps.count == 1, case .launch(let launch) = lowering.steps[0] else {
+            Issue.record("expected one launch, got \(lowering.steps)")
+            return
+        }
+        #expect(launch.function == "kiln_pool_dequantized_i8_f16")
+        #expect(Self.passes(0.25, launch) && Self.passes(3, launch))
+        #expect(launch.arguments.contains(.int(49)) && launch.arguments.contains(.int(64)), "plane and channels")
+        var channelsFirst = layer
+        channelsFirst.channelsLast = false
+        #expect(throws: KilnError.self) {
+            try CUDAPoolLowering.lower(
+                channelsFirst,
+                Self.info(
+                    channelsFirst, [TensorType(.int8, dims: [2, 64, 7, 7])], TensorType(.float16, dims: [2, 64, 1, 1]),
+                    [nil]))
+        }
+    }
+
     /// Between int8 and float32, float16 or bfloat16 (an int8 + 16-bit build's chain ends); a 16-bit input
     /// only where the quantize divides in float32, as the kernel does.
     @Test func quantizeAndDequantizeAreOnePassWithTheirScale() throws {

@@ -5,16 +5,7 @@ import KilnRuntime
 /// geometry is resolved once per call into per-axis tap ranges so the inner loops never test bounds.
 enum PoolingKernels {
     static let table: [(LayerKind, CPUKernelFactory)] = [
-        cpuKernel(PoolLayer.self) { layer, inputs, context in
-            guard layer.channelsLast else {
-                return try pool(layer, try inputs.tensor(0), context.threads).map { .tensor($0) }
-            }
-            var first = layer
-            first.channelsLast = false
-            return try ChannelsLastKernels.run(inputs, permuting: [0], threads: context.threads) {
-                try pool(first, try $0.tensor(0), context.threads).map { .tensor($0) }
-            }
-        },
+        cpuKernel(PoolLayer.self) { layer, inputs, context in try pool(layer, inputs, context.threads) },
         cpuKernel(MaxUnpoolLayer.self) { layer, inputs, _ in
             [.tensor(try maxUnpool(layer, try inputs.tensor(0), try inputs.tensor(1), try inputs.reductionInts(2)))]
         },
@@ -138,6 +129,27 @@ enum PoolingKernels {
                 let start = row(kd, kh) + w.start(first)
                 for kw in 0..<w.kernel { body(start + kw) }
             }
+        }
+    }
+
+    /// A pool layer's outputs: channels-last through the channels-first kernel, a dequantizing pool as the float
+    /// pool over the dequantized values (the reference), stored in its output type.
+    static func pool(_ layer: PoolLayer, _ inputs: [Value?], _ threads: Int) throws -> [Value] {
+        if let dequantizing = layer.dequantizing {
+            var floats = inputs
+            floats[0] = .tensor(try Int8Arithmetic.dequantized(try inputs.tensor(0), dequantizing.input))
+            var plain = layer
+            plain.dequantizing = nil
+            return try pool(plain, floats, threads).map { value in
+                guard case .tensor(let t) = value, t.dtype != dequantizing.output else { return value }
+                return .tensor(try t.cast(to: dequantizing.output))
+            }
+        }
+        guard layer.channelsLast else { return try pool(layer, try inputs.tensor(0), threads).map { .tensor($0) } }
+        var first = layer
+        first.channelsLast = false
+        return try ChannelsLastKernels.run(inputs, permuting: [0], threads: threads) {
+            try pool(first, try $0.tensor(0), threads).map { .tensor($0) }
         }
     }
 

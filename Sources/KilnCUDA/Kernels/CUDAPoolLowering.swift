@@ -63,6 +63,56 @@ struct CUDAPoolGeometry: Sendable, Equatable {
     }
 }
 
+/// A global average pool over a chain's quantized channels-last values (`PoolLayer.dequantizing`): one thread
+/// per image and channel sums the plane's bytes exactly in int32 (consecutive threads read consecutive
+/// channels), then `(sum / plane - zeroPoint) · scale` is stored in the output's float type.
+extension CUDAPoolLowering {
+    static func lowerDequantizing(
+        _ layer: PoolLayer, _ dequantizing: PoolLayer.Dequantizing, _ info: CUDANodeInfo
+    ) throws -> CUDALowering {
+        let x = try info.inputShape(0)
+        let q = dequantizing.input
+        guard layer.channelsLast, x.count >= 3, [.int8, .uint8].contains(q.type) else {
+            throw KilnError.unsupported("CUDA pools quantized values channels-last only, int8 or uint8")
+        }
+        guard x.dropFirst().dropLast().reduce(1, *) <= 1 << 23 else {
+            throw KilnError.unsupported("CUDA pools quantized planes of at most 2^23 values (an exact int32 sum)")
+        }
+        let output = try CUDAPrelude.requireTypeName(dequantizing.output)
+        let input = q.type == .int8 ? "signed char" : "unsigned char"
+        let (images, channels) = (x[0], x[x.count - 1])
+        let plane = x.dropFirst().dropLast().reduce(1, *)
+        let total = images * channels
+        guard total > 0 else { return CUDALowering(steps: []) }
+        let name = "pool_dequantized_\(q.type)_\(dequantizing.output)"
+        let code = """
+            extern "C" __global__ void kiln_\(name)(
+                const \(input)* __restrict__ x, \(output)* __restrict__ y, i64 images, i64 plane, i64 channels,
+                float scale, float zeroPoint)
+            {
+                const i64 total = images * channels, step = (i64)gridDim.x * blockDim.x;
+                for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+                    const i64 n = i / channels, c = i - n * channels;
+                    const \(input)* at = x + n * plane * channels + c;
+                    int sum = 0;
+                    for (i64 p = 0; p < plane; ++p) sum += (int)at[p * channels];
+                    y[i] = \(output)(((float)sum / (float)plane - zeroPoint) * scale);
+                }
+            }
+
+            """
+        return CUDALowering(
+            .launch(
+                CUDALaunch(
+                    source: CUDASource(name: name, code: code), function: "kiln_\(name)",
+                    grid: CUDADim3(CUDAReductionLaunch.blocks(total, perBlock: threads)), block: CUDADim3(threads),
+                    arguments: [
+                        .pointer(.input(0)), .pointer(.output(0)), .int(images), .int(plane), .int(channels),
+                        .float32(q.scale), .float32(Float(q.zeroPoint)),
+                    ])))
+    }
+}
+
 /// Lowers max, average and Lp pooling (1-D to 3-D, every window option PoolGeometry resolves, max pooling's
 /// indices output) and their global forms. Global average and max pooling fold each plane one warp per plane
 /// with the reduce kernels; windowed pooling runs one thread per output element.
@@ -70,6 +120,7 @@ enum CUDAPoolLowering {
     static let threads = 256
 
     static func lower(_ layer: PoolLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
+        if let dequantizing = layer.dequantizing { return try lowerDequantizing(layer, dequantizing, info) }
         let stored = try info.inputShape(0)
         let dtype = try info.input(0).dtype
         // Channels-last storage ([N, spatial..., C]): the geometry is the channels-first one. Each kernel below

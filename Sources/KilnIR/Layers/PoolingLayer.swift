@@ -1,6 +1,8 @@
 /// Pooling over the spatial axes of an N x C x spatial tensor: ONNX MaxPool, AveragePool, LpPool and their
 /// Global forms (a nil window pools each whole plane). Max pooling may output int64 indices into the flattened
-/// input (row-major, or column-major over the spatial axes when `columnMajorIndices`).
+/// input (row-major, or column-major over the spatial axes when `columnMajorIndices`). With `dequantizing`,
+/// global average pooling reads quantized values and averages the floats they stand for (`DequantizedPooling`:
+/// the dequantize at the end of an int8 chain folded in, so the pool reads one byte an element).
 public struct PoolLayer: Layer {
     public static let kind = LayerKind("pool")
 
@@ -18,19 +20,52 @@ public struct PoolLayer: Layer {
     public var outputsIndices: Bool
     /// Input and output stored `[N, spatial..., C]` (`ChannelsLast`); never with the indices output.
     public var channelsLast: Bool
+    /// The input's quantization and the float type of the output, where the input holds quantized values.
+    public var dequantizing: Dequantizing?
+
+    /// How a pool over quantized values reads them: `(q - zeroPoint) · scale`, averaged in float32 and stored as
+    /// `output`.
+    public struct Dequantizing: Sendable, Hashable, Codable {
+        public var input: ActivationQuantization
+        public var output: DType
+
+        public init(input: ActivationQuantization, output: DType) {
+            self.input = input
+            self.output = output
+        }
+    }
 
     public init(
         op: Op, window: PoolGeometry?, columnMajorIndices: Bool = false, outputsIndices: Bool = false,
-        channelsLast: Bool = false
+        channelsLast: Bool = false, dequantizing: Dequantizing? = nil
     ) {
         self.op = op
         self.window = window
         self.columnMajorIndices = columnMajorIndices
         self.outputsIndices = outputsIndices
         self.channelsLast = channelsLast
+        self.dequantizing = dequantizing
     }
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
+        if let dequantizing {
+            guard window == nil, case .average = op, !outputsIndices, [.int8, .uint8].contains(dequantizing.input.type),
+                dequantizing.output.isFloatingPoint
+            else {
+                throw KilnError.invalidArgument(
+                    "a dequantizing pool is a global average over int8 or uint8 values into a float type")
+            }
+            if let x = inputs.first?.tensorType, x.dtype != dequantizing.input.type {
+                throw KilnError.invalidArgument(
+                    "the dequantizing pool's input is \(x.dtype.onnxName), \(dequantizing.input.type.onnxName) expected")
+            }
+        }
+        let types = try storedTypes(inputs)
+        guard let dequantizing else { return types }
+        return types.map { type in type?.tensorType.map { .tensor(TensorType(dequantizing.output, $0.shape)) } ?? type }
+    }
+
+    private func storedTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
         guard channelsLast else { return try channelsFirstTypes(inputs) }
         guard !outputsIndices else {
             throw KilnError.invalidArgument("channels-last pooling does not produce indices")
@@ -72,6 +107,7 @@ public struct PoolLayer: Layer {
         if let window { parts.append(window.description) } else { parts.append("global") }
         if outputsIndices { parts.append("indices=1" + (columnMajorIndices ? " storage_order=1" : "")) }
         if channelsLast { parts.append("layout=nhwc") }
+        if let dequantizing { parts.append("dequantizing=\(dequantizing.input)>\(dequantizing.output.onnxName)") }
         return parts.joined(separator: " ")
     }
 }
