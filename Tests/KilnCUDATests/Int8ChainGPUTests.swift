@@ -80,9 +80,11 @@ import Testing
             #expect(chained.count == (hopper ? 6 : 0), "\(engine.graph.textForm())")
             #expect(chained.allSatisfy { $0.channelsLast })
             let pools = engine.graph.nodes.filter {
-                $0.layer is PoolLayer && engine.graph.type(of: $0.inputs[0])?.tensorType?.dtype == .int8
+                ($0.layer as? PoolLayer)?.op == .max && engine.graph.type(of: $0.inputs[0])?.tensorType?.dtype == .int8
             }
             #expect(pools.count == (hopper ? 1 : 0), "the stem's max pool runs on its int8 output")
+            let global = engine.graph.nodes.filter { ($0.layer as? PoolLayer)?.dequantizing != nil }
+            #expect(global.count == (hopper ? 1 : 0), "the global pool reads the chain's int8 output")
             let stem = engine.graph.nodes.first { ($0.layer as? QuantizedConvolutionLayer)?.channelsFirstInput == true }
             #expect((stem != nil) == hopper, "the stem reads the quantized image channels-first")
             #expect(!engine.graph.nodes.contains { $0.layer is TransposeLayer && $0.outputs == stem?.inputs.prefix(1).map { $0 } })

@@ -78,6 +78,11 @@ import Testing
         #expect(paired.grid.x == 264 && paired.source.code.contains("__launch_bounds__(288, 2)"))
         #expect(launches(192).count == 1, "only 64-column tiles divide 192 channels")
         #expect(launches(128).count == 3)
+        // A 1x1 expansion from 64 channels leads with the paired tiles.
+        let expansion = CUDAInt8WarpGroupConvolution.launches(
+            Self.operands, window: Self.window(64, 56, kernel: 1), channels: 64, outputChannels: 256,
+            residualScale: 0.5, relu: true, architecture: 90, multiprocessors: 132)
+        #expect(expansion.first?.function.hasSuffix("_b2") == true && expansion.count == 4)
     }
 
     /// The tile widths the wave model picks on ResNet-50's batch-64 shapes are the ones
