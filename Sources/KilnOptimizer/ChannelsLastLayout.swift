@@ -166,7 +166,9 @@ private struct LayoutRewriter {
     /// Values produced inside the region that something outside reads (or the caller).
     let leaving: Set<String>
 
-    init(graph: Graph, members: Set<Int>, readsChannelsFirst: @escaping @Sendable (Node, TensorType, TensorType) -> Bool) {
+    init(
+        graph: Graph, members: Set<Int>, readsChannelsFirst: @escaping @Sendable (Node, TensorType, TensorType) -> Bool
+    ) {
         self.graph = graph
         self.members = members
         self.readsChannelsFirst = readsChannelsFirst

@@ -209,7 +209,10 @@ struct Int8ChainingTests {
         let convs = last.nodes.compactMap { $0.layer as? QuantizedConvolutionLayer }
         // Only the first reads from outside the region; the others read the region's own channels-last values.
         #expect(convs.map(\.channelsFirstInput) == [true, false, false], "\(last)")
-        #expect(last.nodes.filter { $0.layer is TransposeLayer }.map { last.type(of: $0.inputs[0])?.tensorType?.dtype } == [.float32])
+        #expect(
+            last.nodes.filter { $0.layer is TransposeLayer }.map { last.type(of: $0.inputs[0])?.tensorType?.dtype } == [
+                .float32
+            ])
         let first = try #require(last.nodes.first { $0.layer is QuantizedConvolutionLayer })
         #expect(last.type(of: first.inputs[0])?.tensorType?.shape == [2, 8, 6, 6].map { Dim.value($0) })
         #expect(last.type(of: first.outputs[0])?.tensorType?.shape == [2, 6, 6, 8].map { Dim.value($0) })

@@ -87,7 +87,10 @@ import Testing
             #expect(global.count == (hopper ? 1 : 0), "the global pool reads the chain's int8 output")
             let stem = engine.graph.nodes.first { ($0.layer as? QuantizedConvolutionLayer)?.channelsFirstInput == true }
             #expect((stem != nil) == hopper, "the stem reads the quantized image channels-first")
-            #expect(!engine.graph.nodes.contains { $0.layer is TransposeLayer && $0.outputs == stem?.inputs.prefix(1).map { $0 } })
+            #expect(
+                !engine.graph.nodes.contains {
+                    $0.layer is TransposeLayer && $0.outputs == stem?.inputs.prefix(1).map { $0 }
+                })
         }
     }
 }
@@ -309,9 +312,14 @@ import Testing
         let w = weights.scalars(as: Int8.self)
         var mismatches = 0
         for index in 0..<(fragments.count / 4) {
-            let pair = index % 2, lane = index / 4 % 32, fragment = index / 2 % 2 + 2 * (index / 128 % 2)
-            let wn = index / 256 % 2, step = index / 512
-            let n = wn * 32 + fragment * 8 + lane / 4, slot = lane % 4 + 4 * pair, tap = 6 * step + slot
+            let pair = index % 2
+            let lane = index / 4 % 32
+            let fragment = index / 2 % 2 + 2 * (index / 128 % 2)
+            let wn = index / 256 % 2
+            let step = index / 512
+            let n = wn * 32 + fragment * 8 + lane / 4
+            let slot = lane % 4 + 4 * pair
+            let tap = 6 * step + slot
             for byte in 0..<4 {
                 let expected = slot < 6 && tap < 9 && byte < 3 ? w[(n * 9 + tap) * 3 + byte] : 0
                 if fragments[index * 4 + byte] != expected { mismatches += 1 }
@@ -407,7 +415,8 @@ import Testing
             dequantizing: .init(input: .init(scale: 0.25, zeroPoint: 3), output: .float16))
         let lowering = try CUDAPoolLowering.lower(
             layer,
-            Self.info(layer, [TensorType(.int8, dims: [2, 7, 7, 64])], TensorType(.float16, dims: [2, 1, 1, 64]), [nil]))
+            Self.info(
+                layer, [TensorType(.int8, dims: [2, 7, 7, 64])], TensorType(.float16, dims: [2, 1, 1, 64]), [nil]))
         guard lowering.steps.count == 1, case .launch(let launch) = lowering.steps[0] else {
             Issue.record("expected one launch, got \(lowering.steps)")
             return

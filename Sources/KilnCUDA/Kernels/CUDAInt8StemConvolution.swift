@@ -51,11 +51,13 @@ enum CUDAInt8StemConvolution {
         func word(step: Int, slot: Int) -> (row: Int, column: Int, word: Int)? {
             let w = words
             if let r = rowsPerStep {
-                let row = step * r + slot / (kernel[1] * w), rest = slot % (kernel[1] * w)
+                let row = step * r + slot / (kernel[1] * w)
+                let rest = slot % (kernel[1] * w)
                 guard slot < r * kernel[1] * w, row < kernel[0] else { return nil }
                 return (row, rest / w, rest % w)
             }
-            let index = step * 8 + slot, tap = index / w
+            let index = step * 8 + slot
+            let tap = index / w
             guard tap < kernel[0] * kernel[1] else { return nil }
             return (tap / kernel[1], tap % kernel[1], index % w)
         }
@@ -94,7 +96,8 @@ enum CUDAInt8StemConvolution {
         let (kh, kw, c) = (window.kernel[0], window.kernel[1], window.channels)
         guard weights.dtype == .int8, weights.count == m * kh * kw * c else {
             throw KilnError.shapeMismatch(
-                "stem weights of \(weights.count) \(weights.dtype.onnxName) values, \(m) x \(kh) x \(kw) x \(c) int8 expected")
+                "stem weights of \(weights.count) \(weights.dtype.onnxName) values, \(m) x \(kh) x \(kw) x \(c) int8 expected"
+            )
         }
         let bytes = weights.scalars(as: UInt8.self)
         /// Output channel n's word `slot` of step `step` as four bytes.
@@ -111,7 +114,8 @@ enum CUDAInt8StemConvolution {
                 for wn in 0..<2 {
                     for half in 0..<2 {
                         for lane in 0..<32 {
-                            let g = lane / 4, t = lane % 4
+                            let g = lane / 4
+                            let t = lane % 4
                             for fragment in (2 * half)..<(2 * half + 2) {
                                 let n = block * columns + wn * 32 + fragment * 8 + g
                                 out += word(n, step, t) + word(n, step, t + 4)

@@ -413,7 +413,8 @@ enum CUDAInt8WarpGroupConvolution {
 
         /// The entry point's name (`_b2` where the blocks an SM are not the width's default).
         var function: String {
-            let paired = blocks == CUDAInt8WarpGroupConvolution.blocksPerMultiprocessor(columns: columns) ? "" : "_b\(blocks)"
+            let paired =
+                blocks == CUDAInt8WarpGroupConvolution.blocksPerMultiprocessor(columns: columns) ? "" : "_b\(blocks)"
             return "kiln_i8_conv_\(columns)_\(depth)_\(stages)_" + flags.map { $0 ? "1" : "0" }.joined() + paired
         }
 

@@ -49,7 +49,8 @@ public struct PoolLayer: Layer {
 
     public func inferTypes(_ inputs: [LayerInput]) throws -> [ValueType?] {
         if let dequantizing {
-            guard window == nil, case .average = op, !outputsIndices, [.int8, .uint8].contains(dequantizing.input.type),
+            guard window == nil, case .average = op, !outputsIndices,
+                [.int8, .uint8].contains(dequantizing.input.type),
                 dequantizing.output.isFloatingPoint
             else {
                 throw KilnError.invalidArgument(
@@ -57,7 +58,8 @@ public struct PoolLayer: Layer {
             }
             if let x = inputs.first?.tensorType, x.dtype != dequantizing.input.type {
                 throw KilnError.invalidArgument(
-                    "the dequantizing pool's input is \(x.dtype.onnxName), \(dequantizing.input.type.onnxName) expected")
+                    "the dequantizing pool's input is \(x.dtype.onnxName), \(dequantizing.input.type.onnxName) expected"
+                )
             }
         }
         let types = try storedTypes(inputs)
