@@ -17,13 +17,15 @@ public struct DequantizedPooling: Sendable {
         let uses = graph.useCounts
         var producer: [String: Int] = [:]
         for (i, node) in graph.nodes.enumerated() { for output in node.outputs { producer[output] = i } }
-        let outputs = Set(graph.outputs.map(\.name))
+        // Graph outputs and values a subgraph captures are read besides the pool.
+        let readElsewhere = Set(graph.outputs.map(\.name))
+            .union(graph.nodes.flatMap { $0.layer.subgraphs.flatMap(\.capturedValues) })
         var folded: Set<Int> = []
         for index in graph.nodes.indices {
             let node = graph.nodes[index]
             guard var pool = node.layer as? PoolLayer, pool.window == nil, case .average = pool.op,
                 pool.channelsLast, !pool.outputsIndices, pool.dequantizing == nil, let value = node.inputs.first,
-                uses[value] == 1, !outputs.contains(value), let d = producer[value],
+                uses[value] == 1, !readElsewhere.contains(value), let d = producer[value],
                 let dequantize = graph.nodes[d].layer as? DequantizeLayer, dequantize.blockSize == 0,
                 let quantization = Self.quantization(graph.nodes[d], graph),
                 let float = graph.type(of: value)?.tensorType?.dtype

@@ -58,7 +58,8 @@ struct DequantizedPoolingTests {
         for n in 0..<2 {
             for c in 0..<16 {
                 let exact = (0..<15).map { values[(n * 15 + $0) * 16 + c] }.reduce(0, +) / 15
-                let bound = (float == .float16 ? 1.0 / 2048 : 1e-6) * max(abs(exact), 0.05)
+                // float32 sums of values up to 6.4 in magnitude, and float16's rounding of the result.
+                let bound = 1e-5 + (float == .float16 ? abs(exact) / 2048 : 0)
                 #expect(abs(Double(got[n * 16 + c]) - exact) <= bound, "seed \(seed): \(n), \(c)")
             }
         }

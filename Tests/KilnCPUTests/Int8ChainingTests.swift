@@ -167,11 +167,17 @@ struct Int8ChainingTests {
         #expect(try Self.run(chained, x) == Self.run(try Self.endingQuantized(plain), x), "seed \(seed)")
     }
 
-    @Test func chainedConvolutionsGoChannelsLastAndComputeTheSame() throws {
-        var gen = SeededGenerator(seed: seed)
+    /// The residual network quantized and chained throughout.
+    static func chainedResidualNetwork(_ gen: inout SeededGenerator) throws -> Graph {
         let (plain, ranges) = try Self.quantized(try Self.network(residual: true, &gen))
         var chained = plain
         try Int8Chaining(ranges: ranges, chains: { _, _, _ in true }).apply(&chained)
+        return chained
+    }
+
+    @Test func chainedConvolutionsGoChannelsLastAndComputeTheSame() throws {
+        var gen = SeededGenerator(seed: seed)
+        let chained = try Self.chainedResidualNetwork(&gen)
         var last = chained
         let moved = try ChannelsLastLayout(runsChannelsLast: { node, _ in
             (node.layer as? QuantizedConvolutionLayer)?.writesQuantized == true
@@ -196,9 +202,7 @@ struct Int8ChainingTests {
     /// no transpose goes in front of it, and the reference kernels compute the same.
     @Test func aChainsFirstConvolutionMayReadItsInputChannelsFirst() throws {
         var gen = SeededGenerator(seed: seed)
-        let (plain, ranges) = try Self.quantized(try Self.network(residual: true, &gen))
-        var chained = plain
-        try Int8Chaining(ranges: ranges, chains: { _, _, _ in true }).apply(&chained)
+        let chained = try Self.chainedResidualNetwork(&gen)
         var last = chained
         try ChannelsLastLayout(
             runsChannelsLast: { node, _ in (node.layer as? QuantizedConvolutionLayer)?.writesQuantized == true },

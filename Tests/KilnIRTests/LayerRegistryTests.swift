@@ -36,6 +36,12 @@ struct LayerRegistryTests {
             UnaryLayer(.relu),
             EinsumLayer(equation: try EinsumEquation(parsing: "bij,bjk->bik")),
             ConstantOfShapeLayer(value: Tensor(shape: [1], scalars: [Float(-Float.infinity)])),
+            QuantizedConvolutionLayer(
+                ConvolutionParameters(strides: [2, 2]), input: .init(scale: 0.5), output: .init(scale: 0.25),
+                writesQuantized: true, channelsLast: true, channelsFirstInput: true),
+            PoolLayer(
+                op: .average(countIncludePad: false), window: nil, channelsLast: true,
+                dequantizing: .init(input: .init(scale: 0.5), output: .float16)),
         ]
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -52,6 +58,19 @@ struct LayerRegistryTests {
             #expect(back.description == node.description)
             #expect(try encoder.encode(back) == data)
         }
+    }
+
+    /// A chained convolution from a plan written before `channelsFirstInput` existed reads it as false.
+    @Test func aQuantizedConvolutionWithoutTheNewerFieldDecodes() throws {
+        let layer = QuantizedConvolutionLayer(
+            ConvolutionParameters(), input: .init(scale: 0.5), output: .init(scale: 0.25), writesQuantized: true,
+            channelsLast: true, channelsFirstInput: true)
+        var object = try #require(
+            try JSONSerialization.jsonObject(with: try JSONEncoder().encode(layer)) as? [String: Any])
+        #expect(object.removeValue(forKey: "channelsFirstInput") != nil)
+        let older = try JSONDecoder().decode(
+            QuantizedConvolutionLayer.self, from: try JSONSerialization.data(withJSONObject: object))
+        #expect(!older.channelsFirstInput && older.channelsLast && older.writesQuantized)
     }
 
     @Test func unknownKindIsAnError() throws {
