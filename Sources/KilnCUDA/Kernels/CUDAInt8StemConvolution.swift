@@ -96,7 +96,8 @@ enum CUDAInt8StemConvolution {
         let (kh, kw, c) = (window.kernel[0], window.kernel[1], window.channels)
         guard weights.dtype == .int8, weights.count == m * kh * kw * c else {
             throw KilnError.shapeMismatch(
-                "stem weights of \(weights.count) \(weights.dtype.onnxName) values, \(m) x \(kh) x \(kw) x \(c) int8 expected"
+                "stem weights of \(weights.count) \(weights.dtype.onnxName) values, "
+                    + "\(m) x \(kh) x \(kw) x \(c) int8 expected"
             )
         }
         let bytes = weights.scalars(as: UInt8.self)
@@ -165,7 +166,8 @@ enum CUDAInt8StemConvolution {
     }
 
     /// The launch over `images` images of `height` x `width` into `output` (rows, columns) with `pads` (top,
-    /// left): X int8 (NHWC, or NCHW for a `channelsFirst` variant), the fragment-ordered weights, alpha and beta `[M]`, Y int8 NHWC.
+    /// left): X int8 (NHWC, or NCHW for a `channelsFirst` variant), the fragment-ordered weights, alpha and
+    /// beta `[M]`, Y int8 NHWC.
     static func launch(
         _ variant: Variant, x: CUDAOperand, weights: CUDAOperand, alpha: CUDAOperand,
         beta: CUDAOperand, y: CUDAOperand, images: Int, height: Int, width: Int, output: [Int], pads: [Int],

@@ -73,8 +73,9 @@ extension CUDAInt8WarpGroupConvolution {
     }
 
     /// The chained convolution: X int8 `[N, H, W, C]` (`[N, C, H, W]` with `channelsFirstInput`), W int8
-    /// `[M, kh, kw, C]`, weight scales and bias constants, an optional int8 residual, Y int8 `[N, Ho, Wo, M]`. The scales fold into the kernel's
-    /// `alpha = sx · sw[m] / sy` and `beta = bias[m] / sy`, the residual's into `sr / sy`.
+    /// `[M, kh, kw, C]`, weight scales and bias constants, an optional int8 residual, Y int8 `[N, Ho, Wo, M]`.
+    /// The scales fold into the kernel's `alpha = sx · sw[m] / sy` and `beta = bias[m] / sy`, the residual's
+    /// into `sr / sy`. Few channels take the direct stem kernel where it applies, else patches.
     static func lower(_ layer: QuantizedConvolutionLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
         guard layer.channelsLast, layer.writesQuantized, let output = layer.output else {
             throw KilnError.unsupported(
