@@ -28,7 +28,11 @@ enum CUDAShapeLowerings {
             let shape = try info.inputShape(0)
             let p = try layer.permutation(rank: shape.count)
             let strides = Broadcast.strides(shape)
-            return try strided(info, shape: p.map { shape[$0] }, strides: p.map { strides[$0] })
+            let (view, viewStrides) = (p.map { shape[$0] }, p.map { strides[$0] })
+            // Moving only size-1 axes ([N, 1, 1, C] back to channels-first after a global pool) keeps the bytes:
+            // the output is the input's buffer.
+            if isContiguous(view, viewStrides) { return try alias(info) }
+            return try strided(info, shape: view, strides: viewStrides)
         },
         cudaLowering(SliceLayer.self) { layer, info in
             let shape = try info.inputShape(0)
