@@ -41,19 +41,13 @@ public struct DequantizedPooling: Sendable {
         return folded.count
     }
 
-    /// The quantization of a dequantize with one constant scale (and zero point) over int8 or uint8 values.
+    /// The quantization of a dequantize with one constant scale (and zero point) over int8 or uint8 values, read
+    /// as `QDQFolding` reads a Q/DQ pair's.
     static func quantization(_ node: Node, _ graph: Graph) -> ActivationQuantization? {
-        guard node.inputs.count >= 2, let type = graph.type(of: node.inputs[0])?.tensorType?.dtype,
-            [.int8, .uint8].contains(type), let scale = graph.initializers[node.inputs[1]], scale.count == 1,
-            let s = try? scale.doubleValues().first
+        guard let type = graph.type(of: node.inputs[0])?.tensorType?.dtype, [.int8, .uint8].contains(type),
+            let scale = QDQFolding.scalar(node.inputs, 1, graph), let zero = QDQFolding.zeroPoint(node.inputs, graph)
         else { return nil }
-        var zeroPoint = 0
-        if node.inputs.count > 2, !node.inputs[2].isEmpty {
-            guard let zero = graph.initializers[node.inputs[2]], zero.count == 1,
-                let z = try? zero.doubleValues().first
-            else { return nil }
-            zeroPoint = Int(z)
-        }
-        return ActivationQuantization(scale: Float(s), zeroPoint: zeroPoint, type: type)
+        let quantization = ActivationQuantization(scale: Float(scale), zeroPoint: zero, type: type)
+        return (try? quantization.validate()) == nil ? nil : quantization
     }
 }

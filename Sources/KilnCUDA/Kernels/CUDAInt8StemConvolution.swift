@@ -37,6 +37,15 @@ enum CUDAInt8StemConvolution {
         var strides: [Int]
         var dilations: [Int]
 
+        init(channels: Int, kernel: [Int], strides: [Int], dilations: [Int]) {
+            (self.channels, self.kernel, self.strides, self.dilations) = (channels, kernel, strides, dilations)
+        }
+
+        /// The window of a resolved convolution over `channels` channels.
+        init(channels: Int, _ r: ConvolutionParameters.Resolved) {
+            self.init(channels: channels, kernel: r.kernel, strides: r.strides, dilations: r.dilations)
+        }
+
         /// 32-bit words of one pixel's channels.
         var words: Int { (channels + 3) / 4 }
         /// Whole window rows a step of 8 words takes, where one row's words fit; nil where taps run on across

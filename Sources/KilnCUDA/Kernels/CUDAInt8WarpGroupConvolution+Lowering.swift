@@ -28,8 +28,7 @@ extension CUDAInt8WarpGroupConvolution {
             padsEnd: r.padsEnd, dilations: r.dilations)
         guard window.output.allSatisfy({ $0 > 0 }) else { return false }
         if x[1] % 64 != 0 {
-            let stem = CUDAInt8StemConvolution.Window(
-                channels: x[1], kernel: r.kernel, strides: r.strides, dilations: r.dilations)
+            let stem = CUDAInt8StemConvolution.Window(channels: x[1], r)
             if !epilogue.residual, CUDAInt8StemConvolution.takes(stem, outputChannels: w[0]) { return true }
             let depth = patchDepth(w[1] * w[2] * w[3])
             return depth <= maximumPatchDepth && patchTile(channels: x[1], window: window, depth: depth) != nil
@@ -45,9 +44,7 @@ extension CUDAInt8WarpGroupConvolution {
             let h = xs[2].value, let w = xs[3].value, let ws = weights.concreteShape, ws.count == 4, ws[1] == c,
             let r = try? layer.parameters.resolve(input: [h, w], kernel: [ws[2], ws[3]])
         else { return false }
-        let window = CUDAInt8StemConvolution.Window(
-            channels: c, kernel: r.kernel, strides: r.strides, dilations: r.dilations)
-        return CUDAInt8StemConvolution.takes(window, outputChannels: ws[0])
+        return CUDAInt8StemConvolution.takes(.init(channels: c, r), outputChannels: ws[0])
     }
 
     /// Convolutions over fewer channels than a tile's 64 (a network's stem) multiply their patches instead: each
@@ -133,8 +130,7 @@ extension CUDAInt8WarpGroupConvolution {
         var constants = [Tensor(shape: [alpha.count], scalars: alpha), Tensor(shape: [beta.count], scalars: beta)]
         var scratch: [Int] = []
         var channels = x[3]
-        let stem = CUDAInt8StemConvolution.Window(
-            channels: channels, kernel: r.kernel, strides: r.strides, dilations: r.dilations)
+        let stem = CUDAInt8StemConvolution.Window(channels: channels, r)
         let direct =
             channels % 64 != 0 && residual == nil && CUDAInt8StemConvolution.takes(stem, outputChannels: w[0])
         if layer.channelsFirstInput, !direct {

@@ -75,13 +75,13 @@ extension CUDAPoolLowering {
         guard layer.channelsLast, x.count >= 3, [.int8, .uint8].contains(q.type) else {
             throw KilnError.unsupported("CUDA pools quantized values channels-last only, int8 or uint8")
         }
-        guard x.dropFirst().dropLast().reduce(1, *) <= 1 << 23 else {
+        let (images, channels) = (x[0], x[x.count - 1])
+        let plane = x.dropFirst().dropLast().reduce(1, *)
+        guard plane <= 1 << 23 else {
             throw KilnError.unsupported("CUDA pools quantized planes of at most 2^23 values (an exact int32 sum)")
         }
         let output = try CUDAPrelude.requireTypeName(dequantizing.output)
         let input = q.type == .int8 ? "signed char" : "unsigned char"
-        let (images, channels) = (x[0], x[x.count - 1])
-        let plane = x.dropFirst().dropLast().reduce(1, *)
         let total = images * channels
         guard total > 0 else { return CUDALowering(steps: []) }
         let name = "pool_dequantized_\(q.type)_\(dequantizing.output)"
