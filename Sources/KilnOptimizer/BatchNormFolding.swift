@@ -41,9 +41,9 @@ public struct BatchNormFolding: Pass {
         producer.outputs = bn.outputs.prefix(1).map { $0 }
         let folded: Bool
         if let conv = producer.layer as? ConvolutionLayer, conv.epilogue.isEmpty {
-            folded = try foldConvolution(&producer, scale: scale, shift: shift, &graph)
+            folded = try Self.foldConvolution(&producer, scale: scale, shift: shift, &graph)
         } else if let mm = producer.layer as? MatMulLayer, mm.epilogue.isEmpty {
-            folded = try foldMatMul(&producer, mm, scale: scale, shift: shift, &graph)
+            folded = try Self.foldMatMul(&producer, mm, scale: scale, shift: shift, &graph)
         } else {
             folded = false
         }
@@ -53,8 +53,9 @@ public struct BatchNormFolding: Pass {
         return true
     }
 
-    /// W `[M, C/group, k...]` scaled per output channel; the bias created when absent.
-    private func foldConvolution(
+    /// W `[M, C/group, k...]` scaled per output channel; the bias created when absent. The new constants are
+    /// named after `node`'s output.
+    static func foldConvolution(
         _ node: inout Node, scale: [Double], shift: [Double], _ graph: inout Graph
     ) throws -> Bool {
         guard node.inputs.count >= 2, let w = graph.initializers[node.inputs[1]], w.rank >= 3,
@@ -80,7 +81,7 @@ public struct BatchNormFolding: Pass {
 
     /// A 2-D product `alpha * A x op(B) + beta * C` whose columns are the channels: op(B)'s columns scale, and C
     /// (absent, or constant per column) becomes `beta * C * s + shift` with beta 1.
-    private func foldMatMul(
+    static func foldMatMul(
         _ node: inout Node, _ layer: MatMulLayer, scale: [Double], shift: [Double], _ graph: inout Graph
     ) throws -> Bool {
         let n = scale.count

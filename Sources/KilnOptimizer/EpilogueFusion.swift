@@ -1,9 +1,9 @@
 import KilnIR
 
 /// Folds the pointwise work after a convolution or matMul into its epilogue, so the result is written once:
-/// a constant per-channel bias add (when the layer has no bias yet), a residual add of a tensor of the output's
-/// shape (a matMul's C input, or its input 3 when C already holds a bias), and an activation (relu, clip/relu6, leaky relu, sigmoid, tanh, GELU, SiLU `x * sigmoid(x)`), in that
-/// order. Each step needs the layer's output to be read only by the fused node, and an epilogue stage that
+/// a constant per-channel bias add (added into a constant bias the layer has, or as its bias), a residual add
+/// of a tensor of the output's shape (a matMul's C input, or its input 3 when C already holds a bias), and an
+/// activation (relu, clip/relu6, leaky relu, sigmoid, tanh, GELU, SiLU `x * sigmoid(x)`), in that order. Each step needs the layer's output to be read only by the fused node, and an epilogue stage that
 /// comes later not to be filled in yet.
 public struct EpilogueFusion: Pass {
     public let name = "epilogue-fusion"
@@ -69,9 +69,10 @@ public struct EpilogueFusion: Pass {
         if var conv = producer.layer as? ConvolutionLayer {
             guard !conv.epilogue.residual, conv.epilogue.activation == nil else { return nil }
             let hasBias = node.inputs.count > 2 && !node.inputs[2].isEmpty
-            if !hasBias, !conv.channelsLast, let bias = try channelBias(graph.initializers[other], type) {
-                let name = graph.addConstant(bias, named: other + ".bias")
-                node.inputs = Array(node.inputs.prefix(2)) + [name]
+            if !conv.channelsLast, let add = try channelBias(graph.initializers[other], type),
+                let bias = try bias(adding: add, to: hasBias ? node.inputs[2] : nil, graph)
+            {
+                node.inputs = Array(node.inputs.prefix(2)) + [graph.addConstant(bias, named: other + ".bias")]
                 return node
             }
             guard graph.type(of: other)?.tensorType == type else { return nil }
@@ -127,6 +128,16 @@ public struct EpilogueFusion: Pass {
         guard t.count == 1 else { return nil }
         return try Tensor(shape: [channels], scalars: [Double](repeating: t.doubleValues()[0], count: channels))
             .cast(to: t.dtype)
+    }
+
+    /// The layer's bias once `add` is added to it: `add` itself where it has none, the sum where its bias is a
+    /// constant of the same type and size, nil otherwise.
+    private func bias(adding add: Tensor, to current: String?, _ graph: Graph) throws -> Tensor? {
+        guard let current else { return add }
+        guard let existing = graph.initializers[current], existing.dtype == add.dtype, existing.count == add.count
+        else { return nil }
+        let sums = zip(try existing.doubleValues(), try add.doubleValues()).map { $0 + $1 }
+        return try Tensor(shape: add.shape, scalars: sums).cast(to: add.dtype)
     }
 
     private func withActivation(_ producer: Node, _ activation: EpilogueActivation) -> Node? {

@@ -5,12 +5,17 @@ import KilnIR
 /// Attention exports scale Q and K this way before `Q · Kᵀ`, or scale the product after it: a scaled matMul
 /// result folds the same way when the product has no C input or activation. The scaled value must be read only
 /// by that matMul, and both must be floating point.
+///
+/// A multiplication or division by a constant that varies at most along the channels (`[C, 1, 1]` after a
+/// convolution, `[N]` after a 2-D product) folds into the weights of the convolution or constant-weight product
+/// that produces the scaled value, as a batch normalization does: exporters that split a normalization into a
+/// per-channel multiply and add (Caffe2's Inception) leave this, and the add then becomes the bias.
 public struct ScaleFolding: Pass {
     public let name = "scale-folding"
     public init() {}
 
     public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
-        graph.rewriteEachNode { index, graph in fold(at: index, &graph) }
+        try graph.rewriteEachNode { index, graph in try fold(at: index, &graph) || foldIntoWeights(at: index, &graph) }
     }
 
     private func fold(at index: Int, _ graph: inout Graph) -> Bool {
@@ -49,5 +54,49 @@ public struct ScaleFolding: Pass {
         consumer.name = "\(node.name) + \(consumer.name)"
         graph.fuse(producer: index, consumer: c, into: consumer, removing: node.outputs[0])
         return true
+    }
+
+    private func foldIntoWeights(at index: Int, _ graph: inout Graph) throws -> Bool {
+        let node = graph.nodes[index]
+        guard let binary = node.layer as? BinaryLayer, binary.op == .mul || binary.op == .div,
+            node.inputs.count == 2, node.outputs.count == 1,
+            let outType = graph.type(of: node.outputs[0])?.tensorType, isFusibleFloat(outType.dtype),
+            let shape = outType.concreteShape, shape.count >= 2
+        else { return false }
+        // The constant is the divisor of a division, either factor of a product.
+        let side = graph.initializers[node.inputs[1]] != nil ? 1 : binary.op == .mul ? 0 : 1
+        guard let constant = graph.initializers[node.inputs[side]], constant.dtype.isFloatingPoint,
+            let values = Self.channelValues(constant, shape: shape)
+        else { return false }
+        let factors = binary.op == .mul ? values : values.map { 1 / $0 }
+        let operand = node.inputs[1 - side]
+        guard factors.allSatisfy({ $0.isFinite }), graph.type(of: operand)?.tensorType == outType,
+            let p = PatternView(graph).internalProducer(of: operand)
+        else { return false }
+        var fused = graph.nodes[p]
+        fused.outputs = node.outputs
+        let zeros = [Double](repeating: 0, count: factors.count)
+        let folded: Bool
+        if let conv = fused.layer as? ConvolutionLayer, conv.epilogue.isEmpty, !conv.channelsLast {
+            folded = try BatchNormFolding.foldConvolution(&fused, scale: factors, shift: zeros, &graph)
+        } else if let mm = fused.layer as? MatMulLayer, mm.epilogue.isEmpty, shape.count == 2 {
+            folded = try BatchNormFolding.foldMatMul(&fused, mm, scale: factors, shift: zeros, &graph)
+        } else {
+            folded = false
+        }
+        guard folded else { return false }
+        fused.name = fusedName(graph.nodes[p], node)
+        graph.fuse(producer: p, consumer: index, into: fused, removing: operand)
+        return true
+    }
+
+    /// The constant's value for each channel (axis 1) of an output shaped `shape`, when it broadcasts along
+    /// every other axis.
+    private static func channelValues(_ constant: Tensor, shape: [Int]) -> [Double]? {
+        guard constant.rank <= shape.count, let values = try? constant.doubleValues() else { return nil }
+        let aligned = [Int](repeating: 1, count: shape.count - constant.rank) + constant.shape
+        guard aligned.indices.allSatisfy({ $0 == 1 || aligned[$0] == 1 }) else { return nil }
+        if aligned[1] == shape[1] { return values }
+        return aligned[1] == 1 ? [Double](repeating: values[0], count: shape[1]) : nil
     }
 }
