@@ -52,6 +52,41 @@ struct DoubleLayer: Layer {
         #expect(g.nodes.first { $0.name == "use" }?.inputs == ["x"])
     }
 
+    /// x -> dropout (mask output named) -> relu -> y; `training` feeds its training flag when given.
+    func dropoutGraph(maskRead: Bool = false, training: Tensor? = nil, trainingInput: Bool = false) -> Graph {
+        var g = Graph(
+            name: "g",
+            inputs: [GraphValue(name: "x", type: .tensor(TensorType(.float32, dims: [2])))]
+                + (trainingInput ? [GraphValue(name: "t", type: .tensor(TensorType(.bool, dims: [])))] : []),
+            outputs: [GraphValue(name: "y", type: nil)] + (maskRead ? [GraphValue(name: "mask", type: nil)] : []),
+            initializers: training.map { ["t": $0, "ratio": Tensor(scalar: Float(0.5))] } ?? [:],
+            nodes: [
+                Node(
+                    name: "drop", layer: DropoutLayer(),
+                    inputs: training != nil || trainingInput ? ["x", "ratio", "t"] : ["x"],
+                    outputs: ["d", "mask"]),
+                Node(name: "relu", layer: UnaryLayer(.relu), inputs: ["d"], outputs: ["y"]),
+            ])
+        if trainingInput { g.initializers["ratio"] = Tensor(scalar: Float(0.5)) }
+        return g
+    }
+
+    @Test func anInferenceDropoutWhoseMaskNobodyReadsIsRemoved() throws {
+        for training in [nil, Tensor(scalar: false)] {
+            var g = dropoutGraph(training: training)
+            #expect(try IdentityElimination().run(&g, context))
+            #expect(g.nodes.map(\.name) == ["relu"])
+            #expect(g.nodes[0].inputs == ["x"])
+        }
+        for stays in [
+            dropoutGraph(maskRead: true), dropoutGraph(training: Tensor(scalar: true)),
+            dropoutGraph(trainingInput: true),
+        ] {
+            var g = stays
+            #expect(try !IdentityElimination().run(&g, context))
+        }
+    }
+
     @Test func constantFoldingMakesInitializers() throws {
         var g = graph()
         #expect(try ConstantFolding().run(&g, context))
