@@ -71,6 +71,12 @@ struct ConvCase: CustomStringConvertible, Sendable {
             x: [1, 6, 8, 8], w: [4, 3, 3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1], group: 2),
         ConvCase(
             x: [1, 5, 7, 6], w: [5, 1, 3, 3], strides: [2, 2], dilations: [1, 1], pads: [1, 1, 1, 1], group: 5),
+        // Whole groups (and images) a thread where there are enough to go round: ShuffleNet's grouped 1x1, and
+        // two images of three groups (six products on two threads).
+        ConvCase(
+            x: [1, 16, 6, 7], w: [12, 4, 1, 1], strides: [1, 1], dilations: [1, 1], pads: [0, 0, 0, 0], group: 4),
+        ConvCase(
+            x: [2, 9, 7, 5], w: [6, 3, 3, 3], strides: [1, 2], dilations: [1, 1], pads: [1, 1, 1, 1], group: 3),
         // Depthwise (group = channels): the direct loops, 3x3 over a padded plane and any other window row by row.
         ConvCase(
             x: [2, 6, 9, 11], w: [6, 1, 3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1], group: 6),

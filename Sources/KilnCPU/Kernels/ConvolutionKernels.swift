@@ -171,14 +171,22 @@ final class ConvolutionKernel: Kernel {
         let pointwise =
             g.r.kernel.allSatisfy { $0 == 1 } && g.r.strides.allSatisfy { $0 == 1 }
             && g.r.padsBegin.allSatisfy { $0 == 0 }
+        // Groups (and images) of a grouped convolution are independent products: where there are enough to go
+        // round, each thread takes whole ones and runs them alone, instead of every small product being split
+        // across the threads (a synchronization each, which costs more than the work in ShuffleNet's layers).
+        let items = g.batch * g.group
+        let acrossGroups =
+            g.group > 1 && threads > 1 && items >= threads && (items % threads == 0 || items >= 4 * threads)
+        let inner = acrossGroups ? 1 : threads
         return Tensor.build(Float.self, shape: g.outShape) { out in
             guard let o = out.baseAddress, out.count > 0 else { return }
             x.withUnsafeBuffer(as: Float.self) { xb in
                 guard let xp = xb.baseAddress else { return }
                 LinearAlgebraSupport.withFloats(b) { bias in
                     LinearAlgebraSupport.withFloats(residual) { residual in
-                        for n in 0..<g.batch {
-                            for group in 0..<g.group {
+                        Parallel.forEach(items, threads: acrossGroups ? threads : 1) { range in
+                            for item in range {
+                                let (n, group) = (item / g.group, item % g.group)
                                 let xg = xp + (n * g.inChannels + group * cg) * g.inSize
                                 let first = (n * g.outChannels + group * mg) * outSize
                                 let og = o + first
@@ -191,14 +199,14 @@ final class ConvolutionKernel: Kernel {
                                 if pointwise {
                                     columns = PackedPanels.pack(
                                         FloatMatrix(base: xg, rowStride: 1, columnStride: outSize), extent: outSize,
-                                        depth: cg, width: tactic.nr, blockSize: tactic.kc, threads: threads)
+                                        depth: cg, width: tactic.nr, blockSize: tactic.kc, threads: inner)
                                 } else {
                                     columns = Im2Col.pack(
-                                        xg, channels: cg, spatial: g.inSpatial, g.r, tactic: tactic, threads: threads)
+                                        xg, channels: cg, spatial: g.inSpatial, g.r, tactic: tactic, threads: inner)
                                 }
                                 SGEMM.multiply(
                                     weights[group], columns, into: og, ldc: outSize, epilogue: epilogue,
-                                    tactic: tactic, threads: threads)
+                                    tactic: tactic, threads: inner)
                             }
                         }
                     }
