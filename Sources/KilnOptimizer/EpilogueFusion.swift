@@ -3,8 +3,9 @@ import KilnIR
 /// Folds the pointwise work after a convolution or matMul into its epilogue, so the result is written once:
 /// a constant per-channel bias add (added into a constant bias the layer has, or as its bias), a residual add
 /// of a tensor of the output's shape (a matMul's C input, or its input 3 when C already holds a bias), and an
-/// activation (relu, clip/relu6, leaky relu, sigmoid, tanh, GELU, SiLU `x * sigmoid(x)`), in that order. Each step needs the layer's output to be read only by the fused node, and an epilogue stage that
-/// comes later not to be filled in yet.
+/// activation (relu, clip/relu6, leaky relu, sigmoid, tanh, GELU, SiLU `x * sigmoid(x)`), in that order. Each
+/// step needs the layer's output to be read only by the fused node, and an epilogue stage that comes later not
+/// to be filled in yet.
 public struct EpilogueFusion: Pass {
     public let name = "epilogue-fusion"
     public init() {}
