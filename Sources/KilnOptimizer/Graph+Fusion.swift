@@ -82,3 +82,15 @@ func isFusibleFloat(_ dtype: DType?) -> Bool {
 
 /// `conv1 + bn1`: the ONNX nodes a fused layer covers, for `kiln inspect`.
 func fusedName(_ a: Node, _ b: Node) -> String { "\(a.name) + \(b.name)" }
+
+/// A constant's value for each of `channels` channels (axis 1 of a rank-`rank` value) when it broadcasts along
+/// every other axis (`[C, 1, 1]`, `[1, C, 1, 1]`, a one-element tensor); nil otherwise.
+func channelValues(_ constant: Tensor, rank: Int, channels: Int) -> [Double]? {
+    guard rank >= 2, constant.rank <= rank, constant.dtype.isFloatingPoint,
+        let values = try? constant.doubleValues()
+    else { return nil }
+    let aligned = [Int](repeating: 1, count: rank - constant.rank) + constant.shape
+    guard aligned.indices.allSatisfy({ $0 == 1 || aligned[$0] == 1 }) else { return nil }
+    if aligned[1] == channels { return values }
+    return aligned[1] == 1 ? [Double](repeating: values[0], count: channels) : nil
+}

@@ -65,8 +65,8 @@ public struct ScaleFolding: Pass {
         else { return false }
         // The constant is the divisor of a division, either factor of a product.
         let side = graph.initializers[node.inputs[1]] != nil ? 1 : binary.op == .mul ? 0 : 1
-        guard let constant = graph.initializers[node.inputs[side]], constant.dtype.isFloatingPoint,
-            let values = Self.channelValues(constant, shape: shape)
+        guard let constant = graph.initializers[node.inputs[side]],
+            let values = channelValues(constant, rank: shape.count, channels: shape[1])
         else { return false }
         let factors = binary.op == .mul ? values : values.map { 1 / $0 }
         let operand = node.inputs[1 - side]
@@ -88,15 +88,5 @@ public struct ScaleFolding: Pass {
         fused.name = fusedName(graph.nodes[p], node)
         graph.fuse(producer: p, consumer: index, into: fused, removing: operand)
         return true
-    }
-
-    /// The constant's value for each channel (axis 1) of an output shaped `shape`, when it broadcasts along
-    /// every other axis.
-    private static func channelValues(_ constant: Tensor, shape: [Int]) -> [Double]? {
-        guard constant.rank <= shape.count, let values = try? constant.doubleValues() else { return nil }
-        let aligned = [Int](repeating: 1, count: shape.count - constant.rank) + constant.shape
-        guard aligned.indices.allSatisfy({ $0 == 1 || aligned[$0] == 1 }) else { return nil }
-        if aligned[1] == shape[1] { return values }
-        return aligned[1] == 1 ? [Double](repeating: values[0], count: shape[1]) : nil
     }
 }
