@@ -15,7 +15,9 @@ public struct ScaleFolding: Pass {
     public init() {}
 
     public func run(_ graph: inout Graph, _ context: PassContext) throws -> Bool {
-        try graph.rewriteEachNode { index, graph in try fold(at: index, &graph) || foldIntoWeights(at: index, &graph) }
+        try graph.rewriteEachNode { index, graph in
+            try fold(at: index, &graph) || foldIntoWeights(at: index, &graph, context)
+        }
     }
 
     private func fold(at index: Int, _ graph: inout Graph) -> Bool {
@@ -56,7 +58,7 @@ public struct ScaleFolding: Pass {
         return true
     }
 
-    private func foldIntoWeights(at index: Int, _ graph: inout Graph) throws -> Bool {
+    private func foldIntoWeights(at index: Int, _ graph: inout Graph, _ context: PassContext) throws -> Bool {
         let node = graph.nodes[index]
         guard let binary = node.layer as? BinaryLayer, binary.op == .mul || binary.op == .div,
             node.inputs.count == 2, node.outputs.count == 1,
@@ -71,8 +73,15 @@ public struct ScaleFolding: Pass {
         let factors = binary.op == .mul ? values : values.map { 1 / $0 }
         let operand = node.inputs[1 - side]
         guard factors.allSatisfy({ $0.isFinite }), graph.type(of: operand)?.tensorType == outType,
-            let p = PatternView(graph).internalProducer(of: operand)
+            let producer = graph.nodes.firstIndex(where: { $0.outputs.first == operand }),
+            graph.nodes[producer].layer is ConvolutionLayer || graph.nodes[producer].layer is MatMulLayer
         else { return false }
+        guard let p = PatternView(graph).internalProducer(of: operand) else {
+            context.rejected?(
+                graph.nodes[producer].name,
+                "\(node.name) (per-channel scale) not folded into the weights: '\(operand)' is read elsewhere too")
+            return false
+        }
         var fused = graph.nodes[p]
         fused.outputs = node.outputs
         let zeros = [Double](repeating: 0, count: factors.count)
@@ -84,7 +93,13 @@ public struct ScaleFolding: Pass {
         } else {
             folded = false
         }
-        guard folded else { return false }
+        guard folded else {
+            context.rejected?(
+                graph.nodes[p].name,
+                "\(node.name) (per-channel scale) not folded into the weights: the layer has an epilogue, stores "
+                    + "its output channels-last, is no 2-D product, or its weights are not constants")
+            return false
+        }
         fused.name = fusedName(graph.nodes[p], node)
         graph.fuse(producer: p, consumer: index, into: fused, removing: operand)
         return true

@@ -97,10 +97,19 @@ import Testing
             [Node(name: "div", layer: BinaryLayer(.div), inputs: ["d", "c"], outputs: ["y"])],
             extra: ["d": .random([4, 1, 1], in: 0.5...2, using: &rng)])
         #expect(try !ScaleFolding().run(&inverse, context))
-        // The convolution's output is read elsewhere too.
+        // The convolution's output is read elsewhere too: `kiln inspect --verbose` says so.
         var shared = Self.convScaleShiftRelu()
         shared.outputs.append(GraphValue(name: "c", type: nil))
-        #expect(try !ScaleFolding().run(&shared, context))
+        let log = RejectionLog()
+        #expect(try !ScaleFolding().run(&shared, log.context))
+        #expect(log.lines == ["conv: mul (per-channel scale) not folded into the weights: 'c' is read elsewhere too"])
+        // Its weights are an input.
+        var input = Self.convScaleShiftRelu()
+        input.initializers["w"] = nil
+        input.inputs.append(GraphValue(name: "w", type: FusionGraphs.f32([4, 2, 1, 1])))
+        let inputLog = RejectionLog()
+        #expect(try !ScaleFolding().run(&input, inputLog.context))
+        #expect(inputLog.lines.count == 1)
         // A zero divisor.
         var zero = FusionGraphs.convThen(
             [Node(name: "div", layer: BinaryLayer(.div), inputs: ["c", "d"], outputs: ["y"])],
