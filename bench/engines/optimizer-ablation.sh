@@ -54,6 +54,7 @@ for m in models:
         if not f or not a:
             print(f"| {m} | {b} | missing | | | | |"); continue
         ratio = f"{e / a[2]:.2f}x" if e else "-"
-        print(f"| {m} | {b} | {f[0]} -> {a[0]} | {f[1]} -> {a[1]} | {f[2]:.3f} -> {a[2]:.3f} | {e or '-'} | {ratio} |")
+        eager_ms = f"{e:.3f}" if e else "-"
+        print(f"| {m} | {b} | {f[0]} -> {a[0]} | {f[1]} -> {a[1]} | {f[2]:.3f} -> {a[2]:.3f} | {eager_ms} | {ratio} |")
 PY
 tar -czf $OUT/ablation.tgz -C $OUT ablation && rm -rf $L
