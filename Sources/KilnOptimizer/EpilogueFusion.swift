@@ -118,17 +118,11 @@ public struct EpilogueFusion: Pass {
     /// A constant `[M]` from an add operand that broadcasts along the output's channel axis 1 only
     /// (`[M, 1, 1]`, `[1, M, 1, 1]`, or a scalar).
     private func channelBias(_ t: Tensor?, _ type: TensorType) throws -> Tensor? {
-        guard let t, t.dtype == type.dtype, let shape = type.shape, shape.count >= 2,
-            let channels = shape[1].value, t.rank <= shape.count
+        guard let t, t.dtype == type.dtype, let shape = type.shape,
+            let channels = shape.count >= 2 ? shape[1].value : nil,
+            let values = channelValues(t, rank: shape.count, channels: channels)
         else { return nil }
-        let channelAxis = 1 - (shape.count - t.rank)
-        for (axis, size) in t.shape.enumerated() where size != 1 {
-            guard axis == channelAxis, size == channels else { return nil }
-        }
-        if t.count == channels { return try t.reshaped([channels]) }
-        guard t.count == 1 else { return nil }
-        return try Tensor(shape: [channels], scalars: [Double](repeating: t.doubleValues()[0], count: channels))
-            .cast(to: t.dtype)
+        return try Tensor(shape: [channels], scalars: values).cast(to: t.dtype)
     }
 
     /// The layer's bias once `add` is added to it: `add` itself where it has none, the sum where its bias is a

@@ -73,12 +73,12 @@ public struct ScaleFolding: Pass {
         let factors = binary.op == .mul ? values : values.map { 1 / $0 }
         let operand = node.inputs[1 - side]
         guard factors.allSatisfy({ $0.isFinite }), graph.type(of: operand)?.tensorType == outType,
-            let producer = graph.nodes.firstIndex(where: { $0.outputs.first == operand }),
-            graph.nodes[producer].layer is ConvolutionLayer || graph.nodes[producer].layer is MatMulLayer
+            let p = graph.nodes.firstIndex(where: { $0.outputs.first == operand }),
+            graph.nodes[p].layer is ConvolutionLayer || graph.nodes[p].layer is MatMulLayer
         else { return false }
-        guard let p = PatternView(graph).internalProducer(of: operand) else {
+        guard graph.soleConsumer(of: operand, graph.useCounts) == index else {
             context.rejected?(
-                graph.nodes[producer].name,
+                graph.nodes[p].name,
                 "\(node.name) (per-channel scale) not folded into the weights: '\(operand)' is read elsewhere too")
             return false
         }

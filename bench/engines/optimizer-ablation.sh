@@ -12,9 +12,7 @@ models=${1:-resnet50,mobilenet_v2,bert-base,vit_b_16}
 KILN_GPU_TESTS=${KILN_GPU_TESTS:-0} source bench/engines/common.sh
 L=$OUT/ablation
 mkdir -p $L
-missing=$(for m in ${models//,/ }; do [[ -f $M/$m.onnx && -f $M/$m.io_b1.npz ]] || printf "%s," $m; done)
-[[ -z $missing ]] || python3 $D/baselines.py --export $M --models "${missing%,}" --batches 1 --no-compile --quick \
-    --no-ceilings > "$L/export.log" 2>&1 || tail -5 "$L/export.log"
+export_missing "$models" "$L/export.log"
 folding=identity-elimination,shape-folding,constant-folding,dead-code-elimination
 for m in ${models//,/ }; do
     for variant in folding all; do

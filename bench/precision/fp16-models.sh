@@ -4,8 +4,8 @@
 # compute time at batch 1 and 64 (CUDA graphs) and a per-layer profile at 64, then baselines.py in the same
 # call and the side-by-side table. Logs in $OUT/logs.tgz, the table in $OUT/side-by-side.txt.
 # Use: bash bench/precision/fp16-models.sh [MODELS] [-- extra baselines.py options, e.g. --no-compile]
-# KILN_REUSE=1 (set by targets.sh, which exported the models and built some plans in the same call): no export,
-# and a plan already at /tmp/MODEL-fp16.kiln is used as it is.
+# Models already exported to /tmp/m are not exported again. KILN_REUSE=1 (set by targets.sh, which built some
+# plans in the same call): a plan already at /tmp/MODEL-fp16.kiln is used as it is.
 set -o pipefail
 models=${1:-resnet50,mobilenet_v2,bert-base,vit_b_16}
 shift $(($# < 1 ? $# : 1))
@@ -17,9 +17,7 @@ mkdir -p $OUT
 mv $FINAL/gputests.log $OUT/ 2>/dev/null
 echo "== demo, cuda"
 $K demo --device cuda --json "$OUT/demo-cuda.json" --seconds 1 2>&1 | tee "$OUT/demo-cuda.log"
-[[ ${KILN_REUSE:-0} == 1 ]] ||
-    python3 $D/baselines.py --export $M --models "$models" --batches 1 --no-compile --quick --no-ceilings \
-        > "$OUT/export.log" 2>&1 || tail -5 "$OUT/export.log"
+export_missing "$models" "$OUT/export.log"
 for m in ${models//,/ }; do
     echo "== $m"
     [[ ${KILN_REUSE:-0} == 1 && -f /tmp/$m-fp16.kiln ]] ||

@@ -14,12 +14,7 @@ models=resnet50,mobilenet_v2,bert-base,vit_b_16
 KILN_GPU_TESTS=0 source bench/engines/common.sh
 mkdir -p "$OUT/logs"
 rm -f /tmp/*-fp16.kiln
-missing=$(for m in ${models//,/ }; do [[ -f $M/$m.onnx && -f $M/$m.io_b1.npz ]] || printf "%s," $m; done)
-if [[ -n $missing ]]; then
-    echo "exporting ${missing%,}"
-    python3 $D/baselines.py --export $M --models "${missing%,}" --batches 1 --no-compile --quick --no-ceilings \
-        > "$OUT/logs/export.log" 2>&1 || tail -5 "$OUT/logs/export.log"
-fi
+export_missing $models "$OUT/logs/export.log"
 [[ $1 == --export ]] && exit 0
 echo "== ResNet-50 int8 + float16 beside float16, batch 64"
 python3 bench/precision/random-calibration.py $M resnet50
