@@ -111,8 +111,8 @@ import Testing
         }
     }
 
-    /// A stem convolution, an Inception-style block (four branches from it, one through max pooling,
-    /// concatenated) feeding a DenseNet-style chain
+    /// A stem convolution, an Inception-style block (five branches from it, one through max pooling and one
+    /// that is max pooling, concatenated) feeding a DenseNet-style chain
     /// (each layer's output appended to everything before it); outputs "y" and the first branch.
     static func blocks(_ gen: inout SeededGenerator) throws -> Graph {
         var n = NetworkBuilder(name: "blocks")
@@ -129,9 +129,12 @@ import Testing
         let branches = [
             try conv(stem, 16, 16, 1), try conv(try conv(stem, 16, 8, 1), 8, 16, 3), try conv(stem, 16, 8, 5),
             try conv(pooled, 16, 8, 1),
+            try n.add(
+                PoolLayer(op: .max, window: PoolGeometry(kernel: [5, 5], strides: [1, 1], pads: [2, 2, 2, 2])),
+                [stem], name: "pool branch")[0],
         ]
         var features = try n.add(ConcatLayer(axis: 1), branches, name: "inception")[0]
-        var channels = 48
+        var channels = 64
         for layer in 0..<3 {
             let grown = try conv(try conv(features, channels, 16, 1), 16, 8, 3)
             features = try n.add(ConcatLayer(axis: 1), [features, grown], name: "dense\(layer)")[0]
@@ -183,20 +186,63 @@ import Testing
         try Self.expectClose(try fused.makeContext().run(feeds), reference, within: 1e-5, "fused, seed \(seed)")
     }
 
-    /// In float16 the whole network goes channels-last, concats included (on the last axis, so their inputs
-    /// are copied): one transpose in, one out per output, at batch 3.
-    @Test(.enabled(if: gpuUsable)) func float16BlocksConcatenateChannelsLast() throws {
+    /// In float16 the whole network goes channels-last, concats included (on the last axis): one transpose in,
+    /// one out per output, at batch 3. Each branch's convolution (cuBLASLt for 1×1, cuDNN otherwise) and the max
+    /// pooling branch write into their columns of the inception's output, which has nothing left to copy; each
+    /// dense layer's new features go into theirs, the features before them (a concat's output, read by the
+    /// next convolution too) are copied. The same outputs as the CPU and as the engine that copies every input.
+    @Test(.enabled(if: gpuUsable)) func float16BlocksWriteIntoTheirColumns() throws {
         let seed = SeededGenerator.testSeed()
         var gen = SeededGenerator(seed: seed)
         let graph = try Self.blocks(&gen)
         let feeds: [String: Value] = ["x": .tensor(Tensor.random([3, 16, 8, 8], in: -1...1, using: &gen))]
         let reference = try Builder.build(graph, device: CPUDevice(threads: 2)).makeContext().run(feeds)
-        var config = BuilderConfig()
-        config.half = HalfConfig(dtype: .float16)
-        let engine = try Builder.build(graph, device: try sharedGPU(), config: config)
-        let concats = engine.graph.nodes.compactMap { $0.layer as? ConcatLayer }
-        #expect(concats.count == 4 && concats.allSatisfy { $0.axis == 3 }, "\(engine.graph.textForm())")
-        #expect(engine.graph.nodes.filter { $0.layer is TransposeLayer }.count == 3, "\(engine.graph.textForm())")
-        try Self.expectClose(try engine.makeContext().run(feeds), reference, within: 5e-3, "float16, seed \(seed)")
+        func engine(disabling disabled: Set<String>) throws -> Engine {
+            var config = BuilderConfig(disabledPasses: disabled)
+            config.half = HalfConfig(dtype: .float16)
+            let device = try CUDADevice(options: CUDADeviceOptions(disabledPasses: disabled))
+            return try Builder.build(graph, device: device, config: config)
+        }
+        let unfused: Set<String> = ["horizontal-fusion"]
+        let written = try engine(disabling: unfused)
+        let concats = written.graph.nodes.compactMap { $0.layer as? ConcatLayer }
+        #expect(concats.count == 4 && concats.allSatisfy { $0.axis == 3 }, "\(written.graph.textForm())")
+        #expect(written.graph.nodes.filter { $0.layer is TransposeLayer }.count == 3, "\(written.graph.textForm())")
+        let report = try written.makeContext().report(for: feeds)
+        let layers = report.layers.filter { $0.kind == ConcatLayer.kind }.map(\.implementation)
+        #expect(
+            layers == ["no work (inputs written in place)"]
+                + Array(repeating: "cuda: 1 step, 1 of 2 inputs written in place", count: 3), "\(layers)")
+        let copies = try engine(disabling: unfused.union([Pipeline.concatInPlace]))
+        #expect(try copies.makeContext().report(for: feeds).launches == report.launches + 1)
+        try Self.expectClose(try written.makeContext().run(feeds), reference, within: 5e-3, "float16, seed \(seed)")
+        try Self.expectClose(try copies.makeContext().run(feeds), reference, within: 5e-3, "copies, seed \(seed)")
+        var fused = BuilderConfig()
+        fused.half = HalfConfig(dtype: .float16)
+        try Self.expectClose(
+            try Builder.build(graph, device: try sharedGPU(), config: fused).makeContext().run(feeds), reference,
+            within: 5e-3, "fused, seed \(seed)")
+    }
+
+    /// In float32 at batch 3 (channels-first, each input `batch` blocks of the output): cuDNN's convolutions
+    /// write their images into the concat's output with its strides; the 1×1 ones, products with a bias pass
+    /// after them, and the pooling (channels-first kernel) are copied. The same outputs as the CPU.
+    @Test(.enabled(if: gpuUsable)) func float32BatchedBlocksWriteIntoTheirColumns() throws {
+        let seed = SeededGenerator.testSeed()
+        var gen = SeededGenerator(seed: seed)
+        let graph = try Self.blocks(&gen)
+        let feeds: [String: Value] = ["x": .tensor(Tensor.random([3, 16, 8, 8], in: -1...1, using: &gen))]
+        let reference = try Builder.build(graph, device: CPUDevice(threads: 2)).makeContext().run(feeds)
+        let unfused: Set<String> = ["horizontal-fusion"]
+        let engine = try Builder.build(
+            graph, device: try CUDADevice(options: CUDADeviceOptions(disabledPasses: unfused)),
+            config: BuilderConfig(disabledPasses: unfused))
+        let report = try engine.makeContext().report(for: feeds)
+        let layers = report.layers.filter { $0.kind == ConcatLayer.kind }.map(\.implementation)
+        // The inception's 3×3 and 5×5 branches; each dense layer's 3×3.
+        #expect(
+            layers == ["cuda: 2 steps, 2 of 5 inputs written in place"]
+                + Array(repeating: "cuda: 1 step, 1 of 2 inputs written in place", count: 3), "\(layers)")
+        try Self.expectClose(try engine.makeContext().run(feeds), reference, within: 1e-5, "float32, seed \(seed)")
     }
 }

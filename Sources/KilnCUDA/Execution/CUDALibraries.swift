@@ -21,7 +21,7 @@ final class CUDALibraries: @unchecked Sendable {
     private var pendingRanks: [String: Int] = [:]
     private var pendingAlgorithms: [String: Int32] = [:]
 
-    private func cublasLt() throws -> CUBLASLt {
+    func cublasLt() throws -> CUBLASLt {
         try opened(&blas) {
             let library = try CUBLASLt()
             library.tunedRanks.merge(pendingRanks) { _, given in given }
@@ -91,7 +91,7 @@ final class CUDALibraries: @unchecked Sendable {
         }
     }
 
-    private func cudnn() throws -> CUDNN {
+    func cudnn() throws -> CUDNN {
         try opened(&dnn) {
             let library = try CUDNN()
             library.tunedAlgorithms.merge(pendingAlgorithms) { _, given in given }

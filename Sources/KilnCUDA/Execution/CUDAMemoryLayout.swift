@@ -13,6 +13,8 @@ struct CUDAMemoryLayout {
 
     private let nodeInputs: [[String]]
     private let nodeOutputs: [[String]]
+    /// Value name -> the value whose bytes hold it directly (a view's input, a concat's output, ...).
+    private var holders: [String: String] = [:]
     /// Value name -> the value whose bytes it shares (itself unless aliased).
     private var roots: [String: String] = [:]
     /// Value name -> where its bytes start inside its root's, for aliases that view a block of their input.
@@ -26,10 +28,13 @@ struct CUDAMemoryLayout {
     private(set) var weightBytes = 0
     private var arena: DeviceBuffer?
 
-    /// `placesInputs` off keeps every concat input in bytes of its own (`--no-fuse concat-in-place`),
-    /// `overwritesInputs` off every pointwise output (`--no-fuse pointwise-in-place`).
+    /// `slots` are the values their producers write into a concat's output (`CUDAConcatSlots`): value -> the
+    /// concat's output and where the value's first row starts in it; they are stored there whatever else
+    /// applies. `placesInputs` off keeps every other concat input in bytes of its own (`--no-fuse
+    /// concat-in-place`), `overwritesInputs` off every pointwise output (`--no-fuse pointwise-in-place`).
     init(
-        graph: Graph, nodes: [CUDAPlanBuilder.LoweredNode], placesInputs: Bool = true, overwritesInputs: Bool = true
+        graph: Graph, nodes: [CUDAPlanBuilder.LoweredNode], slots: [String: (value: String, offset: Int)] = [:],
+        placesInputs: Bool = true, overwritesInputs: Bool = true
     ) throws {
         nodeInputs = nodes.map(\.node.inputs)
         nodeOutputs = nodes.map(\.node.outputs)
@@ -49,8 +54,15 @@ struct CUDAMemoryLayout {
                 )
             }
         }
+        for (name, slot) in slots.sorted(by: { $0.key < $1.key }) {
+            guard parents[name] == nil else {
+                throw KilnError.runtime("'\(name)' is written into '\(slot.value)' but is a view of another value")
+            }
+            parents[name] = slot
+        }
         if placesInputs { Self.placeInputs(graph: graph, nodes: nodes, &parents) }
         if overwritesInputs { Self.overwriteInputs(graph: graph, nodes: nodes, &parents) }
+        holders = parents.mapValues(\.value)
         for name in parents.keys {
             var (root, offset) = (name, 0)
             while let parent = parents[root] { (root, offset) = (parent.value, offset + parent.offset) }
@@ -171,6 +183,17 @@ struct CUDAMemoryLayout {
     /// where inside them it starts.
     func storage(of name: String) -> (root: String, offset: Int) {
         (roots[name] ?? name, rootOffsets[name] ?? 0)
+    }
+
+    /// Whether `name` is stored inside `other`'s bytes (a concat input inside the concat's output), directly
+    /// or through values stored inside each other.
+    func isStored(_ name: String, inside other: String) -> Bool {
+        var current = name
+        while let holder = holders[current] {
+            if holder == other { return true }
+            current = holder
+        }
+        return false
     }
 
     /// Where `name`'s bytes start in the arena, or nil for weights and constants.

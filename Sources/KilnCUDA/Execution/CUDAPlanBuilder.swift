@@ -25,12 +25,28 @@ struct CUDAPlanBuilder {
     func build() throws -> CUDAShapeProgram {
         let graph = try program.graph.specialized(
             toInputShapes: inputShapes, evaluator: device.host, disabledPasses: device.options.disabledPasses)
-        let lowered = try graph.nodes.enumerated().map { index, node in
-            try lower(node, index: index, in: graph)
+        let placesInputs = !device.options.disabledPasses.contains(Pipeline.concatInPlace)
+        // Nodes lower in order, so a concat knows which of its inputs their producers wrote into its output.
+        let offers = placesInputs ? CUDAConcatSlots.offers(graph) : [:]
+        var written: [Int: Set<Int>] = [:]
+        var slots: [String: (value: String, offset: Int)] = [:]
+        var lowered: [LoweredNode] = []
+        for (index, node) in graph.nodes.enumerated() {
+            var offer = offers[index]
+            var result = try lower(
+                node, index: index, in: graph, slot: offer?.slot, placedInputs: written[index] ?? [])
+            if offer != nil, let lowering = result.lowering, lowering.writesSlot, !librariesTake(lowering) {
+                offer = nil
+                result = try lower(node, index: index, in: graph, slot: nil, placedInputs: written[index] ?? [])
+            }
+            if let offer, result.lowering?.writesSlot == true {
+                written[offer.concat, default: []].insert(offer.input)
+                slots[node.outputs[0]] = (graph.nodes[offer.concat].outputs[0], offer.byteOffset)
+            }
+            lowered.append(result)
         }
         var memory = try CUDAMemoryLayout(
-            graph: graph, nodes: lowered,
-            placesInputs: !device.options.disabledPasses.contains(Pipeline.concatInPlace),
+            graph: graph, nodes: lowered, slots: slots, placesInputs: placesInputs,
             overwritesInputs: !device.options.disabledPasses.contains(Pipeline.pointwiseInPlace))
         try memory.bindWeights { name, tensor in try program.weight(name, tensor) }
         try memory.uploadConstants(on: device)
@@ -43,19 +59,40 @@ struct CUDAPlanBuilder {
         return CUDAShapeProgram(graph: graph, nodes: chosen, steps: steps, memory: memory, device: device)
     }
 
-    private func lower(_ node: Node, index: Int, in graph: Graph) throws -> LoweredNode {
+    private func lower(
+        _ node: Node, index: Int, in graph: Graph, slot: CUDAOutputSlot?, placedInputs: Set<Int>
+    ) throws -> LoweredNode {
         try withErrorContext("layer \(index) '\(node.name)' (\(node.kind))") {
             do {
                 guard let lowering = CUDALoweringRegistry.all[node.kind] else {
                     throw KilnError.unsupported("the CUDA backend has no kernel for layer kind '\(node.kind)'")
                 }
-                let info = try nodeInfo(node, graph)
+                var info = try nodeInfo(node, graph)
+                info.outputSlot = slot
+                info.placedInputs = placedInputs
                 return LoweredNode(node: node, lowering: try lowering(info))
             } catch let error as KilnError where error.kind == .unsupported {
                 guard device.options.allowCPUFallback else {
                     throw KilnError.unsupported(error.description + " (--allow-cpu-fallback runs it on the CPU)")
                 }
                 return LoweredNode(node: node, lowering: nil, fallbackReason: error.description)
+            }
+        }
+    }
+
+    /// Whether the libraries have an algorithm for every library step of `lowering` as it writes into a slot
+    /// (cuDNN may refuse strides it has no kernel for); where they do not, the layer writes densely.
+    private func librariesTake(_ lowering: CUDALowering) -> Bool {
+        let allowTF32 = device.options.kernels.allowTF32
+        return lowering.steps.allSatisfy { step in
+            switch step {
+            case .convolution(let convolution) where convolution.outputStrides != nil:
+                (try? CUDAConvolutionRunner(step: convolution, library: device.libraries.cudnn(), allowTF32: allowTF32))
+                    != nil
+            case .matMul(let product) where product.rowStrideD != nil:
+                (try? CUDAMatMulRunner(
+                    step: product, library: device.libraries.cublasLt(), allowTF32: allowTF32, candidates: 1)) != nil
+            default: true
             }
         }
     }

@@ -88,15 +88,20 @@ final class CUDAShapeProgram: @unchecked Sendable {
         let launches = steps.filter { if case .host = $0.work { false } else { true } }.count
         let layers = nodes.enumerated().map { index, lowered -> EngineReport.Layer in
             let count = steps.filter { $0.node == index }.count
+            // Inputs stored inside this node's output (a concat's, written there by their producers).
+            let output = lowered.node.outputs.first ?? ""
+            let inside = lowered.node.inputs.filter { !$0.isEmpty && memory.isStored($0, inside: output) }.count
             let implementation: String
             if let reason = lowered.fallbackReason {
                 implementation = "cpu fallback: \(reason)"
-            } else if let lowering = lowered.lowering, lowering.steps.isEmpty {
-                implementation = lowering.aliases.isEmpty ? "no work" : "view (no copy)"
+            } else if let lowering = lowered.lowering, !lowering.aliases.isEmpty, lowering.steps.isEmpty {
+                implementation = "view (no copy)"
             } else if count == 0 {
-                implementation = "no work (inputs written in place)"
+                implementation = inside > 0 ? "no work (inputs written in place)" : "no work"
             } else {
-                implementation = "cuda: \(count) step\(count == 1 ? "" : "s")"
+                implementation =
+                    "cuda: \(count) step\(count == 1 ? "" : "s")"
+                    + (inside > 0 ? ", \(inside) of \(lowered.node.inputs.count) inputs written in place" : "")
             }
             return EngineReport.Layer(name: lowered.node.name, kind: lowered.node.kind, implementation: implementation)
         }

@@ -52,7 +52,8 @@ enum CUDAChannelsLastConvolution {
             residual: layer.epilogue.residual ? .input(residualIndex) : nil, y: .output(0), inputShape: x,
             weightShape: w, outputShape: out, pads: r.padsBegin, strides: r.strides, dilations: r.dilations,
             groups: layer.parameters.group, activation: nil, dtype: dtype, channelsLast: true)
-        return try CUDAConvolutionLowering.cuDNN(step, activation: activation, shape: stored, dtype: dtype)
+        return try CUDAConvolutionLowering.cuDNN(
+            step, activation: activation, shape: stored, dtype: dtype, slot: info.outputSlot)
     }
 
     /// A 1×1 convolution (no padding, one group) as one product over every output pixel of the batch. With a
@@ -91,6 +92,10 @@ enum CUDAChannelsLastConvolution {
         if layer.epilogue.residual {
             step.c = .input(residualIndex)
             step.beta = 1
+        } else if inLibrary, let slot = info.outputSlot, slot.rows == pixels, slot.rowElements == w[0] {
+            // Written straight into a concat's columns: D's rows the slot's row stride apart.
+            step.rowStrideD = slot.rowStride
+            lowering.writesSlot = true
         }
         lowering.steps.append(.matMul(step))
         if !inLibrary,

@@ -10,7 +10,9 @@ enum CUDAChannelsLastPool {
 
     /// The launch for `layer` over the channels-first `shape` `[N, C, H, W]`, or nil when this kernel does not
     /// cover it (Lp pooling, other ranks and dtypes; int8 max pooling only, the chained form of `Int8Chaining`).
-    static func launch(_ layer: PoolLayer, shape: [Int], dtype: DType) throws -> CUDALaunch? {
+    /// With `pixelStride`, output pixels are that many elements apart (a concat's columns, `CUDAOutputSlot`);
+    /// not for int8.
+    static func launch(_ layer: PoolLayer, shape: [Int], dtype: DType, pixelStride: Int? = nil) throws -> CUDALaunch? {
         guard shape.count == 4, let window = layer.window,
             [.float32, .float16, .bfloat16].contains(dtype) || (dtype == .int8 && layer.op == .max)
         else { return nil }
@@ -31,6 +33,7 @@ enum CUDAChannelsLastPool {
         guard total > 0 else { return nil }
         let blocks = max(1, min((total + threads - 1) / threads, maxBlocks))
         let int8Max = dtype == .int8 && vector == 16 && window.kernel[0] * window.kernel[1] <= 16
+        if pixelStride != nil && dtype == .int8 { return nil }
         let source =
             int8Max
             ? CUDASource(
@@ -53,7 +56,7 @@ enum CUDAChannelsLastPool {
                 // Taps at input rows and columns below these (the input and its padding) count with count_include_pad.
                 .dims([
                     window.dilations[0], window.dilations[1], resolved.paddedEnd[0] - resolved.padBegin[0],
-                    resolved.paddedEnd[1] - resolved.padBegin[1], includePad ? 1 : 0,
+                    resolved.paddedEnd[1] - resolved.padBegin[1], includePad ? 1 : 0, pixelStride ?? channels,
                 ]),
             ])
     }
@@ -123,7 +126,8 @@ enum CUDAChannelsLastPool {
 
     private static let code = """
         /* X [N, H, W, C] -> Y [N, OH, OW, C]; size: N, C, H, W, OH, OW; window: KH, KW, SH, SW, PH, PW;
-           taps: DH, DW, the padded row and column ends, whether padding taps count. Max: a NaN tap never wins
+           taps: DH, DW, the padded row and column ends, whether padding taps count, the elements between output
+           pixels (C, or more inside a concat's output). Max: a NaN tap never wins
            and an empty window gives KILN_LOWEST (-inf, or -128 for int8, as the CPU); average: the sum over the taps inside the input divided
            by their count, or by the count of taps inside the input and its padding. */
         typedef KILN_T T;
@@ -140,9 +144,11 @@ enum CUDAChannelsLastPool {
             const IX groups = C / KILN_VEC;
             const IX total = (IX)size.v[0] * OH * OW * groups;
             const IX step = (IX)gridDim.x * blockDim.x;
+            const IX YS = (IX)taps.v[5];
             for (IX i = (IX)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
                 const IX g = i % groups;
                 IX rest = i / groups;
+                const IX pixel = rest;
                 const int ow = (int)(rest % OW);
                 rest /= OW;
                 const int oh = (int)(rest % OH);
@@ -177,7 +183,7 @@ enum CUDAChannelsLastPool {
                 #pragma unroll
                 for (int v = 0; v < KILN_VEC; ++v)
                     result.v[v] = (T)(KILN_MAX ? acc[v] : count > 0 ? acc[v] / (float)count : 0.0f);
-                *(KilnVec*)(y + i * KILN_VEC) = result;
+                *(KilnVec*)(y + pixel * YS + g * KILN_VEC) = result;
             }
         }
 
@@ -185,7 +191,7 @@ enum CUDAChannelsLastPool {
             const T* __restrict__ x, T* __restrict__ y, KilnDims size, KilnDims window, KilnDims taps)
         {
             if (size.v[0] * size.v[1] * size.v[2] * size.v[3] < 2147483647LL
-                && size.v[0] * size.v[1] * size.v[4] * size.v[5] < 2147483647LL)
+                && size.v[0] * taps.v[5] * size.v[4] * size.v[5] < 2147483647LL)
                 kiln_pool_nhwc_body<unsigned int>(x, y, size, window, taps);
             else
                 kiln_pool_nhwc_body<i64>(x, y, size, window, taps);

@@ -96,7 +96,8 @@ enum CUDAConvolutionLowering {
                 residual: layer.epilogue.residual ? .input(residualIndex) : nil, y: .output(0), inputShape: xs,
                 weightShape: ws, outputShape: ys, pads: pads, strides: strides, dilations: dilations, groups: group,
                 activation: nil, dtype: dtype)
-            var lowering = try cuDNN(step, activation: layer.epilogue.activation, shape: out, dtype: dtype)
+            var lowering = try cuDNN(
+                step, activation: layer.epilogue.activation, shape: out, dtype: dtype, slot: info.outputSlot)
             lowering.steps.insert(explicitPad(x, begins: extra.map(\.0), into: xp, dtype: dtype), at: 0)
             lowering.scratchBytes = [xp.reduce(1, *) * dtype.byteSize]
             return lowering
@@ -117,7 +118,7 @@ enum CUDAConvolutionLowering {
             residual: layer.epilogue.residual ? .input(residualIndex) : nil, y: .output(0), inputShape: xs,
             weightShape: ws, outputShape: ys, pads: pads, strides: strides, dilations: dilations, groups: group,
             activation: nil, dtype: dtype)
-        return try cuDNN(step, activation: layer.epilogue.activation, shape: out, dtype: dtype)
+        return try cuDNN(step, activation: layer.epilogue.activation, shape: out, dtype: dtype, slot: info.outputSlot)
     }
 
     /// Copies X `[N, C, ...]` into scratch 0 of shape `padded`, its spatial axes offset by `begins`, zeros
@@ -136,16 +137,28 @@ enum CUDAConvolutionLowering {
     }
 
     /// The cuDNN `step` finishing with `activation`: cuDNN fuses a lone ReLU; any other activation follows as one
-    /// in-place pointwise pass over the stored output `shape`.
+    /// in-place pointwise pass over the stored output `shape`. Without that pass or a residual, the output is
+    /// written into `slot` when there is one.
     static func cuDNN(
-        _ step: CUDAConvolution, activation: EpilogueActivation?, shape: [Int], dtype: DType
+        _ step: CUDAConvolution, activation: EpilogueActivation?, shape: [Int], dtype: DType,
+        slot: CUDAOutputSlot? = nil
     ) throws -> CUDALowering {
         var step = step
         step.activation = activation == .relu ? .relu : nil
         guard let activation, activation != .relu,
             let launch = try CUDALinearAlgebraMatMul.pointwiseEpilogue(
                 activation: activation, bias: nil, shape: shape, dtype: dtype)
-        else { return CUDALowering(.convolution(step)) }
+        else {
+            guard let slot, step.residual == nil, shape.count == step.outputShape.count,
+                let strides = slot.strides(of: shape)
+            else { return CUDALowering(.convolution(step)) }
+            // The slot's strides are in the stored order; cuDNN takes them in the channels-first one.
+            step.outputStrides =
+                step.channelsLast ? ChannelsLast.permuted(strides, ChannelsLast.toFirst(rank: strides.count)) : strides
+            var lowering = CUDALowering(.convolution(step))
+            lowering.writesSlot = true
+            return lowering
+        }
         return CUDALowering(.convolution(step), .launch(launch))
     }
 

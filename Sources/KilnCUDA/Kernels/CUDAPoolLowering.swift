@@ -155,6 +155,16 @@ enum CUDAPoolLowering {
             }
         }
         if last {
+            // Written straight into a concat's columns where it offers them and the kernel can.
+            let pixels = try info.outputShape(0).dropLast().reduce(1, *)
+            if let slot = info.outputSlot, slot.rows == pixels, slot.rowElements == shape[1],
+                let launch = try CUDAChannelsLastPool.launch(
+                    layer, shape: shape, dtype: dtype, pixelStride: slot.rowStride)
+            {
+                var lowering = CUDALowering(.launch(launch))
+                lowering.writesSlot = true
+                return lowering
+            }
             guard let launch = try CUDAChannelsLastPool.launch(layer, shape: shape, dtype: dtype) else {
                 throw KilnError.unsupported(
                     "CUDA channels-last pooling: \(layer.op) of \(dtype.onnxName) over \(shape.count - 2) spatial axes")

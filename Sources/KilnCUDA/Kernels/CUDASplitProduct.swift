@@ -62,6 +62,7 @@ enum CUDASplitProduct {
     static func launches(_ product: CUDAMatMul, allowTF32: Bool, architecture: Int) -> [CUDALaunch] {
         let (m, n, k) = (product.m, product.n, product.k)
         guard runs(product.dtype, allowTF32: allowTF32, architecture: architecture), product.transposeB,
+            product.rowStrideD == nil,
             product.alpha == 1, product.c == nil || product.beta == 1,
             product.activation == nil || product.activation == .relu, m > 0, n > 0, n % 64 == 0, k > 0,
             k % depth == 0, n <= Int(Int32.max), k <= Int(Int32.max)
@@ -126,6 +127,7 @@ enum CUDASplitProduct {
     static func launches(_ convolution: CUDAConvolution, allowTF32: Bool, architecture: Int) -> [CUDALaunch] {
         let (x, w, y) = (convolution.inputShape, convolution.weightShape, convolution.outputShape)
         guard runs(convolution.dtype, allowTF32: allowTF32, architecture: architecture), convolution.channelsLast,
+            convolution.outputStrides == nil,
             convolution.groups == 1, x.count == 4, w.count == 4, y.count == 4,
             convolution.dilations.allSatisfy({ $0 == 1 }),
             convolution.activation == nil || convolution.activation == .relu

@@ -7,7 +7,7 @@ extension CUDAConvolutionRunner {
         "x\(step.inputShape) w\(step.weightShape) p\(step.pads) s\(step.strides) d\(step.dilations) g\(step.groups) "
             + "b\(step.bias != nil) r\(step.residual != nil) a\(step.activation.map { "\($0)" } ?? "-") "
             + "m\(requestedMath)" + (step.dtype == .float32 ? "" : " \(step.dtype.onnxName)")
-            + (step.channelsLast ? " nhwc" : "")
+            + (step.channelsLast ? " nhwc" : "") + (step.outputStrides.map { " y\($0)" } ?? "")
     }
 
     /// Times the qualifying algorithms on random data of the step's sizes (a warm-up run, then the median of
@@ -60,7 +60,9 @@ extension CUDAConvolutionRunner {
         let sample = SampledConvolution(step)
         let expected = sample.reference(x: hostX, w: hostW, bias: hostBias, residual: hostResidual, tf32: tf32)
         let sampleTolerance = sampledTolerance(step.dtype, terms: sample.terms, tf32: tf32)
-        let y = try context.allocate(bytes: max(outputCount, 1) * step.dtype.byteSize)
+        // Y starts zeroed: a Y written into a wider tensor leaves the elements between its own as they are.
+        let storedCount = sample.storedCount
+        let y = try timer.upload(context, [Float](repeating: 0, count: max(storedCount, 1)), dtype: step.dtype)
         let largest =
             try candidates.indices.map { index -> Int in
                 try choose(index)
@@ -86,7 +88,7 @@ extension CUDAConvolutionRunner {
                         y: y.address, workspace: scratch.address, stream: stream.handle)
                 }
             },
-            output: { try timer.download(y, count: outputCount, dtype: step.dtype) },
+            output: { try timer.download(y, count: storedCount, dtype: step.dtype) },
             matchesHost: { sample.relativeError(of: $0, from: expected) <= sampleTolerance }, tolerance: tolerance)
         let (launched, rejected) = (contest.launched, contest.rejected)
         if contest.best == nil, rejected > 0 {

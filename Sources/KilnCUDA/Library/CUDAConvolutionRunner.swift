@@ -70,10 +70,14 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
         guard all.allSatisfy({ $0 >= 0 && $0 <= Int(Int32.max) }), step.groups > 0 else {
             throw KilnError.unsupported("cuDNN convolution sizes exceed int32: \(step.inputShape)")
         }
+        if let strides = step.outputStrides, strides.count != rank || step.residual != nil {
+            throw KilnError.unsupported(
+                "cuDNN convolution writing Y with strides \(strides): rank \(rank), no residual")
+        }
         let owned = Resources(library, dataType: dataType, channelsLast: step.channelsLast)
         self.owned = owned
         let x = try owned.tensor(step.inputShape)
-        let y = try owned.tensor(step.outputShape)
+        let y = try owned.tensor(step.outputShape, strides: step.outputStrides)
         owned.x = x
         owned.y = y
         var biasShape = [Int](repeating: 1, count: rank)
@@ -212,9 +216,9 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
             if let activation { _ = dnn.destroyActivationDescriptor(activation) }
         }
 
-        /// A dense tensor descriptor of `dataType` elements for the NCHW `shape`, stored NCHW or (with
-        /// `channelsLast`, the runner's layout by default) NHWC.
-        func tensor(_ shape: [Int], channelsLast: Bool? = nil) throws -> OpaquePointer {
+        /// A tensor descriptor of `dataType` elements for the NCHW `shape`: dense, stored NCHW or (with
+        /// `channelsLast`, the runner's layout by default) NHWC, or with the given element `strides`.
+        func tensor(_ shape: [Int], channelsLast: Bool? = nil, strides given: [Int]? = nil) throws -> OpaquePointer {
             var desc: OpaquePointer?
             try dnn.check(dnn.createTensorDescriptor(&desc), "cudnnCreateTensorDescriptor")
             guard let desc else { throw KilnError.runtime("cudnn cudnnCreateTensorDescriptor returned nil") }
@@ -226,10 +230,11 @@ public final class CUDAConvolutionRunner: @unchecked Sendable {
                 channelsLast ?? self.channelsLast
                 ? [1] + Array((2..<shape.count).reversed()) + [0] : Array(shape.indices.reversed())
             for axis in order {
-                guard running <= Int(Int32.max) else {
+                let stride = given?[axis] ?? running
+                guard stride <= Int(Int32.max), running <= Int(Int32.max) else {
                     throw KilnError.unsupported("cuDNN tensor \(shape) has strides beyond int32")
                 }
-                strides[axis] = Int32(running)
+                strides[axis] = Int32(stride)
                 running *= max(shape[axis], 1)
             }
             try dnn.check(

@@ -115,7 +115,12 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         layoutB = try owned.layout(
             rows: step.transposeA ? m : k, cols: step.transposeA ? k : m, batch: step.batch, stride: step.strideA,
             type: input)
-        let d = try owned.layout(rows: n, cols: m, batch: step.batch, stride: step.strideD, type: output)
+        if let rowStride = step.rowStrideD, rowStride < n || step.c != nil || step.batch > 1 {
+            throw KilnError.unsupported(
+                "cuBLASLt product writing D rows \(rowStride) apart: needs at least n = \(n), no C, one batch entry")
+        }
+        let d = try owned.layout(
+            rows: n, cols: m, batch: step.batch, stride: step.strideD, type: output, leading: step.rowStrideD)
         layoutD = d
         layoutC =
             step.c == nil
@@ -155,6 +160,7 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             "m\(m) n\(n) k\(k) b\(step.batch) s\([step.strideA, step.strideB, step.strideC, step.strideD]) "
             + "t\(step.transposeA)\(step.transposeB) e\(epilogue) c\(step.c != nil) tf32 \(allowTF32) "
             + "ws \(maxWorkspaceBytes)" + (step.dtype == .float32 ? "" : " \(step.dtype.onnxName)")
+            + (step.rowStrideD.map { " ld\($0)" } ?? "")
         owned.heuristic.copyMemory(from: results, byteCount: CUBLASLt.heuristicResultBytes)
         let workspace = owned.heuristic.load(fromByteOffset: CUBLASLt.heuristicWorkspaceOffset, as: UInt64.self)
         workspaceBytes = Int(workspace)
@@ -187,7 +193,9 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         let hostBias = try step.bias.map { _ in try values(step.n * elementBytes, seed: 4) }
         let a = try timer.upload(context, hostA, dtype: dtype)
         let b = try timer.upload(context, hostB, dtype: dtype)
-        let d = try context.allocate(bytes: span(step.m, step.n, step.strideD))
+        // D starts zeroed: a D written into a wider matrix leaves the columns between its rows as they are.
+        let outputCount = step.rowStrideD.map { step.m * $0 } ?? span(step.m, step.n, step.strideD) / elementBytes
+        let d = try timer.upload(context, [Float](repeating: 0, count: outputCount), dtype: dtype)
         let c = try hostC.map { try timer.upload(context, $0, dtype: dtype) }
         let bias = try hostBias.map { try timer.upload(context, $0, dtype: dtype) }
         // Every candidate must reproduce sampled entries computed on the host, and the whole result of the
@@ -196,7 +204,6 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
         let expected = sample?.reference(a: hostA, b: hostB, c: hostC, bias: hostBias, tf32: allowTF32)
         let largest = (0..<candidateCount).map { workspace(ofRank: $0) }.max() ?? 0
         let scratch = try context.allocate(bytes: max(largest, 1))
-        let outputCount = span(step.m, step.n, step.strideD) / elementBytes
         // Operands by position for the kernels' timing launches (`timingStep` names each one apart).
         let addresses: [CUDAOperand: UInt64] = [
             .input(0): a.address, .input(1): b.address, .input(2): c?.address ?? 0, .input(3): bias?.address ?? 0,
@@ -318,11 +325,14 @@ public final class CUDAMatMulRunner: @unchecked Sendable {
             candidates?.deallocate()
         }
 
-        /// A dense column-major layout of `type` elements (ld = rows), strided-batched when `batch` > 1.
-        func layout(rows: Int, cols: Int, batch: Int, stride: Int, type: Int32) throws -> OpaquePointer {
+        /// A column-major layout of `type` elements, its columns `leading` elements apart (nil: `rows`, dense),
+        /// strided-batched when `batch` > 1.
+        func layout(
+            rows: Int, cols: Int, batch: Int, stride: Int, type: Int32, leading: Int? = nil
+        ) throws -> OpaquePointer {
             var layout: OpaquePointer?
             try lib.check(
-                lib.matrixLayoutCreate(&layout, type, UInt64(rows), UInt64(cols), Int64(rows)),
+                lib.matrixLayoutCreate(&layout, type, UInt64(rows), UInt64(cols), Int64(leading ?? rows)),
                 "cublasLtMatrixLayoutCreate")
             guard let layout else { throw KilnError.runtime("cublasLt cublasLtMatrixLayoutCreate returned no layout") }
             layouts.append(layout)

@@ -68,8 +68,19 @@ struct SampledConvolution {
         }
     }
 
+    /// Where output [n, o, spatial...] is stored: densely, or at the step's output strides.
+    func outputOffset(_ index: [Int]) -> Int {
+        guard let strides = step.outputStrides else { return offset(index, step.outputShape) }
+        return zip(index, strides).reduce(0) { $0 + $1.0 * $1.1 }
+    }
+
+    /// The elements Y spans as stored (its last output's offset plus one).
+    var storedCount: Int {
+        step.outputShape.contains(0) ? 0 : outputOffset(step.outputShape.map { $0 - 1 }) + 1
+    }
+
     /// ‖sampled outputs of `y` − `expected`‖ / ‖`expected`‖ (infinite for a non-finite output).
     func relativeError(of y: [Float], from expected: [Double]) -> Double {
-        sampledRelativeError(entries.map { Double(y[offset($0, step.outputShape)]) }, expected)
+        sampledRelativeError(entries.map { Double(y[outputOffset($0)]) }, expected)
     }
 }

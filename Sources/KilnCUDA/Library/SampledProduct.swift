@@ -70,7 +70,8 @@ struct SampledProduct {
     /// non-finite entry).
     func relativeError(of d: [Float], from expected: [Double]) -> Double {
         sampledRelativeError(
-            entries.map { Double(d[$0.batch * step.strideD + $0.row * step.n + $0.column]) }, expected)
+            entries.map { Double(d[$0.batch * step.strideD + $0.row * (step.rowStrideD ?? step.n) + $0.column]) },
+            expected)
     }
 
     /// How far the sampled entries may be from the double-precision reference.

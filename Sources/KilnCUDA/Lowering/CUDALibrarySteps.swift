@@ -23,6 +23,9 @@ public struct CUDAMatMul: Sendable, Hashable {
     public var strideB: Int
     public var strideC: Int
     public var strideD: Int
+    /// Elements between consecutive rows of D; nil: `n` (rows packed). Wider, D is written into `n` columns of
+    /// a wider matrix (`CUDAOutputSlot`). Not with C.
+    public var rowStrideD: Int?
     public var alpha: Float
     public var beta: Float
     /// Applied last; the runner uses a library epilogue where one matches exactly, else its own kernel.
@@ -77,6 +80,9 @@ public struct CUDAConvolution: Sendable, Hashable {
     public var activation: EpilogueActivation?
     public var dtype: DType
     public var channelsLast: Bool
+    /// Y's element strides in the channels-first order of `outputShape`; nil: dense in its layout. Set, Y is
+    /// written into a slot of a wider tensor (`CUDAOutputSlot`). Not with a residual.
+    public var outputStrides: [Int]?
 
     public init(
         x: CUDAOperand, w: CUDAOperand, bias: CUDAOperand?, residual: CUDAOperand?, y: CUDAOperand,

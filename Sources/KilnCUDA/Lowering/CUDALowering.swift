@@ -205,6 +205,9 @@ public struct CUDALowering: Sendable {
     /// Step index -> launches that compute exactly what that step's launch does (the same bytes: tile shapes
     /// of an integer product), the step's own first; the builder times them and keeps the fastest.
     public var alternatives: [Int: CUDALaunchChoice]
+    /// The steps write output 0 into the node's `CUDANodeInfo.outputSlot`, not densely: the memory layout
+    /// must then store it inside the concat's output that offered the slot.
+    public var writesSlot = false
 
     public init(
         steps: [CUDAStep] = [], scratchBytes: [Int] = [], constants: [Tensor] = [], aliases: [Int: Int] = [:],
@@ -277,11 +280,17 @@ public struct CUDANodeInfo: Sendable {
     /// The device's streaming multiprocessors (what persistent kernels size their grid by); 0 when unknown.
     public let multiprocessors: Int
     public let options: CUDAOptions
+    /// Where output 0 may be written instead of bytes of its own (a concat's columns, `CUDAOutputSlot`); a
+    /// lowering that writes it there says so (`CUDALowering.writesSlot`), any other ignores it.
+    public var outputSlot: CUDAOutputSlot?
+    /// For a concat: the inputs their producers already wrote into its output (nothing to copy).
+    public var placedInputs: Set<Int> = []
 
     public init(
         node: Node, inputs: [TensorType?], outputs: [TensorType], constants: [Tensor?], architecture: Int,
-        multiprocessors: Int = 0, options: CUDAOptions
+        multiprocessors: Int = 0, options: CUDAOptions, outputSlot: CUDAOutputSlot? = nil
     ) {
+        self.outputSlot = outputSlot
         self.node = node
         self.inputs = inputs
         self.outputs = outputs
