@@ -210,9 +210,10 @@ import Testing
         #expect(written.graph.nodes.filter { $0.layer is TransposeLayer }.count == 3, "\(written.graph.textForm())")
         let report = try written.makeContext().report(for: feeds)
         let layers = report.layers.filter { $0.kind == ConcatLayer.kind }.map(\.implementation)
+        let all = report.layers.map { "\($0.name) \($0.kind.name): \($0.implementation)" }.joined(separator: "\n")
         #expect(
             layers == ["no work (inputs written in place)"]
-                + Array(repeating: "cuda: 1 step, 1 of 2 inputs written in place", count: 3), "\(layers)")
+                + Array(repeating: "cuda: 1 step, 1 of 2 inputs written in place", count: 3), "\(all)")
         let copies = try engine(disabling: unfused.union([Pipeline.concatInPlace]))
         #expect(try copies.makeContext().report(for: feeds).launches == report.launches + 1)
         try Self.expectClose(try written.makeContext().run(feeds), reference, within: 5e-3, "float16, seed \(seed)")

@@ -102,6 +102,7 @@ final class CUDAShapeProgram: @unchecked Sendable {
                 implementation =
                     "cuda: \(count) step\(count == 1 ? "" : "s")"
                     + (inside > 0 ? ", \(inside) of \(lowered.node.inputs.count) inputs written in place" : "")
+                    + (lowered.lowering?.writesSlot == true ? ", output written into its concat's" : "")
             }
             return EngineReport.Layer(name: lowered.node.name, kind: lowered.node.kind, implementation: implementation)
         }
