@@ -70,6 +70,8 @@ public struct Pipeline: Sendable {
         BatchNormAffine(),
         // After the epilogues, so what a convolution or matMul absorbs is not fused here instead.
         PointwiseFusion(),
+        // After the patterns that look through reshapes (transpose folding, attention) have seen them.
+        ReshapeFolding(),
         DeadCodeElimination(),
     ])
 
