@@ -50,6 +50,12 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "After timing, profile each layer in a separate run.")
     var profile = false
 
+    @Flag(
+        help: """
+            List each engine layer with how the device runs it: kernel steps, a view, no work (a concat whose             inputs were written in place), a CPU fallback (devices that compile per shape).
+            """)
+    var layers = false
+
     @Option(help: "Write the summary, profile and comparable result rows as JSON.")
     var json: String?
 
@@ -82,6 +88,13 @@ struct BenchCommand: ParsableCommand {
         // Devices that compile per shape describe the engine they built (the CPU interprets the graph).
         let built = try? context.report(for: feeds)
         if let built { Console.line(built.summaryLine) }
+        if let built, layers {
+            for layer in built.layers {
+                Console.line(
+                    "  " + layer.kind.name.padding(toLength: 22, withPad: " ", startingAt: 0) + " "
+                        + layer.name + ": " + layer.implementation)
+            }
+        }
 
         let warmupEnd = Date().addingTimeInterval(warmup / 1000)
         _ = try Self.concurrently(contexts) { context in

@@ -49,8 +49,8 @@ import Testing
         #expect(last.strides(of: [2, 4, 4, 16]) == nil)
     }
 
-    /// The concat copies only the inputs not written into it, each run of neighbours in one launch at its own
-    /// column; with every input written there it has no steps.
+    /// The concat copies only the inputs not written into it, up to 8 in one launch, each to its own columns;
+    /// with every input written there it has no steps.
     @Test func theConcatCopiesOnlyTheInputsLeft() throws {
         let graph = try Self.network()
         let node = graph.nodes[4]
@@ -66,20 +66,39 @@ import Testing
                 return nil
             }
         }
+        // Each input is 16·4·4 float32 a row: 64 of the kernel's 16-byte units.
+        let units = 16 * 4 * 4 * 4 / 16
+        func columns(_ launch: CUDALaunch?) -> [CUDAArgument] {
+            guard let arguments = launch?.arguments else { return [] }
+            return Array(arguments[(1 + CUDAShapeKernels.concatInputs)...].prefix(2))
+        }
         #expect(try launches([]).count == 1)
-        // a and b written: x, c, c, d left, one run from column 2 of 6 (in the kernel's 16-byte units: 128 each).
-        let left = try launches([0, 1])
-        #expect(left.count == 1)
-        let unitsPerInput = 16 * 16 * 4 / 16
-        #expect(left.first?.arguments.suffix(2) == [.int(2 * unitsPerInput), .int(4 * unitsPerInput)])
-        // b and the first c written: a, then x, then the second c and d, each run at its own column.
+        // b and the first c written: a, x, the second c and d left, at columns 0, 2, 4 and 5 of 6, one launch.
         let split = try launches([1, 3])
+        #expect(split.count == 1)
         #expect(
-            split.map { Array($0.arguments.suffix(2)) } == [
-                [.int(0), .int(unitsPerInput)], [.int(2 * unitsPerInput), .int(unitsPerInput)],
-                [.int(4 * unitsPerInput), .int(2 * unitsPerInput)],
+            columns(split.first) == [
+                .dims([units, 2 * units, 3 * units, 4 * units]), .dims([0, 2 * units, 4 * units, 5 * units]),
             ])
         #expect(try launches(Set(0..<6)).isEmpty)
+
+        // Run as the kernel's index math says: the copied inputs' bytes land in their columns of both images'
+        // rows, the written inputs' columns are not touched.
+        info.placedInputs = [1, 3]
+        let rowBytes = 16 * 4 * 4 * 4
+        let inputs = (0..<6).map { j in (0..<(2 * rowBytes)).map { UInt8((j * 37 + $0) % 251) } }
+        let out = try ShapeEmulator.run(
+            try CUDAShapeConcat.lower(layer, info), inputs: inputs, outputSizes: [2 * 6 * rowBytes])[0]
+        for image in 0..<2 {
+            for j in 0..<6 {
+                let got = out[((image * 6 + j) * rowBytes)..<((image * 6 + j + 1) * rowBytes)]
+                let want =
+                    [1, 3].contains(j)
+                    ? [UInt8](repeating: 0xEE, count: rowBytes)
+                    : Array(inputs[j][(image * rowBytes)...].prefix(rowBytes))
+                #expect(Array(got) == want, "image \(image), input \(j)")
+            }
+        }
     }
 
     /// The values written into the concat are stored at their columns' start in its output.

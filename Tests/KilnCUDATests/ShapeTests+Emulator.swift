@@ -180,15 +180,16 @@ enum ShapeEmulator {
             }
         } else if name.hasPrefix("kiln_concat_") {
             let sources = try (0..<CUDAShapeKernels.concatInputs).map { _ in try read(try a.pointer()) }
-            let (ends, parts, rows) = (try a.dims(), try a.int(), try a.int())
-            let (rowUnits, groupOffset, groupUnits) = (try a.int(), try a.int(), try a.int())
+            let (ends, starts, parts) = (try a.dims(), try a.dims(), try a.int())
+            let (rows, rowUnits, groupUnits) = (try a.int(), try a.int(), try a.int())
             for i in 0..<(rows * groupUnits) {
                 let (row, c) = (i / groupUnits, i % groupUnits)
                 var (j, start) = (0, 0)
                 for k in 0..<(CUDAShapeKernels.concatInputs - 1) where k + 1 < parts && c >= ends[k] {
                     (j, start) = (k + 1, ends[k])
                 }
-                try copyUnit(&out, row * rowUnits + groupOffset + c, sources[j], row * (ends[j] - start) + c - start, u)
+                try copyUnit(
+                    &out, row * rowUnits + starts[j] + c - start, sources[j], row * (ends[j] - start) + c - start, u)
             }
         } else if name.hasPrefix("kiln_pad_") {
             let rank = try field(name, "r")

@@ -3,8 +3,9 @@ import KilnIR
 /// Concat: with one outer row (axis 0, or leading size-1 axes) each input is one contiguous block of the
 /// output, so it is a `.copy` per input, and each input may be stored in its block from the start
 /// (placements: the memory layout decides, and drops the copies that have nothing left to do); otherwise one
-/// launch copies up to 8 neighbouring inputs, in the widest unit that every input's row chunk is a multiple of,
-/// leaving out the inputs their producers wrote into the output (`CUDANodeInfo.placedInputs`).
+/// launch copies up to 8 inputs, each to its columns of every row, in the widest unit that every input's row
+/// chunk is a multiple of, leaving out the inputs their producers wrote into the output
+/// (`CUDANodeInfo.placedInputs`).
 enum CUDAShapeConcat {
     static func lower(_ layer: ConcatLayer, _ info: CUDANodeInfo) throws -> CUDALowering {
         let out = try info.outputShape(0)
@@ -42,46 +43,36 @@ enum CUDAShapeConcat {
         }
         let unit = CUDAShapeKernels.unit(dividing: parts.map(\.bytes))
         let rowUnits = parts.reduce(0) { $0 + $1.bytes } / unit
-        // Runs of neighbouring inputs left to copy (their producers did not write them into the output), each
-        // with the column, in units, it starts at.
-        var runs: [(column: Int, parts: [(index: Int, bytes: Int)])] = []
+        // The inputs left to copy (their producers did not write them into the output), each with the column,
+        // in units, where its part of a row starts.
+        var left: [(index: Int, units: Int, column: Int)] = []
         var column = 0
-        var extendsRun = false
         for part in parts {
-            defer { column += part.bytes / unit }
-            guard !info.placedInputs.contains(part.index) else {
-                extendsRun = false
-                continue
-            }
-            if extendsRun { runs[runs.count - 1].parts.append(part) } else { runs.append((column, [part])) }
-            extendsRun = true
+            if !info.placedInputs.contains(part.index) { left.append((part.index, part.bytes / unit, column)) }
+            column += part.bytes / unit
         }
         let kernel = CUDAShapeKernels.concat(unit: unit)
         var steps: [CUDAStep] = []
-        for run in runs {
-            var groupOffset = run.column
-            for start in stride(from: 0, to: run.parts.count, by: CUDAShapeKernels.concatInputs) {
-                let group = Array(run.parts[start..<min(start + CUDAShapeKernels.concatInputs, run.parts.count)])
-                var ends: [Int] = []
-                var end = 0
-                for part in group {
-                    end += part.bytes / unit
-                    ends.append(end)
-                }
-                let pointers = (0..<CUDAShapeKernels.concatInputs).map { i -> CUDAArgument in
-                    .pointer(.input(group[min(i, group.count - 1)].index))
-                }
-                steps.append(
-                    .launch(
-                        CUDALaunch(
-                            source: kernel, function: kernel.name, grid: CUDAShapeKernels.grid(outer * end),
-                            block: CUDADim3(CUDAShapeKernels.blockSize),
-                            arguments: [.pointer(.output(0))] + pointers + [
-                                .dims(ends), .int32(Int32(group.count)), .int(outer), .int(rowUnits),
-                                .int(groupOffset), .int(end),
-                            ])))
-                groupOffset += end
+        for first in stride(from: 0, to: left.count, by: CUDAShapeKernels.concatInputs) {
+            let group = Array(left[first..<min(first + CUDAShapeKernels.concatInputs, left.count)])
+            var ends: [Int] = []
+            var end = 0
+            for part in group {
+                end += part.units
+                ends.append(end)
             }
+            let pointers = (0..<CUDAShapeKernels.concatInputs).map { i -> CUDAArgument in
+                .pointer(.input(group[min(i, group.count - 1)].index))
+            }
+            steps.append(
+                .launch(
+                    CUDALaunch(
+                        source: kernel, function: kernel.name, grid: CUDAShapeKernels.grid(outer * end),
+                        block: CUDADim3(CUDAShapeKernels.blockSize),
+                        arguments: [.pointer(.output(0))] + pointers + [
+                            .dims(ends), .dims(group.map(\.column)), .int32(Int32(group.count)), .int(outer),
+                            .int(rowUnits), .int(end),
+                        ])))
         }
         return CUDALowering(steps: steps)
     }

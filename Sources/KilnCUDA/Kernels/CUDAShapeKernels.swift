@@ -204,8 +204,8 @@ enum CUDAShapeKernels {
 
     static func concatName(unit: Int) -> String { "kiln_concat_u\(unit)" }
 
-    /// Copies up to 8 inputs into one output viewed as `rows` rows of `rowUnits` units: input j fills columns
-    /// `[ends[j-1], ends[j])` of this launch's group, which starts at column `groupOffset`. Unused pointers are
+    /// Copies up to 8 inputs into one output viewed as `rows` rows of `rowUnits` units: input j, `ends[j] -
+    /// ends[j-1]` units a row, fills that many columns of every row from column `starts[j]`. Unused pointers are
     /// never read (`parts` says how many are live).
     static func concat(unit: Int) -> CUDASource {
         let name = concatName(unit: unit)
@@ -214,7 +214,7 @@ enum CUDAShapeKernels {
         let code =
             unitDeclaration(unit) + """
                 extern "C" __global__ void \(name)(
-                    T* __restrict__ out, \(params), KilnDims ends, int parts, i64 rows, i64 rowUnits, i64 groupOffset,
+                    T* __restrict__ out, \(params), KilnDims ends, KilnDims starts, int parts, i64 rows, i64 rowUnits,
                     i64 groupUnits)
                 {
                     const i64 total = rows * groupUnits;
@@ -229,7 +229,7 @@ enum CUDAShapeKernels {
                             if (k + 1 < parts && c >= ends.v[k]) { j = k + 1; start = ends.v[k]; }
                         }
                         const T* p = \(pick);
-                        out[row * rowUnits + groupOffset + c] = p[row * (ends.v[j] - start) + (c - start)];
+                        out[row * rowUnits + starts.v[j] + (c - start)] = p[row * (ends.v[j] - start) + (c - start)];
                     }
                 }
 
