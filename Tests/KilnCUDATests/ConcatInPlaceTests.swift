@@ -145,6 +145,18 @@ import Testing
         return try n.build()
     }
 
+    /// The blocks network on fresh random inputs at `batch`, and the CPU's outputs for them.
+    static func blocksCase(
+        batch: Int
+    ) throws -> (graph: Graph, feeds: [String: Value], reference: [String: Value], seed: UInt64) {
+        let seed = SeededGenerator.testSeed()
+        var gen = SeededGenerator(seed: seed)
+        let graph = try blocks(&gen)
+        let feeds: [String: Value] = ["x": .tensor(Tensor.random([batch, 16, 8, 8], in: -1...1, using: &gen))]
+        let reference = try Builder.build(graph, device: CPUDevice(threads: 2)).makeContext().run(feeds)
+        return (graph, feeds, reference, seed)
+    }
+
     static func expectClose(
         _ got: [String: Value], _ want: [String: Value], within tolerance: Double, _ context: String
     ) throws {
@@ -161,11 +173,7 @@ import Testing
     /// fusion is off for that count: it makes the inception's first branch a view of a wider convolution's output,
     /// which stays where it is (its concat copies it); with it on the outputs are the same.
     @Test(.enabled(if: gpuUsable)) func blocksMatchTheCPUWithTheCopiesLeftOut() throws {
-        let seed = SeededGenerator.testSeed()
-        var gen = SeededGenerator(seed: seed)
-        let graph = try Self.blocks(&gen)
-        let feeds: [String: Value] = ["x": .tensor(Tensor.random([1, 16, 8, 8], in: -1...1, using: &gen))]
-        let reference = try Builder.build(graph, device: CPUDevice(threads: 2)).makeContext().run(feeds)
+        let (graph, feeds, reference, seed) = try Self.blocksCase(batch: 1)
         let gpu = try sharedGPU()
         // Left out as `kiln build --no-fuse` does: the builder and the device (which optimizes again per shape).
         let unfused: Set<String> = ["horizontal-fusion"]
@@ -193,11 +201,7 @@ import Testing
     /// so those and each dense layer's new features are copied. The same outputs as the CPU and as the engine
     /// that copies every input.
     @Test(.enabled(if: gpuUsable)) func float16BlocksWriteWhatTheKernelsCanIntoTheirColumns() throws {
-        let seed = SeededGenerator.testSeed()
-        var gen = SeededGenerator(seed: seed)
-        let graph = try Self.blocks(&gen)
-        let feeds: [String: Value] = ["x": .tensor(Tensor.random([3, 16, 8, 8], in: -1...1, using: &gen))]
-        let reference = try Builder.build(graph, device: CPUDevice(threads: 2)).makeContext().run(feeds)
+        let (graph, feeds, reference, seed) = try Self.blocksCase(batch: 3)
         let unfused: Set<String> = ["horizontal-fusion"]
         let written = try Self.float16Engine(graph, disabling: unfused)
         let concats = written.graph.nodes.compactMap { $0.layer as? ConcatLayer }
@@ -264,11 +268,7 @@ import Testing
     /// write their images into the concat's output with its strides; the 1×1 ones, products with a bias pass
     /// after them, and the pooling (channels-first kernel) are copied. The same outputs as the CPU.
     @Test(.enabled(if: gpuUsable)) func float32BatchedBlocksWriteIntoTheirColumns() throws {
-        let seed = SeededGenerator.testSeed()
-        var gen = SeededGenerator(seed: seed)
-        let graph = try Self.blocks(&gen)
-        let feeds: [String: Value] = ["x": .tensor(Tensor.random([3, 16, 8, 8], in: -1...1, using: &gen))]
-        let reference = try Builder.build(graph, device: CPUDevice(threads: 2)).makeContext().run(feeds)
+        let (graph, feeds, reference, seed) = try Self.blocksCase(batch: 3)
         let unfused: Set<String> = ["horizontal-fusion"]
         let engine = try Builder.build(
             graph, device: try CUDADevice(options: CUDADeviceOptions(disabledPasses: unfused)),

@@ -60,9 +60,11 @@ extension CUDAConvolutionRunner {
         let sample = SampledConvolution(step)
         let expected = sample.reference(x: hostX, w: hostW, bias: hostBias, residual: hostResidual, tf32: tf32)
         let sampleTolerance = sampledTolerance(step.dtype, terms: sample.terms, tf32: tf32)
-        // Y starts zeroed: a Y written into a wider tensor leaves the elements between its own as they are.
         let storedCount = sample.storedCount
-        let y = try timer.upload(context, [Float](repeating: 0, count: max(storedCount, 1)), dtype: step.dtype)
+        let y = try context.allocate(bytes: max(storedCount, 1) * step.dtype.byteSize)
+        // A Y written into a wider tensor leaves the elements between its own as they are: zeros, for the
+        // comparison of whole results.
+        if step.outputStrides != nil { try stream.fill(device: y.address, byte: 0, bytes: y.bytes) }
         let largest =
             try candidates.indices.map { index -> Int in
                 try choose(index)
