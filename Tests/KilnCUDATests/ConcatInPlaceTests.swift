@@ -266,19 +266,39 @@ import Testing
 
     /// In float32 at batch 3 (channels-first, each input `batch` blocks of the output): cuDNN's convolutions
     /// write their images into the concat's output with its strides; the 1×1 ones, products with a bias pass
-    /// after them, and the pooling (channels-first kernel) are copied. The same outputs as the CPU.
+    /// after them, and the pooling (channels-first kernel) are copied. Untimed (level 0) the slots are taken;
+    /// timed, each strided convolution's choice is a tactic (1: written into the concat, 0: copied), and the
+    /// layers that write into their concat are exactly those chosen. The same outputs as the CPU both ways.
     @Test(.enabled(if: gpuUsable)) func float32BatchedBlocksWriteIntoTheirColumns() throws {
         let (graph, feeds, reference, seed) = try Self.blocksCase(batch: 3)
         let unfused: Set<String> = ["horizontal-fusion"]
-        let engine = try Builder.build(
-            graph, device: try CUDADevice(options: CUDADeviceOptions(disabledPasses: unfused)),
-            config: BuilderConfig(disabledPasses: unfused))
-        let report = try engine.makeContext().report(for: feeds)
+        func engine(level: Int) throws -> (Engine, CUDADevice) {
+            let device = try CUDADevice(
+                options: CUDADeviceOptions(
+                    kernels: CUDAOptions(allowTF32: false, level: level), disabledPasses: unfused))
+            // Batch 3 compiled at build time, where tactics are timed.
+            var config = BuilderConfig(disabledPasses: unfused)
+            config.profiles = [
+                ShapeProfile(inputs: [.init(name: "x", min: [3, 16, 8, 8], opt: [3, 16, 8, 8], max: [3, 16, 8, 8])])
+            ]
+            return (try Builder.build(graph, device: device, config: config), device)
+        }
+        let (untimed, _) = try engine(level: 0)
+        let report = try untimed.makeContext().report(for: feeds)
         let layers = report.layers.filter { $0.kind == ConcatLayer.kind }.map(\.implementation)
         // The inception's 3×3 and 5×5 branches; each dense layer's 3×3.
         #expect(
             layers == ["cuda: 1 step, 2 of 5 inputs written in place"]
                 + Array(repeating: "cuda: 1 step, 1 of 2 inputs written in place", count: 3), "\(layers)")
-        try Self.expectClose(try engine.makeContext().run(feeds), reference, within: 1e-5, "float32, seed \(seed)")
+        try Self.expectClose(try untimed.makeContext().run(feeds), reference, within: 1e-5, "untimed, seed \(seed)")
+
+        let (timed, device) = try engine(level: 3)
+        let choices = device.libraries.tactics.filter { $0.key.hasPrefix(CUDALibraries.kernelPrefix + "slot ") }
+        let writers = try timed.makeContext().report(for: feeds).layers.filter {
+            $0.implementation.hasSuffix("output written into its concat's")
+        }
+        #expect(choices.count == 5 && choices.values.allSatisfy { $0 == "0" || $0 == "1" }, "\(choices)")
+        #expect(writers.count == choices.values.filter { $0 == "1" }.count, "\(choices) \(writers)")
+        try Self.expectClose(try timed.makeContext().run(feeds), reference, within: 1e-5, "timed, seed \(seed)")
     }
 }

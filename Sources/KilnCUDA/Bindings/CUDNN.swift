@@ -152,6 +152,9 @@ public final class CUDNN: @unchecked Sendable {
     /// The algorithm timed fastest per convolution signature (`CUDAConvolutionRunner.tune`), so repeated shapes
     /// are timed once per process. Guarded by `tuningLock`.
     var tunedAlgorithms: [String: Int32] = [:]
+    /// How long the algorithm `tunedAlgorithms` chose took when this process timed it, by signature (what a
+    /// layer that may write into a concat's output compares; `CUDAPlanBuilder`). Guarded by `tuningLock`.
+    var tunedMilliseconds: [String: Double] = [:]
     let tuningLock = NSLock()
 
     /// Opens libcudnn.so.9 and creates a handle (on the current CUDA context, which must exist). Throws

@@ -32,16 +32,16 @@ struct CUDAPlanBuilder {
         var slots: [String: (value: String, offset: Int)] = [:]
         var lowered: [LoweredNode] = []
         for (index, node) in graph.nodes.enumerated() {
-            var offer = offers[index]
-            var result = try lower(
-                node, index: index, in: graph, slot: offer?.slot, placedInputs: written[index] ?? [])
-            if offer != nil, let lowering = result.lowering, lowering.writesSlot, !librariesTake(lowering) {
-                offer = nil
-                result = try lower(node, index: index, in: graph, slot: nil, placedInputs: written[index] ?? [])
-            }
-            if let offer, result.lowering?.writesSlot == true {
-                written[offer.concat, default: []].insert(offer.input)
-                slots[node.outputs[0]] = (graph.nodes[offer.concat].outputs[0], offer.byteOffset)
+            let placed = written[index] ?? []
+            var result = try lower(node, index: index, in: graph, slot: nil, placedInputs: placed)
+            if let offer = offers[index] {
+                let slotted = try lower(node, index: index, in: graph, slot: offer.slot, placedInputs: placed)
+                if let lowering = slotted.lowering, lowering.writesSlot, try takesSlot(lowering, over: result.lowering)
+                {
+                    result = slotted
+                    written[offer.concat, default: []].insert(offer.input)
+                    slots[node.outputs[0]] = (graph.nodes[offer.concat].outputs[0], offer.byteOffset)
+                }
             }
             lowered.append(result)
         }
@@ -80,21 +80,51 @@ struct CUDAPlanBuilder {
         }
     }
 
-    /// Whether the libraries have an algorithm for every library step of `lowering` as it writes into a slot
-    /// (cuDNN may refuse strides it has no kernel for); where they do not, the layer writes densely.
-    private func librariesTake(_ lowering: CUDALowering) -> Bool {
+    /// Whether a layer runs `slotted` (writing into its concat's output) rather than `dense`: the libraries must
+    /// have an algorithm for the strides (cuDNN refuses some), and a cuDNN convolution, whose algorithms change
+    /// with the output's strides, must take no longer than the dense one and the copy it saves where the build
+    /// times tactics. That choice is remembered like a tactic (`slot <signature>`: 1 takes the slot, 0 not), so
+    /// a plan or timing cache gives the same engine without timing; untimed, the slot is taken.
+    private func takesSlot(_ slotted: CUDALowering, over dense: CUDALowering?) throws -> Bool {
         let allowTF32 = device.options.kernels.allowTF32
-        return lowering.steps.allSatisfy { step in
+        for step in slotted.steps {
             switch step {
-            case .convolution(let convolution) where convolution.outputStrides != nil:
-                (try? CUDAConvolutionRunner(step: convolution, library: device.libraries.cudnn(), allowTF32: allowTF32))
-                    != nil
             case .matMul(let product) where product.rowStrideD != nil:
-                (try? CUDAMatMulRunner(
-                    step: product, library: device.libraries.cublasLt(), allowTF32: allowTF32, candidates: 1)) != nil
-            default: true
+                guard
+                    (try? CUDAMatMulRunner(
+                        step: product, library: device.libraries.cublasLt(), allowTF32: allowTF32, candidates: 1))
+                        != nil
+                else { return false }
+            case .convolution(let convolution) where convolution.outputStrides != nil:
+                guard
+                    let runner = try? CUDAConvolutionRunner(
+                        step: convolution, library: device.libraries.cudnn(), allowTF32: allowTF32)
+                else { return false }
+                let key = "slot " + runner.signature
+                if let known = device.libraries.kernelChoice(key) { return known == 1 }
+                var plain = convolution
+                plain.outputStrides = nil
+                let deadline = device.options.kernels.tuningDeadline
+                guard !afterBuild, device.options.kernels.tuneLibraries, deadline.map({ Date() < $0 }) ?? true,
+                    dense?.steps.contains(where: { if case .convolution(plain) = $0 { true } else { false } }) == true
+                else { return true }
+                let strided = try device.libraries.runner(
+                    for: convolution, allowTF32: allowTF32, rule: .timed(tune: true, deadline: deadline))
+                let packed = try device.libraries.runner(
+                    for: plain, allowTF32: allowTF32, rule: .timed(tune: true, deadline: deadline))
+                var takes = true
+                if let slotTime = strided.milliseconds, let denseTime = packed.milliseconds {
+                    let bytes = plain.outputShape.reduce(1, *) * plain.dtype.byteSize
+                    let copyTime = try CUDATacticTimer(context: device.context).copyMilliseconds(
+                        device.context, bytes: bytes)
+                    takes = slotTime <= denseTime + copyTime
+                }
+                device.libraries.remember(kernelChoice: takes ? 1 : 0, for: key)
+                return takes
+            default: continue
             }
         }
+        return true
     }
 
     private func nodeInfo(_ node: Node, _ graph: Graph) throws -> CUDANodeInfo {

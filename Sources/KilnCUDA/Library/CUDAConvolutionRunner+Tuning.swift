@@ -15,6 +15,9 @@ extension CUDAConvolutionRunner {
     /// (`SampledConvolution`) and the heuristics' first choice (relative L2 error at most 1e-5 in FP32 math,
     /// 1e-3 with TF32). A choice known for the signature (this process, a plan, a timing cache) applies
     /// without timing; with `measure` off nothing else is timed. Scratch memory is released before returning.
+    /// How long the chosen algorithm took where this process timed it (`tune`); nil otherwise.
+    var milliseconds: Double? { dnn.tuningLock.withLock { dnn.tunedMilliseconds[signature] } }
+
     /// Applies the choice known for the signature (this process, a plan, a timing cache); false when there is
     /// none or it does not apply here.
     func applyKnown() throws -> Bool {
@@ -109,7 +112,12 @@ extension CUDAConvolutionRunner {
             chosen = (max(best, 0), algorithm)
         }
         let remembered = chosen.algorithm
-        dnn.tuningLock.withLock { dnn.tunedAlgorithms[signature] = remembered }
+        // The time of what runs: the contest's best, or none where the heuristics' first stays untimed.
+        let milliseconds = contest.best == nil ? nil : contest.milliseconds
+        dnn.tuningLock.withLock {
+            dnn.tunedAlgorithms[signature] = remembered
+            dnn.tunedMilliseconds[signature] = milliseconds
+        }
         return TacticOutcome(rank: chosen.index, launched: launched, rejected: rejected)
     }
 

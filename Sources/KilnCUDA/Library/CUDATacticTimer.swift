@@ -103,7 +103,7 @@ struct CUDATacticTimer {
     func fastest(
         _ tactics: [Int], runs: Int, prepare: (Int) throws -> (() throws -> Void)?, output: () throws -> [Float],
         matchesHost: ([Float]) -> Bool, tolerance: Double
-    ) throws -> (best: Int?, launched: Int, rejected: Int) {
+    ) throws -> (best: Int?, milliseconds: Double?, launched: Int, rejected: Int) {
         var reference: [Float] = []
         var (launched, rejected) = (0, 0)
         var best: (tactic: Int, milliseconds: Double)?
@@ -124,7 +124,13 @@ struct CUDATacticTimer {
             }
             if best.map({ median < $0.milliseconds * (1 - Self.margin) }) ?? true { best = (tactic, median) }
         }
-        return (best?.tactic, launched, rejected)
+        return (best?.tactic, best?.milliseconds, launched, rejected)
+    }
+
+    /// The median milliseconds of copying `bytes` from one device buffer to another.
+    func copyMilliseconds(_ context: CUDAContext, bytes: Int, runs: Int = 5) throws -> Double {
+        let (from, to) = (try context.allocate(bytes: bytes), try context.allocate(bytes: bytes))
+        return try median(runs: runs) { try stream.copy(device: to.address, from: from.address, bytes: bytes) }
     }
 
     /// The median milliseconds of `call` (which enqueues on `stream`) over `runs` timed runs.
