@@ -195,6 +195,16 @@ final class ConvolutionKernel: Kernel {
                                 let epilogue = GemmEpilogue(
                                     rowBias: bias.map { $0 + group * mg }, residual: residual.map { $0 + first },
                                     residualStride: outSize, activation: layer.epilogue.activation)
+                                // A few output channels against a large im2col: B made a block at a time.
+                                if !pointwise, mg <= tactic.mc, tactic.kernel.tile != nil,
+                                    let block = Im2ColBlock(xg, spatial: g.inSpatial, g.r, tactic: tactic)
+                                {
+                                    SGEMM.multiply(
+                                        weights[group], columns: outSize,
+                                        packB: { block.pack(block: $0, panels: $1, depth: depth, into: $2) },
+                                        into: og, ldc: outSize, epilogue: epilogue, tactic: tactic, threads: inner)
+                                    continue
+                                }
                                 let columns: PackedPanels
                                 if pointwise {
                                     columns = PackedPanels.pack(
