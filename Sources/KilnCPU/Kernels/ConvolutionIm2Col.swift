@@ -10,36 +10,25 @@ enum Im2Col {
         let packed = PackedPanels(
             extent: r.output.reduce(1, *), depth: channels * r.kernel.reduce(1, *), width: tactic.nr,
             blockSize: tactic.kc)
-        switch spatial.count {
-        case 1:
-            pack2D(
-                x, into: packed, channels: channels, height: 1, width: spatial[0], kernel: (1, r.kernel[0]),
-                strides: (1, r.strides[0]),
-                dilations: (1, r.dilations[0]), pads: (0, r.padsBegin[0]), output: (1, r.output[0]), threads: threads)
-        case 2:
-            pack2D(
-                x, into: packed, channels: channels, height: spatial[0], width: spatial[1],
-                kernel: (r.kernel[0], r.kernel[1]),
-                strides: (r.strides[0], r.strides[1]), dilations: (r.dilations[0], r.dilations[1]),
-                pads: (r.padsBegin[0], r.padsBegin[1]), output: (r.output[0], r.output[1]), threads: threads)
-        default:
+        if let geometry = Im2ColBlock(x, spatial: spatial, r, tactic: tactic) {
+            pack2D(x, into: packed, channels: channels, geometry, threads: threads)
+        } else {
             packGeneric(x, into: packed, channels: channels, spatial: spatial, r, threads: threads)
         }
         return packed
     }
 
-    @inline(__always) private static func floorDiv(_ a: Int, _ b: Int) -> Int {
+    @inline(__always) static func floorDiv(_ a: Int, _ b: Int) -> Int {
         a >= 0 ? a / b : -((-a + b - 1) / b)
     }
 
-    // swift-format-ignore: FunctionParameterCount
+    /// A 1-D or 2-D convolution's im2col (the geometry `Im2ColBlock` reads from the layer), all of it.
     private static func pack2D(
-        _ x: UnsafePointer<Float>, into packed: PackedPanels, channels: Int, height: Int, width: Int,
-        kernel: (Int, Int), strides: (Int, Int), dilations: (Int, Int), pads: (Int, Int), output: (Int, Int),
-        threads: Int
+        _ x: UnsafePointer<Float>, into packed: PackedPanels, channels: Int, _ g: Im2ColBlock, threads: Int
     ) {
-        let (kh, kw) = kernel
-        let (oh, ow) = output
+        let (height, width, strides, dilations, pads) = (g.height, g.width, g.strides, g.dilations, g.pads)
+        let (kh, kw) = g.kernel
+        let (oh, ow) = g.output
         let positions = oh * ow
         let depth = channels * kh * kw
         let shared = UncheckedSendable((packed, x))

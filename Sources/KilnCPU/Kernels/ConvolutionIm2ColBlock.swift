@@ -1,8 +1,9 @@
 import KilnIR
 
-/// One depth block of a few panels of the im2col matrix, made on demand for a product that streams B
-/// (`SGEMM.multiply(_:columns:packB:...)`): the same elements as `Im2Col.pack`, padding as zeros, laid out as
-/// that product reads them (panel after panel, each depth-major, `nr` positions a step).
+/// The im2col geometry of a 1-D or 2-D convolution (what `Im2Col.pack` reads), and one depth block of a few
+/// panels of that matrix made on demand for a product that streams B (`SGEMM.multiply(_:columns:packB:...)`):
+/// the same elements as `Im2Col.pack`, padding as zeros, laid out as that product reads them (panel after
+/// panel, each depth-major, `nr` positions a step).
 struct Im2ColBlock {
     let x: UnsafePointer<Float>
     let height: Int
@@ -71,7 +72,7 @@ struct Im2ColBlock {
             let xOffset = kx * dilations.1 - pads.1
             // Output columns whose input column lies inside the image.
             let lo = xOffset >= 0 ? 0 : (-xOffset + strides.1 - 1) / strides.1
-            let hi = max(lo, min(ow, floorDiv(width - 1 - xOffset, strides.1) + 1))
+            let hi = max(lo, min(ow, Im2Col.floorDiv(width - 1 - xOffset, strides.1) + 1))
             var p = first
             while p < end {
                 let oy = p / ow
@@ -105,9 +106,5 @@ struct Im2ColBlock {
                 p = rowEnd
             }
         }
-    }
-
-    @inline(__always) private func floorDiv(_ a: Int, _ b: Int) -> Int {
-        a >= 0 ? a / b : -((-a + b - 1) / b)
     }
 }
