@@ -33,8 +33,12 @@ private func referencePool2D(
     return out
 }
 
-/// Rows of 6 take the per-output path; rows of 21 also the one across a run of whole windows.
-@Test(arguments: [(3, 2, 1, 1), (2, 2, 0, 1), (3, 1, 1, 2), (2, 1, 1, 1), (3, 1, 1, 1), (5, 3, 2, 1)], [6, 21])
+/// Rows of 6 take the per-output path; rows of 21 also the one across a run of whole windows (at stride 2,
+/// windows of 1 to 4).
+@Test(
+    arguments: [
+        (3, 2, 1, 1), (2, 2, 0, 1), (1, 2, 0, 1), (4, 2, 1, 1), (3, 1, 1, 2), (2, 1, 1, 1), (3, 1, 1, 1), (5, 3, 2, 1),
+    ], [6, 21])
 func pool2DMatchesReference(_ geometry: (Int, Int, Int, Int), w: Int) throws {
     let (kernel, stride, pad, dilation) = geometry
     var g = SeededGenerator(seed: UInt64(kernel * 100 + stride * 10 + pad + w * 1000))
