@@ -137,10 +137,18 @@ struct FusedPointwiseLoop: Sendable {
                 let scratch = UnsafeMutablePointer<T>.allocate(capacity: steps.count * chunk)
                 let results = UnsafeMutablePointer<Source<T>>.allocate(capacity: steps.count)
                 let rowInputs = UnsafeMutablePointer<Source<T>>.allocate(capacity: bases.count)
+                // The program and the inputs' bases in buffers of this thread's: the loop below then touches no
+                // reference count the other threads share (an atomic each, per chunk and step, otherwise).
+                let program = UnsafeMutableBufferPointer<Code>.allocate(capacity: steps.count)
+                let inputs = UnsafeMutableBufferPointer<UnsafePointer<T>>.allocate(capacity: bases.count)
+                _ = program.initialize(from: steps.map(Code.init))
+                _ = inputs.initialize(from: bases)
                 defer {
                     scratch.deallocate()
                     results.deallocate()
                     rowInputs.deallocate()
+                    program.deallocate()
+                    inputs.deallocate()
                 }
                 var row = -1
                 do {
@@ -149,22 +157,23 @@ struct FusedPointwiseLoop: Sendable {
                         let n = min(chunk, inner - start)
                         if item / chunksPerRow != row {
                             row = item / chunksPerRow
-                            for k in bases.indices {
-                                let p = bases[k] + plan.offset(k, row: row)
+                            for k in 0..<inputs.count {
+                                let p = inputs[k] + plan.offset(k, row: row)
                                 rowInputs[k] = plan.innerAdvances[k] ? .vector(p) : .scalar(p[0])
                             }
                         }
-                        for (s, step) in steps.enumerated() {
+                        for s in 0..<program.count {
+                            let step = program[s]
                             func source(_ operand: FusedPointwiseLayer.Operand) -> Source<T> {
                                 switch operand {
                                 case .input(let k): rowInputs[k].advanced(by: start)
                                 case .step(let t): results[t]
                                 }
                             }
-                            let a = source(step.operands[0])
-                            let b = step.operands.count > 1 ? source(step.operands[1]) : a
+                            let a = source(step.a)
+                            let b = step.b.map(source) ?? a
                             let uniform = a.isScalar && b.isScalar
-                            let last = s == steps.count - 1
+                            let last = s == program.count - 1
                             let target = last && !uniform ? output + row * inner + start : scratch + s * chunk
                             let count = uniform ? 1 : n
                             switch step.op {
@@ -183,6 +192,19 @@ struct FusedPointwiseLoop: Sendable {
             }
             if let failure { throw failure }
         }
+    }
+}
+
+/// A step as the loop runs it: its op and its one or two operands, no arrays.
+private struct Code {
+    let op: FusedPointwiseLoop.Op
+    let a: FusedPointwiseLayer.Operand
+    let b: FusedPointwiseLayer.Operand?
+
+    init(_ step: FusedPointwiseLoop.Step) {
+        op = step.op
+        a = step.operands[0]
+        b = step.operands.count > 1 ? step.operands[1] : nil
     }
 }
 
