@@ -94,6 +94,13 @@ expect "missing input file" 1 "absent.npy.*no such file" -- "$KILN" run "$MODEL"
 expect "verify of a missing folder" 1 "no such folder" -- "$KILN" verify "$WORK/no-suite"
 no_outputs "no partial outputs" "$WORK/o"
 
+# `bench --layers` on the CPU says where the layers are listed instead of printing nothing.
+expect "bench --layers on the CPU" 0 - -- "$KILN" bench "$MODEL" --device cpu --iterations 2 --layers
+if grep -q "^layers: this device runs the optimized graph" "$WORK/out"; then passed=$((passed + 1)); else
+    failed=$((failed + 1))
+    echo "FAIL bench --layers on the CPU: no layers line in: $(head -c 400 "$WORK/out")"
+fi
+
 # The main job works: outputs written, one line per output.
 expect "run the default model" 0 - -- "$KILN" run "$MODEL" --output-dir "$WORK/good" --seed 3
 if [ -f "$WORK/good/probabilities.npy" ]; then passed=$((passed + 1)); else

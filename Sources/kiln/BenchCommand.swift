@@ -88,11 +88,14 @@ struct BenchCommand: ParsableCommand {
         // Devices that compile per shape describe the engine they built (the CPU interprets the graph).
         let built = try? context.report(for: feeds)
         if let built { Console.line(built.summaryLine) }
-        if let built, layers {
-            for layer in built.layers {
+        if layers {
+            for layer in built?.layers ?? [] {
                 Console.line(
                     "  " + layer.kind.name.padding(toLength: 22, withPad: " ", startingAt: 0) + " "
                         + layer.name + ": " + layer.implementation)
+            }
+            if built == nil {
+                Console.line("layers: this device runs the optimized graph layer by layer (`kiln inspect` lists it)")
             }
         }
 
