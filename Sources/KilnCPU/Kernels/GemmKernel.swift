@@ -108,31 +108,41 @@ enum SGEMM {
         rowPanels: Range<Int>, columnPanels: Range<Int>, kernel: kiln_sgemm_tile, alpha: Float,
         accumulate: Bool, epilogue: GemmEpilogue
     ) {
-        let (mr, nr) = (a.width, b.width)
         let finishing = !epilogue.isEmpty
         for p in 0..<a.blockCount {
-            let depth = a.blockDepth(p)
             let add = accumulate || p > 0
             let last = finishing && p == a.blockCount - 1
             for j in columnPanels {
-                let bp = UnsafePointer(b.panel(p, j))
-                let col = j * nr
-                let cols = min(nr, b.extent - col)
-                for i in rowPanels {
-                    let row = i * mr
-                    let rows = min(mr, a.extent - row)
-                    let out = c + row * ldc + col
-                    guard last else {
-                        kernel(depth, a.panel(p, i), bp, out, ldc, rows, cols, alpha, add ? 1 : 0, nil)
-                        continue
-                    }
-                    // Bias, residual and ReLU/clip in registers; another activation after, on the stored tile.
-                    var finish = epilogue.tileEpilogue(row: row, column: col)
-                    kernel(depth, a.panel(p, i), bp, out, ldc, rows, cols, alpha, add ? 1 : 0, &finish)
-                    if let activation = epilogue.activationAfterTile {
-                        for r in 0..<rows { GemmEpilogue.activate(out + r * ldc, count: cols, activation) }
-                    }
-                }
+                let col = j * b.width
+                column(
+                    kernel, a, block: p, rowPanels: rowPanels, UnsafePointer(b.panel(p, j)), c, ldc: ldc,
+                    column: col, columns: min(b.width, b.extent - col), alpha: alpha, accumulate: add,
+                    epilogue: last ? epilogue : nil)
+            }
+        }
+    }
+
+    /// A C micro-kernel down one column panel of B (`bp`, depth block `p`): one tile of C per row panel, the
+    /// epilogue (the last depth block's) applied as each tile is finished: bias, residual and ReLU/clip in
+    /// registers, another activation after, on the stored tile.
+    static func column(
+        _ kernel: kiln_sgemm_tile, _ a: PackedPanels, block p: Int, rowPanels: Range<Int>, _ bp: UnsafePointer<Float>,
+        _ c: UnsafeMutablePointer<Float>, ldc: Int, column col: Int, columns cols: Int, alpha: Float,
+        accumulate: Bool, epilogue: GemmEpilogue?
+    ) {
+        let (depth, mr) = (a.blockDepth(p), a.width)
+        for i in rowPanels {
+            let row = i * mr
+            let rows = min(mr, a.extent - row)
+            let out = c + row * ldc + col
+            guard let epilogue else {
+                kernel(depth, a.panel(p, i), bp, out, ldc, rows, cols, alpha, accumulate ? 1 : 0, nil)
+                continue
+            }
+            var finish = epilogue.tileEpilogue(row: row, column: col)
+            kernel(depth, a.panel(p, i), bp, out, ldc, rows, cols, alpha, accumulate ? 1 : 0, &finish)
+            if let activation = epilogue.activationAfterTile {
+                for r in 0..<rows { GemmEpilogue.activate(out + r * ldc, count: cols, activation) }
             }
         }
     }

@@ -36,23 +36,11 @@ extension SGEMM {
                     packB(p, columnPanels, buffer)
                     let last = finishing && p == a.blockCount - 1
                     for (q, j) in columnPanels.enumerated() {
-                        let bp = UnsafePointer(buffer + q * depth * nr)
                         let col = j * nr
-                        let cols = min(nr, n - col)
-                        for i in 0..<a.panelCount {
-                            let row = i * tactic.mr
-                            let rows = min(tactic.mr, a.extent - row)
-                            let out = c + row * ldc + col
-                            guard last else {
-                                kernel(depth, a.panel(p, i), bp, out, ldc, rows, cols, 1, p > 0 ? 1 : 0, nil)
-                                continue
-                            }
-                            var finish = epilogue.tileEpilogue(row: row, column: col)
-                            kernel(depth, a.panel(p, i), bp, out, ldc, rows, cols, 1, p > 0 ? 1 : 0, &finish)
-                            if let activation = epilogue.activationAfterTile {
-                                for r in 0..<rows { GemmEpilogue.activate(out + r * ldc, count: cols, activation) }
-                            }
-                        }
+                        column(
+                            kernel, a, block: p, rowPanels: 0..<a.panelCount, UnsafePointer(buffer + q * depth * nr),
+                            c, ldc: ldc, column: col, columns: min(nr, n - col), alpha: 1, accumulate: p > 0,
+                            epilogue: last ? epilogue : nil)
                     }
                 }
             }
